@@ -1,0 +1,5 @@
+"""The ``pruning-limit`` command line (installed as ``pruning_limits.cli``)."""
+
+from .main import cli
+
+__all__ = ["cli"]

@@ -1,0 +1,60 @@
+"""Input validation with errors that say what was expected and what came.
+
+Every user-facing check raises :class:`PruningLimitsError` (a ``ValueError``) with a
+one-line message; the command line prints that line and exits with code 1.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any
+
+
+class PruningLimitsError(ValueError):
+    """A bad input or an impossible request, explained in one line."""
+
+
+def describe(value: Any) -> str:
+    """Short description of ``value`` for error messages."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a float after checking it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+        raise PruningLimitsError(f"{name} must be a finite number > 0, got {describe(value)}")
+    return float(value)
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` as an int after checking it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise PruningLimitsError(f"{name} must be an integer >= {minimum}, got {describe(value)}")
+    return int(value)
+
+
+def check_fraction(name: str, value: Any, *, open_low: bool = False, open_high: bool = False) -> float:
+    """Return ``value`` as a float after checking it lies in [0, 1] (ends optionally open)."""
+    low = "(" if open_low else "["
+    high = ")" if open_high else "]"
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, Real)
+        and math.isfinite(value)
+        and (value > 0 if open_low else value >= 0)
+        and (value < 1 if open_high else value <= 1)
+    )
+    if not ok:
+        raise PruningLimitsError(f"{name} must be a number in {low}0, 1{high}, got {describe(value)}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return ``value`` after checking it is one of ``choices``."""
+    if value not in choices:
+        raise PruningLimitsError(f"{name} must be one of {', '.join(map(repr, choices))}, got {describe(value)}")
+    return value
