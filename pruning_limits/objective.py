@@ -134,7 +134,9 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
         for start in range(0, len(x), step):
             yield x[start : start + step], y[start : start + step]
         return
-    elif isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+    elif isinstance(data, Dataset) or (
+        hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes, dict))
+    ):
         if len(data) == 0:
             raise PruningLimitsError("the data set is empty: expected at least one sample")
         source = DataLoader(data, batch_size=batch_size or EPSILON_BATCH_SIZE, shuffle=False)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.utils.prune
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
