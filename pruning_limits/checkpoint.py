@@ -1,0 +1,385 @@
+"""Checkpoints: bundles written by ``pruning-limit train``, plain state_dicts, TorchScript archives.
+
+Loading never unpickles arbitrary objects: every pickle is read with
+``torch.load(weights_only=True)`` (PyTorch's restricted unpickler, which only rebuilds tensors
+and plain containers), TorchScript archives go through ``torch.jit.load``, and a full pickled
+``nn.Module`` is read only when the caller passes ``trust=True`` (the command line's
+``--trust-checkpoint``). See the PyTorch serialization notes ("torch.load with
+weights_only=True") for why a pickle must never be loaded from an untrusted source.
+
+Every result file of the project is written through :func:`atomic_open` (temporary file in the
+target's directory, ``fsync``, ``os.replace``), so an interrupted run never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ._checks import PruningLimitsError, describe
+from ._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+#: Value of the ``"format"`` key of a bundle.
+BUNDLE_FORMAT = "pruning-limits-bundle"
+#: Version of the bundle layout this module writes and reads.
+BUNDLE_VERSION = 1
+
+#: The kinds of checkpoint :func:`read_checkpoint` recognises.
+KINDS = ("bundle", "state_dict", "torchscript", "module")
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``.
+
+    If the block raises, the temporary file is removed and ``path`` is left as it was
+    (``os.replace`` is atomic on POSIX and Windows when both names are in one directory).
+
+    Args:
+        path: the file to create or replace.
+        mode: ``"wb"`` or ``"w"``.
+        encoding: text encoding for ``mode="w"`` (default UTF-8).
+
+    Raises:
+        PruningLimitsError: the directory does not exist or is not writable.
+    """
+    if mode not in ("wb", "w"):
+        raise PruningLimitsError(f"atomic_open mode must be 'wb' or 'w', got {describe(mode)}")
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise PruningLimitsError(f"cannot write {str(target)!r}: directory {str(directory)!r} does not exist")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise PruningLimitsError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], content: str | bytes) -> Path:
+    """Write ``content`` (text as UTF-8, or bytes) to ``path`` atomically; return the path."""
+    with atomic_open(path, "w" if isinstance(content, str) else "wb") as handle:
+        handle.write(content)
+    return Path(path)
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, before a model is built from it.
+
+    Attributes:
+        path: the file it was read from.
+        kind: one of :data:`KINDS`.
+        state_dict: tensors by name (``bundle`` and ``state_dict`` kinds).
+        module: the loaded model (``torchscript`` and ``module`` kinds).
+        model_spec: model spec stored in a bundle.
+        data_spec: data spec stored in a bundle.
+        training: training settings stored in a bundle.
+        pruning: pruning record stored in a bundle written by ``prune``.
+        library_version: version of pruning-limits that wrote the bundle.
+    """
+
+    path: str
+    kind: str
+    state_dict: dict[str, Any] | None = None
+    module: Any = None
+    model_spec: str | None = None
+    data_spec: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    pruning: dict[str, Any] = field(default_factory=dict)
+    library_version: str | None = None
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
+
+
+def _is_tensor_mapping(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, Mapping) and len(value) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    )
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Checkpoint:
+    """Read a checkpoint file without building a model.
+
+    Recognised contents: a bundle written by :func:`save_bundle`; a plain state_dict (a mapping
+    of names to tensors, also under a ``"state_dict"`` or ``"model_state_dict"`` key); a
+    TorchScript archive; a full pickled ``nn.Module`` (only with ``trust=True``).
+
+    Args:
+        path: the checkpoint file.
+        trust: allow unpickling arbitrary objects (a full pickled model). Only for files
+            from a trusted source: unpickling can run any code.
+
+    Raises:
+        PruningLimitsError: missing or unreadable file, not a checkpoint, or a pickled object
+            that needs ``trust=True`` (refused before anything is unpickled).
+    """
+    import torch
+
+    file = Path(path)
+    if not file.exists():
+        raise PruningLimitsError(f"checkpoint {str(file)!r} does not exist")
+    if not file.is_file():
+        raise PruningLimitsError(f"checkpoint {str(file)!r} is not a file")
+    if not os.access(file, os.R_OK):
+        raise PruningLimitsError(f"checkpoint {str(file)!r} is not readable")
+    if _is_torchscript(file):
+        try:
+            module = torch.jit.load(str(file), map_location="cpu")
+        except (RuntimeError, OSError) as exc:
+            raise PruningLimitsError(f"{str(file)!r} is a damaged TorchScript archive: {_first_line(exc)}") from exc
+        return Checkpoint(str(file), "torchscript", module=module)
+    try:
+        content = torch.load(str(file), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Weights only load failed" in text and ("Unsupported global" in text or "GLOBAL" in text):
+            if not trust:
+                raise PruningLimitsError(
+                    f"{str(file)!r} holds pickled Python objects (e.g. a full nn.Module), which can run "
+                    "arbitrary code when loaded; refusing it. Save a state_dict instead, or pass "
+                    "--trust-checkpoint if you trust the file's source"
+                ) from exc
+            return _read_trusted(file)
+        raise PruningLimitsError(f"{str(file)!r} is not a PyTorch checkpoint") from exc
+    except OSError as exc:
+        raise PruningLimitsError(f"cannot read checkpoint {str(file)!r}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # torch raises KeyError/RuntimeError/EOFError on foreign files
+        raise PruningLimitsError(f"{str(file)!r} is not a PyTorch checkpoint ({_first_line(exc)})") from exc
+    return _from_content(str(file), content)
+
+
+def _read_trusted(file: Path) -> Checkpoint:
+    import torch
+    from torch import nn
+
+    try:
+        content = torch.load(str(file), map_location="cpu", weights_only=False)
+    except Exception as exc:  # anything the pickle raises while rebuilding foreign objects
+        raise PruningLimitsError(f"cannot load {str(file)!r}: {_first_line(exc)}") from exc
+    if isinstance(content, nn.Module):
+        return Checkpoint(str(file), "module", module=content)
+    return _from_content(str(file), content)
+
+
+def _from_content(path: str, content: Any) -> Checkpoint:
+    if isinstance(content, Mapping) and content.get("format") == BUNDLE_FORMAT:
+        version = content.get("version")
+        if version != BUNDLE_VERSION:
+            raise PruningLimitsError(
+                f"{path!r} is a pruning-limits bundle of version {version!r}; this release reads version {BUNDLE_VERSION}"
+            )
+        state = content.get("state_dict")
+        if not _is_tensor_mapping(state):
+            raise PruningLimitsError(f"{path!r} is a bundle without a state_dict of tensors")
+        return Checkpoint(
+            path,
+            "bundle",
+            state_dict=dict(state),
+            model_spec=content.get("model_spec"),
+            data_spec=content.get("data_spec"),
+            training=dict(content.get("training") or {}),
+            pruning=dict(content.get("pruning") or {}),
+            library_version=content.get("library_version"),
+        )
+    if _is_tensor_mapping(content):
+        return Checkpoint(path, "state_dict", state_dict=dict(content))
+    if isinstance(content, Mapping):
+        for key in ("state_dict", "model_state_dict"):
+            if _is_tensor_mapping(content.get(key)):
+                return Checkpoint(path, "state_dict", state_dict=dict(content[key]))
+    raise PruningLimitsError(
+        f"{path!r} is not a model checkpoint: expected a bundle, a state_dict or a TorchScript archive, "
+        f"got {describe(content)}"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> None:
+    """Check that ``state_dict`` has exactly the keys and shapes of ``model.state_dict()``.
+
+    Raises:
+        PruningLimitsError: naming the missing, unexpected and mis-shaped keys.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    misshaped = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_short_list(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_short_list(unexpected)}")
+    if misshaped:
+        problems.append(f"mis-shaped (checkpoint vs model) {_short_list(misshaped)}")
+    if problems:
+        raise PruningLimitsError(f"the state_dict does not fit model {type(model).__name__}: " + "; ".join(problems))
+
+
+def _short_list(items: list[str], limit: int = 6) -> str:
+    shown = ", ".join(items[:limit])
+    if len(items) > limit:
+        return f"[{shown}, ... ({len(items)} in all)]"
+    return f"[{shown}]"
+
+
+def check_model(model: nn.Module) -> None:
+    """Check a loaded model: finite parameters and buffers, and at least one prunable weight.
+
+    Raises:
+        PruningLimitsError: naming the first non-finite tensor, or saying there is nothing to prune.
+    """
+    import torch
+
+    from .objective import prunable_parameters
+
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise PruningLimitsError(f"the model's {name} contains NaN or infinite values")
+    prunable_parameters(model)
+
+
+def build_from_checkpoint(
+    checkpoint: Checkpoint,
+    *,
+    model_spec: str | None = None,
+    data: Any = None,
+    seed: int = 0,
+) -> nn.Module:
+    """Build the model a checkpoint describes and load its weights, with every check applied.
+
+    Args:
+        checkpoint: from :func:`read_checkpoint`.
+        model_spec: overrides the bundle's model spec; required for a plain state_dict.
+        data: the ``DataBundle`` used to size zoo models (input shape, classes).
+        seed: initialisation seed of the model before its weights are replaced.
+
+    Returns:
+        the model in eval mode, on the CPU.
+
+    Raises:
+        PruningLimitsError: no model spec for a state_dict, a state_dict that does not fit
+            the model, non-finite weights, or no prunable weights.
+    """
+    if checkpoint.kind in ("torchscript", "module"):
+        model = checkpoint.module
+    else:
+        spec = model_spec or checkpoint.model_spec
+        if not spec:
+            raise PruningLimitsError(
+                f"{checkpoint.path!r} is a plain state_dict: give the architecture with --model SPEC "
+                "(and --data to size it)"
+            )
+        if data is None:
+            raise PruningLimitsError(f"building model {spec!r} needs data to size it: give --data SPEC")
+        from .models import build_model
+
+        model = build_model(spec, data, seed=seed)
+        assert checkpoint.state_dict is not None
+        check_state_dict_fits(model, checkpoint.state_dict)
+        model.load_state_dict(checkpoint.state_dict)
+    model.eval()
+    check_model(model)
+    return model
+
+
+def save_bundle(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    model_spec: str,
+    data_spec: str,
+    training: Mapping[str, Any] | None = None,
+    pruning: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a bundle (state_dict + specs + settings) atomically.
+
+    The bundle holds only strings, numbers, lists, dicts and tensors, so it loads with
+    ``torch.load(weights_only=True)``.
+
+    Raises:
+        PruningLimitsError: settings that are not plain str/int/float/bool/None containers.
+    """
+    import torch
+
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    bundle: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "state_dict": state,
+        "model_spec": str(model_spec),
+        "data_spec": str(data_spec),
+        "training": _plain(dict(training or {}), "training"),
+        "library_version": __version__,
+    }
+    if pruning:
+        bundle["pruning"] = _plain(dict(pruning), "pruning")
+    with atomic_open(path, "wb") as handle:
+        torch.save(bundle, handle)
+    return Path(path)
+
+
+def save_torchscript(path: str | os.PathLike[str], module: Any) -> Path:
+    """Write a TorchScript module atomically."""
+    import torch
+
+    with atomic_open(path, "wb") as handle:
+        torch.jit.save(module, handle)
+    return Path(path)
+
+
+def save_module(path: str | os.PathLike[str], module: nn.Module) -> Path:
+    """Write a full pickled module atomically (only for models loaded with ``trust=True``)."""
+    import torch
+
+    with atomic_open(path, "wb") as handle:
+        torch.save(module, handle)
+    return Path(path)
+
+
+def _plain(value: Any, name: str) -> Any:
+    """Convert numpy scalars and tuples to plain types; refuse anything weights_only cannot load."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, name) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, name) for v in value]
+    raise PruningLimitsError(f"{name} settings must be plain numbers, strings, lists or dicts, got {describe(value)}")

@@ -1,0 +1,367 @@
+"""Result records to JSON, text and Markdown tables, and matplotlib figures.
+
+Plain functions from dicts (the ``to_dict()`` records of the library, or the small dicts
+described in each docstring) to strings and :class:`matplotlib.figure.Figure` objects.
+Figures are built with the object-oriented API on the Agg canvas (no ``pyplot``, no global
+backend switch), and matplotlib is imported only when a figure is drawn. Files are written
+atomically with :func:`pruning_limits.checkpoint.atomic_open`.
+
+The figures follow Zhang et al., "How Sparse Can We Prune A Deep Network" (NeurIPS 2024):
+the spectral density of the Hessian on a log scale (their Fig. 3 style, after PyHessian,
+Yao et al. 2020) and loss/accuracy against sparsity with the predicted limit marked (their
+main validation figure).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._checks import PruningLimitsError, describe
+from .checkpoint import atomic_open, atomic_write
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from .spectrum import Spectrum
+
+#: File suffixes :func:`save_figure` accepts (the raster and vector formats of the Agg family).
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy arrays/scalars, tuples, paths and objects with ``to_dict()`` to JSON types.
+
+    Non-finite floats become ``None`` (``null``): strict JSON has no NaN or infinity.
+    """
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, (str, type(None))):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # torch scalar tensors
+        return to_jsonable(value.item())
+    raise PruningLimitsError(f"cannot serialise {describe(value)} to JSON")
+
+
+def dumps_json(record: Any, *, indent: int | None = 2) -> str:
+    """One JSON document (strict: no NaN) for ``record``."""
+    return json.dumps(to_jsonable(record), indent=indent, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike[str], record: Any) -> Path:
+    """Write ``record`` as JSON to ``path`` atomically."""
+    return atomic_write(path, dumps_json(record) + "\n")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """Compact text for a number (``-`` for missing or non-finite values)."""
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}".replace(",", " ")
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if not math.isfinite(number):
+            return "-"
+        if number == 0:
+            return "0"
+        if abs(number) < 1e-3 or abs(number) >= 1e5:
+            return f"{number:.{digits}g}"
+        return f"{number:.{digits}f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def format_interval(interval: Sequence[Any] | None, digits: int = 3) -> str:
+    """``[low, high]`` with ``digits`` decimals, or ``-``."""
+    if interval is None or len(interval) != 2 or any(v is None for v in interval):
+        return "-"
+    low, high = (float(v) for v in interval)
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def text_table(rows: Sequence[tuple[str, str]]) -> str:
+    """Two aligned columns of text (name, value) for the terminal."""
+    if not rows:
+        return ""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; cells are converted with :func:`format_number`."""
+    if any(len(row) != len(header) for row in rows):
+        raise PruningLimitsError(f"every row needs {len(header)} cells")
+
+    def cell(value: Any) -> str:
+        return format_number(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def prediction_rows(prediction: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Name/value rows for a prediction record (keys of ``Prediction.to_dict()``)."""
+    rows = [
+        ("predicted sparsity s*", f"{float(prediction['sparsity']):.4f}"),
+        (f"kinematic interval (eta={format_number(prediction.get('eta'))})", format_interval(prediction.get("interval"))),
+        ("density 1 - s*", f"{float(prediction['density']):.4f}"),
+        ("epsilon", format_number(prediction.get("epsilon"))),
+        ("D (prunable weights)", format_number(prediction.get("dim"))),
+    ]
+    if prediction.get("probe_spread") is not None:
+        rows.append(("spread over probes", format_interval(prediction.get("probe_spread"))))
+    if prediction.get("trace_bound") is not None:
+        rows.append(("sharpness-only bound", format_number(prediction.get("trace_bound"))))
+    return rows
+
+
+def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Name/value rows for a validation record ``{"predicted": ..., "measured": ..., ...}``.
+
+    ``predicted`` holds a prediction record; ``measured`` holds ``limit_by_loss``,
+    ``limit_by_accuracy`` and optionally ``dense_loss``, ``dense_accuracy``. Optional
+    top-level keys: ``seconds``, ``model_spec``, ``data_spec``.
+    """
+    predicted, measured = record["predicted"], record["measured"]
+    rows = [
+        ("predicted sparsity s*", f"{float(predicted['sparsity']):.4f}  {format_interval(predicted.get('interval'))}"),
+        ("measured limit (loss <= L* + eps)", format_number(measured.get("limit_by_loss"))),
+        ("measured limit (test accuracy)", format_number(measured.get("limit_by_accuracy"))),
+        ("epsilon", format_number(predicted.get("epsilon"))),
+        ("D (prunable weights)", format_number(predicted.get("dim"))),
+    ]
+    if measured.get("dense_loss") is not None:
+        rows.append(("dense loss", format_number(measured.get("dense_loss"))))
+    if measured.get("dense_accuracy") is not None:
+        rows.append(("dense test accuracy", format_number(measured.get("dense_accuracy"))))
+    if record.get("seconds") is not None:
+        rows.append(("time (s)", f"{float(record['seconds']):.1f}"))
+    return rows
+
+
+def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | None = None, *, title: str | None = None) -> str:
+    """A Markdown report: what was analysed, the prediction vs measurement table, the figures.
+
+    Args:
+        record: a validation record (see :func:`validation_rows`).
+        figures: caption -> path relative to the report.
+        title: report title.
+    """
+    lines = [f"# {title or 'Pruning limit: prediction and measurement'}", ""]
+    facts = [(k, record.get(k)) for k in ("checkpoint", "model_spec", "data_spec") if record.get(k)]
+    for key, value in facts:
+        lines.append(f"- {key.replace('_', ' ')}: `{value}`")
+    if facts:
+        lines.append("")
+    lines.append(markdown_table(["quantity", "value"], validation_rows(record)))
+    lines += [
+        "",
+        "Sparsity is the fraction of prunable weights set to zero. The predicted limit s* solves "
+        "s = δ(R(s))/D (Zhang et al., NeurIPS 2024); the interval is the approximate kinematic "
+        "formula's band at the stated η (Amelunxen et al. 2014). The measured limits prune the "
+        "trained weights globally by magnitude, once, without fine-tuning.",
+    ]
+    for caption, path in (figures or {}).items():
+        lines += ["", f"![{caption}]({Path(path).as_posix()})", "", f"*{caption}*"]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 130) -> Path:
+    """Save ``figure`` atomically; the format comes from the suffix (png, pdf or svg)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        raise PruningLimitsError(
+            f"plot file must end in {', '.join('.' + f for f in FIGURE_FORMATS)}, got {str(path)!r}"
+        )
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format=suffix, dpi=dpi)
+    return Path(path)
+
+
+def spectrum_figure(spectrum: Spectrum, *, sigma: float | None = None, points: int = 1500, title: str | None = None) -> Figure:
+    """Smoothed spectral density on a log scale, atom at zero marked, λ_max and λ_min annotated.
+
+    Args:
+        spectrum: the Hessian's spectral measure.
+        sigma: Gaussian bandwidth; default 1% of ``λ_max − λ_min`` (PyHessian's plots use a
+            comparable relative bandwidth; smoothing is for display only).
+        points: grid size.
+        title: axes title.
+    """
+    lam_max, lam_min = spectrum.lambda_max, spectrum.lambda_min
+    span = max(lam_max - lam_min, abs(lam_max), 1e-12)
+    sigma = float(sigma) if sigma is not None else 0.01 * span
+    grid = np.linspace(lam_min - 0.05 * span, lam_max + 0.05 * span, points)
+    density = spectrum.density(grid, sigma)
+    floor = max(float(density.max()) * 1e-8, 1e-300)
+    atom = spectrum.atom_at_zero()
+
+    figure = _figure(6.4, 4.0)
+    axes = figure.add_subplot()
+    axes.semilogy(grid, np.maximum(density, floor), color="tab:blue", lw=1.4, label="smoothed density")
+    axes.set_ylim(bottom=floor)
+    axes.axvline(0.0, color="tab:red", ls="--", lw=1.0, label=f"atom at 0: mass {atom:.3f}")
+    for value, name, align in ((lam_max, r"$\lambda_{\max}$", "right"), (lam_min, r"$\lambda_{\min}$", "left")):
+        axes.axvline(value, color="0.4", ls=":", lw=1.0)
+        axes.annotate(
+            f"{name} = {value:.3g}",
+            xy=(value, 0.97),
+            xycoords=("data", "axes fraction"),
+            ha=align,
+            va="top",
+            fontsize=8,
+            rotation=90,
+        )
+    axes.set_xlabel("eigenvalue λ")
+    axes.set_ylabel("density (log scale)")
+    kind = "exact" if spectrum.exact else f"SLQ, {spectrum.probes} probes × {spectrum.iterations} steps"
+    axes.set_title(title or f"Hessian spectrum (D = {spectrum.dim}, {kind})", fontsize=10)
+    axes.legend(fontsize=8, loc="upper center")
+    return figure
+
+
+def prediction_figure(
+    prediction: Mapping[str, Any],
+    curve: Mapping[str, Any],
+    sweep: Mapping[str, Any] | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """The fixed point s = δ(R(s))/D and, with a sweep, the measured loss and accuracy.
+
+    Args:
+        prediction: a prediction record (``sparsity``, ``interval``, ``epsilon``, ``dim``).
+        curve: ``{"sparsity": [...], "delta_over_dim": [...]}`` sampled over s in [0, 1];
+            optional ``"lower"``/``"upper"``: δ/D ∓ a_η/√D.
+        sweep: optional measured curves ``{"sparsity", "loss", "accuracy", "dense_loss",
+            "dense_accuracy", "limit_by_loss", "limit_by_accuracy"}`` (``accuracy`` may be absent).
+        title: figure title.
+    """
+    s_star = float(prediction["sparsity"])
+    interval = prediction.get("interval")
+    s = np.asarray(curve["sparsity"], dtype=np.float64)
+    ratio = np.asarray(curve["delta_over_dim"], dtype=np.float64)
+
+    figure = _figure(11.0 if sweep else 5.6, 4.2)
+    axes = figure.subplots(1, 2 if sweep else 1, squeeze=False)[0]
+    left = axes[0]
+    left.plot(s, ratio, color="tab:blue", lw=1.6, label="δ(R(s)) / D")
+    if "lower" in curve and "upper" in curve:
+        left.fill_between(s, np.clip(curve["lower"], 0, 1), np.clip(curve["upper"], 0, 1), color="tab:blue", alpha=0.12, label=r"$\pm a_\eta/\sqrt{D}$")
+    left.plot([0, 1], [0, 1], color="0.3", ls="--", lw=1.0, label="s (diagonal)")
+    _mark_prediction(left, s_star, interval)
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1.02)
+    left.set_xlabel("sparsity s (fraction of weights pruned)")
+    left.set_ylabel("δ(R(s)) / D")
+    left.set_title(f"fixed point: ε = {format_number(prediction.get('epsilon'))}, D = {format_number(prediction.get('dim'))}", fontsize=10)
+    left.legend(fontsize=8, loc="lower left")
+
+    if sweep:
+        right = axes[1]
+        xs = np.asarray(sweep["sparsity"], dtype=np.float64)
+        loss = np.asarray(sweep["loss"], dtype=np.float64)
+        right.plot(xs, loss, color="tab:orange", marker=".", ms=3, lw=1.3, label="training loss")
+        if sweep.get("dense_loss") is not None and prediction.get("epsilon") is not None:
+            right.axhline(float(sweep["dense_loss"]) + float(prediction["epsilon"]), color="tab:orange", ls=":", lw=1.0, label="L* + ε")
+        right.set_yscale("log")
+        right.set_xlabel("sparsity s")
+        right.set_ylabel("loss (log scale)", color="tab:orange")
+        handles, labels = right.get_legend_handles_labels()
+        if sweep.get("accuracy") is not None:
+            twin = right.twinx()
+            twin.plot(xs, np.asarray(sweep["accuracy"], dtype=np.float64), color="tab:green", marker=".", ms=3, lw=1.3, label="test accuracy")
+            if sweep.get("dense_accuracy") is not None:
+                twin.axhline(float(sweep["dense_accuracy"]), color="tab:green", ls=":", lw=1.0, label="dense accuracy")
+            twin.set_ylabel("test accuracy", color="tab:green")
+            twin.set_ylim(0, 1.02)
+            more_h, more_l = twin.get_legend_handles_labels()
+            handles, labels = handles + more_h, labels + more_l
+        _mark_prediction(right, s_star, interval)
+        for key, style, name in (("limit_by_loss", "-.", "measured (loss)"), ("limit_by_accuracy", (0, (1, 1)), "measured (accuracy)")):
+            if sweep.get(key) is not None:
+                line = right.axvline(float(sweep[key]), color="black", ls=style, lw=1.2, label=f"{name} = {float(sweep[key]):.3f}")
+                handles.append(line)
+                labels.append(line.get_label())
+        right.set_xlim(0, 1)
+        h2, l2 = right.get_legend_handles_labels()
+        for h, l in zip(h2, l2):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+        right.legend(handles, labels, fontsize=7, loc="upper left")
+        right.set_title("one-shot global magnitude pruning", fontsize=10)
+    if title:
+        figure.suptitle(title, fontsize=11)
+    return figure
+
+
+def _mark_prediction(axes: Any, s_star: float, interval: Sequence[Any] | None) -> None:
+    if interval is not None and len(interval) == 2 and None not in interval:
+        axes.axvspan(float(interval[0]), float(interval[1]), color="tab:red", alpha=0.10, label="kinematic interval")
+    axes.axvline(s_star, color="tab:red", lw=1.4, label=f"predicted s* = {s_star:.3f}")
+
+
+def limit_curve_figure(points: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Figure:
+    """Predicted limit against ε (log scale) with the kinematic interval, for ``predict`` with several ε.
+
+    Args:
+        points: prediction records (``epsilon``, ``sparsity``, ``interval``).
+        title: axes title.
+    """
+    ordered = sorted(points, key=lambda p: float(p["epsilon"]))
+    eps = np.array([float(p["epsilon"]) for p in ordered])
+    sparsity = np.array([float(p["sparsity"]) for p in ordered])
+    figure = _figure(5.6, 4.0)
+    axes = figure.add_subplot()
+    if all(p.get("interval") is not None for p in ordered):
+        low = np.array([float(p["interval"][0]) for p in ordered])
+        high = np.array([float(p["interval"][1]) for p in ordered])
+        axes.fill_between(eps, low, high, color="tab:red", alpha=0.12, label="kinematic interval")
+    axes.plot(eps, sparsity, color="tab:red", marker="o", ms=4, label="predicted s*")
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("loss tolerance ε")
+    axes.set_ylabel("predicted sparsity limit s*")
+    axes.set_title(title or "predicted pruning limit against ε", fontsize=10)
+    axes.legend(fontsize=8)
+    return figure
