@@ -12,13 +12,14 @@ with copies of their last node at weight zero, which changes no integral and no 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._checks import PruningLimitsError, check_positive
+from ._checks import PruningLimitsError, check_int, check_positive
 
 
 class Estimate(NamedTuple):
@@ -180,3 +181,244 @@ def _estimate(per_probe: np.ndarray) -> Estimate:
     n = per_probe.size
     stderr = float(per_probe.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     return Estimate(float(per_probe.mean()), stderr, per_probe)
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimating spectra: stochastic Lanczos quadrature and the exact (dense) spectrum.
+# torch, the Hessian engine and Lanczos are imported inside the functions so that the pure
+# maths above stays importable without torch.
+
+#: Default Lanczos steps per probe. Chen, Trogdon & Ubaru (ICML 2021, Thm. 1-2) bound the
+#: Wasserstein-1 distance between the SLQ measure and the spectral measure by about
+#: ``t·(λmax − λmin)`` after ``≈ 12/t`` steps (plus a probe term that shrinks like
+#: ``1/sqrt(D·probes)``); 100 steps gives ``t ≈ 0.12`` as a worst-case bound and in practice
+#: far better (the test suite measures W1 ≈ 1e-3 of the span on a trained MLP with 80 steps).
+#: It is also PyHessian's default for its density (Yao et al. 2020) and close to the 90 steps
+#: of Ghorbani, Krishnan & Xiao (ICML 2019).
+DEFAULT_ITERATIONS = 100
+
+#: Default probes. The SLQ trace is Hutchinson's estimate on the same probes, so its error is
+#: set by the number of probes alone (variance ``≤ 2‖H‖_F²/probes`` for normalised Rademacher
+#: probes, Avron & Toledo 2011); for the measure itself one probe suffices at large ``D``
+#: (Chen et al. 2021). Four probes give a standard error over probes at four times the cost
+#: of one.
+DEFAULT_PROBES = 4
+
+#: Largest dimension :func:`exact_spectrum` accepts by default: a dense float64 Hessian of
+#: 10 000² entries takes 800 MB and ``eigvalsh`` a few minutes on two cores.
+DEFAULT_MAX_DIM = 10_000
+
+
+def _as_operator(operator: Any, dim: int | None) -> tuple[Callable[[np.ndarray], Any], int, Any]:
+    """``(matvec, dim, dtype)`` for an operator with ``.matvec``/``.dim``, a dense matrix, or a callable."""
+    if hasattr(operator, "matvec") and hasattr(operator, "dim"):
+        return operator.matvec, int(operator.dim), getattr(operator, "dtype", None)
+    if callable(operator):
+        if dim is None:
+            raise PruningLimitsError("a callable operator needs dim=<its dimension>")
+        return operator, int(dim), None
+    if hasattr(operator, "shape") and len(operator.shape) == 2 and operator.shape[0] == operator.shape[1]:
+        import torch
+
+        if isinstance(operator, torch.Tensor):
+            matrix = operator.detach().to("cpu", torch.float64).numpy()
+        else:
+            matrix = np.asarray(operator, dtype=np.float64)
+        return (lambda v: matrix @ v), matrix.shape[0], None
+    raise PruningLimitsError(
+        f"operator must have .matvec and .dim, be a square matrix, or be a callable with dim=, got {operator!r:.60}"
+    )
+
+
+def _breakdown_tol(dtype: Any) -> float:
+    """Breakdown tolerance of Lanczos for products computed in ``dtype`` (100 ulps; 1e-10 for float64)."""
+    from .lanczos import DEFAULT_BREAKDOWN_TOL
+
+    import torch
+
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return max(DEFAULT_BREAKDOWN_TOL, 100 * torch.finfo(dtype).eps)
+    return DEFAULT_BREAKDOWN_TOL
+
+
+def slq(
+    operator: Any,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    probes: int = DEFAULT_PROBES,
+    seed: int = 0,
+    generator: Any = None,
+    dim: int | None = None,
+    memory_budget: int | None = None,
+    progress: bool = False,
+) -> Spectrum:
+    """Stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017) of a symmetric operator.
+
+    For each normalised Rademacher probe ``z_j`` (:func:`pruning_limits.lanczos.rademacher_probes`
+    with the same ``seed``/``generator``), ``iterations`` Lanczos steps from ``z_j`` give the
+    Gauss rule ``(θ_jk, τ_jk)``; the spectrum is their average over probes.
+
+    Args:
+        operator: anything with ``.matvec`` and ``.dim`` (e.g. :class:`HessianOperator`), a
+            dense square matrix (numpy or torch), or a callable ``v -> A v`` with ``dim=``.
+        iterations: Lanczos steps per probe (default :data:`DEFAULT_ITERATIONS`).
+        probes: number of probes (default :data:`DEFAULT_PROBES`).
+        seed: seed of the probes; ``generator`` (a ``torch.Generator``) overrides it.
+        dim: dimension of a callable operator.
+        memory_budget: bytes for one Lanczos basis (default 1 GiB, see :func:`lanczos`).
+        progress: tqdm bar on stderr over all Lanczos steps.
+
+    Returns:
+        A :class:`Spectrum` of shape ``(probes, ≤ iterations)`` with ``num_hvps`` set to the
+        products spent.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from .lanczos import DEFAULT_MEMORY_BUDGET, gauss_quadrature, lanczos, rademacher_probes
+
+    matvec, size, dtype = _as_operator(operator, dim)
+    iterations = check_int("iterations", iterations, 1)
+    probes = check_int("probes", probes, 1)
+    if generator is None:
+        generator = torch.Generator().manual_seed(int(seed))
+    starts = rademacher_probes(size, probes, generator=generator)
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
+    steps = min(iterations, size)
+    rows = []
+    spent = 0
+    with tqdm(total=probes * steps, disable=not progress, file=sys.stderr, desc="SLQ", leave=False) as bar:
+        for start in starts:
+            result = lanczos(
+                matvec,
+                size,
+                steps,
+                start=start,
+                memory_budget=budget,
+                breakdown_tol=_breakdown_tol(dtype),
+                progress_bar=bar,
+            )
+            spent += result.num_matvecs
+            rows.append(gauss_quadrature(result.alpha, result.beta))
+    return Spectrum.from_ragged(rows, size, num_hvps=spent)
+
+
+def estimate_spectrum(
+    model: Any,
+    data: Any,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    probes: int = DEFAULT_PROBES,
+    seed: int = 0,
+    generator: Any = None,
+    loss_fn: Any = None,
+    params: Any = "prunable",
+    method: str = "auto",
+    memory_budget: int | None = None,
+    progress: bool = False,
+) -> Spectrum:
+    """SLQ estimate of the spectrum of the loss Hessian over the prunable weights.
+
+    Builds a :class:`pruning_limits.hessian.HessianOperator` for ``(model, data)`` and runs
+    :func:`slq` on it. Defaults: :data:`DEFAULT_ITERATIONS` steps and :data:`DEFAULT_PROBES`
+    probes (see their justification there).
+
+    Args:
+        model, data, loss_fn, params, method: as for :class:`HessianOperator`.
+        iterations, probes, seed, generator, progress: as for :func:`slq`.
+        memory_budget: bytes for the engine's caches and for each Lanczos basis (default 1 GiB).
+
+    Returns:
+        The estimated :class:`Spectrum`; ``num_hvps`` counts every Hessian-vector product.
+    """
+    from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
+
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
+    operator = HessianOperator(model, data, loss_fn=loss_fn, params=params, method=method, memory_budget=budget)
+    spectrum = slq(
+        operator,
+        iterations=iterations,
+        probes=probes,
+        seed=seed,
+        generator=generator,
+        memory_budget=budget,
+        progress=progress,
+    )
+    return Spectrum(spectrum.nodes, spectrum.weights, spectrum.dim, num_hvps=operator.num_hvps)
+
+
+def dense_hessian(operator: Any, *, block_size: int = 64, progress: bool = False) -> np.ndarray:
+    """Assemble the dense float64 matrix of ``operator`` block of columns by block.
+
+    Args:
+        operator: anything with ``.matmat`` (columns are vectors) and ``.dim``.
+        block_size: columns per ``matmat`` call (default 64: large enough to amortise the
+            per-call cost, small enough that a block of vectors stays cheap).
+        progress: tqdm bar on stderr over the blocks.
+
+    Returns:
+        The symmetrised ``(dim, dim)`` float64 array ``(A + Aᵀ)/2``.
+    """
+    import torch
+    from tqdm import tqdm
+
+    block_size = check_int("block_size", block_size, 1)
+    dim = int(operator.dim)
+    dtype = getattr(operator, "dtype", torch.float64)
+    device = getattr(operator, "device", torch.device("cpu"))
+    dense = np.empty((dim, dim))
+    starts = range(0, dim, block_size)
+    for start in tqdm(starts, disable=not progress, file=sys.stderr, desc="dense Hessian", leave=False):
+        stop = min(start + block_size, dim)
+        block = torch.zeros(dim, stop - start, dtype=dtype, device=device)
+        block[torch.arange(start, stop), torch.arange(stop - start)] = 1
+        dense[:, start:stop] = operator.matmat(block).detach().to("cpu", torch.float64).numpy()
+    return 0.5 * (dense + dense.T)
+
+
+def exact_spectrum(
+    model: Any,
+    data: Any,
+    *,
+    loss_fn: Any = None,
+    params: Any = "prunable",
+    max_dim: int = DEFAULT_MAX_DIM,
+    block_size: int = 64,
+    method: str = "auto",
+    memory_budget: int | None = None,
+    progress: bool = False,
+) -> Spectrum:
+    """The exact spectrum of the loss Hessian: dense matrix from ``matmat``, ``eigvalsh`` in float64.
+
+    The Hessian is assembled block of columns by block (:func:`dense_hessian`), never with
+    ``torch.func.hessian`` over all weights at once (that needs memory for the whole Jacobian
+    of the gradient graph).
+
+    Args:
+        model, data, loss_fn, params, method: as for :class:`HessianOperator`.
+        max_dim: refuse larger dimensions (default :data:`DEFAULT_MAX_DIM`).
+        block_size: columns per product block.
+        memory_budget: bytes for the engine's caches (default 1 GiB).
+        progress: tqdm bar on stderr.
+
+    Returns:
+        ``Spectrum.from_eigenvalues`` of all eigenvalues, with ``num_hvps = D``.
+
+    Raises:
+        PruningLimitsError: the dimension exceeds ``max_dim``.
+    """
+    from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
+    from .objective import prunable_parameters
+
+    max_dim = check_int("max_dim", max_dim, 1)
+    dim = sum(p.numel() for _, p in prunable_parameters(model, params))
+    if dim > max_dim:
+        raise PruningLimitsError(
+            f"exact_spectrum needs a dense {dim} x {dim} Hessian, above max_dim={max_dim}: "
+            "use estimate_spectrum (SLQ) or raise max_dim"
+        )
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
+    operator = HessianOperator(model, data, loss_fn=loss_fn, params=params, method=method, memory_budget=budget)
+    dense = dense_hessian(operator, block_size=block_size, progress=progress)
+    eigenvalues = np.linalg.eigvalsh(dense)
+    return Spectrum.from_eigenvalues(eigenvalues, num_hvps=operator.num_hvps)

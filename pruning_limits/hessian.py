@@ -1,0 +1,406 @@
+"""Matrix-free Hessian of the mean training loss over the prunable weights.
+
+:class:`HessianOperator` computes ``H·v`` and ``H·V`` for ``H = ∇²L(w*)``, the Hessian of the
+mean per-example loss over the analysis data with respect to the selected (by default the
+prunable) weights; every other parameter and every buffer stays fixed at its value when the
+operator is built (Zhang et al., NeurIPS 2024, §3; shared THEORY.md §1-2).
+
+Two exact products are implemented (Pearlmutter 1994, "Fast exact multiplication by the
+Hessian"):
+
+* ``"double-backward"``: reverse-over-reverse, ``∂(∇L·v)/∂w`` with ``torch.autograd.grad``
+  twice. The graph of ``∇L`` does not depend on ``v``, so the engine builds it once and keeps
+  it when it fits the memory budget; each product is then one backward pass through it.
+  Batched products use ``is_grads_batched`` (vmap over the backward).
+* ``"forward-over-reverse"``: ``jvp`` of ``torch.func.grad`` (the form recommended by the
+  ``torch.func`` docs), ``vmap``-ed over several vectors for ``matmat``.
+
+``method="auto"`` times both on the first chunk of data at construction and picks the faster
+one separately for single and batched products.
+
+The model is evaluated in eval mode (BatchNorm uses its running statistics, which never
+change here) and its modes are restored afterwards. A model whose output is random even in
+eval mode (e.g. ``F.dropout(x, training=True)``) is refused: two evaluations of the same
+product are compared once at construction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
+from .objective import (
+    Data,
+    LossFn,
+    ParamSpec,
+    eval_mode,
+    iter_batches,
+    prunable_parameters,
+    resolve_loss_fn,
+)
+
+METHODS = ("auto", "double-backward", "forward-over-reverse")
+
+#: Default memory budget (bytes) for cached data, cached gradient graphs and batched products.
+DEFAULT_MEMORY_BUDGET = 1 << 30
+
+#: Default number of vectors per batched (vmap) product in ``matmat``.
+DEFAULT_BLOCK_SIZE = 16
+
+
+class HessianOperator:
+    """Matrix-free Hessian of the mean loss over ``data`` with respect to selected weights.
+
+    The operator is a snapshot: it uses the weights, buffers and data as they are when it is
+    built. Batches are weighted by their size, so an uneven last batch still gives the exact
+    full-data Hessian; internally batches may be concatenated into larger chunks (the loss
+    must be a mean over samples, as the default losses are).
+
+    Args:
+        model: the network (any ``nn.Module``; evaluated in eval mode, modes restored).
+        data: a DataLoader, a Dataset or an ``(inputs, targets)`` pair
+            (see :func:`pruning_limits.objective.iter_batches`).
+        loss_fn: ``loss_fn(output, target)`` with mean reduction; default cross-entropy for
+            integer targets and MSE otherwise (:func:`~pruning_limits.objective.resolve_loss_fn`).
+        params: ``"prunable"`` (default), ``"all"`` or a list of parameter names
+            (:func:`~pruning_limits.objective.prunable_parameters`).
+        method: ``"auto"``, ``"double-backward"`` or ``"forward-over-reverse"``.
+        memory_budget: bytes the engine may spend on cached data, cached gradient graphs and
+            batched products (default 1 GiB).
+        block_size: vectors per batched product in ``matmat`` (default 16).
+        check_determinism: compare two evaluations of one product at construction and refuse
+            a random model (default True).
+
+    Attributes:
+        dim: number of selected weights ``D``.
+        dtype, device: of the model's selected weights; products are computed in this dtype.
+        num_hvps: single-vector products done so far (a ``matmat`` of ``k`` columns counts ``k``).
+        methods: the method used for ``matvec`` and for ``matmat``.
+
+    Raises:
+        PruningLimitsError: bad arguments, empty data, or a non-deterministic model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Data,
+        *,
+        loss_fn: LossFn | None = None,
+        params: ParamSpec = "prunable",
+        method: str = "auto",
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        check_determinism: bool = True,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
+        method = check_choice("method", method, METHODS)
+        self._budget = int(check_positive("memory_budget", memory_budget))
+        self._block = check_int("block_size", block_size, 1)
+        self._model = model
+        self._loss_fn = resolve_loss_fn(loss_fn, data)
+
+        selected = prunable_parameters(model, params)
+        self.names = [name for name, _ in selected]
+        self._shapes = [p.shape for _, p in selected]
+        self._numels = [p.numel() for _, p in selected]
+        self.dim = int(sum(self._numels))
+        first = selected[0][1]
+        self.dtype: torch.dtype = first.dtype
+        self.device: torch.device = first.device
+        if not self.dtype.is_floating_point:
+            raise PruningLimitsError(f"the selected weights must be floating point, got {self.dtype}")
+        chosen = {id(p) for _, p in selected}
+        self._w0 = torch.cat([p.detach().reshape(-1) for _, p in selected]).to(self.dtype).clone()
+        self._fixed: dict[str, Tensor] = {
+            name: p.detach().clone() for name, p in model.named_parameters() if id(p) not in chosen
+        }
+        self._fixed.update({name: b.detach().clone() for name, b in model.named_buffers()})
+        self.num_hvps = 0
+
+        self._data = data
+        self._chunks, self.num_samples = self._load_data(data)
+        self._graph: Tensor | None = None  # cached full-data gradient with its graph
+        self._leaf: Tensor | None = None
+        self._batched_backward_ok = True
+
+        first_chunk = next(self._iter_chunks())
+        per_sample = self._check_and_measure(first_chunk, check_determinism)
+        self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
+        self.methods = self._choose_methods(method, first_chunk)
+        if "double-backward" in self.methods.values() and self._cache_ok:
+            self._build_graph()
+
+    # ------------------------------------------------------------------ public products
+
+    def matvec(self, v: Any) -> Any:
+        """``H·v`` for a vector of length ``dim`` (torch tensor or numpy array; same kind back)."""
+        vec, restore = self._to_internal(v, ndim=1)
+        out = self._product(vec.reshape(-1, 1), self.methods["matvec"]).reshape(-1)
+        self.num_hvps += 1
+        return restore(out)
+
+    def matmat(self, V: Any) -> Any:
+        """``H·V`` for a ``(dim, k)`` matrix whose columns are vectors (same kind back)."""
+        mat, restore = self._to_internal(V, ndim=2)
+        if mat.shape[1] == 0:
+            return restore(mat.clone())
+        out = torch.cat(
+            [
+                self._product(mat[:, start : start + self._block], self.methods["matmat"])
+                for start in range(0, mat.shape[1], self._block)
+            ],
+            dim=1,
+        )
+        self.num_hvps += mat.shape[1]
+        return restore(out)
+
+    def __matmul__(self, other: Any) -> Any:
+        ndim = other.ndim if hasattr(other, "ndim") else np.ndim(other)
+        return self.matvec(other) if ndim == 1 else self.matmat(other)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(dim, dim)``."""
+        return (self.dim, self.dim)
+
+    def __repr__(self) -> str:
+        return (
+            f"HessianOperator(dim={self.dim}, samples={self.num_samples}, dtype={self.dtype}, "
+            f"methods={self.methods}, cached_graph={self._graph is not None})"
+        )
+
+    # ------------------------------------------------------------------ data
+
+    def _convert(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.to(self.device, self.dtype) if x.is_floating_point() else x.to(self.device)
+        y = y.to(self.device, self.dtype) if y.is_floating_point() else y.to(self.device)
+        return x, y
+
+    def _load_data(self, data: Data) -> tuple[list[tuple[Tensor, Tensor]] | None, int]:
+        """Read the data once: count samples and keep them (in chunks) if they fit a quarter of the budget."""
+        batches: list[tuple[Tensor, Tensor]] | None = []
+        total, stored = 0, 0
+        for x, y in iter_batches(data):
+            total += len(x)
+            if batches is not None:
+                x, y = self._convert(x, y)
+                stored += x.element_size() * x.numel() + y.element_size() * y.numel()
+                if stored > self._budget // 4:
+                    batches = None
+                else:
+                    batches.append((x, y))
+        if batches is None:
+            return None, total
+        return batches, total
+
+    def _rechunk(self, samples: int) -> None:
+        """Concatenate consecutive stored batches into chunks of at most ``samples`` samples."""
+        if self._chunks is None:
+            return
+        chunks: list[tuple[Tensor, Tensor]] = []
+        pending: list[tuple[Tensor, Tensor]] = []
+        count = 0
+        for x, y in self._chunks:
+            if pending and (count + len(x) > samples or x.shape[1:] != pending[0][0].shape[1:]
+                            or y.shape[1:] != pending[0][1].shape[1:]):
+                chunks.append(_concat(pending))
+                pending, count = [], 0
+            pending.append((x, y))
+            count += len(x)
+        if pending:
+            chunks.append(_concat(pending))
+        self._chunks = chunks
+
+    def _iter_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if self._chunks is not None:
+            yield from self._chunks
+        else:
+            for x, y in iter_batches(self._data):
+                yield self._convert(x, y)
+
+    # ------------------------------------------------------------------ the loss
+
+    def _loss(self, w: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """Mean loss of the chunk ``(x, y)`` at the flat weights ``w`` (others fixed)."""
+        params = {
+            name: piece.view(shape)
+            for name, piece, shape in zip(self.names, torch.split(w, self._numels), self._shapes)
+        }
+        output = functional_call(self._model, {**self._fixed, **params}, (x,))
+        return self._loss_fn(output, y)
+
+    # ------------------------------------------------------------------ products
+
+    def _grad_with_graph(self, x: Tensor, y: Tensor, leaf: Tensor) -> Tensor:
+        with eval_mode(self._model):
+            loss = self._loss(leaf, x, y) * (len(x) / self.num_samples)
+            (grad,) = torch.autograd.grad(loss, leaf, create_graph=True)
+        return grad
+
+    def _backward(self, grad: Tensor, leaf: Tensor, V: Tensor, retain: bool) -> Tensor:
+        """``∂(grad·v)/∂w`` for each column of ``V`` through an existing gradient graph."""
+        if not grad.requires_grad:  # the gradient does not depend on w: H = 0
+            return torch.zeros_like(V)
+        if V.shape[1] == 1:
+            (out,) = torch.autograd.grad(grad, leaf, V[:, 0], retain_graph=retain, allow_unused=True)
+            return torch.zeros_like(V) if out is None else out.reshape(-1, 1)
+        if self._batched_backward_ok:
+            try:
+                (out,) = torch.autograd.grad(
+                    grad, leaf, V.T.contiguous(), retain_graph=True, allow_unused=True, is_grads_batched=True
+                )
+                return torch.zeros_like(V) if out is None else out.T
+            except RuntimeError:  # an op without a batching rule: fall back to a loop
+                self._batched_backward_ok = False
+        columns = []
+        for j in range(V.shape[1]):
+            (out,) = torch.autograd.grad(grad, leaf, V[:, j], retain_graph=True, allow_unused=True)
+            columns.append(torch.zeros_like(V[:, j]) if out is None else out)
+        return torch.stack(columns, dim=1)
+
+    def _double_backward_chunk(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        leaf = self._w0.clone().requires_grad_(True)
+        grad = self._grad_with_graph(x, y, leaf)
+        return self._backward(grad, leaf, V, retain=False)
+
+    def _forward_over_reverse_chunk(self, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        scale = len(x) / self.num_samples
+        grad_fn = torch.func.grad(lambda w: self._loss(w, x, y))
+
+        def hvp(v: Tensor) -> Tensor:
+            return torch.func.jvp(grad_fn, (self._w0,), (v,))[1]
+
+        with eval_mode(self._model):
+            if V.shape[1] == 1:
+                return hvp(V[:, 0]).reshape(-1, 1) * scale
+            return torch.func.vmap(hvp)(V.T.contiguous()).T * scale
+
+    def _product(self, V: Tensor, method: str) -> Tensor:
+        if method == "double-backward" and self._graph is not None:
+            return self._backward(self._graph, self._leaf, V, retain=True)
+        chunk_product = (
+            self._double_backward_chunk if method == "double-backward" else self._forward_over_reverse_chunk
+        )
+        total = torch.zeros_like(V)
+        for x, y in self._iter_chunks():
+            total += chunk_product(x, y, V)
+        return total
+
+    def _build_graph(self) -> None:
+        """Keep the full-data gradient with its graph: each later product is one backward pass."""
+        leaf = self._w0.clone().requires_grad_(True)
+        total = None
+        for x, y in self._iter_chunks():
+            grad = self._grad_with_graph(x, y, leaf)
+            total = grad if total is None else total + grad
+        self._graph, self._leaf = total, leaf
+
+    # ------------------------------------------------------------------ construction checks
+
+    def _check_and_measure(self, chunk: tuple[Tensor, Tensor], check: bool) -> float:
+        """Refuse a random model; measure the bytes per sample of a gradient graph; chunk the data."""
+        x, y = chunk
+        saved = [0]
+
+        def pack(t: Tensor) -> Tensor:
+            saved[0] += t.element_size() * t.numel()
+            return t
+
+        generator = torch.Generator(device="cpu").manual_seed(0)
+        v = torch.randn(self.dim, 1, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
+        leaf = self._w0.clone().requires_grad_(True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            grad = self._grad_with_graph(x, y, leaf)
+        first = self._backward(grad, leaf, v, retain=False)
+        if check:
+            second = self._double_backward_chunk(x, y, v)
+            scale = float(first.norm())
+            tol = math.sqrt(torch.finfo(self.dtype).eps) * scale + torch.finfo(self.dtype).tiny
+            if not (torch.isfinite(first).all() and float((first - second).norm()) <= tol):
+                raise PruningLimitsError(
+                    "the model is not deterministic in eval mode (two evaluations of the same Hessian-vector "
+                    "product differ): remove always-on dropout or other randomness from forward()"
+                )
+        per_sample = max(saved[0], 1) / len(x)
+        # a chunk may hold up to budget / (2 · block) bytes of graph so that a vmap over
+        # ``block`` vectors stays within half the budget
+        samples = max(len(x), int(self._budget // (2 * self._block * per_sample)))
+        self._rechunk(samples)
+        return per_sample
+
+    def _choose_methods(self, method: str, chunk: tuple[Tensor, Tensor]) -> dict[str, str]:
+        if method != "auto":
+            return {"matvec": method, "matmat": method}
+        x, y = next(self._iter_chunks())  # the first chunk after re-chunking
+        generator = torch.Generator(device="cpu").manual_seed(1)
+        V = torch.randn(self.dim, self._block, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
+        timings: dict[tuple[str, int], float] = {}
+        leaf = self._w0.clone().requires_grad_(True)
+        grad = self._grad_with_graph(x, y, leaf)
+        for k in (1, self._block):
+            if self._cache_ok:
+                timings["double-backward", k] = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
+            else:
+                timings["double-backward", k] = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
+            timings["forward-over-reverse", k] = _best_time(lambda: self._forward_over_reverse_chunk(x, y, V[:, :k]))
+        pick = {}
+        for name, k in (("matvec", 1), ("matmat", self._block)):
+            pick[name] = min(("double-backward", "forward-over-reverse"), key=lambda m: timings[m, k])
+        self.timings = {f"{m} x{k}": t for (m, k), t in timings.items()}
+        return pick
+
+    # ------------------------------------------------------------------ conversions
+
+    def _to_internal(self, value: Any, ndim: int) -> tuple[Tensor, Any]:
+        if isinstance(value, Tensor):
+            tensor = value
+            device, dtype = value.device, value.dtype if value.is_floating_point() else self.dtype
+
+            def restore(out: Tensor) -> Tensor:
+                return out.to(device, dtype)
+
+        elif isinstance(value, np.ndarray):
+            tensor = torch.from_numpy(np.ascontiguousarray(value))
+            dtype_np = value.dtype if np.issubdtype(value.dtype, np.floating) else np.float64
+
+            def restore(out: Tensor) -> np.ndarray:
+                return out.detach().to("cpu", torch.float64).numpy().astype(dtype_np, copy=False)
+
+        else:
+            raise PruningLimitsError(f"expected a torch.Tensor or numpy array, got {describe(value)}")
+        expected = "(dim,)" if ndim == 1 else "(dim, k)"
+        if tensor.ndim != ndim or tensor.shape[0] != self.dim:
+            raise PruningLimitsError(
+                f"expected an array of shape {expected} with dim={self.dim}, got shape {tuple(tensor.shape)}"
+            )
+        tensor = tensor.detach().to(self.device, self.dtype)
+        if not torch.isfinite(tensor).all():
+            raise PruningLimitsError("the vector contains NaN or infinite values")
+        return tensor, restore
+
+
+def _concat(batches: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    if len(batches) == 1:
+        return batches[0]
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
+
+def _best_time(fn: Any, repeats: int = 2) -> float:
+    """Best wall time of ``repeats`` calls after one warm-up call."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
