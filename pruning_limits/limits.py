@@ -1,0 +1,459 @@
+"""The bound calculator: from a Hessian spectrum and the trained weights to the pruning limit.
+
+Implements shared/THEORY.md §3-5 after Zhang, Zhang, Sun & Liu, "How Sparse Can We Prune A Deep
+Network: A Fundamental Limit Perspective" (NeurIPS 2024, arXiv 2306.05857):
+
+- ``R_k² = Σ_{i ∉ T_k} w_i²``, the squared distance from the trained weights to their pruning
+  with ``k`` kept weights (global magnitude: the ``D − k`` smallest squared weights);
+- ``δ(R)/D = ∫ 2ε / (2ε + |λ| R²) dμ_H(λ)`` on the spectrum's quadrature nodes;
+- the predicted limit ``s* = max{s(k) : s(k) ≤ δ(R_k)/D}``, ``s(k) = 1 − k/D``, found exactly over
+  the integer ``k`` by bisection (the condition is monotone in ``k``);
+- the kinematic interval from ``δ/D ∓ a_η/√D`` (Amelunxen, Lotz, McCoy & Tropp 2014, Theorem I);
+- the spread of ``s*`` over SLQ probes and the sharpness-only (trace) lower estimate.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe
+from .geometry import delta_integrand, kinematic_margin
+from .spectrum import Spectrum
+
+#: Default η of the kinematic interval (a 95 % statement, as in Amelunxen et al. 2014).
+DEFAULT_ETA = 0.05
+
+#: Default SLQ settings of :func:`predict_limit` (justified in docs/theory.md, "SLQ settings").
+DEFAULT_ITERATIONS = 100
+DEFAULT_PROBES = 16
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted pruning limit.
+
+    Attributes:
+        sparsity: predicted limit ``s*`` (fraction of prunable weights removed).
+        density: ``1 − s*`` (fraction kept; the paper's "pruning ratio").
+        interval: ``(s_low, s_high)`` from the approximate kinematic formula at level ``eta``.
+        epsilon: loss tolerance ε.
+        eta: failure probability of the kinematic interval.
+        dim: number of prunable weights ``D``.
+        criterion: ``"magnitude"`` or ``"custom"`` (a precomputed ``R_k²`` curve).
+        kept: number of kept weights ``k`` at ``s*``.
+        distance: ``R`` at ``s*`` (Euclidean distance from the trained to the pruned weights).
+        probe_sparsities: ``s*`` re-solved on each SLQ probe alone.
+        probe_spread: standard deviation (ddof=1) of ``probe_sparsities``; ``nan`` with one probe.
+        trace_bound: sparsity solving ``s = 2εD / (2εD + R(s)² tr|H|)`` (never above ``s*``).
+        margin: half-width ``a_η/√D`` added to and subtracted from ``δ/D``.
+        spectrum: :meth:`Spectrum.summary` of the spectrum used.
+        num_hvps: Hessian-vector products spent (spectrum estimation).
+        seconds: wall-clock time of the computation.
+    """
+
+    sparsity: float
+    density: float
+    interval: tuple[float, float]
+    epsilon: float
+    eta: float
+    dim: int
+    criterion: str
+    kept: int
+    distance: float
+    probe_sparsities: tuple[float, ...]
+    probe_spread: float
+    trace_bound: float
+    margin: float
+    spectrum: dict[str, Any] = field(default_factory=dict)
+    num_hvps: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable record (plain floats and lists; ``nan`` becomes ``None``)."""
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [clean(v) for v in value]
+            if isinstance(value, (bool, np.bool_)):
+                return bool(value)
+            if isinstance(value, (int, np.integer)):
+                return int(value)
+            if isinstance(value, (float, np.floating)):
+                return float(value) if math.isfinite(value) else None
+            return value
+
+        return clean(
+            {
+                "sparsity": self.sparsity,
+                "density": self.density,
+                "interval": list(self.interval),
+                "epsilon": self.epsilon,
+                "eta": self.eta,
+                "dim": self.dim,
+                "criterion": self.criterion,
+                "kept": self.kept,
+                "distance": self.distance,
+                "probe_sparsities": list(self.probe_sparsities),
+                "probe_spread": self.probe_spread,
+                "trace_bound": self.trace_bound,
+                "margin": self.margin,
+                "spectrum": self.spectrum,
+                "num_hvps": self.num_hvps,
+                "seconds": self.seconds,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class LimitCurve:
+    """Predicted limit as a function of ε (plain numpy arrays, one entry per ε)."""
+
+    epsilon: np.ndarray
+    sparsity: np.ndarray
+    interval_low: np.ndarray
+    interval_high: np.ndarray
+    kept: np.ndarray
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-serialisable record."""
+        return {name: getattr(self, name).tolist() for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class FixedPointCurve:
+    """What a plot of the fixed point needs: ``δ(R(s))/D`` and ``R(s)`` against ``s``.
+
+    ``sparsity[i] = 1 − kept[i]/D`` are the exact sparsities of the evaluated ``k``; the predicted
+    limit is where ``delta_fraction`` crosses the diagonal; ``margin`` is ``a_η/√D``.
+    """
+
+    sparsity: np.ndarray
+    kept: np.ndarray
+    delta_fraction: np.ndarray
+    distance: np.ndarray
+    margin: float
+    limit: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable record."""
+        return {
+            "sparsity": self.sparsity.tolist(),
+            "kept": self.kept.tolist(),
+            "delta_fraction": self.delta_fraction.tolist(),
+            "distance": self.distance.tolist(),
+            "margin": float(self.margin),
+            "limit": float(self.limit),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# R(s) and the monotone fixed-point search
+# ---------------------------------------------------------------------------------------------
+
+
+def magnitude_distance_curve(weights: Any) -> np.ndarray:
+    """``R_k²`` for ``k = 0 … D`` under global magnitude pruning (THEORY §3).
+
+    ``R_k²`` is the sum of the ``D − k`` smallest squared weights: a cumulative sum of the sorted
+    squares, so it is non-increasing in ``k`` also in floating point, ``R_D² = 0``.
+    """
+    w = _check_weights(weights)
+    squares = np.sort(w**2)
+    cumulative = np.concatenate([[0.0], np.cumsum(squares)])
+    return cumulative[::-1].copy()
+
+
+def _check_weights(weights: Any) -> np.ndarray:
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PruningLimitsError(f"weights must be a 1-D array of numbers, got {describe(weights)}") from None
+    if w.ndim != 1 or w.size == 0:
+        raise PruningLimitsError(f"weights must be a non-empty 1-D array, got shape {w.shape}")
+    if not np.isfinite(w).all():
+        raise PruningLimitsError("weights contain NaN or infinite values")
+    return w
+
+
+def _squared_distances(weights: np.ndarray, criterion: Any, dim: int) -> tuple[np.ndarray, str]:
+    if isinstance(criterion, str):
+        check_choice("criterion", criterion, ("magnitude",))
+        return magnitude_distance_curve(weights), "magnitude"
+    try:
+        r2 = np.asarray(criterion, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PruningLimitsError(
+            f"criterion must be 'magnitude' or an array of R_k² for k = 0..D, got {describe(criterion)}"
+        ) from None
+    if r2.shape != (dim + 1,):
+        raise PruningLimitsError(f"criterion array must hold R_k² for k = 0..D ({dim + 1} values), got shape {r2.shape}")
+    if not np.isfinite(r2).all() or (r2 < 0).any():
+        raise PruningLimitsError("criterion array R_k² must be finite and non-negative")
+    if (np.diff(r2) > 0).any():
+        raise PruningLimitsError("criterion array R_k² must be non-increasing in k (nested supports)")
+    return r2, "custom"
+
+
+def _smallest_feasible(dim: int, feasible: Callable[[int], bool]) -> int:
+    """Smallest ``k ∈ [0, D]`` with ``feasible(k)``, for a predicate monotone in ``k`` and true at ``D``."""
+    low, high = -1, dim  # invariant: low infeasible (or −1), high feasible
+    while high - low > 1:
+        mid = (low + high) // 2
+        if feasible(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, r2: float) -> float:
+    """``δ(R)/D`` averaged over the probe rows (monotone non-increasing in ``R²`` in floating point)."""
+    per_probe = np.sum(weights * delta_integrand(nodes, epsilon, r2), axis=1)
+    return float(np.mean(per_probe))
+
+
+def _solve(
+    nodes: np.ndarray, weights: np.ndarray, epsilon: float, r2: np.ndarray, offset: float = 0.0
+) -> int:
+    """Smallest ``k`` with ``(D − k)/D ≤ clip(δ(R_k)/D + offset, 0, 1)``."""
+    dim = r2.size - 1
+
+    def feasible(k: int) -> bool:
+        bound = _delta_fraction(nodes, weights, epsilon, float(r2[k])) + offset
+        return (dim - k) / dim <= min(max(bound, 0.0), 1.0)
+
+    return _smallest_feasible(dim, feasible)
+
+
+def _solve_trace(epsilon: float, r2: np.ndarray, abs_trace: float) -> int:
+    """Smallest ``k`` with ``(D − k)/D ≤ 2εD / (2εD + R_k² tr|H|)``."""
+    dim = r2.size - 1
+    two_eps_d = 2.0 * epsilon * dim
+
+    def feasible(k: int) -> bool:
+        return (dim - k) / dim <= two_eps_d / (two_eps_d + float(r2[k]) * abs_trace)
+
+    return _smallest_feasible(dim, feasible)
+
+
+def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any):
+    if not isinstance(spectrum, Spectrum):
+        raise PruningLimitsError(f"spectrum must be a Spectrum, got {describe(spectrum)}")
+    w = _check_weights(weights)
+    if w.size != spectrum.dim:
+        raise PruningLimitsError(
+            f"weights and spectrum differ in dimension: {w.size} weights, spectrum of dim {spectrum.dim}"
+        )
+    epsilon = check_positive("epsilon", epsilon)
+    eta = check_fraction("eta", eta, open_low=True, open_high=True)
+    r2, name = _squared_distances(w, criterion, spectrum.dim)
+    return w, epsilon, eta, r2, name
+
+
+# ---------------------------------------------------------------------------------------------
+# Public calculator
+# ---------------------------------------------------------------------------------------------
+
+
+def predict_from_spectrum(
+    weights: Any,
+    spectrum: Spectrum,
+    epsilon: float,
+    *,
+    eta: float = DEFAULT_ETA,
+    criterion: str | Sequence[float] | np.ndarray = "magnitude",
+) -> Prediction:
+    """Predicted pruning limit from a spectrum and the trained weights (pure maths, no model).
+
+    Args:
+        weights: flat array of the ``D`` prunable weights (length must equal ``spectrum.dim``).
+        spectrum: spectral measure of the Hessian (exact or SLQ).
+        epsilon: loss tolerance ε > 0.
+        eta: failure probability of the kinematic interval, default 0.05 (Amelunxen et al. 2014).
+        criterion: ``"magnitude"`` (global magnitude pruning, THEORY §3) or a precomputed array
+            of ``R_k²`` for ``k = 0..D`` (non-increasing), e.g. from a structured criterion.
+
+    Returns:
+        :class:`Prediction`. ``s*`` is the largest ``s(k) = 1 − k/D`` with
+        ``s(k) ≤ δ(R_k)/D`` (the smallest feasible ``k``), solved exactly over integer ``k``.
+    """
+    start = time.perf_counter()
+    _, epsilon, eta, r2, name = _prepare(weights, spectrum, epsilon, eta, criterion)
+    dim = spectrum.dim
+    nodes, quad = spectrum.nodes, spectrum.weights
+    margin = kinematic_margin(eta) / math.sqrt(dim)
+
+    kept = _solve(nodes, quad, epsilon, r2)
+    kept_low = _solve(nodes, quad, epsilon, r2, -margin)  # smaller δ ⇒ more kept ⇒ lower sparsity
+    kept_high = _solve(nodes, quad, epsilon, r2, +margin)
+    probe_kept = [_solve(nodes[j : j + 1], quad[j : j + 1], epsilon, r2) for j in range(spectrum.probes)]
+    probe_sparsities = tuple(1.0 - k / dim for k in probe_kept)
+    spread = float(np.std(probe_sparsities, ddof=1)) if len(probe_sparsities) > 1 else float("nan")
+    kept_trace = _solve_trace(epsilon, r2, spectrum.abs_trace().value)
+
+    sparsity = 1.0 - kept / dim
+    return Prediction(
+        sparsity=sparsity,
+        density=kept / dim,
+        interval=(1.0 - kept_low / dim, 1.0 - kept_high / dim),
+        epsilon=epsilon,
+        eta=eta,
+        dim=dim,
+        criterion=name,
+        kept=int(kept),
+        distance=math.sqrt(float(r2[kept])),
+        probe_sparsities=probe_sparsities,
+        probe_spread=spread,
+        trace_bound=1.0 - kept_trace / dim,
+        margin=margin,
+        spectrum=spectrum.summary(),
+        num_hvps=int(spectrum.num_hvps),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def limit_curve(
+    weights: Any,
+    spectrum: Spectrum,
+    epsilons: Sequence[float] | np.ndarray,
+    *,
+    eta: float = DEFAULT_ETA,
+    criterion: str | Sequence[float] | np.ndarray = "magnitude",
+) -> LimitCurve:
+    """Predicted limit ``s*`` and its kinematic interval for each ε in ``epsilons``."""
+    eps_values = np.asarray(epsilons, dtype=np.float64).ravel()
+    if eps_values.size == 0:
+        raise PruningLimitsError("epsilons must hold at least one value")
+    _, _, eta, r2, _ = _prepare(weights, spectrum, float(eps_values[0]), eta, criterion)
+    dim = spectrum.dim
+    margin = kinematic_margin(eta) / math.sqrt(dim)
+    nodes, quad = spectrum.nodes, spectrum.weights
+    rows = []
+    for eps in eps_values:
+        eps = check_positive("epsilon", float(eps))
+        rows.append(
+            (
+                _solve(nodes, quad, eps, r2),
+                _solve(nodes, quad, eps, r2, -margin),
+                _solve(nodes, quad, eps, r2, +margin),
+            )
+        )
+    kept = np.array([r[0] for r in rows], dtype=np.int64)
+    return LimitCurve(
+        epsilon=eps_values.copy(),
+        sparsity=1.0 - kept / dim,
+        interval_low=1.0 - np.array([r[1] for r in rows]) / dim,
+        interval_high=1.0 - np.array([r[2] for r in rows]) / dim,
+        kept=kept,
+    )
+
+
+def fixed_point_curve(
+    weights: Any,
+    spectrum: Spectrum,
+    epsilon: float,
+    *,
+    points: int = 201,
+    eta: float = DEFAULT_ETA,
+    criterion: str | Sequence[float] | np.ndarray = "magnitude",
+) -> FixedPointCurve:
+    """``δ(R(s))/D`` and ``R(s)`` on ``points`` sparsities from 0 to 1 (``k = ⌊(1 − s)D⌋``)."""
+    _, epsilon, eta, r2, _ = _prepare(weights, spectrum, epsilon, eta, criterion)
+    points = check_int("points", points, 2)
+    dim = spectrum.dim
+    steps = points - 1
+    # k = ⌊(1 − i/steps)·D⌋ in integer arithmetic, deduplicated for D < points.
+    kept = np.unique((dim * (steps - np.arange(points))) // steps)[::-1]
+    nodes, quad = spectrum.nodes, spectrum.weights
+    fractions = np.array([_delta_fraction(nodes, quad, epsilon, float(r2[k])) for k in kept])
+    limit = 1.0 - _solve(nodes, quad, epsilon, r2) / dim
+    return FixedPointCurve(
+        sparsity=1.0 - kept / dim,
+        kept=kept.astype(np.int64),
+        delta_fraction=fractions,
+        distance=np.sqrt(r2[kept]),
+        margin=kinematic_margin(eta) / math.sqrt(dim),
+        limit=limit,
+    )
+
+
+def predict_limit(
+    model: Any,
+    data: Any,
+    *,
+    epsilon: float | str = "batch-std",
+    iterations: int = DEFAULT_ITERATIONS,
+    probes: int = DEFAULT_PROBES,
+    seed: int = 0,
+    eta: float = DEFAULT_ETA,
+    loss_fn: Any = None,
+    params: Any = "prunable",
+    spectrum: Spectrum | None = None,
+    dtype: torch.dtype | None = torch.float64,
+    progress: bool = False,
+) -> Prediction:
+    """The whole pipeline on a model: ε, Hessian spectrum by SLQ, weights, pruning limit.
+
+    Args:
+        model: trained network (not modified).
+        data: analysis data (DataLoader, Dataset or ``(x, y)`` pair), normally the training data.
+        epsilon: ε > 0, or ``"batch-std"``: the std of the loss over mini-batches of 128 in fixed
+            order (the official code's choice, :func:`pruning_limits.objective.batch_std_epsilon`).
+        iterations: Lanczos steps per probe (default 100, see docs/theory.md "SLQ settings").
+        probes: SLQ probe vectors (default 16, see docs/theory.md "SLQ settings").
+        seed: seed of the SLQ probes.
+        eta: failure probability of the kinematic interval (default 0.05).
+        loss_fn: per-batch mean loss ``loss_fn(outputs, targets)``; default cross-entropy for
+            integer targets, MSE otherwise.
+        params: ``"prunable"``, ``"all"`` or a list of parameter names.
+        spectrum: a precomputed spectrum of the Hessian (skips SLQ).
+        dtype: dtype of the analysed copy of the model, default ``torch.float64`` (``None``
+            analyses the model as it is). Float32 Hessian-vector products
+            carry noise of ~1e-7·λ_max, which fakes small eigenvalues exactly where ``φ_R``
+            changes (docs/theory.md, "Float64 analysis").
+        progress: show a tqdm progress bar on stderr.
+
+    Returns:
+        :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline.
+    """
+    from .objective import batch_std_epsilon, flat_weights
+
+    start = time.perf_counter()
+    if not isinstance(model, torch.nn.Module):
+        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
+    analysed = model
+    if dtype is not None:
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise PruningLimitsError(f"dtype must be a floating torch dtype or None, got {describe(dtype)}")
+        analysed = copy.deepcopy(model).to(dtype)
+    if isinstance(epsilon, str):
+        check_choice("epsilon", epsilon, ("batch-std",))
+        eps = batch_std_epsilon(analysed, data, loss_fn)
+    else:
+        eps = check_positive("epsilon", epsilon)
+    weights = flat_weights(analysed, params)
+    if spectrum is None:
+        from .spectrum import estimate_spectrum
+
+        spectrum = estimate_spectrum(
+            analysed,
+            data,
+            iterations=check_int("iterations", iterations, 1),
+            probes=check_int("probes", probes, 1),
+            seed=seed,
+            loss_fn=loss_fn,
+            params=params,
+            progress=progress,
+        )
+    prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta)
+    return replace(prediction, seconds=time.perf_counter() - start)

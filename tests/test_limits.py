@@ -1,0 +1,236 @@
+"""The bound calculator against a brute-force scan over every k, and its monotonicity properties."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pruning_limits import PruningLimitsError, Spectrum
+from pruning_limits.geometry import kinematic_margin
+from pruning_limits.limits import (
+    fixed_point_curve,
+    limit_curve,
+    magnitude_distance_curve,
+    predict_from_spectrum,
+)
+
+# ---------------------------------------------------------------------------------------------
+# random cases and the brute-force oracle
+# ---------------------------------------------------------------------------------------------
+
+
+def random_weights(rng, dim):
+    """Normal weights with exact zeros and ties (values rounded to a coarse grid)."""
+    w = rng.normal(scale=rng.lognormal(sigma=1.0), size=dim)
+    w[rng.random(dim) < rng.uniform(0, 0.3)] = 0.0
+    ties = rng.random(dim) < 0.3
+    w[ties] = np.round(w[ties], 1)
+    return w
+
+
+def random_eigenvalues(rng, dim):
+    """Spectrum with an atom at zero, negative eigenvalues and a few large outliers."""
+    eigs = rng.lognormal(mean=-3, sigma=3, size=dim)
+    eigs[rng.random(dim) < rng.uniform(0, 0.5)] = 0.0
+    negative = rng.random(dim) < 0.1
+    eigs[negative] = -0.1 * eigs[negative]
+    eigs[: rng.integers(0, 4)] *= 1e3
+    return eigs
+
+
+def random_slq_spectrum(rng, dim, probes, iterations):
+    """SLQ-shaped spectrum: per probe, Ritz-like nodes (one near 0) with Dirichlet weights."""
+    nodes = rng.lognormal(mean=-3, sigma=3, size=(probes, iterations))
+    nodes[:, 0] = rng.normal(scale=1e-9, size=probes)
+    nodes[rng.random(nodes.shape) < 0.05] *= -0.1
+    weights = rng.dirichlet(np.full(iterations, 0.3), size=probes)
+    weights[:, 0] += rng.uniform(0, 1, size=probes)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return Spectrum(nodes, weights, dim)
+
+
+def brute_force_kept(w, nodes, quad, eps, offset=0.0, trace=None):
+    """Smallest k whose sparsity (D − k)/D passes, scanning every k = 0..D."""
+    dim = w.size
+    squares = np.sort(w**2)
+    for k in range(dim + 1):
+        r2 = float(squares[: dim - k].sum())
+        if trace is None:
+            frac = np.mean(np.sum(quad * (2 * eps / (2 * eps + np.abs(nodes) * r2)), axis=1))
+            bound = min(max(frac + offset, 0.0), 1.0)
+        else:
+            bound = 2 * eps * dim / (2 * eps * dim + r2 * trace)
+        if (dim - k) / dim <= bound:
+            return k
+    raise AssertionError("k = D must be feasible")
+
+
+def brute_force_check(w, spec, eps, eta=0.05):
+    dim = spec.dim
+    pred = predict_from_spectrum(w, spec, eps, eta=eta)
+    nodes, quad = spec.nodes, spec.weights
+    margin = kinematic_margin(eta) / math.sqrt(dim)
+    kept = brute_force_kept(w, nodes, quad, eps)
+    assert pred.kept == kept
+    assert pred.sparsity == 1 - kept / dim and pred.density == kept / dim
+    assert pred.interval == (
+        1 - brute_force_kept(w, nodes, quad, eps, -margin) / dim,
+        1 - brute_force_kept(w, nodes, quad, eps, +margin) / dim,
+    )
+    assert pred.interval[0] <= pred.sparsity <= pred.interval[1]
+    assert pred.trace_bound == 1 - brute_force_kept(w, nodes, quad, eps, trace=spec.abs_trace().value) / dim
+    assert pred.trace_bound <= pred.sparsity
+    per_probe = [1 - brute_force_kept(w, nodes[j : j + 1], quad[j : j + 1], eps) / dim for j in range(spec.probes)]
+    assert list(pred.probe_sparsities) == per_probe
+    assert pred.distance == pytest.approx(math.sqrt(np.sort(w**2)[: dim - kept].sum()), rel=1e-12, abs=1e-300)
+    return pred
+
+
+def test_exact_spectrum_matches_brute_force_scan():
+    rng = np.random.default_rng(2024)
+    sparsities = []
+    for case in range(40):
+        dim = int(rng.choice([1, 2, 3, 17, 250, 2000])) if case < 30 else int(rng.integers(1, 2001))
+        w = random_weights(rng, dim)
+        spec = Spectrum.from_eigenvalues(random_eigenvalues(rng, dim))
+        eps = float(10 ** rng.uniform(-6, 1))
+        sparsities.append(brute_force_check(w, spec, eps).sparsity)
+    # the cases must cover the whole range, not just the trivial ends
+    assert min(sparsities) < 0.2 and max(sparsities) > 0.8
+    assert sum(0.05 < s < 0.95 for s in sparsities) >= 10
+
+
+def test_multi_probe_spectrum_matches_brute_force_scan():
+    rng = np.random.default_rng(7)
+    sparsities = []
+    for _ in range(25):
+        dim = int(rng.integers(1, 2001))
+        spec = random_slq_spectrum(rng, dim, probes=int(rng.integers(1, 9)), iterations=int(rng.integers(1, 60)))
+        w = random_weights(rng, dim)
+        eps = float(10 ** rng.uniform(-6, 1))
+        pred = brute_force_check(w, spec, eps)
+        sparsities.append(pred.sparsity)
+        if spec.probes > 1:
+            assert pred.probe_spread == pytest.approx(np.std(pred.probe_sparsities, ddof=1))
+        else:
+            assert math.isnan(pred.probe_spread)
+    assert sum(0.05 < s < 0.95 for s in sparsities) >= 8
+
+
+# ---------------------------------------------------------------------------------------------
+# properties
+# ---------------------------------------------------------------------------------------------
+
+
+def test_limit_grows_with_epsilon_and_drops_with_scale():
+    rng = np.random.default_rng(11)
+    for _ in range(10):
+        dim = int(rng.integers(50, 1500))
+        w = random_weights(rng, dim)
+        eigs = random_eigenvalues(rng, dim)
+        spec = Spectrum.from_eigenvalues(eigs)
+        epsilons = np.logspace(-8, 2, 40)
+        curve = limit_curve(w, spec, epsilons)
+        assert (np.diff(curve.sparsity) >= 0).all()
+        assert (np.diff(curve.interval_low) >= 0).all() and (np.diff(curve.interval_high) >= 0).all()
+        for eps, s in zip(epsilons[::7], curve.sparsity[::7]):
+            base = predict_from_spectrum(w, spec, eps)
+            assert base.sparsity == s
+            for c in (1.5, 10.0):
+                assert predict_from_spectrum(c * w, spec, eps).sparsity <= base.sparsity
+                assert predict_from_spectrum(w, Spectrum.from_eigenvalues(c * eigs), eps).sparsity <= base.sparsity
+
+
+def test_flat_hessian_allows_full_sparsity():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=300)
+    for spec in (Spectrum.from_eigenvalues(np.zeros(300)), Spectrum(np.zeros((4, 10)), np.full((4, 10), 0.1), 300)):
+        pred = predict_from_spectrum(w, spec, 1e-3)
+        assert pred.sparsity == 1.0 and pred.kept == 0 and pred.trace_bound == 1.0
+        assert pred.interval[1] == 1.0
+        assert pred.interval[0] == 1 - math.ceil(300 * pred.margin) / 300
+
+
+def test_vanishing_epsilon_tends_to_fraction_of_zero_eigenvalues():
+    rng = np.random.default_rng(5)
+    dim, zeros = 1000, 137
+    w = rng.normal(size=dim)
+    w[w == 0] = 1.0
+    eigs = np.concatenate([np.zeros(zeros), rng.lognormal(sigma=2, size=dim - zeros)])
+    spec = Spectrum.from_eigenvalues(eigs)
+    curve = limit_curve(w, spec, np.logspace(-2, -200, 30))
+    assert (np.diff(curve.sparsity) <= 0).all()
+    assert (curve.sparsity >= zeros / dim).all()
+    assert curve.sparsity[-1] == zeros / dim
+    # exactly-zero weights are free to prune: the limit tends to max(zero eigs, zero weights)/D
+    w_sparse = w.copy()
+    w_sparse[:250] = 0.0
+    assert predict_from_spectrum(w_sparse, spec, 1e-200).sparsity == 250 / dim
+    assert predict_from_spectrum(w, Spectrum.from_eigenvalues(rng.lognormal(size=dim)), 1e-200).sparsity == 0.0
+
+
+def test_custom_criterion_curve():
+    rng = np.random.default_rng(9)
+    dim = 400
+    w = rng.normal(size=dim)
+    spec = Spectrum.from_eigenvalues(random_eigenvalues(rng, dim))
+    r2 = magnitude_distance_curve(w)
+    assert r2.shape == (dim + 1,) and r2[-1] == 0 and r2[0] == pytest.approx(np.sum(w**2))
+    assert (np.diff(r2) <= 0).all()
+    magnitude = predict_from_spectrum(w, spec, 1e-3)
+    same = predict_from_spectrum(w, spec, 1e-3, criterion=r2)
+    assert same.kept == magnitude.kept and same.criterion == "custom"
+    # a structured criterion removes more weight at every k: the limit cannot increase
+    worse = predict_from_spectrum(w, spec, 1e-3, criterion=np.minimum(r2 * 2.0, r2[0]) * (np.arange(dim + 1) < dim))
+    assert worse.sparsity <= magnitude.sparsity
+    with pytest.raises(PruningLimitsError, match="non-increasing"):
+        predict_from_spectrum(w, spec, 1e-3, criterion=r2[::-1])
+    with pytest.raises(PruningLimitsError, match=f"{dim + 1} values"):
+        predict_from_spectrum(w, spec, 1e-3, criterion=r2[:-1])
+    with pytest.raises(PruningLimitsError, match="criterion"):
+        predict_from_spectrum(w, spec, 1e-3, criterion="random")
+
+
+def test_fixed_point_curve_crosses_diagonal_at_the_limit():
+    rng = np.random.default_rng(12)
+    dim = 1234
+    w = random_weights(rng, dim)
+    spec = random_slq_spectrum(rng, dim, probes=3, iterations=40)
+    eps = 1e-4
+    curve = fixed_point_curve(w, spec, eps, points=101)
+    pred = predict_from_spectrum(w, spec, eps)
+    assert curve.limit == pred.sparsity
+    assert curve.sparsity[0] == 0.0 and curve.sparsity[-1] == 1.0 and (np.diff(curve.sparsity) > 0).all()
+    assert (np.diff(curve.distance) >= 0).all() and (np.diff(curve.delta_fraction) <= 0).all()
+    feasible = curve.sparsity <= curve.delta_fraction
+    assert (curve.sparsity[feasible] <= pred.sparsity).all()
+    assert (curve.sparsity[~feasible] > pred.sparsity).all()
+    json.dumps(curve.to_dict())
+    # D smaller than the number of points: every k once
+    small = fixed_point_curve(w[:5], Spectrum.from_eigenvalues([0.0, 1, 2, 3, 4]), eps, points=50)
+    assert small.kept.tolist() == [5, 4, 3, 2, 1, 0]
+
+
+def test_prediction_record_and_input_errors():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=100)
+    spec = random_slq_spectrum(rng, 100, probes=1, iterations=10)
+    pred = predict_from_spectrum(w, spec, 0.01)
+    record = json.loads(json.dumps(pred.to_dict(), allow_nan=False))
+    for key in ("sparsity", "density", "interval", "epsilon", "dim", "kept", "trace_bound", "spectrum"):
+        assert key in record
+    assert record["probe_spread"] is None and record["dim"] == 100
+    assert record["sparsity"] + record["density"] == pytest.approx(1.0)
+    with pytest.raises(Exception):
+        pred.sparsity = 0.5  # frozen
+    with pytest.raises(PruningLimitsError, match="differ in dimension"):
+        predict_from_spectrum(w[:-1], spec, 0.01)
+    with pytest.raises(PruningLimitsError, match="epsilon"):
+        predict_from_spectrum(w, spec, 0.0)
+    with pytest.raises(PruningLimitsError, match="eta"):
+        predict_from_spectrum(w, spec, 0.01, eta=1.0)
+    with pytest.raises(PruningLimitsError, match="NaN"):
+        predict_from_spectrum(np.full(100, np.nan), spec, 0.01)
+    with pytest.raises(PruningLimitsError, match="Spectrum"):
+        predict_from_spectrum(w, np.ones(100), 0.01)
