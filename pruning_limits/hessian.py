@@ -136,7 +136,7 @@ class HessianOperator:
         first_chunk = next(self._iter_chunks())
         per_sample = self._check_and_measure(first_chunk, check_determinism)
         self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
-        self.methods = self._choose_methods(method, first_chunk)
+        self.methods = self._choose_methods(method)
         if "double-backward" in self.methods.values() and self._cache_ok:
             self._build_graph()
 
@@ -338,7 +338,8 @@ class HessianOperator:
         self._rechunk(samples)
         return per_sample
 
-    def _choose_methods(self, method: str, chunk: tuple[Tensor, Tensor]) -> dict[str, str]:
+    def _choose_methods(self, method: str) -> dict[str, str]:
+        self.timings: dict[str, float] = {}
         if method != "auto":
             return {"matvec": method, "matmat": method}
         x, y = next(self._iter_chunks())  # the first chunk after re-chunking
@@ -352,7 +353,12 @@ class HessianOperator:
                 timings["double-backward", k] = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
             else:
                 timings["double-backward", k] = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
-            timings["forward-over-reverse", k] = _best_time(lambda: self._forward_over_reverse_chunk(x, y, V[:, :k]))
+            try:
+                timings["forward-over-reverse", k] = _best_time(
+                    lambda: self._forward_over_reverse_chunk(x, y, V[:, :k])
+                )
+            except RuntimeError:  # an op without forward-mode AD of its backward (e.g. huber_loss)
+                timings["forward-over-reverse", k] = math.inf
         pick = {}
         for name, k in (("matvec", 1), ("matmat", self._block)):
             pick[name] = min(("double-backward", "forward-over-reverse"), key=lambda m: timings[m, k])

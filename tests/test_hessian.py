@@ -1,0 +1,236 @@
+"""HessianOperator against dense float64 Hessians from torch.func.hessian (the oracle)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from pruning_limits._checks import PruningLimitsError
+from pruning_limits.hessian import HessianOperator
+from pruning_limits.objective import prunable_parameters
+from pruning_limits.spectrum import dense_hessian, exact_spectrum
+
+METHODS = ("double-backward", "forward-over-reverse", "auto")
+N_SAMPLES, BATCH = 37, 8  # 4 batches of 8 and an uneven last batch of 5
+
+
+def oracle_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: list[str], loss_fn) -> torch.Tensor:
+    """Dense Hessian of the full-data mean loss in eval mode, by torch.func.hessian (tiny models only)."""
+    params = dict(model.named_parameters())
+    chosen = {n: params[n].detach() for n in names}
+    fixed = {n: p.detach() for n, p in params.items() if n not in names}
+    fixed.update({n: b.detach() for n, b in model.named_buffers()})
+    shapes = [chosen[n].shape for n in names]
+    numels = [chosen[n].numel() for n in names]
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        pieces = {n: t.view(s) for n, t, s in zip(names, torch.split(w, numels), shapes)}
+        return loss_fn(torch.func.functional_call(model, {**fixed, **pieces}, (x,)), y)
+
+    w0 = torch.cat([chosen[n].reshape(-1) for n in names])
+    training = model.training
+    model.eval()
+    try:
+        return torch.func.hessian(loss)(w0)
+    finally:
+        model.train(training)
+
+
+def make_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+
+
+def make_conv() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 2), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 3 * 3, 3))
+
+
+def make_bn() -> nn.Module:
+    return nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3))
+
+
+def make_case(kind: str):
+    torch.manual_seed(0)
+    if kind == "conv":
+        model, x = make_conv().double(), torch.randn(N_SAMPLES, 1, 6, 6, dtype=torch.float64)
+    else:
+        model = (make_mlp() if kind == "mlp" else make_bn()).double()
+        x = torch.randn(N_SAMPLES, 5, dtype=torch.float64)
+    if kind == "bn":  # non-trivial running statistics, then leave the model in train mode
+        with torch.no_grad():
+            for _ in range(5):
+                model(3 * torch.randn(64, 5, dtype=torch.float64) + 1)
+        model.train()
+    y = torch.randint(0, 3, (N_SAMPLES,))
+    return model, x, y
+
+
+def loader(x: torch.Tensor, y: torch.Tensor) -> DataLoader:
+    return DataLoader(TensorDataset(x, y), batch_size=BATCH)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv", "bn"])
+@pytest.mark.parametrize("method", METHODS)
+def test_matvec_and_matmat_equal_dense_oracle(kind: str, method: str) -> None:
+    model, x, y = make_case(kind)
+    was_training = model.training
+    op = HessianOperator(model, loader(x, y), method=method)
+    assert model.training == was_training  # modes restored
+    H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
+    assert op.dim == H.shape[0] == sum(p.numel() for _, p in prunable_parameters(model))
+    V = torch.randn(op.dim, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for j in range(3):
+        assert rel_err(op.matvec(V[:, j]), H @ V[:, j]) <= 1e-10
+    HV = op.matmat(V)
+    assert rel_err(HV, H @ V) <= 1e-10
+    stacked = torch.stack([op.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+    assert rel_err(HV, stacked) <= 1e-12
+    assert op.num_hvps == 3 + 20 + 20
+    assert model.training == was_training
+    if kind == "bn":  # running statistics untouched
+        assert all(torch.equal(b, op._fixed[n]) for n, b in model.named_buffers())
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv", "bn"])
+def test_methods_agree(kind: str) -> None:
+    model, x, y = make_case(kind)
+    V = torch.randn(sum(p.numel() for _, p in prunable_parameters(model)), 5, dtype=torch.float64)
+    a = HessianOperator(model, loader(x, y), method="double-backward").matmat(V)
+    b = HessianOperator(model, loader(x, y), method="forward-over-reverse").matmat(V)
+    assert rel_err(a, b) <= 1e-12
+
+
+def test_data_forms_and_chunking_give_the_same_hessian() -> None:
+    model, x, y = make_case("mlp")
+    v = torch.randn(sum(p.numel() for _, p in prunable_parameters(model)), dtype=torch.float64)
+    ref = HessianOperator(model, (x, y)).matvec(v)
+    for data in (loader(x, y), TensorDataset(x, y), (x.numpy(), y.numpy())):
+        assert rel_err(HessianOperator(model, data).matvec(v), ref) <= 1e-12
+    # a tiny memory budget: no data cache, no graph cache, one batch at a time
+    small = HessianOperator(model, loader(x, y), memory_budget=1024)
+    assert small._chunks is None and small._graph is None
+    assert rel_err(small.matvec(v), ref) <= 1e-12
+
+
+def test_params_all_and_list() -> None:
+    model, x, y = make_case("bn")
+    for params in ("all", ["0.weight", "1.bias"]):
+        op = HessianOperator(model, loader(x, y), params=params)
+        names = [n for n, _ in model.named_parameters()] if params == "all" else params
+        assert op.names == names
+        H = oracle_hessian(model, x, y, names, nn.functional.cross_entropy)
+        V = torch.randn(op.dim, 4, dtype=torch.float64)
+        assert rel_err(op @ V, H @ V) <= 1e-10
+
+
+def test_mse_default_for_float_targets_and_custom_loss() -> None:
+    model, x, _ = make_case("mlp")
+    y = torch.randn(N_SAMPLES, 3, dtype=torch.float64)
+    op = HessianOperator(model, loader(x, y))
+    H = oracle_hessian(model, x, y, op.names, nn.functional.mse_loss)
+    v = torch.randn(op.dim, dtype=torch.float64)
+    assert rel_err(op.matvec(v), H @ v) <= 1e-10
+
+    def huber(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.huber_loss(out, target, delta=0.5)
+
+    op = HessianOperator(model, loader(x, y), loss_fn=huber)
+    H = oracle_hessian(model, x, y, op.names, huber)
+    assert rel_err(op.matvec(v), H @ v) <= 1e-10
+
+
+def test_numpy_in_numpy_out_and_dtypes() -> None:
+    model, x, y = make_case("mlp")
+    op = HessianOperator(model, loader(x, y))
+    assert op.dtype == torch.float64 and op.device == torch.device("cpu")
+    v = np.random.default_rng(0).standard_normal(op.dim)
+    out = op.matvec(v)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (op.dim,)
+    assert np.allclose(out, op.matvec(torch.from_numpy(v)).numpy(), rtol=0, atol=1e-14)
+    M = op @ np.stack([v, 2 * v], axis=1)
+    assert isinstance(M, np.ndarray) and np.allclose(M[:, 1], 2 * out, rtol=1e-12, atol=0)
+
+    # float32 model: float32 products, close to the float64 Hessian
+    model32 = make_mlp()
+    model32.load_state_dict({k: t.float() for k, t in model.state_dict().items()})
+    op32 = HessianOperator(model32, loader(x.float(), y))
+    assert op32.dtype == torch.float32
+    out32 = op32.matvec(torch.from_numpy(v).float())
+    assert out32.dtype == torch.float32
+    assert rel_err(out32.double(), torch.from_numpy(out)) <= 1e-4
+
+
+def test_dropout_module_uses_eval_function_and_random_forward_is_refused() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(N_SAMPLES, 5, dtype=torch.float64), torch.randint(0, 3, (N_SAMPLES,))
+    model = nn.Sequential(nn.Linear(5, 7), nn.Dropout(0.5), nn.Tanh(), nn.Linear(7, 3)).double().train()
+    op = HessianOperator(model, loader(x, y))  # nn.Dropout is the identity in eval mode
+    H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
+    v = torch.randn(op.dim, dtype=torch.float64)
+    assert rel_err(op.matvec(v), H @ v) <= 1e-10
+    assert model.training
+
+    class AlwaysDropout(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = make_mlp().double()
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return nn.functional.dropout(self.body(inputs), p=0.3, training=True)
+
+    with pytest.raises(PruningLimitsError, match="not deterministic"):
+        HessianOperator(AlwaysDropout(), loader(x, y))
+
+
+def test_bad_inputs() -> None:
+    model, x, y = make_case("mlp")
+    with pytest.raises(PruningLimitsError, match="method"):
+        HessianOperator(model, (x, y), method="finite-differences")
+    with pytest.raises(PruningLimitsError, match="nn.Module"):
+        HessianOperator("model", (x, y))
+    with pytest.raises(PruningLimitsError, match="unknown parameter"):
+        HessianOperator(model, (x, y), params=["nope"])
+    op = HessianOperator(model, (x, y))
+    with pytest.raises(PruningLimitsError, match="shape"):
+        op.matvec(torch.zeros(op.dim + 1, dtype=torch.float64))
+    with pytest.raises(PruningLimitsError, match="shape"):
+        op.matmat(torch.zeros(op.dim, dtype=torch.float64))
+    with pytest.raises(PruningLimitsError, match="NaN"):
+        op.matvec(torch.full((op.dim,), float("nan"), dtype=torch.float64))
+
+
+def test_operator_is_a_snapshot_of_the_weights() -> None:
+    model, x, y = make_case("mlp")
+    op = HessianOperator(model, (x, y))
+    v = torch.randn(op.dim, dtype=torch.float64)
+    before = op.matvec(v)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    assert torch.equal(op.matvec(v), before)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv", "bn"])
+def test_dense_hessian_and_exact_spectrum_match_oracle(kind: str) -> None:
+    model, x, y = make_case(kind)
+    op = HessianOperator(model, loader(x, y))
+    H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy).numpy()
+    dense = dense_hessian(op, block_size=16)
+    assert np.abs(dense - H).max() <= 1e-10 * np.abs(H).max()
+    spectrum = exact_spectrum(model, loader(x, y), block_size=16)
+    eigs = np.linalg.eigvalsh(0.5 * (H + H.T))
+    assert spectrum.exact and spectrum.dim == op.dim and spectrum.num_hvps == op.dim
+    np.testing.assert_allclose(spectrum.nodes[0], eigs, rtol=0, atol=1e-10 * np.abs(eigs).max())
+    np.testing.assert_allclose(spectrum.weights[0], 1 / op.dim)
+
+
+def test_exact_spectrum_refuses_large_dimension() -> None:
+    model, x, y = make_case("mlp")
+    with pytest.raises(PruningLimitsError, match="max_dim"):
+        exact_spectrum(model, (x, y), max_dim=10)

@@ -1,0 +1,120 @@
+"""Lanczos and Gauss quadrature on small dense matrices with known spectra."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pruning_limits._checks import PruningLimitsError
+from pruning_limits.lanczos import gauss_quadrature, lanczos, rademacher_probes
+
+
+def matrix_with_eigenvalues(eigs: np.ndarray, seed: int = 0) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((eigs.size, eigs.size)))
+    return (q * eigs) @ q.T
+
+
+def test_gauss_rule_is_exact_for_polynomials_up_to_degree_2m_minus_1() -> None:
+    eigs = np.linspace(-1.0, 3.0, 200) ** 3
+    A = matrix_with_eigenvalues(eigs)
+    z = rademacher_probes(200, 1, seed=3)[0]
+    m = 12
+    result = lanczos(lambda v: A @ v, 200, m, start=z)
+    assert result.alpha.size == m and result.beta.size == m - 1 and not result.breakdown
+    nodes, weights = gauss_quadrature(result.alpha, result.beta)
+    assert np.isclose(weights.sum(), 1.0, atol=1e-14)
+    moment = z.copy()
+    for k in range(2 * m):
+        exact = z @ moment
+        assert np.isclose(np.sum(weights * nodes**k), exact, rtol=1e-8, atol=1e-10 * 27**k)
+        moment = A @ moment
+
+
+def test_extreme_ritz_values_converge() -> None:
+    eigs = np.concatenate([np.random.default_rng(1).uniform(0, 1, 295), [2.0, 3.0, 5.0, -1.5, -2.0]])
+    A = matrix_with_eigenvalues(eigs, seed=2)
+    result = lanczos(lambda v: A @ v, A.shape[0], 60, seed=0)
+    nodes, _ = gauss_quadrature(result.alpha, result.beta)
+    assert abs(nodes.max() - 5.0) <= 1e-10 and abs(nodes.min() + 2.0) <= 1e-10
+    # full re-orthogonalisation: no spurious copies of the converged extreme eigenvalue
+    assert np.sum(np.abs(nodes - 5.0) < 1e-6) == 1
+
+
+def test_breakdown_with_three_distinct_eigenvalues() -> None:
+    eigs = np.repeat([1.0, 2.0, 5.0], [10, 25, 15])
+    A = matrix_with_eigenvalues(eigs, seed=4)
+    z = rademacher_probes(50, 1, seed=0)[0]
+    result = lanczos(lambda v: A @ v, 50, 20, start=z)
+    assert result.breakdown and result.alpha.size == 3 and result.num_matvecs == 3
+    nodes, weights = gauss_quadrature(result.alpha, result.beta)
+    assert np.isfinite(nodes).all() and np.isfinite(weights).all()
+    np.testing.assert_allclose(nodes, [1.0, 2.0, 5.0], atol=1e-12)
+    # the weights are the squared norms of the projections of z on the eigenspaces
+    _, U = np.linalg.eigh(A)
+    proj = (U.T @ z) ** 2
+    expected = [proj[:10].sum(), proj[10:35].sum(), proj[35:].sum()]
+    np.testing.assert_allclose(weights, expected, atol=1e-12)
+
+
+def test_rank_one_and_zero_operator_do_not_give_nan() -> None:
+    u = np.ones(30) / np.sqrt(30)
+    result = lanczos(lambda v: 4.0 * u * (u @ v), 30, 10, seed=1)
+    nodes, weights = gauss_quadrature(result.alpha, result.beta)
+    assert result.breakdown and nodes.size == 2 and np.isfinite(nodes).all()
+    np.testing.assert_allclose(np.sort(nodes), [0.0, 4.0], atol=1e-12)
+    zero = lanczos(lambda v: np.zeros_like(v), 30, 10, seed=1)
+    assert zero.breakdown and zero.alpha.tolist() == [0.0]
+    assert gauss_quadrature(zero.alpha, zero.beta)[1].tolist() == [1.0]
+
+
+def test_local_reorthogonalisation_fallback_warns_and_still_works() -> None:
+    eigs = np.concatenate([np.linspace(0, 1, 396), [2.0, 3.0, 4.0, 6.0]])
+    A = matrix_with_eigenvalues(eigs, seed=5)
+    with pytest.warns(RuntimeWarning, match="memory budget"):
+        result = lanczos(lambda v: A @ v, 400, 80, seed=0, memory_budget=10 * 400 * 8)
+    assert result.reorthogonalization == "local"
+    nodes, weights = gauss_quadrature(result.alpha, result.beta)
+    assert np.isfinite(nodes).all() and abs(nodes.max() - 6.0) <= 1e-8
+    full = lanczos(lambda v: A @ v, 400, 80, seed=0)
+    assert full.reorthogonalization == "full"
+
+
+def test_seeds_generators_and_iteration_cap() -> None:
+    A = matrix_with_eigenvalues(np.arange(1.0, 21.0))
+    a = lanczos(lambda v: A @ v, 20, 5, seed=7)
+    b = lanczos(lambda v: A @ v, 20, 5, generator=torch.Generator().manual_seed(7))
+    c = lanczos(lambda v: A @ v, 20, 5, seed=8)
+    np.testing.assert_array_equal(a.alpha, b.alpha)
+    assert not np.array_equal(a.alpha, c.alpha)
+    capped = lanczos(lambda v: A @ v, 20, 50, seed=0)
+    assert capped.alpha.size == 20
+    nodes, _ = gauss_quadrature(capped.alpha, capped.beta)
+    np.testing.assert_allclose(np.sort(nodes), np.arange(1.0, 21.0), atol=1e-10)
+    # a torch matvec (float32) is accepted
+    A32 = torch.from_numpy(A).float()
+    r = lanczos(lambda v: A32 @ torch.from_numpy(v).float(), 20, 5, seed=7)
+    np.testing.assert_allclose(r.alpha, a.alpha, rtol=1e-5)
+
+
+def test_rademacher_probes() -> None:
+    z = rademacher_probes(100, 3, seed=0)
+    assert z.shape == (3, 100) and z.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0)
+    assert set(np.unique(np.abs(z))) == {0.1}
+    np.testing.assert_array_equal(z, rademacher_probes(100, 3, seed=0))
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(PruningLimitsError, match="callable"):
+        lanczos(np.eye(3), 3, 2)
+    with pytest.raises(PruningLimitsError, match="iterations"):
+        lanczos(lambda v: v, 3, 0)
+    with pytest.raises(PruningLimitsError, match="start"):
+        lanczos(lambda v: v, 3, 2, start=np.zeros(3))
+    with pytest.raises(PruningLimitsError, match="returned 2 values"):
+        lanczos(lambda v: v[:2], 3, 2)
+    with pytest.raises(PruningLimitsError, match="NaN"):
+        lanczos(lambda v: v * np.nan, 3, 2)
+    with pytest.raises(PruningLimitsError, match="alpha"):
+        gauss_quadrature(np.ones(3), np.ones(3))
