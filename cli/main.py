@@ -6,10 +6,23 @@ import click
 
 from pruning_limits._version import __version__
 
+from .commands import predict_command, prune_command, spectrum_command, train_command, validate_command
+from .demo import demo_command
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="pruning-limit")
 def cli() -> None:
-    """Predict how sparse a trained PyTorch network can be pruned before its loss rises by ε."""
+    """Predict how sparse a trained PyTorch network can be pruned before its loss rises by ε.
+
+    The prediction comes from the Hessian spectrum and the weight magnitudes (Zhang et al.,
+    "How Sparse Can We Prune A Deep Network", NeurIPS 2024); `validate` and `demo` check it
+    against one-shot magnitude pruning. Results go to stdout, logs and progress bars to
+    stderr. Exit codes: 0 success, 1 error (one line on stderr), 2 usage error.
+    """
+
+
+for _command in (demo_command, train_command, spectrum_command, predict_command, prune_command, validate_command):
+    cli.add_command(_command)

@@ -94,6 +94,8 @@ class Checkpoint:
         module: the loaded model (``torchscript`` and ``module`` kinds).
         model_spec: model spec stored in a bundle.
         data_spec: data spec stored in a bundle.
+        model_record: input shape and output count the bundle's zoo model was built for
+            (:class:`pruning_limits.models.ModelRecord`), so it can be rebuilt without data.
         training: training settings stored in a bundle.
         pruning: pruning record stored in a bundle written by ``prune``.
         library_version: version of pruning-limits that wrote the bundle.
@@ -105,6 +107,7 @@ class Checkpoint:
     module: Any = None
     model_spec: str | None = None
     data_spec: str | None = None
+    model_record: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     pruning: dict[str, Any] = field(default_factory=dict)
     library_version: str | None = None
@@ -205,6 +208,7 @@ def _from_content(path: str, content: Any) -> Checkpoint:
             state_dict=dict(state),
             model_spec=content.get("model_spec"),
             data_spec=content.get("data_spec"),
+            model_record=dict(content.get("model_record") or {}),
             training=dict(content.get("training") or {}),
             pruning=dict(content.get("pruning") or {}),
             library_version=content.get("library_version"),
@@ -286,7 +290,8 @@ def build_from_checkpoint(
     Args:
         checkpoint: from :func:`read_checkpoint`.
         model_spec: overrides the bundle's model spec; required for a plain state_dict.
-        data: the ``DataBundle`` used to size zoo models (input shape, classes).
+        data: the ``DataBundle`` used to size zoo models (input shape, classes); not needed
+            for a bundle that records its model's sizes, unless ``model_spec`` overrides it.
         seed: initialisation seed of the model before its weights are replaced.
 
     Returns:
@@ -305,11 +310,14 @@ def build_from_checkpoint(
                 f"{checkpoint.path!r} is a plain state_dict: give the architecture with --model SPEC "
                 "(and --data to size it)"
             )
-        if data is None:
-            raise PruningLimitsError(f"building model {spec!r} needs data to size it: give --data SPEC")
         from .models import build_model
 
-        model = build_model(spec, data, seed=seed)
+        sizes: Any = data
+        if data is None and checkpoint.model_record and spec == checkpoint.model_spec:
+            sizes = {k: checkpoint.model_record[k] for k in ("input_shape", "num_outputs") if k in checkpoint.model_record}
+        if sizes is None:
+            raise PruningLimitsError(f"building model {spec!r} needs data to size it: give --data SPEC")
+        model = build_model(spec, sizes, seed=seed)
         assert checkpoint.state_dict is not None
         check_state_dict_fits(model, checkpoint.state_dict)
         model.load_state_dict(checkpoint.state_dict)
@@ -345,6 +353,7 @@ def save_bundle(
         "model_spec": str(model_spec),
         "data_spec": str(data_spec),
         "training": _plain(dict(training or {}), "training"),
+        "model_record": _model_record(model),
         "library_version": __version__,
     }
     if pruning:
@@ -352,6 +361,13 @@ def save_bundle(
     with atomic_open(path, "wb") as handle:
         torch.save(bundle, handle)
     return Path(path)
+
+
+def _model_record(model: nn.Module) -> dict[str, Any]:
+    from .models import model_record
+
+    record = model_record(model)
+    return {} if record is None else _plain(record.to_dict(), "model record")
 
 
 def save_torchscript(path: str | os.PathLike[str], module: Any) -> Path:

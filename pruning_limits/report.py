@@ -87,7 +87,7 @@ def format_number(value: Any, digits: int = 4) -> str:
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}".replace(",", " ")
+        return str(int(value))
     if isinstance(value, (float, np.floating)):
         number = float(value)
         if not math.isfinite(number):
@@ -139,7 +139,7 @@ def prediction_rows(prediction: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("D (prunable weights)", format_number(prediction.get("dim"))),
     ]
     if prediction.get("probe_spread") is not None:
-        rows.append(("spread over probes", format_interval(prediction.get("probe_spread"))))
+        rows.append(("s* spread over probes (std)", format_number(prediction.get("probe_spread"))))
     if prediction.get("trace_bound") is not None:
         rows.append(("sharpness-only bound", format_number(prediction.get("trace_bound"))))
     return rows
@@ -328,7 +328,7 @@ def prediction_figure(
             if l not in labels:
                 handles.append(h)
                 labels.append(l)
-        right.legend(handles, labels, fontsize=7, loc="upper left")
+        right.legend(handles, labels, fontsize=7, loc="best", framealpha=0.85)
         right.set_title("one-shot global magnitude pruning", fontsize=10)
     if title:
         figure.suptitle(title, fontsize=11)

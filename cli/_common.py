@@ -1,0 +1,235 @@
+"""Options, error handling and checkpoint loading shared by the commands.
+
+Nothing here imports torch, numpy or the library at module level: ``pruning-limit --help``
+must stay fast. Commands import what they need inside their bodies.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit code of an error explained in one line (click uses 2 for usage errors).
+EXIT_ERROR = 1
+
+
+@dataclass(frozen=True)
+class Console:
+    """Where messages go: results on stdout, logs and progress bars on stderr."""
+
+    verbose: int = 0
+    quiet: bool = False
+    debug: bool = False
+
+    @property
+    def progress(self) -> bool:
+        """Show tqdm bars: on a terminal unless ``-q``, always with ``-v``."""
+        if self.quiet:
+            return False
+        return self.verbose > 0 or sys.stderr.isatty()
+
+    def log(self, message: str, level: int = 0) -> None:
+        """Print ``message`` on stderr unless ``-q`` (``level`` 1 needs ``-v``)."""
+        if not self.quiet and self.verbose >= level:
+            click.echo(message, err=True)
+
+    @staticmethod
+    def result(text: str) -> None:
+        """Print a result on stdout."""
+        click.echo(text)
+
+
+def common_options(func: F) -> F:
+    """Add ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` and turn errors into one line.
+
+    The wrapped command receives a :class:`Console` as ``console``. A
+    :class:`~pruning_limits.PruningLimitsError`, ``OSError`` or ``RuntimeError`` becomes
+    ``Error: <first line>`` on stderr and exit code 1; ``--debug`` shows the traceback instead.
+    """
+
+    @click.option("-v", "--verbose", count=True, help="More messages on stderr (repeatable).")
+    @click.option("-q", "--quiet", is_flag=True, help="No messages or progress bars on stderr.")
+    @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, verbose: int, quiet: bool, debug: bool, **kwargs: Any) -> Any:
+        console = Console(verbose=verbose, quiet=quiet, debug=debug)
+        try:
+            return func(*args, console=console, **kwargs)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - classified just below
+            from pruning_limits._checks import PruningLimitsError
+
+            if debug:
+                traceback.print_exc()
+                sys.exit(EXIT_ERROR)
+            if not isinstance(exc, (PruningLimitsError, OSError, RuntimeError)):
+                raise
+            click.echo(f"Error: {_one_line(exc)}", err=True)
+            sys.exit(EXIT_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename!r}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def seed_option(func: F) -> F:
+    return click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(func)
+
+
+def plot_option(func: F) -> F:
+    return click.option(
+        "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a figure (.png, .pdf or .svg)."
+    )(func)
+
+
+def spectrum_options(func: F) -> F:
+    """``--iterations`` and ``--probes`` of stochastic Lanczos quadrature."""
+    func = click.option(
+        "--probes",
+        type=int,
+        default=None,
+        help="SLQ probe vectors, >= 1 (default 16, as predict_limit).",
+    )(func)
+    return click.option(
+        "--iterations",
+        type=int,
+        default=None,
+        help="Lanczos steps per probe, >= 2 (default 100, as predict_limit).",
+    )(func)
+
+
+def source_options(func: F) -> F:
+    """``--model``, ``--data`` and ``--trust-checkpoint`` for commands that read a checkpoint."""
+    func = click.option(
+        "--trust-checkpoint",
+        is_flag=True,
+        help="Allow a full pickled model. Unpickling can run arbitrary code: only for files you trust.",
+    )(func)
+    func = click.option(
+        "--data", "data_spec", default=None, help="Data spec (default: the one stored in a bundle)."
+    )(func)
+    return click.option(
+        "--model", "model_spec", default=None, help="Model spec for a plain state_dict (e.g. mlp:256,128)."
+    )(func)
+
+
+def check_output_path(path: str | None, *, figure: bool = False) -> None:
+    """Refuse an output path whose folder is missing (or a figure with an unknown suffix) before any work."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    from pruning_limits._checks import PruningLimitsError
+
+    target = Path(path)
+    if target.is_dir():
+        raise PruningLimitsError(f"output {path!r} is a directory, expected a file name")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise PruningLimitsError(f"cannot write {path!r}: directory {str(folder)!r} does not exist")
+    if figure:
+        from pruning_limits.report import FIGURE_FORMATS
+
+        if target.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+            raise PruningLimitsError(
+                f"plot file must end in {', '.join('.' + f for f in FIGURE_FORMATS)}, got {path!r}"
+            )
+
+
+def check_spectrum_settings(iterations: int | None, probes: int | None) -> dict[str, int]:
+    """Validate ``--iterations``/``--probes`` and return the keyword arguments to pass on."""
+    from pruning_limits._checks import check_int
+
+    settings: dict[str, int] = {}
+    if iterations is not None:
+        settings["iterations"] = check_int("--iterations", iterations, 2)
+    if probes is not None:
+        settings["probes"] = check_int("--probes", probes, 1)
+    return settings
+
+
+def parse_epsilon(text: str) -> str | float:
+    """``"batch-std"`` or a finite number > 0."""
+    from pruning_limits._checks import PruningLimitsError, check_positive
+
+    if text.strip().lower() == "batch-std":
+        return "batch-std"
+    try:
+        value = float(text)
+    except ValueError:
+        raise PruningLimitsError(f"--epsilon must be 'batch-std' or a number > 0, got {text!r}") from None
+    return check_positive("--epsilon", value)
+
+
+@dataclass
+class Loaded:
+    """A model ready for analysis, its data, and where they came from."""
+
+    model: Any
+    data: Any
+    checkpoint: Any
+    model_spec: str | None
+    data_spec: str | None
+
+
+def load_model_and_data(
+    path: str,
+    *,
+    model_spec: str | None,
+    data_spec: str | None,
+    trust: bool,
+    seed: int,
+    console: Console,
+    need_data: bool = True,
+) -> Loaded:
+    """Read a checkpoint, load its data, build the model and check that they fit together.
+
+    The data are loaded with the seed recorded in a bundle's training settings (so the
+    training/test split is the one the model was trained on), else with ``seed``. With
+    ``need_data=False`` the data are loaded only when given or stored in a bundle.
+    """
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint
+    from pruning_limits.data import check_data_fits_model, load_data
+
+    checkpoint = read_checkpoint(path, trust=trust)
+    console.log(f"read {checkpoint.kind} checkpoint {path}", level=1)
+    spec = data_spec or checkpoint.data_spec
+    data = None
+    if spec:
+        same = not data_spec or data_spec == checkpoint.data_spec
+        data_seed = checkpoint.training.get("data_seed", seed) if same else seed
+        data = load_data(spec, seed=int(data_seed))
+    elif need_data or (checkpoint.kind == "state_dict"):
+        raise PruningLimitsError(
+            f"{path!r} is a {checkpoint.kind.replace('_', ' ')} checkpoint without a data spec: "
+            "give the data with --data SPEC"
+        )
+    model = build_from_checkpoint(checkpoint, model_spec=model_spec, data=data, seed=seed)
+    if data is not None:
+        check_data_fits_model(model, data)
+    return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec)

@@ -1,0 +1,416 @@
+"""The ``train``, ``spectrum``, ``predict``, ``prune`` and ``validate`` commands.
+
+Thin commands: parse, call the library, serialise. Heavy imports happen inside the command
+functions so ``pruning-limit --help`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import _pipeline
+from ._common import (
+    Console,
+    check_output_path,
+    check_spectrum_settings,
+    common_options,
+    json_option,
+    load_model_and_data,
+    parse_epsilon,
+    plot_option,
+    seed_option,
+    source_options,
+    spectrum_options,
+)
+
+#: Training defaults of ``pruning-limit train`` when the library's are not used: the model
+#: spec of the demo-sized MLP (pruning_limits.models.MLP_DEFAULT_WIDTHS).
+DEFAULT_MODEL = "mlp"
+
+
+def _echo_json(record: Any) -> None:
+    from pruning_limits.report import dumps_json
+
+    click.echo(dumps_json(record))
+
+
+def _training_settings(history: Any, seed: int) -> dict[str, Any]:
+    """The settings a training run used (from its history) plus the data seed, as plain values."""
+    settings = {k: v for k, v in dict(history.settings).items() if v is None or isinstance(v, (bool, int, float, str))}
+    settings.setdefault("seed", seed)
+    settings["data_seed"] = seed
+    return settings
+
+
+def _history_summary(history: Any) -> dict[str, Any]:
+    """Final loss and accuracies of a training history, and its total time."""
+    summary: dict[str, Any] = {}
+    for key in ("loss", "train_accuracy", "test_accuracy"):
+        values = getattr(history, key)
+        if values and values[-1] is not None:
+            summary[f"final_{key}"] = float(values[-1])
+    summary["train_seconds"] = float(sum(history.seconds))
+    return summary
+
+
+@click.command("train")
+@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True, help="Model spec: mlp:W1,W2, fc5, fc12, cnn, cnn1d or package.module:factory.")
+@click.option("--data", "data_spec", default="digits", show_default=True, help="Data spec: digits, mnist1d, synthetic, FILE.npz or package.module:function.")
+@click.option("--l1", type=float, default=None, help="l1 penalty λ of LOMP training (default: the library's, see lomp.train).")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's).")
+@click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
+@click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
+@click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.pt).")
+@seed_option
+@json_option
+@common_options
+def train_command(
+    model_spec: str,
+    data_spec: str,
+    l1: float | None,
+    epochs: int | None,
+    lr: float | None,
+    optimizer: str | None,
+    batch_size: int | None,
+    output: str,
+    seed: int,
+    as_json: bool,
+    console: Console,
+) -> None:
+    """Train a model with l1 regularisation (LOMP) and write a bundle for the other commands."""
+    from pruning_limits.checkpoint import save_bundle
+    from pruning_limits.data import check_data_fits_model, load_data
+    from pruning_limits.lomp import train
+    from pruning_limits.models import build_model
+
+    start = time.perf_counter()
+    check_output_path(output)
+    data = load_data(data_spec, seed=seed)
+    model = build_model(model_spec, data, seed=seed)
+    check_data_fits_model(model, data)
+    given = {"l1": l1, "epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size, "seed": seed}
+    console.log(f"training {model_spec} on {data_spec}", level=1)
+    history = train(
+        model, data.train, test_data=data.test, progress=console.progress, **{k: v for k, v in given.items() if v is not None}
+    )
+    settings = _training_settings(history, seed)
+    summary = _history_summary(history)
+    save_bundle(output, model, model_spec=model_spec, data_spec=data_spec, training={**settings, **summary})
+    record = {"output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary, "seconds": time.perf_counter() - start}
+    if as_json:
+        _echo_json(record)
+        return
+    from pruning_limits.report import format_number, text_table
+
+    rows = [("model", model_spec), ("data", data_spec)]
+    rows += [(k.replace("_", " "), format_number(v)) for k, v in summary.items()]
+    rows += [("time (s)", f"{record['seconds']:.1f}"), ("written", output)]
+    console.result(text_table(rows))
+
+
+@click.command("spectrum")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@source_options
+@spectrum_options
+@click.option("--exact", is_flag=True, help="Dense float64 Hessian and eigvalsh instead of SLQ (small models only).")
+@seed_option
+@plot_option
+@json_option
+@common_options
+def spectrum_command(
+    checkpoint: str,
+    model_spec: str | None,
+    data_spec: str | None,
+    trust_checkpoint: bool,
+    iterations: int | None,
+    probes: int | None,
+    exact: bool,
+    seed: int,
+    plot_path: str | None,
+    as_json: bool,
+    console: Console,
+) -> None:
+    """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights."""
+    settings = check_spectrum_settings(iterations, probes)
+    check_output_path(plot_path, figure=True)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
+    from pruning_limits import report
+
+    if plot_path:
+        report.save_figure(report.spectrum_figure(spectrum), plot_path)
+        console.log(f"wrote {plot_path}")
+    if as_json:
+        _echo_json({"checkpoint": checkpoint, **spectrum.to_dict()})
+        return
+    summary = spectrum.summary()
+    rows = [
+        ("D (prunable weights)", report.format_number(summary["dim"])),
+        ("method", "exact (eigvalsh)" if summary["exact"] else f"SLQ: {summary['probes']} probes x {summary['iterations']} steps"),
+        ("lambda_max", report.format_number(summary["lambda_max"])),
+        ("lambda_min", report.format_number(summary["lambda_min"])),
+        ("trace", f"{report.format_number(summary['trace'])} +- {report.format_number(summary['trace_stderr'])}"),
+        ("atom at zero (mass)", report.format_number(summary["atom_at_zero"])),
+        ("Hessian-vector products", report.format_number(summary["num_hvps"])),
+    ]
+    console.result(report.text_table(rows))
+
+
+@click.command("predict")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@source_options
+@click.option(
+    "--epsilon",
+    "epsilons",
+    multiple=True,
+    help="Loss tolerance ε: 'batch-std' (default: std of the loss over batches of 128) or a number > 0. "
+    "Repeat for a curve of the limit against ε.",
+)
+@click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
+@spectrum_options
+@seed_option
+@plot_option
+@json_option
+@common_options
+def predict_command(
+    checkpoint: str,
+    model_spec: str | None,
+    data_spec: str | None,
+    trust_checkpoint: bool,
+    epsilons: tuple[str, ...],
+    eta: float | None,
+    iterations: int | None,
+    probes: int | None,
+    seed: int,
+    plot_path: str | None,
+    as_json: bool,
+    console: Console,
+) -> None:
+    """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε."""
+    eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
+    settings = check_spectrum_settings(iterations, probes)
+    check_output_path(plot_path, figure=True)
+    if eta is not None:
+        from pruning_limits._checks import check_fraction
+
+        check_fraction("--eta", eta, open_low=True, open_high=True)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console)
+    predictions = [
+        _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed) for eps in eps_values
+    ]
+    from pruning_limits import report
+
+    if plot_path:
+        if len(predictions) == 1:
+            figure = report.prediction_figure(predictions[0].to_dict(), _pipeline.fixed_point(loaded.model, spectrum, predictions[0]))
+        else:
+            figure = report.limit_curve_figure([p.to_dict() for p in predictions])
+        report.save_figure(figure, plot_path)
+        console.log(f"wrote {plot_path}")
+    records = [p.to_dict() for p in predictions]
+    if len(records) == 1:
+        if as_json:
+            _echo_json({**records[0], "checkpoint": checkpoint})
+        else:
+            console.result(report.text_table(report.prediction_rows(records[0])))
+        return
+    if as_json:
+        _echo_json(
+            {
+                "checkpoint": checkpoint,
+                "dim": records[0]["dim"],
+                "epsilon": [r["epsilon"] for r in records],
+                "sparsity": [r["sparsity"] for r in records],
+                "density": [r["density"] for r in records],
+                "interval": [r["interval"] for r in records],
+                "predictions": records,
+            }
+        )
+        return
+    rows = [
+        [r["epsilon"], f"{r['sparsity']:.4f}", report.format_interval(r["interval"]), f"{r['density']:.4f}"]
+        for r in records
+    ]
+    console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density"], rows))
+    console.result(f"D = {records[0]['dim']} prunable weights")
+
+
+@click.command("prune")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--sparsity", type=float, required=True, help="Fraction of prunable weights to set to zero, in [0, 1].")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Pruned checkpoint to write.")
+@source_options
+@seed_option
+@json_option
+@common_options
+def prune_command(
+    checkpoint: str,
+    sparsity: float,
+    output: str,
+    model_spec: str | None,
+    data_spec: str | None,
+    trust_checkpoint: bool,
+    seed: int,
+    as_json: bool,
+    console: Console,
+) -> None:
+    """Prune CHECKPOINT once, globally by weight magnitude, to the given sparsity."""
+    from pruning_limits._checks import check_fraction
+
+    sparsity = check_fraction("--sparsity", sparsity)
+    check_output_path(output)
+    loaded = load_model_and_data(
+        checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, need_data=False
+    )
+    from pruning_limits import checkpoint as ckpt
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import evaluate_loss, flat_weights
+
+    model = loaded.model
+    loss_before = evaluate_loss(model, loaded.data.train) if loaded.data is not None else None
+    prune_model(model, sparsity, "magnitude", permanent=True)
+    weights = flat_weights(model)
+    zeros = int((weights == 0).sum())
+    record: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "output": output,
+        "requested_sparsity": sparsity,
+        "sparsity": zeros / weights.size,
+        "pruned": zeros,
+        "dim": int(weights.size),
+        "loss_before": loss_before,
+        "loss_after": evaluate_loss(model, loaded.data.train) if loaded.data is not None else None,
+    }
+    source = loaded.checkpoint
+    if source.kind == "torchscript":
+        ckpt.save_torchscript(output, model)
+    elif source.kind == "module":
+        ckpt.save_module(output, model)
+    else:
+        ckpt.save_bundle(
+            output,
+            model,
+            model_spec=loaded.model_spec or "",
+            data_spec=loaded.data_spec or "",
+            training=source.training,
+            pruning={"sparsity": record["sparsity"], "requested_sparsity": sparsity, "criterion": "global magnitude", "source": checkpoint},
+        )
+    if as_json:
+        _echo_json(record)
+        return
+    from pruning_limits.report import format_number, text_table
+
+    rows = [
+        ("sparsity", f"{record['sparsity']:.4f} ({zeros} of {weights.size} weights zero)"),
+        ("training loss before", format_number(record["loss_before"])),
+        ("training loss after", format_number(record["loss_after"])),
+        ("written", output),
+    ]
+    console.result(text_table(rows))
+
+
+@click.command("validate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@source_options
+@click.option("--epsilon", default="batch-std", show_default=True, help="Loss tolerance ε: 'batch-std' or a number > 0.")
+@click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
+@spectrum_options
+@seed_option
+@plot_option
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report (figures beside it).")
+@json_option
+@common_options
+def validate_command(
+    checkpoint: str,
+    model_spec: str | None,
+    data_spec: str | None,
+    trust_checkpoint: bool,
+    epsilon: str,
+    eta: float | None,
+    iterations: int | None,
+    probes: int | None,
+    seed: int,
+    plot_path: str | None,
+    report_path: str | None,
+    as_json: bool,
+    console: Console,
+) -> None:
+    """Predict the limit of CHECKPOINT and measure it with a one-shot magnitude pruning sweep."""
+    start = time.perf_counter()
+    eps = parse_epsilon(epsilon)
+    settings = check_spectrum_settings(iterations, probes)
+    check_output_path(plot_path, figure=True)
+    check_output_path(report_path)
+    if eta is not None:
+        from pruning_limits._checks import check_fraction
+
+        check_fraction("--eta", eta, open_low=True, open_high=True)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+    record = run_validation(
+        loaded.model,
+        loaded.data,
+        epsilon=eps,
+        eta=eta,
+        settings=settings,
+        seed=seed,
+        console=console,
+        plot_path=plot_path,
+        report_path=report_path,
+        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec},
+        start=start,
+    )
+    emit_validation(record, as_json=as_json, console=console)
+
+
+def run_validation(
+    model: Any,
+    data: Any,
+    *,
+    epsilon: Any,
+    eta: float | None,
+    settings: dict[str, int],
+    seed: int,
+    console: Console,
+    plot_path: str | None,
+    report_path: str | None,
+    facts: dict[str, Any],
+    start: float,
+) -> dict[str, Any]:
+    """Predict, measure, write the requested figures and report; return the validation record."""
+    from pruning_limits import report
+
+    spectrum = _pipeline.analysis_spectrum(model, data, settings=settings, seed=seed, console=console)
+    prediction = _pipeline.predict(model, data, spectrum, epsilon=epsilon, eta=eta, seed=seed)
+    sweep = _pipeline.measure(model, data, epsilon=prediction.epsilon, console=console)
+    record = _pipeline.validation_record(prediction, sweep, spectrum, **facts)
+    record["seconds"] = time.perf_counter() - start
+    if plot_path:
+        figure = report.prediction_figure(prediction.to_dict(), _pipeline.fixed_point(model, spectrum, prediction), _pipeline.sweep_record(sweep))
+        report.save_figure(figure, plot_path)
+        console.log(f"wrote {plot_path}")
+    if report_path:
+        target = Path(report_path)
+        figures = _pipeline.write_validation_figures(
+            target.with_suffix(""), model=model, spectrum=spectrum, prediction=prediction, sweep_result=sweep
+        )
+        relative = {caption: path.name for caption, path in figures.items()}
+        report.atomic_write(target, report.validation_markdown(record, relative))
+        record["report"] = str(target)
+        console.log(f"wrote {target} and its figures")
+    return record
+
+
+def emit_validation(record: dict[str, Any], *, as_json: bool, console: Console) -> None:
+    """Print a validation record: one JSON object, or the table."""
+    if as_json:
+        _echo_json(record)
+        return
+    from pruning_limits import report
+
+    console.result(report.text_table(report.validation_rows(record)))
