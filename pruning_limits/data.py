@@ -1,0 +1,486 @@
+"""Built-in data sets and user data specs, held in memory as tensors.
+
+Data specs (``load_data``):
+
+- ``digits``: scikit-learn's 8×8 handwritten digits (1 797 images, bundled with scikit-learn,
+  no download), pixels scaled to [0, 1] (divided by 16), flattened to 64 features, split by a
+  seeded permutation into 1 400 training and 397 test images (the "1 400 samples" of the
+  project specification). Options: ``digits:train=1000``.
+- ``mnist1d``: MNIST-1D (Greydanus 2020, arXiv 2011.14439) generated locally with the
+  ``mnist1d`` package's ``make_dataset`` and its default arguments (5 000 sequences of length
+  40, 10 classes, package seed 42, 4 000 train / 1 000 test: the published benchmark), never
+  downloaded. Options: ``mnist1d:n=10000,seed=3`` (``seed`` is the generator's seed).
+- ``synthetic``: teacher-student regression. Inputs ``x ~ N(0, I_d)``, targets from a random
+  tanh teacher MLP ``d → hidden → out`` plus Gaussian noise; MSE loss. Options (defaults)
+  ``n=2000,test=500,d=20,hidden=32,out=1,noise=0.1``, e.g. ``synthetic:n=500,d=10``; the
+  teacher and the samples are drawn from ``torch.Generator`` seeded by ``seed``.
+- ``path/to/file.npz``: arrays ``x`` and ``y``, optionally ``x_test`` and ``y_test`` (both or
+  neither). Without a test set, a seeded permutation holds out 20 % of the samples as test
+  set (at least one sample); the bundle records ``test_source="split"``.
+- ``package.module:function``: ``function()`` is called with no arguments and returns a
+  :class:`DataBundle`, an ``(x, y)`` pair, a Dataset or a DataLoader (training data, no test
+  set), or a pair ``(train, test)`` of those.
+
+Conversions: floating and integer inputs become float32 tensors; integer targets mean
+classification (int64 labels in ``[0, num_classes)``, cross-entropy), floating targets mean
+regression (float32, 1-D targets reshaped to ``(n, 1)`` so they match a model with one output
+under MSE).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ._checks import PruningLimitsError, describe
+from .objective import check_pair, eval_mode, iter_batches, model_device_dtype
+
+BUILTIN_DATA = ("digits", "mnist1d", "synthetic")
+
+#: Training-set size of ``digits`` (the project specification's "1 400 samples"; 397 remain for test).
+DIGITS_TRAIN = 1400
+#: Fraction held out as test set when an ``.npz`` file has no ``x_test``/``y_test``.
+NPZ_TEST_FRACTION = 0.2
+
+_SYNTHETIC_DEFAULTS: dict[str, float] = {
+    "n": 2000,
+    "test": 500,
+    "d": 20,
+    "hidden": 32,
+    "out": 1,
+    "noise": 0.1,
+}
+
+
+@dataclass(eq=False)
+class DataBundle:
+    """Training and test data as tensors, with what a model needs to know about them.
+
+    Attributes:
+        x_train, y_train: training (analysis) inputs and targets.
+        x_test, y_test: test inputs and targets (``None`` when there is no test set).
+        task: ``"classification"`` (int64 labels) or ``"regression"`` (float targets).
+        num_outputs: number of classes (classification) or target dimension (regression).
+        input_shape: shape of one input sample.
+        spec: the data spec the bundle came from (``"<python object>"`` for objects).
+        test_source: ``"given"``, ``"split"`` (held out from the training data) or ``"none"``.
+    """
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor | None
+    y_test: Tensor | None
+    task: str
+    num_outputs: int
+    input_shape: tuple[int, ...]
+    spec: str = "<python object>"
+    test_source: str = "given"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train(self) -> tuple[Tensor, Tensor]:
+        """The training pair ``(x, y)``, usable wherever the library takes data."""
+        return self.x_train, self.y_train
+
+    @property
+    def test(self) -> tuple[Tensor, Tensor] | None:
+        """The test pair ``(x, y)``, or ``None``."""
+        if self.x_test is None or self.y_test is None:
+            return None
+        return self.x_test, self.y_test
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes for classification, ``None`` for regression."""
+        return self.num_outputs if self.task == "classification" else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description (sizes and settings, not the tensors)."""
+        return {
+            "spec": self.spec,
+            "task": self.task,
+            "num_outputs": self.num_outputs,
+            "input_shape": list(self.input_shape),
+            "train_size": len(self.x_train),
+            "test_size": 0 if self.x_test is None else len(self.x_test),
+            "test_source": self.test_source,
+            **self.info,
+        }
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def _as_tensor(value: Any, name: str) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise PruningLimitsError(f"{name} must be a numeric array, got an object array")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    raise PruningLimitsError(f"{name} must be a torch.Tensor or numpy array, got {describe(value)}")
+
+
+def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
+    x, y = _as_tensor(x, f"{where} inputs"), _as_tensor(y, f"{where} targets")
+    try:
+        x, y = check_pair(x, y)
+    except PruningLimitsError as err:
+        raise PruningLimitsError(f"{where} data: {err}") from None
+    if x.dtype == torch.bool or y.dtype == torch.bool or x.is_complex() or y.is_complex():
+        raise PruningLimitsError(f"{where} data must be real numbers, got {x.dtype} inputs and {y.dtype} targets")
+    x = x.to(torch.float32)
+    if y.is_floating_point():
+        y = y.to(torch.float32)
+        if y.ndim == 1:
+            y = y[:, None]
+    else:
+        if y.ndim != 1:
+            raise PruningLimitsError(
+                f"{where} data: integer targets (class labels) must be 1-D, got shape {tuple(y.shape)}"
+            )
+        y = y.to(torch.int64)
+    return x, y
+
+
+def materialize(data: Any, where: str = "training") -> tuple[Tensor, Tensor]:
+    """All of ``data`` (DataLoader, Dataset or ``(x, y)`` pair) as one ``(x, y)`` tensor pair.
+
+    The samples are held in memory, in the order the data yields them.
+
+    Raises:
+        PruningLimitsError: unsupported type, empty data, mismatched lengths, non-finite values.
+    """
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_data_source(data[0]):
+        return _normalise_pair(data[0], data[1], where)
+    try:
+        batches = list(iter_batches(data))
+    except PruningLimitsError as err:
+        raise PruningLimitsError(f"{where} data: {err}") from None
+    xs = [b[0] for b in batches]
+    ys = [b[1] for b in batches]
+    try:
+        x, y = torch.cat([torch.as_tensor(v) for v in xs]), torch.cat([torch.as_tensor(v) for v in ys])
+    except (RuntimeError, TypeError) as err:
+        raise PruningLimitsError(f"{where} data: batches of different shapes cannot be joined ({err})") from None
+    return _normalise_pair(x, y, where)
+
+
+def _is_data_source(value: Any) -> bool:
+    return isinstance(value, (DataLoader, Dataset, DataBundle)) or (
+        isinstance(value, (tuple, list)) and len(value) == 2
+    )
+
+
+def _check_labels(bundle: DataBundle) -> None:
+    if bundle.task != "classification":
+        return
+    for name, y in (("training", bundle.y_train), ("test", bundle.y_test)):
+        if y is None:
+            continue
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= bundle.num_outputs:
+            raise PruningLimitsError(
+                f"{name} labels must lie in [0, {bundle.num_outputs}), got labels from {low} to {high}"
+            )
+
+
+def make_bundle(
+    train: Any,
+    test: Any = None,
+    *,
+    num_outputs: int | None = None,
+    spec: str = "<python object>",
+    test_source: str | None = None,
+    info: dict[str, Any] | None = None,
+) -> DataBundle:
+    """Turn Python data objects into a validated :class:`DataBundle`.
+
+    Args:
+        train: training data: a DataLoader, a Dataset or an ``(x, y)`` pair (tensors or
+            numpy arrays), or already a :class:`DataBundle` (returned as it is when ``test``
+            is ``None``).
+        test: optional test data of the same kinds.
+        num_outputs: number of classes (classification) or target dimension; inferred when
+            ``None`` (largest label + 1 over train and test, or the target width).
+        spec: recorded data spec.
+        test_source: recorded origin of the test set (default ``"given"`` or ``"none"``).
+        info: extra JSON-serialisable facts to record.
+
+    Raises:
+        PruningLimitsError: any invalid input, explained in one line.
+    """
+    if isinstance(train, DataBundle):
+        if test is None:
+            return train
+        train = train.train
+    x, y = materialize(train, "training")
+    x_test = y_test = None
+    if test is not None:
+        x_test, y_test = materialize(test, "test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise PruningLimitsError(
+                f"test inputs have sample shape {tuple(x_test.shape[1:])}, training inputs {tuple(x.shape[1:])}"
+            )
+        if y_test.dtype != y.dtype or y_test.shape[1:] != y.shape[1:]:
+            raise PruningLimitsError(
+                f"test targets ({y_test.dtype}, sample shape {tuple(y_test.shape[1:])}) do not match "
+                f"training targets ({y.dtype}, sample shape {tuple(y.shape[1:])})"
+            )
+    if y.is_floating_point():
+        task = "regression"
+        inferred = int(np.prod(y.shape[1:]))
+    else:
+        task = "classification"
+        inferred = int(max(int(y.max()), -1 if y_test is None else int(y_test.max()))) + 1
+    if num_outputs is None:
+        num_outputs = inferred
+    elif isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
+        raise PruningLimitsError(f"num_outputs must be an integer >= 1, got {describe(num_outputs)}")
+    elif task == "regression" and num_outputs != inferred:
+        raise PruningLimitsError(f"num_outputs is {num_outputs} but the regression targets have {inferred} values")
+    bundle = DataBundle(
+        x_train=x,
+        y_train=y,
+        x_test=x_test,
+        y_test=y_test,
+        task=task,
+        num_outputs=int(num_outputs),
+        input_shape=tuple(x.shape[1:]),
+        spec=spec,
+        test_source=test_source or ("given" if test is not None else "none"),
+        info=dict(info or {}),
+    )
+    if task == "classification" and int(y.min()) < 0:
+        raise PruningLimitsError(f"training labels must lie in [0, {num_outputs}), got labels from {int(y.min())}")
+    _check_labels(bundle)
+    return bundle
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def _parse_options(name: str, text: str, allowed: dict[str, float]) -> dict[str, float]:
+    options: dict[str, float] = {}
+    if not text:
+        return options
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in allowed:
+            raise PruningLimitsError(
+                f"data spec '{name}' takes options {', '.join(f'{k}=...' for k in allowed)}, got {item!r}"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            raise PruningLimitsError(f"data option {key} must be a number, got {value!r}") from None
+        if isinstance(allowed[key], int) and not number.is_integer():
+            raise PruningLimitsError(f"data option {key} must be an integer, got {value!r}")
+        options[key] = int(number) if isinstance(allowed[key], int) else number
+    return options
+
+
+def _seeded_permutation(n: int, seed: int) -> Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+
+
+def _load_digits(options: dict[str, float], seed: int, spec: str) -> DataBundle:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(digits.data.astype(np.float32) / 16.0)
+    y = torch.from_numpy(digits.target.astype(np.int64))
+    n_train = int(options.get("train", DIGITS_TRAIN))
+    if not 1 <= n_train < len(x):
+        raise PruningLimitsError(f"digits:train must be between 1 and {len(x) - 1}, got {n_train}")
+    perm = _seeded_permutation(len(x), seed)
+    tr, te = perm[:n_train], perm[n_train:]
+    return make_bundle(
+        (x[tr], y[tr]), (x[te], y[te]), num_outputs=10, spec=spec, info={"image_shape": [1, 8, 8]}
+    )
+
+
+def _load_mnist1d(options: dict[str, float], spec: str) -> DataBundle:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    if "n" in options:
+        if options["n"] < 20:
+            raise PruningLimitsError(f"mnist1d:n must be at least 20, got {options['n']}")
+        args.num_samples = int(options["n"])
+    if "seed" in options:
+        args.seed = int(options["seed"])
+    # make_dataset seeds numpy's and Python's global generators: keep the caller's state.
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return make_bundle(
+        (raw["x"], raw["y"].astype(np.int64)),
+        (raw["x_test"], raw["y_test"].astype(np.int64)),
+        num_outputs=10,
+        spec=spec,
+        info={"generator_seed": int(args.seed), "sequence_length": int(args.final_seq_length)},
+    )
+
+
+def _load_synthetic(options: dict[str, float], seed: int, spec: str) -> DataBundle:
+    opts = {**_SYNTHETIC_DEFAULTS, **options}
+    for key in ("n", "test", "d", "hidden", "out"):
+        if opts[key] < 1:
+            raise PruningLimitsError(f"synthetic:{key} must be an integer >= 1, got {opts[key]}")
+    if opts["noise"] < 0:
+        raise PruningLimitsError(f"synthetic:noise must be >= 0, got {opts['noise']}")
+    n, n_test, d, hidden, out = (int(opts[k]) for k in ("n", "test", "d", "hidden", "out"))
+    gen = torch.Generator().manual_seed(int(seed))
+    w1 = torch.randn(d, hidden, generator=gen) / d**0.5
+    w2 = torch.randn(hidden, out, generator=gen) / hidden**0.5
+    x = torch.randn(n + n_test, d, generator=gen)
+    y = torch.tanh(x @ w1) @ w2 + opts["noise"] * torch.randn(n + n_test, out, generator=gen)
+    return make_bundle(
+        (x[:n], y[:n]),
+        (x[n:], y[n:]),
+        spec=spec,
+        info={key: opts[key] for key in _SYNTHETIC_DEFAULTS},
+    )
+
+
+def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
+    if not os.path.isfile(path):
+        raise PruningLimitsError(f"data file {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as err:
+        raise PruningLimitsError(f"cannot read {path!r} as an .npz archive: {err}") from None
+    missing = [key for key in ("x", "y") if key not in arrays]
+    if missing:
+        raise PruningLimitsError(f"{path!r} lacks array(s) {missing}; expected x and y (optional x_test, y_test), found {sorted(arrays)}")
+    has_test = [key in arrays for key in ("x_test", "y_test")]
+    if any(has_test) and not all(has_test):
+        raise PruningLimitsError(f"{path!r} must hold both x_test and y_test or neither, found {sorted(arrays)}")
+    if all(has_test):
+        return make_bundle((arrays["x"], arrays["y"]), (arrays["x_test"], arrays["y_test"]), spec=spec)
+    x, y = _normalise_pair(arrays["x"], arrays["y"], "training")
+    if len(x) < 2:
+        raise PruningLimitsError(f"{path!r} has {len(x)} sample(s) and no test set: need at least 2 to split")
+    n_test = max(1, int(round(NPZ_TEST_FRACTION * len(x))))
+    perm = _seeded_permutation(len(x), seed)
+    tr, te = perm[n_test:], perm[:n_test]
+    return make_bundle((x[tr], y[tr]), (x[te], y[te]), spec=spec, test_source="split")
+
+
+def _load_callable(spec: str) -> DataBundle:
+    module_name, _, func_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # noqa: BLE001 - any import failure is a user error here
+        raise PruningLimitsError(f"cannot import module {module_name!r} of data spec {spec!r}: {err}") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise PruningLimitsError(f"module {module_name!r} has no callable {func_name!r} (data spec {spec!r})")
+    try:
+        result = func()
+    except Exception as err:  # noqa: BLE001
+        raise PruningLimitsError(f"data function {spec!r} failed: {type(err).__name__}: {err}") from None
+    if isinstance(result, DataBundle):
+        bundle = make_bundle(result.train, result.test, num_outputs=result.num_outputs, spec=spec,
+                             test_source=result.test_source, info=result.info)
+        return bundle
+    if isinstance(result, (tuple, list)) and len(result) == 2 and all(_is_data_source(part) for part in result):
+        return make_bundle(result[0], result[1], spec=spec)
+    if isinstance(result, (tuple, list, DataLoader, Dataset)):
+        return make_bundle(result, spec=spec)
+    raise PruningLimitsError(
+        f"data function {spec!r} must return a DataBundle, an (x, y) pair, a Dataset or a DataLoader, "
+        f"got {describe(result)}"
+    )
+
+
+_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
+def load_data(spec: str, *, seed: int = 0) -> DataBundle:
+    """Load the data named by ``spec`` (see the module docstring for the forms).
+
+    Args:
+        spec: ``digits``, ``mnist1d``, ``synthetic`` (each with optional ``:key=value,...``),
+            a path ending in ``.npz``, or ``package.module:function``.
+        seed: seed of the ``digits`` split, of the ``synthetic`` draw and of the ``.npz``
+            hold-out split. ``mnist1d`` ignores it (its own ``seed`` option sets the generator).
+
+    Raises:
+        PruningLimitsError: unknown spec, bad options, unreadable file, failing import, invalid data.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise PruningLimitsError(f"data spec must be a non-empty string, got {describe(spec)}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise PruningLimitsError(f"seed must be an integer, got {describe(seed)}")
+    spec = spec.strip()
+    name, _, options = spec.partition(":")
+    if name == "digits":
+        return _load_digits(_parse_options(name, options, {"train": DIGITS_TRAIN}), seed, spec)
+    if name == "mnist1d":
+        return _load_mnist1d(_parse_options(name, options, {"n": 5000, "seed": 42}), spec)
+    if name == "synthetic":
+        allowed = {k: (int(v) if k != "noise" else float(v)) for k, v in _SYNTHETIC_DEFAULTS.items()}
+        return _load_synthetic(_parse_options(name, options, allowed), seed, spec)
+    if spec.lower().endswith(".npz"):
+        return _load_npz(spec, seed, spec)
+    if _CALLABLE_SPEC.match(spec):
+        return _load_callable(spec)
+    raise PruningLimitsError(
+        f"unknown data spec {spec!r}: expected one of {', '.join(BUILTIN_DATA)}, a .npz file, "
+        "or package.module:function"
+    )
+
+
+def check_data_fits_model(model: nn.Module, data: Any) -> None:
+    """Run one forward pass on one training sample and explain a mismatch in one line.
+
+    Args:
+        model: the network.
+        data: a :class:`DataBundle`, or data accepted by :func:`make_bundle`.
+
+    Raises:
+        PruningLimitsError: the model rejects the input shape, or its output does not fit
+            the targets (``num_classes`` logits for classification, the target shape for
+            regression).
+    """
+    bundle = data if isinstance(data, DataBundle) else make_bundle(data)
+    device, dtype = model_device_dtype(model)
+    x = bundle.x_train[:1].to(device, dtype)
+    name = type(model).__name__
+    with eval_mode(model), torch.no_grad():
+        try:
+            out = model(x)
+        except Exception as err:  # noqa: BLE001 - explain any forward failure
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise PruningLimitsError(
+                f"model {name} does not accept inputs of shape {tuple(x.shape)} (one sample of "
+                f"{bundle.spec}): {first}"
+            ) from None
+    if not isinstance(out, Tensor):
+        raise PruningLimitsError(f"model {name} must return a tensor, got {describe(out)}")
+    if bundle.task == "classification":
+        expected = (1, bundle.num_outputs)
+        what = f"{bundle.num_outputs} class logits"
+    else:
+        expected = (1, *bundle.y_train.shape[1:])
+        what = f"targets of shape {tuple(bundle.y_train.shape[1:])}"
+    if tuple(out.shape) != expected:
+        raise PruningLimitsError(
+            f"model {name} returns shape {tuple(out.shape)} for one sample, expected {expected} ({what} of {bundle.spec})"
+        )

@@ -1,0 +1,428 @@
+"""LOMP: l1-regularised training, one-shot pruning sweep, and the measured pruning limit.
+
+LOMP (Zhang et al., "How Sparse Can We Prune A Deep Network", NeurIPS 2024, §5-6) trains
+with ``L(w) + λ Σ|w_i|`` over the prunable weights, then prunes once, globally, by magnitude,
+with no fine-tuning. :func:`sweep` measures the limit (THEORY §6):
+
+- loss criterion (the theory's own): with ``m`` pruned weights (``k = D - m`` kept),
+  ``s = m / D``. The grid is scanned in increasing ``s`` for the *first* point with
+  ``L(w^k) > L(w*) + ε`` (``L`` the mean loss on the analysis = training data); bisection over
+  the integer ``m`` between the last passing grid point and that first failing one then finds
+  ``m`` with ``L(m) ≤ L* + ε < L(m + 1)``, and ``limit_by_loss = m / D`` (1/D resolution).
+  When the loss crosses the threshold once inside that grid interval this is the first
+  crossing over all ``m``, i.e. the brute-force scan of every ``k``.
+- accuracy criterion (the paper's tables): the *largest* grid sparsity whose test accuracy is
+  at least the dense test accuracy, then bisection between it and the next grid point (which
+  fails) to one weight, as above.
+
+The sweep copies the prunable weights once, writes the pruned weights into the model for each
+evaluation, and restores the copy at the end (also on errors): no checkpoint per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
+from .data import DataBundle, materialize
+from .masks import _resolve_criterion, pruning_order
+from .objective import (
+    LossFn,
+    batch_std_epsilon,
+    eval_mode,
+    evaluate_loss,
+    model_device_dtype,
+    prunable_parameters,
+    resolve_loss_fn,
+)
+
+#: Default l1 strength λ. The paper used 2e-5 … 1e-4 with SGD on large networks; on the
+#: small zoo models 5e-4 leaves most weights near zero (fraction of |w| < 1e-3 reported by the
+#: project's validation) while keeping the accuracy targets.
+DEFAULT_L1 = 5e-4
+#: Default epochs (the paper trained 200; 100 suffices on digits and MNIST-1D with cosine decay).
+DEFAULT_EPOCHS = 100
+#: Default learning rate of SGD with momentum 0.9 and cosine decay to 0.
+DEFAULT_LR = 0.05
+#: Default optimizer (the paper's choice).
+DEFAULT_OPTIMIZER = "sgd"
+#: Momentum of the SGD optimizer.
+SGD_MOMENTUM = 0.9
+#: Default grid of the sweep: 41 sparsities 0, 0.025, …, 1.
+DEFAULT_GRID_POINTS = 41
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch record of :func:`train`.
+
+    Attributes:
+        loss: mean data loss over the epoch's mini-batches (without the l1 term).
+        l1: the penalty ``λ Σ|w|`` at the end of each epoch.
+        train_accuracy, test_accuracy: accuracies at the end of each epoch (eval mode);
+            ``None`` entries for regression or without test data.
+        seconds: wall time of each epoch.
+        settings: the training arguments.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    l1: list[float] = field(default_factory=list)
+    train_accuracy: list[float | None] = field(default_factory=list)
+    test_accuracy: list[float | None] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable copy."""
+        return {
+            "loss": list(self.loss),
+            "l1": list(self.l1),
+            "train_accuracy": list(self.train_accuracy),
+            "test_accuracy": list(self.test_accuracy),
+            "seconds": list(self.seconds),
+            "settings": dict(self.settings),
+        }
+
+
+def _split_data(data: Any, test_data: Any) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
+    if isinstance(data, DataBundle):
+        train = data.train
+        if test_data is None:
+            test_data = data.test
+    else:
+        train = materialize(data, "training")
+    if isinstance(test_data, DataBundle):
+        test_data = test_data.test
+    test = None if test_data is None else materialize(test_data, "test")
+    return train, test
+
+
+def _to_model(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    return x.to(device, dtype) if x.is_floating_point() else x.to(device)
+
+
+def accuracy(model: nn.Module, data: Any, batch_size: int = 1024) -> float | None:
+    """Fraction of samples whose arg-max output equals the integer label (eval mode).
+
+    Returns ``None`` for floating (regression) targets.
+    """
+    x, y = data if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor) else materialize(data)
+    if y.is_floating_point():
+        return None
+    device, dtype = model_device_dtype(model)
+    correct = 0
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            out = model(_to_model(x[start : start + batch_size], device, dtype))
+            correct += int((out.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
+    return correct / len(x)
+
+
+def _l1_term(params: list[nn.Parameter]) -> Tensor:
+    return torch.stack([p.abs().sum() for p in params]).sum()
+
+
+def train(
+    model: nn.Module,
+    data: Any,
+    *,
+    l1: float = DEFAULT_L1,
+    epochs: int = DEFAULT_EPOCHS,
+    lr: float = DEFAULT_LR,
+    optimizer: str = DEFAULT_OPTIMIZER,
+    batch_size: int = 128,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    test_data: Any = None,
+    loss_fn: LossFn | None = None,
+    progress: bool = False,
+) -> TrainingHistory:
+    """Train ``model`` in place with the LOMP objective ``L(w) + λ Σ|w_i|``.
+
+    The penalty covers the prunable weights only (:func:`~pruning_limits.objective.prunable_parameters`).
+    Mini-batches are drawn by a ``torch.Generator`` seeded with ``seed`` (the initialisation is
+    seeded by :func:`~pruning_limits.models.build_model`), so a run is reproducible. The
+    learning rate follows a cosine decay to 0 over all steps (Loshchilov & Hutter 2017), which
+    lets the l1 subgradient settle the small weights near zero.
+
+    Args:
+        model: the network (trained in place, left in eval mode).
+        data: a :class:`~pruning_limits.data.DataBundle` (its test set is used when
+            ``test_data`` is None), a DataLoader, a Dataset or an ``(x, y)`` pair.
+        l1: λ ≥ 0; the paper used 2e-5 … 1e-4 (SGD, 200 epochs); default :data:`DEFAULT_L1`.
+        epochs: passes over the training data (default :data:`DEFAULT_EPOCHS`).
+        lr: initial learning rate (default :data:`DEFAULT_LR`).
+        optimizer: ``"sgd"`` (momentum 0.9, the paper's choice) or ``"adam"``.
+        batch_size: mini-batch size (128, as the official code).
+        weight_decay: l2 coefficient passed to the optimizer (default 0).
+        seed: seed of the shuffling.
+        test_data: optional test data for the per-epoch test accuracy.
+        loss_fn: loss ``(outputs, targets) -> scalar``; default cross-entropy for integer
+            targets, MSE otherwise.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        The :class:`TrainingHistory`.
+    """
+    if isinstance(l1, bool) or not isinstance(l1, (int, float)) or not math.isfinite(l1) or l1 < 0:
+        raise PruningLimitsError(f"l1 must be a finite number >= 0, got {describe(l1)}")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+        raise PruningLimitsError(f"weight_decay must be a number >= 0, got {describe(weight_decay)}")
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    lr = check_positive("lr", lr)
+    check_choice("optimizer", optimizer, ("sgd", "adam"))
+    seed = check_int("seed", seed, 0)
+    (x, y), test = _split_data(data, test_data)
+    loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
+    device, dtype = model_device_dtype(model)
+    l1_params = [p for _, p in prunable_parameters(model)]
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay
+        )
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    history = TrainingHistory(
+        settings={
+            "l1": float(l1),
+            "epochs": epochs,
+            "lr": lr,
+            "optimizer": optimizer,
+            "momentum": SGD_MOMENTUM if optimizer == "sgd" else None,
+            "schedule": "cosine",
+            "batch_size": batch_size,
+            "weight_decay": float(weight_decay),
+            "seed": seed,
+        }
+    )
+    bar = tqdm(range(epochs), desc="train", file=sys.stderr, disable=not progress, leave=False)
+    for _ in bar:
+        start_time = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(x), generator=generator)
+        total, count = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            index = perm[start : start + batch_size]
+            xb, yb = _to_model(x[index], device, dtype), _to_model(y[index], device, dtype)
+            data_loss = loss_fn(model(xb), yb)
+            objective = data_loss + l1 * _l1_term(l1_params) if l1 > 0 else data_loss
+            opt.zero_grad(set_to_none=True)
+            objective.backward()
+            opt.step()
+            schedule.step()
+            total += float(data_loss.detach()) * len(index)
+            count += len(index)
+        with torch.no_grad():
+            history.l1.append(float(l1 * _l1_term(l1_params)))
+        history.loss.append(total / count)
+        history.train_accuracy.append(accuracy(model, (x, y)))
+        history.test_accuracy.append(None if test is None else accuracy(model, test))
+        history.seconds.append(time.perf_counter() - start_time)
+        if progress:
+            bar.set_postfix(loss=f"{history.loss[-1]:.4f}", test_acc=history.test_accuracy[-1])
+    model.eval()
+    return history
+
+
+@dataclass
+class SweepResult:
+    """Pruning sweep of a trained model and the measured limits (THEORY §6).
+
+    Attributes:
+        sparsities: evaluated grid sparsities ``m / D`` (ascending).
+        num_pruned: the pruned counts ``m`` of the grid.
+        train_loss, test_loss, test_accuracy: curves on the grid (``test_*`` are ``None``
+            without test data; ``test_accuracy`` is ``None`` for regression).
+        dense_loss, dense_test_loss, dense_accuracy: values of the unpruned model.
+        epsilon: the loss tolerance ε.
+        dim: number of prunable weights ``D``.
+        criterion: the pruning criterion.
+        limit_by_loss: largest ``s = m / D`` before the first crossing of ``L* + ε`` (1/D resolution).
+        limit_by_accuracy: largest ``s`` keeping the dense test accuracy (``None`` without
+            test labels).
+        evaluations: number of pruned models evaluated (grid + bisection).
+    """
+
+    sparsities: np.ndarray
+    num_pruned: np.ndarray
+    train_loss: np.ndarray
+    test_loss: np.ndarray | None
+    test_accuracy: np.ndarray | None
+    dense_loss: float
+    dense_test_loss: float | None
+    dense_accuracy: float | None
+    epsilon: float
+    dim: int
+    criterion: str
+    limit_by_loss: float
+    limit_by_accuracy: float | None
+    evaluations: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable copy (arrays as lists)."""
+
+        def as_list(a: np.ndarray | None) -> list[float] | None:
+            return None if a is None else [float(v) for v in a]
+
+        return {
+            "sparsities": as_list(self.sparsities),
+            "num_pruned": [int(v) for v in self.num_pruned],
+            "train_loss": as_list(self.train_loss),
+            "test_loss": as_list(self.test_loss),
+            "test_accuracy": as_list(self.test_accuracy),
+            "dense_loss": self.dense_loss,
+            "dense_test_loss": self.dense_test_loss,
+            "dense_accuracy": self.dense_accuracy,
+            "epsilon": self.epsilon,
+            "dim": self.dim,
+            "criterion": self.criterion,
+            "limit_by_loss": self.limit_by_loss,
+            "limit_by_accuracy": self.limit_by_accuracy,
+            "evaluations": self.evaluations,
+        }
+
+
+class _PrunedEvaluator:
+    """Writes ``w*`` with the first ``m`` weights of an order zeroed into a working model."""
+
+    def __init__(self, model: nn.Module, criterion: str) -> None:
+        self.model = copy.deepcopy(model)
+        self.params = [p for _, p in prunable_parameters(self.model)]
+        self.original = [p.detach().clone() for p in self.params]
+        self.sizes = [p.numel() for p in self.params]
+        self.dim = sum(self.sizes)
+        self.order = torch.from_numpy(pruning_order(model, criterion))
+
+    def set_pruned(self, m: int) -> None:
+        keep = torch.ones(self.dim, dtype=torch.bool)
+        keep[self.order[:m]] = False
+        with torch.no_grad():
+            for p, w0, part in zip(self.params, self.original, torch.split(keep, self.sizes)):
+                p.copy_(w0 * part.reshape(w0.shape).to(w0.device, w0.dtype))
+
+
+def _refine(lo: int, hi: int, passes: Any) -> int:
+    """Largest ``m`` in ``[lo, hi)`` with ``passes(m)``, given ``passes(lo)`` and not ``passes(hi)``."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def sweep(
+    model: nn.Module,
+    data: Any,
+    *,
+    test_data: Any = None,
+    epsilon: float | str,
+    sparsities: Any = None,
+    criterion: str = "global",
+    loss_fn: LossFn | None = None,
+    progress: bool = False,
+) -> SweepResult:
+    """One-shot pruning sweep of a trained model and its measured pruning limits.
+
+    Args:
+        model: the trained network (not modified: a working copy is pruned).
+        data: the analysis (training) data: a DataBundle (its test set is used when
+            ``test_data`` is None), a DataLoader, a Dataset or an ``(x, y)`` pair.
+        test_data: optional test data for test loss and accuracy.
+        epsilon: the loss tolerance ε > 0, or ``"batch-std"`` (THEORY §1).
+        sparsities: grid of sparsities in [0, 1] (sorted, 0 added); default 41 points
+            0, 0.025, …, 1. Each becomes ``m = round(s · D)`` pruned weights.
+        criterion: ``"global"``/``"magnitude"``, ``"layerwise"`` or ``"neuron"``.
+        loss_fn: loss ``(outputs, targets) -> scalar``; default cross-entropy / MSE.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        The :class:`SweepResult`.
+    """
+    criterion = _resolve_criterion(criterion)
+    (x, y), test = _split_data(data, test_data)
+    train_pair = (x, y)
+    loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
+    if isinstance(epsilon, str):
+        if epsilon != "batch-std":
+            raise PruningLimitsError(f"epsilon must be a number > 0 or 'batch-std', got {epsilon!r}")
+        epsilon = batch_std_epsilon(model, train_pair, loss_fn)
+    epsilon = check_positive("epsilon", epsilon)
+    evaluator = _PrunedEvaluator(model, criterion)
+    dim = evaluator.dim
+    if sparsities is None:
+        grid = np.linspace(0.0, 1.0, DEFAULT_GRID_POINTS)
+    else:
+        grid = np.asarray(sparsities, dtype=np.float64).ravel()
+        if grid.size == 0 or not np.isfinite(grid).all() or grid.min() < 0 or grid.max() > 1:
+            raise PruningLimitsError(f"sparsities must be numbers in [0, 1], got {describe(sparsities)}")
+    counts = np.unique(np.concatenate([[0], np.round(grid * dim).astype(np.int64)]))
+    work = evaluator.model
+    memo: dict[int, tuple[float, float | None, float | None]] = {}
+
+    def evaluate(m: int) -> tuple[float, float | None, float | None]:
+        if m not in memo:
+            evaluator.set_pruned(m)
+            train_loss = evaluate_loss(work, train_pair, loss_fn)
+            test_loss = None if test is None else evaluate_loss(work, test, loss_fn)
+            test_acc = None if test is None else accuracy(work, test)
+            memo[m] = (train_loss, test_loss, test_acc)
+        return memo[m]
+
+    rows = [evaluate(int(m)) for m in tqdm(counts, desc="sweep", file=sys.stderr, disable=not progress, leave=False)]
+    dense_loss, dense_test_loss, dense_acc = rows[0]
+    threshold = dense_loss + epsilon
+
+    def loss_ok(m: int) -> bool:
+        return evaluate(m)[0] <= threshold
+
+    fails = [i for i, row in enumerate(rows) if not row[0] <= threshold]
+    if fails:
+        first = fails[0]
+        m_loss = _refine(int(counts[first - 1]), int(counts[first]), loss_ok)
+    else:
+        m_loss = int(counts[-1])
+
+    m_acc: int | None = None
+    if dense_acc is not None:
+        def acc_ok(m: int) -> bool:
+            return evaluate(m)[2] >= dense_acc  # type: ignore[operator]
+
+        last = max(i for i, row in enumerate(rows) if row[2] >= dense_acc)  # type: ignore[operator]
+        m_acc = int(counts[last]) if last == len(rows) - 1 else _refine(int(counts[last]), int(counts[last + 1]), acc_ok)
+
+    def column(j: int) -> np.ndarray | None:
+        values = [row[j] for row in rows]
+        return None if any(v is None for v in values) else np.asarray(values, dtype=np.float64)
+
+    return SweepResult(
+        sparsities=counts / dim,
+        num_pruned=counts,
+        train_loss=column(0),  # type: ignore[arg-type]
+        test_loss=column(1),
+        test_accuracy=column(2),
+        dense_loss=dense_loss,
+        dense_test_loss=dense_test_loss,
+        dense_accuracy=dense_acc,
+        epsilon=epsilon,
+        dim=dim,
+        criterion=criterion,
+        limit_by_loss=m_loss / dim,
+        limit_by_accuracy=None if m_acc is None else m_acc / dim,
+        evaluations=len(memo),
+    )
