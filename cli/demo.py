@@ -8,16 +8,12 @@ from typing import Any
 
 import click
 
-from ._common import Console, common_options, json_option, seed_option
+from ._common import Console, check_spectrum_settings, common_options, json_option, seed_option, spectrum_options
 
 #: The demo's model and data: an MLP with the zoo's default widths (64, 32; D = 6 464 prunable
 #: weights) on scikit-learn's 8×8 digits (1 400 training images).
 DEMO_MODEL = "mlp"
 DEMO_DATA = "digits"
-#: Lanczos steps and probes of the demo: 60 × 8 (fewer than predict's 100 × 16 so the whole demo
-#: stays within about a minute on two cores; the measure of a 6 464-dimensional Hessian is
-#: resolved to about (λ_max − λ_min)/5 in Wasserstein-1 after 60 steps, Chen et al. 2021).
-DEMO_SPECTRUM = {"iterations": 60, "probes": 8}
 
 
 @click.command("demo")
@@ -29,11 +25,20 @@ DEMO_SPECTRUM = {"iterations": 60, "probes": 8}
     show_default=True,
     help="Folder for the model, the figures, the report and the JSON record.",
 )
-@click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's).")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's, 100).")
+@spectrum_options
 @seed_option
 @json_option
 @common_options
-def demo_command(out_dir: str, epochs: int | None, seed: int, as_json: bool, console: Console) -> None:
+def demo_command(
+    out_dir: str,
+    epochs: int | None,
+    iterations: int | None,
+    probes: int | None,
+    seed: int,
+    as_json: bool,
+    console: Console,
+) -> None:
     """Train an l1-regularised MLP on digits, predict its pruning limit, measure it, report.
 
     Writes model.pt, report.md, report-spectrum.png, report-prediction.png and result.json to --out.
@@ -48,6 +53,7 @@ def demo_command(out_dir: str, epochs: int | None, seed: int, as_json: bool, con
     from .commands import _history_summary, _training_settings, emit_validation, run_validation
 
     start = time.perf_counter()
+    settings_slq = check_spectrum_settings(iterations, probes)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -68,7 +74,7 @@ def demo_command(out_dir: str, epochs: int | None, seed: int, as_json: bool, con
         data,
         epsilon="batch-std",
         eta=None,
-        settings=dict(DEMO_SPECTRUM),
+        settings=settings_slq,
         seed=seed,
         console=console,
         plot_path=None,

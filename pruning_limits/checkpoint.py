@@ -22,13 +22,13 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
+
+import torch
+from torch import nn
 
 from ._checks import PruningLimitsError, describe
 from ._version import __version__
-
-if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
 
 #: Value of the ``"format"`` key of a bundle.
 BUNDLE_FORMAT = "pruning-limits-bundle"
@@ -121,8 +121,6 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _is_tensor_mapping(value: Any) -> bool:
-    import torch
-
     return isinstance(value, Mapping) and len(value) > 0 and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
     )
@@ -144,8 +142,6 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
         PruningLimitsError: missing or unreadable file, not a checkpoint, or a pickled object
             that needs ``trust=True`` (refused before anything is unpickled).
     """
-    import torch
-
     file = Path(path)
     if not file.exists():
         raise PruningLimitsError(f"checkpoint {str(file)!r} does not exist")
@@ -180,9 +176,6 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
 
 
 def _read_trusted(file: Path) -> Checkpoint:
-    import torch
-    from torch import nn
-
     try:
         content = torch.load(str(file), map_location="cpu", weights_only=False)
     except Exception as exc:  # anything the pickle raises while rebuilding foreign objects
@@ -230,6 +223,83 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+#: TorchScript ``original_name`` of the layers whose shells count as prunable (THEORY §1).
+_SHELL_CLASSES = ("Linear", "Conv1d", "Conv2d", "Conv3d")
+
+
+def _shell(original_name: str, params: dict[str, Any]) -> nn.Module:
+    """An empty module of the eager class a scripted layer came from, holding copies of its parameters."""
+    cls = getattr(nn, original_name) if original_name in _SHELL_CLASSES else nn.Module
+    shell = cls.__new__(cls)
+    nn.Module.__init__(shell)
+    for name, value in params.items():
+        shell.register_parameter(name, nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad))
+    if "weight" in params and original_name == "Linear":
+        shell.out_features, shell.in_features = params["weight"].shape
+    shell.extra_repr = lambda: "scripted " + original_name  # the eager constructor's fields are unknown
+    return shell
+
+
+class ScriptedModel(nn.Module):
+    """Eager view of a TorchScript module, so the library can analyse and prune it.
+
+    ``torch.func.functional_call`` and ``torch.nn.utils.prune`` do not work on scripted
+    modules. This view keeps every parameter in an eager "shell" module of the original class
+    (so ``nn.Linear``/``nn.Conv*`` weights are found as prunable weights) and, on each call,
+    writes the current shell tensors (masked, if ``torch.nn.utils.prune`` re-parametrised
+    them) into the scripted module before running it; autograd flows through the written
+    tensors. Buffers stay in the scripted module, and ``.to()``/``.train()`` reach it.
+    """
+
+    def __init__(self, scripted: Any) -> None:
+        super().__init__()
+        object.__setattr__(self, "scripted", scripted)  # hidden from the module tree
+        targets: dict[str, Any] = {}
+        self.layers = nn.ModuleDict()
+        for path, sub in scripted.named_modules():
+            params = dict(sub.named_parameters(recurse=False))
+            if params:
+                key = path.replace(".", "__") or "_root"
+                targets[key] = sub
+                self.layers[key] = _shell(getattr(sub, "original_name", ""), params)
+        object.__setattr__(self, "targets", targets)
+
+    def _current(self) -> Iterator[tuple[Any, str, torch.Tensor, bool]]:
+        for key, shell in self.layers.items():
+            for name, value in shell.named_parameters(recurse=False):
+                base = name[: -len("_orig")] if name.endswith("_orig") else name
+                mask = getattr(shell, base + "_mask", None) if name.endswith("_orig") else None
+                yield self.targets[key], base, value if mask is None else value * mask, value.requires_grad
+
+    def forward(self, *args: Any) -> Any:
+        for target, name, value, _ in self._current():
+            if torch._C._functorch.is_functorch_wrapped_tensor(value):
+                # TorchScript drops forward-mode tangents silently: fail loudly instead, so a
+                # Hessian engine falls back to reverse-over-reverse products.
+                raise RuntimeError("a TorchScript model supports reverse-mode autograd only, not torch.func transforms")
+            setattr(target, name, value)
+        return self.scripted(*args)
+
+    def train(self, mode: bool = True) -> ScriptedModel:
+        self.scripted.train(mode)
+        return super().train(mode)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> ScriptedModel:
+        self.scripted._apply(fn)
+        return super()._apply(fn, *args, **kwargs)
+
+    def to_scripted(self) -> Any:
+        """The scripted module with the current (e.g. pruned) weights as its parameters."""
+        for target, name, value, requires_grad in self._current():
+            setattr(target, name, nn.Parameter(value.detach().clone(), requires_grad=requires_grad))
+        return self.scripted
+
+
+def scripted_view(scripted: Any) -> ScriptedModel:
+    """Wrap a loaded TorchScript module in a :class:`ScriptedModel`."""
+    return ScriptedModel(scripted)
+
+
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> None:
     """Check that ``state_dict`` has exactly the keys and shapes of ``model.state_dict()``.
 
@@ -268,8 +338,6 @@ def check_model(model: nn.Module) -> None:
     Raises:
         PruningLimitsError: naming the first non-finite tensor, or saying there is nothing to prune.
     """
-    import torch
-
     from .objective import prunable_parameters
 
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
@@ -301,7 +369,9 @@ def build_from_checkpoint(
         PruningLimitsError: no model spec for a state_dict, a state_dict that does not fit
             the model, non-finite weights, or no prunable weights.
     """
-    if checkpoint.kind in ("torchscript", "module"):
+    if checkpoint.kind == "torchscript":
+        model = scripted_view(checkpoint.module)
+    elif checkpoint.kind == "module":
         model = checkpoint.module
     else:
         spec = model_spec or checkpoint.model_spec
@@ -343,8 +413,6 @@ def save_bundle(
     Raises:
         PruningLimitsError: settings that are not plain str/int/float/bool/None containers.
     """
-    import torch
-
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
@@ -371,9 +439,9 @@ def _model_record(model: nn.Module) -> dict[str, Any]:
 
 
 def save_torchscript(path: str | os.PathLike[str], module: Any) -> Path:
-    """Write a TorchScript module atomically."""
-    import torch
-
+    """Write a TorchScript module (or the scripted module of a :func:`scripted_view`) atomically."""
+    if hasattr(module, "to_scripted"):
+        module = module.to_scripted()
     with atomic_open(path, "wb") as handle:
         torch.jit.save(module, handle)
     return Path(path)
@@ -381,8 +449,6 @@ def save_torchscript(path: str | os.PathLike[str], module: Any) -> Path:
 
 def save_module(path: str | os.PathLike[str], module: nn.Module) -> Path:
     """Write a full pickled module atomically (only for models loaded with ``trust=True``)."""
-    import torch
-
     with atomic_open(path, "wb") as handle:
         torch.save(module, handle)
     return Path(path)

@@ -1,0 +1,294 @@
+"""Checkpoints: bundles, state_dicts, TorchScript, refusal of pickles, atomic writes, validation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from pruning_limits._checks import PruningLimitsError
+from pruning_limits.checkpoint import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    atomic_open,
+    atomic_write,
+    build_from_checkpoint,
+    check_model,
+    check_state_dict_fits,
+    read_checkpoint,
+    save_bundle,
+    save_torchscript,
+)
+from pruning_limits.data import load_data
+from pruning_limits.models import build_model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits", seed=0)
+
+
+@pytest.fixture()
+def model(digits):
+    return build_model("mlp:8", digits, seed=1)
+
+
+class _CreatesFile:
+    """Unpickling this object calls ``open(path, "w")``: it would create the file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+class _Holder(nn.Module):
+    def __init__(self, payload: object) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.payload = payload
+
+
+class _NoPrunable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def _no_temp_files(folder) -> bool:
+    return not [name for name in os.listdir(folder) if name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def test_atomic_write_text_and_bytes(tmp_path):
+    atomic_write(tmp_path / "a.txt", "héllo\n")
+    atomic_write(tmp_path / "b.bin", b"\x00\x01")
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "héllo\n"
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert _no_temp_files(tmp_path)
+
+
+def test_atomic_open_failure_keeps_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "result.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_open(target, "w") as handle:
+            handle.write("half of the new content")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert _no_temp_files(tmp_path)
+
+
+def test_atomic_open_failure_creates_nothing(tmp_path):
+    target = tmp_path / "new.pt"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(target) as handle:
+            handle.write(b"abc")
+            raise KeyboardInterrupt
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_open_missing_directory(tmp_path):
+    with pytest.raises(PruningLimitsError, match="does not exist"):
+        atomic_write(tmp_path / "missing" / "x.txt", "x")
+
+
+# ----------------------------------------------------------------------------- bundles
+
+
+def test_bundle_round_trip_without_data(tmp_path, model, digits):
+    path = tmp_path / "model.pt"
+    save_bundle(path, model, model_spec="mlp:8", data_spec="digits", training={"l1": 1e-4, "epochs": 3, "data_seed": 0})
+    raw = torch.load(path, weights_only=True)  # the bundle is weights_only-loadable by construction
+    assert raw["format"] == BUNDLE_FORMAT and raw["version"] == BUNDLE_VERSION
+    assert set(raw) >= {"format", "version", "state_dict", "model_spec", "data_spec", "training", "library_version"}
+
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.kind == "bundle"
+    assert checkpoint.model_spec == "mlp:8" and checkpoint.data_spec == "digits"
+    assert checkpoint.training == {"l1": 1e-4, "epochs": 3, "data_seed": 0}
+    rebuilt = build_from_checkpoint(checkpoint, seed=7)  # sizes come from the stored model record
+    for (name, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items()):
+        assert torch.equal(a, b), name
+    x = digits.x_train[:5]
+    assert torch.equal(model.eval()(x), rebuilt(x))
+    assert not rebuilt.training
+
+
+def test_bundle_settings_must_be_plain(tmp_path, model):
+    with pytest.raises(PruningLimitsError, match="training settings"):
+        save_bundle(tmp_path / "m.pt", model, model_spec="mlp:8", data_spec="digits", training={"f": object()})
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_bundle_of_other_version_is_refused(tmp_path, model):
+    path = tmp_path / "future.pt"
+    torch.save({"format": BUNDLE_FORMAT, "version": 99, "state_dict": model.state_dict()}, path)
+    with pytest.raises(PruningLimitsError, match="version 99"):
+        read_checkpoint(path)
+
+
+# ----------------------------------------------------------------------------- state_dicts
+
+
+def test_plain_state_dict_needs_model_spec(tmp_path, model, digits):
+    path = tmp_path / "sd.pt"
+    torch.save(model.state_dict(), path)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.kind == "state_dict"
+    with pytest.raises(PruningLimitsError, match="--model"):
+        build_from_checkpoint(checkpoint, data=digits)
+    rebuilt = build_from_checkpoint(checkpoint, model_spec="mlp:8", data=digits)
+    assert torch.equal(rebuilt.state_dict()["1.weight"], model.state_dict()["1.weight"])
+
+
+def test_state_dict_under_a_key(tmp_path, model, digits):
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "state_dict": model.state_dict()}, path)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.kind == "state_dict"
+    build_from_checkpoint(checkpoint, model_spec="mlp:8", data=digits)
+
+
+def test_state_dict_mismatch_names_the_keys(model, digits):
+    other = build_model("mlp:9", digits)
+    with pytest.raises(PruningLimitsError) as info:
+        check_state_dict_fits(other, model.state_dict())
+    message = str(info.value)
+    assert "mis-shaped" in message and "1.weight (8, 64) vs (9, 64)" in message
+    state = dict(model.state_dict())
+    state.pop("3.bias")
+    state["extra.weight"] = torch.zeros(2)
+    with pytest.raises(PruningLimitsError) as info:
+        check_state_dict_fits(model, state)
+    message = str(info.value)
+    assert "missing keys [3.bias]" in message and "unexpected keys [extra.weight]" in message
+    assert "\n" not in message
+
+
+def test_non_finite_weights_are_refused(tmp_path, model, digits):
+    state = dict(model.state_dict())
+    state["3.weight"] = state["3.weight"].clone()
+    state["3.weight"][0, 0] = float("nan")
+    path = tmp_path / "nan.pt"
+    torch.save(state, path)
+    with pytest.raises(PruningLimitsError, match=r"3\.weight contains NaN or infinite"):
+        build_from_checkpoint(read_checkpoint(path), model_spec="mlp:8", data=digits)
+
+
+def test_model_without_prunable_weights_is_refused():
+    with pytest.raises(PruningLimitsError, match="no prunable weights"):
+        check_model(_NoPrunable())
+
+
+# ----------------------------------------------------------------------------- TorchScript and pickles
+
+
+def test_torchscript_archive(tmp_path, model, digits):
+    path = tmp_path / "scripted.pt"
+    save_torchscript(path, torch.jit.script(model.eval()))
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.kind == "torchscript"
+    loaded = build_from_checkpoint(checkpoint)
+    x = digits.x_train[:4]
+    assert torch.allclose(loaded(x), model(x))
+
+
+def test_scripted_view_hessian_products_match_the_eager_model(model, digits):
+    import numpy as np
+
+    from pruning_limits.checkpoint import scripted_view
+    from pruning_limits.hessian import HessianOperator
+
+    model.eval()
+    view = scripted_view(torch.jit.script(model))
+    data = (digits.x_train[:150], digits.y_train[:150])
+    eager, scripted = HessianOperator(model, data), HessianOperator(view, data)
+    assert scripted.dim == eager.dim == 8 * 64 + 10 * 8
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(eager.dim)
+    block = rng.standard_normal((eager.dim, 3))
+    scale = np.abs(np.asarray(eager.matvec(v))).max()
+    assert np.abs(np.asarray(scripted.matvec(v)) - np.asarray(eager.matvec(v))).max() <= 1e-5 * scale
+    assert np.abs(np.asarray(scripted.matmat(block)) - np.asarray(eager.matmat(block))).max() <= 1e-5 * scale
+    # forward-mode transforms would silently lose their tangents through TorchScript: refused.
+    with pytest.raises(RuntimeError, match="reverse-mode"):
+        HessianOperator(view, data, method="forward-over-reverse").matvec(v)
+
+
+def test_scripted_view_prune_and_save(tmp_path, model, digits):
+    from pruning_limits.checkpoint import scripted_view
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import flat_weights
+
+    view = scripted_view(torch.jit.script(model.eval()))
+    prune_model(view, 0.5, "magnitude", permanent=True)
+    assert (flat_weights(view) == 0).sum() == round(0.5 * flat_weights(view).size)
+    path = tmp_path / "pruned-scripted.pt"
+    save_torchscript(path, view)
+    reloaded = build_from_checkpoint(read_checkpoint(path))
+    assert np_equal(flat_weights(reloaded), flat_weights(view))
+    x = digits.x_train[:4]
+    assert torch.allclose(reloaded(x), view(x))
+
+
+def np_equal(a, b) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def test_pickled_module_needs_trust(tmp_path):
+    path = tmp_path / "full.pt"
+    torch.save(nn.Sequential(nn.Linear(3, 2)), path)
+    with pytest.raises(PruningLimitsError, match="--trust-checkpoint"):
+        read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trust=True)
+    assert checkpoint.kind == "module"
+    assert isinstance(build_from_checkpoint(checkpoint), nn.Sequential)
+
+
+def test_malicious_pickle_is_not_executed(tmp_path):
+    victim = tmp_path / "created-by-unpickling.txt"
+    path = tmp_path / "evil.pt"
+    torch.save(_Holder(_CreatesFile(str(victim))), path)
+    assert not victim.exists()
+    with pytest.raises(PruningLimitsError, match="--trust-checkpoint"):
+        read_checkpoint(path)
+    assert not victim.exists()
+
+
+# ----------------------------------------------------------------------------- bad files
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(PruningLimitsError, match="does not exist"):
+        read_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(PruningLimitsError, match="is not a file"):
+        read_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello, this is text", b"", b"PK\x03\x04 broken zip"],
+    ids=["text", "empty", "broken-zip"],
+)
+def test_not_a_checkpoint(tmp_path, content):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(content)
+    with pytest.raises(PruningLimitsError, match="not a PyTorch checkpoint"):
+        read_checkpoint(path)
+
+
+def test_pickle_of_plain_non_model_content(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(PruningLimitsError, match="not a model checkpoint"):
+        read_checkpoint(path)
