@@ -110,7 +110,7 @@ def _cnn(input_shape: tuple[int, ...], channels: list[int], outputs: int, spec: 
         layers.append(nn.Unflatten(1, (1, side, side)))
         c, h, w = 1, side, side
     elif len(input_shape) == 2:
-        layers.append(nn.Unflatten(1, (1, *input_shape)))
+        layers.append(nn.Unflatten(1, (1, input_shape[0])))  # (N, H, W) -> (N, 1, H, W)
         c, (h, w) = 1, input_shape
     elif len(input_shape) == 3:
         c, h, w = input_shape

@@ -1,0 +1,171 @@
+import random
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from pruning_limits import PruningLimitsError
+from pruning_limits.data import (
+    DataBundle,
+    check_data_fits_model,
+    load_data,
+    make_bundle,
+    materialize,
+)
+
+
+def test_digits_is_a_fixed_seeded_split_in_unit_range():
+    a, b = load_data("digits"), load_data("digits")
+    assert (len(a.x_train), len(a.x_test)) == (1400, 397)
+    assert a.input_shape == (64,) and a.task == "classification" and a.num_classes == 10
+    assert a.x_train.dtype == torch.float32 and a.y_train.dtype == torch.int64
+    assert float(a.x_train.min()) >= 0.0 and float(a.x_train.max()) <= 1.0
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    other = load_data("digits", seed=1)
+    assert not torch.equal(a.y_train, other.y_train)
+    # the split is a partition of all 1 797 images
+    from sklearn.datasets import load_digits
+
+    total = torch.cat([a.x_train, a.x_test]) * 16
+    reference = torch.from_numpy(load_digits().data.astype(np.float32))
+    assert sorted(map(tuple, total.tolist())) == sorted(map(tuple, reference.tolist()))
+    assert len(load_data("digits:train=1000").x_train) == 1000
+
+
+def test_mnist1d_generated_locally_and_leaves_global_rng_alone():
+    np.random.seed(123)
+    random.seed(7)
+    expected_np, expected_py = np.random.rand(), random.random()
+    np.random.seed(123)
+    random.seed(7)
+    bundle = load_data("mnist1d:n=500")
+    assert np.random.rand() == expected_np and random.random() == expected_py
+    assert bundle.input_shape == (40,) and bundle.num_classes == 10
+    assert (len(bundle.x_train), len(bundle.x_test)) == (400, 100)
+    assert set(bundle.y_train.tolist()) <= set(range(10))
+    again = load_data("mnist1d:n=500")
+    assert torch.equal(bundle.x_train, again.x_train)
+    assert not torch.equal(bundle.x_train, load_data("mnist1d:n=500,seed=3").x_train)
+
+
+def test_synthetic_teacher_student_regression():
+    bundle = load_data("synthetic:n=300,test=50,d=7,out=2,noise=0")
+    assert bundle.task == "regression" and bundle.num_outputs == 2 and bundle.num_classes is None
+    assert bundle.x_train.shape == (300, 7) and bundle.y_train.shape == (300, 2)
+    assert bundle.x_test.shape == (50, 7)
+    assert torch.equal(bundle.y_train, load_data("synthetic:n=300,test=50,d=7,out=2,noise=0").y_train)
+    assert not torch.equal(bundle.y_train, load_data("synthetic:n=300,test=50,d=7,out=2,noise=0", seed=1).y_train)
+    # same seed, same teacher and inputs: the targets differ by exactly the Gaussian noise
+    noisy = load_data("synthetic:n=300,test=50,d=7,out=2,noise=0.5")
+    assert torch.equal(noisy.x_train, bundle.x_train)
+    residual = (noisy.y_train - bundle.y_train).flatten()
+    assert abs(float(residual.std()) - 0.5) < 0.05 and abs(float(residual.mean())) < 0.05
+    assert float(bundle.y_train.std()) > 0.1
+    assert load_data("synthetic").to_dict()["train_size"] == 2000
+
+
+def test_npz_with_and_without_test_set(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 3)), rng.integers(0, 4, size=50)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, y=y, x_test=x[:5], y_test=y[:5])
+    bundle = load_data(str(path))
+    assert bundle.test_source == "given" and len(bundle.x_test) == 5 and bundle.num_classes == int(y.max()) + 1
+    np.savez(path, x=x, y=y)
+    split = load_data(str(path))
+    assert split.test_source == "split" and (len(split.x_train), len(split.x_test)) == (40, 10)
+    assert torch.equal(split.x_test, load_data(str(path)).x_test)
+    # float 1-D targets: regression with targets reshaped to (n, 1)
+    np.savez(path, x=x, y=x[:, 0])
+    reg = load_data(str(path))
+    assert reg.task == "regression" and reg.y_train.shape == (40, 1) and reg.num_outputs == 1
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros((3, 2))}, "lacks array"),
+        ({"x": np.zeros((3, 2)), "y": np.zeros(4, dtype=int)}, "differ in length"),
+        ({"x": np.full((3, 2), np.nan), "y": np.zeros(3, dtype=int)}, "NaN"),
+        ({"x": np.zeros((0, 2)), "y": np.zeros(0, dtype=int)}, "empty"),
+        ({"x": np.zeros((3, 2)), "y": np.array([0, -1, 1])}, "labels must lie"),
+        ({"x": np.zeros((3, 2)), "y": np.zeros(3, dtype=int), "x_test": np.zeros((1, 2))}, "both x_test and y_test"),
+    ],
+)
+def test_npz_errors_are_one_line(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(PruningLimitsError, match=message) as info:
+        load_data(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_spec_errors():
+    with pytest.raises(PruningLimitsError, match="unknown data spec"):
+        load_data("cifar")
+    with pytest.raises(PruningLimitsError, match="does not exist"):
+        load_data("/nonexistent/file.npz")
+    with pytest.raises(PruningLimitsError, match="cannot import module"):
+        load_data("no_such_module_xyz:make")
+    with pytest.raises(PruningLimitsError, match="takes options"):
+        load_data("synthetic:n=10,colour=3")
+    with pytest.raises(PruningLimitsError, match="must be an integer"):
+        load_data("synthetic:n=10.5")
+    with pytest.raises(PruningLimitsError, match="digits:train"):
+        load_data("digits:train=5000")
+
+
+def test_module_function_specs(monkeypatch):
+    module = types.ModuleType("pl_test_user_data")
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 4, generator=gen), torch.randint(0, 3, (30,), generator=gen)
+    module.pair = lambda: (x, y)
+    module.loader = lambda: DataLoader(TensorDataset(x, y), batch_size=7)
+    module.train_test = lambda: (TensorDataset(x, y), (x[:6], y[:6]))
+    module.bundle = lambda: make_bundle((x, y), (x[:3], y[:3]), num_outputs=5)
+    module.broken = lambda: 1 / 0
+    module.wrong = lambda: "hello"
+    monkeypatch.setitem(sys.modules, "pl_test_user_data", module)
+    pair = load_data("pl_test_user_data:pair")
+    assert torch.equal(pair.x_train, x) and pair.test is None and pair.test_source == "none"
+    assert torch.equal(load_data("pl_test_user_data:loader").y_train, y)
+    both = load_data("pl_test_user_data:train_test")
+    assert len(both.x_test) == 6 and both.spec == "pl_test_user_data:train_test"
+    assert load_data("pl_test_user_data:bundle").num_classes == 5
+    with pytest.raises(PruningLimitsError, match="failed: ZeroDivisionError"):
+        load_data("pl_test_user_data:broken")
+    with pytest.raises(PruningLimitsError, match="must return"):
+        load_data("pl_test_user_data:wrong")
+    with pytest.raises(PruningLimitsError, match="no callable"):
+        load_data("pl_test_user_data:missing")
+
+
+def test_make_bundle_from_objects_and_label_range():
+    x, y = torch.rand(10, 2, 3), torch.arange(10) % 4
+    from_loader = make_bundle(DataLoader(TensorDataset(x, y), batch_size=3))
+    assert from_loader.input_shape == (2, 3) and from_loader.num_outputs == 4
+    assert torch.equal(materialize(TensorDataset(x, y))[0], x)
+    with pytest.raises(PruningLimitsError, match="labels must lie in \\[0, 3\\)"):
+        make_bundle((x, y), num_outputs=3)
+    with pytest.raises(PruningLimitsError, match="test labels"):
+        make_bundle((x, y % 2), (x, y), num_outputs=2)
+    with pytest.raises(PruningLimitsError, match="sample shape"):
+        make_bundle((x, y), (torch.rand(2, 5), y[:2]))
+    assert isinstance(make_bundle((x.numpy(), y.numpy())), DataBundle)
+
+
+def test_check_data_fits_model():
+    bundle = load_data("synthetic:n=20,test=5,d=3,out=2")
+    check_data_fits_model(nn.Linear(3, 2), bundle)
+    with pytest.raises(PruningLimitsError, match="does not accept inputs of shape \\(1, 3\\)") as info:
+        check_data_fits_model(nn.Linear(4, 2), bundle)
+    assert "\n" not in str(info.value)
+    with pytest.raises(PruningLimitsError, match="returns shape \\(1, 3\\)"):
+        check_data_fits_model(nn.Linear(3, 3), bundle)
+    digits = make_bundle((torch.rand(5, 64), torch.arange(5)), num_outputs=10)
+    with pytest.raises(PruningLimitsError, match="10 class logits"):
+        check_data_fits_model(nn.Linear(64, 9), digits)

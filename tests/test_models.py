@@ -1,0 +1,112 @@
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from pruning_limits import PruningLimitsError
+from pruning_limits.data import check_data_fits_model, make_bundle
+from pruning_limits.models import ModelRecord, build_model, model_record, rebuild_model
+from pruning_limits.objective import prunable_parameters
+
+
+def bundle(input_shape, outputs=10, n=6):
+    gen = torch.Generator().manual_seed(0)
+    return make_bundle((torch.rand(n, *input_shape, generator=gen), torch.arange(n) % outputs), num_outputs=outputs)
+
+
+def num_prunable(model):
+    return sum(p.numel() for _, p in prunable_parameters(model))
+
+
+@pytest.mark.parametrize(
+    "spec, shape, dim",
+    [
+        ("mlp", (64,), 64 * 64 + 64 * 32 + 32 * 10),
+        ("mlp:256,128", (64,), 64 * 256 + 256 * 128 + 128 * 10),
+        ("mlp:0", (40,), 40 * 10),
+        ("fc:3,20", (40,), 40 * 20 + 20 * 20 + 20 * 10),
+        ("fc5", (64,), 64 * 100 + 3 * 100 * 100 + 100 * 10),
+        ("fc12", (64,), 64 * 100 + 10 * 100 * 100 + 100 * 10),
+        ("cnn", (64,), 9 * 8 + 9 * 8 * 16 + 16 * 4 * 4 * 10),
+        ("cnn:4,6", (1, 8, 8), 9 * 4 + 9 * 4 * 6 + 6 * 4 * 4 * 10),
+        ("cnn", (8, 8), 9 * 8 + 9 * 8 * 16 + 16 * 4 * 4 * 10),
+        # mnist1d ConvBase: 40 -> 19 -> 10 -> 5 positions, 25 channels, linear 125 -> 10
+        ("cnn1d", (40,), 5 * 25 + 3 * 25 * 25 * 2 + 125 * 10),
+        ("cnn1d:3", (2, 40), 5 * 2 * 3 + 3 * 3 * 3 * 2 + 15 * 10),
+    ],
+)
+def test_zoo_sizes_and_forward(spec, shape, dim):
+    data = bundle(shape)
+    model = build_model(spec, data)
+    assert num_prunable(model) == dim
+    check_data_fits_model(model, data)
+    assert model(data.x_train).shape == (6, 10)
+
+
+def test_seeded_init_is_reproducible_and_leaves_global_rng():
+    data = bundle((64,))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    a = build_model("mlp", data, seed=3)
+    assert torch.equal(torch.rand(3), expected)
+    b = build_model("mlp", data, seed=3)
+    c = build_model("mlp", data, seed=4)
+    for (_, pa), (_, pb), (_, pc) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(a[1].weight, c[1].weight)
+
+
+def test_record_rebuilds_the_same_architecture():
+    data = bundle((1, 8, 8))
+    model = build_model("cnn:4,6", data, seed=1)
+    record = model_record(model)
+    assert record == ModelRecord("cnn:4,6", (1, 8, 8), 10)
+    again = rebuild_model(record.to_dict())
+    again.load_state_dict(model.state_dict())
+    x = data.x_train
+    assert torch.equal(again(x), model(x))
+    assert model_record(nn.Linear(2, 2)) is None
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("mlp:abc", "hidden widths must be integers"),
+        ("mlp:", "hidden widths must be integers"),
+        ("mlp:10,0", "must be >= 1"),
+        ("fc:5", "expected fc:depth,width"),
+        ("fc5:3", "takes no options"),
+        ("cnn:3", "two channel counts"),
+        ("resnet", "unknown model spec"),
+        ("no_such_module_xyz:make", "cannot import module"),
+    ],
+)
+def test_invalid_specs(spec, message):
+    with pytest.raises(PruningLimitsError, match=message):
+        build_model(spec, bundle((64,)))
+
+
+def test_shape_errors():
+    with pytest.raises(PruningLimitsError, match="square"):
+        build_model("cnn", bundle((40,)))
+    with pytest.raises(PruningLimitsError, match="sequences"):
+        build_model("cnn1d", bundle((2, 3, 4)))
+    with pytest.raises(PruningLimitsError, match="DataBundle"):
+        build_model("mlp", object())
+
+
+def test_user_factories(monkeypatch):
+    module = types.ModuleType("pl_test_user_models")
+    module.sized = lambda input_shape, outputs: nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], outputs))
+    module.fixed = lambda: nn.Linear(64, 10)
+    module.not_a_model = lambda: 3
+    monkeypatch.setitem(sys.modules, "pl_test_user_models", module)
+    data = bundle((64,))
+    assert build_model("pl_test_user_models:sized", data)[1].out_features == 10
+    assert build_model("pl_test_user_models:fixed", data).in_features == 64
+    assert model_record(build_model("pl_test_user_models:fixed", data)).spec == "pl_test_user_models:fixed"
+    with pytest.raises(PruningLimitsError, match="must return an nn.Module"):
+        build_model("pl_test_user_models:not_a_model", data)
