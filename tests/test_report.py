@@ -1,0 +1,200 @@
+"""Reports: JSON conversion, tables, Markdown, and the figures' content."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from pruning_limits import report
+from pruning_limits._checks import PruningLimitsError
+from pruning_limits.spectrum import Spectrum
+
+PREDICTION = {
+    "sparsity": 0.7,
+    "density": 0.3,
+    "interval": [0.6, 0.8],
+    "epsilon": 0.01,
+    "eta": 0.05,
+    "dim": 250,
+    "probe_spread": 0.02,
+    "trace_bound": 0.55,
+}
+
+
+def _curve() -> dict:
+    s = np.linspace(0.0, 1.0, 101)
+    ratio = 1.0 - 0.9 * np.sqrt(s)
+    return {"sparsity": s, "delta_over_dim": ratio, "lower": ratio - 0.1, "upper": ratio + 0.1}
+
+
+def _sweep() -> dict:
+    s = np.linspace(0.0, 1.0, 41)
+    return {
+        "sparsity": s,
+        "loss": 0.1 + s**4,
+        "accuracy": 1 - s**6,
+        "dense_loss": 0.1,
+        "dense_accuracy": 0.98,
+        "limit_by_loss": 0.65,
+        "limit_by_accuracy": 0.72,
+    }
+
+
+def _vertical_lines(axes) -> list[float]:
+    """x positions of the vertical lines (axvline) of an axes."""
+    xs = []
+    for line in axes.get_lines():
+        xdata = np.asarray(line.get_xdata(), dtype=float)
+        if xdata.size == 2 and xdata[0] == xdata[1]:
+            xs.append(float(xdata[0]))
+    return xs
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def test_to_jsonable_converts_numpy_tuples_and_non_finite():
+    record = {
+        "a": np.float32(1.5),
+        "b": float("nan"),
+        "c": np.arange(3),
+        "d": (1, np.int64(2)),
+        "e": np.bool_(True),
+        "f": float("inf"),
+        "g": {"h": [np.float64(0.25)]},
+    }
+    converted = report.to_jsonable(record)
+    assert converted == {"a": 1.5, "b": None, "c": [0, 1, 2], "d": [1, 2], "e": True, "f": None, "g": {"h": [0.25]}}
+    assert json.loads(report.dumps_json(record)) == converted
+
+
+def test_to_jsonable_uses_to_dict_and_refuses_unknown_objects():
+    class Record:
+        def to_dict(self):
+            return {"x": np.float64(2.0)}
+
+    assert report.to_jsonable([Record()]) == [{"x": 2.0}]
+    with pytest.raises(PruningLimitsError, match="cannot serialise"):
+        report.to_jsonable({"x": object()})
+
+
+def test_write_json_round_trip(tmp_path):
+    path = report.write_json(tmp_path / "r.json", {"sparsity": np.float64(0.5), "interval": (0.4, 0.6)})
+    assert json.loads(path.read_text()) == {"sparsity": 0.5, "interval": [0.4, 0.6]}
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "-"), (float("nan"), "-"), (0.0, "0"), (0.5, "0.5"), (1234, "1234"), (1.23456789e-5, "1.235e-05"), (0.12345678, "0.1235")],
+)
+def test_format_number(value, text):
+    assert report.format_number(value) == text
+
+
+def test_format_interval():
+    assert report.format_interval([0.1, 0.25]) == "[0.100, 0.250]"
+    assert report.format_interval(None) == "-"
+    assert report.format_interval([None, 0.2]) == "-"
+
+
+def test_markdown_table_shape_and_escaping():
+    table = report.markdown_table(["a", "b"], [["x|y", 0.5], ["z", None]])
+    lines = table.splitlines()
+    assert lines[0] == "| a | b |" and lines[1] == "|---|---|"
+    assert lines[2] == "| x\\|y | 0.5 |" and lines[3] == "| z | - |"
+    with pytest.raises(PruningLimitsError, match="2 cells"):
+        report.markdown_table(["a", "b"], [["only one"]])
+
+
+def test_prediction_and_validation_rows_show_the_numbers():
+    rows = dict(report.prediction_rows(PREDICTION))
+    assert rows["predicted sparsity s*"] == "0.7000"
+    assert rows["kinematic interval (eta=0.05)"] == "[0.600, 0.800]"
+    assert rows["D (prunable weights)"] == "250"
+    record = {"predicted": PREDICTION, "measured": {"limit_by_loss": 0.65, "limit_by_accuracy": None}, "seconds": 3.25}
+    rows = dict(report.validation_rows(record))
+    assert rows["predicted sparsity s*"] == "0.7000  [0.600, 0.800]"
+    assert rows["measured limit (loss <= L* + eps)"] == "0.65"
+    assert rows["measured limit (test accuracy)"] == "-"
+    assert rows["time (s)"] == "3.2"
+    text = report.text_table(list(rows.items()))
+    width = max(len(name) for name in rows)
+    for line, (name, value) in zip(text.splitlines(), rows.items()):
+        assert line[:width].rstrip() == name and line[width : width + 2] == "  " and line[width + 2 :] == value
+
+
+def test_validation_markdown_has_table_and_figures():
+    record = {"predicted": PREDICTION, "measured": {"limit_by_loss": 0.65, "limit_by_accuracy": 0.72}, "model_spec": "mlp", "data_spec": "digits"}
+    text = report.validation_markdown(record, {"The spectrum": "out/r-spectrum.png"})
+    assert text.startswith("# ")
+    assert "| predicted sparsity s* | 0.7000  [0.600, 0.800] |" in text
+    assert "| measured limit (test accuracy) | 0.72 |" in text
+    assert "![The spectrum](out/r-spectrum.png)" in text
+    assert "- model spec: `mlp`" in text
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_spectrum_figure_marks_atom_and_extremes(tmp_path):
+    eigs = np.concatenate([np.zeros(50), np.linspace(0.5, 6.0, 200), [-0.3]])
+    spectrum = Spectrum.from_eigenvalues(eigs)
+    figure = report.spectrum_figure(spectrum)
+    axes = figure.axes[0]
+    assert axes.get_yscale() == "log"
+    lines = _vertical_lines(axes)
+    assert 0.0 in lines and spectrum.lambda_max in lines and spectrum.lambda_min in lines
+    texts = " ".join(t.get_text() for t in axes.texts)
+    assert "6" in texts and "-0.3" in texts
+    labels = axes.get_legend_handles_labels()[1]
+    assert any(f"{50 / 251:.3f}" in label for label in labels)  # the atom's mass in the legend
+    for suffix in ("png", "svg", "pdf"):
+        path = report.save_figure(figure, tmp_path / f"s.{suffix}")
+        assert path.stat().st_size > 1000
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_save_figure_refuses_unknown_suffix(tmp_path):
+    figure = report.spectrum_figure(Spectrum.from_eigenvalues([0.0, 1.0, 2.0]))
+    with pytest.raises(PruningLimitsError, match="plot file must end in"):
+        report.save_figure(figure, tmp_path / "s.jpg")
+    assert not (tmp_path / "s.jpg").exists()
+
+
+def test_prediction_figure_without_sweep():
+    figure = report.prediction_figure(PREDICTION, _curve())
+    assert len(figure.axes) == 1
+    axes = figure.axes[0]
+    assert 0.7 in _vertical_lines(axes)
+    diagonal = [line for line in axes.get_lines() if list(line.get_xdata()) == [0, 1] and list(line.get_ydata()) == [0, 1]]
+    assert diagonal, "the diagonal s is drawn"
+    assert any("0.700" in label for label in axes.get_legend_handles_labels()[1])
+
+
+def test_prediction_figure_with_sweep_marks_measured_limits():
+    figure = report.prediction_figure(PREDICTION, _curve(), _sweep())
+    assert len(figure.axes) == 3  # fixed point, loss, accuracy (twin axis)
+    right = figure.axes[1]
+    lines = _vertical_lines(right)
+    assert {0.65, 0.72, 0.7} <= set(lines)
+    assert right.get_yscale() == "log"
+    horizontal = [line for line in right.get_lines() if len(set(np.asarray(line.get_ydata(), float))) == 1]
+    assert any(math.isclose(float(line.get_ydata()[0]), 0.11) for line in horizontal)  # L* + ε
+
+
+def test_limit_curve_figure_sorted_by_epsilon():
+    points = [dict(PREDICTION, epsilon=e, sparsity=s) for e, s in ((0.1, 0.8), (0.001, 0.5), (0.01, 0.7))]
+    axes = report.limit_curve_figure(points).axes[0]
+    assert axes.get_xscale() == "log"
+    line = [ln for ln in axes.get_lines() if ln.get_label() == "predicted s*"][0]
+    assert list(line.get_xdata()) == [0.001, 0.01, 0.1]
+    assert list(line.get_ydata()) == [0.5, 0.7, 0.8]
