@@ -1,0 +1,165 @@
+import copy
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pruning_limits import PruningLimitsError
+from pruning_limits.data import load_data, make_bundle
+from pruning_limits.lomp import accuracy, sweep, train
+from pruning_limits.masks import prune_model
+from pruning_limits.models import build_model
+from pruning_limits.objective import batch_std_epsilon, evaluate_loss, flat_weights
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+@pytest.fixture(scope="module")
+def small_trained(digits):
+    """A digits MLP with 4 hidden units (D = 296), l1-trained for 30 epochs."""
+    model = build_model("mlp:4", digits, seed=0)
+    train(model, digits, epochs=30, seed=0)
+    return model
+
+
+def brute_force(model, data, epsilon):
+    """Train loss and test accuracy after pruning every count m = 0..D by torch's global pruning."""
+    dim = flat_weights(model).size
+    losses, accs = [], []
+    for m in range(dim + 1):
+        pruned = copy.deepcopy(model)
+        prune_model(pruned, m)
+        losses.append(evaluate_loss(pruned, data.train))
+        accs.append(accuracy(pruned, data.test))
+    return np.array(losses), np.array(accs)
+
+
+def test_digits_mlp_defaults_reach_accuracy_and_sparse_weights(digits):
+    model = build_model("mlp", digits, seed=0)
+    start = time.perf_counter()
+    history = train(model, digits, seed=0)
+    elapsed = time.perf_counter() - start
+    assert history.test_accuracy[-1] >= 0.95, history.test_accuracy[-1]
+    # l1 training leaves many weights near zero (THEORY §6: the theory needs l1-trained nets)
+    assert np.mean(np.abs(flat_weights(model)) < 1e-3) > 0.5
+    assert len(history.loss) == len(history.l1) == history.settings["epochs"]
+    assert history.loss[-1] < history.loss[0]
+    json.dumps(history.to_dict())
+    assert elapsed < 120
+
+
+def test_training_is_reproducible_for_a_seed():
+    data = load_data("synthetic:n=200,test=50,d=5")
+    runs = []
+    for seed in (0, 0, 1):
+        model = build_model("mlp:8", data, seed=0)
+        history = train(model, data, epochs=3, seed=seed, optimizer="adam", lr=1e-2)
+        runs.append((flat_weights(model), history.loss))
+    assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+def test_l1_penalises_prunable_weights_only():
+    data = load_data("synthetic:n=64,test=8,d=4")
+    model = build_model("mlp:6", data, seed=0)
+    biases = [model[1].bias.detach().clone(), model[3].bias.detach().clone()]
+    before = np.abs(flat_weights(model)).sum()
+    # zero data loss: only the l1 term moves parameters
+    history = train(model, data, l1=1e-2, epochs=5, loss_fn=lambda out, y: 0.0 * out.sum(), optimizer="sgd", lr=0.1)
+    assert torch.equal(model[1].bias, biases[0]) and torch.equal(model[3].bias, biases[1])
+    assert np.abs(flat_weights(model)).sum() < before
+    assert history.l1[-1] == pytest.approx(1e-2 * np.abs(flat_weights(model)).sum(), rel=1e-5)
+    assert history.train_accuracy[-1] is None
+
+
+def test_train_validates_arguments(digits):
+    model = build_model("mlp:4", digits)
+    for kwargs, message in [
+        ({"l1": -1.0}, "l1 must be"),
+        ({"epochs": 0}, "epochs must be"),
+        ({"optimizer": "lbfgs"}, "optimizer must be"),
+        ({"lr": 0.0}, "lr must be"),
+    ]:
+        with pytest.raises(PruningLimitsError, match=message):
+            train(model, digits, **kwargs)
+
+
+def test_bisection_limits_equal_brute_force_scan(digits, small_trained):
+    epsilon = 0.01
+    losses, accs = brute_force(small_trained, digits, epsilon)
+    dim = losses.size - 1
+    threshold = losses[0] + epsilon
+    first_failure = int(np.argmax(losses > threshold))
+    assert first_failure > 0
+    result = sweep(small_trained, digits, epsilon=epsilon)
+    assert result.dim == dim == 296
+    # loss criterion: the first crossing over every k, found from a 41-point grid by bisection
+    assert result.limit_by_loss * dim == first_failure - 1
+    assert result.evaluations < 60
+    # accuracy criterion: bisection lands on a crossing past the last passing grid point
+    m_acc = round(result.limit_by_accuracy * dim)
+    assert accs[m_acc] >= accs[0] > accs[m_acc + 1]
+    passing_grid = result.num_pruned[result.test_accuracy >= result.dense_accuracy]
+    assert m_acc >= passing_grid.max()
+    # with every k on the grid both limits are exactly the brute-force definitions
+    full = sweep(small_trained, digits, epsilon=epsilon, sparsities=np.arange(dim + 1) / dim)
+    assert full.limit_by_loss * dim == first_failure - 1
+    assert full.limit_by_accuracy * dim == np.max(np.nonzero(accs >= accs[0])[0])
+    np.testing.assert_allclose(full.train_loss, losses, rtol=1e-6)
+
+
+def test_sweep_is_reproducible_and_leaves_model_alone(digits, small_trained):
+    before = {k: v.clone() for k, v in small_trained.state_dict().items()}
+    a = sweep(small_trained, digits, epsilon="batch-std", sparsities=[0.1, 0.5, 0.9])
+    b = sweep(small_trained, digits, epsilon="batch-std", sparsities=[0.9, 0.5, 0.1])
+    for key, value in small_trained.state_dict().items():
+        assert torch.equal(value, before[key])
+    assert a.to_dict() == b.to_dict()
+    assert a.epsilon == batch_std_epsilon(small_trained, digits.train)
+    assert list(a.num_pruned) == [0, round(0.1 * 296), round(0.5 * 296), round(0.9 * 296)]
+    assert a.dense_loss == pytest.approx(evaluate_loss(small_trained, digits.train))
+    assert a.dense_accuracy == accuracy(small_trained, digits.test)
+    json.dumps(a.to_dict())
+    # the curve is the loss of the torch-pruned model
+    pruned = copy.deepcopy(small_trained)
+    prune_model(pruned, 0.5)
+    assert a.train_loss[2] == pytest.approx(evaluate_loss(pruned, digits.train), rel=1e-6)
+
+
+def test_sweep_other_criteria_and_regression():
+    data = load_data("synthetic:n=200,test=50,d=5")
+    model = build_model("mlp:8", data, seed=0)
+    train(model, data, epochs=20, seed=0)
+    for criterion in ("global", "layerwise", "neuron"):
+        result = sweep(model, data, epsilon=0.05, criterion=criterion)
+        assert result.test_accuracy is None and result.limit_by_accuracy is None
+        assert 0.0 <= result.limit_by_loss <= 1.0
+        assert result.train_loss[0] == result.dense_loss
+    with pytest.raises(PruningLimitsError, match="epsilon must be"):
+        sweep(model, data, epsilon="max")
+    with pytest.raises(PruningLimitsError, match="sparsities must be"):
+        sweep(model, data, epsilon=0.1, sparsities=[1.5])
+    train_only = make_bundle(data.train)
+    assert sweep(model, train_only, epsilon=0.1).test_loss is None
+
+
+ACCURACY_TARGETS = [
+    ("digits", "mlp", 0.95),
+    ("digits", "cnn", 0.97),
+    ("mnist1d", "cnn1d", 0.85),
+    ("mnist1d", "mlp", 0.60),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data_spec, model_spec, target", ACCURACY_TARGETS)
+def test_default_training_reaches_accuracy_targets(data_spec, model_spec, target):
+    data = load_data(data_spec)
+    model = build_model(model_spec, data, seed=0)
+    history = train(model, data, seed=0)
+    assert history.test_accuracy[-1] >= target, (data_spec, model_spec, history.test_accuracy[-1])
