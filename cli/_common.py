@@ -102,7 +102,7 @@ def json_option(func: F) -> F:
 
 def plot_option(func: F) -> F:
     return click.option(
-        "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a figure (.png, .pdf or .svg)."
+        "--plot", "plot_path", type=click.Path(), default=None, help="Write a figure (.png, .pdf or .svg)."
     )(func)
 
 

@@ -65,7 +65,7 @@ def _history_summary(history: Any) -> dict[str, Any]:
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write (.pt).")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Bundle to write (.pt).")
 @seed_option
 @json_option
 @common_options
@@ -114,7 +114,7 @@ def train_command(
 
 
 @click.command("spectrum")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path())
 @source_options
 @spectrum_options
 @click.option("--exact", is_flag=True, help="Dense float64 Hessian and eigvalsh instead of SLQ (small models only).")
@@ -162,7 +162,7 @@ def spectrum_command(
 
 
 @click.command("predict")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path())
 @source_options
 @click.option(
     "--epsilon",
@@ -242,9 +242,9 @@ def predict_command(
 
 
 @click.command("prune")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path())
 @click.option("--sparsity", type=float, required=True, help="Fraction of prunable weights to set to zero, in [0, 1].")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Pruned checkpoint to write.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Pruned checkpoint to write.")
 @source_options
 @seed_option
 @json_option
@@ -316,14 +316,14 @@ def prune_command(
 
 
 @click.command("validate")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path())
 @source_options
 @click.option("--epsilon", default="batch-std", show_default=True, help="Loss tolerance ε: 'batch-std' or a number > 0.")
 @click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
 @spectrum_options
 @seed_option
 @plot_option
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report (figures beside it).")
+@click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it).")
 @json_option
 @common_options
 def validate_command(

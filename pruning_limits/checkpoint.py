@@ -358,8 +358,8 @@ def build_from_checkpoint(
     Args:
         checkpoint: from :func:`read_checkpoint`.
         model_spec: overrides the bundle's model spec; required for a plain state_dict.
-        data: the ``DataBundle`` used to size zoo models (input shape, classes); not needed
-            for a bundle that records its model's sizes, unless ``model_spec`` overrides it.
+        data: the ``DataBundle`` used to size zoo models (input shape, classes); ignored for
+            a bundle that records its model's sizes, unless ``model_spec`` overrides the spec.
         seed: initialisation seed of the model before its weights are replaced.
 
     Returns:
@@ -383,7 +383,8 @@ def build_from_checkpoint(
         from .models import build_model
 
         sizes: Any = data
-        if data is None and checkpoint.model_record and spec == checkpoint.model_spec:
+        if checkpoint.model_record and spec == checkpoint.model_spec:
+            # the bundle's own sizes: data given on top is then checked against the model
             sizes = {k: checkpoint.model_record[k] for k in ("input_shape", "num_outputs") if k in checkpoint.model_record}
         if sizes is None:
             raise PruningLimitsError(f"building model {spec!r} needs data to size it: give --data SPEC")

@@ -1,0 +1,354 @@
+"""The ``pruning-limit`` command line: every command, JSON keys, exit codes, bad inputs.
+
+Tiny settings throughout (an 8-unit MLP on digits, 3 epochs, 12 Lanczos steps × 2 probes) so
+the file runs in about a minute on a shared core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from pruning_limits._version import __version__
+from pruning_limits.cli import cli
+
+SLQ = ["--iterations", "12", "--probes", "2"]
+PREDICT_KEYS = {"sparsity", "density", "interval", "epsilon", "dim"}
+
+
+def run(*args: str):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def ok(*args: str):
+    result = run(*args)
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
+    return result
+
+
+def fails(*args: str, match: str, code: int = 1):
+    result = run(*args)
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    if code == 1:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+        assert "Traceback" not in result.stderr
+        assert match in lines[0], lines[0]
+        assert result.stdout == ""
+    else:
+        assert match in result.stderr, result.stderr
+    return result
+
+
+class _CreatesFile:
+    """Unpickling this object calls ``open(path, "w")``: it would create the file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+class _Holder(nn.Module):
+    def __init__(self, payload: object) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+        self.payload = payload
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class _Scale(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.scale)[:, :10]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def bundle(workdir) -> Path:
+    path = workdir / "model.pt"
+    result = ok("train", "--model", "mlp:8", "--data", "digits", "--epochs", "3", "--l1", "1e-4", "-o", path, "--json")
+    record = json.loads(result.stdout)
+    assert record["model_spec"] == "mlp:8" and record["training"]["epochs"] == 3 and record["training"]["l1"] == 1e-4
+    assert 0 < record["final_test_accuracy"] <= 1
+    return path
+
+
+@pytest.fixture(scope="module")
+def state_dict_file(workdir, bundle) -> Path:
+    path = workdir / "sd.pt"
+    torch.save(torch.load(bundle, weights_only=True)["state_dict"], path)
+    return path
+
+
+# ----------------------------------------------------------------------------- help and version
+
+
+@pytest.mark.parametrize("args", [["--help"], ["predict", "--help"], ["validate", "-h"], ["--version"]])
+def test_help_does_not_import_torch(args):
+    code = (
+        "import sys; from click.testing import CliRunner; from pruning_limits.cli import cli; "
+        f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; "
+        "assert 'torch' not in sys.modules, 'torch imported'; assert 'numpy' not in sys.modules, 'numpy imported'; "
+        "print(r.output)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert ("Usage:" in out.stdout) or (__version__ in out.stdout)
+
+
+def test_module_entry_point_and_version():
+    out = subprocess.run([sys.executable, "-m", "pruning_limits", "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == f"pruning-limit, version {__version__}"
+
+
+def test_every_command_is_listed():
+    text = ok("--help").stdout
+    for command in ("demo", "train", "spectrum", "predict", "prune", "validate"):
+        assert command in text
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def test_train_writes_a_loadable_bundle(bundle):
+    raw = torch.load(bundle, weights_only=True)
+    assert raw["format"] == "pruning-limits-bundle" and raw["model_spec"] == "mlp:8" and raw["data_spec"] == "digits"
+    assert raw["state_dict"]["1.weight"].shape == (8, 64)
+
+
+def test_spectrum_json_and_plot(bundle, workdir):
+    plot = workdir / "spectrum.png"
+    result = ok("spectrum", bundle, *SLQ, "--plot", plot, "--json")
+    record = json.loads(result.stdout)
+    assert record["dim"] == 8 * 64 + 10 * 8 and record["probes"] == 2 and record["iterations"] == 12
+    assert np.asarray(record["nodes"]).shape == (2, 12)
+    assert record["lambda_max"] >= record["lambda_min"]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    text = ok("spectrum", bundle, *SLQ).stdout
+    assert "lambda_max" in text and "SLQ: 2 probes x 12 steps" in text
+
+
+def test_spectrum_exact(bundle):
+    record = json.loads(ok("spectrum", bundle, "--exact", "--json").stdout)
+    assert record["exact"] is True and np.asarray(record["nodes"]).shape == (1, record["dim"])
+
+
+def test_predict_json_keys_and_plot(bundle, workdir):
+    plot = workdir / "predict.svg"
+    record = json.loads(ok("predict", bundle, *SLQ, "--json", "--plot", plot).stdout)
+    assert PREDICT_KEYS <= set(record)
+    assert 0 <= record["interval"][0] <= record["sparsity"] <= record["interval"][1] <= 1
+    assert record["density"] == pytest.approx(1 - record["sparsity"])
+    assert record["dim"] == 592 and record["epsilon"] > 0
+    assert plot.read_text().lstrip().startswith("<?xml")
+    text = ok("predict", bundle, *SLQ).stdout
+    assert f"{record['sparsity']:.4f}" in text  # same seed, same numbers
+
+
+def test_predict_several_epsilons_is_a_monotone_curve(bundle, workdir):
+    plot = workdir / "curve.png"
+    result = ok("predict", bundle, *SLQ, "--epsilon", "0.001", "--epsilon", "0.01", "--epsilon", "0.1", "--json", "--plot", plot)
+    record = json.loads(result.stdout)
+    assert PREDICT_KEYS <= set(record) and len(record["predictions"]) == 3
+    assert record["epsilon"] == [0.001, 0.01, 0.1]
+    # a larger tolerance never gives a smaller limit: δ(R)/D grows with ε (THEORY §4)
+    assert record["sparsity"] == sorted(record["sparsity"])
+    assert plot.exists()
+
+
+def test_round_trip_train_predict_prune_validate(bundle, workdir):
+    pruned = workdir / "pruned.pt"
+    record = json.loads(ok("prune", bundle, "--sparsity", "0.5", "-o", pruned, "--json").stdout)
+    assert record["dim"] == 592 and record["pruned"] == 296 and record["sparsity"] == 0.5
+    assert record["loss_after"] >= 0 and record["loss_before"] >= 0
+    raw = torch.load(pruned, weights_only=True)
+    assert raw["pruning"]["sparsity"] == 0.5 and raw["model_spec"] == "mlp:8"
+    zeros = sum(int((raw["state_dict"][k] == 0).sum()) for k in ("1.weight", "3.weight"))
+    assert zeros == 296
+
+    prediction = json.loads(ok("predict", pruned, *SLQ, "--json").stdout)
+    assert PREDICT_KEYS <= set(prediction)
+
+    report_path = workdir / "report" / "validation.md"
+    report_path.parent.mkdir()
+    plot = workdir / "validate.png"
+    result = ok("validate", pruned, *SLQ, "--json", "--plot", plot, "--report", report_path)
+    record = json.loads(result.stdout)
+    assert {"predicted", "measured"} <= set(record)
+    assert PREDICT_KEYS <= set(record["predicted"])
+    assert {"limit_by_loss", "limit_by_accuracy"} <= set(record["measured"])
+    assert 0 <= record["measured"]["limit_by_loss"] <= 1
+    # the measured limit of a model already pruned to 0.5 is at least 0.5 (pruning it to 0.5 changes nothing)
+    assert record["measured"]["limit_by_loss"] >= 0.5
+    assert record["measured"]["epsilon"] == record["predicted"]["epsilon"]
+    text = report_path.read_text()
+    assert "| predicted sparsity s* |" in text and "validation-prediction.png" in text
+    assert (report_path.parent / "validation-spectrum.png").exists()
+    assert (report_path.parent / "validation-prediction.png").exists()
+    assert plot.exists()
+    table = ok("validate", pruned, *SLQ).stdout
+    assert "measured limit (loss <= L* + eps)" in table
+
+
+def test_plain_state_dict_with_model_and_data(state_dict_file):
+    record = json.loads(ok("predict", state_dict_file, "--model", "mlp:8", "--data", "digits", *SLQ, "--json").stdout)
+    assert record["dim"] == 592
+
+
+def test_torchscript_checkpoint(bundle, workdir):
+    from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint
+
+    model = build_from_checkpoint(read_checkpoint(bundle))
+    scripted = workdir / "scripted.pt"
+    torch.jit.save(torch.jit.script(model), scripted)
+    with_bundle = json.loads(ok("predict", bundle, *SLQ, "--epsilon", "0.01", "--json").stdout)
+    with_script = json.loads(ok("predict", scripted, "--data", "digits", *SLQ, "--epsilon", "0.01", "--json").stdout)
+    assert with_script["dim"] == with_bundle["dim"]
+    assert with_script["sparsity"] == pytest.approx(with_bundle["sparsity"], abs=2 / 592)
+    pruned = workdir / "scripted-pruned.pt"
+    ok("prune", scripted, "--sparsity", "0.25", "-o", pruned)
+    assert read_checkpoint(pruned).kind == "torchscript"
+
+
+def test_pickled_model_needs_trust(workdir):
+    path = workdir / "full.pt"
+    torch.save(nn.Sequential(nn.Linear(64, 10)), path)
+    fails("predict", path, "--data", "digits", *SLQ, match="--trust-checkpoint")
+    record = json.loads(ok("predict", path, "--data", "digits", *SLQ, "--trust-checkpoint", "--json").stdout)
+    assert record["dim"] == 640
+
+
+def test_malicious_pickle_is_refused_without_running_it(workdir):
+    victim = workdir / "pwned.txt"
+    path = workdir / "evil.pt"
+    torch.save(_Holder(_CreatesFile(str(victim))), path)
+    assert not victim.exists()
+    for command in (["predict", path, "--data", "digits"], ["spectrum", path, "--data", "digits"], ["prune", path, "--sparsity", "0.5", "-o", workdir / "x.pt"], ["validate", path, "--data", "digits"]):
+        fails(*command, match="--trust-checkpoint")
+        assert not victim.exists()
+    assert not (workdir / "x.pt").exists()
+
+
+def test_demo_tiny(tmp_path):
+    out = tmp_path / "demo"
+    result = ok("demo", "--out", out, "--epochs", "2", "--iterations", "8", "--probes", "1", "--json")
+    record = json.loads(result.stdout)
+    assert {"predicted", "measured"} <= set(record)
+    assert PREDICT_KEYS <= set(record["predicted"]) and record["predicted"]["dim"] == 64 * 64 + 64 * 32 + 32 * 10
+    for name in ("model.pt", "report.md", "report-spectrum.png", "report-prediction.png", "result.json"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "result.json").read_text())["predicted"] == record["predicted"]
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_and_unreadable_files(workdir):
+    fails("predict", workdir / "nope.pt", match="does not exist")
+    text = workdir / "notes.pt"
+    text.write_text("not a checkpoint")
+    fails("predict", text, "--data", "digits", match="not a PyTorch checkpoint")
+    fails("spectrum", workdir, match="is not a file")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(workdir, bundle):
+    path = workdir / "locked.pt"
+    path.write_bytes(bundle.read_bytes())
+    path.chmod(0)
+    try:
+        fails("predict", path, match="not readable")
+    finally:
+        path.chmod(0o600)
+
+
+def test_state_dict_problems(workdir, state_dict_file):
+    fails("predict", state_dict_file, "--data", "digits", match="--model")
+    fails("predict", state_dict_file, "--model", "mlp:8", match="--data")
+    fails("predict", state_dict_file, "--model", "mlp:9", "--data", "digits", match="1.weight (8, 64) vs (9, 64)")
+    state = torch.load(state_dict_file, weights_only=True)
+    state["3.weight"][0, 0] = float("inf")
+    bad = workdir / "inf.pt"
+    torch.save(state, bad)
+    fails("predict", bad, "--model", "mlp:8", "--data", "digits", match="3.weight contains NaN or infinite")
+    del state["3.bias"]
+    state["extra"] = torch.zeros(1)
+    torch.save(state, bad)
+    fails("predict", bad, "--model", "mlp:8", "--data", "digits", match="missing keys [3.bias]; unexpected keys [extra]")
+
+
+def test_no_prunable_weights(workdir):
+    path = workdir / "scale.pt"
+    torch.jit.save(torch.jit.script(_Scale()), path)
+    fails("predict", path, "--data", "digits", match="no prunable weights")
+
+
+def test_invalid_specs_and_data_that_do_not_fit(bundle, state_dict_file, workdir):
+    fails("train", "--model", "bogus:1", "--data", "digits", "-o", workdir / "b.pt", match="bogus")
+    fails("train", "--model", "mlp:8", "--data", "nosuchdata", "-o", workdir / "b.pt", match="unknown data spec")
+    assert not (workdir / "b.pt").exists()
+    fails("predict", bundle, "--data", "synthetic", match="does not accept inputs")
+    # labels beyond the model's 10 classes
+    rng = np.random.default_rng(0)
+    labels = workdir / "labels12.npz"
+    np.savez(labels, x=rng.random((300, 64)).astype(np.float32), y=rng.integers(0, 12, 300))
+    fails("predict", bundle, "--data", labels, match="12 class logits")
+    negative = workdir / "negative.npz"
+    np.savez(negative, x=rng.random((300, 64)).astype(np.float32), y=rng.integers(-1, 10, 300))
+    fails("predict", bundle, "--data", negative, match="labels must lie in")
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["predict", "--epsilon", "0"], "--epsilon must be a finite number > 0"),
+        (["predict", "--epsilon", "-1"], "--epsilon must be a finite number > 0"),
+        (["predict", "--epsilon", "abc"], "--epsilon must be 'batch-std' or a number > 0"),
+        (["validate", "--epsilon", "nan"], "--epsilon must be a finite number > 0"),
+        (["predict", "--iterations", "1"], "--iterations must be an integer >= 2"),
+        (["spectrum", "--probes", "0"], "--probes must be an integer >= 1"),
+        (["prune", "--sparsity", "1.5", "-o", "never.pt"], "--sparsity must be a number in [0, 1]"),
+        (["prune", "--sparsity", "-0.1", "-o", "never.pt"], "--sparsity must be a number in [0, 1]"),
+        (["predict", "--eta", "1"], "--eta must be a number in (0, 1)"),
+        (["predict", "--plot", "figure.jpg"], "plot file must end in"),
+        (["predict", "--plot", "no/such/dir/figure.png"], "directory 'no/such/dir' does not exist"),
+    ],
+)
+def test_bad_numbers_fail_before_any_work(bundle, args, match):
+    command, *rest = args
+    fails(command, bundle, *rest, match=match)
+    assert not Path("never.pt").exists()
+
+
+def test_debug_shows_the_traceback(workdir):
+    result = run("predict", workdir / "nope.pt", "--debug")
+    assert result.exit_code == 1 and "Traceback" in result.stderr and "PruningLimitsError" in result.stderr
+
+
+def test_usage_errors_exit_2(bundle):
+    fails("prune", bundle, "--sparsity", "0.5", match="Missing option '-o'", code=2)
+    fails("predict", bundle, "--no-such-option", match="No such option", code=2)
+    fails("prune", bundle, "--sparsity", "half", "-o", "x.pt", match="is not a valid float", code=2)
+    fails("frobnicate", match="No such command", code=2)
