@@ -32,8 +32,8 @@ from .spectrum import Spectrum
 DEFAULT_ETA = 0.05
 
 #: Default SLQ settings of :func:`predict_limit` (justified in docs/theory.md, "SLQ settings").
-DEFAULT_ITERATIONS = 100
-DEFAULT_PROBES = 16
+DEFAULT_ITERATIONS = 300
+DEFAULT_PROBES = 8
 
 
 @dataclass(frozen=True)
@@ -409,8 +409,8 @@ def predict_limit(
         data: analysis data (DataLoader, Dataset or ``(x, y)`` pair), normally the training data.
         epsilon: ε > 0, or ``"batch-std"``: the std of the loss over mini-batches of 128 in fixed
             order (the official code's choice, :func:`pruning_limits.objective.batch_std_epsilon`).
-        iterations: Lanczos steps per probe (default 100, see docs/theory.md "SLQ settings").
-        probes: SLQ probe vectors (default 16, see docs/theory.md "SLQ settings").
+        iterations: Lanczos steps per probe (default 300, see docs/theory.md "SLQ settings").
+        probes: SLQ probe vectors (default 8, see docs/theory.md "SLQ settings").
         seed: seed of the SLQ probes.
         eta: failure probability of the kinematic interval (default 0.05).
         loss_fn: per-batch mean loss ``loss_fn(outputs, targets)``; default cross-entropy for

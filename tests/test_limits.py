@@ -13,6 +13,7 @@ from pruning_limits.limits import (
     limit_curve,
     magnitude_distance_curve,
     predict_from_spectrum,
+    predict_limit,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -234,3 +235,61 @@ def test_prediction_record_and_input_errors():
         predict_from_spectrum(np.full(100, np.nan), spec, 0.01)
     with pytest.raises(PruningLimitsError, match="Spectrum"):
         predict_from_spectrum(w, np.ones(100), 0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole pipeline on a trained MLP: SLQ defaults against the exact spectrum
+# ---------------------------------------------------------------------------------------------
+
+
+def _trained_digits_mlp():
+    """Digits MLP 64-28-10 (D = 2 072 prunable weights), Adam with an l1 penalty, fixed seed."""
+    torch = pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x / 16.0, dtype=torch.float32)
+    y = torch.tensor(y)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 28), torch.nn.ReLU(), torch.nn.Linear(28, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(400):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        penalty = model[0].weight.abs().sum() + model[2].weight.abs().sum()
+        (loss + 1e-4 * penalty).backward()
+        opt.step()
+    return model, (x, y)
+
+
+def test_predict_limit_slq_defaults_agree_with_exact_spectrum():
+    import copy
+
+    import torch
+
+    from pruning_limits.objective import batch_std_epsilon, flat_weights
+    from pruning_limits.spectrum import exact_spectrum
+
+    model, data = _trained_digits_mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    reference = copy.deepcopy(model).double()
+    eps = batch_std_epsilon(reference, data)
+    weights = flat_weights(reference)
+    spectrum = exact_spectrum(reference, data)
+    exact = predict_from_spectrum(weights, spectrum, eps)
+    slq = predict_limit(model, data)
+    assert slq.dim == exact.dim == 2072
+    assert slq.epsilon == pytest.approx(eps, rel=1e-12)
+    # the prediction must be non-trivial for the comparison to mean something
+    assert 0.2 < exact.sparsity < 0.95
+    assert abs(slq.sparsity - exact.sparsity) <= 0.005, (slq.sparsity, exact.sparsity)
+    assert slq.num_hvps > 0 and slq.seconds > 0 and len(slq.probe_sparsities) == slq.spectrum["probes"]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert next(model.parameters()).dtype == torch.float32
+    # a precomputed spectrum and a numeric epsilon skip SLQ and batch-std
+    again = predict_limit(model, data, epsilon=eps, spectrum=spectrum)
+    assert again.kept == exact.kept
+    with pytest.raises(PruningLimitsError, match="epsilon"):
+        predict_limit(model, data, epsilon="std")
+    with pytest.raises(PruningLimitsError, match="differ in dimension"):
+        predict_limit(model, data, epsilon=eps, spectrum=Spectrum.from_eigenvalues(np.ones(10)))
