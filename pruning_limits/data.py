@@ -73,6 +73,7 @@ class DataBundle:
         input_shape: shape of one input sample.
         spec: the data spec the bundle came from (``"<python object>"`` for objects).
         test_source: ``"given"``, ``"split"`` (held out from the training data) or ``"none"``.
+        info: extra JSON-serialisable facts (generator settings, image shape).
     """
 
     x_train: Tensor

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
 from .data import DataBundle, materialize
-from .masks import _resolve_criterion, pruning_order
+from .masks import resolve_criterion, pruning_order
 from .objective import (
     LossFn,
     batch_std_epsilon,
@@ -354,7 +354,7 @@ def sweep(
     Returns:
         The :class:`SweepResult`.
     """
-    criterion = _resolve_criterion(criterion)
+    criterion = resolve_criterion(criterion)
     (x, y), test = _split_data(data, test_data)
     train_pair = (x, y)
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))

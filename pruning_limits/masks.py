@@ -64,7 +64,8 @@ def effective_flat_weights(model: nn.Module) -> np.ndarray:
     ).numpy()
 
 
-def _resolve_criterion(criterion: str) -> str:
+def resolve_criterion(criterion: str) -> str:
+    """Validate ``criterion`` and map the alias ``"global"`` to ``"magnitude"``."""
     check_choice("criterion", criterion, CRITERIA)
     return "magnitude" if criterion == "global" else criterion
 
@@ -79,7 +80,7 @@ def pruning_order(model: nn.Module, criterion: str = "magnitude") -> np.ndarray:
     Returns:
         int64 permutation of ``0..D-1``; the first entry is pruned first.
     """
-    criterion = _resolve_criterion(criterion)
+    criterion = resolve_criterion(criterion)
     weights = prunable_weights(model)
     flat = effective_flat_weights(model)
     magnitude = np.abs(flat)
