@@ -46,9 +46,10 @@ from .objective import (
     resolve_loss_fn,
 )
 
-#: Default l1 strength λ. The paper used 2e-5 … 1e-4 with SGD on large networks; on the
-#: small zoo models 5e-4 leaves most weights near zero (fraction of |w| < 1e-3 reported by the
-#: project's validation) while keeping the accuracy targets.
+#: Default l1 strength λ. The paper used 2e-5 … 1e-4 with SGD on large networks (THEORY §6
+#: gives 1e-5 … 1e-3). On the zoo models 5e-4 leaves 40-67 % of the weights below 1e-3 in
+#: magnitude and keeps the accuracy targets (digits mlp 96.5 %, cnn 98.0 %, MNIST-1D cnn1d
+#: 91.0 %, mlp 61.5 %); 1e-3 sparsifies more but puts MNIST-1D's MLP below 60 % for some seeds.
 DEFAULT_L1 = 5e-4
 #: Default epochs (the paper trained 200; 100 suffices on digits and MNIST-1D with cosine decay).
 DEFAULT_EPOCHS = 100

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from pruning_limits import PruningLimitsError
 from pruning_limits.data import load_data, make_bundle
@@ -62,6 +63,22 @@ def test_training_is_reproducible_for_a_seed():
         runs.append((flat_weights(model), history.loss))
     assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
     assert not np.array_equal(runs[0][0], runs[2][0])
+    # a DataLoader is read once, in order, into the same tensors: same training run
+    model = build_model("mlp:8", data, seed=0)
+    loader = DataLoader(TensorDataset(*data.train), batch_size=33)
+    train(model, loader, epochs=3, seed=0, optimizer="adam", lr=1e-2)
+    assert np.array_equal(flat_weights(model), runs[0][0])
+
+
+def test_progress_goes_to_stderr_only(capsys):
+    data = load_data("synthetic:n=64,test=8,d=4")
+    model = build_model("mlp:4", data, seed=0)
+    train(model, data, epochs=2, progress=True)
+    sweep(model, data, epsilon=0.1, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "train" in captured.err and "sweep" in captured.err
+    train(model, data, epochs=1)
+    assert capsys.readouterr().err == ""
 
 
 def test_l1_penalises_prunable_weights_only():
