@@ -106,19 +106,25 @@ def plot_option(func: F) -> F:
     )(func)
 
 
+def exact_option(func: F) -> F:
+    return click.option(
+        "--exact", is_flag=True, help="Dense float64 Hessian and eigvalsh instead of SLQ (D <= 10 000)."
+    )(func)
+
+
 def spectrum_options(func: F) -> F:
     """``--iterations`` and ``--probes`` of stochastic Lanczos quadrature."""
     func = click.option(
         "--probes",
         type=int,
         default=None,
-        help="SLQ probe vectors, >= 1 (default 16, as predict_limit).",
+        help="SLQ probe vectors, >= 1 (default: predict_limit's, limits.DEFAULT_PROBES).",
     )(func)
     return click.option(
         "--iterations",
         type=int,
         default=None,
-        help="Lanczos steps per probe, >= 2 (default 100, as predict_limit).",
+        help="Lanczos steps per probe, >= 2 (default: predict_limit's, limits.DEFAULT_ITERATIONS).",
     )(func)
 
 

@@ -18,6 +18,7 @@ from ._common import (
     check_output_path,
     check_spectrum_settings,
     common_options,
+    exact_option,
     json_option,
     load_model_and_data,
     parse_epsilon,
@@ -117,7 +118,7 @@ def train_command(
 @click.argument("checkpoint", type=click.Path())
 @source_options
 @spectrum_options
-@click.option("--exact", is_flag=True, help="Dense float64 Hessian and eigvalsh instead of SLQ (small models only).")
+@exact_option
 @seed_option
 @plot_option
 @json_option
@@ -173,6 +174,7 @@ def spectrum_command(
 )
 @click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
 @spectrum_options
+@exact_option
 @seed_option
 @plot_option
 @json_option
@@ -186,6 +188,7 @@ def predict_command(
     eta: float | None,
     iterations: int | None,
     probes: int | None,
+    exact: bool,
     seed: int,
     plot_path: str | None,
     as_json: bool,
@@ -200,7 +203,7 @@ def predict_command(
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
-    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console)
+    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
     predictions = [
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed) for eps in eps_values
     ]
@@ -321,6 +324,7 @@ def prune_command(
 @click.option("--epsilon", default="batch-std", show_default=True, help="Loss tolerance ε: 'batch-std' or a number > 0.")
 @click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
 @spectrum_options
+@exact_option
 @seed_option
 @plot_option
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it).")
@@ -335,6 +339,7 @@ def validate_command(
     eta: float | None,
     iterations: int | None,
     probes: int | None,
+    exact: bool,
     seed: int,
     plot_path: str | None,
     report_path: str | None,
@@ -362,6 +367,7 @@ def validate_command(
         console=console,
         plot_path=plot_path,
         report_path=report_path,
+        exact=exact,
         facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec},
         start=start,
     )
@@ -381,11 +387,12 @@ def run_validation(
     report_path: str | None,
     facts: dict[str, Any],
     start: float,
+    exact: bool = False,
 ) -> dict[str, Any]:
     """Predict, measure, write the requested figures and report; return the validation record."""
     from pruning_limits import report
 
-    spectrum = _pipeline.analysis_spectrum(model, data, settings=settings, seed=seed, console=console)
+    spectrum = _pipeline.analysis_spectrum(model, data, settings=settings, seed=seed, console=console, exact=exact)
     prediction = _pipeline.predict(model, data, spectrum, epsilon=epsilon, eta=eta, seed=seed)
     sweep = _pipeline.measure(model, data, epsilon=prediction.epsilon, console=console)
     record = _pipeline.validation_record(prediction, sweep, spectrum, **facts)
