@@ -55,6 +55,11 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Default number of vectors per batched (vmap) product in ``matmat``.
 DEFAULT_BLOCK_SIZE = 16
 
+#: ``method="auto"`` times both methods on at most this many samples of the first chunk and
+#: on blocks of at most this many vectors: enough to see which is faster, cheap to measure.
+AUTO_TIMING_SAMPLES = 256
+AUTO_TIMING_BLOCK = 4
+
 
 class HessianOperator:
     """Matrix-free Hessian of the mean loss over ``data`` with respect to selected weights.
@@ -83,7 +88,9 @@ class HessianOperator:
         dim: number of selected weights ``D``.
         dtype, device: of the model's selected weights; products are computed in this dtype.
         num_hvps: single-vector products done so far (a ``matmat`` of ``k`` columns counts ``k``).
-        methods: the method used for ``matvec`` and for ``matmat``.
+        methods: the method used for ``matvec`` and for ``matmat`` (``"double-backward (loop)"``
+            when ``auto`` found single backward passes faster than one batched pass).
+        timings: seconds per call measured by ``auto`` (empty otherwise).
 
     Raises:
         PruningLimitsError: bad arguments, empty data, or a non-deterministic model.
@@ -131,13 +138,14 @@ class HessianOperator:
         self._chunks, self.num_samples = self._load_data(data)
         self._graph: Tensor | None = None  # cached full-data gradient with its graph
         self._leaf: Tensor | None = None
-        self._batched_backward_ok = True
+        self._batched_backward_ok = True  # False once an op lacked a batching rule
+        self._batched_backward = True  # vmap over the backward for matmat (auto may turn it off)
 
         first_chunk = next(self._iter_chunks())
         per_sample = self._check_and_measure(first_chunk, check_determinism)
         self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
         self.methods = self._choose_methods(method)
-        if "double-backward" in self.methods.values() and self._cache_ok:
+        if any(m.startswith("double-backward") for m in self.methods.values()) and self._cache_ok:
             self._build_graph()
 
     # ------------------------------------------------------------------ public products
@@ -254,7 +262,7 @@ class HessianOperator:
         if V.shape[1] == 1:
             (out,) = torch.autograd.grad(grad, leaf, V[:, 0], retain_graph=retain, allow_unused=True)
             return torch.zeros_like(V) if out is None else out.reshape(-1, 1)
-        if self._batched_backward_ok:
+        if self._batched_backward_ok and self._batched_backward:
             try:
                 (out,) = torch.autograd.grad(
                     grad, leaf, V.T.contiguous(), retain_graph=True, allow_unused=True, is_grads_batched=True
@@ -286,6 +294,8 @@ class HessianOperator:
             return torch.func.vmap(hvp)(V.T.contiguous()).T * scale
 
     def _product(self, V: Tensor, method: str) -> Tensor:
+        if method.startswith("double-backward"):
+            method = "double-backward"
         if method == "double-backward" and self._graph is not None:
             return self._backward(self._graph, self._leaf, V, retain=True)
         chunk_product = (
@@ -342,17 +352,28 @@ class HessianOperator:
         self.timings: dict[str, float] = {}
         if method != "auto":
             return {"matvec": method, "matmat": method}
-        x, y = next(self._iter_chunks())  # the first chunk after re-chunking
+        # time both methods on a slice of the first chunk, for one vector and a small block
+        x, y = next(self._iter_chunks())
+        x, y = x[:AUTO_TIMING_SAMPLES], y[:AUTO_TIMING_SAMPLES]
+        batched = min(self._block, AUTO_TIMING_BLOCK)
         generator = torch.Generator(device="cpu").manual_seed(1)
-        V = torch.randn(self.dim, self._block, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
+        V = torch.randn(self.dim, batched, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
         timings: dict[tuple[str, int], float] = {}
         leaf = self._w0.clone().requires_grad_(True)
         grad = self._grad_with_graph(x, y, leaf)
-        for k in (1, self._block):
+        for k in (1, batched):
             if self._cache_ok:
                 timings["double-backward", k] = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
             else:
                 timings["double-backward", k] = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
+            if k > 1:
+                self._batched_backward = False
+                if self._cache_ok:
+                    looped = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
+                else:
+                    looped = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
+                self._batched_backward = looped >= timings["double-backward", k]
+                timings["double-backward", k] = min(looped, timings["double-backward", k])
             try:
                 timings["forward-over-reverse", k] = _best_time(
                     lambda: self._forward_over_reverse_chunk(x, y, V[:, :k])
@@ -360,9 +381,11 @@ class HessianOperator:
             except RuntimeError:  # an op without forward-mode AD of its backward (e.g. huber_loss)
                 timings["forward-over-reverse", k] = math.inf
         pick = {}
-        for name, k in (("matvec", 1), ("matmat", self._block)):
+        for name, k in (("matvec", 1), ("matmat", batched)):
             pick[name] = min(("double-backward", "forward-over-reverse"), key=lambda m: timings[m, k])
         self.timings = {f"{m} x{k}": t for (m, k), t in timings.items()}
+        if pick["matmat"] == "double-backward" and not self._batched_backward:
+            pick["matmat"] = "double-backward (loop)"
         return pick
 
     # ------------------------------------------------------------------ conversions

@@ -234,3 +234,19 @@ def test_exact_spectrum_refuses_large_dimension() -> None:
     model, x, y = make_case("mlp")
     with pytest.raises(PruningLimitsError, match="max_dim"):
         exact_spectrum(model, (x, y), max_dim=10)
+
+
+def test_batched_and_looped_double_backward_agree() -> None:
+    """Both matmat paths of the cached double-backward (auto picks the faster by timing)."""
+    model, x, y = make_case("conv")
+    op = HessianOperator(model, loader(x, y), method="double-backward")
+    V = torch.randn(op.dim, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    batched = op.matmat(V)
+    op._batched_backward = False
+    looped = op.matmat(V)
+    assert rel_err(batched, looped) <= 1e-12
+    H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
+    assert rel_err(looped, H @ V) <= 1e-10
+    assert set(HessianOperator(model, loader(x, y)).methods["matmat"].split(" ")[0:1]) <= {
+        "double-backward", "forward-over-reverse"
+    }
