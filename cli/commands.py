@@ -28,8 +28,8 @@ from ._common import (
     spectrum_options,
 )
 
-#: Training defaults of ``pruning-limit train`` when the library's are not used: the model
-#: spec of the demo-sized MLP (pruning_limits.models.MLP_DEFAULT_WIDTHS).
+#: Default model of ``pruning-limit train``: the zoo MLP with its default widths 64, 32
+#: (pruning_limits.models.MLP_DEFAULT_WIDTHS), the demo's model.
 DEFAULT_MODEL = "mlp"
 
 

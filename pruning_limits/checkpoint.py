@@ -272,13 +272,19 @@ class ScriptedModel(nn.Module):
                 yield self.targets[key], base, value if mask is None else value * mask, value.requires_grad
 
     def forward(self, *args: Any) -> Any:
-        for target, name, value, _ in self._current():
+        slots = list(self._current())
+        for target, name, value, _ in slots:
             if torch._C._functorch.is_functorch_wrapped_tensor(value):
                 # TorchScript drops forward-mode tangents silently: fail loudly instead, so a
                 # Hessian engine falls back to reverse-over-reverse products.
                 raise RuntimeError("a TorchScript model supports reverse-mode autograd only, not torch.func transforms")
             setattr(target, name, value)
-        return self.scripted(*args)
+        try:
+            return self.scripted(*args)
+        finally:
+            # the graph of this call keeps the tensors it read; the module keeps plain copies
+            for target, name, value, _ in slots:
+                setattr(target, name, value.detach())
 
     def train(self, mode: bool = True) -> ScriptedModel:
         self.scripted.train(mode)

@@ -25,6 +25,9 @@ from pruning_limits.data import load_data
 from pruning_limits.models import build_model
 
 
+# TorchScript is deprecated upstream but still a checkpoint format users hand us.
+pytestmark = pytest.mark.filterwarnings(r"ignore:.*torch\.jit.*:DeprecationWarning")
+
 @pytest.fixture(scope="module")
 def digits():
     return load_data("digits", seed=0)

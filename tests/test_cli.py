@@ -21,6 +21,9 @@ from torch import nn
 from pruning_limits._version import __version__
 from pruning_limits.cli import cli
 
+# TorchScript is deprecated upstream but still a checkpoint format users hand us.
+pytestmark = pytest.mark.filterwarnings(r"ignore:.*torch\.jit.*:DeprecationWarning")
+
 SLQ = ["--iterations", "12", "--probes", "2"]
 PREDICT_KEYS = {"sparsity", "density", "interval", "epsilon", "dim"}
 
@@ -352,3 +355,15 @@ def test_usage_errors_exit_2(bundle):
     fails("predict", bundle, "--no-such-option", match="No such option", code=2)
     fails("prune", bundle, "--sparsity", "half", "-o", "x.pt", match="is not a valid float", code=2)
     fails("frobnicate", match="No such command", code=2)
+
+
+def test_progress_and_logs_go_to_stderr_and_quiet_silences_them(bundle, workdir):
+    loud = ok("validate", bundle, *SLQ, "--epsilon", "0.01", "--json", "-v")
+    record = json.loads(loud.stdout)  # stdout stays exactly one JSON object
+    assert {"predicted", "measured"} <= set(record)
+    assert "SLQ" in loud.stderr and "sweep" in loud.stderr and "it/s" in loud.stderr  # tqdm bars
+    assert "estimating the Hessian spectrum" in loud.stderr
+    quiet = ok("prune", bundle, "--sparsity", "0.1", "-o", workdir / "q.pt", "-q", "-v")
+    assert quiet.stderr == "" and "written" in quiet.stdout
+    trained = ok("train", "--model", "mlp:4", "--epochs", "2", "-o", workdir / "t.pt", "-v")
+    assert "train" in trained.stderr and "it/s" in trained.stderr and "written" in trained.stdout
