@@ -219,7 +219,7 @@ def load_model_and_data(
     ``need_data=False`` the data are loaded only when given or stored in a bundle.
     """
     from pruning_limits._checks import PruningLimitsError
-    from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint
+    from pruning_limits.checkpoint import build_from_checkpoint, check_stored_spec, read_checkpoint
     from pruning_limits.data import check_data_fits_model, load_data
 
     checkpoint = read_checkpoint(path, trust=trust)
@@ -227,6 +227,8 @@ def load_model_and_data(
     spec = data_spec or checkpoint.data_spec
     data = None
     if spec:
+        if not data_spec:
+            check_stored_spec(checkpoint, spec, "data", trust=trust)
         same = not data_spec or data_spec == checkpoint.data_spec
         data_seed = checkpoint.training.get("data_seed", seed) if same else seed
         data = load_data(spec, seed=int(data_seed))
@@ -235,7 +237,7 @@ def load_model_and_data(
             f"{path!r} is a {checkpoint.kind.replace('_', ' ')} checkpoint without a data spec: "
             "give the data with --data SPEC"
         )
-    model = build_from_checkpoint(checkpoint, model_spec=model_spec, data=data, seed=seed)
+    model = build_from_checkpoint(checkpoint, model_spec=model_spec, data=data, seed=seed, trust=trust)
     if data is not None:
         check_data_fits_model(model, data)
     return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec)

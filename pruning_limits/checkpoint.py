@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,9 @@ from ._version import __version__
 BUNDLE_FORMAT = "pruning-limits-bundle"
 #: Version of the bundle layout this module writes and reads.
 BUNDLE_VERSION = 1
+
+#: A ``package.module:function`` spec (the form of user model factories and data functions).
+_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 #: The kinds of checkpoint :func:`read_checkpoint` recognises.
 KINDS = ("bundle", "state_dict", "torchscript", "module")
@@ -352,12 +356,31 @@ def check_model(model: nn.Module) -> None:
     prunable_parameters(model)
 
 
+def check_stored_spec(checkpoint: Checkpoint, spec: str | None, what: str, *, trust: bool = False) -> None:
+    """Refuse to import and call a ``package.module:function`` spec read from a checkpoint file.
+
+    A bundle is plain data, but a callable spec stored in it would make loading the file call
+    any importable function. Such a spec runs only when the caller trusts the file or names the
+    spec itself (``--model``/``--data``).
+
+    Raises:
+        PruningLimitsError: the stored spec is callable and ``trust`` is False.
+    """
+    if spec and not trust and _CALLABLE_SPEC.match(spec.strip()):
+        option = "--model" if what == "model" else "--data"
+        raise PruningLimitsError(
+            f"{checkpoint.path!r} names the {what} function {spec!r}, which loading would import and call; "
+            f"give it yourself with {option} {spec} or pass --trust-checkpoint if you trust the file"
+        )
+
+
 def build_from_checkpoint(
     checkpoint: Checkpoint,
     *,
     model_spec: str | None = None,
     data: Any = None,
     seed: int = 0,
+    trust: bool = False,
 ) -> nn.Module:
     """Build the model a checkpoint describes and load its weights, with every check applied.
 
@@ -367,12 +390,14 @@ def build_from_checkpoint(
         data: the ``DataBundle`` used to size zoo models (input shape, classes); ignored for
             a bundle that records its model's sizes, unless ``model_spec`` overrides the spec.
         seed: initialisation seed of the model before its weights are replaced.
+        trust: allow a ``package.module:factory`` model spec stored in the bundle
+            (:func:`check_stored_spec`).
 
     Returns:
         the model in eval mode, on the CPU.
 
     Raises:
-        PruningLimitsError: no model spec for a state_dict, a state_dict that does not fit
+        PruningLimitsError: an untrusted stored factory spec, no model spec for a state_dict, a state_dict that does not fit
             the model, non-finite weights, or no prunable weights.
     """
     if checkpoint.kind == "torchscript":
@@ -386,6 +411,8 @@ def build_from_checkpoint(
                 f"{checkpoint.path!r} is a plain state_dict: give the architecture with --model SPEC "
                 "(and --data to size it)"
             )
+        if not model_spec:
+            check_stored_spec(checkpoint, spec, "model", trust=trust)
         from .models import build_model
 
         sizes: Any = data

@@ -295,3 +295,41 @@ def test_pickle_of_plain_non_model_content(tmp_path):
     torch.save([1, 2, 3], path)
     with pytest.raises(PruningLimitsError, match="not a model checkpoint"):
         read_checkpoint(path)
+
+
+def test_factory_spec_stored_in_a_bundle_is_not_called_without_trust(tmp_path, monkeypatch, digits):
+    import sys
+
+    marker = tmp_path / "factory-was-called"
+    (tmp_path / "plm_untrusted_factory.py").write_text(
+        "from torch import nn\n"
+        f"MARKER = {str(marker)!r}\n"
+        "def factory(input_shape, num_outputs):\n"
+        "    open(MARKER, 'w').close()\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, num_outputs))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reference = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    path = tmp_path / "bundle.pt"
+    torch.save(
+        {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "state_dict": reference.state_dict(),
+            "model_spec": "plm_untrusted_factory:factory",
+            "data_spec": "digits",
+            "training": {},
+            "library_version": "0.1.0",
+        },
+        path,
+    )
+    checkpoint = read_checkpoint(path)
+    with pytest.raises(PruningLimitsError, match="--trust-checkpoint"):
+        build_from_checkpoint(checkpoint, data=digits)
+    assert not marker.exists() and "plm_untrusted_factory" not in sys.modules
+    # naming the factory yourself, or trusting the file, runs it
+    model = build_from_checkpoint(checkpoint, model_spec="plm_untrusted_factory:factory", data=digits)
+    assert marker.exists() and torch.equal(model[1].weight, reference[1].weight)
+    marker.unlink()
+    build_from_checkpoint(checkpoint, data=digits, trust=True)
+    assert marker.exists()
