@@ -236,3 +236,33 @@ def batch_std_epsilon(
     if not eps > 0:
         raise PruningLimitsError("epsilon 'batch-std' is 0 (all batch losses equal); give epsilon as a number")
     return eps
+
+
+def loss_gradient(
+    model: nn.Module,
+    data: Data,
+    loss_fn: LossFn | None = None,
+    params: ParamSpec = "prunable",
+    batch_size: int | None = 1024,
+) -> np.ndarray:
+    """Gradient of the mean per-example loss over all of ``data`` w.r.t. the selected parameters.
+
+    Eval mode (as for the Hessian), batches weighted by their size; a float64 numpy vector in the
+    order of :func:`flat_weights`. At an l1-regularised optimum this is ``−λ·sign(w)`` on the
+    non-zero weights, the first-order term the quadratic model of Zhang et al. (2024) neglects.
+    """
+    loss_fn = resolve_loss_fn(loss_fn, data)
+    device, dtype = model_device_dtype(model)
+    selected = [p for _, p in prunable_parameters(model, params)]
+    total = [torch.zeros_like(p, dtype=torch.float64) for p in selected]
+    count = 0
+    with eval_mode(model):
+        for x, y in iter_batches(data, batch_size):
+            x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
+            y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
+            grads = torch.autograd.grad(loss_fn(model(x), y), selected, allow_unused=True)
+            for acc, grad in zip(total, grads):
+                if grad is not None:
+                    acc += grad.detach().to(torch.float64) * len(x)
+            count += len(x)
+    return torch.cat([acc.reshape(-1) for acc in total]).cpu().numpy() / count

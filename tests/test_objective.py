@@ -10,6 +10,7 @@ from pruning_limits.objective import (
     batch_std_epsilon,
     evaluate_loss,
     flat_weights,
+    loss_gradient,
     iter_batches,
     prunable_parameters,
 )
@@ -80,3 +81,14 @@ def test_batch_std_epsilon_matches_numpy():
 def test_bad_data_is_explained(data, message):
     with pytest.raises(PruningLimitsError, match=message):
         list(iter_batches(data))
+
+
+def test_loss_gradient_matches_autograd_on_full_data():
+    net = small_net()
+    x = torch.randn(37, 1, 8, dtype=torch.float64)
+    y = torch.randint(0, 3, (37,))
+    net.eval()
+    loss = nn.functional.cross_entropy(net(x), y)
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [net[0].weight, net[4].weight])])
+    got = loss_gradient(net, (x, y), batch_size=10)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-12, atol=1e-15)
