@@ -9,7 +9,10 @@ Network: A Fundamental Limit Perspective" (NeurIPS 2024, arXiv 2306.05857):
 - the predicted limit ``s* = max{s(k) : s(k) ≤ δ(R_k)/D}``, ``s(k) = 1 − k/D``, found exactly over
   the integer ``k`` by bisection (the condition is monotone in ``k``);
 - the kinematic interval from ``δ/D ∓ a_η/√D`` (Amelunxen, Lotz, McCoy & Tropp 2014, Theorem I);
-- the spread of ``s*`` over SLQ probes and the sharpness-only (trace) lower estimate.
+- the spread of ``s*`` over SLQ probes and the sharpness-only (trace) lower estimate;
+- optionally the first-order (gradient) term the paper neglects: the tolerance left for the
+  curvature after pruning to ``k`` weights is ``ε − c_k`` with ``c_k = ∇L(w*)ᵀ(w^k − w*)``
+  (docs/validation.md tests this candidate cause and docs/theory.md explains it).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Prediction:
         probe_spread: standard deviation (ddof=1) of ``probe_sparsities``; ``nan`` with one probe.
         trace_bound: sparsity solving ``s = 2εD / (2εD + R(s)² tr|H|)`` (never above ``s*``).
         margin: half-width ``a_η/√D`` added to and subtracted from ``δ/D``.
+        gradient_term: whether the first-order cost ``c_k`` was subtracted from ε.
+        first_order_cost: ``c_k`` at ``s*`` (0 without the gradient term).
         spectrum: :meth:`Spectrum.summary` of the spectrum used.
         num_hvps: Hessian-vector products spent (spectrum estimation).
         seconds: wall-clock time of the computation.
@@ -72,6 +77,8 @@ class Prediction:
     probe_spread: float
     trace_bound: float
     margin: float
+    gradient_term: bool = False
+    first_order_cost: float = 0.0
     spectrum: dict[str, Any] = field(default_factory=dict)
     num_hvps: int = 0
     seconds: float = 0.0
@@ -107,6 +114,8 @@ class Prediction:
                 "probe_spread": self.probe_spread,
                 "trace_bound": self.trace_bound,
                 "margin": self.margin,
+                "gradient_term": self.gradient_term,
+                "first_order_cost": self.first_order_cost,
                 "spectrum": self.spectrum,
                 "num_hvps": self.num_hvps,
                 "seconds": self.seconds,
@@ -173,6 +182,31 @@ def magnitude_distance_curve(weights: Any) -> np.ndarray:
     return cumulative[::-1].copy()
 
 
+def magnitude_first_order_curve(weights: Any, gradient: Any) -> np.ndarray:
+    """First-order loss change ``c_k`` of global magnitude pruning to ``k`` kept, ``k = 0 … D``.
+
+    ``c_k = ∇L(w*)ᵀ(w^k − w*) = −Σ_{i pruned} g_i w_i``, accumulated over the weights in
+    ascending order of magnitude (stable order for ties), then replaced by its running maximum
+    from ``k = D`` (where ``c_D = 0``) downwards. The running maximum makes ``ε − c_k``
+    non-increasing as pruning proceeds, so the fixed point stays unique; it never credits a
+    first-order loss decrease, which the quadratic model could not bound anyway. At an
+    l1-regularised optimum ``g_i = −λ·sign(w_i)`` on the non-zero weights, so ``c_k`` is about
+    ``λ Σ_{i pruned} |w_i|``.
+    """
+    w = _check_weights(weights)
+    try:
+        g = np.asarray(gradient, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PruningLimitsError(f"gradient must be a 1-D array of numbers, got {describe(gradient)}") from None
+    if g.shape != w.shape:
+        raise PruningLimitsError(f"gradient must have one entry per weight ({w.size}), got shape {g.shape}")
+    if not np.isfinite(g).all():
+        raise PruningLimitsError("gradient contains NaN or infinite values")
+    order = np.argsort(np.abs(w), kind="stable")
+    by_pruned = np.maximum.accumulate(np.concatenate([[0.0], np.cumsum(-g[order] * w[order])]))
+    return by_pruned[::-1].copy()  # index k = number kept = D − number pruned
+
+
 def _check_weights(weights: Any) -> np.ndarray:
     try:
         w = np.asarray(weights, dtype=np.float64)
@@ -223,30 +257,41 @@ def _delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, r2: 
 
 
 def _solve(
-    nodes: np.ndarray, weights: np.ndarray, epsilon: float, r2: np.ndarray, offset: float = 0.0
+    nodes: np.ndarray,
+    weights: np.ndarray,
+    epsilon: float,
+    r2: np.ndarray,
+    offset: float = 0.0,
+    cost: np.ndarray | None = None,
 ) -> int:
-    """Smallest ``k`` with ``(D − k)/D ≤ clip(δ(R_k)/D + offset, 0, 1)``."""
+    """Smallest ``k`` with ``(D − k)/D ≤ clip(δ(R_k; ε − c_k)/D + offset, 0, 1)`` (``c = cost``, default 0)."""
     dim = r2.size - 1
 
     def feasible(k: int) -> bool:
-        bound = _delta_fraction(nodes, weights, epsilon, float(r2[k])) + offset
+        eps_k = epsilon if cost is None else epsilon - float(cost[k])
+        if eps_k <= 0:
+            return False
+        bound = _delta_fraction(nodes, weights, eps_k, float(r2[k])) + offset
         return (dim - k) / dim <= min(max(bound, 0.0), 1.0)
 
     return _smallest_feasible(dim, feasible)
 
 
-def _solve_trace(epsilon: float, r2: np.ndarray, abs_trace: float) -> int:
-    """Smallest ``k`` with ``(D − k)/D ≤ 2εD / (2εD + R_k² tr|H|)``."""
+def _solve_trace(epsilon: float, r2: np.ndarray, abs_trace: float, cost: np.ndarray | None = None) -> int:
+    """Smallest ``k`` with ``(D − k)/D ≤ 2ε_k D / (2ε_k D + R_k² tr|H|)``, ``ε_k = ε − c_k``."""
     dim = r2.size - 1
-    two_eps_d = 2.0 * epsilon * dim
 
     def feasible(k: int) -> bool:
+        eps_k = epsilon if cost is None else epsilon - float(cost[k])
+        if eps_k <= 0:
+            return False
+        two_eps_d = 2.0 * eps_k * dim
         return (dim - k) / dim <= two_eps_d / (two_eps_d + float(r2[k]) * abs_trace)
 
     return _smallest_feasible(dim, feasible)
 
 
-def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any):
+def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any, gradient: Any = None):
     if not isinstance(spectrum, Spectrum):
         raise PruningLimitsError(f"spectrum must be a Spectrum, got {describe(spectrum)}")
     w = _check_weights(weights)
@@ -257,7 +302,12 @@ def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any
     epsilon = check_positive("epsilon", epsilon)
     eta = check_fraction("eta", eta, open_low=True, open_high=True)
     r2, name = _squared_distances(w, criterion, spectrum.dim)
-    return w, epsilon, eta, r2, name
+    cost = None
+    if gradient is not None:
+        if name != "magnitude":
+            raise PruningLimitsError("gradient needs criterion='magnitude' (the pruning order of a custom R_k² curve is unknown)")
+        cost = magnitude_first_order_curve(w, gradient)
+    return w, epsilon, eta, r2, name, cost
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +322,7 @@ def predict_from_spectrum(
     *,
     eta: float = DEFAULT_ETA,
     criterion: str | Sequence[float] | np.ndarray = "magnitude",
+    gradient: Any = None,
 ) -> Prediction:
     """Predicted pruning limit from a spectrum and the trained weights (pure maths, no model).
 
@@ -282,24 +333,28 @@ def predict_from_spectrum(
         eta: failure probability of the kinematic interval, default 0.05 (Amelunxen et al. 2014).
         criterion: ``"magnitude"`` (global magnitude pruning, THEORY §3) or a precomputed array
             of ``R_k²`` for ``k = 0..D`` (non-increasing), e.g. from a structured criterion.
+        gradient: the data-loss gradient at the trained weights (flat, same order as
+            ``weights``). When given, the first-order cost ``c_k`` of pruning
+            (:func:`magnitude_first_order_curve`) is subtracted from ε at every ``k``; ``None``
+            (default) is the paper's model, which neglects it.
 
     Returns:
         :class:`Prediction`. ``s*`` is the largest ``s(k) = 1 − k/D`` with
         ``s(k) ≤ δ(R_k)/D`` (the smallest feasible ``k``), solved exactly over integer ``k``.
     """
     start = time.perf_counter()
-    _, epsilon, eta, r2, name = _prepare(weights, spectrum, epsilon, eta, criterion)
+    _, epsilon, eta, r2, name, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient)
     dim = spectrum.dim
     nodes, quad = spectrum.nodes, spectrum.weights
     margin = kinematic_margin(eta) / math.sqrt(dim)
 
-    kept = _solve(nodes, quad, epsilon, r2)
-    kept_low = _solve(nodes, quad, epsilon, r2, -margin)  # smaller δ ⇒ more kept ⇒ lower sparsity
-    kept_high = _solve(nodes, quad, epsilon, r2, +margin)
-    probe_kept = [_solve(nodes[j : j + 1], quad[j : j + 1], epsilon, r2) for j in range(spectrum.probes)]
+    kept = _solve(nodes, quad, epsilon, r2, cost=cost)
+    kept_low = _solve(nodes, quad, epsilon, r2, -margin, cost)  # smaller δ ⇒ more kept ⇒ lower sparsity
+    kept_high = _solve(nodes, quad, epsilon, r2, +margin, cost)
+    probe_kept = [_solve(nodes[j : j + 1], quad[j : j + 1], epsilon, r2, cost=cost) for j in range(spectrum.probes)]
     probe_sparsities = tuple(1.0 - k / dim for k in probe_kept)
     spread = float(np.std(probe_sparsities, ddof=1)) if len(probe_sparsities) > 1 else float("nan")
-    kept_trace = _solve_trace(epsilon, r2, spectrum.abs_trace().value)
+    kept_trace = _solve_trace(epsilon, r2, spectrum.abs_trace().value, cost)
 
     sparsity = 1.0 - kept / dim
     return Prediction(
@@ -316,6 +371,8 @@ def predict_from_spectrum(
         probe_spread=spread,
         trace_bound=1.0 - kept_trace / dim,
         margin=margin,
+        gradient_term=cost is not None,
+        first_order_cost=0.0 if cost is None else float(cost[kept]),
         spectrum=spectrum.summary(),
         num_hvps=int(spectrum.num_hvps),
         seconds=time.perf_counter() - start,
@@ -329,12 +386,14 @@ def limit_curve(
     *,
     eta: float = DEFAULT_ETA,
     criterion: str | Sequence[float] | np.ndarray = "magnitude",
+    gradient: Any = None,
 ) -> LimitCurve:
-    """Predicted limit ``s*`` and its kinematic interval for each ε in ``epsilons``."""
+    """Predicted limit ``s*`` and its kinematic interval for each ε in ``epsilons`` (``gradient``
+    as in :func:`predict_from_spectrum`)."""
     eps_values = np.asarray(epsilons, dtype=np.float64).ravel()
     if eps_values.size == 0:
         raise PruningLimitsError("epsilons must hold at least one value")
-    _, _, eta, r2, _ = _prepare(weights, spectrum, float(eps_values[0]), eta, criterion)
+    _, _, eta, r2, _, cost = _prepare(weights, spectrum, float(eps_values[0]), eta, criterion, gradient)
     dim = spectrum.dim
     margin = kinematic_margin(eta) / math.sqrt(dim)
     nodes, quad = spectrum.nodes, spectrum.weights
@@ -343,9 +402,9 @@ def limit_curve(
         eps = check_positive("epsilon", float(eps))
         rows.append(
             (
-                _solve(nodes, quad, eps, r2),
-                _solve(nodes, quad, eps, r2, -margin),
-                _solve(nodes, quad, eps, r2, +margin),
+                _solve(nodes, quad, eps, r2, cost=cost),
+                _solve(nodes, quad, eps, r2, -margin, cost),
+                _solve(nodes, quad, eps, r2, +margin, cost),
             )
         )
     kept = np.array([r[0] for r in rows], dtype=np.int64)
@@ -366,17 +425,25 @@ def fixed_point_curve(
     points: int = 201,
     eta: float = DEFAULT_ETA,
     criterion: str | Sequence[float] | np.ndarray = "magnitude",
+    gradient: Any = None,
 ) -> FixedPointCurve:
-    """``δ(R(s))/D`` and ``R(s)`` on ``points`` sparsities from 0 to 1 (``k = ⌊(1 − s)D⌋``)."""
-    _, epsilon, eta, r2, _ = _prepare(weights, spectrum, epsilon, eta, criterion)
+    """``δ(R(s))/D`` and ``R(s)`` on ``points`` sparsities from 0 to 1 (``k = ⌊(1 − s)D⌋``).
+
+    With ``gradient`` (as in :func:`predict_from_spectrum`) δ uses ``ε − c_k``; where that is
+    ≤ 0 no sparsity is feasible and ``δ/D`` is reported as 0.
+    """
+    _, epsilon, eta, r2, _, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient)
     points = check_int("points", points, 2)
     dim = spectrum.dim
     steps = points - 1
     # k = ⌊(1 − i/steps)·D⌋ in integer arithmetic, deduplicated for D < points.
     kept = np.unique((dim * (steps - np.arange(points))) // steps)[::-1]
     nodes, quad = spectrum.nodes, spectrum.weights
-    fractions = np.array([_delta_fraction(nodes, quad, epsilon, float(r2[k])) for k in kept])
-    limit = 1.0 - _solve(nodes, quad, epsilon, r2) / dim
+    eps_k = np.full(kept.size, epsilon) if cost is None else epsilon - cost[kept]
+    fractions = np.array(
+        [_delta_fraction(nodes, quad, e, float(r2[k])) if e > 0 else 0.0 for e, k in zip(eps_k, kept)]
+    )
+    limit = 1.0 - _solve(nodes, quad, epsilon, r2, cost=cost) / dim
     return FixedPointCurve(
         sparsity=1.0 - kept / dim,
         kept=kept.astype(np.int64),
@@ -400,6 +467,7 @@ def predict_limit(
     params: Any = "prunable",
     spectrum: Spectrum | None = None,
     dtype: torch.dtype | None = torch.float64,
+    gradient_term: bool = False,
     progress: bool = False,
 ) -> Prediction:
     """The whole pipeline on a model: ε, Hessian spectrum by SLQ, weights, pruning limit.
@@ -421,12 +489,15 @@ def predict_limit(
             analyses the model as it is). Float32 Hessian-vector products
             carry noise of ~1e-7·λ_max, which fakes small eigenvalues exactly where ``φ_R``
             changes (docs/theory.md, "Float64 analysis").
+        gradient_term: subtract the first-order cost of pruning from ε (one full-data
+            gradient; :func:`predict_from_spectrum`'s ``gradient``); default False, the
+            paper's model.
         progress: show a tqdm progress bar on stderr.
 
     Returns:
         :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline.
     """
-    from .objective import batch_std_epsilon, flat_weights
+    from .objective import batch_std_epsilon, flat_weights, loss_gradient
 
     start = time.perf_counter()
     if not isinstance(model, torch.nn.Module):
@@ -455,5 +526,6 @@ def predict_limit(
             params=params,
             progress=progress,
         )
-    prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta)
+    gradient = loss_gradient(analysed, data, loss_fn, params) if gradient_term else None
+    prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
     return replace(prediction, seconds=time.perf_counter() - start)

@@ -293,3 +293,52 @@ def test_predict_limit_slq_defaults_agree_with_exact_spectrum():
         predict_limit(model, data, epsilon="std")
     with pytest.raises(PruningLimitsError, match="differ in dimension"):
         predict_limit(model, data, epsilon=eps, spectrum=Spectrum.from_eigenvalues(np.ones(10)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the first-order (gradient) term
+# ---------------------------------------------------------------------------------------------
+
+
+def brute_force_kept_with_gradient(w, g, nodes, quad, eps):
+    """Smallest k passing with ε_k = ε − max_{j ≤ D−k} (−Σ_{j smallest |w|} g·w), scanning every k."""
+    dim = w.size
+    order = np.argsort(np.abs(w), kind="stable")
+    for k in range(dim + 1):
+        pruned = dim - k
+        cost = max(float(-(g[order[:j]] * w[order[:j]]).sum()) for j in range(pruned + 1))
+        eps_k = eps - cost
+        if eps_k <= 0:
+            continue
+        r2 = float((w[order[:pruned]] ** 2).sum())
+        frac = np.mean(np.sum(quad * (2 * eps_k / (2 * eps_k + np.abs(nodes) * r2)), axis=1))
+        if pruned / dim <= min(frac, 1.0):
+            return k
+    raise AssertionError("k = D must be feasible")
+
+
+def test_gradient_term_matches_brute_force_and_never_raises_the_limit():
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        dim = int(rng.integers(5, 150))
+        w = random_weights(rng, dim)
+        # l1-optimum-like gradient (−λ sign w) plus noise of either sign
+        g = -1e-2 * np.sign(w) + rng.normal(scale=3e-3, size=dim)
+        spec = Spectrum.from_eigenvalues(random_eigenvalues(rng, dim))
+        eps = float(rng.lognormal(-3, 1))
+        with_gradient = predict_from_spectrum(w, spec, eps, gradient=g)
+        assert with_gradient.kept == brute_force_kept_with_gradient(w, g, spec.nodes, spec.weights, eps)
+        assert with_gradient.gradient_term and with_gradient.first_order_cost >= 0
+        paper = predict_from_spectrum(w, spec, eps)
+        assert with_gradient.sparsity <= paper.sparsity
+        assert with_gradient.trace_bound <= with_gradient.sparsity
+        zero = predict_from_spectrum(w, spec, eps, gradient=np.zeros(dim))
+        assert zero.sparsity == paper.sparsity and zero.interval == paper.interval
+
+
+def test_gradient_term_errors():
+    spec = Spectrum.from_eigenvalues([1.0, 2.0, 3.0])
+    with pytest.raises(PruningLimitsError, match="one entry per weight"):
+        predict_from_spectrum([1.0, 2.0, 3.0], spec, 0.1, gradient=[1.0])
+    with pytest.raises(PruningLimitsError, match="criterion='magnitude'"):
+        predict_from_spectrum([1.0, 2.0, 3.0], spec, 0.1, criterion=[14.0, 5.0, 1.0, 0.0], gradient=[0.0, 0.0, 0.0])
