@@ -29,10 +29,8 @@ under MSE).
 
 from __future__ import annotations
 
-import importlib
 import os
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import PruningLimitsError, describe
+from ._checks import PruningLimitsError, describe, is_callable_spec, resolve_callable
 from .objective import check_pair, eval_mode, iter_batches, model_device_dtype
 
 BUILTIN_DATA = ("digits", "mnist1d", "synthetic")
@@ -384,14 +382,7 @@ def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
 
 
 def _load_callable(spec: str) -> DataBundle:
-    module_name, _, func_name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 - any import failure is a user error here
-        raise PruningLimitsError(f"cannot import module {module_name!r} of data spec {spec!r}: {err}") from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise PruningLimitsError(f"module {module_name!r} has no callable {func_name!r} (data spec {spec!r})")
+    func = resolve_callable(spec, "data spec")
     try:
         result = func()
     except Exception as err:  # noqa: BLE001
@@ -408,9 +399,6 @@ def _load_callable(spec: str) -> DataBundle:
         f"data function {spec!r} must return a DataBundle, an (x, y) pair, a Dataset or a DataLoader, "
         f"got {describe(result)}"
     )
-
-
-_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 def load_data(spec: str, *, seed: int = 0) -> DataBundle:
@@ -440,7 +428,7 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
         return _load_synthetic(_parse_options(name, options, allowed), seed, spec)
     if spec.lower().endswith(".npz"):
         return _load_npz(spec, seed, spec)
-    if _CALLABLE_SPEC.match(spec):
+    if is_callable_spec(spec):
         return _load_callable(spec)
     raise PruningLimitsError(
         f"unknown data spec {spec!r}: expected one of {', '.join(BUILTIN_DATA)}, a .npz file, "

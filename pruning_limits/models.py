@@ -25,7 +25,6 @@ checkpoint can rebuild it with :func:`rebuild_model` before loading its ``state_
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import re
@@ -35,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, describe
+from ._checks import PruningLimitsError, describe, is_callable_spec, resolve_callable
 
 BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d")
 
@@ -49,7 +48,6 @@ CNN1D_DEFAULT_CHANNELS = 25
 FC_DEFAULT_WIDTH = 100
 
 _RECORD_ATTR = "_pruning_limits_record"
-_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 @dataclass(frozen=True)
@@ -151,14 +149,7 @@ def _cnn1d(input_shape: tuple[int, ...], channels: int, outputs: int, spec: str)
 
 
 def _user_factory(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.Module:
-    module_name, _, name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 - any import failure is a user error here
-        raise PruningLimitsError(f"cannot import module {module_name!r} of model spec {spec!r}: {err}") from None
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise PruningLimitsError(f"module {module_name!r} has no callable {name!r} (model spec {spec!r})")
+    factory = resolve_callable(spec, "model spec")
     try:
         signature = inspect.signature(factory)
         signature.bind(input_shape, outputs)
@@ -207,7 +198,7 @@ def _construct(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.Modu
         if len(channels) != 1:
             raise PruningLimitsError(f"model spec {spec!r}: expected cnn1d:C (one channel count)")
         return _cnn1d(input_shape, channels[0], outputs, spec)
-    if _CALLABLE_SPEC.match(spec):
+    if is_callable_spec(spec):
         return _user_factory(spec, input_shape, outputs)
     raise PruningLimitsError(
         f"unknown model spec {spec!r}: expected mlp[:W1,W2,...], fc:depth,width, fc5, fc12, cnn[:C1,C2], "
