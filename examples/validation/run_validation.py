@@ -1,0 +1,280 @@
+"""Theory against measurement on real networks: the validation suite behind docs/validation.md.
+
+For every row it trains the network with LOMP (or reuses a cached bundle), predicts the pruning
+limit from the Hessian spectrum, measures it by one-shot global magnitude pruning, and writes
+
+- ``docs/validation.json``: every number of every row,
+- ``docs/validation/<row>-*.png``: the spectrum and the prediction/measurement figures,
+- the table between the ``<!-- BEGIN GENERATED -->`` / ``<!-- END GENERATED -->`` markers of
+  ``docs/validation.md`` (the hand-written analysis around it is kept).
+
+Run from the project root::
+
+    python examples/validation/run_validation.py            # all rows (about 20 minutes on 2 cores)
+    python examples/validation/run_validation.py --quick    # one small row, few Lanczos steps
+    python examples/validation/run_validation.py --rows digits-mlp32,digits-mlp32-nol1
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One network of the suite: what to train and how."""
+
+    name: str
+    model: str
+    data: str
+    l1: float
+    epochs: int = 100
+    lr: float = 0.05
+    exact: bool = False  # also predict from the exact (dense) spectrum
+
+
+# Every l1 row uses the library's training recipe with λ = 1e-3 (docs/validation.md explains
+# the choice); every family has a λ = 0 control.
+ROWS = (
+    Row("digits-mlp32", "mlp:32", "digits", 1e-3, exact=True),
+    Row("digits-mlp32-nol1", "mlp:32", "digits", 0.0, exact=True),
+    Row("digits-mlp256x128", "mlp:256,128", "digits", 1e-3),
+    Row("digits-mlp256x128-nol1", "mlp:256,128", "digits", 0.0),
+    Row("digits-cnn", "cnn", "digits", 1e-3),
+    Row("digits-cnn-nol1", "cnn", "digits", 0.0),
+    Row("digits-fc5", "fc5", "digits", 1e-3),
+    Row("digits-fc5-nol1", "fc5", "digits", 0.0),
+    Row("mnist1d-mlp", "mlp", "mnist1d", 1e-3, exact=True),
+    Row("mnist1d-mlp-nol1", "mlp", "mnist1d", 0.0, exact=True),
+    Row("mnist1d-cnn1d", "cnn1d", "mnist1d", 1e-3),
+    Row("mnist1d-cnn1d-nol1", "cnn1d", "mnist1d", 0.0),
+    Row("synthetic-mlp", "mlp", "synthetic", 1e-3),
+    Row("synthetic-mlp-nol1", "mlp", "synthetic", 0.0),
+)
+
+#: The reduced row CI runs (tests/test_validation.py): small, exact spectrum affordable.
+QUICK_ROW = "digits-mlp32"
+QUICK_ITERATIONS, QUICK_PROBES = 80, 2
+
+
+def cache_key(row: Row, seed: int) -> str:
+    from pruning_limits import __version__
+
+    text = json.dumps({**asdict(row), "seed": seed, "version": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[object, dict]:
+    """Train ``row`` with LOMP, or load the bundle a previous run cached."""
+    from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint, save_bundle
+    from pruning_limits.lomp import train
+    from pruning_limits.models import build_model
+
+    path = None if cache is None else cache / f"{row.name}-{cache_key(row, seed)}.pt"
+    if path is not None and path.exists():
+        checkpoint = read_checkpoint(path)
+        log(f"[{row.name}] reusing {path}")
+        return build_from_checkpoint(checkpoint, data=data), dict(checkpoint.training)
+    model = build_model(row.model, data, seed=seed)
+    start = time.perf_counter()
+    history = train(model, data, l1=row.l1, epochs=row.epochs, lr=row.lr, seed=seed)
+    settings = {
+        "l1": row.l1,
+        "epochs": row.epochs,
+        "lr": row.lr,
+        "seed": seed,
+        "train_seconds": time.perf_counter() - start,
+        "final_test_accuracy": history.to_dict().get("test_accuracy", [None])[-1],
+    }
+    log(f"[{row.name}] trained in {settings['train_seconds']:.0f} s")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_bundle(path, model, model_spec=row.model, data_spec=row.data, training=settings)
+    return model, settings
+
+
+def run_row(row: Row, *, iterations: int, probes: int, seed: int, cache: Path | None, figures: Path | None, log) -> dict:
+    """Train (or reuse), predict, measure; the row's record."""
+    from pruning_limits.data import load_data
+    from pruning_limits.validation import validate
+
+    data = load_data(row.data, seed=seed)
+    model, training = trained_model(row, data, cache, seed, log)
+    result = validate(model, data, iterations=iterations, probes=probes, seed=seed, exact=row.exact)
+    record = {"row": asdict(row), "training": training, **result.to_dict()}
+    log(
+        f"[{row.name}] D={result.prediction.dim} predicted {result.prediction.sparsity:.4f} "
+        f"(with gradient {result.gradient_prediction.sparsity:.4f}) measured {result.sweep.limit_by_loss:.4f} "
+        f"(difference {result.difference:+.4f}, with gradient {result.gradient_difference:+.4f}) in {result.seconds:.0f} s"
+    )
+    if figures is not None:
+        from pruning_limits import report
+        from pruning_limits.limits import fixed_point_curve
+        from pruning_limits.objective import flat_weights
+
+        figures.mkdir(parents=True, exist_ok=True)
+        curve = fixed_point_curve(flat_weights(model), result.spectrum, result.prediction.epsilon)
+        fixed = {
+            "sparsity": curve.sparsity,
+            "delta_over_dim": curve.delta_fraction,
+            "lower": curve.delta_fraction - curve.margin,
+            "upper": curve.delta_fraction + curve.margin,
+        }
+        measured = result.sweep.to_dict()
+        sweep = {
+            "sparsity": measured["sparsities"],
+            "loss": measured["train_loss"],
+            "accuracy": measured["test_accuracy"],
+            "dense_loss": measured["dense_loss"],
+            "dense_accuracy": measured["dense_accuracy"],
+            "limit_by_loss": measured["limit_by_loss"],
+            "limit_by_accuracy": measured["limit_by_accuracy"],
+        }
+        report.save_figure(report.spectrum_figure(result.spectrum, title=row.name), figures / f"{row.name}-spectrum.png")
+        report.save_figure(
+            report.prediction_figure(result.prediction.to_dict(), fixed, sweep), figures / f"{row.name}-prediction.png"
+        )
+    return record
+
+
+def pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def table(records: list[dict]) -> str:
+    """The Markdown table of the suite (sparsities in percent)."""
+    from pruning_limits.report import markdown_table
+
+    header = [
+        "row", "D", "λ", "ε", "test acc.", "predicted s* [interval] ± probe spread", "trace bound",
+        "measured (loss)", "measured (acc.)", "pred − meas", "with gradient term", "exact agrees", "time (s)", "HVPs",
+    ]
+    rows = []
+    for r in records:
+        p, m = r["predicted"], r["measured"]
+        low, high = p["interval"]
+        exact = r["exact_agrees"]
+        exact_text = "–" if exact is None else f"{'yes' if exact else 'no'} ({pct(r['exact_predicted']['sparsity'])})"
+        rows.append([
+            r["row"]["name"], p["dim"], f"{r['row']['l1']:g}", f"{p['epsilon']:.3g}", pct(m["dense_accuracy"]),
+            f"{pct(p['sparsity'])} [{pct(low)}, {pct(high)}] ± {pct(p['probe_spread'])}", pct(p["trace_bound"]),
+            pct(m["limit_by_loss"]), pct(m["limit_by_accuracy"]), f"{100 * r['difference']:+.1f}",
+            f"{pct(r['predicted_with_gradient']['sparsity'])} ({100 * r['difference_with_gradient']:+.1f})", exact_text,
+            f"{r['seconds'] + r['training'].get('train_seconds', 0.0):.0f}", r["num_hvps"],
+        ])
+    return markdown_table(header, rows)
+
+
+def summary(records: list[dict]) -> str:
+    import numpy as np
+
+    lines = []
+    controls = [r["difference"] for r in records if r["row"]["l1"] == 0]
+    for key, label in (("difference", "paper's model"), ("difference_with_gradient", "with the gradient term")):
+        trained = [abs(r[key]) for r in records if r["row"]["l1"] > 0]
+        if trained:
+            lines.append(
+                f"l1-trained rows, {label}: |predicted − measured| max {100 * max(trained):.1f}, median "
+                f"{100 * float(np.median(trained)):.1f} points of sparsity (targets: ≤ 2 and ≤ 1)."
+            )
+    if controls:
+        lines.append(
+            f"λ = 0 controls: predicted − measured from {100 * min(controls):+.1f} to {100 * max(controls):+.1f} points."
+        )
+    return "\n\n".join(lines)
+
+
+def write_markdown(path: Path, records: list[dict], settings: dict, figures: Path | None) -> None:
+    from pruning_limits.checkpoint import atomic_write
+
+    block = [BEGIN, "", f"Generated by `{settings['command']}` ({settings['date']}, {settings['threads']} threads).", ""]
+    block += [table(records), "", summary(records), ""]
+    if figures is not None:
+        for r in records:
+            name = r["row"]["name"]
+            rel = figures.relative_to(path.parent).as_posix()
+            block.append(f"![{name}: prediction and measurement]({rel}/{name}-prediction.png)")
+        block.append("")
+    block.append(END)
+    generated = "\n".join(block)
+    text = path.read_text() if path.exists() else "# Validation\n\n" + BEGIN + "\n" + END + "\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + generated + tail
+    else:
+        text = text.rstrip() + "\n\n" + generated + "\n"
+    atomic_write(path, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", help="comma-separated row names (default: all)")
+    parser.add_argument("--quick", action="store_true", help=f"only {QUICK_ROW}, {QUICK_ITERATIONS} Lanczos steps, {QUICK_PROBES} probes")
+    parser.add_argument("--iterations", type=int, default=None, help="Lanczos steps (default: predict_limit's)")
+    parser.add_argument("--probes", type=int, default=None, help="SLQ probes (default: predict_limit's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", default="examples/validation/cache", help="bundle cache folder ('' disables)")
+    parser.add_argument("--docs", default="docs", help="folder for validation.md, validation.json and figures")
+    parser.add_argument("--no-figures", action="store_true")
+    args = parser.parse_args(argv)
+
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    from pruning_limits.limits import DEFAULT_ITERATIONS, DEFAULT_PROBES
+    from pruning_limits.report import write_json
+
+    torch.set_num_threads(args.threads)
+    by_name = {row.name: row for row in ROWS}
+    names = [QUICK_ROW] if args.quick else (args.rows.split(",") if args.rows else list(by_name))
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; known: {', '.join(by_name)}")
+    iterations = args.iterations or (QUICK_ITERATIONS if args.quick else DEFAULT_ITERATIONS)
+    probes = args.probes or (QUICK_PROBES if args.quick else DEFAULT_PROBES)
+    docs = Path(args.docs)
+    figures = None if args.no_figures else docs / "validation"
+    cache = Path(args.cache) if args.cache else None
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+        f"SLQ {probes} probes x {iterations} steps")
+    records = [
+        run_row(by_name[n], iterations=iterations, probes=probes, seed=args.seed, cache=cache, figures=figures, log=log)
+        for n in names
+    ]
+    settings = {
+        "command": "python examples/validation/run_validation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "threads": args.threads,
+        "iterations": iterations,
+        "probes": probes,
+        "seed": args.seed,
+    }
+    docs.mkdir(parents=True, exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    write_json(docs / f"validation{suffix}.json", {"settings": settings, "rows": records})
+    if not args.quick:
+        write_markdown(docs / "validation.md", records, settings, figures)
+    print(table(records))
+    print()
+    print(summary(records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

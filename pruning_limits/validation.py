@@ -1,0 +1,147 @@
+"""Theory against measurement on one trained network: predict the limit, then prune and look.
+
+The prediction (Zhang et al. 2024, §4; :func:`pruning_limits.limits.predict_limit`) and the
+measured LOMP limits (§6; :func:`pruning_limits.lomp.sweep`) use the same analysis data and the
+same ε, so the difference ``predicted − measured-by-loss`` is the error of the theory.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._checks import PruningLimitsError, describe
+from .limits import DEFAULT_ETA, DEFAULT_ITERATIONS, DEFAULT_PROBES, Prediction, predict_from_spectrum, predict_limit
+from .lomp import SweepResult, sweep
+from .objective import flat_weights, loss_gradient
+from .spectrum import Spectrum, estimate_spectrum, exact_spectrum
+
+#: Predictions from SLQ and from the exact spectrum "agree" within this many sparsity units
+#: (the acceptance of issue 3: 0.5 points of sparsity).
+EXACT_AGREEMENT = 0.005
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A prediction and the measured limits of the same network.
+
+    Attributes:
+        prediction: the predicted limit from the SLQ spectrum (the paper's model).
+        gradient_prediction: the same with the first-order (gradient) term subtracted from ε
+            (:func:`~pruning_limits.limits.predict_from_spectrum`'s ``gradient``).
+        sweep: the one-shot pruning sweep with the measured limits.
+        spectrum: the spectrum the prediction used.
+        exact_prediction: the prediction from the exact spectrum, when computed.
+        seconds: wall time of the whole validation.
+    """
+
+    prediction: Prediction
+    gradient_prediction: Prediction
+    sweep: SweepResult
+    spectrum: Spectrum
+    exact_prediction: Prediction | None
+    seconds: float
+
+    @property
+    def difference(self) -> float:
+        """Predicted minus measured-by-loss sparsity (positive: the theory promises too much)."""
+        return self.prediction.sparsity - self.sweep.limit_by_loss
+
+    @property
+    def gradient_difference(self) -> float:
+        """The same difference for the gradient-corrected prediction."""
+        return self.gradient_prediction.sparsity - self.sweep.limit_by_loss
+
+    @property
+    def exact_agrees(self) -> bool | None:
+        """Whether SLQ and exact-spectrum predictions agree within :data:`EXACT_AGREEMENT`."""
+        if self.exact_prediction is None:
+            return None
+        return abs(self.prediction.sparsity - self.exact_prediction.sparsity) <= EXACT_AGREEMENT
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable record: ``predicted``, ``measured``, ``difference`` and details."""
+        return {
+            "predicted": self.prediction.to_dict(),
+            "measured": {
+                "limit_by_loss": self.sweep.limit_by_loss,
+                "limit_by_accuracy": self.sweep.limit_by_accuracy,
+                "dense_loss": self.sweep.dense_loss,
+                "dense_accuracy": self.sweep.dense_accuracy,
+                "epsilon": self.sweep.epsilon,
+                "criterion": self.sweep.criterion,
+            },
+            "difference": self.difference,
+            "predicted_with_gradient": self.gradient_prediction.to_dict(),
+            "difference_with_gradient": self.gradient_difference,
+            "exact_predicted": None if self.exact_prediction is None else self.exact_prediction.to_dict(),
+            "exact_agrees": self.exact_agrees,
+            "spectrum": self.spectrum.summary(),
+            "sweep": self.sweep.to_dict(),
+            "num_hvps": int(self.spectrum.num_hvps),
+            "seconds": self.seconds,
+        }
+
+
+def validate(
+    model: nn.Module,
+    data: Any,
+    *,
+    test_data: Any = None,
+    epsilon: float | str = "batch-std",
+    iterations: int = DEFAULT_ITERATIONS,
+    probes: int = DEFAULT_PROBES,
+    seed: int = 0,
+    eta: float = DEFAULT_ETA,
+    exact: bool = False,
+    spectrum: Spectrum | None = None,
+    progress: bool = False,
+) -> Validation:
+    """Predict the pruning limit of ``model`` and measure it by one-shot global magnitude pruning.
+
+    The spectrum is computed on a float64 copy of the model (the default of
+    :func:`~pruning_limits.limits.predict_limit`); the sweep prunes the model as it is.
+
+    Args:
+        model: the trained network (not modified).
+        data: the analysis data, or a :class:`~pruning_limits.data.DataBundle` whose training
+            pair is the analysis data and whose test pair is the test data.
+        test_data: test data for the accuracy criterion (default: the bundle's test pair).
+        epsilon: ε > 0 or ``"batch-std"`` (THEORY §1).
+        iterations: Lanczos steps per probe (default of ``predict_limit``).
+        probes: SLQ probes (default of ``predict_limit``).
+        seed: seed of the SLQ probes.
+        eta: failure probability of the kinematic interval.
+        exact: also predict from the exact spectrum (dense Hessian; small models only).
+        spectrum: a precomputed spectrum of the float64 copy (skips SLQ).
+        progress: progress bars on stderr.
+
+    Returns:
+        The :class:`Validation` record.
+    """
+    start = time.perf_counter()
+    if not isinstance(model, nn.Module):
+        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
+    train_pair = getattr(data, "train", data)
+    if test_data is None:
+        test_data = getattr(data, "test", None)
+    analysed = copy.deepcopy(model).to(torch.float64)
+    if spectrum is None:
+        spectrum = estimate_spectrum(
+            analysed, train_pair, iterations=iterations, probes=probes, seed=seed, progress=progress
+        )
+    prediction = predict_limit(model, train_pair, epsilon=epsilon, eta=eta, spectrum=spectrum)
+    weights = flat_weights(analysed)
+    gradient = loss_gradient(analysed, train_pair)
+    gradient_prediction = predict_from_spectrum(weights, spectrum, prediction.epsilon, eta=eta, gradient=gradient)
+    exact_prediction = None
+    if exact:
+        exact_spec = exact_spectrum(analysed, train_pair, progress=progress)
+        exact_prediction = predict_from_spectrum(weights, exact_spec, prediction.epsilon, eta=eta)
+    measured = sweep(model, train_pair, test_data=test_data, epsilon=prediction.epsilon, progress=progress)
+    return Validation(prediction, gradient_prediction, measured, spectrum, exact_prediction, time.perf_counter() - start)
