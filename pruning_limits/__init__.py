@@ -19,9 +19,45 @@ from ._version import __version__
 _EXPORTS: dict[str, tuple[str, ...]] = {
     # errors and the analysed objective
     "_checks": ("PruningLimitsError",),
-    "objective": ("prunable_parameters", "flat_weights", "evaluate_loss", "batch_std_epsilon"),
-    # spectral measures
-    "spectrum": ("Spectrum", "Estimate"),
+    "objective": ("prunable_parameters", "flat_weights", "evaluate_loss", "loss_gradient", "batch_std_epsilon"),
+    # Hessian products and spectra
+    "hessian": ("HessianOperator",),
+    "lanczos": ("lanczos", "gauss_quadrature"),
+    "spectrum": ("Spectrum", "Estimate", "slq", "estimate_spectrum", "exact_spectrum", "dense_hessian"),
+    # convex geometry
+    "geometry": (
+        "kinematic_margin",
+        "ellipsoid_width_bounds",
+        "ellipsoid_width_mc",
+        "subspace_statistical_dimension",
+        "orthant_statistical_dimension",
+        "circular_cone_statistical_dimension",
+        "circular_cone_statistical_dimension_approx",
+        "statistical_dimension_mc",
+        "projected_ellipsoid_dimension",
+        "spectral_statistical_dimension",
+    ),
+    # the bound calculator
+    "limits": (
+        "Prediction",
+        "predict_from_spectrum",
+        "predict_limit",
+        "limit_curve",
+        "fixed_point_curve",
+        "LimitCurve",
+        "FixedPointCurve",
+        "magnitude_distance_curve",
+        "magnitude_first_order_curve",
+    ),
+    # data, models, pruning and LOMP
+    "data": ("DataBundle", "load_data", "make_bundle", "check_data_fits_model"),
+    "models": ("build_model", "ModelRecord", "model_record", "rebuild_model"),
+    "masks": ("compute_masks", "global_magnitude_masks", "apply_masks", "make_permanent", "prune_model", "distance_curve"),
+    "lomp": ("train", "TrainingHistory", "sweep", "SweepResult"),
+    # theory against measurement
+    "validation": ("validate", "Validation"),
+    # files
+    "checkpoint": ("read_checkpoint", "build_from_checkpoint", "save_bundle"),
 }
 
 __all__ = ["__version__"] + [name for names in _EXPORTS.values() for name in names]
