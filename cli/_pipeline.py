@@ -1,4 +1,4 @@
-"""The steps the commands share: spectrum, prediction, sweep, and writing their figures.
+"""The steps the commands share: spectrum, prediction, and the figures of a prediction or validation.
 
 Orchestration only: every number is computed by the library. Imports happen inside the
 functions so that importing the command line stays cheap.
@@ -68,14 +68,6 @@ def fixed_point(model: Any, spectrum: Any, prediction: Any) -> dict[str, Any]:
     }
 
 
-def measure(model: Any, data: Any, *, epsilon: float, console: Console) -> Any:
-    """The LOMP one-shot global magnitude sweep: the measured limits (by loss and by accuracy)."""
-    from pruning_limits.lomp import sweep
-
-    console.log("measuring the limit: one-shot global magnitude pruning sweep", level=1)
-    return sweep(model, data.train, test_data=data.test, epsilon=epsilon, progress=console.progress)
-
-
 def sweep_record(result: Any) -> dict[str, Any]:
     """The measured curves and limits of a sweep, in the form :mod:`pruning_limits.report` takes."""
     record = result.to_dict()
@@ -87,20 +79,6 @@ def sweep_record(result: Any) -> dict[str, Any]:
         "dense_accuracy": record.get("dense_accuracy"),
         "limit_by_loss": record.get("limit_by_loss"),
         "limit_by_accuracy": record.get("limit_by_accuracy"),
-    }
-
-
-def validation_record(prediction: Any, sweep_result: Any, spectrum: Any, **facts: Any) -> dict[str, Any]:
-    """``{"predicted", "measured", "spectrum", "sweep", ...facts}`` for JSON, tables and reports."""
-    curves = sweep_record(sweep_result)
-    measured = {k: curves[k] for k in ("limit_by_loss", "limit_by_accuracy", "dense_loss", "dense_accuracy")}
-    measured["epsilon"] = prediction.epsilon
-    return {
-        "predicted": prediction.to_dict(),
-        "measured": measured,
-        "spectrum": spectrum.summary(),
-        "sweep": sweep_result.to_dict(),
-        **facts,
     }
 
 

@@ -324,7 +324,7 @@ def prune_command(
 @click.option("--epsilon", default="batch-std", show_default=True, help="Loss tolerance ε: 'batch-std' or a number > 0.")
 @click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
 @spectrum_options
-@exact_option
+@click.option("--exact", is_flag=True, help="Also predict from the exact spectrum (dense float64 Hessian, D <= 10 000).")
 @seed_option
 @plot_option
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it).")
@@ -389,13 +389,14 @@ def run_validation(
     start: float,
     exact: bool = False,
 ) -> dict[str, Any]:
-    """Predict, measure, write the requested figures and report; return the validation record."""
+    """Predict, measure (``pruning_limits.validation.validate``), write figures and report; return the record."""
     from pruning_limits import report
+    from pruning_limits.validation import validate
 
-    spectrum = _pipeline.analysis_spectrum(model, data, settings=settings, seed=seed, console=console, exact=exact)
-    prediction = _pipeline.predict(model, data, spectrum, epsilon=epsilon, eta=eta, seed=seed)
-    sweep = _pipeline.measure(model, data, epsilon=prediction.epsilon, console=console)
-    record = _pipeline.validation_record(prediction, sweep, spectrum, **facts)
+    console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
+    result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, progress=console.progress, **settings, **({} if eta is None else {"eta": eta}))
+    spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
+    record = {**result.to_dict(), **facts}
     record["seconds"] = time.perf_counter() - start
     if plot_path:
         figure = report.prediction_figure(prediction.to_dict(), _pipeline.fixed_point(model, spectrum, prediction), _pipeline.sweep_record(sweep))

@@ -196,9 +196,10 @@ def test_round_trip_train_predict_prune_validate(bundle, workdir):
     report_path = workdir / "report" / "validation.md"
     report_path.parent.mkdir()
     plot = workdir / "validate.png"
-    result = ok("validate", pruned, *SLQ, "--json", "--plot", plot, "--report", report_path)
+    result = ok("validate", pruned, *SLQ, "--exact", "--json", "--plot", plot, "--report", report_path)
     record = json.loads(result.stdout)
-    assert {"predicted", "measured"} <= set(record)
+    assert {"predicted", "measured", "predicted_with_gradient", "exact_predicted", "sweep", "spectrum"} <= set(record)
+    assert record["exact_predicted"]["dim"] == 592 and record["exact_predicted"]["spectrum"]["exact"] is True
     assert PREDICT_KEYS <= set(record["predicted"])
     assert {"limit_by_loss", "limit_by_accuracy"} <= set(record["measured"])
     assert 0 <= record["measured"]["limit_by_loss"] <= 1
@@ -362,7 +363,7 @@ def test_progress_and_logs_go_to_stderr_and_quiet_silences_them(bundle, workdir)
     record = json.loads(loud.stdout)  # stdout stays exactly one JSON object
     assert {"predicted", "measured"} <= set(record)
     assert "SLQ" in loud.stderr and "sweep" in loud.stderr and "it/s" in loud.stderr  # tqdm bars
-    assert "estimating the Hessian spectrum" in loud.stderr
+    assert "predicting the limit (SLQ spectrum)" in loud.stderr
     quiet = ok("prune", bundle, "--sparsity", "0.1", "-o", workdir / "q.pt", "-q", "-v")
     assert quiet.stderr == "" and "written" in quiet.stdout
     trained = ok("train", "--model", "mlp:4", "--epochs", "2", "-o", workdir / "t.pt", "-v")
