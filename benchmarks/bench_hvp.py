@@ -7,7 +7,8 @@ One command (from the repository root)::
 For an MLP of 330 240 weights (64→1024→256→10) and a small CNN on scikit-learn's digits
 (1 400 training samples, DataLoader with batch 128, float32, random initialisation: the cost
 of a product does not depend on the weights), it reports the median wall time over
-``--repeats`` runs after one warm-up of
+``--repeats`` rounds after one warm-up (all measured calls run round-robin in each round, so
+that every round sees the same load; ratios are medians of per-round ratios) of
 
 * one full-data gradient (the unit of cost),
 * one Hessian-vector product of this engine (``matvec``, method chosen by ``auto``; each
@@ -71,14 +72,21 @@ def build(kind: str) -> tuple[nn.Module, DataLoader]:
     return model, DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE, shuffle=False)
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Wall times of each function, run round-robin ``repeats`` times after one warm-up each.
+
+    Interleaving makes every round see the same machine load, so per-round ratios stay
+    meaningful on a shared machine.
+    """
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def full_gradient(model: nn.Module, loader: DataLoader) -> None:
@@ -98,24 +106,38 @@ def time_model(kind: str, repeats: int, forced: bool) -> dict[str, Any]:
     v = torch.randn(dim, generator=gen)
     V = torch.randn(dim, BLOCK, generator=gen)
     row: dict[str, Any] = {"model": kind, "dim": dim}
-    row["gradient_s"] = median_time(lambda: full_gradient(model, loader), repeats)
-
     start = time.perf_counter()
     op = HessianOperator(model, loader, params="all")
     row["engine_setup_s"] = time.perf_counter() - start
     row["engine_methods"] = op.methods
-    row["engine_matvec_s"] = median_time(lambda: op.matvec(v), repeats)
-    row["engine_matmat_per_vector_s"] = median_time(lambda: op.matmat(V), repeats) / BLOCK
+    fns: dict[str, Callable[[], Any]] = {
+        "gradient": lambda: full_gradient(model, loader),
+        "engine_matvec": lambda: op.matvec(v),
+        "engine_matmat": lambda: op.matmat(V),
+    }
     for method in ("double-backward", "forward-over-reverse") if forced else ():
         fixed = HessianOperator(model, loader, params="all", method=method)
-        row[f"{method}_matvec_s"] = median_time(lambda: fixed.matvec(v), repeats)
-        row[f"{method}_matmat_per_vector_s"] = median_time(lambda: fixed.matmat(V), repeats) / BLOCK
-        del fixed
-
+        fns[f"{method}_matvec"] = lambda f=fixed: f.matvec(v)
+        fns[f"{method}_matmat"] = lambda f=fixed: f.matmat(V)
     model.eval()
     ph = pyhessian.hessian(model, nn.CrossEntropyLoss(), dataloader=loader, cuda=False)
     pieces = [t.view_as(p) for t, p in zip(torch.split(v, [p.numel() for p in ph.params]), ph.params)]
-    row["pyhessian_dataloader_s"] = median_time(lambda: ph.dataloader_hv_product(pieces), repeats)
+    fns["pyhessian_dataloader"] = lambda: ph.dataloader_hv_product(pieces)
+
+    times = interleaved_times(fns, repeats)
+    for name in times:
+        if name.endswith("_matmat"):
+            times[name] = [t / BLOCK for t in times[name]]
+    for name, values in times.items():
+        suffix = "_per_vector_s" if name.endswith("_matmat") else "_s"
+        row[name + suffix] = statistics.median(values)
+        # ratios per round (same load), then the median over rounds
+        row[name + "_x_gradient"] = statistics.median(t / g for t, g in zip(values, times["gradient"]))
+    for name in ("engine_matvec", "engine_matmat"):
+        row[f"speedup_{name}"] = statistics.median(
+            p / t for p, t in zip(times["pyhessian_dataloader"], times[name])
+        )
+
     _, theirs = ph.dataloader_hv_product(pieces)
     theirs = torch.cat([t.reshape(-1) for t in theirs])
     row["max_rel_diff_vs_pyhessian"] = float((op.matvec(v) - theirs).norm() / theirs.norm())
@@ -199,19 +221,18 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
 
-    g = "gradient_s"
-    print(f"\n| model | D | gradient (ms) | engine matvec (ms, x grad) | engine matmat/vector (ms, x grad) "
-          f"| PyHessian dataloader (ms, x grad) | speed-up matvec / matmat "
+    print(f"\nmedian over {args.repeats} interleaved rounds; ratios are medians of per-round ratios\n")
+    print("| model | D | gradient (ms) | engine matvec (ms, x gradient) | engine matmat per vector (ms, x gradient) "
+          f"| PyHessian dataloader (ms, x gradient) | speed-up over PyHessian: matvec / matmat "
           f"| Lanczos {LANCZOS_STEPS}: extra peak RSS (MiB), time (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        ph = r["pyhessian_dataloader_s"]
         print(
-            f"| {r['model']} | {r['dim']:,} | {1e3 * r[g]:.1f} "
-            f"| {1e3 * r['engine_matvec_s']:.1f} ({r['engine_matvec_s'] / r[g]:.2f}x) "
-            f"| {1e3 * r['engine_matmat_per_vector_s']:.1f} ({r['engine_matmat_per_vector_s'] / r[g]:.2f}x) "
-            f"| {1e3 * ph:.1f} ({ph / r[g]:.2f}x) "
-            f"| {ph / r['engine_matvec_s']:.1f}x / {ph / r['engine_matmat_per_vector_s']:.1f}x "
+            f"| {r['model']} | {r['dim']:,} | {1e3 * r['gradient_s']:.1f} "
+            f"| {1e3 * r['engine_matvec_s']:.1f} ({r['engine_matvec_x_gradient']:.2f}x) "
+            f"| {1e3 * r['engine_matmat_per_vector_s']:.1f} ({r['engine_matmat_x_gradient']:.2f}x) "
+            f"| {1e3 * r['pyhessian_dataloader_s']:.1f} ({r['pyhessian_dataloader_x_gradient']:.2f}x) "
+            f"| {r['speedup_engine_matvec']:.2f}x / {r['speedup_engine_matmat']:.2f}x "
             f"| {r['lanczos128_peak_mib']:.0f}, {r['lanczos128_seconds']:.1f} |"
         )
     for r in rows:
@@ -220,8 +241,10 @@ def main() -> None:
               f"baseline RSS {r['baseline_rss_mib']:.0f} MiB")
         for method in ("double-backward", "forward-over-reverse"):
             if f"{method}_matvec_s" in r:
-                print(f"  forced {method}: matvec {1e3 * r[f'{method}_matvec_s']:.1f} ms, "
-                      f"matmat {1e3 * r[f'{method}_matmat_per_vector_s']:.1f} ms per vector")
+                print(f"  forced {method}: matvec {1e3 * r[f'{method}_matvec_s']:.1f} ms "
+                      f"({r[f'{method}_matvec_x_gradient']:.2f}x gradient), matmat "
+                      f"{1e3 * r[f'{method}_matmat_per_vector_s']:.1f} ms per vector "
+                      f"({r[f'{method}_matmat_x_gradient']:.2f}x gradient)")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"settings": settings, "rows": rows}, handle, indent=2)

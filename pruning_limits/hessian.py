@@ -11,12 +11,14 @@ Hessian"):
 * ``"double-backward"``: reverse-over-reverse, ``∂(∇L·v)/∂w`` with ``torch.autograd.grad``
   twice. The graph of ``∇L`` does not depend on ``v``, so the engine builds it once and keeps
   it when it fits the memory budget; each product is then one backward pass through it.
-  Batched products use ``is_grads_batched`` (vmap over the backward).
+  ``matmat`` runs one backward pass per column through the shared graph, or one vmap-ed pass
+  (``is_grads_batched``) when ``auto`` measured that faster.
 * ``"forward-over-reverse"``: ``jvp`` of ``torch.func.grad`` (the form recommended by the
   ``torch.func`` docs), ``vmap``-ed over several vectors for ``matmat``.
 
-``method="auto"`` times both on the first chunk of data at construction and picks the faster
-one separately for single and batched products.
+``method="auto"`` times both on a slice of the first chunk of data at construction and picks,
+separately for single and batched products, the cached double-backward unless the other is
+clearly faster (:data:`AUTO_MARGIN`).
 
 The model is evaluated in eval mode (BatchNorm uses its running statistics, which never
 change here) and its modes are restored afterwards. A model whose output is random even in
@@ -60,6 +62,11 @@ DEFAULT_BLOCK_SIZE = 16
 AUTO_TIMING_SAMPLES = 256
 AUTO_TIMING_BLOCK = 4
 
+#: ``auto`` leaves the default (cached double-backward, single backward passes) only for a
+#: method measured faster than this fraction of the default's time: short timings on a shared
+#: CPU are noisy, and the cached graph saves the forward pass on every later product.
+AUTO_MARGIN = 0.8
+
 
 class HessianOperator:
     """Matrix-free Hessian of the mean loss over ``data`` with respect to selected weights.
@@ -88,8 +95,9 @@ class HessianOperator:
         dim: number of selected weights ``D``.
         dtype, device: of the model's selected weights; products are computed in this dtype.
         num_hvps: single-vector products done so far (a ``matmat`` of ``k`` columns counts ``k``).
-        methods: the method used for ``matvec`` and for ``matmat`` (``"double-backward (loop)"``
-            when ``auto`` found single backward passes faster than one batched pass).
+        methods: the method used for ``matvec`` and for ``matmat`` (``"double-backward (vmap)"``
+            when ``auto`` found one vmap-ed backward pass over a block faster than single passes
+            through the same graph).
         timings: seconds per call measured by ``auto`` (empty otherwise).
 
     Raises:
@@ -139,7 +147,7 @@ class HessianOperator:
         self._graph: Tensor | None = None  # cached full-data gradient with its graph
         self._leaf: Tensor | None = None
         self._batched_backward_ok = True  # False once an op lacked a batching rule
-        self._batched_backward = True  # vmap over the backward for matmat (auto may turn it off)
+        self._batched_backward = False  # vmap over the backward in matmat (auto turns it on if faster)
 
         first_chunk = next(self._iter_chunks())
         per_sample = self._check_and_measure(first_chunk, check_determinism)
@@ -366,14 +374,16 @@ class HessianOperator:
                 timings["double-backward", k] = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
             else:
                 timings["double-backward", k] = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
-            if k > 1:
-                self._batched_backward = False
+            if k > 1:  # one vmap-ed backward pass instead of k single ones?
+                self._batched_backward = True
                 if self._cache_ok:
-                    looped = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
+                    vmapped = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
                 else:
-                    looped = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
-                self._batched_backward = looped >= timings["double-backward", k]
-                timings["double-backward", k] = min(looped, timings["double-backward", k])
+                    vmapped = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
+                faster = vmapped < AUTO_MARGIN * timings["double-backward", k]
+                self._batched_backward = self._batched_backward_ok and faster
+                if self._batched_backward:
+                    timings["double-backward", k] = vmapped
             try:
                 timings["forward-over-reverse", k] = _best_time(
                     lambda: self._forward_over_reverse_chunk(x, y, V[:, :k])
@@ -382,10 +392,11 @@ class HessianOperator:
                 timings["forward-over-reverse", k] = math.inf
         pick = {}
         for name, k in (("matvec", 1), ("matmat", batched)):
-            pick[name] = min(("double-backward", "forward-over-reverse"), key=lambda m: timings[m, k])
+            faster = timings["forward-over-reverse", k] < AUTO_MARGIN * timings["double-backward", k]
+            pick[name] = "forward-over-reverse" if faster else "double-backward"
         self.timings = {f"{m} x{k}": t for (m, k), t in timings.items()}
-        if pick["matmat"] == "double-backward" and not self._batched_backward:
-            pick["matmat"] = "double-backward (loop)"
+        if pick["matmat"] == "double-backward" and self._batched_backward:
+            pick["matmat"] = "double-backward (vmap)"
         return pick
 
     # ------------------------------------------------------------------ conversions

@@ -241,9 +241,9 @@ def test_batched_and_looped_double_backward_agree() -> None:
     model, x, y = make_case("conv")
     op = HessianOperator(model, loader(x, y), method="double-backward")
     V = torch.randn(op.dim, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    batched = op.matmat(V)
-    op._batched_backward = False
     looped = op.matmat(V)
+    op._batched_backward = True
+    batched = op.matmat(V)
     assert rel_err(batched, looped) <= 1e-12
     H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
     assert rel_err(looped, H @ V) <= 1e-10
