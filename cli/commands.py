@@ -208,10 +208,11 @@ def predict_command(
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed) for eps in eps_values
     ]
     from pruning_limits import report
+    from pruning_limits.objective import flat_weights
 
     if plot_path:
         if len(predictions) == 1:
-            figure = report.prediction_figure(predictions[0].to_dict(), _pipeline.fixed_point(loaded.model, spectrum, predictions[0]))
+            figure = report.prediction_figure(predictions[0].to_dict(), report.fixed_point_record(flat_weights(loaded.model), spectrum, predictions[0]))
         else:
             figure = report.limit_curve_figure([p.to_dict() for p in predictions])
         report.save_figure(figure, plot_path)
@@ -391,6 +392,7 @@ def run_validation(
 ) -> dict[str, Any]:
     """Predict, measure (``pruning_limits.validation.validate``), write figures and report; return the record."""
     from pruning_limits import report
+    from pruning_limits.objective import flat_weights
     from pruning_limits.validation import validate
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
@@ -399,13 +401,13 @@ def run_validation(
     record = {**result.to_dict(), **facts}
     record["seconds"] = time.perf_counter() - start
     if plot_path:
-        figure = report.prediction_figure(prediction.to_dict(), _pipeline.fixed_point(model, spectrum, prediction), _pipeline.sweep_record(sweep))
+        figure = report.prediction_figure(prediction.to_dict(), report.fixed_point_record(flat_weights(model), spectrum, prediction), report.sweep_record(sweep))
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     if report_path:
         target = Path(report_path)
-        figures = _pipeline.write_validation_figures(
-            target.with_suffix(""), model=model, spectrum=spectrum, prediction=prediction, sweep_result=sweep
+        figures = report.write_validation_figures(
+            target.with_suffix(""), weights=flat_weights(model), spectrum=spectrum, prediction=prediction, sweep=sweep
         )
         relative = {caption: path.name for caption, path in figures.items()}
         report.atomic_write(target, report.validation_markdown(record, relative))

@@ -374,3 +374,57 @@ def limit_curve_figure(points: Sequence[Mapping[str, Any]], *, title: str | None
     axes.set_title(title or "predicted pruning limit against ε", fontsize=10)
     axes.legend(fontsize=8)
     return figure
+
+
+# ----------------------------------------------------------------------------- records for figures
+
+
+def fixed_point_record(weights: Any, spectrum: Spectrum, prediction: Any) -> dict[str, Any]:
+    """The ``δ(R(s))/D`` curve of a prediction with its kinematic band, as :func:`prediction_figure` takes it."""
+    from .limits import fixed_point_curve
+
+    curve = fixed_point_curve(weights, spectrum, prediction.epsilon, eta=prediction.eta)
+    fraction = np.asarray(curve.delta_fraction)
+    return {
+        "sparsity": np.asarray(curve.sparsity),
+        "delta_over_dim": fraction,
+        "lower": fraction - curve.margin,
+        "upper": fraction + curve.margin,
+    }
+
+
+def sweep_record(result: Any) -> dict[str, Any]:
+    """The measured curves and limits of a :class:`~pruning_limits.lomp.SweepResult`, as the figures take them."""
+    record = result.to_dict()
+    return {
+        "sparsity": record["sparsities"],
+        "loss": record["train_loss"],
+        "accuracy": record.get("test_accuracy"),
+        "dense_loss": record.get("dense_loss"),
+        "dense_accuracy": record.get("dense_accuracy"),
+        "limit_by_loss": record.get("limit_by_loss"),
+        "limit_by_accuracy": record.get("limit_by_accuracy"),
+    }
+
+
+def write_validation_figures(
+    stem: str | os.PathLike[str],
+    *,
+    weights: Any,
+    spectrum: Spectrum,
+    prediction: Any,
+    sweep: Any | None,
+    title: str | None = None,
+) -> dict[str, Path]:
+    """Write ``<stem>-spectrum.png`` and ``<stem>-prediction.png`` atomically; return caption -> path."""
+    stem = Path(stem)
+    paths = {
+        "Hessian spectrum (smoothed for display)": stem.with_name(stem.name + "-spectrum.png"),
+        "Predicted limit (left) and measured loss and accuracy (right)": stem.with_name(stem.name + "-prediction.png"),
+    }
+    spectrum_path, prediction_path = paths.values()
+    save_figure(spectrum_figure(spectrum, title=title), spectrum_path)
+    measured = sweep_record(sweep) if sweep is not None else None
+    save_figure(prediction_figure(prediction.to_dict(), fixed_point_record(weights, spectrum, prediction), measured), prediction_path)
+    return paths
+

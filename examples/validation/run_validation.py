@@ -101,7 +101,9 @@ def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[o
     return model, settings
 
 
-def run_row(row: Row, *, iterations: int, probes: int, seed: int, cache: Path | None, figures: Path | None, log) -> dict:
+def run_row(
+    row: Row, *, iterations: int, probes: int, seed: int, cache: Path | None, figures: Path | None, log, with_ablations: bool = False
+) -> dict:
     """Train (or reuse), predict, measure; the row's record."""
     from pruning_limits.data import load_data
     from pruning_limits.validation import validate
@@ -110,39 +112,92 @@ def run_row(row: Row, *, iterations: int, probes: int, seed: int, cache: Path | 
     model, training = trained_model(row, data, cache, seed, log)
     result = validate(model, data, iterations=iterations, probes=probes, seed=seed, exact=row.exact)
     record = {"row": asdict(row), "training": training, **result.to_dict()}
+    if with_ablations:
+        record["ablations"] = ablations(model, data, result, probes=probes, seed=seed)
+        log(f"[{row.name}] ablations: " + ", ".join(f"{k} {100 * (p - m):+.1f}" for k, (p, m) in record["ablations"].items()))
     log(
         f"[{row.name}] D={result.prediction.dim} predicted {result.prediction.sparsity:.4f} "
         f"(with gradient {result.gradient_prediction.sparsity:.4f}) measured {result.sweep.limit_by_loss:.4f} "
         f"(difference {result.difference:+.4f}, with gradient {result.gradient_difference:+.4f}) in {result.seconds:.0f} s"
     )
     if figures is not None:
-        from pruning_limits import report
-        from pruning_limits.limits import fixed_point_curve
         from pruning_limits.objective import flat_weights
+        from pruning_limits.report import write_validation_figures
 
         figures.mkdir(parents=True, exist_ok=True)
-        curve = fixed_point_curve(flat_weights(model), result.spectrum, result.prediction.epsilon)
-        fixed = {
-            "sparsity": curve.sparsity,
-            "delta_over_dim": curve.delta_fraction,
-            "lower": curve.delta_fraction - curve.margin,
-            "upper": curve.delta_fraction + curve.margin,
-        }
-        measured = result.sweep.to_dict()
-        sweep = {
-            "sparsity": measured["sparsities"],
-            "loss": measured["train_loss"],
-            "accuracy": measured["test_accuracy"],
-            "dense_loss": measured["dense_loss"],
-            "dense_accuracy": measured["dense_accuracy"],
-            "limit_by_loss": measured["limit_by_loss"],
-            "limit_by_accuracy": measured["limit_by_accuracy"],
-        }
-        report.save_figure(report.spectrum_figure(result.spectrum, title=row.name), figures / f"{row.name}-spectrum.png")
-        report.save_figure(
-            report.prediction_figure(result.prediction.to_dict(), fixed, sweep), figures / f"{row.name}-prediction.png"
+        write_validation_figures(
+            figures / row.name, weights=flat_weights(model), spectrum=result.spectrum,
+            prediction=result.prediction, sweep=result.sweep, title=row.name,
         )
     return record
+
+
+#: Rows up to this D re-estimate the spectrum with other Lanczos step counts in the ablations.
+ABLATION_MAX_DIM_FOR_STEPS = 10_000
+
+
+def ablations(model, data, result, *, probes: int, seed: int) -> dict:
+    """Re-predict a row changing one assumption at a time; ``{variant: (predicted, measured)}``.
+
+    The candidate causes of a miss (issue 6): the neglected gradient term, the treatment of
+    negative eigenvalues, the zero atom, the choice of ε (re-measured at the same ε), and the
+    number of Lanczos steps near zero.
+    """
+    import copy
+
+    import numpy as np
+    import torch
+
+    from pruning_limits import Spectrum
+    from pruning_limits.limits import predict_from_spectrum
+    from pruning_limits.lomp import sweep
+    from pruning_limits.objective import flat_weights, loss_gradient
+    from pruning_limits.spectrum import estimate_spectrum
+
+    analysed = copy.deepcopy(model).to(torch.float64)
+    weights = flat_weights(analysed)
+    eps = result.prediction.epsilon
+    spec = result.spectrum
+    nodes, quad = spec.nodes, spec.weights
+    floor = 1e-4 * float(np.abs(nodes).max())
+    measured = result.sweep.limit_by_loss
+    gradient = loss_gradient(analysed, data.train)
+
+    def predicted(spectrum, epsilon=eps, **kw) -> float:
+        return predict_from_spectrum(weights, spectrum, epsilon, **kw).sparsity
+
+    out = {
+        "paper's model": (predicted(spec), measured),
+        "gradient term": (predicted(spec, gradient=gradient), measured),
+        "negative λ clipped to 0": (predicted(Spectrum(np.maximum(nodes, 0.0), quad, spec.dim)), measured),
+        "small λ floored at 1e-4·λmax (no zero atom)": (
+            predicted(Spectrum(np.where(np.abs(nodes) < floor, floor, nodes), quad, spec.dim)),
+            measured,
+        ),
+    }
+    for factor in (0.5, 2.0):
+        measured_at = sweep(model, data.train, test_data=data.test, epsilon=factor * eps).limit_by_loss
+        out[f"ε × {factor:g}"] = (predicted(spec, factor * eps), measured_at)
+    if spec.dim <= ABLATION_MAX_DIM_FOR_STEPS:
+        for steps in (100, 600):
+            other = estimate_spectrum(analysed, data.train, iterations=steps, probes=probes, seed=seed)
+            out[f"{steps} Lanczos steps"] = (predicted(other), measured)
+    return out
+
+
+def ablation_table(records: list[dict]) -> str:
+    """predicted − measured (points of sparsity) per row and variant."""
+    from pruning_limits.report import markdown_table
+
+    variants = list(dict.fromkeys(v for r in records for v in r.get("ablations", {})))
+    rows = []
+    for r in records:
+        cells = [r["row"]["name"]]
+        for variant in variants:
+            pair = r.get("ablations", {}).get(variant)
+            cells.append("–" if pair is None else f"{100 * (pair[0] - pair[1]):+.1f}")
+        rows.append(cells)
+    return markdown_table(["row", *variants], rows)
 
 
 def pct(value) -> str:
@@ -197,6 +252,14 @@ def write_markdown(path: Path, records: list[dict], settings: dict, figures: Pat
 
     block = [BEGIN, "", f"Generated by `{settings['command']}` ({settings['date']}, {settings['threads']} threads).", ""]
     block += [table(records), "", summary(records), ""]
+    if any("ablations" in r for r in records):
+        block += [
+            "Candidate causes, one at a time: predicted − measured-by-loss in points of sparsity "
+            "(the ε rows re-measure at the changed ε).",
+            "",
+            ablation_table(records),
+            "",
+        ]
     if figures is not None:
         for r in records:
             name = r["row"]["name"]
@@ -226,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default="examples/validation/cache", help="bundle cache folder ('' disables)")
     parser.add_argument("--docs", default="docs", help="folder for validation.md, validation.json and figures")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--ablations", action="store_true", help="re-predict each row changing one assumption at a time")
     args = parser.parse_args(argv)
 
     import os
@@ -254,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
         f"SLQ {probes} probes x {iterations} steps")
     records = [
-        run_row(by_name[n], iterations=iterations, probes=probes, seed=args.seed, cache=cache, figures=figures, log=log)
+        run_row(
+            by_name[n], iterations=iterations, probes=probes, seed=args.seed, cache=cache, figures=figures, log=log,
+            with_ablations=args.ablations,
+        )
         for n in names
     ]
     settings = {
@@ -273,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(records))
     print()
     print(summary(records))
+    if args.ablations:
+        print()
+        print(ablation_table(records))
     return 0
 
 
