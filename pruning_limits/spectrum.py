@@ -192,9 +192,12 @@ def _estimate(per_probe: np.ndarray) -> Estimate:
 #: Wasserstein-1 distance between the SLQ measure and the spectral measure by about
 #: ``t·(λmax − λmin)`` after ``≈ 12/t`` steps (plus a probe term that shrinks like
 #: ``1/sqrt(D·probes)``); 100 steps gives ``t ≈ 0.12`` as a worst-case bound and in practice
-#: far better (the test suite measures W1 ≈ 1e-3 of the span on a trained MLP with 80 steps).
+#: far better (tests/test_slq.py measures W1 ≈ 3e-4 of the span on a trained MLP with 80 steps).
 #: It is also PyHessian's default for its density (Yao et al. 2020) and close to the 90 steps
-#: of Ghorbani, Krishnan & Xiao (ICML 2019).
+#: of Ghorbani, Krishnan & Xiao (ICML 2019). Caveat (measured, docs/benchmarks.md): ``m`` steps
+#: resolve a function's features only down to a scale of about ``(λmax − λmin)/m²``; the
+#: transition of ``φ_R(λ) = 2ε/(2ε + |λ|R²)`` at ``|λ| = 2ε/R²`` below that scale is smeared
+#: and ``∫ φ_R dμ`` is underestimated (−4.6 % at ``2ε/R² = 4e-4·span`` with 80 steps).
 DEFAULT_ITERATIONS = 100
 
 #: Default probes. The SLQ trace is Hutchinson's estimate on the same probes, so its error is
