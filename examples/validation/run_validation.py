@@ -60,9 +60,9 @@ ROWS = (
     Row("synthetic-mlp-nol1", "mlp", "synthetic", 0.0),
 )
 
-#: The reduced row CI runs (tests/test_validation.py): small, exact spectrum affordable.
-QUICK_ROW = "digits-mlp32"
-QUICK_ITERATIONS, QUICK_PROBES = 80, 2
+#: The reduced row CI runs (tests/test_validation.py): trains in seconds, fewer Lanczos steps.
+QUICK_ROW = "digits-mlp256x128"
+QUICK_ITERATIONS, QUICK_PROBES = 100, 2
 
 
 def cache_key(row: Row, seed: int) -> str:
