@@ -250,3 +250,14 @@ def test_batched_and_looped_double_backward_agree() -> None:
     assert set(HessianOperator(model, loader(x, y)).methods["matmat"].split(" ")[0:1]) <= {
         "double-backward", "forward-over-reverse"
     }
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_loss_linear_in_the_weights_gives_a_zero_hessian(method: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(10, 2, generator=gen, dtype=torch.float64)
+    op = HessianOperator(nn.Linear(4, 2).double(), (x, y), loss_fn=lambda out, t: (out * t).mean(), method=method)
+    V = torch.randn(op.dim, 3, generator=gen, dtype=torch.float64)
+    assert torch.equal(op.matvec(V[:, 0]), torch.zeros(op.dim, dtype=torch.float64))
+    assert torch.equal(op.matmat(V), torch.zeros_like(V))
