@@ -118,13 +118,13 @@ def spectrum_options(func: F) -> F:
         "--probes",
         type=int,
         default=None,
-        help="SLQ probe vectors, >= 1 (default: predict_limit's, limits.DEFAULT_PROBES).",
+        help="SLQ probe vectors, >= 1 (default: spectrum.DEFAULT_PROBES, 8).",
     )(func)
     return click.option(
         "--iterations",
         type=int,
         default=None,
-        help="Lanczos steps per probe, >= 2 (default: predict_limit's, limits.DEFAULT_ITERATIONS).",
+        help="Lanczos steps per probe, >= 2 (default: spectrum.DEFAULT_ITERATIONS, 300).",
     )(func)
 
 

@@ -22,7 +22,7 @@ def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: 
 
     import torch
 
-    from pruning_limits.limits import DEFAULT_ITERATIONS, DEFAULT_PROBES
+    from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
     from pruning_limits.spectrum import estimate_spectrum, exact_spectrum
 
     analysed = copy.deepcopy(model).to(torch.float64)

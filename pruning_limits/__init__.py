@@ -22,7 +22,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "objective": ("prunable_parameters", "flat_weights", "evaluate_loss", "loss_gradient", "batch_std_epsilon"),
     # Hessian products and spectra
     "hessian": ("HessianOperator",),
-    "lanczos": ("lanczos", "gauss_quadrature"),
+    "lanczos": ("lanczos", "gauss_quadrature", "rademacher_probes", "LanczosResult"),
     "spectrum": ("Spectrum", "Estimate", "slq", "estimate_spectrum", "exact_spectrum", "dense_hessian"),
     # convex geometry
     "geometry": (
@@ -57,7 +57,17 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     # theory against measurement
     "validation": ("validate", "Validation"),
     # files
-    "checkpoint": ("read_checkpoint", "build_from_checkpoint", "save_bundle"),
+    "checkpoint": ("Checkpoint", "read_checkpoint", "build_from_checkpoint", "save_bundle", "atomic_write"),
+    # reports and figures
+    "report": (
+        "spectrum_figure",
+        "prediction_figure",
+        "limit_curve_figure",
+        "write_validation_figures",
+        "save_figure",
+        "validation_markdown",
+        "write_json",
+    ),
 }
 
 __all__ = ["__version__"] + [name for names in _EXPORTS.values() for name in names]

@@ -29,14 +29,10 @@ import torch
 
 from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe
 from .geometry import delta_integrand, kinematic_margin
-from .spectrum import Spectrum
+from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum
 
 #: Default η of the kinematic interval (a 95 % statement, as in Amelunxen et al. 2014).
 DEFAULT_ETA = 0.05
-
-#: Default SLQ settings of :func:`predict_limit` (justified in docs/theory.md, "SLQ settings").
-DEFAULT_ITERATIONS = 300
-DEFAULT_PROBES = 8
 
 
 @dataclass(frozen=True)

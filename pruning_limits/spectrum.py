@@ -188,24 +188,23 @@ def _estimate(per_probe: np.ndarray) -> Estimate:
 # torch, the Hessian engine and Lanczos are imported inside the functions so that the pure
 # maths above stays importable without torch.
 
-#: Default Lanczos steps per probe. Chen, Trogdon & Ubaru (ICML 2021, Thm. 1-2) bound the
-#: Wasserstein-1 distance between the SLQ measure and the spectral measure by about
-#: ``t·(λmax − λmin)`` after ``≈ 12/t`` steps (plus a probe term that shrinks like
-#: ``1/sqrt(D·probes)``); 100 steps gives ``t ≈ 0.12`` as a worst-case bound and in practice
-#: far better (tests/test_slq.py measures W1 ≈ 3e-4 of the span on a trained MLP with 80 steps).
-#: It is also PyHessian's default for its density (Yao et al. 2020) and close to the 90 steps
-#: of Ghorbani, Krishnan & Xiao (ICML 2019). Caveat (measured, docs/benchmarks.md): ``m`` steps
-#: resolve a function's features only down to a scale of about ``(λmax − λmin)/m²``; the
-#: transition of ``φ_R(λ) = 2ε/(2ε + |λ|R²)`` at ``|λ| = 2ε/R²`` below that scale is smeared
-#: and ``∫ φ_R dμ`` is underestimated (−4.6 % at ``2ε/R² = 4e-4·span`` with 80 steps).
-DEFAULT_ITERATIONS = 100
+#: Default Lanczos steps per probe, chosen for the pruning limit, which needs the measure near
+#: zero. Chen, Trogdon & Ubaru (ICML 2021, Thm. 1-2) bound the Wasserstein-1 distance between the
+#: SLQ measure and the spectral measure by about ``t·(λmax − λmin)`` after ``≈ 12/t`` steps, and
+#: tests/test_slq.py measures W1 ≈ 3e-4 of the span on a trained MLP with 80 steps. But ``m``
+#: steps resolve a function's features only down to a scale of about ``(λmax − λmin)/m²``
+#: (docs/benchmarks.md): the transition of ``φ_R(λ) = 2ε/(2ε + |λ|R²)`` at ``|λ| = 2ε/R²`` lies
+#: far below ``λmax``, and with 100 steps ``s*`` came out up to 0.009 too low against the exact
+#: spectrum, with 300 steps within 0.0021 (docs/theory.md, "SLQ settings"). PyHessian's density
+#: uses 100 steps (Yao et al. 2020); a plot of the density alone needs no more than that.
+DEFAULT_ITERATIONS = 300
 
 #: Default probes. The SLQ trace is Hutchinson's estimate on the same probes, so its error is
 #: set by the number of probes alone (variance ``≤ 2‖H‖_F²/probes`` for normalised Rademacher
-#: probes, Avron & Toledo 2011); for the measure itself one probe suffices at large ``D``
-#: (Chen et al. 2021). Four probes give a standard error over probes at four times the cost
-#: of one.
-DEFAULT_PROBES = 4
+#: probes, Avron & Toledo 2011); for the measure one probe suffices at large ``D`` (Chen et al.
+#: 2021), but the per-probe spread of ``s*`` was 0.003-0.008 at D ≈ 1 500-2 400, and 8 probes
+#: bring its standard error under 0.003 (docs/theory.md, "SLQ settings").
+DEFAULT_PROBES = 8
 
 #: Largest dimension :func:`exact_spectrum` accepts by default: a dense float64 Hessian of
 #: 10 000² entries takes 800 MB and ``eigvalsh`` a few minutes on two cores.

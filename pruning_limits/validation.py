@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from ._checks import PruningLimitsError, describe
-from .limits import DEFAULT_ETA, DEFAULT_ITERATIONS, DEFAULT_PROBES, Prediction, predict_from_spectrum, predict_limit
+from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, predict_limit
 from .lomp import SweepResult, sweep
 from .objective import flat_weights, loss_gradient
-from .spectrum import Spectrum, estimate_spectrum, exact_spectrum
+from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, estimate_spectrum, exact_spectrum
 
 #: Predictions from SLQ and from the exact spectrum "agree" within this many sparsity units
 #: (the acceptance of issue 3: 0.5 points of sparsity).

@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    from pruning_limits.limits import DEFAULT_ITERATIONS, DEFAULT_PROBES
+    from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
     from pruning_limits.report import write_json
 
     torch.set_num_threads(args.threads)
