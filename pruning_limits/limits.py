@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe
+from ._search import last_true
 from .geometry import delta_integrand, kinematic_margin
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum
 
@@ -236,14 +237,7 @@ def _squared_distances(weights: np.ndarray, criterion: Any, dim: int) -> tuple[n
 
 def _smallest_feasible(dim: int, feasible: Callable[[int], bool]) -> int:
     """Smallest ``k ∈ [0, D]`` with ``feasible(k)``, for a predicate monotone in ``k`` and true at ``D``."""
-    low, high = -1, dim  # invariant: low infeasible (or −1), high feasible
-    while high - low > 1:
-        mid = (low + high) // 2
-        if feasible(mid):
-            high = mid
-        else:
-            low = mid
-    return high
+    return last_true(-1, dim, lambda k: not feasible(k)) + 1
 
 
 def _delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, r2: float) -> float:

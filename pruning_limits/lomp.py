@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
+from ._search import last_true
 from .data import DataBundle, materialize
 from .masks import resolve_criterion, pruning_order
 from .objective import (
@@ -316,17 +317,6 @@ class _PrunedEvaluator:
                 p.copy_(w0 * part.reshape(w0.shape).to(w0.device, w0.dtype))
 
 
-def _refine(lo: int, hi: int, passes: Any) -> int:
-    """Largest ``m`` in ``[lo, hi)`` with ``passes(m)``, given ``passes(lo)`` and not ``passes(hi)``."""
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if passes(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
 def sweep(
     model: nn.Module,
     data: Any,
@@ -395,7 +385,7 @@ def sweep(
     fails = [i for i, row in enumerate(rows) if not row[0] <= threshold]
     if fails:
         first = fails[0]
-        m_loss = _refine(int(counts[first - 1]), int(counts[first]), loss_ok)
+        m_loss = last_true(int(counts[first - 1]), int(counts[first]), loss_ok)
     else:
         m_loss = int(counts[-1])
 
@@ -405,7 +395,7 @@ def sweep(
             return evaluate(m)[2] >= dense_acc  # type: ignore[operator]
 
         last = max(i for i, row in enumerate(rows) if row[2] >= dense_acc)  # type: ignore[operator]
-        m_acc = int(counts[last]) if last == len(rows) - 1 else _refine(int(counts[last]), int(counts[last + 1]), acc_ok)
+        m_acc = int(counts[last]) if last == len(rows) - 1 else last_true(int(counts[last]), int(counts[last + 1]), acc_ok)
 
     def column(j: int) -> np.ndarray | None:
         values = [row[j] for row in rows]

@@ -38,23 +38,6 @@ def model(digits):
     return build_model("mlp:8", digits, seed=1)
 
 
-class _CreatesFile:
-    """Unpickling this object calls ``open(path, "w")``: it would create the file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-class _Holder(nn.Module):
-    def __init__(self, payload: object) -> None:
-        super().__init__()
-        self.fc = nn.Linear(3, 2)
-        self.payload = payload
-
-
 class _NoPrunable(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -258,11 +241,8 @@ def test_pickled_module_needs_trust(tmp_path):
     assert isinstance(build_from_checkpoint(checkpoint), nn.Sequential)
 
 
-def test_malicious_pickle_is_not_executed(tmp_path):
-    victim = tmp_path / "created-by-unpickling.txt"
-    path = tmp_path / "evil.pt"
-    torch.save(_Holder(_CreatesFile(str(victim))), path)
-    assert not victim.exists()
+def test_malicious_pickle_is_not_executed(malicious_checkpoint):
+    path, victim = malicious_checkpoint
     with pytest.raises(PruningLimitsError, match="--trust-checkpoint"):
         read_checkpoint(path)
     assert not victim.exists()

@@ -53,26 +53,6 @@ def fails(*args: str, match: str, code: int = 1):
     return result
 
 
-class _CreatesFile:
-    """Unpickling this object calls ``open(path, "w")``: it would create the file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-class _Holder(nn.Module):
-    def __init__(self, payload: object) -> None:
-        super().__init__()
-        self.fc = nn.Linear(64, 10)
-        self.payload = payload
-
-    def forward(self, x):
-        return self.fc(x)
-
-
 class _Scale(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -243,11 +223,8 @@ def test_pickled_model_needs_trust(workdir):
     assert record["dim"] == 640
 
 
-def test_malicious_pickle_is_refused_without_running_it(workdir):
-    victim = workdir / "pwned.txt"
-    path = workdir / "evil.pt"
-    torch.save(_Holder(_CreatesFile(str(victim))), path)
-    assert not victim.exists()
+def test_malicious_pickle_is_refused_without_running_it(workdir, malicious_checkpoint):
+    path, victim = malicious_checkpoint
     for command in (["predict", path, "--data", "digits"], ["spectrum", path, "--data", "digits"], ["prune", path, "--sparsity", "0.5", "-o", workdir / "x.pt"], ["validate", path, "--data", "digits"]):
         fails(*command, match="--trust-checkpoint")
         assert not victim.exists()
