@@ -41,10 +41,18 @@ def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: 
     return spectrum
 
 
-def predict(model: Any, data: Any, spectrum: Any, *, epsilon: Any, eta: float | None, seed: int) -> Any:
+def predict(
+    model: Any, data: Any, spectrum: Any, *, epsilon: Any, eta: float | None, seed: int, gradient_term: bool = True
+) -> Any:
     """``predict_limit`` with a precomputed spectrum."""
     from pruning_limits.limits import DEFAULT_ETA, predict_limit
 
     return predict_limit(
-        model, data.train, epsilon=epsilon, eta=DEFAULT_ETA if eta is None else eta, seed=seed, spectrum=spectrum
+        model,
+        data.train,
+        epsilon=epsilon,
+        eta=DEFAULT_ETA if eta is None else eta,
+        seed=seed,
+        spectrum=spectrum,
+        gradient_term=gradient_term,
     )

@@ -173,6 +173,12 @@ def spectrum_command(
     "Repeat for a curve of the limit against ε.",
 )
 @click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
+@click.option(
+    "--gradient-term/--no-gradient-term",
+    default=True,
+    show_default=True,
+    help="Subtract the first-order cost of pruning from ε (--no-gradient-term: the paper's model).",
+)
 @spectrum_options
 @exact_option
 @seed_option
@@ -186,6 +192,7 @@ def predict_command(
     trust_checkpoint: bool,
     epsilons: tuple[str, ...],
     eta: float | None,
+    gradient_term: bool,
     iterations: int | None,
     probes: int | None,
     exact: bool,
@@ -205,7 +212,8 @@ def predict_command(
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
     predictions = [
-        _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed) for eps in eps_values
+        _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient_term=gradient_term)
+        for eps in eps_values
     ]
     from pruning_limits import report
     from pruning_limits.objective import flat_weights

@@ -150,12 +150,15 @@ def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
 
     ``predicted`` holds a prediction record; ``measured`` holds ``limit_by_loss``,
     ``limit_by_accuracy`` and optionally ``dense_loss``, ``dense_accuracy``. Optional
-    top-level keys: ``predicted_with_gradient`` and ``exact_predicted`` (prediction records,
+    top-level keys: ``predicted_paper`` and ``exact_predicted`` (prediction records,
     see :class:`pruning_limits.validation.Validation`), ``seconds``, ``model_spec``, ``data_spec``.
     """
     predicted, measured = record["predicted"], record["measured"]
     rows = [("predicted sparsity s*", f"{float(predicted['sparsity']):.4f}  {format_interval(predicted.get('interval'))}")]
-    for key, name in (("predicted_with_gradient", "predicted s* with gradient term"), ("exact_predicted", "predicted s* from exact spectrum")):
+    for key, name in (
+        ("predicted_paper", "predicted s*, paper's model (no gradient term)"),
+        ("exact_predicted", "paper's model from the exact spectrum"),
+    ):
         if record.get(key):
             rows.append((name, f"{float(record[key]['sparsity']):.4f}  {format_interval(record[key].get('interval'))}"))
     rows += [
@@ -195,10 +198,10 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         "formula's band at the stated η (Amelunxen et al. 2014). The measured limits prune the "
         "trained weights globally by magnitude, once, without fine-tuning.",
     ]
-    if record.get("predicted_with_gradient"):
+    if record.get("predicted_paper"):
         lines[-1] += (
-            " The prediction with the gradient term keeps the first-order term of the loss, "
-            "which the paper's quadratic model neglects (pruning_limits.validation)."
+            " The predicted s* keeps the first-order (gradient) term of the loss, which the "
+            "paper's quadratic model neglects; the paper's model is shown beside it."
         )
     for caption, path in (figures or {}).items():
         lines += ["", f"![{caption}]({Path(path).as_posix()})", "", f"*{caption}*"]

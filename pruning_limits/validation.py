@@ -31,17 +31,18 @@ class Validation:
     """A prediction and the measured limits of the same network.
 
     Attributes:
-        prediction: the predicted limit from the SLQ spectrum (the paper's model).
-        gradient_prediction: the same with the first-order (gradient) term subtracted from ε
-            (:func:`~pruning_limits.limits.predict_from_spectrum`'s ``gradient``).
+        prediction: the predicted limit from the SLQ spectrum, with the first-order (gradient)
+            term subtracted from ε (the default of :func:`~pruning_limits.limits.predict_limit`).
+        paper_prediction: the same in the paper's model, which neglects the gradient term.
         sweep: the one-shot pruning sweep with the measured limits.
         spectrum: the spectrum the prediction used.
-        exact_prediction: the prediction from the exact spectrum, when computed.
+        exact_prediction: the paper's-model prediction from the exact spectrum, when computed
+            (the paper's model isolates the spectrum: the gradient term does not depend on it).
         seconds: wall time of the whole validation.
     """
 
     prediction: Prediction
-    gradient_prediction: Prediction
+    paper_prediction: Prediction
     sweep: SweepResult
     spectrum: Spectrum
     exact_prediction: Prediction | None
@@ -53,16 +54,16 @@ class Validation:
         return self.prediction.sparsity - self.sweep.limit_by_loss
 
     @property
-    def gradient_difference(self) -> float:
-        """The same difference for the gradient-corrected prediction."""
-        return self.gradient_prediction.sparsity - self.sweep.limit_by_loss
+    def paper_difference(self) -> float:
+        """The same difference for the paper's model."""
+        return self.paper_prediction.sparsity - self.sweep.limit_by_loss
 
     @property
     def exact_agrees(self) -> bool | None:
-        """Whether SLQ and exact-spectrum predictions agree within :data:`EXACT_AGREEMENT`."""
+        """Whether SLQ and exact-spectrum predictions (paper's model) agree within :data:`EXACT_AGREEMENT`."""
         if self.exact_prediction is None:
             return None
-        return abs(self.prediction.sparsity - self.exact_prediction.sparsity) <= EXACT_AGREEMENT
+        return abs(self.paper_prediction.sparsity - self.exact_prediction.sparsity) <= EXACT_AGREEMENT
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record: ``predicted``, ``measured``, ``difference`` and details."""
@@ -77,8 +78,8 @@ class Validation:
                 "criterion": self.sweep.criterion,
             },
             "difference": self.difference,
-            "predicted_with_gradient": self.gradient_prediction.to_dict(),
-            "difference_with_gradient": self.gradient_difference,
+            "predicted_paper": self.paper_prediction.to_dict(),
+            "difference_paper": self.paper_difference,
             "exact_predicted": None if self.exact_prediction is None else self.exact_prediction.to_dict(),
             "exact_agrees": self.exact_agrees,
             "spectrum": self.spectrum.summary(),
@@ -135,13 +136,13 @@ def validate(
         spectrum = estimate_spectrum(
             analysed, train_pair, iterations=iterations, probes=probes, seed=seed, progress=progress
         )
-    prediction = predict_limit(model, train_pair, epsilon=epsilon, eta=eta, spectrum=spectrum)
+    paper = predict_limit(model, train_pair, epsilon=epsilon, eta=eta, spectrum=spectrum, gradient_term=False)
     weights = flat_weights(analysed)
     gradient = loss_gradient(analysed, train_pair)
-    gradient_prediction = predict_from_spectrum(weights, spectrum, prediction.epsilon, eta=eta, gradient=gradient)
+    prediction = predict_from_spectrum(weights, spectrum, paper.epsilon, eta=eta, gradient=gradient)
     exact_prediction = None
     if exact:
         exact_spec = exact_spectrum(analysed, train_pair, progress=progress)
-        exact_prediction = predict_from_spectrum(weights, exact_spec, prediction.epsilon, eta=eta)
+        exact_prediction = predict_from_spectrum(weights, exact_spec, paper.epsilon, eta=eta)
     measured = sweep(model, train_pair, test_data=test_data, epsilon=prediction.epsilon, progress=progress)
-    return Validation(prediction, gradient_prediction, measured, spectrum, exact_prediction, time.perf_counter() - start)
+    return Validation(prediction, paper, measured, spectrum, exact_prediction, time.perf_counter() - start)

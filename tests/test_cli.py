@@ -147,6 +147,11 @@ def test_predict_json_keys_and_plot(bundle, workdir):
     assert plot.read_text().lstrip().startswith("<?xml")
     text = ok("predict", bundle, *SLQ).stdout
     assert f"{record['sparsity']:.4f}" in text  # same seed, same numbers
+    assert record["gradient_term"] is True
+    paper = json.loads(ok("predict", bundle, *SLQ, "--json", "--no-gradient-term").stdout)
+    assert paper["gradient_term"] is False and paper["first_order_cost"] == 0
+    # the first-order cost of pruning is >= 0 (running maximum), so the default is never above the paper's
+    assert record["sparsity"] <= paper["sparsity"]
 
 
 def test_predict_several_epsilons_is_a_monotone_curve(bundle, workdir):
@@ -178,7 +183,7 @@ def test_round_trip_train_predict_prune_validate(bundle, workdir):
     plot = workdir / "validate.png"
     result = ok("validate", pruned, *SLQ, "--exact", "--json", "--plot", plot, "--report", report_path)
     record = json.loads(result.stdout)
-    assert {"predicted", "measured", "predicted_with_gradient", "exact_predicted", "sweep", "spectrum"} <= set(record)
+    assert {"predicted", "measured", "predicted_paper", "exact_predicted", "sweep", "spectrum"} <= set(record)
     assert record["exact_predicted"]["dim"] == 592 and record["exact_predicted"]["spectrum"]["exact"] is True
     assert PREDICT_KEYS <= set(record["predicted"])
     assert {"limit_by_loss", "limit_by_accuracy"} <= set(record["measured"])

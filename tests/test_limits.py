@@ -267,8 +267,8 @@ def test_predict_limit_slq_defaults_agree_with_exact_spectrum():
 
     import torch
 
-    from pruning_limits.objective import batch_std_epsilon, flat_weights
-    from pruning_limits.spectrum import exact_spectrum
+    from pruning_limits.objective import batch_std_epsilon, flat_weights, loss_gradient
+    from pruning_limits.spectrum import estimate_spectrum, exact_spectrum
 
     model, data = _trained_digits_mlp()
     before = [p.detach().clone() for p in model.parameters()]
@@ -277,17 +277,22 @@ def test_predict_limit_slq_defaults_agree_with_exact_spectrum():
     weights = flat_weights(reference)
     spectrum = exact_spectrum(reference, data)
     exact = predict_from_spectrum(weights, spectrum, eps)
-    slq = predict_limit(model, data)
+    exact_with_gradient = predict_from_spectrum(weights, spectrum, eps, gradient=loss_gradient(reference, data))
+    slq_spectrum = estimate_spectrum(reference, data)  # the default SLQ settings of predict_limit
+    slq = predict_limit(model, data, spectrum=slq_spectrum)  # default: with the gradient term
     assert slq.dim == exact.dim == 2072
     assert slq.epsilon == pytest.approx(eps, rel=1e-12)
-    # the prediction must be non-trivial for the comparison to mean something
-    assert 0.2 < exact.sparsity < 0.95
-    assert abs(slq.sparsity - exact.sparsity) <= 0.005, (slq.sparsity, exact.sparsity)
-    assert slq.num_hvps > 0 and slq.seconds > 0 and len(slq.probe_sparsities) == slq.spectrum["probes"]
+    # the predictions must be non-trivial for the comparison to mean something
+    assert 0.2 < exact.sparsity < 0.95 and 0.2 < exact_with_gradient.sparsity < 0.95
+    assert slq.gradient_term
+    assert abs(slq.sparsity - exact_with_gradient.sparsity) <= 0.005, (slq.sparsity, exact_with_gradient.sparsity)
+    paper = predict_limit(model, data, gradient_term=False, spectrum=slq_spectrum)
+    assert abs(paper.sparsity - exact.sparsity) <= 0.005, (paper.sparsity, exact.sparsity)
+    assert slq.num_hvps == 300 * 8 and slq.seconds > 0 and len(slq.probe_sparsities) == slq.spectrum["probes"] == 8
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert next(model.parameters()).dtype == torch.float32
     # a precomputed spectrum and a numeric epsilon skip SLQ and batch-std
-    again = predict_limit(model, data, epsilon=eps, spectrum=spectrum)
+    again = predict_limit(model, data, epsilon=eps, spectrum=spectrum, gradient_term=False)
     assert again.kept == exact.kept
     with pytest.raises(PruningLimitsError, match="epsilon"):
         predict_limit(model, data, epsilon="std")

@@ -125,9 +125,9 @@ def test_prediction_and_validation_rows_show_the_numbers():
     assert rows["measured limit (loss <= L* + eps)"] == "0.65"
     assert rows["measured limit (test accuracy)"] == "-"
     assert rows["time (s)"] == "3.2"
-    assert "predicted s* with gradient term" not in rows
-    with_more = dict(record, predicted_with_gradient=dict(PREDICTION, sparsity=0.6, interval=[0.55, 0.65]))
-    assert dict(report.validation_rows(with_more))["predicted s* with gradient term"] == "0.6000  [0.550, 0.650]"
+    assert "predicted s*, paper's model (no gradient term)" not in rows
+    with_more = dict(record, predicted_paper=dict(PREDICTION, sparsity=0.6, interval=[0.55, 0.65]))
+    assert dict(report.validation_rows(with_more))["predicted s*, paper's model (no gradient term)"] == "0.6000  [0.550, 0.650]"
     text = report.text_table(list(rows.items()))
     width = max(len(name) for name in rows)
     for line, (name, value) in zip(text.splitlines(), rows.items()):
