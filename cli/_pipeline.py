@@ -41,6 +41,17 @@ def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: 
     return spectrum
 
 
+def analysis_gradient(model: Any, data: Any) -> Any:
+    """The data-loss gradient at the weights of a float64 copy (the gradient term's input)."""
+    import copy
+
+    import torch
+
+    from pruning_limits.objective import loss_gradient
+
+    return loss_gradient(copy.deepcopy(model).to(torch.float64), data.train)
+
+
 def predict(
     model: Any, data: Any, spectrum: Any, *, epsilon: Any, eta: float | None, seed: int, gradient_term: bool = True
 ) -> Any:

@@ -220,7 +220,10 @@ def predict_command(
 
     if plot_path:
         if len(predictions) == 1:
-            figure = report.prediction_figure(predictions[0].to_dict(), report.fixed_point_record(flat_weights(loaded.model), spectrum, predictions[0]))
+            first = predictions[0]
+            gradient = _pipeline.analysis_gradient(loaded.model, loaded.data) if first.gradient_term else None
+            fixed_point = report.fixed_point_record(flat_weights(loaded.model), spectrum, first, gradient)
+            figure = report.prediction_figure(first.to_dict(), fixed_point)
         else:
             figure = report.limit_curve_figure([p.to_dict() for p in predictions])
         report.save_figure(figure, plot_path)
@@ -400,7 +403,6 @@ def run_validation(
 ) -> dict[str, Any]:
     """Predict, measure (``pruning_limits.validation.validate``), write figures and report; return the record."""
     from pruning_limits import report
-    from pruning_limits.objective import flat_weights
     from pruning_limits.validation import validate
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
@@ -409,13 +411,19 @@ def run_validation(
     record = {**result.to_dict(), **facts}
     record["seconds"] = time.perf_counter() - start
     if plot_path:
-        figure = report.prediction_figure(prediction.to_dict(), report.fixed_point_record(flat_weights(model), spectrum, prediction), report.sweep_record(sweep))
+        fixed_point = report.fixed_point_record(result.weights, spectrum, prediction, result.gradient)
+        figure = report.prediction_figure(prediction.to_dict(), fixed_point, report.sweep_record(sweep))
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     if report_path:
         target = Path(report_path)
         figures = report.write_validation_figures(
-            target.with_suffix(""), weights=flat_weights(model), spectrum=spectrum, prediction=prediction, sweep=sweep
+            target.with_suffix(""),
+            weights=result.weights,
+            spectrum=spectrum,
+            prediction=prediction,
+            sweep=sweep,
+            gradient=result.gradient,
         )
         relative = {caption: path.name for caption, path in figures.items()}
         report.atomic_write(target, report.validation_markdown(record, relative))

@@ -382,11 +382,19 @@ def limit_curve_figure(points: Sequence[Mapping[str, Any]], *, title: str | None
 # ----------------------------------------------------------------------------- records for figures
 
 
-def fixed_point_record(weights: Any, spectrum: Spectrum, prediction: Any) -> dict[str, Any]:
-    """The ``δ(R(s))/D`` curve of a prediction with its kinematic band, as :func:`prediction_figure` takes it."""
+def fixed_point_record(weights: Any, spectrum: Spectrum, prediction: Any, gradient: Any = None) -> dict[str, Any]:
+    """The ``δ(R(s))/D`` curve of a prediction with its kinematic band, as :func:`prediction_figure` takes it.
+
+    ``gradient`` (the data-loss gradient at the weights) is required when the prediction used
+    the gradient term, so that the curve is the one whose crossing is the prediction.
+    """
     from .limits import fixed_point_curve
 
-    curve = fixed_point_curve(weights, spectrum, prediction.epsilon, eta=prediction.eta)
+    if prediction.gradient_term and gradient is None:
+        raise PruningLimitsError("the prediction used the gradient term: pass the gradient to draw its fixed point")
+    curve = fixed_point_curve(
+        weights, spectrum, prediction.epsilon, eta=prediction.eta, gradient=gradient if prediction.gradient_term else None
+    )
     fraction = np.asarray(curve.delta_fraction)
     return {
         "sparsity": np.asarray(curve.sparsity),
@@ -417,9 +425,13 @@ def write_validation_figures(
     spectrum: Spectrum,
     prediction: Any,
     sweep: Any | None,
+    gradient: Any = None,
     title: str | None = None,
 ) -> dict[str, Path]:
-    """Write ``<stem>-spectrum.png`` and ``<stem>-prediction.png`` atomically; return caption -> path."""
+    """Write ``<stem>-spectrum.png`` and ``<stem>-prediction.png`` atomically; return caption -> path.
+
+    ``gradient`` as in :func:`fixed_point_record`.
+    """
     stem = Path(stem)
     paths = {
         "Hessian spectrum (smoothed for display)": stem.with_name(stem.name + "-spectrum.png"),
@@ -428,6 +440,7 @@ def write_validation_figures(
     spectrum_path, prediction_path = paths.values()
     save_figure(spectrum_figure(spectrum, title=title), spectrum_path)
     measured = sweep_record(sweep) if sweep is not None else None
-    save_figure(prediction_figure(prediction.to_dict(), fixed_point_record(weights, spectrum, prediction), measured), prediction_path)
+    fixed_point = fixed_point_record(weights, spectrum, prediction, gradient)
+    save_figure(prediction_figure(prediction.to_dict(), fixed_point, measured), prediction_path)
     return paths
 

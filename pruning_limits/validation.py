@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,6 +40,8 @@ class Validation:
         exact_prediction: the paper's-model prediction from the exact spectrum, when computed
             (the paper's model isolates the spectrum: the gradient term does not depend on it).
         seconds: wall time of the whole validation.
+        weights: the flat prunable weights (float64) the predictions used.
+        gradient: the data-loss gradient at those weights (the gradient term's input).
     """
 
     prediction: Prediction
@@ -47,6 +50,8 @@ class Validation:
     spectrum: Spectrum
     exact_prediction: Prediction | None
     seconds: float
+    weights: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    gradient: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     @property
     def difference(self) -> float:
@@ -145,4 +150,6 @@ def validate(
         exact_spec = exact_spectrum(analysed, train_pair, progress=progress)
         exact_prediction = predict_from_spectrum(weights, exact_spec, paper.epsilon, eta=eta)
     measured = sweep(model, train_pair, test_data=test_data, epsilon=prediction.epsilon, progress=progress)
-    return Validation(prediction, paper, measured, spectrum, exact_prediction, time.perf_counter() - start)
+    return Validation(
+        prediction, paper, measured, spectrum, exact_prediction, time.perf_counter() - start, weights, gradient
+    )

@@ -201,3 +201,20 @@ def test_limit_curve_figure_sorted_by_epsilon():
     line = [ln for ln in axes.get_lines() if ln.get_label() == "predicted s*"][0]
     assert list(line.get_xdata()) == [0.001, 0.01, 0.1]
     assert list(line.get_ydata()) == [0.5, 0.7, 0.8]
+
+
+def test_fixed_point_record_follows_the_gradient_term():
+    from pruning_limits.limits import predict_from_spectrum
+
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=200)
+    gradient = -1e-3 * np.sign(weights)
+    spectrum = Spectrum.from_eigenvalues(rng.lognormal(size=200))
+    prediction = predict_from_spectrum(weights, spectrum, 0.05, gradient=gradient)
+    with pytest.raises(PruningLimitsError, match="pass the gradient"):
+        report.fixed_point_record(weights, spectrum, prediction)
+    curve = report.fixed_point_record(weights, spectrum, prediction, gradient)
+    # the drawn curve crosses the diagonal where the prediction says: feasible at s*, not beyond
+    sparsity, fraction = np.asarray(curve["sparsity"]), np.asarray(curve["delta_over_dim"])
+    assert np.all(sparsity[sparsity <= prediction.sparsity] <= fraction[sparsity <= prediction.sparsity] + 1e-12)
+    assert np.all(sparsity[sparsity > prediction.sparsity] > fraction[sparsity > prediction.sparsity])

@@ -121,13 +121,12 @@ def run_row(
         f"(difference {result.difference:+.4f}, paper's model {result.paper_difference:+.4f}) in {result.seconds:.0f} s"
     )
     if figures is not None:
-        from pruning_limits.objective import flat_weights
         from pruning_limits.report import write_validation_figures
 
         figures.mkdir(parents=True, exist_ok=True)
         write_validation_figures(
-            figures / row.name, weights=flat_weights(model), spectrum=result.spectrum,
-            prediction=result.prediction, sweep=result.sweep, title=row.name,
+            figures / row.name, weights=result.weights, spectrum=result.spectrum,
+            prediction=result.prediction, sweep=result.sweep, gradient=result.gradient, title=row.name,
         )
     return record
 
