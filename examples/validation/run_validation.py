@@ -104,9 +104,17 @@ def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[o
 def run_row(
     row: Row, *, iterations: int, probes: int, seed: int, cache: Path | None, figures: Path | None, log, with_ablations: bool = False
 ) -> dict:
-    """Train (or reuse), predict, measure; the row's record."""
+    """Train (or reuse), predict, measure; the row's record (reused from the cache when complete)."""
+    from pruning_limits.checkpoint import atomic_write
     from pruning_limits.data import load_data
     from pruning_limits.validation import validate
+
+    settings = f"{iterations}x{probes}" + ("-ablations" if with_ablations else "")
+    saved = None if cache is None else cache / f"{row.name}-{cache_key(row, seed)}-{settings}.json"
+    pictures = [] if figures is None else [figures / f"{row.name}-{kind}.png" for kind in ("spectrum", "prediction")]
+    if saved is not None and saved.exists() and all(p.exists() for p in pictures):
+        log(f"[{row.name}] reusing {saved}")
+        return json.loads(saved.read_text())
 
     data = load_data(row.data, seed=seed)
     model, training = trained_model(row, data, cache, seed, log)
@@ -128,6 +136,10 @@ def run_row(
             figures / row.name, weights=result.weights, spectrum=result.spectrum,
             prediction=result.prediction, sweep=result.sweep, gradient=result.gradient, title=row.name,
         )
+    if saved is not None:
+        from pruning_limits.report import dumps_json
+
+        atomic_write(saved, dumps_json(record))
     return record
 
 
