@@ -41,8 +41,11 @@ class Row:
     exact: bool = False  # also predict from the exact (dense) spectrum
 
 
-# Every l1 row uses the library's training recipe with λ = 1e-3 (docs/validation.md explains
-# the choice); every family has a λ = 0 control.
+# λ of the l1 rows, chosen without looking at any prediction: 1e-3 (the library's training recipe
+# otherwise), unless the trained network then misses its accuracy target of issue 4 (digits MLPs
+# and FC ≥ 95 %, digits CNN ≥ 97 %, MNIST-1D CNN ≥ 85 %, MNIST-1D MLP ≥ 60 %); then the largest of
+# 5e-4, 2e-4, 1e-4 that meets it. Only fc5 needed that: at 1e-3 it collapses to 7.8 % test
+# accuracy, at 5e-4 it reaches 96.0 %. Every family has a λ = 0 control.
 ROWS = (
     Row("digits-mlp32", "mlp:32", "digits", 1e-3, exact=True),
     Row("digits-mlp32-nol1", "mlp:32", "digits", 0.0, exact=True),
@@ -50,7 +53,7 @@ ROWS = (
     Row("digits-mlp256x128-nol1", "mlp:256,128", "digits", 0.0),
     Row("digits-cnn", "cnn", "digits", 1e-3),
     Row("digits-cnn-nol1", "cnn", "digits", 0.0),
-    Row("digits-fc5", "fc5", "digits", 1e-3),
+    Row("digits-fc5", "fc5", "digits", 5e-4),
     Row("digits-fc5-nol1", "fc5", "digits", 0.0),
     Row("mnist1d-mlp", "mlp", "mnist1d", 1e-3, exact=True),
     Row("mnist1d-mlp-nol1", "mlp", "mnist1d", 0.0, exact=True),
