@@ -27,7 +27,7 @@ from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, estimate_spe
 EXACT_AGREEMENT = 0.005
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Validation:
     """A prediction and the measured limits of the same network.
 
