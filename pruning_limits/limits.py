@@ -30,6 +30,7 @@ import torch
 from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe
 from ._search import last_true
 from .geometry import delta_integrand, kinematic_margin
+from .report import to_jsonable
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum
 
 #: Default η of the kinematic interval (a 95 % statement, as in Amelunxen et al. 2014).
@@ -82,21 +83,7 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record (plain floats and lists; ``nan`` becomes ``None``)."""
-
-        def clean(value: Any) -> Any:
-            if isinstance(value, dict):
-                return {k: clean(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [clean(v) for v in value]
-            if isinstance(value, (bool, np.bool_)):
-                return bool(value)
-            if isinstance(value, (int, np.integer)):
-                return int(value)
-            if isinstance(value, (float, np.floating)):
-                return float(value) if math.isfinite(value) else None
-            return value
-
-        return clean(
+        return to_jsonable(
             {
                 "sparsity": self.sparsity,
                 "density": self.density,
