@@ -151,7 +151,8 @@ def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     ``predicted`` holds a prediction record; ``measured`` holds ``limit_by_loss``,
     ``limit_by_accuracy`` and optionally ``dense_loss``, ``dense_accuracy``. Optional
     top-level keys: ``predicted_paper`` and ``exact_predicted`` (prediction records,
-    see :class:`pruning_limits.validation.Validation`), ``seconds``, ``model_spec``, ``data_spec``.
+    see :class:`pruning_limits.validation.Validation`), ``taylor_one_shot`` (a
+    :class:`~pruning_limits.taylor.TaylorOneShot` record), ``seconds``, ``model_spec``, ``data_spec``.
     """
     predicted, measured = record["predicted"], record["measured"]
     rows = [("predicted sparsity s*", f"{float(predicted['sparsity']):.4f}  {format_interval(predicted.get('interval'))}")]
@@ -161,6 +162,8 @@ def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     ):
         if record.get(key):
             rows.append((name, f"{float(record[key]['sparsity']):.4f}  {format_interval(record[key].get('interval'))}"))
+    if record.get("taylor_one_shot"):
+        rows.append(("Taylor one-shot model (diagnostic)", format_number(record["taylor_one_shot"]["sparsity"])))
     rows += [
         ("measured limit (loss <= L* + eps)", format_number(measured.get("limit_by_loss"))),
         ("measured limit (test accuracy)", format_number(measured.get("limit_by_accuracy"))),
@@ -202,6 +205,12 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         lines[-1] += (
             " The predicted s* keeps the first-order (gradient) term of the loss, which the "
             "paper's quadratic model neglects; the paper's model is shown beside it."
+        )
+    if record.get("taylor_one_shot"):
+        lines[-1] += (
+            " The Taylor one-shot model is a diagnostic: where the same local quadratic model, "
+            "evaluated on the pruned weights themselves, first exceeds ε; close to the measured "
+            "limit, it says the quadratic model holds and any gap of s* lies in its geometric step."
         )
     for caption, path in (figures or {}).items():
         lines += ["", f"![{caption}]({Path(path).as_posix()})", "", f"*{caption}*"]

@@ -20,7 +20,9 @@ from ._checks import PruningLimitsError, describe
 from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, predict_limit
 from .lomp import SweepResult, sweep
 from .objective import flat_weights, loss_gradient
+from .hessian import HessianOperator
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, estimate_spectrum, exact_spectrum
+from .taylor import TaylorOneShot, taylor_one_shot_limit
 
 #: Predictions from SLQ and from the exact spectrum "agree" within this many sparsity units
 #: (the acceptance of issue 3: 0.5 points of sparsity).
@@ -42,6 +44,9 @@ class Validation:
         seconds: wall time of the whole validation.
         weights: the flat prunable weights (float64) the predictions used.
         gradient: the data-loss gradient at those weights (the gradient term's input).
+        taylor: the second-order Taylor model of one-shot pruning (``gᵀd + ½dᵀHd`` along the
+            magnitude path, :mod:`pruning_limits.taylor`): a diagnostic that separates the
+            quadratic model from the geometric step of the prediction.
     """
 
     prediction: Prediction
@@ -52,6 +57,7 @@ class Validation:
     seconds: float
     weights: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     gradient: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    taylor: TaylorOneShot | None = None
 
     @property
     def difference(self) -> float:
@@ -87,9 +93,10 @@ class Validation:
             "difference_paper": self.paper_difference,
             "exact_predicted": None if self.exact_prediction is None else self.exact_prediction.to_dict(),
             "exact_agrees": self.exact_agrees,
+            "taylor_one_shot": None if self.taylor is None else self.taylor.to_dict(),
             "spectrum": self.spectrum.summary(),
             "sweep": self.sweep.to_dict(),
-            "num_hvps": int(self.spectrum.num_hvps),
+            "num_hvps": int(self.spectrum.num_hvps),  # of the spectrum; the Taylor model's are its own
             "seconds": self.seconds,
         }
 
@@ -111,7 +118,9 @@ def validate(
     """Predict the pruning limit of ``model`` and measure it by one-shot global magnitude pruning.
 
     The spectrum is computed on a float64 copy of the model (the default of
-    :func:`~pruning_limits.limits.predict_limit`); the sweep prunes the model as it is.
+    :func:`~pruning_limits.limits.predict_limit`); the sweep prunes the model as it is. Beside
+    the prediction it evaluates the Taylor one-shot diagnostic on the float64 copy (about 50
+    Hessian-vector products; :func:`~pruning_limits.taylor.taylor_one_shot_limit`).
 
     Args:
         model: the trained network (not modified).
@@ -149,7 +158,8 @@ def validate(
     if exact:
         exact_spec = exact_spectrum(analysed, train_pair, progress=progress)
         exact_prediction = predict_from_spectrum(weights, exact_spec, paper.epsilon, eta=eta)
+    taylor = taylor_one_shot_limit(weights, gradient, HessianOperator(analysed, train_pair), prediction.epsilon)
     measured = sweep(model, train_pair, test_data=test_data, epsilon=prediction.epsilon, progress=progress)
     return Validation(
-        prediction, paper, measured, spectrum, exact_prediction, time.perf_counter() - start, weights, gradient
+        prediction, paper, measured, spectrum, exact_prediction, time.perf_counter() - start, weights, gradient, taylor
     )

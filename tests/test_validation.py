@@ -5,6 +5,7 @@ its ``--quick`` row, a digits MLP of 50 432 weights trained with λ = 1e-3, with
 steps, and checks the suite's target on it: |predicted − measured-by-loss| ≤ 2 points.
 """
 
+import copy
 import json
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def test_quick_validation_row_meets_the_target(tmp_path):
     assert abs(row["difference"]) <= TARGET, row["difference"]
     assert abs(row["difference_paper"]) <= TARGET, row["difference_paper"]
     assert measured["dense_accuracy"] >= 0.95
+    assert 0 <= row["taylor_one_shot"]["sparsity"] <= 1
     assert "digits-mlp256x128" in completed.stdout  # the table
 
 
@@ -57,6 +59,14 @@ def test_validate_small_mlp_slq_agrees_with_exact_and_gradient_term_lowers_the_p
     assert result.prediction.sparsity <= result.paper_prediction.sparsity
     assert result.prediction.gradient_term and not result.paper_prediction.gradient_term
     assert result.prediction.first_order_cost > 0
+    # the Taylor diagnostic is the module's function on the same weights, gradient and ε
+    from pruning_limits.hessian import HessianOperator
+    from pruning_limits.taylor import taylor_one_shot_limit
+
+    analysed = copy.deepcopy(model).to(torch.float64)
+    direct = taylor_one_shot_limit(result.weights, result.gradient, HessianOperator(analysed, data.train), result.prediction.epsilon)
+    assert result.taylor.sparsity == direct.sparsity and result.taylor.num_hvps == direct.num_hvps
     record = result.to_dict()
     json.dumps(record)
+    assert record["taylor_one_shot"]["sparsity"] == result.taylor.sparsity
     assert np.isfinite(record["difference"]) and record["num_hvps"] == 400
