@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
-from ._search import last_true
+from ._search import first_crossing, grid_counts, last_true
 from .data import DataBundle, materialize
 from .masks import resolve_criterion, pruning_order
 from .objective import (
@@ -60,8 +60,6 @@ DEFAULT_LR = 0.05
 DEFAULT_OPTIMIZER = "sgd"
 #: Momentum of the SGD optimizer.
 SGD_MOMENTUM = 0.9
-#: Default grid of the sweep: 41 sparsities 0, 0.025, …, 1.
-DEFAULT_GRID_POINTS = 41
 
 
 @dataclass
@@ -356,13 +354,7 @@ def sweep(
     epsilon = check_positive("epsilon", epsilon)
     evaluator = _PrunedEvaluator(model, criterion)
     dim = evaluator.dim
-    if sparsities is None:
-        grid = np.linspace(0.0, 1.0, DEFAULT_GRID_POINTS)
-    else:
-        grid = np.asarray(sparsities, dtype=np.float64).ravel()
-        if grid.size == 0 or not np.isfinite(grid).all() or grid.min() < 0 or grid.max() > 1:
-            raise PruningLimitsError(f"sparsities must be numbers in [0, 1], got {describe(sparsities)}")
-    counts = np.unique(np.concatenate([[0], np.round(grid * dim).astype(np.int64)]))
+    counts = grid_counts(sparsities, dim)
     work = evaluator.model
     memo: dict[int, tuple[float, float | None, float | None]] = {}
 
@@ -382,12 +374,7 @@ def sweep(
     def loss_ok(m: int) -> bool:
         return evaluate(m)[0] <= threshold
 
-    fails = [i for i, row in enumerate(rows) if not row[0] <= threshold]
-    if fails:
-        first = fails[0]
-        m_loss = last_true(int(counts[first - 1]), int(counts[first]), loss_ok)
-    else:
-        m_loss = int(counts[-1])
+    m_loss = first_crossing(counts, loss_ok)
 
     m_acc: int | None = None
     if dense_acc is not None:

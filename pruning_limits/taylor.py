@@ -24,14 +24,10 @@ from typing import Any
 import numpy as np
 
 from ._checks import PruningLimitsError, check_positive, describe
-from ._search import last_true
+from ._search import first_crossing, grid_counts
 from .lanczos import _as_float64
 from .limits import _check_weights
 from .spectrum import _as_operator
-
-#: Default grid of the first-crossing search, the one of :func:`pruning_limits.lomp.sweep`
-#: (41 sparsities 0, 0.025, …, 1), so the model and the measurement locate the same crossing.
-DEFAULT_GRID_POINTS = 41
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,13 +120,7 @@ def taylor_one_shot_limit(
     matvec, size, _ = _as_operator(hessian, dim)
     if size != dim:
         raise PruningLimitsError(f"hessian has dimension {size}, expected {dim} (one per weight)")
-    if sparsities is None:
-        grid = np.linspace(0.0, 1.0, DEFAULT_GRID_POINTS)
-    else:
-        grid = np.asarray(sparsities, dtype=np.float64).ravel() if _is_numeric(sparsities) else np.zeros(0)
-        if grid.size == 0 or not np.isfinite(grid).all() or grid.min() < 0 or grid.max() > 1:
-            raise PruningLimitsError(f"sparsities must be numbers in [0, 1], got {describe(sparsities)}")
-    counts = np.unique(np.concatenate([[0], np.round(grid * dim).astype(np.int64)]))
+    counts = grid_counts(sparsities, dim)  # the grid of the measured sweep by default
     order = np.argsort(np.abs(w), kind="stable")
     memo: dict[int, tuple[float, float]] = {}
 
@@ -146,13 +136,9 @@ def taylor_one_shot_limit(
         first, second = terms(m)
         return first + second <= epsilon
 
-    outside = [int(m) for m in counts if not within(int(m))]
-    if outside:
-        first_out = outside[0]
-        previous = int(counts[np.searchsorted(counts, first_out) - 1])
-        limit = last_true(previous, first_out, within)
-    else:
-        limit = int(counts[-1])
+    for m in counts:  # the whole grid, for the curve
+        terms(int(m))
+    limit = first_crossing(counts, within)
     evaluated = np.array(sorted(memo), dtype=np.int64)
     return TaylorOneShot(
         sparsity=limit / dim,
