@@ -14,11 +14,19 @@ Hessian"):
   ``matmat`` runs one backward pass per column through the shared graph, or one vmap-ed pass
   (``is_grads_batched``) when ``auto`` measured that faster.
 * ``"forward-over-reverse"``: ``jvp`` of ``torch.func.grad`` (the form recommended by the
-  ``torch.func`` docs), ``vmap``-ed over several vectors for ``matmat``.
+  ``torch.func`` docs). When the data are cached and the budget allows, the engine linearizes
+  the gradient once per chunk (as ``torch.func.linearize`` does: trace the ``jvp`` with
+  ``make_fx`` and fold every node that does not depend on the tangent into a constant), so each
+  product runs only the tangent part of the traced graph, without the autograd engine; before
+  folding, additions of a ``zeros_like`` (emitted by the derivative formulas of e.g.
+  ``threshold_backward``, the ReLU's backward) are removed. Otherwise the ``jvp`` is recomputed
+  for every product and ``vmap``-ed over several vectors for ``matmat``.
 
 ``method="auto"`` times both on a slice of the first chunk of data at construction and picks,
-separately for single and batched products, the cached double-backward unless the other is
-clearly faster (:data:`AUTO_MARGIN`).
+separately for single and batched products. When both can be cached it prefers the linearized
+forward-over-reverse unless the cached double-backward is clearly faster
+(:data:`AUTO_MARGIN_CACHED`); otherwise it prefers the cached double-backward unless the
+recomputed forward-over-reverse is clearly faster (:data:`AUTO_MARGIN`).
 
 The model is evaluated in eval mode (BatchNorm uses its running statistics, which never
 change here) and its modes are restored afterwards. A model whose output is random even in
@@ -30,13 +38,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
+from torch.autograd import forward_ad
 from torch.func import functional_call
+from torch.fx.experimental import const_fold
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
 from .objective import (
@@ -66,6 +78,12 @@ AUTO_TIMING_BLOCK = 4
 #: method measured faster than this fraction of the default's time: short timings on a shared
 #: CPU are noisy, and the cached graph saves the forward pass on every later product.
 AUTO_MARGIN = 0.8
+
+#: When both methods are cached, ``auto`` keeps the linearized forward-over-reverse unless the
+#: cached double-backward is measured faster than this fraction of its time: the linearized
+#: graph runs the same tangent computations without the autograd engine and without additions
+#: of zeros, and its chunks may be larger (no vmap block to budget for).
+AUTO_MARGIN_CACHED = 0.9
 
 
 class HessianOperator:
@@ -146,15 +164,28 @@ class HessianOperator:
         self._chunks, self.num_samples = self._load_data(data)
         self._graph: Tensor | None = None  # cached full-data gradient with its graph
         self._leaf: Tensor | None = None
+        self._linearized: list[fx.GraphModule] | None = None  # per chunk: v -> H_chunk v, primal folded
         self._batched_backward_ok = True  # False once an op lacked a batching rule
         self._batched_backward = False  # vmap over the backward in matmat (auto turns it on if faster)
 
         first_chunk = next(self._iter_chunks())
         per_sample = self._check_and_measure(first_chunk, check_determinism)
+        self._per_sample = per_sample
         self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
         self.methods = self._choose_methods(method)
+        graph_bytes = 0
         if any(m.startswith("double-backward") for m in self.methods.values()) and self._cache_ok:
             self._build_graph()
+            graph_bytes = int(per_sample * self.num_samples)
+        if "forward-over-reverse" in self.methods.values():
+            self._build_linearized(self._budget // 2 - graph_bytes)
+            if self._linearized is None and self._auto_linearized:
+                # auto timed the linearized product, which does not fit: use the cached graph
+                self.methods = {
+                    name: "double-backward" if m == "forward-over-reverse" else m for name, m in self.methods.items()
+                }
+                if self._graph is None:
+                    self._build_graph()
 
     # ------------------------------------------------------------------ public products
 
@@ -192,7 +223,8 @@ class HessianOperator:
     def __repr__(self) -> str:
         return (
             f"HessianOperator(dim={self.dim}, samples={self.num_samples}, dtype={self.dtype}, "
-            f"methods={self.methods}, cached_graph={self._graph is not None})"
+            f"methods={self.methods}, cached_graph={self._graph is not None}, "
+            f"linearized={self._linearized is not None})"
         )
 
     # ------------------------------------------------------------------ data
@@ -221,21 +253,8 @@ class HessianOperator:
 
     def _rechunk(self, samples: int) -> None:
         """Concatenate consecutive stored batches into chunks of at most ``samples`` samples."""
-        if self._chunks is None:
-            return
-        chunks: list[tuple[Tensor, Tensor]] = []
-        pending: list[tuple[Tensor, Tensor]] = []
-        count = 0
-        for x, y in self._chunks:
-            if pending and (count + len(x) > samples or x.shape[1:] != pending[0][0].shape[1:]
-                            or y.shape[1:] != pending[0][1].shape[1:]):
-                chunks.append(_concat(pending))
-                pending, count = [], 0
-            pending.append((x, y))
-            count += len(x)
-        if pending:
-            chunks.append(_concat(pending))
-        self._chunks = chunks
+        if self._chunks is not None:
+            self._chunks = _regroup(self._chunks, samples)
 
     def _iter_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         if self._chunks is not None:
@@ -306,6 +325,8 @@ class HessianOperator:
             method = "double-backward"
         if method == "double-backward" and self._graph is not None:
             return self._backward(self._graph, self._leaf, V, retain=True)
+        if method == "forward-over-reverse" and self._linearized is not None:
+            return _linearized_product(self._linearized, V)
         chunk_product = (
             self._double_backward_chunk if method == "double-backward" else self._forward_over_reverse_chunk
         )
@@ -322,6 +343,65 @@ class HessianOperator:
             grad = self._grad_with_graph(x, y, leaf)
             total = grad if total is None else total + grad
         self._graph, self._leaf = total, leaf
+
+    def _linearize(self, x: Tensor, y: Tensor, probe: bool = False) -> fx.GraphModule:
+        """``v ↦ H_chunk·v`` at ``w0`` as a traced graph whose tangent-free part is folded into constants.
+
+        This is ``torch.func.linearize`` of the chunk's gradient, with additions of zeros removed
+        before folding (:func:`_drop_zero_additions`).
+
+        Args:
+            x, y: the chunk.
+            probe: first run the jvp eagerly, which raises for an op without a forward-mode
+                derivative (tracing such an op can crash the interpreter in torch 2.13).
+
+        Raises:
+            RuntimeError: from the probe; other errors from ``make_fx`` for untraceable models.
+        """
+        if probe:
+            self._forward_over_reverse_chunk(x, y, torch.zeros(self.dim, 1, dtype=self.dtype, device=self.device))
+        scale = len(x) / self.num_samples
+        w0 = self._w0
+        grad_fn = torch.func.grad(lambda w: self._loss(w, x, y) * scale)
+
+        def tangent_of_gradient(v: Tensor) -> Tensor:
+            with forward_ad.dual_level():
+                tangent = forward_ad.unpack_dual(grad_fn(forward_ad.make_dual(w0, v))).tangent
+            return torch.zeros_like(w0) if tangent is None else tangent  # None: H = 0
+
+        with eval_mode(self._model):
+            graph = make_fx(tangent_of_gradient)(w0.new_empty(()).expand_as(w0))
+        _drop_zero_additions(graph)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # const_fold's notice on its own get_attr nodes
+            folded = const_fold.split_const_subgraphs(graph)
+            folded.run_folding()
+        return folded
+
+    def _build_linearized(self, budget: int) -> None:
+        """Linearize every cached chunk, unless tracing fails or the constants would exceed ``budget`` bytes.
+
+        When no product uses the double-backward graph, the chunks are first regrouped to fill
+        ``budget`` (estimated from the gradient graph's bytes per sample): products loop over
+        vectors, and fewer, larger chunks mean fewer, larger operations.
+        """
+        if self._chunks is None or budget <= 0:
+            return
+        chunks = self._chunks
+        if all(m == "forward-over-reverse" for m in self.methods.values()):
+            chunks = _regroup(chunks, int(budget // self._per_sample))
+        linearized: list[fx.GraphModule] = []
+        used, seen = 0, 0
+        for x, y in chunks:
+            try:
+                graph = self._linearize(x, y, probe=not linearized)
+            except Exception:  # noqa: BLE001 - make_fx cannot trace this model: recompute the jvp instead
+                return
+            used, seen = used + _constant_bytes(graph), seen + len(x)
+            if used * self.num_samples > budget * seen:  # the projected total does not fit
+                return
+            linearized.append(graph)
+        self._linearized, self._chunks = linearized, chunks
 
     # ------------------------------------------------------------------ construction checks
 
@@ -358,6 +438,7 @@ class HessianOperator:
 
     def _choose_methods(self, method: str) -> dict[str, str]:
         self.timings: dict[str, float] = {}
+        self._auto_linearized = False
         if method != "auto":
             return {"matvec": method, "matmat": method}
         # time both methods on a slice of the first chunk, for one vector and a small block
@@ -369,6 +450,13 @@ class HessianOperator:
         timings: dict[tuple[str, int], float] = {}
         leaf = self._w0.clone().requires_grad_(True)
         grad = self._grad_with_graph(x, y, leaf)
+        linearized = None
+        if self._cache_ok:  # both methods can then keep a cache: compare the cached products
+            try:
+                linearized = [self._linearize(x, y, probe=True)]
+            except Exception:  # noqa: BLE001 - make_fx cannot trace this model
+                linearized = None
+        self._auto_linearized = linearized is not None
         for k in (1, batched):
             if self._cache_ok:
                 timings["double-backward", k] = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
@@ -385,14 +473,20 @@ class HessianOperator:
                 if self._batched_backward:
                     timings["double-backward", k] = vmapped
             try:
-                timings["forward-over-reverse", k] = _best_time(
-                    lambda: self._forward_over_reverse_chunk(x, y, V[:, :k])
-                )
+                if linearized is not None:
+                    timings["forward-over-reverse", k] = _best_time(lambda: _linearized_product(linearized, V[:, :k]))
+                else:
+                    timings["forward-over-reverse", k] = _best_time(
+                        lambda: self._forward_over_reverse_chunk(x, y, V[:, :k])
+                    )
             except RuntimeError:  # an op without forward-mode AD of its backward (e.g. huber_loss)
                 timings["forward-over-reverse", k] = math.inf
         pick = {}
         for name, k in (("matvec", 1), ("matmat", batched)):
-            faster = timings["forward-over-reverse", k] < AUTO_MARGIN * timings["double-backward", k]
+            if linearized is not None:
+                faster = timings["double-backward", k] >= AUTO_MARGIN_CACHED * timings["forward-over-reverse", k]
+            else:
+                faster = timings["forward-over-reverse", k] < AUTO_MARGIN * timings["double-backward", k]
             pick[name] = "forward-over-reverse" if faster else "double-backward"
         self.timings = {f"{m} x{k}": t for (m, k), t in timings.items()}
         if pick["matmat"] == "double-backward" and self._batched_backward:
@@ -429,6 +523,23 @@ class HessianOperator:
         return tensor, restore
 
 
+def _regroup(batches: list[tuple[Tensor, Tensor]], samples: int) -> list[tuple[Tensor, Tensor]]:
+    """Concatenate consecutive batches of equal trailing shapes into chunks of at most ``samples`` samples."""
+    chunks: list[tuple[Tensor, Tensor]] = []
+    pending: list[tuple[Tensor, Tensor]] = []
+    count = 0
+    for x, y in batches:
+        if pending and (count + len(x) > samples or x.shape[1:] != pending[0][0].shape[1:]
+                        or y.shape[1:] != pending[0][1].shape[1:]):
+            chunks.append(_concat(pending))
+            pending, count = [], 0
+        pending.append((x, y))
+        count += len(x)
+    if pending:
+        chunks.append(_concat(pending))
+    return chunks
+
+
 def _concat(batches: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     if len(batches) == 1:
         return batches[0]
@@ -444,3 +555,108 @@ def _best_time(fn: Any, repeats: int = 2) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _linearized_product(linearized: list[fx.GraphModule], V: Tensor) -> Tensor:
+    """``H·V``: each column through each chunk's linearized graph (chunk outer: its constants stay warm)."""
+    columns = V.T.contiguous()
+    total = torch.zeros_like(columns)
+    for graph in linearized:
+        for j in range(columns.shape[0]):
+            total[j] += graph(columns[j])
+    return total.T
+
+
+def _constant_bytes(module: fx.GraphModule) -> int:
+    """Bytes of the distinct tensor storages a (folded) graph module keeps."""
+    storages: dict[int, int] = {}
+    tensors = [*module.parameters(), *module.buffers()]
+    for node in module.graph.nodes:
+        if node.op == "get_attr":
+            value: Any = module
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            tensors.extend(value if isinstance(value, (list, tuple, nn.ParameterList)) else [value])
+    for t in tensors:
+        if isinstance(t, Tensor):
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+_ZEROS = (torch.ops.aten.zeros_like.default, torch.ops.aten.zeros.default, torch.ops.aten.new_zeros.default)
+
+
+def _drop_zero_additions(graph: fx.GraphModule) -> None:
+    """Replace ``zeros + t`` and ``t + zeros`` of the same shape and dtype by ``t`` (exact).
+
+    Derivative formulas emit such sums (e.g. the tangent of ``threshold_backward``); on
+    activation-sized tensors they cost a fill and an addition per product. A sum is kept if
+    ``t`` or the sum may alias a tensor that some in-place op of the graph writes to.
+    """
+    root, written = _alias_classes(graph.graph)
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.add.Tensor:
+            continue
+        if node.kwargs or len(node.args) != 2 or any(user.op == "output" for user in node.users):
+            continue
+        for zeros, other in (node.args, node.args[::-1]):
+            if (
+                isinstance(zeros, fx.Node)
+                and zeros.target in _ZEROS
+                and isinstance(other, fx.Node)
+                and _same_shape_and_dtype(other, node)
+                and root(other) not in written
+                and root(node) not in written
+            ):
+                node.replace_all_uses_with(other)
+                graph.graph.erase_node(node)
+                break
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+
+
+def _same_shape_and_dtype(a: fx.Node, b: fx.Node) -> bool:
+    va, vb = a.meta.get("val"), b.meta.get("val")
+    return isinstance(va, Tensor) and isinstance(vb, Tensor) and va.shape == vb.shape and va.dtype == vb.dtype
+
+
+def _alias_classes(graph: fx.Graph) -> tuple[Callable[[fx.Node], fx.Node], set[fx.Node]]:
+    """Classes of nodes whose values may share memory, and the classes some in-place op writes to.
+
+    Conservative: an aten op joins its output to every argument its schema marks as aliased;
+    any other function (e.g. ``operator.getitem`` of a split) joins its output to all its inputs.
+    """
+    parent: dict[fx.Node, fx.Node] = {}
+
+    def root(node: fx.Node) -> fx.Node:
+        while parent.get(node, node) is not node:
+            node = parent[node]
+        return node
+
+    def join(a: fx.Node, b: fx.Node) -> None:
+        ra, rb = root(a), root(b)
+        if ra is not rb:
+            parent[ra] = rb
+
+    written: list[fx.Node] = []
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        if not isinstance(node.target, torch._ops.OpOverload):
+            for value in node.all_input_nodes:
+                join(node, value)
+            continue
+        schema = node.target._schema
+        aliased_output = any(r.alias_info is not None for r in schema.returns)
+        values = list(node.args) + [node.kwargs.get(a.name) for a in schema.arguments[len(node.args) :]]
+        for argument, value in zip(schema.arguments, values):
+            if argument.alias_info is None:
+                continue
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, fx.Node):
+                    if aliased_output:
+                        join(node, item)
+                    if argument.alias_info.is_write:
+                        written.append(item)
+    return root, {root(node) for node in written}

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from pruning_limits._checks import PruningLimitsError
-from pruning_limits.hessian import HessianOperator
+from pruning_limits.hessian import HessianOperator, _drop_zero_additions
 from pruning_limits.objective import prunable_parameters
 from pruning_limits.spectrum import dense_hessian, exact_spectrum
 
@@ -261,3 +261,45 @@ def test_loss_linear_in_the_weights_gives_a_zero_hessian(method: str) -> None:
     V = torch.randn(op.dim, 3, generator=gen, dtype=torch.float64)
     assert torch.equal(op.matvec(V[:, 0]), torch.zeros(op.dim, dtype=torch.float64))
     assert torch.equal(op.matmat(V), torch.zeros_like(V))
+
+
+def test_linearized_forward_over_reverse_on_a_conv_net_equals_oracle() -> None:
+    """The cached (linearized) forward-over-reverse: exact, zero additions gone, matmat = stacked matvecs."""
+    model, x, y = make_case("conv")
+    op = HessianOperator(model, loader(x, y), method="forward-over-reverse")
+    assert op._linearized is not None and op._graph is None
+    assert len(op._chunks) == 1  # regrouped: no double-backward graph shares the chunks
+    targets = [str(n.target) for g in op._linearized for n in g.graph.nodes if n.op == "call_function"]
+    assert "aten.zeros_like.default" not in targets  # the ReLU's threshold_backward emitted some
+    H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
+    V = torch.randn(op.dim, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    HV = op.matmat(V)
+    assert rel_err(HV, H @ V) <= 1e-10
+    stacked = torch.stack([op.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+    assert rel_err(HV, stacked) <= 1e-12
+    # a budget too small for any cache: the jvp is recomputed for every product
+    small = HessianOperator(model, loader(x, y), method="forward-over-reverse", memory_budget=1024)
+    assert small._linearized is None
+    assert rel_err(small.matmat(V), H @ V) <= 1e-10
+
+
+def test_drop_zero_additions_keeps_sums_written_in_place() -> None:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def mutated(a: torch.Tensor) -> torch.Tensor:
+        t = a.sin()
+        s = torch.zeros_like(t) + t
+        s.mul_(2)  # replacing s by t would double t as well
+        return s + t
+
+    def pure(a: torch.Tensor) -> torch.Tensor:
+        t = a.sin()
+        return (torch.zeros_like(t) + t) * 2 + t
+
+    a = torch.randn(5, dtype=torch.float64)
+    for fn, removed in ((mutated, False), (pure, True)):
+        graph = make_fx(fn)(a)
+        _drop_zero_additions(graph)
+        targets = [n.target for n in graph.graph.nodes]
+        assert (torch.ops.aten.zeros_like.default not in targets) == removed
+        assert torch.equal(graph(a), fn(a))
