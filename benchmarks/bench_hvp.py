@@ -110,6 +110,7 @@ def time_model(kind: str, repeats: int, forced: bool) -> dict[str, Any]:
     op = HessianOperator(model, loader, params="all")
     row["engine_setup_s"] = time.perf_counter() - start
     row["engine_methods"] = op.methods
+    row["engine_caches"] = {"gradient_graph": op._graph is not None, "linearized": op._linearized is not None}
     fns: dict[str, Callable[[], Any]] = {
         "gradient": lambda: full_gradient(model, loader),
         "engine_matvec": lambda: op.matvec(v),
@@ -236,7 +237,8 @@ def main() -> None:
             f"| {r['lanczos128_peak_mib']:.0f}, {r['lanczos128_seconds']:.1f} |"
         )
     for r in rows:
-        print(f"\n{r['model']}: auto picked {r['engine_methods']}, setup {r['engine_setup_s']:.2f} s, "
+        print(f"\n{r['model']}: auto picked {r['engine_methods']} (caches {r['engine_caches']}), "
+              f"setup {r['engine_setup_s']:.2f} s, "
               f"max rel. difference to PyHessian {r['max_rel_diff_vs_pyhessian']:.1e}, "
               f"baseline RSS {r['baseline_rss_mib']:.0f} MiB")
         for method in ("double-backward", "forward-over-reverse"):
