@@ -22,12 +22,11 @@ Hessian"):
   ``threshold_backward``, the ReLU's backward) are removed. Otherwise the ``jvp`` is recomputed
   for every product and ``vmap``-ed over several vectors for ``matmat``.
 
-``method="auto"`` times both on a slice of the first chunk of data at construction and picks,
-When both can be cached it picks one of them for both products: the linearized
-forward-over-reverse unless the cached double-backward is clearly faster
-(:data:`AUTO_MARGIN_CACHED`). Otherwise it picks, separately for single and batched products,
-the cached double-backward unless the recomputed forward-over-reverse is clearly faster
-(:data:`AUTO_MARGIN`).
+``method="auto"`` times both on a slice of the first chunk of data at construction. When both
+can be cached it picks one of them for both products: the linearized forward-over-reverse
+unless the cached double-backward is clearly faster (:data:`AUTO_MARGIN_CACHED`). Otherwise it
+picks, separately for single and batched products, the cached double-backward unless the
+recomputed forward-over-reverse is clearly faster (:data:`AUTO_MARGIN`).
 
 The model is evaluated in eval mode (BatchNorm uses its running statistics, which never
 change here) and its modes are restored afterwards. A model whose output is random even in
