@@ -39,7 +39,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,9 @@ AUTO_MARGIN = 0.8
 #: graph runs the same tangent computations without the autograd engine and without additions
 #: of zeros, and its chunks may be larger (no vmap block to budget for).
 AUTO_MARGIN_CACHED = 0.9
+
+#: Round-robin rounds of that comparison (the best time of each call counts).
+AUTO_CACHED_ROUNDS = 5
 
 
 class HessianOperator:
@@ -472,20 +476,26 @@ class HessianOperator:
                 self._batched_backward = self._batched_backward_ok and faster
                 if self._batched_backward:
                     timings["double-backward", k] = vmapped
+            if linearized is not None:
+                continue  # timed below, interleaved with the cached double-backward
             try:
-                if linearized is not None:
-                    timings["forward-over-reverse", k] = _best_time(lambda: _linearized_product(linearized, V[:, :k]))
-                else:
-                    timings["forward-over-reverse", k] = _best_time(
-                        lambda: self._forward_over_reverse_chunk(x, y, V[:, :k])
-                    )
+                timings["forward-over-reverse", k] = _best_time(lambda: self._forward_over_reverse_chunk(x, y, V[:, :k]))
             except RuntimeError:  # an op without forward-mode AD of its backward (e.g. huber_loss)
                 timings["forward-over-reverse", k] = math.inf
         if linearized is not None:
-            # both cached: matmat runs matvec's pass per vector (unless the vmap-ed double-backward
-            # was faster, which its time for k vectors includes), so one decision from all timings
-            # is less noisy, and it keeps a single cache
-            db, fr = (sum(timings[m, k] for k in (1, batched)) for m in ("double-backward", "forward-over-reverse"))
+            # both cached: matmat runs matvec's pass per vector unless the double-backward is
+            # vmap-ed, so one decision for both products from the time per vector, taken
+            # round-robin so that a stall of the machine hits both methods alike; it also keeps
+            # a single cache
+            ks = (1, batched) if self._batched_backward else (1,)
+            timings.update(_interleaved_best_times(
+                {
+                    **{("double-backward", k): partial(self._backward, grad, leaf, V[:, :k], True) for k in ks},
+                    **{("forward-over-reverse", k): partial(_linearized_product, linearized, V[:, :k]) for k in ks},
+                },
+                AUTO_CACHED_ROUNDS,
+            ))
+            db, fr = (sum(timings[m, k] / k for k in ks) for m in ("double-backward", "forward-over-reverse"))
             cached = "forward-over-reverse" if db >= AUTO_MARGIN_CACHED * fr else "double-backward"
             pick = {"matvec": cached, "matmat": cached}
         else:
@@ -559,6 +569,19 @@ def _best_time(fn: Any, repeats: int = 2) -> float:
         start = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _interleaved_best_times(fns: dict[Hashable, Callable[[], Any]], rounds: int) -> dict[Hashable, float]:
+    """Best wall time of each function over ``rounds`` round-robin rounds after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, math.inf)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
