@@ -488,13 +488,15 @@ class HessianOperator:
             # round-robin so that a stall of the machine hits both methods alike; it also keeps
             # a single cache
             ks = (1, batched) if self._batched_backward else (1,)
-            timings.update(_interleaved_best_times(
-                {
-                    **{("double-backward", k): partial(self._backward, grad, leaf, V[:, :k], True) for k in ks},
-                    **{("forward-over-reverse", k): partial(_linearized_product, linearized, V[:, :k]) for k in ks},
-                },
-                AUTO_CACHED_ROUNDS,
-            ))
+            calls: dict[Hashable, Callable[[], Any]] = {
+                **{("double-backward", k): partial(self._backward, grad, leaf, V[:, :k], True) for k in ks},
+                **{("forward-over-reverse", k): partial(_linearized_product, linearized, V[:, :k]) for k in ks},
+            }
+            try:
+                timings.update(_interleaved_best_times(calls, AUTO_CACHED_ROUNDS))
+            except RuntimeError:  # the traced graph failed to run: keep the double-backward
+                timings.update({("forward-over-reverse", k): math.inf for k in ks})
+                timings.update({("double-backward", k): _best_time(calls["double-backward", k]) for k in ks})
             db, fr = (sum(timings[m, k] / k for k in ks) for m in ("double-backward", "forward-over-reverse"))
             cached = "forward-over-reverse" if db >= AUTO_MARGIN_CACHED * fr else "double-backward"
             pick = {"matvec": cached, "matmat": cached}
