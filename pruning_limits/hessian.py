@@ -622,7 +622,7 @@ def _drop_zero_additions(graph: fx.GraphModule) -> None:
 
     Derivative formulas emit such sums (e.g. the tangent of ``threshold_backward``); on
     activation-sized tensors they cost a fill and an addition per product. A sum is kept if
-    ``t`` or the sum may alias a tensor that some in-place op of the graph writes to.
+    the zeros, ``t`` or the sum may alias a tensor that some in-place op of the graph writes to.
     """
     root, written = _alias_classes(graph.graph)
     for node in list(graph.graph.nodes):
@@ -636,8 +636,7 @@ def _drop_zero_additions(graph: fx.GraphModule) -> None:
                 and zeros.target in _ZEROS
                 and isinstance(other, fx.Node)
                 and _same_shape_and_dtype(other, node)
-                and root(other) not in written
-                and root(node) not in written
+                and not {root(zeros), root(other), root(node)} & written
             ):
                 node.replace_all_uses_with(other)
                 graph.graph.erase_node(node)

@@ -296,8 +296,14 @@ def test_drop_zero_additions_keeps_sums_written_in_place() -> None:
         t = a.sin()
         return (torch.zeros_like(t) + t) * 2 + t
 
+    def zeros_written(a: torch.Tensor) -> torch.Tensor:
+        t = a.sin()
+        z = torch.zeros_like(t)
+        z.add_(a)  # no longer zeros at the sum below
+        return z + t
+
     a = torch.randn(5, dtype=torch.float64)
-    for fn, removed in ((mutated, False), (pure, True)):
+    for fn, removed in ((mutated, False), (zeros_written, False), (pure, True)):
         graph = make_fx(fn)(a)
         _drop_zero_additions(graph)
         targets = [n.target for n in graph.graph.nodes]
