@@ -10,7 +10,7 @@ limit from the Hessian spectrum, measures it by one-shot global magnitude prunin
 
 Run from the project root::
 
-    python examples/validation/run_validation.py            # all rows (about 20 minutes on 2 cores)
+    python examples/validation/run_validation.py            # all rows (about an hour of one core: docs/validation.md)
     python examples/validation/run_validation.py --quick    # one small row, few Lanczos steps
     python examples/validation/run_validation.py --rows digits-mlp32,digits-mlp32-nol1
 """
