@@ -178,14 +178,7 @@ def magnitude_first_order_curve(weights: Any, gradient: Any) -> np.ndarray:
     ``λ Σ_{i pruned} |w_i|``.
     """
     w = _check_weights(weights)
-    try:
-        g = np.asarray(gradient, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PruningLimitsError(f"gradient must be a 1-D array of numbers, got {describe(gradient)}") from None
-    if g.shape != w.shape:
-        raise PruningLimitsError(f"gradient must have one entry per weight ({w.size}), got shape {g.shape}")
-    if not np.isfinite(g).all():
-        raise PruningLimitsError("gradient contains NaN or infinite values")
+    g = _check_gradient(gradient, w)
     order = np.argsort(np.abs(w), kind="stable")
     by_pruned = np.maximum.accumulate(np.concatenate([[0.0], np.cumsum(-g[order] * w[order])]))
     return by_pruned[::-1].copy()  # index k = number kept = D − number pruned
@@ -201,6 +194,19 @@ def _check_weights(weights: Any) -> np.ndarray:
     if not np.isfinite(w).all():
         raise PruningLimitsError("weights contain NaN or infinite values")
     return w
+
+
+def _check_gradient(gradient: Any, w: np.ndarray) -> np.ndarray:
+    """The data-loss gradient as a float64 array with one finite entry per weight of ``w``."""
+    try:
+        g = np.asarray(gradient, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PruningLimitsError(f"gradient must be a 1-D array of numbers, got {describe(gradient)}") from None
+    if g.shape != w.shape:
+        raise PruningLimitsError(f"gradient must have one entry per weight ({w.size}), got shape {g.shape}")
+    if not np.isfinite(g).all():
+        raise PruningLimitsError("gradient contains NaN or infinite values")
+    return g
 
 
 def _squared_distances(weights: np.ndarray, criterion: Any, dim: int) -> tuple[np.ndarray, str]:

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import PruningLimitsError, check_positive, describe
+from ._checks import PruningLimitsError, check_positive
 from ._search import first_crossing, grid_counts
 from .lanczos import _as_float64
-from .limits import _check_weights
+from .limits import _check_gradient, _check_weights
 from .spectrum import _as_operator
 
 
@@ -111,11 +111,7 @@ def taylor_one_shot_limit(
     """
     w = _check_weights(weights)
     dim = w.size
-    g = np.asarray(gradient, dtype=np.float64) if _is_numeric(gradient) else None
-    if g is None or g.shape != w.shape:
-        raise PruningLimitsError(f"gradient must be a 1-D array with one entry per weight ({dim}), got {describe(gradient)}")
-    if not np.isfinite(g).all():
-        raise PruningLimitsError("gradient contains NaN or infinite values")
+    g = _check_gradient(gradient, w)
     epsilon = check_positive("epsilon", epsilon)
     matvec, size, _ = _as_operator(hessian, dim)
     if size != dim:
@@ -149,11 +145,3 @@ def taylor_one_shot_limit(
         second_order=np.array([memo[int(m)][1] for m in evaluated]),
         num_hvps=int(np.count_nonzero(evaluated)),
     )
-
-
-def _is_numeric(value: Any) -> bool:
-    try:
-        np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        return False
-    return True

@@ -21,7 +21,7 @@ from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, predict_limi
 from .lomp import SweepResult, sweep
 from .objective import flat_weights, loss_gradient
 from .hessian import HessianOperator
-from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, estimate_spectrum, exact_spectrum
+from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, exact_spectrum, slq
 from .taylor import TaylorOneShot, taylor_one_shot_limit
 
 #: Predictions from SLQ and from the exact spectrum "agree" within this many sparsity units
@@ -146,10 +146,9 @@ def validate(
     if test_data is None:
         test_data = getattr(data, "test", None)
     analysed = copy.deepcopy(model).to(torch.float64)
+    operator = HessianOperator(analysed, train_pair)  # one engine for SLQ and the Taylor model
     if spectrum is None:
-        spectrum = estimate_spectrum(
-            analysed, train_pair, iterations=iterations, probes=probes, seed=seed, progress=progress
-        )
+        spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, progress=progress)
     paper = predict_limit(model, train_pair, epsilon=epsilon, eta=eta, spectrum=spectrum, gradient_term=False)
     weights = flat_weights(analysed)
     gradient = loss_gradient(analysed, train_pair)
@@ -158,7 +157,7 @@ def validate(
     if exact:
         exact_spec = exact_spectrum(analysed, train_pair, progress=progress)
         exact_prediction = predict_from_spectrum(weights, exact_spec, paper.epsilon, eta=eta)
-    taylor = taylor_one_shot_limit(weights, gradient, HessianOperator(analysed, train_pair), prediction.epsilon)
+    taylor = taylor_one_shot_limit(weights, gradient, operator, prediction.epsilon)
     measured = sweep(model, train_pair, test_data=test_data, epsilon=prediction.epsilon, progress=progress)
     return Validation(
         prediction, paper, measured, spectrum, exact_prediction, time.perf_counter() - start, weights, gradient, taylor

@@ -118,11 +118,7 @@ def run_row(
     pictures = [] if figures is None else [figures / f"{row.name}-{kind}.png" for kind in ("spectrum", "prediction")]
     if saved is not None and saved.exists() and all(p.exists() for p in pictures):
         log(f"[{row.name}] reusing {saved}")
-        record = json.loads(saved.read_text())
-        if record.get("taylor_one_shot") is None:  # a record from before the Taylor diagnostic
-            record["taylor_one_shot"] = taylor_record(row, record, cache, seed, log)
-            atomic_write(saved, dumps_json(record))
-        return record
+        return json.loads(saved.read_text())
 
     data = load_data(row.data, seed=seed)
     model, training = trained_model(row, data, cache, seed, log)
@@ -149,26 +145,6 @@ def run_row(
     return record
 
 
-def taylor_record(row: Row, record: dict, cache: Path | None, seed: int, log) -> dict:
-    """The Taylor one-shot diagnostic of a cached row (what :func:`validate` now computes)."""
-    import copy
-
-    import torch
-
-    from pruning_limits.data import load_data
-    from pruning_limits.hessian import HessianOperator
-    from pruning_limits.objective import flat_weights, loss_gradient
-    from pruning_limits.taylor import taylor_one_shot_limit
-
-    data = load_data(row.data, seed=seed)
-    model, _ = trained_model(row, data, cache, seed, log)
-    analysed = copy.deepcopy(model).to(torch.float64)
-    weights, gradient = flat_weights(analysed), loss_gradient(analysed, data.train)
-    operator = HessianOperator(analysed, data.train)
-    result = taylor_one_shot_limit(weights, gradient, operator, record["predicted"]["epsilon"])
-    log(f"[{row.name}] Taylor one-shot model {result.sparsity:.4f} ({result.num_hvps} HVPs)")
-    return result.to_dict()
-
 
 #: Rows up to this D whose products are cheap (the rows with an exact spectrum) re-estimate the
 #: spectrum with other Lanczos step counts in the ablations.
@@ -190,17 +166,15 @@ def ablations(model, data, result, *, probes: int, seed: int, cheap_products: bo
     from pruning_limits import Spectrum
     from pruning_limits.limits import predict_from_spectrum
     from pruning_limits.lomp import sweep
-    from pruning_limits.objective import flat_weights, loss_gradient
     from pruning_limits.spectrum import estimate_spectrum
 
     analysed = copy.deepcopy(model).to(torch.float64)
-    weights = flat_weights(analysed)
+    weights, gradient = result.weights, result.gradient  # of the float64 copy, as validate computed them
     eps = result.prediction.epsilon
     spec = result.spectrum
     nodes, quad = spec.nodes, spec.weights
     floor = 1e-4 * float(np.abs(nodes).max())
     measured = result.sweep.limit_by_loss
-    gradient = loss_gradient(analysed, data.train)
 
     def predicted(spectrum, epsilon=eps, **kw) -> float:
         return predict_from_spectrum(weights, spectrum, epsilon, **kw).sparsity
@@ -268,14 +242,12 @@ def table(records: list[dict]) -> str:
     return markdown_table(header, rows)
 
 
-def taylor_difference(record: dict) -> float | None:
-    taylor = record.get("taylor_one_shot")
-    return None if taylor is None else taylor["sparsity"] - record["measured"]["limit_by_loss"]
+def taylor_difference(record: dict) -> float:
+    return record["taylor_one_shot"]["sparsity"] - record["measured"]["limit_by_loss"]
 
 
 def taylor_text(record: dict) -> str:
-    difference = taylor_difference(record)
-    return "–" if difference is None else f"{pct(record['taylor_one_shot']['sparsity'])} ({100 * difference:+.1f})"
+    return f"{pct(record['taylor_one_shot']['sparsity'])} ({100 * taylor_difference(record):+.1f})"
 
 
 def summary(records: list[dict]) -> str:
@@ -290,7 +262,7 @@ def summary(records: list[dict]) -> str:
                 f"l1-trained rows, {label}: |predicted − measured| max {100 * max(trained):.1f}, median "
                 f"{100 * float(np.median(trained)):.1f} points of sparsity (targets: ≤ 2 and ≤ 1)."
             )
-    taylor = [abs(d) for r in records if r["row"]["l1"] > 0 and (d := taylor_difference(r)) is not None]
+    taylor = [abs(taylor_difference(r)) for r in records if r["row"]["l1"] > 0]
     if taylor:
         lines.append(
             f"l1-trained rows, Taylor one-shot model (a diagnostic, not a prediction from the spectrum): "
