@@ -358,7 +358,11 @@ def validate_command(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Predict the limit of CHECKPOINT and measure it with a one-shot magnitude pruning sweep."""
+    """Predict the limit of CHECKPOINT and measure it with a one-shot magnitude pruning sweep.
+
+    Also reports the Taylor one-shot diagnostic: where g'd + d'Hd/2 along the pruning path
+    first exceeds ε (the quadratic model itself, without the geometric step).
+    """
     start = time.perf_counter()
     eps = parse_epsilon(epsilon)
     settings = check_spectrum_settings(iterations, probes)
