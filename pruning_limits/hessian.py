@@ -18,8 +18,9 @@ Hessian"):
   the gradient once per chunk (as ``torch.func.linearize`` does: trace the ``jvp`` with
   ``make_fx`` and fold every node that does not depend on the tangent into a constant), so each
   product runs only the tangent part of the traced graph, without the autograd engine; before
-  folding, additions of a ``zeros_like`` (emitted by the derivative formulas of e.g.
-  ``threshold_backward``, the ReLU's backward) are removed. Otherwise the ``jvp`` is recomputed
+  folding, additions of zeros (a ``zeros_like`` emitted by the derivative formula of e.g.
+  ``threshold_backward``, the ReLU's backward, or a first layer's product with the input's zero
+  tangent) are removed (:mod:`pruning_limits._fx_passes`). Otherwise the ``jvp`` is recomputed
   for every product and ``vmap``-ed over several vectors for ``matmat``.
 
 ``method="auto"`` times both on a slice of the first chunk of data at construction. When both
@@ -52,6 +53,7 @@ from torch.fx.experimental import const_fold
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
+from ._fx_passes import drop_zero_additions
 from .objective import (
     Data,
     LossFn,
@@ -352,7 +354,7 @@ class HessianOperator:
         """``v ↦ H_chunk·v`` at ``w0`` as a traced graph whose tangent-free part is folded into constants.
 
         This is ``torch.func.linearize`` of the chunk's gradient, with additions of zeros removed
-        before folding (:func:`_drop_zero_additions`).
+        before folding (:func:`pruning_limits._fx_passes.drop_zero_additions`).
 
         Args:
             x, y: the chunk.
@@ -375,7 +377,7 @@ class HessianOperator:
 
         with eval_mode(self._model):
             graph = make_fx(tangent_of_gradient)(w0.new_empty(()).expand_as(w0))
-        _drop_zero_additions(graph)
+        drop_zero_additions(graph)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # const_fold's notice on its own get_attr nodes
             folded = const_fold.split_const_subgraphs(graph)
@@ -612,80 +614,3 @@ def _constant_bytes(module: fx.GraphModule) -> int:
             storage = t.untyped_storage()
             storages[storage.data_ptr()] = storage.nbytes()
     return sum(storages.values())
-
-
-_ZEROS = (torch.ops.aten.zeros_like.default, torch.ops.aten.zeros.default, torch.ops.aten.new_zeros.default)
-
-
-def _drop_zero_additions(graph: fx.GraphModule) -> None:
-    """Replace ``zeros + t`` and ``t + zeros`` of the same shape and dtype by ``t`` (exact).
-
-    Derivative formulas emit such sums (e.g. the tangent of ``threshold_backward``); on
-    activation-sized tensors they cost a fill and an addition per product. A sum is kept if
-    the zeros, ``t`` or the sum may alias a tensor that some in-place op of the graph writes to.
-    """
-    root, written = _alias_classes(graph.graph)
-    for node in list(graph.graph.nodes):
-        if node.op != "call_function" or node.target is not torch.ops.aten.add.Tensor:
-            continue
-        if node.kwargs or len(node.args) != 2 or any(user.op == "output" for user in node.users):
-            continue
-        for zeros, other in (node.args, node.args[::-1]):
-            if (
-                isinstance(zeros, fx.Node)
-                and zeros.target in _ZEROS
-                and isinstance(other, fx.Node)
-                and _same_shape_and_dtype(other, node)
-                and not {root(zeros), root(other), root(node)} & written
-            ):
-                node.replace_all_uses_with(other)
-                graph.graph.erase_node(node)
-                break
-    graph.graph.eliminate_dead_code()
-    graph.recompile()
-
-
-def _same_shape_and_dtype(a: fx.Node, b: fx.Node) -> bool:
-    va, vb = a.meta.get("val"), b.meta.get("val")
-    return isinstance(va, Tensor) and isinstance(vb, Tensor) and va.shape == vb.shape and va.dtype == vb.dtype
-
-
-def _alias_classes(graph: fx.Graph) -> tuple[Callable[[fx.Node], fx.Node], set[fx.Node]]:
-    """Classes of nodes whose values may share memory, and the classes some in-place op writes to.
-
-    Conservative: an aten op joins its output to every argument its schema marks as aliased;
-    any other function (e.g. ``operator.getitem`` of a split) joins its output to all its inputs.
-    """
-    parent: dict[fx.Node, fx.Node] = {}
-
-    def root(node: fx.Node) -> fx.Node:
-        while parent.get(node, node) is not node:
-            node = parent[node]
-        return node
-
-    def join(a: fx.Node, b: fx.Node) -> None:
-        ra, rb = root(a), root(b)
-        if ra is not rb:
-            parent[ra] = rb
-
-    written: list[fx.Node] = []
-    for node in graph.nodes:
-        if node.op != "call_function":
-            continue
-        if not isinstance(node.target, torch._ops.OpOverload):
-            for value in node.all_input_nodes:
-                join(node, value)
-            continue
-        schema = node.target._schema
-        aliased_output = any(r.alias_info is not None for r in schema.returns)
-        values = list(node.args) + [node.kwargs.get(a.name) for a in schema.arguments[len(node.args) :]]
-        for argument, value in zip(schema.arguments, values):
-            if argument.alias_info is None:
-                continue
-            for item in value if isinstance(value, (list, tuple)) else [value]:
-                if isinstance(item, fx.Node):
-                    if aliased_output:
-                        join(node, item)
-                    if argument.alias_info.is_write:
-                        written.append(item)
-    return root, {root(node) for node in written}

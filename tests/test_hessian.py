@@ -9,7 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from pruning_limits._checks import PruningLimitsError
-from pruning_limits.hessian import HessianOperator, _drop_zero_additions
+from pruning_limits._fx_passes import drop_zero_additions
+from pruning_limits.hessian import HessianOperator
 from pruning_limits.objective import prunable_parameters
 from pruning_limits.spectrum import dense_hessian, exact_spectrum
 
@@ -305,7 +306,50 @@ def test_drop_zero_additions_keeps_sums_written_in_place() -> None:
     a = torch.randn(5, dtype=torch.float64)
     for fn, removed in ((mutated, False), (zeros_written, False), (pure, True)):
         graph = make_fx(fn)(a)
-        _drop_zero_additions(graph)
+        drop_zero_additions(graph)
         targets = [n.target for n in graph.graph.nodes]
         assert (torch.ops.aten.zeros_like.default not in targets) == removed
         assert torch.equal(graph(a), fn(a))
+
+
+def test_drop_zero_additions_follows_zeros_through_views_convolutions_and_products() -> None:
+    """The tangent of a first layer is a convolution (or product) of the input's zero tangent."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    generator = torch.Generator().manual_seed(0)
+    kernel = torch.randn(3, 1, 2, dtype=torch.float64, generator=generator)
+    bias = torch.randn(3, dtype=torch.float64, generator=generator)
+    matrix = torch.randn(5, 4, dtype=torch.float64, generator=generator)
+
+    def zero_terms(a: torch.Tensor) -> torch.Tensor:  # a: (2, 1, 5)
+        zero_input = a.new_zeros(()).expand(2, 1, 5)
+        conv = torch.nn.functional.conv1d(zero_input, kernel) + torch.nn.functional.conv1d(a, kernel)
+        product = torch.mm(zero_input.reshape(2, 5), matrix) + a.reshape(2, 5)[:, :4].cos()
+        return conv.sum() + product.sum()
+
+    def biased(a: torch.Tensor) -> torch.Tensor:  # conv(0, k, b) = b: not a zero
+        zero_input = a.new_zeros(()).expand(2, 1, 5)
+        return torch.nn.functional.conv1d(zero_input, kernel, bias) + torch.nn.functional.conv1d(a, kernel)
+
+    a = torch.randn(2, 1, 5, dtype=torch.float64, generator=generator)
+    for fn, additions_left in ((zero_terms, 1), (biased, 1)):  # zero_terms keeps only its final sum
+        graph = make_fx(fn)(a)
+        drop_zero_additions(graph)
+        assert sum(n.target is torch.ops.aten.add.Tensor for n in graph.graph.nodes) == additions_left
+        torch.testing.assert_close(graph(a), fn(a), rtol=0, atol=0)
+
+
+def test_drop_zero_additions_keeps_zero_views_of_written_buffers() -> None:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def refilled(a: torch.Tensor) -> torch.Tensor:
+        buffer = torch.zeros(5, dtype=a.dtype)
+        view = buffer.view(5)
+        buffer.copy_(a)  # the view is no longer zero
+        return view + a.sin()
+
+    a = torch.randn(5, dtype=torch.float64)
+    graph = make_fx(refilled)(a)
+    drop_zero_additions(graph)
+    assert sum(n.target is torch.ops.aten.add.Tensor for n in graph.graph.nodes) == 1
+    assert torch.equal(graph(a), refilled(a))
