@@ -22,7 +22,7 @@ from torch import fx
 aten = torch.ops.aten
 
 #: Ops that create zeros whatever their inputs.
-ZERO_FACTORIES = (aten.zeros_like.default, aten.zeros.default, aten.new_zeros.default)
+_ZERO_FACTORIES = (aten.zeros_like.default, aten.zeros.default, aten.new_zeros.default)
 
 #: Ops whose output is zero when their first argument is.
 _ZERO_PRESERVING = (
@@ -136,7 +136,7 @@ def _zero_nodes(graph: fx.Graph, is_written: Callable[[fx.Node], bool]) -> set[f
         if node.op != "call_function" or is_written(node):
             continue
         target, args = node.target, node.args
-        if target in ZERO_FACTORIES:
+        if target in _ZERO_FACTORIES:
             zeros.add(node)
         elif target in _ZERO_PRESERVING and args and args[0] in zeros:
             zeros.add(node)
