@@ -100,6 +100,21 @@ def test_help_does_not_import_torch(args):
     assert ("Usage:" in out.stdout) or (__version__ in out.stdout)
 
 
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_commands_make_openmp_threads_passive_unless_told_otherwise(preset):
+    code = (
+        "import os, sys; from click.testing import CliRunner; from pruning_limits.cli import cli; "
+        "r = CliRunner().invoke(cli, ['predict', 'missing.pt']); assert r.exit_code == 1, r.output; "
+        "print(os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (preset or "PASSIVE")
+
+
 def test_module_entry_point_and_version():
     out = subprocess.run([sys.executable, "-m", "pruning_limits", "--version"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == f"pruning-limit, version {__version__}"
