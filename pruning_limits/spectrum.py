@@ -191,11 +191,12 @@ def _estimate(per_probe: np.ndarray) -> Estimate:
 #: Default Lanczos steps per probe, chosen for the pruning limit, which needs the measure near
 #: zero. Chen, Trogdon & Ubaru (ICML 2021, Thm. 1-2) bound the Wasserstein-1 distance between the
 #: SLQ measure and the spectral measure by about ``t·(λmax − λmin)`` after ``≈ 12/t`` steps, and
-#: tests/test_slq.py measures W1 ≈ 3e-4 of the span on a trained MLP with 80 steps. But ``m``
-#: steps resolve a function's features only down to a scale of about ``(λmax − λmin)/m²``
-#: (docs/benchmarks.md): the transition of ``φ_R(λ) = 2ε/(2ε + |λ|R²)`` at ``|λ| = 2ε/R²`` lies
-#: far below ``λmax``, and with 100 steps ``s*`` came out up to 0.009 too low against the exact
-#: spectrum, with 300 steps within 0.0021 (docs/theory.md, "SLQ settings"). PyHessian's density
+#: tests/test_slq.py measures W1 ≈ 3e-4 of the span on a trained MLP with 80 steps. But the
+#: transition of ``φ_R(λ) = 2ε/(2ε + |λ|R²)`` at ``|λ| = 2ε/R²`` lies far below ``λmax``, next
+#: to its kink at ``λ = 0``, which the small negative eigenvalues put just inside the spectrum,
+#: where Gauss nodes are sparse (docs/benchmarks.md). With 100 steps ``s*`` came out up to 0.009
+#: too low against the exact spectrum, with 300 steps within 0.0021 (docs/theory.md, "SLQ
+#: settings"). PyHessian's density
 #: uses 100 steps (Yao et al. 2020); a plot of the density alone needs no more than that.
 DEFAULT_ITERATIONS = 300
 
@@ -412,15 +413,34 @@ def exact_spectrum(
     from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
     from .objective import prunable_parameters
 
+    # refuse before building the engine
+    _check_dense_dim(sum(p.numel() for _, p in prunable_parameters(model, params)), max_dim)
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
+    operator = HessianOperator(model, data, loss_fn=loss_fn, params=params, method=method, memory_budget=budget)
+    return operator_exact_spectrum(operator, max_dim=max_dim, block_size=block_size, progress=progress)
+
+
+def operator_exact_spectrum(
+    operator: Any, *, max_dim: int = DEFAULT_MAX_DIM, block_size: int = 64, progress: bool = False
+) -> Spectrum:
+    """:func:`exact_spectrum` of an operator already built (e.g. the one SLQ used).
+
+    Args:
+        operator: anything with ``.matmat`` and ``.dim`` (e.g. :class:`HessianOperator`).
+        max_dim, block_size, progress: as for :func:`exact_spectrum`.
+
+    Returns:
+        ``Spectrum.from_eigenvalues`` of all eigenvalues, with ``num_hvps = D``.
+    """
+    _check_dense_dim(int(operator.dim), max_dim)
+    dense = dense_hessian(operator, block_size=block_size, progress=progress)
+    return Spectrum.from_eigenvalues(np.linalg.eigvalsh(dense), num_hvps=dense.shape[0])
+
+
+def _check_dense_dim(dim: int, max_dim: int) -> None:
     max_dim = check_int("max_dim", max_dim, 1)
-    dim = sum(p.numel() for _, p in prunable_parameters(model, params))
     if dim > max_dim:
         raise PruningLimitsError(
             f"exact_spectrum needs a dense {dim} x {dim} Hessian, above max_dim={max_dim}: "
             "use estimate_spectrum (SLQ) or raise max_dim"
         )
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
-    operator = HessianOperator(model, data, loss_fn=loss_fn, params=params, method=method, memory_budget=budget)
-    dense = dense_hessian(operator, block_size=block_size, progress=progress)
-    eigenvalues = np.linalg.eigvalsh(dense)
-    return Spectrum.from_eigenvalues(eigenvalues, num_hvps=operator.num_hvps)

@@ -21,7 +21,7 @@ from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, predict_limi
 from .lomp import SweepResult, sweep
 from .objective import flat_weights, loss_gradient
 from .hessian import HessianOperator
-from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, exact_spectrum, slq
+from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, operator_exact_spectrum, slq
 from .taylor import TaylorOneShot, taylor_one_shot_limit
 
 #: Predictions from SLQ and from the exact spectrum "agree" within this many sparsity units
@@ -155,7 +155,7 @@ def validate(
     prediction = predict_from_spectrum(weights, spectrum, paper.epsilon, eta=eta, gradient=gradient)
     exact_prediction = None
     if exact:
-        exact_spec = exact_spectrum(analysed, train_pair, progress=progress)
+        exact_spec = operator_exact_spectrum(operator, progress=progress)
         exact_prediction = predict_from_spectrum(weights, exact_spec, paper.epsilon, eta=eta)
     taylor = taylor_one_shot_limit(weights, gradient, operator, prediction.epsilon)
     measured = sweep(model, train_pair, test_data=test_data, epsilon=prediction.epsilon, progress=progress)
