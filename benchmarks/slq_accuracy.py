@@ -3,7 +3,9 @@
 Reproduces the tables of the "Accuracy of stochastic Lanczos quadrature" section of
 docs/benchmarks.md. The model and data are those of tests/test_slq.py: a 64-24-16-10 tanh MLP
 (D = 2 080) after 300 full-batch Adam steps on 1 400 digits samples, in float64. The oracle is
-``numpy.linalg.eigh`` of its dense Hessian. Every SLQ run uses 10 Rademacher probes, seed 0.
+``numpy.linalg.eigh`` of its dense Hessian. Every SLQ run uses 10 Rademacher probes, seed 0,
+with both quadrature rules of ``slq``: one Gauss rule per probe (``rule="gauss"``) and the block
+Gauss rule of one block Lanczos run from all probes (``rule="block"``, the default when it fits).
 
 It prints the Wasserstein-1 distance between the SLQ measure and the exact spectrum; the relative
 error of ∫φ for transitions c = 2ε/R² from above the spectrum down to the atom at zero, also for
@@ -12,18 +14,23 @@ prediction s* from SLQ against the one from the exact spectrum; and a check of t
 rule with a node fixed at 0 (Golub & Meurant), which would bound the Gauss rule's error from
 the other side if the Hessian were positive semi-definite.
 
-    python benchmarks/slq_accuracy.py
+``--wide`` adds the prediction of a 64→100→30→10 MLP (D = 9 700, 8 probes, the library's
+default; about 5 minutes more, most of it the dense Hessian and its eigenvalues).
+
+    python benchmarks/slq_accuracy.py [--wide]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--wide", action="store_true", help="also the D = 9 700 MLP (about 5 minutes)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import numpy as np
@@ -43,31 +50,47 @@ def main() -> None:
     x_all, y_all = load_digits(return_X_y=True)
     x = torch.tensor(x_all[:1400] / 16.0, dtype=torch.float64)
     y = torch.tensor(y_all[:1400])
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 24), nn.Tanh(), nn.Linear(24, 16), nn.Tanh(), nn.Linear(16, 10)).double()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(300):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
+
+    def trained_mlp(first: int, second: int) -> nn.Module:
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Linear(64, first), nn.Tanh(), nn.Linear(first, second), nn.Tanh(), nn.Linear(second, 10)
+        ).double()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(300):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        return model
+
+    model = trained_mlp(24, 16)
     hessian = dense_hessian(HessianOperator(model, (x, y)))
     eigenvalues, vectors = np.linalg.eigh(hessian)
     dim = eigenvalues.size
     span = eigenvalues[-1] - eigenvalues[0]
     magnitudes = np.abs(eigenvalues)
-    print(f"\nD = {dim}, λmax = {eigenvalues[-1]:.4g}, λmin = {eigenvalues[0]:.3g}; |λ| median "
-          f"{np.median(magnitudes):.2g}, 90 % {np.quantile(magnitudes, 0.9):.2g}, 99 % "
-          f"{np.quantile(magnitudes, 0.99):.2g}; below 1e-6·λmax: {np.mean(magnitudes < 1e-6 * eigenvalues[-1]):.1%}")
+    print(f"\nD = {dim}, λmax = {eigenvalues[-1]:.4g}, λmin = {eigenvalues[0]:.3g}, negative: "
+          f"{np.mean(eigenvalues < 0):.1%}; |λ| median {np.median(magnitudes):.2g}, 90 % "
+          f"{np.quantile(magnitudes, 0.9):.2g}, 99 % {np.quantile(magnitudes, 0.99):.2g}; below 1e-6·λmax: "
+          f"{np.mean(magnitudes < 1e-6 * eigenvalues[-1]):.1%}")
+
+    epsilon = batch_std_epsilon(model, (x, y))
+    weights = flat_weights(model)
+    exact_prediction = predict_from_spectrum(weights, Spectrum.from_eigenvalues(eigenvalues), epsilon)
+    transition = 2 * epsilon / exact_prediction.distance**2
 
     probes = rademacher_probes(dim, 10, seed=0)
-    spectra = {m: slq(hessian, iterations=m, probes=10, seed=0) for m in (10, 20, 40, 80, 160, 300, 320)}
+    rules = ("gauss", "block")
+    spectra = {(rule, m): slq(hessian, iterations=m, probes=10, seed=0, rule=rule)
+               for rule in rules for m in (10, 20, 40, 80, 160, 300)}
     uniform = np.full(dim, 1.0 / dim)
 
     def w1(spectrum: Spectrum) -> float:
         return scipy.stats.wasserstein_distance(spectrum.nodes.ravel(), eigenvalues, spectrum.weights.ravel(), uniform)
 
     print("\nWasserstein-1 distance to the exact spectral measure, in units of the span:")
-    print("  " + ", ".join(f"m = {m}: {w1(spectra[m]) / span:.2g}" for m in (10, 20, 40, 80)))
+    for rule in rules:
+        print(f"  {rule}: " + ", ".join(f"m = {m}: {w1(spectra[rule, m]) / span:.2g}" for m in (10, 20, 40, 80)))
 
     # The same probes with exact quadrature: zᵀφ(H)z from the eigendecomposition.
     same_probes = Spectrum.from_ragged([(eigenvalues, (vectors.T @ z) ** 2 / (z @ z)) for z in probes], dim)
@@ -78,43 +101,44 @@ def main() -> None:
     # Where zero lies: inside H's spectrum (negative eigenvalues), at the end of |H|'s. The dense
     # |H| = U|Λ|Uᵀ has the same φ values; it only shows what Lanczos would do if 0 were an end.
     absolute = (vectors * magnitudes) @ vectors.T
-    spectra_abs = {m: slq(absolute, iterations=m, probes=10, seed=0) for m in (80, 160)}
+    on_absolute = slq(absolute, iterations=80, probes=10, seed=0, rule="gauss")
 
-    steps = (40, 80, 160, 320)
-    print("\nRelative error of ∫φ, φ(λ) = c/(c + |λ|) (c = 2ε/R²), against the exact value:")
-    print("| c | exact | " + " | ".join(f"m = {m}" for m in steps)
-          + " | same probes, exact quadrature | Lanczos on \\|H\\|, m = 80 | on \\|H\\|, m = 160 |")
-    print("|---" * (len(steps) + 5) + "|")
-    for c in (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1):
+    steps = (40, 80, 160, 300)
+    print(f"\nRelative error of ∫φ, φ(λ) = c/(c + |λ|) (c = 2ε/R²), against the exact value; c* = {transition:.2g} "
+          "is the model's own transition (ε = batch-std at the exact spectrum's s*):")
+    columns = [f"{rule} m = {m}" for rule in rules for m in steps]
+    print("| c | exact | " + " | ".join(columns) + " | same probes, exact quadrature | Gauss on \\|H\\|, m = 80 |")
+    print("|---" * (len(columns) + 4) + "|")
+    grid = [1e-7, 1e-6, 1e-5, transition / 2, transition, 2 * transition, 1e-4, 1e-3, 1e-2, 1e-1]
+    for c in grid:
         exact = phi(c)(eigenvalues).mean()
-        estimates = [spectra[m].integrate(phi(c)).value for m in steps] + [same_probes.integrate(phi(c)).value]
-        estimates += [spectra_abs[m].integrate(phi(c)).value for m in (80, 160)]
+        estimates = [spectra[rule, m].integrate(phi(c)).value for rule in rules for m in steps]
+        estimates += [same_probes.integrate(phi(c)).value, on_absolute.integrate(phi(c)).value]
         errors = [estimate / exact - 1 for estimate in estimates]
-        print(f"| {c:.0e} | {exact:.4f} | " + " | ".join(f"{100 * e:+.2f} %" for e in errors) + " |")
+        label = {transition / 2: " (c*/2)", transition: " (c*)", 2 * transition: " (2c*)"}.get(c, "")
+        print(f"| {c:.2g}{label} | {exact:.4f} | " + " | ".join(f"{100 * e:+.2f} %" for e in errors) + " |")
 
     print("\nConjugate-gradient bound 4((√κ−1)/(√κ+1))^(2m), κ = span/c, at m = 80: "
           + ", ".join(f"c = {c:.0e}: {4 * ((np.sqrt(span / c) - 1) / (np.sqrt(span / c) + 1)) ** 160:.2g}"
                       for c in (1e-4, 1e-5, 1e-6)))
-    squared = slq(hessian @ hessian, iterations=40, probes=10, seed=0)  # 80 products of H
+    squared = slq(hessian @ hessian, iterations=40, probes=10, seed=0, rule="gauss")  # 80 products of H
     errors = []
     for c in (1e-4, 1e-5):
         estimate = squared.integrate(lambda s, c=c: c / (c + np.sqrt(np.maximum(s, 0.0)))).value
         errors.append(f"c = {c:.0e}: {100 * (estimate / phi(c)(eigenvalues).mean() - 1):+.1f} %")
     print("SLQ on H² (0 at the end), 40 steps = 80 products of H, ∫c/(c + √s): " + ", ".join(errors))
 
-    epsilon = batch_std_epsilon(model, (x, y))
-    weights = flat_weights(model)
-    exact_prediction = predict_from_spectrum(weights, Spectrum.from_eigenvalues(eigenvalues), epsilon)
     same_prediction = predict_from_spectrum(weights, same_probes, epsilon)
     print(f"\nPrediction (paper's model, ε = batch-std = {epsilon:.3g}): exact spectrum s* = "
-          f"{exact_prediction.sparsity:.4f} at c = 2ε/R² = {2 * epsilon / exact_prediction.distance**2:.2g}; "
-          f"same probes, exact quadrature {same_prediction.sparsity:.4f}")
-    print("| Lanczos steps | SLQ s* | SLQ − exact (points) | probe spread (points) |")
-    print("|---|---|---|---|")
-    for m in (40, 80, 160, 300):
-        p = predict_from_spectrum(weights, spectra[m], epsilon)
-        print(f"| {m} | {p.sparsity:.4f} | {100 * (p.sparsity - exact_prediction.sparsity):+.2f} | "
-              f"{100 * p.probe_spread:.2f} |")
+          f"{exact_prediction.sparsity:.4f} at c* = {transition:.2g}; same probes, exact quadrature "
+          f"{same_prediction.sparsity:.4f}")
+    print("| Lanczos steps | rule | SLQ s* | SLQ − exact (points) | probe spread (points) |")
+    print("|---|---|---|---|---|")
+    for m in steps:
+        for rule in rules:
+            p = predict_from_spectrum(weights, spectra[rule, m], epsilon)
+            print(f"| {m} | {rule} | {p.sparsity:.4f} | {100 * (p.sparsity - exact_prediction.sparsity):+.2f} | "
+                  f"{100 * p.probe_spread:.2f} |")
 
     # Gauss–Radau with a node fixed at 0: extend T_m by β_m and the diagonal entry that makes 0
     # an eigenvalue. For H ⪰ 0 and a completely monotone φ it bounds zᵀφ(H)z from above.
@@ -134,6 +158,28 @@ def main() -> None:
         radau = predict_from_spectrum(weights, Spectrum.from_ragged(radau_rows, dim), epsilon).sparsity
         inside = gauss <= same_prediction.sparsity <= radau
         print(f"| {m} | {gauss:.4f} | {radau:.4f} | {same_prediction.sparsity:.4f} | {'yes' if inside else 'no'} |")
+
+    if args.wide:
+        wide = trained_mlp(100, 30)
+        operator = HessianOperator(wide, (x, y))
+        wide_eigenvalues = np.linalg.eigvalsh(dense_hessian(operator))
+        wide_epsilon = batch_std_epsilon(wide, (x, y))
+        wide_weights = flat_weights(wide)
+        wide_exact = predict_from_spectrum(wide_weights, Spectrum.from_eigenvalues(wide_eigenvalues), wide_epsilon)
+        print(f"\nWider MLP 64→100→30→10: D = {wide_eigenvalues.size}, negative: {np.mean(wide_eigenvalues < 0):.1%}, "
+              f"λmin = {wide_eigenvalues[0]:.3g}, λmax = {wide_eigenvalues[-1]:.3g}; exact s* = {wide_exact.sparsity:.4f} "
+              f"at c* = {2 * wide_epsilon / wide_exact.distance**2:.2g}. SLQ with 8 probes, seed 0, "
+              "on the matrix-free operator:")
+        print("| Lanczos steps | rule | SLQ s* | SLQ − exact (points) | probe spread (points) | seconds |")
+        print("|---|---|---|---|---|---|")
+        for m in (80, 150, 300):
+            for rule in rules:
+                start = time.perf_counter()
+                spectrum = slq(operator, iterations=m, probes=8, seed=0, rule=rule)
+                seconds = time.perf_counter() - start
+                p = predict_from_spectrum(wide_weights, spectrum, wide_epsilon)
+                print(f"| {m} | {rule} | {p.sparsity:.4f} | {100 * (p.sparsity - wide_exact.sparsity):+.2f} | "
+                      f"{100 * p.probe_spread:.2f} | {seconds:.1f} |")
 
 
 if __name__ == "__main__":

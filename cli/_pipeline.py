@@ -37,7 +37,12 @@ def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: 
         spectrum = estimate_spectrum(
             analysed, data.train, iterations=iterations, probes=probes, seed=seed, progress=console.progress
         )
-    console.log(f"spectrum: D = {spectrum.dim}, {spectrum.num_hvps} Hessian-vector products, {time.perf_counter() - start:.1f} s", level=1)
+    rule = {"block": ", block Gauss rule", "gauss": ", one Gauss rule per probe"}.get(spectrum.rule, "")
+    console.log(
+        f"spectrum: D = {spectrum.dim}, {spectrum.num_hvps} Hessian-vector products{rule}, "
+        f"{time.perf_counter() - start:.1f} s",
+        level=1,
+    )
     return spectrum
 
 

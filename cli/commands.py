@@ -152,7 +152,12 @@ def spectrum_command(
     summary = spectrum.summary()
     rows = [
         ("D (prunable weights)", report.format_number(summary["dim"])),
-        ("method", "exact (eigvalsh)" if summary["exact"] else f"SLQ: {summary['probes']} probes x {summary['iterations']} steps"),
+        (
+            "method",
+            "exact (eigvalsh)"
+            if summary["exact"]
+            else f"SLQ: {summary['probes']} probes x {summary['iterations']} steps, {summary['rule']} rule",
+        ),
         ("lambda_max", report.format_number(summary["lambda_max"])),
         ("lambda_min", report.format_number(summary["lambda_min"])),
         ("trace", f"{report.format_number(summary['trace'])} +- {report.format_number(summary['trace_stderr'])}"),

@@ -22,7 +22,15 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "objective": ("prunable_parameters", "flat_weights", "evaluate_loss", "loss_gradient", "batch_std_epsilon"),
     # Hessian products and spectra
     "hessian": ("HessianOperator",),
-    "lanczos": ("lanczos", "gauss_quadrature", "rademacher_probes", "LanczosResult"),
+    "lanczos": (
+        "lanczos",
+        "gauss_quadrature",
+        "block_lanczos",
+        "block_gauss_quadrature",
+        "rademacher_probes",
+        "LanczosResult",
+        "BlockLanczosResult",
+    ),
     "spectrum": ("Spectrum", "Estimate", "slq", "estimate_spectrum", "exact_spectrum", "dense_hessian"),
     # convex geometry
     "geometry": (

@@ -274,7 +274,7 @@ def spectrum_figure(spectrum: Spectrum, *, sigma: float | None = None, points: i
         )
     axes.set_xlabel("eigenvalue λ")
     axes.set_ylabel("density (log scale)")
-    kind = "exact" if spectrum.exact else f"SLQ, {spectrum.probes} probes × {spectrum.iterations} steps"
+    kind = "exact" if spectrum.exact else f"SLQ, {spectrum.probes} probes × {spectrum.iterations} steps, {spectrum.rule} rule"
     axes.set_title(title or f"Hessian spectrum (D = {spectrum.dim}, {kind})", fontsize=10)
     axes.legend(fontsize=8, loc="upper center")
     return figure

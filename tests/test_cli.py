@@ -140,7 +140,8 @@ def test_spectrum_json_and_plot(bundle, workdir):
     result = ok("spectrum", bundle, *SLQ, "--plot", plot, "--json")
     record = json.loads(result.stdout)
     assert record["dim"] == 8 * 64 + 10 * 8 and record["probes"] == 2 and record["iterations"] == 12
-    assert np.asarray(record["nodes"]).shape == (2, 12)
+    # the block rule (default when its basis fits): 2 probes × 12 steps nodes, shared by both probes
+    assert record["rule"] == "block" and np.asarray(record["nodes"]).shape == (2, 24)
     assert record["lambda_max"] >= record["lambda_min"]
     assert plot.read_bytes()[:4] == b"\x89PNG"
     text = ok("spectrum", bundle, *SLQ).stdout

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from pruning_limits._checks import PruningLimitsError
-from pruning_limits.lanczos import gauss_quadrature, lanczos, rademacher_probes
+from pruning_limits.lanczos import (
+    block_gauss_quadrature,
+    block_lanczos,
+    block_lanczos_bytes,
+    gauss_quadrature,
+    lanczos,
+    rademacher_probes,
+)
 
 
 def matrix_with_eigenvalues(eigs: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -118,3 +125,77 @@ def test_bad_inputs() -> None:
         lanczos(lambda v: v * np.nan, 3, 2)
     with pytest.raises(PruningLimitsError, match="alpha"):
         gauss_quadrature(np.ones(3), np.ones(3))
+
+
+# --- block Lanczos and the block Gauss rule -------------------------------------------------
+
+
+def test_block_rule_is_exact_for_polynomials_up_to_degree_2m_minus_1_for_every_probe() -> None:
+    eigs = np.linspace(-1.0, 3.0, 200) ** 3
+    A = matrix_with_eigenvalues(eigs)
+    Z = rademacher_probes(200, 4, seed=3)
+    m = 6
+    result = block_lanczos(lambda V: A @ V, 200, m, Z)
+    assert result.projection.shape == (4 * m, 4 * m) and result.num_matvecs == 4 * m and not result.breakdown
+    nodes, weights = block_gauss_quadrature(result)
+    assert weights.shape == (4, 4 * m)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-14)
+    for j, z in enumerate(Z):
+        moment = z.copy()
+        for k in range(2 * m):
+            assert np.isclose(np.sum(weights[j] * nodes**k), z @ moment, rtol=1e-8, atol=1e-10 * 27**k)
+            moment = A @ moment
+    # and it is the same rule as each probe's own Gauss rule on those polynomials, with more nodes
+    single_nodes, single_weights = gauss_quadrature(*lanczos(lambda v: A @ v, 200, m, start=Z[0])[:2])
+    assert np.isclose(np.sum(single_weights * single_nodes**5), np.sum(weights[0] * nodes**5), rtol=1e-8)
+
+
+def test_block_rule_recovers_the_whole_spectrum_when_the_basis_fills_the_space() -> None:
+    eigs = np.random.default_rng(5).standard_normal(60)
+    A = matrix_with_eigenvalues(eigs, seed=6)
+    Z = rademacher_probes(60, 3, seed=0)
+    result = block_lanczos(lambda V: A @ V, 60, 25, Z)  # 3 × 25 > 60: stops at the full space
+    nodes, weights = block_gauss_quadrature(result)
+    np.testing.assert_allclose(nodes, np.sort(eigs), atol=1e-12)
+    _, U = np.linalg.eigh(A)
+    np.testing.assert_allclose(weights, (Z @ U) ** 2, atol=1e-12)  # the probes' exact spectral weights
+
+
+def test_block_lanczos_deflates_dependent_starts_and_breaks_down_without_nan() -> None:
+    eigs = np.repeat([1.0, 2.0, 5.0], [10, 25, 15])
+    A = matrix_with_eigenvalues(eigs, seed=4)
+    z = rademacher_probes(50, 2, seed=0)
+    Z = np.vstack([z, 2 * z[0]])  # the third start is the first one scaled
+    result = block_lanczos(lambda V: A @ V, 50, 20, Z)
+    nodes, weights = block_gauss_quadrature(result)
+    assert result.breakdown and np.isfinite(nodes).all() and np.isfinite(weights).all()
+    # span{Z, AZ, A²Z} already holds both probes' components in the three eigenspaces
+    assert result.projection.shape == (6, 6) and result.num_matvecs == 2 + 2 + 2
+    np.testing.assert_allclose(np.unique(np.round(nodes, 10)), [1.0, 2.0, 5.0])
+    np.testing.assert_allclose(weights[2], weights[0], atol=1e-12)
+    _, U = np.linalg.eigh(A)
+    proj = (U.T @ z[1]) ** 2
+    for value, mass in zip([1.0, 2.0, 5.0], [proj[:10].sum(), proj[10:35].sum(), proj[35:].sum()]):
+        assert np.isclose(weights[1][np.isclose(nodes, value)].sum(), mass, atol=1e-12)
+
+
+def test_block_lanczos_rank_one_operator_and_memory_budget() -> None:
+    u = np.random.default_rng(0).standard_normal(30)
+    A = np.outer(u, u)
+    result = block_lanczos(lambda V: A @ V, 30, 10, rademacher_probes(30, 4, seed=1))
+    nodes, weights = block_gauss_quadrature(result)
+    assert np.isfinite(nodes).all() and np.isclose(nodes.max(), u @ u)
+    assert block_lanczos_bytes(1000, 50, 4) == 4 * 50 * 1000 * 8
+    with pytest.raises(PruningLimitsError, match="memory budget"):
+        block_lanczos(lambda V: V, 1000, 50, rademacher_probes(1000, 4), memory_budget=block_lanczos_bytes(1000, 50, 4) - 1)
+
+
+def test_block_lanczos_bad_inputs() -> None:
+    with pytest.raises(PruningLimitsError, match="matmat must be callable"):
+        block_lanczos("A", 3, 2, np.ones((1, 3)))
+    with pytest.raises(PruningLimitsError, match=r"starts must be a finite \(probes, 3\) array"):
+        block_lanczos(lambda V: V, 3, 2, np.ones(3))
+    with pytest.raises(PruningLimitsError, match="non-zero"):
+        block_lanczos(lambda V: V, 3, 2, np.zeros((2, 3)))
+    with pytest.raises(PruningLimitsError, match="NaN"):
+        block_lanczos(lambda V: V * np.nan, 3, 2, np.ones((1, 3)))

@@ -288,7 +288,9 @@ def test_predict_limit_slq_defaults_agree_with_exact_spectrum():
     assert abs(slq.sparsity - exact_with_gradient.sparsity) <= 0.005, (slq.sparsity, exact_with_gradient.sparsity)
     paper = predict_limit(model, data, gradient_term=False, spectrum=slq_spectrum)
     assert abs(paper.sparsity - exact.sparsity) <= 0.005, (paper.sparsity, exact.sparsity)
-    assert slq.num_hvps == 300 * 8 and slq.seconds > 0 and len(slq.probe_sparsities) == slq.spectrum["probes"] == 8
+    # the block rule may stop early: the probes' block Krylov space becomes invariant (the atom at 0)
+    assert slq_spectrum.rule == "block" and 0 < slq.num_hvps <= 300 * 8
+    assert slq.seconds > 0 and len(slq.probe_sparsities) == slq.spectrum["probes"] == 8
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert next(model.parameters()).dtype == torch.float32
     # a precomputed spectrum and a numeric epsilon skip SLQ and batch-std

@@ -113,7 +113,8 @@ def run_row(
     from pruning_limits.report import dumps_json
     from pruning_limits.validation import validate
 
-    settings = f"{iterations}x{probes}" + ("-ablations" if with_ablations else "")
+    # "auto": the SLQ rule of slq(rule="auto"); rows cached with the earlier per-probe rule are redone
+    settings = f"{iterations}x{probes}-auto" + ("-ablations" if with_ablations else "")
     saved = None if cache is None else cache / f"{row.name}-{cache_key(row, seed)}-{settings}.json"
     pictures = [] if figures is None else [figures / f"{row.name}-{kind}.png" for kind in ("spectrum", "prediction")]
     if saved is not None and saved.exists() and all(p.exists() for p in pictures):
