@@ -245,8 +245,10 @@ def block_lanczos(
     starts = np.asarray(starts, dtype=np.float64)
     if starts.ndim != 2 or starts.shape[1] != dim or starts.shape[0] == 0 or not np.isfinite(starts).all():
         raise PruningLimitsError(f"starts must be a finite (probes, {dim}) array, got shape {starts.shape}")
-    if not (np.linalg.norm(starts, axis=1) > 0).all():
+    norms = np.linalg.norm(starts, axis=1)
+    if not (norms > 0).all():
         raise PruningLimitsError("every start vector must be non-zero")
+    starts = starts / norms[:, None]  # the rule is for z/‖z‖; equal norms keep deflation scale-free
     needed = block_lanczos_bytes(dim, steps, starts.shape[0])
     if needed > memory_budget:
         raise PruningLimitsError(
@@ -256,8 +258,7 @@ def block_lanczos(
     capacity = min(starts.shape[0] * steps, dim)
     basis = np.empty((capacity, dim))  # rows are the orthonormal basis vectors
     projection = np.zeros((capacity, capacity))
-    scale = float(np.linalg.norm(starts, axis=1).max())
-    block, coupling = _orthonormal_block(starts.T, breakdown_tol * scale, capacity)
+    block, coupling = _orthonormal_block(starts.T, breakdown_tol, capacity)
     start_coordinates = coupling.T  # Z = Q_1 · coupling, so Q_1ᵀz_j = coupling[:, j]
     size, previous, done, spent, breakdown = 0, 0, 0, 0, False
     scale = 0.0

@@ -173,6 +173,9 @@ def test_block_lanczos_deflates_dependent_starts_and_breaks_down_without_nan() -
     assert result.projection.shape == (6, 6) and result.num_matvecs == 2 + 2 + 2
     np.testing.assert_allclose(np.unique(np.round(nodes, 10)), [1.0, 2.0, 5.0])
     np.testing.assert_allclose(weights[2], weights[0], atol=1e-12)
+    # start vectors of very different lengths give the rule of each normalised start
+    scaled = block_gauss_quadrature(block_lanczos(lambda V: A @ V, 50, 20, z * np.array([[1e-12], [1e6]])))
+    np.testing.assert_allclose(scaled[1], block_gauss_quadrature(block_lanczos(lambda V: A @ V, 50, 20, z))[1], atol=1e-12)
     _, U = np.linalg.eigh(A)
     proj = (U.T @ z[1]) ** 2
     for value, mass in zip([1.0, 2.0, 5.0], [proj[:10].sum(), proj[10:35].sum(), proj[35:].sum()]):
