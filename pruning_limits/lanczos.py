@@ -214,19 +214,20 @@ def block_lanczos(
     """Run up to ``iterations`` block Lanczos steps from the rows of ``starts``, fully re-orthogonalised.
 
     Each step multiplies the current block by the operator at once (``matmat``), removes its
-    components on the whole stored basis twice (classical Gram–Schmidt, "twice is enough") and
-    records them as a column block of ``QᵀAQ``, then orthonormalises the remainder by a
-    column-pivoted QR. Columns whose pivot falls below ``breakdown_tol`` times the largest product
-    norm seen are dropped (deflation): their directions already lie in the basis. The block
-    shrinks instead of dividing by zero, and an empty block is a breakdown.
+    components on the current and previous blocks (the three-term recurrence) and then on the
+    whole stored basis (classical Gram–Schmidt, repeated when a column loses most of its norm),
+    records them as a column block of ``QᵀAQ``, and orthonormalises the remainder (thin QR and
+    an SVD of its triangle). Directions whose singular value falls below ``breakdown_tol`` times
+    the largest product norm seen are dropped (deflation): they already lie in the basis. The
+    block shrinks instead of dividing by zero, and an empty block is a breakdown.
 
     Args:
         matmat: ``V -> A V`` for a float64 ``(dim, k)`` numpy array whose columns are vectors.
         dim: dimension of the operator.
         iterations: requested block steps ``m`` (the basis holds at most ``dim`` vectors).
-        starts: ``(b, dim)`` start vectors as rows (any non-zero scale).
+        starts: ``(b, dim)`` start vectors as rows (any non-zero lengths; normalised here).
         memory_budget: bytes allowed for the basis, :func:`block_lanczos_bytes`.
-        breakdown_tol: relative size of a pivot that counts as zero (default ``1e-10``).
+        breakdown_tol: relative singular value that counts as zero (default ``1e-10``).
         progress_bar: a tqdm bar to advance by one per product.
 
     Returns:
