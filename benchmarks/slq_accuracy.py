@@ -15,7 +15,7 @@ rule with a node fixed at 0 (Golub & Meurant), which would bound the Gauss rule'
 the other side if the Hessian were positive semi-definite.
 
 ``--wide`` adds the prediction of a 64→100→30→10 MLP (D = 9 700, 8 probes, the library's
-default; about 5 minutes more, most of it the dense Hessian and its eigenvalues).
+default; about 3 minutes more, most of it the dense Hessian and its eigenvalues).
 
     python benchmarks/slq_accuracy.py [--wide]
 """
@@ -30,7 +30,7 @@ import time
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--wide", action="store_true", help="also the D = 9 700 MLP (about 5 minutes)")
+    parser.add_argument("--wide", action="store_true", help="also the D = 9 700 MLP (about 3 minutes)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import numpy as np

@@ -12,14 +12,16 @@ the block Krylov space ``span{Z, AZ, …, A^{m-1}Z}``, the sum of the ``b`` sing
 and the projection ``T = QᵀAQ`` of dimension up to ``b·m``. Its eigen-decomposition is the block
 Gauss rule: ``z_jᵀf(A)z_j ≈ Σ_k (u_kᵀQᵀz_j)² f(θ_k)``, exact for polynomials of degree up to
 ``2m − 1`` like the single rule, but with up to ``b·m`` nodes shared by all probes (Golub &
-Meurant 2010, ch. 8). For the same ``b·m`` products it resolves the spectrum ``b`` times more
+Meurant 2010). For the same ``b·m`` products it resolves the spectrum ``b`` times more
 finely, which matters where the integrand has features far below the spectral span.
 
 Finite precision destroys the orthogonality of the Lanczos basis and produces spurious copies
 of converged Ritz values (Paige 1976). The basis is kept in float64 and fully
 re-orthogonalised (classical Gram-Schmidt applied twice, "twice is enough", Giraud et al.
 2005) when the whole basis fits in the memory budget; otherwise each new vector is
-re-orthogonalised against the last few only, with a warning.
+re-orthogonalised against the last few only, with a warning. :func:`block_lanczos` has no such
+fallback: it refuses a basis over the budget, and :func:`pruning_limits.spectrum.slq` then uses
+one Gauss rule per probe.
 """
 
 from __future__ import annotations
@@ -197,8 +199,8 @@ class BlockLanczosResult(NamedTuple):
 
 
 def block_lanczos_bytes(dim: int, iterations: int, block: int) -> int:
-    """Bytes of the basis :func:`block_lanczos` stores: ``block·iterations`` vectors of ``dim`` float64."""
-    return int(block) * min(int(iterations), int(dim)) * int(dim) * 8
+    """Bytes of the basis :func:`block_lanczos` stores: ``min(block·iterations, dim)`` vectors of ``dim`` float64."""
+    return min(int(block) * int(iterations), int(dim)) * int(dim) * 8
 
 
 def block_lanczos(
@@ -215,7 +217,8 @@ def block_lanczos(
 
     Each step multiplies the current block by the operator at once (``matmat``), removes its
     components on the current and previous blocks (the three-term recurrence) and then on the
-    whole stored basis (classical Gram–Schmidt, repeated when a column loses most of its norm),
+    whole stored basis (classical Gram–Schmidt, repeated when a column keeps less than 1/√2 of
+    its norm),
     records them as a column block of ``QᵀAQ``, and orthonormalises the remainder (thin QR and
     an SVD of its triangle). Directions whose singular value falls below ``breakdown_tol`` times
     the largest product norm seen are dropped (deflation): they already lie in the basis. The
@@ -253,7 +256,7 @@ def block_lanczos(
     needed = block_lanczos_bytes(dim, steps, starts.shape[0])
     if needed > memory_budget:
         raise PruningLimitsError(
-            f"the block Lanczos basis ({starts.shape[0]} x {min(steps, dim)} vectors of {dim} float64, {needed} bytes) "
+            f"the block Lanczos basis ({needed // (8 * dim)} vectors of {dim} float64, {needed} bytes) "
             f"exceeds the memory budget of {memory_budget:.0f} bytes"
         )
     capacity = min(starts.shape[0] * steps, dim)

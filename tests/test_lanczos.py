@@ -189,6 +189,7 @@ def test_block_lanczos_rank_one_operator_and_memory_budget() -> None:
     nodes, weights = block_gauss_quadrature(result)
     assert np.isfinite(nodes).all() and np.isclose(nodes.max(), u @ u)
     assert block_lanczos_bytes(1000, 50, 4) == 4 * 50 * 1000 * 8
+    assert block_lanczos_bytes(100, 50, 4) == 100 * 100 * 8  # the basis never exceeds D vectors
     with pytest.raises(PruningLimitsError, match="memory budget"):
         block_lanczos(lambda V: V, 1000, 50, rademacher_probes(1000, 4), memory_budget=block_lanczos_bytes(1000, 50, 4) - 1)
 

@@ -291,6 +291,11 @@ def test_predict_limit_slq_defaults_agree_with_exact_spectrum():
     # the block rule may stop early: the probes' block Krylov space becomes invariant (the atom at 0)
     assert slq_spectrum.rule == "block" and 0 < slq.num_hvps <= 300 * 8
     assert slq.seconds > 0 and len(slq.probe_sparsities) == slq.spectrum["probes"] == 8
+    # one Gauss rule per probe (the fallback above the memory budget) meets the same target
+    gauss = estimate_spectrum(reference, data, rule="gauss")
+    assert gauss.rule == "gauss" and gauss.num_hvps == 300 * 8
+    gauss_prediction = predict_limit(model, data, spectrum=gauss)
+    assert abs(gauss_prediction.sparsity - exact_with_gradient.sparsity) <= 0.005
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert next(model.parameters()).dtype == torch.float32
     # a precomputed spectrum and a numeric epsilon skip SLQ and batch-std

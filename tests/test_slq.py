@@ -197,6 +197,7 @@ def test_estimate_spectrum_matches_slq_on_the_operator(trained) -> None:
     np.testing.assert_allclose(spectrum.nodes, reference.nodes, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(spectrum.weights, reference.weights, rtol=1e-7, atol=1e-14)
     assert spectrum.num_hvps == 40 and not spectrum.exact
+    assert spectrum.rule == reference.rule == "block" and spectrum.steps == reference.steps == 20
 
 
 def test_slq_accepts_matrices_and_callables_and_shows_progress(trained, capsys) -> None:
@@ -227,7 +228,8 @@ def test_rank_three_hessian_breaks_down_cleanly(rule: str) -> None:
     op = HessianOperator(model, (x, y))
     eigs = np.linalg.eigvalsh((2 / 40) * (x.T @ x).numpy())
     spectrum = slq(op, iterations=15, probes=3, seed=0, rule=rule)
-    assert spectrum.rule == rule
+    # steps done: 4 per probe for the Gauss rule, 2 blocks (span{Z, HZ} is invariant) for the block rule
+    assert spectrum.rule == rule and spectrum.steps == {"gauss": 4, "block": 2}[rule] == spectrum.iterations
     assert np.isfinite(spectrum.nodes).all() and np.isfinite(spectrum.weights).all()
     assert spectrum.num_hvps <= 3 * 4
     for nodes, weights in zip(spectrum.nodes, spectrum.weights):
@@ -261,3 +263,37 @@ def test_rule_choice_memory_budget_and_operator_kinds(trained) -> None:
     with pytest.raises(PruningLimitsError, match="rule must be one of auto, block, gauss, got 'radau'"):
         slq(H, iterations=10, probes=3, rule="radau")
     assert block.summary()["rule"] == "block" and block.summary()["nodes_per_probe"] == 30
+
+
+class _VectorOnlyOperator:
+    """An operator with ``matvec``, ``dim`` and ``shape`` but no ``matmat``; its matvec takes vectors only."""
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.matrix, self.dim, self.shape = matrix, matrix.shape[0], matrix.shape
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        assert v.ndim == 1, "vectors only"
+        return self.matrix @ v
+
+
+def test_block_rule_with_an_operator_without_matmat(trained) -> None:
+    H = trained["H"]
+    spectrum = slq(_VectorOnlyOperator(H), iterations=10, probes=3, seed=1)
+    reference = slq(H, iterations=10, probes=3, seed=1)
+    assert spectrum.rule == "block"
+    np.testing.assert_allclose(spectrum.nodes, reference.nodes, rtol=1e-9, atol=1e-14 * reference.lambda_max)
+
+
+def test_block_spectrum_density_cdf_and_validation(trained) -> None:
+    block = trained["slq"]
+    # the shared nodes are pooled once: the same density and cdf as over all rows
+    flat = Spectrum(block.nodes, block.weights, block.dim)  # the same arrays read as per-probe rules
+    grid = np.linspace(-1e-3, 1e-3, 50)
+    np.testing.assert_allclose(block.density(grid, 1e-4), flat.density(grid, 1e-4), rtol=1e-10)
+    np.testing.assert_allclose(block.cdf(grid), flat.cdf(grid), rtol=1e-10, atol=1e-12)
+    rows = block.nodes.copy()
+    rows[1, 0] += 1.0
+    with pytest.raises(PruningLimitsError, match="same nodes in every row"):
+        Spectrum(rows, block.weights, block.dim, rule="block")
+    with pytest.raises(PruningLimitsError, match="steps must be None or an integer >= 1, got 0"):
+        Spectrum(block.nodes, block.weights, block.dim, steps=0)

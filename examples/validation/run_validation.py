@@ -22,7 +22,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
@@ -164,7 +164,6 @@ def ablations(model, data, result, *, probes: int, seed: int, cheap_products: bo
     import numpy as np
     import torch
 
-    from pruning_limits import Spectrum
     from pruning_limits.limits import predict_from_spectrum
     from pruning_limits.lomp import sweep
     from pruning_limits.spectrum import estimate_spectrum
@@ -183,9 +182,9 @@ def ablations(model, data, result, *, probes: int, seed: int, cheap_products: bo
     out = {
         "paper's model": (predicted(spec), measured),
         "gradient term": (predicted(spec, gradient=gradient), measured),
-        "negative λ clipped to 0": (predicted(Spectrum(np.maximum(nodes, 0.0), quad, spec.dim)), measured),
+        "negative λ clipped to 0": (predicted(replace(spec, nodes=np.maximum(nodes, 0.0))), measured),
         "small λ floored at 1e-4·λmax (no zero atom)": (
-            predicted(Spectrum(np.where(np.abs(nodes) < floor, floor, nodes), quad, spec.dim)),
+            predicted(replace(spec, nodes=np.where(np.abs(nodes) < floor, floor, nodes))),
             measured,
         ),
     }
