@@ -218,9 +218,8 @@ def block_lanczos(
     Each step multiplies the current block by the operator at once (``matmat``), removes its
     components on the current and previous blocks (the three-term recurrence) and then on the
     whole stored basis (classical Gram–Schmidt, repeated when a column keeps less than 1/√2 of
-    its norm),
-    records them as a column block of ``QᵀAQ``, and orthonormalises the remainder (thin QR and
-    an SVD of its triangle). Directions whose singular value falls below ``breakdown_tol`` times
+    its norm), records them as a column block of ``QᵀAQ``, and orthonormalises the remainder
+    (thin QR and an SVD of its triangle). Directions whose singular value falls below ``breakdown_tol`` times
     the largest product norm seen are dropped (deflation): they already lie in the basis. The
     block shrinks instead of dividing by zero, and an empty block is a breakdown.
 

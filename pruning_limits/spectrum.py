@@ -276,7 +276,8 @@ def _as_matmat(operator: Any, matvec: Callable[[np.ndarray], Any]) -> Callable[[
         return matvec  # a dense matrix: its ``matrix @ v`` also multiplies blocks of columns
 
     def columns(block: np.ndarray) -> np.ndarray:
-        return np.column_stack([np.asarray(_to_numpy(matvec(np.ascontiguousarray(v))), dtype=np.float64) for v in block.T])
+        products = [_to_numpy(matvec(np.ascontiguousarray(v))) for v in block.T]
+        return np.column_stack([np.asarray(p, dtype=np.float64) for p in products])
 
     return columns
 
@@ -438,8 +439,8 @@ def estimate_spectrum(
         model, data, loss_fn, params, method: as for :class:`HessianOperator`.
         iterations, probes, seed, generator, rule, progress: as for :func:`slq`.
         memory_budget: bytes for the engine's caches and for the stored Lanczos basis (default
-            1 GiB; the default block rule needs ``probes × iterations × D × 8`` bytes and falls
-            back to one Gauss rule per probe above it).
+            1 GiB; the default block rule needs ``min(probes × iterations, D) × D × 8`` bytes
+            and falls back to one Gauss rule per probe above it).
 
     Returns:
         The estimated :class:`Spectrum`; ``num_hvps`` counts every Hessian-vector product.
