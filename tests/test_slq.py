@@ -114,7 +114,7 @@ def test_phi_integral_within_one_percent_around_the_models_transition(trained, f
 def test_block_rule_quadrature_error_around_the_transition_for_three_seeds(trained) -> None:
     """Quadrature alone (block estimate against the same probes' exact zᵀφ(H)z) stays under 1 %.
 
-    Measured: −0.33 % to −0.41 % at c*, −0.80 % to −0.99 % at c*/2 for seeds 0-2; the rest of
+    Measured: −0.33 % to −0.42 % at c*, −0.79 % to −0.99 % at c*/2 for seeds 0-2; the rest of
     the error against ∫φ dμ is the probes' sampling error (up to 0.8 % with 10 probes).
     """
     eigs, U, H = trained["eigs"], trained["U"], trained["H"]
