@@ -113,7 +113,15 @@ def exact_option(func: F) -> F:
 
 
 def spectrum_options(func: F) -> F:
-    """``--iterations`` and ``--probes`` of stochastic Lanczos quadrature."""
+    """``--iterations``, ``--probes`` and ``--memory-budget`` of stochastic Lanczos quadrature."""
+    func = click.option(
+        "--memory-budget",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="GiB for the Lanczos basis and the Hessian engine's caches (default 1). SLQ uses the "
+        "block Gauss rule when probes x iterations x D x 8 bytes fit, else one Gauss rule per probe.",
+    )(func)
     func = click.option(
         "--probes",
         type=int,
@@ -166,15 +174,19 @@ def check_output_path(path: str | None, *, figure: bool = False) -> None:
             )
 
 
-def check_spectrum_settings(iterations: int | None, probes: int | None) -> dict[str, int]:
-    """Validate ``--iterations``/``--probes`` and return the keyword arguments to pass on."""
-    from pruning_limits._checks import check_int
+def check_spectrum_settings(
+    iterations: int | None, probes: int | None, memory_budget: float | None = None
+) -> dict[str, int]:
+    """Validate ``--iterations``/``--probes``/``--memory-budget`` (GiB) and return the keyword arguments to pass on."""
+    from pruning_limits._checks import check_int, check_positive
 
     settings: dict[str, int] = {}
     if iterations is not None:
         settings["iterations"] = check_int("--iterations", iterations, 2)
     if probes is not None:
         settings["probes"] = check_int("--probes", probes, 1)
+    if memory_budget is not None:
+        settings["memory_budget"] = int(check_positive("--memory-budget", memory_budget) * 2**30)
     return settings
 
 

@@ -29,13 +29,21 @@ def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: 
     start = time.perf_counter()
     if exact:
         console.log("computing the exact Hessian spectrum (dense, float64)", level=1)
-        spectrum = exact_spectrum(analysed, data.train, progress=console.progress)
+        spectrum = exact_spectrum(
+            analysed, data.train, memory_budget=settings.get("memory_budget"), progress=console.progress
+        )
     else:
         iterations = settings.get("iterations", DEFAULT_ITERATIONS)
         probes = settings.get("probes", DEFAULT_PROBES)
         console.log(f"estimating the Hessian spectrum: SLQ, {probes} probes x {iterations} Lanczos steps", level=1)
         spectrum = estimate_spectrum(
-            analysed, data.train, iterations=iterations, probes=probes, seed=seed, progress=console.progress
+            analysed,
+            data.train,
+            iterations=iterations,
+            probes=probes,
+            seed=seed,
+            memory_budget=settings.get("memory_budget"),
+            progress=console.progress,
         )
     rule = {"block": ", block Gauss rule", "gauss": ", one Gauss rule per probe"}.get(spectrum.rule, "")
     console.log(

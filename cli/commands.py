@@ -130,6 +130,7 @@ def spectrum_command(
     trust_checkpoint: bool,
     iterations: int | None,
     probes: int | None,
+    memory_budget: float | None,
     exact: bool,
     seed: int,
     plot_path: str | None,
@@ -137,7 +138,7 @@ def spectrum_command(
     console: Console,
 ) -> None:
     """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights."""
-    settings = check_spectrum_settings(iterations, probes)
+    settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
@@ -200,6 +201,7 @@ def predict_command(
     gradient_term: bool,
     iterations: int | None,
     probes: int | None,
+    memory_budget: float | None,
     exact: bool,
     seed: int,
     plot_path: str | None,
@@ -208,7 +210,7 @@ def predict_command(
 ) -> None:
     """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε."""
     eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
-    settings = check_spectrum_settings(iterations, probes)
+    settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
     if eta is not None:
         from pruning_limits._checks import check_fraction
@@ -356,6 +358,7 @@ def validate_command(
     eta: float | None,
     iterations: int | None,
     probes: int | None,
+    memory_budget: float | None,
     exact: bool,
     seed: int,
     plot_path: str | None,
@@ -370,7 +373,7 @@ def validate_command(
     """
     start = time.perf_counter()
     eps = parse_epsilon(epsilon)
-    settings = check_spectrum_settings(iterations, probes)
+    settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
     check_output_path(report_path)
     if eta is not None:

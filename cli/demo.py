@@ -35,6 +35,7 @@ def demo_command(
     epochs: int | None,
     iterations: int | None,
     probes: int | None,
+    memory_budget: float | None,
     seed: int,
     as_json: bool,
     console: Console,
@@ -53,7 +54,7 @@ def demo_command(
     from .commands import _history_summary, _training_settings, emit_validation, run_validation
 
     start = time.perf_counter()
-    settings_slq = check_spectrum_settings(iterations, probes)
+    settings_slq = check_spectrum_settings(iterations, probes, memory_budget)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

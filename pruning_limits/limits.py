@@ -451,6 +451,7 @@ def predict_limit(
     spectrum: Spectrum | None = None,
     dtype: torch.dtype | None = torch.float64,
     gradient_term: bool = True,
+    memory_budget: int | None = None,
     progress: bool = False,
 ) -> Prediction:
     """The whole pipeline on a model: ε, Hessian spectrum by SLQ, weights, pruning limit.
@@ -477,6 +478,9 @@ def predict_limit(
             training the data-loss gradient is ``−λ·sign(w)``, and neglecting it made every
             row of docs/validation.md promise more sparsity than pruning delivered. False is
             the paper's model (Zhang et al. 2024, which neglects the term).
+        memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
+            (default 1 GiB). SLQ uses the block Gauss rule when all probes' bases fit, otherwise
+            one Gauss rule per probe (:func:`pruning_limits.spectrum.slq`).
         progress: show a tqdm progress bar on stderr.
 
     Returns:
@@ -509,6 +513,7 @@ def predict_limit(
             seed=seed,
             loss_fn=loss_fn,
             params=params,
+            memory_budget=memory_budget,
             progress=progress,
         )
     gradient = loss_gradient(analysed, data, loss_fn, params) if gradient_term else None

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, describe
+from ._checks import PruningLimitsError, check_positive, describe
 from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, predict_limit
 from .lomp import SweepResult, sweep
 from .objective import flat_weights, loss_gradient
-from .hessian import HessianOperator
+from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, operator_exact_spectrum, slq
 from .taylor import TaylorOneShot, taylor_one_shot_limit
 
@@ -113,6 +113,7 @@ def validate(
     eta: float = DEFAULT_ETA,
     exact: bool = False,
     spectrum: Spectrum | None = None,
+    memory_budget: int | None = None,
     progress: bool = False,
 ) -> Validation:
     """Predict the pruning limit of ``model`` and measure it by one-shot global magnitude pruning.
@@ -134,6 +135,9 @@ def validate(
         eta: failure probability of the kinematic interval.
         exact: also predict from the exact spectrum (dense Hessian; small models only).
         spectrum: a precomputed spectrum of the float64 copy (skips SLQ).
+        memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
+            (default 1 GiB; see :func:`~pruning_limits.spectrum.slq` for the quadrature rule
+            it selects).
         progress: progress bars on stderr.
 
     Returns:
@@ -146,9 +150,10 @@ def validate(
     if test_data is None:
         test_data = getattr(data, "test", None)
     analysed = copy.deepcopy(model).to(torch.float64)
-    operator = HessianOperator(analysed, train_pair)  # one engine for SLQ and the Taylor model
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_positive("memory_budget", memory_budget)
+    operator = HessianOperator(analysed, train_pair, memory_budget=budget)  # one engine for SLQ and the Taylor model
     if spectrum is None:
-        spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, progress=progress)
+        spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, memory_budget=budget, progress=progress)
     paper = predict_limit(model, train_pair, epsilon=epsilon, eta=eta, spectrum=spectrum, gradient_term=False)
     weights = flat_weights(analysed)
     gradient = loss_gradient(analysed, train_pair)

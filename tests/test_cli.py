@@ -145,7 +145,10 @@ def test_spectrum_json_and_plot(bundle, workdir):
     assert record["lambda_max"] >= record["lambda_min"]
     assert plot.read_bytes()[:4] == b"\x89PNG"
     text = ok("spectrum", bundle, *SLQ).stdout
-    assert "lambda_max" in text and "SLQ: 2 probes x 12 steps" in text
+    assert "lambda_max" in text and "SLQ: 2 probes x 12 steps, block rule" in text
+    # a budget below the block basis (2 × 12 × 592 × 8 bytes) but above one probe's: one Gauss rule per probe
+    small = json.loads(ok("spectrum", bundle, *SLQ, "--memory-budget", str(100_000 / 2**30), "--json").stdout)
+    assert small["rule"] == "gauss" and np.asarray(small["nodes"]).shape == (2, 12)
 
 
 def test_spectrum_exact(bundle):
@@ -331,6 +334,7 @@ def test_invalid_specs_and_data_that_do_not_fit(bundle, state_dict_file, workdir
         (["validate", "--epsilon", "nan"], "--epsilon must be a finite number > 0"),
         (["predict", "--iterations", "1"], "--iterations must be an integer >= 2"),
         (["spectrum", "--probes", "0"], "--probes must be an integer >= 1"),
+        (["validate", "--memory-budget", "0"], "--memory-budget must be a finite number > 0"),
         (["prune", "--sparsity", "1.5", "-o", "never.pt"], "--sparsity must be a number in [0, 1]"),
         (["prune", "--sparsity", "-0.1", "-o", "never.pt"], "--sparsity must be a number in [0, 1]"),
         (["predict", "--eta", "1"], "--eta must be a number in (0, 1)"),

@@ -70,3 +70,19 @@ def test_validate_small_mlp_slq_agrees_with_exact_and_gradient_term_lowers_the_p
     json.dumps(record)
     assert record["taylor_one_shot"]["sparsity"] == result.taylor.sparsity
     assert np.isfinite(record["difference"]) and record["num_hvps"] == 400
+
+
+def test_memory_budget_selects_the_quadrature_rule_in_validate_and_predict_limit():
+    from pruning_limits.lanczos import block_lanczos_bytes
+    from pruning_limits.limits import predict_limit
+
+    data = load_data("digits", seed=0)
+    model = build_model("mlp:8", data, seed=0)  # D = 592
+    train(model, data.train, l1=1e-3, epochs=5, seed=0)
+    # below the block basis of 2 probes × 12 steps, above one probe's basis
+    small = block_lanczos_bytes(592, 12, 2) - 1
+    result = validate(model, data, iterations=12, probes=2, memory_budget=small)
+    assert result.spectrum.rule == "gauss" and validate(model, data, iterations=12, probes=2).spectrum.rule == "block"
+    prediction = predict_limit(model, data.train, iterations=12, probes=2, memory_budget=small)
+    assert prediction.spectrum["rule"] == "gauss"
+    assert predict_limit(model, data.train, iterations=12, probes=2).spectrum["rule"] == "block"
