@@ -186,7 +186,7 @@ def check_spectrum_settings(
     if probes is not None:
         settings["probes"] = check_int("--probes", probes, 1)
     if memory_budget is not None:
-        settings["memory_budget"] = int(check_positive("--memory-budget", memory_budget) * 2**30)
+        settings["memory_budget"] = max(1, int(check_positive("--memory-budget", memory_budget) * 2**30))
     return settings
 
 
