@@ -268,7 +268,7 @@ def block_lanczos(
     while True:
         width = block.shape[1]
         basis[size : size + width] = block.T
-        product = _as_float64_block(matmat(block), dim, width)
+        product = _as_float64(matmat(block), dim, width=width)
         spent += width
         if progress_bar is not None:
             progress_bar.update(width)
@@ -318,15 +318,6 @@ def _orthonormal_block(vectors: np.ndarray, tol: float, limit: int) -> tuple[np.
     return q @ u[:, :rank], singular[:rank, None] * vt[:rank]
 
 
-def _as_float64_block(value: Any, dim: int, width: int) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().to("cpu", torch.float64).numpy()
-    out = np.array(value, dtype=np.float64).reshape(dim, width)
-    if not np.isfinite(out).all():
-        raise PruningLimitsError("matmat returned NaN or infinite values")
-    return out
-
-
 def block_gauss_quadrature(result: BlockLanczosResult) -> tuple[np.ndarray, np.ndarray]:
     """Nodes (eigenvalues of ``QᵀAQ``) and per-probe weights ``(u_kᵀQᵀz_j)²/‖z_j‖²`` of the block rule.
 
@@ -357,12 +348,16 @@ def gauss_quadrature(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, n
     return nodes, weights / weights.sum()
 
 
-def _as_float64(value: Any, dim: int) -> np.ndarray:
+def _as_float64(value: Any, dim: int, *, width: int | None = None) -> np.ndarray:
+    """An operator's product as float64 numpy: a ``dim`` vector, or ``(dim, width)`` for ``matmat``."""
+    name = "matvec" if width is None else "matmat"
     if isinstance(value, torch.Tensor):
         value = value.detach().to("cpu", torch.float64).numpy()
-    out = np.array(value, dtype=np.float64).reshape(-1)
-    if out.size != dim:
-        raise PruningLimitsError(f"matvec returned {out.size} values, expected {dim}")
+    out = np.array(value, dtype=np.float64)
+    if out.size != dim * (1 if width is None else width):
+        expected = dim if width is None else f"{dim} x {width}"
+        raise PruningLimitsError(f"{name} returned {out.size} values, expected {expected}")
+    out = out.reshape(-1) if width is None else out.reshape(dim, width)
     if not np.isfinite(out).all():
-        raise PruningLimitsError("matvec returned NaN or infinite values")
+        raise PruningLimitsError(f"{name} returned NaN or infinite values")
     return out

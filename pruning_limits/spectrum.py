@@ -275,17 +275,12 @@ def _as_matmat(operator: Any, matvec: Callable[[np.ndarray], Any]) -> Callable[[
     if not hasattr(operator, "matvec") and not callable(operator):
         return matvec  # a dense matrix: its ``matrix @ v`` also multiplies blocks of columns
 
+    from .lanczos import _as_float64
+
     def columns(block: np.ndarray) -> np.ndarray:
-        products = [_to_numpy(matvec(np.ascontiguousarray(v))) for v in block.T]
-        return np.column_stack([np.asarray(p, dtype=np.float64) for p in products])
+        return np.column_stack([_as_float64(matvec(np.ascontiguousarray(v)), block.shape[0]) for v in block.T])
 
     return columns
-
-
-def _to_numpy(value: Any) -> Any:
-    import torch
-
-    return value.detach().to("cpu", torch.float64).numpy() if isinstance(value, torch.Tensor) else value
 
 
 def _breakdown_tol(dtype: Any) -> float:

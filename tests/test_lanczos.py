@@ -203,3 +203,8 @@ def test_block_lanczos_bad_inputs() -> None:
         block_lanczos(lambda V: V, 3, 2, np.zeros((2, 3)))
     with pytest.raises(PruningLimitsError, match="NaN"):
         block_lanczos(lambda V: V * np.nan, 3, 2, np.ones((1, 3)))
+
+
+def test_block_lanczos_refuses_a_product_of_the_wrong_size() -> None:
+    with pytest.raises(PruningLimitsError, match=r"matmat returned 2 values, expected 3 x 1"):
+        block_lanczos(lambda V: np.ones(2), 3, 2, np.ones((1, 3)))
