@@ -86,3 +86,41 @@ def test_memory_budget_selects_the_quadrature_rule_in_validate_and_predict_limit
     prediction = predict_limit(model, data.train, iterations=12, probes=2, memory_budget=small)
     assert prediction.spectrum["rule"] == "gauss"
     assert predict_limit(model, data.train, iterations=12, probes=2).spectrum["rule"] == "block"
+
+
+def _validation_script(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_validation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_validation", module)  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_cached_row_with_ablations_serves_a_run_without_them_but_not_the_reverse(tmp_path, monkeypatch):
+    suite = _validation_script(monkeypatch)
+    row = suite.Row("tiny", "mlp:4", "digits", 1e-3)
+    key = suite.cache_key(row, 3)
+    with_ablations = tmp_path / f"tiny-{key}-10x2-auto-ablations.json"
+    with_ablations.write_text(json.dumps({"row": {"name": "tiny"}, "ablations": {}}))
+    messages = []
+    record = suite.run_row(row, iterations=10, probes=2, seed=3, cache=tmp_path, figures=None, log=messages.append)
+    assert record == {"row": {"name": "tiny"}, "ablations": {}}
+    assert messages == [f"[tiny] reusing {with_ablations}"]
+
+    without = tmp_path / f"tiny-{key}-10x2-auto.json"
+    without.write_text(json.dumps({"row": {"name": "tiny"}}))
+    # the exact file wins when present
+    assert suite.run_row(row, iterations=10, probes=2, seed=3, cache=tmp_path, figures=None, log=messages.append) == {
+        "row": {"name": "tiny"}
+    }
+    with_ablations.unlink()
+    # a record without ablations never serves a run that asks for them: that run starts from training
+    # (stopped here by an unknown data set, before anything is written)
+    other = suite.Row("tiny", "mlp:4", "no-such-data", 1e-3)
+    (tmp_path / f"tiny-{suite.cache_key(other, 3)}-10x2-auto.json").write_text("{}")
+    from pruning_limits import PruningLimitsError
+
+    with pytest.raises(PruningLimitsError, match="unknown data spec 'no-such-data'"):
+        suite.run_row(other, iterations=10, probes=2, seed=3, cache=tmp_path, figures=None, log=messages.append, with_ablations=True)

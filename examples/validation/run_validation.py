@@ -117,9 +117,12 @@ def run_row(
     settings = f"{iterations}x{probes}-auto" + ("-ablations" if with_ablations else "")
     saved = None if cache is None else cache / f"{row.name}-{cache_key(row, seed)}-{settings}.json"
     pictures = [] if figures is None else [figures / f"{row.name}-{kind}.png" for kind in ("spectrum", "prediction")]
-    if saved is not None and saved.exists() and all(p.exists() for p in pictures):
-        log(f"[{row.name}] reusing {saved}")
-        return json.loads(saved.read_text())
+    # a record with ablations holds everything a record without them does
+    candidates = [] if saved is None else [saved] + ([] if with_ablations else [saved.with_name(saved.stem + "-ablations.json")])
+    for candidate in candidates:
+        if candidate.exists() and all(p.exists() for p in pictures):
+            log(f"[{row.name}] reusing {candidate}")
+            return json.loads(candidate.read_text())
 
     data = load_data(row.data, seed=seed)
     model, training = trained_model(row, data, cache, seed, log)
