@@ -45,13 +45,15 @@ def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: 
             memory_budget=settings.get("memory_budget"),
             progress=console.progress,
         )
-    rule = {"block": ", block Gauss rule", "gauss": ", one Gauss rule per probe"}.get(spectrum.rule, "")
-    console.log(
-        f"spectrum: D = {spectrum.dim}, {spectrum.num_hvps} Hessian-vector products{rule}, "
-        f"{time.perf_counter() - start:.1f} s",
-        level=1,
-    )
+    log_spectrum(console, spectrum, time.perf_counter() - start)
     return spectrum
+
+
+def log_spectrum(console: Console, spectrum: Any, seconds: float | None = None) -> None:
+    """The ``-v`` line on a finished spectrum: D, products, quadrature rule (and time)."""
+    rule = {"block": ", block Gauss rule", "gauss": ", one Gauss rule per probe"}.get(spectrum.rule, "")
+    took = "" if seconds is None else f", {seconds:.1f} s"
+    console.log(f"spectrum: D = {spectrum.dim}, {spectrum.num_hvps} Hessian-vector products{rule}{took}", level=1)
 
 
 def analysis_gradient(model: Any, data: Any) -> Any:

@@ -420,6 +420,7 @@ def run_validation(
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
     result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, progress=console.progress, **settings, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
+    _pipeline.log_spectrum(console, spectrum)
     record = {**result.to_dict(), **facts}
     record["seconds"] = time.perf_counter() - start
     if plot_path:

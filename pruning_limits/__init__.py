@@ -75,6 +75,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "write_validation_figures",
         "save_figure",
         "validation_markdown",
+        "dumps_json",
         "write_json",
     ),
 }

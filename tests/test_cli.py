@@ -200,8 +200,9 @@ def test_round_trip_train_predict_prune_validate(bundle, workdir):
     report_path = workdir / "report" / "validation.md"
     report_path.parent.mkdir()
     plot = workdir / "validate.png"
-    result = ok("validate", pruned, *SLQ, "--exact", "--json", "--plot", plot, "--report", report_path)
+    result = ok("validate", pruned, *SLQ, "--exact", "--json", "--plot", plot, "--report", report_path, "-v")
     record = json.loads(result.stdout)
+    assert "spectrum: D = 592, 24 Hessian-vector products, block Gauss rule" in result.stderr  # -v names the rule
     assert {"predicted", "measured", "predicted_paper", "exact_predicted", "sweep", "spectrum"} <= set(record)
     assert record["exact_predicted"]["dim"] == 592 and record["exact_predicted"]["spectrum"]["exact"] is True
     assert PREDICT_KEYS <= set(record["predicted"])
