@@ -47,6 +47,20 @@ def test_quick_validation_row_meets_the_target(tmp_path):
     assert "digits-mlp256x128" in completed.stdout  # the table
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss of issue 6: the digits mlp:32 row (λ = 1e-3) predicts +2.6 to +2.9 points above the "
+    "measured limit over seeds 0-2 (docs/validation.md); strict, so that a change meeting the target is noticed",
+)
+def test_small_digits_mlp_row_meets_the_target():
+    data = load_data("digits", seed=0)
+    model = build_model("mlp:32", data, seed=0)
+    train(model, data, l1=1e-3, seed=0)  # the suite's recipe for this row, fewer Lanczos steps below
+    result = validate(model, data, iterations=100, probes=4, seed=0)
+    assert result.sweep.dense_accuracy >= 0.95
+    assert abs(result.difference) <= TARGET, result.difference
+
+
 def test_validate_small_mlp_slq_agrees_with_exact_and_gradient_term_lowers_the_prediction():
     torch.manual_seed(0)
     data = load_data("digits", seed=0)
