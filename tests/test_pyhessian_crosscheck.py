@@ -27,6 +27,8 @@ def case():
     return model, x, y, DataLoader(TensorDataset(x, y), batch_size=32)
 
 
+# PyHessian builds its gradients with backward(create_graph=True), which torch warns about
+@pytest.mark.filterwarnings(r"ignore:Using backward\(\) with create_graph=True:UserWarning")
 def test_hessian_vector_products_agree_with_pyhessian(case) -> None:
     model, x, y, loader = case
     ours = HessianOperator(model, loader, params="all")
