@@ -215,6 +215,21 @@ class Loaded:
     data_spec: str | None
 
 
+def note_if_trained_without_l1(loaded: Loaded, console: Console) -> None:
+    """Say on stderr when a bundle records λ = 0: the prediction is not a limit for such networks.
+
+    docs/validation.md, "Where the theory does not apply": on every λ = 0 control the
+    prediction promised far more sparsity than one-shot pruning delivered.
+    """
+    l1 = loaded.checkpoint.training.get("l1")
+    if isinstance(l1, (int, float)) and l1 == 0:
+        console.log(
+            f"note: {loaded.checkpoint.path} was trained without l1 (λ = 0); the prediction is meant for "
+            "networks trained towards sparsity and overestimates the one-shot limit of such networks by "
+            "far (docs/validation.md, 'Where the theory does not apply')"
+        )
+
+
 def load_model_and_data(
     path: str,
     *,

@@ -21,6 +21,7 @@ from ._common import (
     exact_option,
     json_option,
     load_model_and_data,
+    note_if_trained_without_l1,
     parse_epsilon,
     plot_option,
     seed_option,
@@ -217,6 +218,7 @@ def predict_command(
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+    note_if_trained_without_l1(loaded, console)
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
     predictions = [
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient_term=gradient_term)
@@ -381,6 +383,7 @@ def validate_command(
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+    note_if_trained_without_l1(loaded, console)
     record = run_validation(
         loaded.model,
         loaded.data,

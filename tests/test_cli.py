@@ -184,6 +184,15 @@ def test_predict_several_epsilons_is_a_monotone_curve(bundle, workdir):
     assert plot.exists()
 
 
+def test_a_bundle_trained_without_l1_gets_a_note_that_the_theory_does_not_apply(bundle, workdir):
+    path = workdir / "nol1.pt"
+    ok("train", "--model", "mlp:8", "--data", "digits", "--epochs", "1", "--l1", "0", "-o", path)
+    result = ok("predict", path, *SLQ)
+    assert "note: " in result.stderr and "trained without l1 (λ = 0)" in result.stderr
+    assert "note: " not in ok("predict", path, *SLQ, "-q").stderr
+    assert "without l1" not in ok("predict", bundle, *SLQ).stderr  # λ = 1e-4
+
+
 def test_round_trip_train_predict_prune_validate(bundle, workdir):
     pruned = workdir / "pruned.pt"
     record = json.loads(ok("prune", bundle, "--sparsity", "0.5", "-o", pruned, "--json").stdout)
