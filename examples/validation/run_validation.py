@@ -41,8 +41,8 @@ class Row:
     exact: bool = False  # also predict from the exact (dense) spectrum
 
 
-# λ of the l1 rows, chosen without looking at any prediction: 1e-3 (the library's training recipe
-# otherwise), unless the trained network then misses its accuracy target of issue 4 (digits MLPs
+# λ of the l1 rows, chosen without looking at any prediction: 1e-3 (with the rest of the library's
+# training recipe), unless the trained network then misses its accuracy target of issue 4 (digits MLPs
 # and FC ≥ 95 %, digits CNN ≥ 97 %, MNIST-1D CNN ≥ 85 %, MNIST-1D MLP ≥ 60 %); then the largest of
 # 5e-4, 2e-4, 1e-4 that meets it. Only fc5 needed that: at 1e-3 it collapses to 7.8 % test
 # accuracy, at 5e-4 it reaches 96.0 %. Every family has a λ = 0 control.
