@@ -3,10 +3,11 @@
 A seed fixes the data split, the initialisation, the SGD order and the SLQ probes of a row
 (``run_validation.run_row``). For each l1-trained row of the suite and each seed this prints the
 test accuracy, the predictions, the measured limit and their differences (also of the Taylor
-one-shot diagnostic), then per row the mean and standard deviation of the difference over the
-seeds, and per seed the max and median of |predicted − measured| over the rows (issue 6's
-targets: ≤ 2 and ≤ 1 points). Rows are cached in the same folder as ``run_validation.py`` uses,
-so seed 0 is reused from the suite:
+one-shot diagnostic) and how sharp the knee of ``R(s)`` is at the measured limit (``d ln R/ds``);
+then per row the mean and standard deviation of the difference over the seeds, per seed the max
+and median of |predicted − measured| over the rows (issue 6's targets: ≤ 2 and ≤ 1 points), and
+the rank correlation of the difference with the knee's sharpness. Rows are cached in the same
+folder as ``run_validation.py`` uses, so seed 0 is reused from the suite:
 
     python examples/validation/seed_spread.py --seeds 0 1 2
     python examples/validation/seed_spread.py --seeds 1 --rows digits-mlp32,mnist1d-mlp --threads 1
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pruning_limits.report import markdown_table
     from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
-    from run_validation import ROWS, run_row
+    from pruning_limits.data import load_data
+    from pruning_limits.masks import distance_curve
+    from run_validation import ROWS, run_row, trained_model
 
     torch.set_num_threads(args.threads)
     trained = {row.name: row for row in ROWS if row.l1 > 0}
@@ -48,27 +51,32 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
           f"SLQ {DEFAULT_PROBES} probes x {DEFAULT_ITERATIONS} steps")
+    cache = Path(args.cache) if args.cache else None
     gaps = {}  # (row, seed) -> predicted − measured, in points
+    steepness = {}  # (row, seed) -> d ln R / ds at the measured limit
     rows = []
     for name in names:
         for seed in args.seeds:
             r = run_row(
                 trained[name], iterations=DEFAULT_ITERATIONS, probes=DEFAULT_PROBES, seed=seed,
-                cache=Path(args.cache) if args.cache else None, figures=None, log=log,
+                cache=cache, figures=None, log=log,
             )
             p, m = r["predicted"], r["measured"]
             gaps[name, seed] = 100 * r["difference"]
+            model, _ = trained_model(trained[name], load_data(trained[name].data, seed=seed), cache, seed, log)
+            steepness[name, seed] = knee_steepness(distance_curve(model), m["limit_by_loss"])
             accuracy = m["dense_accuracy"]
             rows.append([
                 name, seed, "–" if accuracy is None else f"{100 * accuracy:.1f}", f"{100 * p['sparsity']:.1f}",
                 f"{100 * r['predicted_paper']['sparsity']:.1f}", f"{100 * m['limit_by_loss']:.1f}",
                 f"{gaps[name, seed]:+.1f}", f"{100 * r['difference_paper']:+.1f}",
                 f"{100 * (r['taylor_one_shot']['sparsity'] - m['limit_by_loss']):+.1f}",
+                f"{steepness[name, seed]:.0f}",
             ])
     print("Per row and seed (sparsities in percent):")
     print(markdown_table(
         ["row", "seed", "test acc.", "predicted", "paper's model", "measured (loss)", "pred − meas", "paper − meas",
-         "Taylor one-shot − meas"],
+         "Taylor one-shot − meas", "d ln R/ds"],
         rows,
     ))
     print()
@@ -91,7 +99,29 @@ def main(argv: list[str] | None = None) -> int:
             for a in [[abs(gaps[n, s]) for n in names]]
         ],
     ))
+    if len(gaps) > 2:
+        from scipy.stats import spearmanr
+
+        keys = list(gaps)
+        rho = spearmanr([gaps[k] for k in keys], [steepness[k] for k in keys]).statistic
+        print()
+        print(f"Spearman rank correlation of pred − meas with d ln R/ds over the {len(keys)} runs: {rho:+.2f}")
     return 0
+
+
+def knee_steepness(distance_squared, sparsity: float, step: float = 0.01) -> float:
+    """``d ln R / ds`` at ``sparsity`` by a central difference over ±``step`` (how sharp the knee is).
+
+    ``distance_squared[k]`` is ``R²`` with ``k`` weights kept (``pruning_limits.masks.distance_curve``).
+    """
+    import numpy as np
+
+    dim = len(distance_squared) - 1
+
+    def log_r(s: float) -> float:
+        return 0.5 * float(np.log(distance_squared[int(round((1 - min(max(s, 0.0), 1.0)) * dim))]))
+
+    return (log_r(sparsity + step) - log_r(sparsity - step)) / (2 * step)
 
 
 if __name__ == "__main__":
