@@ -191,6 +191,7 @@ def test_a_bundle_trained_without_l1_gets_a_note_that_the_theory_does_not_apply(
     assert "note: " in result.stderr and "trained without l1 (λ = 0)" in result.stderr
     assert "note: " not in ok("predict", path, *SLQ, "-q").stderr
     assert "without l1" not in ok("predict", bundle, *SLQ).stderr  # λ = 1e-4
+    assert "trained without l1 (λ = 0)" in ok("validate", path, *SLQ).stderr
 
 
 def test_round_trip_train_predict_prune_validate(bundle, workdir):

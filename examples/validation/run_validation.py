@@ -75,13 +75,18 @@ def cache_key(row: Row, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def bundle_path(row: Row, seed: int, cache: Path) -> Path:
+    """Where the trained network of ``row`` and ``seed`` is cached."""
+    return cache / f"{row.name}-{cache_key(row, seed)}.pt"
+
+
 def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[object, dict]:
     """Train ``row`` with LOMP, or load the bundle a previous run cached."""
     from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint, save_bundle
     from pruning_limits.lomp import train
     from pruning_limits.models import build_model
 
-    path = None if cache is None else cache / f"{row.name}-{cache_key(row, seed)}.pt"
+    path = None if cache is None else bundle_path(row, seed, cache)
     if path is not None and path.exists():
         checkpoint = read_checkpoint(path)
         log(f"[{row.name}] reusing {path}")
