@@ -1,7 +1,8 @@
 """How the agreement between predicted and measured limits depends on the l1 strength λ.
 
 Trains one network per λ with the library's LOMP recipe and validates each (default SLQ
-settings), printing the test accuracy, both predictions and the measured limit:
+settings), printing the test accuracy, both predictions, the measured limit and how sharp the
+knee of ``R(s)`` is there (``d ln R/ds``, as in ``seed_spread.py``):
 
     python examples/validation/l1_sweep.py --model mlp:32 --data digits --l1 5e-4 1e-3 2e-3 4e-3
 """
@@ -25,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from pruning_limits import build_model, load_data, train, validate
+    from pruning_limits.masks import distance_curve
     from pruning_limits.report import markdown_table
+    from seed_spread import knee_steepness
 
     torch.set_num_threads(args.threads)
     print(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
@@ -44,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * result.sweep.limit_by_loss:.1f}",
             f"{100 * result.difference:+.1f}",
             f"{100 * result.paper_difference:+.1f}",
+            f"{knee_steepness(distance_curve(model), result.sweep.limit_by_loss):.0f}",
         ])
-    header = ["λ", "test acc.", "predicted", "paper's model", "measured (loss)", "pred − meas", "paper − meas"]
+    header = ["λ", "test acc.", "predicted", "paper's model", "measured (loss)", "pred − meas", "paper − meas", "d ln R/ds"]
     print(f"{args.model} on {args.data} (sparsities in percent)")
     print(markdown_table(header, rows))
     return 0
