@@ -1,8 +1,9 @@
 """Accuracy of stochastic Lanczos quadrature against the exact spectrum of a small trained MLP.
 
 Reproduces the tables of the "Accuracy of stochastic Lanczos quadrature" section of
-docs/benchmarks.md. The model and data are those of tests/test_slq.py: a 64-24-16-10 tanh MLP
-(D = 2 080) after 300 full-batch Adam steps on 1 400 digits samples, in float64. The oracle is
+docs/benchmarks.md. The model (``digits_mlp``, which tests/test_slq.py builds too): a
+64-24-16-10 tanh MLP (D = 2 080) after 300 full-batch Adam steps on 1 400 digits samples, in
+float64. The oracle is
 ``numpy.linalg.eigh`` of its dense Hessian. Every SLQ run uses 10 Rademacher probes, seed 0,
 with both quadrature rules of ``slq``: one Gauss rule per probe (``rule="gauss"``) and the block
 Gauss rule of one block Lanczos run from all probes (``rule="block"``, the default when it fits).
@@ -27,6 +28,32 @@ import os
 import time
 
 
+def digits_mlp(first: int = 24, second: int = 16):
+    """A 64-``first``-``second``-10 tanh MLP after 300 full-batch Adam steps (lr 1e-2, seed 0) on
+    the first 1 400 digits samples, in float64; returns ``(model, x, y)``.
+
+    The default widths are the model of this benchmark and of tests/test_slq.py (D = 2 080), which
+    builds it with this function; ``--wide`` uses 100 and 30 (D = 9 700).
+    """
+    import torch
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    x_all, y_all = load_digits(return_X_y=True)
+    x = torch.tensor(x_all[:1400] / 16.0, dtype=torch.float64)
+    y = torch.tensor(y_all[:1400])
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(64, first), nn.Tanh(), nn.Linear(first, second), nn.Tanh(), nn.Linear(second, 10)
+    ).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model, x, y
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -36,8 +63,6 @@ def main() -> None:
     import numpy as np
     import scipy.stats
     import torch
-    from sklearn.datasets import load_digits
-    from torch import nn
 
     from pruning_limits import HessianOperator, Spectrum, batch_std_epsilon, flat_weights, predict_from_spectrum
     from pruning_limits.lanczos import gauss_quadrature, lanczos, rademacher_probes
@@ -47,23 +72,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
 
-    x_all, y_all = load_digits(return_X_y=True)
-    x = torch.tensor(x_all[:1400] / 16.0, dtype=torch.float64)
-    y = torch.tensor(y_all[:1400])
-
-    def trained_mlp(first: int, second: int) -> nn.Module:
-        torch.manual_seed(0)
-        model = nn.Sequential(
-            nn.Linear(64, first), nn.Tanh(), nn.Linear(first, second), nn.Tanh(), nn.Linear(second, 10)
-        ).double()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for _ in range(300):
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            optimizer.step()
-        return model
-
-    model = trained_mlp(24, 16)
+    model, x, y = digits_mlp(24, 16)
     hessian = dense_hessian(HessianOperator(model, (x, y)))
     eigenvalues, vectors = np.linalg.eigh(hessian)
     dim = eigenvalues.size
@@ -174,7 +183,7 @@ def main() -> None:
         print(f"| {m} | {gauss:.4f} | {radau:.4f} | {same_prediction.sparsity:.4f} | {'yes' if inside else 'no'} |")
 
     if args.wide:
-        wide = trained_mlp(100, 30)
+        wide, _, _ = digits_mlp(100, 30)
         operator = HessianOperator(wide, (x, y))
         wide_eigenvalues = np.linalg.eigvalsh(dense_hessian(operator))
         wide_epsilon = batch_std_epsilon(wide, (x, y))

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 from pruning_limits._checks import PruningLimitsError
@@ -24,17 +23,17 @@ ITERATIONS, PROBES = 80, 10
 
 @pytest.fixture(scope="module")
 def trained():
-    """A 64-24-16-10 tanh MLP (2 080 prunable weights) after 300 full-batch Adam steps on digits."""
-    x_all, y_all = load_digits(return_X_y=True)
-    x = torch.tensor(x_all[:1400] / 16.0, dtype=torch.float64)
-    y = torch.tensor(y_all[:1400])
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 24), nn.Tanh(), nn.Linear(24, 16), nn.Tanh(), nn.Linear(16, 10)).double()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(300):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
+    """A 64-24-16-10 tanh MLP (2 080 prunable weights) after 300 full-batch Adam steps on digits:
+    the model of benchmarks/slq_accuracy.py, built by its ``digits_mlp``, so the benchmark's
+    numbers quoted in the tests below are of this very model."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "slq_accuracy.py"
+    spec = importlib.util.spec_from_file_location("slq_accuracy", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    model, x, y = benchmark.digits_mlp()
     op = HessianOperator(model, (x, y))
     H = dense_hessian(op)
     eigs, vectors = np.linalg.eigh(H)
