@@ -64,7 +64,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "lomp": ("train", "TrainingHistory", "sweep", "SweepResult"),
     # theory against measurement
     "validation": ("validate", "Validation"),
-    "taylor": ("taylor_one_shot_limit", "TaylorOneShot"),
+    "taylor": ("taylor_one_shot_limit", "TaylorOneShot", "spectral_one_shot_limit", "SpectralOneShot"),
     # files
     "checkpoint": ("Checkpoint", "read_checkpoint", "build_from_checkpoint", "save_bundle", "atomic_write"),
     # reports and figures

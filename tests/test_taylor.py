@@ -108,3 +108,80 @@ def test_bad_inputs_give_one_line_errors(kwargs, message):
     with pytest.raises(PruningLimitsError) as info:
         taylor_one_shot_limit(**args)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- spectral one-shot model
+
+
+def _rotated(rng, eigenvalues):
+    q, _ = np.linalg.qr(rng.standard_normal((eigenvalues.size, eigenvalues.size)))
+    return (q * eigenvalues) @ q.T, q
+
+
+def test_spectral_one_shot_limit_matches_a_brute_force_scan_with_the_exact_spectrum():
+    from pruning_limits.spectrum import Spectrum
+    from pruning_limits.taylor import spectral_one_shot_limit
+
+    rng = np.random.default_rng(3)
+    dim = 60
+    # 20 exactly flat directions, 10 negative, 30 positive eigenvalues
+    eigenvalues = np.concatenate([np.zeros(20), -rng.uniform(0.01, 0.1, 10), rng.uniform(0.1, 2.0, 30)])
+    hessian, _ = _rotated(rng, eigenvalues)
+    spectrum = Spectrum.from_eigenvalues(np.linalg.eigvalsh(hessian))
+    w = rng.standard_normal(dim) * rng.uniform(0.01, 1.0, dim)
+    g = 0.01 * rng.standard_normal(dim)
+    # oracle: κ = Σ|λ| over the 40 non-flat eigenvalues / 40, scanned over every m with the running-max cost
+    kappa = np.abs(eigenvalues).sum() / 40
+    order = np.argsort(np.abs(w), kind="stable")
+    for epsilon in (1e-3, 0.05, 0.5, 5.0):
+        expected, cost = dim, 0.0
+        for m in range(1, dim + 1):
+            cost = max(cost, float(-(g[order[:m]] * w[order[:m]]).sum()))
+            if cost + 0.5 * kappa * float((w[order[:m]] ** 2).sum()) > epsilon:
+                expected = m - 1
+                break
+        model = spectral_one_shot_limit(w, g, spectrum, epsilon)
+        assert model.flat_fraction == pytest.approx(20 / 60, abs=1e-12)
+        assert model.curvature == pytest.approx(kappa, rel=1e-10)
+        assert round(model.sparsity * dim) == expected and model.sparsity == pytest.approx(expected / dim, abs=1e-12), epsilon
+        assert model.distance == pytest.approx(np.sqrt((w[order[:expected]] ** 2).sum()), rel=1e-12)
+
+
+def test_the_model_premise_mean_curvature_of_a_random_direction_in_the_non_flat_eigenspace():
+    """E[dᵀ|H|d] = R² tr|H| / (D (1 − p₀)) for d uniform on the sphere of radius R in the non-flat eigenspace."""
+    rng = np.random.default_rng(4)
+    dim, flat = 40, 25
+    eigenvalues = np.concatenate([np.zeros(flat), rng.uniform(-0.5, 3.0, dim - flat)])
+    _, q = _rotated(rng, eigenvalues)
+    active = q[:, flat:]  # eigenvectors of the non-zero eigenvalues
+    samples = 20_000
+    coordinates = rng.standard_normal((samples, dim - flat))
+    d = coordinates @ active.T
+    d *= 2.0 / np.linalg.norm(d, axis=1, keepdims=True)  # R = 2
+    abs_hessian = (q * np.abs(eigenvalues)) @ q.T
+    values = np.einsum("si,ij,sj->s", d, abs_hessian, d)
+    expected = 4.0 * np.abs(eigenvalues).sum() / (dim - flat)
+    # Monte-Carlo tolerance: 4 standard errors of the mean
+    assert abs(values.mean() - expected) <= 4 * values.std() / np.sqrt(samples)
+
+
+def test_spectral_one_shot_limit_edge_cases_and_errors():
+    from pruning_limits.spectrum import Spectrum
+    from pruning_limits.taylor import one_shot_crossing, spectral_one_shot_limit
+
+    w = np.array([0.1, -0.2, 0.3, 1.0])
+    g = np.array([-0.01, 0.02, -0.03, -0.1]) * 0  # no first-order cost
+    flat = spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues(np.zeros(4)), 0.01)
+    assert flat.curvature == 0 and flat.flat_fraction == 1 and flat.sparsity == 1.0  # nothing to pay
+    steep = spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues([0.0, 0.0, 0.0, 1e6]), 1e-3)
+    assert steep.curvature == pytest.approx(1e6 / 1) and steep.sparsity == 0.0
+    with pytest.raises(PruningLimitsError, match="spectrum has dimension 3, expected 4"):
+        spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues([1.0, 2.0, 3.0]), 0.1)
+    with pytest.raises(PruningLimitsError, match="spectrum must be a pruning_limits.spectrum.Spectrum"):
+        spectral_one_shot_limit(w, g, np.ones(4), 0.1)
+    with pytest.raises(PruningLimitsError, match="atom_tol"):
+        spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues(np.ones(4)), 0.1, atom_tol=0)
+    with pytest.raises(PruningLimitsError, match="curvature must be a finite number >= 0"):
+        one_shot_crossing(w, g, 0.1, -1.0)
+    with pytest.raises(PruningLimitsError, match="epsilon"):
+        spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues(np.ones(4)), 0.0)
