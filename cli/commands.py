@@ -371,7 +371,8 @@ def validate_command(
     """Predict the limit of CHECKPOINT and measure it with a one-shot magnitude pruning sweep.
 
     Also reports the Taylor one-shot diagnostic: where g'd + d'Hd/2 along the pruning path
-    first exceeds ε (the quadratic model itself, without the geometric step).
+    first exceeds ε (the quadratic model itself, without the geometric step), and the spectral
+    one-shot model, a candidate that estimates d'|H|d from the spectrum (docs/theory.md 6b).
     """
     start = time.perf_counter()
     eps = parse_epsilon(epsilon)

@@ -152,7 +152,8 @@ def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     ``limit_by_accuracy`` and optionally ``dense_loss``, ``dense_accuracy``. Optional
     top-level keys: ``predicted_paper`` and ``exact_predicted`` (prediction records,
     see :class:`pruning_limits.validation.Validation`), ``taylor_one_shot`` (a
-    :class:`~pruning_limits.taylor.TaylorOneShot` record), ``seconds``, ``model_spec``, ``data_spec``.
+    :class:`~pruning_limits.taylor.TaylorOneShot` record), ``spectral_one_shot`` (a
+    :class:`~pruning_limits.taylor.SpectralOneShot` record), ``seconds``, ``model_spec``, ``data_spec``.
     """
     predicted, measured = record["predicted"], record["measured"]
     rows = [("predicted sparsity s*", f"{float(predicted['sparsity']):.4f}  {format_interval(predicted.get('interval'))}")]
@@ -164,6 +165,8 @@ def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
             rows.append((name, f"{float(record[key]['sparsity']):.4f}  {format_interval(record[key].get('interval'))}"))
     if record.get("taylor_one_shot"):
         rows.append(("Taylor one-shot model (diagnostic)", format_number(record["taylor_one_shot"]["sparsity"])))
+    if record.get("spectral_one_shot"):
+        rows.append(("spectral one-shot model (candidate)", format_number(record["spectral_one_shot"]["sparsity"])))
     rows += [
         ("measured limit (loss <= L* + eps)", format_number(measured.get("limit_by_loss"))),
         ("measured limit (test accuracy)", format_number(measured.get("limit_by_accuracy"))),
@@ -211,6 +214,12 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
             " The Taylor one-shot model is a diagnostic: where the same local quadratic model, "
             "evaluated on the pruned weights themselves, first exceeds ε; close to the measured "
             "limit, it says the quadratic model holds and any gap of s* lies in its geometric step."
+        )
+    if record.get("spectral_one_shot"):
+        lines[-1] += (
+            " The spectral one-shot model is a candidate, not the default: the same one-shot model "
+            "with its curvature term from the spectrum alone (a random direction in the non-flat "
+            "eigenspace; docs/theory.md §6b)."
         )
     for caption, path in (figures or {}).items():
         lines += ["", f"![{caption}]({Path(path).as_posix()})", "", f"*{caption}*"]

@@ -22,7 +22,7 @@ from .lomp import SweepResult, sweep
 from .objective import flat_weights, loss_gradient
 from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, operator_exact_spectrum, slq
-from .taylor import TaylorOneShot, taylor_one_shot_limit
+from .taylor import SpectralOneShot, TaylorOneShot, spectral_one_shot_limit, taylor_one_shot_limit
 
 #: Predictions from SLQ and from the exact spectrum "agree" within this many sparsity units
 #: (the acceptance of issue 3: 0.5 points of sparsity).
@@ -47,6 +47,9 @@ class Validation:
         taylor: the second-order Taylor model of one-shot pruning (``gᵀd + ½dᵀHd`` along the
             magnitude path, :mod:`pruning_limits.taylor`): a diagnostic that separates the
             quadratic model from the geometric step of the prediction.
+        spectral_one_shot: the same one-shot model with its curvature term from the spectrum
+            alone (:func:`~pruning_limits.taylor.spectral_one_shot_limit`, docs/theory.md §6b): a
+            candidate prediction of one-shot pruning, not the default.
     """
 
     prediction: Prediction
@@ -58,6 +61,7 @@ class Validation:
     weights: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     gradient: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     taylor: TaylorOneShot | None = None
+    spectral_one_shot: SpectralOneShot | None = None
 
     @property
     def difference(self) -> float:
@@ -94,6 +98,7 @@ class Validation:
             "exact_predicted": None if self.exact_prediction is None else self.exact_prediction.to_dict(),
             "exact_agrees": self.exact_agrees,
             "taylor_one_shot": None if self.taylor is None else self.taylor.to_dict(),
+            "spectral_one_shot": None if self.spectral_one_shot is None else self.spectral_one_shot.to_dict(),
             "spectrum": self.spectrum.summary(),
             "sweep": self.sweep.to_dict(),
             "num_hvps": int(self.spectrum.num_hvps),  # of the spectrum; the Taylor model's are its own
@@ -121,7 +126,8 @@ def validate(
     The spectrum is computed on a float64 copy of the model (the default of
     :func:`~pruning_limits.limits.predict_limit`); the sweep prunes the model as it is. Beside
     the prediction it evaluates the Taylor one-shot diagnostic on the float64 copy (about 50
-    Hessian-vector products; :func:`~pruning_limits.taylor.taylor_one_shot_limit`).
+    Hessian-vector products; :func:`~pruning_limits.taylor.taylor_one_shot_limit`) and the
+    spectral one-shot model (no products; :func:`~pruning_limits.taylor.spectral_one_shot_limit`).
 
     Args:
         model: the trained network (not modified).
@@ -163,7 +169,9 @@ def validate(
         exact_spec = operator_exact_spectrum(operator, progress=progress)
         exact_prediction = predict_from_spectrum(weights, exact_spec, paper.epsilon, eta=eta)
     taylor = taylor_one_shot_limit(weights, gradient, operator, prediction.epsilon)
+    one_shot = spectral_one_shot_limit(weights, gradient, spectrum, prediction.epsilon)
     measured = sweep(model, train_pair, test_data=test_data, epsilon=prediction.epsilon, progress=progress)
     return Validation(
-        prediction, paper, measured, spectrum, exact_prediction, time.perf_counter() - start, weights, gradient, taylor
+        prediction, paper, measured, spectrum, exact_prediction, time.perf_counter() - start, weights, gradient, taylor,
+        one_shot,
     )

@@ -214,6 +214,7 @@ def test_round_trip_train_predict_prune_validate(bundle, workdir):
     record = json.loads(result.stdout)
     assert "spectrum: D = 592, 24 Hessian-vector products, block Gauss rule" in result.stderr  # -v names the rule
     assert {"predicted", "measured", "predicted_paper", "exact_predicted", "sweep", "spectrum"} <= set(record)
+    assert 0 <= record["spectral_one_shot"]["sparsity"] <= 1 and record["spectral_one_shot"]["dim"] == 592
     assert record["exact_predicted"]["dim"] == 592 and record["exact_predicted"]["spectrum"]["exact"] is True
     assert PREDICT_KEYS <= set(record["predicted"])
     assert {"limit_by_loss", "limit_by_accuracy"} <= set(record["measured"])
@@ -223,6 +224,7 @@ def test_round_trip_train_predict_prune_validate(bundle, workdir):
     assert record["measured"]["epsilon"] == record["predicted"]["epsilon"]
     text = report_path.read_text()
     assert "| predicted sparsity s* |" in text and "validation-prediction.png" in text
+    assert "| spectral one-shot model (candidate) |" in text
     assert (report_path.parent / "validation-spectrum.png").exists()
     assert (report_path.parent / "validation-prediction.png").exists()
     assert plot.exists()

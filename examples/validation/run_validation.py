@@ -232,7 +232,7 @@ def table(records: list[dict]) -> str:
     header = [
         "row", "D", "λ", "ε", "test acc.", "predicted s* [interval] ± probe spread", "trace bound",
         "measured (loss)", "measured (acc.)", "pred − meas", "paper's model (pred − meas)",
-        "Taylor one-shot (pred − meas)", "exact agrees", "time (s)", "HVPs",
+        "Taylor one-shot (pred − meas)", "spectral one-shot (pred − meas)", "exact agrees", "time (s)", "HVPs",
     ]
     rows = []
     for r in records:
@@ -244,7 +244,8 @@ def table(records: list[dict]) -> str:
             r["row"]["name"], p["dim"], f"{r['row']['l1']:g}", f"{p['epsilon']:.3g}", pct(m["dense_accuracy"]),
             f"{pct(p['sparsity'])} [{pct(low)}, {pct(high)}] ± {pct(p['probe_spread'])}", pct(p["trace_bound"]),
             pct(m["limit_by_loss"]), pct(m["limit_by_accuracy"]), f"{100 * r['difference']:+.1f}",
-            f"{pct(r['predicted_paper']['sparsity'])} ({100 * r['difference_paper']:+.1f})", taylor_text(r), exact_text,
+            f"{pct(r['predicted_paper']['sparsity'])} ({100 * r['difference_paper']:+.1f})", taylor_text(r),
+            one_shot_text(r), exact_text,
             f"{r['seconds'] + r['training'].get('train_seconds', 0.0):.0f}", r["num_hvps"],
         ])
     return markdown_table(header, rows)
@@ -256,6 +257,17 @@ def taylor_difference(record: dict) -> float:
 
 def taylor_text(record: dict) -> str:
     return f"{pct(record['taylor_one_shot']['sparsity'])} ({100 * taylor_difference(record):+.1f})"
+
+
+def one_shot_difference(record: dict) -> float | None:
+    """Spectral one-shot model minus measured-by-loss; None for records written before the model."""
+    model = record.get("spectral_one_shot")
+    return None if model is None else model["sparsity"] - record["measured"]["limit_by_loss"]
+
+
+def one_shot_text(record: dict) -> str:
+    gap = one_shot_difference(record)
+    return "–" if gap is None else f"{pct(record['spectral_one_shot']['sparsity'])} ({100 * gap:+.1f})"
 
 
 def summary(records: list[dict]) -> str:
@@ -275,6 +287,12 @@ def summary(records: list[dict]) -> str:
         lines.append(
             f"l1-trained rows, Taylor one-shot model (a diagnostic, not a prediction from the spectrum): "
             f"|model − measured| max {100 * max(taylor):.1f}, median {100 * float(np.median(taylor)):.1f} points."
+        )
+    one_shot = [abs(one_shot_difference(r)) for r in records if r["row"]["l1"] > 0 and one_shot_difference(r) is not None]
+    if one_shot:
+        lines.append(
+            f"l1-trained rows, spectral one-shot model (a candidate, not the default; docs/theory.md §6b): "
+            f"|model − measured| max {100 * max(one_shot):.1f}, median {100 * float(np.median(one_shot)):.1f} points."
         )
     if controls:
         lines.append(
