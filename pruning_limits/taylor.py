@@ -1,4 +1,4 @@
-"""The second-order Taylor model of one-shot magnitude pruning: a diagnostic of the theory.
+"""The second-order Taylor model of one-shot magnitude pruning: a diagnostic, and a spectral candidate.
 
 The pruning limit of Zhang et al. (2024) asks a geometric question: does the kept support hold
 *some* point of the loss sublevel set (the kept weights may move)? One-shot pruning without
@@ -14,6 +14,9 @@ approximations of the theory: if ``q`` crosses where the measurement does, the q
 is adequate and any remaining gap lies in the geometric step (docs/validation.md). It is not a
 substitute for the measurement: a forward pass per ``k`` measures the true loss more cheaply than
 a Hessian-vector product models it.
+
+:func:`spectral_one_shot_limit` is the same one-shot model with ``½d_kᵀ|H|d_k`` estimated from the
+spectrum alone (docs/theory.md §6b): a candidate prediction of one-shot pruning, not the default.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import PruningLimitsError, check_positive, describe
+from ._checks import PruningLimitsError, check_fraction, check_nonnegative, check_positive, describe
 from ._search import first_crossing, grid_counts
 from .lanczos import _as_float64
 from .limits import _check_gradient, _check_weights, magnitude_distance_curve, magnitude_first_order_curve
@@ -203,8 +206,7 @@ def one_shot_crossing(weights: Any, gradient: Any, epsilon: float, curvature: fl
     w = _check_weights(weights)
     g = _check_gradient(gradient, w)
     epsilon = check_positive("epsilon", epsilon)
-    if not (isinstance(curvature, (int, float, np.floating)) and np.isfinite(curvature) and curvature >= 0):
-        raise PruningLimitsError(f"curvature must be a finite number >= 0, got {describe(curvature)}")
+    curvature = check_nonnegative("curvature", curvature)
     cost = magnitude_first_order_curve(w, g)
     distance_squared = magnitude_distance_curve(w)
     over = np.nonzero(cost + 0.5 * distance_squared * float(curvature) > epsilon)[0]  # index = kept
@@ -229,11 +231,11 @@ def spectral_one_shot_limit(
 
         ½ d_kᵀ|H|d_k  ≈  ½ R_k² · tr|H| / (D (1 − p₀)),
 
-    ``p₀`` the spectral mass at zero (``|λ| ≤ atom_tol · max|λ|``). The premise: the weights one-shot
-    pruning removes near its limit are non-zero, and after l1 training the flat directions belong
-    to the weights it has already set to zero (dead units and inputs), so the pruned direction
-    lies in the non-flat part; the mean curvature over all ``D`` directions would dilute it by the
-    flat ones. It answers the question the measurement asks (is ``w^k`` itself within ε?), not the
+    ``p₀`` the spectral mass at zero (``|λ| ≤ atom_tol · max|λ|``). The premise, a hypothesis: the
+    weights one-shot pruning removes near its limit are non-zero, and after l1 training the flat
+    directions belong to the weights it has already set to zero (dead units and inputs), so the
+    pruned direction lies in the non-flat part; the mean curvature over all ``D`` directions
+    would dilute it by the flat ones. Like the paper's model it uses ``|H|`` for ``H``. It answers the question the measurement asks (is ``w^k`` itself within ε?), not the
     paper's (does the support hold *some* point of the sublevel set?); docs/validation.md compares
     both with one-shot pruning and docs/theory.md §6b states the assumptions.
 
@@ -243,7 +245,7 @@ def spectral_one_shot_limit(
         spectrum: the Hessian's spectral measure (:class:`~pruning_limits.spectrum.Spectrum`, SLQ or
             exact) over the same ``D`` weights.
         epsilon: the loss tolerance ``ε > 0``.
-        atom_tol: relative threshold of a flat eigenvalue (default :data:`DEFAULT_ATOM_TOL`).
+        atom_tol: relative threshold of a flat eigenvalue, in (0, 1) (default :data:`DEFAULT_ATOM_TOL`).
 
     Returns:
         The :class:`SpectralOneShot` record.
@@ -256,7 +258,7 @@ def spectral_one_shot_limit(
     w = _check_weights(weights)
     if spectrum.dim != w.size:
         raise PruningLimitsError(f"spectrum has dimension {spectrum.dim}, expected {w.size} (one per weight)")
-    atom_tol = check_positive("atom_tol", atom_tol)
+    atom_tol = check_fraction("atom_tol", atom_tol, open_low=True, open_high=True)
     flat = min(max(spectrum.atom_at_zero(atom_tol), 0.0), 1.0)
     mean_abs = spectrum.abs_trace().value / spectrum.dim
     # an all-flat spectrum has no curvature to spread: only the first-order term remains

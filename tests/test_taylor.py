@@ -145,6 +145,8 @@ def test_spectral_one_shot_limit_matches_a_brute_force_scan_with_the_exact_spect
         assert model.curvature == pytest.approx(kappa, rel=1e-10)
         assert round(model.sparsity * dim) == expected and model.sparsity == pytest.approx(expected / dim, abs=1e-12), epsilon
         assert model.distance == pytest.approx(np.sqrt((w[order[:expected]] ** 2).sum()), rel=1e-12)
+        running = np.maximum.accumulate(np.concatenate([[0.0], np.cumsum(-(g[order] * w[order]))]))
+        assert model.first_order_cost == pytest.approx(running[expected], rel=1e-12, abs=1e-15)
 
 
 def test_the_model_premise_mean_curvature_of_a_random_direction_in_the_non_flat_eigenspace():
@@ -179,9 +181,27 @@ def test_spectral_one_shot_limit_edge_cases_and_errors():
         spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues([1.0, 2.0, 3.0]), 0.1)
     with pytest.raises(PruningLimitsError, match="spectrum must be a pruning_limits.spectrum.Spectrum"):
         spectral_one_shot_limit(w, g, np.ones(4), 0.1)
-    with pytest.raises(PruningLimitsError, match="atom_tol"):
-        spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues(np.ones(4)), 0.1, atom_tol=0)
-    with pytest.raises(PruningLimitsError, match="curvature must be a finite number >= 0"):
-        one_shot_crossing(w, g, 0.1, -1.0)
+    for bad in (0, 1.0, 2.0):
+        with pytest.raises(PruningLimitsError, match=r"atom_tol must be a number in \(0, 1\)"):
+            spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues(np.ones(4)), 0.1, atom_tol=bad)
+    for bad in (-1.0, True, float("nan"), "1"):
+        with pytest.raises(PruningLimitsError, match="curvature must be a finite number >= 0"):
+            one_shot_crossing(w, g, 0.1, bad)
+    assert one_shot_crossing(w, g, 0.1, np.int64(1))[0] == one_shot_crossing(w, g, 0.1, 1.0)[0]
     with pytest.raises(PruningLimitsError, match="epsilon"):
         spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues(np.ones(4)), 0.0)
+
+
+def test_atom_tol_decides_which_eigenvalues_count_as_flat():
+    from pruning_limits.spectrum import Spectrum
+    from pruning_limits.taylor import spectral_one_shot_limit
+
+    # relative sizes 1e-7 and 1e-5 of λmax = 1: flat at atom_tol 1e-6 only the first, at 1e-4 both
+    spectrum = Spectrum.from_eigenvalues([1e-7, 1e-7, 1e-5, 1e-5, 1.0, 1.0])
+    w, g = np.array([0.01, 0.02, 0.03, 0.5, 0.6, 0.7]), np.zeros(6)
+    loose = spectral_one_shot_limit(w, g, spectrum, 1e-3, atom_tol=1e-4)
+    strict = spectral_one_shot_limit(w, g, spectrum, 1e-3, atom_tol=1e-6)
+    assert loose.flat_fraction == pytest.approx(4 / 6) and strict.flat_fraction == pytest.approx(2 / 6)
+    mean_abs = (2e-7 + 2e-5 + 2.0) / 6
+    assert loose.curvature == pytest.approx(mean_abs / (2 / 6)) and strict.curvature == pytest.approx(mean_abs / (4 / 6))
+    assert loose.sparsity <= strict.sparsity  # more flat mass, stiffer non-flat part, earlier crossing

@@ -73,7 +73,7 @@ def test_small_digits_mlp_row_meets_the_target(small_digits_row):
 
 
 def test_the_spectral_one_shot_candidate_meets_the_target_on_the_small_digits_mlp_row(small_digits_row):
-    # docs/validation.md: +1.3 points with the suite's SLQ; the default prediction misses by +2.9
+    # docs/validation.md: +1.2 points with the suite's SLQ; the default prediction misses by +2.9
     gap = small_digits_row.spectral_one_shot.sparsity - small_digits_row.sweep.limit_by_loss
     assert abs(gap) <= TARGET, gap
 
