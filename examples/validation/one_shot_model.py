@@ -1,4 +1,4 @@
-"""The spectral one-shot model against one-shot pruning: the suite's runs and held-out networks.
+"""The spectral one-shot model against one-shot pruning: the suite's runs and networks outside it.
 
 ``pruning_limits.taylor.spectral_one_shot_limit`` predicts where one-shot magnitude pruning
 first raises the loss by ε from the gradient, the weights and the spectrum alone: the Taylor
@@ -12,7 +12,7 @@ docs/validation.md, so this script checks it twice:
    for them ``κ = tr H / (D (1 − p₀))`` with Hutchinson's ``tr H`` and ``p₀`` at 1e-6 from the
    record. The column "κ from" says which.
 2. On networks outside the suite, not used in the orientation analysis that led to it (four of
-   them were measured in the docs before it was written: see ``HELD_OUT``), trained
+   them were measured in the docs before it was written: see ``OUTSIDE_SUITE``), trained
    here with the library's recipe and validated with the default SLQ; here the model uses the
    spectrum itself (``tr|H|``) at three thresholds of ``p₀`` (1e-8, 1e-6, 1e-4).
 
@@ -32,7 +32,7 @@ from pathlib import Path
 #: Networks outside the suite: (model spec, data spec, λ), all with the library's training recipe.
 #: The first four were measured in the docs before the model was written (the λ sweep of
 #: ``l1_sweep.py`` and the demo's network); the last three are new.
-HELD_OUT = (
+OUTSIDE_SUITE = (
     ("mlp:32", "digits", 5e-4),
     ("mlp:32", "digits", 2e-3),
     ("mlp:32", "digits", 4e-3),
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", default="examples/validation/cache", help="cache of run_validation.py")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the suite's runs")
-    parser.add_argument("--skip-held-out", action="store_true", help="only part 1 (the cached suite runs)")
+    parser.add_argument("--suite-only", action="store_true", help="only part 1 (the cached suite runs)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
@@ -117,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             for (trained, seed), v in sorted(gaps.items(), key=lambda item: (not item[0][0], item[0][1]))
         ],
     ))
-    if args.skip_held_out:
+    if args.suite_only:
         return 0
 
     held = []
-    for model_spec, data_spec, l1 in HELD_OUT:
+    for model_spec, data_spec, l1 in OUTSIDE_SUITE:
         data = load_data(data_spec, seed=0)
         model = build_model(model_spec, data, seed=0)
         train(model, data, l1=l1, seed=0)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         ])
         log(f"[{model_spec} on {data_spec}, λ = {l1:g}] done")
     print()
-    print("2. Held-out networks (seed 0): predicted − measured-by-loss, points of sparsity")
+    print("2. Networks outside the suite (seed 0): predicted − measured-by-loss, points of sparsity")
     print(markdown_table(
         ["model", "data", "λ", "D", "test acc.", "measured (loss)", "kinematic (default)", "Taylor one-shot",
          *[f"spectral one-shot, p₀ at {tol:g}" for tol in TOLERANCES]],
