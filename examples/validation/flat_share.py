@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import copy
-    import json
     import sys
 
     import numpy as np
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_limits.report import markdown_table
     from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, dense_hessian
     from pruning_limits.taylor import DEFAULT_ATOM_TOL
-    from run_validation import ROWS, bundle_path, cache_key, trained_model
+    from run_validation import ROWS, bundle_path, cached_record, trained_model
 
     torch.set_num_threads(args.threads)
     print(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}",
@@ -54,11 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in ROWS:
         if not row.exact:
             continue
-        stem = f"{row.name}-{cache_key(row, 0)}-{DEFAULT_ITERATIONS}x{DEFAULT_PROBES}-auto"
-        found = [cache / f"{stem}{s}.json" for s in ("", "-ablations") if (cache / f"{stem}{s}.json").exists()]
-        if not found or not bundle_path(row, 0, cache).exists():
+        record = cached_record(row, 0, cache, iterations=DEFAULT_ITERATIONS, probes=DEFAULT_PROBES)
+        if record is None or not bundle_path(row, 0, cache).exists():
             parser.error(f"expected the cached record and network of {row.name} (run run_validation.py first)")
-        record = json.loads(found[0].read_text())
         data = load_data(row.data, seed=0)
         model, _ = trained_model(row, data, cache, 0, lambda message: None)
         analysed = copy.deepcopy(model).to(torch.float64)

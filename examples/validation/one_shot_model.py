@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import copy
-    import json
 
     import numpy as np
     import torch
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_limits.report import markdown_table
     from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
     from pruning_limits.taylor import one_shot_crossing, spectral_one_shot_limit
-    from run_validation import ROWS, bundle_path, cache_key, trained_model
+    from run_validation import ROWS, bundle_path, cached_record, trained_model
 
     torch.set_num_threads(args.threads)
 
@@ -73,15 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     cache = Path(args.cache)
-    settings = f"{DEFAULT_ITERATIONS}x{DEFAULT_PROBES}-auto"
     rows, gaps = [], {}  # gaps: (λ > 0, seed) -> list of |model − measured| in points
     for row in ROWS:
         for seed in args.seeds:
-            found = [p for p in (cache / f"{row.name}-{cache_key(row, seed)}-{settings}{s}.json" for s in ("", "-ablations"))
-                     if p.exists()]
-            if not found:
+            record = cached_record(row, seed, cache, iterations=DEFAULT_ITERATIONS, probes=DEFAULT_PROBES)
+            if record is None:
                 continue
-            record = json.loads(found[0].read_text())
             summary, measured = record["spectrum"], record["measured"]["limit_by_loss"]
             dim = summary["dim"]
             if record.get("spectral_one_shot"):

@@ -109,6 +109,27 @@ def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[o
     return model, settings
 
 
+def record_paths(row: Row, seed: int, cache: Path, *, iterations: int, probes: int, with_ablations: bool = False) -> list[Path]:
+    """Cached record files that can serve a run, preferred first.
+
+    A record with ablations holds everything a record without them does, so it also serves a
+    run without them. "auto" is the SLQ rule of ``slq(rule="auto")``: rows cached with the
+    earlier per-probe rule are redone.
+    """
+    settings = f"{iterations}x{probes}-auto"
+    stem = f"{row.name}-{cache_key(row, seed)}-{settings}"
+    ablations = cache / f"{stem}-ablations.json"
+    return [ablations] if with_ablations else [cache / f"{stem}.json", ablations]
+
+
+def cached_record(row: Row, seed: int, cache: Path, *, iterations: int, probes: int) -> dict | None:
+    """The cached record of ``row`` and ``seed`` (with or without ablations), or None."""
+    for path in record_paths(row, seed, cache, iterations=iterations, probes=probes):
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
 def run_row(
     row: Row, *, iterations: int, probes: int, seed: int, cache: Path | None, figures: Path | None, log, with_ablations: bool = False
 ) -> dict:
@@ -118,12 +139,12 @@ def run_row(
     from pruning_limits.report import dumps_json
     from pruning_limits.validation import validate
 
-    # "auto": the SLQ rule of slq(rule="auto"); rows cached with the earlier per-probe rule are redone
-    settings = f"{iterations}x{probes}-auto" + ("-ablations" if with_ablations else "")
-    saved = None if cache is None else cache / f"{row.name}-{cache_key(row, seed)}-{settings}.json"
+    candidates = (
+        [] if cache is None
+        else record_paths(row, seed, cache, iterations=iterations, probes=probes, with_ablations=with_ablations)
+    )
+    saved = candidates[0] if candidates else None
     pictures = [] if figures is None else [figures / f"{row.name}-{kind}.png" for kind in ("spectrum", "prediction")]
-    # a record with ablations holds everything a record without them does
-    candidates = [] if saved is None else [saved] + ([] if with_ablations else [saved.with_name(saved.stem + "-ablations.json")])
     for candidate in candidates:
         if candidate.exists() and all(p.exists() for p in pictures):
             log(f"[{row.name}] reusing {candidate}")
