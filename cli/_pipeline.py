@@ -68,9 +68,9 @@ def analysis_gradient(model: Any, data: Any) -> Any:
 
 
 def predict(
-    model: Any, data: Any, spectrum: Any, *, epsilon: Any, eta: float | None, seed: int, gradient_term: bool = True
+    model: Any, data: Any, spectrum: Any, *, epsilon: Any, eta: float | None, seed: int, gradient: Any = None
 ) -> Any:
-    """``predict_limit`` with a precomputed spectrum."""
+    """``predict_limit`` with a precomputed spectrum and gradient (``None``: the paper's model)."""
     from pruning_limits.limits import DEFAULT_ETA, predict_limit
 
     return predict_limit(
@@ -80,5 +80,6 @@ def predict(
         eta=DEFAULT_ETA if eta is None else eta,
         seed=seed,
         spectrum=spectrum,
-        gradient_term=gradient_term,
+        gradient_term=gradient is not None,
+        gradient=gradient,
     )

@@ -220,8 +220,9 @@ def predict_command(
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
     note_if_trained_without_l1(loaded, console)
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
+    gradient = _pipeline.analysis_gradient(loaded.model, loaded.data) if gradient_term else None
     predictions = [
-        _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient_term=gradient_term)
+        _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient)
         for eps in eps_values
     ]
     from pruning_limits import report
@@ -230,7 +231,6 @@ def predict_command(
     if plot_path:
         if len(predictions) == 1:
             first = predictions[0]
-            gradient = _pipeline.analysis_gradient(loaded.model, loaded.data) if first.gradient_term else None
             fixed_point = report.fixed_point_record(flat_weights(loaded.model), spectrum, first, gradient)
             figure = report.prediction_figure(first.to_dict(), fixed_point)
         else:

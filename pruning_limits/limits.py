@@ -451,6 +451,7 @@ def predict_limit(
     spectrum: Spectrum | None = None,
     dtype: torch.dtype | None = torch.float64,
     gradient_term: bool = True,
+    gradient: Any = None,
     memory_budget: int | None = None,
     progress: bool = False,
 ) -> Prediction:
@@ -478,6 +479,9 @@ def predict_limit(
             training the data-loss gradient is ``−λ·sign(w)``, and neglecting it made every
             row of docs/validation.md promise more sparsity than pruning delivered. False is
             the paper's model (Zhang et al. 2024, which neglects the term).
+        gradient: a precomputed data-loss gradient at the weights (flat, in the order of
+            :func:`~pruning_limits.objective.flat_weights`; skips its computation, as ``spectrum``
+            skips SLQ). Only with ``gradient_term=True``.
         memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
             (default 1 GiB). SLQ uses the block Gauss rule when all probes' bases fit, otherwise
             one Gauss rule per probe (:func:`pruning_limits.spectrum.slq`).
@@ -516,6 +520,9 @@ def predict_limit(
             memory_budget=memory_budget,
             progress=progress,
         )
-    gradient = loss_gradient(analysed, data, loss_fn, params) if gradient_term else None
+    if gradient is not None and not gradient_term:
+        raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
+    if gradient_term and gradient is None:
+        gradient = loss_gradient(analysed, data, loss_fn, params)
     prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
     return replace(prediction, seconds=time.perf_counter() - start)

@@ -301,6 +301,15 @@ def test_predict_limit_slq_defaults_agree_with_exact_spectrum():
     # a precomputed spectrum and a numeric epsilon skip SLQ and batch-std
     again = predict_limit(model, data, epsilon=eps, spectrum=spectrum, gradient_term=False)
     assert again.kept == exact.kept
+    # a precomputed gradient skips its computation and gives the same prediction
+    gradient = loss_gradient(reference, data)
+    given = predict_limit(model, data, epsilon=eps, spectrum=spectrum, gradient=gradient)
+    assert given.gradient_term and given.kept == exact_with_gradient.kept
+    assert given.first_order_cost == exact_with_gradient.first_order_cost
+    with pytest.raises(PruningLimitsError, match="gradient_term=False"):
+        predict_limit(model, data, epsilon=eps, spectrum=spectrum, gradient=gradient, gradient_term=False)
+    with pytest.raises(PruningLimitsError, match="gradient"):
+        predict_limit(model, data, epsilon=eps, spectrum=spectrum, gradient=gradient[:-1])
     with pytest.raises(PruningLimitsError, match="epsilon"):
         predict_limit(model, data, epsilon="std")
     with pytest.raises(PruningLimitsError, match="differ in dimension"):
