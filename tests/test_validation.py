@@ -179,3 +179,24 @@ def test_knee_steepness_of_seed_spread_recovers_a_known_log_slope():
     distance_squared[-1] = 0.0
     assert np.isnan(module.knee_steepness(distance_squared, 0.005))
     assert module.knee_steepness(distance_squared, 0.5) == pytest.approx(slope, rel=1e-9)
+
+
+def test_preregistered_sklearn_tables_load_as_user_npz_data(tmp_path):
+    import importlib.util
+
+    path = SCRIPT.with_name("preregistered.py")
+    spec = importlib.util.spec_from_file_location("preregistered", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    npz = module.sklearn_npz("wine", tmp_path / "tables")
+    data = load_data(npz, seed=0)
+    x, y = data.train
+    x_test, _ = data.test
+    # scikit-learn's wine table: 178 samples, 13 features, 3 classes; 20 % held out by the npz loader
+    assert (len(x), len(x_test), x.shape[1], data.num_classes) == (142, 36, 13, 3)
+    assert data.test_source == "split" and y.dtype == torch.int64
+    both = torch.cat([x, x_test]).double()
+    assert torch.allclose(both.mean(0), torch.zeros(13, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(both.std(0, unbiased=False), torch.ones(13, dtype=torch.float64), atol=1e-5)
+    # every network's record has its own file name
+    assert len({module.record_name(i) for i in range(len(module.NETWORKS))}) == len(module.NETWORKS)

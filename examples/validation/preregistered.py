@@ -73,10 +73,9 @@ def record_name(index: int) -> str:
 
 def run_network(index: int, folder: Path) -> dict:
     """Train, validate and summarise network ``index``; the protocol of the module docstring."""
-    import numpy as np
-
     from pruning_limits import build_model, load_data, train, validate
     from pruning_limits.limits import magnitude_distance_curve
+    from seed_spread import knee_steepness
 
     model_spec, data_spec, l1 = NETWORKS[index]
     spec = sklearn_npz(data_spec.split(":", 1)[1], folder) if data_spec.startswith("sklearn:") else data_spec
@@ -85,19 +84,15 @@ def run_network(index: int, folder: Path) -> dict:
     train(model, data, l1=l1, seed=0)
     result = validate(model, data, seed=0)
     measured = result.sweep.limit_by_loss
-    r2 = magnitude_distance_curve(result.weights)
-    dim = len(r2) - 1
-    low, high = max(measured - 0.01, 0.0), min(measured + 0.01, 1.0)
-    ends = [float(r2[int(round((1 - s) * dim))]) for s in (low, high)]
-    steepness = float("nan") if min(ends) <= 0 else 0.5 * (np.log(ends[1]) - np.log(ends[0])) / (high - low)
     accuracy = result.sweep.dense_accuracy
     return {
-        "model": model_spec, "data": data_spec, "l1": l1, "dim": int(dim),
+        "model": model_spec, "data": data_spec, "l1": l1, "dim": result.prediction.dim,
         "test_accuracy": accuracy, "epsilon": result.prediction.epsilon,
         "measured": measured, "kinematic": result.prediction.sparsity,
         "paper": result.paper_prediction.sparsity, "taylor": result.taylor.sparsity,
         "one_shot": result.spectral_one_shot.sparsity, "flat_fraction": result.spectral_one_shot.flat_fraction,
-        "knee_steepness": steepness, "seconds": result.seconds,
+        "knee_steepness": knee_steepness(magnitude_distance_curve(result.weights), measured),
+        "seconds": result.seconds,
     }
 
 
