@@ -158,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "passes" if gaps.max() <= MAX_GAP and np.median(gaps) <= MEDIAN_GAP else "fails"
         print(f"{label}: max {gaps.max():.1f}, median {np.median(gaps):.1f}, "
               f"within {MAX_GAP:g} points {int((gaps <= MAX_GAP).sum())}/{len(gaps)}: {verdict}")
+    # not part of the rule: does the gap follow the knee's sharpness, as on the suite's seeds?
+    from scipy.stats import spearmanr
+
+    steepness = [r["knee_steepness"] for r in records]
+    for key, label in (("kinematic", "kinematic (default)"), ("one_shot", "spectral one-shot")):
+        rho = spearmanr(steepness, [abs(gap(r, key)) for r in records]).statistic
+        print(f"Spearman rank correlation of |{label} − measured| with d ln R/ds: {rho:.2f}")
     return 0
 
 
