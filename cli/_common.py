@@ -7,6 +7,7 @@ must stay fast. Commands import what they need inside their bodies.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import traceback
 from collections.abc import Callable
@@ -227,6 +228,25 @@ def note_if_trained_without_l1(loaded: Loaded, console: Console) -> None:
             f"note: {loaded.checkpoint.path} was trained without l1 (λ = 0); the prediction is meant for "
             "networks trained towards sparsity and overestimates the one-shot limit of such networks by "
             "far (docs/validation.md, 'Where the theory does not apply')"
+        )
+
+
+def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
+    """Say on stderr when ``R(s)`` is flat at ``s*`` (``d ln R/ds`` below ``FLAT_KNEE``).
+
+    docs/validation.md: the prediction's gap to the measured one-shot limit grows as the knee
+    flattens; every l1-trained run of the suite with a knee this flat at ``s*`` missed by more
+    than 2 points, always on the side of promising too much.
+    """
+    from pruning_limits.limits import FLAT_KNEE
+
+    flat = [p for p in predictions if math.isfinite(p.knee_steepness) and p.knee_steepness < FLAT_KNEE]
+    if flat:
+        where = ", ".join(f"{p.knee_steepness:.0f} at eps={p.epsilon:.3g}" for p in flat) if len(predictions) > 1 else f"{flat[0].knee_steepness:.0f}"
+        console.log(
+            f"note: the knee of R(s) is flat at s* (d ln R/ds = {where}, below {FLAT_KNEE:g}); on such networks "
+            "the prediction lay more than 2 points above the measured one-shot limit "
+            "(docs/validation.md, 'How much the gap depends on the seed')"
         )
 
 

@@ -21,6 +21,7 @@ from ._common import (
     exact_option,
     json_option,
     load_model_and_data,
+    note_if_knee_is_flat,
     note_if_trained_without_l1,
     parse_epsilon,
     plot_option,
@@ -225,6 +226,7 @@ def predict_command(
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient)
         for eps in eps_values
     ]
+    note_if_knee_is_flat(predictions, console)
     from pruning_limits import report
     from pruning_limits.objective import flat_weights
 
@@ -425,6 +427,7 @@ def run_validation(
     result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, progress=console.progress, **settings, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
     _pipeline.log_spectrum(console, spectrum)
+    note_if_knee_is_flat([prediction], console)
     record = {**result.to_dict(), **facts}
     record["seconds"] = time.perf_counter() - start
     if plot_path:

@@ -56,6 +56,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "FixedPointCurve",
         "magnitude_distance_curve",
         "magnitude_first_order_curve",
+        "knee_steepness",
     ),
     # data, models, pruning and LOMP
     "data": ("DataBundle", "load_data", "make_bundle", "check_data_fits_model"),

@@ -142,6 +142,8 @@ def prediction_rows(prediction: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("s* spread over probes (std)", format_number(prediction.get("probe_spread"))))
     if prediction.get("trace_bound") is not None:
         rows.append(("sharpness-only bound", format_number(prediction.get("trace_bound"))))
+    if prediction.get("knee_steepness") is not None:
+        rows.append(("knee sharpness d ln R/ds at s*", format_number(prediction.get("knee_steepness"))))
     return rows
 
 

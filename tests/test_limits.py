@@ -10,6 +10,7 @@ from pruning_limits import PruningLimitsError, Spectrum
 from pruning_limits.geometry import kinematic_margin
 from pruning_limits.limits import (
     fixed_point_curve,
+    knee_steepness,
     limit_curve,
     magnitude_distance_curve,
     predict_from_spectrum,
@@ -235,6 +236,32 @@ def test_prediction_record_and_input_errors():
         predict_from_spectrum(np.full(100, np.nan), spec, 0.01)
     with pytest.raises(PruningLimitsError, match="Spectrum"):
         predict_from_spectrum(w, np.ones(100), 0.01)
+
+
+def test_knee_steepness_recovers_a_known_log_slope_and_reaches_the_prediction():
+    dim, slope = 10_000, 30.0
+    kept = np.arange(dim + 1)
+    # R(s) = exp(slope · s) with s = 1 − k/D, so d ln R/ds = slope everywhere
+    distance_squared = np.exp(2 * slope * (1 - kept / dim))
+    assert knee_steepness(distance_squared, 0.8) == pytest.approx(slope, rel=1e-9)
+    assert knee_steepness(distance_squared, 0.999) == pytest.approx(slope, rel=1e-6)  # secant clipped at s = 1
+    assert knee_steepness(distance_squared, 0.8, step=0.1) == pytest.approx(slope, rel=1e-9)
+    # R = 0 with nothing pruned: no logarithm to take
+    distance_squared[-1] = 0.0
+    assert np.isnan(knee_steepness(distance_squared, 0.005))
+    assert knee_steepness(distance_squared, 0.5) == pytest.approx(slope, rel=1e-9)
+    for bad, match in ((dict(sparsity=1.5), "sparsity"), (dict(sparsity=0.5, step=0.0), "step")):
+        with pytest.raises(PruningLimitsError, match=match):
+            knee_steepness(distance_squared, **bad)
+    with pytest.raises(PruningLimitsError, match="1-D array"):
+        knee_steepness(np.ones((3, 3)), 0.5)
+    # the prediction reports it at s*, from the magnitude curve of its weights
+    rng = np.random.default_rng(1)
+    w = rng.laplace(size=2000)
+    pred = predict_from_spectrum(w, Spectrum.from_eigenvalues(rng.uniform(0, 1, size=2000)), 0.05)
+    expected = knee_steepness(magnitude_distance_curve(w), pred.sparsity)
+    assert pred.knee_steepness == expected and pred.knee_steepness > 0
+    assert pred.to_dict()["knee_steepness"] == expected
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,25 +162,6 @@ def test_a_cached_row_with_ablations_serves_a_run_without_them_but_not_the_rever
         suite.run_row(other, iterations=10, probes=2, seed=3, cache=tmp_path, figures=None, log=messages.append, with_ablations=True)
 
 
-def test_knee_steepness_of_seed_spread_recovers_a_known_log_slope():
-    import importlib.util
-
-    path = SCRIPT.with_name("seed_spread.py")
-    spec = importlib.util.spec_from_file_location("seed_spread", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    dim, slope = 10_000, 30.0
-    kept = np.arange(dim + 1)
-    # R(s) = exp(slope · s) with s = 1 − k/D, so d ln R/ds = slope everywhere
-    distance_squared = np.exp(2 * slope * (1 - kept / dim))
-    assert module.knee_steepness(distance_squared, 0.8) == pytest.approx(slope, rel=1e-9)
-    assert module.knee_steepness(distance_squared, 0.999) == pytest.approx(slope, rel=1e-6)  # secant clipped at s = 1
-    # R = 0 with nothing pruned: no logarithm to take
-    distance_squared[-1] = 0.0
-    assert np.isnan(module.knee_steepness(distance_squared, 0.005))
-    assert module.knee_steepness(distance_squared, 0.5) == pytest.approx(slope, rel=1e-9)
-
-
 def test_preregistered_sklearn_tables_load_as_user_npz_data(tmp_path):
     import importlib.util
 

@@ -20,7 +20,8 @@ committed before any of these networks was trained (see the commit that added th
   the one-shot model the default prediction (with the kinematic prediction kept beside it); if
   the candidate fails, it stays a candidate and the failure is reported in docs/validation.md.
 
-Each network's record is cached in ``<cache>/preregistered/`` so the run can be split over
+Beside the rule it prints how sharp the knee of ``R(s)`` is (``d ln R/ds``, at the measured limit and
+at the prediction ``s*``) and how the gaps follow it. Each network's record is cached in ``<cache>/preregistered/`` so the run can be split over
 processes (``--networks 0 2 4``) and the table assembled afterwards. Run from the project root
 (about 25 minutes of one core, most of it the two CNNs):
 
@@ -74,8 +75,7 @@ def record_name(index: int) -> str:
 def run_network(index: int, folder: Path) -> dict:
     """Train, validate and summarise network ``index``; the protocol of the module docstring."""
     from pruning_limits import build_model, load_data, train, validate
-    from pruning_limits.limits import magnitude_distance_curve
-    from seed_spread import knee_steepness
+    from pruning_limits.limits import knee_steepness, magnitude_distance_curve
 
     model_spec, data_spec, l1 = NETWORKS[index]
     spec = sklearn_npz(data_spec.split(":", 1)[1], folder) if data_spec.startswith("sklearn:") else data_spec
@@ -92,6 +92,7 @@ def run_network(index: int, folder: Path) -> dict:
         "paper": result.paper_prediction.sparsity, "taylor": result.taylor.sparsity,
         "one_shot": result.spectral_one_shot.sparsity, "flat_fraction": result.spectral_one_shot.flat_fraction,
         "knee_steepness": knee_steepness(magnitude_distance_curve(result.weights), measured),
+        "knee_steepness_at_prediction": result.prediction.knee_steepness,
         "seconds": result.seconds,
     }
 
@@ -141,13 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = [[
         r["model"], r["data"], f"{r['l1']:g}", r["dim"],
         "–" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.1f}", f"{r['epsilon']:.3g}",
-        f"{r['knee_steepness']:.0f}", f"{100 * r['measured']:.1f}", f"{gap(r, 'kinematic'):+.1f}",
+        f"{r['knee_steepness']:.0f}", f"{r['knee_steepness_at_prediction']:.0f}", f"{100 * r['measured']:.1f}", f"{gap(r, 'kinematic'):+.1f}",
         f"{gap(r, 'paper'):+.1f}", f"{gap(r, 'taylor'):+.1f}", f"{gap(r, 'one_shot'):+.1f} (p₀ {r['flat_fraction']:.2f})",
         f"{r['seconds']:.0f}", r["threads"],
     ] for r in records]
     print("Pre-registered networks (seed 0): model − measured-by-loss, points of sparsity")
     print(markdown_table(
-        ["model", "data", "λ", "D", "test acc.", "ε", "d ln R/ds", "measured (loss)", "kinematic (default)",
+        ["model", "data", "λ", "D", "test acc.", "ε", "d ln R/ds", "d ln R/ds at s*", "measured (loss)", "kinematic (default)",
          "paper's model", "Taylor one-shot", "spectral one-shot", "time (s)", "threads"],
         rows,
     ))
