@@ -194,6 +194,31 @@ def test_a_bundle_trained_without_l1_gets_a_note_that_the_theory_does_not_apply(
     assert "trained without l1 (λ = 0)" in ok("validate", path, *SLQ).stderr
 
 
+def test_a_flat_knee_at_the_prediction_gets_a_note(bundle, capsys):
+    from types import SimpleNamespace
+
+    from cli._common import Console, note_if_knee_is_flat
+    from pruning_limits.limits import FLAT_KNEE
+
+    def prediction(steepness, epsilon=0.01):
+        return SimpleNamespace(knee_steepness=steepness, epsilon=epsilon)
+
+    note_if_knee_is_flat([prediction(FLAT_KNEE + 1), prediction(float("nan"))], Console())
+    assert capsys.readouterr().err == ""
+    note_if_knee_is_flat([prediction(12.4)], Console())
+    err = capsys.readouterr().err
+    assert err.startswith("note: the knee of R(s) is flat at s* (d ln R/ds = 12, below 25)") and err.count("\n") == 1
+    note_if_knee_is_flat([prediction(40.0, 0.1), prediction(9.0, 0.001)], Console())
+    assert "d ln R/ds = 9 at eps=0.001, below 25" in capsys.readouterr().err
+    note_if_knee_is_flat([prediction(3.0)], Console(quiet=True))
+    assert capsys.readouterr().err == ""
+    # end to end: the JSON carries the steepness, and the note follows it
+    result = ok("predict", bundle, *SLQ, "--json")
+    steepness = json.loads(result.stdout)["knee_steepness"]
+    assert steepness > 0
+    assert ("knee of R(s) is flat" in result.stderr) == (steepness < FLAT_KNEE)
+
+
 def test_round_trip_train_predict_prune_validate(bundle, workdir):
     pruned = workdir / "pruned.pt"
     record = json.loads(ok("prune", bundle, "--sparsity", "0.5", "-o", pruned, "--json").stdout)

@@ -162,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     # not part of the rule: does the gap follow the knee's sharpness, as on the suite's seeds?
     from scipy.stats import spearmanr
 
-    steepness = [r["knee_steepness"] for r in records]
-    for key, label in (("kinematic", "kinematic (default)"), ("one_shot", "spectral one-shot")):
-        rho = spearmanr(steepness, [abs(gap(r, key)) for r in records]).statistic
-        print(f"Spearman rank correlation of |{label} − measured| with d ln R/ds: {rho:.2f}")
+    for where, field in (("", "knee_steepness"), (" at s*", "knee_steepness_at_prediction")):
+        steepness = [r[field] for r in records]
+        for key, label in (("kinematic", "kinematic (default)"), ("one_shot", "spectral one-shot")):
+            rho = spearmanr(steepness, [abs(gap(r, key)) for r in records]).statistic
+            print(f"Spearman rank correlation of |{label} − measured| with d ln R/ds{where}: {rho:.2f}")
     return 0
 
 
