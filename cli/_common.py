@@ -246,7 +246,7 @@ def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
         where = ", ".join(f"{p.knee_steepness:.0f} at eps={p.epsilon:.3g}" for p in flat) if len(predictions) > 1 else f"{flat[0].knee_steepness:.0f}"
         console.log(
             f"note: the knee of R(s) is flat at s* (d ln R/ds = {where}, below {FLAT_KNEE:g}); on such networks "
-            "the prediction lay 1.3 to 6.6 points of sparsity above the measured one-shot limit "
+            "the default prediction lay 1.3 to 6.6 points of sparsity above the measured one-shot limit "
             "(docs/validation.md, 'A pre-registered test on eight new networks')"
         )
 

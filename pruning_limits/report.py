@@ -143,7 +143,7 @@ def prediction_rows(prediction: Mapping[str, Any]) -> list[tuple[str, str]]:
     if prediction.get("trace_bound") is not None:
         rows.append(("sharpness-only bound", format_number(prediction.get("trace_bound"))))
     if prediction.get("knee_steepness") is not None:
-        rows.append(("knee sharpness d ln R/ds at s*", format_number(prediction.get("knee_steepness"))))
+        rows.append(("knee sharpness d ln R/ds at s*", f"{float(prediction['knee_steepness']):.1f}"))
     return rows
 
 
@@ -175,6 +175,8 @@ def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("epsilon", format_number(predicted.get("epsilon"))),
         ("D (prunable weights)", format_number(predicted.get("dim"))),
     ]
+    if predicted.get("knee_steepness") is not None:
+        rows.append(("knee sharpness d ln R/ds at s*", f"{float(predicted['knee_steepness']):.1f}"))
     if measured.get("dense_loss") is not None:
         rows.append(("dense loss", format_number(measured.get("dense_loss"))))
     if measured.get("dense_accuracy") is not None:
@@ -222,6 +224,18 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
             " The spectral one-shot model is a candidate, not the default: the same one-shot model "
             "with its curvature term from the spectrum alone (a random direction in the non-flat "
             "eigenspace; docs/theory.md §6b)."
+        )
+    steepness = record["predicted"].get("knee_steepness")
+    if steepness is not None:
+        from .limits import FLAT_KNEE
+
+        lines[-1] += (
+            " The knee sharpness is d ln R/ds at s*: how fast the distance to the pruned weights grows "
+            "there. The flatter the knee, the further the prediction lay above the measured limit in "
+            "docs/validation.md"
+        )
+        lines[-1] += (
+            f"; below {FLAT_KNEE:g}, as here, by 1.3 to 6.6 points." if float(steepness) < FLAT_KNEE else "."
         )
     for caption, path in (figures or {}).items():
         lines += ["", f"![{caption}]({Path(path).as_posix()})", "", f"*{caption}*"]

@@ -128,6 +128,13 @@ def test_prediction_and_validation_rows_show_the_numbers():
     assert "predicted s*, paper's model (no gradient term)" not in rows
     with_more = dict(record, predicted_paper=dict(PREDICTION, sparsity=0.6, interval=[0.55, 0.65]))
     assert dict(report.validation_rows(with_more))["predicted s*, paper's model (no gradient term)"] == "0.6000  [0.550, 0.650]"
+    # the knee's sharpness at s*, when the record has it (None: NaN in the JSON record)
+    knee = "knee sharpness d ln R/ds at s*"
+    assert knee not in rows and knee not in dict(report.prediction_rows(PREDICTION))
+    with_knee = dict(PREDICTION, knee_steepness=16.129)
+    assert dict(report.prediction_rows(with_knee))[knee] == "16.1"
+    assert dict(report.validation_rows(dict(record, predicted=with_knee)))[knee] == "16.1"
+    assert knee not in dict(report.prediction_rows(dict(PREDICTION, knee_steepness=None)))
     text = report.text_table(list(rows.items()))
     width = max(len(name) for name in rows)
     for line, (name, value) in zip(text.splitlines(), rows.items()):
@@ -142,6 +149,11 @@ def test_validation_markdown_has_table_and_figures():
     assert "| measured limit (test accuracy) | 0.72 |" in text
     assert "![The spectrum](out/r-spectrum.png)" in text
     assert "- model spec: `mlp`" in text
+    assert "knee sharpness" not in text  # the record has none
+    flat = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=12.0)))
+    assert "| knee sharpness d ln R/ds at s* | 12.0 |" in flat and "below 25, as here, by 1.3 to 6.6 points" in flat
+    steep = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=80.0)))
+    assert "The knee sharpness is d ln R/ds" in steep and "as here" not in steep
 
 
 # ----------------------------------------------------------------------------- figures
