@@ -184,7 +184,9 @@ def magnitude_distance_curve(weights: Any) -> np.ndarray:
 def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE_STEP) -> float:
     """``d ln R/ds`` at ``sparsity``: how sharp the knee of ``R(s)`` is there.
 
-    The secant of ``ln R`` over ``sparsity ± step``, clipped to ``[0, 1]``. Where it is small
+    The secant of ``ln R`` over ``sparsity ± step``, clipped to ``[0, 1]``, between the whole
+    numbers of kept weights nearest to its ends (at least one weight apart) and divided by the
+    sparsities those reach, so it stays exact for small ``D``. Where it is small
     the limit sits on a flat stretch of ``R(s)``, and an error of the loss model by a factor
     ``F`` moves the limit by about ``ln F / (2 d ln R/ds)``: on the networks of
     docs/validation.md the prediction's gap to the measured limit grew as this fell.
@@ -204,10 +206,13 @@ def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE
     step = check_fraction("step", step, open_low=True)
     dim = r2.size - 1
     low, high = max(sparsity - step, 0.0), min(sparsity + step, 1.0)
-    ends = [float(r2[int(round((1.0 - s) * dim))]) for s in (low, high)]
-    if min(ends) <= 0.0 or high <= low:
+    kept_low, kept_high = (int(round((1.0 - s) * dim)) for s in (low, high))  # more kept at lower sparsity
+    if kept_low == kept_high:  # both ends on one weight: take its neighbours
+        kept_low, kept_high = min(dim, kept_low + 1), max(0, kept_high - 1)
+    at_low, at_high = float(r2[kept_low]), float(r2[kept_high])
+    if min(at_low, at_high) <= 0.0:
         return float("nan")
-    return 0.5 * (math.log(ends[1]) - math.log(ends[0])) / (high - low)
+    return 0.5 * (math.log(at_high) - math.log(at_low)) / ((kept_low - kept_high) / dim)
 
 
 def magnitude_first_order_curve(weights: Any, gradient: Any) -> np.ndarray:
@@ -540,6 +545,8 @@ def predict_limit(
     start = time.perf_counter()
     if not isinstance(model, torch.nn.Module):
         raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
+    if gradient is not None and not gradient_term:
+        raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
     analysed = model
     if dtype is not None:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -565,8 +572,6 @@ def predict_limit(
             memory_budget=memory_budget,
             progress=progress,
         )
-    if gradient is not None and not gradient_term:
-        raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
     if gradient_term and gradient is None:
         gradient = loss_gradient(analysed, data, loss_fn, params)
     prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)

@@ -255,6 +255,13 @@ def test_knee_steepness_recovers_a_known_log_slope_and_reaches_the_prediction():
             knee_steepness(distance_squared, **bad)
     with pytest.raises(PruningLimitsError, match="1-D array"):
         knee_steepness(np.ones((3, 3)), 0.5)
+    # small D, by hand: R² = 16, 9, 4, 1, 0.25 for k = 0..4 kept. At s = 0.5 ± 0.01 both ends round
+    # to k = 2, so the secant takes its neighbours k = 3 (s = 0.25) and k = 1 (s = 0.75):
+    # ½ (ln 9 − ln 1) / 0.5 = ln 9
+    small = np.array([16.0, 9.0, 4.0, 1.0, 0.25])
+    assert knee_steepness(small, 0.5) == pytest.approx(math.log(9.0), rel=1e-12)
+    # ends on different weights: s = 0.25 ± 0.2 reaches k = 4 (s = 0) and k = 2 (s = 0.5)
+    assert knee_steepness(small, 0.25, step=0.2) == pytest.approx(0.5 * math.log(4.0 / 0.25) / 0.5, rel=1e-12)
     # the prediction reports it at s*, from the magnitude curve of its weights
     rng = np.random.default_rng(1)
     w = rng.laplace(size=2000)

@@ -2,7 +2,7 @@
 
 Trains one network per λ with the library's LOMP recipe and validates each (default SLQ
 settings), printing the test accuracy, both predictions, the measured limit and how sharp the
-knee of ``R(s)`` is there (``d ln R/ds``, as in ``seed_spread.py``):
+knee of ``R(s)`` is there (``d ln R/ds``, ``pruning_limits.limits.knee_steepness``):
 
     python examples/validation/l1_sweep.py --model mlp:32 --data digits --l1 5e-4 1e-3 2e-3 4e-3
 """
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_limits import build_model, load_data, train, validate
     from pruning_limits.masks import distance_curve
     from pruning_limits.report import markdown_table
-    from seed_spread import knee_steepness
+    from pruning_limits.limits import knee_steepness
 
     torch.set_num_threads(args.threads)
     print(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")

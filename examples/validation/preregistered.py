@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(records) < len(NETWORKS):
         print(f"{len(records)} of {len(NETWORKS)} networks recorded; run the rest before the verdict", file=sys.stderr)
         return 0
+    stale = [i for i, r in enumerate(records) if "knee_steepness_at_prediction" not in r]
+    if stale:
+        parser.error(f"expected records with knee_steepness_at_prediction, found older ones for networks {stale}; "
+                     f"delete them from {folder} and run those networks again")
 
     def gap(r: dict, key: str) -> float:
         return 100 * (r[key] - r["measured"])
