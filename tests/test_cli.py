@@ -197,11 +197,11 @@ def test_a_bundle_trained_without_l1_gets_a_note_that_the_theory_does_not_apply(
 def test_a_flat_knee_at_the_prediction_gets_a_note(bundle, capsys):
     from types import SimpleNamespace
 
-    from cli._common import Console, note_if_knee_is_flat
+    from pruning_limits.cli._common import Console, note_if_knee_is_flat
     from pruning_limits.limits import FLAT_KNEE
 
-    def prediction(steepness, epsilon=0.01):
-        return SimpleNamespace(knee_steepness=steepness, epsilon=epsilon)
+    def prediction(steepness, epsilon=0.01, gradient_term=True):
+        return SimpleNamespace(knee_steepness=steepness, epsilon=epsilon, gradient_term=gradient_term)
 
     note_if_knee_is_flat([prediction(FLAT_KNEE + 1), prediction(float("nan"))], Console())
     assert capsys.readouterr().err == ""
@@ -212,11 +212,28 @@ def test_a_flat_knee_at_the_prediction_gets_a_note(bundle, capsys):
     assert "d ln R/ds = 9 at eps=0.001, below 25" in capsys.readouterr().err
     note_if_knee_is_flat([prediction(3.0)], Console(quiet=True))
     assert capsys.readouterr().err == ""
+    # the paper's model (no gradient term) is not what the note's numbers were measured on
+    note_if_knee_is_flat([prediction(3.0, gradient_term=False)], Console())
+    assert capsys.readouterr().err == ""
     # end to end: the JSON carries the steepness, and the note follows it
     result = ok("predict", bundle, *SLQ, "--json")
     steepness = json.loads(result.stdout)["knee_steepness"]
     assert steepness > 0
     assert ("knee of R(s) is flat" in result.stderr) == (steepness < FLAT_KNEE)
+
+
+def test_predict_computes_the_gradient_once_for_all_epsilons_and_the_figure(bundle, workdir, monkeypatch):
+    from pruning_limits.cli import _pipeline
+
+    calls = []
+    original = _pipeline.analysis_gradient
+    monkeypatch.setattr(_pipeline, "analysis_gradient", lambda *a, **k: calls.append(1) or original(*a, **k))
+    ok("predict", bundle, *SLQ, "--plot", workdir / "once.png")
+    assert len(calls) == 1
+    record = json.loads(ok("predict", bundle, *SLQ, "--epsilon", "0.01", "--epsilon", "0.1", "--json").stdout)
+    assert len(calls) == 2 and all(p["gradient_term"] for p in record["predictions"])
+    record = json.loads(ok("predict", bundle, *SLQ, "--no-gradient-term", "--json").stdout)
+    assert len(calls) == 2 and not record["gradient_term"]
 
 
 def test_round_trip_train_predict_prune_validate(bundle, workdir):
