@@ -148,7 +148,15 @@ def run_row(
     for candidate in candidates:
         if candidate.exists() and all(p.exists() for p in pictures):
             log(f"[{row.name}] reusing {candidate}")
-            return json.loads(candidate.read_text())
+            record = json.loads(candidate.read_text())
+            if "knee_steepness" not in record["predicted"] and cache is not None and bundle_path(row, seed, cache).exists():
+                # records written before Prediction.knee_steepness existed: the cached network has it
+                from pruning_limits.limits import knee_steepness
+                from pruning_limits.masks import distance_curve
+
+                model, _ = trained_model(row, load_data(row.data, seed=seed), cache, seed, log)
+                record["predicted"]["knee_steepness"] = knee_steepness(distance_curve(model), record["predicted"]["sparsity"])
+            return record
 
     data = load_data(row.data, seed=seed)
     model, training = trained_model(row, data, cache, seed, log)
@@ -252,7 +260,7 @@ def table(records: list[dict]) -> str:
 
     header = [
         "row", "D", "λ", "ε", "test acc.", "predicted s* [interval] ± probe spread", "trace bound",
-        "measured (loss)", "measured (acc.)", "pred − meas", "paper's model (pred − meas)",
+        "measured (loss)", "measured (acc.)", "pred − meas", "d ln R/ds at s*", "paper's model (pred − meas)",
         "Taylor one-shot (pred − meas)", "spectral one-shot (pred − meas)", "exact agrees", "time (s)", "HVPs",
     ]
     rows = []
@@ -265,6 +273,7 @@ def table(records: list[dict]) -> str:
             r["row"]["name"], p["dim"], f"{r['row']['l1']:g}", f"{p['epsilon']:.3g}", pct(m["dense_accuracy"]),
             f"{pct(p['sparsity'])} [{pct(low)}, {pct(high)}] ± {pct(p['probe_spread'])}", pct(p["trace_bound"]),
             pct(m["limit_by_loss"]), pct(m["limit_by_accuracy"]), f"{100 * r['difference']:+.1f}",
+            "–" if p.get("knee_steepness") is None else f"{p['knee_steepness']:.0f}",
             f"{pct(r['predicted_paper']['sparsity'])} ({100 * r['difference_paper']:+.1f})", taylor_text(r),
             one_shot_text(r), exact_text,
             f"{r['seconds'] + r['training'].get('train_seconds', 0.0):.0f}", r["num_hvps"],
