@@ -162,6 +162,24 @@ def test_a_cached_row_with_ablations_serves_a_run_without_them_but_not_the_rever
         suite.run_row(other, iterations=10, probes=2, seed=3, cache=tmp_path, figures=None, log=messages.append, with_ablations=True)
 
 
+def test_a_cached_record_older_than_knee_steepness_gets_it_from_its_cached_network(tmp_path, monkeypatch):
+    from pruning_limits.checkpoint import save_bundle
+    from pruning_limits.limits import knee_steepness
+    from pruning_limits.masks import distance_curve
+
+    suite = _validation_script(monkeypatch)
+    row = suite.Row("tiny", "mlp:4", "digits", 1e-3)
+    data = load_data("digits", seed=3)
+    model = build_model("mlp:4", data, seed=3)
+    train(model, data, l1=1e-3, epochs=1, seed=3)
+    save_bundle(suite.bundle_path(row, 3, tmp_path), model, model_spec="mlp:4", data_spec="digits", training={"l1": 1e-3})
+    key = suite.cache_key(row, 3)
+    (tmp_path / f"tiny-{key}-10x2-auto.json").write_text(json.dumps({"row": {"name": "tiny"}, "predicted": {"sparsity": 0.5}}))
+    record = suite.run_row(row, iterations=10, probes=2, seed=3, cache=tmp_path, figures=None, log=lambda m: None)
+    expected = knee_steepness(distance_curve(model), 0.5)
+    assert record["predicted"]["knee_steepness"] == pytest.approx(expected, rel=1e-12) and expected > 0
+
+
 def test_preregistered_sklearn_tables_load_as_user_npz_data(tmp_path):
     import importlib.util
 

@@ -149,13 +149,14 @@ def run_row(
         if candidate.exists() and all(p.exists() for p in pictures):
             log(f"[{row.name}] reusing {candidate}")
             record = json.loads(candidate.read_text())
-            if "knee_steepness" not in record["predicted"] and cache is not None and bundle_path(row, seed, cache).exists():
+            predicted = record.get("predicted")
+            if predicted is not None and "knee_steepness" not in predicted and bundle_path(row, seed, cache).exists():
                 # records written before Prediction.knee_steepness existed: the cached network has it
                 from pruning_limits.limits import knee_steepness
                 from pruning_limits.masks import distance_curve
 
                 model, _ = trained_model(row, load_data(row.data, seed=seed), cache, seed, log)
-                record["predicted"]["knee_steepness"] = knee_steepness(distance_curve(model), record["predicted"]["sparsity"])
+                predicted["knee_steepness"] = knee_steepness(distance_curve(model), predicted["sparsity"])
             return record
 
     data = load_data(row.data, seed=seed)
