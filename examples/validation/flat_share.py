@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pruning_limits.data import load_data
     from pruning_limits.hessian import HessianOperator
+    from pruning_limits.masks import pruning_order
     from pruning_limits.objective import flat_weights
     from pruning_limits.report import markdown_table
     from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, dense_hessian
@@ -65,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         flat = magnitudes <= DEFAULT_ATOM_TOL * magnitudes.max()
         dim = weights.size
         pruned = int(round(record["measured"]["limit_by_loss"] * dim))
-        order = np.argsort(np.abs(weights), kind="stable")
+        removed = pruning_order(analysed)[:pruned]
         d = np.zeros(dim)
-        d[order[:pruned]] = -weights[order[:pruned]]
+        d[removed] = -weights[removed]
         coordinates = vectors.T @ d
         norm2 = float(d @ d)
         p0 = float(flat.mean())

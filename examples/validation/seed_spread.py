@@ -76,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                     "its cached record, found none; delete the record to re-run the row"
                 )
             model, _ = trained_model(trained[name], load_data(trained[name].data, seed=seed), cache, seed, log)
-            distance_squared = distance_curve(model)
-            steepness[name, seed] = knee_steepness(distance_squared, m["limit_by_loss"])
-            steepness_at_prediction[name, seed] = knee_steepness(distance_squared, p["sparsity"])
+            steepness[name, seed] = knee_steepness(distance_curve(model), m["limit_by_loss"])
+            steepness_at_prediction[name, seed] = p["knee_steepness"]  # run_row fills it for older records
             accuracy = m["dense_accuracy"]
             rows.append([
                 name, seed, "–" if accuracy is None else f"{100 * accuracy:.1f}", f"{100 * p['sparsity']:.1f}",
