@@ -203,6 +203,32 @@ def test_preregistered_sklearn_tables_load_as_user_npz_data(tmp_path):
         assert name.endswith(".json") and all(c.isalnum() or c in "._-" for c in name), name
 
 
+def test_flat_knee_preregistration_rules(monkeypatch):
+    """The two rules of ``preregistered_flat_knee.py`` on hand-made records, both sides and the edge cases."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    module = importlib.import_module("preregistered_flat_knee")
+
+    def record(gap_points, steepness, accuracy=0.9):
+        return {"measured": 0.5, "kinematic": 0.5 + gap_points / 100, "knee_steepness_at_prediction": steepness,
+                "test_accuracy": accuracy}
+
+    flagged = [record(1.0, 10), record(3.0, 5), record(6.0, 20)]
+    sharp = [record(-0.5, 30), record(0.9, 40), record(1.9, 100)]
+    assert module.verdicts(flagged + sharp, 25.0) == {"rule 1": "passes", "rule 2": "passes"}
+    # rule 1: one flagged network less than a point too high; rule 2: one gap over 2 points
+    assert module.verdicts(flagged + [record(0.9, 24)] + sharp + [record(-2.1, 26)], 25.0) == {
+        "rule 1": "fails", "rule 2": "fails"}
+    # rule 2's median: three gaps of 1.5 points, each within 2
+    assert module.verdicts(flagged + [record(1.5, 30)] * 3, 25.0)["rule 2"] == "fails"
+    # a collapsed classifier counts on neither side; regression (no accuracy) counts
+    collapsed = record(-9.0, 30, accuracy=0.3)
+    assert module.verdicts(flagged + sharp[:2] + [collapsed], 25.0)["rule 2"] == "untested (2 networks not flagged)"
+    assert module.verdicts(flagged + sharp[:2] + [record(0.0, 50, accuracy=None)], 25.0)["rule 2"] == "passes"
+    assert module.verdicts(sharp, 25.0)["rule 1"] == "untested (0 flagged networks)"
+
+
 def test_example_scripts_import_only_names_that_exist():
     """Every ``from X import Y`` in examples/ and benchmarks/ (also inside functions) resolves.
 
@@ -225,8 +251,10 @@ def test_example_scripts_import_only_names_that_exist():
             if node.module in siblings:
                 tree = ast.parse(siblings[node.module].read_text())
                 defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-                defined |= {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-                            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+                targets = [t for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                           for t in (n.targets if isinstance(n, ast.Assign) else [n.target])]
+                defined |= {name.id for t in targets for name in ([t] if isinstance(t, ast.Name) else getattr(t, "elts", []))
+                            if isinstance(name, ast.Name)}
                 missing = [n for n in names if n not in defined]
             elif node.module.split(".")[0] == "pruning_limits":
                 module = importlib.import_module(node.module)

@@ -53,31 +53,37 @@ MAX_GAP, MEDIAN_GAP = 2.0, 1.0  # issue 6's targets, points of sparsity
 
 
 def sklearn_npz(name: str, folder: Path) -> str:
-    """Write scikit-learn's bundled table ``name`` (standardised features, integer labels) to an .npz."""
+    """Write scikit-learn's bundled table ``name`` to an .npz: standardised features, and integer labels
+    (classification) or standardised float targets (regression, e.g. ``diabetes``: MSE loss)."""
     import numpy as np
     from sklearn import datasets
 
     table = getattr(datasets, f"load_{name}")()
     x = np.asarray(table.data, dtype=np.float64)
     x = (x - x.mean(axis=0)) / x.std(axis=0)
+    target = np.asarray(table.target)
+    if target.dtype.kind == "f":
+        y = ((target - target.mean()) / target.std()).astype(np.float32)
+    else:
+        y = target.astype(np.int64)
     path = folder / f"{name}.npz"
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(path, x=x.astype(np.float32), y=np.asarray(table.target, dtype=np.int64))
+    np.savez(path, x=x.astype(np.float32), y=y)
     return str(path)
 
 
-def record_name(index: int) -> str:
-    model_spec, data_spec, l1 = NETWORKS[index]
+def record_name(index: int, networks: tuple = NETWORKS) -> str:
+    model_spec, data_spec, l1 = networks[index]
     text = f"{index}-{model_spec}-{data_spec}-{l1:g}"
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in text) + ".json"
 
 
-def run_network(index: int, folder: Path) -> dict:
-    """Train, validate and summarise network ``index``; the protocol of the module docstring."""
+def run_network(network: tuple[str, str, float], folder: Path) -> dict:
+    """Train, validate and summarise ``(model spec, data spec, λ)``; the protocol of the module docstring."""
     from pruning_limits import build_model, load_data, train, validate
     from pruning_limits.limits import knee_steepness, magnitude_distance_curve
 
-    model_spec, data_spec, l1 = NETWORKS[index]
+    model_spec, data_spec, l1 = network
     spec = sklearn_npz(data_spec.split(":", 1)[1], folder) if data_spec.startswith("sklearn:") else data_spec
     data = load_data(spec, seed=0)
     model = build_model(model_spec, data, seed=0)
@@ -97,51 +103,45 @@ def run_network(index: int, folder: Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--networks", type=int, nargs="+", help="indices into NETWORKS to run (default: all missing)")
-    parser.add_argument("--cache", default="examples/validation/cache", help="cache folder (records go to <cache>/preregistered)")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    bad = [i for i in args.networks or [] if not 0 <= i < len(NETWORKS)]
-    if bad:
-        parser.error(f"expected network indices 0..{len(NETWORKS) - 1}, got {bad}")
+def collect_records(networks: tuple, folder: Path, indices: list[int] | None, threads: int) -> list[dict] | None:
+    """Run the networks ``indices`` (default: all) that have no record in ``folder`` yet; all records, or None.
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import numpy as np
-    import torch
-
-    from pruning_limits.report import markdown_table
-
-    torch.set_num_threads(args.threads)
-    print(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}",
-          file=sys.stderr, flush=True)
-    folder = Path(args.cache) / "preregistered"
+    Each record is written atomically, so an interrupted run leaves no half-written one. None (with a
+    message on stderr) while some network has no record.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    for index in args.networks if args.networks is not None else range(len(NETWORKS)):
-        path = folder / record_name(index)
+    for index in indices if indices is not None else range(len(networks)):
+        path = folder / record_name(index, networks)
         if path.exists():
             continue
-        record = run_network(index, folder)
-        record["threads"] = args.threads
+        record = run_network(networks[index], folder)
+        record["threads"] = threads
         partial = path.with_suffix(".part")
         partial.write_text(json.dumps(record, indent=1))
-        partial.replace(path)  # atomic: an interrupted run leaves no record
+        partial.replace(path)
         print(f"[{index}: {record['model']} on {record['data']}, λ = {record['l1']:g}] done in {record['seconds']:.0f} s",
               file=sys.stderr, flush=True)
-
-    records = [json.loads((folder / record_name(i)).read_text()) for i in range(len(NETWORKS))
-               if (folder / record_name(i)).exists()]
-    if len(records) < len(NETWORKS):
-        print(f"{len(records)} of {len(NETWORKS)} networks recorded; run the rest before the verdict", file=sys.stderr)
-        return 0
+    paths = [folder / record_name(i, networks) for i in range(len(networks))]
+    if not all(p.exists() for p in paths):
+        print(f"{sum(p.exists() for p in paths)} of {len(networks)} networks recorded; run the rest before the verdict",
+              file=sys.stderr)
+        return None
+    records = [json.loads(p.read_text()) for p in paths]
     stale = [i for i, r in enumerate(records) if "knee_steepness_at_prediction" not in r]
     if stale:
-        parser.error(f"expected records with knee_steepness_at_prediction, found older ones for networks {stale}; "
-                     f"delete them from {folder} and run those networks again")
+        raise SystemExit(f"expected records with knee_steepness_at_prediction, found older ones for networks {stale}; "
+                         f"delete them from {folder} and run those networks again")
+    return records
 
-    def gap(r: dict, key: str) -> float:
-        return 100 * (r[key] - r["measured"])
+
+def gap(record: dict, key: str) -> float:
+    """``record[key]`` − the measured limit, in points of sparsity."""
+    return 100 * (record[key] - record["measured"])
+
+
+def print_table(records: list[dict], title: str) -> None:
+    """The per-network table: each model's gap to the measured limit by loss."""
+    from pruning_limits.report import markdown_table
 
     rows = [[
         r["model"], r["data"], f"{r['l1']:g}", r["dim"],
@@ -150,13 +150,42 @@ def main(argv: list[str] | None = None) -> int:
         f"{gap(r, 'paper'):+.1f}", f"{gap(r, 'taylor'):+.1f}", f"{gap(r, 'one_shot'):+.1f} (p₀ {r['flat_fraction']:.2f})",
         f"{r['seconds']:.0f}", r["threads"],
     ] for r in records]
-    print("Pre-registered networks (seed 0): model − measured-by-loss, points of sparsity")
+    print(title)
     print(markdown_table(
         ["model", "data", "λ", "D", "test acc.", "ε", "d ln R/ds", "d ln R/ds at s*", "measured (loss)", "kinematic (default)",
          "paper's model", "Taylor one-shot", "spectral one-shot", "time (s)", "threads"],
         rows,
     ))
     print()
+
+
+def start(argv: list[str] | None, description: str, networks: tuple) -> argparse.Namespace:
+    """Parse ``--networks/--cache/--threads``, check the indices and set the thread settings (printed)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--networks", type=int, nargs="+", help="indices into NETWORKS to run (default: all missing)")
+    parser.add_argument("--cache", default="examples/validation/cache", help="cache folder")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    bad = [i for i in args.networks or [] if not 0 <= i < len(networks)]
+    if bad:
+        parser.error(f"expected network indices 0..{len(networks) - 1}, got {bad}")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}",
+          file=sys.stderr, flush=True)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = start(argv, __doc__.split("\n")[0], NETWORKS)
+    import numpy as np
+
+    records = collect_records(NETWORKS, Path(args.cache) / "preregistered", args.networks, args.threads)
+    if records is None:
+        return 0
+    print_table(records, "Pre-registered networks (seed 0): model − measured-by-loss, points of sparsity")
     for key, label in (("kinematic", "kinematic (default)"), ("one_shot", "spectral one-shot (candidate)"),
                        ("paper", "paper's model"), ("taylor", "Taylor one-shot (diagnostic)")):
         gaps = np.abs([gap(r, key) for r in records])
