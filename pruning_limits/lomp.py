@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
+from ._checks import PruningLimitsError, check_choice, check_int, check_nonnegative, check_positive
 from ._search import first_crossing, grid_counts, last_true
 from .data import DataBundle, materialize
 from .masks import resolve_criterion, pruning_order
@@ -174,10 +174,8 @@ def train(
     Returns:
         The :class:`TrainingHistory`.
     """
-    if isinstance(l1, bool) or not isinstance(l1, (int, float)) or not math.isfinite(l1) or l1 < 0:
-        raise PruningLimitsError(f"l1 must be a finite number >= 0, got {describe(l1)}")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-        raise PruningLimitsError(f"weight_decay must be a number >= 0, got {describe(weight_decay)}")
+    l1 = check_nonnegative("l1", l1)
+    weight_decay = check_nonnegative("weight_decay", weight_decay)
     epochs = check_int("epochs", epochs, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     lr = check_positive("lr", lr)

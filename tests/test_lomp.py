@@ -101,6 +101,8 @@ def test_train_validates_arguments(digits):
         ({"epochs": 0}, "epochs must be"),
         ({"optimizer": "lbfgs"}, "optimizer must be"),
         ({"lr": 0.0}, "lr must be"),
+        ({"weight_decay": float("inf")}, "weight_decay must be a finite number >= 0"),
+        ({"l1": "1e-3"}, "l1 must be a finite number >= 0, got '1e-3' \\(str\\)"),
     ]:
         with pytest.raises(PruningLimitsError, match=message):
             train(model, digits, **kwargs)
