@@ -323,14 +323,20 @@ def _solve_trace(epsilon: float, r2: np.ndarray, abs_trace: float, cost: np.ndar
     return _smallest_feasible(dim, feasible)
 
 
-def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any, gradient: Any = None):
+def _check_weights_and_spectrum(weights: Any, spectrum: Any) -> np.ndarray:
+    """The weights as a float64 array, after checking ``spectrum`` is a Spectrum of the same dimension."""
     if not isinstance(spectrum, Spectrum):
-        raise PruningLimitsError(f"spectrum must be a Spectrum, got {describe(spectrum)}")
+        raise PruningLimitsError(f"spectrum must be a pruning_limits.spectrum.Spectrum, got {describe(spectrum)}")
     w = _check_weights(weights)
     if w.size != spectrum.dim:
         raise PruningLimitsError(
             f"weights and spectrum differ in dimension: {w.size} weights, spectrum of dim {spectrum.dim}"
         )
+    return w
+
+
+def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any, gradient: Any = None):
+    w = _check_weights_and_spectrum(weights, spectrum)
     epsilon = check_positive("epsilon", epsilon)
     eta = check_fraction("eta", eta, open_low=True, open_high=True)
     r2, name = _squared_distances(w, criterion, spectrum.dim)

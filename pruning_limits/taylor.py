@@ -29,7 +29,13 @@ import numpy as np
 from ._checks import PruningLimitsError, check_fraction, check_nonnegative, check_positive, describe
 from ._search import first_crossing, grid_counts
 from .lanczos import _as_float64
-from .limits import _check_gradient, _check_weights, magnitude_distance_curve, magnitude_first_order_curve
+from .limits import (
+    _check_gradient,
+    _check_weights,
+    _check_weights_and_spectrum,
+    magnitude_distance_curve,
+    magnitude_first_order_curve,
+)
 from .spectrum import Spectrum, _as_operator
 
 #: Relative size below which an eigenvalue counts as flat in :func:`spectral_one_shot_limit`:
@@ -253,11 +259,7 @@ def spectral_one_shot_limit(
     Raises:
         PruningLimitsError: on mismatched sizes, non-finite values or a bad threshold.
     """
-    if not isinstance(spectrum, Spectrum):
-        raise PruningLimitsError(f"spectrum must be a pruning_limits.spectrum.Spectrum, got {describe(spectrum)}")
-    w = _check_weights(weights)
-    if spectrum.dim != w.size:
-        raise PruningLimitsError(f"spectrum has dimension {spectrum.dim}, expected {w.size} (one per weight)")
+    w = _check_weights_and_spectrum(weights, spectrum)
     atom_tol = check_fraction("atom_tol", atom_tol, open_low=True, open_high=True)
     flat = min(max(spectrum.atom_at_zero(atom_tol), 0.0), 1.0)
     mean_abs = spectrum.abs_trace().value / spectrum.dim

@@ -177,7 +177,7 @@ def test_spectral_one_shot_limit_edge_cases_and_errors():
     assert flat.curvature == 0 and flat.flat_fraction == 1 and flat.sparsity == 1.0  # nothing to pay
     steep = spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues([0.0, 0.0, 0.0, 1e6]), 1e-3)
     assert steep.curvature == pytest.approx(1e6 / 1) and steep.sparsity == 0.0
-    with pytest.raises(PruningLimitsError, match="spectrum has dimension 3, expected 4"):
+    with pytest.raises(PruningLimitsError, match="differ in dimension: 4 weights, spectrum of dim 3"):
         spectral_one_shot_limit(w, g, Spectrum.from_eigenvalues([1.0, 2.0, 3.0]), 0.1)
     with pytest.raises(PruningLimitsError, match="spectrum must be a pruning_limits.spectrum.Spectrum"):
         spectral_one_shot_limit(w, g, np.ones(4), 0.1)
