@@ -234,9 +234,10 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
             "there. The flatter the knee, the further the prediction lay above the measured limit in "
             "docs/validation.md"
         )
-        lines[-1] += (
-            f"; below {FLAT_KNEE:g}, as here, by 1.3 to 6.6 points." if float(steepness) < FLAT_KNEE else "."
-        )
+        if float(steepness) < FLAT_KNEE:
+            lines[-1] += f"; below {FLAT_KNEE:g}, as here, by 1.3 to 28.4 points (21 networks, 7 of them in a blind test)."
+        else:
+            lines[-1] += "."
     for caption, path in (figures or {}).items():
         lines += ["", f"![{caption}]({Path(path).as_posix()})", "", f"*{caption}*"]
     return "\n".join(lines) + "\n"
