@@ -121,6 +121,11 @@ def collect_records(networks: tuple, folder: Path, indices: list[int] | None, th
         partial.replace(path)
         print(f"[{index}: {record['model']} on {record['data']}, λ = {record['l1']:g}] done in {record['seconds']:.0f} s",
               file=sys.stderr, flush=True)
+    return read_records(networks, folder)
+
+
+def read_records(networks: tuple, folder: Path) -> list[dict] | None:
+    """The records of all ``networks`` in ``folder``, or None (with a message on stderr) while some are missing."""
     paths = [folder / record_name(i, networks) for i in range(len(networks))]
     if not all(p.exists() for p in paths):
         print(f"{sum(p.exists() for p in paths)} of {len(networks)} networks recorded; run the rest before the verdict",
