@@ -235,12 +235,12 @@ def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
     """Say on stderr when ``R(s)`` is flat at ``s*`` (``d ln R/ds`` below ``FLAT_KNEE``).
 
     docs/validation.md: the default prediction's gap to the measured one-shot limit grows as the
-    knee flattens. Of its 39 l1-trained runs (the suite's three seeds and two pre-registered
-    tests, all at ε = batch-std), the 21 with a knee this flat at ``s*`` were predicted 1.3 to
-    28.4 points above their measured limit, the 18 others −0.2 to +2.4; the second test checked
-    this blind on 10 new networks (7 flagged, +1.6 to +28.4; 3 not, +0.2 to +1.1). Only
-    predictions with the gradient term (the default) get the note: the numbers were measured on
-    those.
+    knee flattens. Of its 38 distinct l1-trained runs with a steepness at ``s*`` (the suite's
+    three seeds and two pre-registered tests, all at ε = batch-std), the 20 with a knee this flat
+    were predicted 1.3 to 28.4 points above their measured limit, the 18 others −0.2 to +2.4; the
+    second test checked this blind on 9 new networks (6 flagged, +1.6 to +28.4; 3 not, +0.2 to
+    +1.1). Only predictions with the gradient term (the default) get the note: the numbers were
+    measured on those.
     """
     from pruning_limits.limits import FLAT_KNEE
 
@@ -251,8 +251,8 @@ def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
     if flat:
         where = ", ".join(f"{p.knee_steepness:.0f} at eps={p.epsilon:.3g}" for p in flat) if len(predictions) > 1 else f"{flat[0].knee_steepness:.0f}"
         console.log(
-            f"note: the knee of R(s) is flat at s* (d ln R/ds = {where}, below {FLAT_KNEE:g}); on all networks with "
-            "such a knee in docs/validation.md (21, 7 of them in a blind test) the default prediction (at eps = "
+            f"note: the knee of R(s) is flat at s* (d ln R/ds = {where}, below {FLAT_KNEE:g}); on all l1-trained runs "
+            "with such a knee in docs/validation.md (20, 6 of them in a blind test) the default prediction (at eps = "
             "batch-std) lay 1.3 to 28.4 points of sparsity above the measured one-shot limit ('The flat-knee note, "
             "tested blind')"
         )

@@ -297,7 +297,7 @@ def spectral_statistical_dimension(spectrum: Spectrum, epsilon: float, distance:
     of the semi-axes ``r_i = sqrt(2ε/|λ_i|)``.
     """
     if not isinstance(spectrum, Spectrum):
-        raise PruningLimitsError(f"spectrum must be a Spectrum, got {describe(spectrum)}")
+        raise PruningLimitsError(f"spectrum must be a pruning_limits.spectrum.Spectrum, got {describe(spectrum)}")
     epsilon = check_positive("epsilon", epsilon)
     if isinstance(distance, bool) or not isinstance(distance, (int, float, np.floating)) or not (
         math.isfinite(distance) and distance >= 0

@@ -235,7 +235,7 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
             "docs/validation.md"
         )
         if float(steepness) < FLAT_KNEE:
-            lines[-1] += f"; below {FLAT_KNEE:g}, as here, by 1.3 to 28.4 points (21 networks, 7 of them in a blind test)."
+            lines[-1] += f"; below {FLAT_KNEE:g}, as here, by 1.3 to 28.4 points (20 l1-trained runs, 6 of them in a blind test)."
         else:
             lines[-1] += "."
     for caption, path in (figures or {}).items():

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import PruningLimitsError, check_fraction, check_nonnegative, check_positive, describe
+from ._checks import PruningLimitsError, check_fraction, check_nonnegative, check_positive
 from ._search import first_crossing, grid_counts
 from .lanczos import _as_float64
 from .limits import (

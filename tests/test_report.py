@@ -151,7 +151,7 @@ def test_validation_markdown_has_table_and_figures():
     assert "- model spec: `mlp`" in text
     assert "knee sharpness" not in text  # the record has none
     flat = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=12.0)))
-    assert "| knee sharpness d ln R/ds at s* | 12.0 |" in flat and "below 25, as here, by 1.3 to 28.4 points" in flat
+    assert "| knee sharpness d ln R/ds at s* | 12.0 |" in flat and "below 25, as here, by 1.3 to 28.4 points (20 l1-trained runs" in flat
     steep = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=80.0)))
     assert "The knee sharpness is d ln R/ds" in steep and "as here" not in steep
 

@@ -56,6 +56,10 @@ NETWORKS = (
     ("mlp:64", "sklearn:breast_cancer", 3e-4),
     ("mlp:32", "sklearn:diabetes", 1e-3),
 )
+#: Found after the run (a review of the results), not part of the registration: network 4 is the
+#: suite's ``mnist1d-mlp`` row (``mlp`` defaults to widths 64,32), trained and quoted before, with
+#: the same record. The verdicts are printed as registered and again without it.
+SUITE_DUPLICATES = {4: "mnist1d-mlp"}
 FLAGGED_MIN_GAP = 1.0  # rule 1, points of sparsity
 MIN_PER_SIDE = 3
 MIN_ACCURACY = 0.5
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"max |gap| {np.abs(gaps).max():.1f}, median |gap| {np.median(np.abs(gaps)):.1f}")
     for rule, verdict in verdicts(records, FLAT_KNEE).items():
         print(f"{rule}: {verdict}")
+    new = [r for i, r in enumerate(records) if i not in SUITE_DUPLICATES]
+    duplicates = ", ".join(f"{i} (the suite's {name})" for i, name in SUITE_DUPLICATES.items())
+    print(f"post hoc, without network {duplicates}, found after the run to repeat a suite row: "
+          + "; ".join(f"{rule}: {verdict}" for rule, verdict in verdicts(new, FLAT_KNEE).items()))
     return 0
 
 
