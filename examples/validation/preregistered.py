@@ -183,13 +183,18 @@ def start(argv: list[str] | None, description: str, networks: tuple) -> argparse
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = start(argv, __doc__.split("\n")[0], NETWORKS)
-    import numpy as np
+def run_test(argv: list[str] | None, description: str, networks: tuple, folder: str) -> list[dict] | None:
+    """The command line of a pre-registered test: run its missing networks, then all records (or None)."""
+    args = start(argv, description, networks)
+    return collect_records(networks, Path(args.cache) / folder, args.networks, args.threads)
 
-    records = collect_records(NETWORKS, Path(args.cache) / "preregistered", args.networks, args.threads)
+
+def main(argv: list[str] | None = None) -> int:
+    records = run_test(argv, __doc__.split("\n")[0], NETWORKS, "preregistered")
     if records is None:
         return 0
+    import numpy as np
+
     print_table(records, "Pre-registered networks (seed 0): model − measured-by-loss, points of sparsity")
     for key, label in (("kinematic", "kinematic (default)"), ("one_shot", "spectral one-shot (candidate)"),
                        ("paper", "paper's model"), ("taylor", "Taylor one-shot (diagnostic)")):

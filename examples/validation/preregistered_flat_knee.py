@@ -41,8 +41,6 @@ processes. Run from the project root (about 15 minutes per process, most of it t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 #: (model spec, data spec, λ), as in ``preregistered.py``.
 NETWORKS = (
     ("mlp:48", "digits", 1e-3),
@@ -87,16 +85,15 @@ def verdicts(records: list[dict], flat_knee: float) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from preregistered import collect_records, gap, print_table, start
+    from preregistered import gap, print_table, run_test
 
-    args = start(argv, __doc__.split("\n")[0], NETWORKS)
+    records = run_test(argv, __doc__.split("\n")[0], NETWORKS, "preregistered_flat_knee")
+    if records is None:
+        return 0
     import numpy as np
 
     from pruning_limits.limits import FLAT_KNEE
 
-    records = collect_records(NETWORKS, Path(args.cache) / "preregistered_flat_knee", args.networks, args.threads)
-    if records is None:
-        return 0
     print_table(records, "Second pre-registered test (seed 0): model − measured-by-loss, points of sparsity")
     collapsed = [f"{r['model']} on {r['data']}" for r in records
                  if r["test_accuracy"] is not None and r["test_accuracy"] < MIN_ACCURACY]
