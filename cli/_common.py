@@ -242,7 +242,7 @@ def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
     +1.1). Only predictions with the gradient term (the default) get the note: the numbers were
     measured on those.
     """
-    from pruning_limits.limits import FLAT_KNEE
+    from pruning_limits.limits import FLAT_KNEE, FLAT_KNEE_BLIND_RUNS, FLAT_KNEE_GAPS, FLAT_KNEE_RUNS
 
     flat = [
         p for p in predictions
@@ -252,9 +252,9 @@ def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
         where = ", ".join(f"{p.knee_steepness:.0f} at eps={p.epsilon:.3g}" for p in flat) if len(predictions) > 1 else f"{flat[0].knee_steepness:.0f}"
         console.log(
             f"note: the knee of R(s) is flat at s* (d ln R/ds = {where}, below {FLAT_KNEE:g}); on all l1-trained runs "
-            "with such a knee in docs/validation.md (20, 6 of them in a blind test) the default prediction (at eps = "
-            "batch-std) lay 1.3 to 28.4 points of sparsity above the measured one-shot limit ('The flat-knee note, "
-            "tested blind')"
+            f"with such a knee in docs/validation.md ({FLAT_KNEE_RUNS}, {FLAT_KNEE_BLIND_RUNS} of them in a blind test) "
+            f"the default prediction (at eps = batch-std) lay {FLAT_KNEE_GAPS[0]:g} to {FLAT_KNEE_GAPS[1]:g} points of "
+            "sparsity above the measured one-shot limit ('The flat-knee note, tested blind')"
         )
 
 

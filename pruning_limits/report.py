@@ -227,7 +227,7 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         )
     steepness = record["predicted"].get("knee_steepness")
     if steepness is not None:
-        from .limits import FLAT_KNEE
+        from .limits import FLAT_KNEE, FLAT_KNEE_BLIND_RUNS, FLAT_KNEE_GAPS, FLAT_KNEE_RUNS
 
         lines[-1] += (
             " The knee sharpness is d ln R/ds at s*: how fast the distance to the pruned weights grows "
@@ -235,7 +235,11 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
             "docs/validation.md"
         )
         if float(steepness) < FLAT_KNEE:
-            lines[-1] += f"; below {FLAT_KNEE:g}, as here, by 1.3 to 28.4 points (20 l1-trained runs, 6 of them in a blind test)."
+            low, high = FLAT_KNEE_GAPS
+            lines[-1] += (
+                f"; below {FLAT_KNEE:g}, as here, by {low:g} to {high:g} points ({FLAT_KNEE_RUNS} l1-trained runs, "
+                f"{FLAT_KNEE_BLIND_RUNS} of them in a blind test)."
+            )
         else:
             lines[-1] += "."
     for caption, path in (figures or {}).items():

@@ -208,6 +208,12 @@ def test_a_flat_knee_at_the_prediction_gets_a_note(bundle, capsys):
     note_if_knee_is_flat([prediction(12.4)], Console())
     err = capsys.readouterr().err
     assert err.startswith("note: the knee of R(s) is flat at s* (d ln R/ds = 12, below 25)") and err.count("\n") == 1
+    # README and docs/usage.md quote the note as the demo prints it (steepness 16)
+    note_if_knee_is_flat([prediction(16.0)], Console())
+    quoted = capsys.readouterr().err.strip()
+    root = Path(__file__).resolve().parents[1]
+    for doc in ("README.md", "docs/usage.md"):
+        assert quoted in (root / doc).read_text(encoding="utf-8"), doc
     note_if_knee_is_flat([prediction(40.0, 0.1), prediction(9.0, 0.001)], Console())
     assert "d ln R/ds = 9 at eps=0.001, below 25" in capsys.readouterr().err
     note_if_knee_is_flat([prediction(3.0)], Console(quiet=True))
