@@ -10,6 +10,7 @@ import functools
 import math
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -54,6 +55,8 @@ def common_options(func: F) -> F:
     The wrapped command receives a :class:`Console` as ``console``. A
     :class:`~pruning_limits.PruningLimitsError`, ``OSError`` or ``RuntimeError`` becomes
     ``Error: <first line>`` on stderr and exit code 1; ``--debug`` shows the traceback instead.
+    Python warnings become one ``warning: ...`` line through the console, so ``-q`` silences
+    them too.
     """
 
     @click.option("-v", "--verbose", count=True, help="More messages on stderr (repeatable).")
@@ -62,27 +65,42 @@ def common_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, verbose: int, quiet: bool, debug: bool, **kwargs: Any) -> Any:
         console = Console(verbose=verbose, quiet=quiet, debug=debug)
-        try:
-            return func(*args, console=console, **kwargs)
-        except click.exceptions.Exit:
-            raise
-        except click.ClickException:
-            raise
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - classified just below
-            from pruning_limits._checks import PruningLimitsError
-
-            if debug:
-                traceback.print_exc()
-                sys.exit(EXIT_ERROR)
-            if not isinstance(exc, (PruningLimitsError, OSError, RuntimeError)):
-                raise
-            click.echo(f"Error: {_one_line(exc)}", err=True)
-            sys.exit(EXIT_ERROR)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, console)
+            return _run(func, args, kwargs, console, debug)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_warning(console: Console, message: Warning | str, *_: Any, **__: Any) -> None:
+    console.log(f"warning: {_one_line(message) if isinstance(message, Warning) else message}")
+
+
+def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], console: Console, debug: bool) -> Any:
+    """Call a command; errors become one line on stderr and exit code 1 (see :func:`common_options`)."""
+    try:
+        if "seed" in kwargs:  # every command's --seed, checked like the library's seeds
+            from pruning_limits._checks import check_int
+
+            kwargs["seed"] = check_int("--seed", kwargs["seed"], 0)
+        return func(*args, console=console, **kwargs)
+    except click.exceptions.Exit:
+        raise
+    except click.ClickException:
+        raise
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - classified just below
+        from pruning_limits._checks import PruningLimitsError
+
+        if debug:
+            traceback.print_exc()
+            sys.exit(EXIT_ERROR)
+        if not isinstance(exc, (PruningLimitsError, OSError, RuntimeError)):
+            raise
+        click.echo(f"Error: {_one_line(exc)}", err=True)
+        sys.exit(EXIT_ERROR)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -289,9 +307,11 @@ def load_model_and_data(
         data_seed = checkpoint.training.get("data_seed", seed) if same else seed
         data = load_data(spec, seed=int(data_seed))
     elif need_data or (checkpoint.kind == "state_dict"):
+        # a plain state_dict needs both: say so at once rather than one error after the other
+        needs_model = checkpoint.kind == "state_dict" and not (model_spec or checkpoint.model_spec)
         raise PruningLimitsError(
             f"{path!r} is a {checkpoint.kind.replace('_', ' ')} checkpoint without a data spec: "
-            "give the data with --data SPEC"
+            "give the data with --data SPEC" + (" and the architecture with --model SPEC" if needs_model else "")
         )
     model = build_from_checkpoint(checkpoint, model_spec=model_spec, data=data, seed=seed, trust=trust)
     if data is not None:

@@ -61,7 +61,7 @@ def _history_summary(history: Any) -> dict[str, Any]:
 
 
 @click.command("train")
-@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True, help="Model spec: mlp:W1,W2, fc5, fc12, cnn, cnn1d or package.module:factory.")
+@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True, help="Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C] or package.module:factory.")
 @click.option("--data", "data_spec", default="digits", show_default=True, help="Data spec: digits, mnist1d, synthetic, FILE.npz or package.module:function.")
 @click.option("--l1", type=float, default=None, help="l1 penalty λ of LOMP training (default: the library's, see lomp.train).")
 @click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's).")
@@ -86,12 +86,19 @@ def train_command(
     console: Console,
 ) -> None:
     """Train a model with l1 regularisation (LOMP) and write a bundle for the other commands."""
+    from pruning_limits._checks import check_choice, check_int, check_nonnegative, check_positive
     from pruning_limits.checkpoint import save_bundle
     from pruning_limits.data import check_data_fits_model, load_data
     from pruning_limits.lomp import train
     from pruning_limits.models import build_model
 
     start = time.perf_counter()
+    # the library checks these too, under its parameter names; here they are named as options
+    l1 = None if l1 is None else check_nonnegative("--l1", l1)
+    epochs = None if epochs is None else check_int("--epochs", epochs, 1)
+    lr = None if lr is None else check_positive("--lr", lr)
+    optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, ("sgd", "adam"))
+    batch_size = None if batch_size is None else check_int("--batch-size", batch_size, 1)
     check_output_path(output)
     data = load_data(data_spec, seed=seed)
     model = build_model(model_spec, data, seed=seed)
@@ -386,6 +393,8 @@ def validate_command(
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+    if exact:
+        _pipeline.check_exact_fits(loaded.model)
     note_if_trained_without_l1(loaded, console)
     record = run_validation(
         loaded.model,

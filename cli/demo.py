@@ -55,14 +55,14 @@ def demo_command(
 
     start = time.perf_counter()
     settings_slq = check_spectrum_settings(iterations, probes, memory_budget)
+    given: dict[str, Any] = {"seed": seed}
+    if epochs is not None:
+        given["epochs"] = check_int("--epochs", epochs, 1)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PruningLimitsError(f"cannot create the output folder {out_dir!r}: {exc.strerror or exc}") from exc
-    given: dict[str, Any] = {"seed": seed}
-    if epochs is not None:
-        given["epochs"] = check_int("--epochs", epochs, 1)
     data = load_data(DEMO_DATA, seed=seed)
     model = build_model(DEMO_MODEL, data, seed=seed)
     console.log(f"[1/3] training {DEMO_MODEL} on {DEMO_DATA} with l1 regularisation (LOMP)")

@@ -175,7 +175,9 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
     except OSError as exc:
         raise PruningLimitsError(f"cannot read checkpoint {str(file)!r}: {exc.strerror or exc}") from exc
     except Exception as exc:  # torch raises KeyError/RuntimeError/EOFError on foreign files
-        raise PruningLimitsError(f"{str(file)!r} is not a PyTorch checkpoint ({_first_line(exc)})") from exc
+        raise PruningLimitsError(
+            f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {type(exc).__name__}: {_first_line(exc)})"
+        ) from exc
     return _from_content(str(file), content)
 
 

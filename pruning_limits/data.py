@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import os
 import random
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,8 +125,8 @@ def _as_tensor(value: Any, name: str) -> Tensor:
     if isinstance(value, Tensor):
         return value.detach().cpu()
     if isinstance(value, np.ndarray):
-        if value.dtype == object:
-            raise PruningLimitsError(f"{name} must be a numeric array, got an object array")
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+            raise PruningLimitsError(f"{name} must be a numeric array, got dtype {value.dtype}")
         return torch.from_numpy(np.ascontiguousarray(value))
     raise PruningLimitsError(f"{name} must be a torch.Tensor or numpy array, got {describe(value)}")
 
@@ -357,12 +359,18 @@ def _load_synthetic(options: dict[str, float], seed: int, spec: str) -> DataBund
 
 
 def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise PruningLimitsError(f"data file {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise PruningLimitsError(f"data file {path!r} is not a file")
+    if not zipfile.is_zipfile(path):  # else np.load reads it as a pickle or a bare .npy
+        raise PruningLimitsError(
+            f"{path!r} is not an .npz archive or is damaged (expected a zip file written by numpy.savez)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise PruningLimitsError(f"cannot read {path!r} as an .npz archive: {err}") from None
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:

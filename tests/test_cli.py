@@ -401,12 +401,60 @@ def test_invalid_specs_and_data_that_do_not_fit(bundle, state_dict_file, workdir
         (["predict", "--eta", "1"], "--eta must be a number in (0, 1)"),
         (["predict", "--plot", "figure.jpg"], "plot file must end in"),
         (["predict", "--plot", "no/such/dir/figure.png"], "directory 'no/such/dir' does not exist"),
+        (["spectrum", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_numbers_fail_before_any_work(bundle, args, match):
     command, *rest = args
     fails(command, bundle, *rest, match=match)
     assert not Path("never.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--lr", "-1"], "--lr must be a finite number > 0"),
+        (["--l1", "-1e-3"], "--l1 must be a finite number >= 0"),
+        (["--optimizer", "rmsprop"], "--optimizer must be one of 'sgd', 'adam', got 'rmsprop'"),
+        (["--seed", "-2"], "--seed must be an integer >= 0"),
+    ],
+)
+def test_train_names_its_options_in_errors(workdir, args, match):
+    output = workdir / "never-trained.pt"
+    fails("train", "--model", "mlp:8", *args, "-o", output, match=match)
+    assert not output.exists()
+
+
+def test_demo_checks_its_options_before_creating_its_folder(workdir):
+    out = workdir / "demo-never"
+    fails("demo", "--out", out, "--epochs", "0", match="--epochs must be an integer >= 1")
+    assert not out.exists()
+
+
+def test_a_state_dict_without_specs_asks_for_both(workdir):
+    path = workdir / "plain-state-dict.pt"
+    torch.save(nn.Linear(64, 10).state_dict(), path)
+    fails("predict", path, match="give the data with --data SPEC and the architecture with --model SPEC")
+
+
+def test_exact_is_refused_above_the_dense_limit_before_any_work(workdir):
+    from pruning_limits.spectrum import DEFAULT_MAX_DIM
+
+    path = workdir / "wide.pt"
+    ok("train", "--model", "mlp:160", "--data", "digits", "--epochs", "1", "-o", path)  # D = 11 840
+    assert 64 * 160 + 160 * 10 > DEFAULT_MAX_DIM
+    for command in ("spectrum", "predict", "validate"):
+        fails(command, path, "--exact", match="--exact needs a dense 11840 x 11840 Hessian")
+
+
+def test_warnings_become_console_lines_that_quiet_silences(bundle):
+    loud = ok("spectrum", bundle, *SLQ, "--memory-budget", "1e-9")
+    warned = [line for line in loud.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warned) == 1 and "exceeds the memory budget" in warned[0], loud.stderr
+    assert "RuntimeWarning" not in loud.stderr and ".py:" not in loud.stderr
+    assert ok("spectrum", bundle, *SLQ, "--memory-budget", "1e-9", "-q").stderr == ""
 
 
 def test_debug_shows_the_traceback(workdir):

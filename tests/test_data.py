@@ -94,6 +94,7 @@ def test_npz_with_and_without_test_set(tmp_path):
         ({"x": np.zeros((0, 2)), "y": np.zeros(0, dtype=int)}, "empty"),
         ({"x": np.zeros((3, 2)), "y": np.array([0, -1, 1])}, "labels must lie"),
         ({"x": np.zeros((3, 2)), "y": np.zeros(3, dtype=int), "x_test": np.zeros((1, 2))}, "both x_test and y_test"),
+        ({"x": np.array([["a", "b"]] * 3), "y": np.zeros(3, dtype=int)}, "numeric array, got dtype <U1"),
     ],
 )
 def test_npz_errors_are_one_line(tmp_path, arrays, message):
@@ -102,6 +103,24 @@ def test_npz_errors_are_one_line(tmp_path, arrays, message):
     with pytest.raises(PruningLimitsError, match=message) as info:
         load_data(str(path))
     assert "\n" not in str(info.value)
+
+
+def test_files_that_are_no_npz_archive(tmp_path):
+    np.savez(tmp_path / "good.npz", x=np.zeros((4, 2)), y=np.zeros(4, dtype=int))
+    whole = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    np.savez_compressed(tmp_path / "packed.npz", x=np.linspace(0, 1, 400).reshape(200, 2), y=np.zeros(200, dtype=int))
+    packed = bytearray((tmp_path / "packed.npz").read_bytes())
+    packed[200:600] = bytes(b ^ 0x5A for b in packed[200:600])  # a damaged member, the zip directory intact
+    (tmp_path / "corrupt.npz").write_bytes(bytes(packed))
+    (tmp_path / "text.npz").write_text("not numpy")
+    (tmp_path / "folder.npz").mkdir()
+    for name, message in [("truncated", "not an .npz archive or is damaged"), ("text", "not an .npz archive"),
+                          ("corrupt", "cannot read .* as an .npz archive"),
+                          ("folder", "is not a file")]:
+        with pytest.raises(PruningLimitsError, match=message) as info:
+            load_data(str(tmp_path / f"{name}.npz"))
+        assert "\n" not in str(info.value)
 
 
 def test_spec_errors():
