@@ -60,13 +60,14 @@ def common_options(func: F) -> F:
     """
 
     @click.option("-v", "--verbose", count=True, help="More messages on stderr (repeatable).")
-    @click.option("-q", "--quiet", is_flag=True, help="No messages or progress bars on stderr.")
+    @click.option("-q", "--quiet", is_flag=True, help="No messages, warnings or progress bars on stderr.")
     @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
     @functools.wraps(func)
     def wrapper(*args: Any, verbose: int, quiet: bool, debug: bool, **kwargs: Any) -> Any:
         console = Console(verbose=verbose, quiet=quiet, debug=debug)
         with warnings.catch_warnings():
-            warnings.showwarning = functools.partial(_show_warning, console)
+            if not debug:  # --debug keeps Python's form, with the category and the source line
+                warnings.showwarning = functools.partial(_show_warning, console)
             return _run(func, args, kwargs, console, debug)
 
     return wrapper  # type: ignore[return-value]
@@ -80,9 +81,11 @@ def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     """Call a command; errors become one line on stderr and exit code 1 (see :func:`common_options`)."""
     try:
         if "seed" in kwargs:  # every command's --seed, checked like the library's seeds
-            from pruning_limits._checks import check_int
+            from pruning_limits._checks import PruningLimitsError, check_int
 
             kwargs["seed"] = check_int("--seed", kwargs["seed"], 0)
+            if kwargs["seed"] >= 2**64:  # the range of torch.Generator.manual_seed
+                raise PruningLimitsError(f"--seed must be an integer in [0, 2**64), got {kwargs['seed']}")
         return func(*args, console=console, **kwargs)
     except click.exceptions.Exit:
         raise
@@ -253,12 +256,9 @@ def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
     """Say on stderr when ``R(s)`` is flat at ``s*`` (``d ln R/ds`` below ``FLAT_KNEE``).
 
     docs/validation.md: the default prediction's gap to the measured one-shot limit grows as the
-    knee flattens. Of its 38 distinct l1-trained runs with a steepness at ``s*`` (the suite's
-    three seeds and two pre-registered tests, all at ε = batch-std), the 20 with a knee this flat
-    were predicted 1.3 to 28.4 points above their measured limit, the 18 others −0.2 to +2.4; the
-    second test checked this blind on 9 new networks (6 flagged, +1.6 to +28.4; 3 not, +0.2 to
-    +1.1). Only predictions with the gradient term (the default) get the note: the numbers were
-    measured on those.
+    knee flattens; the note quotes its evidence from ``limits.FLAT_KNEE_GAPS``,
+    ``FLAT_KNEE_RUNS`` and ``FLAT_KNEE_BLIND_RUNS``. Only predictions with the gradient term (the
+    default) get the note: the numbers were measured on those.
     """
     from pruning_limits.limits import FLAT_KNEE, FLAT_KNEE_BLIND_RUNS, FLAT_KNEE_GAPS, FLAT_KNEE_RUNS
 
@@ -276,6 +276,19 @@ def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
         )
 
 
+def check_exact_fits(model: Any) -> None:
+    """Refuse ``--exact`` before any work when D exceeds the dense limit (``spectrum.DEFAULT_MAX_DIM``)."""
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.objective import prunable_dim
+    from pruning_limits.spectrum import DEFAULT_MAX_DIM
+
+    dim = prunable_dim(model)
+    if dim > DEFAULT_MAX_DIM:
+        raise PruningLimitsError(
+            f"--exact needs a dense {dim} x {dim} Hessian, above the limit of D = {DEFAULT_MAX_DIM}: drop --exact"
+        )
+
+
 def load_model_and_data(
     path: str,
     *,
@@ -285,12 +298,14 @@ def load_model_and_data(
     seed: int,
     console: Console,
     need_data: bool = True,
+    exact: bool = False,
 ) -> Loaded:
     """Read a checkpoint, load its data, build the model and check that they fit together.
 
     The data are loaded with the seed recorded in a bundle's training settings (so the
     training/test split is the one the model was trained on), else with ``seed``. With
-    ``need_data=False`` the data are loaded only when given or stored in a bundle.
+    ``need_data=False`` the data are loaded only when given or stored in a bundle. With
+    ``exact=True`` a model above the dense-Hessian limit is refused here, before any work.
     """
     from pruning_limits._checks import PruningLimitsError
     from pruning_limits.checkpoint import build_from_checkpoint, check_stored_spec, read_checkpoint
@@ -314,6 +329,8 @@ def load_model_and_data(
             "give the data with --data SPEC" + (" and the architecture with --model SPEC" if needs_model else "")
         )
     model = build_from_checkpoint(checkpoint, model_spec=model_spec, data=data, seed=seed, trust=trust)
+    if exact:
+        check_exact_fits(model)
     if data is not None:
         check_data_fits_model(model, data)
     return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec)

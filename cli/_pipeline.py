@@ -28,7 +28,6 @@ def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: 
     analysed = copy.deepcopy(model).to(torch.float64)
     start = time.perf_counter()
     if exact:
-        check_exact_fits(model)
         console.log("computing the exact Hessian spectrum (dense, float64)", level=1)
         spectrum = exact_spectrum(
             analysed, data.train, memory_budget=settings.get("memory_budget"), progress=console.progress
@@ -48,20 +47,6 @@ def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: 
         )
     log_spectrum(console, spectrum, time.perf_counter() - start)
     return spectrum
-
-
-def check_exact_fits(model: Any) -> None:
-    """Refuse ``--exact`` before any work when D exceeds the dense limit (``spectrum.DEFAULT_MAX_DIM``)."""
-    from pruning_limits._checks import PruningLimitsError
-    from pruning_limits.objective import prunable_parameters
-    from pruning_limits.spectrum import DEFAULT_MAX_DIM
-
-    dim = sum(p.numel() for _, p in prunable_parameters(model))
-    if dim > DEFAULT_MAX_DIM:
-        raise PruningLimitsError(
-            f"--exact needs a dense {dim} x {dim} Hessian, above the limit of D = {DEFAULT_MAX_DIM}: "
-            "drop --exact to estimate the spectrum by SLQ"
-        )
 
 
 def log_spectrum(console: Console, spectrum: Any, seconds: float | None = None) -> None:

@@ -89,7 +89,7 @@ def train_command(
     from pruning_limits._checks import check_choice, check_int, check_nonnegative, check_positive
     from pruning_limits.checkpoint import save_bundle
     from pruning_limits.data import check_data_fits_model, load_data
-    from pruning_limits.lomp import train
+    from pruning_limits.lomp import OPTIMIZERS, train
     from pruning_limits.models import build_model
 
     start = time.perf_counter()
@@ -97,7 +97,7 @@ def train_command(
     l1 = None if l1 is None else check_nonnegative("--l1", l1)
     epochs = None if epochs is None else check_int("--epochs", epochs, 1)
     lr = None if lr is None else check_positive("--lr", lr)
-    optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, ("sgd", "adam"))
+    optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, OPTIMIZERS)
     batch_size = None if batch_size is None else check_int("--batch-size", batch_size, 1)
     check_output_path(output)
     data = load_data(data_spec, seed=seed)
@@ -149,7 +149,7 @@ def spectrum_command(
     """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights."""
     settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
-    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
     from pruning_limits import report
 
@@ -225,7 +225,7 @@ def predict_command(
         from pruning_limits._checks import check_fraction
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
-    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
     note_if_trained_without_l1(loaded, console)
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
     gradient = _pipeline.analysis_gradient(loaded.model, loaded.data) if gradient_term else None
@@ -392,9 +392,7 @@ def validate_command(
         from pruning_limits._checks import check_fraction
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
-    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
-    if exact:
-        _pipeline.check_exact_fits(loaded.model)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
     note_if_trained_without_l1(loaded, console)
     record = run_validation(
         loaded.model,

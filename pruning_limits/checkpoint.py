@@ -176,7 +176,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
         raise PruningLimitsError(f"cannot read checkpoint {str(file)!r}: {exc.strerror or exc}") from exc
     except Exception as exc:  # torch raises KeyError/RuntimeError/EOFError on foreign files
         raise PruningLimitsError(
-            f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {type(exc).__name__}: {_first_line(exc)})"
+            f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {_named(exc)})"
         ) from exc
     return _from_content(str(file), content)
 
@@ -222,6 +222,12 @@ def _from_content(path: str, content: Any) -> Checkpoint:
         f"{path!r} is not a model checkpoint: expected a bundle, a state_dict or a TorchScript archive, "
         f"got {describe(content)}"
     )
+
+
+def _named(exc: BaseException) -> str:
+    """``Type: first line``, or ``Type`` alone when the message is empty."""
+    detail = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

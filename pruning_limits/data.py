@@ -125,9 +125,10 @@ def _as_tensor(value: Any, name: str) -> Tensor:
     if isinstance(value, Tensor):
         return value.detach().cpu()
     if isinstance(value, np.ndarray):
-        if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+        if value.dtype.kind not in "biufc":  # bool, integer, float, complex
             raise PruningLimitsError(f"{name} must be a numeric array, got dtype {value.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(value))
+        # torch reads native byte order only
+        return torch.from_numpy(np.ascontiguousarray(value.astype(value.dtype.newbyteorder("="), copy=False)))
     raise PruningLimitsError(f"{name} must be a torch.Tensor or numpy array, got {describe(value)}")
 
 
@@ -363,11 +364,13 @@ def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
         raise PruningLimitsError(f"data file {path!r} does not exist")
     if not os.path.isfile(path):
         raise PruningLimitsError(f"data file {path!r} is not a file")
-    if not zipfile.is_zipfile(path):  # else np.load reads it as a pickle or a bare .npy
-        raise PruningLimitsError(
-            f"{path!r} is not an .npz archive or is damaged (expected a zip file written by numpy.savez)"
-        )
     try:
+        with open(path, "rb") as file:  # opened here so that a read error is reported as one
+            is_zip = zipfile.is_zipfile(file)
+        if not is_zip:  # else np.load reads it as a pickle or a bare .npy
+            raise PruningLimitsError(
+                f"{path!r} is not an .npz archive or is damaged (expected a zip file written by numpy.savez)"
+            )
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:

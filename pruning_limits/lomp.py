@@ -56,6 +56,8 @@ DEFAULT_L1 = 5e-4
 DEFAULT_EPOCHS = 100
 #: Default learning rate of SGD with momentum 0.9 and cosine decay to 0.
 DEFAULT_LR = 0.05
+#: Optimizers ``train`` knows.
+OPTIMIZERS = ("sgd", "adam")
 #: Default optimizer (the paper's choice).
 DEFAULT_OPTIMIZER = "sgd"
 #: Momentum of the SGD optimizer.
@@ -179,7 +181,7 @@ def train(
     epochs = check_int("epochs", epochs, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     lr = check_positive("lr", lr)
-    check_choice("optimizer", optimizer, ("sgd", "adam"))
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     seed = check_int("seed", seed, 0)
     (x, y), test = _split_data(data, test_data)
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))

@@ -80,6 +80,11 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
     return result
 
 
+def prunable_dim(model: nn.Module, params: ParamSpec = "prunable") -> int:
+    """``D``: the number of weights :func:`prunable_parameters` selects."""
+    return sum(p.numel() for _, p in prunable_parameters(model, params))
+
+
 def flat_weights(model: nn.Module, params: ParamSpec = "prunable") -> np.ndarray:
     """The selected weights as one float64 numpy vector (the order of :func:`prunable_parameters`)."""
     tensors = [p.detach().reshape(-1).to("cpu", torch.float64) for _, p in prunable_parameters(model, params)]

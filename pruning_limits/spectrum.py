@@ -518,10 +518,10 @@ def exact_spectrum(
         PruningLimitsError: the dimension exceeds ``max_dim``.
     """
     from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
-    from .objective import prunable_parameters
+    from .objective import prunable_dim
 
     # refuse before building the engine
-    _check_dense_dim(sum(p.numel() for _, p in prunable_parameters(model, params)), max_dim)
+    _check_dense_dim(prunable_dim(model, params), max_dim)
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget
     operator = HessianOperator(model, data, loss_fn=loss_fn, params=params, method=method, memory_budget=budget)
     return operator_exact_spectrum(operator, max_dim=max_dim, block_size=block_size, progress=progress)

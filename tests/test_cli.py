@@ -402,6 +402,7 @@ def test_invalid_specs_and_data_that_do_not_fit(bundle, state_dict_file, workdir
         (["predict", "--plot", "figure.jpg"], "plot file must end in"),
         (["predict", "--plot", "no/such/dir/figure.png"], "directory 'no/such/dir' does not exist"),
         (["spectrum", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+        (["spectrum", "--seed", str(2**64)], "--seed must be an integer in [0, 2**64)"),
     ],
 )
 def test_bad_numbers_fail_before_any_work(bundle, args, match):
@@ -443,18 +444,31 @@ def test_exact_is_refused_above_the_dense_limit_before_any_work(workdir):
     from pruning_limits.spectrum import DEFAULT_MAX_DIM
 
     path = workdir / "wide.pt"
-    ok("train", "--model", "mlp:160", "--data", "digits", "--epochs", "1", "-o", path)  # D = 11 840
-    assert 64 * 160 + 160 * 10 > DEFAULT_MAX_DIM
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 160), nn.ReLU(), nn.Linear(160, 10)).state_dict(), path)
+    assert 64 * 160 + 160 * 10 == 11840 > DEFAULT_MAX_DIM
     for command in ("spectrum", "predict", "validate"):
-        fails(command, path, "--exact", match="--exact needs a dense 11840 x 11840 Hessian")
+        result = run(command, path, "--model", "mlp:160", "--data", "digits", "--exact", "-v")
+        assert result.exit_code == 1 and result.stdout == ""
+        # -v logs each step: nothing after reading the checkpoint
+        assert result.stderr.splitlines() == [
+            f"read state_dict checkpoint {path}",
+            "Error: --exact needs a dense 11840 x 11840 Hessian, above the limit of D = 10000: drop --exact",
+        ]
 
 
 def test_warnings_become_console_lines_that_quiet_silences(bundle):
     loud = ok("spectrum", bundle, *SLQ, "--memory-budget", "1e-9")
-    warned = [line for line in loud.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warned) == 1 and "exceeds the memory budget" in warned[0], loud.stderr
+    warned = [line for line in loud.stderr.splitlines() if "exceeds the memory budget" in line]
+    assert warned and all(line.startswith("warning: the Lanczos basis") for line in warned), loud.stderr
     assert "RuntimeWarning" not in loud.stderr and ".py:" not in loud.stderr
     assert ok("spectrum", bundle, *SLQ, "--memory-budget", "1e-9", "-q").stderr == ""
+    # --debug keeps Python's form, category and source line (in a process of its own: under
+    # pytest, Python's form goes to pytest's warning capture, not to the command's stderr)
+    debug = subprocess.run(
+        [sys.executable, "-m", "pruning_limits", "spectrum", str(bundle), *SLQ, "--memory-budget", "1e-9", "--debug"],
+        capture_output=True, text=True, check=True,
+    )
+    assert "RuntimeWarning: the Lanczos basis" in debug.stderr and ".py:" in debug.stderr
 
 
 def test_debug_shows_the_traceback(workdir):

@@ -95,6 +95,7 @@ def test_npz_with_and_without_test_set(tmp_path):
         ({"x": np.zeros((3, 2)), "y": np.array([0, -1, 1])}, "labels must lie"),
         ({"x": np.zeros((3, 2)), "y": np.zeros(3, dtype=int), "x_test": np.zeros((1, 2))}, "both x_test and y_test"),
         ({"x": np.array([["a", "b"]] * 3), "y": np.zeros(3, dtype=int)}, "numeric array, got dtype <U1"),
+        ({"x": np.zeros((3, 2), dtype="m8[s]"), "y": np.zeros(3, dtype=int)}, "numeric array, got dtype timedelta64"),
     ],
 )
 def test_npz_errors_are_one_line(tmp_path, arrays, message):
@@ -103,6 +104,28 @@ def test_npz_errors_are_one_line(tmp_path, arrays, message):
     with pytest.raises(PruningLimitsError, match=message) as info:
         load_data(str(path))
     assert "\n" not in str(info.value)
+
+
+def test_npz_arrays_in_big_endian_order_are_read(tmp_path):
+    np.savez(tmp_path / "big.npz", x=np.arange(12, dtype=">f8").reshape(6, 2), y=np.array([0, 1] * 3, dtype=">i8"))
+    bundle = load_data(str(tmp_path / "big.npz"))
+    values = torch.cat([bundle.x_train, bundle.x_test]).flatten().double().sort().values
+    assert torch.equal(values, torch.arange(12, dtype=torch.float64))
+    assert sorted(torch.cat([bundle.y_train, bundle.y_test]).tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_an_unreadable_npz_file_is_reported_as_such(tmp_path, monkeypatch):
+    np.savez(tmp_path / "locked.npz", x=np.zeros((4, 2)), y=np.zeros(4, dtype=int))
+    real_open = open
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith("locked.npz"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(PruningLimitsError, match="cannot read .*locked.npz.* Permission denied"):
+        load_data(str(tmp_path / "locked.npz"))
 
 
 def test_files_that_are_no_npz_archive(tmp_path):
