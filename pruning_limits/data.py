@@ -367,14 +367,13 @@ def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
     try:
         with open(path, "rb") as file:  # opened here so that a read error is reported as one
             is_zip = zipfile.is_zipfile(file)
-        if not is_zip:  # else np.load reads it as a pickle or a bare .npy
-            raise PruningLimitsError(
-                f"{path!r} is not an .npz archive or is damaged (expected a zip file written by numpy.savez)"
-            )
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        if is_zip:  # else np.load would read it as a pickle or a bare .npy
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise PruningLimitsError(f"cannot read {path!r} as an .npz archive: {err}") from None
+    if not is_zip:
+        raise PruningLimitsError(f"{path!r} is not an .npz archive or is damaged (expected a zip file written by numpy.savez)")
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
         raise PruningLimitsError(f"{path!r} lacks array(s) {missing}; expected x and y (optional x_test, y_test), found {sorted(arrays)}")
