@@ -80,12 +80,10 @@ def _show_warning(console: Console, message: Warning | str, *_: Any, **__: Any) 
 def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], console: Console, debug: bool) -> Any:
     """Call a command; errors become one line on stderr and exit code 1 (see :func:`common_options`)."""
     try:
-        if "seed" in kwargs:  # every command's --seed, checked like the library's seeds
-            from pruning_limits._checks import PruningLimitsError, check_int
+        if "seed" in kwargs:  # every command's --seed, checked as lomp.train checks its seed
+            from pruning_limits._checks import check_seed
 
-            kwargs["seed"] = check_int("--seed", kwargs["seed"], 0)
-            if kwargs["seed"] >= 2**64:  # the range of torch.Generator.manual_seed
-                raise PruningLimitsError(f"--seed must be an integer in [0, 2**64), got {kwargs['seed']}")
+            kwargs["seed"] = check_seed("--seed", kwargs["seed"])
         return func(*args, console=console, **kwargs)
     except click.exceptions.Exit:
         raise

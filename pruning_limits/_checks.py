@@ -49,6 +49,14 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def check_seed(name: str, value: Any) -> int:
+    """Return ``value`` as an int after checking it is a seed ``torch.Generator.manual_seed`` takes."""
+    seed = check_int(name, value, 0)
+    if seed >= 2**64:
+        raise PruningLimitsError(f"{name} must be an integer in [0, 2**64), got {seed}")
+    return seed
+
+
 def check_fraction(name: str, value: Any, *, open_low: bool = False, open_high: bool = False) -> float:
     """Return ``value`` as a float after checking it lies in [0, 1] (ends optionally open)."""
     low = "(" if open_low else "["

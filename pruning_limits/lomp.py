@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ._checks import PruningLimitsError, check_choice, check_int, check_nonnegative, check_positive
+from ._checks import PruningLimitsError, check_choice, check_int, check_nonnegative, check_positive, check_seed
 from ._search import first_crossing, grid_counts, last_true
 from .data import DataBundle, materialize
 from .masks import resolve_criterion, pruning_order
@@ -182,7 +182,7 @@ def train(
     batch_size = check_int("batch_size", batch_size, 1)
     lr = check_positive("lr", lr)
     check_choice("optimizer", optimizer, OPTIMIZERS)
-    seed = check_int("seed", seed, 0)
+    seed = check_seed("seed", seed)
     (x, y), test = _split_data(data, test_data)
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
     device, dtype = model_device_dtype(model)

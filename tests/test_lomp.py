@@ -103,6 +103,8 @@ def test_train_validates_arguments(digits):
         ({"lr": 0.0}, "lr must be"),
         ({"weight_decay": float("inf")}, "weight_decay must be a finite number >= 0"),
         ({"l1": "1e-3"}, "l1 must be a finite number >= 0, got '1e-3' \\(str\\)"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"seed": 2**64}, "seed must be an integer in \\[0, 2\\*\\*64\\)"),
     ]:
         with pytest.raises(PruningLimitsError, match=message):
             train(model, digits, **kwargs)
