@@ -10,6 +10,7 @@ from pruning_limits._version import __version__
 
 from .commands import predict_command, prune_command, spectrum_command, train_command, validate_command
 from .demo import demo_command
+from .gap import gap_command
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -31,5 +32,5 @@ def cli() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-for _command in (demo_command, train_command, spectrum_command, predict_command, prune_command, validate_command):
+for _command in (demo_command, train_command, spectrum_command, predict_command, prune_command, validate_command, gap_command):
     cli.add_command(_command)

@@ -66,6 +66,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     # theory against measurement
     "validation": ("validate", "Validation"),
     "taylor": ("taylor_one_shot_limit", "TaylorOneShot", "spectral_one_shot_limit", "SpectralOneShot"),
+    "lottery": ("gap_experiment", "check_gap_record", "make_stream", "sup_error_exact", "certified_error", "weight_pruning_width", "lp_lower_bound", "milp_exact_width"),
     # files
     "checkpoint": ("Checkpoint", "read_checkpoint", "build_from_checkpoint", "save_bundle", "atomic_write"),
     # reports and figures

@@ -771,7 +771,7 @@ class ExactNeuronWidth:
 
 
 def _milp_feasible(
-    stream: Stream, epsilon: float, model: str, width: int, points: list[np.ndarray], time_limit: float, max_rounds: int = 60
+    stream: Stream, epsilon: float, model: str, width: int, points: list[np.ndarray], deadline: float, max_rounds: int = 60
 ) -> tuple[str, np.ndarray | None, float | None]:
     """MILP at ``width`` with cutting planes: ("feasible", subset mask, error) / ("infeasible", ..) / ("unknown", ..)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -781,6 +781,9 @@ def _milp_feasible(
     if width == 0:
         return "infeasible", None, None
     for _ in range(max_rounds):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "unknown", None, None
         A, b_up, _, b_lo = lp_constraints(points[0], w, first, second, epsilon, model)
         lower = np.where(np.isfinite(b_lo), b_lo, -np.inf)
         res = milp(
@@ -788,7 +791,7 @@ def _milp_feasible(
             constraints=[LinearConstraint(A, lower, b_up)],
             integrality=np.ones(width),
             bounds=Bounds(0, 1),
-            options={"time_limit": float(time_limit), "presolve": True},
+            options={"time_limit": left, "presolve": True},
         )
         if res.status == 2:
             return "infeasible", None, None
@@ -810,7 +813,7 @@ def milp_exact_width(
     *,
     known_infeasible: int = 0,
     max_width: int = 64,
-    time_limit: float = 20.0,
+    time_limit: float = 30.0,
     points: np.ndarray | None = None,
 ) -> ExactNeuronWidth:
     """The minimum stream width whose neuron subsets reach ``ε`` (d <= 2), by MILP with cutting planes.
@@ -819,8 +822,10 @@ def milp_exact_width(
     the violated points added until it is). "Infeasible" is HiGHS's MILP verdict on a finite
     point set, which implies infeasibility on the sphere; it is exact but not independently
     checkable. Widths are searched upwards from ``known_infeasible + 1`` by galloping and
-    bisection; a time-out leaves ``width = None`` (status ``"time-limit"``).
+    bisection; ``time_limit`` seconds are shared by all MILP solves of the search, and running
+    out leaves ``width = None`` (status ``"time-limit"``).
     """
+    deadline = time.monotonic() + float(time_limit)
     epsilon = check_epsilon(epsilon)
     if stream.dim > 2:
         return ExactNeuronWidth(None, None, None, "not-attempted: no exact sup error in d > 2")
@@ -830,7 +835,7 @@ def milp_exact_width(
     n = lo + 1
     found: tuple[int, np.ndarray, float] | None = None
     while n <= max_width:
-        status, mask, err = _milp_feasible(stream, epsilon, model, n, pts, time_limit)
+        status, mask, err = _milp_feasible(stream, epsilon, model, n, pts, deadline)
         if status == "unknown":
             return ExactNeuronWidth(None, None, None, f"time-limit: MILP did not finish at width {n}")
         if status == "feasible":
@@ -842,7 +847,7 @@ def milp_exact_width(
     hi, mask, err = found
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        status, m2, e2 = _milp_feasible(stream, epsilon, model, mid, pts, time_limit)
+        status, m2, e2 = _milp_feasible(stream, epsilon, model, mid, pts, deadline)
         if status == "unknown":
             return ExactNeuronWidth(None, None, None, f"time-limit: MILP did not finish at width {mid}", upper=hi)
         if status == "feasible":
@@ -850,3 +855,386 @@ def milp_exact_width(
         else:
             lo = mid
     return ExactNeuronWidth(hi, [int(i) for i in np.flatnonzero(mask)], float(err), "exact", upper=hi)
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+#: The setting, stated in every record (THEORY §7).
+SETTING = {
+    "target": "f(x) = relu(<w,x>), w uniform on the unit sphere (seeded)",
+    "stream": "u_i ~ N(0, I_d), v_i ~ Uniform[-1, 1]; width n = the first n neurons of the seeded stream",
+    "model_R": "g(x) = relu(sum_i v_i relu(<u_i,x>))",
+    "model_L": "g(x) = sum_i v_i relu(<u_i,x>)",
+    "error": "sup over the unit sphere of |f - g|; at a point x off the sphere the constraint is |f(x) - g(x)| <= eps |x|",
+    "weight": "upper bound: subset-sum construction (THEORY §7), masks of both layers; error exact (d <= 2) or the "
+    "closed-form separable bound (d > 2)",
+    "neuron": "lower bound: the LP relaxation s in [0,1]^n at the listed points is infeasible at width "
+    "lower_bound - 1 (Farkas multipliers y_upper on rows A s <= b_up, y_lower on rows A s >= b_lo); "
+    "exact: MILP with cutting planes (d <= 2), where it finished",
+}
+
+
+def _fit_linear(x: np.ndarray, y: np.ndarray) -> dict[str, float] | None:
+    if len(x) < 2 or np.ptp(x) == 0:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (slope * x + intercept)
+    total = np.sum((y - y.mean()) ** 2)
+    r2 = 1.0 - float(np.sum(resid**2) / total) if total > 0 else 1.0
+    return {"slope": float(slope), "intercept": float(intercept), "r2": r2, "points": int(len(x))}
+
+
+def fit_widths(epsilons: Sequence[float], weight: Sequence[float | None], neuron: Sequence[float | None]) -> dict[str, Any]:
+    """Weight widths linear in ``log2(1/ε)`` (slope = neurons per halving, R²); neuron bounds as a power law in ``1/ε``."""
+    eps = np.asarray(epsilons, dtype=np.float64)
+    out: dict[str, Any] = {}
+    ok = np.array([v is not None for v in weight])
+    fit = _fit_linear(np.log2(1 / eps[ok]), np.asarray([v for v in weight if v is not None], dtype=np.float64))
+    out["weight"] = None if fit is None else {
+        "model": "width = slope * log2(1/eps) + intercept",
+        "slope_per_halving": fit["slope"],
+        "intercept": fit["intercept"],
+        "r2": fit["r2"],
+        "points": fit["points"],
+    }
+    ok = np.array([v is not None and v > 0 for v in neuron])
+    vals = np.asarray([v for v, k in zip(neuron, ok) if k], dtype=np.float64)
+    fit = _fit_linear(np.log(1 / eps[ok]), np.log(vals)) if len(vals) else None
+    out["neuron"] = None if fit is None else {
+        "model": "lower_bound = prefactor * (1/eps)^exponent",
+        "exponent": fit["slope"],
+        "prefactor": float(np.exp(fit["intercept"])),
+        "r2": fit["r2"],
+        "points": fit["points"],
+    }
+    return out
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals and len(vals) == len(values) else None
+
+
+def _farkas_json(cert: FarkasCertificate) -> dict[str, Any]:
+    return {
+        "width": cert.width,
+        "points": cert.points.tolist(),
+        "y_upper": cert.y_up.tolist(),
+        "y_lower": cert.y_lo.tolist(),
+        "margin": cert.margin,
+        "scale": cert.scale,
+    }
+
+
+def gap_experiment(
+    dim: int,
+    epsilons: Sequence[float] = DEFAULT_EPSILONS,
+    seeds: Sequence[int] = range(5),
+    model: str = "R",
+    *,
+    neuron: bool = True,
+    milp_max_width: int = 48,
+    milp_time_limit: float = 30.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the gap experiment: per ε and seed, certified weight and neuron pruning widths, medians and fits.
+
+    Args:
+        dim: input dimension ``d >= 1``.
+        epsilons: tolerances in (0, 1), each used for every seed (default: 2^-2 ... 2^-12).
+        seeds: stream seeds (default 0..4).
+        model: ``"R"`` (output ReLU, THEORY §7) or ``"L"`` (linear output, the control; weight
+            pruning then gets an LP lower bound over the masked variants of each neuron, d <= 4,
+            instead of the construction, which needs the output ReLU).
+        neuron: compute the neuron-pruning bounds (off: weight pruning only, e.g. d = 8).
+        milp_max_width: attempt the exact MILP width only when the LP bound is at most this.
+        milp_time_limit: seconds for all MILP solves of one (ε, seed); running out is reported.
+        progress: called with one line per finished (ε, seed).
+
+    Returns:
+        A JSON-serialisable record (see docs/gap.md); :func:`check_gap_record` re-checks it.
+    """
+    started = time.monotonic()
+    dim = check_int("dim", dim, 1)
+    check_choice("model", model, MODELS)
+    eps_list = [check_epsilon(e) for e in epsilons]
+    if not eps_list:
+        raise PruningLimitsError("expected at least one ε, got none")
+    seed_list = [check_seed("seed", s) for s in seeds]
+    if not seed_list:
+        raise PruningLimitsError("expected at least one seed, got none")
+    if model == "L" and dim > 4:
+        raise PruningLimitsError(f"model L bounds weight pruning over 2^d - 1 masks per neuron: d <= 4, got d = {dim}")
+    milp_max_width = check_int("milp_max_width", milp_max_width, 0)
+    eps_order = sorted(range(len(eps_list)), key=lambda k: -eps_list[k])  # largest ε first: warm starts
+    streams = {s: make_stream(dim, s, MAX_WIDTH) for s in seed_list}
+    used = {s: 0 for s in seed_list}
+    cells: dict[tuple[int, int], dict[str, Any]] = {}
+    for s in seed_list:
+        stream = streams[s]
+        prev_weight = prev_neuron = None
+        for k in eps_order:
+            eps = eps_list[k]
+            cell: dict[str, Any] = {"seed": s}
+            if model == "R":
+                wc = weight_pruning_width(stream, eps, start=prev_weight)
+                prev_weight = wc.width
+                used[s] = max(used[s], wc.width)
+                cell["weight"] = {
+                    "width": wc.width,
+                    "first_mask": wc.first_mask.tolist(),
+                    "second_mask": wc.second_mask.tolist(),
+                    "error": wc.error,
+                    "error_kind": wc.error_kind,
+                }
+            else:
+                lb = lp_lower_bound(stream, eps, model, pruning="weight", start=prev_weight or 4)
+                prev_weight = lb.lower_bound
+                used[s] = max(used[s], lb.certificate.width)
+                cell["weight"] = {"width": None, "lower_bound": lb.lower_bound, "certificate": _farkas_json(lb.certificate)}
+            if neuron:
+                lb = lp_lower_bound(stream, eps, model, start=max(4, prev_neuron or 4))
+                prev_neuron = lb.lower_bound
+                used[s] = max(used[s], lb.certificate.width)
+                entry: dict[str, Any] = {"lower_bound": lb.lower_bound, "certificate": _farkas_json(lb.certificate)}
+                if dim <= 2 and lb.lower_bound <= milp_max_width:
+                    ex = milp_exact_width(
+                        stream,
+                        eps,
+                        model,
+                        known_infeasible=lb.lower_bound - 1,
+                        max_width=milp_max_width,
+                        time_limit=milp_time_limit,
+                        points=lb.points,
+                    )
+                elif dim > 2:
+                    ex = ExactNeuronWidth(None, None, None, "not-attempted: no exact sup error in d > 2")
+                else:
+                    ex = ExactNeuronWidth(None, None, None, f"not-attempted: LP bound above --milp-max-width {milp_max_width}")
+                if ex.upper is not None:
+                    used[s] = max(used[s], ex.upper)
+                entry["exact"] = {"width": ex.width, "subset": ex.subset, "error": ex.error, "status": ex.status}
+                cell["neuron"] = entry
+            cells[(k, s)] = cell
+            if progress is not None:
+                wtxt = cell["weight"]["width"] if model == "R" else f">={cell['weight']['lower_bound']}"
+                ntxt = f", neuron >= {cell['neuron']['lower_bound']}" if neuron else ""
+                xtxt = ""
+                if neuron and cell["neuron"]["exact"]["width"] is not None:
+                    xtxt = f" (exact {cell['neuron']['exact']['width']})"
+                progress(f"d={dim} seed={s} eps=2^{math.log2(eps):.3g}: weight {wtxt}{ntxt}{xtxt}")
+    results = []
+    for k, eps in enumerate(eps_list):
+        per_seed = [cells[(k, s)] for s in seed_list]
+        if model == "R":
+            weight_med = _median([c["weight"]["width"] for c in per_seed])
+        else:
+            weight_med = _median([c["weight"]["lower_bound"] for c in per_seed])
+        med: dict[str, Any] = {"weight": weight_med}
+        if neuron:
+            med["neuron_lower_bound"] = _median([c["neuron"]["lower_bound"] for c in per_seed])
+            med["neuron_exact"] = _median([c["neuron"]["exact"]["width"] for c in per_seed])
+            if weight_med is not None and med["neuron_lower_bound"] is not None:
+                med["ratio"] = med["neuron_lower_bound"] / weight_med
+        results.append({"epsilon": eps, "median": med, "seeds": per_seed})
+    fits = fit_widths(
+        eps_list,
+        [r["median"]["weight"] for r in results],
+        [r["median"].get("neuron_lower_bound") for r in results] if neuron else [None] * len(eps_list),
+    )
+    if model == "L" and fits["weight"] is not None:
+        fits["weight"]["model"] += " (fitted to LP lower bounds, model L)"
+    gap_at = [r["epsilon"] for r in results if model == "R" and neuron and r["median"].get("ratio", 0) > 1]
+    return {
+        "kind": "pruning-gap",
+        "dim": dim,
+        "model": model,
+        "epsilons": eps_list,
+        "seeds": seed_list,
+        "setting": SETTING,
+        "weight_meaning": "certified upper bound (construction)" if model == "R" else "certified LP lower bound over masked variants",
+        "farkas_tolerance": FARKAS_TOLERANCE,
+        "streams": [
+            {
+                "seed": s,
+                "w": streams[s].w.tolist(),
+                "first": streams[s].first[: used[s]].tolist(),
+                "second": streams[s].second[: used[s]].tolist(),
+            }
+            for s in seed_list
+        ],
+        "results": results,
+        "fits": fits,
+        "median_neuron_above_weight_at": gap_at,
+        "seconds": time.monotonic() - started,
+    }
+
+
+# ----------------------------------------------------------------------------- re-checking a record
+
+
+def _recheck_farkas(
+    cert: dict[str, Any], w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str
+) -> tuple[bool, str]:
+    """Re-derive the constraint rows from the points alone and check the multipliers (independent code path)."""
+    pts = np.atleast_2d(np.asarray(cert["points"], dtype=np.float64))
+    y_up = np.asarray(cert["y_upper"], dtype=np.float64)
+    y_lo = np.asarray(cert["y_lower"], dtype=np.float64)
+    if pts.shape[0] != y_up.shape[0] or pts.shape[0] != y_lo.shape[0] or pts.shape[1] != w.shape[0]:
+        return False, "certificate arrays have inconsistent shapes"
+    if np.any(y_up < 0) or np.any(y_lo < 0) or not np.all(np.isfinite(np.concatenate([y_up, y_lo]))):
+        return False, "multipliers must be finite and non-negative"
+    total = 0.0
+    scale = 0.0
+    combo = np.zeros(first.shape[0])
+    for x, a, b in zip(pts, y_up, y_lo):
+        r = math.sqrt(float(x @ x))
+        t = float(x @ w)
+        row = np.maximum(first @ x, 0.0) * second  # the inner sum is row . s
+        size = float(np.sum(np.abs(row)))
+        upper = max(t, 0.0) + epsilon * r  # row . s <= upper, for every subset reaching ε
+        combo += a * row
+        total += a * upper
+        scale += a * (abs(upper) + size)
+        if b > 0:
+            lower = (t - epsilon * r) if model == "R" else (max(t, 0.0) - epsilon * r)
+            if model == "R" and not t > epsilon * r:
+                return False, "a lower-row multiplier where the output ReLU need not pass the sum"
+            combo -= b * row
+            total -= b * lower
+            scale += b * (abs(lower) + size)
+    # any s in [0,1]^n has combo . s >= -sum(max(0, -combo)), and combo . s <= total
+    margin = total + float(np.sum(np.maximum(-combo, 0.0)))
+    if not (scale > 0 and margin < -FARKAS_TOLERANCE * scale):
+        return False, f"margin {margin:.3g} is not below -{FARKAS_TOLERANCE:g} x scale {scale:.3g}"
+    return True, f"margin {margin:.3g}"
+
+
+def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Re-check every certificate of a :func:`gap_experiment` record from the record alone.
+
+    Weight: the masks applied to the stored weights give a network whose certified error
+    (:func:`certified_error`, exact in d <= 2) is ``<= ε`` and equals the stored error within
+    1e-9. Neuron: the Farkas multipliers are re-checked from their points (rows re-derived
+    here) and ``lower_bound = width + 1``. Exact: the subset's exact error is ``<= ε`` and the
+    exact width is at least the lower bound (the MILP's infeasibility below it is not
+    re-checkable: it is the solver's verdict).
+
+    Returns:
+        ``{"weight": n, "neuron": n, "exact": n, "problems": [...]}`` (counts of checked items).
+    """
+    try:
+        dim = int(record["dim"])
+        model = record["model"]
+        streams = {int(s["seed"]): s for s in record["streams"]}
+        results = record["results"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PruningLimitsError(f"not a gap record: missing or malformed {exc}") from None
+    problems: list[str] = []
+    counts = {"weight": 0, "neuron": 0, "exact": 0}
+    for res in results:
+        eps = float(res["epsilon"])
+        for cell in res["seeds"]:
+            seed = int(cell["seed"])
+            st = streams[seed]
+            w = np.asarray(st["w"], dtype=np.float64)
+            first = np.asarray(st["first"], dtype=np.float64).reshape(-1, dim)
+            second = np.asarray(st["second"], dtype=np.float64)
+            where = f"eps={eps:g} seed={seed}"
+            wt = cell.get("weight")
+            if wt is not None and wt.get("width") is not None:
+                n = int(wt["width"])
+                fm = np.asarray(wt["first_mask"], dtype=np.float64).reshape(n, dim)
+                sm = np.asarray(wt["second_mask"], dtype=np.float64).reshape(n)
+                if n > first.shape[0] or not np.all(np.isin(fm, (0, 1))) or not np.all(np.isin(sm, (0, 1))):
+                    problems.append(f"{where}: weight masks malformed or wider than the stored stream")
+                else:
+                    err, _ = certified_error(w, first[:n] * fm, second[:n] * sm, "R")
+                    counts["weight"] += 1
+                    if not err <= eps:
+                        problems.append(f"{where}: weight subnetwork errs {err!r} > ε")
+                    if abs(err - float(wt["error"])) > 1e-9:
+                        problems.append(f"{where}: weight error {wt['error']!r} does not match {err!r}")
+            elif wt is not None and wt.get("certificate") is not None:
+                cert = wt["certificate"]
+                n = int(cert["width"])
+                units = candidates(first[:n], second[:n], "weight")
+                ok, why = _recheck_farkas(cert, w, units[0], units[1], eps, model)
+                counts["weight"] += 1
+                if not ok or int(wt["lower_bound"]) != n + 1 or n > first.shape[0]:
+                    problems.append(f"{where}: weight LP certificate fails: {why}")
+            nr = cell.get("neuron")
+            if nr is None:
+                continue
+            if nr.get("lower_bound") is not None:
+                cert = nr["certificate"]
+                n = int(cert["width"])
+                counts["neuron"] += 1
+                if n > first.shape[0]:
+                    problems.append(f"{where}: neuron certificate wider than the stored stream")
+                else:
+                    ok, why = _recheck_farkas(cert, w, first[:n], second[:n], eps, model)
+                    if not ok:
+                        problems.append(f"{where}: neuron certificate fails: {why}")
+                    if int(nr["lower_bound"]) != n + 1:
+                        problems.append(f"{where}: lower_bound {nr['lower_bound']} is not certificate width + 1")
+            ex = nr.get("exact")
+            if ex is not None and ex.get("width") is not None:
+                n = int(ex["width"])
+                subset = [int(i) for i in ex["subset"]]
+                counts["exact"] += 1
+                if n > first.shape[0] or any(i < 0 or i >= n for i in subset):
+                    problems.append(f"{where}: exact subset outside the first {n} neurons")
+                else:
+                    err = sup_error_exact(w, first[subset], second[subset], model).value
+                    if not err <= eps:
+                        problems.append(f"{where}: exact subset errs {err!r} > ε")
+                    if nr.get("lower_bound") is not None and n < int(nr["lower_bound"]):
+                        problems.append(f"{where}: exact width {n} below the certified lower bound")
+    return {**counts, "problems": problems}
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+def gap_figure(record: dict[str, Any]) -> Any:
+    """Width against 1/ε on log axes: weight pruning (certified upper bounds), neuron pruning (certified lower bounds, exact)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    inv = np.array([1 / r["epsilon"] for r in record["results"]])
+    R = record["model"] == "R"
+
+    def series(get: Callable[[dict[str, Any]], Any]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for x, r in zip(inv, record["results"]):
+            for c in r["seeds"]:
+                v = get(c)
+                if v is not None:
+                    xs.append(x)
+                    ys.append(v)
+        return np.array(xs), np.array(ys)
+
+    wlabel = "weight pruning, certified upper bound" if R else "weight pruning, LP lower bound (model L)"
+    wget = (lambda c: c["weight"]["width"]) if R else (lambda c: c["weight"]["lower_bound"])
+    xs, ys = series(wget)
+    ax.scatter(xs, ys, s=8, color="tab:blue", alpha=0.3)
+    med = [r["median"]["weight"] for r in record["results"]]
+    ax.plot(inv, [np.nan if m is None else m for m in med], "o-", color="tab:blue", label=wlabel + " (median)")
+    if any("neuron" in c for r in record["results"] for c in r["seeds"]):
+        xs, ys = series(lambda c: c["neuron"]["lower_bound"])
+        ax.scatter(xs, ys, s=8, color="tab:red", alpha=0.3)
+        med = [r["median"].get("neuron_lower_bound") for r in record["results"]]
+        ax.plot(inv, [np.nan if m is None else m for m in med], "s-", color="tab:red", label="neuron pruning, certified LP lower bound (median)")
+        xs, ys = series(lambda c: c["neuron"]["exact"]["width"])
+        if len(xs):
+            ax.scatter(xs, ys, s=22, marker="x", color="black", label="neuron pruning, exact (MILP)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("1/ε")
+    ax.set_ylabel("width of the random network (neurons)")
+    ax.set_title(f"d = {record['dim']}, model {record['model']}, {len(record['seeds'])} seeds")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return fig

@@ -1,0 +1,219 @@
+"""``pruning-limit gap``: the neuron-vs-weight pruning gap with certificates (THEORY §7)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import click
+
+from ._common import Console, check_output_path, common_options, json_option, plot_option
+
+
+def _eps_text(eps: float) -> str:
+    k = -math.log2(eps)
+    return f"2^-{k:g}" if abs(k - round(k)) < 1e-12 else f"{eps:g}"
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
+    """Lines a person reads: the answer first (smallest ε), then the table, the fits and the checks."""
+    R = record["model"] == "R"
+    neuron = any("neuron" in c for r in record["results"] for c in r["seeds"])
+    last = min(record["results"], key=lambda r: r["epsilon"])
+    med = last["median"]
+    seeds = len(record["seeds"])
+    lines = []
+    eps = _eps_text(last["epsilon"])
+    if R and neuron and med.get("neuron_lower_bound") is not None and med.get("weight") is not None:
+        verdict = "above" if med["neuron_lower_bound"] > med["weight"] else "not above"
+        lines.append(
+            f"At ε = {eps}, neuron pruning needs >= {_num(med['neuron_lower_bound'])} neurons, weight pruning "
+            f"<= {_num(med['weight'])} (medians of {seeds} seeds, d = {record['dim']}): the certified neuron bound is {verdict} "
+            "the weight width."
+        )
+    elif R:
+        lines.append(f"At ε = {eps}, weight pruning needs <= {_num(med['weight'])} neurons (median of {seeds} seeds, d = {record['dim']}).")
+    else:
+        lines.append(
+            f"Model L at ε = {eps}: weight pruning needs >= {_num(med['weight'])} neurons"
+            + (f", neuron pruning >= {_num(med.get('neuron_lower_bound'))}" if neuron else "")
+            + f" (certified LP lower bounds, medians of {seeds} seeds, d = {record['dim']})."
+        )
+    wname = "weight<=" if R else "weight>="
+    head = f"{'ε':>8} {wname:>8}" + (f" {'neuron>=':>9} {'exact':>6} {'ratio':>6}" if neuron else "")
+    lines += ["", head]
+    for r in sorted(record["results"], key=lambda r: -r["epsilon"]):
+        m = r["median"]
+        row = f"{_eps_text(r['epsilon']):>8} {_num(m['weight']):>8}"
+        if neuron:
+            ratio = m.get("ratio")
+            row += f" {_num(m.get('neuron_lower_bound')):>9} {_num(m.get('neuron_exact')):>6} {('-' if ratio is None else f'{ratio:.2f}'):>6}"
+        lines.append(row)
+    fits = record["fits"]
+    lines.append("")
+    if fits.get("weight"):
+        f = fits["weight"]
+        lines.append(
+            f"weight: {f['slope_per_halving']:.2f} neurons per halving of ε (R² {f['r2']:.3f}, {f['points']} points)"
+            + ("" if R else ", fitted to lower bounds")
+        )
+    if fits.get("neuron"):
+        f = fits["neuron"]
+        lines.append(f"neuron: lower bound ~ (1/ε)^{f['exponent']:.2f} (R² {f['r2']:.3f}, {f['points']} points)")
+    lines.append(
+        f"certificates re-checked: {check['weight']} weight, {check['neuron']} LP, {check['exact']} exact subsets; "
+        + ("all valid." if not check["problems"] else f"{len(check['problems'])} FAILED: {check['problems'][0]}")
+    )
+    if neuron:
+        lines.append(
+            "'exact' = median MILP minimum (a verified subset at that width; the width below is the MILP "
+            "solver's infeasibility verdict), '-' where the MILP was not run or did not finish."
+        )
+    lines.append(f"{record['seconds']:.0f} s. Every number is certified; --json carries the certificates.")
+    return lines
+
+
+@click.command("gap")
+@click.option("--dim", type=int, default=None, help="Input dimension d >= 1 (required unless --check).")
+@click.option(
+    "--epsilon",
+    "epsilons",
+    type=float,
+    multiple=True,
+    help="Tolerance in (0, 1), repeatable (default: the halving ladder 2^-2 ... 2^-12).",
+)
+@click.option("--seeds", type=int, default=5, show_default=True, help="Number of streams (seeds 0 .. K-1); medians over them.")
+@click.option(
+    "--model",
+    type=click.Choice(["R", "L"]),
+    default="R",
+    show_default=True,
+    help="R: output ReLU (THEORY §7). L: linear output, the control (weight pruning gets an LP lower bound).",
+)
+@click.option("--weight-only", is_flag=True, help="Skip neuron pruning (e.g. d = 8, where the LPs are large).")
+@click.option(
+    "--milp-max-width",
+    type=int,
+    default=48,
+    show_default=True,
+    help="Run the exact MILP (d <= 2) when the LP bound is at most this width.",
+)
+@click.option(
+    "--milp-time-limit",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds for all MILP solves of one (ε, seed); a time-out is reported, not guessed.",
+)
+@click.option(
+    "--check",
+    "check_path",
+    type=click.Path(),
+    default=None,
+    help="Re-check every certificate of a saved --json record instead of running.",
+)
+@click.option("-o", "--output", type=click.Path(), default=None, help="Also write the JSON record to this file.")
+@json_option
+@plot_option
+@common_options
+def gap_command(
+    dim: int | None,
+    epsilons: tuple[float, ...],
+    seeds: int,
+    model: str,
+    weight_only: bool,
+    milp_max_width: int,
+    milp_time_limit: float,
+    check_path: str | None,
+    output: str | None,
+    as_json: bool,
+    plot_path: str | None,
+    console: Console,
+) -> None:
+    """Weight vs neuron pruning of a random ReLU network to one ReLU neuron, certified (THEORY §7).
+
+    For each ε and seed: the width weight pruning needs (certified upper bound: a subset-sum
+    construction whose masks are checked), and the width neuron pruning needs (certified lower
+    bound: an infeasible LP relaxation with its Farkas certificate; the exact MILP minimum in
+    d <= 2 where it finishes). Medians over seeds, fits, a figure; progress on stderr.
+    """
+    from pruning_limits import lottery
+    from pruning_limits._checks import PruningLimitsError
+
+    started = time.monotonic()
+    if check_path is not None:
+        try:
+            with open(check_path, encoding="utf-8") as handle:
+                record = json.load(handle)
+        except json.JSONDecodeError as exc:
+            raise PruningLimitsError(f"{check_path!r} is not JSON: {exc}") from None
+        check = lottery.check_gap_record(record)
+        if as_json:
+            console.result(json.dumps(check, indent=2))
+        else:
+            console.result(
+                f"{'all certificates valid' if not check['problems'] else 'INVALID certificates'}: "
+                f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact"
+            )
+            for problem in check["problems"]:
+                console.result(f"  {problem}")
+        if check["problems"]:
+            raise PruningLimitsError(f"{len(check['problems'])} certificate(s) failed the check")
+        return
+    if dim is None:
+        raise click.UsageError("--dim is required (or --check FILE)")
+    if dim < 1:
+        raise PruningLimitsError(f"--dim must be an integer >= 1, got {dim}")
+    if seeds < 1:
+        raise PruningLimitsError(f"--seeds must be an integer >= 1, got {seeds}")
+    if milp_max_width < 0:
+        raise PruningLimitsError(f"--milp-max-width must be >= 0, got {milp_max_width}")
+    if not (milp_time_limit > 0 and math.isfinite(milp_time_limit)):
+        raise PruningLimitsError(f"--milp-time-limit must be a number of seconds > 0, got {milp_time_limit:g}")
+    eps_list = list(epsilons) or list(lottery.DEFAULT_EPSILONS)
+    for eps in eps_list:
+        if not (0 < eps < 1):
+            raise PruningLimitsError(f"--epsilon must be in (0, 1) (the target's sup is 1), got {eps:g}")
+    check_output_path(plot_path, figure=True)
+    check_output_path(output)
+
+    record = lottery.gap_experiment(
+        dim,
+        eps_list,
+        range(seeds),
+        model,
+        neuron=not weight_only,
+        milp_max_width=milp_max_width,
+        milp_time_limit=milp_time_limit,
+        progress=console.log,
+    )
+    check = lottery.check_gap_record(record)
+    record["check"] = check
+    record["seconds"] = time.monotonic() - started
+    if check["problems"]:  # never present an unchecked number as certified
+        raise PruningLimitsError(f"certificate check failed: {check['problems'][0]}")
+    from pruning_limits.report import dumps_json
+
+    text = dumps_json(record, indent=None)
+    if output is not None:
+        from pruning_limits.checkpoint import atomic_write
+
+        atomic_write(output, text + "\n")
+    if plot_path is not None:
+        from pruning_limits.report import save_figure
+
+        save_figure(lottery.gap_figure(record), plot_path)
+        console.log(f"figure: {plot_path}")
+    if as_json:
+        console.result(text)
+    else:
+        for line in _summary(record, check):
+            console.result(line)
