@@ -102,14 +102,14 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
 @click.option(
     "--milp-max-width",
     type=int,
-    default=48,
+    default=96,
     show_default=True,
     help="Run the exact MILP (d <= 2) when the LP bound is at most this width.",
 )
 @click.option(
     "--milp-time-limit",
     type=float,
-    default=30.0,
+    default=10.0,
     show_default=True,
     help="Seconds for all MILP solves of one (ε, seed); a time-out is reported, not guessed.",
 )

@@ -834,7 +834,8 @@ def milp_exact_width(
     step = 1
     n = lo + 1
     found: tuple[int, np.ndarray, float] | None = None
-    while n <= max_width:
+    while lo < max_width:
+        n = min(n, max_width)
         status, mask, err = _milp_feasible(stream, epsilon, model, n, pts, deadline)
         if status == "unknown":
             return ExactNeuronWidth(None, None, None, f"time-limit: MILP did not finish at width {n}")
@@ -933,8 +934,8 @@ def gap_experiment(
     model: str = "R",
     *,
     neuron: bool = True,
-    milp_max_width: int = 48,
-    milp_time_limit: float = 30.0,
+    milp_max_width: int = 96,
+    milp_time_limit: float = 10.0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the gap experiment: per ε and seed, certified weight and neuron pruning widths, medians and fits.

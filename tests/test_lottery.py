@@ -1,0 +1,427 @@
+"""The gap experiment's certified core (pruning_limits.lottery, THEORY §7) against oracles.
+
+Oracles: dense sampling of the circle with bounded golden-section refinement (exact sup error),
+brute force over all subsets (subset sums, MILP widths), an independent Farkas check written
+here, and HiGHS's own verdict on the primal LP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from pruning_limits import lottery as L
+from pruning_limits._checks import PruningLimitsError
+
+
+def circle(theta):
+    theta = np.asarray(theta, dtype=np.float64)
+    return np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+
+
+def error_at(theta, w, first, second, model):
+    x = circle(np.atleast_1d(theta))
+    return np.abs(L.target(x, w) - L.network(x, first, second, model))
+
+
+def sampled_sup(w, first, second, model, samples=200_001):
+    """Dense sampling plus golden-section refinement around the 20 best samples (independent of the breakpoints)."""
+    theta = np.linspace(0.0, 2 * np.pi, samples)
+    vals = error_at(theta, w, first, second, model)
+    best = float(vals.max())
+    step = theta[1] - theta[0]
+    for k in np.argsort(-vals)[:20]:
+        best = max(best, golden_max(lambda t: float(error_at(t, w, first, second, model)[0]), theta[k] - step, theta[k] + step))
+    return best, float(vals.max()), step
+
+
+def golden_max(func, a, b, iterations=120):
+    """Golden-section search for the maximum of a unimodal function on [a, b] (corners included)."""
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = func(c), func(d)
+    for _ in range(iterations):
+        if fc >= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = func(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = func(d)
+    return max(fc, fd, func(a), func(b))
+
+
+def lipschitz(w, first, second):
+    return float(np.linalg.norm(w) + np.sum(np.abs(second) * np.linalg.norm(first, axis=1)))
+
+
+def independent_farkas_margin(points, y_up, y_lo, w, first, second, eps, model):
+    """The Farkas margin recomputed here from the definition, row by row."""
+    n = first.shape[0]
+    combo = np.zeros(n)
+    rhs = 0.0
+    for x, a, b in zip(np.atleast_2d(points), y_up, y_lo):
+        assert a >= 0 and b >= 0
+        r = float(np.linalg.norm(x))
+        t = float(np.dot(w, x))
+        row = np.array([second[i] * max(float(np.dot(first[i], x)), 0.0) for i in range(n)])
+        combo += a * row
+        rhs += a * (max(t, 0.0) + eps * r)
+        if b > 0:
+            lower = t - eps * r if model == "R" else max(t, 0.0) - eps * r
+            if model == "R":
+                assert t > eps * r
+            combo -= b * row
+            rhs -= b * lower
+    # for s in [0,1]^n: combo . s >= sum(min(combo, 0)); the rows force combo . s <= rhs
+    return rhs - float(np.sum(np.minimum(combo, 0.0)))
+
+
+# ----------------------------------------------------------------------------- stream
+
+
+def test_stream_is_nested_and_seeded():
+    small = L.make_stream(3, 7, 10)
+    big = L.make_stream(3, 7, 50)
+    np.testing.assert_array_equal(small.first, big.first[:10])
+    np.testing.assert_array_equal(small.second, big.second[:10])
+    np.testing.assert_array_equal(small.w, big.w)
+    assert abs(np.linalg.norm(big.w) - 1) < 1e-15
+    assert np.all(np.abs(big.second) <= 1)
+    other = L.make_stream(3, 8, 10)
+    assert not np.array_equal(other.first, small.first)
+
+
+# ----------------------------------------------------------------------------- sup error
+
+
+@pytest.mark.parametrize("model", ["R", "L"])
+@pytest.mark.parametrize("case", range(6))
+def test_exact_sup_error_matches_dense_sampling(model, case):
+    rng = np.random.default_rng(100 + case)
+    n = int(rng.integers(1, 25))
+    w = rng.standard_normal(2)
+    w /= np.linalg.norm(w)
+    first = rng.standard_normal((n, 2))
+    second = rng.uniform(-1, 1, n)
+    if case % 2:  # weight-pruned-looking networks: some single-input rows, some pruned neurons
+        first[rng.random((n, 2)) < 0.4] = 0.0
+        second[rng.random(n) < 0.2] = 0.0
+    exact = L.sup_error_exact(w, first, second, model)
+    refined, raw, step = sampled_sup(w, first, second, model)
+    assert raw <= exact.value + 1e-12
+    assert exact.value - raw <= lipschitz(w, first, second) * step  # sampling can only miss this much
+    assert abs(refined - exact.value) <= 1e-9
+    assert abs(np.linalg.norm(exact.point) - 1) < 1e-12
+    at_point = float(np.abs(L.target(exact.point, w) - L.network(exact.point, first, second, model))[0])
+    assert abs(at_point - exact.value) <= 1e-12
+
+
+def test_exact_sup_error_closed_forms():
+    w = np.array([1.0, 0.0])
+    # g = 0: the error is the target's sup, 1
+    assert abs(L.sup_error_exact(w, np.zeros((0, 2)), np.zeros(0)).value - 1.0) < 1e-15
+    # g = f exactly: one neuron u = w, v = 1
+    assert L.sup_error_exact(w, w[None, :], np.array([1.0])).value < 1e-15
+    # g = f / 2: error 1/2 at x = w
+    assert abs(L.sup_error_exact(w, w[None, :], np.array([0.5])).value - 0.5) < 1e-15
+    # d = 1: the two points ±1
+    assert abs(L.sup_error_exact(np.array([1.0]), np.array([[0.5], [-2.0]]), np.array([1.0, 1.0])).value - 2.0) < 1e-15
+    assert abs(L.sup_error_exact(np.array([1.0]), np.array([[0.5], [-2.0]]), np.array([1.0, 1.0]), "R").value - 2.0) < 1e-15
+    assert abs(L.sup_error_exact(np.array([-1.0]), np.array([[0.5]]), np.array([1.0])).value - 1.0) < 1e-15
+
+
+def test_exact_sup_error_refuses_higher_dimensions():
+    with pytest.raises(PruningLimitsError, match="d = 1 or 2"):
+        L.sup_error_exact(np.ones(3) / math.sqrt(3), np.ones((2, 3)), np.ones(2))
+    with pytest.raises(PruningLimitsError, match="shapes"):
+        L.sup_error_exact(np.ones(2), np.ones((2, 3)), np.ones(2))
+
+
+@pytest.mark.parametrize("dim", [2, 3, 4])
+def test_separable_bound_is_a_bound(dim):
+    rng = np.random.default_rng(dim)
+    for _ in range(5):
+        n = 12
+        first = np.zeros((n, dim))
+        first[np.arange(n), rng.integers(0, dim, n)] = rng.standard_normal(n)
+        second = rng.uniform(-1, 1, n)
+        w = rng.standard_normal(dim)
+        w /= np.linalg.norm(w)
+        bound = L.separable_error_bound(w, first, second)
+        pts = rng.standard_normal((200_000, dim))
+        pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+        sampled = np.max(np.abs(L.target(pts, w) - L.network(pts, first, second, "R")))
+        assert sampled <= bound + 1e-12
+        inner = np.max(np.abs(pts @ w - L.network(pts, first, second, "L")))
+        assert inner <= bound + 1e-12 and bound - inner < 0.1  # the bound is the pre-activation sup
+        if dim == 2:
+            assert L.sup_error_exact(w, first, second).value <= bound + 1e-12
+    assert L.separable_error_bound(np.ones(2) / math.sqrt(2), np.ones((1, 2)), np.ones(1)) is None
+
+
+def test_grid_lipschitz_bound_covers_dense_samples():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal(3)
+    w /= np.linalg.norm(w)
+    first, second = rng.standard_normal((6, 3)), rng.uniform(-1, 1, 6)
+    bound, kind = L.certified_error(w, first, second, "R", grid_per_axis=17)
+    assert kind.startswith("grid+lipschitz")
+    pts = rng.standard_normal((50_000, 3))
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    assert np.max(np.abs(L.target(pts, w) - L.network(pts, first, second, "R"))) <= bound
+    pts, delta = L.cube_grid(3, 17)
+    probe = rng.standard_normal((4_000, 3))
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    nearest = np.min(np.linalg.norm(probe[:, None, :] - pts[None, :, :], axis=2), axis=1)
+    assert nearest.max() <= delta
+
+
+# ----------------------------------------------------------------------------- weight pruning
+
+
+def test_closest_subset_sum_matches_brute_force():
+    rng = np.random.default_rng(1)
+    for k in range(0, 13):
+        values = rng.uniform(-1, 1, k)
+        goal = float(rng.uniform(-1, 1))
+        total, mask = L.closest_subset_sum(values, goal)
+        brute = min(abs(goal - sum(c)) for r in range(k + 1) for c in itertools.combinations(values, r))
+        assert abs(abs(goal - total) - brute) < 1e-12
+        assert abs(total - values[mask].sum()) < 1e-12
+
+
+def independent_weight_error(stream, cert, eps):
+    """The certificate's masked network evaluated here: refined sampling (d <= 2) or the closed form (d > 2)."""
+    n, d = cert.width, stream.dim
+    first = stream.first[:n] * cert.first_mask
+    second = stream.second[:n] * cert.second_mask
+    if d == 1:
+        x = np.array([[1.0], [-1.0]])
+        return float(np.max(np.abs(L.target(x, stream.w) - L.network(x, first, second, "R"))))
+    if d == 2:
+        return sampled_sup(stream.w, first, second, "R")[0]
+    P, Q = np.zeros(d), np.zeros(d)
+    for i in range(n):
+        nz = np.flatnonzero(first[i])
+        assert len(nz) <= 1  # the construction keeps one input weight per neuron
+        if len(nz) and second[i] != 0:
+            j = nz[0]
+            if first[i, j] > 0:
+                P[j] += second[i] * first[i, j]
+            else:
+                Q[j] -= second[i] * first[i, j]
+    plus = np.sqrt(sum(max(0.0, stream.w[j] - P[j], -(stream.w[j] + Q[j])) ** 2 for j in range(d)))
+    minus = np.sqrt(sum(max(0.0, P[j] - stream.w[j], stream.w[j] + Q[j]) ** 2 for j in range(d)))
+    return float(max(plus, minus))
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
+def test_weight_certificates_reevaluated_independently(dim):
+    for seed in range(2):
+        stream = L.make_stream(dim, seed, 1024)
+        widths = []
+        for k in (2, 5, 8, 11):
+            eps = 2.0**-k
+            cert = L.weight_pruning_width(stream, eps)
+            again = independent_weight_error(stream, cert, eps)
+            assert abs(again - cert.error) <= 1e-9
+            assert cert.error <= eps and cert.construction_bound <= eps
+            assert cert.error <= cert.construction_bound + 1e-12
+            # minimal for the construction: one neuron fewer fails its own bound
+            assert L.subset_sum_construction(stream, cert.width - 1)[2] > eps
+            widths.append(cert.width)
+        assert widths == sorted(widths)
+
+
+# ----------------------------------------------------------------------------- neuron pruning: LP
+
+
+def test_lp_rows_hold_for_every_subset():
+    """Soundness of the relaxation: the rows written at ε = (a subset's exact error) hold at its 0/1 point."""
+    rng = np.random.default_rng(3)
+    for model in ("R", "L"):
+        stream = L.make_stream(2, 11, 12)
+        pts = np.vstack([L.initial_points(2, 64, 0), 1.3 * circle(rng.uniform(0, 7, 30))])  # some off the sphere
+        for _ in range(30):
+            s = (rng.random(12) < 0.5).astype(float)
+            err = L.sup_error_exact(stream.w, stream.first[s > 0], stream.second[s > 0], model).value
+            if not err < 1:
+                continue
+            A, b_up, _, b_lo = L.lp_constraints(pts, stream.w, stream.first, stream.second, err * (1 + 1e-12), model)
+            assert np.all(A @ s <= b_up + 1e-12)
+            assert np.all(A @ s >= b_lo - 1e-12)
+
+
+@pytest.mark.parametrize("dim,model", [(1, "R"), (2, "R"), (2, "L"), (3, "R")])
+def test_lp_certificates_checked_by_their_dual(dim, model):
+    for seed in range(2):
+        stream = L.make_stream(dim, seed, 2048)
+        for eps in (2.0**-3, 2.0**-6):
+            lb = L.lp_lower_bound(stream, eps, model)
+            cert = lb.certificate
+            n = cert.width
+            assert lb.lower_bound == n + 1
+            first, second = stream.first[:n], stream.second[:n]
+            margin = independent_farkas_margin(cert.points, cert.y_up, cert.y_lo, stream.w, first, second, eps, model)
+            assert margin < 0 and margin < -L.FARKAS_TOLERANCE * cert.scale
+            assert L.check_farkas(cert, stream.w, first, second, eps, model)
+            if n > 0:  # HiGHS agrees that the primal at these points is infeasible
+                A, b_up, _, b_lo = L.lp_constraints(cert.points, stream.w, first, second, eps, model)
+                lo = np.isfinite(b_lo)
+                res = linprog(
+                    np.zeros(n),
+                    A_ub=np.vstack([A, -A[lo]]),
+                    b_ub=np.concatenate([b_up, -b_lo[lo]]),
+                    bounds=(0, 1),
+                    method="highs",
+                )
+                assert res.status == 2
+            # multipliers on the upper rows alone can never contradict (s = 0 satisfies them): refused
+            k = len(cert.y_up)
+            bad = L.FarkasCertificate(n, cert.points, np.ones(k), np.zeros(k), 0.0, 1.0)
+            assert not L.check_farkas(bad, stream.w, first, second, eps, model)
+            assert independent_farkas_margin(bad.points, bad.y_up, bad.y_lo, stream.w, first, second, eps, model) > 0
+
+
+def test_lp_bound_never_exceeds_a_verified_subset():
+    """The certified lower bound is at most the width of any subset verified to reach ε (weight pruning in d = 1)."""
+    for seed in range(3):
+        stream = L.make_stream(1, seed, 512)
+        for k in range(2, 9):
+            eps = 2.0**-k
+            lb = L.lp_lower_bound(stream, eps)
+            wc = L.weight_pruning_width(stream, eps)
+            # in d = 1 a weight-pruned neuron is a whole neuron or nothing: the masks are a neuron subset
+            assert lb.lower_bound <= wc.width
+
+
+# ----------------------------------------------------------------------------- neuron pruning: MILP
+
+
+def brute_force_width(stream, eps, model, max_width):
+    """Smallest n <= max_width such that some subset of the first n neurons errs <= ε (exact), else None."""
+    best = None
+    for mask in range(1, 2**max_width):
+        idx = [i for i in range(max_width) if (mask >> i) & 1]
+        width = idx[-1] + 1
+        if best is not None and width >= best:
+            continue
+        if L.sup_error_exact(stream.w, stream.first[idx], stream.second[idx], model).value <= eps:
+            best = width
+    return best
+
+
+@pytest.mark.parametrize("dim,model,seed,width", [(2, "R", 0, 14), (2, "R", 3, 10), (2, "L", 1, 10), (1, "R", 2, 12)])
+def test_milp_width_equals_brute_force(dim, model, seed, width):
+    stream = L.make_stream(dim, seed, width)
+    # ε between the best errors of consecutive widths, so the answer is unambiguous
+    best = []
+    for n in range(1, width + 1):
+        errs = [
+            L.sup_error_exact(stream.w, stream.first[list(c)], stream.second[list(c)], model).value
+            for r in range(1, n + 1)
+            for c in itertools.combinations(range(n), r)
+            if c[-1] == n - 1
+        ]
+        best.append(min([min(errs)] + ([best[-1]] if best else [])))
+    levels = sorted(set(best))
+    checked = 0
+    for hi, lo in zip(levels[::-1][:-1], levels[::-1][1:]):
+        if hi - lo < 1e-6:
+            continue
+        eps = float(np.sqrt(hi * lo)) if lo > 0 else hi / 2
+        if not 0 < eps < 1:
+            continue
+        expect = next(n + 1 for n, e in enumerate(best) if e <= eps)
+        got = L.milp_exact_width(stream, eps, model, max_width=width, time_limit=120)
+        assert got.status == "exact" and got.width == expect, (eps, got, expect)
+        assert L.sup_error_exact(stream.w, stream.first[got.subset], stream.second[got.subset], model).value <= eps
+        assert max(got.subset) < got.width
+        checked += 1
+    assert checked >= 2
+    if dim == 2 and model == "R" and width == 14:  # the brute force of the MILP's exact question, once in full
+        eps = float(np.sqrt(levels[-1] * levels[-2]))
+        assert brute_force_width(stream, eps, model, width) == L.milp_exact_width(stream, eps, model, max_width=width).width
+
+
+def test_milp_time_limit_is_reported_not_guessed():
+    stream = L.make_stream(2, 1, 256)
+    got = L.milp_exact_width(stream, 2.0**-7, known_infeasible=30, max_width=200, time_limit=1e-3)
+    assert got.width is None and got.status.startswith("time-limit")
+    got = L.milp_exact_width(L.make_stream(3, 0, 8), 0.25)
+    assert got.width is None and got.status.startswith("not-attempted")
+
+
+# ----------------------------------------------------------------------------- controls and records
+
+
+def test_d1_shows_no_gap():
+    """In d = 1 neuron pruning is weight pruning: the exact neuron width never exceeds the construction's."""
+    rec = L.gap_experiment(1, [2.0**-k for k in (2, 4, 6, 8)], seeds=[0, 1, 2], milp_time_limit=60)
+    for res in rec["results"]:
+        for cell in res["seeds"]:
+            assert cell["neuron"]["lower_bound"] <= cell["weight"]["width"]
+            ex = cell["neuron"]["exact"]
+            assert ex["status"] == "exact"
+            assert cell["neuron"]["lower_bound"] <= ex["width"] <= cell["weight"]["width"]
+        assert res["median"]["ratio"] <= 1
+    assert rec["median_neuron_above_weight_at"] == []
+    assert L.check_gap_record(rec)["problems"] == []
+
+
+def test_model_l_bounds_weight_pruning_too():
+    rec = L.gap_experiment(2, [2.0**-3, 2.0**-6], seeds=[0], model="L", milp_max_width=0)
+    check = L.check_gap_record(rec)
+    assert check["problems"] == [] and check["weight"] == 2 and check["neuron"] == 2
+    lbs = [r["seeds"][0]["weight"]["lower_bound"] for r in rec["results"]]
+    assert lbs[1] >= lbs[0] >= 1
+
+
+def test_record_check_catches_tampering():
+    rec = L.gap_experiment(2, [2.0**-4], seeds=[0], milp_time_limit=60)
+    assert L.check_gap_record(rec) == {"weight": 1, "neuron": 1, "exact": 1, "problems": []}
+    cell = rec["results"][0]["seeds"][0]
+    cell["weight"]["error"] += 1e-6
+    cell["neuron"]["lower_bound"] += 1
+    cell["neuron"]["certificate"]["y_lower"] = [0.0] * len(cell["neuron"]["certificate"]["y_lower"])
+    cell["neuron"]["exact"]["subset"] = cell["neuron"]["exact"]["subset"][:1]
+    problems = L.check_gap_record(rec)["problems"]
+    assert any("does not match" in p for p in problems)
+    assert any("not certificate width + 1" in p for p in problems)
+    assert any("certificate fails" in p for p in problems)
+    assert any("exact subset errs" in p for p in problems)
+    with pytest.raises(PruningLimitsError, match="not a gap record"):
+        L.check_gap_record({"dim": 2})
+
+
+def test_fits():
+    eps = [2.0**-k for k in range(2, 8)]
+    fits = L.fit_widths(eps, [10 + 4 * k for k in range(2, 8)], [3 * 2 ** (0.5 * k) for k in range(2, 8)])
+    assert abs(fits["weight"]["slope_per_halving"] - 4) < 1e-12 and abs(fits["weight"]["r2"] - 1) < 1e-12
+    assert abs(fits["neuron"]["exponent"] - 0.5) < 1e-12 and abs(fits["neuron"]["prefactor"] - 3) < 1e-9
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.5, 2.0, float("nan"), float("inf"), "x", None])
+def test_bad_epsilon_is_one_line(bad):
+    with pytest.raises(PruningLimitsError) as info:
+        L.check_epsilon(bad)
+    assert "\n" not in str(info.value) and "(0, 1)" in str(info.value)
+
+
+def test_bad_inputs():
+    with pytest.raises(PruningLimitsError, match="dim"):
+        L.make_stream(0, 0, 4)
+    with pytest.raises(PruningLimitsError, match="dim"):
+        L.gap_experiment(0, [0.5], seeds=[0])
+    with pytest.raises(PruningLimitsError, match="seed"):
+        L.gap_experiment(2, [0.5], seeds=[])
+    with pytest.raises(PruningLimitsError, match="model"):
+        L.gap_experiment(2, [0.5], seeds=[0], model="X")
+    with pytest.raises(PruningLimitsError, match="d <= 4"):
+        L.gap_experiment(5, [0.5], seeds=[0], model="L")
