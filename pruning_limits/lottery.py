@@ -1015,6 +1015,10 @@ def gap_experiment(
                 if ex.upper is not None:
                     used[s] = max(used[s], ex.upper)
                 entry["exact"] = {"width": ex.width, "subset": ex.subset, "error": ex.error, "status": ex.status}
+                if ex.width is not None:  # what proves that one neuron fewer does not suffice
+                    entry["exact"]["minimality"] = (
+                        "lp-certificate" if ex.width == lb.lower_bound else "milp-verdict (HiGHS, not re-checkable)"
+                    )
                 cell["neuron"] = entry
             cells[(k, s)] = cell
             if progress is not None:

@@ -1,0 +1,114 @@
+"""``pruning-limit gap`` end to end: the CI-sized run (two ε, two seeds, d = 2), its certificates, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pruning_limits import lottery
+from pruning_limits.cli import cli
+
+REDUCED = ["gap", "--dim", "2", "--epsilon", "0.125", "--epsilon", "0.0625", "--seeds", "2"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def reduced_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gap")
+    result = run(*REDUCED, "--json", "--plot", folder / "gap.png", "-o", folder / "gap.json")
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    return json.loads(result.stdout), folder
+
+
+def test_reduced_run_json_carries_checkable_certificates(reduced_run):
+    record, folder = reduced_run
+    assert record["dim"] == 2 and record["model"] == "R" and record["seeds"] == [0, 1]
+    assert record["epsilons"] == [0.125, 0.0625]
+    assert {"streams", "results", "fits", "setting", "seconds", "check"} <= set(record)
+    stream = record["streams"][0]
+    assert len(stream["w"]) == 2 and len(stream["first"]) == len(stream["second"])
+    assert all(len(row) == 2 for row in stream["first"])
+    for res in record["results"]:
+        assert set(res["median"]) >= {"weight", "neuron_lower_bound", "neuron_exact"}
+        for cell in res["seeds"]:
+            wt = cell["weight"]
+            assert np.asarray(wt["first_mask"]).shape == (wt["width"], 2)
+            assert len(wt["second_mask"]) == wt["width"]
+            assert wt["error"] <= res["epsilon"] and wt["error_kind"] == "exact"
+            nr = cell["neuron"]
+            assert nr["lower_bound"] == nr["certificate"]["width"] + 1
+            assert {"points", "y_upper", "y_lower"} <= set(nr["certificate"])
+            assert "status" in nr["exact"]
+    # re-checked from the JSON alone (a fresh parse of the file the command wrote)
+    saved = json.loads((folder / "gap.json").read_text())
+    check = lottery.check_gap_record(saved)
+    assert check["problems"] == [] and check["weight"] == 4 and check["neuron"] == 4
+    assert record["check"] == check
+    assert (folder / "gap.png").read_bytes()[:4] == b"\x89PNG"
+    assert record["fits"]["weight"]["points"] == 2
+
+
+def test_check_option_accepts_the_record_and_refuses_a_forgery(reduced_run):
+    record, folder = reduced_run
+    result = run("gap", "--check", folder / "gap.json")
+    assert result.exit_code == 0 and result.stdout.startswith("all certificates valid")
+    forged = json.loads((folder / "gap.json").read_text())
+    cell = forged["results"][1]["seeds"][0]
+    cell["neuron"]["lower_bound"] += 5  # a bigger claim than the certificate proves
+    cell["weight"]["second_mask"] = [0] * len(cell["weight"]["second_mask"])  # the empty network errs 1
+    (folder / "forged.json").write_text(json.dumps(forged))
+    result = run("gap", "--check", folder / "forged.json")
+    assert result.exit_code == 1
+    assert "INVALID" in result.stdout and "certificate(s) failed" in result.stderr
+
+
+def test_text_output_leads_with_the_answer():
+    result = run("gap", "--dim", "1", "--epsilon", "0.25", "--seeds", "1")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("At ε = 2^-2, neuron pruning needs >=") and "not above" in first
+    assert "all valid" in result.stdout
+    assert "seed=0" in result.stderr  # progress on stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dim", "0"], "--dim must be an integer >= 1, got 0"),
+        (["--dim", "2", "--epsilon", "0"], "--epsilon must be in (0, 1)"),
+        (["--dim", "2", "--epsilon", "1"], "--epsilon must be in (0, 1)"),
+        (["--dim", "2", "--epsilon", "-0.5"], "--epsilon must be in (0, 1)"),
+        (["--dim", "2", "--seeds", "0"], "--seeds must be an integer >= 1"),
+        (["--dim", "2", "--milp-time-limit", "0"], "--milp-time-limit"),
+        (["--dim", "5", "--model", "L"], "d <= 4"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(args, message):
+    result = run("gap", *args)
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_usage_errors(tmp_path):
+    assert run("gap").exit_code == 2  # neither --dim nor --check
+    assert run("gap", "--dim", "2", "--model", "X").exit_code == 2
+    result = run("gap", "--dim", "2", "--plot", tmp_path / "no" / "f.png")
+    assert result.exit_code == 1 and "does not exist" in result.stderr
+    (tmp_path / "bad.json").write_text("{")
+    result = run("gap", "--check", tmp_path / "bad.json")
+    assert result.exit_code == 1 and "is not JSON" in result.stderr
+
+
+def test_milp_time_out_is_reported_uncertified():
+    result = run(
+        "gap", "--dim", "2", "--epsilon", "0.0078125", "--seeds", "1", "--milp-time-limit", "0.001", "--json"
+    )
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    exact = json.loads(result.stdout)["results"][0]["seeds"][0]["neuron"]["exact"]
+    assert exact["width"] is None and exact["status"].startswith("time-limit")
