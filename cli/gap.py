@@ -102,7 +102,7 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
 @click.option(
     "--milp-max-width",
     type=int,
-    default=96,
+    default=48,
     show_default=True,
     help="Run the exact MILP (d <= 2) when the LP bound is at most this width.",
 )

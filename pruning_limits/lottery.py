@@ -758,9 +758,11 @@ class ExactNeuronWidth:
         width: the minimum width (``None``: not determined, see ``status``).
         subset: indices of a subset of the first ``width`` neurons with error ``<= ε`` (checkable).
         error: its exact sup error.
-        status: ``"exact"``, ``"time-limit"`` or ``"not-attempted"`` with the reason.
+        status: ``"exact"``, ``"time-limit"``, ``"above-max-width"`` or ``"not-attempted"``, with the reason.
         upper: the smallest width at which a verified subset was found (an upper bound even
             when ``width`` is None), or None.
+        infeasible_up_to: when the search stopped at ``max_width`` without a subset, the width up
+            to which the MILP found every width infeasible (a solver verdict, not a certificate).
     """
 
     width: int | None
@@ -768,6 +770,7 @@ class ExactNeuronWidth:
     error: float | None
     status: str
     upper: int | None = None
+    infeasible_up_to: int | None = None
 
 
 def _milp_feasible(
@@ -844,7 +847,9 @@ def milp_exact_width(
             break
         lo, n, step = n, n + step, 2 * step
     if found is None:
-        return ExactNeuronWidth(None, None, None, f"not-attempted: above --milp-max-width {max_width}")
+        return ExactNeuronWidth(
+            None, None, None, f"above-max-width: MILP infeasible at every width up to {max_width}", infeasible_up_to=lo
+        )
     hi, mask, err = found
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -934,7 +939,7 @@ def gap_experiment(
     model: str = "R",
     *,
     neuron: bool = True,
-    milp_max_width: int = 96,
+    milp_max_width: int = 48,
     milp_time_limit: float = 10.0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -1015,6 +1020,8 @@ def gap_experiment(
                 if ex.upper is not None:
                     used[s] = max(used[s], ex.upper)
                 entry["exact"] = {"width": ex.width, "subset": ex.subset, "error": ex.error, "status": ex.status}
+                if ex.infeasible_up_to is not None:
+                    entry["exact"]["milp_infeasible_up_to"] = ex.infeasible_up_to
                 if ex.width is not None:  # what proves that one neuron fewer does not suffice
                     entry["exact"]["minimality"] = (
                         "lp-certificate" if ex.width == lb.lower_bound else "milp-verdict (HiGHS, not re-checkable)"
