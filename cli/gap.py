@@ -88,7 +88,7 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     "epsilons",
     type=float,
     multiple=True,
-    help="Tolerance in (0, 1), repeatable (default: the halving ladder 2^-2 ... 2^-12).",
+    help="Tolerance in (0, 1), repeatable (default: the halving ladder 2^-2 ... 2^-12; 2^-2 ... 2^-8 for --model L).",
 )
 @click.option("--seeds", type=int, default=5, show_default=True, help="Number of streams (seeds 0 .. K-1); medians over them.")
 @click.option(
@@ -178,7 +178,7 @@ def gap_command(
         raise PruningLimitsError(f"--milp-max-width must be >= 0, got {milp_max_width}")
     if not (milp_time_limit > 0 and math.isfinite(milp_time_limit)):
         raise PruningLimitsError(f"--milp-time-limit must be a number of seconds > 0, got {milp_time_limit:g}")
-    eps_list = list(epsilons) or list(lottery.DEFAULT_EPSILONS)
+    eps_list = list(epsilons) or list(lottery.DEFAULT_EPSILONS if model == "R" else lottery.DEFAULT_EPSILONS_L)
     for eps in eps_list:
         if not (0 < eps < 1):
             raise PruningLimitsError(f"--epsilon must be in (0, 1) (the target's sup is 1), got {eps:g}")

@@ -49,6 +49,10 @@ MODELS = ("R", "L")
 #: neuron bounds 2^-3 ... 2^-12; the gap shows below 2^-9 in d = 2).
 DEFAULT_EPSILONS = tuple(2.0**-k for k in range(2, 13))
 
+#: Default ε ladder for model L (the control): 2^-2 ... 2^-8; its widths grow like 1/ε, so the
+#: LPs at 2^-12 would need thousands of neurons.
+DEFAULT_EPSILONS_L = tuple(2.0**-k for k in range(2, 9))
+
 #: Relative safety margin of the Farkas check: the float64 rounding error of the checked margin
 #: is below about (n + d + 4) * 2^-53 times its scale (< 1e-12 for n <= 10^3), so requiring the
 #: margin to be below -1e-9 * scale leaves three orders of magnitude to spare.
@@ -702,12 +706,13 @@ class Relaxation:
 class NeuronLowerBound:
     """Certified lower bound on the width (neuron) pruning needs: ``lower_bound = certificate.width + 1``.
 
-    ``reached_width`` is the smallest width at which no certificate was found (bisection bracket).
+    ``reached_width`` is the smallest width at which no certificate was found (bisection bracket);
+    ``None`` when even the whole stream was certified (the bound is then the stream width + 1).
     """
 
     lower_bound: int
     certificate: FarkasCertificate
-    reached_width: int
+    reached_width: int | None
     lp_solves: int
     points: np.ndarray
 
@@ -720,7 +725,8 @@ def lp_lower_bound(
     A certificate at width ``n`` is one at every smaller width (dropping columns only lowers the
     margin), so galloping then bisection brackets the largest certified width ``n``; the bound is
     ``n + 1``. Widths where no certificate is found bound the search from above; they are not
-    claimed as anything.
+    claimed as anything. The search stops at the stream's width (:data:`MAX_WIDTH` in the
+    experiment); a bound that reaches it is valid but capped.
     """
     epsilon = check_epsilon(epsilon)
     check_choice("model", model, MODELS)
@@ -729,14 +735,15 @@ def lp_lower_bound(
     best = relax.decide(0)
     if best is None:
         raise PruningLimitsError("internal: the empty network was not certified infeasible")
-    lo, hi = 0, max(1, start)
+    lo, hi = 0, min(max(1, start), stream.width)
     while True:
-        if hi > stream.width:
-            raise PruningLimitsError(f"the LP bound exceeds the stream width {stream.width} at ε = {epsilon:g}")
         cert = relax.decide(hi)
         if cert is None:
             break
-        best, lo, hi = cert, hi, 2 * hi
+        best, lo = cert, hi
+        if hi == stream.width:  # certified at the whole stream: a valid bound, not a tight one
+            return NeuronLowerBound(lo + 1, best, None, relax.lp_solves, relax.points)
+        hi = min(2 * hi, stream.width)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         cert = relax.decide(mid)
@@ -1003,6 +1010,8 @@ def gap_experiment(
                 prev_neuron = lb.lower_bound
                 used[s] = max(used[s], lb.certificate.width)
                 entry: dict[str, Any] = {"lower_bound": lb.lower_bound, "certificate": _farkas_json(lb.certificate)}
+                if lb.reached_width is None:
+                    entry["capped_at_stream_width"] = True
                 if dim <= 2 and lb.lower_bound <= milp_max_width:
                     ex = milp_exact_width(
                         stream,

@@ -425,3 +425,13 @@ def test_bad_inputs():
         L.gap_experiment(2, [0.5], seeds=[0], model="X")
     with pytest.raises(PruningLimitsError, match="d <= 4"):
         L.gap_experiment(5, [0.5], seeds=[0], model="L")
+
+
+def test_lp_bound_capped_at_the_stream_is_still_certified():
+    stream = L.make_stream(2, 0, 6)  # far too few neurons for ε = 2^-10
+    lb = L.lp_lower_bound(stream, 2.0**-10)
+    assert lb.reached_width is None and lb.lower_bound == 7 and lb.certificate.width == 6
+    margin = independent_farkas_margin(
+        lb.certificate.points, lb.certificate.y_up, lb.certificate.y_lo, stream.w, stream.first, stream.second, 2.0**-10, "R"
+    )
+    assert margin < 0
