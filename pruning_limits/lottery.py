@@ -1250,12 +1250,14 @@ def gap_figure(record: dict[str, Any]) -> Any:
         ax.plot(inv, [np.nan if m is None else m for m in med], "s-", color="tab:red", label="neuron pruning, certified LP lower bound (median)")
         xs, ys = series(lambda c: c["neuron"]["exact"]["width"])
         if len(xs):
-            ax.scatter(xs, ys, s=22, marker="x", color="black", label="neuron pruning, exact (MILP)")
+            ax.scatter(xs, ys, s=22, marker="x", color="black", alpha=0.6, label="neuron pruning, exact (MILP)")
+            med = [r["median"].get("neuron_exact") for r in record["results"]]
+            ax.plot(inv, [np.nan if m is None else m for m in med], "--", color="black", label="exact, median (all seeds finished)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xlabel("1/ε")
     ax.set_ylabel("width of the random network (neurons)")
     ax.set_title(f"d = {record['dim']}, model {record['model']}, {len(record['seeds'])} seeds")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")
     return fig
