@@ -1131,6 +1131,68 @@ def _recheck_farkas(
     return True, f"margin {margin:.3g}"
 
 
+def _check_cell(
+    cell: dict[str, Any], eps: float, streams: dict[int, Any], dim: int, model: str, counts: dict[str, int], problems: list[str]
+) -> None:
+    """Re-check the certificates of one (ε, seed) entry; append what fails to ``problems``."""
+    seed = int(cell["seed"])
+    st = streams[seed]
+    w = np.asarray(st["w"], dtype=np.float64)
+    first = np.asarray(st["first"], dtype=np.float64).reshape(-1, dim)
+    second = np.asarray(st["second"], dtype=np.float64)
+    where = f"eps={eps:g} seed={seed}"
+    wt = cell.get("weight")
+    if wt is not None and wt.get("width") is not None:
+        n = int(wt["width"])
+        fm = np.asarray(wt["first_mask"], dtype=np.float64).reshape(n, dim)
+        sm = np.asarray(wt["second_mask"], dtype=np.float64).reshape(n)
+        if n > first.shape[0] or not np.all(np.isin(fm, (0, 1))) or not np.all(np.isin(sm, (0, 1))):
+            problems.append(f"{where}: weight masks malformed or wider than the stored stream")
+        else:
+            err, _ = certified_error(w, first[:n] * fm, second[:n] * sm, "R")
+            counts["weight"] += 1
+            if not err <= eps:
+                problems.append(f"{where}: weight subnetwork errs {err!r} > ε")
+            if abs(err - float(wt["error"])) > 1e-9:
+                problems.append(f"{where}: weight error {wt['error']!r} does not match {err!r}")
+    elif wt is not None and wt.get("certificate") is not None:
+        cert = wt["certificate"]
+        n = int(cert["width"])
+        units = candidates(first[:n], second[:n], "weight")
+        ok, why = _recheck_farkas(cert, w, units[0], units[1], eps, model)
+        counts["weight"] += 1
+        if not ok or int(wt["lower_bound"]) != n + 1 or n > first.shape[0]:
+            problems.append(f"{where}: weight LP certificate fails: {why}")
+    nr = cell.get("neuron")
+    if nr is None:
+        return
+    if nr.get("lower_bound") is not None:
+        cert = nr["certificate"]
+        n = int(cert["width"])
+        counts["neuron"] += 1
+        if n > first.shape[0]:
+            problems.append(f"{where}: neuron certificate wider than the stored stream")
+        else:
+            ok, why = _recheck_farkas(cert, w, first[:n], second[:n], eps, model)
+            if not ok:
+                problems.append(f"{where}: neuron certificate fails: {why}")
+            if int(nr["lower_bound"]) != n + 1:
+                problems.append(f"{where}: lower_bound {nr['lower_bound']} is not certificate width + 1")
+    ex = nr.get("exact")
+    if ex is not None and ex.get("width") is not None:
+        n = int(ex["width"])
+        subset = [int(i) for i in ex["subset"]]
+        counts["exact"] += 1
+        if n > first.shape[0] or any(i < 0 or i >= n for i in subset):
+            problems.append(f"{where}: exact subset outside the first {n} neurons")
+        else:
+            err = sup_error_exact(w, first[subset], second[subset], model).value
+            if not err <= eps:
+                problems.append(f"{where}: exact subset errs {err!r} > ε")
+            if nr.get("lower_bound") is not None and n < int(nr["lower_bound"]):
+                problems.append(f"{where}: exact width {n} below the certified lower bound")
+
+
 def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
     """Re-check every certificate of a :func:`gap_experiment` record from the record alone.
 
@@ -1154,64 +1216,17 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
     problems: list[str] = []
     counts = {"weight": 0, "neuron": 0, "exact": 0}
     for res in results:
-        eps = float(res["epsilon"])
-        for cell in res["seeds"]:
-            seed = int(cell["seed"])
-            st = streams[seed]
-            w = np.asarray(st["w"], dtype=np.float64)
-            first = np.asarray(st["first"], dtype=np.float64).reshape(-1, dim)
-            second = np.asarray(st["second"], dtype=np.float64)
-            where = f"eps={eps:g} seed={seed}"
-            wt = cell.get("weight")
-            if wt is not None and wt.get("width") is not None:
-                n = int(wt["width"])
-                fm = np.asarray(wt["first_mask"], dtype=np.float64).reshape(n, dim)
-                sm = np.asarray(wt["second_mask"], dtype=np.float64).reshape(n)
-                if n > first.shape[0] or not np.all(np.isin(fm, (0, 1))) or not np.all(np.isin(sm, (0, 1))):
-                    problems.append(f"{where}: weight masks malformed or wider than the stored stream")
-                else:
-                    err, _ = certified_error(w, first[:n] * fm, second[:n] * sm, "R")
-                    counts["weight"] += 1
-                    if not err <= eps:
-                        problems.append(f"{where}: weight subnetwork errs {err!r} > ε")
-                    if abs(err - float(wt["error"])) > 1e-9:
-                        problems.append(f"{where}: weight error {wt['error']!r} does not match {err!r}")
-            elif wt is not None and wt.get("certificate") is not None:
-                cert = wt["certificate"]
-                n = int(cert["width"])
-                units = candidates(first[:n], second[:n], "weight")
-                ok, why = _recheck_farkas(cert, w, units[0], units[1], eps, model)
-                counts["weight"] += 1
-                if not ok or int(wt["lower_bound"]) != n + 1 or n > first.shape[0]:
-                    problems.append(f"{where}: weight LP certificate fails: {why}")
-            nr = cell.get("neuron")
-            if nr is None:
-                continue
-            if nr.get("lower_bound") is not None:
-                cert = nr["certificate"]
-                n = int(cert["width"])
-                counts["neuron"] += 1
-                if n > first.shape[0]:
-                    problems.append(f"{where}: neuron certificate wider than the stored stream")
-                else:
-                    ok, why = _recheck_farkas(cert, w, first[:n], second[:n], eps, model)
-                    if not ok:
-                        problems.append(f"{where}: neuron certificate fails: {why}")
-                    if int(nr["lower_bound"]) != n + 1:
-                        problems.append(f"{where}: lower_bound {nr['lower_bound']} is not certificate width + 1")
-            ex = nr.get("exact")
-            if ex is not None and ex.get("width") is not None:
-                n = int(ex["width"])
-                subset = [int(i) for i in ex["subset"]]
-                counts["exact"] += 1
-                if n > first.shape[0] or any(i < 0 or i >= n for i in subset):
-                    problems.append(f"{where}: exact subset outside the first {n} neurons")
-                else:
-                    err = sup_error_exact(w, first[subset], second[subset], model).value
-                    if not err <= eps:
-                        problems.append(f"{where}: exact subset errs {err!r} > ε")
-                    if nr.get("lower_bound") is not None and n < int(nr["lower_bound"]):
-                        problems.append(f"{where}: exact width {n} below the certified lower bound")
+        try:
+            eps = float(res["epsilon"])
+            cells = list(res["seeds"])
+        except (KeyError, TypeError, ValueError):
+            problems.append("a result without epsilon or seeds")
+            continue
+        for cell in cells:
+            try:
+                _check_cell(cell, eps, streams, dim, model, counts, problems)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                problems.append(f"eps={eps:g}: malformed entry ({type(exc).__name__}: {exc})")
     return {**counts, "problems": problems}
 
 

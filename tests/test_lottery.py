@@ -396,6 +396,8 @@ def test_record_check_catches_tampering():
     assert any("not certificate width + 1" in p for p in problems)
     assert any("certificate fails" in p for p in problems)
     assert any("exact subset errs" in p for p in problems)
+    cell["weight"]["first_mask"] = [[1, 0, 1]]  # wrong shape: reported, not a crash
+    assert any("malformed entry" in p for p in L.check_gap_record(rec)["problems"])
     with pytest.raises(PruningLimitsError, match="not a gap record"):
         L.check_gap_record({"dim": 2})
 
