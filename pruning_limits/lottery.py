@@ -1,0 +1,1278 @@
+"""The neuron-vs-weight pruning gap, with certificates (THEORY §7; Ferré et al., arXiv 2603.02234).
+
+Setting (ours, because the paper's full text is not at hand; stated in full in docs/gap.md):
+
+- target ``f(x) = relu(<w, x>)``, ``w`` uniform on the unit sphere of ``R^d`` (seeded);
+- a *stream* of hidden neurons ``(u_i, v_i)``, ``u_i ~ N(0, I_d)``, ``v_i ~ Uniform[-1, 1]``;
+  the random network of width ``n`` is the first ``n`` neurons of the stream, so "the width
+  pruning needs" is monotone in ``n`` and found by bisection;
+- model ``"R"``: ``g(x) = relu(sum_i v_i relu(<u_i, x>))`` (output ReLU); model ``"L"``:
+  ``g(x) = sum_i v_i relu(<u_i, x>)`` (linear output, the control);
+- error: ``sup_{|x|=1} |f(x) - g(x)|``. Both sides are positively homogeneous, so the sphere is
+  the whole story; at a point ``x`` off the sphere an ``ε``-approximation errs by at most
+  ``ε |x|``, which is how every constraint below is written (float grid points are not exactly
+  on the sphere).
+
+What is certified, and how it can be re-checked (:func:`check_gap_record`):
+
+- *weight pruning, upper bound*: the subset-sum construction of THEORY §7 gives masks of both
+  layers for the first ``n`` neurons; the masked network's error is computed exactly
+  (``d <= 2``) or bounded in closed form (``d > 2``, see :func:`separable_error_bound`) and is
+  ``<= ε``. The masks are the certificate.
+- *neuron pruning, lower bound*: every subset of the first ``n`` neurons is a 0/1 point of the
+  LP relaxation written on any finite set of points; a non-negative combination of its
+  constraints that is contradictory (a Farkas certificate, :func:`check_farkas`) proves that no
+  subset of the first ``n`` neurons reaches ``ε``, so the width needed is ``>= n + 1``.
+- *neuron pruning, exact minimum* (``d <= 2``, small widths): a MILP on points refined by
+  cutting planes; its feasible answer is a subset whose exact error is ``<= ε`` (checkable); the
+  infeasibility of the next smaller width is the MILP solver's claim on a finite point set
+  (valid on the sphere because a finite point set only relaxes the problem), not a checkable
+  certificate. The record says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._checks import PruningLimitsError, check_choice, check_int, check_seed, describe
+
+#: Output models: "R" has an output ReLU (THEORY §7), "L" a linear output (the control).
+MODELS = ("R", "L")
+
+#: Default ε ladder of ``pruning-limit gap``: halvings 2^-2 ... 2^-12 (THEORY §7 prototype:
+#: neuron bounds 2^-3 ... 2^-12; the gap shows below 2^-9 in d = 2).
+DEFAULT_EPSILONS = tuple(2.0**-k for k in range(2, 13))
+
+#: Default ε ladder for model L (the control): 2^-2 ... 2^-8; its widths grow like 1/ε, so the
+#: LPs at 2^-12 would need thousands of neurons.
+DEFAULT_EPSILONS_L = tuple(2.0**-k for k in range(2, 9))
+
+#: Relative safety margin of the Farkas check: the float64 rounding error of the checked margin
+#: is below about (n + d + 4) * 2^-53 times its scale (< 1e-12 for n <= 10^3), so requiring the
+#: margin to be below -1e-9 * scale leaves three orders of magnitude to spare.
+FARKAS_TOLERANCE = 1e-9
+
+#: Neurons of one sign class of one coordinate block that the subset-sum search uses (the first
+#: ones of the stream); meet-in-the-middle enumerates 2^(k/2) sums per half, 2^20 at 40.
+MAX_SUBSET_ITEMS = 40
+
+#: Relative violation below which cutting planes stop: the relaxation is then taken as feasible
+#: (this only ends a search; nothing is certified by it).
+CUT_TOLERANCE = 1e-7
+
+#: Largest stream width searched by the bisections (a search that needs more says so).
+MAX_WIDTH = 4096
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
+# ----------------------------------------------------------------------------- the stream
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The target and the first ``width`` neurons of one seeded stream.
+
+    Attributes:
+        seed: the seed of the stream.
+        w: target direction, shape ``(d,)``, unit norm.
+        first: first-layer rows ``u_i``, shape ``(width, d)``.
+        second: second-layer weights ``v_i``, shape ``(width,)``.
+    """
+
+    seed: int
+    w: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return int(self.w.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.second.shape[0])
+
+
+def make_stream(dim: int, seed: int, width: int) -> Stream:
+    """Draw the target and the first ``width`` neurons of the stream ``seed`` (THEORY §7).
+
+    Three independent generators (``numpy.random.SeedSequence(seed).spawn(3)``) draw ``w``, the
+    rows ``u_i`` and the weights ``v_i``; each draws its values in order, so the stream of width
+    ``m < n`` is the first ``m`` neurons of the stream of width ``n``.
+    """
+    dim = check_int("dim", dim, 1)
+    seed = check_seed("seed", seed)
+    width = check_int("width", width, 0)
+    rng_w, rng_u, rng_v = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    w = rng_w.standard_normal(dim)
+    w /= np.linalg.norm(w)
+    first = rng_u.standard_normal((width, dim))
+    second = rng_v.uniform(-1.0, 1.0, width)
+    return Stream(seed=seed, w=w, first=first, second=second)
+
+
+def network(x: np.ndarray, first: np.ndarray, second: np.ndarray, model: str = "R") -> np.ndarray:
+    """The two-layer network at points ``x`` (rows): ``relu(relu(x U^T) v)`` (R) or without the outer relu (L)."""
+    inner = relu(np.atleast_2d(x) @ np.asarray(first).T) @ np.asarray(second)
+    return relu(inner) if model == "R" else inner
+
+
+def target(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return relu(np.atleast_2d(x) @ np.asarray(w))
+
+
+# ----------------------------------------------------------------------------- sup error
+
+
+@dataclass(frozen=True)
+class SupError:
+    """Exact sup error on the unit circle and where it is attained (arc by arc, for cutting planes).
+
+    Attributes:
+        value: ``max |f - g|`` on the sphere.
+        point: a point of the sphere where it is attained.
+        arc_points: one maximiser per linear piece (rows, unit norm).
+        arc_values: ``|f - g|`` at those points.
+    """
+
+    value: float
+    point: np.ndarray
+    arc_points: np.ndarray
+    arc_values: np.ndarray
+
+
+def _circle(theta: np.ndarray) -> np.ndarray:
+    return np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+
+
+def sup_error_exact(w: np.ndarray, first: np.ndarray, second: np.ndarray, model: str = "R") -> SupError:
+    """``sup_{|x|=1} |relu(<w,x>) - g(x)|`` exactly, for ``d = 1`` (two points) and ``d = 2``.
+
+    In ``d = 2`` every function involved is piecewise linear in ``x``: between consecutive
+    breakpoints on the circle (the zeros of ``<w,x>``, of every ``<u_i,x>`` and, for model R, of
+    the inner sum) the error is ``a cos θ + b sin θ``, whose maximum modulus on the arc is at an
+    end or at ``atan2(b, a)`` or its antipode. Everything is evaluated in float64, so "exact"
+    means up to float64 rounding (about 1e-15 relative).
+
+    Raises:
+        PruningLimitsError: ``d > 2`` (use :func:`certified_error`) or mismatched shapes.
+    """
+    w, first, second = _check_network(w, first, second, model)
+    d = w.shape[0]
+    if d == 1:
+        pts = np.array([[1.0], [-1.0]])
+        vals = np.abs(target(pts, w) - network(pts, first, second, model))
+        k = int(np.argmax(vals))
+        return SupError(float(vals[k]), pts[k], pts, vals)
+    if d != 2:
+        raise PruningLimitsError(f"the exact sup error needs d = 1 or 2, got d = {d}; use certified_error")
+    keep = (second != 0) & np.any(first != 0, axis=1)
+    first, second = first[keep], second[keep]
+    two_pi = 2.0 * np.pi
+    normals = np.vstack([w[None, :], first])
+    base = np.arctan2(normals[:, 1], normals[:, 0])
+    angles = np.concatenate([base + np.pi / 2, base - np.pi / 2, [0.0, two_pi]])
+    angles = np.unique(np.mod(angles, two_pi))
+    angles = np.unique(np.concatenate([angles, [0.0, two_pi]]))
+
+    def pieces(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lo, hi = theta[:-1], theta[1:]
+        ok = hi > lo
+        lo, hi = lo[ok], hi[ok]
+        mid = _circle(0.5 * (lo + hi))
+        active = (mid @ first.T) > 0  # (arcs, n)
+        inner = (active * second) @ first  # (arcs, 2): the inner sum is <inner, x> on the arc
+        return lo, hi, inner
+
+    lo, hi, inner = pieces(angles)
+    if model == "R":  # the output ReLU's kinks: zeros of <inner, x> inside an arc
+        phi = np.arctan2(inner[:, 1], inner[:, 0])
+        extra = []
+        for shift in (np.pi / 2, -np.pi / 2):
+            cand = lo + np.mod(phi + shift - lo, two_pi)
+            inside = (cand > lo) & (cand < hi) & np.any(inner != 0, axis=1)
+            extra.append(cand[inside])
+        angles = np.unique(np.concatenate([angles, *extra]))
+        lo, hi, inner = pieces(angles)
+    mid = _circle(0.5 * (lo + hi))
+    f_coef = np.where((mid @ w)[:, None] > 0, w[None, :], 0.0)
+    g_coef = inner
+    if model == "R":
+        g_coef = np.where(np.sum(mid * inner, axis=1)[:, None] > 0, inner, 0.0)
+    e = f_coef - g_coef  # error = <e, x> on the arc
+    cand_theta = [lo, hi]
+    peak = np.arctan2(e[:, 1], e[:, 0])
+    for p in (peak, peak + np.pi):
+        c = lo + np.mod(p - lo, two_pi)
+        cand_theta.append(np.where(c < hi, c, lo))
+    thetas = np.stack(cand_theta, axis=1)  # (arcs, 4)
+    pts = _circle(thetas)  # (arcs, 4, 2)
+    vals = np.abs(np.einsum("akj,aj->ak", pts, e))
+    best = np.argmax(vals, axis=1)
+    arc_vals = vals[np.arange(len(best)), best]
+    arc_pts = pts[np.arange(len(best)), best]
+    k = int(np.argmax(arc_vals))
+    return SupError(float(arc_vals[k]), arc_pts[k], arc_pts, arc_vals)
+
+
+def _check_network(w: Any, first: Any, second: Any, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    check_choice("model", model, MODELS)
+    w = np.asarray(w, dtype=np.float64).reshape(-1)
+    first = np.asarray(first, dtype=np.float64)
+    second = np.asarray(second, dtype=np.float64).reshape(-1)
+    if first.ndim != 2 or first.shape[1] != w.shape[0] or first.shape[0] != second.shape[0]:
+        raise PruningLimitsError(
+            f"expected first-layer rows of length d = {w.shape[0]} and one second-layer weight per row, "
+            f"got shapes {first.shape} and {second.shape}"
+        )
+    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(first)) and np.all(np.isfinite(second))):
+        raise PruningLimitsError("network weights must be finite")
+    return w, first, second
+
+
+def separable_error_bound(w: np.ndarray, first: np.ndarray, second: np.ndarray) -> float | None:
+    """Closed-form bound on the model-R sup error of a network whose rows have one non-zero entry.
+
+    Such a network's inner sum is ``h(x) = sum_j P_j relu(x_j) + Q_j relu(-x_j)``, so
+    ``<w,x> - h(x) = sum_j φ_j(x_j)`` with ``φ_j(t) = (w_j - P_j) t`` for ``t > 0`` and
+    ``(w_j + Q_j) t`` for ``t < 0``; its sup over the sphere is ``|m|_2`` with
+    ``m_j = max(0, w_j - P_j, -(w_j + Q_j))`` (and ``|m'|_2`` for the other sign), exactly.
+    Since ``relu`` is 1-Lipschitz, ``|f - g| <= |<w,x> - h(x)|``: the returned value bounds the
+    model-R error in every dimension. ``None`` when some kept row has two non-zero entries.
+    """
+    w, first, second = _check_network(w, first, second, "R")
+    kept = (second != 0) & np.any(first != 0, axis=1)
+    rows, vals = first[kept], second[kept]
+    if np.any(np.count_nonzero(rows, axis=1) > 1):
+        return None
+    d = w.shape[0]
+    P = np.zeros(d)
+    Q = np.zeros(d)
+    for row, v in zip(rows, vals):
+        j = int(np.flatnonzero(row)[0])
+        if row[j] > 0:
+            P[j] += v * row[j]
+        else:
+            Q[j] += v * -row[j]
+    m_plus = np.maximum.reduce([np.zeros(d), w - P, -(w + Q)])
+    m_minus = np.maximum.reduce([np.zeros(d), P - w, w + Q])
+    return float(max(np.linalg.norm(m_plus), np.linalg.norm(m_minus)))
+
+
+def cube_grid(dim: int, per_axis: int) -> tuple[np.ndarray, float]:
+    """Points of the cube surface ``{|y|_inf = 1}`` on a grid of ``per_axis`` values per axis, projected to the sphere.
+
+    Returns the unit points and a covering radius ``δ = (h/2) sqrt(d-1)``, ``h = 2/(per_axis-1)``:
+    every unit ``x`` lies on a face of the cube after scaling by ``1/|x|_inf``, within
+    ``(h/2) sqrt(d-1)`` of a grid point of that face, and the radial projection onto the sphere
+    is 1-Lipschitz outside the unit ball.
+    """
+    dim = check_int("dim", dim, 2)
+    per_axis = check_int("per_axis", per_axis, 2)
+    axis = np.linspace(-1.0, 1.0, per_axis)
+    mesh = np.stack(np.meshgrid(*([axis] * (dim - 1)), indexing="ij"), axis=-1).reshape(-1, dim - 1)
+    faces = []
+    for j in range(dim):
+        for sign in (1.0, -1.0):
+            faces.append(np.insert(mesh, j, sign, axis=1))
+    pts = np.unique(np.vstack(faces), axis=0)
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    h = 2.0 / (per_axis - 1)
+    return pts, 0.5 * h * math.sqrt(dim - 1)
+
+
+def certified_error(
+    w: np.ndarray, first: np.ndarray, second: np.ndarray, model: str = "R", *, grid_per_axis: int = 33
+) -> tuple[float, str]:
+    """An upper bound on the sup error that is certified, and how it was obtained.
+
+    ``d <= 2``: the exact value (:func:`sup_error_exact`), kind ``"exact"``. ``d > 2``, model R
+    and one non-zero per kept row (the weight-pruning construction): the closed form of
+    :func:`separable_error_bound`, kind ``"separable-bound"``. Otherwise: the maximum over the
+    projected cube grid of :func:`cube_grid` plus ``L δ``, ``L = |w| + sum_i |v_i| |u_i|`` a
+    Lipschitz constant of the error on ``R^d``, kind ``"grid+lipschitz(per_axis=..)"``.
+    """
+    w, first, second = _check_network(w, first, second, model)
+    d = w.shape[0]
+    if d <= 2:
+        return sup_error_exact(w, first, second, model).value, "exact"
+    if model == "R":
+        bound = separable_error_bound(w, first, second)
+        if bound is not None:
+            return bound, "separable-bound"
+    pts, delta = cube_grid(d, grid_per_axis)
+    lipschitz = float(np.linalg.norm(w) + np.sum(np.abs(second) * np.linalg.norm(first, axis=1)))
+    worst = float(np.max(np.abs(target(pts, w) - network(pts, first, second, model))))
+    return worst + lipschitz * delta, f"grid+lipschitz(per_axis={grid_per_axis})"
+
+
+# ----------------------------------------------------------------------------- weight pruning
+
+
+def closest_subset_sum(values: np.ndarray, goal: float) -> tuple[float, np.ndarray]:
+    """The subset of ``values`` whose sum is closest to ``goal``, exactly, by meet-in-the-middle.
+
+    Returns the sum and a boolean mask. Enumerates ``2^ceil(k/2)`` sums per half and searches the
+    sorted second half for each sum of the first: exact for any ``k`` (float64 sums).
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    k = values.shape[0]
+    if k > 2 * 22:
+        raise PruningLimitsError(f"subset-sum search over at most 44 values, got {k}")
+    half = k // 2
+    a_vals, b_vals = values[:half], values[half:]
+
+    def all_sums(vals: np.ndarray) -> np.ndarray:
+        sums = np.zeros(1)
+        for v in vals:
+            sums = np.concatenate([sums, sums + v])
+        return sums  # index bit t set <=> vals[t] used
+
+    sa, sb = all_sums(a_vals), all_sums(b_vals)
+    order = np.argsort(sb, kind="stable")
+    sb_sorted = sb[order]
+    need = goal - sa
+    pos = np.searchsorted(sb_sorted, need)
+    best_err, best = math.inf, (0, 0)
+    for cand in (pos - 1, pos):
+        c = np.clip(cand, 0, len(sb_sorted) - 1)
+        err = np.abs(need - sb_sorted[c])
+        i = int(np.argmin(err))
+        if err[i] < best_err:
+            best_err, best = float(err[i]), (i, int(order[c[i]]))
+    ia, ib = best
+    mask = np.zeros(k, dtype=bool)
+    mask[:half] = [(ia >> t) & 1 for t in range(half)]
+    mask[half:] = [(ib >> t) & 1 for t in range(k - half)]
+    return float(np.sum(values[mask])), mask
+
+
+@dataclass(frozen=True)
+class WeightCertificate:
+    """A weight-pruned subnetwork of the first ``width`` neurons whose sup error is ``<= ε``.
+
+    Attributes:
+        width: stream width ``n`` (the certified upper bound on the width weight pruning needs).
+        first_mask: 0/1 mask of the first layer, shape ``(width, d)`` (1 = kept).
+        second_mask: 0/1 mask of the second layer, shape ``(width,)``.
+        error: the certified sup error of the masked network.
+        error_kind: ``"exact"`` (d <= 2) or ``"separable-bound"`` (d > 2).
+        construction_bound: the construction's own bound ``sqrt(sum_j max(|w_j - P_j|, |w_j + Q_j|)^2)``.
+    """
+
+    width: int
+    first_mask: np.ndarray
+    second_mask: np.ndarray
+    error: float
+    error_kind: str
+    construction_bound: float
+
+
+def subset_sum_construction(stream: Stream, width: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Masks of the THEORY §7 construction on the first ``width`` neurons, and its error bound.
+
+    Neuron ``i`` serves coordinate ``j = i mod d`` and is pruned to its single input weight
+    ``u_ij``: it computes ``u_ij relu(x_j)`` (``u_ij > 0``) or ``|u_ij| relu(-x_j)``. Among the
+    first :data:`MAX_SUBSET_ITEMS` neurons of each (coordinate, sign) class, the subset whose
+    ``sum v_i |u_ij|`` is closest to ``w_j`` (positive class, coefficient ``P_j``) or ``-w_j``
+    (negative class, ``Q_j``) is kept. The inner sum is then ``<w,x>`` up to
+    ``sum_j (w_j - P_j) relu(x_j) - (w_j + Q_j) relu(-x_j)``, whose sup on the sphere is at most
+    ``sqrt(sum_j max(|w_j - P_j|, |w_j + Q_j|)^2)`` (returned; non-increasing in ``width``, so
+    bisection over the width is exact for the construction).
+    """
+    d = stream.dim
+    first = stream.first[:width]
+    second = stream.second[:width]
+    first_mask = np.zeros((width, d), dtype=np.int8)
+    second_mask = np.zeros(width, dtype=np.int8)
+    dev = np.zeros(d)
+    idx = np.arange(width)
+    for j in range(d):
+        block = idx[idx % d == j]
+        for sign, goal in ((1.0, stream.w[j]), (-1.0, -stream.w[j])):
+            members = block[np.sign(first[block, j]) == sign][:MAX_SUBSET_ITEMS]
+            values = second[members] * np.abs(first[members, j])
+            total, chosen = closest_subset_sum(values, goal)
+            dev[j] = max(dev[j], abs(goal - total))
+            kept = members[chosen]
+            first_mask[kept, j] = 1
+            second_mask[kept] = 1
+    return first_mask, second_mask, float(np.linalg.norm(dev))
+
+
+def weight_pruning_width(stream: Stream, epsilon: float, *, start: int | None = None) -> WeightCertificate:
+    """Smallest stream width at which :func:`subset_sum_construction` reaches ``ε`` (bisection), certified.
+
+    The construction's bound is non-increasing in the width, so galloping then bisection finds
+    its smallest width exactly; the masked network's error is then computed independently
+    (:func:`certified_error`) and must be ``<= ε``.
+
+    Raises:
+        PruningLimitsError: ``ε`` outside (0, 1), or no width up to the stream's reaches ``ε``.
+    """
+    epsilon = check_epsilon(epsilon)
+    d = stream.dim
+    limit = stream.width
+
+    def ok(n: int) -> bool:
+        return subset_sum_construction(stream, n)[2] <= epsilon
+
+    lo = 0  # the construction fails at width 0 (error |w| = 1 > ε)
+    hi = max(2 * d, start or 2 * d)
+    while not ok(min(hi, limit)):
+        if hi >= limit:
+            raise PruningLimitsError(
+                f"the weight-pruning construction does not reach ε = {epsilon:g} within {limit} neurons"
+            )
+        lo, hi = hi, min(2 * hi, limit)
+    hi = min(hi, limit)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    first_mask, second_mask, bound = subset_sum_construction(stream, hi)
+    err, kind = certified_error(stream.w, stream.first[:hi] * first_mask, stream.second[:hi] * second_mask, "R")
+    if not err <= epsilon * (1 + 1e-12):
+        raise PruningLimitsError(f"internal: construction error {err!r} exceeds ε = {epsilon!r}")
+    return WeightCertificate(hi, first_mask, second_mask, err, kind, bound)
+
+
+def check_epsilon(epsilon: Any) -> float:
+    """ε must be a number in the open interval (0, 1): the target's own sup is 1."""
+    try:
+        value = float(epsilon)
+    except (TypeError, ValueError):
+        raise PruningLimitsError(f"ε must be a number in (0, 1), got {describe(epsilon)}") from None
+    if not (0.0 < value < 1.0) or not math.isfinite(value):
+        raise PruningLimitsError(f"ε must be in (0, 1) (the target's sup is 1), got {value:g}")
+    return value
+
+
+# ----------------------------------------------------------------------------- neuron pruning: LP
+
+
+def candidates(first: np.ndarray, second: np.ndarray, pruning: str) -> tuple[np.ndarray, np.ndarray]:
+    """The hidden units a pruned network chooses from: whole neurons, or every masked variant of each.
+
+    ``"neuron"``: the neurons themselves. ``"weight"``: for each neuron, in order, each non-empty
+    first-layer mask (binary counting over the inputs): a weight-pruned network is a choice of at
+    most one variant per neuron, so the LP over variants (without the "at most one" rows) is a
+    relaxation of weight pruning. Used for the model-L control.
+    """
+    if pruning == "neuron":
+        return first, second
+    d = first.shape[1]
+    masks = np.array([[(k >> j) & 1 for j in range(d)] for k in range(1, 2**d)], dtype=np.float64)
+    rows = (first[:, None, :] * masks[None, :, :]).reshape(-1, d)
+    return rows, np.repeat(second, masks.shape[0])
+
+
+def lp_constraints(
+    points: np.ndarray, w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of the relaxation at ``points``: ``A_up s <= b_up`` and ``A_lo s >= b_lo`` (one row per point each).
+
+    With ``t = <w,x>``, ``r = |x|`` and ``h = A s`` the inner sum:
+    model R: ``h <= relu(t) + ε r`` everywhere, and ``h >= t - ε r`` where ``t > ε r`` (there the
+    output ReLU must pass ``h`` through); these are exactly ``|f(x) - g(x)| <= ε r``.
+    Model L: ``|h - relu(t)| <= ε r`` everywhere. Lower rows that do not apply have ``b_lo = -inf``.
+    """
+    points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    r = np.linalg.norm(points, axis=1)
+    t = points @ w
+    A = relu(points @ first.T) * second[None, :]
+    b_up = relu(t) + epsilon * r
+    if model == "R":
+        b_lo = np.where(t > epsilon * r, t - epsilon * r, -np.inf)
+    else:
+        b_lo = relu(t) - epsilon * r
+    return A, b_up, A, b_lo
+
+
+@dataclass(frozen=True)
+class FarkasCertificate:
+    """Multipliers proving that the relaxation at ``points`` with the first ``width`` units is infeasible.
+
+    ``y_up >= 0`` on the rows ``A s <= b_up`` and ``y_lo >= 0`` on ``A s >= b_lo``; with
+    ``c = A^T (y_up - y_lo)`` every ``s`` in ``[0,1]^n`` satisfying the rows would give
+    ``b_up.y_up - b_lo.y_lo >= c.s >= -sum_i max(0, -c_i)``; the certificate's ``margin`` (the
+    left minus the right) is negative, a contradiction.
+    """
+
+    width: int
+    points: np.ndarray
+    y_up: np.ndarray
+    y_lo: np.ndarray
+    margin: float
+    scale: float
+
+
+def farkas_margin(
+    points: np.ndarray,
+    y_up: np.ndarray,
+    y_lo: np.ndarray,
+    w: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    epsilon: float,
+    model: str,
+) -> tuple[float, float]:
+    """``(margin, scale)`` of Farkas multipliers: ``margin = b_up.y_up - b_lo.y_lo + sum_i max(0, -c_i)``.
+
+    ``scale = sum_g (y_up,g + y_lo,g)(|b_g| + sum_i |A_gi|)`` bounds every term that enters the
+    margin, so its float64 rounding error is below ``(n + d + 4) 2^-53 scale``.
+    """
+    y_up = np.asarray(y_up, dtype=np.float64)
+    y_lo = np.asarray(y_lo, dtype=np.float64)
+    if np.any(y_up < 0) or np.any(y_lo < 0) or not (np.all(np.isfinite(y_up)) and np.all(np.isfinite(y_lo))):
+        raise PruningLimitsError("Farkas multipliers must be finite and non-negative")
+    A, b_up, _, b_lo = lp_constraints(points, w, first, second, epsilon, model)
+    if np.any(y_lo[~np.isfinite(b_lo)] != 0):
+        raise PruningLimitsError("a Farkas multiplier sits on a lower row that does not exist")
+    b_lo = np.where(np.isfinite(b_lo), b_lo, 0.0)
+    c = A.T @ (y_up - y_lo)
+    margin = float(b_up @ y_up - b_lo @ y_lo + np.sum(relu(-c)))
+    row_size = np.sum(np.abs(A), axis=1)
+    scale = float(y_up @ (np.abs(b_up) + row_size) + y_lo @ (np.abs(b_lo) + row_size))
+    return margin, scale
+
+
+def check_farkas(cert: FarkasCertificate, w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str) -> bool:
+    """True when the certificate proves infeasibility with the safety margin :data:`FARKAS_TOLERANCE`.
+
+    ``first`` and ``second`` are the candidate units of the stream's first ``cert.width`` neurons
+    (:func:`candidates`).
+    """
+    margin, scale = farkas_margin(cert.points, cert.y_up, cert.y_lo, w, first, second, epsilon, model)
+    return bool(scale > 0 and margin < -FARKAS_TOLERANCE * scale)
+
+
+def _linprog() -> Callable[..., Any]:
+    from scipy.optimize import linprog
+
+    return linprog
+
+
+def farkas_lp(
+    points: np.ndarray,
+    w: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    epsilon: float,
+    model: str,
+    width: int | None = None,
+) -> tuple[FarkasCertificate | None, np.ndarray | None]:
+    """Decide the relaxation at ``points``: a checked Farkas certificate, or a feasible ``s``.
+
+    Solves the primal LP with a maximised slack (HiGHS); if it is infeasible, solves the normalised Farkas
+    LP ourselves, ``min b_up.y_up - b_lo.y_lo + 1.p`` s.t. ``p >= -A^T(y_up - y_lo)``,
+    ``sum y = 1``, ``y, p >= 0`` (always feasible and bounded; its optimum is negative exactly
+    when the primal is infeasible), cleans the multipliers and checks them with
+    :func:`check_farkas`. Returns ``(certificate, None)``, ``(None, s)`` or ``(None, None)``
+    (the solver's answer could not be confirmed either way). ``width`` is the stream width the
+    units come from (default: their number).
+    """
+    linprog = _linprog()
+    n = first.shape[0]
+    if n == 0:  # the empty network: the lower row at x = w alone is contradictory (0 >= 1 - ε)
+        pts = np.asarray(w, dtype=np.float64)[None, :]
+        margin, scale = farkas_margin(pts, np.zeros(1), np.ones(1), w, first, second, epsilon, model)
+        cert = FarkasCertificate(0, pts, np.zeros(1), np.ones(1), margin, scale)
+        return (cert, None) if check_farkas(cert, w, first, second, epsilon, model) else (None, None)
+    A, b_up, _, b_lo = lp_constraints(points, w, first, second, epsilon, model)
+    lo_rows = np.isfinite(b_lo)
+    A_lo = A[lo_rows]
+    A_ub = np.vstack([A, -A_lo])
+    b_ub = np.concatenate([b_up, -b_lo[lo_rows]])
+    # Primal with a slack δ (maximised, capped at ε): a central feasible point errs less between
+    # the points, so the cutting planes need fewer rounds; δ* < 0 means infeasible.
+    r = np.linalg.norm(np.atleast_2d(points), axis=1)
+    r_rows = np.concatenate([r, r[lo_rows]])
+    cost_p = np.zeros(n + 1)
+    cost_p[-1] = -1.0
+    primal = linprog(
+        cost_p,
+        A_ub=np.hstack([A_ub, r_rows[:, None]]),
+        b_ub=b_ub,
+        bounds=[(0.0, 1.0)] * n + [(-1.0, epsilon)],
+        method="highs",
+    )
+    if primal.status != 0:
+        return None, None
+    if primal.x[-1] >= 0:
+        return None, np.asarray(primal.x[:n])
+    m_up, m_lo = A.shape[0], A_lo.shape[0]
+    cost = np.concatenate([b_up, -b_lo[lo_rows], np.ones(n)])
+    # rows: -(A^T y_up - A_lo^T y_lo) - p <= 0
+    G = np.hstack([-A.T, A_lo.T, -np.eye(n)])
+    eq = np.concatenate([np.ones(m_up + m_lo), np.zeros(n)])[None, :]
+    dual = linprog(cost, A_ub=G, b_ub=np.zeros(n), A_eq=eq, b_eq=[1.0], bounds=(0.0, None), method="highs")
+    if dual.status != 0 or dual.fun >= 0:
+        return None, None
+    y = np.maximum(np.asarray(dual.x[: m_up + m_lo]), 0.0)
+    y[y < 1e-12 * y.max()] = 0.0
+    y_up = y[:m_up]
+    y_lo = np.zeros(m_up)
+    y_lo[np.flatnonzero(lo_rows)] = y[m_up:]
+    support = (y_up > 0) | (y_lo > 0)
+    pts = np.atleast_2d(points)[support]
+    margin, scale = farkas_margin(pts, y_up[support], y_lo[support], w, first, second, epsilon, model)
+    cert = FarkasCertificate(n if width is None else width, pts, y_up[support], y_lo[support], margin, scale)
+    if not check_farkas(cert, w, first, second, epsilon, model):
+        return None, None
+    return cert, None
+
+
+def initial_points(dim: int, count: int, seed: int) -> np.ndarray:
+    """Starting points of the relaxation: equally spaced angles (d = 2), ±1 (d = 1), seeded Gaussian directions (d > 2)."""
+    if dim == 1:
+        return np.array([[1.0], [-1.0]])
+    if dim == 2:
+        return _circle(np.linspace(0.0, 2 * np.pi, count, endpoint=False))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7919]))
+    pts = rng.standard_normal((count, dim))
+    return pts / np.linalg.norm(pts, axis=1, keepdims=True)
+
+
+def violated_points(
+    w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str, *, rng: np.random.Generator, top: int
+) -> np.ndarray:
+    """Points where the network errs by more than ``ε`` (cutting planes): exact arcs (d <= 2), a random sample (d > 2)."""
+    d = w.shape[0]
+    if d <= 2:
+        res = sup_error_exact(w, first, second, model)
+        order = np.argsort(-res.arc_values)[:top]
+        order = order[res.arc_values[order] > epsilon * (1 + CUT_TOLERANCE)]
+        return res.arc_points[order]
+    pts = rng.standard_normal((20000, d))
+    pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+    err = np.abs(target(pts, w) - network(pts, first, second, model))
+    order = np.argsort(-err)[:top]
+    return pts[order[err[order] > epsilon * (1 + CUT_TOLERANCE)]]
+
+
+@dataclass
+class Relaxation:
+    """State of one (stream, ε) relaxation: the points accumulated by cutting planes (valid for every width)."""
+
+    stream: Stream
+    epsilon: float
+    model: str
+    pruning: str = "neuron"
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    max_rounds: int = 60
+    lp_solves: int = 0
+
+    def __post_init__(self) -> None:
+        if self.points.size == 0:
+            d = self.stream.dim
+            self.points = initial_points(d, 128 if d == 2 else 64 * d, self.stream.seed)
+        self._rng = np.random.default_rng(np.random.SeedSequence([self.stream.seed, 104729]))
+
+    def units(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        return candidates(self.stream.first[:width], self.stream.second[:width], self.pruning)
+
+    def decide(self, width: int) -> FarkasCertificate | None:
+        """A checked certificate that width ``width`` cannot reach ε, or ``None`` (no certificate found)."""
+        first, second = self.units(width)
+        if width == 0:
+            first, second = np.zeros((0, self.stream.dim)), np.zeros(0)
+        for _ in range(self.max_rounds):
+            self.lp_solves += 1
+            cert, s = farkas_lp(self.points, self.stream.w, first, second, self.epsilon, self.model, width)
+            if cert is not None:
+                return cert
+            if s is None:
+                return None
+            new = violated_points(self.stream.w, first, second * s, self.epsilon, self.model, rng=self._rng, top=16)
+            if len(new) == 0:
+                return None  # the relaxation is feasible on the whole sphere (d <= 2) or the sample
+            self.points = np.vstack([self.points, new])
+        return None
+
+
+@dataclass(frozen=True)
+class NeuronLowerBound:
+    """Certified lower bound on the width (neuron) pruning needs: ``lower_bound = certificate.width + 1``.
+
+    ``reached_width`` is the smallest width at which no certificate was found (bisection bracket);
+    ``None`` when even the whole stream was certified (the bound is then the stream width + 1).
+    """
+
+    lower_bound: int
+    certificate: FarkasCertificate
+    reached_width: int | None
+    lp_solves: int
+    points: np.ndarray
+
+
+def lp_lower_bound(
+    stream: Stream, epsilon: float, model: str = "R", *, pruning: str = "neuron", start: int = 4
+) -> NeuronLowerBound:
+    """Certified lower bound by LP infeasibility and bisection over the stream width.
+
+    A certificate at width ``n`` is one at every smaller width (dropping columns only lowers the
+    margin), so galloping then bisection brackets the largest certified width ``n``; the bound is
+    ``n + 1``. Widths where no certificate is found bound the search from above; they are not
+    claimed as anything. The search stops at the stream's width (:data:`MAX_WIDTH` in the
+    experiment); a bound that reaches it is valid but capped.
+    """
+    epsilon = check_epsilon(epsilon)
+    check_choice("model", model, MODELS)
+    check_choice("pruning", pruning, ("neuron", "weight"))
+    relax = Relaxation(stream, epsilon, model, pruning)
+    best = relax.decide(0)
+    if best is None:
+        raise PruningLimitsError("internal: the empty network was not certified infeasible")
+    lo, hi = 0, min(max(1, start), stream.width)
+    while True:
+        cert = relax.decide(hi)
+        if cert is None:
+            break
+        best, lo = cert, hi
+        if hi == stream.width:  # certified at the whole stream: a valid bound, not a tight one
+            return NeuronLowerBound(lo + 1, best, None, relax.lp_solves, relax.points)
+        hi = min(2 * hi, stream.width)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        cert = relax.decide(mid)
+        if cert is None:
+            hi = mid
+        else:
+            best, lo = cert, mid
+    return NeuronLowerBound(lo + 1, best, hi, relax.lp_solves, relax.points)
+
+
+# ----------------------------------------------------------------------------- neuron pruning: MILP
+
+
+@dataclass(frozen=True)
+class ExactNeuronWidth:
+    """The exact neuron-pruning width where the MILP finished, else ``width = None``.
+
+    Attributes:
+        width: the minimum width (``None``: not determined, see ``status``).
+        subset: indices of a subset of the first ``width`` neurons with error ``<= ε`` (checkable).
+        error: its exact sup error.
+        status: ``"exact"``, ``"time-limit"``, ``"above-max-width"`` or ``"not-attempted"``, with the reason.
+        upper: the smallest width at which a verified subset was found (an upper bound even
+            when ``width`` is None), or None.
+        infeasible_up_to: when the search stopped at ``max_width`` without a subset, the width up
+            to which the MILP found every width infeasible (a solver verdict, not a certificate).
+    """
+
+    width: int | None
+    subset: list[int] | None
+    error: float | None
+    status: str
+    upper: int | None = None
+    infeasible_up_to: int | None = None
+
+
+def _milp_feasible(
+    stream: Stream, epsilon: float, model: str, width: int, points: list[np.ndarray], deadline: float, max_rounds: int = 60
+) -> tuple[str, np.ndarray | None, float | None]:
+    """MILP at ``width`` with cutting planes: ("feasible", subset mask, error) / ("infeasible", ..) / ("unknown", ..)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    w = stream.w
+    first, second = stream.first[:width], stream.second[:width]
+    if width == 0:
+        return "infeasible", None, None
+    for _ in range(max_rounds):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "unknown", None, None
+        A, b_up, _, b_lo = lp_constraints(points[0], w, first, second, epsilon, model)
+        lower = np.where(np.isfinite(b_lo), b_lo, -np.inf)
+        res = milp(
+            c=np.ones(width),
+            constraints=[LinearConstraint(A, lower, b_up)],
+            integrality=np.ones(width),
+            bounds=Bounds(0, 1),
+            options={"time_limit": left, "presolve": True},
+        )
+        if res.status == 2:
+            return "infeasible", None, None
+        if res.status != 0 or res.x is None:
+            return "unknown", None, None
+        mask = np.round(res.x).astype(bool)
+        err = sup_error_exact(w, first[mask], second[mask], model)
+        if err.value <= epsilon:
+            return "feasible", mask, err.value
+        new = violated_points(w, first[mask], second[mask], epsilon, model, rng=np.random.default_rng(0), top=16)
+        points[0] = np.vstack([points[0], new])
+    return "unknown", None, None
+
+
+def milp_exact_width(
+    stream: Stream,
+    epsilon: float,
+    model: str = "R",
+    *,
+    known_infeasible: int = 0,
+    max_width: int = 64,
+    time_limit: float = 30.0,
+    points: np.ndarray | None = None,
+) -> ExactNeuronWidth:
+    """The minimum stream width whose neuron subsets reach ``ε`` (d <= 2), by MILP with cutting planes.
+
+    A feasible answer is a subset whose exact sup error is ``<= ε`` (the MILP is re-solved with
+    the violated points added until it is). "Infeasible" is HiGHS's MILP verdict on a finite
+    point set, which implies infeasibility on the sphere; it is exact but not independently
+    checkable. Widths are searched upwards from ``known_infeasible + 1`` by galloping and
+    bisection; ``time_limit`` seconds are shared by all MILP solves of the search, and running
+    out leaves ``width = None`` (status ``"time-limit"``).
+    """
+    deadline = time.monotonic() + float(time_limit)
+    epsilon = check_epsilon(epsilon)
+    if stream.dim > 2:
+        return ExactNeuronWidth(None, None, None, "not-attempted: no exact sup error in d > 2")
+    pts = [initial_points(stream.dim, 128, stream.seed) if points is None else np.asarray(points)]
+    lo = known_infeasible  # proven infeasible (certificate or MILP)
+    step = 1
+    n = lo + 1
+    found: tuple[int, np.ndarray, float] | None = None
+    while lo < max_width:
+        n = min(n, max_width)
+        status, mask, err = _milp_feasible(stream, epsilon, model, n, pts, deadline)
+        if status == "unknown":
+            return ExactNeuronWidth(None, None, None, f"time-limit: MILP did not finish at width {n}")
+        if status == "feasible":
+            found = (n, mask, err)  # type: ignore[assignment]
+            break
+        lo, n, step = n, n + step, 2 * step
+    if found is None:
+        return ExactNeuronWidth(
+            None, None, None, f"above-max-width: MILP infeasible at every width up to {max_width}", infeasible_up_to=lo
+        )
+    hi, mask, err = found
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        status, m2, e2 = _milp_feasible(stream, epsilon, model, mid, pts, deadline)
+        if status == "unknown":
+            return ExactNeuronWidth(None, None, None, f"time-limit: MILP did not finish at width {mid}", upper=hi)
+        if status == "feasible":
+            hi, mask, err = mid, m2, e2
+        else:
+            lo = mid
+    return ExactNeuronWidth(hi, [int(i) for i in np.flatnonzero(mask)], float(err), "exact", upper=hi)
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+#: The setting, stated in every record (THEORY §7).
+SETTING = {
+    "target": "f(x) = relu(<w,x>), w uniform on the unit sphere (seeded)",
+    "stream": "u_i ~ N(0, I_d), v_i ~ Uniform[-1, 1]; width n = the first n neurons of the seeded stream",
+    "model_R": "g(x) = relu(sum_i v_i relu(<u_i,x>))",
+    "model_L": "g(x) = sum_i v_i relu(<u_i,x>)",
+    "error": "sup over the unit sphere of |f - g|; at a point x off the sphere the constraint is |f(x) - g(x)| <= eps |x|",
+    "weight": "upper bound: subset-sum construction (THEORY §7), masks of both layers; error exact (d <= 2) or the "
+    "closed-form separable bound (d > 2)",
+    "neuron": "lower bound: the LP relaxation s in [0,1]^n at the listed points is infeasible at width "
+    "lower_bound - 1 (Farkas multipliers y_upper on rows A s <= b_up, y_lower on rows A s >= b_lo); "
+    "exact: MILP with cutting planes (d <= 2), where it finished",
+}
+
+
+def _fit_linear(x: np.ndarray, y: np.ndarray) -> dict[str, float] | None:
+    if len(x) < 2 or np.ptp(x) == 0:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (slope * x + intercept)
+    total = np.sum((y - y.mean()) ** 2)
+    r2 = 1.0 - float(np.sum(resid**2) / total) if total > 0 else 1.0
+    return {"slope": float(slope), "intercept": float(intercept), "r2": r2, "points": int(len(x))}
+
+
+def fit_widths(epsilons: Sequence[float], weight: Sequence[float | None], neuron: Sequence[float | None]) -> dict[str, Any]:
+    """Weight widths linear in ``log2(1/ε)`` (slope = neurons per halving, R²); neuron bounds as a power law in ``1/ε``."""
+    eps = np.asarray(epsilons, dtype=np.float64)
+    out: dict[str, Any] = {}
+    ok = np.array([v is not None for v in weight])
+    fit = _fit_linear(np.log2(1 / eps[ok]), np.asarray([v for v in weight if v is not None], dtype=np.float64))
+    out["weight"] = None if fit is None else {
+        "model": "width = slope * log2(1/eps) + intercept",
+        "slope_per_halving": fit["slope"],
+        "intercept": fit["intercept"],
+        "r2": fit["r2"],
+        "points": fit["points"],
+    }
+    ok = np.array([v is not None and v > 0 for v in neuron])
+    vals = np.asarray([v for v, k in zip(neuron, ok) if k], dtype=np.float64)
+    fit = _fit_linear(np.log(1 / eps[ok]), np.log(vals)) if len(vals) else None
+    out["neuron"] = None if fit is None else {
+        "model": "lower_bound = prefactor * (1/eps)^exponent",
+        "exponent": fit["slope"],
+        "prefactor": float(np.exp(fit["intercept"])),
+        "r2": fit["r2"],
+        "points": fit["points"],
+    }
+    return out
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals and len(vals) == len(values) else None
+
+
+def _farkas_json(cert: FarkasCertificate) -> dict[str, Any]:
+    return {
+        "width": cert.width,
+        "points": cert.points.tolist(),
+        "y_upper": cert.y_up.tolist(),
+        "y_lower": cert.y_lo.tolist(),
+        "margin": cert.margin,
+        "scale": cert.scale,
+    }
+
+
+def gap_experiment(
+    dim: int,
+    epsilons: Sequence[float] = DEFAULT_EPSILONS,
+    seeds: Sequence[int] = range(5),
+    model: str = "R",
+    *,
+    neuron: bool = True,
+    milp_max_width: int = 48,
+    milp_time_limit: float = 10.0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the gap experiment: per ε and seed, certified weight and neuron pruning widths, medians and fits.
+
+    Args:
+        dim: input dimension ``d >= 1``.
+        epsilons: tolerances in (0, 1), each used for every seed (default: 2^-2 ... 2^-12).
+        seeds: stream seeds (default 0..4).
+        model: ``"R"`` (output ReLU, THEORY §7) or ``"L"`` (linear output, the control; weight
+            pruning then gets an LP lower bound over the masked variants of each neuron, d <= 4,
+            instead of the construction, which needs the output ReLU).
+        neuron: compute the neuron-pruning bounds (off: weight pruning only, e.g. d = 8).
+        milp_max_width: attempt the exact MILP width only when the LP bound is at most this.
+        milp_time_limit: seconds for all MILP solves of one (ε, seed); running out is reported.
+        progress: called with one line per finished (ε, seed).
+
+    Returns:
+        A JSON-serialisable record (see docs/gap.md); :func:`check_gap_record` re-checks it.
+    """
+    started = time.monotonic()
+    dim = check_int("dim", dim, 1)
+    check_choice("model", model, MODELS)
+    eps_list = [check_epsilon(e) for e in epsilons]
+    if not eps_list:
+        raise PruningLimitsError("expected at least one ε, got none")
+    seed_list = [check_seed("seed", s) for s in seeds]
+    if not seed_list:
+        raise PruningLimitsError("expected at least one seed, got none")
+    if model == "L" and dim > 4:
+        raise PruningLimitsError(f"model L bounds weight pruning over 2^d - 1 masks per neuron: d <= 4, got d = {dim}")
+    milp_max_width = check_int("milp_max_width", milp_max_width, 0)
+    eps_order = sorted(range(len(eps_list)), key=lambda k: -eps_list[k])  # largest ε first: warm starts
+    streams = {s: make_stream(dim, s, MAX_WIDTH) for s in seed_list}
+    used = {s: 0 for s in seed_list}
+    cells: dict[tuple[int, int], dict[str, Any]] = {}
+    for s in seed_list:
+        stream = streams[s]
+        prev_weight = prev_neuron = None
+        for k in eps_order:
+            eps = eps_list[k]
+            cell: dict[str, Any] = {"seed": s}
+            if model == "R":
+                wc = weight_pruning_width(stream, eps, start=prev_weight)
+                prev_weight = wc.width
+                used[s] = max(used[s], wc.width)
+                cell["weight"] = {
+                    "width": wc.width,
+                    "first_mask": wc.first_mask.tolist(),
+                    "second_mask": wc.second_mask.tolist(),
+                    "error": wc.error,
+                    "error_kind": wc.error_kind,
+                }
+            else:
+                lb = lp_lower_bound(stream, eps, model, pruning="weight", start=prev_weight or 4)
+                prev_weight = lb.lower_bound
+                used[s] = max(used[s], lb.certificate.width)
+                cell["weight"] = {"width": None, "lower_bound": lb.lower_bound, "certificate": _farkas_json(lb.certificate)}
+            if neuron:
+                lb = lp_lower_bound(stream, eps, model, start=max(4, prev_neuron or 4))
+                prev_neuron = lb.lower_bound
+                used[s] = max(used[s], lb.certificate.width)
+                entry: dict[str, Any] = {"lower_bound": lb.lower_bound, "certificate": _farkas_json(lb.certificate)}
+                if lb.reached_width is None:
+                    entry["capped_at_stream_width"] = True
+                if dim <= 2 and lb.lower_bound <= milp_max_width:
+                    ex = milp_exact_width(
+                        stream,
+                        eps,
+                        model,
+                        known_infeasible=lb.lower_bound - 1,
+                        max_width=milp_max_width,
+                        time_limit=milp_time_limit,
+                        points=lb.points,
+                    )
+                elif dim > 2:
+                    ex = ExactNeuronWidth(None, None, None, "not-attempted: no exact sup error in d > 2")
+                else:
+                    ex = ExactNeuronWidth(None, None, None, f"not-attempted: LP bound above --milp-max-width {milp_max_width}")
+                if ex.upper is not None:
+                    used[s] = max(used[s], ex.upper)
+                entry["exact"] = {"width": ex.width, "subset": ex.subset, "error": ex.error, "status": ex.status}
+                if ex.infeasible_up_to is not None:
+                    entry["exact"]["milp_infeasible_up_to"] = ex.infeasible_up_to
+                if ex.width is not None:  # what proves that one neuron fewer does not suffice
+                    entry["exact"]["minimality"] = (
+                        "lp-certificate" if ex.width == lb.lower_bound else "milp-verdict (HiGHS, not re-checkable)"
+                    )
+                cell["neuron"] = entry
+            cells[(k, s)] = cell
+            if progress is not None:
+                wtxt = cell["weight"]["width"] if model == "R" else f">={cell['weight']['lower_bound']}"
+                ntxt = f", neuron >= {cell['neuron']['lower_bound']}" if neuron else ""
+                xtxt = ""
+                if neuron and cell["neuron"]["exact"]["width"] is not None:
+                    xtxt = f" (exact {cell['neuron']['exact']['width']})"
+                progress(f"d={dim} seed={s} eps=2^{math.log2(eps):.3g}: weight {wtxt}{ntxt}{xtxt}")
+    results = []
+    for k, eps in enumerate(eps_list):
+        per_seed = [cells[(k, s)] for s in seed_list]
+        if model == "R":
+            weight_med = _median([c["weight"]["width"] for c in per_seed])
+        else:
+            weight_med = _median([c["weight"]["lower_bound"] for c in per_seed])
+        med: dict[str, Any] = {"weight": weight_med}
+        if neuron:
+            med["neuron_lower_bound"] = _median([c["neuron"]["lower_bound"] for c in per_seed])
+            med["neuron_exact"] = _median([c["neuron"]["exact"]["width"] for c in per_seed])
+            if weight_med is not None and med["neuron_lower_bound"] is not None:
+                med["ratio"] = med["neuron_lower_bound"] / weight_med
+        results.append({"epsilon": eps, "median": med, "seeds": per_seed})
+    fits = fit_widths(
+        eps_list,
+        [r["median"]["weight"] for r in results],
+        [r["median"].get("neuron_lower_bound") for r in results] if neuron else [None] * len(eps_list),
+    )
+    if model == "L" and fits["weight"] is not None:
+        fits["weight"]["model"] += " (fitted to LP lower bounds, model L)"
+    gap_at = [r["epsilon"] for r in results if model == "R" and neuron and r["median"].get("ratio", 0) > 1]
+    return {
+        "kind": "pruning-gap",
+        "dim": dim,
+        "model": model,
+        "epsilons": eps_list,
+        "seeds": seed_list,
+        "setting": SETTING,
+        "weight_meaning": "certified upper bound (construction)" if model == "R" else "certified LP lower bound over masked variants",
+        "farkas_tolerance": FARKAS_TOLERANCE,
+        "streams": [
+            {
+                "seed": s,
+                "w": streams[s].w.tolist(),
+                "first": streams[s].first[: used[s]].tolist(),
+                "second": streams[s].second[: used[s]].tolist(),
+            }
+            for s in seed_list
+        ],
+        "results": results,
+        "fits": fits,
+        "median_neuron_above_weight_at": gap_at,
+        "seconds": time.monotonic() - started,
+    }
+
+
+# ----------------------------------------------------------------------------- re-checking a record
+
+
+def _recheck_farkas(
+    cert: dict[str, Any], w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str
+) -> tuple[bool, str]:
+    """Re-derive the constraint rows from the points alone and check the multipliers (independent code path)."""
+    pts = np.atleast_2d(np.asarray(cert["points"], dtype=np.float64))
+    y_up = np.asarray(cert["y_upper"], dtype=np.float64)
+    y_lo = np.asarray(cert["y_lower"], dtype=np.float64)
+    if pts.shape[0] != y_up.shape[0] or pts.shape[0] != y_lo.shape[0] or pts.shape[1] != w.shape[0]:
+        return False, "certificate arrays have inconsistent shapes"
+    if np.any(y_up < 0) or np.any(y_lo < 0) or not np.all(np.isfinite(np.concatenate([y_up, y_lo]))):
+        return False, "multipliers must be finite and non-negative"
+    total = 0.0
+    scale = 0.0
+    combo = np.zeros(first.shape[0])
+    for x, a, b in zip(pts, y_up, y_lo):
+        r = math.sqrt(float(x @ x))
+        t = float(x @ w)
+        row = np.maximum(first @ x, 0.0) * second  # the inner sum is row . s
+        size = float(np.sum(np.abs(row)))
+        upper = max(t, 0.0) + epsilon * r  # row . s <= upper, for every subset reaching ε
+        combo += a * row
+        total += a * upper
+        scale += a * (abs(upper) + size)
+        if b > 0:
+            lower = (t - epsilon * r) if model == "R" else (max(t, 0.0) - epsilon * r)
+            if model == "R" and not t > epsilon * r:
+                return False, "a lower-row multiplier where the output ReLU need not pass the sum"
+            combo -= b * row
+            total -= b * lower
+            scale += b * (abs(lower) + size)
+    # any s in [0,1]^n has combo . s >= -sum(max(0, -combo)), and combo . s <= total
+    margin = total + float(np.sum(np.maximum(-combo, 0.0)))
+    if not (scale > 0 and margin < -FARKAS_TOLERANCE * scale):
+        return False, f"margin {margin:.3g} is not below -{FARKAS_TOLERANCE:g} x scale {scale:.3g}"
+    return True, f"margin {margin:.3g}"
+
+
+def _check_cell(
+    cell: dict[str, Any], eps: float, streams: dict[int, Any], dim: int, model: str, counts: dict[str, int], problems: list[str]
+) -> None:
+    """Re-check the certificates of one (ε, seed) entry; append what fails to ``problems``."""
+    seed = int(cell["seed"])
+    st = streams[seed]
+    w = np.asarray(st["w"], dtype=np.float64)
+    first = np.asarray(st["first"], dtype=np.float64).reshape(-1, dim)
+    second = np.asarray(st["second"], dtype=np.float64)
+    where = f"eps={eps:g} seed={seed}"
+    wt = cell.get("weight")
+    if wt is not None and wt.get("width") is not None:
+        n = int(wt["width"])
+        fm = np.asarray(wt["first_mask"], dtype=np.float64).reshape(n, dim)
+        sm = np.asarray(wt["second_mask"], dtype=np.float64).reshape(n)
+        if n > first.shape[0] or not np.all(np.isin(fm, (0, 1))) or not np.all(np.isin(sm, (0, 1))):
+            problems.append(f"{where}: weight masks malformed or wider than the stored stream")
+        else:
+            err, _ = certified_error(w, first[:n] * fm, second[:n] * sm, "R")
+            counts["weight"] += 1
+            if not err <= eps:
+                problems.append(f"{where}: weight subnetwork errs {err!r} > ε")
+            if abs(err - float(wt["error"])) > 1e-9:
+                problems.append(f"{where}: weight error {wt['error']!r} does not match {err!r}")
+    elif wt is not None and wt.get("certificate") is not None:
+        cert = wt["certificate"]
+        n = int(cert["width"])
+        units = candidates(first[:n], second[:n], "weight")
+        ok, why = _recheck_farkas(cert, w, units[0], units[1], eps, model)
+        counts["weight"] += 1
+        if not ok or int(wt["lower_bound"]) != n + 1 or n > first.shape[0]:
+            problems.append(f"{where}: weight LP certificate fails: {why}")
+    nr = cell.get("neuron")
+    if nr is None:
+        return
+    if nr.get("lower_bound") is not None:
+        cert = nr["certificate"]
+        n = int(cert["width"])
+        counts["neuron"] += 1
+        if n > first.shape[0]:
+            problems.append(f"{where}: neuron certificate wider than the stored stream")
+        else:
+            ok, why = _recheck_farkas(cert, w, first[:n], second[:n], eps, model)
+            if not ok:
+                problems.append(f"{where}: neuron certificate fails: {why}")
+            if int(nr["lower_bound"]) != n + 1:
+                problems.append(f"{where}: lower_bound {nr['lower_bound']} is not certificate width + 1")
+    ex = nr.get("exact")
+    if ex is not None and ex.get("width") is not None:
+        n = int(ex["width"])
+        subset = [int(i) for i in ex["subset"]]
+        counts["exact"] += 1
+        if n > first.shape[0] or any(i < 0 or i >= n for i in subset):
+            problems.append(f"{where}: exact subset outside the first {n} neurons")
+        else:
+            err = sup_error_exact(w, first[subset], second[subset], model).value
+            if not err <= eps:
+                problems.append(f"{where}: exact subset errs {err!r} > ε")
+            if nr.get("lower_bound") is not None and n < int(nr["lower_bound"]):
+                problems.append(f"{where}: exact width {n} below the certified lower bound")
+
+
+def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Re-check every certificate of a :func:`gap_experiment` record from the record alone.
+
+    Weight: the masks applied to the stored weights give a network whose certified error
+    (:func:`certified_error`, exact in d <= 2) is ``<= ε`` and equals the stored error within
+    1e-9. Neuron: the Farkas multipliers are re-checked from their points (rows re-derived
+    here) and ``lower_bound = width + 1``. Exact: the subset's exact error is ``<= ε`` and the
+    exact width is at least the lower bound (the MILP's infeasibility below it is not
+    re-checkable: it is the solver's verdict).
+
+    Returns:
+        ``{"weight": n, "neuron": n, "exact": n, "problems": [...]}`` (counts of checked items).
+    """
+    try:
+        dim = int(record["dim"])
+        model = record["model"]
+        streams = {int(s["seed"]): s for s in record["streams"]}
+        results = record["results"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PruningLimitsError(f"not a gap record: missing or malformed {exc}") from None
+    problems: list[str] = []
+    counts = {"weight": 0, "neuron": 0, "exact": 0}
+    for res in results:
+        try:
+            eps = float(res["epsilon"])
+            cells = list(res["seeds"])
+        except (KeyError, TypeError, ValueError):
+            problems.append("a result without epsilon or seeds")
+            continue
+        for cell in cells:
+            try:
+                _check_cell(cell, eps, streams, dim, model, counts, problems)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                problems.append(f"eps={eps:g}: malformed entry ({type(exc).__name__}: {exc})")
+    return {**counts, "problems": problems}
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+def gap_figure(record: dict[str, Any]) -> Any:
+    """Width against 1/ε on log axes: weight pruning (certified upper bounds), neuron pruning (certified lower bounds, exact)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    inv = np.array([1 / r["epsilon"] for r in record["results"]])
+    R = record["model"] == "R"
+
+    def series(get: Callable[[dict[str, Any]], Any]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for x, r in zip(inv, record["results"]):
+            for c in r["seeds"]:
+                v = get(c)
+                if v is not None:
+                    xs.append(x)
+                    ys.append(v)
+        return np.array(xs), np.array(ys)
+
+    wlabel = "weight pruning, certified upper bound" if R else "weight pruning, LP lower bound (model L)"
+    wget = (lambda c: c["weight"]["width"]) if R else (lambda c: c["weight"]["lower_bound"])
+    xs, ys = series(wget)
+    ax.scatter(xs, ys, s=8, color="tab:blue", alpha=0.3)
+    med = [r["median"]["weight"] for r in record["results"]]
+    ax.plot(inv, [np.nan if m is None else m for m in med], "o-", color="tab:blue", label=wlabel + " (median)")
+    if any("neuron" in c for r in record["results"] for c in r["seeds"]):
+        xs, ys = series(lambda c: c["neuron"]["lower_bound"])
+        ax.scatter(xs, ys, s=8, color="tab:red", alpha=0.3)
+        med = [r["median"].get("neuron_lower_bound") for r in record["results"]]
+        ax.plot(inv, [np.nan if m is None else m for m in med], "s-", color="tab:red", label="neuron pruning, certified LP lower bound (median)")
+        xs, ys = series(lambda c: c["neuron"]["exact"]["width"])
+        if len(xs):
+            ax.scatter(xs, ys, s=22, marker="x", color="black", alpha=0.6, label="neuron pruning, exact (MILP)")
+            med = [r["median"].get("neuron_exact") for r in record["results"]]
+            ax.plot(inv, [np.nan if m is None else m for m in med], "--", color="black", label="exact, median (all seeds finished)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("1/ε")
+    ax.set_ylabel("width of the random network (neurons)")
+    ax.set_title(f"d = {record['dim']}, model {record['model']}, {len(record['seeds'])} seeds")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
