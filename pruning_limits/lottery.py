@@ -54,8 +54,8 @@ DEFAULT_EPSILONS = tuple(2.0**-k for k in range(2, 13))
 DEFAULT_EPSILONS_L = tuple(2.0**-k for k in range(2, 9))
 
 #: Relative safety margin of the Farkas check: the float64 rounding error of the checked margin
-#: is below about (n + d + 4) * 2^-53 times its scale (< 1e-12 for n <= 10^3), so requiring the
-#: margin to be below -1e-9 * scale leaves three orders of magnitude to spare.
+#: is below about (k + d + 4) * 2^-53 times its scale, k the number of rows (< 1e-12 up to 9 000
+#: rows), so requiring the margin to be below -1e-9 * scale leaves three orders of magnitude.
 FARKAS_TOLERANCE = 1e-9
 
 #: Neurons of one sign class of one coordinate block that the subset-sum search uses (the first
