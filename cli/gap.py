@@ -27,35 +27,46 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     """Lines a person reads: the answer first (smallest ε), then the table, the fits and the checks."""
     R = record["model"] == "R"
     neuron = any("neuron" in c for r in record["results"] for c in r["seeds"])
+    exact = neuron and record["dim"] <= 2  # the MILP runs only where the exact sup error exists
     last = min(record["results"], key=lambda r: r["epsilon"])
     med = last["median"]
     seeds = len(record["seeds"])
     lines = []
     eps = _eps_text(last["epsilon"])
+    where = f"At ε = {eps} (d = {record['dim']}, {'median' if seeds == 1 else 'medians'} of {seeds} seed{'s' * (seeds != 1)})"
     if R and neuron and med.get("neuron_lower_bound") is not None and med.get("weight") is not None:
-        verdict = "above" if med["neuron_lower_bound"] > med["weight"] else "not above"
         lines.append(
-            f"At ε = {eps}, neuron pruning needs >= {_num(med['neuron_lower_bound'])} neurons, weight pruning "
-            f"<= {_num(med['weight'])} (medians of {seeds} seeds, d = {record['dim']}): the certified neuron bound is {verdict} "
-            "the weight width."
+            f"{where}: neuron pruning needs >= {_num(med['neuron_lower_bound'])} neurons, "
+            f"weight pruning <= {_num(med['weight'])}."
+        )
+        above = med["neuron_lower_bound"] > med["weight"]
+        lines.append(
+            "The certified neuron bound is above the weight width: the gap is certified."
+            if above
+            else "The certified neuron bound is not above the weight width at this ε."
         )
     elif R:
-        lines.append(f"At ε = {eps}, weight pruning needs <= {_num(med['weight'])} neurons (median of {seeds} seeds, d = {record['dim']}).")
+        lines.append(f"{where}: weight pruning needs <= {_num(med['weight'])} neurons.")
     else:
         lines.append(
-            f"Model L at ε = {eps}: weight pruning needs >= {_num(med['weight'])} neurons"
-            + (f", neuron pruning >= {_num(med.get('neuron_lower_bound'))}" if neuron else "")
-            + f" (certified LP lower bounds, medians of {seeds} seeds, d = {record['dim']})."
+            f"Model L. {where}: weight pruning needs >= {_num(med['weight'])} neurons"
+            + (f", neuron pruning >= {_num(med.get('neuron_lower_bound'))}." if neuron else ".")
         )
+        lines.append("Both are certified LP lower bounds.")
     wname = "weight<=" if R else "weight>="
-    head = f"{'ε':>8} {wname:>8}" + (f" {'neuron>=':>9} {'exact':>6} {'ratio':>6}" if neuron else "")
+    head = f"{'ε':>8} {wname:>8}" + (f" {'neuron>=':>9}" if neuron else "") + (f" {'exact':>6}" if exact else "")
+    head += f" {'ratio':>6}" if neuron else ""
     lines += ["", head]
     for r in sorted(record["results"], key=lambda r: -r["epsilon"]):
         m = r["median"]
         row = f"{_eps_text(r['epsilon']):>8} {_num(m['weight']):>8}"
         if neuron:
+            row += f" {_num(m.get('neuron_lower_bound')):>9}"
+        if exact:
+            row += f" {_num(m.get('neuron_exact')):>6}"
+        if neuron:
             ratio = m.get("ratio")
-            row += f" {_num(m.get('neuron_lower_bound')):>9} {_num(m.get('neuron_exact')):>6} {('-' if ratio is None else f'{ratio:.2f}'):>6}"
+            row += f" {('-' if ratio is None else f'{ratio:.2f}'):>6}"
         lines.append(row)
     fits = record["fits"]
     lines.append("")
@@ -69,15 +80,13 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
         f = fits["neuron"]
         lines.append(f"neuron: lower bound ~ (1/ε)^{f['exponent']:.2f} (R² {f['r2']:.3f}, {f['points']} points)")
     lines.append(
-        f"certificates re-checked: {check['weight']} weight, {check['neuron']} LP, {check['exact']} exact subsets; "
+        f"re-checked: {check['weight']} weight, {check['neuron']} LP, {check['exact']} exact certificates; "
         + ("all valid." if not check["problems"] else f"{len(check['problems'])} FAILED: {check['problems'][0]}")
     )
-    if neuron:
-        lines.append(
-            "'exact' = median MILP minimum (a verified subset at that width; the width below is the MILP "
-            "solver's infeasibility verdict), '-' where the MILP was not run or did not finish."
-        )
-    lines.append(f"{record['seconds']:.0f} s. Every number is certified; --json carries the certificates.")
+    if exact:
+        lines.append("exact: median MILP minimum, a verified subset; that one neuron fewer fails is")
+        lines.append("the MILP solver's verdict. '-': some seed's MILP was not run or did not finish.")
+    lines.append(f"{record['seconds']:.0f} s. The bounds are certified; --json carries the certificates.")
     return lines
 
 

@@ -72,7 +72,8 @@ def test_text_output_leads_with_the_answer():
     result = run("gap", "--dim", "1", "--epsilon", "0.25", "--seeds", "1")
     assert result.exit_code == 0, (result.stdout, result.stderr)
     first = result.stdout.splitlines()[0]
-    assert first.startswith("At ε = 2^-2, neuron pruning needs >=") and "not above" in first
+    assert first.startswith("At ε = 2^-2 (d = 1, median of 1 seed): neuron pruning needs >=")
+    assert "not above" in result.stdout.splitlines()[1]
     assert "all valid" in result.stdout
     assert "seed=0" in result.stderr  # progress on stderr
 
