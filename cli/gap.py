@@ -1,4 +1,4 @@
-"""``pruning-limit gap``: the neuron-vs-weight pruning gap with certificates (THEORY §7)."""
+"""``pruning-limit gap``: the neuron-vs-weight pruning gap with certificates (docs/gap.md)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     type=click.Choice(["R", "L"]),
     default="R",
     show_default=True,
-    help="R: output ReLU (THEORY §7). L: linear output, the control (weight pruning gets an LP lower bound).",
+    help="R: output ReLU. L: linear output, the control (weight pruning gets an LP lower bound).",
 )
 @click.option("--weight-only", is_flag=True, help="Skip neuron pruning (e.g. d = 8, where the LPs are large).")
 @click.option(
@@ -147,7 +147,7 @@ def gap_command(
     plot_path: str | None,
     console: Console,
 ) -> None:
-    """Weight vs neuron pruning of a random ReLU network to one ReLU neuron, certified (THEORY §7).
+    """Weight vs neuron pruning of a random ReLU network to one ReLU neuron, certified (docs/gap.md).
 
     For each ε and seed: the width weight pruning needs (certified upper bound: a subset-sum
     construction whose masks are checked), and the width neuron pruning needs (certified lower
