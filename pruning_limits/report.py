@@ -483,3 +483,104 @@ def write_validation_figures(
     save_figure(prediction_figure(prediction.to_dict(), fixed_point, measured), prediction_path)
     return paths
 
+
+
+# ----------------------------------------------------------------------------- structures
+
+
+def _points(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.1f}"
+
+
+def _yes(value: Any) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def structures_table(record: Mapping[str, Any]) -> str:
+    """Markdown table of every structure of a ``StructuresValidation.to_dict()`` record.
+
+    Sparsities in percent. Curve structures: predicted ``s*`` [kinematic interval], measured
+    by loss and by accuracy, and predicted − measured (points). ``N:M`` rows: the pattern's
+    sparsity, whether the prediction says it is feasible at ε and the ε it needs [interval],
+    the measured loss rise (the ε it needs) and whether it stays within ε, and the accuracy.
+    """
+    header = ["structure", "predicted", "measured (loss)", "measured (acc.)", "pred - meas", "dense layers"]
+    rows = []
+    for entry in record["structures"]:
+        p, m, support = entry["predicted"], entry["measured"], entry["support"]
+        dense = "-" if not support["dense_layers"] else f"{100 * support['dense_share']:.1f}% of weights"
+        if entry["pattern"]:
+            low, high = p["needed_epsilon_interval"]
+            rows.append([
+                f"{entry['structure']} (s = {_points(p['sparsity'])})",
+                f"feasible: {_yes(p['feasible'])}; needs eps >= {format_number(p['needed_epsilon'], 3)} "
+                f"[{format_number(low, 3)}, {format_number(high, 3)}]",
+                f"loss rise {format_number(m['loss_rise'], 3)}: {'within' if m['feasible'] else 'above'} eps",
+                "-" if m.get("accuracy") is None else f"{_points(m['accuracy'])} (dense {_points(m['dense_accuracy'])})",
+                "needs eps: pred/meas "
+                + ("-" if not m["needed_epsilon"] else f"{float(p['needed_epsilon']) / float(m['needed_epsilon']):.2g}x"),
+                dense,
+            ])
+        else:
+            low, high = p["interval"]
+            rows.append([
+                entry["structure"],
+                f"{_points(p['sparsity'])} [{_points(low)}, {_points(high)}]",
+                _points(m["limit_by_loss"]),
+                _points(m["limit_by_accuracy"]),
+                f"{100 * float(entry['difference']):+.1f}",
+                dense,
+            ])
+    return markdown_table(header, rows)
+
+
+def structures_figure(record: Mapping[str, Any], *, title: str | None = None) -> Figure:
+    """``R(s)`` of every structure on one plot (left) and predicted against measured limits (right).
+
+    Left: ``R`` against sparsity at each structure's allowed points (log scale), the predicted
+    limit marked ``x`` and the measured-by-loss limit ``o`` on each curve (an ``N:M`` pattern is
+    one point, filled when the measured loss rise stays within ε). Right: predicted (bars) and
+    measured-by-loss (dots) limits per curve structure.
+    """
+    figure = _figure(11.0, 4.2)
+    left, right = figure.subplots(1, 2, width_ratios=[1.6, 1.0])
+    colors = [f"C{i}" for i in range(10)]
+    curve_entries = []
+    for i, entry in enumerate(record["structures"]):
+        color = colors[i % len(colors)]
+        s = np.asarray(entry["curve"]["sparsity"], dtype=float)
+        r = np.asarray(entry["curve"]["distance"], dtype=float)
+        positive = r > 0
+        p, m = entry["predicted"], entry["measured"]
+        if entry["pattern"]:
+            at = float(p["sparsity"])
+            left.plot([at], [float(p["distance"])], "D", color=color, mfc=color if m["feasible"] else "none",
+                      label=f"{entry['structure']} (feasible: predicted {_yes(p['feasible'])}, measured {_yes(m['feasible'])})")
+            continue
+        curve_entries.append((entry, color))
+        left.plot(s[positive], r[positive], color=color, lw=1.4, label=entry["structure"])
+        for at, marker in ((p["sparsity"], "x"), (m["limit_by_loss"], "o")):
+            y = np.interp(float(at), s, r)
+            if y > 0:
+                left.plot([float(at)], [y], marker, color=color, mfc="none", ms=8)
+    left.set_yscale("log")
+    left.set_xlim(0, 1)
+    left.set_xlabel("sparsity s")
+    left.set_ylabel("R(s) = distance to the pruned weights")
+    left.set_title("R(s) by structure (x predicted, o measured by loss)")
+    left.legend(fontsize=7, loc="lower right")
+    names = [entry["structure"] for entry, _ in curve_entries]
+    x = np.arange(len(names))
+    right.bar(x, [float(e["predicted"]["sparsity"]) for e, _ in curve_entries], color=[c for _, c in curve_entries], alpha=0.45, label="predicted")
+    right.plot(x, [float(e["measured"]["limit_by_loss"]) for e, _ in curve_entries], "ko", label="measured (loss)")
+    acc = [e["measured"].get("limit_by_accuracy") for e, _ in curve_entries]
+    if all(a is not None for a in acc):
+        right.plot(x, [float(a) for a in acc], "k^", mfc="none", label="measured (accuracy)")
+    right.set_xticks(x, names, rotation=20)
+    right.set_ylim(0, 1)
+    right.set_ylabel("limit (sparsity)")
+    right.set_title("limits by structure")
+    right.legend(fontsize=7, loc="lower left")
+    if title:
+        figure.suptitle(title)
+    return figure

@@ -1,0 +1,279 @@
+"""Structured pruning limits on the suite's l1-trained rows: predicted against measured (THEORY §8).
+
+For every l1-trained row of ``run_validation.ROWS`` (seed 0 unless told) this loads or trains
+the network (the bundle cache of ``run_validation.py``), estimates the Hessian spectrum once
+(SLQ on a float64 copy, the suite's settings) and, with that one spectrum, predicts and
+measures every structure of ``pruning_limits.validation.ALL_STRUCTURES``: the unstructured,
+layer-wise, neuron and channel limits (predicted ``s*`` with the gradient term, the default;
+measured by a one-shot sweep over each structure's allowed points) and the 2:4 pattern
+(predicted feasibility at ε and the ε it needs; measured loss rise of the 2:4-pruned network).
+It writes
+
+- ``docs/validation-structures.json``: every number of every row,
+- ``docs/validation/<row>-structures.png``: the R(s) curves of all structures and the limits,
+- the tables between ``<!-- BEGIN STRUCTURES -->`` and ``<!-- END STRUCTURES -->`` in
+  ``docs/validation.md``.
+
+Spectra and row records are cached beside the bundles, so a re-run after a change of the
+calculator reuses the spectra. Run from the project root (about 15 minutes on one core)::
+
+    python examples/validation/structures.py --threads 1
+    python examples/validation/structures.py --rows digits-mlp32,synthetic-mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+BEGIN, END = "<!-- BEGIN STRUCTURES -->", "<!-- END STRUCTURES -->"
+#: Curve structures of the tables (the order of ``ALL_STRUCTURES`` without the pattern).
+CURVES = ("unstructured", "layerwise", "neuron", "channel")
+
+
+def cached_spectrum(row, seed: int, cache: Path, iterations: int, probes: int, analysed, data, log):
+    """The row's SLQ spectrum (float64 copy), from ``cache`` or computed and cached as .npz."""
+    import numpy as np
+
+    from pruning_limits.checkpoint import atomic_open
+    from pruning_limits.spectrum import Spectrum, estimate_spectrum
+    from run_validation import cache_key
+
+    path = cache / f"{row.name}-{cache_key(row, seed)}-{iterations}x{probes}-spectrum.npz"
+    if path.exists():
+        with np.load(path) as f:
+            log(f"[{row.name}] reusing {path}")
+            return Spectrum(f["nodes"], f["weights"], int(f["dim"]), num_hvps=int(f["num_hvps"]), rule=str(f["rule"]), steps=int(f["steps"]))
+    start = time.perf_counter()
+    spectrum = estimate_spectrum(analysed, data.train, iterations=iterations, probes=probes, seed=seed)
+    log(f"[{row.name}] spectrum: {spectrum.num_hvps} products in {time.perf_counter() - start:.0f} s")
+    with atomic_open(path, "wb") as handle:
+        np.savez(handle, nodes=spectrum.nodes, weights=spectrum.weights, dim=spectrum.dim, num_hvps=spectrum.num_hvps,
+                 rule=spectrum.rule, steps=spectrum.steps or 0)
+    return spectrum
+
+
+def run_row(row, *, seed: int, cache: Path, iterations: int, probes: int, figures: Path | None, log) -> dict:
+    import copy
+
+    import torch
+
+    from pruning_limits.checkpoint import atomic_write
+    from pruning_limits.data import load_data
+    from pruning_limits.report import dumps_json, save_figure, structures_figure
+    from pruning_limits.validation import validate_structures
+    from run_validation import cache_key, trained_model
+
+    saved = cache / f"{row.name}-{cache_key(row, seed)}-{iterations}x{probes}-structures.json"
+    picture = None if figures is None else figures / f"{row.name}-structures.png"
+    if saved.exists() and (picture is None or picture.exists()):
+        log(f"[{row.name}] reusing {saved}")
+        return json.loads(saved.read_text())
+    data = load_data(row.data, seed=seed)
+    model, training = trained_model(row, data, cache, seed, log)
+    spectrum = cached_spectrum(row, seed, cache, iterations, probes, copy.deepcopy(model).to(torch.float64), data, log)
+    result = validate_structures(model, data, seed=seed, spectrum=spectrum)
+    record = {"row": asdict(row), "training": training, "iterations": iterations, "probes": probes, **result.to_dict()}
+    for entry in record["structures"]:
+        p, m = entry["predicted"], entry["measured"]
+        if entry["pattern"]:
+            log(f"[{row.name}] {entry['structure']}: predicted feasible {p['feasible']} (needs ε ≥ {p['needed_epsilon']:.3g}), "
+                f"measured loss rise {m['loss_rise']:.3g} vs ε {result.epsilon:.3g}")
+        else:
+            log(f"[{row.name}] {entry['structure']}: predicted {p['sparsity']:.4f} measured {m['limit_by_loss']:.4f} "
+                f"({100 * entry['difference']:+.1f})")
+    if picture is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        save_figure(structures_figure(record, title=row.name), picture)
+    atomic_write(saved, dumps_json(record))
+    return record
+
+
+def by_structure(record: dict) -> dict:
+    return {entry["structure"]: entry for entry in record["structures"]}
+
+
+def pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def curve_table(records: list[dict]) -> str:
+    """Predicted and measured limits of the curve structures, one line per row and structure."""
+    from pruning_limits.report import markdown_table
+
+    header = ["row", "D", "ε", "structure", "dense share", "predicted s* [interval]", "measured (loss)", "measured (acc.)", "pred − meas"]
+    rows = []
+    for r in records:
+        for name in CURVES:
+            e = by_structure(r)[name]
+            p, m = e["predicted"], e["measured"]
+            low, high = p["interval"]
+            rows.append([
+                r["row"]["name"], p["dim"], f"{r['epsilon']:.3g}", name, pct(e["support"]["dense_share"]),
+                f"{pct(p['sparsity'])} [{pct(low)}, {pct(high)}]", pct(m["limit_by_loss"]), pct(m["limit_by_accuracy"]),
+                f"{100 * e['difference']:+.1f}",
+            ])
+    return markdown_table(header, rows)
+
+
+def pattern_table(records: list[dict], name: str = "2:4") -> str:
+    """The pattern's feasibility and needed ε, predicted against measured."""
+    from pruning_limits.report import markdown_table
+
+    header = [
+        "row", "ε", "sparsity", "dense layers (share)", "predicted feasible [at −/+ margin]", "needed ε predicted [interval]",
+        "measured loss rise (= needed ε)", "measured feasible", "predicted / measured needed ε", "test acc. dense → pruned",
+    ]
+    rows = []
+    for r in records:
+        e = by_structure(r)[name]
+        p, m = e["predicted"], e["measured"]
+        low, high = p["needed_epsilon_interval"]
+        dense = ", ".join(d["name"] for d in e["support"]["dense_layers"]) or "none"
+        ratio = "–" if not m["needed_epsilon"] else f"{p['needed_epsilon'] / m['needed_epsilon']:.2f}"
+        yes = {True: "yes", False: "no"}
+        rows.append([
+            r["row"]["name"], f"{r['epsilon']:.3g}", pct(p["sparsity"]), f"{dense} ({pct(e['support']['dense_share'])})",
+            f"{yes[p['feasible']]} [{yes[p['feasible_interval'][0]]}, {yes[p['feasible_interval'][1]]}]",
+            f"{p['needed_epsilon']:.3g} [{low:.3g}, {high:.3g}]", f"{m['loss_rise']:.3g}", yes[m["feasible"]], ratio,
+            "–" if m["accuracy"] is None else f"{pct(m['dense_accuracy'])} → {pct(m['accuracy'])}",
+        ])
+    return markdown_table(header, rows)
+
+
+def gap_table(records: list[dict]) -> str:
+    """How many points of sparsity structure costs: unstructured minus structured limits."""
+    from pruning_limits.report import markdown_table
+
+    header = ["row", "unstructured (meas.)", "layerwise cost meas. (pred.)", "neuron cost meas. (pred.)", "channel cost meas. (pred.)", "R(neuron)/R(unstructured) at the unstructured limit"]
+    rows = []
+    for r in records:
+        s = by_structure(r)
+        base = s["unstructured"]
+        cells = [r["row"]["name"], pct(base["measured"]["limit_by_loss"])]
+        for name in ("layerwise", "neuron", "channel"):
+            meas = base["measured"]["limit_by_loss"] - s[name]["measured"]["limit_by_loss"]
+            pred = base["predicted"]["sparsity"] - s[name]["predicted"]["sparsity"]
+            cells.append(f"{100 * meas:+.1f} ({100 * pred:+.1f})")
+        at = base["measured"]["limit_by_loss"]
+        ratio = distance_at(s["neuron"], at) / max(distance_at(base, at), 1e-300)
+        cells.append(f"{ratio:.1f}")
+        rows.append(cells)
+    return markdown_table(header, rows)
+
+
+def distance_at(entry: dict, sparsity: float) -> float:
+    import numpy as np
+
+    return float(np.interp(sparsity, entry["curve"]["sparsity"], entry["curve"]["distance"]))
+
+
+def summary(records: list[dict]) -> str:
+    import numpy as np
+
+    lines = []
+    for name in CURVES:
+        gaps = [100 * by_structure(r)[name]["difference"] for r in records]
+        within = sum(abs(g) <= 3.0 for g in gaps)
+        lines.append(
+            f"{name}: |predicted − measured| max {max(abs(g) for g in gaps):.1f}, median {float(np.median(np.abs(gaps))):.1f} "
+            f"points; {within} of {len(gaps)} rows within 3 points."
+        )
+    agree = sum(by_structure(r)["2:4"]["predicted"]["feasible"] == by_structure(r)["2:4"]["measured"]["feasible"] for r in records)
+    lines.append(f"2:4: predicted and measured feasibility at ε agree on {agree} of {len(records)} rows.")
+    return "\n\n".join(lines)
+
+
+def write_markdown(path: Path, records: list[dict], settings: dict, figures: Path | None) -> None:
+    from pruning_limits.checkpoint import atomic_write
+
+    block = [BEGIN, "", f"Generated by `{settings['command']}` ({settings['date']}, {settings['threads']} thread(s), "
+             f"SLQ {settings['probes']} probes × {settings['iterations']} steps, seed {settings['seed']}).", ""]
+    block += ["Curve structures (sparsities in percent):", "", curve_table(records), "", summary(records), ""]
+    block += ["The 2:4 pattern:", "", pattern_table(records), ""]
+    block += ["What structure costs (unstructured minus structured limit, points of sparsity; measured, predicted in brackets):",
+              "", gap_table(records), ""]
+    if figures is not None:
+        rel = figures.relative_to(path.parent).as_posix()
+        for r in records:
+            name = r["row"]["name"]
+            block.append(f"![{name}: R(s) and limits by structure]({rel}/{name}-structures.png)")
+        block.append("")
+    block.append(END)
+    generated = "\n".join(block)
+    text = path.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + generated + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + generated + "\n"
+    atomic_write(path, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", help="comma-separated l1-trained row names (default: all of them)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--iterations", type=int, default=None, help="Lanczos steps (default: the suite's)")
+    parser.add_argument("--probes", type=int, default=None, help="SLQ probes (default: the suite's)")
+    parser.add_argument("--cache", default="examples/validation/cache", help="cache folder of run_validation.py")
+    parser.add_argument("--docs", default="docs", help="folder of validation.md, the JSON and the figures")
+    parser.add_argument("--no-figures", action="store_true")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    from pruning_limits.report import write_json
+    from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
+    from run_validation import ROWS
+
+    torch.set_num_threads(args.threads)
+    trained = {row.name: row for row in ROWS if row.l1 > 0}
+    names = args.rows.split(",") if args.rows else list(trained)
+    unknown = [n for n in names if n not in trained]
+    if unknown:
+        parser.error(f"expected l1-trained rows of run_validation.ROWS, got {unknown}; known: {', '.join(trained)}")
+    iterations = args.iterations or DEFAULT_ITERATIONS
+    probes = args.probes or DEFAULT_PROBES
+    docs = Path(args.docs)
+    figures = None if args.no_figures else docs / "validation"
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    records = [
+        run_row(trained[n], seed=args.seed, cache=cache, iterations=iterations, probes=probes, figures=figures, log=log)
+        for n in names
+    ]
+    settings = {
+        "command": "python examples/validation/structures.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "threads": args.threads,
+        "iterations": iterations,
+        "probes": probes,
+        "seed": args.seed,
+    }
+    write_json(docs / "validation-structures.json", {"settings": settings, "rows": records})
+    if not args.rows:
+        write_markdown(docs / "validation.md", records, settings, figures)
+    print(curve_table(records))
+    print()
+    print(summary(records))
+    print()
+    print(pattern_table(records))
+    print()
+    print(gap_table(records))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
