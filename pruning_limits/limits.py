@@ -69,7 +69,8 @@ class Prediction:
         epsilon: loss tolerance ε.
         eta: failure probability of the kinematic interval.
         dim: number of prunable weights ``D``.
-        criterion: ``"magnitude"`` or ``"custom"`` (a precomputed ``R_k²`` curve).
+        criterion: ``"magnitude"``, ``"custom"`` (a precomputed ``R_k²`` curve) or the name of
+            a structure (:func:`pruning_limits.structures.predict_structured`).
         kept: number of kept weights ``k`` at ``s*``.
         distance: ``R`` at ``s*`` (Euclidean distance from the trained to the pruned weights).
         probe_sparsities: ``s*`` re-solved on each SLQ probe alone.
@@ -552,6 +553,7 @@ def predict_limit(
     gradient: Any = None,
     memory_budget: int | None = None,
     progress: bool = False,
+    structure: Any = "unstructured",
 ) -> Prediction:
     """The whole pipeline on a model: ε, Hessian spectrum by SLQ, weights, pruning limit.
 
@@ -584,9 +586,14 @@ def predict_limit(
             (default 1 GiB). SLQ uses the block Gauss rule when all probes' bases fit, otherwise
             one Gauss rule per probe (:func:`pruning_limits.spectrum.slq`).
         progress: show a tqdm progress bar on stderr.
+        structure: the allowed supports (:mod:`pruning_limits.structures`, THEORY §8):
+            ``"unstructured"`` (default, global magnitude), ``"layerwise"``, ``"neuron"``,
+            ``"channel"`` or ``"N:M"``. Checked, with the model, before any work.
 
     Returns:
-        :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline.
+        :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline (for a
+        structure: its limit at its allowed points, ``criterion`` its name); for ``N:M`` a
+        :class:`~pruning_limits.structures.PatternPrediction` (feasible at ε, needed ε).
     """
     from .objective import batch_std_epsilon, flat_weights, loss_gradient
 
@@ -606,6 +613,14 @@ def predict_limit(
     else:
         eps = check_positive("epsilon", epsilon)
     weights = flat_weights(analysed, params)
+    plan = None
+    if structure != "unstructured":
+        from .structures import layer_layout, parse_structure, structured_order
+
+        if parse_structure(structure).kind != "unstructured":
+            if params != "prunable":
+                raise PruningLimitsError(f"structure {structure} needs params='prunable' (the layers it groups)")
+            plan = structured_order(weights, layer_layout(analysed), structure)
     if spectrum is None:
         from .spectrum import estimate_spectrum
 
@@ -622,5 +637,12 @@ def predict_limit(
         )
     if gradient_term and gradient is None:
         gradient = loss_gradient(analysed, data, loss_fn, params)
+    if plan is not None:
+        from .structures import PatternPrediction, predict_structured
+
+        structured = predict_structured(weights, spectrum, eps, plan, eta=eta, gradient=gradient)
+        if isinstance(structured, PatternPrediction):
+            return structured
+        return replace(structured, seconds=time.perf_counter() - start)
     prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
     return replace(prediction, seconds=time.perf_counter() - start)
