@@ -329,3 +329,143 @@ def test_needed_epsilon_edge_cases():
     assert needed_epsilon(nodes, weights, 1.0, 1.0) == math.inf  # δ/D < 1 for every finite ε
     # closed form: 0.5 + 0.5·2ε/(2ε + 2R²) = 0.75  ⇔  ε = R²
     assert needed_epsilon(nodes, weights, 0.75, 3.0) == pytest.approx(3.0, rel=1e-10)
+
+
+# --- measurement, pipeline and command line ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from pruning_limits.data import load_data
+    from pruning_limits.lomp import train
+    from pruning_limits.models import build_model
+
+    data = load_data("synthetic:n=200,test=60,d=8")
+    model = build_model("mlp:12", data, seed=0)
+    train(model, data, epochs=25, seed=0, l1=1e-3)
+    return model, data
+
+
+def test_sweep_over_allowed_points_equals_a_scan_of_every_allowed_point(trained):
+    from pruning_limits.lomp import sweep
+    from pruning_limits.objective import evaluate_loss
+
+    model, data = trained
+    plan = model_order(model, "neuron")
+    eps = 0.02
+    result = sweep(model, data.train, epsilon=eps, criterion="neuron", allowed=plan.allowed)
+    losses = []
+    for count in plan.allowed:
+        pruned = copy_pruned(model, plan, int(count))
+        losses.append(evaluate_loss(pruned, data.train))
+    threshold = losses[0] + eps
+    first_fail = next((i for i, loss in enumerate(losses) if loss > threshold), len(losses))
+    assert result.limit_by_loss == plan.allowed[first_fail - 1] / plan.dim
+    assert set(result.num_pruned.tolist()) <= set(plan.allowed.tolist())
+
+
+def copy_pruned(model, plan, count):
+    import copy
+
+    from pruning_limits.masks import apply_masks, make_permanent, masks_from_order
+
+    pruned = copy.deepcopy(model)
+    apply_masks(pruned, masks_from_order(pruned, plan.order, count))
+    return make_permanent(pruned)
+
+
+def test_validate_structures_uses_one_spectrum_and_measures_what_it_says(trained, monkeypatch):
+    import pruning_limits.validation as validation
+    from pruning_limits.limits import predict_limit
+    from pruning_limits.objective import evaluate_loss
+
+    model, data = trained
+    calls = []
+    real_slq = validation.slq
+    monkeypatch.setattr(validation, "slq", lambda *a, **k: calls.append(1) or real_slq(*a, **k))
+    result = validation.validate_structures(model, data, iterations=20, probes=2)
+    assert len(calls) == 1  # one spectrum for every structure
+    assert [r.structure for r in result.results] == list(validation.ALL_STRUCTURES)
+    by_name = {r.structure: r for r in result.results}
+    # the 2:4 measurement is the loss rise of the 2:4-pruned network
+    plan = model_order(model, "2:4")
+    rise = evaluate_loss(copy_pruned(model, plan, plan.pattern_count), data.train) - evaluate_loss(model, data.train)
+    assert by_name["2:4"].pattern["loss_rise"] == pytest.approx(rise, rel=1e-9)
+    assert by_name["2:4"].pattern["feasible"] is (rise <= result.epsilon)
+    # each prediction equals the pipeline's with the same spectrum and structure
+    for name in ("neuron", "2:4"):
+        direct = predict_limit(model, data.train, epsilon=result.epsilon, spectrum=result.spectrum, structure=name)
+        assert by_name[name].prediction.sparsity == pytest.approx(direct.sparsity)
+        if name == "2:4":
+            assert by_name[name].prediction.needed_epsilon == pytest.approx(direct.needed_epsilon, rel=1e-9)
+    record = result.to_dict()
+    assert {e["structure"] for e in record["structures"]} == set(validation.ALL_STRUCTURES)
+    from pruning_limits.report import structures_figure, structures_table
+
+    assert "2:4 (s = 50.0)" in structures_table(record)
+    structures_figure(record)
+
+
+def run_cli(*args):
+    from click.testing import CliRunner
+
+    from pruning_limits.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line_error(result, match):
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and match in lines[0], result.stderr
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    path = tmp_path_factory.mktemp("structures") / "model.pt"
+    result = run_cli("train", "--model", "mlp:8", "--data", "digits", "--epochs", "3", "--l1", "1e-3", "-o", path, "-q")
+    assert result.exit_code == 0, result.stderr
+    return path
+
+
+SLQ = ["--iterations", "12", "--probes", "2"]
+
+
+def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
+    import json
+
+    record = json.loads(run_cli("predict", bundle, "--structure", "2:4", "--json", *SLQ).stdout)
+    assert record["structure"] == "2:4" and record["sparsity"] == 0.5 and record["interval"] is None
+    assert isinstance(record["feasible"], bool) and record["needed_epsilon"] > 0
+    text = run_cli("predict", bundle, "--structure", "2:4", *SLQ).stdout
+    assert text.startswith("2:4 feasible at eps=")
+    record = json.loads(run_cli("predict", bundle, "--structure", "neuron", "--json", *SLQ).stdout)
+    assert record["criterion"] == "neuron" and {"sparsity", "density", "interval", "epsilon", "dim"} <= set(record)
+
+    out = tmp_path / "p.pt"
+    result = run_cli("prune", bundle, "--structure", "2:4", "-o", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["sparsity"] == 0.5
+    saved = torch.load(out, weights_only=True)
+    assert saved["pruning"]["structure"] == "2:4"
+    for name, w in saved["state_dict"].items():
+        if name.endswith("weight"):
+            assert ((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) <= 2).all()
+
+    report = tmp_path / "r.md"
+    result = run_cli("validate", bundle, "--structure", "all", "--json", "--report", report, *SLQ)
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert [e["structure"] for e in record["structures"]] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
+    assert (tmp_path / "r-structures.png").exists() and "r-structures.png" in report.read_text()
+
+
+def test_cli_bad_structure_inputs(bundle, tmp_path):
+    out = tmp_path / "x.pt"
+    one_line_error(run_cli("prune", bundle, "--structure", "2:4", "--sparsity", "0.5", "-o", out), "--sparsity cannot be given with --structure 2:4")
+    one_line_error(run_cli("prune", bundle, "--structure", "neuron", "-o", out), "--sparsity is required with --structure neuron")
+    one_line_error(run_cli("predict", bundle, "--structure", "4:4"), "needs M >= 2 and 1 <= N < M, got '4:4'")
+    one_line_error(run_cli("predict", bundle, "--structure", "2:1"), "needs M >= 2 and 1 <= N < M")
+    one_line_error(run_cli("validate", bundle, "--structure", "rows"), "structure must be unstructured, layerwise, neuron, channel or N:M")
+    one_line_error(run_cli("predict", bundle, "--structure", "all"), "structure must be")  # 'all' is validate's only
+    one_line_error(run_cli("predict", bundle, "--structure", "1:3"), "structure 1:3 needs a layer whose input size")  # 64 and 8 inputs
