@@ -15,9 +15,10 @@ It writes
   ``docs/validation.md``.
 
 Spectra and row records are cached beside the bundles, so a re-run after a change of the
-calculator reuses the spectra. Run from the project root (about 15 minutes on one core)::
+calculator reuses the spectra. ``--diagnose`` adds the candidate causes of a miss, tried one at
+a time (:func:`diagnose`). Run from the project root::
 
-    python examples/validation/structures.py --threads 1
+    python examples/validation/structures.py --threads 1 --probes 2 --diagnose
     python examples/validation/structures.py --rows digits-mlp32,synthetic-mlp
 """
 
@@ -92,6 +93,89 @@ def run_row(row, *, seed: int, cache: Path, iterations: int, probes: int, figure
         save_figure(structures_figure(record, title=row.name), picture)
     atomic_write(saved, dumps_json(record))
     return record
+
+
+def diagnose(row, record: dict, *, seed: int, cache: Path, iterations: int, probes: int, log) -> dict:
+    """Candidate causes of a structured miss, changed one at a time; ``{structure: {cause: value}}``.
+
+    For every curve structure: the paper's model (no gradient term), the quadratic one-shot
+    limit (the loss model alone, from the record), the knee's sharpness at ``s*``, how much
+    curvature the pruned direction meets (``dᵀHd/‖d‖²`` at the measured limit over ``tr|H|/D``,
+    what a random direction meets on average: the kinematic formula treats the kept subspace as
+    random), and prediction against measurement at ε × 0.5 and ε × 2.
+    """
+    import copy
+
+    import numpy as np
+    import torch
+
+    from pruning_limits.checkpoint import atomic_write
+    from pruning_limits.data import load_data
+    from pruning_limits.hessian import HessianOperator
+    from pruning_limits.lomp import sweep
+    from pruning_limits.objective import flat_weights, loss_gradient
+    from pruning_limits.report import dumps_json
+    from pruning_limits.structures import layer_layout, predict_structured, structured_order
+    from run_validation import cache_key, trained_model
+
+    saved = cache / f"{row.name}-{cache_key(row, seed)}-{iterations}x{probes}-structures-diagnostics.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+    data = load_data(row.data, seed=seed)
+    model, _ = trained_model(row, data, cache, seed, log)
+    analysed = copy.deepcopy(model).to(torch.float64)
+    spectrum = cached_spectrum(row, seed, cache, iterations, probes, analysed, data, log)
+    weights = flat_weights(analysed)
+    gradient = loss_gradient(analysed, data.train)
+    operator = HessianOperator(analysed, data.train)
+    random_curvature = spectrum.abs_trace().value / spectrum.dim
+    eps = record["epsilon"]
+    out: dict = {}
+    for name in CURVES:
+        entry = by_structure(record)[name]
+        plan = structured_order(weights, layer_layout(analysed), name)
+        count = int(round(entry["measured"]["limit_by_loss"] * plan.dim))
+        step = np.zeros(plan.dim)
+        step[plan.order[:count]] = -weights[plan.order[:count]]
+        norm2 = float(step @ step)
+        rayleigh = float(step @ np.asarray(operator.matvec(step))) / norm2 if norm2 > 0 else float("nan")
+        causes = {
+            "default": entry["difference"],
+            "paper's model": predict_structured(weights, spectrum, eps, plan).sparsity - entry["measured"]["limit_by_loss"],
+            "quadratic one-shot": None if entry.get("quadratic_one_shot") is None
+            else entry["quadratic_one_shot"] - entry["measured"]["limit_by_loss"],
+            "knee d ln R/ds": entry["predicted"]["knee_steepness"],
+            "curvature met / random": rayleigh / random_curvature,
+        }
+        for factor in (0.5, 2.0):
+            predicted = predict_structured(weights, spectrum, factor * eps, plan, gradient=gradient).sparsity
+            measured = sweep(model, data.train, epsilon=factor * eps, criterion=name, allowed=plan.allowed).limit_by_loss
+            causes[f"ε × {factor:g}"] = predicted - measured
+        out[name] = causes
+        log(f"[{row.name}] {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in causes.items() if v is not None))
+    atomic_write(saved, dumps_json(out))
+    return out
+
+
+def diagnostics_table(records: list[dict], diagnostics: list[dict]) -> str:
+    """predicted − measured (points) under each change, and the two structural readings."""
+    from pruning_limits.report import markdown_table
+
+    header = ["row", "structure", "default", "paper's model", "quadratic one-shot − meas.", "ε × 0.5", "ε × 2",
+              "d ln R/ds at s*", "curvature met / random"]
+    rows = []
+    for r, d in zip(records, diagnostics):
+        for name in CURVES:
+            c = d[name]
+
+            def points(key):
+                return "–" if c.get(key) is None else f"{100 * c[key]:+.1f}"
+
+            rows.append([r["row"]["name"], name, points("default"), points("paper's model"), points("quadratic one-shot"),
+                         points("ε × 0.5"), points("ε × 2"),
+                         "–" if c["knee d ln R/ds"] is None else f"{c['knee d ln R/ds']:.0f}",
+                         f"{c['curvature met / random']:.2g}"])
+    return markdown_table(header, rows)
 
 
 def by_structure(record: dict) -> dict:
@@ -189,7 +273,7 @@ def summary(records: list[dict]) -> str:
     return "\n\n".join(lines)
 
 
-def write_markdown(path: Path, records: list[dict], settings: dict, figures: Path | None) -> None:
+def write_markdown(path: Path, records: list[dict], settings: dict, figures: Path | None, diagnostics: list[dict] | None = None) -> None:
     from pruning_limits.checkpoint import atomic_write
 
     block = [BEGIN, "", f"Generated by `{settings['command']}` ({settings['date']}, {settings['threads']} thread(s), "
@@ -198,6 +282,12 @@ def write_markdown(path: Path, records: list[dict], settings: dict, figures: Pat
     block += ["The 2:4 pattern:", "", pattern_table(records), ""]
     block += ["What structure costs (unstructured minus structured limit, points of sparsity; measured, predicted in brackets):",
               "", gap_table(records), ""]
+    if diagnostics:
+        block += ["Candidate causes of a miss, one at a time: predicted − measured-by-loss in points of sparsity (the ε "
+                  "columns re-measure at the changed ε; quadratic one-shot: the loss model gᵀd + ½dᵀHd along the "
+                  "structure's own path, minus the measured limit), the knee's sharpness at s*, and the curvature the "
+                  "pruned direction meets at the measured limit (dᵀHd/‖d‖²) over the mean |λ| a random direction meets.",
+                  "", diagnostics_table(records, diagnostics), ""]
     if figures is not None:
         rel = figures.relative_to(path.parent).as_posix()
         for r in records:
@@ -225,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default="examples/validation/cache", help="cache folder of run_validation.py")
     parser.add_argument("--docs", default="docs", help="folder of validation.md, the JSON and the figures")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--diagnose", action="store_true", help="try the candidate causes of a miss one at a time")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -262,9 +353,15 @@ def main(argv: list[str] | None = None) -> int:
         "probes": probes,
         "seed": args.seed,
     }
-    write_json(docs / "validation-structures.json", {"settings": settings, "rows": records})
+    diagnostics = None
+    if args.diagnose:
+        diagnostics = [
+            diagnose(trained[n], r, seed=args.seed, cache=cache, iterations=iterations, probes=probes, log=log)
+            for n, r in zip(names, records)
+        ]
+    write_json(docs / "validation-structures.json", {"settings": settings, "rows": records, "diagnostics": diagnostics})
     if not args.rows:
-        write_markdown(docs / "validation.md", records, settings, figures)
+        write_markdown(docs / "validation.md", records, settings, figures, diagnostics)
     print(curve_table(records))
     print()
     print(summary(records))
@@ -272,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     print(pattern_table(records))
     print()
     print(gap_table(records))
+    if diagnostics:
+        print()
+        print(diagnostics_table(records, diagnostics))
     return 0
 
 
