@@ -120,6 +120,7 @@ def validate(
     spectrum: Spectrum | None = None,
     memory_budget: int | None = None,
     progress: bool = False,
+    structure: Any = "unstructured",
 ) -> Validation:
     """Predict the pruning limit of ``model`` and measure it by one-shot global magnitude pruning.
 
@@ -145,10 +146,20 @@ def validate(
             (default 1 GiB; see :func:`~pruning_limits.spectrum.slq` for the quadrature rule
             it selects).
         progress: progress bars on stderr.
+        structure: ``"unstructured"`` (default, this function's record) or another structure of
+            :mod:`pruning_limits.structures`, which returns
+            :func:`validate_structures` of that one structure (its own record type).
 
     Returns:
-        The :class:`Validation` record.
+        The :class:`Validation` record (a :class:`StructuresValidation` for another structure).
     """
+    from .structures import parse_structure
+
+    if parse_structure(structure).kind != "unstructured":
+        return validate_structures(  # type: ignore[return-value]
+            model, data, [structure], test_data=test_data, epsilon=epsilon, iterations=iterations, probes=probes,
+            seed=seed, eta=eta, spectrum=spectrum, memory_budget=memory_budget, progress=progress,
+        )
     start = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
