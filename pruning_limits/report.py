@@ -601,7 +601,8 @@ def pattern_prediction_rows(prediction: Mapping[str, Any]) -> list[tuple[str, st
          f"{_yes(prediction['feasible'])}  (kinematic interval: {_yes(low_ok)} to {_yes(high_ok)})"),
         ("smallest eps for which it is", f"{format_number(prediction['needed_epsilon'])}  [{format_number(low)}, {format_number(high)}]"),
         ("sparsity of the pattern", f"{float(prediction['sparsity']):.4f}"),
-        ("delta(R)/D at eps", format_number(prediction["delta_fraction"])),
+        ("delta(R)/D at eps", format_number(prediction["delta_fraction"])
+         if prediction["epsilon"] > prediction["first_order_cost"] else "0 (eps <= c: the first-order cost alone exceeds eps)"),
         ("distance R to the pattern", format_number(prediction["distance"])),
     ]
     if prediction.get("gradient_term"):

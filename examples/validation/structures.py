@@ -153,6 +153,28 @@ def diagnose(row, record: dict, *, seed: int, cache: Path, iterations: int, prob
             causes[f"ε × {factor:g}"] = predicted - measured
         out[name] = causes
         log(f"[{row.name}] {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in causes.items() if v is not None))
+    # the 2:4 pattern: the needed ε under each change, against the measured loss rise
+    from dataclasses import replace
+
+    entry = by_structure(record)["2:4"]
+    plan = structured_order(weights, layer_layout(analysed), "2:4")
+    count = int(plan.pattern_count)
+    step = np.zeros(plan.dim)
+    step[plan.order[:count]] = -weights[plan.order[:count]]
+    nodes = spectrum.nodes
+    floor = 1e-4 * float(np.abs(nodes).max())
+    no_atom = replace(spectrum, nodes=np.where(np.abs(nodes) < floor, floor, nodes))
+    out["2:4"] = {
+        "measured loss rise": entry["measured"]["loss_rise"],
+        "default": entry["predicted"]["needed_epsilon"],
+        "paper's model": predict_structured(weights, spectrum, eps, plan).needed_epsilon,
+        "no zero atom": predict_structured(weights, no_atom, eps, plan, gradient=gradient).needed_epsilon,
+        "quadratic model": entry["measured"].get("quadratic_loss_rise"),
+        "first-order cost": entry["predicted"]["first_order_cost"],
+        "atom at zero": float(spectrum.summary().get("atom_at_zero", float("nan"))),
+        "curvature met / random": float(step @ np.asarray(operator.matvec(step))) / float(step @ step) / random_curvature,
+    }
+    log(f"[{row.name}] 2:4: " + ", ".join(f"{k} {v:.3g}" for k, v in out["2:4"].items() if v is not None))
     atomic_write(saved, dumps_json(out))
     return out
 
@@ -175,6 +197,24 @@ def diagnostics_table(records: list[dict], diagnostics: list[dict]) -> str:
                          points("ε × 0.5"), points("ε × 2"),
                          "–" if c["knee d ln R/ds"] is None else f"{c['knee d ln R/ds']:.0f}",
                          f"{c['curvature met / random']:.2g}"])
+    return markdown_table(header, rows)
+
+
+def pattern_diagnostics_table(records: list[dict], diagnostics: list[dict]) -> str:
+    """The ε the 2:4 pattern needs: measured, predicted, and predicted with one change at a time."""
+    from pruning_limits.report import markdown_table
+
+    header = ["row", "measured loss rise", "quadratic model gᵀd + ½dᵀHd", "needed ε predicted (default)",
+              "of it first-order cost c", "paper's model (no c)", "no zero atom", "atom at zero", "curvature met / random"]
+    rows = []
+    for r, d in zip(records, diagnostics):
+        c = d["2:4"]
+
+        def num(key):
+            return "–" if c.get(key) is None else f"{c[key]:.3g}"
+
+        rows.append([r["row"]["name"], num("measured loss rise"), num("quadratic model"), num("default"), num("first-order cost"),
+                     num("paper's model"), num("no zero atom"), num("atom at zero"), num("curvature met / random")])
     return markdown_table(header, rows)
 
 
@@ -287,7 +327,10 @@ def write_markdown(path: Path, records: list[dict], settings: dict, figures: Pat
                   "columns re-measure at the changed ε; quadratic one-shot: the loss model gᵀd + ½dᵀHd along the "
                   "structure's own path, minus the measured limit), the knee's sharpness at s*, and the curvature the "
                   "pruned direction meets at the measured limit (dᵀHd/‖d‖²) over the mean |λ| a random direction meets.",
-                  "", diagnostics_table(records, diagnostics), ""]
+                  "", diagnostics_table(records, diagnostics), "",
+                  "The ε the 2:4 pattern needs, measured and predicted, with one change at a time (no zero atom: "
+                  "eigenvalues below 1e-4·λmax floored there; curvature met: dᵀHd/‖d‖² of the 2:4 direction over tr|H|/D).",
+                  "", pattern_diagnostics_table(records, diagnostics), ""]
     if figures is not None:
         rel = figures.relative_to(path.parent).as_posix()
         for r in records:
@@ -372,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     if diagnostics:
         print()
         print(diagnostics_table(records, diagnostics))
+        print()
+        print(pattern_diagnostics_table(records, diagnostics))
     return 0
 
 
