@@ -563,7 +563,8 @@ def structures_figure(record: Mapping[str, Any], *, title: str | None = None) ->
                       label=f"{entry['structure']} (feasible: predicted {_yes(p['feasible'])}, measured {_yes(m['feasible'])})")
             continue
         curve_entries.append((entry, color))
-        left.plot(s[positive], r[positive], color=color, lw=1.4, label=entry["structure"])
+        style = ("-", "--", "-.", ":")[len(curve_entries) % 4]  # identical curves (neuron, channel on an MLP) stay visible
+        left.plot(s[positive], r[positive], color=color, lw=1.4, ls=style, label=entry["structure"])
         for at, marker in ((p["sparsity"], "x"), (m["limit_by_loss"], "o")):
             y = np.interp(float(at), s, r)
             if y > 0:

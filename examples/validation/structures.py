@@ -78,8 +78,21 @@ def run_row(row, *, seed: int, cache: Path, iterations: int, probes: int, figure
     data = load_data(row.data, seed=seed)
     model, training = trained_model(row, data, cache, seed, log)
     spectrum = cached_spectrum(row, seed, cache, iterations, probes, copy.deepcopy(model).to(torch.float64), data, log)
-    result = validate_structures(model, data, seed=seed, spectrum=spectrum)
-    record = {"row": asdict(row), "training": training, "iterations": iterations, "probes": probes, **result.to_dict()}
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.structures import model_order
+    from pruning_limits.validation import ALL_STRUCTURES
+
+    applicable, left_out = [], {}
+    for name in ALL_STRUCTURES:  # e.g. 2:4 on a network without an input size that is a multiple of 4
+        try:
+            model_order(model, name)
+            applicable.append(name)
+        except PruningLimitsError as exc:
+            left_out[name] = str(exc)
+            log(f"[{row.name}] left out {name}: {exc}")
+    result = validate_structures(model, data, applicable, seed=seed, spectrum=spectrum)
+    record = {"row": asdict(row), "training": training, "iterations": iterations, "probes": probes, **result.to_dict(),
+              "left_out": left_out}
     for entry in record["structures"]:
         p, m = entry["predicted"], entry["measured"]
         if entry["pattern"]:
@@ -156,6 +169,9 @@ def diagnose(row, record: dict, *, seed: int, cache: Path, iterations: int, prob
     # the 2:4 pattern: the needed ε under each change, against the measured loss rise
     from dataclasses import replace
 
+    if "2:4" not in by_structure(record):
+        atomic_write(saved, dumps_json(out))
+        return out
     entry = by_structure(record)["2:4"]
     plan = structured_order(weights, layer_layout(analysed), "2:4")
     count = int(plan.pattern_count)
@@ -208,6 +224,8 @@ def pattern_diagnostics_table(records: list[dict], diagnostics: list[dict]) -> s
               "of it first-order cost c", "paper's model (no c)", "no zero atom", "atom at zero", "curvature met / random"]
     rows = []
     for r, d in zip(records, diagnostics):
+        if "2:4" not in d:
+            continue
         c = d["2:4"]
 
         def num(key):
@@ -255,6 +273,9 @@ def pattern_table(records: list[dict], name: str = "2:4") -> str:
     ]
     rows = []
     for r in records:
+        if name not in by_structure(r):
+            rows.append([r["row"]["name"], f"{r['epsilon']:.3g}", "–", "all (no input size is a multiple of 4)"] + ["not applicable"] + ["–"] * 5)
+            continue
         e = by_structure(r)[name]
         p, m = e["predicted"], e["measured"]
         low, high = p["needed_epsilon_interval"]
@@ -308,8 +329,9 @@ def summary(records: list[dict]) -> str:
             f"{name}: |predicted − measured| max {max(abs(g) for g in gaps):.1f}, median {float(np.median(np.abs(gaps))):.1f} "
             f"points; {within} of {len(gaps)} rows within 3 points."
         )
-    agree = sum(by_structure(r)["2:4"]["predicted"]["feasible"] == by_structure(r)["2:4"]["measured"]["feasible"] for r in records)
-    lines.append(f"2:4: predicted and measured feasibility at ε agree on {agree} of {len(records)} rows.")
+    with_pattern = [by_structure(r)["2:4"] for r in records if "2:4" in by_structure(r)]
+    agree = sum(e["predicted"]["feasible"] == e["measured"]["feasible"] for e in with_pattern)
+    lines.append(f"2:4: predicted and measured feasibility at ε agree on {agree} of the {len(with_pattern)} rows it applies to.")
     return "\n\n".join(lines)
 
 
