@@ -562,9 +562,11 @@ def structures_figure(record: Mapping[str, Any], *, title: str | None = None) ->
             left.plot([at], [float(p["distance"])], "D", color=color, mfc=color if m["feasible"] else "none",
                       label=f"{entry['structure']} (feasible: predicted {_yes(p['feasible'])}, measured {_yes(m['feasible'])})")
             continue
+        same = [e["structure"] for e, _ in curve_entries if e["curve"] == entry["curve"]]
+        label = entry["structure"] + (f" (same curve as {same[0]})" if same else "")
+        style = ("-", "--", "-.", ":")[len(curve_entries) % 4]
         curve_entries.append((entry, color))
-        style = ("-", "--", "-.", ":")[len(curve_entries) % 4]  # identical curves (neuron, channel on an MLP) stay visible
-        left.plot(s[positive], r[positive], color=color, lw=1.4, ls=style, label=entry["structure"])
+        left.plot(s[positive], r[positive], color=color, lw=1.4, ls=style, label=label)
         for at, marker in ((p["sparsity"], "x"), (m["limit_by_loss"], "o")):
             y = np.interp(float(at), s, r)
             if y > 0:
