@@ -285,7 +285,7 @@ def diagnostics_table(records: list[dict], diagnostics: list[dict]) -> str:
             rows.append([r["row"]["name"], name, points("default"), points("paper's model"), points("quadratic one-shot"),
                          points("ε × 0.5"), points("ε × 2"),
                          "–" if c["knee d ln R/ds"] is None else f"{c['knee d ln R/ds']:.0f}",
-                         f"{c['curvature met / random']:.2g}"])
+                         "–" if c["curvature met / random"] is None else f"{c['curvature met / random']:.2g}"])
     return markdown_table(header, rows)
 
 
