@@ -373,9 +373,9 @@ def validate_structures(
         eps = batch_std_epsilon(analysed, train_pair)
     else:
         eps = check_positive("epsilon", epsilon)
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_positive("memory_budget", memory_budget)
+    operator = HessianOperator(analysed, train_pair, memory_budget=budget)  # SLQ and the diagnostics' few products
     if spectrum is None:
-        budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_positive("memory_budget", memory_budget)
-        operator = HessianOperator(analysed, train_pair, memory_budget=budget)
         spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, memory_budget=budget, progress=progress)
     gradient = loss_gradient(analysed, train_pair) if gradient_term else None
     results = []
@@ -394,7 +394,7 @@ def validate_structures(
             # separates the loss model from the geometric (kinematic) step of the prediction
             step = np.zeros(plan.dim)
             step[plan.order[: int(plan.pattern_count)]] = -weights[plan.order[: int(plan.pattern_count)]]
-            curvature = float(step @ np.asarray(HessianOperator(analysed, train_pair).matvec(step)))
+            curvature = float(step @ np.asarray(operator.matvec(step)))
             slope = float(step @ (gradient if gradient is not None else loss_gradient(analysed, train_pair)))
             pattern = {
                 "quadratic_loss_rise": slope + 0.5 * curvature,
@@ -417,7 +417,6 @@ def validate_structures(
             )
             quadratic = None
             if gradient is not None:
-                operator = HessianOperator(analysed, train_pair)
                 quadratic = quadratic_one_shot_limit(weights, gradient, operator, plan, eps)
             results.append(StructureResult(structure.name, plan, prediction, measured, None, curve_s, curve_r, quadratic))
     return StructuresValidation(tuple(results), eps, spectrum, gradient_term, time.perf_counter() - start)
