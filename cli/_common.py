@@ -157,6 +157,34 @@ def spectrum_options(func: F) -> F:
     )(func)
 
 
+def structure_option(*, allow_all: bool = False) -> Callable[[F], F]:
+    """``--structure S``: the allowed supports (``pruning_limits.structures``); ``all`` when allowed."""
+    extra = " or 'all' (every structure side by side, one spectrum)" if allow_all else ""
+    return click.option(
+        "--structure",
+        default="unstructured",
+        show_default=True,
+        metavar="S",
+        help="Allowed supports: unstructured (global magnitude), layerwise, neuron (rows of nn.Linear), "
+        f"channel (output channels and rows) or N:M, e.g. 2:4 (at most N non-zeros in every M inputs){extra}.",
+    )
+
+
+def check_structure(structure: str, model: Any = None, *, allow_all: bool = False) -> Any:
+    """Parse ``--structure`` (one line naming what is expected) and, given a model, check it applies.
+
+    Returns the parsed ``Structure``, or ``None`` for ``all``.
+    """
+    from pruning_limits.structures import model_order, parse_structure
+
+    if allow_all and structure.strip().lower() == "all":
+        return None
+    parsed = parse_structure(structure)
+    if model is not None:
+        model_order(model, parsed)
+    return parsed
+
+
 def source_options(func: F) -> F:
     """``--model``, ``--data`` and ``--trust-checkpoint`` for commands that read a checkpoint."""
     func = click.option(

@@ -68,9 +68,10 @@ def analysis_gradient(model: Any, data: Any) -> Any:
 
 
 def predict(
-    model: Any, data: Any, spectrum: Any, *, epsilon: Any, eta: float | None, seed: int, gradient: Any = None
+    model: Any, data: Any, spectrum: Any, *, epsilon: Any, eta: float | None, seed: int, gradient: Any = None,
+    structure: str = "unstructured",
 ) -> Any:
-    """``predict_limit`` with a precomputed spectrum and gradient (``None``: the paper's model)."""
+    """``predict_limit`` with a precomputed spectrum and gradient (``None``: the paper's model) for a structure."""
     from pruning_limits.limits import DEFAULT_ETA, predict_limit
 
     return predict_limit(
@@ -82,4 +83,5 @@ def predict(
         spectrum=spectrum,
         gradient_term=gradient is not None,
         gradient=gradient,
+        structure=structure,
     )

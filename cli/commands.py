@@ -28,6 +28,8 @@ from ._common import (
     seed_option,
     source_options,
     spectrum_options,
+    structure_option,
+    check_structure,
 )
 
 #: Default model of ``pruning-limit train``: the zoo MLP with its default widths 64, 32
@@ -194,6 +196,7 @@ def spectrum_command(
     show_default=True,
     help="Subtract the first-order cost of pruning from ε (--no-gradient-term: the paper's model).",
 )
+@structure_option()
 @spectrum_options
 @exact_option
 @seed_option
@@ -208,6 +211,7 @@ def predict_command(
     epsilons: tuple[str, ...],
     eta: float | None,
     gradient_term: bool,
+    structure: str,
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
@@ -217,7 +221,12 @@ def predict_command(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε."""
+    """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε.
+
+    With --structure N:M the sparsity is fixed (1 - N/M): it says whether the pattern is
+    feasible at ε and the smallest ε for which it is.
+    """
+    parsed = check_structure(structure)
     eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
     settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
@@ -227,12 +236,16 @@ def predict_command(
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
     note_if_trained_without_l1(loaded, console)
+    check_structure(structure, loaded.model)  # a model the structure does not apply to: before any work
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
     gradient = _pipeline.analysis_gradient(loaded.model, loaded.data) if gradient_term else None
     predictions = [
-        _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient)
+        _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient, structure=parsed.name)
         for eps in eps_values
     ]
+    if parsed.kind != "unstructured":
+        _emit_structured_predictions(predictions, loaded.model, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console)
+        return
     note_if_knee_is_flat(predictions, console)
     from pruning_limits import report
     from pruning_limits.objective import flat_weights
@@ -274,9 +287,62 @@ def predict_command(
     console.result(f"D = {records[0]['dim']} prunable weights")
 
 
+def _emit_structured_predictions(
+    predictions: list[Any], model: Any, spectrum: Any, gradient: Any, structure: Any, checkpoint: str,
+    plot_path: str | None, as_json: bool, console: Console,
+) -> None:
+    """Print (and plot) the predictions of a structure: limits, or N:M feasibility and needed ε."""
+    import copy
+
+    import torch
+
+    from pruning_limits import report
+    from pruning_limits.objective import flat_weights
+    from pruning_limits.structures import layer_layout, structured_order
+
+    analysed = copy.deepcopy(model).to(torch.float64)
+    weights = flat_weights(analysed)
+    plan = structured_order(weights, layer_layout(analysed), structure)
+    support = plan.to_dict()
+    if plot_path:
+        first = predictions[0]
+        if structure.is_pattern:
+            figure = report.pattern_figure(spectrum, first.to_dict())
+        else:
+            from pruning_limits.structures import distance_curve
+
+            fixed_point = report.fixed_point_record(
+                weights, spectrum, first, gradient, criterion=distance_curve(weights, plan.order), order=plan.order
+            )
+            figure = report.prediction_figure(first.to_dict(), fixed_point)
+        report.save_figure(figure, plot_path)
+        console.log(f"wrote {plot_path}")
+    records = [{**p.to_dict(), "structure": structure.name, "support": support} for p in predictions]
+    if as_json:
+        if len(records) == 1:
+            _echo_json({**records[0], "checkpoint": checkpoint})
+        else:
+            _echo_json({"checkpoint": checkpoint, "structure": structure.name, "dim": records[0]["dim"],
+                        "epsilon": [r["epsilon"] for r in records], "sparsity": [r["sparsity"] for r in records],
+                        "density": [r["density"] for r in records], "interval": [r["interval"] for r in records],
+                        "predictions": records})
+        return
+    for i, record in enumerate(records):
+        if i:
+            console.result("")
+        if structure.is_pattern:
+            console.result(report.text_table(report.pattern_prediction_rows(record)))
+        else:
+            rows = report.prediction_rows(record)
+            rows.insert(1, ("structure", f"{structure.name} ({support['allowed_points'] - 1} allowed steps up to s = {support['max_sparsity']:.4f})"))
+            rows += report.structure_support_rows(support)
+            console.result(report.text_table(rows))
+
+
 @click.command("prune")
 @click.argument("checkpoint", type=click.Path())
-@click.option("--sparsity", type=float, required=True, help="Fraction of prunable weights to set to zero, in [0, 1].")
+@click.option("--sparsity", type=float, default=None, help="Fraction of prunable weights to set to zero, in [0, 1] (not with --structure N:M).")
+@structure_option()
 @click.option("-o", "--output", required=True, type=click.Path(), help="Pruned checkpoint to write.")
 @source_options
 @seed_option
@@ -284,7 +350,8 @@ def predict_command(
 @common_options
 def prune_command(
     checkpoint: str,
-    sparsity: float,
+    sparsity: float | None,
+    structure: str,
     output: str,
     model_spec: str | None,
     data_spec: str | None,
@@ -293,26 +360,39 @@ def prune_command(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Prune CHECKPOINT once, globally by weight magnitude, to the given sparsity."""
-    from pruning_limits._checks import check_fraction
+    """Prune CHECKPOINT once by weight magnitude: to --sparsity (globally, or within --structure:
+    whole groups are rounded up), or to an N:M pattern (--structure 2:4)."""
+    from pruning_limits._checks import PruningLimitsError, check_fraction
 
-    sparsity = check_fraction("--sparsity", sparsity)
+    parsed = check_structure(structure)
+    if parsed.is_pattern and sparsity is not None:
+        raise PruningLimitsError(
+            f"--sparsity cannot be given with --structure {parsed.name}: the pattern fixes it at 1 - {parsed.n}/{parsed.m}"
+        )
+    if not parsed.is_pattern and sparsity is None:
+        raise PruningLimitsError(f"--sparsity is required with --structure {parsed.name} (only N:M fixes the sparsity)")
+    sparsity = None if sparsity is None else check_fraction("--sparsity", sparsity)
     check_output_path(output)
     loaded = load_model_and_data(
         checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, need_data=False
     )
+    check_structure(structure, loaded.model)
     from pruning_limits import checkpoint as ckpt
     from pruning_limits.masks import prune_model
     from pruning_limits.objective import evaluate_loss, flat_weights
+    from pruning_limits.structures import model_order
 
     model = loaded.model
+    support = model_order(model, parsed).to_dict()
     loss_before = evaluate_loss(model, loaded.data.train) if loaded.data is not None else None
-    prune_model(model, sparsity, "magnitude", permanent=True)
+    prune_model(model, sparsity, "magnitude" if parsed.kind == "unstructured" else parsed.name, permanent=True)
     weights = flat_weights(model)
     zeros = int((weights == 0).sum())
     record: dict[str, Any] = {
         "checkpoint": checkpoint,
         "output": output,
+        "structure": parsed.name,
+        "dense_layers": support["dense_layers"],
         "requested_sparsity": sparsity,
         "sparsity": zeros / weights.size,
         "pruned": zeros,
@@ -332,7 +412,10 @@ def prune_command(
             model_spec=loaded.model_spec or "",
             data_spec=loaded.data_spec or "",
             training=source.training,
-            pruning={"sparsity": record["sparsity"], "requested_sparsity": sparsity, "criterion": "global magnitude", "source": checkpoint},
+            pruning={
+                "sparsity": record["sparsity"], "requested_sparsity": sparsity, "source": checkpoint,
+                "criterion": "global magnitude" if parsed.kind == "unstructured" else parsed.name, "structure": parsed.name,
+            },
         )
     if as_json:
         _echo_json(record)
@@ -341,6 +424,11 @@ def prune_command(
 
     rows = [
         ("sparsity", f"{record['sparsity']:.4f} ({zeros} of {weights.size} weights zero)"),
+        *([] if parsed.kind == "unstructured" else [("structure", parsed.name)]),
+        *(
+            [("left dense", ", ".join(d["name"] for d in support["dense_layers"]) + f" ({100 * support['dense_share']:.1f}% of weights)")]
+            if support["dense_layers"] else []
+        ),
         ("training loss before", format_number(record["loss_before"])),
         ("training loss after", format_number(record["loss_after"])),
         ("written", output),
@@ -353,6 +441,7 @@ def prune_command(
 @source_options
 @click.option("--epsilon", default="batch-std", show_default=True, help="Loss tolerance ε: 'batch-std' or a number > 0.")
 @click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
+@structure_option(allow_all=True)
 @spectrum_options
 @click.option("--exact", is_flag=True, help="Also predict from the exact spectrum (dense float64 Hessian, D <= 10 000).")
 @seed_option
@@ -367,6 +456,7 @@ def validate_command(
     trust_checkpoint: bool,
     epsilon: str,
     eta: float | None,
+    structure: str,
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
@@ -382,8 +472,12 @@ def validate_command(
     Also reports the Taylor one-shot diagnostic: where g'd + d'Hd/2 along the pruning path
     first exceeds ε (the quadratic model itself, without the geometric step), and the spectral
     one-shot model, a candidate that estimates d'|H|d from the spectrum (docs/theory.md 6b).
+
+    --structure S predicts and measures S instead (N:M: feasibility and the ε it needs);
+    --structure all compares every structure side by side from one spectrum.
     """
     start = time.perf_counter()
+    parsed = check_structure(structure, allow_all=True)
     eps = parse_epsilon(epsilon)
     settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
@@ -394,6 +488,13 @@ def validate_command(
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
     note_if_trained_without_l1(loaded, console)
+    if parsed is None or parsed.kind != "unstructured":
+        _validate_structures(
+            loaded, parsed, epsilon=eps, eta=eta, settings=settings, seed=seed, console=console, plot_path=plot_path,
+            report_path=report_path, as_json=as_json, exact=exact,
+            facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec}, start=start,
+        )
+        return
     record = run_validation(
         loaded.model,
         loaded.data,
@@ -467,3 +568,47 @@ def emit_validation(record: dict[str, Any], *, as_json: bool, console: Console) 
     from pruning_limits import report
 
     console.result(report.text_table(report.validation_rows(record)))
+
+
+def _validate_structures(
+    loaded: Any, structure: Any, *, epsilon: Any, eta: float | None, settings: dict[str, int], seed: int, console: Console,
+    plot_path: str | None, report_path: str | None, as_json: bool, exact: bool, facts: dict[str, Any], start: float,
+) -> None:
+    """``validate --structure S|all``: predict and measure each structure from one spectrum; print, plot, report."""
+    from pruning_limits import report
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.validation import ALL_STRUCTURES, validate_structures
+
+    names = list(ALL_STRUCTURES) if structure is None else [structure.name]
+    if structure is None:  # 'all': leave out, with a note, what does not apply to this model
+        fitting = []
+        for name in names:
+            try:
+                check_structure(name, loaded.model)
+                fitting.append(name)
+            except PruningLimitsError as exc:
+                console.log(f"note: left out {name}: {exc}")
+        names = fitting
+    else:  # one line naming what the structure needs, before any work
+        check_structure(structure.name, loaded.model)
+    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
+    console.log(f"predicting and measuring {', '.join(names)} (one spectrum)", level=1)
+    result = validate_structures(
+        loaded.model, loaded.data, names, epsilon=epsilon, seed=seed, spectrum=spectrum, progress=console.progress,
+        **({} if eta is None else {"eta": eta}),
+    )
+    record = {**result.to_dict(), **facts, "seconds": time.perf_counter() - start}
+    if plot_path:
+        report.save_figure(report.structures_figure(record), plot_path)
+        console.log(f"wrote {plot_path}")
+    if report_path:
+        target = Path(report_path)
+        figure = target.with_name(target.stem + "-structures.png")
+        report.save_figure(report.structures_figure(record), figure)
+        report.atomic_write(target, report.structures_markdown(record, figure.name))
+        record["report"] = str(target)
+        console.log(f"wrote {target} and {figure}")
+    if as_json:
+        _echo_json(record)
+        return
+    console.result(report.structures_rows(record))

@@ -69,7 +69,8 @@ class Prediction:
         epsilon: loss tolerance ε.
         eta: failure probability of the kinematic interval.
         dim: number of prunable weights ``D``.
-        criterion: ``"magnitude"`` or ``"custom"`` (a precomputed ``R_k²`` curve).
+        criterion: ``"magnitude"``, ``"custom"`` (a precomputed ``R_k²`` curve) or the name of
+            a structure (:func:`pruning_limits.structures.predict_structured`).
         kept: number of kept weights ``k`` at ``s*``.
         distance: ``R`` at ``s*`` (Euclidean distance from the trained to the pruned weights).
         probe_sparsities: ``s*`` re-solved on each SLQ probe alone.
@@ -345,17 +346,44 @@ def _check_weights_and_spectrum(weights: Any, spectrum: Any) -> np.ndarray:
     return w
 
 
-def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any, gradient: Any = None):
+def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any, gradient: Any = None, order: Any = None):
     w = _check_weights_and_spectrum(weights, spectrum)
     epsilon = check_positive("epsilon", epsilon)
     eta = check_fraction("eta", eta, open_low=True, open_high=True)
     r2, name = _squared_distances(w, criterion, spectrum.dim)
     cost = None
     if gradient is not None:
-        if name != "magnitude":
-            raise PruningLimitsError("gradient needs criterion='magnitude' (the pruning order of a custom R_k² curve is unknown)")
-        cost = magnitude_first_order_curve(w, gradient)
+        if name == "magnitude":
+            cost = magnitude_first_order_curve(w, gradient)
+        elif order is None:
+            raise PruningLimitsError(
+                "gradient needs criterion='magnitude' or the order of the custom R_k² curve (order=)"
+            )
+        else:
+            cost = first_order_curve(w, gradient, _check_order(order, w.size))
     return w, epsilon, eta, r2, name, cost
+
+
+def _check_order(order: Any, dim: int) -> np.ndarray:
+    """``order`` as an int64 permutation of ``0..D-1``."""
+    o = np.asarray(order)
+    if o.shape != (dim,) or not np.issubdtype(o.dtype, np.integer) or not np.array_equal(np.sort(o), np.arange(dim)):
+        raise PruningLimitsError(f"order must be a permutation of the {dim} weight indices, got {describe(order)}")
+    return o.astype(np.int64)
+
+
+def first_order_curve(weights: Any, gradient: Any, order: Any) -> np.ndarray:
+    """First-order cost ``c_k`` (:func:`magnitude_first_order_curve`) along any removal ``order``.
+
+    ``order`` lists the flat weight indices, first pruned first; ``c_k`` accumulates
+    ``−g_i w_i`` over the first ``D − k`` of them, then takes the running maximum from ``k = D``
+    downwards, exactly as for the magnitude order.
+    """
+    w = _check_weights(weights)
+    g = _check_gradient(gradient, w)
+    o = _check_order(order, w.size)
+    by_pruned = np.maximum.accumulate(np.concatenate([[0.0], np.cumsum(-g[o] * w[o])]))
+    return by_pruned[::-1].copy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +399,7 @@ def predict_from_spectrum(
     eta: float = DEFAULT_ETA,
     criterion: str | Sequence[float] | np.ndarray = "magnitude",
     gradient: Any = None,
+    order: Any = None,
 ) -> Prediction:
     """Predicted pruning limit from a spectrum and the trained weights (pure maths, no model).
 
@@ -385,13 +414,16 @@ def predict_from_spectrum(
             ``weights``). When given, the first-order cost ``c_k`` of pruning
             (:func:`magnitude_first_order_curve`) is subtracted from ε at every ``k``; ``None``
             (default) is the paper's model, which neglects it.
+        order: with a custom ``criterion`` curve and a ``gradient``: the removal order the curve
+            follows (flat indices, first pruned first; e.g.
+            :attr:`pruning_limits.structures.StructuredOrder.order`), for :func:`first_order_curve`.
 
     Returns:
         :class:`Prediction`. ``s*`` is the largest ``s(k) = 1 − k/D`` with
         ``s(k) ≤ δ(R_k)/D`` (the smallest feasible ``k``), solved exactly over integer ``k``.
     """
     start = time.perf_counter()
-    _, epsilon, eta, r2, name, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient)
+    _, epsilon, eta, r2, name, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient, order)
     dim = spectrum.dim
     nodes, quad = spectrum.nodes, spectrum.weights
     margin = kinematic_margin(eta) / math.sqrt(dim)
@@ -475,13 +507,14 @@ def fixed_point_curve(
     eta: float = DEFAULT_ETA,
     criterion: str | Sequence[float] | np.ndarray = "magnitude",
     gradient: Any = None,
+    order: Any = None,
 ) -> FixedPointCurve:
     """``δ(R(s))/D`` and ``R(s)`` on ``points`` sparsities from 0 to 1 (``k = ⌊(1 − s)D⌋``).
 
-    With ``gradient`` (as in :func:`predict_from_spectrum`) δ uses ``ε − c_k``; where that is
-    ≤ 0 no sparsity is feasible and ``δ/D`` is reported as 0.
+    With ``gradient`` (and ``order``, as in :func:`predict_from_spectrum`) δ uses ``ε − c_k``;
+    where that is ≤ 0 no sparsity is feasible and ``δ/D`` is reported as 0.
     """
-    _, epsilon, eta, r2, _, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient)
+    _, epsilon, eta, r2, _, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient, order)
     points = check_int("points", points, 2)
     dim = spectrum.dim
     steps = points - 1
@@ -520,6 +553,7 @@ def predict_limit(
     gradient: Any = None,
     memory_budget: int | None = None,
     progress: bool = False,
+    structure: Any = "unstructured",
 ) -> Prediction:
     """The whole pipeline on a model: ε, Hessian spectrum by SLQ, weights, pruning limit.
 
@@ -552,9 +586,14 @@ def predict_limit(
             (default 1 GiB). SLQ uses the block Gauss rule when all probes' bases fit, otherwise
             one Gauss rule per probe (:func:`pruning_limits.spectrum.slq`).
         progress: show a tqdm progress bar on stderr.
+        structure: the allowed supports (:mod:`pruning_limits.structures`, THEORY §8):
+            ``"unstructured"`` (default, global magnitude), ``"layerwise"``, ``"neuron"``,
+            ``"channel"`` or ``"N:M"``. Checked, with the model, before any work.
 
     Returns:
-        :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline.
+        :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline (for a
+        structure: its limit at its allowed points, ``criterion`` its name); for ``N:M`` a
+        :class:`~pruning_limits.structures.PatternPrediction` (feasible at ε, needed ε).
     """
     from .objective import batch_std_epsilon, flat_weights, loss_gradient
 
@@ -574,6 +613,14 @@ def predict_limit(
     else:
         eps = check_positive("epsilon", epsilon)
     weights = flat_weights(analysed, params)
+    plan = None
+    if structure != "unstructured":
+        from .structures import layer_layout, parse_structure, structured_order
+
+        if parse_structure(structure).kind != "unstructured":
+            if params != "prunable":
+                raise PruningLimitsError(f"structure {structure} needs params='prunable' (the layers it groups)")
+            plan = structured_order(weights, layer_layout(analysed), structure)
     if spectrum is None:
         from .spectrum import estimate_spectrum
 
@@ -590,5 +637,12 @@ def predict_limit(
         )
     if gradient_term and gradient is None:
         gradient = loss_gradient(analysed, data, loss_fn, params)
+    if plan is not None:
+        from .structures import PatternPrediction, predict_structured
+
+        structured = predict_structured(weights, spectrum, eps, plan, eta=eta, gradient=gradient)
+        if isinstance(structured, PatternPrediction):
+            return structured
+        return replace(structured, seconds=time.perf_counter() - start)
     prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
     return replace(prediction, seconds=time.perf_counter() - start)

@@ -325,6 +325,7 @@ def sweep(
     criterion: str = "global",
     loss_fn: LossFn | None = None,
     progress: bool = False,
+    allowed: Any = None,
 ) -> SweepResult:
     """One-shot pruning sweep of a trained model and its measured pruning limits.
 
@@ -336,9 +337,14 @@ def sweep(
         epsilon: the loss tolerance ε > 0, or ``"batch-std"`` (THEORY §1).
         sparsities: grid of sparsities in [0, 1] (sorted, 0 added); default 41 points
             0, 0.025, …, 1. Each becomes ``m = round(s · D)`` pruned weights.
-        criterion: ``"global"``/``"magnitude"``, ``"layerwise"`` or ``"neuron"``.
+        criterion: ``"global"``/``"magnitude"`` or any structure of
+            :mod:`pruning_limits.structures` (``"layerwise"``, ``"neuron"``, ``"channel"``, ...).
         loss_fn: loss ``(outputs, targets) -> scalar``; default cross-entropy / MSE.
         progress: show a tqdm bar on stderr.
+        allowed: ascending numbers of pruned weights the sweep may evaluate (a structure's
+            allowed points, :attr:`~pruning_limits.structures.StructuredOrder.allowed`; 0
+            included); grid counts are moved down to the nearest allowed count and the
+            bisection runs over the allowed counts. Default: every count.
 
     Returns:
         The :class:`SweepResult`.
@@ -355,10 +361,18 @@ def sweep(
     evaluator = _PrunedEvaluator(model, criterion)
     dim = evaluator.dim
     counts = grid_counts(sparsities, dim)
+    points = None
+    if allowed is not None:  # search over indices into the allowed counts
+        points = np.unique(np.asarray(allowed, dtype=np.int64))
+        if points.size == 0 or points[0] != 0 or points[-1] > dim:
+            raise PruningLimitsError(f"allowed must hold counts in [0, {dim}] starting at 0, got {points[:3]}...")
+        counts = np.unique(np.searchsorted(points, counts, side="right") - 1)
     work = evaluator.model
     memo: dict[int, tuple[float, float | None, float | None]] = {}
 
     def evaluate(m: int) -> tuple[float, float | None, float | None]:
+        if points is not None:
+            m = int(points[m])
         if m not in memo:
             evaluator.set_pruned(m)
             train_loss = evaluate_loss(work, train_pair, loss_fn)
@@ -383,6 +397,10 @@ def sweep(
 
         last = max(i for i, row in enumerate(rows) if row[2] >= dense_acc)  # type: ignore[operator]
         m_acc = int(counts[last]) if last == len(rows) - 1 else last_true(int(counts[last]), int(counts[last + 1]), acc_ok)
+
+    if points is not None:  # back from indices to counts
+        counts, m_loss = points[counts], int(points[m_loss])
+        m_acc = None if m_acc is None else int(points[m_acc])
 
     def column(j: int) -> np.ndarray | None:
         values = [row[j] for row in rows]

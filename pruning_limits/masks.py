@@ -1,22 +1,17 @@
-"""Pruning criteria as orders of removal, masks, and the distance curve R_k².
+"""Masks the ``torch.nn.utils.prune`` way, from a structure's removal order; ``R_k²`` curves.
 
-A criterion ranks the prunable weights (in the flat order of
-:func:`~pruning_limits.objective.flat_weights`) from first-to-prune to last-to-prune; pruning
-``m`` weights removes the first ``m`` of that order, so the supports are nested and the
-distance ``R_k² = ‖w* − w^k‖²`` (Zhang et al. 2024, §3; THEORY §3) is defined for every number
-``k`` of kept weights. Criteria:
+A criterion is a *structure* of :mod:`pruning_limits.structures` (``"unstructured"`` with the
+aliases ``"magnitude"``/``"global"``, ``"layerwise"``, ``"neuron"``, ``"channel"``, ``"N:M"``):
+it ranks the prunable weights (in the flat order of :func:`~pruning_limits.objective.flat_weights`)
+from first-to-prune to last-to-prune, so the supports are nested and the distance
+``R_k² = ‖w* − w^k‖²`` (Zhang et al. 2024, §3; THEORY §3, §8) is defined for every number ``k``
+of kept weights. On weights without ties the ``unstructured`` masks equal
+``torch.nn.utils.prune.global_unstructured(..., pruning_method=L1Unstructured)``.
 
-- ``"magnitude"`` (alias ``"global"``): global magnitude pruning, smallest ``|w|`` first,
-  ties broken by the lower flat index first. On weights without ties the masks equal
-  ``torch.nn.utils.prune.global_unstructured(..., pruning_method=L1Unstructured)``.
-- ``"layerwise"``: every layer loses the same fraction: weights are ranked inside their layer
-  by ``|w|`` (ties by index) and ordered globally by ``(rank + 1) / n_layer`` (ties by layer
-  order), so after ``m`` removals each layer of ``n_l`` weights has lost ``⌈m·n_l/D⌉`` or
-  ``⌊m·n_l/D⌋`` of them (layer-wise magnitude pruning, Han et al. 2015).
-- ``"neuron"``: structured pruning of whole output rows (a row of an ``nn.Linear`` weight, an
-  output channel of a convolution): groups are removed in increasing order of their mean
-  squared weight (the increase of R² per removed weight), inside a group smallest ``|w|``
-  first. Shows the neuron-vs-weight gap of THEORY §7 as a larger ``R(s)``.
+:func:`compute_masks` and :func:`prune_model` always land on an allowed point of the structure:
+``amount`` (int = count, float = fraction, as ``torch.nn.utils.prune``) is rounded *up* to the
+next allowed count (whole rows or channels for ``neuron``/``channel``); ``N:M`` takes no amount
+(its sparsity is fixed). The lower-level :func:`masks_from_order` prunes any count of an order.
 
 Masks are ``dict`` of module-qualified weight names (``"0.weight"``) to bool tensors, True =
 kept, as in ``torch.nn.utils.prune``; they are applied with ``prune.custom_from_mask`` and made
@@ -35,10 +30,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from ._checks import PruningLimitsError, check_choice, describe
+from ._checks import PruningLimitsError, describe
 from .objective import prunable_parameters
+from .structures import STRUCTURES, allowed_count, effective_weights, model_order, parse_structure
 
-CRITERIA = ("magnitude", "global", "layerwise", "neuron")
+#: Criterion names (every ``N:M`` with ``1 <= N < M`` is accepted too).
+CRITERIA = ("magnitude", "global", *STRUCTURES)
 
 
 def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module, Tensor]]:
@@ -59,15 +56,17 @@ def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Module, Tensor]]:
 
 def effective_flat_weights(model: nn.Module) -> np.ndarray:
     """The effective prunable weights (pruned entries as zeros) as one float64 vector."""
-    return torch.cat(
-        [w.detach().reshape(-1).to("cpu", torch.float64) for _, _, w in prunable_weights(model)]
-    ).numpy()
+    return effective_weights(model)
 
 
 def resolve_criterion(criterion: str) -> str:
-    """Validate ``criterion`` and map the alias ``"global"`` to ``"magnitude"``."""
-    check_choice("criterion", criterion, CRITERIA)
-    return "magnitude" if criterion == "global" else criterion
+    """Validate ``criterion`` (a structure spec) and return its canonical name.
+
+    ``"unstructured"`` and its aliases ``"global"``/``"magnitude"`` give ``"magnitude"`` (the
+    name the calculator and earlier records use); other structures give their own name.
+    """
+    structure = parse_structure(criterion)
+    return "magnitude" if structure.kind == "unstructured" else structure.name
 
 
 def pruning_order(model: nn.Module, criterion: str = "magnitude") -> np.ndarray:
@@ -75,43 +74,12 @@ def pruning_order(model: nn.Module, criterion: str = "magnitude") -> np.ndarray:
 
     Args:
         model: the network (its effective prunable weights are ranked).
-        criterion: ``"magnitude"``/``"global"``, ``"layerwise"`` or ``"neuron"`` (module docstring).
+        criterion: a structure spec (module docstring; :mod:`pruning_limits.structures`).
 
     Returns:
         int64 permutation of ``0..D-1``; the first entry is pruned first.
     """
-    criterion = resolve_criterion(criterion)
-    weights = prunable_weights(model)
-    flat = effective_flat_weights(model)
-    magnitude = np.abs(flat)
-    if criterion == "magnitude":
-        return np.argsort(magnitude, kind="stable").astype(np.int64)
-    sizes = [w.numel() for _, _, w in weights]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    if criterion == "layerwise":
-        fraction = np.empty(flat.size, dtype=np.float64)
-        layer = np.empty(flat.size, dtype=np.int64)
-        for i, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
-            ranks = np.empty(stop - start, dtype=np.int64)
-            ranks[np.argsort(magnitude[start:stop], kind="stable")] = np.arange(stop - start)
-            fraction[start:stop] = (ranks + 1) / (stop - start)
-            layer[start:stop] = i
-        # lexsort: last key is primary; exact rational ties are broken by layer, then rank.
-        return np.lexsort((magnitude, layer, fraction)).astype(np.int64)
-    # neuron: groups are output rows (dim 0 of every weight tensor).
-    group_score = np.empty(flat.size, dtype=np.float64)
-    group_id = np.empty(flat.size, dtype=np.int64)
-    next_group = 0
-    for (_, _, w), start in zip(weights, offsets[:-1]):
-        rows = w.shape[0]
-        per_row = w.numel() // rows
-        block = flat[start : start + w.numel()].reshape(rows, per_row)
-        score = (block**2).mean(axis=1)
-        group_score[start : start + w.numel()] = np.repeat(score, per_row)
-        group_id[start : start + w.numel()] = np.repeat(np.arange(next_group, next_group + rows), per_row)
-        next_group += rows
-    index = np.arange(flat.size)
-    return np.lexsort((index, magnitude, group_id, group_score)).astype(np.int64)
+    return model_order(model, criterion).order
 
 
 def num_to_prune(amount: Any, dim: int) -> int:
@@ -144,19 +112,22 @@ def masks_from_order(model: nn.Module, order: np.ndarray, num_pruned: int) -> di
     return masks
 
 
-def compute_masks(model: nn.Module, amount: Any, criterion: str = "magnitude") -> dict[str, Tensor]:
-    """Masks (True = kept) that prune ``amount`` prunable weights by ``criterion``.
+def compute_masks(model: nn.Module, amount: Any = None, criterion: str = "magnitude") -> dict[str, Tensor]:
+    """Masks (True = kept) of the allowed point of ``criterion`` that prunes at least ``amount``.
 
     Args:
         model: the network (not modified).
-        amount: int = number of weights to prune, float = fraction (``torch.nn.utils.prune``'s rule).
-        criterion: ``"magnitude"``/``"global"``, ``"layerwise"`` or ``"neuron"``.
+        amount: int = number of weights to prune, float = fraction (``torch.nn.utils.prune``'s
+            rule), rounded up to the structure's next allowed count; ``None`` for ``N:M``.
+        criterion: a structure spec: ``"magnitude"``/``"global"``/``"unstructured"``,
+            ``"layerwise"``, ``"neuron"``, ``"channel"`` or ``"N:M"``.
 
     Returns:
         ``{module-qualified weight name: bool tensor}`` in the flat order.
     """
-    order = pruning_order(model, criterion)
-    return masks_from_order(model, order, num_to_prune(amount, order.size))
+    plan = model_order(model, criterion)
+    wanted = None if amount is None else num_to_prune(amount, plan.dim)
+    return masks_from_order(model, plan.order, allowed_count(plan, wanted))
 
 
 def global_magnitude_masks(model: nn.Module, amount: Any) -> dict[str, Tensor]:
@@ -194,14 +165,15 @@ def make_permanent(model: nn.Module) -> nn.Module:
 
 
 def prune_model(
-    model: nn.Module, amount: Any, criterion: str = "magnitude", *, permanent: bool = False
+    model: nn.Module, amount: Any = None, criterion: str = "magnitude", *, permanent: bool = False
 ) -> dict[str, Tensor]:
     """Prune ``model`` in place by ``criterion`` and return the masks.
 
     Args:
         model: the network; modified in place.
-        amount: int count or float fraction of the prunable weights (``torch.nn.utils.prune`` rule).
-        criterion: ``"magnitude"``/``"global"``, ``"layerwise"`` or ``"neuron"``.
+        amount: int count or float fraction of the prunable weights (``torch.nn.utils.prune``
+            rule), rounded up to the structure's next allowed count; ``None`` for ``N:M``.
+        criterion: a structure spec (:func:`compute_masks`).
         permanent: fold the masks into the weights (``prune.remove``) instead of keeping
             ``weight_orig`` and ``weight_mask``.
     """
@@ -213,15 +185,16 @@ def prune_model(
 
 
 def distance_curve(model: nn.Module, criterion: str = "magnitude") -> np.ndarray:
-    """``R_k² = ‖w* − w^k‖²`` for ``k = 0..D`` kept weights (THEORY §3).
+    """``R_k² = ‖w* − w^k‖²`` for ``k = 0..D`` kept weights (THEORY §3) along the criterion's order.
 
     ``w^k`` keeps the last ``k`` weights of :func:`pruning_order`; ``R_0²`` is ``‖w*‖²`` and
-    ``R_D² = 0``. Sums are float64 cumulative sums of the squared effective weights.
+    ``R_D² = 0``. Sums are float64 cumulative sums of the squared effective weights. For a
+    structure only its allowed counts are allowed points (:mod:`pruning_limits.structures`).
 
     Returns:
         float64 array of length ``D + 1``, non-increasing in ``k``.
     """
-    flat = effective_flat_weights(model)
-    order = pruning_order(model, criterion)
-    pruned = np.concatenate([[0.0], np.cumsum(flat[order] ** 2)])
-    return pruned[::-1].copy()
+    from .structures import distance_curve as along_order
+
+    plan = model_order(model, criterion)
+    return along_order(effective_weights(model), plan.order)

@@ -421,18 +421,23 @@ def limit_curve_figure(points: Sequence[Mapping[str, Any]], *, title: str | None
 # ----------------------------------------------------------------------------- records for figures
 
 
-def fixed_point_record(weights: Any, spectrum: Spectrum, prediction: Any, gradient: Any = None) -> dict[str, Any]:
+def fixed_point_record(
+    weights: Any, spectrum: Spectrum, prediction: Any, gradient: Any = None, *, criterion: Any = "magnitude", order: Any = None
+) -> dict[str, Any]:
     """The ``δ(R(s))/D`` curve of a prediction with its kinematic band, as :func:`prediction_figure` takes it.
 
     ``gradient`` (the data-loss gradient at the weights) is required when the prediction used
     the gradient term, so that the curve is the one whose crossing is the prediction.
+    ``criterion`` and ``order``: a structure's ``R_k²`` curve and removal order
+    (:func:`pruning_limits.limits.fixed_point_curve`).
     """
     from .limits import fixed_point_curve
 
     if prediction.gradient_term and gradient is None:
         raise PruningLimitsError("the prediction used the gradient term: pass the gradient to draw its fixed point")
     curve = fixed_point_curve(
-        weights, spectrum, prediction.epsilon, eta=prediction.eta, gradient=gradient if prediction.gradient_term else None
+        weights, spectrum, prediction.epsilon, eta=prediction.eta, gradient=gradient if prediction.gradient_term else None,
+        criterion=criterion, order=order,
     )
     fraction = np.asarray(curve.delta_fraction)
     return {
@@ -483,3 +488,202 @@ def write_validation_figures(
     save_figure(prediction_figure(prediction.to_dict(), fixed_point, measured), prediction_path)
     return paths
 
+
+
+# ----------------------------------------------------------------------------- structures
+
+
+def _points(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.1f}"
+
+
+def _yes(value: Any) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def structures_table(record: Mapping[str, Any]) -> str:
+    """Markdown table of every structure of a ``StructuresValidation.to_dict()`` record.
+
+    Sparsities in percent. Curve structures: predicted ``s*`` [kinematic interval], measured
+    by loss and by accuracy, and predicted − measured (points). ``N:M`` rows: the pattern's
+    sparsity, whether the prediction says it is feasible at ε and the ε it needs [interval],
+    the measured loss rise (the ε it needs) and whether it stays within ε, and the accuracy.
+    """
+    header = ["structure", "predicted", "measured (loss)", "measured (acc.)", "pred - meas", "dense layers"]
+    rows = []
+    for entry in record["structures"]:
+        p, m, support = entry["predicted"], entry["measured"], entry["support"]
+        dense = "-" if not support["dense_layers"] else f"{100 * support['dense_share']:.1f}% of weights"
+        if entry["pattern"]:
+            low, high = p["needed_epsilon_interval"]
+            rows.append([
+                f"{entry['structure']} (s = {_points(p['sparsity'])})",
+                f"feasible: {_yes(p['feasible'])}; needs eps >= {format_number(p['needed_epsilon'], 3)} "
+                f"[{format_number(low, 3)}, {format_number(high, 3)}]",
+                f"loss rise {format_number(m['loss_rise'], 3)}: {'within' if m['feasible'] else 'above'} eps",
+                "-" if m.get("accuracy") is None else f"{_points(m['accuracy'])} (dense {_points(m['dense_accuracy'])})",
+                "needs eps: pred/meas "
+                + ("-" if not m["needed_epsilon"] else f"{float(p['needed_epsilon']) / float(m['needed_epsilon']):.2g}x"),
+                dense,
+            ])
+        else:
+            low, high = p["interval"]
+            rows.append([
+                entry["structure"],
+                f"{_points(p['sparsity'])} [{_points(low)}, {_points(high)}]",
+                _points(m["limit_by_loss"]),
+                _points(m["limit_by_accuracy"]),
+                f"{100 * float(entry['difference']):+.1f}",
+                dense,
+            ])
+    return markdown_table(header, rows)
+
+
+def structures_figure(record: Mapping[str, Any], *, title: str | None = None) -> Figure:
+    """``R(s)`` of every structure on one plot (left) and predicted against measured limits (right).
+
+    Left: ``R`` against sparsity at each structure's allowed points (log scale), the predicted
+    limit marked ``x`` and the measured-by-loss limit ``o`` on each curve (an ``N:M`` pattern is
+    one point, filled when the measured loss rise stays within ε). Right: predicted (bars) and
+    measured-by-loss (dots) limits per curve structure.
+    """
+    figure = _figure(11.0, 4.2)
+    left, right = figure.subplots(1, 2, width_ratios=[1.6, 1.0])
+    colors = [f"C{i}" for i in range(10)]
+    curve_entries = []
+    for i, entry in enumerate(record["structures"]):
+        color = colors[i % len(colors)]
+        s = np.asarray(entry["curve"]["sparsity"], dtype=float)
+        r = np.asarray(entry["curve"]["distance"], dtype=float)
+        positive = r > 0
+        p, m = entry["predicted"], entry["measured"]
+        if entry["pattern"]:
+            at = float(p["sparsity"])
+            left.plot([at], [float(p["distance"])], "D", color=color, mfc=color if m["feasible"] else "none",
+                      label=f"{entry['structure']} (feasible: predicted {_yes(p['feasible'])}, measured {_yes(m['feasible'])})")
+            continue
+        same = [e["structure"] for e, _ in curve_entries if e["curve"] == entry["curve"]]
+        label = entry["structure"] + (f" (same curve as {same[0]})" if same else "")
+        style = ("-", "--", "-.", ":")[len(curve_entries) % 4]
+        curve_entries.append((entry, color))
+        left.plot(s[positive], r[positive], color=color, lw=1.4, ls=style, label=label)
+        for at, marker in ((p["sparsity"], "x"), (m["limit_by_loss"], "o")):
+            y = np.interp(float(at), s, r)
+            if y > 0:
+                left.plot([float(at)], [y], marker, color=color, mfc="none", ms=8)
+    left.set_yscale("log")
+    left.set_xlim(0, 1)
+    left.set_xlabel("sparsity s")
+    left.set_ylabel("R(s) = distance to the pruned weights")
+    left.set_title("R(s) by structure (x predicted, o measured by loss)")
+    left.legend(fontsize=7, loc="lower right")
+    names = [entry["structure"] for entry, _ in curve_entries]
+    x = np.arange(len(names))
+    right.bar(x, [float(e["predicted"]["sparsity"]) for e, _ in curve_entries], color=[c for _, c in curve_entries], alpha=0.45, label="predicted")
+    right.plot(x, [float(e["measured"]["limit_by_loss"]) for e, _ in curve_entries], "ko", label="measured (loss)")
+    acc = [e["measured"].get("limit_by_accuracy") for e, _ in curve_entries]
+    if all(a is not None for a in acc):
+        right.plot(x, [float(a) for a in acc], "k^", mfc="none", label="measured (accuracy)")
+    right.set_xticks(x, names, rotation=20)
+    right.set_ylim(0, 1)
+    right.set_ylabel("limit (sparsity)")
+    right.set_title("limits by structure")
+    right.legend(fontsize=7, loc="lower left")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def pattern_prediction_rows(prediction: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Name/value rows for an ``N:M`` prediction (keys of ``PatternPrediction.to_dict()``): the
+    answer (feasible at ε?) first, then the ε it needs, then the reason."""
+    low_ok, high_ok = prediction["feasible_interval"]
+    low, high = prediction["needed_epsilon_interval"]
+    rows = [
+        (f"{prediction['structure']} feasible at eps={format_number(prediction['epsilon'])}",
+         f"{_yes(prediction['feasible'])}  (kinematic interval: {_yes(low_ok)} to {_yes(high_ok)})"),
+        ("smallest eps for which it is", f"{format_number(prediction['needed_epsilon'])}  [{format_number(low)}, {format_number(high)}]"),
+        ("sparsity of the pattern", f"{float(prediction['sparsity']):.4f}"),
+        ("delta(R)/D at eps", format_number(prediction["delta_fraction"])
+         if prediction["epsilon"] > prediction["first_order_cost"] else "0 (eps <= c: the first-order cost alone exceeds eps)"),
+        ("distance R to the pattern", format_number(prediction["distance"])),
+    ]
+    if prediction.get("gradient_term"):
+        rows.append(("first-order cost c (in the needed eps)", format_number(prediction["first_order_cost"])))
+    rows += structure_support_rows(prediction)
+    rows.append(("D (prunable weights)", format_number(prediction["dim"])))
+    return rows
+
+
+def structure_support_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The layers a structure leaves dense (``dense_layers``, ``dense_share`` keys), if any."""
+    dense = record.get("dense_layers") or []
+    if not dense:
+        return []
+    names = ", ".join(f"{d['name']} ({d['size']})" for d in dense)
+    return [("left dense (structure does not apply)", f"{names}: {100 * float(record['dense_share']):.1f}% of weights")]
+
+
+def structures_rows(record: Mapping[str, Any]) -> str:
+    """Terminal text of a ``StructuresValidation.to_dict()`` record: the table, then ε and D."""
+    first = record["structures"][0]["predicted"]
+    return (
+        structures_table(record)
+        + f"\n\nepsilon = {format_number(record['epsilon'])}, D = {first['dim']} prunable weights; "
+        "sparsities in percent; measured by one-shot pruning at each structure's allowed points"
+    )
+
+
+def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *, title: str | None = None) -> str:
+    """A Markdown report of a structures record: facts, the table, a note on reading it, the figure."""
+    lines = [f"# {title or 'Pruning limits by structure: prediction and measurement'}", ""]
+    facts = [(k, record.get(k)) for k in ("checkpoint", "model_spec", "data_spec") if record.get(k)]
+    for key, value in facts:
+        lines.append(f"- {key.replace('_', ' ')}: `{value}`")
+    lines.append(f"- epsilon: {format_number(record['epsilon'])} (one Hessian spectrum for every structure)")
+    lines += ["", structures_table(record), ""]
+    lines.append(
+        "Sparsities in percent of the prunable weights. Each structure prunes only its allowed "
+        "supports (unstructured: any weights; layerwise: the same fraction of every layer; neuron: "
+        "whole rows of nn.Linear; channel: whole output channels and rows; N:M: at most N non-zeros "
+        "in every M consecutive inputs). Predicted: the limit of s = δ(R(s))/D with the structure's "
+        "R(s) (Zhang et al., NeurIPS 2024), moved down to the structure's allowed points; an N:M "
+        "pattern has a fixed sparsity, so the prediction says whether it is feasible at ε and which ε "
+        "it needs. Measured: one-shot pruning without fine-tuning; for N:M the measured loss rise "
+        "is the ε the pattern needs."
+    )
+    if figure:
+        caption = "R(s) of every structure (left) and the limits (right)"
+        lines += ["", f"![{caption}]({Path(figure).as_posix()})", "", f"*{caption}*"]
+    return "\n".join(lines) + "\n"
+
+
+def pattern_figure(spectrum: Spectrum, prediction: Mapping[str, Any], *, title: str | None = None) -> Figure:
+    """``δ(R; ε − c)/D`` of an ``N:M`` pattern against ε, with its kinematic band, the pattern's
+    sparsity and the needed ε marked (a ``PatternPrediction.to_dict()`` record)."""
+    from .structures import delta_fraction
+
+    figure = _figure(6.4, 4.0)
+    axes = figure.subplots()
+    cost = float(prediction["first_order_cost"])
+    need = float(prediction["needed_epsilon"])
+    at = float(prediction["epsilon"])
+    centre = need if math.isfinite(need) and need > 0 else at
+    eps = np.geomspace(max(centre, cost * 1.001, 1e-12) / 1e3, centre * 1e3, 300)
+    r2 = float(prediction["distance"]) ** 2
+    frac = np.array([delta_fraction(spectrum.nodes, spectrum.weights, e - cost, r2) for e in eps])
+    margin = float(prediction["margin"])
+    axes.plot(eps, frac, color="C0", label="δ(R; ε − c)/D")
+    axes.fill_between(eps, np.clip(frac - margin, 0, 1), np.clip(frac + margin, 0, 1), color="C0", alpha=0.2,
+                      label=f"kinematic band (η={format_number(prediction['eta'])})")
+    axes.axhline(float(prediction["sparsity"]), color="k", ls="--", label=f"{prediction['structure']} sparsity")
+    if math.isfinite(need):
+        axes.axvline(need, color="C3", label=f"needed ε = {format_number(need, 3)}")
+    axes.axvline(at, color="C2", ls=":", label=f"ε = {format_number(at, 3)}")
+    axes.set_xscale("log")
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("loss tolerance ε")
+    axes.set_ylabel("δ/D")
+    axes.set_title(title or f"{prediction['structure']}: feasible where δ/D ≥ its sparsity")
+    axes.legend(fontsize=7)
+    return figure

@@ -114,7 +114,7 @@ def test_layerwise_prunes_each_layer_by_the_same_fraction():
                 assert float(w[~mask].max()) <= float(w[mask].min())
 
 
-def test_neuron_criterion_removes_whole_rows_in_order_of_mean_square():
+def test_channel_criterion_removes_whole_rows_in_order_of_mean_square():
     model = net(2)
     groups = []  # (mean square, layer name, row) for every output row of every weight
     for name, module in [("0.weight", model[0]), ("3.weight", model[3]), ("5.weight", model[5])]:
@@ -124,13 +124,13 @@ def test_neuron_criterion_removes_whole_rows_in_order_of_mean_square():
     removed = 0
     for i in range(6):
         removed += groups[i][3]
-        masks = compute_masks(model, removed, "neuron")
+        masks = compute_masks(model, removed, "channel")
         # exactly the first i + 1 groups are gone, as whole rows, and nothing else
         assert int(sum((~m).sum() for m in masks.values())) == removed
         for _, name, row, _ in groups[: i + 1]:
             assert not masks[name].reshape(masks[name].shape[0], -1)[row].any()
     # structured R(s) is never below unstructured R(s) (THEORY §3: magnitude is optimal)
-    r_mag, r_neuron, r_layer = (distance_curve(model, c) for c in ("magnitude", "neuron", "layerwise"))
+    r_mag, r_neuron, r_layer = (distance_curve(model, c) for c in ("magnitude", "channel", "layerwise"))
     assert np.all(r_neuron >= r_mag - 1e-12) and np.all(r_layer >= r_mag - 1e-12)
     half = r_mag.size // 2
     assert r_neuron[half] > r_mag[half]
@@ -154,5 +154,5 @@ def test_distance_curve_matches_direct_sums():
 
 
 def test_unknown_criterion():
-    with pytest.raises(PruningLimitsError, match="criterion must be one of"):
+    with pytest.raises(PruningLimitsError, match="structure must be unstructured, layerwise, neuron, channel or N:M"):
         distance_curve(net(), "random")

@@ -1,0 +1,471 @@
+"""Structures (THEORY §8): nearest allowed points against brute force, masks, R(s), the calculator."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pruning_limits import PruningLimitsError
+from pruning_limits.geometry import delta_integrand
+from pruning_limits.limits import first_order_curve, magnitude_distance_curve
+from pruning_limits.masks import compute_masks, prune_model
+from pruning_limits.spectrum import Spectrum
+from pruning_limits.structures import (
+    Layer,
+    distance_curve,
+    effective_weights,
+    layer_layout,
+    model_order,
+    needed_epsilon,
+    parse_structure,
+    predict_structured,
+    structured_order,
+)
+
+ALL = ("unstructured", "layerwise", "neuron", "channel", "2:4", "1:4", "1:2", "3:8")
+
+
+def tiny(seed=0):
+    """Conv (fan-in 2·2 = 4) + Linear (fan-in 3): groups of unequal size, D = 3·4 + 2·3 + 2·2 = 22."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv1d(2, 3, 2), nn.ReLU(), nn.Flatten(), nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2))
+
+
+def net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 8), nn.ReLU(), nn.Linear(8, 3)
+    )
+
+
+def pruned_sq(weights, keep):
+    return float(np.sum(np.asarray(weights)[~keep] ** 2))
+
+
+def keep_of(plan, count):
+    keep = np.ones(plan.dim, dtype=bool)
+    keep[plan.order[:count]] = False
+    return keep
+
+
+# --- parsing and bad inputs -------------------------------------------------------------------
+
+
+def test_parse_structure_names_and_patterns():
+    assert parse_structure("neuron").name == "neuron"
+    assert parse_structure("global").name == "unstructured" and parse_structure("magnitude").kind == "unstructured"
+    s = parse_structure(" 2:4 ")
+    assert (s.kind, s.n, s.m, s.name, s.is_pattern) == ("n:m", 2, 4, "2:4", True)
+    for bad in ("4:4", "5:4", "0:4", "1:1", "0:1"):
+        with pytest.raises(PruningLimitsError, match="M >= 2 and 1 <= N < M"):
+            parse_structure(bad)
+    for bad in ("rows", "2-4", "2:4:8", ""):
+        with pytest.raises(PruningLimitsError, match="structure must be unstructured, layerwise, neuron, channel or N:M"):
+            parse_structure(bad)
+    with pytest.raises(PruningLimitsError, match="structure must be"):
+        parse_structure(3)
+
+
+def test_model_without_a_layer_the_structure_applies_to_is_refused():
+    convs = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.Conv1d(2, 2, 3))  # fan-in 3 and 6
+    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer"):
+        model_order(convs, "neuron")
+    with pytest.raises(PruningLimitsError, match="structure 2:4 needs a layer whose input size .* multiple of 4"):
+        model_order(convs, "2:4")
+    assert model_order(convs, "channel").covered == 18
+    assert model_order(convs, "1:3").covered == 18
+
+
+def test_pattern_takes_no_amount_and_other_structures_need_one():
+    model = net()
+    with pytest.raises(PruningLimitsError, match="fixes the sparsity at 1 - 2/4: give no amount"):
+        compute_masks(model, 0.5, "2:4")
+    with pytest.raises(PruningLimitsError, match="needs an amount"):
+        compute_masks(model, None, "neuron")
+    with pytest.raises(PruningLimitsError, match="can prune at most"):
+        compute_masks(model, 1.0, "neuron")  # the convolution stays dense under neuron
+
+
+# --- nearest allowed points against brute force -----------------------------------------------
+
+
+def test_unstructured_point_is_the_nearest_sparse_point():
+    w = np.random.default_rng(0).normal(size=10)
+    layout = [Layer("a.weight", "linear", (2, 5), 0)]
+    plan = structured_order(w, layout, "unstructured")
+    for m in range(11):
+        best = min(sum(w[list(c)] ** 2) for c in itertools.combinations(range(10), m))
+        assert pruned_sq(w, keep_of(plan, m)) == pytest.approx(best, rel=1e-12)
+
+
+def test_layerwise_point_is_nearest_given_its_per_layer_counts():
+    rng = np.random.default_rng(1)
+    layout = [Layer("a.weight", "linear", (2, 3), 0), Layer("b.weight", "linear", (2, 2), 6)]
+    w = rng.normal(size=10)
+    plan = structured_order(w, layout, "layerwise")
+    for m in range(11):
+        keep = keep_of(plan, m)
+        counts = [int((~keep[0:6]).sum()), int((~keep[6:10]).sum())]
+        assert all(abs(c - m * n / 10) < 1 for c, n in zip(counts, (6, 4)))  # same fraction, up to rounding
+        best = min(
+            sum(w[list(a)] ** 2) + sum(w[[6 + i for i in b]] ** 2)
+            for a in itertools.combinations(range(6), counts[0])
+            for b in itertools.combinations(range(4), counts[1])
+        )
+        assert pruned_sq(w, keep) == pytest.approx(best, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["neuron", "channel"])
+def test_group_points_are_nearest_among_all_unions_of_groups_with_as_many_zeros(name):
+    """At every allowed count a (end of a greedy group) the point is the nearest union of whole
+    groups with at least a pruned weights: brute force over all 2^G unions, groups of unequal size."""
+    for seed in range(5):
+        model = tiny(seed)
+        w = effective_weights(model)
+        layout = layer_layout(model)
+        plan = model_order(model, name)
+        groups = [  # flat index sets of every row the structure may remove
+            list(range(layer.start + r * layer.fan_in, layer.start + (r + 1) * layer.fan_in))
+            for layer in layout
+            if layer.kind == "linear" or name == "channel"
+            for r in range(layer.rows)
+        ]
+        assert len({len(g) for g in groups}) > 1  # unequal group sizes
+        unions = []
+        for choice in itertools.product((0, 1), repeat=len(groups)):
+            idx = [i for g, c in zip(groups, choice) if c for i in g]
+            unions.append((len(idx), float(np.sum(w[idx] ** 2))))
+        for count in plan.allowed:
+            keep = keep_of(plan, int(count))
+            best = min(cost for size, cost in unions if size >= count)
+            assert pruned_sq(w, keep) == pytest.approx(best, rel=1e-12, abs=1e-15)
+            # whole groups only
+            for g in groups:
+                assert keep[g].all() or not keep[g].any()
+
+
+def test_between_allowed_counts_the_next_group_point_need_not_be_nearest():
+    """What is *not* claimed: with unequal group sizes the nearest union with at least m zeros
+    for m between allowed counts is a knapsack problem; rounding up to the next greedy point
+    can be beaten (which is why only the ends of greedy groups are allowed points)."""
+    # layer A: one row of 3 weights (mean square 1.0); layer B: two rows of 2 (1.1 and 1.2)
+    w = np.array([1.0, 1.0, 1.0, math.sqrt(1.1), math.sqrt(1.1), math.sqrt(1.2), math.sqrt(1.2)])
+    layout = [Layer("a.weight", "linear", (1, 3), 0), Layer("b.weight", "linear", (2, 2), 3)]
+    plan = structured_order(w, layout, "neuron")
+    assert plan.allowed.tolist() == [0, 3, 5, 7]
+    greedy = pruned_sq(w, keep_of(plan, plan.allowed_at_least(4)))  # A and B1: 3 + 2.2
+    both_b = 2.2 + 2.4  # B1 and B2: 4 zeros as well
+    assert greedy == pytest.approx(5.2) and both_b < greedy
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "1:4", "1:2", "3:8"])
+def test_pattern_point_is_the_nearest_point_with_the_pattern(pattern):
+    s = parse_structure(pattern)
+    layout = [Layer("a.weight", "linear", (1, 8), 0), Layer("b.weight", "linear", (2, 3), 8)]  # b: 3 % M != 0
+    for seed in range(3):
+        w = np.random.default_rng(seed).normal(size=14)
+        plan = structured_order(w, layout, s)
+        assert plan.dense_layers == (("b.weight", 6),) and plan.covered == 8
+        keep = keep_of(plan, plan.pattern_count)
+        assert keep[8:].all()
+        best = math.inf
+        for mask in itertools.product((0, 1), repeat=8):
+            runs = np.array(mask).reshape(-1, s.m)
+            if (runs.sum(axis=1) <= s.n).all():
+                best = min(best, float(np.sum(w[:8][np.array(mask) == 0] ** 2)))
+        assert pruned_sq(w, keep) == pytest.approx(best, rel=1e-12)
+
+
+# --- masks ------------------------------------------------------------------------------------
+
+
+def reference_nm_keep(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Plain reference: keep the n largest |w| of every run of m along the flattened input."""
+    rows = weight.reshape(weight.shape[0], -1)
+    runs = rows.abs().reshape(rows.shape[0], -1, m)
+    keep = torch.zeros_like(runs, dtype=torch.bool)
+    keep.scatter_(-1, runs.topk(n, dim=-1).indices, True)
+    return keep.reshape(weight.shape)
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "1:4", "3:4", "1:2", "4:8"])
+def test_pattern_masks_satisfy_the_pattern_and_equal_the_reference(pattern):
+    s = parse_structure(pattern)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Conv2d(2, 3, 2), nn.Flatten(), nn.Linear(3 * 2 * 2, 16), nn.Linear(16, 5), nn.Linear(5, 2))
+        masks = compute_masks(model, None, pattern)
+        for name, module in (("0.weight", model[0]), ("2.weight", model[2]), ("3.weight", model[3]), ("4.weight", model[4])):
+            mask, weight = masks[name], module.weight.detach()
+            fan_in = weight[0].numel()
+            if fan_in % s.m:
+                assert mask.all(), name  # left dense, reported in dense_layers
+                continue
+            runs = mask.reshape(weight.shape[0], -1, s.m)
+            assert (runs.sum(-1) == s.n).all()  # at most N (and with non-zero weights exactly N) per run
+            assert torch.equal(mask, reference_nm_keep(weight, s.n, s.m)), name
+        dense = {name for name, _ in model_order(model, pattern).dense_layers}
+        assert dense == {n for n, mod in (("0.weight", model[0]), ("2.weight", model[2]), ("3.weight", model[3]), ("4.weight", model[4])) if mod.weight[0].numel() % s.m}
+
+
+@pytest.mark.parametrize("name", ["neuron", "channel"])
+def test_group_masks_zero_whole_rows_only(name):
+    model = net(3)
+    plan = model_order(model, name)
+    dim = plan.dim
+    for amount in (0.05, 0.2, 0.37, 0.5, 17, 100):
+        if (amount if isinstance(amount, int) else round(amount * dim)) > plan.allowed[-1]:
+            continue
+        masks = compute_masks(model, amount, name)
+        total = sum(int((~mask).sum()) for mask in masks.values())
+        assert total in set(plan.allowed.tolist())
+        assert total >= (amount if isinstance(amount, int) else round(amount * dim))
+        for key, mask in masks.items():
+            rows = mask.reshape(mask.shape[0], -1)
+            assert (rows.all(dim=1) | ~rows.any(dim=1)).all()  # each row all kept or all pruned
+            if name == "neuron" and mask.dim() > 2:
+                assert mask.all()  # convolutions stay dense under neuron
+
+
+def test_prune_model_with_a_pattern_is_permanent_and_reported():
+    model = net(4)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    masks = prune_model(model, None, "2:4", permanent=True)
+    assert not any(name.endswith("_orig") for name in model.state_dict())
+    w = model[3].weight.detach()
+    assert ((w.reshape(8, -1, 4) != 0).sum(-1) <= 2).all()
+    assert torch.equal(model[3].weight.detach(), before["3.weight"] * masks["3.weight"])
+
+
+# --- R(s) -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_structured_curve_is_never_below_the_unstructured_one(name):
+    for seed in range(3):
+        model = net(seed)
+        w = effective_weights(model)
+        r2 = distance_curve(w, model_order(model, name).order)
+        assert np.all(r2 >= magnitude_distance_curve(w) - 1e-12)
+        assert np.all(np.diff(r2) <= 0) and r2[-1] == 0.0
+
+
+# --- the calculator on a structure's R(s) -----------------------------------------------------
+
+
+def random_spectrum(dim, seed, probes=3, steps=7):
+    rng = np.random.default_rng(seed)
+    nodes = rng.exponential(1.0, size=(probes, steps)) * rng.choice([0.0, 1.0, 30.0], size=(probes, steps))
+    weights = rng.dirichlet(np.ones(steps), size=probes)
+    return Spectrum(nodes, weights, dim)
+
+
+def brute_force_limit(w, spectrum, eps, plan, gradient=None):
+    """Largest allowed sparsity s = a/D with s <= δ(R; ε − c)/D, scanning every allowed count."""
+    dim = plan.dim
+    r2 = distance_curve(w, plan.order)
+    cost = np.zeros(dim + 1) if gradient is None else first_order_curve(w, gradient, plan.order)
+    best = 0.0
+    for count in plan.allowed:
+        kept = dim - int(count)
+        e = eps - cost[kept]
+        if e <= 0:
+            continue
+        frac = np.mean(np.sum(spectrum.weights * delta_integrand(spectrum.nodes, e, r2[kept]), axis=1))
+        if count / dim <= min(frac, 1.0):
+            best = max(best, count / dim)
+    return best
+
+
+@pytest.mark.parametrize("name", ["unstructured", "layerwise", "neuron", "channel"])
+def test_structured_prediction_equals_a_brute_force_scan(name):
+    for seed in range(4):
+        model = net(seed)
+        w = effective_weights(model)
+        plan = model_order(model, name)
+        spectrum = random_spectrum(plan.dim, seed)
+        gradient = np.random.default_rng(seed).normal(size=plan.dim) * 1e-3
+        for eps in (1e-3, 1e-2, 0.1):
+            for g in (None, gradient):
+                prediction = predict_structured(w, spectrum, eps, plan, gradient=g)
+                assert prediction.sparsity == pytest.approx(brute_force_limit(w, spectrum, eps, plan, g), abs=1e-12)
+                assert int(round(prediction.sparsity * plan.dim)) in set(plan.allowed.tolist())
+                low, high = prediction.interval
+                assert low <= prediction.sparsity <= high
+
+
+def test_pattern_feasibility_and_needed_epsilon():
+    for seed in range(4):
+        model = net(seed)
+        w = effective_weights(model)
+        plan = model_order(model, "2:4")
+        spectrum = random_spectrum(plan.dim, seed)
+        gradient = np.random.default_rng(seed).normal(size=plan.dim) * 1e-3
+        for g in (None, gradient):
+            p = predict_structured(w, spectrum, 1e-2, plan, gradient=g)
+            assert p.sparsity == plan.pattern_count / plan.dim
+            r2 = distance_curve(w, plan.order)[plan.dim - plan.pattern_count]
+            assert p.distance == pytest.approx(math.sqrt(r2))
+            need = p.needed_epsilon
+            assert math.isfinite(need) and need > p.first_order_cost
+            # δ(R; ε − c)/D meets the sparsity exactly at the needed ε; feasible iff ε ≥ needed
+            frac = np.mean(np.sum(spectrum.weights * delta_integrand(spectrum.nodes, need - p.first_order_cost, r2), axis=1))
+            assert frac == pytest.approx(p.sparsity, rel=1e-9)
+            for factor, expected in ((1 - 1e-6, False), (1 + 1e-6, True)):
+                assert predict_structured(w, spectrum, need * factor, plan, gradient=g).feasible is expected
+            assert p.feasible is (1e-2 >= need)
+            lo, hi = p.needed_epsilon_interval
+            assert lo <= need <= hi
+            assert p.dense_layers == ()  # every fan-in (8, 36, 8) is a multiple of 4
+
+
+def test_needed_epsilon_edge_cases():
+    nodes, weights = np.array([[0.0, 2.0]]), np.array([[0.5, 0.5]])
+    assert needed_epsilon(nodes, weights, 0.4, 1.0) == 0.0  # the zero atom (0.5) alone covers 0.4
+    assert needed_epsilon(nodes, weights, 0.4, 1.0, cost=0.3) == 0.3
+    assert needed_epsilon(nodes, weights, 1.0, 1.0) == math.inf  # δ/D < 1 for every finite ε
+    # closed form: 0.5 + 0.5·2ε/(2ε + 2R²) = 0.75  ⇔  ε = R²
+    assert needed_epsilon(nodes, weights, 0.75, 3.0) == pytest.approx(3.0, rel=1e-10)
+
+
+# --- measurement, pipeline and command line ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from pruning_limits.data import load_data
+    from pruning_limits.lomp import train
+    from pruning_limits.models import build_model
+
+    data = load_data("synthetic:n=200,test=60,d=8")
+    model = build_model("mlp:12", data, seed=0)
+    train(model, data, epochs=25, seed=0, l1=1e-3)
+    return model, data
+
+
+def test_sweep_over_allowed_points_equals_a_scan_of_every_allowed_point(trained):
+    from pruning_limits.lomp import sweep
+    from pruning_limits.objective import evaluate_loss
+
+    model, data = trained
+    plan = model_order(model, "neuron")
+    eps = 0.02
+    result = sweep(model, data.train, epsilon=eps, criterion="neuron", allowed=plan.allowed)
+    losses = []
+    for count in plan.allowed:
+        pruned = copy_pruned(model, plan, int(count))
+        losses.append(evaluate_loss(pruned, data.train))
+    threshold = losses[0] + eps
+    first_fail = next((i for i, loss in enumerate(losses) if loss > threshold), len(losses))
+    assert result.limit_by_loss == plan.allowed[first_fail - 1] / plan.dim
+    assert set(result.num_pruned.tolist()) <= set(plan.allowed.tolist())
+
+
+def copy_pruned(model, plan, count):
+    import copy
+
+    from pruning_limits.masks import apply_masks, make_permanent, masks_from_order
+
+    pruned = copy.deepcopy(model)
+    apply_masks(pruned, masks_from_order(pruned, plan.order, count))
+    return make_permanent(pruned)
+
+
+def test_validate_structures_uses_one_spectrum_and_measures_what_it_says(trained, monkeypatch):
+    import pruning_limits.validation as validation
+    from pruning_limits.limits import predict_limit
+    from pruning_limits.objective import evaluate_loss
+
+    model, data = trained
+    calls = []
+    real_slq = validation.slq
+    monkeypatch.setattr(validation, "slq", lambda *a, **k: calls.append(1) or real_slq(*a, **k))
+    result = validation.validate_structures(model, data, iterations=20, probes=2)
+    assert len(calls) == 1  # one spectrum for every structure
+    assert [r.structure for r in result.results] == list(validation.ALL_STRUCTURES)
+    by_name = {r.structure: r for r in result.results}
+    # the 2:4 measurement is the loss rise of the 2:4-pruned network
+    plan = model_order(model, "2:4")
+    rise = evaluate_loss(copy_pruned(model, plan, plan.pattern_count), data.train) - evaluate_loss(model, data.train)
+    assert by_name["2:4"].pattern["loss_rise"] == pytest.approx(rise, rel=1e-9)
+    assert by_name["2:4"].pattern["feasible"] is (rise <= result.epsilon)
+    # each prediction equals the pipeline's with the same spectrum and structure
+    for name in ("neuron", "2:4"):
+        direct = predict_limit(model, data.train, epsilon=result.epsilon, spectrum=result.spectrum, structure=name)
+        assert by_name[name].prediction.sparsity == pytest.approx(direct.sparsity)
+        if name == "2:4":
+            assert by_name[name].prediction.needed_epsilon == pytest.approx(direct.needed_epsilon, rel=1e-9)
+    record = result.to_dict()
+    assert {e["structure"] for e in record["structures"]} == set(validation.ALL_STRUCTURES)
+    from pruning_limits.report import structures_figure, structures_table
+
+    assert "2:4 (s = 50.0)" in structures_table(record)
+    structures_figure(record)
+
+
+def run_cli(*args):
+    from click.testing import CliRunner
+
+    from pruning_limits.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line_error(result, match):
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and match in lines[0], result.stderr
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    path = tmp_path_factory.mktemp("structures") / "model.pt"
+    result = run_cli("train", "--model", "mlp:8", "--data", "digits", "--epochs", "3", "--l1", "1e-3", "-o", path, "-q")
+    assert result.exit_code == 0, result.stderr
+    return path
+
+
+SLQ = ["--iterations", "12", "--probes", "2"]
+
+
+def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
+    import json
+
+    record = json.loads(run_cli("predict", bundle, "--structure", "2:4", "--json", *SLQ).stdout)
+    assert record["structure"] == "2:4" and record["sparsity"] == 0.5 and record["interval"] is None
+    assert isinstance(record["feasible"], bool) and record["needed_epsilon"] > 0
+    text = run_cli("predict", bundle, "--structure", "2:4", *SLQ).stdout
+    assert text.startswith("2:4 feasible at eps=")
+    record = json.loads(run_cli("predict", bundle, "--structure", "neuron", "--json", *SLQ).stdout)
+    assert record["criterion"] == "neuron" and {"sparsity", "density", "interval", "epsilon", "dim"} <= set(record)
+
+    out = tmp_path / "p.pt"
+    result = run_cli("prune", bundle, "--structure", "2:4", "-o", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["sparsity"] == 0.5
+    saved = torch.load(out, weights_only=True)
+    assert saved["pruning"]["structure"] == "2:4"
+    for name, w in saved["state_dict"].items():
+        if name.endswith("weight"):
+            assert ((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) <= 2).all()
+
+    report = tmp_path / "r.md"
+    result = run_cli("validate", bundle, "--structure", "all", "--json", "--report", report, *SLQ)
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert [e["structure"] for e in record["structures"]] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
+    assert (tmp_path / "r-structures.png").exists() and "r-structures.png" in report.read_text()
+
+
+def test_cli_bad_structure_inputs(bundle, tmp_path):
+    out = tmp_path / "x.pt"
+    one_line_error(run_cli("prune", bundle, "--structure", "2:4", "--sparsity", "0.5", "-o", out), "--sparsity cannot be given with --structure 2:4")
+    one_line_error(run_cli("prune", bundle, "--structure", "neuron", "-o", out), "--sparsity is required with --structure neuron")
+    one_line_error(run_cli("predict", bundle, "--structure", "4:4"), "needs M >= 2 and 1 <= N < M, got '4:4'")
+    one_line_error(run_cli("predict", bundle, "--structure", "2:1"), "needs M >= 2 and 1 <= N < M")
+    one_line_error(run_cli("validate", bundle, "--structure", "rows"), "structure must be unstructured, layerwise, neuron, channel or N:M")
+    one_line_error(run_cli("predict", bundle, "--structure", "all"), "structure must be")  # 'all' is validate's only
+    one_line_error(run_cli("predict", bundle, "--structure", "1:3"), "structure 1:3 needs a layer whose input size")  # 64 and 8 inputs
