@@ -80,7 +80,8 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
         f = fits["neuron"]
         lines.append(f"neuron: lower bound ~ (1/ε)^{f['exponent']:.2f} (R² {f['r2']:.3f}, {f['points']} points)")
     lines.append(
-        f"re-checked: {check['weight']} weight, {check['neuron']} LP, {check['exact']} exact certificates; "
+        f"re-checked: {check['weight']} weight, {check['neuron']} LP, {check['exact']} exact certificates, "
+        f"{check['streams']} streams, medians and fits; "
         + ("all valid." if not check["problems"] else f"{len(check['problems'])} FAILED: {check['problems'][0]}")
     )
     if exact:
@@ -120,7 +121,7 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     type=float,
     default=10.0,
     show_default=True,
-    help="Seconds for all MILP solves of one (ε, seed); a time-out is reported, not guessed.",
+    help="Seconds for all MILP solves of one (ε, seed); a time-out is reported, not guessed. 0: do not run the MILP.",
 )
 @click.option(
     "--check",
@@ -170,7 +171,8 @@ def gap_command(
         else:
             console.result(
                 f"{'all certificates valid' if not check['problems'] else 'INVALID certificates'}: "
-                f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact"
+                f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact; "
+                f"{check['streams']} streams regenerated, medians and fits recomputed"
             )
             for problem in check["problems"]:
                 console.result(f"  {problem}")
@@ -185,8 +187,8 @@ def gap_command(
         raise PruningLimitsError(f"--seeds must be an integer >= 1, got {seeds}")
     if milp_max_width < 0:
         raise PruningLimitsError(f"--milp-max-width must be >= 0, got {milp_max_width}")
-    if not (milp_time_limit > 0 and math.isfinite(milp_time_limit)):
-        raise PruningLimitsError(f"--milp-time-limit must be a number of seconds > 0, got {milp_time_limit:g}")
+    if not (milp_time_limit >= 0 and math.isfinite(milp_time_limit)):
+        raise PruningLimitsError(f"--milp-time-limit must be a number of seconds >= 0, got {milp_time_limit:g}")
     eps_list = list(epsilons) or list(lottery.DEFAULT_EPSILONS if model == "R" else lottery.DEFAULT_EPSILONS_L)
     for eps in eps_list:
         if not (0 < eps < 1):

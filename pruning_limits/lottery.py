@@ -414,7 +414,8 @@ def weight_pruning_width(stream: Stream, epsilon: float, *, start: int | None = 
 
     The construction's bound is non-increasing in the width, so galloping then bisection finds
     its smallest width exactly; the masked network's error is then computed independently
-    (:func:`certified_error`) and must be ``<= ε``.
+    (:func:`certified_error`) and must be ``<= ε`` (strictly, the test :func:`check_gap_record`
+    applies; should rounding put it above ε, the next width is tried).
 
     Raises:
         PruningLimitsError: ``ε`` outside (0, 1), or no width up to the stream's reaches ``ε``.
@@ -441,11 +442,19 @@ def weight_pruning_width(stream: Stream, epsilon: float, *, start: int | None = 
             hi = mid
         else:
             lo = mid
-    first_mask, second_mask, bound = subset_sum_construction(stream, hi)
-    err, kind = certified_error(stream.w, stream.first[:hi] * first_mask, stream.second[:hi] * second_mask, "R")
-    if not err <= epsilon * (1 + 1e-12):
-        raise PruningLimitsError(f"internal: construction error {err!r} exceeds ε = {epsilon!r}")
-    return WeightCertificate(hi, first_mask, second_mask, err, kind, bound)
+    # The certified error is at most the construction's bound up to float64 rounding; the test is
+    # the strict ``err <= ε`` of :func:`check_gap_record`, so a width whose error rounds above ε
+    # is passed over for the next one.
+    for n in range(hi, limit + 1):
+        first_mask, second_mask, bound = subset_sum_construction(stream, n)
+        if not bound <= epsilon:
+            continue
+        err, kind = certified_error(stream.w, stream.first[:n] * first_mask, stream.second[:n] * second_mask, "R")
+        if err <= epsilon:
+            return WeightCertificate(n, first_mask, second_mask, err, kind, bound)
+    raise PruningLimitsError(
+        f"the weight-pruning construction does not reach ε = {epsilon:g} (certified) within {limit} neurons"
+    )
 
 
 def check_epsilon(epsilon: Any) -> float:
@@ -723,9 +732,11 @@ def lp_lower_bound(
     """Certified lower bound by LP infeasibility and bisection over the stream width.
 
     A certificate at width ``n`` is one at every smaller width (dropping columns only lowers the
-    margin), so galloping then bisection brackets the largest certified width ``n``; the bound is
-    ``n + 1``. Widths where no certificate is found bound the search from above; they are not
-    claimed as anything. The search stops at the stream's width (:data:`MAX_WIDTH` in the
+    margin), so galloping then bisection over "a certificate was found" gives a certified width
+    ``n`` and the bound ``n + 1``. That bound is valid but not necessarily the largest one: at a
+    width where :meth:`Relaxation.decide` finds no certificate (``None`` means "none found",
+    e.g. the cutting planes stopped within :data:`CUT_TOLERANCE`, not "none exists") the search
+    turns back, and such widths are not claimed as anything. The search stops at the stream's width (:data:`MAX_WIDTH` in the
     experiment); a bound that reaches it is valid but capped.
     """
     epsilon = check_epsilon(epsilon)
@@ -765,7 +776,8 @@ class ExactNeuronWidth:
         width: the minimum width (``None``: not determined, see ``status``).
         subset: indices of a subset of the first ``width`` neurons with error ``<= ε`` (checkable).
         error: its exact sup error.
-        status: ``"exact"``, ``"time-limit"``, ``"above-max-width"`` or ``"not-attempted"``, with the reason.
+        status: ``"exact"``, ``"time-limit"``, ``"undecided"``, ``"round-limit"``,
+            ``"above-max-width"`` or ``"not-attempted"``, with the reason.
         upper: the smallest width at which a verified subset was found (an upper bound even
             when ``width`` is None), or None.
         infeasible_up_to: when the search stopped at ``max_width`` without a subset, the width up
@@ -782,18 +794,26 @@ class ExactNeuronWidth:
 
 def _milp_feasible(
     stream: Stream, epsilon: float, model: str, width: int, points: list[np.ndarray], deadline: float, max_rounds: int = 60
-) -> tuple[str, np.ndarray | None, float | None]:
-    """MILP at ``width`` with cutting planes: ("feasible", subset mask, error) / ("infeasible", ..) / ("unknown", ..)."""
+) -> tuple[str, np.ndarray | None, float | None, str]:
+    """MILP at ``width`` with cutting planes: ``(status, subset mask, error, note)``.
+
+    ``status`` is ``"feasible"`` (a subset whose exact error is ``<= ε``), ``"infeasible"`` (the
+    MILP's verdict), ``"time-limit"`` (the shared budget ran out), ``"undecided"`` (the MILP
+    returned a subset it had already returned and that errs above ε by less than the solver's
+    feasibility tolerance: adding points cannot exclude it, so neither answer is given) or
+    ``"round-limit"`` (``max_rounds`` cutting-plane rounds without a decision).
+    """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     w = stream.w
     first, second = stream.first[:width], stream.second[:width]
     if width == 0:
-        return "infeasible", None, None
+        return "infeasible", None, None, ""
+    rejected: set[bytes] = set()
     for _ in range(max_rounds):
         left = deadline - time.monotonic()
         if left <= 0:
-            return "unknown", None, None
+            return "time-limit", None, None, "MILP did not finish"
         A, b_up, _, b_lo = lp_constraints(points[0], w, first, second, epsilon, model)
         lower = np.where(np.isfinite(b_lo), b_lo, -np.inf)
         res = milp(
@@ -804,16 +824,29 @@ def _milp_feasible(
             options={"time_limit": left, "presolve": True},
         )
         if res.status == 2:
-            return "infeasible", None, None
+            return "infeasible", None, None, ""
+        if res.status == 1:
+            return "time-limit", None, None, "MILP did not finish"
         if res.status != 0 or res.x is None:
-            return "unknown", None, None
+            return "undecided", None, None, f"HiGHS returned status {res.status} ({res.message})"
         mask = np.round(res.x).astype(bool)
         err = sup_error_exact(w, first[mask], second[mask], model)
         if err.value <= epsilon:
-            return "feasible", mask, err.value
+            return "feasible", mask, err.value, ""
+        key = np.packbits(mask).tobytes()
+        if key in rejected:
+            return (
+                "undecided",
+                None,
+                None,
+                f"the MILP returns again a subset erring {err.value:.17g} > ε, within the solver's tolerance",
+            )
+        rejected.add(key)
         new = violated_points(w, first[mask], second[mask], epsilon, model, rng=np.random.default_rng(0), top=16)
+        if len(new) == 0:  # errs by less than CUT_TOLERANCE relative: cut at its worst point anyway
+            new = err.point[None, :]
         points[0] = np.vstack([points[0], new])
-    return "unknown", None, None
+    return "round-limit", None, None, f"no decision after {max_rounds} cutting-plane rounds"
 
 
 def milp_exact_width(
@@ -833,7 +866,9 @@ def milp_exact_width(
     point set, which implies infeasibility on the sphere; it is exact but not independently
     checkable. Widths are searched upwards from ``known_infeasible + 1`` by galloping and
     bisection; ``time_limit`` seconds are shared by all MILP solves of the search, and running
-    out leaves ``width = None`` (status ``"time-limit"``).
+    out leaves ``width = None`` (status ``"time-limit"``). A width the MILP cannot decide (it
+    keeps returning a subset that errs above ε by less than its feasibility tolerance) leaves
+    ``width = None`` with status ``"undecided"``; too many cutting-plane rounds, ``"round-limit"``.
     """
     deadline = time.monotonic() + float(time_limit)
     epsilon = check_epsilon(epsilon)
@@ -846,9 +881,9 @@ def milp_exact_width(
     found: tuple[int, np.ndarray, float] | None = None
     while lo < max_width:
         n = min(n, max_width)
-        status, mask, err = _milp_feasible(stream, epsilon, model, n, pts, deadline)
-        if status == "unknown":
-            return ExactNeuronWidth(None, None, None, f"time-limit: MILP did not finish at width {n}")
+        status, mask, err, note = _milp_feasible(stream, epsilon, model, n, pts, deadline)
+        if status not in ("feasible", "infeasible"):
+            return ExactNeuronWidth(None, None, None, f"{status}: {note} at width {n}")
         if status == "feasible":
             found = (n, mask, err)  # type: ignore[assignment]
             break
@@ -860,9 +895,9 @@ def milp_exact_width(
     hi, mask, err = found
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        status, m2, e2 = _milp_feasible(stream, epsilon, model, mid, pts, deadline)
-        if status == "unknown":
-            return ExactNeuronWidth(None, None, None, f"time-limit: MILP did not finish at width {mid}", upper=hi)
+        status, m2, e2, note = _milp_feasible(stream, epsilon, model, mid, pts, deadline)
+        if status not in ("feasible", "infeasible"):
+            return ExactNeuronWidth(None, None, None, f"{status}: {note} at width {mid}", upper=hi)
         if status == "feasible":
             hi, mask, err = mid, m2, e2
         else:
@@ -961,7 +996,8 @@ def gap_experiment(
             instead of the construction, which needs the output ReLU).
         neuron: compute the neuron-pruning bounds (off: weight pruning only, e.g. d = 8).
         milp_max_width: attempt the exact MILP width only when the LP bound is at most this.
-        milp_time_limit: seconds for all MILP solves of one (ε, seed); running out is reported.
+        milp_time_limit: seconds for all MILP solves of one (ε, seed); running out is reported;
+            0 means "do not run the MILP" (status ``not-attempted``).
         progress: called with one line per finished (ε, seed).
 
     Returns:
@@ -979,6 +1015,10 @@ def gap_experiment(
     if model == "L" and dim > 4:
         raise PruningLimitsError(f"model L bounds weight pruning over 2^d - 1 masks per neuron: d <= 4, got d = {dim}")
     milp_max_width = check_int("milp_max_width", milp_max_width, 0)
+    if isinstance(milp_time_limit, bool) or not (
+        isinstance(milp_time_limit, (int, float)) and math.isfinite(milp_time_limit) and milp_time_limit >= 0
+    ):
+        raise PruningLimitsError(f"milp_time_limit must be a number of seconds >= 0, got {describe(milp_time_limit)}")
     eps_order = sorted(range(len(eps_list)), key=lambda k: -eps_list[k])  # largest ε first: warm starts
     streams = {s: make_stream(dim, s, MAX_WIDTH) for s in seed_list}
     used = {s: 0 for s in seed_list}
@@ -1012,7 +1052,9 @@ def gap_experiment(
                 entry: dict[str, Any] = {"lower_bound": lb.lower_bound, "certificate": _farkas_json(lb.certificate)}
                 if lb.reached_width is None:
                     entry["capped_at_stream_width"] = True
-                if dim <= 2 and lb.lower_bound <= milp_max_width:
+                if milp_time_limit == 0:
+                    ex = ExactNeuronWidth(None, None, None, "not-attempted: MILP time limit 0 (MILP not run)")
+                elif dim <= 2 and lb.lower_bound <= milp_max_width:
                     ex = milp_exact_width(
                         stream,
                         eps,
@@ -1131,44 +1173,106 @@ def _recheck_farkas(
     return True, f"margin {margin:.3g}"
 
 
+def _as_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, got {describe(value)}")
+    return value
+
+
+def _parse_streams(entries: Any, dim: int) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The stored streams as arrays (one-line errors for malformed entries)."""
+    if not isinstance(entries, list):
+        raise PruningLimitsError(f"not a gap record: 'streams' must be a list, got {describe(entries)}")
+    out: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for k, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError(f"expected an object, got {describe(entry)}")
+            seed = check_seed("seed", _as_int(entry["seed"], "seed"))
+            w = np.asarray(entry["w"], dtype=np.float64)
+            second = np.asarray(entry["second"], dtype=np.float64)
+            first = np.asarray(entry["first"], dtype=np.float64)
+            if first.size == 0:
+                first = first.reshape(0, dim)
+            if w.shape != (dim,) or second.ndim != 1 or first.shape != (second.shape[0], dim):
+                raise ValueError(f"shapes w {w.shape}, first {first.shape}, second {second.shape} do not fit d = {dim}")
+            if seed in out:
+                raise ValueError(f"seed {seed} appears twice")
+        except (KeyError, TypeError, ValueError, PruningLimitsError) as exc:
+            text = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise PruningLimitsError(f"not a gap record: streams[{k}] is malformed ({text})") from None
+        out[seed] = (w, first, second)
+    return out
+
+
+def _check_stream(seed: int, w: np.ndarray, first: np.ndarray, second: np.ndarray, dim: int, problems: list[str]) -> None:
+    """The stored stream must be the seeded stream itself, bit for bit, with a unit target."""
+    if not abs(float(np.linalg.norm(w)) - 1.0) <= 1e-12:
+        problems.append(f"stream seed={seed}: |w| = {float(np.linalg.norm(w))!r} is not 1")
+    ref = make_stream(dim, seed, second.shape[0])
+    if not (np.array_equal(w, ref.w) and np.array_equal(first, ref.first) and np.array_equal(second, ref.second)):
+        problems.append(f"stream seed={seed}: stored weights differ from make_stream({dim}, {seed}, {second.shape[0]})")
+
+
 def _check_cell(
-    cell: dict[str, Any], eps: float, streams: dict[int, Any], dim: int, model: str, counts: dict[str, int], problems: list[str]
+    cell: dict[str, Any],
+    eps: float,
+    streams: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    dim: int,
+    model: str,
+    counts: dict[str, int],
+    problems: list[str],
 ) -> None:
     """Re-check the certificates of one (ε, seed) entry; append what fails to ``problems``."""
-    seed = int(cell["seed"])
-    st = streams[seed]
-    w = np.asarray(st["w"], dtype=np.float64)
-    first = np.asarray(st["first"], dtype=np.float64).reshape(-1, dim)
-    second = np.asarray(st["second"], dtype=np.float64)
+    seed = _as_int(cell["seed"], "seed")
     where = f"eps={eps:g} seed={seed}"
-    wt = cell.get("weight")
-    if wt is not None and wt.get("width") is not None:
-        n = int(wt["width"])
+    if seed not in streams:
+        problems.append(f"{where}: no stored stream for this seed")
+        return
+    w, first, second = streams[seed]
+    wt = cell["weight"]
+    if not isinstance(wt, dict):
+        raise ValueError(f"'weight' must be an object, got {describe(wt)}")
+    if model == "R" and wt.get("width") is not None:
+        n = _as_int(wt["width"], "weight width")
         fm = np.asarray(wt["first_mask"], dtype=np.float64).reshape(n, dim)
         sm = np.asarray(wt["second_mask"], dtype=np.float64).reshape(n)
         if n > first.shape[0] or not np.all(np.isin(fm, (0, 1))) or not np.all(np.isin(sm, (0, 1))):
             problems.append(f"{where}: weight masks malformed or wider than the stored stream")
         else:
-            err, _ = certified_error(w, first[:n] * fm, second[:n] * sm, "R")
+            err, kind = certified_error(w, first[:n] * fm, second[:n] * sm, "R")
             counts["weight"] += 1
-            if not err <= eps:
+            if not err <= eps:  # the same strict test as weight_pruning_width
                 problems.append(f"{where}: weight subnetwork errs {err!r} > ε")
-            if abs(err - float(wt["error"])) > 1e-9:
+            if not abs(err - float(wt["error"])) <= 1e-9:
                 problems.append(f"{where}: weight error {wt['error']!r} does not match {err!r}")
-    elif wt is not None and wt.get("certificate") is not None:
+            if wt.get("error_kind") != kind:
+                problems.append(f"{where}: weight error_kind {wt.get('error_kind')!r} is not {kind!r}")
+    elif model == "L" and wt.get("lower_bound") is not None:
         cert = wt["certificate"]
-        n = int(cert["width"])
-        units = candidates(first[:n], second[:n], "weight")
-        ok, why = _recheck_farkas(cert, w, units[0], units[1], eps, model)
-        counts["weight"] += 1
-        if not ok or int(wt["lower_bound"]) != n + 1 or n > first.shape[0]:
-            problems.append(f"{where}: weight LP certificate fails: {why}")
+        n = _as_int(cert["width"], "certificate width")
+        if n > first.shape[0]:
+            problems.append(f"{where}: weight certificate wider than the stored stream")
+        else:
+            units = candidates(first[:n], second[:n], "weight")
+            ok, why = _recheck_farkas(cert, w, units[0], units[1], eps, model)
+            counts["weight"] += 1
+            if not ok:
+                problems.append(f"{where}: weight LP certificate fails: {why}")
+            if _as_int(wt["lower_bound"], "lower_bound") != n + 1:
+                problems.append(f"{where}: weight lower_bound {wt['lower_bound']} is not certificate width + 1")
+    elif not isinstance(wt.get("status"), str):
+        problems.append(f"{where}: weight entry has no certificate and no uncertified status")
     nr = cell.get("neuron")
     if nr is None:
         return
-    if nr.get("lower_bound") is not None:
+    if not isinstance(nr, dict):
+        raise ValueError(f"'neuron' must be an object, got {describe(nr)}")
+    lower = nr.get("lower_bound")
+    if lower is not None:
+        lower = _as_int(lower, "lower_bound")
         cert = nr["certificate"]
-        n = int(cert["width"])
+        n = _as_int(cert["width"], "certificate width")
         counts["neuron"] += 1
         if n > first.shape[0]:
             problems.append(f"{where}: neuron certificate wider than the stored stream")
@@ -1176,57 +1280,192 @@ def _check_cell(
             ok, why = _recheck_farkas(cert, w, first[:n], second[:n], eps, model)
             if not ok:
                 problems.append(f"{where}: neuron certificate fails: {why}")
-            if int(nr["lower_bound"]) != n + 1:
-                problems.append(f"{where}: lower_bound {nr['lower_bound']} is not certificate width + 1")
+            if lower != n + 1:
+                problems.append(f"{where}: lower_bound {lower} is not certificate width + 1")
+    elif not isinstance(nr.get("status"), str):
+        problems.append(f"{where}: neuron entry has no certificate and no uncertified status")
     ex = nr.get("exact")
-    if ex is not None and ex.get("width") is not None:
-        n = int(ex["width"])
-        subset = [int(i) for i in ex["subset"]]
-        counts["exact"] += 1
-        if n > first.shape[0] or any(i < 0 or i >= n for i in subset):
-            problems.append(f"{where}: exact subset outside the first {n} neurons")
-        else:
-            err = sup_error_exact(w, first[subset], second[subset], model).value
-            if not err <= eps:
-                problems.append(f"{where}: exact subset errs {err!r} > ε")
-            if nr.get("lower_bound") is not None and n < int(nr["lower_bound"]):
-                problems.append(f"{where}: exact width {n} below the certified lower bound")
+    if ex is None:
+        return
+    if not isinstance(ex, dict) or not isinstance(ex.get("status"), str):
+        problems.append(f"{where}: exact entry without a status")
+        return
+    if ex["status"] != "exact":
+        if ex.get("width") is not None:
+            problems.append(f"{where}: exact width {ex['width']} given with status {ex['status'][:40]!r}")
+        return
+    if ex.get("width") is None:
+        problems.append(f"{where}: status 'exact' without a width")
+        return
+    n = _as_int(ex["width"], "exact width")
+    subset = [_as_int(i, "subset index") for i in ex["subset"]]
+    counts["exact"] += 1
+    if n > first.shape[0] or any(i < 0 or i >= n for i in subset) or len(set(subset)) != len(subset):
+        problems.append(f"{where}: exact subset not a set of the first {n} neurons")
+        return
+    err = sup_error_exact(w, first[subset], second[subset], model).value
+    if not err <= eps:
+        problems.append(f"{where}: exact subset errs {err!r} > ε")
+    if not abs(err - float(ex["error"])) <= 1e-9:
+        problems.append(f"{where}: exact error {ex['error']!r} does not match {err!r}")
+    minimality = ex.get("minimality")
+    if lower is not None and n < lower:
+        problems.append(f"{where}: exact width {n} below the certified lower bound")
+    if minimality == "lp-certificate":
+        if lower is None or n != lower:  # only then does the Farkas certificate prove minimality
+            problems.append(f"{where}: minimality 'lp-certificate' but exact width {n} != lower bound {lower}")
+    elif not (isinstance(minimality, str) and minimality.startswith("milp-verdict")):
+        problems.append(f"{where}: exact width without a minimality statement")
+    elif lower is not None and n == lower:
+        problems.append(f"{where}: minimality is the LP certificate (width = lower bound), not a MILP verdict")
+
+
+def _same(a: Any, b: Any, rel: float = 1e-9) -> bool:
+    """Equal numbers (within ``rel``), both ``None``, or equal lists of those."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(_same(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return False
+    return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=0.0)
+
+
+def _check_summaries(record: dict[str, Any], results: list[Any], model: str, problems: list[str]) -> None:
+    """Recompute the medians, ratios, fits and "gap first at" from the cells and compare with the record."""
+    eps_list: list[float] = []
+    weight_meds: list[float | None] = []
+    neuron_meds: list[float | None] = []
+    has_neuron = any(isinstance(c, dict) and "neuron" in c for r in results for c in r["seeds"])
+    gap_at = []
+    for res in results:
+        eps = float(res["epsilon"])
+        cells = res["seeds"]
+        where = f"eps={eps:g}"
+        med = res.get("median")
+        if not isinstance(med, dict):
+            problems.append(f"{where}: no median entry")
+            med = {}
+        wkey = "width" if model == "R" else "lower_bound"
+        weight_med = _median([c["weight"].get(wkey) for c in cells])
+        expect: dict[str, Any] = {"weight": weight_med}
+        if has_neuron:
+            if any("neuron" not in c for c in cells):
+                problems.append(f"{where}: some seeds lack a neuron entry")
+                continue
+            expect["neuron_lower_bound"] = _median([c["neuron"].get("lower_bound") for c in cells])
+            expect["neuron_exact"] = _median([(c["neuron"].get("exact") or {}).get("width") for c in cells])
+            if weight_med is not None and expect["neuron_lower_bound"] is not None:
+                expect["ratio"] = expect["neuron_lower_bound"] / weight_med
+        for key, value in expect.items():
+            if not _same(med.get(key), value, 1e-12):
+                problems.append(f"{where}: median {key} {med.get(key)!r} is not {value!r} (from the cells)")
+        for key in set(med) - set(expect):
+            problems.append(f"{where}: median {key} {med[key]!r} has no cells behind it")
+        eps_list.append(eps)
+        weight_meds.append(weight_med)
+        neuron_meds.append(expect.get("neuron_lower_bound"))
+        if model == "R" and has_neuron and expect.get("ratio", 0) > 1:
+            gap_at.append(eps)
+    if not _same(record.get("epsilons"), eps_list, 0.0):
+        problems.append("'epsilons' does not list the results' ε")
+    if "median_neuron_above_weight_at" in record or model == "R":
+        if not _same(record.get("median_neuron_above_weight_at"), gap_at, 0.0):
+            problems.append(
+                f"median_neuron_above_weight_at {record.get('median_neuron_above_weight_at')!r} is not {gap_at!r}"
+            )
+    if not eps_list:
+        return
+    fits = fit_widths(eps_list, weight_meds, neuron_meds)
+    stored = record.get("fits")
+    if not isinstance(stored, dict):
+        problems.append("no 'fits' entry")
+        return
+    for part, fit in fits.items():
+        have = stored.get(part)
+        if fit is None or have is None:
+            if (fit is None) != (have is None):
+                problems.append(f"fit {part}: {'stored without data' if fit is None else 'missing'}")
+            continue
+        for key, value in fit.items():
+            if key != "model" and not _same(have.get(key) if isinstance(have, dict) else None, value):
+                problems.append(f"fit {part} {key} {have.get(key) if isinstance(have, dict) else None!r} is not {value!r}")
 
 
 def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Re-check every certificate of a :func:`gap_experiment` record from the record alone.
+    """Re-check every certificate and every derived number of a :func:`gap_experiment` record, from the record alone.
 
-    Weight: the masks applied to the stored weights give a network whose certified error
-    (:func:`certified_error`, exact in d <= 2) is ``<= ε`` and equals the stored error within
-    1e-9. Neuron: the Farkas multipliers are re-checked from their points (rows re-derived
-    here) and ``lower_bound = width + 1``. Exact: the subset's exact error is ``<= ε`` and the
-    exact width is at least the lower bound (the MILP's infeasibility below it is not
-    re-checkable: it is the solver's verdict).
+    Streams: each stored stream is regenerated from its seed (:func:`make_stream`) and must
+    match bit for bit, with ``|w| = 1``. Weight: the masks applied to the stored weights give a
+    network whose certified error (:func:`certified_error`, exact in d <= 2) is ``<= ε`` (the
+    strict test :func:`weight_pruning_width` applies) and equals the stored error within 1e-9.
+    Neuron: the Farkas multipliers are re-checked from their points (rows re-derived here) and
+    ``lower_bound = width + 1``. Exact: status ``"exact"`` if and only if a width is given; the
+    subset's exact error is ``<= ε``; the width is at least the lower bound; ``minimality`` is
+    ``"lp-certificate"`` exactly when the width equals the lower bound (otherwise the MILP's
+    infeasibility below it is the solver's verdict, not re-checkable). A cell without a
+    certificate must say so by an explicit ``status``. Medians, ratios, fits and
+    ``median_neuron_above_weight_at`` are recomputed from the cells and compared.
 
     Returns:
-        ``{"weight": n, "neuron": n, "exact": n, "problems": [...]}`` (counts of checked items).
+        ``{"streams": n, "weight": n, "neuron": n, "exact": n, "problems": [...]}`` (counts of
+        checked items).
+
+    Raises:
+        PruningLimitsError: not a gap record (one line), or a record with nothing to check.
     """
-    try:
-        dim = int(record["dim"])
-        model = record["model"]
-        streams = {int(s["seed"]): s for s in record["streams"]}
-        results = record["results"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PruningLimitsError(f"not a gap record: missing or malformed {exc}") from None
+    if not isinstance(record, dict):
+        raise PruningLimitsError(f"not a gap record: expected a JSON object, got {describe(record)}")
+    missing = [key for key in ("dim", "model", "streams", "results") if key not in record]
+    if missing:
+        raise PruningLimitsError(f"not a gap record: missing {', '.join(repr(k) for k in missing)}")
+    dim, model, results = record["dim"], record["model"], record["results"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise PruningLimitsError(f"not a gap record: 'dim' must be an integer >= 1, got {describe(dim)}")
+    if model not in MODELS:
+        raise PruningLimitsError(f"not a gap record: 'model' must be one of {MODELS}, got {describe(model)}")
+    if not isinstance(results, list):
+        raise PruningLimitsError(f"not a gap record: 'results' must be a list, got {describe(results)}")
+    for k, res in enumerate(results):
+        ok = isinstance(res, dict) and isinstance(res.get("seeds"), list)
+        if ok:
+            try:
+                check_epsilon(res.get("epsilon"))
+            except PruningLimitsError:
+                ok = False
+        if not ok or not all(isinstance(c, dict) and isinstance(c.get("weight"), dict) for c in res["seeds"]):
+            raise PruningLimitsError(
+                f"not a gap record: results[{k}] needs an 'epsilon' in (0, 1) and a list 'seeds' of objects with 'weight'"
+            )
+    streams = _parse_streams(record["streams"], dim)
     problems: list[str] = []
-    counts = {"weight": 0, "neuron": 0, "exact": 0}
+    counts = {"streams": 0, "weight": 0, "neuron": 0, "exact": 0}
+    for seed, (w, first, second) in streams.items():
+        _check_stream(seed, w, first, second, dim, problems)
+        counts["streams"] += 1
+    seeds = record.get("seeds")
+    if not _same(seeds, sorted(streams), 0.0) and not _same(seeds, list(streams), 0.0):
+        problems.append(f"'seeds' {seeds!r} is not the list of stored streams")
+    cell_problems = 0
     for res in results:
-        try:
-            eps = float(res["epsilon"])
-            cells = list(res["seeds"])
-        except (KeyError, TypeError, ValueError):
-            problems.append("a result without epsilon or seeds")
-            continue
-        for cell in cells:
+        eps = float(res["epsilon"])
+        if [c.get("seed") for c in res["seeds"]] != seeds:
+            problems.append(f"eps={eps:g}: the cells' seeds are not {seeds!r}")
+        for cell in res["seeds"]:
+            before = len(problems)
             try:
                 _check_cell(cell, eps, streams, dim, model, counts, problems)
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
                 problems.append(f"eps={eps:g}: malformed entry ({type(exc).__name__}: {exc})")
+            cell_problems += len(problems) - before
+    if counts["weight"] + counts["neuron"] + counts["exact"] == 0:
+        if not cell_problems:  # no cell holds anything, not even something wrong
+            raise PruningLimitsError(f"refused: the record holds no certificate to check ({len(results)} results)")
+        problems.append("no certificate of the record could be checked")
+    try:
+        _check_summaries(record, results, model, problems)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        problems.append(f"medians or fits cannot be recomputed ({type(exc).__name__}: {exc})")
     return {**counts, "problems": problems}
 
 

@@ -48,7 +48,7 @@ def test_reduced_run_json_carries_checkable_certificates(reduced_run):
     # re-checked from the JSON alone (a fresh parse of the file the command wrote)
     saved = json.loads((folder / "gap.json").read_text())
     check = lottery.check_gap_record(saved)
-    assert check["problems"] == [] and check["weight"] == 4 and check["neuron"] == 4
+    assert check["problems"] == [] and check["weight"] == 4 and check["neuron"] == 4 and check["streams"] == 2
     assert record["check"] == check
     assert (folder / "gap.png").read_bytes()[:4] == b"\x89PNG"
     assert record["fits"]["weight"]["points"] == 2
@@ -86,7 +86,7 @@ def test_text_output_leads_with_the_answer():
         (["--dim", "2", "--epsilon", "1"], "--epsilon must be in (0, 1)"),
         (["--dim", "2", "--epsilon", "-0.5"], "--epsilon must be in (0, 1)"),
         (["--dim", "2", "--seeds", "0"], "--seeds must be an integer >= 1"),
-        (["--dim", "2", "--milp-time-limit", "0"], "--milp-time-limit"),
+        (["--dim", "2", "--milp-time-limit", "-1"], "--milp-time-limit must be a number of seconds >= 0"),
         (["--dim", "5", "--model", "L"], "d <= 4"),
     ],
 )
@@ -106,10 +106,41 @@ def test_usage_errors(tmp_path):
     assert result.exit_code == 1 and "is not JSON" in result.stderr
 
 
-def test_milp_time_out_is_reported_uncertified():
-    result = run(
-        "gap", "--dim", "2", "--epsilon", "0.0078125", "--seeds", "1", "--milp-time-limit", "0.001", "--json"
-    )
+def test_milp_time_limit_zero_skips_the_milp_and_says_so():
+    """--milp-time-limit 0 means "do not run the MILP" (the time-out label itself is tested in
+    test_lottery through the library with a zero budget, independent of wall-clock speed)."""
+    result = run("gap", "--dim", "2", "--epsilon", "0.25", "--seeds", "1", "--milp-time-limit", "0", "--json")
     assert result.exit_code == 0, (result.stdout, result.stderr)
-    exact = json.loads(result.stdout)["results"][0]["seeds"][0]["neuron"]["exact"]
-    assert exact["width"] is None and exact["status"].startswith("time-limit")
+    record = json.loads(result.stdout)
+    exact = record["results"][0]["seeds"][0]["neuron"]["exact"]
+    assert exact["width"] is None and exact["status"].startswith("not-attempted: MILP time limit 0")
+    assert record["results"][0]["median"]["neuron_exact"] is None
+    assert record["check"]["problems"] == [] and record["check"]["exact"] == 0
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"dim": 2, "model": "R", "streams": [], "results": 5}', "'results' must be a list"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"dim": 2, "model": "R", "streams": [], "results": []}', "no certificate to check"),
+        ('{"dim": 2, "model": "R", "streams": [7], "results": []}', "streams[0] is malformed"),
+        ('{"dim": 2, "model": "R", "streams": [{"seed": "a", "w": [], "first": [], "second": []}], "results": []}', "streams[0]"),
+        ('{"dim": 2, "model": "R", "streams": [], "results": [{"epsilon": 0.5, "seeds": 3}]}', "results[0]"),
+    ],
+)
+def test_check_of_malformed_records_is_a_one_line_error(tmp_path, content, message):
+    (tmp_path / "bad.json").write_text(content)
+    result = run("gap", "--check", tmp_path / "bad.json")
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_check_reports_forged_medians(reduced_run, tmp_path):
+    _, folder = reduced_run
+    forged = json.loads((folder / "gap.json").read_text())
+    forged["results"][1]["median"]["neuron_lower_bound"] = 999.0
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    result = run("gap", "--check", tmp_path / "forged.json")
+    assert result.exit_code == 1 and "median neuron_lower_bound" in result.stdout
