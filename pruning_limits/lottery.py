@@ -736,8 +736,8 @@ def lp_lower_bound(
     ``n`` and the bound ``n + 1``. That bound is valid but not necessarily the largest one: at a
     width where :meth:`Relaxation.decide` finds no certificate (``None`` means "none found",
     e.g. the cutting planes stopped within :data:`CUT_TOLERANCE`, not "none exists") the search
-    turns back, and such widths are not claimed as anything. The search stops at the stream's width (:data:`MAX_WIDTH` in the
-    experiment); a bound that reaches it is valid but capped.
+    turns back, and such widths are not claimed as anything. The search stops at the stream's
+    width (:data:`MAX_WIDTH` in the experiment); a bound that reaches it is valid but capped.
     """
     epsilon = check_epsilon(epsilon)
     check_choice("model", model, MODELS)
@@ -1325,7 +1325,9 @@ def _same(a: Any, b: Any, rel: float = 1e-9) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, list) or isinstance(b, list):
-        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(_same(x, y, rel) for x, y in zip(a, b))
+        if not (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)):
+            return False
+        return all(_same(x, y, rel) for x, y in zip(a, b))
     if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return False
     return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=0.0)

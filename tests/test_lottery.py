@@ -434,6 +434,8 @@ def test_bad_inputs():
         L.gap_experiment(2, [0.5], seeds=[0], model="X")
     with pytest.raises(PruningLimitsError, match="d <= 4"):
         L.gap_experiment(5, [0.5], seeds=[0], model="L")
+    with pytest.raises(PruningLimitsError, match="milp_time_limit must be a number of seconds >= 0"):
+        L.gap_experiment(2, [0.5], seeds=[0], milp_time_limit=-1.0)
 
 
 def test_lp_bound_capped_at_the_stream_is_still_certified():
