@@ -67,16 +67,64 @@ def test_parse_structure_names_and_patterns():
             parse_structure(bad)
     with pytest.raises(PruningLimitsError, match="structure must be"):
         parse_structure(3)
+    assert parse_structure("neuron+outputs") == parse_structure(" Neuron + outputs ")
+    assert (parse_structure("channel+outputs").kind, parse_structure("channel+outputs").outputs) == ("channel", True)
+    assert parse_structure("neuron").outputs is False
+    cl = parse_structure("2:4+cl")
+    assert (cl.kind, cl.n, cl.m, cl.channels_last, cl.name) == ("n:m", 2, 4, True, "2:4+cl")
+    for bad in ("layerwise+outputs", "2:4+outputs", "neuron+cl", "neuron+"):
+        with pytest.raises(PruningLimitsError, match="structure must be"):
+            parse_structure(bad)
 
 
 def test_model_without_a_layer_the_structure_applies_to_is_refused():
     convs = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.Conv1d(2, 2, 3))  # fan-in 3 and 6
-    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer"):
+    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer besides the last one"):
         model_order(convs, "neuron")
     with pytest.raises(PruningLimitsError, match="structure 2:4 needs a layer whose input size .* multiple of 4"):
         model_order(convs, "2:4")
-    assert model_order(convs, "channel").covered == 18
+    channel = model_order(convs, "channel")  # the last convolution's channels are the outputs
+    assert channel.covered == 6 and channel.dense_layers == (("2.weight", 12),)
+    assert channel.dense_share == pytest.approx(12 / 18)
+    assert model_order(convs, "channel+outputs").covered == 18
     assert model_order(convs, "1:3").covered == 18
+    with pytest.raises(PruningLimitsError, match="2:4\\+cl needs a layer whose input size \\(in_channels for"):
+        model_order(convs, "2:4+cl")  # in_channels 1 and 2
+    # a classifier alone: its rows are the classes, pruned only when asked for
+    logistic = nn.Sequential(nn.Linear(5, 3))
+    with pytest.raises(PruningLimitsError, match="besides the last one .*neuron\\+outputs prunes them"):
+        model_order(logistic, "neuron")
+    assert model_order(logistic, "neuron+outputs").allowed.tolist() == [0, 5, 10, 15]
+
+
+def test_neuron_and_channel_leave_the_output_rows_dense_by_default():
+    """Removing a row of the last layer deletes a class: by default it stays dense and is reported."""
+    model = net(2)
+    for name in ("neuron", "channel"):
+        plan = model_order(model, name)
+        assert ("5.weight", 24) in plan.dense_layers
+        assert plan.to_dict()["dense_layers"][-1] == {"name": "5.weight", "size": 24}
+        masks = compute_masks(model, int(plan.allowed[-1]), name)
+        assert masks["5.weight"].all()
+        assert not masks["3.weight"].any()  # every hidden row goes at the largest allowed count
+        with_outputs = model_order(model, name + "+outputs")
+        assert "5.weight" not in dict(with_outputs.dense_layers)
+        assert with_outputs.allowed[-1] == plan.allowed[-1] + 24
+    assert model_order(model, "neuron").dense_layers == (("0.weight", 32), ("5.weight", 24))
+
+
+def test_pruned_rows_keep_their_bias_in_masks_and_prune():
+    """Only the weights of a removed row are zeroed (the prunable weights); its bias stays, so the
+    neuron outputs the constant act(b), the same in prediction, measurement and prune_model."""
+    model = net(5)
+    bias = model[3].bias.detach().clone()
+    masks = prune_model(model, 0.3, "neuron", permanent=True)
+    removed = ~masks["3.weight"].any(dim=1)
+    assert removed.any()
+    assert torch.equal(model[3].bias.detach(), bias)
+    x = torch.randn(4, 2, 4, 4)
+    hidden = model[:5](x)
+    assert torch.allclose(hidden[:, removed], torch.relu(bias[removed]).expand(4, -1))
 
 
 def test_pattern_takes_no_amount_and_other_structures_need_one():
@@ -118,7 +166,7 @@ def test_layerwise_point_is_nearest_given_its_per_layer_counts():
         assert pruned_sq(w, keep) == pytest.approx(best, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["neuron", "channel"])
+@pytest.mark.parametrize("name", ["neuron", "channel", "neuron+outputs", "channel+outputs"])
 def test_group_points_are_nearest_among_all_unions_of_groups_with_as_many_zeros(name):
     """At every allowed count a (end of a greedy group) the point is the nearest union of whole
     groups with at least a pruned weights: brute force over all 2^G unions, groups of unequal size."""
@@ -127,13 +175,15 @@ def test_group_points_are_nearest_among_all_unions_of_groups_with_as_many_zeros(
         w = effective_weights(model)
         layout = layer_layout(model)
         plan = model_order(model, name)
+        outputs = name.endswith("+outputs")
         groups = [  # flat index sets of every row the structure may remove
             list(range(layer.start + r * layer.fan_in, layer.start + (r + 1) * layer.fan_in))
             for layer in layout
-            if layer.kind == "linear" or name == "channel"
+            if (layer.kind == "linear" or name.startswith("channel")) and (outputs or layer is not layout[-1])
             for r in range(layer.rows)
         ]
-        assert len({len(g) for g in groups}) > 1  # unequal group sizes
+        if name != "neuron":  # neuron without the outputs: the two rows of Linear(3, 2)
+            assert len({len(g) for g in groups}) > 1  # unequal group sizes
         unions = []
         for choice in itertools.product((0, 1), repeat=len(groups)):
             idx = [i for g, c in zip(groups, choice) if c for i in g]
@@ -154,7 +204,7 @@ def test_between_allowed_counts_the_next_group_point_need_not_be_nearest():
     # layer A: one row of 3 weights (mean square 1.0); layer B: two rows of 2 (1.1 and 1.2)
     w = np.array([1.0, 1.0, 1.0, math.sqrt(1.1), math.sqrt(1.1), math.sqrt(1.2), math.sqrt(1.2)])
     layout = [Layer("a.weight", "linear", (1, 3), 0), Layer("b.weight", "linear", (2, 2), 3)]
-    plan = structured_order(w, layout, "neuron")
+    plan = structured_order(w, layout, "neuron+outputs")
     assert plan.allowed.tolist() == [0, 3, 5, 7]
     greedy = pruned_sq(w, keep_of(plan, plan.allowed_at_least(4)))  # A and B1: 3 + 2.2
     both_b = 2.2 + 2.4  # B1 and B2: 4 zeros as well
@@ -267,11 +317,14 @@ def brute_force_limit(w, spectrum, eps, plan, gradient=None):
     """Largest allowed sparsity s = a/D with s <= δ(R; ε − c)/D, scanning every allowed count."""
     dim = plan.dim
     r2 = distance_curve(w, plan.order)
-    cost = np.zeros(dim + 1) if gradient is None else first_order_curve(w, gradient, plan.order)
+    steps = np.zeros(dim + 1) if gradient is None else np.concatenate([[0.0], np.cumsum(-gradient[plan.order] * w[plan.order])])
     best = 0.0
     for count in plan.allowed:
         kept = dim - int(count)
-        e = eps - cost[kept]
+        e = eps - max(steps[a] for a in plan.allowed if a <= count)  # c: running maximum over allowed counts only
+        assert gradient is None or first_order_curve(w, gradient, plan.order, plan.allowed)[kept] == max(
+            steps[a] for a in plan.allowed if a <= count
+        )
         if e <= 0:
             continue
         frac = np.mean(np.sum(spectrum.weights * delta_integrand(spectrum.nodes, e, r2[kept]), axis=1))
@@ -280,7 +333,7 @@ def brute_force_limit(w, spectrum, eps, plan, gradient=None):
     return best
 
 
-@pytest.mark.parametrize("name", ["unstructured", "layerwise", "neuron", "channel"])
+@pytest.mark.parametrize("name", ["unstructured", "layerwise", "neuron", "channel", "channel+outputs"])
 def test_structured_prediction_equals_a_brute_force_scan(name):
     for seed in range(4):
         model = net(seed)
