@@ -522,3 +522,90 @@ def test_cli_bad_structure_inputs(bundle, tmp_path):
     one_line_error(run_cli("validate", bundle, "--structure", "rows"), "structure must be unstructured, layerwise, neuron, channel or N:M")
     one_line_error(run_cli("predict", bundle, "--structure", "all"), "structure must be")  # 'all' is validate's only
     one_line_error(run_cli("predict", bundle, "--structure", "1:3"), "structure 1:3 needs a layer whose input size")  # 64 and 8 inputs
+
+
+# --- the first-order cost at a structure's points (gradient not aligned with sign(w)) --------
+
+
+def mse_model(seed):
+    """A small MLP fitted by MSE without l1: its data-loss gradient is not −λ·sign(w)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 12), nn.Tanh(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4)).double()
+    x, y = torch.randn(64, 8, dtype=torch.float64), torch.randn(64, 4, dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(30):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+    opt.zero_grad()
+    ((model(x) - y) ** 2).mean().backward()
+    return model, torch.cat([m.weight.grad.reshape(-1) for m in model if isinstance(m, nn.Linear)]).numpy()
+
+
+def test_pattern_cost_is_its_own_step_not_a_running_maximum_over_partial_rounds():
+    model, g = mse_model(2)
+    w = effective_weights(model)
+    plan = model_order(model, "2:4")
+    step = plan.order[: plan.pattern_count]
+    own = max(0.0, float(-np.sum(g[step] * w[step])))
+    prefix_max = float(first_order_curve(w, g, plan.order)[plan.dim - plan.pattern_count])
+    assert 0.0 < own < prefix_max  # the case the two differ
+    p = predict_structured(w, random_spectrum(plan.dim, 2), 1e-2, plan, gradient=g)
+    assert p.first_order_cost == pytest.approx(own, rel=1e-12)
+    assert p.needed_epsilon > own
+    # a decrease is never credited: with −g the step lowers the loss to first order, c = 0
+    assert predict_structured(w, random_spectrum(plan.dim, 2), 1e-2, plan, gradient=-g).first_order_cost == 0.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_group_cost_is_a_maximum_over_allowed_counts_only(seed):
+    model, g = mse_model(seed)
+    w = effective_weights(model)
+    plan = model_order(model, "neuron")
+    steps = np.concatenate([[0.0], np.cumsum(-g[plan.order] * w[plan.order])])
+    allowed_only = first_order_curve(w, g, plan.order, plan.allowed)
+    every_prefix = first_order_curve(w, g, plan.order)
+    for a in plan.allowed:
+        assert allowed_only[plan.dim - a] == max(steps[b] for b in plan.allowed if b <= a)
+    kept = plan.dim - plan.allowed
+    assert (allowed_only[kept] < every_prefix[kept]).any()  # partial groups pushed the old c up
+    assert np.all(np.diff(allowed_only) <= 0)  # non-increasing in kept: ε − c stays monotone
+    spectrum = random_spectrum(plan.dim, seed)
+    for eps in (1e-3, 1e-2, 0.1):
+        p = predict_structured(w, spectrum, eps, plan, gradient=g)
+        assert p.sparsity == pytest.approx(brute_force_limit(w, spectrum, eps, plan, g), abs=1e-12)
+        assert p.first_order_cost == allowed_only[p.kept]
+    with pytest.raises(PruningLimitsError, match="allowed must be ascending counts"):
+        first_order_curve(w, g, plan.order, [1, 5])
+
+
+# --- N:M+cl: runs along input channels at a fixed kernel position ------------------------------
+
+
+def reference_channels_last_keep(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Reference: permute to (out, *kernel, in), keep the n largest |w| of every run of m inputs."""
+    perm = (0, *range(2, weight.dim()), 1)
+    moved = weight.permute(perm)
+    keep = reference_nm_keep(moved.reshape(-1, moved.shape[-1]), n, m).reshape(moved.shape)
+    inverse = [perm.index(i) for i in range(weight.dim())]
+    return keep.permute(inverse).contiguous()
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "1:4", "1:2"])
+def test_channels_last_pattern_masks_equal_the_reference(pattern):
+    s = parse_structure(pattern + "+cl")
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Conv2d(3, 8, 2), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.Flatten(), nn.Linear(4, 4))
+        masks = compute_masks(model, None, s.name)
+        assert masks["0.weight"].all()  # in_channels 3: left dense (its flattened fan-in 12 would fit)
+        conv = model[2].weight.detach()
+        assert torch.equal(masks["2.weight"], reference_channels_last_keep(conv, s.n, s.m))
+        runs = masks["2.weight"].permute(0, 2, 3, 1).reshape(-1, s.m)
+        assert (runs.sum(-1) == s.n).all()
+        assert torch.equal(masks["4.weight"], reference_nm_keep(model[4].weight.detach(), s.n, s.m))  # Linear: as N:M
+        plan = model_order(model, s.name)
+        assert dict(plan.dense_layers) == {"0.weight": 96}
+        flat = model_order(model, pattern)  # the flattened runs differ on the convolution
+        assert not flat.dense_layers
+        assert not torch.equal(compute_masks(model, None, pattern)["2.weight"], masks["2.weight"])
