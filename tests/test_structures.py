@@ -511,6 +511,17 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     record = json.loads(result.stdout)
     assert [e["structure"] for e in record["structures"]] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
     assert (tmp_path / "r-structures.png").exists() and "r-structures.png" in report.read_text()
+    assert record["spectrum_source"] == "slq" and record["spectrum"]["exact"] is False
+
+
+def test_cli_validate_structure_exact_replaces_slq(bundle):
+    import json
+
+    assert "with --structure, predict from it instead of SLQ" in " ".join(run_cli("validate", "--help").stdout.split())
+    result = run_cli("validate", bundle, "--structure", "2:4", "--exact", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["spectrum_source"] == "exact" and record["spectrum"]["exact"] is True
 
 
 def test_cli_bad_structure_inputs(bundle, tmp_path):
