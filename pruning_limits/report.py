@@ -621,7 +621,7 @@ def structure_support_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     if not dense:
         return []
     names = ", ".join(f"{d['name']} ({d['size']})" for d in dense)
-    return [("left dense (structure does not apply)", f"{names}: {100 * float(record['dense_share']):.1f}% of weights")]
+    return [("left dense", f"{names}: {100 * float(record['dense_share']):.1f}% of weights")]
 
 
 def structures_rows(record: Mapping[str, Any]) -> str:
