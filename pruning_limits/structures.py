@@ -222,7 +222,8 @@ class StructuredOrder:
         allowed: ascending int64 numbers of pruned weights at which that point is allowed
             (0 first; the pattern ``N:M`` at ``pattern_count``).
         covered: number of weights the structure can prune (``D`` minus the dense layers).
-        dense_layers: ``(name, size)`` of the layers the structure does not apply to (left dense).
+        dense_layers: ``(name, size)`` of the layers left dense: those the structure does not apply to
+            and, for ``neuron``/``channel`` without ``+outputs``, the last prunable layer.
         pattern_count: for ``N:M`` the number of pruned weights of the pattern, else ``None``.
     """
 
