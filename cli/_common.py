@@ -166,7 +166,9 @@ def structure_option(*, allow_all: bool = False) -> Callable[[F], F]:
         show_default=True,
         metavar="S",
         help="Allowed supports: unstructured (global magnitude), layerwise, neuron (rows of nn.Linear), "
-        f"channel (output channels and rows) or N:M, e.g. 2:4 (at most N non-zeros in every M inputs){extra}.",
+        f"channel (output channels and rows) or N:M, e.g. 2:4 (at most N non-zeros in every M inputs){extra}. "
+        "neuron/channel keep the last layer's rows (the outputs) unless given as neuron+outputs/channel+outputs; "
+        "N:M+cl takes runs of input channels at each kernel position (the sparse tensor core layout).",
     )
 
 

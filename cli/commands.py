@@ -443,7 +443,12 @@ def prune_command(
 @click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
 @structure_option(allow_all=True)
 @spectrum_options
-@click.option("--exact", is_flag=True, help="Also predict from the exact spectrum (dense float64 Hessian, D <= 10 000).")
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Also predict from the exact spectrum (dense float64 Hessian, D <= 10 000); with --structure, "
+    "predict from it instead of SLQ.",
+)
 @seed_option
 @plot_option
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it).")
@@ -597,7 +602,8 @@ def _validate_structures(
         loaded.model, loaded.data, names, epsilon=epsilon, seed=seed, spectrum=spectrum, progress=console.progress,
         **({} if eta is None else {"eta": eta}),
     )
-    record = {**result.to_dict(), **facts, "seconds": time.perf_counter() - start}
+    # --exact here replaces SLQ (one spectrum for every structure); the record says which it was
+    record = {**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq", "seconds": time.perf_counter() - start}
     if plot_path:
         report.save_figure(report.structures_figure(record), plot_path)
         console.log(f"wrote {plot_path}")

@@ -346,7 +346,10 @@ def _check_weights_and_spectrum(weights: Any, spectrum: Any) -> np.ndarray:
     return w
 
 
-def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any, gradient: Any = None, order: Any = None):
+def _prepare(
+    weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any, gradient: Any = None, order: Any = None,
+    allowed: Any = None,
+):
     w = _check_weights_and_spectrum(weights, spectrum)
     epsilon = check_positive("epsilon", epsilon)
     eta = check_fraction("eta", eta, open_low=True, open_high=True)
@@ -360,7 +363,7 @@ def _prepare(weights: Any, spectrum: Any, epsilon: Any, eta: Any, criterion: Any
                 "gradient needs criterion='magnitude' or the order of the custom R_k² curve (order=)"
             )
         else:
-            cost = first_order_curve(w, gradient, _check_order(order, w.size))
+            cost = first_order_curve(w, gradient, _check_order(order, w.size), allowed)
     return w, epsilon, eta, r2, name, cost
 
 
@@ -372,18 +375,35 @@ def _check_order(order: Any, dim: int) -> np.ndarray:
     return o.astype(np.int64)
 
 
-def first_order_curve(weights: Any, gradient: Any, order: Any) -> np.ndarray:
+def first_order_curve(weights: Any, gradient: Any, order: Any, allowed: Any = None) -> np.ndarray:
     """First-order cost ``c_k`` (:func:`magnitude_first_order_curve`) along any removal ``order``.
 
     ``order`` lists the flat weight indices, first pruned first; ``c_k`` accumulates
     ``−g_i w_i`` over the first ``D − k`` of them, then takes the running maximum from ``k = D``
     downwards, exactly as for the magnitude order.
+
+    With ``allowed`` (ascending numbers of pruned weights at which the order sits on an allowed
+    point of a structure, 0 first; :attr:`pruning_limits.structures.StructuredOrder.allowed`)
+    the running maximum runs over the allowed counts only: with ``m`` pruned, ``c`` is the
+    largest accumulated cost at an allowed count ``≤ m``. Prefixes inside a group (part of a
+    neuron) are no allowed point, and their cost does not enter.
     """
     w = _check_weights(weights)
     g = _check_gradient(gradient, w)
     o = _check_order(order, w.size)
-    by_pruned = np.maximum.accumulate(np.concatenate([[0.0], np.cumsum(-g[o] * w[o])]))
-    return by_pruned[::-1].copy()
+    cumulative = np.concatenate([[0.0], np.cumsum(-g[o] * w[o])])
+    if allowed is None:
+        return np.maximum.accumulate(cumulative)[::-1].copy()
+    counts = np.asarray(allowed)
+    if (
+        counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.integer) or counts[0] != 0
+        or (np.diff(counts) <= 0).any() or counts[-1] > w.size
+    ):
+        raise PruningLimitsError(f"allowed must be ascending counts in [0, {w.size}] starting at 0, got {describe(allowed)}")
+    at_allowed = np.maximum.accumulate(cumulative[counts])
+    # with m pruned: the last allowed count <= m
+    last = np.searchsorted(counts, np.arange(w.size + 1), side="right") - 1
+    return at_allowed[last][::-1].copy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,6 +420,7 @@ def predict_from_spectrum(
     criterion: str | Sequence[float] | np.ndarray = "magnitude",
     gradient: Any = None,
     order: Any = None,
+    allowed: Any = None,
 ) -> Prediction:
     """Predicted pruning limit from a spectrum and the trained weights (pure maths, no model).
 
@@ -417,13 +438,15 @@ def predict_from_spectrum(
         order: with a custom ``criterion`` curve and a ``gradient``: the removal order the curve
             follows (flat indices, first pruned first; e.g.
             :attr:`pruning_limits.structures.StructuredOrder.order`), for :func:`first_order_curve`.
+        allowed: with ``order``: the structure's allowed counts, over which
+            :func:`first_order_curve` takes its running maximum (default: every count).
 
     Returns:
         :class:`Prediction`. ``s*`` is the largest ``s(k) = 1 − k/D`` with
         ``s(k) ≤ δ(R_k)/D`` (the smallest feasible ``k``), solved exactly over integer ``k``.
     """
     start = time.perf_counter()
-    _, epsilon, eta, r2, name, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient, order)
+    _, epsilon, eta, r2, name, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient, order, allowed)
     dim = spectrum.dim
     nodes, quad = spectrum.nodes, spectrum.weights
     margin = kinematic_margin(eta) / math.sqrt(dim)

@@ -10,7 +10,8 @@ of kept weights. On weights without ties the ``unstructured`` masks equal
 
 :func:`compute_masks` and :func:`prune_model` always land on an allowed point of the structure:
 ``amount`` (int = count, float = fraction, as ``torch.nn.utils.prune``) is rounded *up* to the
-next allowed count (whole rows or channels for ``neuron``/``channel``); ``N:M`` takes no amount
+next allowed count (whole rows or channels for ``neuron``/``channel``, which leave the last
+layer's rows and every bias in place unless ``+outputs``); ``N:M`` takes no amount
 (its sparsity is fixed). The lower-level :func:`masks_from_order` prunes any count of an order.
 
 Masks are ``dict`` of module-qualified weight names (``"0.weight"``) to bool tensors, True =

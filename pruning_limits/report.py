@@ -621,7 +621,7 @@ def structure_support_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     if not dense:
         return []
     names = ", ".join(f"{d['name']} ({d['size']})" for d in dense)
-    return [("left dense (structure does not apply)", f"{names}: {100 * float(record['dense_share']):.1f}% of weights")]
+    return [("left dense", f"{names}: {100 * float(record['dense_share']):.1f}% of weights")]
 
 
 def structures_rows(record: Mapping[str, Any]) -> str:
@@ -645,7 +645,8 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
     lines.append(
         "Sparsities in percent of the prunable weights. Each structure prunes only its allowed "
         "supports (unstructured: any weights; layerwise: the same fraction of every layer; neuron: "
-        "whole rows of nn.Linear; channel: whole output channels and rows; N:M: at most N non-zeros "
+        "whole rows of nn.Linear; channel: whole output channels and rows; both leave the last "
+        "layer's rows, the outputs, dense and keep biases; N:M: at most N non-zeros "
         "in every M consecutive inputs). Predicted: the limit of s = δ(R(s))/D with the structure's "
         "R(s) (Zhang et al., NeurIPS 2024), moved down to the structure's allowed points; an N:M "
         "pattern has a fixed sparsity, so the prediction says whether it is feasible at ε and which ε "

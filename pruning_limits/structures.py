@@ -18,7 +18,17 @@ Structures (:func:`parse_structure`):
   magnitude pruning, Han et al. 2015). Every count is allowed; given the per-layer counts the
   point is the nearest one (the smallest of each layer go).
 - ``neuron``: whole output rows of ``nn.Linear`` weights; ``channel``: whole output channels of
-  convolutions and rows of ``nn.Linear`` (dimension 0 of the weight). Groups are removed in
+  convolutions and rows of ``nn.Linear`` (dimension 0 of the weight). The output rows of the
+  *last* prunable layer (the classifier of a ``Sequential``, in the flat order) are the
+  network's outputs: removing one deletes a class, so by default they stay dense and are listed
+  in :attr:`StructuredOrder.dense_layers`; ``neuron+outputs`` and ``channel+outputs`` include
+  them. Only the *weights* of a row are pruned, never its bias (the prunable weights are the
+  weights, THEORY §8): a removed neuron outputs the constant ``act(b_i)``, and prediction,
+  measurement (:mod:`pruning_limits.validation`) and ``prune`` all keep that bias. To shrink the
+  matrices for deployment the constant goes into the next layer's bias,
+  ``b_next += W_next[:, i] · act(b_i)``, which leaves the network's function unchanged when the
+  next layer is an ``nn.Linear`` (for a next convolution with zero padding it is exact only
+  away from the borders). Groups are removed in
   increasing order of squared norm per weight (THEORY §8), ties by group index; inside the
   group in progress the smallest ``|w|`` go first, so the curve is defined at every count, but
   only the ends of groups are allowed points. Exchange argument: the greedy point after ``j``
@@ -29,13 +39,18 @@ Structures (:func:`parse_structure`):
   groups differ in size; this module never reports such counts as allowed.
 - ``N:M`` (``1 ≤ N < M``): in every run of ``M`` consecutive weights along the input dimension
   (the last dimension of a Linear weight; ``in_channels × kh × kw`` flattened for a
-  convolution) at most ``N`` are non-zero (2:4 is what sparse tensor cores run). The order
+  convolution) at most ``N`` are non-zero (2:4 is what sparse tensor cores run). For a
+  convolution that flattened run is *not* the layout NVIDIA's sparse tensor cores accelerate
+  (ASP / cuSPARSELt take runs of input channels at a fixed kernel position, the weight
+  permuted to ``(out, kh, kw, in)``); ``N:M+cl`` (channels last) takes those runs and needs
+  ``in_channels`` to be a multiple of ``M``; on Linear layers both are the same. The order
   removes, in round ``r = 1 … M``, the ``r``-th smallest ``|w|`` of every run (rounds in
   increasing ``|w|``); the end of round ``M − N`` is the pattern: in each run the ``M − N``
   smallest go, which is the nearest point with at most ``N`` non-zeros per run.
 
-Layers a structure does not apply to (convolutions under ``neuron``; layers whose input size is
-not a multiple of ``M`` under ``N:M``) stay dense: they come last in the order, beyond every
+Layers a structure does not apply to (convolutions under ``neuron``; the last prunable layer
+under ``neuron``/``channel``; layers whose input size, or ``in_channels`` for ``+cl``, is not a
+multiple of ``M`` under ``N:M``) stay dense: they come last in the order, beyond every
 allowed count, and :attr:`StructuredOrder.dense_layers` names them with their sizes so callers
 can report the share of weights they hold. A model with no layer the structure applies to is
 refused.
@@ -60,9 +75,16 @@ STRUCTURES = ("unstructured", "layerwise", "neuron", "channel")
 #: Old criterion names of :mod:`pruning_limits.masks`, kept as aliases of ``unstructured``.
 ALIASES = {"magnitude": "unstructured", "global": "unstructured"}
 #: What a structure spec may be, for error messages.
-EXPECTED = "unstructured, layerwise, neuron, channel or N:M with 1 <= N < M (e.g. 2:4)"
+EXPECTED = (
+    "unstructured, layerwise, neuron, channel or N:M with 1 <= N < M (e.g. 2:4; suffixes neuron+outputs, "
+    "channel+outputs, N:M+cl)"
+)
+#: Suffix that lets ``neuron``/``channel`` prune the output rows of the last prunable layer.
+OUTPUTS = "+outputs"
+#: Suffix of ``N:M`` taking runs along input channels at a fixed kernel position (channels last).
+CHANNELS_LAST = "+cl"
 
-_PATTERN = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+_PATTERN = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*(\+\s*cl)?\s*$")
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -73,16 +95,24 @@ class Structure:
     Attributes:
         kind: ``"unstructured"``, ``"layerwise"``, ``"neuron"``, ``"channel"`` or ``"n:m"``.
         n, m: the ``N`` and ``M`` of an ``N:M`` pattern (0 otherwise).
+        outputs: ``neuron``/``channel`` also prune the output rows of the last prunable layer
+            (``+outputs``; default False: they stay dense).
+        channels_last: ``N:M`` runs along input channels at a fixed kernel position of a
+            convolution (``+cl``; default False: along ``in_channels × kernel`` flattened).
     """
 
     kind: str
     n: int = 0
     m: int = 0
+    outputs: bool = False
+    channels_last: bool = False
 
     @property
     def name(self) -> str:
-        """The spec as a user writes it (``"2:4"`` for a pattern)."""
-        return f"{self.n}:{self.m}" if self.kind == "n:m" else self.kind
+        """The spec as a user writes it (``"2:4"`` for a pattern, ``"neuron+outputs"``)."""
+        if self.kind == "n:m":
+            return f"{self.n}:{self.m}" + (CHANNELS_LAST if self.channels_last else "")
+        return self.kind + (OUTPUTS if self.outputs else "")
 
     @property
     def is_pattern(self) -> bool:
@@ -107,13 +137,16 @@ def parse_structure(spec: Any) -> Structure:
     text = ALIASES.get(text, text)
     if text in STRUCTURES:
         return Structure(text)
+    base, plus, suffix = text.partition("+")
+    if base.strip() in ("neuron", "channel") and plus and suffix.strip() == OUTPUTS[1:]:
+        return Structure(base.strip(), outputs=True)
     match = _PATTERN.match(text)
     if match is None:
         raise PruningLimitsError(f"structure must be {EXPECTED}, got {spec!r}")
     n, m = int(match.group(1)), int(match.group(2))
     if m < 2 or not 1 <= n < m:
         raise PruningLimitsError(f"structure N:M needs M >= 2 and 1 <= N < M, got {spec.strip()!r}")
-    return Structure("n:m", n, m)
+    return Structure("n:m", n, m, channels_last=match.group(3) is not None)
 
 
 @dataclass(frozen=True)
@@ -189,7 +222,8 @@ class StructuredOrder:
         allowed: ascending int64 numbers of pruned weights at which that point is allowed
             (0 first; the pattern ``N:M`` at ``pattern_count``).
         covered: number of weights the structure can prune (``D`` minus the dense layers).
-        dense_layers: ``(name, size)`` of the layers the structure does not apply to (left dense).
+        dense_layers: ``(name, size)`` of the layers left dense: those the structure does not apply to
+            and, for ``neuron``/``channel`` without ``+outputs``, the last prunable layer.
         pattern_count: for ``N:M`` the number of pruned weights of the pattern, else ``None``.
     """
 
@@ -289,8 +323,13 @@ def structured_order(weights: Any, layout: list[Layer], structure: Any) -> Struc
         return StructuredOrder(structure, order, index_all(dim), dim, ())
     if structure.kind in ("neuron", "channel"):
         kinds = ("linear",) if structure.kind == "neuron" else ("linear", "conv")
-        return _group_order(structure, flat, layout, lambda layer: layer.kind in kinds, _row_groups)
-    return _group_order(structure, flat, layout, lambda layer: layer.fan_in % structure.m == 0, _run_groups)
+        last = layout[-1].name if layout else None
+
+        def rows_apply(layer: Layer) -> bool:
+            return layer.kind in kinds and (structure.outputs or layer.name != last)
+
+        return _group_order(structure, flat, layout, rows_apply, _row_groups)
+    return _group_order(structure, flat, layout, lambda layer: _run_length(layer, structure) % structure.m == 0, _run_groups)
 
 
 def index_all(dim: int) -> np.ndarray:
@@ -303,19 +342,41 @@ def _row_groups(layer: Layer, structure: Structure) -> np.ndarray:
     return np.repeat(np.arange(layer.rows, dtype=np.int64), layer.fan_in)
 
 
+def _run_length(layer: Layer, structure: Structure) -> int:
+    """The length the ``N:M`` runs tile: the fan-in, or ``in_channels`` of a convolution for ``+cl``."""
+    if structure.channels_last and layer.kind == "conv" and len(layer.shape) > 2:
+        return int(layer.shape[1])
+    return layer.fan_in
+
+
 def _run_groups(layer: Layer, structure: Structure) -> np.ndarray:
-    """Group label of every weight of ``layer``: its run of ``M`` consecutive inputs of a row."""
-    return np.arange(layer.size, dtype=np.int64) // structure.m
+    """Group label of every weight of ``layer``: its run of ``M`` inputs of a row.
+
+    Runs are ``M`` consecutive entries of the flattened row, or for ``+cl`` on a convolution
+    ``M`` consecutive input channels at one kernel position (the ``(out, kh, kw, in)`` layout).
+    """
+    if _run_length(layer, structure) == layer.fan_in:
+        return np.arange(layer.size, dtype=np.int64) // structure.m
+    out, channels = int(layer.shape[0]), int(layer.shape[1])
+    kernel = layer.size // (out * channels)
+    o, c, k = np.meshgrid(np.arange(out), np.arange(channels), np.arange(kernel), indexing="ij")
+    runs = channels // structure.m
+    return ((o * kernel + k) * runs + c // structure.m).reshape(-1).astype(np.int64)
 
 
 def _group_order(structure: Structure, flat: np.ndarray, layout: list[Layer], applies, labels) -> StructuredOrder:
     dim = flat.size
     covered_layers = [layer for layer in layout if applies(layer)]
     if not covered_layers:
+        outputs = "" if structure.outputs else f" besides the last one (its rows are the outputs; {structure.kind}{OUTPUTS} prunes them)"
         what = {
-            "neuron": "an nn.Linear layer",
-            "channel": "an nn.Linear or convolution layer",
-        }.get(structure.kind, f"a layer whose input size (in_channels x kernel for a convolution) is a multiple of {structure.m}")
+            "neuron": f"an nn.Linear layer{outputs}",
+            "channel": f"an nn.Linear or convolution layer{outputs}",
+        }.get(
+            structure.kind,
+            f"a layer whose input size ({'in_channels' if structure.channels_last else 'in_channels x kernel'} "
+            f"for a convolution) is a multiple of {structure.m}",
+        )
         shapes = ", ".join(f"{layer.name} {list(layer.shape)}" for layer in layout)
         raise PruningLimitsError(f"structure {structure} needs {what}; the model's prunable weights are {shapes}")
     group = np.full(dim, -1, dtype=np.int64)
@@ -532,6 +593,24 @@ def needed_epsilon(
     return cost + high
 
 
+def pattern_cost(weights: Any, gradient: Any, plan: StructuredOrder) -> float:
+    """First-order cost ``c = max(0, −Σ_{i pruned} g_i w_i)`` of an ``N:M`` pattern's own step.
+
+    The pattern is one step from ``w*``; the rounds of the removal order before it are partial
+    patterns in no meaningful order, so their costs do not enter (unlike the running maximum
+    of :func:`~pruning_limits.limits.first_order_curve`). The maximum with 0 (the cost at
+    ``w*``) never credits a first-order loss decrease, as for the curves.
+    """
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    g = np.asarray(gradient, dtype=np.float64).ravel()
+    if g.shape != w.shape:
+        raise PruningLimitsError(f"gradient must have one entry per weight ({w.size}), got shape {g.shape}")
+    if not np.isfinite(g).all():
+        raise PruningLimitsError("gradient contains NaN or infinite values")
+    step = plan.order[: int(plan.pattern_count)]  # type: ignore[arg-type]
+    return max(0.0, float(-np.sum(g[step] * w[step])))
+
+
 def predict_structured(
     weights: Any,
     spectrum: Any,
@@ -545,7 +624,9 @@ def predict_structured(
 
     Curve structures (``unstructured``, ``layerwise``, ``neuron``, ``channel``) go through
     :func:`pruning_limits.limits.predict_from_spectrum` with the structure's ``R_k²`` curve
-    (and its first-order cost along the same order when ``gradient`` is given). ``δ(R(s))/D − s``
+    (and its first-order cost along the same order when ``gradient`` is given, a running maximum
+    over the structure's allowed counts only). ``N:M`` uses the cost of its own step
+    (:func:`pattern_cost`). ``δ(R(s))/D − s``
     decreases along the order, so the largest feasible *allowed* point is the largest allowed
     sparsity not above the curve's ``s*``: ``s*``, the interval ends, the per-probe values and
     the trace bound are moved down to allowed points (whole groups for ``neuron``/``channel``).
@@ -581,7 +662,7 @@ def predict_structured(
         dim = plan.dim
         pruned = int(plan.pattern_count)  # type: ignore[arg-type]
         kept = dim - pruned
-        cost = 0.0 if gradient is None else float(first_order_curve(w, gradient, plan.order)[kept])
+        cost = 0.0 if gradient is None else pattern_cost(w, gradient, plan)
         sparsity = pruned / dim
         margin = kinematic_margin(prediction.eta) / math.sqrt(dim)
         nodes, quad = spectrum.nodes, spectrum.weights
@@ -616,7 +697,9 @@ def predict_structured(
             dense_share=plan.dense_share,
             spectrum=spectrum.summary(),
         )
-    prediction = predict_from_spectrum(w, spectrum, epsilon, eta=eta, criterion=r2, gradient=gradient, order=plan.order)
+    prediction = predict_from_spectrum(
+        w, spectrum, epsilon, eta=eta, criterion=r2, gradient=gradient, order=plan.order, allowed=plan.allowed
+    )
     dim = plan.dim
 
     def down(sparsity: float) -> float:
@@ -626,7 +709,7 @@ def predict_structured(
     sparsity = down(prediction.sparsity)
     kept = dim - int(round(sparsity * dim))
     probes = tuple(down(s) for s in prediction.probe_sparsities)
-    cost = 0.0 if gradient is None else float(first_order_curve(w, gradient, plan.order)[kept])
+    cost = 0.0 if gradient is None else float(first_order_curve(w, gradient, plan.order, plan.allowed)[kept])
     return replace(
         prediction,
         criterion=structure.name,

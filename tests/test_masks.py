@@ -114,21 +114,27 @@ def test_layerwise_prunes_each_layer_by_the_same_fraction():
                 assert float(w[~mask].max()) <= float(w[mask].min())
 
 
-def test_channel_criterion_removes_whole_rows_in_order_of_mean_square():
+@pytest.mark.parametrize("criterion", ["channel", "channel+outputs"])
+def test_channel_criterion_removes_whole_rows_in_order_of_mean_square(criterion):
     model = net(2)
+    layers = [("0.weight", model[0]), ("3.weight", model[3]), ("5.weight", model[5])]
+    if criterion == "channel":  # the output rows of the last layer (the classes) stay dense
+        layers = layers[:-1]
     groups = []  # (mean square, layer name, row) for every output row of every weight
-    for name, module in [("0.weight", model[0]), ("3.weight", model[3]), ("5.weight", model[5])]:
+    for name, module in layers:
         w = module.weight.detach().double().reshape(module.weight.shape[0], -1)
         groups += [(float((w[r] ** 2).mean()), name, r, w.shape[1]) for r in range(w.shape[0])]
     groups.sort()
     removed = 0
     for i in range(6):
         removed += groups[i][3]
-        masks = compute_masks(model, removed, "channel")
+        masks = compute_masks(model, removed, criterion)
         # exactly the first i + 1 groups are gone, as whole rows, and nothing else
         assert int(sum((~m).sum() for m in masks.values())) == removed
         for _, name, row, _ in groups[: i + 1]:
             assert not masks[name].reshape(masks[name].shape[0], -1)[row].any()
+        if criterion == "channel":
+            assert masks["5.weight"].all()
     # structured R(s) is never below unstructured R(s) (THEORY §3: magnitude is optimal)
     r_mag, r_neuron, r_layer = (distance_curve(model, c) for c in ("magnitude", "channel", "layerwise"))
     assert np.all(r_neuron >= r_mag - 1e-12) and np.all(r_layer >= r_mag - 1e-12)

@@ -67,16 +67,64 @@ def test_parse_structure_names_and_patterns():
             parse_structure(bad)
     with pytest.raises(PruningLimitsError, match="structure must be"):
         parse_structure(3)
+    assert parse_structure("neuron+outputs") == parse_structure(" Neuron + outputs ")
+    assert (parse_structure("channel+outputs").kind, parse_structure("channel+outputs").outputs) == ("channel", True)
+    assert parse_structure("neuron").outputs is False
+    cl = parse_structure("2:4+cl")
+    assert (cl.kind, cl.n, cl.m, cl.channels_last, cl.name) == ("n:m", 2, 4, True, "2:4+cl")
+    for bad in ("layerwise+outputs", "2:4+outputs", "neuron+cl", "neuron+"):
+        with pytest.raises(PruningLimitsError, match="structure must be"):
+            parse_structure(bad)
 
 
 def test_model_without_a_layer_the_structure_applies_to_is_refused():
     convs = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.Conv1d(2, 2, 3))  # fan-in 3 and 6
-    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer"):
+    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer besides the last one"):
         model_order(convs, "neuron")
     with pytest.raises(PruningLimitsError, match="structure 2:4 needs a layer whose input size .* multiple of 4"):
         model_order(convs, "2:4")
-    assert model_order(convs, "channel").covered == 18
+    channel = model_order(convs, "channel")  # the last convolution's channels are the outputs
+    assert channel.covered == 6 and channel.dense_layers == (("2.weight", 12),)
+    assert channel.dense_share == pytest.approx(12 / 18)
+    assert model_order(convs, "channel+outputs").covered == 18
     assert model_order(convs, "1:3").covered == 18
+    with pytest.raises(PruningLimitsError, match="2:4\\+cl needs a layer whose input size \\(in_channels for"):
+        model_order(convs, "2:4+cl")  # in_channels 1 and 2
+    # a classifier alone: its rows are the classes, pruned only when asked for
+    logistic = nn.Sequential(nn.Linear(5, 3))
+    with pytest.raises(PruningLimitsError, match="besides the last one .*neuron\\+outputs prunes them"):
+        model_order(logistic, "neuron")
+    assert model_order(logistic, "neuron+outputs").allowed.tolist() == [0, 5, 10, 15]
+
+
+def test_neuron_and_channel_leave_the_output_rows_dense_by_default():
+    """Removing a row of the last layer deletes a class: by default it stays dense and is reported."""
+    model = net(2)
+    for name in ("neuron", "channel"):
+        plan = model_order(model, name)
+        assert ("5.weight", 24) in plan.dense_layers
+        assert plan.to_dict()["dense_layers"][-1] == {"name": "5.weight", "size": 24}
+        masks = compute_masks(model, int(plan.allowed[-1]), name)
+        assert masks["5.weight"].all()
+        assert not masks["3.weight"].any()  # every hidden row goes at the largest allowed count
+        with_outputs = model_order(model, name + "+outputs")
+        assert "5.weight" not in dict(with_outputs.dense_layers)
+        assert with_outputs.allowed[-1] == plan.allowed[-1] + 24
+    assert model_order(model, "neuron").dense_layers == (("0.weight", 32), ("5.weight", 24))
+
+
+def test_pruned_rows_keep_their_bias_in_masks_and_prune():
+    """Only the weights of a removed row are zeroed (the prunable weights); its bias stays, so the
+    neuron outputs the constant act(b), the same in prediction, measurement and prune_model."""
+    model = net(5)
+    bias = model[3].bias.detach().clone()
+    masks = prune_model(model, 0.3, "neuron", permanent=True)
+    removed = ~masks["3.weight"].any(dim=1)
+    assert removed.any()
+    assert torch.equal(model[3].bias.detach(), bias)
+    x = torch.randn(4, 2, 4, 4)
+    hidden = model[:5](x)
+    assert torch.allclose(hidden[:, removed], torch.relu(bias[removed]).expand(4, -1))
 
 
 def test_pattern_takes_no_amount_and_other_structures_need_one():
@@ -118,7 +166,7 @@ def test_layerwise_point_is_nearest_given_its_per_layer_counts():
         assert pruned_sq(w, keep) == pytest.approx(best, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["neuron", "channel"])
+@pytest.mark.parametrize("name", ["neuron", "channel", "neuron+outputs", "channel+outputs"])
 def test_group_points_are_nearest_among_all_unions_of_groups_with_as_many_zeros(name):
     """At every allowed count a (end of a greedy group) the point is the nearest union of whole
     groups with at least a pruned weights: brute force over all 2^G unions, groups of unequal size."""
@@ -127,13 +175,15 @@ def test_group_points_are_nearest_among_all_unions_of_groups_with_as_many_zeros(
         w = effective_weights(model)
         layout = layer_layout(model)
         plan = model_order(model, name)
+        outputs = name.endswith("+outputs")
         groups = [  # flat index sets of every row the structure may remove
             list(range(layer.start + r * layer.fan_in, layer.start + (r + 1) * layer.fan_in))
             for layer in layout
-            if layer.kind == "linear" or name == "channel"
+            if (layer.kind == "linear" or name.startswith("channel")) and (outputs or layer is not layout[-1])
             for r in range(layer.rows)
         ]
-        assert len({len(g) for g in groups}) > 1  # unequal group sizes
+        if name != "neuron":  # neuron without the outputs: the two rows of Linear(3, 2)
+            assert len({len(g) for g in groups}) > 1  # unequal group sizes
         unions = []
         for choice in itertools.product((0, 1), repeat=len(groups)):
             idx = [i for g, c in zip(groups, choice) if c for i in g]
@@ -154,7 +204,7 @@ def test_between_allowed_counts_the_next_group_point_need_not_be_nearest():
     # layer A: one row of 3 weights (mean square 1.0); layer B: two rows of 2 (1.1 and 1.2)
     w = np.array([1.0, 1.0, 1.0, math.sqrt(1.1), math.sqrt(1.1), math.sqrt(1.2), math.sqrt(1.2)])
     layout = [Layer("a.weight", "linear", (1, 3), 0), Layer("b.weight", "linear", (2, 2), 3)]
-    plan = structured_order(w, layout, "neuron")
+    plan = structured_order(w, layout, "neuron+outputs")
     assert plan.allowed.tolist() == [0, 3, 5, 7]
     greedy = pruned_sq(w, keep_of(plan, plan.allowed_at_least(4)))  # A and B1: 3 + 2.2
     both_b = 2.2 + 2.4  # B1 and B2: 4 zeros as well
@@ -267,11 +317,14 @@ def brute_force_limit(w, spectrum, eps, plan, gradient=None):
     """Largest allowed sparsity s = a/D with s <= δ(R; ε − c)/D, scanning every allowed count."""
     dim = plan.dim
     r2 = distance_curve(w, plan.order)
-    cost = np.zeros(dim + 1) if gradient is None else first_order_curve(w, gradient, plan.order)
+    steps = np.zeros(dim + 1) if gradient is None else np.concatenate([[0.0], np.cumsum(-gradient[plan.order] * w[plan.order])])
     best = 0.0
     for count in plan.allowed:
         kept = dim - int(count)
-        e = eps - cost[kept]
+        e = eps - max(steps[a] for a in plan.allowed if a <= count)  # c: running maximum over allowed counts only
+        assert gradient is None or first_order_curve(w, gradient, plan.order, plan.allowed)[kept] == max(
+            steps[a] for a in plan.allowed if a <= count
+        )
         if e <= 0:
             continue
         frac = np.mean(np.sum(spectrum.weights * delta_integrand(spectrum.nodes, e, r2[kept]), axis=1))
@@ -280,7 +333,7 @@ def brute_force_limit(w, spectrum, eps, plan, gradient=None):
     return best
 
 
-@pytest.mark.parametrize("name", ["unstructured", "layerwise", "neuron", "channel"])
+@pytest.mark.parametrize("name", ["unstructured", "layerwise", "neuron", "channel", "channel+outputs"])
 def test_structured_prediction_equals_a_brute_force_scan(name):
     for seed in range(4):
         model = net(seed)
@@ -458,6 +511,17 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     record = json.loads(result.stdout)
     assert [e["structure"] for e in record["structures"]] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
     assert (tmp_path / "r-structures.png").exists() and "r-structures.png" in report.read_text()
+    assert record["spectrum_source"] == "slq" and record["spectrum"]["exact"] is False
+
+
+def test_cli_validate_structure_exact_replaces_slq(bundle):
+    import json
+
+    assert "with --structure, predict from it instead of SLQ" in " ".join(run_cli("validate", "--help").stdout.split())
+    result = run_cli("validate", bundle, "--structure", "2:4", "--exact", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["spectrum_source"] == "exact" and record["spectrum"]["exact"] is True
 
 
 def test_cli_bad_structure_inputs(bundle, tmp_path):
@@ -469,3 +533,90 @@ def test_cli_bad_structure_inputs(bundle, tmp_path):
     one_line_error(run_cli("validate", bundle, "--structure", "rows"), "structure must be unstructured, layerwise, neuron, channel or N:M")
     one_line_error(run_cli("predict", bundle, "--structure", "all"), "structure must be")  # 'all' is validate's only
     one_line_error(run_cli("predict", bundle, "--structure", "1:3"), "structure 1:3 needs a layer whose input size")  # 64 and 8 inputs
+
+
+# --- the first-order cost at a structure's points (gradient not aligned with sign(w)) --------
+
+
+def mse_model(seed):
+    """A small MLP fitted by MSE without l1: its data-loss gradient is not −λ·sign(w)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 12), nn.Tanh(), nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 4)).double()
+    x, y = torch.randn(64, 8, dtype=torch.float64), torch.randn(64, 4, dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(30):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+    opt.zero_grad()
+    ((model(x) - y) ** 2).mean().backward()
+    return model, torch.cat([m.weight.grad.reshape(-1) for m in model if isinstance(m, nn.Linear)]).numpy()
+
+
+def test_pattern_cost_is_its_own_step_not_a_running_maximum_over_partial_rounds():
+    model, g = mse_model(2)
+    w = effective_weights(model)
+    plan = model_order(model, "2:4")
+    step = plan.order[: plan.pattern_count]
+    own = max(0.0, float(-np.sum(g[step] * w[step])))
+    prefix_max = float(first_order_curve(w, g, plan.order)[plan.dim - plan.pattern_count])
+    assert 0.0 < own < prefix_max  # the case the two differ
+    p = predict_structured(w, random_spectrum(plan.dim, 2), 1e-2, plan, gradient=g)
+    assert p.first_order_cost == pytest.approx(own, rel=1e-12)
+    assert p.needed_epsilon > own
+    # a decrease is never credited: with −g the step lowers the loss to first order, c = 0
+    assert predict_structured(w, random_spectrum(plan.dim, 2), 1e-2, plan, gradient=-g).first_order_cost == 0.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_group_cost_is_a_maximum_over_allowed_counts_only(seed):
+    model, g = mse_model(seed)
+    w = effective_weights(model)
+    plan = model_order(model, "neuron")
+    steps = np.concatenate([[0.0], np.cumsum(-g[plan.order] * w[plan.order])])
+    allowed_only = first_order_curve(w, g, plan.order, plan.allowed)
+    every_prefix = first_order_curve(w, g, plan.order)
+    for a in plan.allowed:
+        assert allowed_only[plan.dim - a] == max(steps[b] for b in plan.allowed if b <= a)
+    kept = plan.dim - plan.allowed
+    assert (allowed_only[kept] < every_prefix[kept]).any()  # partial groups pushed the old c up
+    assert np.all(np.diff(allowed_only) <= 0)  # non-increasing in kept: ε − c stays monotone
+    spectrum = random_spectrum(plan.dim, seed)
+    for eps in (1e-3, 1e-2, 0.1):
+        p = predict_structured(w, spectrum, eps, plan, gradient=g)
+        assert p.sparsity == pytest.approx(brute_force_limit(w, spectrum, eps, plan, g), abs=1e-12)
+        assert p.first_order_cost == allowed_only[p.kept]
+    with pytest.raises(PruningLimitsError, match="allowed must be ascending counts"):
+        first_order_curve(w, g, plan.order, [1, 5])
+
+
+# --- N:M+cl: runs along input channels at a fixed kernel position ------------------------------
+
+
+def reference_channels_last_keep(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Reference: permute to (out, *kernel, in), keep the n largest |w| of every run of m inputs."""
+    perm = (0, *range(2, weight.dim()), 1)
+    moved = weight.permute(perm)
+    keep = reference_nm_keep(moved.reshape(-1, moved.shape[-1]), n, m).reshape(moved.shape)
+    inverse = [perm.index(i) for i in range(weight.dim())]
+    return keep.permute(inverse).contiguous()
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "1:4", "1:2"])
+def test_channels_last_pattern_masks_equal_the_reference(pattern):
+    s = parse_structure(pattern + "+cl")
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Conv2d(3, 8, 2), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.Flatten(), nn.Linear(4, 4))
+        masks = compute_masks(model, None, s.name)
+        assert masks["0.weight"].all()  # in_channels 3: left dense (its flattened fan-in 12 would fit)
+        conv = model[2].weight.detach()
+        assert torch.equal(masks["2.weight"], reference_channels_last_keep(conv, s.n, s.m))
+        runs = masks["2.weight"].permute(0, 2, 3, 1).reshape(-1, s.m)
+        assert (runs.sum(-1) == s.n).all()
+        assert torch.equal(masks["4.weight"], reference_nm_keep(model[4].weight.detach(), s.n, s.m))  # Linear: as N:M
+        plan = model_order(model, s.name)
+        assert dict(plan.dense_layers) == {"0.weight": 96}
+        flat = model_order(model, pattern)  # the flattened runs differ on the convolution
+        assert not flat.dense_layers
+        assert not torch.equal(compute_masks(model, None, pattern)["2.weight"], masks["2.weight"])

@@ -144,7 +144,7 @@ def diagnose(row, record: dict, *, seed: int, cache: Path, iterations: int, prob
     random_curvature = spectrum.abs_trace().value / spectrum.dim
     eps = record["epsilon"]
     out: dict = {}
-    for name in CURVES:
+    for name in (n for n in CURVES if n in by_structure(record)):  # neuron: not on the CNNs
         entry = by_structure(record)[name]
         plan = structured_order(weights, layer_layout(analysed), name)
         count = int(round(entry["measured"]["limit_by_loss"] * plan.dim))
@@ -276,7 +276,7 @@ def diagnostics_table(records: list[dict], diagnostics: list[dict]) -> str:
               "d ln R/ds at s*", "curvature met / random"]
     rows = []
     for r, d in zip(records, diagnostics):
-        for name in CURVES:
+        for name in (n for n in CURVES if n in d):
             c = d[name]
 
             def points(key):
@@ -325,6 +325,9 @@ def curve_table(records: list[dict]) -> str:
     rows = []
     for r in records:
         for name in CURVES:
+            if name not in by_structure(r):
+                rows.append([r["row"]["name"], "–", f"{r['epsilon']:.3g}", name, "100.0", "not applicable", "–", "–", "–"])
+                continue
             e = by_structure(r)[name]
             p, m = e["predicted"], e["measured"]
             low, high = p["interval"]
@@ -375,12 +378,17 @@ def gap_table(records: list[dict]) -> str:
         base = s["unstructured"]
         cells = [r["row"]["name"], pct(base["measured"]["limit_by_loss"])]
         for name in ("layerwise", "neuron", "channel"):
+            if name not in s:
+                cells.append("not applicable")
+                continue
             meas = base["measured"]["limit_by_loss"] - s[name]["measured"]["limit_by_loss"]
             pred = base["predicted"]["sparsity"] - s[name]["predicted"]["sparsity"]
             cells.append(f"{100 * meas:+.1f} ({100 * pred:+.1f})")
         at = base["measured"]["limit_by_loss"]
-        ratio = distance_at(s["neuron"], at) / max(distance_at(base, at), 1e-300)
-        cells.append(f"{ratio:.1f}")
+        if "neuron" in s:
+            cells.append(f"{distance_at(s['neuron'], at) / max(distance_at(base, at), 1e-300):.1f}")
+        else:
+            cells.append("–")
         rows.append(cells)
     return markdown_table(header, rows)
 
@@ -396,11 +404,14 @@ def summary(records: list[dict]) -> str:
 
     lines = []
     for name in CURVES:
-        gaps = [100 * by_structure(r)[name]["difference"] for r in records]
+        gaps = [100 * by_structure(r)[name]["difference"] for r in records if name in by_structure(r)]
+        if not gaps:
+            continue
         within = sum(abs(g) <= 3.0 for g in gaps)
         lines.append(
             f"{name}: |predicted − measured| max {max(abs(g) for g in gaps):.1f}, median {float(np.median(np.abs(gaps))):.1f} "
-            f"points; {within} of {len(gaps)} rows within 3 points."
+            f"points; {within} of {len(gaps)} rows within 3 points"
+            + ("." if len(gaps) == len(records) else f" (the {len(gaps)} rows it applies to).")
         )
     with_pattern = [by_structure(r)["2:4"] for r in records if "2:4" in by_structure(r)]
     agree = sum(e["predicted"]["feasible"] == e["measured"]["feasible"] for e in with_pattern)
