@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import importlib
 import math
-import re
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
-
-_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 class PruningLimitsError(ValueError):
@@ -81,12 +78,16 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def is_callable_spec(spec: str) -> bool:
-    """Whether ``spec`` has the form ``package.module:name``."""
-    return bool(_CALLABLE_SPEC.match(spec))
+    """Whether ``spec`` has the form ``package.module:name`` or ``package.module:name(key=literal, ...)``."""
+    from .specs import looks_callable
+
+    return looks_callable(spec)
 
 
 def resolve_callable(spec: str, what: str) -> Callable[..., Any]:
     """Import ``package.module`` and return its callable ``name`` for a ``package.module:name`` spec.
+
+    Specs with keyword arguments are parsed by :func:`pruning_limits.specs.parse_callable_spec`.
 
     Args:
         spec: the spec string.
