@@ -595,7 +595,11 @@ def build_from_checkpoint(
         sizes: Any = data
         if checkpoint.model_record and spec == checkpoint.model_spec:
             # the bundle's own sizes: data given on top is then checked against the model
-            sizes = {k: checkpoint.model_record[k] for k in ("input_shape", "num_outputs") if k in checkpoint.model_record}
+            sizes = {
+                k: checkpoint.model_record[k]
+                for k in ("input_shape", "num_outputs", "vocab_size")
+                if k in checkpoint.model_record
+            }
         if sizes is None:
             raise PruningLimitsError(f"building model {spec!r} needs data to size it: give --data SPEC")
         model = build_model(spec, sizes, seed=seed)
