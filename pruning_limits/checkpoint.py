@@ -288,7 +288,14 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         raise PruningLimitsError(
             f"{str(folder / HF_CONFIG)!r} must name model_type and architectures (as save_pretrained writes them)"
         )
-    cls = getattr(transformers, architectures[0], None)
+    try:
+        cls = getattr(transformers, architectures[0], None)
+    except Exception as exc:  # noqa: BLE001 - transformers imports model code lazily; any failure there
+        cause = exc.__cause__ or exc
+        raise PruningLimitsError(
+            f"transformers cannot import {architectures[0]}: {_named(cause)} (a torchvision or other optional "
+            "package that does not match this torch breaks transformers' imports: uninstall it or install the matching build)"
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise PruningLimitsError(f"transformers {transformers.__version__} has no model class {architectures[0]!r}")
     weights = folder / HF_WEIGHTS

@@ -26,8 +26,8 @@ from typing import Any
 from ._checks import PruningLimitsError
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-#: ``package.module:name`` optionally followed by ``( ... )``; the parentheses are parsed by ast.
-_CALLABLE = re.compile(rf"^({_DOTTED}):([A-Za-z_]\w*)\s*(\(.*\))?$", re.DOTALL)
+#: ``package.module:name`` optionally followed by ``(...``; what follows the name is parsed by ast.
+_CALLABLE = re.compile(rf"^({_DOTTED}):([A-Za-z_]\w*)\s*(\(.*)?$", re.DOTALL)
 
 
 @dataclass(frozen=True)
