@@ -34,8 +34,14 @@ def second_order_context() -> Iterator[None]:
     Hessian-vector products (reverse-over-reverse and forward-over-reverse) work through
     ``nn.MultiheadAttention``, ``nn.Transformer*`` and ``F.scaled_dot_product_attention``.
     """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: the older switch of the same backends
+        import torch
 
+        with torch.backends.cuda.sdp_kernel(enable_flash=False, enable_math=True, enable_mem_efficient=False):
+            yield
+        return
     with sdpa_kernel(SDPBackend.MATH):
         yield
 
