@@ -254,7 +254,11 @@ class Loaded:
 
 
 def report_selection(model: Any, console: Console, given: str | None) -> dict[str, Any]:
-    """Log which tensors are analysed and pruned (a line; every tensor with -v); return the record for JSON."""
+    """Log which tensors are analysed and pruned; return the record for JSON.
+
+    With ``--params``: one line, and every tensor with ``-v``. The default selection is logged
+    only with ``-vv`` (JSON records carry it always).
+    """
     from pruning_limits.objective import selection_summary
 
     summary = selection_summary(model)
@@ -262,10 +266,10 @@ def report_selection(model: Any, console: Console, given: str | None) -> dict[st
     console.log(
         f"prunable: {len(tensors)} tensors, D = {summary['weights']} weights"
         + (f" (--params {given})" if given else " (Linear/conv weights and attention projections)"),
-        level=0 if given else 1,
+        level=0 if given else 2,
     )
     for name, count in tensors.items():
-        console.log(f"  {name}: {count}", level=1)
+        console.log(f"  {name}: {count}", level=1 if given else 2)
     return summary
 
 
