@@ -129,6 +129,8 @@ def select_parameters(model: nn.Module, params: ParamSpec | None) -> nn.Module:
             delattr(model, _SELECTION_ATTR)
         return model
     patterns = ["all"] if isinstance(params, str) and params == "all" else _split_patterns(params)
+    if not patterns:
+        raise PruningLimitsError(f"params selects nothing: give parameter names or glob patterns, got {describe(params)}")
     if patterns != ["all"]:
         _select_by_patterns(model, patterns)  # check now: errors at selection, not later
     setattr(model, _SELECTION_ATTR, tuple(patterns))
@@ -182,7 +184,10 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
     elif isinstance(params, str) and params == "all":
         selected = list(named)
     else:
-        selected = _select_by_patterns(model, _split_patterns(params))
+        patterns = _split_patterns(params)
+        if not patterns:
+            raise PruningLimitsError(f"params selects nothing: give parameter names or glob patterns, got {describe(params)}")
+        selected = _select_by_patterns(model, patterns)
     if not selected:
         raise PruningLimitsError("no parameters selected: the model has no parameters")
     seen: set[int] = set()

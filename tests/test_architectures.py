@@ -171,6 +171,8 @@ def test_what_is_prunable_attention_embeddings_norms():
     assert [n for n, _ in prunable_parameters(model, "norm.weight")] == ["norm.weight"]
     with pytest.raises(PruningLimitsError, match="matches no parameter"):
         prunable_parameters(model, "decoder.*")
+    with pytest.raises(PruningLimitsError, match="selects nothing"):
+        select_parameters(model, " , ")
 
 
 def test_params_selection_flows_through_hessian_weights_masks_prune_and_bundles(tmp_path):
