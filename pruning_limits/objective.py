@@ -68,6 +68,10 @@ def _base_name(name: str) -> str:
 
 
 def _split_patterns(params: str | Sequence[str]) -> list[str]:
+    if not isinstance(params, (str, list, tuple)):
+        raise PruningLimitsError(
+            f"params must be 'prunable', 'all', or parameter names and glob patterns, got {describe(params)}"
+        )
     items = [params] if isinstance(params, str) else list(params)
     patterns = []
     for item in items:
