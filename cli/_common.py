@@ -197,8 +197,25 @@ def source_options(func: F) -> F:
     func = click.option(
         "--data", "data_spec", default=None, help="Data spec (default: the one stored in a bundle)."
     )(func)
+    func = params_option(func)
     return click.option(
-        "--model", "model_spec", default=None, help="Model spec for a plain state_dict (e.g. mlp:256,128)."
+        "--model",
+        "model_spec",
+        default=None,
+        help="Model spec for a plain state_dict or .safetensors file (e.g. mlp:256,128, resnet18, "
+        "torchvision.models:resnet18(num_classes=10)).",
+    )(func)
+
+
+def params_option(func: F) -> F:
+    """``--params``: the weights to analyse and prune, by names and glob patterns."""
+    return click.option(
+        "--params",
+        default=None,
+        metavar="PATTERNS",
+        help="Weights to analyse and prune: parameter names or glob patterns, comma-separated "
+        "(e.g. 'encoder.*weight'; a pattern picks parameters with >= 2 dims), or 'all'. "
+        "Default: Linear/conv weights and attention input projections.",
     )(func)
 
 
@@ -263,6 +280,27 @@ class Loaded:
     checkpoint: Any
     model_spec: str | None
     data_spec: str | None
+    params: dict[str, Any] | None = None
+
+
+def report_selection(model: Any, console: Console, given: str | None) -> dict[str, Any]:
+    """Log which tensors are analysed and pruned; return the record for JSON.
+
+    With ``--params``: one line, and every tensor with ``-v``. The default selection is logged
+    only with ``-vv`` (JSON records carry it always).
+    """
+    from pruning_limits.objective import selection_summary
+
+    summary = selection_summary(model)
+    tensors = summary["tensors"]
+    console.log(
+        f"prunable: {len(tensors)} tensors, D = {summary['weights']} weights"
+        + (f" (--params {given})" if given else " (Linear/conv weights and attention projections)"),
+        level=0 if given else 2,
+    )
+    for name, count in tensors.items():
+        console.log(f"  {name}: {count}", level=1 if given else 2)
+    return summary
 
 
 def note_if_trained_without_l1(loaded: Loaded, console: Console) -> None:
@@ -327,6 +365,7 @@ def load_model_and_data(
     console: Console,
     need_data: bool = True,
     exact: bool = False,
+    params: str | None = None,
 ) -> Loaded:
     """Read a checkpoint, load its data, build the model and check that they fit together.
 
@@ -334,6 +373,10 @@ def load_model_and_data(
     training/test split is the one the model was trained on), else with ``seed``. With
     ``need_data=False`` the data are loaded only when given or stored in a bundle. With
     ``exact=True`` a model above the dense-Hessian limit is refused here, before any work.
+    ``params`` (``--params``) selects the weights every later step analyses and prunes
+    (``pruning_limits.objective.select_parameters``). The checkpoint may be a bundle, a state_dict
+    (``.pt`` or ``.safetensors``, with ``--model``), a TorchScript archive, or a Hugging Face
+    model folder (config.json + model.safetensors; needs the ``hf`` extra).
     """
     from pruning_limits._checks import PruningLimitsError
     from pruning_limits.checkpoint import build_from_checkpoint, check_stored_spec, read_checkpoint
@@ -357,8 +400,13 @@ def load_model_and_data(
             "give the data with --data SPEC" + (" and the architecture with --model SPEC" if needs_model else "")
         )
     model = build_from_checkpoint(checkpoint, model_spec=model_spec, data=data, seed=seed, trust=trust)
+    if params is not None:
+        from pruning_limits.objective import select_parameters
+
+        select_parameters(model, params)
+    selection = report_selection(model, console, params)
     if exact:
         check_exact_fits(model)
     if data is not None:
         check_data_fits_model(model, data)
-    return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec)
+    return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec, selection)

@@ -23,6 +23,7 @@ from ._common import (
     load_model_and_data,
     note_if_knee_is_flat,
     note_if_trained_without_l1,
+    params_option,
     parse_epsilon,
     plot_option,
     seed_option,
@@ -63,8 +64,9 @@ def _history_summary(history: Any) -> dict[str, Any]:
 
 
 @click.command("train")
-@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True, help="Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C] or package.module:factory.")
-@click.option("--data", "data_spec", default="digits", show_default=True, help="Data spec: digits, mnist1d, synthetic, FILE.npz or package.module:function.")
+@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True, help="Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C], resnet20[:W], resnet18[:W], transformer[:D,L,H[,P]] or package.module:factory[(key=literal, ...)].")
+@click.option("--data", "data_spec", default="digits", show_default=True, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)].")
+@params_option
 @click.option("--l1", type=float, default=None, help="l1 penalty λ of LOMP training (default: the library's, see lomp.train).")
 @click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
@@ -77,6 +79,7 @@ def _history_summary(history: Any) -> dict[str, Any]:
 def train_command(
     model_spec: str,
     data_spec: str,
+    params: str | None,
     l1: float | None,
     epochs: int | None,
     lr: float | None,
@@ -105,6 +108,10 @@ def train_command(
     data = load_data(data_spec, seed=seed)
     model = build_model(model_spec, data, seed=seed)
     check_data_fits_model(model, data)
+    if params is not None:  # the l1 penalty, and every later command on the bundle, use this selection
+        from pruning_limits.objective import select_parameters
+
+        select_parameters(model, params)
     given = {"l1": l1, "epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size, "seed": seed}
     console.log(f"training {model_spec} on {data_spec}", level=1)
     history = train(
@@ -139,6 +146,7 @@ def spectrum_command(
     model_spec: str | None,
     data_spec: str | None,
     trust_checkpoint: bool,
+    params: str | None,
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
@@ -151,7 +159,7 @@ def spectrum_command(
     """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights."""
     settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
-    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
     from pruning_limits import report
 
@@ -159,7 +167,7 @@ def spectrum_command(
         report.save_figure(report.spectrum_figure(spectrum), plot_path)
         console.log(f"wrote {plot_path}")
     if as_json:
-        _echo_json({"checkpoint": checkpoint, **spectrum.to_dict()})
+        _echo_json({"checkpoint": checkpoint, **spectrum.to_dict(), "params": loaded.params})
         return
     summary = spectrum.summary()
     rows = [
@@ -208,6 +216,7 @@ def predict_command(
     model_spec: str | None,
     data_spec: str | None,
     trust_checkpoint: bool,
+    params: str | None,
     epsilons: tuple[str, ...],
     eta: float | None,
     gradient_term: bool,
@@ -234,7 +243,7 @@ def predict_command(
         from pruning_limits._checks import check_fraction
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
-    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     note_if_trained_without_l1(loaded, console)
     check_structure(structure, loaded.model)  # a model the structure does not apply to: before any work
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
@@ -262,7 +271,7 @@ def predict_command(
     records = [p.to_dict() for p in predictions]
     if len(records) == 1:
         if as_json:
-            _echo_json({**records[0], "checkpoint": checkpoint})
+            _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params})
         else:
             console.result(report.text_table(report.prediction_rows(records[0])))
         return
@@ -276,6 +285,7 @@ def predict_command(
                 "density": [r["density"] for r in records],
                 "interval": [r["interval"] for r in records],
                 "predictions": records,
+                "params": loaded.params,
             }
         )
         return
@@ -343,7 +353,14 @@ def _emit_structured_predictions(
 @click.argument("checkpoint", type=click.Path())
 @click.option("--sparsity", type=float, default=None, help="Fraction of prunable weights to set to zero, in [0, 1] (not with --structure N:M).")
 @structure_option()
-@click.option("-o", "--output", required=True, type=click.Path(), help="Pruned checkpoint to write.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(),
+    help="Pruned checkpoint to write: NAME.safetensors writes a safetensors state_dict, a Hugging Face "
+    "folder input writes a new folder, anything else the input's kind.",
+)
 @source_options
 @seed_option
 @json_option
@@ -356,6 +373,7 @@ def prune_command(
     model_spec: str | None,
     data_spec: str | None,
     trust_checkpoint: bool,
+    params: str | None,
     seed: int,
     as_json: bool,
     console: Console,
@@ -374,7 +392,8 @@ def prune_command(
     sparsity = None if sparsity is None else check_fraction("--sparsity", sparsity)
     check_output_path(output)
     loaded = load_model_and_data(
-        checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, need_data=False
+        checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, need_data=False,
+        params=params,
     )
     check_structure(structure, loaded.model)
     from pruning_limits import checkpoint as ckpt
@@ -399,9 +418,14 @@ def prune_command(
         "dim": int(weights.size),
         "loss_before": loss_before,
         "loss_after": evaluate_loss(model, loaded.data.train) if loaded.data is not None else None,
+        "params": loaded.params,
     }
     source = loaded.checkpoint
-    if source.kind == "torchscript":
+    if output.lower().endswith(".safetensors"):
+        ckpt.save_safetensors(output, model)
+    elif source.kind == "huggingface":
+        ckpt.save_huggingface(output, model)
+    elif source.kind == "torchscript":
         ckpt.save_torchscript(output, model)
     elif source.kind == "module":
         ckpt.save_module(output, model)
@@ -459,6 +483,7 @@ def validate_command(
     model_spec: str | None,
     data_spec: str | None,
     trust_checkpoint: bool,
+    params: str | None,
     epsilon: str,
     eta: float | None,
     structure: str,
@@ -491,7 +516,7 @@ def validate_command(
         from pruning_limits._checks import check_fraction
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
-    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
+    loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     note_if_trained_without_l1(loaded, console)
     if parsed is None or parsed.kind != "unstructured":
         _validate_structures(
@@ -511,7 +536,7 @@ def validate_command(
         plot_path=plot_path,
         report_path=report_path,
         exact=exact,
-        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec},
+        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec, "params": loaded.params},
         start=start,
     )
     emit_validation(record, as_json=as_json, console=console)

@@ -19,7 +19,8 @@ from ._version import __version__
 _EXPORTS: dict[str, tuple[str, ...]] = {
     # errors and the analysed objective
     "_checks": ("PruningLimitsError",),
-    "objective": ("prunable_parameters", "prunable_dim", "flat_weights", "evaluate_loss", "loss_gradient", "batch_std_epsilon"),
+    "objective": ("prunable_parameters", "prunable_dim", "flat_weights", "evaluate_loss", "loss_gradient", "batch_std_epsilon",
+                  "select_parameters", "selection_summary"),
     # Hessian products and spectra
     "hessian": ("HessianOperator",),
     "lanczos": (

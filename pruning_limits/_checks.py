@@ -6,14 +6,9 @@ one-line message; the command line prints that line and exits with code 1.
 
 from __future__ import annotations
 
-import importlib
 import math
-import re
-from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
-
-_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 class PruningLimitsError(ValueError):
@@ -81,26 +76,7 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def is_callable_spec(spec: str) -> bool:
-    """Whether ``spec`` has the form ``package.module:name``."""
-    return bool(_CALLABLE_SPEC.match(spec))
+    """Whether ``spec`` has the form ``package.module:name`` or ``package.module:name(key=literal, ...)``."""
+    from .specs import looks_callable
 
-
-def resolve_callable(spec: str, what: str) -> Callable[..., Any]:
-    """Import ``package.module`` and return its callable ``name`` for a ``package.module:name`` spec.
-
-    Args:
-        spec: the spec string.
-        what: what the spec is, for messages (e.g. ``"data spec"``).
-
-    Raises:
-        PruningLimitsError: the module does not import or has no such callable.
-    """
-    module_name, _, name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:  # noqa: BLE001 - any import failure is a user error here
-        raise PruningLimitsError(f"cannot import module {module_name!r} of {what} {spec!r}: {err}") from None
-    func = getattr(module, name, None)
-    if not callable(func):
-        raise PruningLimitsError(f"module {module_name!r} has no callable {name!r} ({what} {spec!r})")
-    return func
+    return looks_callable(spec)

@@ -1,4 +1,5 @@
-"""Checkpoints: bundles written by ``pruning-limit train``, plain state_dicts, TorchScript archives.
+"""Checkpoints: bundles written by ``pruning-limit train``, plain state_dicts, TorchScript archives,
+``.safetensors`` state_dicts and Hugging Face model folders.
 
 Loading never unpickles arbitrary objects: every pickle is read with
 ``torch.load(weights_only=True)`` (PyTorch's restricted unpickler, which only rebuilds tensors
@@ -6,6 +7,14 @@ and plain containers), TorchScript archives go through ``torch.jit.load``, and a
 ``nn.Module`` is read only when the caller passes ``trust=True`` (the command line's
 ``--trust-checkpoint``). See the PyTorch serialization notes ("torch.load with
 weights_only=True") for why a pickle must never be loaded from an untrusted source.
+
+A ``.safetensors`` file (Hugging Face's format: a JSON header and raw tensor bytes, no code)
+is read with ``safetensors.torch.load`` as a plain state_dict, which needs ``--model``. A
+folder with ``config.json`` and ``model.safetensors`` is a Hugging Face model: when the
+optional ``transformers`` package is installed (``pip install pruning-limits[hf]``), the
+class named in the config's ``architectures`` is looked up in ``transformers`` itself (a
+config that asks for custom code, ``auto_map``, is refused), built from the config alone
+(random initialisation, nothing downloaded) and given the folder's weights.
 
 Every result file of the project is written through :func:`atomic_open` (temporary file in the
 target's directory, ``fsync``, ``os.replace``), so an interrupted run never leaves a
@@ -36,11 +45,12 @@ BUNDLE_FORMAT = "pruning-limits-bundle"
 #: Version of the bundle layout this module writes and reads.
 BUNDLE_VERSION = 1
 
-#: A ``package.module:function`` spec (the form of user model factories and data functions).
-_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
-
 #: The kinds of checkpoint :func:`read_checkpoint` recognises.
-KINDS = ("bundle", "state_dict", "torchscript", "module")
+KINDS = ("bundle", "state_dict", "torchscript", "module", "huggingface")
+
+#: Weights file of a Hugging Face model folder (``save_pretrained`` with safetensors).
+HF_WEIGHTS = "model.safetensors"
+HF_CONFIG = "config.json"
 
 
 @contextlib.contextmanager
@@ -103,6 +113,9 @@ class Checkpoint:
         training: training settings stored in a bundle.
         pruning: pruning record stored in a bundle written by ``prune``.
         library_version: version of pruning-limits that wrote the bundle.
+        params: the parameter selection stored in a bundle
+            (:func:`pruning_limits.objective.select_parameters`), ``None`` for the default.
+        format: ``"torch"``, ``"safetensors"`` or ``"huggingface"`` (the file format).
     """
 
     path: str
@@ -115,6 +128,8 @@ class Checkpoint:
     training: dict[str, Any] = field(default_factory=dict)
     pruning: dict[str, Any] = field(default_factory=dict)
     library_version: str | None = None
+    params: list[str] | None = None
+    format: str = "torch"
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -149,10 +164,16 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
     file = Path(path)
     if not file.exists():
         raise PruningLimitsError(f"checkpoint {str(file)!r} does not exist")
+    if file.is_dir() and (file / HF_CONFIG).is_file():
+        return read_huggingface(file)
     if not file.is_file():
-        raise PruningLimitsError(f"checkpoint {str(file)!r} is not a file")
+        raise PruningLimitsError(
+            f"checkpoint {str(file)!r} is not a file (a Hugging Face model folder needs {HF_CONFIG} and {HF_WEIGHTS})"
+        )
     if not os.access(file, os.R_OK):
         raise PruningLimitsError(f"checkpoint {str(file)!r} is not readable")
+    if file.suffix.lower() == ".safetensors" or _is_safetensors(file):
+        return Checkpoint(str(file), "state_dict", state_dict=read_safetensors(file), format="safetensors")
     if _is_torchscript(file):
         try:
             module = torch.jit.load(str(file), map_location="cpu")
@@ -179,6 +200,155 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
             f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {_named(exc)})"
         ) from exc
     return _from_content(str(file), content)
+
+
+def _stored_params(path: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise PruningLimitsError(f"{path!r} stores a parameter selection that is not a list of names, got {describe(value)}")
+    return list(value)
+
+
+def _is_safetensors(file: Path) -> bool:
+    """A safetensors file starts with an 8-byte little-endian header length and a JSON object."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= file.stat().st_size - 8
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file (read fully into memory; no code runs).
+
+    Raises:
+        PruningLimitsError: unreadable file, damaged header or data, or no tensors.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise PruningLimitsError(f"cannot read {str(file)!r}: {exc.strerror or exc}") from None
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise PruningLimitsError(f"{str(file)!r} is not a readable safetensors file: {_first_line(exc)}") from None
+    if not tensors:
+        raise PruningLimitsError(f"{str(file)!r} holds no tensors")
+    return dict(tensors)
+
+
+def save_safetensors(path: str | os.PathLike[str], model: nn.Module) -> Path:
+    """Write the model's state_dict as a ``.safetensors`` file, atomically.
+
+    Tensors that share memory (tied weights) are written as separate copies, as safetensors requires.
+    """
+    from safetensors.torch import save
+
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return atomic_write(path, save(state))
+
+
+def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
+    """Build a Hugging Face model from ``config.json`` and load ``model.safetensors``; no download, no custom code.
+
+    Raises:
+        PruningLimitsError: ``transformers`` missing, an unreadable or custom-code config, an
+            architecture ``transformers`` does not know, a damaged weights file, or weights
+            that do not fit the model.
+    """
+    import json
+
+    folder = Path(folder)
+    try:
+        import transformers
+    except ImportError:
+        raise PruningLimitsError(
+            f"{str(folder)!r} is a Hugging Face model folder: install the optional extra "
+            "(pip install 'pruning-limits[hf]') to read it"
+        ) from None
+    try:
+        config_dict = json.loads((folder / HF_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PruningLimitsError(f"cannot read {str(folder / HF_CONFIG)!r} as JSON: {_first_line(exc)}") from None
+    if not isinstance(config_dict, dict):
+        raise PruningLimitsError(f"{str(folder / HF_CONFIG)!r} must hold a JSON object, got {describe(config_dict)}")
+    if "auto_map" in config_dict:
+        raise PruningLimitsError(
+            f"{str(folder / HF_CONFIG)!r} asks for custom model code (auto_map), which pruning-limits never runs"
+        )
+    architectures = config_dict.get("architectures") or []
+    model_type = config_dict.get("model_type")
+    if not architectures or not isinstance(architectures[0], str) or not isinstance(model_type, str):
+        raise PruningLimitsError(
+            f"{str(folder / HF_CONFIG)!r} must name model_type and architectures (as save_pretrained writes them)"
+        )
+    try:
+        cls = getattr(transformers, architectures[0], None)
+    except Exception as exc:  # noqa: BLE001 - transformers imports model code lazily; any failure there
+        cause = exc.__cause__ or exc
+        raise PruningLimitsError(
+            f"transformers cannot import {architectures[0]}: {_named(cause)} (a torchvision or other optional "
+            "package that does not match this torch breaks transformers' imports: uninstall it or install the matching build)"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise PruningLimitsError(f"transformers {transformers.__version__} has no model class {architectures[0]!r}")
+    weights = folder / HF_WEIGHTS
+    if not weights.is_file():
+        raise PruningLimitsError(f"Hugging Face folder {str(folder)!r} has no {HF_WEIGHTS} (only safetensors weights are read)")
+    state = read_safetensors(weights)
+    try:
+        config = transformers.AutoConfig.for_model(model_type, **{k: v for k, v in config_dict.items() if k != "model_type"})
+        model = cls(config)
+    except Exception as exc:  # noqa: BLE001 - any failure of transformers to build from this config
+        raise PruningLimitsError(f"cannot build {architectures[0]} from {str(folder / HF_CONFIG)!r}: {_named(exc)}") from None
+    expected = model.state_dict()
+    tied = [k for k in expected if k not in state and _is_tied(model, k)]
+    check_state_dict_fits(model, {**state, **{k: expected[k] for k in tied}})
+    model.load_state_dict(state, strict=False)
+    if tied and hasattr(model, "tie_weights"):
+        model.tie_weights()
+    model.eval()
+    return Checkpoint(str(folder), "huggingface", module=model, format="huggingface")
+
+
+def save_huggingface(path: str | os.PathLike[str], model: nn.Module) -> Path:
+    """Write a Hugging Face model as a folder (``save_pretrained``: config.json + model.safetensors).
+
+    The folder is written beside ``path`` under a temporary name and renamed onto it, so an
+    interrupted run leaves nothing half-written.
+
+    Raises:
+        PruningLimitsError: ``path`` exists, or its parent folder does not.
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.exists():
+        raise PruningLimitsError(f"cannot write the Hugging Face folder {str(target)!r}: it exists already")
+    if not parent.is_dir():
+        raise PruningLimitsError(f"cannot write {str(target)!r}: directory {str(parent)!r} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        os.replace(tmp, target)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _is_tied(model: nn.Module, key: str) -> bool:
+    """Whether ``key`` is a tied weight that ``save_pretrained`` leaves out (e.g. a decoder tied to embeddings)."""
+    tied = getattr(model, "_tied_weights_keys", None) or []
+    names = list(tied) if isinstance(tied, (list, tuple, dict)) else []
+    return any(re.fullmatch(str(name), key) or key == name for name in names)
 
 
 def _read_trusted(file: Path) -> Checkpoint:
@@ -211,6 +381,7 @@ def _from_content(path: str, content: Any) -> Checkpoint:
             training=dict(content.get("training") or {}),
             pruning=dict(content.get("pruning") or {}),
             library_version=content.get("library_version"),
+            params=_stored_params(path, content.get("params")),
         )
     if _is_tensor_mapping(content):
         return Checkpoint(path, "state_dict", state_dict=dict(content))
@@ -374,7 +545,12 @@ def check_stored_spec(checkpoint: Checkpoint, spec: str | None, what: str, *, tr
     Raises:
         PruningLimitsError: the stored spec is callable and ``trust`` is False.
     """
-    if spec and not trust and _CALLABLE_SPEC.match(spec.strip()):
+    from .models import is_zoo_factory_spec
+    from .specs import looks_callable, parse_callable_spec
+
+    if spec and looks_callable(spec):
+        parse_callable_spec(spec, f"{what} spec stored in {checkpoint.path!r}")  # literal arguments only
+    if spec and not trust and looks_callable(spec) and not is_zoo_factory_spec(spec):
         option = "--model" if what == "model" else "--data"
         raise PruningLimitsError(
             f"{checkpoint.path!r} names the {what} function {spec!r}, which loading would import and call; "
@@ -410,7 +586,7 @@ def build_from_checkpoint(
     """
     if checkpoint.kind == "torchscript":
         model = scripted_view(checkpoint.module)
-    elif checkpoint.kind == "module":
+    elif checkpoint.kind in ("module", "huggingface"):
         model = checkpoint.module
     else:
         spec = model_spec or checkpoint.model_spec
@@ -426,13 +602,21 @@ def build_from_checkpoint(
         sizes: Any = data
         if checkpoint.model_record and spec == checkpoint.model_spec:
             # the bundle's own sizes: data given on top is then checked against the model
-            sizes = {k: checkpoint.model_record[k] for k in ("input_shape", "num_outputs") if k in checkpoint.model_record}
+            sizes = {
+                k: checkpoint.model_record[k]
+                for k in ("input_shape", "num_outputs", "vocab_size")
+                if k in checkpoint.model_record
+            }
         if sizes is None:
             raise PruningLimitsError(f"building model {spec!r} needs data to size it: give --data SPEC")
         model = build_model(spec, sizes, seed=seed)
         assert checkpoint.state_dict is not None
         check_state_dict_fits(model, checkpoint.state_dict)
         model.load_state_dict(checkpoint.state_dict)
+        if checkpoint.params is not None:
+            from .objective import select_parameters
+
+            select_parameters(model, checkpoint.params)
     model.eval()
     check_model(model)
     return model
@@ -466,6 +650,11 @@ def save_bundle(
         "model_record": _model_record(model),
         "library_version": __version__,
     }
+    from .objective import parameter_selection
+
+    selection = parameter_selection(model)
+    if selection is not None:
+        bundle["params"] = list(selection)
     if pruning:
         bundle["pruning"] = _plain(dict(pruning), "pruning")
     with atomic_open(path, "wb") as handle:

@@ -14,14 +14,28 @@ Data specs (``load_data``):
   tanh teacher MLP ``d → hidden → out`` plus Gaussian noise; MSE loss. Options (defaults)
   ``n=2000,test=500,d=20,hidden=32,out=1,noise=0.1``, e.g. ``synthetic:n=500,d=10``; the
   teacher and the samples are drawn from ``torch.Generator`` seeded by ``seed``.
+- ``patterns``: class-conditional colour images for the CIFAR-style ResNets, generated locally.
+  Each class has a fixed random template, a 4×4 grid of ``N(0, 1)`` values per channel
+  upsampled bilinearly to ``size × size``; a sample of class ``c`` is
+  ``a · template_c + noise · N(0, I)`` with a random contrast ``a ~ U(0.5, 1.5)``, in
+  ``(channels, size, size)`` layout. Options (defaults)
+  ``n=2000,test=500,classes=10,size=32,channels=3,noise=1.0``; drawn from ``seed``.
+- ``tokens``: integer token sequences for the ``transformer`` zoo model. Each class has a
+  fixed random distribution over ``vocab`` tokens (softmax of ``N(0, 1.5²)`` logits); a sample
+  of class ``c`` is ``length`` tokens drawn from it, kept as int64. Options (defaults)
+  ``n=2000,test=500,classes=4,vocab=32,length=16``; drawn from ``seed``.
 - ``path/to/file.npz``: arrays ``x`` and ``y``, optionally ``x_test`` and ``y_test`` (both or
   neither). Without a test set, a seeded permutation holds out 20 % of the samples as test
   set (at least one sample); the bundle records ``test_source="split"``.
-- ``package.module:function``: ``function()`` is called with no arguments and returns a
+- ``package.module:function`` or ``package.module:function(key=literal, ...)`` (keyword
+  arguments parsed as literals, never evaluated: :mod:`pruning_limits.specs`): the function
+  is called with those arguments and returns a
   :class:`DataBundle`, an ``(x, y)`` pair, a Dataset or a DataLoader (training data, no test
   set), or a pair ``(train, test)`` of those.
 
-Conversions: floating and integer inputs become float32 tensors; integer targets mean
+Conversions: int64 inputs stay int64 (token indices for an ``nn.Embedding``; every part of
+the library moves them to the model's device without casting them); other integer and
+floating inputs become float32 tensors (store int64 only for token indices); integer targets mean
 classification (int64 labels in ``[0, num_classes)``, cross-entropy), floating targets mean
 regression (float32, 1-D targets reshaped to ``(n, 1)`` so they match a model with one output
 under MSE).
@@ -41,10 +55,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import PruningLimitsError, describe, is_callable_spec, resolve_callable
-from .objective import check_pair, eval_mode, iter_batches, model_device_dtype
+from ._checks import PruningLimitsError, describe, is_callable_spec
+from .objective import check_pair, eval_mode, iter_batches, logits, model_device_dtype
+from .specs import parse_callable_spec
 
-BUILTIN_DATA = ("digits", "mnist1d", "synthetic")
+BUILTIN_DATA = ("digits", "mnist1d", "synthetic", "patterns", "tokens")
 
 #: Training-set size of ``digits`` (the project specification's "1 400 samples"; 397 remain for test).
 DIGITS_TRAIN = 1400
@@ -59,6 +74,9 @@ _SYNTHETIC_DEFAULTS: dict[str, float] = {
     "out": 1,
     "noise": 0.1,
 }
+
+_PATTERNS_DEFAULTS: dict[str, float] = {"n": 2000, "test": 500, "classes": 10, "size": 32, "channels": 3, "noise": 1.0}
+_TOKENS_DEFAULTS: dict[str, float] = {"n": 2000, "test": 500, "classes": 4, "vocab": 32, "length": 16}
 
 
 @dataclass(eq=False)
@@ -98,6 +116,16 @@ class DataBundle:
         if self.x_test is None or self.y_test is None:
             return None
         return self.x_test, self.y_test
+
+    @property
+    def vocab_size(self) -> int | None:
+        """For int64 (token) inputs, the largest token over train and test plus one; else ``None``."""
+        if self.x_train.dtype != torch.int64:
+            return None
+        high = int(self.x_train.max())
+        if self.x_test is not None and len(self.x_test):
+            high = max(high, int(self.x_test.max()))
+        return high + 1
 
     @property
     def num_classes(self) -> int | None:
@@ -140,7 +168,11 @@ def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
         raise PruningLimitsError(f"{where} data: {err}") from None
     if x.dtype == torch.bool or y.dtype == torch.bool or x.is_complex() or y.is_complex():
         raise PruningLimitsError(f"{where} data must be real numbers, got {x.dtype} inputs and {y.dtype} targets")
-    x = x.to(torch.float32)
+    if x.dtype == torch.int64:
+        if int(x.min()) < 0:
+            raise PruningLimitsError(f"{where} data: int64 inputs are token indices and must be >= 0, got {int(x.min())}")
+    else:
+        x = x.to(torch.float32)
     if y.is_floating_point():
         y = y.to(torch.float32)
         if y.ndim == 1:
@@ -359,6 +391,46 @@ def _load_synthetic(options: dict[str, float], seed: int, spec: str) -> DataBund
     )
 
 
+def _check_counts(name: str, opts: dict[str, float], keys: tuple[str, ...], minimum: int = 1) -> None:
+    for key in keys:
+        if opts[key] < minimum:
+            raise PruningLimitsError(f"{name}:{key} must be an integer >= {minimum}, got {opts[key]}")
+
+
+def _load_patterns(options: dict[str, float], seed: int, spec: str) -> DataBundle:
+    opts = {**_PATTERNS_DEFAULTS, **options}
+    _check_counts("patterns", opts, ("n", "test", "size", "channels"))
+    _check_counts("patterns", opts, ("classes",), 2)
+    if opts["noise"] < 0:
+        raise PruningLimitsError(f"patterns:noise must be >= 0, got {opts['noise']}")
+    n, n_test, classes, size, channels = (int(opts[k]) for k in ("n", "test", "classes", "size", "channels"))
+    gen = torch.Generator().manual_seed(int(seed))
+    grid = torch.randn(classes, channels, 4, 4, generator=gen)
+    templates = nn.functional.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
+    y = torch.randint(classes, (n + n_test,), generator=gen)
+    contrast = 0.5 + torch.rand(n + n_test, 1, 1, 1, generator=gen)
+    x = contrast * templates[y] + opts["noise"] * torch.randn(n + n_test, channels, size, size, generator=gen)
+    return make_bundle(
+        (x[:n], y[:n]), (x[n:], y[n:]), num_outputs=classes, spec=spec,
+        info={key: opts[key] for key in _PATTERNS_DEFAULTS},
+    )
+
+
+def _load_tokens(options: dict[str, float], seed: int, spec: str) -> DataBundle:
+    opts = {**_TOKENS_DEFAULTS, **options}
+    _check_counts("tokens", opts, ("n", "test", "length"))
+    _check_counts("tokens", opts, ("classes", "vocab"), 2)
+    n, n_test, classes, vocab, length = (int(opts[k]) for k in ("n", "test", "classes", "vocab", "length"))
+    gen = torch.Generator().manual_seed(int(seed))
+    probabilities = torch.softmax(1.5 * torch.randn(classes, vocab, generator=gen), dim=1)
+    y = torch.randint(classes, (n + n_test,), generator=gen)
+    x = torch.multinomial(probabilities[y], length, replacement=True, generator=gen).to(torch.int64)
+    return make_bundle(
+        (x[:n], y[:n]), (x[n:], y[n:]), num_outputs=classes, spec=spec,
+        info={key: opts[key] for key in _TOKENS_DEFAULTS},
+    )
+
+
 def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
     if not os.path.exists(path):
         raise PruningLimitsError(f"data file {path!r} does not exist")
@@ -392,9 +464,10 @@ def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
 
 
 def _load_callable(spec: str) -> DataBundle:
-    func = resolve_callable(spec, "data spec")
+    parsed = parse_callable_spec(spec, "data spec")
+    func = parsed.resolve("data spec")
     try:
-        result = func()
+        result = func(**parsed.kwargs)
     except Exception as err:  # noqa: BLE001
         raise PruningLimitsError(f"data function {spec!r} failed: {type(err).__name__}: {err}") from None
     if isinstance(result, DataBundle):
@@ -415,9 +488,9 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
     """Load the data named by ``spec`` (see the module docstring for the forms).
 
     Args:
-        spec: ``digits``, ``mnist1d``, ``synthetic`` (each with optional ``:key=value,...``),
+        spec: ``digits``, ``mnist1d``, ``synthetic``, ``patterns``, ``tokens`` (each with optional ``:key=value,...``),
             a path ending in ``.npz``, or ``package.module:function``.
-        seed: seed of the ``digits`` split, of the ``synthetic`` draw and of the ``.npz``
+        seed: seed of the ``digits`` split, of the ``synthetic``, ``patterns`` and ``tokens`` draws and of the ``.npz``
             hold-out split. ``mnist1d`` ignores it (its own ``seed`` option sets the generator).
 
     Raises:
@@ -436,13 +509,19 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
     if name == "synthetic":
         allowed = {k: (int(v) if k != "noise" else float(v)) for k, v in _SYNTHETIC_DEFAULTS.items()}
         return _load_synthetic(_parse_options(name, options, allowed), seed, spec)
+    if name == "patterns":
+        allowed = {k: (int(v) if k != "noise" else float(v)) for k, v in _PATTERNS_DEFAULTS.items()}
+        return _load_patterns(_parse_options(name, options, allowed), seed, spec)
+    if name == "tokens":
+        allowed = {k: int(v) for k, v in _TOKENS_DEFAULTS.items()}
+        return _load_tokens(_parse_options(name, options, allowed), seed, spec)
     if spec.lower().endswith(".npz"):
         return _load_npz(spec, seed, spec)
     if is_callable_spec(spec):
         return _load_callable(spec)
     raise PruningLimitsError(
         f"unknown data spec {spec!r}: expected one of {', '.join(BUILTIN_DATA)}, a .npz file, "
-        "or package.module:function"
+        "or package.module:function[(key=literal, ...)]"
     )
 
 
@@ -460,19 +539,20 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
     """
     bundle = data if isinstance(data, DataBundle) else make_bundle(data)
     device, dtype = model_device_dtype(model)
-    x = bundle.x_train[:1].to(device, dtype)
+    x = bundle.x_train[:1]
+    x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
     name = type(model).__name__
     with eval_mode(model), torch.no_grad():
         try:
-            out = model(x)
+            raw = model(x)
         except Exception as err:  # noqa: BLE001 - explain any forward failure
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            hint = "; int64 inputs are kept as token indices (store floats for a model without an embedding)" if x.dtype == torch.int64 else ""
             raise PruningLimitsError(
                 f"model {name} does not accept inputs of shape {tuple(x.shape)} (one sample of "
-                f"{bundle.spec}): {first}"
+                f"{bundle.spec}): {first}{hint}"
             ) from None
-    if not isinstance(out, Tensor):
-        raise PruningLimitsError(f"model {name} must return a tensor, got {describe(out)}")
+    out = logits(raw)
     if bundle.task == "classification":
         expected = (1, bundle.num_outputs)
         what = f"{bundle.num_outputs} class logits"

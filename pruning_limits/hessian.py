@@ -52,6 +52,7 @@ from torch.func import functional_call
 from torch.fx.experimental import const_fold
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from ._autograd import explain_missing_derivatives, second_order_context
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
 from ._fx_passes import drop_zero_additions
 from .objective import (
@@ -175,7 +176,8 @@ class HessianOperator:
         self._batched_backward = False  # vmap over the backward in matmat (auto turns it on if faster)
 
         first_chunk = next(self._iter_chunks())
-        per_sample = self._check_and_measure(first_chunk, check_determinism)
+        with explain_missing_derivatives():  # one line naming an op without a second derivative
+            per_sample = self._check_and_measure(first_chunk, check_determinism)
         self._per_sample = per_sample
         self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
         self.methods = self._choose_methods(method)
@@ -277,7 +279,8 @@ class HessianOperator:
             name: piece.view(shape)
             for name, piece, shape in zip(self.names, torch.split(w, self._numels), self._shapes)
         }
-        output = functional_call(self._model, {**self._fixed, **params}, (x,))
+        with second_order_context():  # attention through its twice-differentiable math backend
+            output = functional_call(self._model, {**self._fixed, **params}, (x,))
         return self._loss_fn(output, y)
 
     # ------------------------------------------------------------------ products

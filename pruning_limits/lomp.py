@@ -42,6 +42,7 @@ from .objective import (
     batch_std_epsilon,
     eval_mode,
     evaluate_loss,
+    logits,
     model_device_dtype,
     prunable_parameters,
     resolve_loss_fn,
@@ -125,7 +126,7 @@ def accuracy(model: nn.Module, data: Any, batch_size: int = 1024) -> float | Non
     correct = 0
     with eval_mode(model), torch.no_grad():
         for start in range(0, len(x), batch_size):
-            out = model(_to_model(x[start : start + batch_size], device, dtype))
+            out = logits(model(_to_model(x[start : start + batch_size], device, dtype)))
             correct += int((out.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
     return correct / len(x)
 

@@ -15,9 +15,30 @@ Model specs (``build_model``):
 - ``cnn1d`` / ``cnn1d:C``: the MNIST-1D benchmark CNN of Greydanus (2020, the ``mnist1d``
   package's ``ConvBase``): three Conv1d layers (kernel 5/3/3, stride 2, padding 1, ReLU,
   ``C = 25`` channels) and a linear layer. Accepts ``(C, L)`` or ``(L,)`` inputs.
-- ``package.module:factory``: a user model. ``factory(input_shape, num_outputs)`` is called
-  when the factory accepts two positional arguments, ``factory()`` otherwise; it must return
-  an ``nn.Module``.
+- ``resnet20`` / ``resnet20:W``: the CIFAR ResNet-20 of He et al. (2016, §4.2): a 3×3
+  convolution with ``W`` channels (default 16), three stages of three basic blocks with
+  ``W, 2W, 4W`` channels (stride 2 at the start of the second and third), BatchNorm after
+  every convolution, identity shortcuts that subsample and pad channels with zeros (the
+  paper's option A), global average pooling and one linear layer.
+- ``resnet18`` / ``resnet18:W``: the ResNet-18 of torchvision (``torchvision.models.resnet18``:
+  four stages of two basic blocks, ``W, 2W, 4W, 8W`` channels, default ``W = 64``, 1×1
+  convolution + BatchNorm shortcuts where the shape changes, the same parameter names) with
+  the 3×3 stride-1 stem and no max pooling used for 32×32 inputs (Kuang Liu's pytorch-cifar).
+  Both ResNets accept ``(C, H, W)``, ``(H, W)`` or square ``(H·W,)`` inputs.
+- ``transformer`` / ``transformer:D,L,H[,P]``: a small encoder-only classifier (default
+  ``D = 32`` model width, ``L = 2`` layers, ``H = 4`` heads, patch ``P = 4``): tokens are
+  embedded (``nn.Embedding`` for int64 token inputs, vocabulary size from the data), or
+  formed from float inputs (``(L,)`` sequences cut into patches of ``P`` values, ``(T, F)``
+  as ``T`` tokens of ``F`` features, ``(C, H, W)`` images cut into ``P×P`` patches) and
+  projected by an ``nn.Linear``; a learned position embedding is added; pre-norm
+  ``nn.TransformerEncoderLayer`` s (feed-forward width ``2D``, no dropout); mean over tokens,
+  LayerNorm, one linear layer (the ViT recipe of Dosovitskiy et al. 2021, scaled down).
+- ``package.module:factory`` or ``package.module:factory(key=literal, ...)`` (arguments
+  parsed as literals, never evaluated: :mod:`pruning_limits.specs`): a user model, e.g.
+  ``torchvision.models:resnet18(num_classes=10)``. ``factory(input_shape, num_outputs, **kwargs)``
+  is called when the factory accepts those two positional arguments, ``factory(**kwargs)``
+  otherwise; it must return an ``nn.Module``. The zoo's :func:`resnet20`, :func:`resnet18` and
+  :func:`transformer` are such factories too (``pruning_limits.models:resnet18(num_classes=10)``).
 
 Every built model carries its :class:`ModelRecord` (``model_record(model)``) so that a
 checkpoint can rebuild it with :func:`rebuild_model` before loading its ``state_dict``.
@@ -34,9 +55,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, describe, is_callable_spec, resolve_callable
+from ._checks import PruningLimitsError, describe, is_callable_spec
+from .specs import parse_callable_spec
 
-BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d")
+BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d", "resnet20", "resnet18", "transformer")
 
 #: Hidden widths of ``mlp`` without options.
 MLP_DEFAULT_WIDTHS = (64, 32)
@@ -46,6 +68,11 @@ CNN_DEFAULT_CHANNELS = (8, 16)
 CNN1D_DEFAULT_CHANNELS = 25
 #: Width of ``fc5`` and ``fc12``.
 FC_DEFAULT_WIDTH = 100
+#: First-stage channels of ``resnet20`` (He et al. 2016, §4.2) and ``resnet18`` (torchvision).
+RESNET20_DEFAULT_WIDTH = 16
+RESNET18_DEFAULT_WIDTH = 64
+#: ``transformer`` without options: model width, layers, heads, patch size.
+TRANSFORMER_DEFAULTS = (32, 2, 4, 4)
 
 _RECORD_ATTR = "_pruning_limits_record"
 
@@ -57,18 +84,27 @@ class ModelRecord:
     spec: str
     input_shape: tuple[int, ...]
     num_outputs: int
+    vocab_size: int | None = None  # for int64 token inputs
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (``input_shape`` as a list)."""
+        """JSON-serialisable form (``input_shape`` as a list; ``vocab_size`` only when set)."""
         record = asdict(self)
         record["input_shape"] = list(self.input_shape)
+        if self.vocab_size is None:
+            del record["vocab_size"]
         return record
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> ModelRecord:
         """Inverse of :meth:`to_dict`."""
         try:
-            return cls(str(record["spec"]), tuple(int(v) for v in record["input_shape"]), int(record["num_outputs"]))
+            vocab = record.get("vocab_size")
+            return cls(
+                str(record["spec"]),
+                tuple(int(v) for v in record["input_shape"]),
+                int(record["num_outputs"]),
+                None if vocab is None else int(vocab),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise PruningLimitsError(
                 f"a model record needs spec, input_shape and num_outputs, got {describe(record)} ({err})"
@@ -97,7 +133,8 @@ def _mlp(in_features: int, widths: list[int], outputs: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _cnn(input_shape: tuple[int, ...], channels: list[int], outputs: int, spec: str) -> nn.Sequential:
+def _image_layout(input_shape: tuple[int, ...], spec: str) -> tuple[list[nn.Module], int, int, int]:
+    """Layers that turn ``(H·W,)`` or ``(H, W)`` samples into ``(1, H, W)`` images, and ``C, H, W``."""
     layers: list[nn.Module] = []
     if len(input_shape) == 1:
         side = math.isqrt(input_shape[0])
@@ -116,6 +153,11 @@ def _cnn(input_shape: tuple[int, ...], channels: list[int], outputs: int, spec: 
         raise PruningLimitsError(f"model {spec!r} needs images (C, H, W), got input shape {input_shape}")
     if h < 2 or w < 2:
         raise PruningLimitsError(f"model {spec!r} needs images of at least 2×2 pixels, got {h}×{w}")
+    return layers, c, h, w
+
+
+def _cnn(input_shape: tuple[int, ...], channels: list[int], outputs: int, spec: str) -> nn.Sequential:
+    layers, c, h, w = _image_layout(input_shape, spec)
     layers += [
         nn.Conv2d(c, channels[0], 3, padding=1),
         nn.ReLU(),
@@ -148,16 +190,31 @@ def _cnn1d(input_shape: tuple[int, ...], channels: int, outputs: int, spec: str)
     return nn.Sequential(*layers)
 
 
+#: Factories of this module a stored spec may name without --trust-checkpoint: they build
+#: networks and nothing else, whatever literal arguments the spec passes.
+ZOO_FACTORIES = ("resnet20", "resnet18", "transformer")
+
+
+def is_zoo_factory_spec(spec: str) -> bool:
+    """Whether ``spec`` is ``pruning_limits.models:<zoo factory>(...)`` (safe to call from a stored spec)."""
+    try:
+        parsed = parse_callable_spec(spec)
+    except PruningLimitsError:
+        return False
+    return parsed.module == __name__ and parsed.name in ZOO_FACTORIES
+
+
 def _user_factory(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.Module:
-    factory = resolve_callable(spec, "model spec")
+    parsed = parse_callable_spec(spec, "model spec")
+    factory = parsed.resolve("model spec")
     try:
         signature = inspect.signature(factory)
-        signature.bind(input_shape, outputs)
+        signature.bind(input_shape, outputs, **parsed.kwargs)
         args: tuple[Any, ...] = (input_shape, outputs)
     except (TypeError, ValueError):
         args = ()
     try:
-        model = factory(*args)
+        model = factory(*args, **parsed.kwargs)
     except Exception as err:  # noqa: BLE001
         raise PruningLimitsError(f"model factory {spec!r} failed: {type(err).__name__}: {err}") from None
     if not isinstance(model, nn.Module):
@@ -165,7 +222,7 @@ def _user_factory(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.M
     return model
 
 
-def _construct(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.Module:
+def _construct(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size: int | None = None) -> nn.Module:
     name, sep, options = spec.partition(":")
     in_features = math.prod(input_shape)
     if name == "mlp":
@@ -198,26 +255,45 @@ def _construct(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.Modu
         if len(channels) != 1:
             raise PruningLimitsError(f"model spec {spec!r}: expected cnn1d:C (one channel count)")
         return _cnn1d(input_shape, channels[0], outputs, spec)
+    if name in ("resnet20", "resnet18"):
+        default = RESNET20_DEFAULT_WIDTH if name == "resnet20" else RESNET18_DEFAULT_WIDTH
+        widths = _parse_ints(spec, options, 1, "width") if sep else [default]
+        if len(widths) != 1:
+            raise PruningLimitsError(f"model spec {spec!r}: expected {name}:W (one first-stage width)")
+        prefix, c, h, w = _image_layout(input_shape, spec)
+        net = (resnet20 if name == "resnet20" else resnet18)(num_classes=outputs, in_channels=c, width=widths[0])
+        return nn.Sequential(*prefix, net) if prefix else net
+    if name == "transformer":
+        values = _parse_ints(spec, options, 1, "D,L,H[,P]") if sep else list(TRANSFORMER_DEFAULTS)
+        if len(values) not in (3, 4):
+            raise PruningLimitsError(f"model spec {spec!r}: expected transformer:D,L,H or transformer:D,L,H,P")
+        d_model, layers, heads = values[:3]
+        patch = values[3] if len(values) == 4 else TRANSFORMER_DEFAULTS[3]
+        return transformer(
+            input_shape=input_shape, num_classes=outputs, vocab_size=vocab_size, d_model=d_model,
+            layers=layers, heads=heads, patch=patch, spec=spec,
+        )
     if is_callable_spec(spec):
         return _user_factory(spec, input_shape, outputs)
     raise PruningLimitsError(
         f"unknown model spec {spec!r}: expected mlp[:W1,W2,...], fc:depth,width, fc5, fc12, cnn[:C1,C2], "
-        "cnn1d[:C] or package.module:factory"
+        "cnn1d[:C], resnet20[:W], resnet18[:W], transformer[:D,L,H[,P]] or package.module:factory[(key=literal, ...)]"
     )
 
 
-def _sizes(data: Any) -> tuple[tuple[int, ...], int]:
+def _sizes(data: Any) -> tuple[tuple[int, ...], int, int | None]:
     if isinstance(data, ModelRecord):
-        return data.input_shape, data.num_outputs
+        return data.input_shape, data.num_outputs, data.vocab_size
     if isinstance(data, dict):
         record = ModelRecord.from_dict({"spec": "", **data})
-        return record.input_shape, record.num_outputs
+        return record.input_shape, record.num_outputs, record.vocab_size
     shape, outputs = getattr(data, "input_shape", None), getattr(data, "num_outputs", None)
     if shape is None or outputs is None:
         raise PruningLimitsError(
             f"build_model needs a DataBundle (or input_shape and num_outputs), got {describe(data)}"
         )
-    return tuple(int(v) for v in shape), int(outputs)
+    vocab = getattr(data, "vocab_size", None)
+    return tuple(int(v) for v in shape), int(outputs), None if vocab is None else int(vocab)
 
 
 def build_model(spec: str, data: Any, *, seed: int = 0) -> nn.Module:
@@ -226,7 +302,7 @@ def build_model(spec: str, data: Any, *, seed: int = 0) -> nn.Module:
     Args:
         spec: a model spec (see the module docstring).
         data: a :class:`~pruning_limits.data.DataBundle`, a :class:`ModelRecord`, or a dict
-            with ``input_shape`` and ``num_outputs``.
+            with ``input_shape`` and ``num_outputs`` (and ``vocab_size`` for token inputs).
         seed: seed of the parameter initialisation (PyTorch's default initialisers, drawn
             inside ``torch.random.fork_rng`` so the global generator is left as it was).
 
@@ -241,13 +317,13 @@ def build_model(spec: str, data: Any, *, seed: int = 0) -> nn.Module:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise PruningLimitsError(f"seed must be an integer, got {describe(seed)}")
     spec = spec.strip()
-    input_shape, outputs = _sizes(data)
+    input_shape, outputs, vocab_size = _sizes(data)
     if outputs < 1 or not input_shape or min(input_shape) < 1:
         raise PruningLimitsError(f"cannot build a model for input shape {input_shape} and {outputs} outputs")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _construct(spec, input_shape, outputs)
-    setattr(model, _RECORD_ATTR, ModelRecord(spec, input_shape, outputs))
+        model = _construct(spec, input_shape, outputs, vocab_size)
+    setattr(model, _RECORD_ATTR, ModelRecord(spec, input_shape, outputs, vocab_size))
     return model
 
 
@@ -262,3 +338,188 @@ def rebuild_model(record: ModelRecord | dict[str, Any], *, seed: int = 0) -> nn.
     if isinstance(record, dict):
         record = ModelRecord.from_dict(record)
     return build_model(record.spec, record, seed=seed)
+
+
+# --------------------------------------------------------------------------- ResNets
+
+
+class _BasicBlock(nn.Module):
+    """Two 3×3 conv + BatchNorm layers with a shortcut (He et al. 2016, Fig. 2 left).
+
+    ``shortcut="A"``: identity, subsampled and zero-padded in channels when the shape changes
+    (the paper's CIFAR option A, no parameters); ``"B"``: 1×1 conv + BatchNorm projection
+    where the shape changes (torchvision's ``downsample``).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.stride, self.pad = stride, c_out - c_in
+        self.downsample: nn.Module | None = None
+        if shortcut == "B" and (stride != 1 or c_in != c_out):
+            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        else:
+            identity = x[:, :, :: self.stride, :: self.stride] if self.stride != 1 else x
+            if self.pad:
+                identity = nn.functional.pad(identity, (0, 0, 0, 0, 0, self.pad))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """A ResNet of basic blocks for small images (3×3 stem, no max pooling).
+
+    Args:
+        blocks: basic blocks per stage.
+        widths: channels per stage (stride 2 at the start of every stage but the first).
+        num_classes: outputs of the final linear layer.
+        in_channels: input channels.
+        shortcut: ``"A"`` (zero-padding identity) or ``"B"`` (projection), see :class:`_BasicBlock`.
+    """
+
+    def __init__(
+        self, blocks: tuple[int, ...], widths: tuple[int, ...], num_classes: int, in_channels: int, shortcut: str
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU()
+        previous = widths[0]
+        for index, (count, width) in enumerate(zip(blocks, widths), start=1):
+            stage = []
+            for block in range(count):
+                stride = 2 if index > 1 and block == 0 else 1
+                stage.append(_BasicBlock(previous, width, stride, shortcut))
+                previous = width
+            self.add_module(f"layer{index}", nn.Sequential(*stage))
+        self.num_stages = len(blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(previous, num_classes)
+        for module in self.modules():  # torchvision's initialisation
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        for index in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{index}")(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _check_factory_ints(name: str, **values: Any) -> None:
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PruningLimitsError(f"{name}: {key} must be an integer >= 1, got {describe(value)}")
+
+
+def resnet20(*, num_classes: int = 10, in_channels: int = 3, width: int = RESNET20_DEFAULT_WIDTH) -> ResNet:
+    """CIFAR ResNet-20 (He et al. 2016, §4.2): 3 stages × 3 basic blocks, widths ``W, 2W, 4W``, option-A shortcuts."""
+    _check_factory_ints("resnet20", num_classes=num_classes, in_channels=in_channels, width=width)
+    return ResNet((3, 3, 3), (width, 2 * width, 4 * width), num_classes, in_channels, "A")
+
+
+def resnet18(*, num_classes: int = 10, in_channels: int = 3, width: int = RESNET18_DEFAULT_WIDTH) -> ResNet:
+    """ResNet-18 of torchvision's shape and parameter names with a 3×3 stride-1 stem for 32×32 inputs."""
+    _check_factory_ints("resnet18", num_classes=num_classes, in_channels=in_channels, width=width)
+    return ResNet((2, 2, 2, 2), (width, 2 * width, 4 * width, 8 * width), num_classes, in_channels, "B")
+
+
+# --------------------------------------------------------------------------- transformer
+
+
+class TransformerClassifier(nn.Module):
+    """Encoder-only transformer classifier (see ``transformer`` in the module docstring)."""
+
+    def __init__(
+        self,
+        tokens: nn.Module,
+        num_tokens: int,
+        d_model: int,
+        layers: int,
+        heads: int,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.position = nn.Parameter(0.02 * torch.randn(1, num_tokens, d_model))
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, dim_feedforward=2 * d_model, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.tokens(x) + self.position)
+        return self.head(self.norm(h.mean(dim=1)))
+
+
+class _Patches(nn.Module):
+    """``(N, L)`` → ``(N, L/P, P)``, ``(N, T, F)`` unchanged, ``(N, C, H, W)`` → ``(N, HW/P², C·P²)``."""
+
+    def __init__(self, ndim: int, patch: int) -> None:
+        super().__init__()
+        self.ndim, self.patch = ndim, patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ndim == 1:
+            return x.reshape(x.shape[0], -1, self.patch)
+        if self.ndim == 2:
+            return x
+        patches = nn.functional.unfold(x, self.patch, stride=self.patch)  # (N, C·P², blocks)
+        return patches.transpose(1, 2)
+
+
+def transformer(
+    *,
+    input_shape: tuple[int, ...] | list[int],
+    num_classes: int,
+    vocab_size: int | None = None,
+    d_model: int = TRANSFORMER_DEFAULTS[0],
+    layers: int = TRANSFORMER_DEFAULTS[1],
+    heads: int = TRANSFORMER_DEFAULTS[2],
+    patch: int = TRANSFORMER_DEFAULTS[3],
+    spec: str = "transformer",
+) -> TransformerClassifier:
+    """The zoo's transformer classifier for token, sequence or image inputs of ``input_shape``.
+
+    Args:
+        input_shape: shape of one sample: ``(L,)`` tokens (with ``vocab_size``) or values,
+            ``(T, F)`` feature sequences, or ``(C, H, W)`` images.
+        num_classes: outputs.
+        vocab_size: number of token ids for int64 inputs (``None``: float inputs).
+        d_model, layers, heads: width, depth and attention heads (``d_model % heads == 0``).
+        patch: patch length (1-D values) or side (images).
+        spec: the spec named in error messages.
+    """
+    _check_factory_ints(spec, num_classes=num_classes, d_model=d_model, layers=layers, heads=heads, patch=patch)
+    shape = tuple(int(v) for v in input_shape)
+    if d_model % heads:
+        raise PruningLimitsError(f"model spec {spec!r}: the width D = {d_model} must be a multiple of the heads H = {heads}")
+    if vocab_size is not None:
+        if len(shape) != 1:
+            raise PruningLimitsError(f"model spec {spec!r}: token inputs must be sequences (L,), got shape {shape}")
+        return TransformerClassifier(nn.Embedding(vocab_size, d_model), shape[0], d_model, layers, heads, num_classes)
+    if len(shape) == 1:
+        if shape[0] % patch:
+            raise PruningLimitsError(f"model spec {spec!r}: sequence length {shape[0]} is not a multiple of the patch {patch}")
+        count, features = shape[0] // patch, patch
+    elif len(shape) == 2:
+        count, features = shape
+    elif len(shape) == 3:
+        c, h, w = shape
+        if h % patch or w % patch:
+            raise PruningLimitsError(f"model spec {spec!r}: images of {h}×{w} pixels are not a multiple of the patch {patch}")
+        count, features = (h // patch) * (w // patch), c * patch * patch
+    else:
+        raise PruningLimitsError(f"model spec {spec!r} needs (L,), (T, F) or (C, H, W) inputs, got shape {shape}")
+    tokens = nn.Sequential(_Patches(len(shape), patch), nn.Linear(features, d_model))
+    return TransformerClassifier(tokens, count, d_model, layers, heads, num_classes)

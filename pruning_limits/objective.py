@@ -2,14 +2,22 @@
 
 Conventions follow Zhang et al., "How Sparse Can We Prune A Deep Network" (NeurIPS 2024),
 section 3: the prunable weights are the ``weight`` tensors of ``nn.Linear`` and
-``nn.Conv1d/2d/3d``; biases and normalisation parameters are neither pruned nor counted.
-The loss is the mean per-example training loss over the analysis data.
+``nn.Conv1d/2d/3d``, here also the input projections of ``nn.MultiheadAttention``; biases,
+embeddings and normalisation parameters are neither pruned nor counted unless chosen
+(:func:`prunable_parameters`, :func:`select_parameters`). The loss is the mean per-example
+training loss over the analysis data.
+
+Model outputs (:func:`logits`): a tensor is used as it is; otherwise the ``"logits"`` entry of
+a dict, the ``.logits`` attribute of an object (a Hugging Face ``ModelOutput``), or the first
+element of a tuple or list. Every loss, the default or a given one, receives that tensor.
+Integer (int64) inputs are token indices and are never cast to the model's floating dtype.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import fnmatch
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -24,50 +32,166 @@ Data = Union[DataLoader, Dataset, "tuple[Tensor, Tensor]"]
 ParamSpec = Union[str, Sequence[str]]
 
 PRUNABLE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Prunable input projections of ``nn.MultiheadAttention`` (packed, or separate when kdim/vdim differ).
+ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+_SELECTION_ATTR = "_pruning_limits_params"
 
 #: Batch size of the default ε (the official code's mini-batch size for its loss statistics).
 EPSILON_BATCH_SIZE = 128
 
 
-def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> list[tuple[str, nn.Parameter]]:
-    """Select the parameters the analysis works on, in a fixed order.
+def _is_candidate_layer_weight(module: nn.Module, attr: str) -> bool:
+    return isinstance(getattr(module, attr, None), nn.Parameter)
+
+
+def _default_prunable(model: nn.Module) -> list[str]:
+    """Names of the default prunable weights in module order (``*_orig`` after torch pruning)."""
+    selected = []
+    for module_name, module in model.named_modules():
+        if isinstance(module, PRUNABLE_LAYERS):
+            attrs: tuple[str, ...] = ("weight",)
+        elif isinstance(module, nn.MultiheadAttention):
+            attrs = ATTENTION_WEIGHTS
+        else:
+            continue
+        for base in attrs:
+            attr = f"{base}_orig" if hasattr(module, f"{base}_orig") else base
+            if _is_candidate_layer_weight(module, attr):
+                selected.append(f"{module_name}.{attr}" if module_name else attr)
+    return selected
+
+
+def _base_name(name: str) -> str:
+    """``"0.weight"`` for ``"0.weight_orig"`` (the name torch.nn.utils.prune gives a pruned weight)."""
+    return name[: -len("_orig")] if name.endswith("_orig") else name
+
+
+def _split_patterns(params: str | Sequence[str]) -> list[str]:
+    if not isinstance(params, (str, list, tuple)):
+        raise PruningLimitsError(
+            f"params must be 'prunable', 'all', or parameter names and glob patterns, got {describe(params)}"
+        )
+    items = [params] if isinstance(params, str) else list(params)
+    patterns = []
+    for item in items:
+        if not isinstance(item, str):
+            raise PruningLimitsError(f"parameter names and patterns must be strings, got {describe(item)}")
+        patterns += [part.strip() for part in item.split(",") if part.strip()]
+    return patterns
+
+
+def _select_by_patterns(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Parameter names chosen by names and glob patterns (rule in :func:`prunable_parameters`)."""
+    named = dict(model.named_parameters())
+    by_base = {_base_name(name): name for name in named}
+    chosen: set[str] = set()
+    for pattern in patterns:
+        if pattern in named or pattern in by_base:  # a full name: that parameter, whatever its kind
+            chosen.add(pattern if pattern in named else by_base[pattern])
+            continue
+        if not any(char in pattern for char in "*?["):
+            shown = list(by_base)
+            more = f", ... ({len(shown)} in all)" if len(shown) > 8 else ""
+            raise PruningLimitsError(
+                f"unknown parameter names [{pattern!r}]; the model has {', '.join(shown[:8])}{more} "
+                "(or give a glob pattern such as 'encoder.*weight')"
+            )
+        matches = [
+            name for name, p in named.items()
+            if p.ndim >= 2 and (fnmatch.fnmatchcase(_base_name(name), pattern) or fnmatch.fnmatchcase(name, pattern))
+        ]
+        if not matches:
+            shown = [_base_name(n) for n, p in named.items() if p.ndim >= 2]
+            more = f", ... ({len(shown)} in all)" if len(shown) > 8 else ""
+            raise PruningLimitsError(
+                f"parameter pattern {pattern!r} matches no parameter with at least two dimensions; "
+                f"they are {', '.join(shown[:8])}{more}"
+            )
+        chosen.update(matches)
+    return [name for name in named if name in chosen]
+
+
+def select_parameters(model: nn.Module, params: ParamSpec | None) -> nn.Module:
+    """Make ``params`` the model's prunable weights for every later step, and return the model.
+
+    The selection is stored on the model (and kept by ``copy.deepcopy``, ``.to()`` and bundles
+    written by :func:`pruning_limits.checkpoint.save_bundle`), so the Hessian, the weights, the
+    masks, the sweeps, the l1 penalty of training, ``prune`` and ``predict`` all work on the
+    same tensors. ``None`` or ``"prunable"`` restores the default selection.
 
     Args:
         model: the network.
-        params: ``"prunable"`` (every ``weight`` of ``nn.Linear`` and ``nn.Conv1d/2d/3d``;
-            ``weight_orig`` when ``torch.nn.utils.prune`` re-parametrised it), ``"all"``
-            (every parameter), or an explicit list of parameter names.
+        params: names and glob patterns as for :func:`prunable_parameters` (a string may hold
+            several, separated by commas), ``"all"``, ``"prunable"`` or ``None``.
+
+    Raises:
+        PruningLimitsError: a pattern that matches nothing, or an unknown name.
+    """
+    if params is None or (isinstance(params, str) and params == "prunable"):
+        if hasattr(model, _SELECTION_ATTR):
+            delattr(model, _SELECTION_ATTR)
+        return model
+    patterns = ["all"] if isinstance(params, str) and params == "all" else _split_patterns(params)
+    if not patterns:
+        raise PruningLimitsError(f"params selects nothing: give parameter names or glob patterns, got {describe(params)}")
+    if patterns != ["all"]:
+        _select_by_patterns(model, patterns)  # check now: errors at selection, not later
+    setattr(model, _SELECTION_ATTR, tuple(patterns))
+    return model
+
+
+def parameter_selection(model: nn.Module) -> list[str] | None:
+    """The names and patterns :func:`select_parameters` stored on ``model`` (``None``: the default)."""
+    stored = getattr(model, _SELECTION_ATTR, None)
+    return None if stored is None else list(stored)
+
+
+def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> list[tuple[str, nn.Parameter]]:
+    """Select the parameters the analysis works on, in a fixed order.
+
+    What is prunable by default (Zhang et al. 2024, §3, extended to attention): the ``weight``
+    of every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` (the output projection of attention is an
+    ``nn.Linear``) and the input projections of every ``nn.MultiheadAttention``
+    (``in_proj_weight``, or ``q_proj_weight``, ``k_proj_weight``, ``v_proj_weight`` when the
+    key and value sizes differ). Biases, embeddings and normalisation layers are not.
+    ``weight_orig`` stands for ``weight`` when ``torch.nn.utils.prune`` re-parametrised it.
+
+    Args:
+        model: the network.
+        params: ``"prunable"`` (the default above, or the selection stored on the model by
+            :func:`select_parameters`), ``"all"`` (every parameter), or parameter names and
+            glob patterns (a list, or one string with commas). A full parameter name selects
+            that parameter whatever it is (``"embed.weight"``, ``"0.bias"``); a pattern with
+            ``*``, ``?`` or ``[...]`` (:mod:`fnmatch`, ``*`` also matches dots) selects the
+            parameters with at least two dimensions whose name matches (weight matrices,
+            kernels, attention projections and embeddings, not biases or norm scales), e.g.
+            ``"encoder.*weight"``. Parameters keep the model's order.
 
     Returns:
         ``(name, parameter)`` pairs, shared parameters listed once.
 
     Raises:
-        PruningLimitsError: no parameter selected, or an unknown name.
+        PruningLimitsError: no parameter selected, or a name or pattern that selects nothing.
     """
     named = dict(model.named_parameters())
     if isinstance(params, str) and params == "prunable":
-        selected = []
-        for module_name, module in model.named_modules():
-            if isinstance(module, PRUNABLE_LAYERS):
-                attr = "weight_orig" if hasattr(module, "weight_orig") else "weight"
-                if isinstance(getattr(module, attr, None), nn.Parameter):
-                    selected.append(f"{module_name}.{attr}" if module_name else attr)
+        stored = parameter_selection(model)
+        if stored is not None:
+            return prunable_parameters(model, stored if stored != ["all"] else "all")
+        selected = _default_prunable(model)
         if not selected:
             raise PruningLimitsError(
-                f"model {type(model).__name__} has no prunable weights: expected nn.Linear or "
-                "nn.Conv1d/2d/3d layers"
+                f"model {type(model).__name__} has no prunable weights: expected nn.Linear, "
+                "nn.Conv1d/2d/3d or nn.MultiheadAttention layers (or choose parameters with --params)"
             )
     elif isinstance(params, str) and params == "all":
         selected = list(named)
-    elif isinstance(params, str):
-        raise PruningLimitsError(
-            f"params must be 'prunable', 'all' or a list of parameter names, got {describe(params)}"
-        )
     else:
-        selected = list(params)
-        unknown = [name for name in selected if name not in named]
-        if unknown:
-            raise PruningLimitsError(f"unknown parameter names {unknown}; the model has {list(named)}")
+        patterns = _split_patterns(params)
+        if not patterns:
+            raise PruningLimitsError(f"params selects nothing: give parameter names or glob patterns, got {describe(params)}")
+        selected = _select_by_patterns(model, patterns)
     if not selected:
         raise PruningLimitsError("no parameters selected: the model has no parameters")
     seen: set[int] = set()
@@ -78,6 +202,21 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
             seen.add(id(param))
             result.append((name, param))
     return result
+
+
+def selection_summary(model: nn.Module, params: ParamSpec = "prunable") -> dict[str, Any]:
+    """Which tensors are analysed and pruned, and how many weights: a JSON-serialisable record."""
+    selected = prunable_parameters(model, params)
+    if isinstance(params, str) and params == "prunable":
+        stored = parameter_selection(model)
+        selection = "default" if stored is None else ",".join(stored)
+    else:
+        selection = params if isinstance(params, str) else ",".join(params)
+    return {
+        "selection": selection,
+        "tensors": {_base_name(name): int(p.numel()) for name, p in selected},
+        "weights": int(sum(p.numel() for _, p in selected)),
+    }
 
 
 def prunable_dim(model: nn.Module, params: ParamSpec = "prunable") -> int:
@@ -161,6 +300,45 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
         raise PruningLimitsError("the data set is empty: expected at least one batch")
 
 
+def logits(output: Any) -> Tensor:
+    """The tensor the loss sees from a model's ``output`` (the rule of the module docstring).
+
+    Raises:
+        PruningLimitsError: no usable tensor (e.g. a dict without ``"logits"``, a string).
+    """
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, Mapping):
+        if isinstance(output.get("logits"), Tensor):
+            return output["logits"]
+        raise PruningLimitsError(
+            f"the model returns a {type(output).__name__} without a 'logits' tensor (keys {list(output)[:6]}): "
+            "return a tensor, a tuple whose first element is the logits, or a dict with 'logits'"
+        )
+    if isinstance(getattr(output, "logits", None), Tensor):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise PruningLimitsError(
+        f"the model returns {describe(output)}, which has no usable logits: return a tensor, a tuple whose "
+        "first element is the logits, a dict with 'logits', or an object with a .logits tensor"
+    )
+
+
+def on_logits(loss_fn: LossFn) -> LossFn:
+    """``loss_fn`` applied to :func:`logits` of the model's output (idempotent)."""
+    if getattr(loss_fn, "_on_logits", False):
+        return loss_fn
+
+    def loss(output: Any, target: Tensor) -> Tensor:
+        return loss_fn(logits(output), target)
+
+    loss._on_logits = True  # type: ignore[attr-defined]
+    loss.__doc__ = getattr(loss_fn, "__doc__", None)
+    loss.__name__ = getattr(loss_fn, "__name__", "loss")
+    return loss
+
+
 def default_loss_fn(targets: Tensor) -> LossFn:
     """Cross-entropy for integer targets, mean squared error otherwise (both mean-reduced)."""
     if targets.is_floating_point():
@@ -169,11 +347,11 @@ def default_loss_fn(targets: Tensor) -> LossFn:
 
 
 def resolve_loss_fn(loss_fn: LossFn | None, data: Data) -> LossFn:
-    """``loss_fn`` itself, or the default for the targets of the first batch of ``data``."""
+    """``loss_fn``, or the default for the targets of the first batch of ``data``, on :func:`logits`."""
     if loss_fn is not None:
-        return loss_fn
+        return on_logits(loss_fn)
     _, targets = next(iter_batches(data))
-    return default_loss_fn(targets)
+    return on_logits(default_loss_fn(targets))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,78 @@
+"""Second derivatives through attention, and a plain error for operations that have none.
+
+PyTorch's fused attention kernels (``F.scaled_dot_product_attention`` with the flash or
+memory-efficient backend, used by ``nn.MultiheadAttention`` and ``nn.Transformer*``) implement
+only a first derivative: a Hessian-vector product through them fails with ``derivative for
+aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented``. The math
+backend (``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``, the reference implementation
+built from matrix products and a softmax) computes the same function with ordinary
+differentiable operations, so every order of derivative exists. :func:`second_order_context`
+selects it for the forward passes whose graph is differentiated twice (PyTorch docs,
+"torch.nn.attention.sdpa_kernel").
+
+Any other operation without a double backward is reported by
+:func:`explain_missing_derivatives` as one line naming the operation and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+from ._checks import PruningLimitsError
+
+_MISSING_DERIVATIVE = re.compile(r"derivative for (\S+) is not implemented")
+_ONCE_DIFFERENTIABLE = "marked with @once_differentiable"
+
+
+@contextlib.contextmanager
+def second_order_context() -> Iterator[None]:
+    """Run the block with the math backend of scaled dot-product attention.
+
+    Forward passes inside the block record attention as differentiable matrix products, so
+    Hessian-vector products (reverse-over-reverse and forward-over-reverse) work through
+    ``nn.MultiheadAttention``, ``nn.Transformer*`` and ``F.scaled_dot_product_attention``.
+    """
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: the older switch of the same backends
+        import torch
+
+        with torch.backends.cuda.sdp_kernel(enable_flash=False, enable_math=True, enable_mem_efficient=False):
+            yield
+        return
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+def missing_derivative_message(error: BaseException) -> str | None:
+    """The one-line explanation for an error raised by a missing second derivative, else ``None``."""
+    text = str(error)
+    match = _MISSING_DERIVATIVE.search(text)
+    if match:
+        op = match.group(1)
+        return (
+            f"the model uses {op}, which PyTorch cannot differentiate twice, so its Hessian cannot be "
+            "computed: replace that operation with a twice-differentiable one (e.g. a pure-PyTorch "
+            "version), or choose --params (API: params=) before it in the network"
+        )
+    if _ONCE_DIFFERENTIABLE in text:
+        return (
+            "the model uses a custom autograd.Function marked @once_differentiable, which PyTorch cannot "
+            "differentiate twice, so its Hessian cannot be computed: give the Function a differentiable "
+            "backward, or choose --params (API: params=) before it in the network"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def explain_missing_derivatives() -> Iterator[None]:
+    """Turn "derivative for X is not implemented" errors of the block into a one-line PruningLimitsError."""
+    try:
+        yield
+    except (RuntimeError, NotImplementedError) as error:
+        message = missing_derivative_message(error)
+        if message is None:
+            raise
+        raise PruningLimitsError(message) from error

@@ -1,0 +1,215 @@
+""".safetensors state_dicts and Hugging Face model folders: round trips, damaged files, mismatches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from pruning_limits._checks import PruningLimitsError
+from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint, save_safetensors
+from pruning_limits.cli.main import cli
+from pruning_limits.data import load_data
+from pruning_limits.models import build_model
+
+SIZES = {"input_shape": [64], "num_outputs": 10}
+
+
+def one_line(info: pytest.ExceptionInfo) -> str:
+    message = str(info.value)
+    assert message and "\n" not in message
+    return message
+
+
+def test_safetensors_round_trip(tmp_path):
+    model = build_model("mlp:16", SIZES, seed=3)
+    path = tmp_path / "weights.safetensors"
+    save_safetensors(path, model)
+    checkpoint = read_checkpoint(path)
+    assert (checkpoint.kind, checkpoint.format) == ("state_dict", "safetensors")
+    with pytest.raises(PruningLimitsError, match="--model"):
+        build_from_checkpoint(checkpoint, data=SIZES)
+    loaded = build_from_checkpoint(checkpoint, model_spec="mlp:16", data=SIZES, seed=0)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    x = torch.randn(5, 64)
+    assert torch.equal(model.eval()(x), loaded(x))
+    # a safetensors file without the suffix is recognised by its header
+    renamed = tmp_path / "weights.bin"
+    renamed.write_bytes(path.read_bytes())
+    assert read_checkpoint(renamed).format == "safetensors"
+
+
+def test_resnet_with_batchnorm_buffers_round_trips(tmp_path):
+    sizes = {"input_shape": [3, 8, 8], "num_outputs": 4}
+    model = build_model("resnet20:2", sizes)
+    model(torch.randn(4, 3, 8, 8))  # update running statistics in train mode
+    path = tmp_path / "resnet.safetensors"
+    save_safetensors(path, model)
+    loaded = build_from_checkpoint(read_checkpoint(path), model_spec="resnet20:2", data=sizes)
+    assert torch.equal(loaded.bn1.running_mean, model.bn1.running_mean)
+    assert int(loaded.bn1.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": garbage}",  # damaged JSON header
+        b"\xff\xff\xff\xff\x00\x00\x00\x00{",  # header length beyond the file
+        b"\x40\x00\x00\x00\x00\x00\x00\x00{\"w\":{\"dtype\":\"F32\",\"shape\":[4,4],\"data_offsets\":[0,64]}}    ",  # data missing
+        b"not a safetensors file at all",
+    ],
+)
+def test_damaged_safetensors_is_one_line(tmp_path, content):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(PruningLimitsError) as info:
+        read_checkpoint(path)
+    assert "broken.safetensors" in one_line(info)
+
+
+def test_missing_and_mis_shaped_tensors_are_one_line(tmp_path):
+    model = build_model("mlp:16", SIZES)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    missing = dict(state)
+    del missing["3.weight"]
+    save_file(missing, tmp_path / "missing.safetensors")
+    with pytest.raises(PruningLimitsError, match=r"missing keys \[3.weight\]") as info:
+        build_from_checkpoint(read_checkpoint(tmp_path / "missing.safetensors"), model_spec="mlp:16", data=SIZES)
+    one_line(info)
+    with pytest.raises(PruningLimitsError, match="mis-shaped") as info:
+        build_from_checkpoint(read_checkpoint(tmp_path / "missing.safetensors"), model_spec="mlp:8", data=SIZES)
+    one_line(info)
+
+
+def test_cli_predicts_and_prunes_a_safetensors_checkpoint(tmp_path):
+    from pruning_limits.lomp import train
+
+    data = load_data("digits")
+    model = build_model("mlp:16", data)
+    train(model, data, epochs=2, seed=0)
+    path = tmp_path / "model.safetensors"
+    save_safetensors(path, model)
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["predict", str(path), "--model", "mlp:16", "--data", "digits", "--iterations", "20", "--probes", "2", "--json", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["dim"] == 64 * 16 + 16 * 10 == record["params"]["weights"]
+    assert list(record["params"]["tensors"]) == ["1.weight", "3.weight"]
+    # --params: only the first layer
+    result = runner.invoke(
+        cli, ["predict", str(path), "--model", "mlp:16", "--data", "digits", "--params", "1.weight",
+              "--iterations", "20", "--probes", "2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dim"] == 64 * 16
+    assert "prunable: 1 tensors, D = 1024 weights (--params 1.weight)" in result.stderr
+    pruned = tmp_path / "pruned.safetensors"
+    result = runner.invoke(
+        cli, ["prune", str(path), "--model", "mlp:16", "--data", "digits", "--sparsity", "0.5", "-o", str(pruned), "--json", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    back = build_from_checkpoint(read_checkpoint(pruned), model_spec="mlp:16", data=data)
+    weights = torch.cat([back[1].weight.flatten(), back[3].weight.flatten()])
+    assert int((weights == 0).sum()) == round(0.5 * weights.numel())
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": garbage}")
+    result = runner.invoke(cli, ["predict", str(broken), "--model", "mlp:16", "--data", "digits"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "safetensors" in lines[0]
+
+
+def _hide_a_broken_torchvision() -> None:
+    """Where torchvision is installed but cannot be imported (a CUDA build against a CPU torch), the
+    lazy model imports of transformers fail on it: make it look not installed, before transformers
+    first asks. A working torchvision is left alone."""
+    import sys
+
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - RuntimeError "operator torchvision::nms does not exist"
+        sys.modules["torchvision"] = None  # type: ignore[assignment]
+
+
+_hide_a_broken_torchvision()
+transformers = pytest.importorskip("transformers", reason="the Hugging Face extra (transformers) is not installed")
+
+
+def tiny_bert(num_labels: int = 3):
+    config = transformers.BertConfig(
+        vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=16, num_labels=num_labels, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(config).eval()
+
+
+def test_huggingface_folder_loads_and_predicts(tmp_path):
+    from pruning_limits.limits import predict_limit
+    from pruning_limits.objective import prunable_parameters
+
+    bert = tiny_bert()
+    folder = tmp_path / "bert"
+    bert.save_pretrained(folder)
+    checkpoint = read_checkpoint(folder)
+    assert checkpoint.kind == "huggingface"
+    model = build_from_checkpoint(checkpoint)
+    data = load_data("tokens:n=40,test=8,classes=3,vocab=20,length=8")
+    ids = data.x_train[:4]
+    assert torch.equal(model(ids).logits, bert(ids).logits)  # same weights, output through .logits
+    names = [n for n, _ in prunable_parameters(model)]
+    assert "bert.encoder.layer.0.attention.self.query.weight" in names and "classifier.weight" in names
+    assert not any("embeddings" in n or "LayerNorm" in n for n in names)
+    prediction = predict_limit(model, data.train, epsilon=0.05, iterations=8, probes=1, seed=0)
+    assert prediction.dim == sum(p.numel() for _, p in prunable_parameters(model))
+    assert 0.0 <= prediction.sparsity <= 1.0
+
+
+def test_huggingface_folder_in_the_cli_and_pruned_folder(tmp_path):
+    folder = tmp_path / "bert"
+    tiny_bert().save_pretrained(folder)
+    runner = CliRunner()
+    data = "tokens:n=40,test=8,classes=3,vocab=20,length=8"
+    result = runner.invoke(
+        cli, ["predict", str(folder), "--data", data, "--iterations", "6", "--probes", "1", "--epsilon", "0.05",
+              "--memory-budget", "0.001", "--json", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["params"]["weights"] == json.loads(result.stdout)["dim"]
+    out = tmp_path / "pruned-bert"
+    result = runner.invoke(cli, ["prune", str(folder), "--data", data, "--sparsity", "0.3", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    pruned = build_from_checkpoint(read_checkpoint(out))
+    assert float((pruned.classifier.weight == 0).float().mean()) > 0
+
+
+def test_huggingface_folder_refusals_are_one_line(tmp_path):
+    folder = tmp_path / "bert"
+    tiny_bert().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    # custom code is never run
+    (folder / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "modeling.Evil"}}))
+    with pytest.raises(PruningLimitsError, match="custom model code") as info:
+        read_checkpoint(folder)
+    one_line(info)
+    # weights of another shape
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 32, "intermediate_size": 64}))
+    with pytest.raises(PruningLimitsError, match="mis-shaped") as info:
+        read_checkpoint(folder)
+    one_line(info)
+    # an unknown architecture, and a folder without weights
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchModel"]}))
+    with pytest.raises(PruningLimitsError, match="no model class 'NoSuchModel'"):
+        read_checkpoint(folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(PruningLimitsError, match="has no model.safetensors") as info:
+        read_checkpoint(folder)
+    one_line(info)
