@@ -428,6 +428,31 @@ def predict_from_spectrum(
     )
 
 
+def sparsity_estimator(
+    weights: Any, epsilons: Sequence[float], *, gradient: Any = None
+) -> Callable[[Spectrum], tuple[float, ...]]:
+    """``spectrum -> (s*(ε) for ε in epsilons)``, with ``R_k²`` (and ``c_k``) computed once.
+
+    The same ``s*`` as :func:`predict_from_spectrum` (global magnitude, ``gradient`` as there)
+    for many spectra of one network: what an adaptive SLQ monitor evaluates at every
+    checkpoint (:mod:`pruning_limits.adaptive`), without re-sorting the weights each time.
+    """
+    w = _check_weights(weights)
+    eps_values = [check_positive("epsilon", float(e)) for e in np.atleast_1d(np.asarray(epsilons, dtype=np.float64))]
+    if not eps_values:
+        raise PruningLimitsError("epsilons must hold at least one value")
+    r2 = magnitude_distance_curve(w)
+    cost = None if gradient is None else magnitude_first_order_curve(w, gradient)
+
+    def estimate(spectrum: Spectrum) -> tuple[float, ...]:
+        _check_weights_and_spectrum(w, spectrum)
+        return tuple(
+            1.0 - _solve(spectrum.nodes, spectrum.weights, e, r2, cost=cost) / spectrum.dim for e in eps_values
+        )
+
+    return estimate
+
+
 def limit_curve(
     weights: Any,
     spectrum: Spectrum,
@@ -509,7 +534,7 @@ def predict_limit(
     *,
     epsilon: float | str = "batch-std",
     iterations: int = DEFAULT_ITERATIONS,
-    probes: int = DEFAULT_PROBES,
+    probes: int | None = DEFAULT_PROBES,
     seed: int = 0,
     eta: float = DEFAULT_ETA,
     loss_fn: Any = None,
@@ -520,6 +545,8 @@ def predict_limit(
     gradient: Any = None,
     memory_budget: int | None = None,
     progress: bool = False,
+    tolerance: float | None = None,
+    hessian_samples: int | None = None,
 ) -> Prediction:
     """The whole pipeline on a model: ε, Hessian spectrum by SLQ, weights, pruning limit.
 
@@ -552,6 +579,14 @@ def predict_limit(
             (default 1 GiB). SLQ uses the block Gauss rule when all probes' bases fit, otherwise
             one Gauss rule per probe (:func:`pruning_limits.spectrum.slq`).
         progress: show a tqdm progress bar on stderr.
+        tolerance: stop SLQ once ``s*`` has settled to this many sparsity units
+            (:mod:`pruning_limits.adaptive`; its default is
+            :data:`~pruning_limits.adaptive.DEFAULT_TOLERANCE`); ``iterations`` is then the
+            most steps per probe and ``probes=None`` picks
+            :func:`~pruning_limits.spectrum.default_probes`. ``None`` (default): a fixed run.
+        hessian_samples: the Hessian over a seeded (``seed``) random subset of this many
+            samples (:mod:`pruning_limits.subsets`); ε and the gradient term stay on all of
+            ``data``. Warns when the subset's rank hazard exceeds the tolerance. ``None``: all.
 
     Returns:
         :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline.
@@ -574,21 +609,34 @@ def predict_limit(
     else:
         eps = check_positive("epsilon", epsilon)
     weights = flat_weights(analysed, params)
+    if gradient_term and gradient is None:
+        gradient = loss_gradient(analysed, data, loss_fn, params)
     if spectrum is None:
-        from .spectrum import estimate_spectrum
+        from .adaptive import DEFAULT_TOLERANCE, adaptive_slq
+        from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
+        from .subsets import hessian_subset, subset_record
 
-        spectrum = estimate_spectrum(
+        watch = None if tolerance is None else check_positive("tolerance", tolerance)
+        subset = subset_record(
+            analysed, data, hessian_samples, weights.size, tolerance=DEFAULT_TOLERANCE if watch is None else watch
+        )
+        operator = HessianOperator(
             analysed,
-            data,
-            iterations=check_int("iterations", iterations, 1),
-            probes=check_int("probes", probes, 1),
-            seed=seed,
+            hessian_subset(data, hessian_samples, seed),
             loss_fn=loss_fn,
             params=params,
+            memory_budget=DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget,
+        )
+        spectrum = adaptive_slq(
+            operator,
+            None if watch is None else sparsity_estimator(weights, [eps], gradient=gradient),
+            tolerance=watch,
+            iterations=check_int("iterations", iterations, 1),
+            probes=None if probes is None else check_int("probes", probes, 1),
+            seed=seed,
             memory_budget=memory_budget,
             progress=progress,
         )
-    if gradient_term and gradient is None:
-        gradient = loss_gradient(analysed, data, loss_fn, params)
+        spectrum = replace(spectrum, num_hvps=operator.num_hvps, stopping={**spectrum.stopping, "hessian_subset": subset})
     prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
     return replace(prediction, seconds=time.perf_counter() - start)
