@@ -363,6 +363,7 @@ def block_lanczos(
     *,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     breakdown_tol: float = DEFAULT_BREAKDOWN_TOL,
+    reorthogonalization: str = "full",
     monitor: Callable[[int, Callable[[], BlockLanczosResult]], bool] | None = None,
     progress_bar: Any = None,
 ) -> BlockLanczosResult:
@@ -383,6 +384,11 @@ def block_lanczos(
         starts: ``(b, dim)`` start vectors as rows (any non-zero lengths; normalised here).
         memory_budget: bytes allowed for the basis, :func:`block_lanczos_bytes`.
         breakdown_tol: relative singular value that counts as zero (default ``1e-10``).
+        reorthogonalization: ``"full"`` (default, described above) or ``"none"``: the plain
+            block three-term recurrence (the coupling of consecutive blocks from their QR
+            factors, Golub & Underwood 1977), keeping three blocks, ``3·b·D·8`` bytes at any
+            step count, like :func:`lanczos_probes` without re-orthogonalisation;
+            ``"auto"``: ``"full"`` when its basis fits ``memory_budget``, else ``"none"``.
         monitor: called after every block step as ``monitor(steps_done, partial)``, where
             ``partial()`` builds the :class:`BlockLanczosResult` so far (as :func:`lanczos_probes`);
             a true return stops the run.
@@ -408,6 +414,11 @@ def block_lanczos(
     if not (norms > 0).all():
         raise PruningLimitsError("every start vector must be non-zero")
     starts = starts / norms[:, None]  # the rule is for z/‖z‖; equal norms keep deflation scale-free
+    mode = check_choice("reorthogonalization", reorthogonalization, REORTHOGONALIZATIONS)
+    if mode == "auto":
+        mode = "full" if block_lanczos_bytes(dim, steps, starts.shape[0]) <= memory_budget else "none"
+    if mode == "none":
+        return _plain_block_lanczos(matmat, dim, steps, starts, memory_budget, breakdown_tol, monitor, progress_bar)
     needed = block_lanczos_bytes(dim, steps, starts.shape[0])
     if needed > memory_budget:
         raise PruningLimitsError(
@@ -455,6 +466,62 @@ def block_lanczos(
         if block.shape[1] == 0:
             breakdown = True
             break
+        if monitor is not None and monitor(done, lambda: _block_result(projection, start_coordinates, size, done, False, spent)):
+            break
+    return _block_result(projection, start_coordinates, size, done, breakdown, spent)
+
+
+def _plain_block_lanczos(
+    matmat: Callable[[np.ndarray], Any],
+    dim: int,
+    steps: int,
+    starts: np.ndarray,
+    memory_budget: float,
+    breakdown_tol: float,
+    monitor: Callable[[int, Callable[[], BlockLanczosResult]], bool] | None,
+    progress_bar: Any,
+) -> BlockLanczosResult:
+    """Block Lanczos without re-orthogonalisation (see :func:`block_lanczos`, ``reorthogonalization="none"``)."""
+    probes = starts.shape[0]
+    needed = 3 * probes * dim * 8
+    if needed > memory_budget:
+        raise PruningLimitsError(
+            f"block Lanczos without re-orthogonalisation (3 blocks of {probes} vectors of D = {dim}) needs {needed} "
+            f"bytes, above the memory budget of {memory_budget:.0f} bytes: raise the budget or use fewer probes"
+        )
+    capacity = probes * steps
+    projection = np.zeros((capacity, capacity))
+    block, coupling = _orthonormal_block(starts.T, breakdown_tol, capacity)
+    start_coordinates = coupling.T
+    previous: np.ndarray | None = None
+    link: np.ndarray | None = None  # residual of the previous step = block · link
+    size, start_previous, done, spent, breakdown, scale = 0, 0, 0, 0, False, 0.0
+    while True:
+        width = block.shape[1]
+        product = _as_float64(matmat(block), dim, width=width)
+        spent += width
+        if progress_bar is not None:
+            progress_bar.update(width)
+        scale = max(scale, float(np.linalg.norm(product, axis=0).max()))
+        if previous is not None:
+            product -= previous @ link.T  # A Q_j has Q_{j-1} B_jᵀ, B_j the previous QR coupling
+            projection[start_previous:size, size : size + width] = link.T
+        diagonal = block.T @ product
+        product -= block @ diagonal
+        correction = block.T @ product  # one local pass keeps the block itself orthogonal
+        product -= block @ correction
+        diagonal += correction
+        projection[size : size + width, size : size + width] = 0.5 * (diagonal + diagonal.T)
+        start_previous = size
+        size += width
+        done += 1
+        if done == steps or size == capacity:
+            break
+        following, link = _orthonormal_block(product, breakdown_tol * scale, capacity - size)
+        if following.shape[1] == 0:
+            breakdown = True
+            break
+        previous, block = block, following
         if monitor is not None and monitor(done, lambda: _block_result(projection, start_coordinates, size, done, False, spent)):
             break
     return _block_result(projection, start_coordinates, size, done, breakdown, spent)
