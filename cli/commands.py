@@ -18,7 +18,9 @@ from ._common import (
     check_output_path,
     check_spectrum_settings,
     common_options,
+    device_option,
     exact_option,
+    is_main_process,
     json_option,
     load_model_and_data,
     note_if_knee_is_flat,
@@ -38,7 +40,8 @@ DEFAULT_MODEL = "mlp"
 def _echo_json(record: Any) -> None:
     from pruning_limits.report import dumps_json
 
-    click.echo(dumps_json(record))
+    if is_main_process():  # under torchrun only rank 0 prints
+        click.echo(dumps_json(record))
 
 
 def _training_settings(history: Any, seed: int) -> dict[str, Any]:
@@ -140,24 +143,46 @@ def spectrum_command(
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
+    tolerance: float | None,
+    hessian_samples: int | None,
+    device: str,
+    analysis_dtype: str,
     exact: bool,
     seed: int,
     plot_path: str | None,
     as_json: bool,
     console: Console,
 ) -> None:
-    """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights."""
-    settings = check_spectrum_settings(iterations, probes, memory_budget)
+    """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights.
+
+    SLQ stops once the predicted limit (ε = batch-std, with the gradient term, as ``predict``'s
+    default) has settled, unless --iterations is given alone.
+    """
+    start = time.perf_counter()
+    settings = check_spectrum_settings(
+        iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
+        dtype=analysis_dtype,
+    )
     check_output_path(plot_path, figure=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
-    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
+    with _pipeline.session(settings) as context:
+        analysed = _pipeline.analysis_copy(loaded.model, settings, context)
+        estimate = None
+        if not exact:
+            gradient = _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
+            eps = _pipeline.analysis_epsilons(loaded.model, loaded.data, ["batch-std"])
+            estimate = _pipeline.sparsity_estimate(analysed, eps, gradient)
+        spectrum = _pipeline.analysis_spectrum(
+            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
+            context=context, analysed=analysed,
+        )
     from pruning_limits import report
 
-    if plot_path:
+    if plot_path and is_main_process():
         report.save_figure(report.spectrum_figure(spectrum), plot_path)
         console.log(f"wrote {plot_path}")
     if as_json:
-        _echo_json({"checkpoint": checkpoint, **spectrum.to_dict()})
+        _echo_json({"checkpoint": checkpoint, **spectrum.to_dict(), "seconds": time.perf_counter() - start})
         return
     summary = spectrum.summary()
     rows = [
@@ -211,15 +236,27 @@ def predict_command(
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
+    tolerance: float | None,
+    hessian_samples: int | None,
+    device: str,
+    analysis_dtype: str,
     exact: bool,
     seed: int,
     plot_path: str | None,
     as_json: bool,
     console: Console,
 ) -> None:
-    """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε."""
+    """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε.
+
+    SLQ spends Hessian-vector products until s* has settled (--tolerance), unless --iterations
+    is given alone. Runs data-parallel under torchrun (docs/usage.md, 'Large models').
+    """
+    start = time.perf_counter()
     eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
-    settings = check_spectrum_settings(iterations, probes, memory_budget)
+    settings = check_spectrum_settings(
+        iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
+        dtype=analysis_dtype,
+    )
     check_output_path(plot_path, figure=True)
     if eta is not None:
         from pruning_limits._checks import check_fraction
@@ -227,8 +264,17 @@ def predict_command(
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
     note_if_trained_without_l1(loaded, console)
-    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
-    gradient = _pipeline.analysis_gradient(loaded.model, loaded.data) if gradient_term else None
+    with _pipeline.session(settings) as context:
+        analysed = _pipeline.analysis_copy(loaded.model, settings, context)
+        gradient = (
+            _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
+            if gradient_term else None
+        )
+        eps_values = _pipeline.analysis_epsilons(loaded.model, loaded.data, eps_values)
+        spectrum = _pipeline.analysis_spectrum(
+            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact,
+            estimate=_pipeline.sparsity_estimate(analysed, eps_values, gradient), context=context, analysed=analysed,
+        )
     predictions = [
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient)
         for eps in eps_values
@@ -237,7 +283,7 @@ def predict_command(
     from pruning_limits import report
     from pruning_limits.objective import flat_weights
 
-    if plot_path:
+    if plot_path and is_main_process():
         if len(predictions) == 1:
             first = predictions[0]
             fixed_point = report.fixed_point_record(flat_weights(loaded.model), spectrum, first, gradient)
@@ -247,6 +293,8 @@ def predict_command(
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     records = [p.to_dict() for p in predictions]
+    for record in records:  # the whole command, not the bound step alone
+        record["seconds"] = time.perf_counter() - start
     if len(records) == 1:
         if as_json:
             _echo_json({**records[0], "checkpoint": checkpoint})
@@ -263,6 +311,7 @@ def predict_command(
                 "density": [r["density"] for r in records],
                 "interval": [r["interval"] for r in records],
                 "predictions": records,
+                "seconds": time.perf_counter() - start,
             }
         )
         return
@@ -370,6 +419,10 @@ def validate_command(
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
+    tolerance: float | None,
+    hessian_samples: int | None,
+    device: str,
+    analysis_dtype: str,
     exact: bool,
     seed: int,
     plot_path: str | None,
@@ -385,7 +438,10 @@ def validate_command(
     """
     start = time.perf_counter()
     eps = parse_epsilon(epsilon)
-    settings = check_spectrum_settings(iterations, probes, memory_budget)
+    settings = check_spectrum_settings(
+        iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
+        dtype=analysis_dtype,
+    )
     check_output_path(plot_path, figure=True)
     check_output_path(report_path)
     if eta is not None:
@@ -431,12 +487,23 @@ def run_validation(
     from pruning_limits.validation import validate
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
-    result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, progress=console.progress, **settings, **({} if eta is None else {"eta": eta}))
+    with _pipeline.session(settings) as context:  # the spectrum: adaptive, on the device, data-parallel
+        analysed = _pipeline.analysis_copy(model, settings, context)
+        gradient = _pipeline.analysis_gradient(model, data, context=context, analysed=analysed)
+        eps = _pipeline.analysis_epsilons(model, data, [epsilon])
+        spectrum = _pipeline.analysis_spectrum(
+            model, data, settings=settings, seed=seed, console=console, estimate=_pipeline.sparsity_estimate(analysed, eps, gradient),
+            context=context, analysed=analysed,
+        )
+    plain = {k: v for k, v in settings.items() if k not in _pipeline.SCALE_KEYS}
+    result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, spectrum=spectrum, progress=console.progress, **plain, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
     _pipeline.log_spectrum(console, spectrum)
     note_if_knee_is_flat([prediction], console)
     record = {**result.to_dict(), **facts}
     record["seconds"] = time.perf_counter() - start
+    if not is_main_process():  # under torchrun only rank 0 writes
+        return record
     if plot_path:
         fixed_point = report.fixed_point_record(result.weights, spectrum, prediction, result.gradient)
         figure = report.prediction_figure(prediction.to_dict(), fixed_point, report.sweep_record(sweep))

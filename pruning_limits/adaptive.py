@@ -134,6 +134,7 @@ def adaptive_slq(
     seed: int = 0,
     memory_budget: int | None = None,
     progress: bool = False,
+    sync: Callable[[Any], Any] | None = None,
 ) -> Any:
     """SLQ of ``operator`` that stops once ``estimate`` has settled (or a fixed run), with its ``stopping`` record.
 
@@ -148,6 +149,8 @@ def adaptive_slq(
         probes: probes (default :func:`pruning_limits.spectrum.default_probes` of ``D`` for an
             adaptive run, :data:`pruning_limits.spectrum.DEFAULT_PROBES` for a fixed one).
         seed, memory_budget, progress: as for :func:`~pruning_limits.spectrum.slq`.
+        sync: wraps the monitor so that every process takes the same decision
+            (:meth:`pruning_limits.distributed.DistributedContext.synced_monitor`).
 
     Returns:
         The :class:`~pruning_limits.spectrum.Spectrum` with ``stopping`` filled in. An adaptive
@@ -167,8 +170,8 @@ def adaptive_slq(
     probes = check_int("probes", probes, 1)
     monitor = SettlingMonitor(estimate, tolerance=tolerance) if adaptive else None  # type: ignore[arg-type]
     spectrum = slq(
-        operator, iterations=cap, probes=probes, seed=seed, memory_budget=memory_budget, monitor=monitor,
-        progress=progress,
+        operator, iterations=cap, probes=probes, seed=seed, memory_budget=memory_budget,
+        monitor=monitor if sync is None or monitor is None else sync(monitor), progress=progress,
     )
     if monitor is None:
         return dataclasses.replace(spectrum, stopping=fixed_record(cap, probes))
