@@ -181,10 +181,15 @@ def adaptive_slq(
     record["final_estimate"] = [float(v) for v in estimate(spectrum)]  # type: ignore[misc]
     if not record["converged"]:
         moved = record["moved"]
+        if moved is not None and moved <= monitor.tolerance:
+            why = f"a run needs at least {monitor.min_steps} steps to count as settled"
+        else:
+            why = (
+                f"the estimate moved by {'?' if moved is None else f'{moved:.4f}'} over its last {monitor.window} "
+                f"checks, above the tolerance {monitor.tolerance:g}"
+            )
         warnings.warn(
-            f"SLQ did not settle within {steps_cap} steps: the estimate moved by "
-            f"{'?' if moved is None else f'{moved:.4f}'} over its last {monitor.window} checks, above the tolerance "
-            f"{monitor.tolerance:g}; raise --iterations for a surer answer",
+            f"SLQ did not settle within {steps_cap} steps: {why}; raise --iterations for a surer answer",
             RuntimeWarning,
             stacklevel=2,
         )
