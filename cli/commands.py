@@ -72,6 +72,7 @@ def _history_summary(history: Any) -> dict[str, Any]:
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Bundle to write (.pt).")
+@device_option
 @seed_option
 @json_option
 @common_options
@@ -84,6 +85,7 @@ def train_command(
     optimizer: str | None,
     batch_size: int | None,
     output: str,
+    device: str,
     seed: int,
     as_json: bool,
     console: Console,
@@ -103,9 +105,13 @@ def train_command(
     optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, OPTIMIZERS)
     batch_size = None if batch_size is None else check_int("--batch-size", batch_size, 1)
     check_output_path(output)
+    from pruning_limits.devices import resolve_device
+
+    where = resolve_device(device)
     data = load_data(data_spec, seed=seed)
     model = build_model(model_spec, data, seed=seed)
     check_data_fits_model(model, data)
+    model.to(where)
     given = {"l1": l1, "epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size, "seed": seed}
     console.log(f"training {model_spec} on {data_spec}", level=1)
     history = train(
@@ -113,6 +119,7 @@ def train_command(
     )
     settings = _training_settings(history, seed)
     summary = _history_summary(history)
+    model.to("cpu")  # bundles hold CPU tensors, loadable anywhere
     save_bundle(output, model, model_spec=model_spec, data_spec=data_spec, training={**settings, **summary})
     record = {"output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary, "seconds": time.perf_counter() - start}
     if as_json:
@@ -328,6 +335,7 @@ def predict_command(
 @click.option("--sparsity", type=float, required=True, help="Fraction of prunable weights to set to zero, in [0, 1].")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Pruned checkpoint to write.")
 @source_options
+@device_option
 @seed_option
 @json_option
 @common_options
@@ -338,6 +346,7 @@ def prune_command(
     model_spec: str | None,
     data_spec: str | None,
     trust_checkpoint: bool,
+    device: str,
     seed: int,
     as_json: bool,
     console: Console,
@@ -347,6 +356,9 @@ def prune_command(
 
     sparsity = check_fraction("--sparsity", sparsity)
     check_output_path(output)
+    from pruning_limits.devices import resolve_device
+
+    where = resolve_device(device)
     loaded = load_model_and_data(
         checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, need_data=False
     )
@@ -354,7 +366,7 @@ def prune_command(
     from pruning_limits.masks import prune_model
     from pruning_limits.objective import evaluate_loss, flat_weights
 
-    model = loaded.model
+    model = loaded.model.to(where)  # the losses are evaluated there
     loss_before = evaluate_loss(model, loaded.data.train) if loaded.data is not None else None
     prune_model(model, sparsity, "magnitude", permanent=True)
     weights = flat_weights(model)
@@ -369,6 +381,7 @@ def prune_command(
         "loss_before": loss_before,
         "loss_after": evaluate_loss(model, loaded.data.train) if loaded.data is not None else None,
     }
+    model.to("cpu")  # written with CPU tensors, loadable anywhere
     source = loaded.checkpoint
     if source.kind == "torchscript":
         ckpt.save_torchscript(output, model)
