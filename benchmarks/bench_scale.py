@@ -63,6 +63,7 @@ class Case:
 
 
 CASES = {
+    "digits-mlp32": Case("digits-mlp32", "mlp:32", "digits", 200),
     "digits-mlp100": Case("digits-mlp100", "mlp:100,100", "digits", 200, pyhessian=True),
     "mnist1d-mlp256": Case("mnist1d-mlp256", "mlp:256,256", "mnist1d", 60, pyhessian=True),
     "digits-mlp1000": Case("digits-mlp1000", "mlp:1000,1000", "digits", 40, pyhessian=True),
@@ -252,6 +253,33 @@ def measure(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def subset_sweep(case: Case, sizes: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``s*`` (adaptive, default tolerance) against the Hessian's sample count, with the rank hazard."""
+    import warnings
+
+    torch.set_num_threads(args.threads)
+    from pruning_limits import predict_limit
+    from pruning_limits.adaptive import DEFAULT_TOLERANCE
+
+    model, data, _ = load_case(case, args.cache)
+    rows = []
+    for size in sizes:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            prediction = predict_limit(model, data, tolerance=DEFAULT_TOLERANCE, probes=None, hessian_samples=size)
+        subset = prediction.spectrum["stopping"]["hessian_subset"]
+        row = {"case": case.name, "samples": subset["samples"], "total": subset["total"], "dim": prediction.dim,
+               "rank_hazard": subset["rank_hazard"], "sparsity": prediction.sparsity, "num_hvps": prediction.num_hvps,
+               "atom_at_zero": prediction.spectrum["atom_at_zero"], "seconds": time.perf_counter() - start,
+               "warned": any("spurious zero" in str(w.message) for w in caught)}
+        rows.append(row)
+        print(f"{case.name}: N = {row['samples']} of {row['total']} (D = {row['dim']}): s* {row['sparsity']:.4f}, "
+              f"atom at zero {row['atom_at_zero']:.3f}, rank hazard {row['rank_hazard']:.3f}"
+              f"{' (warned)' if row['warned'] else ''}, {row['num_hvps']} products, {row['seconds']:.0f} s", flush=True)
+    return rows
+
+
 def _pyhessian_text(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"does not run ({record['error']})"
@@ -268,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the 4x-cost reference runs")
     parser.add_argument("--pyhessian", action="store_true", help="also time PyHessian's density on the MLPs")
     parser.add_argument("--quick", action="store_true", help="one tiny MLP, to check the script")
+    parser.add_argument("--subsets", default=None, help="instead: s* against --hessian-samples, e.g. 50,100,400,all")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="adaptive", help=argparse.SUPPRESS)
     parser.add_argument("--budget", default=None, help=argparse.SUPPRESS)
@@ -277,6 +306,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_once(case, args.mode, args.cache, args.threads, json.loads(args.budget) if args.budget else None)))
         return
     cases = [QUICK] if args.quick else [CASES[name] for name in args.cases.split(",")]
+    if args.subsets:
+        sizes = [None if n == "all" else int(n) for n in args.subsets.split(",")]
+        rows = [row for case in cases for row in subset_sweep(case, sizes, args)]
+        if args.json:
+            args.json.write_text(json.dumps({"threads": args.threads, "subsets": rows}, indent=1))
+        return
     print(f"threads {args.threads}, OMP_WAIT_POLICY=PASSIVE, repeats {args.repeats}, torch {torch.__version__}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     records = []
