@@ -118,3 +118,29 @@ def test_torchrun_predict_equals_one_process_and_only_rank_0_prints(bundle) -> N
     assert parallel["spectrum"]["stopping"]["processes"] == 2 and single["spectrum"]["stopping"]["processes"] == 1
     assert parallel["num_hvps"] == single["num_hvps"]
     assert parallel["spectrum"]["trace"] == pytest.approx(single["spectrum"]["trace"], rel=1e-8)
+
+
+def _dying_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
+         "LOCAL_RANK": str(rank)}
+    )
+    from pruning_limits._checks import PruningLimitsError
+
+    context = DistributedContext(torch.device("cpu"), timeout=60)
+    if rank == 1:
+        os._exit(3)  # dies without a word, as a killed process would
+    try:
+        context.all_reduce(np.ones(4))
+    except PruningLimitsError as exc:
+        Path(f"{out}-{rank}.txt").write_text(str(exc))
+
+
+def test_a_rank_that_dies_stops_the_others_with_one_line(tmp_path) -> None:
+    out = str(tmp_path / "rank")
+    context = mp.start_processes(_dying_worker, args=(2, _free_port(), out), nprocs=2, join=False, start_method="spawn")
+    for process in context.processes:  # each on its own: the launcher's join would kill rank 0 at once
+        process.join(timeout=120)
+    assert [p.exitcode for p in context.processes] == [0, 3]
+    message = Path(f"{out}-0.txt").read_text()
+    assert message.startswith("rank 0: another process stopped") and "\n" not in message
