@@ -68,7 +68,7 @@ CASES = {
     "mnist1d-mlp256": Case("mnist1d-mlp256", "mlp:256,256", "mnist1d", 60, pyhessian=True),
     "digits-mlp1000": Case("digits-mlp1000", "mlp:1000,1000", "digits", 40, pyhessian=True),
     "cifar-resnet20": Case("cifar-resnet20", "resnet20", "images", 1, hessian_samples=None, train_samples=10_000),
-    "cifar-resnet20-sub": Case("cifar-resnet20-sub", "resnet20", "images", 1, hessian_samples=1_000, train_samples=10_000),
+    "cifar-resnet20-sub": Case("cifar-resnet20-sub", "resnet20", "images", 1, hessian_samples=256, train_samples=10_000),
     "cifar-resnet18": Case("cifar-resnet18", "resnet18", "images", 1, hessian_samples=128, train_samples=1_000),
 }
 DEFAULT_CASES = ("digits-mlp100", "mnist1d-mlp256", "digits-mlp1000", "cifar-resnet20-sub")

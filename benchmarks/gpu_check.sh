@@ -33,7 +33,9 @@ echo "== ResNet-18 timing"
 timeout 240 $PY - <<'PYEOF'
 import importlib.util, time, torch
 spec = importlib.util.spec_from_file_location("bench_scale", "benchmarks/bench_scale.py")
-bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+bench = importlib.util.module_from_spec(spec)
+import sys; sys.modules["bench_scale"] = bench  # its dataclasses look the module up
+spec.loader.exec_module(bench)
 from pruning_limits import predict_limit
 from pruning_limits.adaptive import DEFAULT_TOLERANCE
 from pruning_limits.hessian import HessianOperator
