@@ -447,7 +447,6 @@ def sparsity_estimator(
         raise PruningLimitsError("epsilons must hold at least one value")
     r2 = magnitude_distance_curve(w)
     cost = None if gradient is None else magnitude_first_order_curve(w, gradient)
-
     costs = [cost] if cost is None else [cost, None]
 
     def estimate(spectrum: Spectrum) -> tuple[float, ...]:
@@ -584,8 +583,9 @@ def predict_limit(
             :func:`~pruning_limits.objective.flat_weights`; skips its computation, as ``spectrum``
             skips SLQ). Only with ``gradient_term=True``.
         memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
-            (default 1 GiB). SLQ uses the block Gauss rule when all probes' bases fit, otherwise
-            one Gauss rule per probe (:func:`pruning_limits.spectrum.slq`).
+            (default 1 GiB). SLQ uses the block Gauss rule, fully re-orthogonalised when all
+            probes' bases fit, otherwise without re-orthogonalisation
+            (:func:`pruning_limits.spectrum.slq`).
         progress: show a tqdm progress bar on stderr.
         tolerance: stop SLQ once ``s*`` has settled to this many sparsity units
             (:mod:`pruning_limits.adaptive`; its default is
