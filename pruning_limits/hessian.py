@@ -23,8 +23,8 @@ Hessian"):
   tangent) are removed (:mod:`pruning_limits._fx_passes`). Otherwise the ``jvp`` is recomputed
   for every product and ``vmap``-ed over several vectors for ``matmat``.
 
-``method="auto"`` times both on a slice of the first chunk of data at construction (up to
-:data:`AUTO_TIMING_MAX_DIM` weights; above it, the cached double-backward). When both
+``method="auto"`` times both on a slice of the first chunk of data at construction (above
+:data:`AUTO_TIMING_MAX_DIM` weights without convolutions: the cached double-backward). When both
 can be cached it picks one of them for both products: the linearized forward-over-reverse
 unless the cached double-backward is clearly faster (:data:`AUTO_MARGIN_CACHED`). Otherwise it
 picks, separately for single and batched products, the cached double-backward unless the
@@ -93,10 +93,12 @@ AUTO_MARGIN_CACHED = 0.9
 AUTO_CACHED_ROUNDS = 5
 
 #: Above this many weights ``auto`` skips the timing and the tracing and uses the cached
-#: double-backward: tracing and folding the linearized graph cost 131 s for a ResNet-20
-#: (271 k weights) and 405 s for a ResNet-18 (11 M) before the first product (issue 20), while
-#: the double-backward graph costs one forward and backward pass (3.3 s against 0.66 s per
-#: product for the 1.07 M-weight MLP on digits, docs/benchmarks.md "Engine at scale").
+#: double-backward for models without convolutions: on the 1.07 M-weight MLP on digits the old
+#: ``auto`` took 146 s to build and chose a product of 1.36 s, the double-backward builds in
+#: 3.3 s and multiplies in 0.66 s (docs/benchmarks.md, "Engine at scale"). Convolutional models
+#: keep the timing: their double-backward product was far slower than the linearized one
+#: (ResNet-20, 512 samples, float64: 258 s against the 3.9 s recorded in issue 20, on a
+#: contended machine), which outweighs the build.
 AUTO_TIMING_MAX_DIM = 100_000
 
 
@@ -455,7 +457,8 @@ class HessianOperator:
         self._auto_linearized = False
         if method != "auto":
             return {"matvec": method, "matmat": method}
-        if self.dim > AUTO_TIMING_MAX_DIM:  # building must cost about a product, not minutes
+        convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in self._model.modules())
+        if self.dim > AUTO_TIMING_MAX_DIM and not convolutional:  # building must cost about a product
             return {"matvec": "double-backward", "matmat": "double-backward"}
         # time both methods on a slice of the first chunk, for one vector and a small block
         x, y = next(self._iter_chunks())
