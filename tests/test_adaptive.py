@@ -22,7 +22,7 @@ from pruning_limits.adaptive import DEFAULT_TOLERANCE, SettlingMonitor, adaptive
 from pruning_limits.hessian import HessianOperator
 from pruning_limits.lanczos import block_gauss_quadrature, block_lanczos, rademacher_probes
 from pruning_limits.limits import predict_from_spectrum, sparsity_estimator
-from pruning_limits.spectrum import Spectrum, default_probes, dense_hessian, monitor_checkpoints, slq
+from pruning_limits.spectrum import Spectrum, default_probes, dense_hessian, monitor_checkpoints
 from pruning_limits.subsets import hessian_subset, rank_hazard, subset_indices, subset_record
 
 
