@@ -30,6 +30,7 @@ class Console:
     verbose: int = 0
     quiet: bool = False
     debug: bool = False
+    main: bool = True  # False on every rank but 0 under torchrun: they print nothing
 
     @property
     def progress(self) -> bool:
@@ -43,10 +44,10 @@ class Console:
         if not self.quiet and self.verbose >= level:
             click.echo(message, err=True)
 
-    @staticmethod
-    def result(text: str) -> None:
-        """Print a result on stdout."""
-        click.echo(text)
+    def result(self, text: str) -> None:
+        """Print a result on stdout (rank 0 only under torchrun)."""
+        if self.main:
+            click.echo(text)
 
 
 def common_options(func: F) -> F:
@@ -64,13 +65,29 @@ def common_options(func: F) -> F:
     @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
     @functools.wraps(func)
     def wrapper(*args: Any, verbose: int, quiet: bool, debug: bool, **kwargs: Any) -> Any:
-        console = Console(verbose=verbose, quiet=quiet, debug=debug)
+        main = _rank() == 0  # under torchrun only rank 0 prints (pruning_limits.distributed)
+        console = Console(verbose=verbose, quiet=quiet or not main, debug=debug, main=main)
         with warnings.catch_warnings():
             if not debug:  # --debug keeps Python's form, with the category and the source line
                 warnings.showwarning = functools.partial(_show_warning, console)
             return _run(func, args, kwargs, console, debug)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (the RANK variable), 0 otherwise."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def is_main_process() -> bool:
+    """False on the ranks other than 0 under torchrun: they neither print nor write."""
+    return _rank() == 0
 
 
 def _show_warning(console: Console, message: Warning | str, *_: Any, **__: Any) -> None:
@@ -132,8 +149,45 @@ def exact_option(func: F) -> F:
     )(func)
 
 
+def device_option(func: F) -> F:
+    """``--device auto|cpu|cuda[:i]``: where the command computes (pruning_limits.devices)."""
+    return click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        help="Where to compute: auto (CUDA when available), cpu, cuda or cuda:INDEX.",
+    )(func)
+
+
 def spectrum_options(func: F) -> F:
-    """``--iterations``, ``--probes`` and ``--memory-budget`` of stochastic Lanczos quadrature."""
+    """``--iterations``, ``--probes``, ``--memory-budget``, ``--tolerance``, ``--hessian-samples``,
+    ``--device`` and ``--dtype`` of stochastic Lanczos quadrature."""
+    func = click.option(
+        "--dtype",
+        "analysis_dtype",
+        type=click.Choice(["auto", "float64", "float32"]),
+        default="auto",
+        show_default=True,
+        help="Dtype of the Hessian-vector products: auto is float64 on the CPU and the model's own (float32) on CUDA; "
+        "the Lanczos vectors are float64 either way (docs/usage.md, 'Large models').",
+    )(func)
+    func = device_option(func)
+    func = click.option(
+        "--hessian-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Hessian over a seeded random subset of N training samples (default: all); epsilon and the "
+        "gradient term stay on all of them. Warns when N x (classes - 1) is too small for D (rank hazard).",
+    )(func)
+    func = click.option(
+        "--tolerance",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="Stop SLQ once s* has settled to this many points of sparsity (default 0.2, "
+        "adaptive.DEFAULT_TOLERANCE). Without it, --iterations fixes the step count.",
+    )(func)
     func = click.option(
         "--memory-budget",
         type=float,
@@ -147,13 +201,15 @@ def spectrum_options(func: F) -> F:
         "--probes",
         type=int,
         default=None,
-        help="SLQ probe vectors, >= 1 (default: spectrum.DEFAULT_PROBES, 8).",
+        help="SLQ probe vectors, >= 1 (default: 8 up to D = 20 000, fewer above, down to 2 from D = 80 000; "
+        "spectrum.default_probes).",
     )(func)
     return click.option(
         "--iterations",
         type=int,
         default=None,
-        help="Lanczos steps per probe, >= 2 (default: spectrum.DEFAULT_ITERATIONS, 300).",
+        help="Lanczos steps per probe, >= 2. Alone: exactly this many (a fixed run); with --tolerance, or not "
+        "given, the most an adaptive run may take (default: spectrum.DEFAULT_ITERATIONS, 300).",
     )(func)
 
 
@@ -243,18 +299,40 @@ def check_output_path(path: str | None, *, figure: bool = False) -> None:
 
 
 def check_spectrum_settings(
-    iterations: int | None, probes: int | None, memory_budget: float | None = None
-) -> dict[str, int]:
-    """Validate ``--iterations``/``--probes``/``--memory-budget`` (GiB) and return the keyword arguments to pass on."""
+    iterations: int | None,
+    probes: int | None,
+    memory_budget: float | None = None,
+    *,
+    tolerance: float | None = None,
+    hessian_samples: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> dict[str, Any]:
+    """Validate the SLQ options and return the settings to pass on.
+
+    ``--memory-budget`` is in GiB, ``--tolerance`` in points of sparsity (stored as a
+    fraction). The scale settings (``tolerance``, ``hessian_samples``, ``device``, ``dtype``)
+    appear only when given, so the library settings stay plain keyword arguments.
+    """
     from pruning_limits._checks import check_int, check_positive
 
-    settings: dict[str, int] = {}
+    settings: dict[str, Any] = {}
     if iterations is not None:
         settings["iterations"] = check_int("--iterations", iterations, 2)
     if probes is not None:
         settings["probes"] = check_int("--probes", probes, 1)
     if memory_budget is not None:
         settings["memory_budget"] = max(1, int(check_positive("--memory-budget", memory_budget) * 2**30))
+    if tolerance is not None:
+        settings["tolerance"] = check_positive("--tolerance", tolerance) / 100
+    if hessian_samples is not None:
+        settings["hessian_samples"] = check_int("--hessian-samples", hessian_samples, 1)
+    if device is not None:
+        from pruning_limits.devices import resolve_device
+
+        settings["device"] = resolve_device(device)
+    if dtype is not None and dtype != "auto":
+        settings["dtype"] = dtype
     return settings
 
 

@@ -6,65 +6,199 @@ functions so that importing the command line stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ._common import Console
 
+#: Settings that choose how the spectrum is computed at scale, not what SLQ does per step.
+SCALE_KEYS = ("tolerance", "hessian_samples", "device", "dtype")
 
-def analysis_spectrum(model: Any, data: Any, *, settings: dict[str, int], seed: int, console: Console, exact: bool = False) -> Any:
-    """Hessian spectrum of the training loss at the model's weights, on a float64 copy.
 
-    ``predict_limit`` analyses a float64 copy of the model (docs/theory.md, "Float64
-    analysis"); the spectrum given to it must come from the same copy.
+@contextlib.contextmanager
+def session(settings: dict[str, Any]) -> Iterator[Any]:
+    """The compute context of a command: device and, under torchrun, the process group.
+
+    Yields a :class:`pruning_limits.distributed.DistributedContext` (one process without a
+    launcher) and leaves the group afterwards.
     """
+    from pruning_limits.devices import resolve_device
+    from pruning_limits.distributed import DistributedContext
+
+    context = DistributedContext(settings.get("device") or resolve_device("auto"))
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None) -> Any:
+    """The model copy the analysis uses: on the chosen device, float64 on the CPU (docs/theory.md,
+    "Float64 analysis"), the model's dtype on CUDA unless ``--dtype`` says otherwise
+    (:func:`pruning_limits.devices.analysis_dtype`)."""
     import copy
 
-    import torch
+    from pruning_limits.devices import analysis_dtype, resolve_device
+    from pruning_limits.objective import model_device_dtype
 
-    from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
-    from pruning_limits.spectrum import estimate_spectrum, exact_spectrum
+    device = context.device if context is not None else settings.get("device") or resolve_device("auto")
+    _, dtype = model_device_dtype(model)
+    return copy.deepcopy(model).to(device=device, dtype=analysis_dtype(device, dtype, settings.get("dtype", "auto")))
 
-    analysed = copy.deepcopy(model).to(torch.float64)
+
+def analysis_spectrum(
+    model: Any,
+    data: Any,
+    *,
+    settings: dict[str, Any],
+    seed: int,
+    console: Console,
+    exact: bool = False,
+    estimate: Any = None,
+    context: Any = None,
+    analysed: Any = None,
+) -> Any:
+    """Hessian spectrum of the training loss at the model's weights, on the analysis copy.
+
+    ``predict_limit`` analyses a float64 copy of the model (docs/theory.md, "Float64
+    analysis"); the spectrum given to it must come from the same weights.
+
+    Args:
+        model, data, seed, console, exact: the loaded model and data bundle, SLQ seed, output.
+        settings: from :func:`cli._common.check_spectrum_settings`.
+        estimate: ``spectrum -> values`` to watch (:func:`pruning_limits.limits.sparsity_estimator`):
+            SLQ stops once they settle, unless ``--iterations`` was given without ``--tolerance``.
+        context: the :func:`session`'s context (data-parallel products under torchrun).
+        analysed: the analysis copy if already made (:func:`analysis_copy`).
+    """
+    from pruning_limits.adaptive import DEFAULT_TOLERANCE, adaptive_slq
+    from pruning_limits.hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
+    from pruning_limits.spectrum import DEFAULT_ITERATIONS, exact_spectrum
+    from pruning_limits.subsets import hessian_subset, subset_record
+
+    analysed = analysis_copy(model, settings, context) if analysed is None else analysed
     start = time.perf_counter()
     if exact:
         console.log("computing the exact Hessian spectrum (dense, float64)", level=1)
         spectrum = exact_spectrum(
             analysed, data.train, memory_budget=settings.get("memory_budget"), progress=console.progress
         )
-    else:
-        iterations = settings.get("iterations", DEFAULT_ITERATIONS)
-        probes = settings.get("probes", DEFAULT_PROBES)
-        console.log(f"estimating the Hessian spectrum: SLQ, {probes} probes x {iterations} Lanczos steps", level=1)
-        spectrum = estimate_spectrum(
-            analysed,
-            data.train,
-            iterations=iterations,
-            probes=probes,
-            seed=seed,
-            memory_budget=settings.get("memory_budget"),
-            progress=console.progress,
+        log_spectrum(console, spectrum, time.perf_counter() - start)
+        return spectrum
+    fixed = "iterations" in settings and "tolerance" not in settings
+    tolerance = None if fixed or estimate is None else settings.get("tolerance", DEFAULT_TOLERANCE)
+    samples = settings.get("hessian_samples")
+    from pruning_limits.objective import prunable_dim
+
+    subset = subset_record(
+        analysed, data.train, samples, prunable_dim(analysed), tolerance=tolerance or DEFAULT_TOLERANCE
+    )
+    hessian_data = hessian_subset(data.train, samples, seed)
+    budget = settings.get("memory_budget") or DEFAULT_MEMORY_BUDGET
+    monitor_context = context
+    if context is not None and context.world_size > 1:
+        from pruning_limits.distributed import ShardedOperator
+
+        local, local_samples, total = context.shard(hessian_data)
+        operator: Any = ShardedOperator(
+            HessianOperator(analysed, local, memory_budget=budget), local_samples, total, context
         )
+    else:
+        operator = HessianOperator(analysed, hessian_data, memory_budget=budget)
+        monitor_context = None
+    console.log(
+        f"estimating the Hessian spectrum: SLQ, "
+        + (f"{settings.get('iterations', DEFAULT_ITERATIONS)} Lanczos steps" if tolerance is None
+           else f"until s* settles to {100 * tolerance:g} points (at most {settings.get('iterations', DEFAULT_ITERATIONS)} steps)")
+        + f", {subset['samples']} of {subset['total']} samples on {analysed_device(analysed)}"
+        + (f", {context.world_size} processes" if context is not None and context.world_size > 1 else ""),
+        level=1,
+    )
+    spectrum = adaptive_slq(
+        operator,
+        estimate if tolerance is not None else None,
+        tolerance=tolerance,
+        iterations=settings.get("iterations"),
+        probes=settings.get("probes"),
+        seed=seed,
+        memory_budget=budget,
+        progress=console.progress,
+        sync=None if monitor_context is None else monitor_context.synced_monitor,
+    )
+    import dataclasses
+
+    stopping = {
+        **(spectrum.stopping or {}),
+        "hessian_subset": subset,
+        "device": str(analysed_device(analysed)),
+        "processes": 1 if context is None else context.world_size,
+    }
+    spectrum = dataclasses.replace(spectrum, num_hvps=operator.num_hvps, stopping=stopping)
     log_spectrum(console, spectrum, time.perf_counter() - start)
     return spectrum
 
 
+def analysed_device(model: Any) -> Any:
+    from pruning_limits.objective import model_device_dtype
+
+    return model_device_dtype(model)[0]
+
+
 def log_spectrum(console: Console, spectrum: Any, seconds: float | None = None) -> None:
-    """The ``-v`` line on a finished spectrum: D, products, quadrature rule (and time)."""
+    """The ``-v`` line on a finished spectrum: D, products, quadrature rule (and time), and how it stopped."""
     rule = {"block": ", block Gauss rule", "gauss": ", one Gauss rule per probe"}.get(spectrum.rule, "")
+    if spectrum.reorthogonalization == "none":
+        rule += " without re-orthogonalisation (bounded memory)"
     took = "" if seconds is None else f", {seconds:.1f} s"
-    console.log(f"spectrum: D = {spectrum.dim}, {spectrum.num_hvps} Hessian-vector products{rule}{took}", level=1)
+    stop = spectrum.stopping or {}
+    settled = ""
+    if stop.get("adaptive"):
+        settled = f", {stop.get('ended', '?')} at {spectrum.steps} steps"
+    console.log(f"spectrum: D = {spectrum.dim}, {spectrum.num_hvps} Hessian-vector products{rule}{settled}{took}", level=1)
 
 
-def analysis_gradient(model: Any, data: Any) -> Any:
-    """The data-loss gradient at the weights of a float64 copy (the gradient term's input)."""
+def analysis_gradient(model: Any, data: Any, *, settings: dict[str, Any] | None = None, context: Any = None, analysed: Any = None) -> Any:
+    """The data-loss gradient at the weights of the analysis copy (the gradient term's input).
+
+    Under torchrun each rank takes the gradient of its shard, weighted by its share of the
+    samples, and the shards are summed (all ranks hold the same result).
+    """
+    from pruning_limits.objective import loss_gradient
+
+    analysed = analysis_copy(model, settings or {}, context) if analysed is None else analysed
+    if context is None or context.world_size == 1:
+        return loss_gradient(analysed, data.train)
+    local, local_samples, total = context.shard(data.train)
+    return context.all_reduce(loss_gradient(analysed, local) * (local_samples / total))
+
+
+def analysis_epsilons(model: Any, data: Any, epsilons: list[Any], *, analysed: Any = None) -> list[float]:
+    """Numeric ε values: ``"batch-std"`` from the float64 analysis of the full training data
+    (as :func:`pruning_limits.limits.predict_limit` computes it), numbers as given."""
     import copy
 
     import torch
 
-    from pruning_limits.objective import loss_gradient
+    from pruning_limits.objective import batch_std_epsilon
 
-    return loss_gradient(copy.deepcopy(model).to(torch.float64), data.train)
+    values = []
+    for eps in epsilons:
+        if eps == "batch-std":
+            float64 = copy.deepcopy(model).to("cpu", torch.float64) if analysed is None else analysed
+            values.append(batch_std_epsilon(float64, data.train))
+        else:
+            values.append(float(eps))
+    return values
+
+
+def sparsity_estimate(model: Any, epsilons: list[float], gradient: Any) -> Any:
+    """``spectrum -> s*`` for the adaptive stop (:func:`pruning_limits.limits.sparsity_estimator`)."""
+    from pruning_limits.limits import sparsity_estimator
+    from pruning_limits.objective import flat_weights
+
+    return sparsity_estimator(flat_weights(model), epsilons, gradient=gradient)
 
 
 def predict(

@@ -18,7 +18,9 @@ from ._common import (
     check_output_path,
     check_spectrum_settings,
     common_options,
+    device_option,
     exact_option,
+    is_main_process,
     json_option,
     load_model_and_data,
     note_if_knee_is_flat,
@@ -41,7 +43,8 @@ DEFAULT_MODEL = "mlp"
 def _echo_json(record: Any) -> None:
     from pruning_limits.report import dumps_json
 
-    click.echo(dumps_json(record))
+    if is_main_process():  # under torchrun only rank 0 prints
+        click.echo(dumps_json(record))
 
 
 def _training_settings(history: Any, seed: int) -> dict[str, Any]:
@@ -73,6 +76,7 @@ def _history_summary(history: Any) -> dict[str, Any]:
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Bundle to write (.pt).")
+@device_option
 @seed_option
 @json_option
 @common_options
@@ -86,6 +90,7 @@ def train_command(
     optimizer: str | None,
     batch_size: int | None,
     output: str,
+    device: str,
     seed: int,
     as_json: bool,
     console: Console,
@@ -105,9 +110,13 @@ def train_command(
     optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, OPTIMIZERS)
     batch_size = None if batch_size is None else check_int("--batch-size", batch_size, 1)
     check_output_path(output)
+    from pruning_limits.devices import resolve_device
+
+    where = resolve_device(device)
     data = load_data(data_spec, seed=seed)
     model = build_model(model_spec, data, seed=seed)
     check_data_fits_model(model, data)
+    model.to(where)
     if params is not None:  # the l1 penalty, and every later command on the bundle, use this selection
         from pruning_limits.objective import select_parameters
 
@@ -119,6 +128,7 @@ def train_command(
     )
     settings = _training_settings(history, seed)
     summary = _history_summary(history)
+    model.to("cpu")  # bundles hold CPU tensors, loadable anywhere
     save_bundle(output, model, model_spec=model_spec, data_spec=data_spec, training={**settings, **summary})
     record = {"output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary, "seconds": time.perf_counter() - start}
     if as_json:
@@ -150,24 +160,46 @@ def spectrum_command(
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
+    tolerance: float | None,
+    hessian_samples: int | None,
+    device: str,
+    analysis_dtype: str,
     exact: bool,
     seed: int,
     plot_path: str | None,
     as_json: bool,
     console: Console,
 ) -> None:
-    """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights."""
-    settings = check_spectrum_settings(iterations, probes, memory_budget)
+    """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights.
+
+    SLQ stops once the predicted limit (ε = batch-std, with the gradient term, as ``predict``'s
+    default) has settled, unless --iterations is given alone.
+    """
+    start = time.perf_counter()
+    settings = check_spectrum_settings(
+        iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
+        dtype=analysis_dtype,
+    )
     check_output_path(plot_path, figure=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
-    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
+    with _pipeline.session(settings) as context:
+        analysed = _pipeline.analysis_copy(loaded.model, settings, context)
+        estimate = None
+        if not exact:
+            gradient = _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
+            eps = _pipeline.analysis_epsilons(loaded.model, loaded.data, ["batch-std"])
+            estimate = _pipeline.sparsity_estimate(analysed, eps, gradient)
+        spectrum = _pipeline.analysis_spectrum(
+            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
+            context=context, analysed=analysed,
+        )
     from pruning_limits import report
 
-    if plot_path:
+    if plot_path and is_main_process():
         report.save_figure(report.spectrum_figure(spectrum), plot_path)
         console.log(f"wrote {plot_path}")
     if as_json:
-        _echo_json({"checkpoint": checkpoint, **spectrum.to_dict(), "params": loaded.params})
+        _echo_json({"checkpoint": checkpoint, **spectrum.to_dict(), "params": loaded.params, "seconds": time.perf_counter() - start})
         return
     summary = spectrum.summary()
     rows = [
@@ -224,6 +256,10 @@ def predict_command(
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
+    tolerance: float | None,
+    hessian_samples: int | None,
+    device: str,
+    analysis_dtype: str,
     exact: bool,
     seed: int,
     plot_path: str | None,
@@ -234,10 +270,16 @@ def predict_command(
 
     With --structure N:M the sparsity is fixed (1 - N/M): it says whether the pattern is
     feasible at ε and the smallest ε for which it is.
+    SLQ spends Hessian-vector products until s* has settled (--tolerance), unless --iterations
+    is given alone. Runs data-parallel under torchrun (docs/usage.md, 'Large models').
     """
+    start = time.perf_counter()
     parsed = check_structure(structure)
     eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
-    settings = check_spectrum_settings(iterations, probes, memory_budget)
+    settings = check_spectrum_settings(
+        iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
+        dtype=analysis_dtype,
+    )
     check_output_path(plot_path, figure=True)
     if eta is not None:
         from pruning_limits._checks import check_fraction
@@ -246,8 +288,17 @@ def predict_command(
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     note_if_trained_without_l1(loaded, console)
     check_structure(structure, loaded.model)  # a model the structure does not apply to: before any work
-    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
-    gradient = _pipeline.analysis_gradient(loaded.model, loaded.data) if gradient_term else None
+    with _pipeline.session(settings) as context:
+        analysed = _pipeline.analysis_copy(loaded.model, settings, context)
+        gradient = (
+            _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
+            if gradient_term else None
+        )
+        eps_values = _pipeline.analysis_epsilons(loaded.model, loaded.data, eps_values)
+        spectrum = _pipeline.analysis_spectrum(
+            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact,
+            estimate=_pipeline.sparsity_estimate(analysed, eps_values, gradient), context=context, analysed=analysed,
+        )
     predictions = [
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient, structure=parsed.name)
         for eps in eps_values
@@ -259,7 +310,7 @@ def predict_command(
     from pruning_limits import report
     from pruning_limits.objective import flat_weights
 
-    if plot_path:
+    if plot_path and is_main_process():
         if len(predictions) == 1:
             first = predictions[0]
             fixed_point = report.fixed_point_record(flat_weights(loaded.model), spectrum, first, gradient)
@@ -269,6 +320,8 @@ def predict_command(
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     records = [p.to_dict() for p in predictions]
+    for record in records:  # the whole command, not the bound step alone
+        record["seconds"] = time.perf_counter() - start
     if len(records) == 1:
         if as_json:
             _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params})
@@ -286,6 +339,7 @@ def predict_command(
                 "interval": [r["interval"] for r in records],
                 "predictions": records,
                 "params": loaded.params,
+                "seconds": time.perf_counter() - start,
             }
         )
         return
@@ -362,6 +416,7 @@ def _emit_structured_predictions(
     "folder input writes a new folder, anything else the input's kind.",
 )
 @source_options
+@device_option
 @seed_option
 @json_option
 @common_options
@@ -374,6 +429,7 @@ def prune_command(
     data_spec: str | None,
     trust_checkpoint: bool,
     params: str | None,
+    device: str,
     seed: int,
     as_json: bool,
     console: Console,
@@ -391,6 +447,9 @@ def prune_command(
         raise PruningLimitsError(f"--sparsity is required with --structure {parsed.name} (only N:M fixes the sparsity)")
     sparsity = None if sparsity is None else check_fraction("--sparsity", sparsity)
     check_output_path(output)
+    from pruning_limits.devices import resolve_device
+
+    where = resolve_device(device)
     loaded = load_model_and_data(
         checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, need_data=False,
         params=params,
@@ -401,7 +460,7 @@ def prune_command(
     from pruning_limits.objective import evaluate_loss, flat_weights
     from pruning_limits.structures import model_order
 
-    model = loaded.model
+    model = loaded.model.to(where)  # the losses are evaluated there
     support = model_order(model, parsed).to_dict()
     loss_before = evaluate_loss(model, loaded.data.train) if loaded.data is not None else None
     prune_model(model, sparsity, "magnitude" if parsed.kind == "unstructured" else parsed.name, permanent=True)
@@ -420,6 +479,7 @@ def prune_command(
         "loss_after": evaluate_loss(model, loaded.data.train) if loaded.data is not None else None,
         "params": loaded.params,
     }
+    model.to("cpu")  # written with CPU tensors, loadable anywhere
     source = loaded.checkpoint
     if output.lower().endswith(".safetensors"):
         ckpt.save_safetensors(output, model)
@@ -490,6 +550,10 @@ def validate_command(
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
+    tolerance: float | None,
+    hessian_samples: int | None,
+    device: str,
+    analysis_dtype: str,
     exact: bool,
     seed: int,
     plot_path: str | None,
@@ -509,7 +573,10 @@ def validate_command(
     start = time.perf_counter()
     parsed = check_structure(structure, allow_all=True)
     eps = parse_epsilon(epsilon)
-    settings = check_spectrum_settings(iterations, probes, memory_budget)
+    settings = check_spectrum_settings(
+        iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
+        dtype=analysis_dtype,
+    )
     check_output_path(plot_path, figure=True)
     check_output_path(report_path)
     if eta is not None:
@@ -562,12 +629,23 @@ def run_validation(
     from pruning_limits.validation import validate
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
-    result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, progress=console.progress, **settings, **({} if eta is None else {"eta": eta}))
+    with _pipeline.session(settings) as context:  # the spectrum: adaptive, on the device, data-parallel
+        analysed = _pipeline.analysis_copy(model, settings, context)
+        gradient = _pipeline.analysis_gradient(model, data, context=context, analysed=analysed)
+        eps = _pipeline.analysis_epsilons(model, data, [epsilon])
+        spectrum = _pipeline.analysis_spectrum(
+            model, data, settings=settings, seed=seed, console=console, estimate=_pipeline.sparsity_estimate(analysed, eps, gradient),
+            context=context, analysed=analysed,
+        )
+    plain = {k: v for k, v in settings.items() if k not in _pipeline.SCALE_KEYS}
+    result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, spectrum=spectrum, progress=console.progress, **plain, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
     _pipeline.log_spectrum(console, spectrum)
     note_if_knee_is_flat([prediction], console)
     record = {**result.to_dict(), **facts}
     record["seconds"] = time.perf_counter() - start
+    if not is_main_process():  # under torchrun only rank 0 writes
+        return record
     if plot_path:
         fixed_point = report.fixed_point_record(result.weights, spectrum, prediction, result.gradient)
         figure = report.prediction_figure(prediction.to_dict(), fixed_point, report.sweep_record(sweep))

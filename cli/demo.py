@@ -36,6 +36,10 @@ def demo_command(
     iterations: int | None,
     probes: int | None,
     memory_budget: float | None,
+    tolerance: float | None,
+    hessian_samples: int | None,
+    device: str,
+    analysis_dtype: str,
     seed: int,
     as_json: bool,
     console: Console,
@@ -54,7 +58,10 @@ def demo_command(
     from .commands import _history_summary, _training_settings, emit_validation, run_validation
 
     start = time.perf_counter()
-    settings_slq = check_spectrum_settings(iterations, probes, memory_budget)
+    settings_slq = check_spectrum_settings(
+        iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
+        dtype=analysis_dtype,
+    )
     given: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         given["epochs"] = check_int("--epochs", epochs, 1)

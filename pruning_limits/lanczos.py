@@ -18,16 +18,19 @@ finely, which matters where the integrand has features far below the spectral sp
 Finite precision destroys the orthogonality of the Lanczos basis and produces spurious copies
 of converged Ritz values (Paige 1976). The basis is kept in float64 and fully
 re-orthogonalised (classical Gram-Schmidt applied twice, "twice is enough", Giraud et al.
-2005) when the whole basis fits in the memory budget; otherwise each new vector is
-re-orthogonalised against the last few only, with a warning. :func:`block_lanczos` has no such
-fallback: it refuses a basis over the budget, and :func:`pruning_limits.spectrum.slq` then uses
-one Gauss rule per probe.
+2005) when the whole basis fits in the memory budget; otherwise :func:`lanczos_probes` runs the
+plain recurrence, O(D) memory, whose Gauss rule stays an accurate quadrature rule (Greenbaum
+1989; Knizhnerman 1996; Chen & Trogdon 2023), with the mode recorded in its result.
+:func:`block_lanczos` has no such fallback: it refuses a basis over the budget.
+
+Both runners accept a ``monitor`` called after every step: a stopping criterion supplied by the
+caller (e.g. "the predicted sparsity has settled"), so that this module needs to know nothing
+about what is being estimated.
 """
 
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,13 +39,10 @@ import scipy.linalg
 import torch
 from tqdm import tqdm
 
-from ._checks import PruningLimitsError, check_int, check_positive, describe
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
 
 #: Default memory budget (bytes) for the stored Lanczos basis.
 DEFAULT_MEMORY_BUDGET = 1 << 30
-
-#: Vectors kept for local re-orthogonalisation when the full basis does not fit.
-LOCAL_REORTH_VECTORS = 4
 
 #: Block Lanczos repeats a Gram–Schmidt pass when a column keeps less than this fraction of its
 #: norm (the DGKS criterion with the usual 1/√2).
@@ -96,10 +96,13 @@ def lanczos(
     generator: torch.Generator | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     breakdown_tol: float = DEFAULT_BREAKDOWN_TOL,
+    reorthogonalization: str = "auto",
     progress: bool = False,
     progress_bar: Any = None,
 ) -> LanczosResult:
     """Run up to ``iterations`` Lanczos steps on the symmetric operator ``matvec``.
+
+    One probe of :func:`lanczos_probes` (see there for the re-orthogonalisation modes).
 
     Args:
         matvec: ``v -> A v`` for a float64 numpy vector of length ``dim`` (numpy or torch back).
@@ -109,11 +112,13 @@ def lanczos(
             from ``generator`` or ``seed``.
         seed: seed of the default start vector.
         generator: torch generator of the default start vector (overrides ``seed``).
-        memory_budget: bytes allowed for the stored basis; full re-orthogonalisation needs
+        memory_budget: bytes allowed for the stored vectors; full re-orthogonalisation needs
             ``(m + 1)·dim·8`` bytes (default 1 GiB).
         breakdown_tol: stop when ``β_j ≤ breakdown_tol · max_i(|α_i| + β_i)`` (an invariant
             subspace: the remaining spectrum is invisible from ``start``). Default ``1e-10``,
             far above float64 rounding of a re-orthogonalised step.
+        reorthogonalization: ``"auto"`` (default: ``"full"`` when the basis fits the budget,
+            else ``"none"``), ``"full"`` or ``"none"``.
         progress: show a tqdm bar on stderr.
         progress_bar: an existing tqdm bar to advance instead (used by :func:`slq`).
 
@@ -124,59 +129,206 @@ def lanczos(
     if not callable(matvec):
         raise PruningLimitsError(f"matvec must be callable, got {describe(matvec)}")
     dim = check_int("dim", dim, 1)
-    steps = min(check_int("iterations", iterations, 1), dim)
-    memory_budget = check_positive("memory_budget", memory_budget)
-    breakdown_tol = check_positive("breakdown_tol", breakdown_tol)
     if start is None:
-        q = rademacher_probes(dim, 1, seed=seed, generator=generator)[0]
+        q = rademacher_probes(dim, 1, seed=seed, generator=generator)
     else:
         q = np.asarray(start, dtype=np.float64).reshape(-1)
         if q.size != dim or not np.isfinite(q).all() or not np.linalg.norm(q) > 0:
             raise PruningLimitsError(f"start must be a finite non-zero vector of length {dim}, got shape {q.shape}")
-        q = q / np.linalg.norm(q)
-
-    full = (steps + 1) * dim * 8 <= memory_budget
-    if not full:
-        warnings.warn(
-            f"the Lanczos basis ({steps + 1} x {dim} float64) exceeds the memory budget of {memory_budget:.0f} "
-            f"bytes: re-orthogonalising against the last {LOCAL_REORTH_VECTORS} vectors only",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    capacity = steps if full else LOCAL_REORTH_VECTORS
-    basis = np.empty((capacity, dim))
-    alpha: list[float] = []
-    beta: list[float] = []
-    scale = 0.0
-    breakdown = False
+        q = q.reshape(1, -1)
     bar = progress_bar if progress_bar is not None else tqdm(
-        total=steps, disable=not progress, file=sys.stderr, desc="Lanczos", leave=False
+        total=min(int(iterations), dim) if isinstance(iterations, int) else None,
+        disable=not progress, file=sys.stderr, desc="Lanczos", leave=False,
     )
     try:
-        for j in range(steps):
-            basis[j % capacity] = q
-            w = _as_float64(matvec(q), dim)
-            a = float(q @ w)
-            alpha.append(a)
-            stored = basis[: min(j + 1, capacity)]
-            w -= stored.T @ (stored @ w)
-            w -= stored.T @ (stored @ w)
-            b = float(np.linalg.norm(w))
-            scale = max(scale, abs(a) + b, abs(a) + (beta[-1] if beta else 0.0))
-            bar.update(1)
-            if j == steps - 1:
-                break
-            if b <= breakdown_tol * scale or b == 0.0:
-                breakdown = True
-                break
-            beta.append(b)
-            q = w / b
+        result = lanczos_probes(
+            lambda V: _as_float64(matvec(np.ascontiguousarray(V[:, 0])), dim).reshape(dim, 1),
+            dim,
+            iterations,
+            q,
+            memory_budget=memory_budget,
+            breakdown_tol=breakdown_tol,
+            reorthogonalization=reorthogonalization,
+            progress_bar=bar,
+        )
     finally:
         if progress_bar is None:
             bar.close()
+    steps = int(result.steps[0])
     return LanczosResult(
-        np.asarray(alpha), np.asarray(beta), breakdown, "full" if full else "local", len(alpha)
+        result.alpha[0, :steps].copy(),
+        result.beta[0, : steps - 1].copy(),
+        bool(result.breakdown[0]),
+        result.reorthogonalization,
+        result.num_matvecs,
     )
+
+
+#: Re-orthogonalisation modes of :func:`lanczos_probes`.
+REORTHOGONALIZATIONS = ("auto", "full", "none")
+
+
+class ProbesLanczosResult(NamedTuple):
+    """Output of :func:`lanczos_probes`: one tridiagonal matrix per probe.
+
+    Attributes:
+        alpha: ``(b, m)`` diagonals; row ``j`` is valid up to ``steps[j]``.
+        beta: ``(b, m - 1)`` off-diagonals; row ``j`` is valid up to ``steps[j] - 1``.
+        steps: ``(b,)`` steps done per probe (fewer after a breakdown).
+        breakdown: ``(b,)`` True where an invariant subspace ended the probe early.
+        reorthogonalization: ``"full"`` or ``"none"``.
+        num_matvecs: products with the operator.
+    """
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    steps: np.ndarray
+    breakdown: np.ndarray
+    reorthogonalization: str
+    num_matvecs: int
+
+    def rules(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The Gauss rule ``(nodes, weights)`` of every probe (:func:`gauss_quadrature`)."""
+        return [
+            gauss_quadrature(self.alpha[j, :m], self.beta[j, : m - 1]) for j, m in enumerate(self.steps.tolist())
+        ]
+
+
+def lanczos_probes_bytes(dim: int, iterations: int, probes: int, reorthogonalization: str) -> int:
+    """Bytes of the vectors :func:`lanczos_probes` keeps.
+
+    ``"full"`` stores every basis vector of every probe, ``probes·(m + 1)·dim·8``; ``"none"``
+    keeps three blocks (previous, current, product), ``3·probes·dim·8``: O(D) at any step count.
+    """
+    vectors = (int(iterations) + 1) if reorthogonalization == "full" else 3
+    return int(probes) * vectors * int(dim) * 8
+
+
+def lanczos_probes(
+    matmat: Callable[[np.ndarray], Any],
+    dim: int,
+    iterations: int,
+    starts: np.ndarray,
+    *,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    breakdown_tol: float = DEFAULT_BREAKDOWN_TOL,
+    reorthogonalization: str = "auto",
+    monitor: Callable[[int, Callable[[], ProbesLanczosResult]], bool] | None = None,
+    progress_bar: Any = None,
+) -> ProbesLanczosResult:
+    """Independent Lanczos runs from the rows of ``starts``, in lockstep (one ``matmat`` per step).
+
+    Each probe ``z_j`` gets its own three-term recurrence and so its own Gauss rule; running
+    them side by side lets the operator multiply all current vectors at once and lets a
+    ``monitor`` look at every probe's rule after the same number of steps.
+
+    Re-orthogonalisation:
+
+    - ``"full"``: every new vector is orthogonalised against the probe's whole stored basis
+      (classical Gram–Schmidt twice, Giraud et al. 2005): ``probes·(m + 1)·D·8`` bytes.
+    - ``"none"``: the plain recurrence, keeping two vectors per probe. Orthogonality is lost as
+      Ritz values converge and converged ones reappear as copies ("ghosts", Paige 1976), but
+      the Gauss rule stays a good quadrature rule for the probe's measure: the computed
+      ``T_m`` is the exact Lanczos matrix of a measure close to it (Greenbaum 1989;
+      Knizhnerman 1996), and ghosts share the weight of the eigenvalue they copy, so integrals
+      are not spoiled (Chen & Trogdon, "Stability of the Lanczos algorithm on matrix function
+      products", 2023). Memory ``3·probes·D·8`` bytes at any step count; tests/test_lanczos.py
+      and docs/benchmarks.md measure it against the re-orthogonalised rules.
+    - ``"auto"`` (default): ``"full"`` when it fits ``memory_budget``, else ``"none"``.
+
+    Args:
+        matmat: ``V -> A V`` for a float64 ``(dim, k)`` array whose columns are vectors.
+        dim: dimension of the operator.
+        iterations: requested steps per probe (capped at ``dim``).
+        starts: ``(b, dim)`` start vectors as rows (normalised here).
+        memory_budget: bytes allowed for the stored vectors (:func:`lanczos_probes_bytes`).
+        breakdown_tol: relative ``β`` that ends a probe (see :func:`lanczos`).
+        reorthogonalization: ``"auto"``, ``"full"`` or ``"none"``.
+        monitor: called after every step as ``monitor(steps_done, partial)``, where
+            ``partial()`` builds the :class:`ProbesLanczosResult` so far; a true return stops
+            the run. Stopping criteria live with the caller (e.g. the pipeline's sparsity
+            monitor); this function knows nothing about what is being estimated.
+        progress_bar: a tqdm bar advanced by one per product.
+
+    Returns:
+        :class:`ProbesLanczosResult`; never contains NaN.
+
+    Raises:
+        PruningLimitsError: bad arguments, or a budget too small even for ``"none"``.
+    """
+    if not callable(matmat):
+        raise PruningLimitsError(f"matmat must be callable, got {describe(matmat)}")
+    dim = check_int("dim", dim, 1)
+    steps = min(check_int("iterations", iterations, 1), dim)
+    memory_budget = check_positive("memory_budget", memory_budget)
+    breakdown_tol = check_positive("breakdown_tol", breakdown_tol)
+    mode = check_choice("reorthogonalization", reorthogonalization, REORTHOGONALIZATIONS)
+    starts = np.asarray(starts, dtype=np.float64)
+    if starts.ndim != 2 or starts.shape[1] != dim or starts.shape[0] == 0 or not np.isfinite(starts).all():
+        raise PruningLimitsError(f"start vectors must form a finite (probes, {dim}) array, got shape {starts.shape}")
+    norms = np.linalg.norm(starts, axis=1)
+    if not (norms > 0).all():
+        raise PruningLimitsError("every start vector must be non-zero")
+    probes = starts.shape[0]
+    if mode == "auto":
+        mode = "full" if lanczos_probes_bytes(dim, steps, probes, "full") <= memory_budget else "none"
+    needed = lanczos_probes_bytes(dim, steps, probes, mode)
+    if needed > memory_budget:
+        what = "the Lanczos basis" if mode == "full" else "Lanczos without re-orthogonalisation (3 vectors per probe)"
+        raise PruningLimitsError(
+            f"{what} needs {needed} bytes for {probes} probe(s) of D = {dim}, above the memory budget of "
+            f"{memory_budget:.0f} bytes: raise the budget or use fewer probes"
+        )
+    full = mode == "full"
+    q = starts / norms[:, None]
+    basis = np.empty((probes, steps, dim)) if full else None
+    previous = np.zeros_like(q)
+    alpha = np.zeros((probes, steps))
+    beta = np.zeros((probes, max(steps - 1, 0)))
+    done = np.zeros(probes, dtype=np.int64)
+    broke = np.zeros(probes, dtype=bool)
+    active = np.ones(probes, dtype=bool)
+    scale = np.zeros(probes)
+    spent = 0
+
+    def partial() -> ProbesLanczosResult:
+        return ProbesLanczosResult(alpha.copy(), beta.copy(), done.copy(), broke.copy(), mode, spent)
+
+    for j in range(steps):
+        rows = np.flatnonzero(active)
+        product = _as_float64(matmat(np.ascontiguousarray(q[rows].T)), dim, width=rows.size).T.copy()
+        spent += rows.size
+        if progress_bar is not None:
+            progress_bar.update(rows.size)
+        a = np.einsum("ij,ij->i", q[rows], product)
+        alpha[rows, j] = a
+        done[rows] = j + 1
+        if full:
+            basis[rows, j] = q[rows]
+            stored = basis[rows, : j + 1]  # (r, j+1, D)
+            for _ in range(2):
+                product -= np.einsum("rkd,rk->rd", stored, np.einsum("rkd,rd->rk", stored, product))
+        else:
+            product -= a[:, None] * q[rows]
+            if j > 0:
+                product -= beta[rows, j - 1][:, None] * previous[rows]
+        b = np.linalg.norm(product, axis=1)
+        last = beta[rows, j - 1] if j > 0 else np.zeros(rows.size)
+        scale[rows] = np.maximum.reduce([scale[rows], np.abs(a) + b, np.abs(a) + last])
+        if j == steps - 1:
+            break
+        ended = (b <= breakdown_tol * scale[rows]) | (b == 0.0)
+        broke[rows[ended]] = True
+        active[rows[ended]] = False
+        keep = rows[~ended]
+        beta[keep, j] = b[~ended]
+        previous[keep] = q[keep]
+        q[keep] = product[~ended] / b[~ended, None]
+        if not active.any():
+            break
+        if monitor is not None and monitor(j + 1, partial):
+            break
+    return partial()
 
 
 class BlockLanczosResult(NamedTuple):
@@ -211,6 +363,8 @@ def block_lanczos(
     *,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     breakdown_tol: float = DEFAULT_BREAKDOWN_TOL,
+    reorthogonalization: str = "full",
+    monitor: Callable[[int, Callable[[], BlockLanczosResult]], bool] | None = None,
     progress_bar: Any = None,
 ) -> BlockLanczosResult:
     """Run up to ``iterations`` block Lanczos steps from the rows of ``starts``, fully re-orthogonalised.
@@ -230,6 +384,14 @@ def block_lanczos(
         starts: ``(b, dim)`` start vectors as rows (any non-zero lengths; normalised here).
         memory_budget: bytes allowed for the basis, :func:`block_lanczos_bytes`.
         breakdown_tol: relative singular value that counts as zero (default ``1e-10``).
+        reorthogonalization: ``"full"`` (default, described above) or ``"none"``: the plain
+            block three-term recurrence (the coupling of consecutive blocks from their QR
+            factors, Golub & Underwood 1977), keeping three blocks, ``3·b·D·8`` bytes at any
+            step count, like :func:`lanczos_probes` without re-orthogonalisation;
+            ``"auto"``: ``"full"`` when its basis fits ``memory_budget``, else ``"none"``.
+        monitor: called after every block step as ``monitor(steps_done, partial)``, where
+            ``partial()`` builds the :class:`BlockLanczosResult` so far (as :func:`lanczos_probes`);
+            a true return stops the run.
         progress_bar: a tqdm bar to advance by one per product.
 
     Returns:
@@ -252,6 +414,11 @@ def block_lanczos(
     if not (norms > 0).all():
         raise PruningLimitsError("every start vector must be non-zero")
     starts = starts / norms[:, None]  # the rule is for z/‖z‖; equal norms keep deflation scale-free
+    mode = check_choice("reorthogonalization", reorthogonalization, REORTHOGONALIZATIONS)
+    if mode == "auto":
+        mode = "full" if block_lanczos_bytes(dim, steps, starts.shape[0]) <= memory_budget else "none"
+    if mode == "none":
+        return _plain_block_lanczos(matmat, dim, steps, starts, memory_budget, breakdown_tol, monitor, progress_bar)
     needed = block_lanczos_bytes(dim, steps, starts.shape[0])
     if needed > memory_budget:
         raise PruningLimitsError(
@@ -299,11 +466,76 @@ def block_lanczos(
         if block.shape[1] == 0:
             breakdown = True
             break
-    projection = projection[:size, :size]
-    projection = np.triu(projection) + np.triu(projection, 1).T  # QᵀAQ from its computed upper part
-    coordinates = np.zeros((starts.shape[0], size))
+        if monitor is not None and monitor(done, lambda: _block_result(projection, start_coordinates, size, done, False, spent)):
+            break
+    return _block_result(projection, start_coordinates, size, done, breakdown, spent)
+
+
+def _plain_block_lanczos(
+    matmat: Callable[[np.ndarray], Any],
+    dim: int,
+    steps: int,
+    starts: np.ndarray,
+    memory_budget: float,
+    breakdown_tol: float,
+    monitor: Callable[[int, Callable[[], BlockLanczosResult]], bool] | None,
+    progress_bar: Any,
+) -> BlockLanczosResult:
+    """Block Lanczos without re-orthogonalisation (see :func:`block_lanczos`, ``reorthogonalization="none"``)."""
+    probes = starts.shape[0]
+    needed = 3 * probes * dim * 8
+    if needed > memory_budget:
+        raise PruningLimitsError(
+            f"block Lanczos without re-orthogonalisation (3 blocks of {probes} vectors of D = {dim}) needs {needed} "
+            f"bytes, above the memory budget of {memory_budget:.0f} bytes: raise the budget or use fewer probes"
+        )
+    capacity = probes * steps
+    projection = np.zeros((capacity, capacity))
+    block, coupling = _orthonormal_block(starts.T, breakdown_tol, capacity)
+    start_coordinates = coupling.T
+    previous: np.ndarray | None = None
+    link: np.ndarray | None = None  # residual of the previous step = block · link
+    size, start_previous, done, spent, breakdown, scale = 0, 0, 0, 0, False, 0.0
+    while True:
+        width = block.shape[1]
+        product = _as_float64(matmat(block), dim, width=width)
+        spent += width
+        if progress_bar is not None:
+            progress_bar.update(width)
+        scale = max(scale, float(np.linalg.norm(product, axis=0).max()))
+        if previous is not None:
+            product -= previous @ link.T  # A Q_j has Q_{j-1} B_jᵀ, B_j the previous QR coupling
+            projection[start_previous:size, size : size + width] = link.T
+        diagonal = block.T @ product
+        product -= block @ diagonal
+        correction = block.T @ product  # one local pass keeps the block itself orthogonal
+        product -= block @ correction
+        diagonal += correction
+        projection[size : size + width, size : size + width] = 0.5 * (diagonal + diagonal.T)
+        start_previous = size
+        size += width
+        done += 1
+        if done == steps or size == capacity:
+            break
+        following, link = _orthonormal_block(product, breakdown_tol * scale, capacity - size)
+        if following.shape[1] == 0:
+            breakdown = True
+            break
+        previous, block = block, following
+        if monitor is not None and monitor(done, lambda: _block_result(projection, start_coordinates, size, done, False, spent)):
+            break
+    return _block_result(projection, start_coordinates, size, done, breakdown, spent)
+
+
+def _block_result(
+    projection: np.ndarray, start_coordinates: np.ndarray, size: int, done: int, breakdown: bool, spent: int
+) -> BlockLanczosResult:
+    """The :class:`BlockLanczosResult` of the first ``size`` basis vectors (``QᵀAQ`` from its upper part)."""
+    upper = projection[:size, :size]
+    symmetric = np.triu(upper) + np.triu(upper, 1).T
+    coordinates = np.zeros((start_coordinates.shape[0], size))
     coordinates[:, : start_coordinates.shape[1]] = start_coordinates
-    return BlockLanczosResult(projection, coordinates, done, breakdown, spent)
+    return BlockLanczosResult(symmetric, coordinates, done, breakdown, spent)
 
 
 def _orthonormal_block(vectors: np.ndarray, tol: float, limit: int) -> tuple[np.ndarray, np.ndarray]:

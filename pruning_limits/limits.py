@@ -483,6 +483,38 @@ def predict_from_spectrum(
     )
 
 
+def sparsity_estimator(
+    weights: Any, epsilons: Sequence[float], *, gradient: Any = None
+) -> Callable[[Spectrum], tuple[float, ...]]:
+    """``spectrum -> (s*(ε) for ε in epsilons)``, with ``R_k²`` (and ``c_k``) computed once.
+
+    The same ``s*`` as :func:`predict_from_spectrum` (global magnitude, ``gradient`` as there)
+    for many spectra of one network: what an adaptive SLQ monitor evaluates at every
+    checkpoint (:mod:`pruning_limits.adaptive`), without re-sorting the weights each time.
+    With a ``gradient`` the values without it (the paper's model) follow, so a monitor waits
+    for both: the first-order cost can hold ``s*`` at one value over several checkpoints while
+    the spectrum near the transition still moves (on the oracle MLP of tests/test_adaptive.py
+    it stayed 0.62 points below the exact value from 32 to 50 steps).
+    """
+    w = _check_weights(weights)
+    eps_values = [check_positive("epsilon", float(e)) for e in np.atleast_1d(np.asarray(epsilons, dtype=np.float64))]
+    if not eps_values:
+        raise PruningLimitsError("epsilons must hold at least one value")
+    r2 = magnitude_distance_curve(w)
+    cost = None if gradient is None else magnitude_first_order_curve(w, gradient)
+    costs = [cost] if cost is None else [cost, None]
+
+    def estimate(spectrum: Spectrum) -> tuple[float, ...]:
+        _check_weights_and_spectrum(w, spectrum)
+        return tuple(
+            1.0 - _solve(spectrum.nodes, spectrum.weights, e, r2, cost=c) / spectrum.dim
+            for c in costs
+            for e in eps_values
+        )
+
+    return estimate
+
+
 def limit_curve(
     weights: Any,
     spectrum: Spectrum,
@@ -565,7 +597,7 @@ def predict_limit(
     *,
     epsilon: float | str = "batch-std",
     iterations: int = DEFAULT_ITERATIONS,
-    probes: int = DEFAULT_PROBES,
+    probes: int | None = DEFAULT_PROBES,
     seed: int = 0,
     eta: float = DEFAULT_ETA,
     loss_fn: Any = None,
@@ -577,6 +609,8 @@ def predict_limit(
     memory_budget: int | None = None,
     progress: bool = False,
     structure: Any = "unstructured",
+    tolerance: float | None = None,
+    hessian_samples: int | None = None,
 ) -> Prediction:
     """The whole pipeline on a model: ε, Hessian spectrum by SLQ, weights, pruning limit.
 
@@ -606,12 +640,21 @@ def predict_limit(
             :func:`~pruning_limits.objective.flat_weights`; skips its computation, as ``spectrum``
             skips SLQ). Only with ``gradient_term=True``.
         memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
-            (default 1 GiB). SLQ uses the block Gauss rule when all probes' bases fit, otherwise
-            one Gauss rule per probe (:func:`pruning_limits.spectrum.slq`).
+            (default 1 GiB). SLQ uses the block Gauss rule, fully re-orthogonalised when all
+            probes' bases fit, otherwise without re-orthogonalisation
+            (:func:`pruning_limits.spectrum.slq`).
         progress: show a tqdm progress bar on stderr.
         structure: the allowed supports (:mod:`pruning_limits.structures`, THEORY §8):
             ``"unstructured"`` (default, global magnitude), ``"layerwise"``, ``"neuron"``,
             ``"channel"`` or ``"N:M"``. Checked, with the model, before any work.
+        tolerance: stop SLQ once ``s*`` has settled to this many sparsity units
+            (:mod:`pruning_limits.adaptive`; its default is
+            :data:`~pruning_limits.adaptive.DEFAULT_TOLERANCE`); ``iterations`` is then the
+            most steps per probe and ``probes=None`` picks
+            :func:`~pruning_limits.spectrum.default_probes`. ``None`` (default): a fixed run.
+        hessian_samples: the Hessian over a seeded (``seed``) random subset of this many
+            samples (:mod:`pruning_limits.subsets`); ε and the gradient term stay on all of
+            ``data``. Warns when the subset's rank hazard exceeds the tolerance. ``None``: all.
 
     Returns:
         :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline (for a
@@ -644,22 +687,35 @@ def predict_limit(
             if params != "prunable":
                 raise PruningLimitsError(f"structure {structure} needs params='prunable' (the layers it groups)")
             plan = structured_order(weights, layer_layout(analysed), structure)
+    if gradient_term and gradient is None:
+        gradient = loss_gradient(analysed, data, loss_fn, params)
     if spectrum is None:
-        from .spectrum import estimate_spectrum
+        from .adaptive import DEFAULT_TOLERANCE, adaptive_slq
+        from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
+        from .subsets import hessian_subset, subset_record
 
-        spectrum = estimate_spectrum(
+        watch = None if tolerance is None else check_positive("tolerance", tolerance)
+        subset = subset_record(
+            analysed, data, hessian_samples, weights.size, tolerance=DEFAULT_TOLERANCE if watch is None else watch
+        )
+        operator = HessianOperator(
             analysed,
-            data,
-            iterations=check_int("iterations", iterations, 1),
-            probes=check_int("probes", probes, 1),
-            seed=seed,
+            hessian_subset(data, hessian_samples, seed),
             loss_fn=loss_fn,
             params=params,
+            memory_budget=DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget,
+        )
+        spectrum = adaptive_slq(
+            operator,
+            None if watch is None else sparsity_estimator(weights, [eps], gradient=gradient),
+            tolerance=watch,
+            iterations=check_int("iterations", iterations, 1),
+            probes=None if probes is None else check_int("probes", probes, 1),
+            seed=seed,
             memory_budget=memory_budget,
             progress=progress,
         )
-    if gradient_term and gradient is None:
-        gradient = loss_gradient(analysed, data, loss_fn, params)
+        spectrum = replace(spectrum, num_hvps=operator.num_hvps, stopping={**spectrum.stopping, "hessian_subset": subset})
     if plan is not None:
         from .structures import PatternPrediction, predict_structured
 

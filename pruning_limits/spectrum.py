@@ -47,6 +47,10 @@ class Spectrum:
         rule: ``"gauss"`` (one Gauss rule per probe, nodes differ between rows), ``"block"``
             (the block Gauss rule: every row holds the same nodes) or ``"exact"``.
         steps: Lanczos steps per probe (``None`` when not from Lanczos).
+        reorthogonalization: ``"full"`` or ``"none"`` for a Lanczos spectrum (the block rule is
+            always fully re-orthogonalised), ``None`` otherwise.
+        stopping: how an adaptive run stopped (tolerance, converged, the estimates seen), as
+            recorded by the caller's monitor; ``None`` for a fixed number of steps.
     """
 
     nodes: np.ndarray
@@ -56,6 +60,8 @@ class Spectrum:
     num_hvps: int = 0
     rule: str = "gauss"
     steps: int | None = None
+    reorthogonalization: str | None = None
+    stopping: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         nodes = np.atleast_2d(np.asarray(self.nodes, dtype=np.float64))
@@ -100,6 +106,7 @@ class Spectrum:
         num_hvps: int = 0,
         rule: str = "gauss",
         steps: int | None = None,
+        reorthogonalization: str | None = None,
     ) -> Spectrum:
         """Build from per-probe ``(nodes, weights)`` of possibly different lengths (zero-weight padding)."""
         if not rows:
@@ -112,7 +119,9 @@ class Spectrum:
             nodes[j, : len(n)] = n
             nodes[j, len(n) :] = n[-1]
             weights[j, : len(w)] = w
-        return cls(nodes, weights, dim, num_hvps=num_hvps, rule=rule, steps=steps)
+        return cls(
+            nodes, weights, dim, num_hvps=num_hvps, rule=rule, steps=steps, reorthogonalization=reorthogonalization
+        )
 
     @property
     def probes(self) -> int:
@@ -202,6 +211,8 @@ class Spectrum:
             "trace": trace.value,
             "trace_stderr": trace.stderr,
             "atom_at_zero": self.atom_at_zero(),
+            "reorthogonalization": self.reorthogonalization,
+            **({} if self.stopping is None else {"stopping": self.stopping}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,6 +308,44 @@ def _breakdown_tol(dtype: Any) -> float:
 #: Quadrature rules :func:`slq` accepts.
 SLQ_RULES = ("auto", "block", "gauss")
 
+#: A monitor passed to :func:`slq` first sees the spectrum after this many steps per probe, then
+#: after every further growth by :data:`MONITOR_GROWTH` (at least :data:`MONITOR_MIN_GAP` steps):
+#: geometric checkpoints cost a bounded number of quadrature rules (about 15 up to 300 steps;
+#: each block rule is an ``eigh`` of up to ``probes × steps`` columns) and let an estimate that
+#: oscillates with the step count (docs/theory.md, "SLQ settings") show it between checks.
+MONITOR_FIRST_STEP = 10
+MONITOR_GROWTH = 1.25
+MONITOR_MIN_GAP = 5
+
+#: Constant of :func:`default_probes`: the per-probe spread of ``s*`` times ``√D`` stayed below
+#: 0.4 on the digits MLPs of docs/theory.md ("SLQ settings": 0.003-0.008 at D ≈ 1 500-2 400)
+#: and shrinks like ``1/√D`` (Chen, Trogdon & Ubaru 2021); ``probes ≥ (0.4/0.001)²/D`` keeps the
+#: standard error of ``s*`` over probes near 0.1 points.
+PROBES_CONSTANT = 160_000
+
+#: Fewest probes :func:`default_probes` gives: two show the spread between probes.
+MIN_PROBES = 2
+
+
+def default_probes(dim: int) -> int:
+    """Probes for an adaptive run at dimension ``D``: ``clip(⌈PROBES_CONSTANT/D⌉, 2, DEFAULT_PROBES)``.
+
+    8 probes (:data:`DEFAULT_PROBES`) up to D = 20 000, 2 from D = 80 000: at large D one probe
+    already sees the measure (Chen, Trogdon & Ubaru, ICML 2021), and every probe multiplies the
+    products. The pipeline reports the observed spread, so too few probes do not go unnoticed.
+    """
+    dim = check_int("dim", dim, 1)
+    return int(min(DEFAULT_PROBES, max(MIN_PROBES, -(-PROBES_CONSTANT // dim))))
+
+
+def monitor_checkpoints(limit: int) -> list[int]:
+    """Steps at which :func:`slq` shows a monitor the spectrum, up to ``limit`` (exclusive)."""
+    steps, step = [], MONITOR_FIRST_STEP
+    while step < limit:
+        steps.append(step)
+        step = max(step + MONITOR_MIN_GAP, int(np.ceil(step * MONITOR_GROWTH)))
+    return steps
+
 
 def slq(
     operator: Any,
@@ -308,6 +357,8 @@ def slq(
     dim: int | None = None,
     memory_budget: int | None = None,
     rule: str = "auto",
+    reorthogonalization: str = "auto",
+    monitor: Callable[[Spectrum], bool] | None = None,
     progress: bool = False,
 ) -> Spectrum:
     """Stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017) of a symmetric operator.
@@ -315,8 +366,11 @@ def slq(
     The probes are normalised Rademacher vectors ``z_j``
     (:func:`pruning_limits.lanczos.rademacher_probes` with the same ``seed``/``generator``).
 
-    - ``rule="gauss"``: ``iterations`` Lanczos steps from each ``z_j`` give its own Gauss rule
-      ``(θ_jk, τ_jk)``; the spectrum is their average over probes.
+    - ``rule="gauss"``: ``iterations`` Lanczos steps from each ``z_j`` (all probes in lockstep,
+      :func:`pruning_limits.lanczos.lanczos_probes`) give its own Gauss rule
+      ``(θ_jk, τ_jk)``; the spectrum is their average over probes. Fully re-orthogonalised
+      when all probes' bases fit ``memory_budget``, otherwise without re-orthogonalisation
+      (O(D) memory per probe; ``reorthogonalization`` overrides, the spectrum records it).
     - ``rule="block"``: one block Lanczos run from all probes at once, with the same products
       (``iterations`` per probe, applied as ``matmat`` blocks), gives the block Gauss rule: up
       to ``probes × iterations`` nodes shared by all probes, with per-probe weights
@@ -326,42 +380,55 @@ def slq(
       against −4.28 with the Gauss rule (D = 2 080), and at 300 steps −0.03 against −0.88
       (D = 9 700). It stores all probes' bases: ``min(probes × iterations, D) × D × 8`` bytes.
       It stops early, with exact quadrature for the probes, when the block Krylov space
-      becomes invariant.
-    - ``rule="auto"`` (default): ``"block"`` when that basis fits ``memory_budget`` and there
-      is more than one probe, otherwise ``"gauss"``.
+      becomes invariant. When the basis does not fit ``memory_budget`` the block recurrence runs
+      without re-orthogonalisation in ``3 × probes × D × 8`` bytes
+      (``reorthogonalization="none"``); on the D = 2 080 MLP of tests/test_slq.py its ``s*``
+      stayed within 0.3 points of the re-orthogonalised block rule's from 80 steps on
+      (docs/benchmarks.md, "Bounded memory").
+    - ``rule="auto"`` (default): ``"block"`` when there is more than one probe, otherwise
+      ``"gauss"``.
 
     Every rule gives the trace of Hutchinson's estimator on the same probes.
 
     Args:
         operator: anything with ``.matvec`` and ``.dim`` (e.g. :class:`HessianOperator`; its
-            ``.matmat`` is used by the block rule when present), a dense square matrix (numpy
-            or torch), or a callable ``v -> A v`` with ``dim=``.
-        iterations: Lanczos steps per probe (default :data:`DEFAULT_ITERATIONS`).
+            ``.matmat`` is used when present), a dense square matrix (numpy or torch), or a
+            callable ``v -> A v`` with ``dim=``.
+        iterations: Lanczos steps per probe (default :data:`DEFAULT_ITERATIONS`); with a
+            ``monitor`` the most steps it may take.
         probes: number of probes (default :data:`DEFAULT_PROBES`).
         seed: seed of the probes; ``generator`` (a ``torch.Generator``) overrides it.
         dim: dimension of a callable operator.
-        memory_budget: bytes for the stored Lanczos basis: all probes' for the block rule, one
-            probe's for the Gauss rule (default 1 GiB, see :func:`lanczos`).
+        memory_budget: bytes for the stored Lanczos vectors (default 1 GiB).
         rule: ``"auto"``, ``"block"`` or ``"gauss"``.
+        reorthogonalization: ``"auto"`` (full when the basis fits ``memory_budget``),
+            ``"full"`` or ``"none"`` (:func:`pruning_limits.lanczos.lanczos_probes`,
+            :func:`pruning_limits.lanczos.block_lanczos`).
+        monitor: a stopping criterion: called with the partial :class:`Spectrum` after
+            :data:`MONITOR_FIRST_STEP` steps and then at :func:`monitor_checkpoints`; a true
+            return ends the run there. When it has a ``status`` attribute (a short text such
+            as the current estimate), the progress bar shows it.
         progress: tqdm bar on stderr over all products.
 
     Returns:
         A :class:`Spectrum` with one row per probe, ``rule``, ``steps`` (Lanczos steps done per
-        probe, fewer than ``iterations`` after a breakdown) and ``num_hvps`` (products spent).
+        probe: fewer than ``iterations`` after a breakdown or a monitor's stop),
+        ``reorthogonalization`` and ``num_hvps`` (products spent).
 
     Raises:
-        PruningLimitsError: bad arguments, or ``rule="block"`` whose basis exceeds the budget.
+        PruningLimitsError: bad arguments, ``rule="block"`` whose basis exceeds the budget, or
+            a budget too small even for Lanczos without re-orthogonalisation.
     """
     import torch
     from tqdm import tqdm
 
     from .lanczos import (
         DEFAULT_MEMORY_BUDGET,
+        REORTHOGONALIZATIONS,
         block_gauss_quadrature,
         block_lanczos,
         block_lanczos_bytes,
-        gauss_quadrature,
-        lanczos,
+        lanczos_probes,
         rademacher_probes,
     )
 
@@ -370,15 +437,51 @@ def slq(
     probes = check_int("probes", probes, 1)
     if rule not in SLQ_RULES:
         raise PruningLimitsError(f"rule must be one of {', '.join(SLQ_RULES)}, got {rule!r}")
+    if reorthogonalization not in REORTHOGONALIZATIONS:
+        raise PruningLimitsError(
+            f"reorthogonalization must be one of {', '.join(REORTHOGONALIZATIONS)}, got {reorthogonalization!r}"
+        )
+    if monitor is not None and not callable(monitor):
+        raise PruningLimitsError(f"monitor must be callable, got {monitor!r:.60}")
     if generator is None:
         generator = torch.Generator().manual_seed(int(seed))
     starts = rademacher_probes(size, probes, generator=generator)
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_positive("memory_budget", memory_budget)
     steps = min(iterations, size)
     if rule == "auto":
-        rule = "block" if probes > 1 and block_lanczos_bytes(size, steps, probes) <= budget else "gauss"
+        rule = "block" if probes > 1 else "gauss"
+    block_mode = reorthogonalization
+    if rule == "block" and block_mode == "auto":
+        block_mode = "full" if block_lanczos_bytes(size, steps, probes) <= budget else "none"
+    checkpoints = set(monitor_checkpoints(steps)) if monitor is not None else set()
+
     with tqdm(total=probes * steps, disable=not progress, file=sys.stderr, desc="SLQ", leave=False) as bar:
+
+        def watch(to_spectrum: Callable[[Any], Spectrum]) -> Callable[[int, Callable[[], Any]], bool] | None:
+            if monitor is None:
+                return None
+
+            def check(done: int, partial: Callable[[], Any]) -> bool:
+                if done not in checkpoints:
+                    return False
+                stop = bool(monitor(to_spectrum(partial())))
+                status = getattr(monitor, "status", None)
+                if status:
+                    bar.set_postfix_str(str(status), refresh=True)
+                return stop
+
+            return check
+
         if rule == "block":
+
+            def block_spectrum(result: Any) -> Spectrum:
+                nodes, weights = block_gauss_quadrature(result)
+                rows = [(nodes, row) for row in weights]
+                return Spectrum.from_ragged(
+                    rows, size, num_hvps=result.num_matvecs, rule="block", steps=result.steps,
+                    reorthogonalization=block_mode,
+                )
+
             result = block_lanczos(
                 _as_matmat(operator, matvec),
                 size,
@@ -386,27 +489,30 @@ def slq(
                 starts,
                 memory_budget=budget,
                 breakdown_tol=_breakdown_tol(dtype),
+                reorthogonalization=block_mode,
+                monitor=watch(block_spectrum),
                 progress_bar=bar,
             )
-            nodes, weights = block_gauss_quadrature(result)
-            rows = [(nodes, row) for row in weights]
-            return Spectrum.from_ragged(rows, size, num_hvps=result.num_matvecs, rule="block", steps=result.steps)
-        rows = []
-        spent = done = 0
-        for start in starts:
-            result = lanczos(
-                matvec,
-                size,
-                steps,
-                start=start,
-                memory_budget=budget,
-                breakdown_tol=_breakdown_tol(dtype),
-                progress_bar=bar,
+            return block_spectrum(result)
+
+        def gauss_spectrum(result: Any) -> Spectrum:
+            return Spectrum.from_ragged(
+                result.rules(), size, num_hvps=result.num_matvecs, rule="gauss", steps=int(result.steps.max()),
+                reorthogonalization=result.reorthogonalization,
             )
-            spent += result.num_matvecs
-            done = max(done, result.alpha.size)
-            rows.append(gauss_quadrature(result.alpha, result.beta))
-    return Spectrum.from_ragged(rows, size, num_hvps=spent, rule="gauss", steps=done)
+
+        result = lanczos_probes(
+            _as_matmat(operator, matvec),
+            size,
+            steps,
+            starts,
+            memory_budget=budget,
+            breakdown_tol=_breakdown_tol(dtype),
+            reorthogonalization=reorthogonalization,
+            monitor=watch(gauss_spectrum),
+            progress_bar=bar,
+        )
+        return gauss_spectrum(result)
 
 
 def estimate_spectrum(
@@ -422,6 +528,8 @@ def estimate_spectrum(
     method: str = "auto",
     memory_budget: int | None = None,
     rule: str = "auto",
+    reorthogonalization: str = "auto",
+    monitor: Callable[[Spectrum], bool] | None = None,
     progress: bool = False,
 ) -> Spectrum:
     """SLQ estimate of the spectrum of the loss Hessian over the prunable weights.
@@ -432,10 +540,12 @@ def estimate_spectrum(
 
     Args:
         model, data, loss_fn, params, method: as for :class:`HessianOperator`.
-        iterations, probes, seed, generator, rule, progress: as for :func:`slq`.
+        iterations, probes, seed, generator, rule, reorthogonalization, monitor, progress: as
+            for :func:`slq`.
         memory_budget: bytes for the engine's caches and for the stored Lanczos basis (default
-            1 GiB; the default block rule needs ``min(probes × iterations, D) × D × 8`` bytes
-            and falls back to one Gauss rule per probe above it).
+            1 GiB; the default block rule needs ``min(probes × iterations, D) × D × 8`` bytes;
+            above it one Gauss rule per probe, without re-orthogonalisation when the probes'
+            bases do not fit either).
 
     Returns:
         The estimated :class:`Spectrum`; ``num_hvps`` counts every Hessian-vector product.
@@ -452,6 +562,8 @@ def estimate_spectrum(
         generator=generator,
         memory_budget=budget,
         rule=rule,
+        reorthogonalization=reorthogonalization,
+        monitor=monitor,
         progress=progress,
     )
     return dataclasses.replace(spectrum, num_hvps=operator.num_hvps)

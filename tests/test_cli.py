@@ -146,9 +146,10 @@ def test_spectrum_json_and_plot(bundle, workdir):
     assert plot.read_bytes()[:4] == b"\x89PNG"
     text = ok("spectrum", bundle, *SLQ).stdout
     assert "lambda_max" in text and "SLQ: 2 probes x 12 steps, block rule" in text
-    # a budget below the block basis (2 × 12 × 592 × 8 bytes) but above one probe's: one Gauss rule per probe
+    # a budget below the block basis (2 × 12 × 592 × 8 bytes): the block rule without re-orthogonalisation
     small = json.loads(ok("spectrum", bundle, *SLQ, "--memory-budget", str(100_000 / 2**30), "--json").stdout)
-    assert small["rule"] == "gauss" and np.asarray(small["nodes"]).shape == (2, 12)
+    assert small["rule"] == "block" and small["reorthogonalization"] == "none"
+    assert np.asarray(small["nodes"]).shape == (2, 24) and small["seconds"] > 0
 
 
 def test_spectrum_exact(bundle):
@@ -457,18 +458,20 @@ def test_exact_is_refused_above_the_dense_limit_before_any_work(workdir):
 
 
 def test_warnings_become_console_lines_that_quiet_silences(bundle):
-    loud = ok("spectrum", bundle, *SLQ, "--memory-budget", "1e-9")
-    warned = [line for line in loud.stderr.splitlines() if "exceeds the memory budget" in line]
-    assert warned and all(line.startswith("warning: the Lanczos basis") for line in warned), loud.stderr
+    loud = ok("spectrum", bundle, *SLQ, "--hessian-samples", "2")
+    warned = [line for line in loud.stderr.splitlines() if "spurious zero eigenvalue mass" in line]
+    assert warned and all(line.startswith("warning: the Hessian over 2 of") for line in warned), loud.stderr
     assert "RuntimeWarning" not in loud.stderr and ".py:" not in loud.stderr
-    assert ok("spectrum", bundle, *SLQ, "--memory-budget", "1e-9", "-q").stderr == ""
+    assert ok("spectrum", bundle, *SLQ, "--hessian-samples", "2", "-q").stderr == ""
     # --debug keeps Python's form, category and source line (in a process of its own: under
     # pytest, Python's form goes to pytest's warning capture, not to the command's stderr)
     debug = subprocess.run(
-        [sys.executable, "-m", "pruning_limits", "spectrum", str(bundle), *SLQ, "--memory-budget", "1e-9", "--debug"],
+        [sys.executable, "-m", "pruning_limits", "spectrum", str(bundle), *SLQ, "--hessian-samples", "2", "--debug"],
         capture_output=True, text=True, check=True,
     )
-    assert "RuntimeWarning: the Lanczos basis" in debug.stderr and ".py:" in debug.stderr
+    assert "RuntimeWarning: the Hessian over 2 of" in debug.stderr and ".py:" in debug.stderr
+    # a budget too small even for Lanczos without re-orthogonalisation is one line
+    fails("spectrum", bundle, *SLQ, "--memory-budget", "1e-9", match="without re-orthogonalisation")
 
 
 def test_debug_shows_the_traceback(workdir):

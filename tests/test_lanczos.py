@@ -13,6 +13,7 @@ from pruning_limits.lanczos import (
     block_lanczos_bytes,
     gauss_quadrature,
     lanczos,
+    lanczos_probes,
     rademacher_probes,
 )
 
@@ -75,16 +76,58 @@ def test_rank_one_and_zero_operator_do_not_give_nan() -> None:
     assert gauss_quadrature(zero.alpha, zero.beta)[1].tolist() == [1.0]
 
 
-def test_local_reorthogonalisation_fallback_warns_and_still_works() -> None:
+def test_without_reorthogonalisation_above_the_budget_and_its_quadrature() -> None:
+    """Above the budget the plain recurrence runs (recorded, no silent fallback) in O(D) memory.
+
+    The basis loses orthogonality (ghost copies of λ = 6 appear among 200 nodes) but the Gauss
+    rule still integrates smooth functions and the φ-type function of the pruning limit as well
+    as the fully re-orthogonalised rule (Greenbaum 1989; Chen & Trogdon 2023)."""
     eigs = np.concatenate([np.linspace(0, 1, 396), [2.0, 3.0, 4.0, 6.0]])
     A = matrix_with_eigenvalues(eigs, seed=5)
-    with pytest.warns(RuntimeWarning, match="memory budget"):
-        result = lanczos(lambda v: A @ v, 400, 80, seed=0, memory_budget=10 * 400 * 8)
-    assert result.reorthogonalization == "local"
-    nodes, weights = gauss_quadrature(result.alpha, result.beta)
-    assert np.isfinite(nodes).all() and abs(nodes.max() - 6.0) <= 1e-8
-    full = lanczos(lambda v: A @ v, 400, 80, seed=0)
-    assert full.reorthogonalization == "full"
+    z = rademacher_probes(400, 1, seed=0)[0]
+    U = np.linalg.eigh(A)[1]
+    plain = lanczos(lambda v: A @ v, 400, 200, start=z, memory_budget=10 * 400 * 8)
+    full = lanczos(lambda v: A @ v, 400, 200, start=z)
+    assert plain.reorthogonalization == "none" and full.reorthogonalization == "full"
+    nodes, weights = gauss_quadrature(plain.alpha, plain.beta)
+    full_nodes, full_weights = gauss_quadrature(full.alpha, full.beta)
+    assert np.sum(np.abs(nodes - 6.0) < 1e-8) >= 2  # ghosts: the orthogonality really was lost
+    assert np.sum(np.abs(full_nodes - 6.0) < 1e-8) == 1
+    exact_weights = (U.T @ z) ** 2
+    for f in (np.exp, lambda x: 1 / (1 + 30 * np.abs(x)), lambda x: 1e-3 / (1e-3 + np.abs(x))):
+        exact = float(exact_weights @ f(np.linalg.eigvalsh(A)))
+        assert abs(weights @ f(nodes) - exact) <= 1e-3 * exact
+        assert abs(weights @ f(nodes) - full_weights @ f(full_nodes)) <= 1e-3 * exact
+    with pytest.raises(PruningLimitsError, match="memory budget"):
+        lanczos(lambda v: A @ v, 400, 200, start=z, reorthogonalization="full", memory_budget=10 * 400 * 8)
+    with pytest.raises(PruningLimitsError, match="without re-orthogonalisation"):
+        lanczos(lambda v: A @ v, 400, 200, start=z, memory_budget=2 * 400 * 8)
+
+
+def test_lockstep_probes_equal_separate_runs_and_the_monitor_stops_them() -> None:
+    eigs = np.linspace(-0.5, 3.0, 150) ** 3
+    A = matrix_with_eigenvalues(eigs, seed=2)
+    starts = rademacher_probes(150, 3, seed=4)
+    for mode in ("full", "none"):
+        together = lanczos_probes(lambda V: A @ V, 150, 40, starts, reorthogonalization=mode)
+        assert together.num_matvecs == 120 and together.reorthogonalization == mode
+        for j, start in enumerate(starts):
+            alone = lanczos(lambda v: A @ v, 150, 40, start=start, reorthogonalization=mode)
+            np.testing.assert_allclose(together.alpha[j], alone.alpha, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(together.beta[j], alone.beta, rtol=1e-12, atol=1e-12)
+    seen = []
+
+    def monitor(steps, partial):
+        seen.append(steps)
+        result = partial()
+        assert (result.steps == steps).all() and len(result.rules()) == 3
+        return steps == 7
+
+    stopped = lanczos_probes(lambda V: A @ V, 150, 40, starts, monitor=monitor)
+    assert seen == list(range(1, 8)) and stopped.num_matvecs == 21 and (stopped.steps == 7).all()
+    block = block_lanczos(lambda V: A @ V, 150, 40, starts, monitor=lambda steps, partial: steps == 5)
+    assert block.steps == 5 and block.num_matvecs == 15 and block.projection.shape == (15, 15)
+    np.testing.assert_allclose(block.projection, block.projection.T)
 
 
 def test_seeds_generators_and_iteration_cap() -> None:

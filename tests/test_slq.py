@@ -253,12 +253,16 @@ def test_rule_choice_memory_budget_and_operator_kinds(trained) -> None:
     np.testing.assert_allclose(from_callable.nodes, block.nodes, rtol=1e-9, atol=1e-13)
     from_operator = slq(trained["op"], iterations=10, probes=3, seed=1)
     np.testing.assert_allclose(from_operator.weights, block.weights, rtol=1e-6, atol=1e-12)
-    # auto falls back to one Gauss rule per probe when all bases do not fit, or with one probe
+    # above the budget the block rule runs without re-orthogonalisation (recorded); one probe: Gauss
     small = block_lanczos_bytes(H.shape[0], 10, 3) - 1
-    assert slq(H, iterations=10, probes=3, seed=1, memory_budget=small).rule == "gauss"
+    bounded = slq(H, iterations=10, probes=3, seed=1, memory_budget=small)
+    assert bounded.rule == "block" and bounded.reorthogonalization == "none" and block.reorthogonalization == "full"
+    assert bounded.summary()["reorthogonalization"] == "none"
     assert slq(H, iterations=10, probes=1, seed=1).rule == "gauss"
     with pytest.raises(PruningLimitsError, match="memory budget"):
-        slq(H, iterations=10, probes=3, seed=1, memory_budget=small, rule="block")
+        slq(H, iterations=10, probes=3, seed=1, memory_budget=small, rule="block", reorthogonalization="full")
+    with pytest.raises(PruningLimitsError, match="even|without re-orthogonalisation"):
+        slq(H, iterations=10, probes=3, seed=1, memory_budget=2 * 3 * H.shape[0] * 8)
     with pytest.raises(PruningLimitsError, match="rule must be one of auto, block, gauss, got 'radau'"):
         slq(H, iterations=10, probes=3, rule="radau")
     assert block.summary()["rule"] == "block" and block.summary()["nodes_per_probe"] == 30

@@ -115,13 +115,14 @@ def test_memory_budget_selects_the_quadrature_rule_in_validate_and_predict_limit
     data = load_data("digits", seed=0)
     model = build_model("mlp:8", data, seed=0)  # D = 592
     train(model, data.train, l1=1e-3, epochs=5, seed=0)
-    # below the block basis of 2 probes × 12 steps, above one probe's basis
+    # below the block basis of 2 probes × 12 steps: the block rule without re-orthogonalisation
     small = block_lanczos_bytes(592, 12, 2) - 1
     result = validate(model, data, iterations=12, probes=2, memory_budget=small)
-    assert result.spectrum.rule == "gauss" and validate(model, data, iterations=12, probes=2).spectrum.rule == "block"
+    assert result.spectrum.rule == "block" and result.spectrum.reorthogonalization == "none"
+    assert validate(model, data, iterations=12, probes=2).spectrum.reorthogonalization == "full"
     prediction = predict_limit(model, data.train, iterations=12, probes=2, memory_budget=small)
-    assert prediction.spectrum["rule"] == "gauss"
-    assert predict_limit(model, data.train, iterations=12, probes=2).spectrum["rule"] == "block"
+    assert prediction.spectrum["rule"] == "block" and prediction.spectrum["reorthogonalization"] == "none"
+    assert predict_limit(model, data.train, iterations=12, probes=2).spectrum["reorthogonalization"] == "full"
 
 
 def _validation_script(monkeypatch):

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One prepared check on a bare CUDA machine, at most 8 minutes, log under $OUT (or a temp folder).
+#
+#   bash benchmarks/gpu_check.sh
+#
+# 1. installs the package (torch only if it is missing: the machine's CUDA build is kept),
+# 2. runs the CUDA-marked tests (tests/test_devices.py),
+# 3. times a prediction for a CIFAR-style ResNet-18 (11.2 M weights) on 1 000 generated
+#    32x32x3 images on the GPU: operator build, seconds per product, products to convergence,
+#    total time (issue 20's target: <= 3 minutes on an H200), float32 products, float64 Lanczos.
+# Time limits: torch install 180 s (only if missing), package 120 s, tests 60 s, timing 270 s.
+set -u
+OUT="${OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+exec > >(tee -a "$LOG") 2>&1
+cd "$(dirname "$0")/.."
+echo "gpu_check: $(date -u +%FT%TZ) in $(pwd), log $LOG"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "nvidia-smi not found"
+
+PY=python3
+if ! $PY -c "import torch" 2>/dev/null; then
+  echo "torch missing: installing it"
+  timeout 180 $PY -m pip install -q torch || { echo "FAILED: torch install"; exit 1; }
+fi
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.device_count())"
+timeout 120 $PY -m pip install -q -e . pytest || { echo "FAILED: pip install -e ."; exit 1; }
+
+echo "== CUDA-marked tests"
+timeout 60 $PY -m pytest -q -m cuda tests/test_devices.py -rs
+echo "tests exit code $?"
+
+echo "== ResNet-18 timing"
+timeout 270 $PY - <<'PYEOF'
+import importlib.util, time, torch
+spec = importlib.util.spec_from_file_location("bench_scale", "benchmarks/bench_scale.py")
+bench = importlib.util.module_from_spec(spec)
+import sys; sys.modules["bench_scale"] = bench  # its dataclasses look the module up
+spec.loader.exec_module(bench)
+from pruning_limits import predict_limit
+from pruning_limits.adaptive import adaptive_slq
+from pruning_limits.hessian import HessianOperator
+from pruning_limits.limits import sparsity_estimator
+from pruning_limits.objective import batch_std_epsilon, flat_weights, loss_gradient
+import numpy as np
+device = torch.device("cuda")
+model, source = bench.resnet("resnet18")
+x, y = bench.images(1000)
+model = model.to(device).eval()  # float32 products, float64 Lanczos basis
+data = (x.to(device), y.to(device))
+print("model source", source, "weights", sum(p.numel() for p in model.parameters()))
+total = time.perf_counter()
+eps = batch_std_epsilon(model, data)
+gradient = loss_gradient(model, data)
+start = time.perf_counter()
+# double-backward: on the GPU the convolutions' double backward runs in cuDNN; auto would trace
+op = HessianOperator(model, data, method="double-backward")
+torch.cuda.synchronize(); build = time.perf_counter() - start
+v = np.random.default_rng(0).standard_normal(op.dim)
+op.matvec(v); torch.cuda.synchronize(); t = time.perf_counter()
+for _ in range(3):
+    op.matvec(v)
+torch.cuda.synchronize(); per = (time.perf_counter() - t) / 3
+print(f"D = {op.dim}, build {build:.1f} s, {per:.3f} s per product", flush=True)
+weights = flat_weights(model)
+spectrum = adaptive_slq(op, sparsity_estimator(weights, [eps], gradient=gradient))
+p = predict_limit(model, data, dtype=None, spectrum=spectrum, gradient=gradient, epsilon=eps)
+stop = spectrum.stopping
+print(f"prediction {time.perf_counter() - total:.1f} s in all: s* {p.sparsity:.4f}, {op.num_hvps} products, "
+      f"{spectrum.probes} probes x {spectrum.steps} steps, {spectrum.rule} {spectrum.reorthogonalization}, "
+      f"converged {stop['converged']} ({stop['ended']}), peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+PYEOF
+echo "timing exit code $?"
+echo "gpu_check done: $(date -u +%FT%TZ)"

@@ -1,0 +1,225 @@
+"""Data-parallel Hessian-vector products over ``torch.distributed`` (gloo on CPU, NCCL on GPU).
+
+Under ``torchrun --standalone --nproc-per-node=N -m pruning_limits predict CKPT`` every rank
+holds the whole model and a contiguous shard of the (possibly subsampled) analysis data. The
+Hessian of the mean loss is the sample-weighted sum of the shards' Hessians,
+
+    H·v = Σ_r (n_r / N) H_r·v,
+
+so each rank scales its local product by ``n_r/N`` and the products are summed with
+``all_reduce`` (shared THEORY.md §10). ``DistributedDataParallel``'s hooks do not fire for
+``torch.autograd.grad``, so the reduction is explicit. Every rank then holds the same float64
+product, runs the same Lanczos recurrence from the same seeded probes and reaches the same
+spectrum; a monitor's stop decision is taken on rank 0 and broadcast, so that no rank can wait
+for a product the others will not compute. Only rank 0 prints and writes (the command line's
+``Console`` and file outputs check :attr:`DistributedContext.is_main`).
+
+A rank that fails ends its process; the others see the broken connection in their next
+collective and stop with one line (:class:`PruningLimitsError`), before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._checks import PruningLimitsError
+from .objective import check_pair
+
+#: Seconds a rank waits in a collective before giving up (a peer that hangs, not one that dies:
+#: a dead peer breaks the connection at once). Hessian-vector products of large models on one
+#: rank can take minutes, hence the generous default.
+DEFAULT_TIMEOUT = 1800
+
+
+def launched() -> bool:
+    """True when this process was started by ``torchrun`` (or another launcher) with WORLD_SIZE > 1."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def environment_rank() -> int:
+    """This process's rank from the launcher's environment (0 when not launched)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+class DistributedContext:
+    """The process group of this run (or a single process), with the helpers the pipeline needs.
+
+    Args:
+        device: the device of the analysis (``cuda`` picks ``cuda:LOCAL_RANK`` under a launcher).
+        timeout: seconds for a collective (default :data:`DEFAULT_TIMEOUT`).
+
+    Attributes:
+        rank, world_size: of this process (0 and 1 without a launcher).
+        backend: ``"gloo"``, ``"nccl"`` or ``None`` (single process).
+        device: the device this rank computes on.
+    """
+
+    def __init__(self, device: torch.device, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.rank, self.world_size, self.backend = 0, 1, None
+        self.device = device
+        self._owns_group = False
+        if not launched():
+            return
+        import torch.distributed as dist
+
+        if device.type == "cuda" and device.index is None:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        self.backend = "nccl" if self.device.type == "cuda" else "gloo"
+        if not dist.is_initialized():
+            try:
+                dist.init_process_group(self.backend, timeout=datetime.timedelta(seconds=timeout))
+            except Exception as exc:  # noqa: BLE001 - reported in one line
+                raise PruningLimitsError(f"could not join the torchrun process group ({self.backend}): {_first_line(exc)}") from None
+            self._owns_group = True
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0, the only rank that prints and writes."""
+        return self.rank == 0
+
+    @property
+    def _reduce_device(self) -> torch.device:
+        return self.device if self.backend == "nccl" else torch.device("cpu")
+
+    def shard(self, data: Any) -> tuple[Any, int, int]:
+        """This rank's contiguous share of ``data`` with its sample count and the total.
+
+        Args:
+            data: an ``(x, y)`` pair or a Dataset (a DataLoader's dataset is sharded, batch
+                size kept).
+
+        Returns:
+            ``(local_data, local_samples, total_samples)``; without a launcher ``data`` itself.
+
+        Raises:
+            PruningLimitsError: fewer samples than ranks.
+        """
+        from torch.utils.data import DataLoader, Subset
+
+        from .subsets import num_samples
+
+        total = num_samples(data)
+        if self.world_size == 1:
+            return data, total, total
+        if total < self.world_size:
+            raise PruningLimitsError(f"{total} samples cannot be shared among {self.world_size} processes")
+        bounds = np.linspace(0, total, self.world_size + 1).round().astype(int)
+        start, stop = int(bounds[self.rank]), int(bounds[self.rank + 1])
+        if isinstance(data, (tuple, list)):
+            x, y = check_pair(*data)
+            return (x[start:stop], y[start:stop]), stop - start, total
+        if isinstance(data, DataLoader):
+            local = DataLoader(Subset(data.dataset, range(start, stop)), batch_size=data.batch_size, shuffle=False)
+            return local, stop - start, total
+        return Subset(data, range(start, stop)), stop - start, total
+
+    def all_reduce(self, array: np.ndarray) -> np.ndarray:
+        """Sum of ``array`` over all ranks (float64), the same on every rank."""
+        if self.world_size == 1:
+            return array
+        import torch.distributed as dist
+
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).to(self._reduce_device)
+        try:
+            dist.all_reduce(tensor)
+        except Exception as exc:  # noqa: BLE001 - a peer died or timed out
+            raise PruningLimitsError(
+                f"rank {self.rank}: another process stopped during a Hessian-vector product ({_first_line(exc)}); "
+                "nothing was written"
+            ) from None
+        return tensor.cpu().numpy()
+
+    def agree(self, decision: bool) -> bool:
+        """Rank 0's ``decision`` on every rank (broadcast)."""
+        if self.world_size == 1:
+            return bool(decision)
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if decision else 0.0], dtype=torch.float64, device=self._reduce_device)
+        try:
+            dist.broadcast(flag, src=0)
+        except Exception as exc:  # noqa: BLE001
+            raise PruningLimitsError(f"rank {self.rank}: another process stopped ({_first_line(exc)}); nothing was written") from None
+        return bool(flag.item() > 0.5)
+
+    def synced_monitor(self, monitor: Callable[[Any], bool] | None) -> Callable[[Any], bool] | None:
+        """``monitor`` whose stop decision is rank 0's on every rank (keeps ``status``)."""
+        if monitor is None or self.world_size == 1:
+            return monitor
+        return _SyncedMonitor(monitor, self)
+
+    def close(self) -> None:
+        """Leave the process group this context created."""
+        if self._owns_group:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            self._owns_group = False
+
+
+class _SyncedMonitor:
+    def __init__(self, monitor: Callable[[Any], bool], context: DistributedContext) -> None:
+        self.monitor, self.context = monitor, context
+
+    def __call__(self, spectrum: Any) -> bool:
+        return self.context.agree(bool(self.monitor(spectrum)))
+
+    @property
+    def status(self) -> str:
+        return str(getattr(self.monitor, "status", ""))
+
+
+class ShardedOperator:
+    """``H·v`` of the whole data from the local operator of each rank's shard.
+
+    Args:
+        local: the rank's operator (e.g. :class:`~pruning_limits.hessian.HessianOperator` of
+            its shard: the mean-loss Hessian of the shard).
+        local_samples, total_samples: ``n_r`` and ``N``.
+        context: the :class:`DistributedContext`.
+
+    Attributes:
+        dim, dtype, device: of the local operator.
+        num_hvps: products of this operator (each one is one product on every rank).
+    """
+
+    def __init__(self, local: Any, local_samples: int, total_samples: int, context: DistributedContext) -> None:
+        self.local = local
+        self.weight = local_samples / total_samples
+        self.context = context
+        self.dim = int(local.dim)
+        self.dtype = getattr(local, "dtype", None)
+        self.device = getattr(local, "device", None)
+        self.num_hvps = 0
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """The all-reduced product with one float64 vector."""
+        out = _float64(self.local.matvec(np.asarray(v, dtype=np.float64)))
+        self.num_hvps += 1
+        return self.context.all_reduce(out * self.weight)
+
+    def matmat(self, V: np.ndarray) -> np.ndarray:
+        """The all-reduced product with the columns of a float64 ``(dim, k)`` array."""
+        out = _float64(self.local.matmat(np.asarray(V, dtype=np.float64)))
+        self.num_hvps += V.shape[1]
+        return self.context.all_reduce(out * self.weight)
+
+
+def _float64(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,141 @@
+"""The Hessian over a seeded random subset of the training data, and the rank hazard of doing so.
+
+A Hessian-vector product costs about two passes over its data, so a subset of ``n`` samples
+makes every product ``N/n`` times cheaper. The loss tolerance ε (batch-std) and the gradient
+term stay on the full training data: only the curvature is subsampled.
+
+The hazard (shared THEORY.md §10): the Gauss-Newton part of a Hessian over ``n`` samples with
+``C`` outputs has rank at most ``n·r``, ``r = C − 1`` for cross-entropy (the softmax Hessian
+annihilates the all-ones direction) and ``r = C`` for a squared loss. When ``n·r`` is below
+``D``, the subset manufactures zero eigenvalues; ``φ_R(0) = 1``, so every unit of spurious
+zero mass can raise the predicted sparsity by up to that much. :func:`rank_hazard` bounds the
+extra zero mass against the full data's own bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ._checks import PruningLimitsError, check_int, describe
+from .objective import check_pair
+
+
+def num_samples(data: Any) -> int:
+    """Samples in an ``(x, y)`` pair, a Dataset or a DataLoader's dataset."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return len(check_pair(*data)[0])
+    if isinstance(data, DataLoader):
+        return len(data.dataset)  # type: ignore[arg-type]
+    if isinstance(data, Dataset) and hasattr(data, "__len__"):
+        return len(data)  # type: ignore[arg-type]
+    raise PruningLimitsError(f"data must be an (inputs, targets) pair, a Dataset or a DataLoader, got {describe(data)}")
+
+
+def subset_indices(total: int, samples: int, seed: int) -> torch.Tensor:
+    """``samples`` distinct indices of ``range(total)``, drawn with ``torch.randperm`` from ``seed``, sorted."""
+    total = check_int("total", total, 1)
+    samples = check_int("hessian_samples", samples, 1)
+    if samples > total:
+        raise PruningLimitsError(f"hessian_samples must be at most the {total} training samples, got {samples}")
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.sort(torch.randperm(total, generator=generator)[:samples]).values
+
+
+def hessian_subset(data: Any, samples: int | None, seed: int = 0) -> Any:
+    """The data restricted to a seeded random subset of ``samples`` samples (``None``: all of it).
+
+    Args:
+        data: an ``(x, y)`` pair, a Dataset or a DataLoader (its batch size is kept).
+        samples: subset size, at most the number of samples; ``None`` returns ``data`` itself.
+        seed: seed of the draw (the same seed draws the same subset on every process).
+
+    Returns:
+        Data of the same kind.
+
+    Raises:
+        PruningLimitsError: ``samples`` is not a positive integer or exceeds the data.
+    """
+    if samples is None:
+        return data
+    total = num_samples(data)
+    index = subset_indices(total, samples, seed)
+    if isinstance(data, (tuple, list)):
+        x, y = check_pair(*data)
+        return x[index], y[index]
+    if isinstance(data, DataLoader):
+        return DataLoader(Subset(data.dataset, index.tolist()), batch_size=data.batch_size, shuffle=False)
+    return Subset(data, index.tolist())
+
+
+def rank_per_sample(outputs: int, classification: bool) -> int:
+    """Largest rank one sample adds to the Gauss-Newton part: ``C − 1`` for cross-entropy, ``C`` otherwise."""
+    outputs = check_int("outputs", outputs, 1)
+    return max(outputs - 1, 1) if classification else outputs
+
+
+def rank_hazard(samples: int, total: int, per_sample: int, dim: int) -> float:
+    """Bound on the zero-eigenvalue mass a subset adds over the full data: ``(min(N r, D) − min(n r, D)) / D``.
+
+    With ``n`` of ``N`` samples, ``r`` rank per sample and ``D`` weights. It is 0 when the subset
+    still spans as much as the full data could (``n·r ≥ min(N·r, D)``). A bound from the
+    Gauss-Newton rank only: the remaining (residual) part of the Hessian can fill some of those
+    directions, usually with small eigenvalues, which ``φ_R`` treats much like zeros.
+    """
+    cap = min(int(total) * int(per_sample), int(dim))
+    sub = min(int(samples) * int(per_sample), int(dim))
+    return max(cap - sub, 0) / int(dim)
+
+
+def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, tolerance: float) -> dict[str, Any]:
+    """Facts about a Hessian subset, with a ``RuntimeWarning`` when its rank hazard exceeds ``tolerance``.
+
+    Args:
+        model: the network (one forward pass on one sample gives the number of outputs).
+        data: the full training data.
+        samples: the subset size (``None``: all samples, no hazard).
+        dim: number of weights ``D``.
+        tolerance: largest acceptable :func:`rank_hazard` (sparsity units; the adaptive SLQ
+            tolerance, :data:`pruning_limits.adaptive.DEFAULT_TOLERANCE`, by default).
+
+    Returns:
+        ``{"samples", "total", "rank_per_sample", "rank_hazard"}``.
+    """
+    import warnings
+
+    from .objective import iter_batches, model_device_dtype
+
+    total = num_samples(data)
+    if samples is None:
+        return {"samples": total, "total": total, "rank_per_sample": None, "rank_hazard": 0.0}
+    subset_indices(total, samples, 0)  # checks the size
+    x, y = next(iter_batches(data))
+    device, dtype = model_device_dtype(model)
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        try:
+            sample = x[:1].to(device, dtype) if x.is_floating_point() else x[:1].to(device)
+            outputs = int(model(sample).reshape(1, -1).shape[1])
+        finally:
+            model.train(was)
+    per_sample = rank_per_sample(outputs, classification=not y.is_floating_point())
+    hazard = rank_hazard(samples, total, per_sample, dim)
+    if hazard > tolerance:
+        warnings.warn(
+            f"the Hessian over {samples} of {total} samples has rank at most {samples}·{per_sample} = "
+            f"{samples * per_sample} against {min(total * per_sample, dim)} for all samples (D = {dim}): up to "
+            f"{hazard:.3f} of spurious zero eigenvalue mass, which can raise s* by as much; "
+            f"{_enough(total, per_sample, dim, tolerance)} samples keep it within {tolerance:g}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return {"samples": samples, "total": total, "rank_per_sample": per_sample, "rank_hazard": hazard}
+
+
+def _enough(total: int, per_sample: int, dim: int, tolerance: float) -> int:
+    """Fewest samples whose :func:`rank_hazard` is at most ``tolerance``."""
+    cap = min(total * per_sample, dim)
+    return min(total, max(1, -(-int(cap - tolerance * dim) // per_sample)))

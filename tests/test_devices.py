@@ -1,0 +1,72 @@
+"""``--device`` and the analysis dtype: CPU here, CUDA where a device exists (marked ``cuda``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from pruning_limits._checks import PruningLimitsError
+from pruning_limits.cli import cli
+from pruning_limits.devices import analysis_dtype, resolve_device
+from pruning_limits.hessian import HessianOperator
+from pruning_limits.spectrum import dense_hessian, slq
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_resolve_device_and_dtype() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    for bad in ("tpu", "cuda:x", "cuda:-1"):
+        with pytest.raises(PruningLimitsError, match="device must be"):
+            resolve_device(bad)
+    assert analysis_dtype(torch.device("cpu"), torch.float32) == torch.float64
+    assert analysis_dtype(torch.device("cuda"), torch.float32) == torch.float32
+    assert analysis_dtype(torch.device("cuda"), torch.float32, "float64") == torch.float64
+    with pytest.raises(PruningLimitsError, match="dtype must be"):
+        analysis_dtype(torch.device("cpu"), torch.float32, "half")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_cuda_is_one_line() -> None:
+    with pytest.raises(PruningLimitsError, match="needs CUDA"):
+        resolve_device("cuda")
+    result = CliRunner().invoke(cli, ["predict", "nope.pt", "--device", "cuda:1"])
+    assert result.exit_code == 1 and result.stderr.strip().startswith("Error: device 'cuda:1' needs CUDA")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _problem(device: str, dtype: torch.dtype):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3)).to(device, dtype)
+    x = torch.randn(64, 6).to(device, dtype)
+    y = torch.randint(0, 3, (64,)).to(device)
+    return model, x, y
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_products_match_the_cpu_in_float64() -> None:
+    model0, x0, y0 = _problem("cpu", torch.float64)
+    cpu = dense_hessian(HessianOperator(model0, (x0, y0)))
+    model, x, y = _problem("cuda", torch.float64)
+    operator = HessianOperator(model, (x, y))
+    assert operator.device.type == "cuda"
+    np.testing.assert_allclose(dense_hessian(operator), cpu, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_float32_products_on_cuda_with_a_float64_lanczos_basis() -> None:
+    """float32 products: the spectrum agrees with the float64 CPU one to float32 rounding."""
+    model0, x0, y0 = _problem("cpu", torch.float64)
+    reference = slq(HessianOperator(model0, (x0, y0)), iterations=20, probes=2)
+    model, x, y = _problem("cuda", torch.float32)
+    spectrum = slq(HessianOperator(model, (x, y)), iterations=20, probes=2)
+    assert spectrum.nodes.dtype == np.float64
+    scale = np.abs(reference.nodes).max()
+    np.testing.assert_allclose(spectrum.lambda_max, reference.lambda_max, rtol=1e-4)
+    assert abs(spectrum.trace().value - reference.trace().value) <= 1e-4 * scale * reference.dim

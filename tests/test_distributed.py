@@ -1,0 +1,146 @@
+"""Data-parallel Hessian products and SLQ over two gloo processes against one process.
+
+Both tests start real processes (``torch.multiprocessing`` and ``torchrun``) on the CPU with the
+gloo backend, on small models, so they run in CI without a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from pruning_limits.adaptive import adaptive_slq
+from pruning_limits.distributed import DistributedContext, ShardedOperator
+from pruning_limits.hessian import HessianOperator
+from pruning_limits.limits import sparsity_estimator
+from pruning_limits.objective import flat_weights
+
+
+def _problem():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 4)).double()
+    x = torch.randn(101, 10, dtype=torch.float64)  # 101: the two shards differ in size (50, 51)
+    y = torch.randint(0, 4, (101,))
+    return model, x, y
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
+         "LOCAL_RANK": str(rank)}
+    )
+    torch.set_num_threads(1)
+    model, x, y = _problem()
+    context = DistributedContext(torch.device("cpu"))
+    try:
+        local, local_samples, total = context.shard((x, y))
+        operator = ShardedOperator(HessianOperator(model, local), local_samples, total, context)
+        V = np.random.default_rng(1).standard_normal((operator.dim, 3))
+        products = np.column_stack([operator.matvec(V[:, 0]), operator.matmat(V[:, 1:])])
+        estimate = sparsity_estimator(flat_weights(model), [0.05])
+        spectrum = adaptive_slq(operator, estimate, tolerance=0.002, iterations=80, probes=3, seed=5,
+                                sync=context.synced_monitor)
+        np.savez(f"{out}-{rank}.npz", products=products, nodes=spectrum.nodes, weights=spectrum.weights,
+                 shard=local_samples, steps=spectrum.steps, estimate=spectrum.stopping["final_estimate"])
+    finally:
+        context.close()
+
+
+def test_two_gloo_processes_give_the_single_process_products_and_spectrum(tmp_path) -> None:
+    out = str(tmp_path / "rank")
+    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method="spawn")
+    ranks = [np.load(f"{out}-{r}.npz") for r in range(2)]
+    model, x, y = _problem()
+    single = HessianOperator(model, (x, y))
+    V = np.random.default_rng(1).standard_normal((single.dim, 3))
+    reference = single.matmat(V)
+    estimate = sparsity_estimator(flat_weights(model), [0.05])
+    spectrum = adaptive_slq(single, estimate, tolerance=0.002, iterations=80, probes=3, seed=5)
+    assert [int(r["shard"]) for r in ranks] == [50, 51]
+    for r in ranks:
+        assert np.abs(r["products"] - reference).max() <= 1e-8 * np.abs(reference).max()
+        assert int(r["steps"]) == spectrum.steps
+        np.testing.assert_allclose(r["nodes"], spectrum.nodes, rtol=1e-6, atol=1e-9 * np.abs(spectrum.nodes).max())
+        np.testing.assert_allclose(r["weights"], spectrum.weights, atol=1e-6)
+        assert list(r["estimate"]) == spectrum.stopping["final_estimate"]
+    # every rank ran the same recurrence on the same reduced products
+    np.testing.assert_array_equal(ranks[0]["nodes"], ranks[1]["nodes"])
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    from pruning_limits.checkpoint import save_bundle
+    from pruning_limits.data import load_data
+    from pruning_limits.lomp import train
+    from pruning_limits.models import build_model
+
+    path = tmp_path_factory.mktemp("dist") / "model.pt"
+    data = load_data("digits", seed=0)
+    model = build_model("mlp:8", data, seed=0)
+    train(model, data.train, epochs=3, l1=1e-4, seed=0)
+    save_bundle(path, model, model_spec="mlp:8", data_spec="digits", training={"l1": 1e-4, "data_seed": 0})
+    return path
+
+
+def _command(*args: str, processes: int = 1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    prefix = launcher + ["-m", "pruning_limits"] if processes > 1 else [sys.executable, "-m", "pruning_limits"]
+    return subprocess.run(prefix + list(args), capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_torchrun_predict_equals_one_process_and_only_rank_0_prints(bundle) -> None:
+    args = ("predict", str(bundle), "--json", "--device", "cpu", "--iterations", "60", "--tolerance", "0.2")
+    one = _command(*args)
+    two = _command(*args, processes=2)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    single, parallel = json.loads(one.stdout), json.loads(two.stdout)  # one JSON object: rank 1 printed nothing
+    assert parallel["sparsity"] == single["sparsity"] and parallel["kept"] == single["kept"]
+    assert parallel["spectrum"]["stopping"]["processes"] == 2 and single["spectrum"]["stopping"]["processes"] == 1
+    assert parallel["num_hvps"] == single["num_hvps"]
+    assert parallel["spectrum"]["trace"] == pytest.approx(single["spectrum"]["trace"], rel=1e-8)
+
+
+def _dying_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
+         "LOCAL_RANK": str(rank)}
+    )
+    from pruning_limits._checks import PruningLimitsError
+
+    context = DistributedContext(torch.device("cpu"), timeout=60)
+    if rank == 1:
+        os._exit(3)  # dies without a word, as a killed process would
+    try:
+        context.all_reduce(np.ones(4))
+    except PruningLimitsError as exc:
+        Path(f"{out}-{rank}.txt").write_text(str(exc))
+
+
+def test_a_rank_that_dies_stops_the_others_with_one_line(tmp_path) -> None:
+    out = str(tmp_path / "rank")
+    context = mp.start_processes(_dying_worker, args=(2, _free_port(), out), nprocs=2, join=False, start_method="spawn")
+    for process in context.processes:  # each on its own: the launcher's join would kill rank 0 at once
+        process.join(timeout=120)
+    assert [p.exitcode for p in context.processes] == [0, 3]
+    message = Path(f"{out}-0.txt").read_text()
+    assert message.startswith("rank 0: another process stopped") and "\n" not in message
