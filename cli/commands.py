@@ -60,11 +60,44 @@ def _history_summary(history: Any) -> dict[str, Any]:
     return summary
 
 
+def _parse_l1(text: str) -> str | float:
+    """``--l1``: ``auto`` (the regularisation path) or a number >= 0."""
+    from pruning_limits._checks import PruningLimitsError, check_nonnegative
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise PruningLimitsError(f"--l1 must be 'auto' or a number >= 0, got {text!r}") from None
+    return check_nonnegative("--l1", value)
+
+
+def _path_lines(path: dict[str, Any]) -> list[str]:
+    """The λ path as ``train`` prints it: one line per λ, the chosen one marked."""
+    accuracy = path["metric"] == "accuracy"
+    tolerance = f"{100 * path['tolerance']:g} point" if accuracy else f"{path['tolerance']:.3g} (1 point of R²)"
+    lines = [
+        f"λ path: validation {path['metric']} on {path['validation_size']} held-out training samples; "
+        f"chosen: the largest λ within {tolerance} of the best",
+        f"  {'λ':>8}  {'val. ' + ('acc. %' if accuracy else 'loss'):>10}  {'d ln R/ds at s_ref':>18}",
+    ]
+    for i, p in enumerate(path["points"]):
+        value = f"{100 * p['metric']:.1f}" if accuracy else f"{p['metric']:.4g}"
+        mark = "  <- chosen" if i == path["chosen"] else ""
+        lines.append(f"  {p['l1']:>8.1e}  {value:>10}  {p['knee_steepness']:>18.1f}{mark}")
+    if path.get("stopped_early"):
+        lines.append("  (stopped early: the last λ fell beyond 3 tolerances of the best)")
+    return lines
+
+
 @click.command("train")
-@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True, help="Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C] or package.module:factory.")
-@click.option("--data", "data_spec", default="digits", show_default=True, help="Data spec: digits, mnist1d, synthetic, FILE.npz or package.module:function.")
-@click.option("--l1", type=float, default=None, help="l1 penalty λ of LOMP training (default: the library's, see lomp.train).")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's).")
+@click.option("--model", "model_spec", default=None, help=f"Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C] or package.module:factory (default {DEFAULT_MODEL}; with --init: the checkpoint's).")
+@click.option("--data", "data_spec", default=None, help="Data spec: digits, mnist1d, synthetic, FILE.npz or package.module:function (default digits; with --init: the bundle's).")
+@click.option("--l1", "l1_text", default="auto", show_default=True, help="l1 penalty λ: 'auto' chooses it on a regularisation path (largest λ within 1 point of validation accuracy, or 1 point of R², of the best), a number pins it.")
+@click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, TorchScript, or a trusted module) and l1 fine-tune it.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model. Unpickling can run arbitrary code.")
+@click.option("--epochs", type=int, default=None, help="Training epochs at the chosen λ (default: the library's, 100).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
@@ -73,9 +106,11 @@ def _history_summary(history: Any) -> dict[str, Any]:
 @json_option
 @common_options
 def train_command(
-    model_spec: str,
-    data_spec: str,
-    l1: float | None,
+    model_spec: str | None,
+    data_spec: str | None,
+    l1_text: str,
+    init: str | None,
+    trust_checkpoint: bool,
     epochs: int | None,
     lr: float | None,
     optimizer: str | None,
@@ -85,42 +120,103 @@ def train_command(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Train a model with l1 regularisation (LOMP) and write a bundle for the other commands."""
-    from pruning_limits._checks import check_choice, check_int, check_nonnegative, check_positive
+    """Train a model with l1 regularisation (LOMP), λ chosen automatically, and write a bundle.
+
+    With --init CHECKPOINT the run starts from a trained network instead (the route into the
+    regime where the prediction holds) and reports its accuracy and loss before and after.
+    """
+    from pruning_limits._checks import check_choice, check_int, check_positive
     from pruning_limits.checkpoint import save_bundle
     from pruning_limits.data import check_data_fits_model, load_data
-    from pruning_limits.lomp import OPTIMIZERS, train
+    from pruning_limits.lomp import OPTIMIZERS, accuracy, train
     from pruning_limits.models import build_model
+    from pruning_limits.objective import evaluate_loss
 
     start = time.perf_counter()
     # the library checks these too, under its parameter names; here they are named as options
-    l1 = None if l1 is None else check_nonnegative("--l1", l1)
+    l1 = _parse_l1(l1_text)
     epochs = None if epochs is None else check_int("--epochs", epochs, 1)
     lr = None if lr is None else check_positive("--lr", lr)
     optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, OPTIMIZERS)
     batch_size = None if batch_size is None else check_int("--batch-size", batch_size, 1)
     check_output_path(output)
-    data = load_data(data_spec, seed=seed)
-    model = build_model(model_spec, data, seed=seed)
-    check_data_fits_model(model, data)
-    given = {"l1": l1, "epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size, "seed": seed}
-    console.log(f"training {model_spec} on {data_spec}", level=1)
-    history = train(
-        model, data.train, test_data=data.test, progress=console.progress, **{k: v for k, v in given.items() if v is not None}
-    )
+    before: dict[str, Any] = {}
+    source_kind = "bundle"
+    if init is not None:
+        loaded = load_model_and_data(init, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console)
+        model, data = loaded.model, loaded.data
+        model_spec, data_spec, source_kind = loaded.model_spec, loaded.data_spec, loaded.checkpoint.kind
+        before = {"train_loss": evaluate_loss(model, data.train)}
+        if data.test is not None:
+            before["test_loss"] = evaluate_loss(model, data.test)
+            before["test_accuracy"] = accuracy(model, data.test)
+        console.log(f"fine-tuning {init} with l1 on {data_spec}", level=1)
+    else:
+        model_spec = model_spec or DEFAULT_MODEL
+        data_spec = data_spec or "digits"
+        data = load_data(data_spec, seed=seed)
+        model = build_model(model_spec, data, seed=seed)
+        check_data_fits_model(model, data)
+        console.log(f"training {model_spec} on {data_spec}", level=1)
+    given = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size}
+    given = {k: v for k, v in given.items() if v is not None}
+    path_record = None
+    if l1 == "auto":
+        from pruning_limits.regpath import train_auto
+
+        console.log("choosing λ on the regularisation path (pruning_limits.regpath)", level=1)
+        path, history = train_auto(
+            model, data, seed=seed, start=init or "fresh", progress=console.progress, test_data=data.test, **given
+        )
+        path_record = path.to_dict()
+    else:
+        history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
     settings = _training_settings(history, seed)
     summary = _history_summary(history)
-    save_bundle(output, model, model_spec=model_spec, data_spec=data_spec, training={**settings, **summary})
-    record = {"output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary, "seconds": time.perf_counter() - start}
+    after: dict[str, Any] = {}
+    if init is not None:
+        after = {"train_loss": evaluate_loss(model, data.train)}
+        if data.test is not None:
+            after["test_loss"] = evaluate_loss(model, data.test)
+            after["test_accuracy"] = accuracy(model, data.test)
+    training = {**settings, **summary}
+    if path_record is not None:
+        training["l1_path"] = path_record
+        training["path_seconds"] = path_record["seconds"]
+    if init is not None:
+        training["init"] = {"checkpoint": init, "before": before, "after": after}
+    _write_trained(output, model, source_kind, model_spec, data_spec, training)
+    record = {
+        "output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary,
+        "l1": settings.get("l1"), "l1_path": path_record, "init": training.get("init"), "seconds": time.perf_counter() - start,
+    }
     if as_json:
         _echo_json(record)
         return
     from pruning_limits.report import format_number, text_table
 
-    rows = [("model", model_spec), ("data", data_spec)]
+    lines = _path_lines(path_record) if path_record is not None else []
+    rows = [("model", model_spec or "-"), ("data", data_spec or "-"), ("l1 (λ)", f"{settings.get('l1'):g}" + (" (auto)" if path_record else ""))]
+    if init is not None:
+        for key, label in (("test_accuracy", "test accuracy"), ("test_loss", "test loss"), ("train_loss", "training loss")):
+            if key in before:
+                rows.append((f"{label} before -> after", f"{format_number(before[key])} -> {format_number(after[key])}"))
     rows += [(k.replace("_", " "), format_number(v)) for k, v in summary.items()]
+    if path_record is not None:
+        final = summary["train_seconds"]
+        rows.append(("path time (s)", f"{path_record['seconds']:.1f} (+{100 * path_record['seconds'] / max(final, 1e-9):.0f} % of the final training)"))
     rows += [("time (s)", f"{record['seconds']:.1f}"), ("written", output)]
-    console.result(text_table(rows))
+    console.result("\n".join([*lines, text_table(rows)]))
+
+
+def _write_trained(output: str, model: Any, kind: str, model_spec: str | None, data_spec: str | None, training: dict[str, Any]) -> None:
+    """A bundle when the specs are known (fresh, bundle or state_dict start), else the source's format."""
+    from pruning_limits import checkpoint as ckpt
+
+    if kind in ("torchscript", "module") and not model_spec:
+        (ckpt.save_torchscript if kind == "torchscript" else ckpt.save_module)(output, model)
+    else:
+        ckpt.save_bundle(output, model, model_spec=model_spec or "", data_spec=data_spec or "", training=training)
 
 
 @click.command("spectrum")
