@@ -21,13 +21,14 @@ from ._common import (
     exact_option,
     json_option,
     load_model_and_data,
-    note_if_knee_is_flat,
-    note_if_trained_without_l1,
+    init_command,
     parse_epsilon,
     plot_option,
     seed_option,
     source_options,
     spectrum_options,
+    recorded_l1,
+    trust_of,
 )
 
 #: Default model of ``pruning-limit train``: the zoo MLP with its default widths 64, 32
@@ -322,14 +323,14 @@ def predict_command(
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
-    note_if_trained_without_l1(loaded, console)
     spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
     gradient = _pipeline.analysis_gradient(loaded.model, loaded.data) if gradient_term else None
     predictions = [
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient)
         for eps in eps_values
     ]
-    note_if_knee_is_flat(predictions, console)
+    trusts = [trust_of(p, loaded).to_dict() for p in predictions]
+    next_step = init_command(loaded, checkpoint)
     from pruning_limits import report
     from pruning_limits.objective import flat_weights
 
@@ -342,11 +343,13 @@ def predict_command(
             figure = report.limit_curve_figure([p.to_dict() for p in predictions])
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
-    records = [p.to_dict() for p in predictions]
+    records = [{**p.to_dict(), "trust": t} for p, t in zip(predictions, trusts)]
     if len(records) == 1:
         if as_json:
-            _echo_json({**records[0], "checkpoint": checkpoint})
-        else:
+            _echo_json({**records[0], "checkpoint": checkpoint, "next": None if trusts[0]["in_regime"] else next_step})
+            return
+        console.result("\n".join(report.answer_lines(records[0], trusts[0], next_command=next_step)))
+        if console.verbose:
             console.result(report.text_table(report.prediction_rows(records[0])))
         return
     if as_json:
@@ -363,11 +366,13 @@ def predict_command(
         )
         return
     rows = [
-        [r["epsilon"], f"{r['sparsity']:.4f}", report.format_interval(r["interval"]), f"{r['density']:.4f}"]
+        [r["epsilon"], f"{r['sparsity']:.4f}", report.format_interval(r["interval"]), f"{r['density']:.4f}", r["trust"]["level"]]
         for r in records
     ]
-    console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density"], rows))
+    console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density", "trust"], rows))
     console.result(f"D = {records[0]['dim']} prunable weights")
+    if not all(t["in_regime"] for t in trusts):
+        console.result(f"outside the regime, not a pruning limit, where marked; next: {next_step}")
 
 
 @click.command("prune")
@@ -453,7 +458,8 @@ def prune_command(
 @click.option("--exact", is_flag=True, help="Also predict from the exact spectrum (dense float64 Hessian, D <= 10 000).")
 @seed_option
 @plot_option
-@click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it).")
+@click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it; with the λ path of a bundle trained with --l1 auto).")
+@click.option("--retrain", type=int, default=None, metavar="EPOCHS", help="Also measure the limit after re-training the kept weights (mask fixed) for EPOCHS epochs per tried sparsity (lomp.retrained_limit).")
 @json_option
 @common_options
 def validate_command(
@@ -470,6 +476,7 @@ def validate_command(
     seed: int,
     plot_path: str | None,
     report_path: str | None,
+    retrain: int | None,
     as_json: bool,
     console: Console,
 ) -> None:
@@ -484,12 +491,15 @@ def validate_command(
     settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
     check_output_path(report_path)
+    if retrain is not None:
+        from pruning_limits._checks import check_int
+
+        retrain = check_int("--retrain", retrain, 1)
     if eta is not None:
         from pruning_limits._checks import check_fraction
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact)
-    note_if_trained_without_l1(loaded, console)
     record = run_validation(
         loaded.model,
         loaded.data,
@@ -501,8 +511,11 @@ def validate_command(
         plot_path=plot_path,
         report_path=report_path,
         exact=exact,
-        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec},
+        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec, "training": dict(loaded.checkpoint.training or {})},
         start=start,
+        l1=recorded_l1(loaded),
+        next_command=init_command(loaded, checkpoint),
+        retrain=retrain,
     )
     emit_validation(record, as_json=as_json, console=console)
 
@@ -521,17 +534,27 @@ def run_validation(
     facts: dict[str, Any],
     start: float,
     exact: bool = False,
+    l1: float | None = None,
+    next_command: str | None = None,
+    retrain: int | None = None,
 ) -> dict[str, Any]:
-    """Predict, measure (``pruning_limits.validation.validate``), write figures and report; return the record."""
+    """Predict, measure (``pruning_limits.validation.validate``), judge the trust, write figures and report; return the record."""
     from pruning_limits import report
+    from pruning_limits.regime import trust_level
     from pruning_limits.validation import validate
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
     result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, progress=console.progress, **settings, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
     _pipeline.log_spectrum(console, spectrum)
-    note_if_knee_is_flat([prediction], console)
     record = {**result.to_dict(), **facts}
+    record["trust"] = trust_level(prediction.knee_steepness, l1).to_dict()
+    record["next"] = None if record["trust"]["in_regime"] else next_command
+    if retrain:
+        from pruning_limits.lomp import retrained_limit
+
+        console.log(f"measuring the limit after re-training the kept weights ({retrain} epochs per sparsity, mask fixed)", level=1)
+        record["retrained"] = retrained_limit(model, data, epsilon=prediction.epsilon, epochs=retrain, seed=seed, progress=console.progress).to_dict()
     record["seconds"] = time.perf_counter() - start
     if plot_path:
         fixed_point = report.fixed_point_record(result.weights, spectrum, prediction, result.gradient)
@@ -548,6 +571,11 @@ def run_validation(
             sweep=sweep,
             gradient=result.gradient,
         )
+        l1_path = (record.get("training") or {}).get("l1_path")
+        if l1_path:
+            path_png = target.with_name(target.stem + "-l1-path.png")
+            report.save_figure(report.path_figure(l1_path), path_png)
+            figures["Regularisation path: validation metric and knee sharpness against λ"] = path_png
         relative = {caption: path.name for caption, path in figures.items()}
         report.atomic_write(target, report.validation_markdown(record, relative))
         record["report"] = str(target)
@@ -562,4 +590,12 @@ def emit_validation(record: dict[str, Any], *, as_json: bool, console: Console) 
         return
     from pruning_limits import report
 
-    console.result(report.text_table(report.validation_rows(record)))
+    lines = report.answer_lines(
+        record["predicted"], record["trust"], measured=record["measured"]["limit_by_loss"], next_command=record.get("next")
+    )
+    if record.get("retrained"):
+        lines.insert(1, f"after re-training the kept weights: {100 * record['retrained']['limit']:.1f} % sparsity "
+                        f"({record['retrained']['epochs']} epochs per sparsity, mask fixed)")
+    console.result("\n".join(lines))
+    if console.verbose:
+        console.result(report.text_table(report.validation_rows(record)))
