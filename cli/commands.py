@@ -89,6 +89,9 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
         lines.append(f"  {p['l1']:>8.1e}  {value:>10}  {p['knee_steepness']:>18.1f}{mark}")
     if path.get("stopped_early"):
         lines.append("  (stopped early: the last λ fell beyond 3 tolerances of the best)")
+    if path.get("route"):
+        lines.append(f"  (path of a fresh network of the same architecture; the checkpoint, which saw the validation "
+                     f"split, was then l1 fine-tuned along the grid up to λ = {path['l1']:g})")
     return lines
 
 
@@ -166,10 +169,18 @@ def train_command(
         from pruning_limits.regpath import train_auto
 
         console.log("choosing λ on the regularisation path (pruning_limits.regpath)", level=1)
+        fresh = None
+        if init is not None:
+            from pruning_limits.regpath import fresh_copy
+
+            fresh = fresh_copy(model, seed)
+            if fresh is None:
+                console.log("note: this checkpoint's layers cannot be re-initialised, so λ is chosen on its own path, "
+                            "whose validation split its training may have seen (pruning_limits.regpath.train_auto)")
         path, history = train_auto(
-            model, data, seed=seed, start=init or "fresh", progress=console.progress, test_data=data.test, **given
+            model, data, seed=seed, start=init or "fresh", fresh=fresh, progress=console.progress, test_data=data.test, **given
         )
-        path_record = path.to_dict()
+        path_record = history.settings["l1_path"]
     else:
         history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
     settings = _training_settings(history, seed)
@@ -183,7 +194,7 @@ def train_command(
     training = {**settings, **summary}
     if path_record is not None:
         training["l1_path"] = path_record
-        training["path_seconds"] = path_record["seconds"]
+        training["path_seconds"] = path_record["seconds"] + path_record.get("route", {}).get("seconds", 0.0)
     if init is not None:
         training["init"] = {"checkpoint": init, "before": before, "after": after}
     _write_trained(output, model, source_kind, model_spec, data_spec, training)
@@ -205,7 +216,8 @@ def train_command(
     rows += [(k.replace("_", " "), format_number(v)) for k, v in summary.items()]
     if path_record is not None:
         final = summary["train_seconds"]
-        rows.append(("path time (s)", f"{path_record['seconds']:.1f} (+{100 * path_record['seconds'] / max(final, 1e-9):.0f} % of the final training)"))
+        spent = training["path_seconds"]
+        rows.append(("path time (s)", f"{spent:.1f} (+{100 * spent / max(final, 1e-9):.0f} % of the final training)"))
     rows += [("time (s)", f"{record['seconds']:.1f}"), ("written", output)]
     console.result("\n".join([*lines, text_table(rows)]))
 

@@ -118,10 +118,15 @@ def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[o
     else:
         model = build_model(row.model, data, seed=seed)
     if row.l1 == "auto":
+        from pruning_limits.regpath import fresh_copy
+
+        fresh = None if row.init is None else fresh_copy(model, seed)
         l1_path, history = train_auto(
-            model, data, seed=seed, epochs=row.epochs, lr=row.lr, start=row.init or "fresh"
+            model, data, seed=seed, epochs=row.epochs, lr=row.lr, start=row.init or "fresh", fresh=fresh
         )
-        settings.update(l1=l1_path.l1, l1_path=l1_path.to_dict(), path_seconds=l1_path.seconds)
+        record = history.settings["l1_path"]
+        seconds = l1_path.seconds + record.get("route", {}).get("seconds", 0.0)
+        settings.update(l1=l1_path.l1, l1_path=record, path_seconds=seconds)
         log(f"[{row.name}] λ chosen on the path: {l1_path.l1:g} ({l1_path.seconds:.0f} s)")
     else:
         history = train(model, data, l1=row.l1, epochs=row.epochs, lr=row.lr, seed=seed)
