@@ -154,3 +154,41 @@ def test_path_checks_its_grid(blobs):
         l1_path(model, blobs, grid=[1e-3, 1e-4])
     with pytest.raises(PruningLimitsError, match="grid must be increasing positive"):
         l1_path(model, blobs, grid=[0.0, 1e-4])
+
+
+def test_init_chooses_lambda_on_a_fresh_network_and_fine_tunes_the_checkpoint_up_to_it(blobs):
+    from pruning_limits.regpath import fresh_copy
+
+    trained = build_model("mlp:8", blobs, seed=0)
+    train(trained, blobs, l1=0.0, epochs=5, seed=0)
+    fresh = fresh_copy(trained, seed=0)
+    # every parameter re-drawn, the checkpoint untouched
+    assert all(not torch.equal(a, b) for a, b in zip(fresh.parameters(), trained.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(fresh_copy(trained, 0).parameters(), fresh.parameters()))
+    start_weights = flat_weights(trained)
+    tuned = copy.deepcopy(trained)
+    path, history = train_auto(tuned, blobs, seed=0, epochs=1, fresh=fresh, start="ckpt", path_kwargs=SHORT)
+    record = history.settings["l1_path"]
+    choosing = l1_path(fresh, blobs, seed=0, **SHORT)
+    assert path.l1 == choosing.l1 == record["l1"]  # the choice is the fresh network's
+    route = record["route"]
+    assert [p["l1"] for p in route["points"]] == [v for v in GRID if v <= path.l1] and route["start"] == "ckpt"
+    # the route starts from the checkpoint's weights
+    fit_idx, _ = validation_split(400, seed=0)
+    assert route["start_loss"] == evaluate_loss(trained, (blobs.x_train[fit_idx], blobs.y_train[fit_idx]))
+    assert np.array_equal(flat_weights(trained), start_weights)
+
+
+def test_fresh_copy_refuses_layers_it_cannot_reset():
+    class Scale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+    assert fresh_copy_of(torch.nn.Sequential(torch.nn.Linear(3, 3), Scale())) is None
+
+
+def fresh_copy_of(model):
+    from pruning_limits.regpath import fresh_copy
+
+    return fresh_copy(model, 0)
