@@ -408,6 +408,28 @@ def summary(records: list[dict]) -> str:
     return "\n\n".join(lines)
 
 
+def evidence_section(records: list[dict], settings: dict) -> dict:
+    """What the suite shows, by trust verdict (pruning_limits.regime), for the evidence file the messages quote."""
+    from pruning_limits.regime import gap_range, trust_level
+
+    by_level: dict[str, list[float]] = {"in regime": [], "outside the regime": []}
+    for r in records:
+        if not is_l1(r["row"]):
+            continue
+        steep = r["predicted"].get("knee_steepness")
+        level = trust_level(float("nan") if steep is None else steep, r["training"].get("l1")).level
+        by_level[level].append(r["difference"])
+    return {
+        "in_regime": gap_range(by_level["in regime"]),
+        "outside_l1": gap_range(by_level["outside the regime"]),
+        "controls": gap_range([r["difference"] for r in groups(records)["controls"]]),
+        "what": "predicted minus measured one-shot limit by loss (points of sparsity, eps = batch-std), the suite's rows "
+                "split by the trust verdict; controls: the λ = 0 rows",
+        "written_by": settings["command"],
+        "date": settings["date"],
+    }
+
+
 def write_markdown(path: Path, records: list[dict], settings: dict, figures: Path | None) -> None:
     from pruning_limits.checkpoint import atomic_write
 
@@ -500,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
     write_json(docs / f"validation{suffix}.json", {"settings": settings, "rows": records})
     if not args.quick:
         write_markdown(docs / "validation.md", records, settings, figures)
+    if names == list(BY_NAME) and args.seed == 0:  # the whole suite: the evidence the trust messages quote
+        from pruning_limits.regime import write_evidence_section
+
+        write_evidence_section("suite", evidence_section(records, settings))
     print(table(records))
     print()
     print(summary(records))
