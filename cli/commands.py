@@ -326,7 +326,12 @@ def predict_command(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε."""
+    """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε.
+
+    Prints the limit with its interval and a trust level: 'in regime' (l1-trained, sharp knee of
+    R(s) at the limit) or 'outside the regime', with the reason, the evidence and, outside, the
+    train --init command that brings the network in. -v for the detail.
+    """
     eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
     settings = check_spectrum_settings(iterations, probes, memory_budget)
     check_output_path(plot_path, figure=True)
@@ -493,6 +498,8 @@ def validate_command(
     console: Console,
 ) -> None:
     """Predict the limit of CHECKPOINT and measure it with a one-shot magnitude pruning sweep.
+
+    Prints prediction, measurement, difference and the trust level; -v for the full table.
 
     Also reports the Taylor one-shot diagnostic: where g'd + d'Hd/2 along the pruning path
     first exceeds ε (the quadratic model itself, without the geometric step), and the spectral
