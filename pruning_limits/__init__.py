@@ -62,7 +62,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "data": ("DataBundle", "load_data", "make_bundle", "check_data_fits_model"),
     "models": ("build_model", "ModelRecord", "model_record", "rebuild_model"),
     "masks": ("compute_masks", "global_magnitude_masks", "apply_masks", "make_permanent", "prune_model", "distance_curve"),
-    "lomp": ("train", "TrainingHistory", "sweep", "SweepResult"),
+    "lomp": ("train", "TrainingHistory", "sweep", "SweepResult", "retrained_limit"),
+    "regpath": ("l1_path", "train_auto", "choose_l1", "RegularisationPath"),
+    "regime": ("trust_level", "Trust"),
     # theory against measurement
     "validation": ("validate", "Validation"),
     "taylor": ("taylor_one_shot_limit", "TaylorOneShot", "spectral_one_shot_limit", "SpectralOneShot"),
