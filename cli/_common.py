@@ -7,7 +7,6 @@ must stay fast. Commands import what they need inside their bodies.
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import traceback
 import warnings
@@ -233,50 +232,6 @@ class Loaded:
     checkpoint: Any
     model_spec: str | None
     data_spec: str | None
-
-
-def note_if_trained_without_l1(loaded: Loaded, console: Console) -> None:
-    """Say on stderr when a bundle records λ = 0 (kept for callers; predict and validate fold it into the trust line).
-
-    docs/validation.md, "Where the theory does not apply": on every λ = 0 control the
-    prediction promised far more sparsity than one-shot pruning delivered.
-    """
-    l1 = recorded_l1(loaded)
-    if l1 == 0:
-        console.log(
-            f"note: {loaded.checkpoint.path} was trained without l1 (λ = 0); the prediction is meant for "
-            "networks trained towards sparsity and overestimates the one-shot limit of such networks by "
-            "far (docs/validation.md, 'Where the theory does not apply')"
-        )
-
-
-def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
-    """Say on stderr when ``R(s)`` is flat at ``s*`` (``d ln R/ds`` below ``FLAT_KNEE``).
-
-    docs/validation.md: the default prediction's gap to the measured one-shot limit grows as the
-    knee flattens; the note quotes its evidence from the ``flat_knee`` section of
-    ``pruning_limits/evidence.json`` (``regime.read_evidence``). Only predictions with the
-    gradient term (the default) get the note: the numbers were measured on those.
-    """
-    from pruning_limits.limits import FLAT_KNEE
-    from pruning_limits.regime import read_evidence
-
-    flat = [
-        p for p in predictions
-        if p.gradient_term and math.isfinite(p.knee_steepness) and p.knee_steepness < FLAT_KNEE
-    ]
-    if flat:
-        where = ", ".join(f"{p.knee_steepness:.0f} at eps={p.epsilon:.3g}" for p in flat) if len(predictions) > 1 else f"{flat[0].knee_steepness:.0f}"
-        evidence = read_evidence().get("flat_knee", {})
-        quoted = ""
-        if evidence.get("runs"):
-            low, high = evidence["gaps"]
-            quoted = (
-                f"; on all l1-trained runs with such a knee in docs/validation.md ({evidence['runs']}, "
-                f"{evidence.get('blind_runs', 0)} of them in a blind test) the default prediction (at eps = batch-std) "
-                f"lay {low:g} to {high:g} points of sparsity above the measured one-shot limit ('The flat-knee note, tested blind')"
-            )
-        console.log(f"note: the knee of R(s) is flat at s* (d ln R/ds = {where}, below {FLAT_KNEE:g}){quoted}")
 
 
 def recorded_l1(loaded: Loaded) -> float | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,6 @@ class Trust:
     knee_steepness: float
     flat_knee: float
     l1: float | None
-    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def in_regime(self) -> bool:
