@@ -152,13 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(target)
-    records = []
+    records, missing = [], []
     for i, network in enumerate(NETWORKS):
         target = folder / f"{i}-{network[0]}.json"
-        if not target.exists():
-            print(f"missing: {network[0]}", file=sys.stderr)
-            return 0
-        records.append(json.loads(target.read_text()))
+        if target.exists():
+            records.append(json.loads(target.read_text()))
+        else:
+            missing.append(network[0])
+    if not records:
+        print("no network has a record yet", file=sys.stderr)
+        return 0
     from pruning_limits.report import markdown_table
 
     rows = [
@@ -170,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(["network", "model", "D", "λ (auto)", "test acc.", "predicted", "measured (loss)", "pred − meas",
                           "d ln R/ds at s*", "trust"], rows))
     worst = max(abs(100 * (r["predicted"] - r["measured"])) for r in records)
-    verdict = "passes" if worst <= MAX_GAP else "fails"
-    print(f"\nrule (|predicted − measured| ≤ {MAX_GAP:g} points on each of {len(records)}): {verdict} (largest {worst:.1f})")
+    if worst > MAX_GAP:
+        verdict = "fails"  # a miss on any network fails the rule, whatever the missing ones show
+    else:
+        verdict = "passes" if not missing else f"undecided ({len(missing)} networks not run: {', '.join(missing)})"
+    print(f"\nrule (|predicted − measured| ≤ {MAX_GAP:g} points on each of {len(NETWORKS)}): {verdict} "
+          f"(largest of the {len(records)} run: {worst:.1f})")
     return 0
 
 
