@@ -7,7 +7,6 @@ must stay fast. Commands import what they need inside their bodies.
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import traceback
 import warnings
@@ -381,43 +380,36 @@ def report_selection(model: Any, console: Console, given: str | None) -> dict[st
     return summary
 
 
-def note_if_trained_without_l1(loaded: Loaded, console: Console) -> None:
-    """Say on stderr when a bundle records λ = 0: the prediction is not a limit for such networks.
-
-    docs/validation.md, "Where the theory does not apply": on every λ = 0 control the
-    prediction promised far more sparsity than one-shot pruning delivered.
-    """
-    l1 = loaded.checkpoint.training.get("l1")
-    if isinstance(l1, (int, float)) and l1 == 0:
-        console.log(
-            f"note: {loaded.checkpoint.path} was trained without l1 (λ = 0); the prediction is meant for "
-            "networks trained towards sparsity and overestimates the one-shot limit of such networks by "
-            "far (docs/validation.md, 'Where the theory does not apply')"
-        )
+def recorded_l1(loaded: Loaded) -> float | None:
+    """The λ a bundle records, or ``None`` when the checkpoint does not say."""
+    l1 = loaded.checkpoint.training.get("l1") if loaded.checkpoint.training else None
+    return float(l1) if isinstance(l1, (int, float)) and not isinstance(l1, bool) else None
 
 
-def note_if_knee_is_flat(predictions: Any, console: Console) -> None:
-    """Say on stderr when ``R(s)`` is flat at ``s*`` (``d ln R/ds`` below ``FLAT_KNEE``).
+def trust_of(prediction: Any, loaded: Loaded) -> Any:
+    """The trust verdict (``regime.trust_level``) on a prediction of a loaded checkpoint."""
+    from pruning_limits.regime import trust_level
 
-    docs/validation.md: the default prediction's gap to the measured one-shot limit grows as the
-    knee flattens; the note quotes its evidence from ``limits.FLAT_KNEE_GAPS``,
-    ``FLAT_KNEE_RUNS`` and ``FLAT_KNEE_BLIND_RUNS``. Only predictions with the gradient term (the
-    default) get the note: the numbers were measured on those.
-    """
-    from pruning_limits.limits import FLAT_KNEE, FLAT_KNEE_BLIND_RUNS, FLAT_KNEE_GAPS, FLAT_KNEE_RUNS
+    return trust_level(prediction.knee_steepness, recorded_l1(loaded))
 
-    flat = [
-        p for p in predictions
-        if p.gradient_term and math.isfinite(p.knee_steepness) and p.knee_steepness < FLAT_KNEE
-    ]
-    if flat:
-        where = ", ".join(f"{p.knee_steepness:.0f} at eps={p.epsilon:.3g}" for p in flat) if len(predictions) > 1 else f"{flat[0].knee_steepness:.0f}"
-        console.log(
-            f"note: the knee of R(s) is flat at s* (d ln R/ds = {where}, below {FLAT_KNEE:g}); on all l1-trained runs "
-            f"with such a knee in docs/validation.md ({FLAT_KNEE_RUNS}, {FLAT_KNEE_BLIND_RUNS} of them in a blind test) "
-            f"the default prediction (at eps = batch-std) lay {FLAT_KNEE_GAPS[0]:g} to {FLAT_KNEE_GAPS[1]:g} points of "
-            "sparsity above the measured one-shot limit ('The flat-knee note, tested blind')"
-        )
+
+def init_command(loaded: Loaded, path: str) -> str:
+    """The ``train --init`` command that takes this checkpoint into the regime."""
+    import shlex
+    from pathlib import Path
+
+    target = Path(path)
+    output = str(target.with_name(target.stem + "-l1.pt"))
+    words = ["pruning-limit", "train", "--init", path]
+    kind = loaded.checkpoint.kind
+    if kind == "state_dict" and loaded.model_spec and not loaded.checkpoint.model_spec:
+        words += ["--model", loaded.model_spec]
+    if loaded.data_spec and loaded.data_spec != loaded.checkpoint.data_spec:
+        words += ["--data", loaded.data_spec]
+    if kind == "module":
+        words.append("--trust-checkpoint")
+    words += ["-o", output]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def check_exact_fits(model: Any) -> None:

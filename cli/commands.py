@@ -23,8 +23,7 @@ from ._common import (
     is_main_process,
     json_option,
     load_model_and_data,
-    note_if_knee_is_flat,
-    note_if_trained_without_l1,
+    init_command,
     params_option,
     parse_epsilon,
     plot_option,
@@ -33,6 +32,8 @@ from ._common import (
     spectrum_options,
     structure_option,
     check_structure,
+    recorded_l1,
+    trust_of,
 )
 
 #: Default model of ``pruning-limit train``: the zoo MLP with its default widths 64, 32
@@ -66,12 +67,48 @@ def _history_summary(history: Any) -> dict[str, Any]:
     return summary
 
 
+def _parse_l1(text: str) -> str | float:
+    """``--l1``: ``auto`` (the regularisation path) or a number >= 0."""
+    from pruning_limits._checks import PruningLimitsError, check_nonnegative
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise PruningLimitsError(f"--l1 must be 'auto' or a number >= 0, got {text!r}") from None
+    return check_nonnegative("--l1", value)
+
+
+def _path_lines(path: dict[str, Any]) -> list[str]:
+    """The λ path as ``train`` prints it: one line per λ, the chosen one marked."""
+    accuracy = path["metric"] == "accuracy"
+    tolerance = f"{100 * path['tolerance']:g} point" if accuracy else f"{path['tolerance']:.3g} (1 point of R²)"
+    lines = [
+        f"λ path: validation {path['metric']} on {path['validation_size']} held-out training samples; "
+        f"chosen: the largest λ within {tolerance} of the best",
+        f"  {'λ':>8}  {'val. ' + ('acc. %' if accuracy else 'loss'):>10}  {'d ln R/ds at s_ref':>18}",
+    ]
+    for i, p in enumerate(path["points"]):
+        value = f"{100 * p['metric']:.1f}" if accuracy else f"{p['metric']:.4g}"
+        mark = "  <- chosen" if i == path["chosen"] else ""
+        lines.append(f"  {p['l1']:>8.1e}  {value:>10}  {p['knee_steepness']:>18.1f}{mark}")
+    if path.get("stopped_early"):
+        lines.append("  (stopped early: the last λ fell beyond 3 tolerances of the best)")
+    if path.get("route"):
+        lines.append(f"  (path of a fresh network of the same architecture; the checkpoint, which saw the validation "
+                     f"split, was then l1 fine-tuned along the grid up to λ = {path['l1']:g})")
+    return lines
+
+
 @click.command("train")
-@click.option("--model", "model_spec", default=DEFAULT_MODEL, show_default=True, help="Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C], resnet20[:W], resnet18[:W], transformer[:D,L,H[,P]] or package.module:factory[(key=literal, ...)].")
-@click.option("--data", "data_spec", default="digits", show_default=True, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)].")
+@click.option("--model", "model_spec", default=None, help=f"Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C], resnet20[:W], resnet18[:W], transformer[:D,L,H[,P]] or package.module:factory[(key=literal, ...)] (default {DEFAULT_MODEL}; with --init: the checkpoint's).")
+@click.option("--data", "data_spec", default=None, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the bundle's).")
 @params_option
-@click.option("--l1", type=float, default=None, help="l1 penalty λ of LOMP training (default: the library's, see lomp.train).")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's).")
+@click.option("--l1", "l1_text", default="auto", show_default=True, help="l1 penalty λ: 'auto' chooses it on a regularisation path (largest λ within 1 point of validation accuracy, or 1 point of R², of the best), a number pins it.")
+@click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, TorchScript, or a trusted module) and l1 fine-tune it.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model. Unpickling can run arbitrary code.")
+@click.option("--epochs", type=int, default=None, help="Training epochs at the chosen λ (default: the library's, 100).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
@@ -81,10 +118,12 @@ def _history_summary(history: Any) -> dict[str, Any]:
 @json_option
 @common_options
 def train_command(
-    model_spec: str,
-    data_spec: str,
+    model_spec: str | None,
+    data_spec: str | None,
     params: str | None,
-    l1: float | None,
+    l1_text: str,
+    init: str | None,
+    trust_checkpoint: bool,
     epochs: int | None,
     lr: float | None,
     optimizer: str | None,
@@ -95,16 +134,21 @@ def train_command(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Train a model with l1 regularisation (LOMP) and write a bundle for the other commands."""
-    from pruning_limits._checks import check_choice, check_int, check_nonnegative, check_positive
+    """Train a model with l1 regularisation (LOMP), λ chosen automatically, and write a bundle.
+
+    With --init CHECKPOINT the run starts from a trained network instead (the route into the
+    regime where the prediction holds) and reports its accuracy and loss before and after.
+    """
+    from pruning_limits._checks import check_choice, check_int, check_positive
     from pruning_limits.checkpoint import save_bundle
     from pruning_limits.data import check_data_fits_model, load_data
-    from pruning_limits.lomp import OPTIMIZERS, train
+    from pruning_limits.lomp import OPTIMIZERS, accuracy, train
     from pruning_limits.models import build_model
+    from pruning_limits.objective import evaluate_loss
 
     start = time.perf_counter()
     # the library checks these too, under its parameter names; here they are named as options
-    l1 = None if l1 is None else check_nonnegative("--l1", l1)
+    l1 = _parse_l1(l1_text)
     epochs = None if epochs is None else check_int("--epochs", epochs, 1)
     lr = None if lr is None else check_positive("--lr", lr)
     optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, OPTIMIZERS)
@@ -113,33 +157,98 @@ def train_command(
     from pruning_limits.devices import resolve_device
 
     where = resolve_device(device)
-    data = load_data(data_spec, seed=seed)
-    model = build_model(model_spec, data, seed=seed)
-    check_data_fits_model(model, data)
-    model.to(where)
-    if params is not None:  # the l1 penalty, and every later command on the bundle, use this selection
-        from pruning_limits.objective import select_parameters
+    before: dict[str, Any] = {}
+    source_kind = "bundle"
+    if init is not None:
+        loaded = load_model_and_data(init, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, params=params)
+        model, data = loaded.model, loaded.data
+        model_spec, data_spec, source_kind = loaded.model_spec, loaded.data_spec, loaded.checkpoint.kind
+        before = {"train_loss": evaluate_loss(model, data.train)}
+        if data.test is not None:
+            before["test_loss"] = evaluate_loss(model, data.test)
+            before["test_accuracy"] = accuracy(model, data.test)
+        console.log(f"fine-tuning {init} with l1 on {data_spec}", level=1)
+    else:
+        model_spec = model_spec or DEFAULT_MODEL
+        data_spec = data_spec or "digits"
+        data = load_data(data_spec, seed=seed)
+        model = build_model(model_spec, data, seed=seed)
+        check_data_fits_model(model, data)
+        if params is not None:  # the l1 penalty, and every later command on the bundle, use this selection
+            from pruning_limits.objective import select_parameters
 
-        select_parameters(model, params)
-    given = {"l1": l1, "epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size, "seed": seed}
-    console.log(f"training {model_spec} on {data_spec}", level=1)
-    history = train(
-        model, data.train, test_data=data.test, progress=console.progress, **{k: v for k, v in given.items() if v is not None}
-    )
+            select_parameters(model, params)
+        console.log(f"training {model_spec} on {data_spec}", level=1)
+    model.to(where)
+    given = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size}
+    given = {k: v for k, v in given.items() if v is not None}
+    path_record = None
+    if l1 == "auto":
+        from pruning_limits.regpath import train_auto
+
+        console.log("choosing λ on the regularisation path (pruning_limits.regpath)", level=1)
+        fresh = None
+        if init is not None:
+            from pruning_limits.regpath import fresh_copy
+
+            fresh = fresh_copy(model, seed)
+            if fresh is None:
+                console.log("note: this checkpoint's layers cannot be re-initialised, so λ is chosen on its own path, "
+                            "whose validation split its training may have seen (pruning_limits.regpath.train_auto)")
+        path, history = train_auto(
+            model, data, seed=seed, start=init or "fresh", fresh=fresh, progress=console.progress, test_data=data.test, **given
+        )
+        path_record = history.settings["l1_path"]
+    else:
+        history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
     settings = _training_settings(history, seed)
     summary = _history_summary(history)
+    after: dict[str, Any] = {}
+    if init is not None:
+        after = {"train_loss": evaluate_loss(model, data.train)}
+        if data.test is not None:
+            after["test_loss"] = evaluate_loss(model, data.test)
+            after["test_accuracy"] = accuracy(model, data.test)
+    training = {**settings, **summary}
+    if path_record is not None:
+        training["l1_path"] = path_record
+        training["path_seconds"] = path_record["seconds"] + path_record.get("route", {}).get("seconds", 0.0)
+    if init is not None:
+        training["init"] = {"checkpoint": init, "before": before, "after": after}
     model.to("cpu")  # bundles hold CPU tensors, loadable anywhere
-    save_bundle(output, model, model_spec=model_spec, data_spec=data_spec, training={**settings, **summary})
-    record = {"output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary, "seconds": time.perf_counter() - start}
+    _write_trained(output, model, source_kind, model_spec, data_spec, training)
+    record = {
+        "output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary,
+        "l1": settings.get("l1"), "l1_path": path_record, "init": training.get("init"), "seconds": time.perf_counter() - start,
+    }
     if as_json:
         _echo_json(record)
         return
     from pruning_limits.report import format_number, text_table
 
-    rows = [("model", model_spec), ("data", data_spec)]
+    lines = _path_lines(path_record) if path_record is not None else []
+    rows = [("model", model_spec or "-"), ("data", data_spec or "-"), ("l1 (λ)", f"{settings.get('l1'):g}" + (" (auto)" if path_record else ""))]
+    if init is not None:
+        for key, label in (("test_accuracy", "test accuracy"), ("test_loss", "test loss"), ("train_loss", "training loss")):
+            if key in before:
+                rows.append((f"{label} before -> after", f"{format_number(before[key])} -> {format_number(after[key])}"))
     rows += [(k.replace("_", " "), format_number(v)) for k, v in summary.items()]
+    if path_record is not None:
+        final = summary["train_seconds"]
+        spent = training["path_seconds"]
+        rows.append(("path time (s)", f"{spent:.1f} (+{100 * spent / max(final, 1e-9):.0f} % of the final training)"))
     rows += [("time (s)", f"{record['seconds']:.1f}"), ("written", output)]
-    console.result(text_table(rows))
+    console.result("\n".join([*lines, text_table(rows)]))
+
+
+def _write_trained(output: str, model: Any, kind: str, model_spec: str | None, data_spec: str | None, training: dict[str, Any]) -> None:
+    """A bundle when the specs are known (fresh, bundle or state_dict start), else the source's format."""
+    from pruning_limits import checkpoint as ckpt
+
+    if kind in ("torchscript", "module") and not model_spec:
+        (ckpt.save_torchscript if kind == "torchscript" else ckpt.save_module)(output, model)
+    else:
+        ckpt.save_bundle(output, model, model_spec=model_spec or "", data_spec=data_spec or "", training=training)
 
 
 @click.command("spectrum")
@@ -268,6 +377,10 @@ def predict_command(
 ) -> None:
     """Predict how sparse CHECKPOINT can be pruned before its training loss rises by ε.
 
+    Prints the limit with its interval and a trust level: 'in regime' (l1-trained, sharp knee of
+    R(s) at the limit) or 'outside the regime', with the reason, the evidence and, outside, the
+    train --init command that brings the network in. -v for the detail.
+
     With --structure N:M the sparsity is fixed (1 - N/M): it says whether the pattern is
     feasible at ε and the smallest ε for which it is.
     SLQ spends Hessian-vector products until s* has settled (--tolerance), unless --iterations
@@ -286,7 +399,6 @@ def predict_command(
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
-    note_if_trained_without_l1(loaded, console)
     check_structure(structure, loaded.model)  # a model the structure does not apply to: before any work
     with _pipeline.session(settings) as context:
         analysed = _pipeline.analysis_copy(loaded.model, settings, context)
@@ -306,7 +418,8 @@ def predict_command(
     if parsed.kind != "unstructured":
         _emit_structured_predictions(predictions, loaded.model, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console)
         return
-    note_if_knee_is_flat(predictions, console)
+    trusts = [trust_of(p, loaded).to_dict() for p in predictions]
+    next_step = init_command(loaded, checkpoint)
     from pruning_limits import report
     from pruning_limits.objective import flat_weights
 
@@ -319,13 +432,15 @@ def predict_command(
             figure = report.limit_curve_figure([p.to_dict() for p in predictions])
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
-    records = [p.to_dict() for p in predictions]
+    records = [{**p.to_dict(), "trust": t} for p, t in zip(predictions, trusts)]
     for record in records:  # the whole command, not the bound step alone
         record["seconds"] = time.perf_counter() - start
     if len(records) == 1:
         if as_json:
-            _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params})
-        else:
+            _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params, "next": None if trusts[0]["in_regime"] else next_step})
+            return
+        console.result("\n".join(report.answer_lines(records[0], trusts[0], next_command=next_step)))
+        if console.verbose:
             console.result(report.text_table(report.prediction_rows(records[0])))
         return
     if as_json:
@@ -344,11 +459,13 @@ def predict_command(
         )
         return
     rows = [
-        [r["epsilon"], f"{r['sparsity']:.4f}", report.format_interval(r["interval"]), f"{r['density']:.4f}"]
+        [r["epsilon"], f"{r['sparsity']:.4f}", report.format_interval(r["interval"]), f"{r['density']:.4f}", r["trust"]["level"]]
         for r in records
     ]
-    console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density"], rows))
+    console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density", "trust"], rows))
     console.result(f"D = {records[0]['dim']} prunable weights")
+    if not all(t["in_regime"] for t in trusts):
+        console.result(f"outside the regime, not a pruning limit, where marked; next: {next_step}")
 
 
 def _emit_structured_predictions(
@@ -535,7 +652,8 @@ def prune_command(
 )
 @seed_option
 @plot_option
-@click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it).")
+@click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it; with the λ path of a bundle trained with --l1 auto).")
+@click.option("--retrain", type=int, default=None, metavar="EPOCHS", help="Also measure the limit after re-training the kept weights (mask fixed) for EPOCHS epochs per tried sparsity (lomp.retrained_limit).")
 @json_option
 @common_options
 def validate_command(
@@ -558,10 +676,13 @@ def validate_command(
     seed: int,
     plot_path: str | None,
     report_path: str | None,
+    retrain: int | None,
     as_json: bool,
     console: Console,
 ) -> None:
     """Predict the limit of CHECKPOINT and measure it with a one-shot magnitude pruning sweep.
+
+    Prints prediction, measurement, difference and the trust level; -v for the full table.
 
     Also reports the Taylor one-shot diagnostic: where g'd + d'Hd/2 along the pruning path
     first exceeds ε (the quadratic model itself, without the geometric step), and the spectral
@@ -579,13 +700,20 @@ def validate_command(
     )
     check_output_path(plot_path, figure=True)
     check_output_path(report_path)
+    if retrain is not None:
+        from pruning_limits._checks import check_int
+
+        retrain = check_int("--retrain", retrain, 1)
     if eta is not None:
         from pruning_limits._checks import check_fraction
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
-    note_if_trained_without_l1(loaded, console)
     if parsed is None or parsed.kind != "unstructured":
+        if retrain is not None:
+            from pruning_limits._checks import PruningLimitsError
+
+            raise PruningLimitsError(f"--retrain measures the unstructured limit only; drop it or use --structure unstructured, got --structure {structure}")
         _validate_structures(
             loaded, parsed, epsilon=eps, eta=eta, settings=settings, seed=seed, console=console, plot_path=plot_path,
             report_path=report_path, as_json=as_json, exact=exact,
@@ -603,8 +731,11 @@ def validate_command(
         plot_path=plot_path,
         report_path=report_path,
         exact=exact,
-        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec, "params": loaded.params},
+        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec, "params": loaded.params, "training": dict(loaded.checkpoint.training or {})},
         start=start,
+        l1=recorded_l1(loaded),
+        next_command=init_command(loaded, checkpoint),
+        retrain=retrain,
     )
     emit_validation(record, as_json=as_json, console=console)
 
@@ -623,9 +754,13 @@ def run_validation(
     facts: dict[str, Any],
     start: float,
     exact: bool = False,
+    l1: float | None = None,
+    next_command: str | None = None,
+    retrain: int | None = None,
 ) -> dict[str, Any]:
-    """Predict, measure (``pruning_limits.validation.validate``), write figures and report; return the record."""
+    """Predict, measure (``pruning_limits.validation.validate``), judge the trust, write figures and report; return the record."""
     from pruning_limits import report
+    from pruning_limits.regime import trust_level
     from pruning_limits.validation import validate
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
@@ -641,8 +776,14 @@ def run_validation(
     result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, spectrum=spectrum, progress=console.progress, **plain, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
     _pipeline.log_spectrum(console, spectrum)
-    note_if_knee_is_flat([prediction], console)
     record = {**result.to_dict(), **facts}
+    record["trust"] = trust_level(prediction.knee_steepness, l1).to_dict()
+    record["next"] = None if record["trust"]["in_regime"] else next_command
+    if retrain:
+        from pruning_limits.lomp import retrained_limit
+
+        console.log(f"measuring the limit after re-training the kept weights ({retrain} epochs per sparsity, mask fixed)", level=1)
+        record["retrained"] = retrained_limit(model, data, epsilon=prediction.epsilon, epochs=retrain, seed=seed, progress=console.progress).to_dict()
     record["seconds"] = time.perf_counter() - start
     if not is_main_process():  # under torchrun only rank 0 writes
         return record
@@ -661,6 +802,11 @@ def run_validation(
             sweep=sweep,
             gradient=result.gradient,
         )
+        l1_path = (record.get("training") or {}).get("l1_path")
+        if l1_path:
+            path_png = target.with_name(target.stem + "-l1-path.png")
+            report.save_figure(report.path_figure(l1_path), path_png)
+            figures["Regularisation path: validation metric and knee sharpness against λ"] = path_png
         relative = {caption: path.name for caption, path in figures.items()}
         report.atomic_write(target, report.validation_markdown(record, relative))
         record["report"] = str(target)
@@ -675,7 +821,15 @@ def emit_validation(record: dict[str, Any], *, as_json: bool, console: Console) 
         return
     from pruning_limits import report
 
-    console.result(report.text_table(report.validation_rows(record)))
+    lines = report.answer_lines(
+        record["predicted"], record["trust"], measured=record["measured"]["limit_by_loss"], next_command=record.get("next")
+    )
+    if record.get("retrained"):
+        lines.insert(1, f"after re-training the kept weights: {100 * record['retrained']['limit']:.1f} % sparsity "
+                        f"({record['retrained']['epochs']} epochs per sparsity, mask fixed)")
+    console.result("\n".join(lines))
+    if console.verbose:
+        console.result(report.text_table(report.validation_rows(record)))
 
 
 def _validate_structures(

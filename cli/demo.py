@@ -44,15 +44,16 @@ def demo_command(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Train an l1-regularised MLP on digits, predict its pruning limit, measure it, report.
+    """Train an l1-regularised MLP on digits (λ auto), predict its pruning limit, measure it, report.
 
-    Writes model.pt, report.md, report-spectrum.png, report-prediction.png and result.json to --out.
+    Writes model.pt, report.md, report-spectrum.png, report-prediction.png, report-l1-path.png and
+    result.json to --out.
     """
     from pruning_limits._checks import PruningLimitsError, check_int
     from pruning_limits.checkpoint import save_bundle
     from pruning_limits.data import load_data
-    from pruning_limits.lomp import train
     from pruning_limits.models import build_model
+    from pruning_limits.regpath import train_auto
     from pruning_limits.report import write_json
 
     from .commands import _history_summary, _training_settings, emit_validation, run_validation
@@ -72,10 +73,11 @@ def demo_command(
         raise PruningLimitsError(f"cannot create the output folder {out_dir!r}: {exc.strerror or exc}") from exc
     data = load_data(DEMO_DATA, seed=seed)
     model = build_model(DEMO_MODEL, data, seed=seed)
-    console.log(f"[1/3] training {DEMO_MODEL} on {DEMO_DATA} with l1 regularisation (LOMP)")
-    history = train(model, data.train, test_data=data.test, progress=console.progress, **given)
+    console.log(f"[1/3] training {DEMO_MODEL} on {DEMO_DATA} with l1 regularisation (LOMP), λ chosen on a regularisation path")
+    path, history = train_auto(model, data, test_data=data.test, progress=console.progress, **given)
     settings = _training_settings(history, seed)
-    save_bundle(out / "model.pt", model, model_spec=DEMO_MODEL, data_spec=DEMO_DATA, training={**settings, **_history_summary(history)})
+    training = {**settings, **_history_summary(history), "l1_path": history.settings["l1_path"]}
+    save_bundle(out / "model.pt", model, model_spec=DEMO_MODEL, data_spec=DEMO_DATA, training=training)
     console.log("[2/3] predicting the limit from the Hessian spectrum, [3/3] measuring it by pruning")
     record = run_validation(
         model,
@@ -87,11 +89,13 @@ def demo_command(
         console=console,
         plot_path=None,
         report_path=str(out / "report.md"),
-        facts={"checkpoint": str(out / "model.pt"), "model_spec": DEMO_MODEL, "data_spec": DEMO_DATA, "training": settings},
+        facts={"checkpoint": str(out / "model.pt"), "model_spec": DEMO_MODEL, "data_spec": DEMO_DATA, "training": training},
         start=start,
+        l1=path.l1,
+        next_command=f"pruning-limit train --init {out / 'model.pt'} -o {out / 'model-l1.pt'}",
     )
     record["seconds"] = time.perf_counter() - start
     record["out"] = str(out)
     write_json(out / "result.json", record)
     emit_validation(record, as_json=as_json, console=console)
-    console.log(f"figures and report written to {out}/ (report.md, report-spectrum.png, report-prediction.png)")
+    console.log(f"figures and report written to {out}/ (report.md, report-spectrum.png, report-prediction.png, report-l1-path.png)")

@@ -73,7 +73,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "model_order",
         "predict_structured",
     ),
-    "lomp": ("train", "TrainingHistory", "sweep", "SweepResult"),
+    "lomp": ("train", "TrainingHistory", "sweep", "SweepResult", "retrained_limit"),
+    "regpath": ("l1_path", "train_auto", "choose_l1", "RegularisationPath"),
+    "regime": ("trust_level", "Trust"),
     # theory against measurement
     "validation": ("validate", "Validation", "validate_structures", "StructuresValidation", "StructureResult"),
     "taylor": ("taylor_one_shot_limit", "TaylorOneShot", "spectral_one_shot_limit", "SpectralOneShot"),

@@ -49,13 +49,9 @@ KNEE_STEP = 0.01
 #: +1.1. It is a warning level, not a correction of the prediction.
 FLAT_KNEE = 25.0
 
-#: What docs/validation.md measured below ``FLAT_KNEE``, quoted by the command line's note and
-#: the validation report: the range of the default prediction's gap above the measured one-shot
-#: limit (points of sparsity), over this many l1-trained runs, of them this many in a blind test
-#: ("The flat-knee note, tested blind").
-FLAT_KNEE_GAPS = (1.3, 28.4)
-FLAT_KNEE_RUNS = 20
-FLAT_KNEE_BLIND_RUNS = 6
+#: What docs/validation.md measured below ``FLAT_KNEE`` (ranges of gaps, run counts) is read at run
+#: time from ``pruning_limits/evidence.json`` (``regime.read_evidence``), written by the validation
+#: scripts.
 
 
 @dataclass(frozen=True)

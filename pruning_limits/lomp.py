@@ -423,3 +423,162 @@ def sweep(
         limit_by_accuracy=None if m_acc is None else m_acc / dim,
         evaluations=len(memo),
     )
+
+
+#: Fine-tuning recipe of :func:`retrained_limit` (fixed, documented in docs/usage.md): SGD with
+#: momentum 0.9 (as :func:`train`), initial learning rate 0.01 (a fifth of training's: the kept
+#: weights start trained) with cosine decay to 0, batch 128, no l1, no weight decay.
+RETRAIN_LR = 0.01
+#: :func:`retrained_limit` bisects until the bracket is at most this wide (half a point of sparsity).
+RETRAIN_RESOLUTION = 0.005
+
+
+@dataclass
+class RetrainResult:
+    """The limit after pruning and re-training the kept weights with the mask fixed.
+
+    Attributes:
+        limit: the largest tried sparsity whose re-trained network keeps ``L ≤ L* + ε``.
+        failed_at: the smallest tried sparsity that did not (the bracket's upper end).
+        epochs: fine-tuning epochs per tried sparsity.
+        tried: ``[(sparsity, training loss after re-training, passed)]`` in the order tried.
+        dense_loss, epsilon: ``L*`` and ``ε``.
+        settings: the recipe.
+    """
+
+    limit: float
+    failed_at: float
+    epochs: int
+    tried: list[tuple[float, float, bool]]
+    dense_loss: float
+    epsilon: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable copy."""
+        return {
+            "limit": self.limit,
+            "failed_at": self.failed_at,
+            "epochs": self.epochs,
+            "tried": [[s, loss, ok] for s, loss, ok in self.tried],
+            "dense_loss": self.dense_loss,
+            "epsilon": self.epsilon,
+            "settings": dict(self.settings),
+        }
+
+
+def finetune_masked(
+    model: nn.Module,
+    data: Any,
+    keep: Tensor,
+    *,
+    epochs: int,
+    lr: float = RETRAIN_LR,
+    batch_size: int = 128,
+    seed: int = 0,
+    loss_fn: LossFn | None = None,
+) -> None:
+    """Train ``model`` in place with its pruned weights held at zero (``keep``: flat boolean mask over the prunable weights).
+
+    The pruned weights are zeroed before training and after every step (their gradients too,
+    so momentum never moves them); everything else trains as in :func:`train` with ``l1=0``.
+    """
+    (x, y), _ = _split_data(data, None)
+    loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
+    device, dtype = model_device_dtype(model)
+    params = [p for _, p in prunable_parameters(model)]
+    masks = [part.reshape(p.shape).to(p.device, p.dtype) for p, part in zip(params, torch.split(keep, [p.numel() for p in params]))]
+
+    def clamp() -> None:
+        with torch.no_grad():
+            for p, m in zip(params, masks):
+                p.mul_(m)
+
+    clamp()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=SGD_MOMENTUM)
+    steps = epochs * math.ceil(len(x) / batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            index = perm[start : start + batch_size]
+            loss = loss_fn(model(_to_model(x[index], device, dtype)), _to_model(y[index], device, dtype))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for p, m in zip(params, masks):
+                if p.grad is not None:
+                    p.grad.mul_(m)
+            opt.step()
+            schedule.step()
+            clamp()
+    model.eval()
+
+
+def retrained_limit(
+    model: nn.Module,
+    data: Any,
+    *,
+    epsilon: float,
+    epochs: int,
+    seed: int = 0,
+    resolution: float = RETRAIN_RESOLUTION,
+    loss_fn: LossFn | None = None,
+    progress: bool = False,
+) -> RetrainResult:
+    """The pruning limit when the kept weights may be re-trained (mask fixed): bisection over sparsity.
+
+    For a sparsity ``s`` the ``⌊sD⌉`` smallest weights (global magnitude, as :func:`sweep`) are
+    pruned, the rest fine-tuned with :func:`finetune_masked` for ``epochs`` epochs from the trained
+    values, and ``s`` passes when the training loss is at most ``L* + ε`` (``L*`` the unpruned
+    model's). The bracket starts at ``[0, 1]`` (``s = 0`` passes by definition, pruning every
+    weight is assumed to fail) and is halved until narrower than ``resolution``; like
+    :func:`sweep` it assumes a single crossing. This is what the one-shot limit ignores: it
+    answers "how far can I prune if I fine-tune afterwards", the other end of the bracket in
+    which the kinematic number of a network outside the regime sits (THEORY §9).
+
+    Args:
+        model: the trained network (not modified).
+        data: the analysis (training) data (DataBundle or pair).
+        epsilon: ε > 0 (use the prediction's).
+        epochs: fine-tuning epochs per tried sparsity (≥ 1).
+        seed: seed of the fine-tuning shuffles.
+        resolution: width of the final bracket.
+        loss_fn: loss; default cross-entropy / MSE.
+        progress: a tqdm bar over the bisection steps.
+    """
+    epochs = check_int("epochs", epochs, 1)
+    epsilon = check_positive("epsilon", epsilon)
+    resolution = check_positive("resolution", resolution)
+    (x, y), _ = _split_data(data, None)
+    pair = (x, y)
+    loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
+    order = torch.from_numpy(pruning_order(model, "magnitude"))
+    dim = int(order.numel())
+    dense = evaluate_loss(model, pair, loss_fn)
+    tried: list[tuple[float, float, bool]] = []
+
+    def passes(s: float) -> bool:
+        work = copy.deepcopy(model)
+        keep = torch.ones(dim, dtype=torch.bool)
+        keep[order[: int(round(s * dim))]] = False
+        finetune_masked(work, pair, keep, epochs=epochs, seed=seed, loss_fn=loss_fn)
+        loss = evaluate_loss(work, pair, loss_fn)
+        tried.append((s, loss, loss <= dense + epsilon))
+        return loss <= dense + epsilon
+
+    low, high = 0.0, 1.0
+    steps = max(1, math.ceil(math.log2(1.0 / resolution)))
+    for _ in tqdm(range(steps), desc="retrain", file=sys.stderr, disable=not progress, leave=False):
+        if high - low <= resolution:
+            break
+        mid = 0.5 * (low + high)
+        if passes(mid):
+            low = mid
+        else:
+            high = mid
+    return RetrainResult(
+        low, high, epochs, tried, dense, epsilon,
+        settings={"optimizer": "sgd", "momentum": SGD_MOMENTUM, "lr": RETRAIN_LR, "schedule": "cosine", "batch_size": 128, "resolution": resolution},
+    )

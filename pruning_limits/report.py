@@ -147,6 +147,90 @@ def prediction_rows(prediction: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _pct(value: Any) -> str:
+    return f"{100 * float(value):.1f} %"
+
+
+def _interval_pct(interval: Sequence[Any] | None) -> str:
+    if interval is None or len(interval) != 2 or any(v is None for v in interval):
+        return ""
+    return f" [{100 * float(interval[0]):.1f}, {100 * float(interval[1]):.1f}]"
+
+
+def answer_lines(
+    prediction: Mapping[str, Any],
+    trust: Mapping[str, Any],
+    *,
+    measured: float | None = None,
+    next_command: str | None = None,
+) -> list[str]:
+    """The few lines a user acts on: the answer with its trust level, the reason, the evidence, the next step.
+
+    Args:
+        prediction: a prediction record (``sparsity``, ``interval``).
+        trust: a ``regime.Trust.to_dict()`` record.
+        measured: the measured one-shot limit (by loss), for ``validate``.
+        next_command: the command that brings a network outside the regime into it.
+    """
+    s_star = f"{_pct(prediction['sparsity'])}{_interval_pct(prediction.get('interval'))}"
+    inside = bool(trust["in_regime"])
+    if measured is None:
+        head = f"pruning limit: {s_star} sparsity" if inside else f"predicted {s_star} sparsity: not a pruning limit for this network"
+    else:
+        diff = 100 * (float(prediction["sparsity"]) - float(measured))
+        head = f"predicted {s_star}, measured {_pct(measured)} sparsity, difference {diff:+.1f} points"
+    lines = [head, f"trust: {trust['level']} ({trust['reason']})"]
+    if trust.get("evidence"):
+        lines.append(f"evidence: {trust['evidence']}")
+    if not inside and next_command:
+        lines.append(f"next: {next_command}  (l1 fine-tune into the regime, then predict again)")
+    return lines
+
+
+def path_summary(path: Mapping[str, Any]) -> str:
+    """One sentence on a regularisation path (``regpath.RegularisationPath.to_dict()``)."""
+    points = path["points"]
+    metric = path["metric"]
+    tolerance = f"{100 * path['tolerance']:g} point" if metric == "accuracy" else f"{path['tolerance']:.3g} (1 point of R²)"
+    values = ", ".join(
+        f"{p['l1']:.1e}: {100 * p['metric']:.1f}" if metric == "accuracy" else f"{p['l1']:.1e}: {p['metric']:.3g}"
+        for p in points
+    )
+    return (
+        f"λ = {path['l1']:g} was chosen on the regularisation path: the largest λ whose validation {metric} "
+        f"({path['validation_size']} held-out training samples) is within {tolerance} of the best on the path "
+        f"({values}){'; the path stopped early' if path.get('stopped_early') else ''}."
+    )
+
+
+def path_figure(path: Mapping[str, Any], *, title: str | None = None) -> Figure:
+    """Validation metric and knee sharpness along the λ path, the chosen λ and the tolerance band marked."""
+    points = path["points"]
+    lam = np.array([p["l1"] for p in points])
+    metric = np.array([p["metric"] for p in points])
+    knee = np.array([p["knee_steepness"] for p in points], dtype=np.float64)
+    accuracy = path["metric"] == "accuracy"
+    scale = 100.0 if accuracy else 1.0
+    figure = _figure(6.4, 3.8)
+    axes = figure.add_subplot()
+    axes.semilogx(lam, scale * metric, "o-", color="tab:blue", label=f"validation {path['metric']}")
+    best = metric.max() if accuracy else metric.min()
+    edge = best - path["tolerance"] if accuracy else best + path["tolerance"]
+    axes.axhline(scale * edge, color="tab:blue", ls=":", lw=1.0, label="tolerance of the rule")
+    chosen = lam[path["chosen"]]
+    axes.axvline(chosen, color="tab:red", ls="--", lw=1.0, label=f"chosen λ = {chosen:g}")
+    axes.set_xlabel("l1 strength λ")
+    axes.set_ylabel(f"validation {path['metric']}" + (" (%)" if accuracy else ""))
+    twin = axes.twinx()
+    twin.semilogx(lam, knee, "s--", color="tab:gray", ms=4, label="d ln R/ds at s_ref")
+    twin.set_ylabel("knee sharpness d ln R/ds at s_ref", color="tab:gray")
+    handles = axes.get_legend_handles_labels()
+    extra = twin.get_legend_handles_labels()
+    axes.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=8, loc="best")
+    axes.set_title(title or "Regularisation path (validation split of the training data)", fontsize=10)
+    return figure
+
+
 def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Name/value rows for a validation record ``{"predicted": ..., "measured": ..., ...}``.
 
@@ -227,21 +311,21 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         )
     steepness = record["predicted"].get("knee_steepness")
     if steepness is not None:
-        from .limits import FLAT_KNEE, FLAT_KNEE_BLIND_RUNS, FLAT_KNEE_GAPS, FLAT_KNEE_RUNS
-
         lines[-1] += (
             " The knee sharpness is d ln R/ds at s*: how fast the distance to the pruned weights grows "
             "there. The flatter the knee, the further the prediction lay above the measured limit in "
-            "docs/validation.md"
+            "docs/validation.md."
         )
-        if float(steepness) < FLAT_KNEE:
-            low, high = FLAT_KNEE_GAPS
-            lines[-1] += (
-                f"; below {FLAT_KNEE:g}, as here, by {low:g} to {high:g} points ({FLAT_KNEE_RUNS} l1-trained runs, "
-                f"{FLAT_KNEE_BLIND_RUNS} of them in a blind test)."
-            )
-        else:
-            lines[-1] += "."
+    trust = record.get("trust")
+    if trust:
+        lines += ["", f"**Trust: {trust['level']}** ({trust['reason']})." + (f" Evidence: {trust['evidence']}." if trust.get("evidence") else "")]
+        lines[-1] += (
+            " The criterion (pruning_limits.regime): in regime when d ln R/ds at s* is at least "
+            f"{trust['flat_knee']:g} and the network is not known to be trained without l1."
+        )
+    l1_path = (record.get("training") or {}).get("l1_path")
+    if l1_path:
+        lines += ["", path_summary(l1_path)]
     for caption, path in (figures or {}).items():
         lines += ["", f"![{caption}]({Path(path).as_posix()})", "", f"*{caption}*"]
     return "\n".join(lines) + "\n"

@@ -166,7 +166,8 @@ def test_predict_json_keys_and_plot(bundle, workdir):
     assert record["dim"] == 592 and record["epsilon"] > 0
     assert plot.read_text().lstrip().startswith("<?xml")
     text = ok("predict", bundle, *SLQ).stdout
-    assert f"{record['sparsity']:.4f}" in text  # same seed, same numbers
+    assert f"{100 * record['sparsity']:.1f} %" in text.splitlines()[0]  # same seed, same numbers
+    assert f"{record['sparsity']:.4f}" in ok("predict", bundle, *SLQ, "-v").stdout
     assert record["gradient_term"] is True
     paper = json.loads(ok("predict", bundle, *SLQ, "--json", "--no-gradient-term").stdout)
     assert paper["gradient_term"] is False and paper["first_order_cost"] == 0
@@ -185,48 +186,120 @@ def test_predict_several_epsilons_is_a_monotone_curve(bundle, workdir):
     assert plot.exists()
 
 
-def test_a_bundle_trained_without_l1_gets_a_note_that_the_theory_does_not_apply(bundle, workdir):
+def test_a_bundle_trained_without_l1_is_outside_the_regime_with_the_next_step(bundle, workdir):
     path = workdir / "nol1.pt"
     ok("train", "--model", "mlp:8", "--data", "digits", "--epochs", "1", "--l1", "0", "-o", path)
-    result = ok("predict", path, *SLQ)
-    assert "note: " in result.stderr and "trained without l1 (λ = 0)" in result.stderr
-    assert "note: " not in ok("predict", path, *SLQ, "-q").stderr
-    assert "without l1" not in ok("predict", bundle, *SLQ).stderr  # λ = 1e-4
-    assert "trained without l1 (λ = 0)" in ok("validate", path, *SLQ).stderr
+    lines = ok("predict", path, *SLQ).stdout.splitlines()
+    assert lines[0].startswith("predicted ") and lines[0].endswith("sparsity: not a pruning limit for this network")
+    assert lines[1].startswith("trust: outside the regime (trained without l1 (λ = 0)")
+    assert lines[-1] == f"next: pruning-limit train --init {path} -o {workdir / 'nol1-l1.pt'}  (l1 fine-tune into the regime, then predict again)"
+    record = json.loads(ok("predict", path, *SLQ, "--json").stdout)
+    assert record["trust"]["level"] == "outside the regime" and record["trust"]["l1"] == 0.0
+    assert record["next"].startswith("pruning-limit train --init")
+    validated = ok("validate", path, *SLQ).stdout.splitlines()
+    assert validated[0].startswith("predicted ") and ", measured " in validated[0] and "difference" in validated[0]
+    assert validated[1].startswith("trust: outside the regime (trained without l1")
+    assert validated[-1].startswith("next: pruning-limit train --init")
 
 
-def test_a_flat_knee_at_the_prediction_gets_a_note(bundle, capsys):
-    from types import SimpleNamespace
+def test_the_answer_line_follows_the_trust_criterion(bundle):
+    from pruning_limits.regime import trust_level
 
-    from pruning_limits.cli._common import Console, note_if_knee_is_flat
+    record = json.loads(ok("predict", bundle, *SLQ, "--json").stdout)
+    expected = trust_level(record["knee_steepness"], 1e-4)
+    assert record["trust"]["level"] == expected.level and record["trust"]["reason"] == expected.reason()
+    lines = ok("predict", bundle, *SLQ).stdout.splitlines()
+    assert lines[1] == f"trust: {expected.level} ({expected.reason()})"
+    if expected.in_regime:
+        assert lines[0].startswith("pruning limit: ") and not any(line.startswith("next:") for line in lines)
+    else:
+        assert "not a pruning limit" in lines[0] and lines[-1].startswith("next: pruning-limit train --init")
+    # the detail is behind -v
+    assert "kinematic interval" not in "\n".join(lines)
+    assert "kinematic interval" in ok("predict", bundle, *SLQ, "-v").stdout
+
+
+def test_train_l1_number_reproduces_lomp_train_bitwise(workdir):
+    from pruning_limits.data import load_data
+    from pruning_limits.lomp import train
+    from pruning_limits.models import build_model
+
+    path = workdir / "pinned.pt"
+    ok("train", "--model", "mlp:8", "--epochs", "3", "--l1", "1e-3", "-o", path)
+    data = load_data("digits", seed=0)
+    model = build_model("mlp:8", data, seed=0)
+    train(model, data.train, l1=1e-3, epochs=3, seed=0)
+    state = torch.load(path, weights_only=True)["state_dict"]
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert "l1_path" not in torch.load(path, weights_only=True)["training"]
+
+
+def test_train_auto_prints_and_stores_the_path(workdir):
+    path = workdir / "auto.pt"
+    result = ok("train", "--model", "mlp:8", "--epochs", "2", "-o", path)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("λ path: validation accuracy on 280 held-out training samples")
+    assert sum("<- chosen" in line for line in lines) == 1
+    training = torch.load(path, weights_only=True)["training"]
+    l1_path = training["l1_path"]
+    chosen = l1_path["points"][l1_path["chosen"]]
+    assert training["l1"] == chosen["l1"] == l1_path["l1"]
+    assert f"{chosen['l1']:>8.1e}" in next(line for line in lines if "<- chosen" in line)
+    assert any(line.startswith("path time (s)") for line in lines)
+    # validate's report carries the path figure of such a bundle
+    report_path = workdir / "auto-report" / "r.md"
+    report_path.parent.mkdir()
+    ok("validate", path, *SLQ, "--report", report_path)
+    text = report_path.read_text()
+    assert "was chosen on the regularisation path" in text and "r-l1-path.png" in text
+    assert (report_path.parent / "r-l1-path.png").exists()
+
+
+def test_train_init_starts_from_the_checkpoint_and_reports_before_and_after(bundle, state_dict_file, workdir):
+    from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint
+    from pruning_limits.data import load_data
+    from pruning_limits.lomp import accuracy
+    from pruning_limits.objective import evaluate_loss
+
+    out = workdir / "tuned.pt"
+    record = json.loads(ok("train", "--init", bundle, "--epochs", "2", "-o", out, "--json").stdout)
+    data = load_data("digits", seed=0)
+    start = build_from_checkpoint(read_checkpoint(bundle), data=data)
+    before = record["init"]["before"]
+    assert before["train_loss"] == evaluate_loss(start, data.train)
+    assert before["test_accuracy"] == accuracy(start, data.test)
+    tuned = build_from_checkpoint(read_checkpoint(out), data=data)
+    assert record["init"]["after"]["train_loss"] == evaluate_loss(tuned, data.train)
+    assert record["model_spec"] == "mlp:8" and record["l1"] == record["l1_path"]["l1"]
+    assert record["l1_path"]["start"] == str(bundle)
+    text = ok("train", "--init", bundle, "--epochs", "1", "-o", out).stdout
+    assert "test accuracy before -> after" in text and "training loss before -> after" in text
+    # a plain state_dict with its architecture, and the result predicts as usual
+    ok("train", "--init", state_dict_file, "--model", "mlp:8", "--data", "digits", "--epochs", "1", "-o", workdir / "sd-tuned.pt")
+    assert PREDICT_KEYS <= set(json.loads(ok("predict", workdir / "sd-tuned.pt", *SLQ, "--json").stdout))
+
+
+def test_validate_retrain_adds_the_retrained_limit(bundle):
+    record = json.loads(ok("validate", bundle, *SLQ, "--retrain", "1", "--json").stdout)
+    retrained = record["retrained"]
+    assert retrained["epochs"] == 1 and 0 <= retrained["limit"] < retrained["failed_at"] <= 1
+    assert retrained["epsilon"] == record["predicted"]["epsilon"]
+    lines = ok("validate", bundle, *SLQ, "--retrain", "1").stdout.splitlines()
+    assert lines[1].startswith("after re-training the kept weights: ")
+    fails("validate", bundle, "--retrain", "0", match="--retrain")
+
+
+def test_a_flat_knee_puts_a_network_outside_the_regime_with_evidence_from_the_file(bundle):
     from pruning_limits.limits import FLAT_KNEE
+    from pruning_limits.regime import read_evidence
 
-    def prediction(steepness, epsilon=0.01, gradient_term=True):
-        return SimpleNamespace(knee_steepness=steepness, epsilon=epsilon, gradient_term=gradient_term)
-
-    note_if_knee_is_flat([prediction(FLAT_KNEE + 1), prediction(float("nan"))], Console())
-    assert capsys.readouterr().err == ""
-    note_if_knee_is_flat([prediction(12.4)], Console())
-    err = capsys.readouterr().err
-    assert err.startswith("note: the knee of R(s) is flat at s* (d ln R/ds = 12, below 25)") and err.count("\n") == 1
-    # README and docs/usage.md quote the note as the demo prints it (steepness 16)
-    note_if_knee_is_flat([prediction(16.0)], Console())
-    quoted = capsys.readouterr().err.strip()
-    root = Path(__file__).resolve().parents[1]
-    for doc in ("README.md", "docs/usage.md"):
-        assert quoted in (root / doc).read_text(encoding="utf-8"), doc
-    note_if_knee_is_flat([prediction(40.0, 0.1), prediction(9.0, 0.001)], Console())
-    assert "d ln R/ds = 9 at eps=0.001, below 25" in capsys.readouterr().err
-    note_if_knee_is_flat([prediction(3.0)], Console(quiet=True))
-    assert capsys.readouterr().err == ""
-    # the paper's model (no gradient term) is not what the note's numbers were measured on
-    note_if_knee_is_flat([prediction(3.0, gradient_term=False)], Console())
-    assert capsys.readouterr().err == ""
-    # end to end: the JSON carries the steepness, and the note follows it
-    result = ok("predict", bundle, *SLQ, "--json")
-    steepness = json.loads(result.stdout)["knee_steepness"]
-    assert steepness > 0
-    assert ("knee of R(s) is flat" in result.stderr) == (steepness < FLAT_KNEE)
+    record = json.loads(ok("predict", bundle, *SLQ, "--json").stdout)
+    assert record["knee_steepness"] > 0
+    flat = record["knee_steepness"] < FLAT_KNEE
+    assert ("flat knee" in record["trust"]["reason"]) == flat
+    if flat:  # the numbers come from the evidence file, not from constants
+        evidence = read_evidence()["flat_knee"]
+        assert f"on {evidence['runs']} l1-trained runs with a flat knee ({evidence['blind_runs']} of them blind)" in record["trust"]["evidence"]
 
 
 def test_predict_computes_the_gradient_once_for_all_epsilons_and_the_figure(bundle, workdir, monkeypatch):
@@ -277,7 +350,7 @@ def test_round_trip_train_predict_prune_validate(bundle, workdir):
     assert (report_path.parent / "validation-spectrum.png").exists()
     assert (report_path.parent / "validation-prediction.png").exists()
     assert plot.exists()
-    table = ok("validate", pruned, *SLQ).stdout
+    table = ok("validate", pruned, *SLQ, "-v").stdout
     assert "measured limit (loss <= L* + eps)" in table
 
 

@@ -184,3 +184,40 @@ def test_default_training_reaches_accuracy_targets(data_spec, model_spec, target
     model = build_model(model_spec, data, seed=0)
     history = train(model, data, seed=0)
     assert history.test_accuracy[-1] >= target, (data_spec, model_spec, history.test_accuracy[-1])
+
+
+# ----------------------------------------------------------------------------- re-training with a fixed mask
+
+
+def test_finetune_masked_keeps_pruned_weights_at_zero_and_lowers_the_loss(digits, small_trained):
+    from pruning_limits.lomp import finetune_masked
+    from pruning_limits.masks import pruning_order
+
+    model = copy.deepcopy(small_trained)
+    dim = flat_weights(model).size
+    keep = torch.ones(dim, dtype=torch.bool)
+    keep[torch.from_numpy(pruning_order(model, "magnitude"))[: dim // 2]] = False
+    pruned = copy.deepcopy(model)
+    prune_model(pruned, dim // 2)
+    finetune_masked(model, digits, keep, epochs=3, seed=0)
+    w = flat_weights(model)
+    assert np.all(w[~keep.numpy()] == 0) and np.all(w[keep.numpy()] != 0)
+    assert evaluate_loss(model, digits.train) < evaluate_loss(pruned, digits.train)
+
+
+def test_retrained_limit_brackets_and_is_at_least_the_one_shot_limit(digits, small_trained):
+    from pruning_limits.lomp import retrained_limit
+
+    eps = batch_std_epsilon(small_trained, digits.train)
+    one_shot = sweep(small_trained, digits, epsilon=eps).limit_by_loss
+    result = retrained_limit(small_trained, digits, epsilon=eps, epochs=2, seed=0, resolution=0.05)
+    assert result.failed_at - result.limit <= 0.05
+    passed = [s for s, _, ok in result.tried if ok]
+    failed = [s for s, _, ok in result.tried if not ok]
+    assert result.limit == max(passed, default=0.0) and result.failed_at == min(failed, default=1.0)
+    # every tried sparsity's verdict is its loss against L* + ε
+    assert all(ok == (loss <= result.dense_loss + eps) for _, loss, ok in result.tried)
+    # re-training the kept weights can only help: up to the bracket's width, at least the one-shot limit
+    assert result.limit >= one_shot - 0.05
+    again = retrained_limit(small_trained, digits, epsilon=eps, epochs=2, seed=0, resolution=0.05)
+    assert again.tried == result.tried

@@ -150,10 +150,15 @@ def test_validation_markdown_has_table_and_figures():
     assert "![The spectrum](out/r-spectrum.png)" in text
     assert "- model spec: `mlp`" in text
     assert "knee sharpness" not in text  # the record has none
-    flat = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=12.0)))
-    assert "| knee sharpness d ln R/ds at s* | 12.0 |" in flat and "below 25, as here, by 1.3 to 28.4 points (20 l1-trained runs" in flat
+    from pruning_limits.regime import trust_level
+
+    trust = trust_level(12.0, 1e-3, evidence={"flat_knee": {"runs": 20, "blind_runs": 6, "gaps": [1.3, 28.4]}}).to_dict()
+    flat = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=12.0), trust=trust))
+    assert "| knee sharpness d ln R/ds at s* | 12.0 |" in flat
+    assert "**Trust: outside the regime** (flat knee: d ln R/ds = 12 at s*, below 25)." in flat
+    assert "on 20 l1-trained runs with a flat knee (6 of them blind) the prediction lay +1.3 to +28.4 points" in flat
     steep = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=80.0)))
-    assert "The knee sharpness is d ln R/ds" in steep and "as here" not in steep
+    assert "The knee sharpness is d ln R/ds" in steep and "Trust" not in steep
 
 
 # ----------------------------------------------------------------------------- figures

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_limits.report import markdown_table
     from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
     from pruning_limits.taylor import spectral_one_shot_limit
-    from run_validation import ROWS, cached_record
+    from run_validation import ROWS, cached_record, is_l1
 
     torch.set_num_threads(args.threads)
 
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             model_sparsity = record["spectral_one_shot"]["sparsity"]
             model_gap = 100 * (model_sparsity - measured)
-            gaps.setdefault((row.l1 > 0, seed), []).append(abs(model_gap))
+            gaps.setdefault((is_l1(row), seed), []).append(abs(model_gap))
             rows.append([
-                row.name, seed, f"{row.l1:g}", f"{100 * measured:.1f}", f"{100 * record['difference']:+.1f}",
+                row.name, seed, f"{record['training'].get('l1', row.l1):g}", f"{100 * measured:.1f}", f"{100 * record['difference']:+.1f}",
                 f"{100 * (record['taylor_one_shot']['sparsity'] - measured):+.1f}", f"{summary['atom_at_zero']:.2f}",
                 f"{model_gap:+.1f}",
             ])

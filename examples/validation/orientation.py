@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         diag = np.mean([float(v @ np.asarray(operator.matvec(v))) for v in flipped]) / norm2 / mean_curvature
         first = float(loss_gradient(analysed, data.train) @ d)
         epsilon = record["measured"]["epsilon"]
-        print(f"{row.name:24s} {row.l1:7.0e} {dim:6d} {100 * pruned.size / dim:8.1f} {norm2:9.3g} {rho:6.2f} "
+        print(f"{row.name:24s} {str(row.l1):>7s} {dim:6d} {100 * pruned.size / dim:8.1f} {norm2:9.3g} {rho:6.2f} "
               f"{diag:7.2f} {0.5 * curvature / epsilon:8.2f} {first / epsilon:6.2f} {100 * np.mean(np.abs(w) <= ZERO):6.1f}")
     return 0
 

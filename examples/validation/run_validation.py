@@ -35,40 +35,54 @@ class Row:
     name: str
     model: str
     data: str
-    l1: float
+    l1: float | str  # a number pins λ; "auto": chosen on the regularisation path (pruning_limits.regpath)
     epochs: int = 100
     lr: float = 0.05
     exact: bool = False  # also predict from the exact (dense) spectrum
+    init: str | None = None  # start from this row's trained network (``train --init``) instead of a fresh one
 
 
-# λ of the l1 rows, chosen without looking at any prediction: 1e-3 (with the rest of the library's
-# training recipe), unless the trained network then misses its accuracy target of issue 4 (digits MLPs
-# and FC ≥ 95 %, digits CNN ≥ 97 %, MNIST-1D CNN ≥ 85 %, MNIST-1D MLP ≥ 60 %); then the largest of
-# 5e-4, 2e-4, 1e-4 that meets it. Only fc5 needed that: at 1e-3 it collapses to 7.8 % test
-# accuracy, at 5e-4 it reaches 96.0 %. Every family has a λ = 0 control.
-ROWS = (
-    Row("digits-mlp32", "mlp:32", "digits", 1e-3, exact=True),
-    Row("digits-mlp32-nol1", "mlp:32", "digits", 0.0, exact=True),
-    Row("digits-mlp256x128", "mlp:256,128", "digits", 1e-3),
-    Row("digits-mlp256x128-nol1", "mlp:256,128", "digits", 0.0),
-    Row("digits-cnn", "cnn", "digits", 1e-3),
-    Row("digits-cnn-nol1", "cnn", "digits", 0.0),
-    Row("digits-fc5", "fc5", "digits", 5e-4),
-    Row("digits-fc5-nol1", "fc5", "digits", 0.0),
-    Row("mnist1d-mlp", "mlp", "mnist1d", 1e-3, exact=True),
-    Row("mnist1d-mlp-nol1", "mlp", "mnist1d", 0.0, exact=True),
-    Row("mnist1d-cnn1d", "cnn1d", "mnist1d", 1e-3),
-    Row("mnist1d-cnn1d-nol1", "cnn1d", "mnist1d", 0.0),
-    Row("synthetic-mlp", "mlp", "synthetic", 1e-3),
-    Row("synthetic-mlp-nol1", "mlp", "synthetic", 0.0),
-    # real architectures (issue 19), on data generated locally, λ = 1e-3 fixed beforehand like the
-    # rows above: a CIFAR-style ResNet-20 with BatchNorm (first-stage width 4, 16×16 colour images so
-    # that a row runs in minutes on one core) and a two-layer transformer on token sequences.
-    # docs/validation.md ("Real architectures") quotes them from runs of their own; the ResNet's
-    # with --iterations 100 --probes 4 (a product costs 1.3 s of CPU there)
+def is_l1(row: dict | Row) -> bool:
+    """Whether a row (or a record's row) is l1-trained: λ auto or a number > 0."""
+    l1 = row["l1"] if isinstance(row, dict) else row.l1
+    return l1 == "auto" or float(l1) > 0
+
+
+# λ of the l1 rows: "auto", the library's default (``train --l1 auto``): the largest λ on the
+# regularisation path whose validation accuracy (loss for regression) is within the rule's tolerance
+# of the best (pruning_limits.regpath). Until 2026-12-04 the λ were fixed by hand: 1e-3, and 5e-4
+# for fc5 (which collapsed at 1e-3). Every family has a λ = 0 control, and every control is also
+# taken through ``train --init`` (the "-init" rows: the control's weights, l1 fine-tuned along the path).
+_FAMILIES = (
+    ("digits-mlp32", "mlp:32", "digits", True),
+    ("digits-mlp256x128", "mlp:256,128", "digits", False),
+    ("digits-cnn", "cnn", "digits", False),
+    ("digits-fc5", "fc5", "digits", False),
+    ("mnist1d-mlp", "mlp", "mnist1d", True),
+    ("mnist1d-cnn1d", "cnn1d", "mnist1d", False),
+    ("synthetic-mlp", "mlp", "synthetic", False),
+)
+ROWS = tuple(
+    row
+    for name, model, data, exact in _FAMILIES
+    for row in (
+        Row(name, model, data, "auto", exact=exact),
+        Row(f"{name}-nol1", model, data, 0.0, exact=exact),
+        Row(f"{name}-init", model, data, "auto", exact=exact, init=f"{name}-nol1"),
+    )
+)
+# real architectures (issue 19), on data generated locally, λ = 1e-3 fixed beforehand (they were
+# added before λ auto became the default and ran with it): a CIFAR-style ResNet-20 with BatchNorm
+# (first-stage width 4, 16×16 colour images so that a row runs in minutes on one core) and a
+# two-layer transformer on token sequences. docs/validation.md ("Real architectures") quotes them
+# from runs of their own; the ResNet's with --iterations 100 --probes 4 (a product costs 1.3 s of
+# CPU there).
+ROWS += (
     Row("patterns-resnet20", "resnet20:4", "patterns:n=600,test=200,size=16", 1e-3),
     Row("tokens-transformer", "transformer:16,2,2", "tokens:n=1000,test=250", 1e-3),
 )
+
+BY_NAME = {row.name: row for row in ROWS}
 
 #: The reduced row CI runs (tests/test_validation.py): trains in seconds, fewer Lanczos steps.
 QUICK_ROW = "digits-mlp256x128"
@@ -88,27 +102,48 @@ def bundle_path(row: Row, seed: int, cache: Path) -> Path:
 
 
 def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[object, dict]:
-    """Train ``row`` with LOMP, or load the bundle a previous run cached."""
+    """Train ``row`` (λ pinned, or chosen on the path; from a fresh start or from ``row.init``), or load its cached bundle."""
     from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint, save_bundle
-    from pruning_limits.lomp import train
+    from pruning_limits.lomp import accuracy, train
     from pruning_limits.models import build_model
+    from pruning_limits.objective import evaluate_loss
+    from pruning_limits.regpath import train_auto
 
     path = None if cache is None else bundle_path(row, seed, cache)
     if path is not None and path.exists():
         checkpoint = read_checkpoint(path)
         log(f"[{row.name}] reusing {path}")
         return build_from_checkpoint(checkpoint, data=data), dict(checkpoint.training)
-    model = build_model(row.model, data, seed=seed)
     start = time.perf_counter()
-    history = train(model, data, l1=row.l1, epochs=row.epochs, lr=row.lr, seed=seed)
-    settings = {
-        "l1": row.l1,
-        "epochs": row.epochs,
-        "lr": row.lr,
-        "seed": seed,
-        "train_seconds": time.perf_counter() - start,
-        "final_test_accuracy": history.to_dict().get("test_accuracy", [None])[-1],
-    }
+    settings: dict = {"epochs": row.epochs, "lr": row.lr, "seed": seed}
+    if row.init is not None:
+        model, _ = trained_model(BY_NAME[row.init], data, cache, seed, log)
+        settings.update(
+            init=row.init,
+            init_test_accuracy=accuracy(model, data.test),
+            init_test_loss=evaluate_loss(model, data.test),
+            init_train_loss=evaluate_loss(model, data.train),
+        )
+        start = time.perf_counter()
+    else:
+        model = build_model(row.model, data, seed=seed)
+    if row.l1 == "auto":
+        from pruning_limits.regpath import fresh_copy
+
+        fresh = None if row.init is None else fresh_copy(model, seed)
+        l1_path, history = train_auto(
+            model, data, seed=seed, epochs=row.epochs, lr=row.lr, start=row.init or "fresh", fresh=fresh
+        )
+        record = history.settings["l1_path"]
+        seconds = l1_path.seconds + record.get("route", {}).get("seconds", 0.0)
+        settings.update(l1=l1_path.l1, l1_path=record, path_seconds=seconds)
+        log(f"[{row.name}] λ chosen on the path: {l1_path.l1:g} ({l1_path.seconds:.0f} s)")
+    else:
+        history = train(model, data, l1=row.l1, epochs=row.epochs, lr=row.lr, seed=seed)
+        settings["l1"] = row.l1
+    settings["train_seconds"] = time.perf_counter() - start
+    settings["final_test_accuracy"] = history.to_dict().get("test_accuracy", [None])[-1]
+    settings["final_test_loss"] = evaluate_loss(model, data.test) if data.test is not None else None
     log(f"[{row.name}] trained in {settings['train_seconds']:.0f} s")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +313,7 @@ def table(records: list[dict]) -> str:
         exact = r["exact_agrees"]
         exact_text = "–" if exact is None else f"{'yes' if exact else 'no'} ({pct(r['exact_predicted']['sparsity'])})"
         rows.append([
-            r["row"]["name"], p["dim"], f"{r['row']['l1']:g}", f"{p['epsilon']:.3g}", pct(m["dense_accuracy"]),
+            r["row"]["name"], p["dim"], l1_text(r), f"{p['epsilon']:.3g}", pct(m["dense_accuracy"]),
             f"{pct(p['sparsity'])} [{pct(low)}, {pct(high)}] ± {pct(p['probe_spread'])}", pct(p["trace_bound"]),
             pct(m["limit_by_loss"]), pct(m["limit_by_accuracy"]), f"{100 * r['difference']:+.1f}",
             "–" if p.get("knee_steepness") is None else f"{p['knee_steepness']:.0f}",
@@ -287,6 +322,47 @@ def table(records: list[dict]) -> str:
             f"{r['seconds'] + r['training'].get('train_seconds', 0.0):.0f}", r["num_hvps"],
         ])
     return markdown_table(header, rows)
+
+
+def l1_text(record: dict) -> str:
+    """λ of a record's network: the number, with "auto" when the path chose it."""
+    l1 = record["training"].get("l1", record["row"]["l1"])
+    return f"{l1:g} (auto)" if record["row"]["l1"] == "auto" else f"{l1:g}"
+
+
+def groups(records: list[dict]) -> dict[str, list[dict]]:
+    """The suite's records by kind: fresh l1 rows, λ = 0 controls, controls taken through ``train --init``."""
+    return {
+        "l1": [r for r in records if is_l1(r["row"]) and not r["row"].get("init")],
+        "controls": [r for r in records if not is_l1(r["row"])],
+        "init": [r for r in records if r["row"].get("init")],
+    }
+
+
+def path_table(records: list[dict]) -> str:
+    """The λ path of every auto row: chosen λ, points, time of the path against the final training."""
+    from pruning_limits.report import markdown_table
+
+    rows = []
+    for r in records:
+        t = r["training"]
+        path = t.get("l1_path")
+        if path is None:
+            continue
+        pts = path["points"]
+        final = t["train_seconds"] - t["path_seconds"]
+        before = "–" if t.get("init_test_accuracy") is None else pct(t["init_test_accuracy"])
+        rows.append([
+            r["row"]["name"], f"{path['l1']:g}",
+            " ".join(f"{p['l1']:.0e}:{(100 * p['metric']) if path['metric'] == 'accuracy' else p['metric']:.3g}" for p in pts),
+            f"{pts[path['chosen']]['knee_steepness']:.0f}", f"{t['path_seconds']:.0f}", f"{final:.0f}",
+            f"{100 * t['path_seconds'] / max(final, 1e-9):.0f} %", before, pct(t.get("final_test_accuracy")),
+        ])
+    return markdown_table(
+        ["row", "chosen λ", "path (λ:validation metric)", "d ln R/ds at s_ref (chosen)", "path (s)", "final training (s)",
+         "overhead", "test acc. before (init)", "test acc. after"],
+        rows,
+    )
 
 
 def taylor_difference(record: dict) -> float:
@@ -312,26 +388,29 @@ def summary(records: list[dict]) -> str:
     import numpy as np
 
     lines = []
-    controls = [r["difference"] for r in records if r["row"]["l1"] == 0]
-    for key, label in (("difference", "default (gradient term)"), ("difference_paper", "paper's model")):
-        trained = [abs(r[key]) for r in records if r["row"]["l1"] > 0]
-        if trained:
-            lines.append(
-                f"l1-trained rows, {label}: |predicted − measured| max {100 * max(trained):.1f}, median "
-                f"{100 * float(np.median(trained)):.1f} points of sparsity (targets: ≤ 2 and ≤ 1)."
-            )
-    taylor = [abs(taylor_difference(r)) for r in records if r["row"]["l1"] > 0]
+    kinds = groups(records)
+    for kind, label in (("l1", "l1-trained rows (λ auto)"), ("init", "λ = 0 controls after `train --init` (λ auto)")):
+        chosen = kinds[kind]
+        for key, model in (("difference", "default (gradient term)"), ("difference_paper", "paper's model")):
+            gaps = [abs(r[key]) for r in chosen]
+            if gaps:
+                lines.append(
+                    f"{label}, {model}: |predicted − measured| max {100 * max(gaps):.1f}, median "
+                    f"{100 * float(np.median(gaps)):.1f} points of sparsity ({len(gaps)} rows)."
+                )
+    taylor = [abs(taylor_difference(r)) for r in kinds["l1"]]
     if taylor:
         lines.append(
             f"l1-trained rows, Taylor one-shot model (a diagnostic, not a prediction from the spectrum): "
             f"|model − measured| max {100 * max(taylor):.1f}, median {100 * float(np.median(taylor)):.1f} points."
         )
-    one_shot = [abs(one_shot_difference(r)) for r in records if r["row"]["l1"] > 0 and one_shot_difference(r) is not None]
+    one_shot = [abs(one_shot_difference(r)) for r in kinds["l1"] if one_shot_difference(r) is not None]
     if one_shot:
         lines.append(
             f"l1-trained rows, spectral one-shot model (a candidate, not the default; docs/theory.md §6b): "
             f"|model − measured| max {100 * max(one_shot):.1f}, median {100 * float(np.median(one_shot)):.1f} points."
         )
+    controls = [r["difference"] for r in kinds["controls"]]
     if controls:
         lines.append(
             f"λ = 0 controls: predicted − measured from {100 * min(controls):+.1f} to {100 * max(controls):+.1f} points."
@@ -339,11 +418,38 @@ def summary(records: list[dict]) -> str:
     return "\n\n".join(lines)
 
 
+def evidence_section(records: list[dict], settings: dict) -> dict:
+    """What the suite shows, by trust verdict (pruning_limits.regime), for the evidence file the messages quote."""
+    from pruning_limits.regime import gap_range, trust_level
+
+    by_level: dict[str, list[float]] = {"in regime": [], "outside the regime": []}
+    for r in records:
+        if not is_l1(r["row"]):
+            continue
+        steep = r["predicted"].get("knee_steepness")
+        level = trust_level(float("nan") if steep is None else steep, r["training"].get("l1")).level
+        by_level[level].append(r["difference"])
+    return {
+        "in_regime": gap_range(by_level["in regime"]),
+        "outside_l1": gap_range(by_level["outside the regime"]),
+        "controls": gap_range([r["difference"] for r in groups(records)["controls"]]),
+        "what": "predicted minus measured one-shot limit by loss (points of sparsity, eps = batch-std), the suite's rows "
+                "split by the trust verdict; controls: the λ = 0 rows",
+        "written_by": settings["command"],
+        "not_run": settings.get("not_run", []),
+        "date": settings["date"],
+    }
+
+
 def write_markdown(path: Path, records: list[dict], settings: dict, figures: Path | None) -> None:
     from pruning_limits.checkpoint import atomic_write
 
     block = [BEGIN, "", f"Generated by `{settings['command']}` ({settings['date']}, {settings['threads']} threads).", ""]
     block += [table(records), "", summary(records), ""]
+    if settings.get("not_run"):
+        block += [f"Not run in this assembly (no cached record): {', '.join(settings['not_run'])}.", ""]
+    if any("l1_path" in r["training"] for r in records):
+        block += ["The λ path of the auto rows (validation metric: accuracy in %, loss for regression):", "", path_table(records), ""]
     if any("ablations" in r for r in records):
         block += [
             "Candidate causes, one at a time: predicted − measured-by-loss in points of sparsity "
@@ -382,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", default="docs", help="folder for validation.md, validation.json and figures")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--ablations", action="store_true", help="re-predict each row changing one assumption at a time")
+    parser.add_argument("--cached-only", action="store_true", help="assemble from the rows with a cached record; list the others as not run")
     args = parser.parse_args(argv)
 
     import os
@@ -393,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_limits.report import write_json
 
     torch.set_num_threads(args.threads)
-    by_name = {row.name: row for row in ROWS}
+    by_name = BY_NAME
     names = [QUICK_ROW] if args.quick else (args.rows.split(",") if args.rows else list(by_name))
     unknown = [n for n in names if n not in by_name]
     if unknown:
@@ -409,6 +516,12 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"threads: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
         f"SLQ {probes} probes x {iterations} steps")
+    missing = []
+    if args.cached_only:
+        if cache is None:
+            parser.error("--cached-only needs --cache")
+        missing = [n for n in names if cached_record(by_name[n], args.seed, cache, iterations=iterations, probes=probes) is None]
+        names = [n for n in names if n not in missing]
     records = [
         run_row(
             by_name[n], iterations=iterations, probes=probes, seed=args.seed, cache=cache, figures=figures, log=log,
@@ -423,12 +536,17 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": iterations,
         "probes": probes,
         "seed": args.seed,
+        "not_run": missing,
     }
     docs.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if args.quick else ""
     write_json(docs / f"validation{suffix}.json", {"settings": settings, "rows": records})
     if not args.quick:
         write_markdown(docs / "validation.md", records, settings, figures)
+    if names == list(BY_NAME) and args.seed == 0:  # the whole suite: the evidence the trust messages quote
+        from pruning_limits.regime import write_evidence_section
+
+        write_evidence_section("suite", evidence_section(records, settings))
     print(table(records))
     print()
     print(summary(records))

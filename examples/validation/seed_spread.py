@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_limits.data import load_data
     from pruning_limits.limits import knee_steepness
     from pruning_limits.masks import distance_curve
-    from run_validation import ROWS, bundle_path, run_row, trained_model
+    from run_validation import ROWS, bundle_path, is_l1, run_row, trained_model
 
     torch.set_num_threads(args.threads)
-    trained = {row.name: row for row in ROWS if row.l1 > 0}
+    trained = {row.name: row for row in ROWS if is_l1(row) and not row.init}
     names = args.rows.split(",") if args.rows else list(trained)
     unknown = [n for n in names if n not in trained]
     if unknown:

@@ -1,0 +1,171 @@
+"""Whether a prediction can be trusted: the regime criterion and the evidence it quotes.
+
+The kinematic prediction (shared/THEORY.md §4) is a pruning limit only for networks in the LOMP
+regime (THEORY §9): trained with an l1 penalty strong enough that ``R(s)`` has a sharp knee.
+docs/validation.md measured what happens outside it: λ = 0 networks were predicted 11 to 30
+points above their one-shot limit, and l1-trained networks whose knee was flat at ``s*`` were
+predicted too high as well. The criterion (:func:`trust_level`) is therefore:
+
+- **in regime** when the knee sharpness ``d ln R/ds`` at ``s*`` (``Prediction.knee_steepness``,
+  ``limits.knee_steepness``) is at least ``limits.FLAT_KNEE`` = 25 *and* the network is not known
+  to be trained without l1 (a bundle records its λ; other checkpoints say nothing and are
+  judged by the knee alone);
+- **outside the regime** otherwise: recorded λ = 0, a flat knee, or an undefined steepness.
+
+The numbers quoted with a verdict (ranges of past gaps, run counts) are read at run time from
+``pruning_limits/evidence.json``, which the validation scripts write
+(``examples/validation/run_validation.py`` writes its ``suite`` section); nothing is typed here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._checks import PruningLimitsError
+
+#: The evidence file installed with the package (setup.cfg ``package_data``).
+EVIDENCE_FILE = Path(__file__).with_name("evidence.json")
+
+IN_REGIME = "in regime"
+OUTSIDE = "outside the regime"
+
+
+def read_evidence(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The evidence sections (``{}`` when the file is absent); a damaged file is a one-line error."""
+    target = Path(path) if path is not None else EVIDENCE_FILE
+    if not target.exists():
+        return {}
+    try:
+        content = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PruningLimitsError(f"cannot read the evidence file {str(target)!r}: {exc}") from None
+    if not isinstance(content, dict):
+        raise PruningLimitsError(f"evidence file {str(target)!r} must hold a JSON object, got {type(content).__name__}")
+    return content
+
+
+def write_evidence_section(name: str, section: dict[str, Any], path: str | os.PathLike[str] | None = None) -> Path:
+    """Replace one section of the evidence file (atomically), keeping the others."""
+    from .checkpoint import atomic_write
+
+    target = Path(path) if path is not None else EVIDENCE_FILE
+    content = read_evidence(target)
+    content[name] = section
+    return atomic_write(target, json.dumps(content, indent=2, ensure_ascii=False) + "\n")
+
+
+@dataclass(frozen=True)
+class Trust:
+    """The verdict on one prediction.
+
+    Attributes:
+        level: :data:`IN_REGIME` or :data:`OUTSIDE`.
+        reasons: why, in words (each a clause).
+        evidence: what past runs in that situation showed, in words ("" when the file has none).
+        knee_steepness: ``d ln R/ds`` at ``s*``.
+        flat_knee: the level it was compared with.
+        l1: the recorded λ, or ``None`` when the checkpoint does not say.
+    """
+
+    level: str
+    reasons: tuple[str, ...]
+    evidence: str
+    knee_steepness: float
+    flat_knee: float
+    l1: float | None
+
+    @property
+    def in_regime(self) -> bool:
+        return self.level == IN_REGIME
+
+    def reason(self) -> str:
+        """The reasons joined into one clause."""
+        return "; ".join(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable copy."""
+        return {
+            "level": self.level,
+            "in_regime": self.in_regime,
+            "reason": self.reason(),
+            "evidence": self.evidence,
+            "knee_steepness": None if not math.isfinite(self.knee_steepness) else self.knee_steepness,
+            "flat_knee": self.flat_knee,
+            "l1": self.l1,
+        }
+
+
+def _range(low: float, high: float) -> str:
+    return f"{low:+.1f} to {high:+.1f}" if low != high else f"{low:+.1f}"
+
+
+def trust_level(knee_steepness: float, l1: float | None, *, evidence: dict[str, Any] | None = None) -> Trust:
+    """The documented criterion (module docstring) applied to one prediction.
+
+    Args:
+        knee_steepness: ``d ln R/ds`` at the predicted ``s*`` (NaN when undefined).
+        l1: the λ the network was trained with, or ``None`` when unknown.
+        evidence: the evidence sections (default: :func:`read_evidence`).
+
+    Returns:
+        The :class:`Trust`.
+    """
+    from .limits import FLAT_KNEE
+
+    evidence = read_evidence() if evidence is None else evidence
+    steep = float(knee_steepness)
+    known_l1 = None if l1 is None else float(l1)
+    reasons: list[str] = []
+    without_l1 = known_l1 is not None and known_l1 == 0.0
+    if without_l1:
+        reasons.append("trained without l1 (λ = 0)")
+    if not math.isfinite(steep):
+        reasons.append("knee of R(s) undefined at s*")
+        flat = True
+    elif steep < FLAT_KNEE:
+        reasons.append(f"flat knee: d ln R/ds = {steep:.0f} at s*, below {FLAT_KNEE:g}")
+        flat = True
+    else:
+        flat = False
+    level = OUTSIDE if (without_l1 or flat) else IN_REGIME
+    if level == IN_REGIME:
+        trained = f"l1-trained (λ = {known_l1:g})" if known_l1 is not None else "λ not recorded"
+        reasons = [trained, f"sharp knee: d ln R/ds = {steep:.0f} at s*, at least {FLAT_KNEE:g}"]
+    return Trust(level, tuple(reasons), _evidence_text(level, without_l1, evidence), steep, FLAT_KNEE, known_l1)
+
+
+def _evidence_text(level: str, without_l1: bool, evidence: dict[str, Any]) -> str:
+    suite = evidence.get("suite", {})
+    if level == IN_REGIME:
+        part = suite.get("in_regime")
+        if part and part.get("runs"):
+            return (
+                f"on the {part['runs']} such networks of docs/validation.md the prediction minus the measured "
+                f"one-shot limit was {_range(*part['gaps'])} points of sparsity"
+            )
+        return ""
+    if without_l1:
+        part = suite.get("controls")
+        if part and part.get("runs"):
+            return (
+                f"on the {part['runs']} λ = 0 networks of docs/validation.md the prediction lay "
+                f"{_range(*part['gaps'])} points from the measured one-shot limit"
+            )
+    part = evidence.get("flat_knee")
+    if part and part.get("runs"):
+        return (
+            f"on {part['runs']} l1-trained runs with a flat knee ({part.get('blind_runs', 0)} of them blind) "
+            f"the prediction lay {_range(*part['gaps'])} points above the measured one-shot limit"
+        )
+    return ""
+
+
+def gap_range(gaps: list[float]) -> dict[str, Any]:
+    """``{"runs": n, "gaps": [min, max]}`` in points of sparsity (for the evidence file)."""
+    points = [100.0 * g for g in gaps]
+    return {"runs": len(points), "gaps": [round(min(points), 1), round(max(points), 1)] if points else []}

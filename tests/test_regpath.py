@@ -1,0 +1,194 @@
+"""The regularisation path (pruning_limits.regpath): the rule on constructed paths, reproducibility, warm starts."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from pruning_limits import PruningLimitsError
+from pruning_limits.data import make_bundle
+from pruning_limits.lomp import train
+from pruning_limits.models import build_model
+from pruning_limits.objective import evaluate_loss, flat_weights
+from pruning_limits.regpath import (
+    ACCURACY_TOLERANCE,
+    LOSS_TOLERANCE,
+    acceptable,
+    choose_l1,
+    default_grid,
+    l1_path,
+    reference_sparsity,
+    tolerance_for,
+    train_auto,
+    validation_split,
+)
+from pruning_limits.limits import magnitude_distance_curve
+
+GRID = [1e-4, 1e-3, 1e-2]
+SHORT = {"grid": GRID, "warmup_epochs": 2, "path_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Four Gaussian blobs in 6 dimensions: 400 training, 100 test samples."""
+    g = torch.Generator().manual_seed(0)
+    centres = 3 * torch.randn(4, 6, generator=g)
+    y = torch.randint(0, 4, (500,), generator=g)
+    x = centres[y] + torch.randn(500, 6, generator=g)
+    return make_bundle((x[:400], y[:400]), (x[400:], y[400:]), spec="blobs")
+
+
+# ----------------------------------------------------------------------------- the rule (pure function)
+
+
+def test_rule_picks_the_largest_lambda_within_tolerance_of_the_best():
+    lams = [1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3, 3.2e-3]
+    acc = [0.90, 0.95, 0.960, 0.955, 0.949, 0.80]
+    # best 0.96; within 0.01: 0.95, 0.96, 0.955 (0.949 is 0.011 below) -> the largest λ among them is 8e-4
+    assert choose_l1(lams, acc, higher_is_better=True, tolerance=0.01) == 3
+    assert acceptable(acc, higher_is_better=True, tolerance=0.01).tolist() == [False, True, True, True, False, False]
+    # a wider tolerance admits 1.6e-3; zero tolerance only the best
+    assert choose_l1(lams, acc, higher_is_better=True, tolerance=0.012) == 4
+    assert choose_l1(lams, acc, higher_is_better=True, tolerance=0.0) == 2
+    # the order of the path does not matter, only λ
+    perm = [5, 2, 0, 4, 1, 3]
+    assert perm[choose_l1(np.array(lams)[perm], np.array(acc)[perm], higher_is_better=True, tolerance=0.01)] == 3
+
+
+def test_rule_on_losses_and_missing_values():
+    lams = [1e-4, 1e-3, 1e-2, 1e-1]
+    loss = [0.50, 0.40, 0.44, np.nan]
+    # best 0.40, tolerance 0.05 absolute: 0.44 passes, NaN never
+    assert choose_l1(lams, loss, higher_is_better=False, tolerance=0.05) == 2
+    assert choose_l1(lams, loss, higher_is_better=False, tolerance=0.03) == 1
+    with pytest.raises(PruningLimitsError, match="no finite value"):
+        choose_l1(lams, [np.nan] * 4, higher_is_better=False, tolerance=0.1)
+    with pytest.raises(PruningLimitsError, match="differ in shape"):
+        choose_l1(lams[:3], loss, higher_is_better=False, tolerance=0.1)
+
+
+def test_tolerances_are_one_point_of_accuracy_or_of_r2():
+    assert tolerance_for(torch.tensor([0, 1, 2])) == ACCURACY_TOLERANCE == 0.01
+    y = torch.tensor([[1.0], [3.0]])  # variance 1
+    assert tolerance_for(y) == pytest.approx(LOSS_TOLERANCE * 1.0) and LOSS_TOLERANCE == 0.01
+
+
+def test_default_grid_is_geometric():
+    grid = default_grid()
+    assert grid[0] == 1e-4 and np.allclose(grid[1:] / grid[:-1], 2.0) and len(grid) == 8
+
+
+def test_reference_sparsity_against_brute_force():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(97) * rng.exponential(size=97)
+    r2 = magnitude_distance_curve(w)
+    total = float(np.sum(w**2))
+    # brute force: prune the m smallest squared weights, the largest m keeping the pruned share <= 1 %
+    sq = np.sort(w**2)
+    best = max(m for m in range(98) if sq[:m].sum() <= 0.01 * total)
+    assert reference_sparsity(r2, 0.01) == pytest.approx(best / 97)
+
+
+def test_validation_split_is_seeded_and_disjoint():
+    tr, va = validation_split(100, seed=3)
+    assert len(va) == 20 and len(tr) == 80 and set(tr.tolist()).isdisjoint(va.tolist())
+    assert sorted(tr.tolist() + va.tolist()) == list(range(100))
+    assert torch.equal(validation_split(100, seed=3)[1], va)
+    assert not torch.equal(validation_split(100, seed=4)[1], va)
+
+
+# ----------------------------------------------------------------------------- the path
+
+
+def test_path_is_reproducible_for_a_seed(blobs):
+    model = build_model("mlp:8", blobs, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    a = l1_path(model, blobs, seed=1, **SHORT)
+    b = l1_path(model, blobs, seed=1, **SHORT)
+    assert [p.metric for p in a.points] == [p.metric for p in b.points]
+    assert [p.validation_loss for p in a.points] == [p.validation_loss for p in b.points]
+    assert a.chosen == b.chosen and a.validation_size == 80
+    for sa, sb in zip(a.states, b.states):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # the model handed in is not modified
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    c = l1_path(model, blobs, seed=2, **SHORT)
+    assert [p.validation_loss for p in c.points] != [p.validation_loss for p in a.points]
+    record = a.to_dict()
+    assert record["l1"] == GRID[a.chosen] and [p["l1"] for p in record["points"]] == GRID[: len(a.points)]
+    # the rule's choice is the pure function's on the recorded metrics
+    assert a.chosen == choose_l1(GRID[: len(a.points)], [p.metric for p in a.points], higher_is_better=True, tolerance=0.01)
+
+
+def test_path_starts_from_the_given_weights(blobs):
+    """--init: the loss before the first step is the checkpoint's, and a vanishing step leaves its weights."""
+    trained = build_model("mlp:8", blobs, seed=0)
+    train(trained, blobs, l1=0.0, epochs=5, seed=0)
+    fit_idx, _ = validation_split(400, seed=0)
+    fit = (blobs.x_train[fit_idx], blobs.y_train[fit_idx])
+    path = l1_path(trained, blobs, seed=0, start="ckpt", **SHORT)
+    assert path.start_loss == evaluate_loss(trained, fit) and path.start == "ckpt"
+    still = l1_path(trained, blobs, seed=0, lr=1e-12, **SHORT)
+    np.testing.assert_allclose(flat_weights(trained), np.concatenate([
+        still.states[0][k].flatten().numpy() for k in still.states[0] if k.endswith("weight")
+    ]), atol=1e-9)
+
+
+def test_train_auto_trains_at_the_chosen_lambda_from_the_path(blobs):
+    model = build_model("mlp:8", blobs, seed=0)
+    path, history = train_auto(model, blobs, seed=0, epochs=2, path_kwargs=SHORT)
+    assert history.settings["l1"] == path.l1 and history.settings["l1_path"]["l1"] == path.l1
+    # the final run is lomp.train warm-started from the path's weights at the chosen λ
+    again = build_model("mlp:8", blobs, seed=0)
+    again.load_state_dict(path.states[path.chosen])
+    train(again, blobs, l1=path.l1, epochs=2, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_path_checks_its_grid(blobs):
+    model = build_model("mlp:8", blobs, seed=0)
+    with pytest.raises(PruningLimitsError, match="grid must be increasing positive"):
+        l1_path(model, blobs, grid=[1e-3, 1e-4])
+    with pytest.raises(PruningLimitsError, match="grid must be increasing positive"):
+        l1_path(model, blobs, grid=[0.0, 1e-4])
+
+
+def test_init_chooses_lambda_on_a_fresh_network_and_fine_tunes_the_checkpoint_up_to_it(blobs):
+    from pruning_limits.regpath import fresh_copy
+
+    trained = build_model("mlp:8", blobs, seed=0)
+    train(trained, blobs, l1=0.0, epochs=5, seed=0)
+    fresh = fresh_copy(trained, seed=0)
+    # every parameter re-drawn, the checkpoint untouched
+    assert all(not torch.equal(a, b) for a, b in zip(fresh.parameters(), trained.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(fresh_copy(trained, 0).parameters(), fresh.parameters()))
+    start_weights = flat_weights(trained)
+    tuned = copy.deepcopy(trained)
+    path, history = train_auto(tuned, blobs, seed=0, epochs=1, fresh=fresh, start="ckpt", path_kwargs=SHORT)
+    record = history.settings["l1_path"]
+    choosing = l1_path(fresh, blobs, seed=0, **SHORT)
+    assert path.l1 == choosing.l1 == record["l1"]  # the choice is the fresh network's
+    route = record["route"]
+    assert [p["l1"] for p in route["points"]] == [v for v in GRID if v <= path.l1] and route["start"] == "ckpt"
+    # the route starts from the checkpoint's weights
+    fit_idx, _ = validation_split(400, seed=0)
+    assert route["start_loss"] == evaluate_loss(trained, (blobs.x_train[fit_idx], blobs.y_train[fit_idx]))
+    assert np.array_equal(flat_weights(trained), start_weights)
+
+
+def test_fresh_copy_refuses_layers_it_cannot_reset():
+    class Scale(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+    assert fresh_copy_of(torch.nn.Sequential(torch.nn.Linear(3, 3), Scale())) is None
+
+
+def fresh_copy_of(model):
+    from pruning_limits.regpath import fresh_copy
+
+    return fresh_copy(model, 0)
