@@ -109,7 +109,7 @@ def analysis_spectrum(
         operator = HessianOperator(analysed, hessian_data, memory_budget=budget)
         monitor_context = None
     console.log(
-        f"estimating the Hessian spectrum: SLQ, "
+        "estimating the Hessian spectrum: SLQ, "
         + (f"{settings.get('iterations', DEFAULT_ITERATIONS)} Lanczos steps" if tolerance is None
            else f"until s* settles to {100 * tolerance:g} points (at most {settings.get('iterations', DEFAULT_ITERATIONS)} steps)")
         + f", {subset['samples']} of {subset['total']} samples on {analysed_device(analysed)}"
@@ -176,7 +176,7 @@ def analysis_gradient(model: Any, data: Any, *, settings: dict[str, Any] | None 
 
 def analysis_epsilons(model: Any, data: Any, epsilons: list[Any], *, analysed: Any = None) -> list[float]:
     """Numeric ε values: ``"batch-std"`` from the float64 analysis of the full training data
-    (as :func:`pruning_limits.limits.predict_limit` computes it), numbers as given."""
+    (as :func:`pruning_limits.pipeline.predict_limit` computes it), numbers as given."""
     import copy
 
     import torch
@@ -206,7 +206,8 @@ def predict(
     structure: str = "unstructured",
 ) -> Any:
     """``predict_limit`` with a precomputed spectrum and gradient (``None``: the paper's model) for a structure."""
-    from pruning_limits.limits import DEFAULT_ETA, predict_limit
+    from pruning_limits.limits import DEFAULT_ETA
+    from pruning_limits.pipeline import predict_limit
 
     return predict_limit(
         model,

@@ -140,7 +140,6 @@ def train_command(
     regime where the prediction holds) and reports its accuracy and loss before and after.
     """
     from pruning_limits._checks import check_choice, check_int, check_positive
-    from pruning_limits.checkpoint import save_bundle
     from pruning_limits.data import check_data_fits_model, load_data
     from pruning_limits.lomp import OPTIMIZERS, accuracy, train
     from pruning_limits.models import build_model

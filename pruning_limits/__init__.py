@@ -50,7 +50,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "limits": (
         "Prediction",
         "predict_from_spectrum",
-        "predict_limit",
         "limit_curve",
         "fixed_point_curve",
         "LimitCurve",
@@ -60,6 +59,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "first_order_curve",
         "knee_steepness",
     ),
+    # the model-level pipeline (model, data, settings -> Prediction)
+    "pipeline": ("predict_limit",),
     # data, models, pruning and LOMP
     "data": ("DataBundle", "load_data", "make_bundle", "check_data_fits_model"),
     "models": ("build_model", "ModelRecord", "model_record", "rebuild_model"),

@@ -73,10 +73,3 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise PruningLimitsError(f"{name} must be one of {', '.join(map(repr, choices))}, got {describe(value)}")
     return value
-
-
-def is_callable_spec(spec: str) -> bool:
-    """Whether ``spec`` has the form ``package.module:name`` or ``package.module:name(key=literal, ...)``."""
-    from .specs import looks_callable
-
-    return looks_callable(spec)

@@ -55,7 +55,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import PruningLimitsError, describe, is_callable_spec
+from ._checks import PruningLimitsError, describe
+from .specs import looks_callable
 from .objective import check_pair, eval_mode, iter_batches, logits, model_device_dtype
 from .specs import parse_callable_spec
 
@@ -517,7 +518,7 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
         return _load_tokens(_parse_options(name, options, allowed), seed, spec)
     if spec.lower().endswith(".npz"):
         return _load_npz(spec, seed, spec)
-    if is_callable_spec(spec):
+    if looks_callable(spec):
         return _load_callable(spec)
     raise PruningLimitsError(
         f"unknown data spec {spec!r}: expected one of {', '.join(BUILTIN_DATA)}, a .npz file, "

@@ -17,21 +17,19 @@ Network: A Fundamental Limit Perspective" (NeurIPS 2024, arXiv 2306.05857):
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe
 from ._search import last_true
 from .geometry import delta_integrand, kinematic_margin
-from .report import to_jsonable
-from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum
+from ._jsonable import to_jsonable
+from .spectrum import Spectrum
 
 #: Default η of the kinematic interval (a 95 % statement, as in Amelunxen et al. 2014).
 DEFAULT_ETA = 0.05
@@ -585,139 +583,3 @@ def fixed_point_curve(
         margin=kinematic_margin(eta) / math.sqrt(dim),
         limit=limit,
     )
-
-
-def predict_limit(
-    model: Any,
-    data: Any,
-    *,
-    epsilon: float | str = "batch-std",
-    iterations: int = DEFAULT_ITERATIONS,
-    probes: int | None = DEFAULT_PROBES,
-    seed: int = 0,
-    eta: float = DEFAULT_ETA,
-    loss_fn: Any = None,
-    params: Any = "prunable",
-    spectrum: Spectrum | None = None,
-    dtype: torch.dtype | None = torch.float64,
-    gradient_term: bool = True,
-    gradient: Any = None,
-    memory_budget: int | None = None,
-    progress: bool = False,
-    structure: Any = "unstructured",
-    tolerance: float | None = None,
-    hessian_samples: int | None = None,
-) -> Prediction:
-    """The whole pipeline on a model: ε, Hessian spectrum by SLQ, weights, pruning limit.
-
-    Args:
-        model: trained network (not modified).
-        data: analysis data (DataLoader, Dataset or ``(x, y)`` pair), normally the training data.
-        epsilon: ε > 0, or ``"batch-std"``: the std of the loss over mini-batches of 128 in fixed
-            order (the official code's choice, :func:`pruning_limits.objective.batch_std_epsilon`).
-        iterations: Lanczos steps per probe (default 300, see docs/theory.md "SLQ settings").
-        probes: SLQ probe vectors (default 8, see docs/theory.md "SLQ settings").
-        seed: seed of the SLQ probes.
-        eta: failure probability of the kinematic interval (default 0.05).
-        loss_fn: per-batch mean loss ``loss_fn(outputs, targets)``; default cross-entropy for
-            integer targets, MSE otherwise.
-        params: ``"prunable"``, ``"all"`` or a list of parameter names.
-        spectrum: a precomputed spectrum of the Hessian (skips SLQ).
-        dtype: dtype of the analysed copy of the model, default ``torch.float64`` (``None``
-            analyses the model as it is). Float32 Hessian-vector products
-            carry noise of ~1e-7·λ_max, which fakes small eigenvalues exactly where ``φ_R``
-            changes (docs/theory.md, "Float64 analysis").
-        gradient_term: subtract the first-order cost of pruning from ε (one full-data
-            gradient; :func:`predict_from_spectrum`'s ``gradient``). Default True: after l1
-            training the data-loss gradient is ``−λ·sign(w)``, and neglecting it made every
-            row of docs/validation.md promise more sparsity than pruning delivered. False is
-            the paper's model (Zhang et al. 2024, which neglects the term).
-        gradient: a precomputed data-loss gradient at the weights (flat, in the order of
-            :func:`~pruning_limits.objective.flat_weights`; skips its computation, as ``spectrum``
-            skips SLQ). Only with ``gradient_term=True``.
-        memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
-            (default 1 GiB). SLQ uses the block Gauss rule, fully re-orthogonalised when all
-            probes' bases fit, otherwise without re-orthogonalisation
-            (:func:`pruning_limits.spectrum.slq`).
-        progress: show a tqdm progress bar on stderr.
-        structure: the allowed supports (:mod:`pruning_limits.structures`, THEORY §8):
-            ``"unstructured"`` (default, global magnitude), ``"layerwise"``, ``"neuron"``,
-            ``"channel"`` or ``"N:M"``. Checked, with the model, before any work.
-        tolerance: stop SLQ once ``s*`` has settled to this many sparsity units
-            (:mod:`pruning_limits.adaptive`; its default is
-            :data:`~pruning_limits.adaptive.DEFAULT_TOLERANCE`); ``iterations`` is then the
-            most steps per probe and ``probes=None`` picks
-            :func:`~pruning_limits.spectrum.default_probes`. ``None`` (default): a fixed run.
-        hessian_samples: the Hessian over a seeded (``seed``) random subset of this many
-            samples (:mod:`pruning_limits.subsets`); ε and the gradient term stay on all of
-            ``data``. Warns when the subset's rank hazard exceeds the tolerance. ``None``: all.
-
-    Returns:
-        :class:`Prediction` with ``num_hvps`` and ``seconds`` of the whole pipeline (for a
-        structure: its limit at its allowed points, ``criterion`` its name); for ``N:M`` a
-        :class:`~pruning_limits.structures.PatternPrediction` (feasible at ε, needed ε).
-    """
-    from .objective import batch_std_epsilon, flat_weights, loss_gradient
-
-    start = time.perf_counter()
-    if not isinstance(model, torch.nn.Module):
-        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
-    if gradient is not None and not gradient_term:
-        raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
-    analysed = model
-    if dtype is not None:
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise PruningLimitsError(f"dtype must be a floating torch dtype or None, got {describe(dtype)}")
-        analysed = copy.deepcopy(model).to(dtype)
-    if isinstance(epsilon, str):
-        check_choice("epsilon", epsilon, ("batch-std",))
-        eps = batch_std_epsilon(analysed, data, loss_fn)
-    else:
-        eps = check_positive("epsilon", epsilon)
-    weights = flat_weights(analysed, params)
-    plan = None
-    if structure != "unstructured":
-        from .structures import layer_layout, parse_structure, structured_order
-
-        if parse_structure(structure).kind != "unstructured":
-            if params != "prunable":
-                raise PruningLimitsError(f"structure {structure} needs params='prunable' (the layers it groups)")
-            plan = structured_order(weights, layer_layout(analysed), structure)
-    if gradient_term and gradient is None:
-        gradient = loss_gradient(analysed, data, loss_fn, params)
-    if spectrum is None:
-        from .adaptive import DEFAULT_TOLERANCE, adaptive_slq
-        from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
-        from .subsets import hessian_subset, subset_record
-
-        watch = None if tolerance is None else check_positive("tolerance", tolerance)
-        subset = subset_record(
-            analysed, data, hessian_samples, weights.size, tolerance=DEFAULT_TOLERANCE if watch is None else watch
-        )
-        operator = HessianOperator(
-            analysed,
-            hessian_subset(data, hessian_samples, seed),
-            loss_fn=loss_fn,
-            params=params,
-            memory_budget=DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget,
-        )
-        spectrum = adaptive_slq(
-            operator,
-            None if watch is None else sparsity_estimator(weights, [eps], gradient=gradient),
-            tolerance=watch,
-            iterations=check_int("iterations", iterations, 1),
-            probes=None if probes is None else check_int("probes", probes, 1),
-            seed=seed,
-            memory_budget=memory_budget,
-            progress=progress,
-        )
-        spectrum = replace(spectrum, num_hvps=operator.num_hvps, stopping={**spectrum.stopping, "hessian_subset": subset})
-    if plan is not None:
-        from .structures import PatternPrediction, predict_structured
-
-        structured = predict_structured(weights, spectrum, eps, plan, eta=eta, gradient=gradient)
-        if isinstance(structured, PatternPrediction):
-            return structured
-        return replace(structured, seconds=time.perf_counter() - start)
-    prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
-    return replace(prediction, seconds=time.perf_counter() - start)

@@ -55,7 +55,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, describe, is_callable_spec
+from ._checks import PruningLimitsError, describe
+from .specs import looks_callable
 from .specs import parse_callable_spec
 
 BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d", "resnet20", "resnet18", "transformer")
@@ -273,7 +274,7 @@ def _construct(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size
             input_shape=input_shape, num_classes=outputs, vocab_size=vocab_size, d_model=d_model,
             layers=layers, heads=heads, patch=patch, spec=spec,
         )
-    if is_callable_spec(spec):
+    if looks_callable(spec):
         return _user_factory(spec, input_shape, outputs)
     raise PruningLimitsError(
         f"unknown model spec {spec!r}: expected mlp[:W1,W2,...], fc:depth,width, fc5, fc12, cnn[:C1,C2], "

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._checks import PruningLimitsError, describe
+from ._checks import PruningLimitsError
+from ._jsonable import to_jsonable
 from .checkpoint import atomic_open, atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,35 +37,6 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
 # ----------------------------------------------------------------------------- JSON
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert numpy arrays/scalars, tuples, paths and objects with ``to_dict()`` to JSON types.
-
-    Non-finite floats become ``None`` (``null``): strict JSON has no NaN or infinity.
-    """
-    if hasattr(value, "to_dict") and callable(value.to_dict):
-        return to_jsonable(value.to_dict())
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, (str, type(None))):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # torch scalar tensors
-        return to_jsonable(value.item())
-    raise PruningLimitsError(f"cannot serialise {describe(value)} to JSON")
 
 
 def dumps_json(record: Any, *, indent: int | None = 2) -> str:

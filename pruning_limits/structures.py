@@ -516,7 +516,7 @@ class PatternPrediction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record (``interval`` is ``None``: the uncertainty is in ε here)."""
-        from .report import to_jsonable
+        from ._jsonable import to_jsonable
 
         return to_jsonable(
             {

@@ -1,6 +1,6 @@
 """Theory against measurement on one trained network: predict the limit, then prune and look.
 
-The prediction (Zhang et al. 2024, §4; :func:`pruning_limits.limits.predict_limit`) and the
+The prediction (Zhang et al. 2024, §4; :func:`pruning_limits.pipeline.predict_limit`) and the
 measured LOMP limits (§6; :func:`pruning_limits.lomp.sweep`) use the same analysis data and the
 same ε, so the difference ``predicted − measured-by-loss`` is the error of the theory.
 """
@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ._checks import PruningLimitsError, check_positive, describe
-from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, predict_limit
+from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum
+from .pipeline import predict_limit
 from .lomp import SweepResult, sweep
 from .objective import flat_weights, loss_gradient
 from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
@@ -35,7 +36,7 @@ class Validation:
 
     Attributes:
         prediction: the predicted limit from the SLQ spectrum, with the first-order (gradient)
-            term subtracted from ε (the default of :func:`~pruning_limits.limits.predict_limit`).
+            term subtracted from ε (the default of :func:`~pruning_limits.pipeline.predict_limit`).
         paper_prediction: the same in the paper's model, which neglects the gradient term.
         sweep: the one-shot pruning sweep with the measured limits.
         spectrum: the spectrum the prediction used.
@@ -125,7 +126,7 @@ def validate(
     """Predict the pruning limit of ``model`` and measure it by one-shot global magnitude pruning.
 
     The spectrum is computed on a float64 copy of the model (the default of
-    :func:`~pruning_limits.limits.predict_limit`); the sweep prunes the model as it is. Beside
+    :func:`~pruning_limits.pipeline.predict_limit`); the sweep prunes the model as it is. Beside
     the prediction it evaluates the Taylor one-shot diagnostic on the float64 copy (about 50
     Hessian-vector products; :func:`~pruning_limits.taylor.taylor_one_shot_limit`) and the
     spectral one-shot model (no products; :func:`~pruning_limits.taylor.spectral_one_shot_limit`).
@@ -342,7 +343,7 @@ def validate_structures(
         test_data, epsilon, iterations, probes, seed, eta, spectrum, memory_budget, progress:
             as in :func:`validate`.
         gradient_term: subtract the first-order cost of pruning from ε (default True, as
-            :func:`~pruning_limits.limits.predict_limit`).
+            :func:`~pruning_limits.pipeline.predict_limit`).
 
     Returns:
         :class:`StructuresValidation`.

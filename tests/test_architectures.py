@@ -302,7 +302,7 @@ def test_zoo_transformer_refuses_bad_sizes_in_one_line():
 
 
 def test_a_spec_with_arguments_builds_trains_one_epoch_and_predicts():
-    from pruning_limits.limits import predict_limit
+    from pruning_limits.pipeline import predict_limit
     from pruning_limits.lomp import train
     from pruning_limits.spectrum import estimate_spectrum
 
@@ -324,7 +324,7 @@ def test_torchvision_spec_with_arguments():
         import torchvision  # noqa: F401
     except Exception as err:  # noqa: BLE001 - a CUDA wheel against CPU torch fails with RuntimeError
         pytest.skip(f"torchvision does not import here ({type(err).__name__}: {str(err)[:80]})")
-    from pruning_limits.limits import predict_limit
+    from pruning_limits.pipeline import predict_limit
 
     data = load_data("patterns:n=8,test=4,size=32")
     model = build_model("torchvision.models:resnet18(num_classes=10)", data)

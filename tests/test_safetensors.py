@@ -151,7 +151,7 @@ def tiny_bert(num_labels: int = 3):
 
 
 def test_huggingface_folder_loads_and_predicts(tmp_path):
-    from pruning_limits.limits import predict_limit
+    from pruning_limits.pipeline import predict_limit
     from pruning_limits.objective import prunable_parameters
 
     bert = tiny_bert()

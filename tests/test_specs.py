@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pruning_limits._checks import PruningLimitsError, is_callable_spec
+from pruning_limits._checks import PruningLimitsError
+from pruning_limits.specs import looks_callable
 from pruning_limits.checkpoint import BUNDLE_FORMAT, BUNDLE_VERSION, build_from_checkpoint, read_checkpoint
 from pruning_limits.data import load_data
 from pruning_limits.models import build_model, model_record, rebuild_model
@@ -23,8 +24,8 @@ def test_literal_arguments_are_parsed():
     assert parsed.kwargs == {"a": 1, "b": -2.5, "c": "x", "d": (1, 2), "e": [3], "f": {"k": None}, "g": True, "h": 1e-3}
     assert parse_callable_spec("pkg.mod:factory").kwargs == {}
     assert parse_callable_spec("pkg.mod:factory()").kwargs == {}
-    assert is_callable_spec("torchvision.models:resnet18(num_classes=10)")
-    assert not is_callable_spec("mlp:64,32")
+    assert looks_callable("torchvision.models:resnet18(num_classes=10)")
+    assert not looks_callable("mlp:64,32")
 
 
 @pytest.mark.parametrize(

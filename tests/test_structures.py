@@ -429,7 +429,7 @@ def copy_pruned(model, plan, count):
 
 def test_validate_structures_uses_one_spectrum_and_measures_what_it_says(trained, monkeypatch):
     import pruning_limits.validation as validation
-    from pruning_limits.limits import predict_limit
+    from pruning_limits.pipeline import predict_limit
     from pruning_limits.objective import evaluate_loss
 
     model, data = trained

@@ -110,7 +110,7 @@ def test_validate_small_mlp_slq_agrees_with_exact_and_gradient_term_lowers_the_p
 
 def test_memory_budget_selects_the_quadrature_rule_in_validate_and_predict_limit():
     from pruning_limits.lanczos import block_lanczos_bytes
-    from pruning_limits.limits import predict_limit
+    from pruning_limits.pipeline import predict_limit
 
     data = load_data("digits", seed=0)
     model = build_model("mlp:8", data, seed=0)  # D = 592
