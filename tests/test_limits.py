@@ -14,8 +14,8 @@ from pruning_limits.limits import (
     limit_curve,
     magnitude_distance_curve,
     predict_from_spectrum,
-    predict_limit,
 )
+from pruning_limits.pipeline import predict_limit
 
 # ---------------------------------------------------------------------------------------------
 # random cases and the brute-force oracle
