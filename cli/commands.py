@@ -415,7 +415,9 @@ def predict_command(
         for eps in eps_values
     ]
     if parsed.kind != "unstructured":
-        _emit_structured_predictions(predictions, loaded.model, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console)
+        _emit_structured_predictions(
+            predictions, loaded.model, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console, start=start
+        )
         return
     trusts = [trust_of(p, loaded).to_dict() for p in predictions]
     next_step = init_command(loaded, checkpoint)
@@ -469,7 +471,7 @@ def predict_command(
 
 def _emit_structured_predictions(
     predictions: list[Any], model: Any, spectrum: Any, gradient: Any, structure: Any, checkpoint: str,
-    plot_path: str | None, as_json: bool, console: Console,
+    plot_path: str | None, as_json: bool, console: Console, *, start: float,
 ) -> None:
     """Print (and plot) the predictions of a structure: limits, or N:M feasibility and needed ε."""
     import copy
@@ -498,6 +500,8 @@ def _emit_structured_predictions(
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     records = [{**p.to_dict(), "structure": structure.name, "support": support} for p in predictions]
+    for record in records:  # the whole command (DESIGN "Wave 2")
+        record["seconds"] = time.perf_counter() - start
     if as_json:
         if len(records) == 1:
             _echo_json({**records[0], "checkpoint": checkpoint})
@@ -505,7 +509,7 @@ def _emit_structured_predictions(
             _echo_json({"checkpoint": checkpoint, "structure": structure.name, "dim": records[0]["dim"],
                         "epsilon": [r["epsilon"] for r in records], "sparsity": [r["sparsity"] for r in records],
                         "density": [r["density"] for r in records], "interval": [r["interval"] for r in records],
-                        "predictions": records})
+                        "predictions": records, "seconds": time.perf_counter() - start})
         return
     for i, record in enumerate(records):
         if i:
