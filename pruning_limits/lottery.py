@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import PruningLimitsError, check_choice, check_int, check_seed, describe
+from ._search import last_true
 
 #: Output models: "R" has an output ReLU (THEORY §7), "L" a linear output (the control).
 MODELS = ("R", "L")
@@ -435,13 +436,8 @@ def weight_pruning_width(stream: Stream, epsilon: float, *, start: int | None = 
                 f"the weight-pruning construction does not reach ε = {epsilon:g} within {limit} neurons"
             )
         lo, hi = hi, min(2 * hi, limit)
-    hi = min(hi, limit)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
+    # the first width that works: one past the last that fails in [lo, hi) (ok fails at lo, holds at hi)
+    hi = 1 + last_true(lo, min(hi, limit), lambda n: not ok(n))
     # The certified error is at most the construction's bound up to float64 rounding; the test is
     # the strict ``err <= ε`` of :func:`check_gap_record`, so a width whose error rounds above ε
     # is passed over for the next one.
