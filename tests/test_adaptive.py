@@ -69,24 +69,45 @@ def test_adaptive_stop_agrees_with_the_exact_spectrum(oracle, gradient_term, bud
     assert [c["steps"] for c in stop["checks"]] == monitor_checkpoints(300)[: len(stop["checks"])]
 
 
-@pytest.mark.parametrize("steps", [80, pytest.param(150, marks=pytest.mark.slow)])
+class _RoundingPerturbed:
+    """The oracle's Hessian with every product multiplied by ``1 + 2⁻⁵²·z`` (seeded normal ``z``):
+    a rounding-sized change, standing in for another CPU, thread count or BLAS path
+    (benchmarks/block_rounding.py does the same)."""
+
+    def __init__(self, op, k: int) -> None:
+        self.op, self.dim, self.rng = op, op.dim, np.random.default_rng(1000 + k)
+
+    def matmat(self, v):
+        return np.asarray(self.op.matmat(v)) * (1 + 2.0**-52 * self.rng.standard_normal(np.shape(v)))
+
+
+@pytest.mark.parametrize("steps", [150, pytest.param(300, marks=pytest.mark.slow)])
 def test_block_rule_without_reorthogonalisation_against_the_reorthogonalised_one(oracle, steps) -> None:
-    """Measured: s* differs by at most 0.3 points (80 steps: -0.10/-0.38 and -0.24/-0.24 points
-    from the exact s* for seeds 0/1; 150 steps: +0.10/-0.14 and -0.10/-0.34), and the φ integral
-    at the model's transition by under 2 %."""
+    """The plain recurrence loses orthogonality, so its rule depends on rounding: on the CI machine
+    seed 1 at 80 steps gave -0.58 points from the exact s* where this machine gave -0.24. The test
+    therefore runs it under three rounding-sized perturbations of the products. Measured over
+    seeds 0-7 x 8 perturbations (benchmarks/block_rounding.py, docs/theory.md): at 150 steps the
+    plain rule lies 0.14-0.44 points below the re-orthogonalised one on the same probes and at most
+    0.67 from the exact s*; at 300 steps 0.00-0.15 below it and at most 0.38 from exact. The φ
+    integral at the model's transition differs by under 2 %."""
     estimate, exact = _exact(oracle, None)
     r2 = 2 * oracle["epsilon"] / 2.8e-5  # R² at the model's transition c* = 2ε/R² (tests/test_slq.py)
     phi = lambda lam: 2 * oracle["epsilon"] / (2 * oracle["epsilon"] + np.abs(lam) * r2)  # noqa: E731
+    near = {150: (0.005, 0.0075), 300: (0.0025, 0.005)}[steps]  # |plain - full|, |plain - exact|
+
+    def rule(matmat, starts, mode):
+        result = block_lanczos(matmat, oracle["op"].dim, steps, starts, reorthogonalization=mode)
+        nodes, weights = block_gauss_quadrature(result)
+        return Spectrum.from_ragged([(nodes, row) for row in weights], oracle["op"].dim, rule="block")
+
     for seed in (0, 1):
         starts = rademacher_probes(oracle["op"].dim, 8, seed=seed)
-        rules = {}
-        for mode in ("full", "none"):
-            result = block_lanczos(oracle["op"].matmat, oracle["op"].dim, steps, starts, reorthogonalization=mode)
-            nodes, weights = block_gauss_quadrature(result)
-            rules[mode] = Spectrum.from_ragged([(nodes, row) for row in weights], oracle["op"].dim, rule="block")
-        full, plain = estimate(rules["full"])[0], estimate(rules["none"])[0]
-        assert abs(full - plain) <= 0.004 and abs(plain - exact) <= 0.005
-        assert abs(rules["none"].integrate(phi).value - rules["full"].integrate(phi).value) <= 0.02 * rules["full"].integrate(phi).value
+        full = rule(oracle["op"].matmat, starts, "full")
+        for k in range(3):
+            plain = rule(_RoundingPerturbed(oracle["op"], k).matmat, starts, "none")
+            s_full, s_plain = estimate(full)[0], estimate(plain)[0]
+            assert abs(s_plain - s_full) <= near[0] and abs(s_plain - exact) <= near[1], (seed, k, s_full, s_plain, exact)
+            assert abs(plain.integrate(phi).value - full.integrate(phi).value) <= 0.02 * full.integrate(phi).value
 
 
 def test_settling_monitor_needs_three_agreeing_checks() -> None:
