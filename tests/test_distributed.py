@@ -134,6 +134,10 @@ def _dying_worker(rank: int, world: int, port: int, out: str) -> None:
         context.all_reduce(np.ones(4))
     except PruningLimitsError as exc:
         Path(f"{out}-{rank}.txt").write_text(str(exc))
+    finally:
+        # as the command line's session does; left to the interpreter's exit, gloo's teardown with
+        # a dead peer aborted rank 0 (SIGABRT) in 2 of 12 runs, with close() in 0 of 16
+        context.close()
 
 
 def test_a_rank_that_dies_stops_the_others_with_one_line(tmp_path) -> None:
