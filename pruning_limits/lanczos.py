@@ -446,13 +446,13 @@ def block_lanczos(
         # Stewart 1976). Each pass reads the whole basis twice: the dominant cost at large D.
         recent = basis[previous : size + width]
         coefficients = np.zeros((size + width, width))
-        coefficients[previous:] = recent @ product
-        product -= recent.T @ coefficients[previous:]
+        coefficients[previous:] = _matmul(recent, product)
+        product -= _matmul(recent.T, coefficients[previous:])
         stored = basis[: size + width]
         for _ in range(2):
             before = np.linalg.norm(product, axis=0)
-            correction = stored @ product
-            product -= stored.T @ correction
+            correction = _matmul(stored, product)
+            product -= _matmul(stored.T, correction)
             coefficients += correction
             if (np.linalg.norm(product, axis=0) >= REORTH_NORM_RATIO * before).all():
                 break
@@ -504,12 +504,12 @@ def _plain_block_lanczos(
             progress_bar.update(width)
         scale = max(scale, float(np.linalg.norm(product, axis=0).max()))
         if previous is not None:
-            product -= previous @ link.T  # A Q_j has Q_{j-1} B_jᵀ, B_j the previous QR coupling
+            product -= _matmul(previous, link.T)  # A Q_j has Q_{j-1} B_jᵀ, B_j the previous QR coupling
             projection[start_previous:size, size : size + width] = link.T
-        diagonal = block.T @ product
-        product -= block @ diagonal
-        correction = block.T @ product  # one local pass keeps the block itself orthogonal
-        product -= block @ correction
+        diagonal = _matmul(block.T, product)
+        product -= _matmul(block, diagonal)
+        correction = _matmul(block.T, product)  # one local pass keeps the block itself orthogonal
+        product -= _matmul(block, correction)
         diagonal += correction
         projection[size : size + width, size : size + width] = 0.5 * (diagonal + diagonal.T)
         start_previous = size
@@ -544,10 +544,22 @@ def _orthonormal_block(vectors: np.ndarray, tol: float, limit: int) -> tuple[np.
     A thin QR (fast for a tall block) and an SVD of its small triangle ``R = U S Vᵀ`` reveal the
     rank: ``Q ← Q U[:, :r]``, ``C = S[:r] Vᵀ[:r]``.
     """
-    q, r = np.linalg.qr(vectors)
+    q, r = (t.numpy() for t in torch.linalg.qr(torch.from_numpy(np.ascontiguousarray(vectors))))
     u, singular, vt = np.linalg.svd(r)
     rank = min(int(np.sum(singular > tol)), limit)
-    return q @ u[:, :rank], singular[:rank, None] * vt[:rank]
+    return _matmul(q, u[:, :rank]), singular[:rank, None] * vt[:rank]
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for float64 arrays, computed by torch on its own thread pool.
+
+    The products run in torch, so numpy's BLAS (OpenBLAS) between them would keep a second
+    pool of threads that spin after each call and take the cores from torch's next product:
+    on two cores that made block Lanczos on the D = 2 080 test MLP 3-5 times slower
+    (docs/benchmarks.md, "Two thread pools"). The large products of the recurrence therefore
+    stay in torch's pool; the arrays are shared, not copied.
+    """
+    return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
 
 
 def block_gauss_quadrature(result: BlockLanczosResult) -> tuple[np.ndarray, np.ndarray]:

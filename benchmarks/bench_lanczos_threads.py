@@ -1,0 +1,94 @@
+"""Block Lanczos with its large products in torch's thread pool against the same in numpy's BLAS.
+
+The Hessian-vector products run in torch (OpenMP pool); until 2026-12-05 the block recurrence's
+Gram–Schmidt products and thin QR ran in numpy (OpenBLAS, a second pool). Each library's idle
+threads spin for a while after a call, so alternating between the two pools on few cores makes
+each wait for the other's spinning threads. ``lanczos._matmul`` now keeps those products in torch.
+
+This script times :func:`pruning_limits.lanczos.block_lanczos` (8 probes, 150 steps, with and
+without re-orthogonalisation) on the 64-24-16-10 MLP of tests/test_adaptive.py (D = 2 080,
+1 400 digits samples, float64) in both variants, round-robin in every round after a warm-up,
+and prints the median over the rounds and the median of the per-round ratios. Each wait policy
+runs in its own subprocess, because ``OMP_WAIT_POLICY`` is read when torch loads::
+
+    python benchmarks/bench_lanczos_threads.py [--rounds 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def measure(rounds: int, threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    lanczos = importlib.import_module("pruning_limits.lanczos")  # the package exports a function of that name
+    from pruning_limits.hessian import HessianOperator
+
+    torch.set_num_threads(threads)
+    path = Path(__file__).resolve().parent / "slq_accuracy.py"
+    spec = importlib.util.spec_from_file_location("slq_accuracy", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    model, x, y = benchmark.digits_mlp()
+    op = HessianOperator(model, (x, y))
+    starts = lanczos.rademacher_probes(op.dim, 8, seed=0)
+    torch_matmul, torch_block = lanczos._matmul, lanczos._orthonormal_block
+
+    def numpy_block(vectors, tol, limit):  # the code before 2026-12-05
+        q, r = np.linalg.qr(vectors)
+        u, singular, vt = np.linalg.svd(r)
+        rank = min(int(np.sum(singular > tol)), limit)
+        return q @ u[:, :rank], singular[:rank, None] * vt[:rank]
+
+    variants = {"torch pool": (torch_matmul, torch_block), "numpy BLAS": (lambda a, b: a @ b, numpy_block)}
+    times: dict[str, list[float]] = {f"{v}, {m}": [] for v in variants for m in ("full", "none")}
+    for round_ in range(rounds + 1):
+        for variant, (matmul, block) in variants.items():
+            lanczos._matmul, lanczos._orthonormal_block = matmul, block
+            for mode in ("full", "none"):
+                start = time.perf_counter()
+                lanczos.block_lanczos(op.matmat, op.dim, 150, starts, reorthogonalization=mode)
+                if round_:  # round 0 warms up
+                    times[f"{variant}, {mode}"].append(time.perf_counter() - start)
+    lanczos._matmul, lanczos._orthonormal_block = torch_matmul, torch_block
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "times": times}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.rounds, args.threads)))
+        return
+    for policy in ("unset", "PASSIVE"):
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+        if policy != "unset":
+            env["OMP_WAIT_POLICY"] = policy
+        done = subprocess.run([sys.executable, __file__, "--child", "--rounds", str(args.rounds), "--threads", str(args.threads)],
+                              capture_output=True, text=True, env=env, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"torch {result['torch']}, torch threads {result['threads']}, OMP_WAIT_POLICY {policy}, "
+              f"OMP_NUM_THREADS and OPENBLAS_NUM_THREADS unset, median of {args.rounds} rounds, load {os.getloadavg()[0]:.1f}")
+        times = result["times"]
+        for mode in ("full", "none"):
+            new, old = times[f"torch pool, {mode}"], times[f"numpy BLAS, {mode}"]
+            ratio = statistics.median(o / n for o, n in zip(old, new))
+            print(f"  150 steps x 8 probes, reorthogonalization={mode}: torch pool {statistics.median(new):.2f} s, "
+                  f"numpy BLAS {statistics.median(old):.2f} s, ratio {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
