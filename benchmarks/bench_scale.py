@@ -214,6 +214,7 @@ def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str,
             converged=stop.get("converged"),
             probe_spread=prediction.probe_spread,
             rank_hazard=stop.get("hessian_subset", {}).get("rank_hazard"),
+            checks=stop.get("checks"),
         )
     record["seconds"] = time.perf_counter() - start
     record["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
