@@ -5,6 +5,7 @@ One command (from the repository root)::
     python benchmarks/bench_scale.py                      # every case, 2 threads, 3 repeats
     python benchmarks/bench_scale.py --cases digits-mlp1000 --repeats 1 --threads 2
     python benchmarks/bench_scale.py --quick              # tiny settings, to check the script
+    python benchmarks/bench_scale.py --cases cifar-resnet20-sub --operator double-backward,auto
 
 Each case trains (once, cached in ``--cache``) an l1-regularised network, then, in a fresh
 subprocess per run (so that the peak resident memory, ``ru_maxrss``, is the run's own):
@@ -17,6 +18,9 @@ subprocess per run (so that the peak resident memory, ``ru_maxrss``, is the run'
   the steps; fully re-orthogonalised where it fits) on the same data, for ``s*``;
 * **PyHessian** (``--pyhessian``, the MLPs): PyHessian 0.1's ``density(iter=100, n_v=1)`` (its
   defaults) on the float32 model, ``s*`` from its nodes and weights.
+
+``--operator METHODS`` instead times building :class:`~pruning_limits.hessian.HessianOperator`
+with each method on the case's Hessian samples (float64) and two 2-vector products after it.
 
 Reported: median wall time over ``--repeats`` (the first run's products and memory), threads,
 ``OMP_WAIT_POLICY=PASSIVE``, and the load average, because the machine may be shared. The ResNets are
@@ -284,6 +288,36 @@ def subset_sweep(case: Case, sizes: list[int], args: argparse.Namespace) -> list
     return rows
 
 
+def operator_build(case: Case, methods: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Seconds to build the operator with each method, and per product after it (two 2-vector products)."""
+    torch.set_num_threads(args.threads)
+    from pruning_limits.hessian import HessianOperator
+    from pruning_limits.subsets import subset_indices
+
+    model, (x, y), _ = load_case(case, args.cache)
+    if case.hessian_samples is not None:
+        keep = subset_indices(len(x), case.hessian_samples, 0)
+        x, y = x[keep], y[keep]
+    model, x = model.double(), x.double() if x.is_floating_point() else x
+    rows = []
+    for method in methods:
+        start = time.perf_counter()
+        operator = HessianOperator(model, (x, y), method=method)
+        build = time.perf_counter() - start
+        vectors = np.random.default_rng(0).standard_normal((operator.dim, 2))
+        products = []
+        for _ in range(2):
+            start = time.perf_counter()
+            operator.matmat(vectors)
+            products.append((time.perf_counter() - start) / 2)
+        row = {"case": case.name, "method": method, "chosen": operator.methods, "dim": operator.dim,
+               "samples": len(x), "build_seconds": build, "product_seconds": products}
+        rows.append(row)
+        print(f"{case.name} ({len(x)} Hessian samples, D = {operator.dim}): {method} builds in {build:.1f} s, "
+              f"then {products[0]:.1f} s and {products[1]:.1f} s per product ({operator.methods['matmat']})", flush=True)
+    return rows
+
+
 def _pyhessian_text(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"does not run ({record['error']})"
@@ -301,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pyhessian", action="store_true", help="also time PyHessian's density on the MLPs")
     parser.add_argument("--quick", action="store_true", help="one tiny MLP, to check the script")
     parser.add_argument("--subsets", default=None, help="instead: s* against --hessian-samples, e.g. 50,100,400,all")
+    parser.add_argument("--operator", default=None, help="instead: time building the operator, e.g. double-backward,auto")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="adaptive", help=argparse.SUPPRESS)
     parser.add_argument("--budget", default=None, help=argparse.SUPPRESS)
@@ -310,6 +345,13 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_once(case, args.mode, args.cache, args.threads, json.loads(args.budget) if args.budget else None)))
         return
     cases = [QUICK] if args.quick else [CASES[name] for name in args.cases.split(",")]
+    if args.operator:
+        print(f"threads {args.threads}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, torch {torch.__version__}, "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+        rows = [row for case in cases for row in operator_build(case, args.operator.split(","), args)]
+        if args.json:
+            args.json.write_text(json.dumps({"threads": args.threads, "operator": rows}, indent=1))
+        return
     if args.subsets:
         sizes = [None if n == "all" else int(n) for n in args.subsets.split(",")]
         rows = [row for case in cases for row in subset_sweep(case, sizes, args)]

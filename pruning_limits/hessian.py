@@ -24,7 +24,7 @@ Hessian"):
   for every product and ``vmap``-ed over several vectors for ``matmat``.
 
 ``method="auto"`` times both on a slice of the first chunk of data at construction (above
-:data:`AUTO_TIMING_MAX_DIM` weights without convolutions: the cached double-backward). When both
+:data:`AUTO_TIMING_MAX_DIM` weights: the cached double-backward). When both
 can be cached it picks one of them for both products: the linearized forward-over-reverse
 unless the cached double-backward is clearly faster (:data:`AUTO_MARGIN_CACHED`). Otherwise it
 picks, separately for single and batched products, the cached double-backward unless the
@@ -94,12 +94,14 @@ AUTO_MARGIN_CACHED = 0.9
 AUTO_CACHED_ROUNDS = 5
 
 #: Above this many weights ``auto`` skips the timing and the tracing and uses the cached
-#: double-backward for models without convolutions: on the 1.07 M-weight MLP on digits the old
-#: ``auto`` took 146 s to build and chose a product of 1.36 s, the double-backward builds in
-#: 3.3 s and multiplies in 0.66 s (docs/benchmarks.md, "Engine at scale"). Convolutional models
-#: keep the timing: their double-backward product was far slower than the linearized one
-#: (ResNet-20, 512 samples, float64: 258 s against the 3.9 s recorded in issue 20, on a
-#: contended machine), which outweighs the build.
+#: double-backward: building must cost about a product (docs/benchmarks.md, "Building the
+#: operator"). On the 1.07 M-weight MLP on digits the old ``auto`` took 146 s to build and chose
+#: a product of 1.36 s; the double-backward builds in 3.3 s and multiplies in 0.66 s. On a
+#: CIFAR-style ResNet-20 (268 336 weights, 256 images, float64, two threads, idle machine) the
+#: old ``auto`` took 452 s to build and chose the double-backward (9.3 s per product); the
+#: double-backward alone builds in 24.5 s (10.5 s per product; forward-over-reverse: 160 s and
+#: 10.9 s). An earlier figure of 258 s per double-backward product on that network came from a
+#: machine loaded about ten-fold and did not reproduce (18.7 s with 512 images).
 AUTO_TIMING_MAX_DIM = 100_000
 
 
@@ -460,8 +462,7 @@ class HessianOperator:
         self._auto_linearized = False
         if method != "auto":
             return {"matvec": method, "matmat": method}
-        convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in self._model.modules())
-        if self.dim > AUTO_TIMING_MAX_DIM and not convolutional:  # building must cost about a product
+        if self.dim > AUTO_TIMING_MAX_DIM:  # building must cost about a product
             return {"matvec": "double-backward", "matmat": "double-backward"}
         # time both methods on a slice of the first chunk, for one vector and a small block
         x, y = next(self._iter_chunks())
