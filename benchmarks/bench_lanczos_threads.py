@@ -17,9 +17,10 @@ runs in its own subprocess, because ``OMP_WAIT_POLICY`` is read when torch loads
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
+import runpy
 import statistics
 import subprocess
 import sys
@@ -36,10 +37,7 @@ def measure(rounds: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     path = Path(__file__).resolve().parent / "slq_accuracy.py"
-    spec = importlib.util.spec_from_file_location("slq_accuracy", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    model, x, y = benchmark.digits_mlp()
+    model, x, y = runpy.run_path(str(path))["digits_mlp"]()  # the oracle MLP of benchmarks/slq_accuracy.py
     op = HessianOperator(model, (x, y))
     starts = lanczos.rademacher_probes(op.dim, 8, seed=0)
     torch_matmul, torch_block = lanczos._matmul, lanczos._orthonormal_block

@@ -22,8 +22,8 @@ same perturbations, and prints the error of its final s* and the steps it took.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
+import runpy
 import time
 from pathlib import Path
 
@@ -51,10 +51,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     path = Path(__file__).resolve().parent / "slq_accuracy.py"
-    spec = importlib.util.spec_from_file_location("slq_accuracy", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    model, x, y = benchmark.digits_mlp()
+    model, x, y = runpy.run_path(str(path))["digits_mlp"]()  # the oracle MLP of benchmarks/slq_accuracy.py
     op = HessianOperator(model, (x, y))
     epsilon = batch_std_epsilon(model, (x, y))
     estimate = sparsity_estimator(flat_weights(model), [epsilon])
