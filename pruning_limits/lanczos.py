@@ -555,8 +555,8 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     The products run in torch, so numpy's BLAS (OpenBLAS) between them would keep a second
     pool of threads that spin after each call and take the cores from torch's next product:
-    on two cores that made block Lanczos on the D = 2 080 test MLP 3-5 times slower
-    (docs/benchmarks.md, "Two thread pools"). The large products of the recurrence therefore
+    on two cores that made block Lanczos on the D = 2 080 test MLP 7-10 times slower with
+    ``OMP_WAIT_POLICY`` unset (docs/benchmarks.md, "Two thread pools"). The large products of the recurrence therefore
     stay in torch's pool; the arrays are shared, not copied.
     """
     return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
