@@ -84,7 +84,7 @@ class _RoundingPerturbed:
 @pytest.mark.parametrize("steps", [150, pytest.param(300, marks=pytest.mark.slow)])
 def test_block_rule_without_reorthogonalisation_against_the_reorthogonalised_one(oracle, steps) -> None:
     """The plain recurrence loses orthogonality, so its rule depends on rounding: on the CI machine
-    seed 1 at 80 steps gave -0.58 points from the exact s* where this machine gave -0.24. The test
+    seed 1 at 80 steps gave -0.58 points from the exact s* where ours gave -0.24 (one thread) or -0.34 (two). The test
     therefore runs it under three rounding-sized perturbations of the products. Measured over
     seeds 0-7 x 8 perturbations (benchmarks/block_rounding.py, docs/theory.md): at 150 steps the
     plain rule lies 0.14-0.44 points below the re-orthogonalised one on the same probes and at most
