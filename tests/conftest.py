@@ -1,5 +1,9 @@
 """Shared fixtures."""
 
+import copy
+import runpy
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -35,3 +39,18 @@ def malicious_checkpoint(tmp_path):
     torch.save(_Holder(_CreatesFile(str(victim))), path)
     assert not victim.exists()
     return path, victim
+
+
+@pytest.fixture(scope="session")
+def _digits_mlp_trained():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "slq_accuracy.py"
+    return runpy.run_path(str(path))["digits_mlp"]()
+
+
+@pytest.fixture(scope="module")
+def digits_oracle_mlp(_digits_mlp_trained):
+    """``(model, x, y)``: the 64-24-16-10 tanh MLP (D = 2 080) of benchmarks/slq_accuracy.py, built
+    by its ``digits_mlp`` (so the benchmark's numbers quoted in tests are of this very model),
+    trained once per session; each test module gets its own copy of the model."""
+    model, x, y = _digits_mlp_trained
+    return copy.deepcopy(model), x, y

@@ -7,9 +7,7 @@ float64 Hessian.
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,12 +25,8 @@ from pruning_limits.subsets import hessian_subset, rank_hazard, subset_indices, 
 
 
 @pytest.fixture(scope="module")
-def oracle():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "slq_accuracy.py"
-    spec = importlib.util.spec_from_file_location("slq_accuracy", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    model, x, y = benchmark.digits_mlp()
+def oracle(digits_oracle_mlp):
+    model, x, y = digits_oracle_mlp
     op = HessianOperator(model, (x, y))
     eigs = np.linalg.eigvalsh(dense_hessian(op))
     return {

@@ -22,18 +22,11 @@ ITERATIONS, PROBES = 80, 10
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(digits_oracle_mlp):
     """A 64-24-16-10 tanh MLP (2 080 prunable weights) after 300 full-batch Adam steps on digits:
-    the model of benchmarks/slq_accuracy.py, built by its ``digits_mlp``, so the benchmark's
+    the model of benchmarks/slq_accuracy.py (conftest's ``digits_oracle_mlp``), so the benchmark's
     numbers quoted in the tests below are of this very model."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "slq_accuracy.py"
-    spec = importlib.util.spec_from_file_location("slq_accuracy", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    model, x, y = benchmark.digits_mlp()
+    model, x, y = digits_oracle_mlp
     op = HessianOperator(model, (x, y))
     H = dense_hessian(op)
     eigs, vectors = np.linalg.eigh(H)
