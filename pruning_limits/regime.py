@@ -144,23 +144,17 @@ def _evidence_text(level: str, without_l1: bool, evidence: dict[str, Any]) -> st
     if level == IN_REGIME:
         part = suite.get("in_regime")
         if part and part.get("runs"):
-            return (
-                f"on the {part['runs']} such networks of docs/validation.md the prediction minus the measured "
-                f"one-shot limit was {_range(*part['gaps'])} points of sparsity"
-            )
+            return f"on {part['runs']} such networks (docs/validation.md) predicted − measured was {_range(*part['gaps'])} points"
         return ""
     if without_l1:
         part = suite.get("controls")
         if part and part.get("runs"):
-            return (
-                f"on the {part['runs']} λ = 0 networks of docs/validation.md the prediction lay "
-                f"{_range(*part['gaps'])} points from the measured one-shot limit"
-            )
+            return f"on {part['runs']} λ = 0 networks (docs/validation.md) predicted − measured was {_range(*part['gaps'])} points"
     part = evidence.get("flat_knee")
     if part and part.get("runs"):
         return (
-            f"on {part['runs']} l1-trained runs with a flat knee ({part.get('blind_runs', 0)} of them blind) "
-            f"the prediction lay {_range(*part['gaps'])} points above the measured one-shot limit"
+            f"on {part['runs']} l1 runs with a flat knee ({part.get('blind_runs', 0)} blind) "
+            f"predicted − measured was {_range(*part['gaps'])} points"
         )
     return ""
 

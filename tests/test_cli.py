@@ -297,9 +297,13 @@ def test_a_flat_knee_puts_a_network_outside_the_regime_with_evidence_from_the_fi
     assert record["knee_steepness"] > 0
     flat = record["knee_steepness"] < FLAT_KNEE
     assert ("flat knee" in record["trust"]["reason"]) == flat
-    if flat:  # the numbers come from the evidence file, not from constants
+    # the numbers come from the evidence file, not from constants
+    if flat:
         evidence = read_evidence()["flat_knee"]
-        assert f"on {evidence['runs']} l1-trained runs with a flat knee ({evidence['blind_runs']} of them blind)" in record["trust"]["evidence"]
+        assert f"on {evidence['runs']} l1 runs with a flat knee ({evidence['blind_runs']} blind)" in record["trust"]["evidence"]
+    else:
+        evidence = read_evidence()["suite"]["in_regime"]
+        assert record["trust"]["evidence"].startswith(f"on {evidence['runs']} such networks (docs/validation.md)")
 
 
 def test_predict_computes_the_gradient_once_for_all_epsilons_and_the_figure(bundle, workdir, monkeypatch):

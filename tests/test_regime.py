@@ -40,13 +40,13 @@ def test_trust_level_follows_the_documented_criterion(steepness, l1, level):
 def test_reasons_and_evidence_are_words_from_the_evidence_file():
     inside = trust_level(80.0, 2e-3, evidence=EVIDENCE)
     assert inside.reason() == f"l1-trained (λ = 0.002); sharp knee: d ln R/ds = 80 at s*, at least {FLAT_KNEE:g}"
-    assert inside.evidence == "on the 3 such networks of docs/validation.md the prediction minus the measured one-shot limit was -0.4 to +1.2 points of sparsity"
+    assert inside.evidence == "on 3 such networks (docs/validation.md) predicted − measured was -0.4 to +1.2 points"
     flat = trust_level(12.4, 1e-3, evidence=EVIDENCE)
     assert flat.reason() == f"flat knee: d ln R/ds = 12 at s*, below {FLAT_KNEE:g}"
-    assert "on 5 l1-trained runs with a flat knee (2 of them blind)" in flat.evidence and "+1.5 to +9.0" in flat.evidence
+    assert flat.evidence == "on 5 l1 runs with a flat knee (2 blind) predicted − measured was +1.5 to +9.0 points"
     control = trust_level(3.0, 0.0, evidence=EVIDENCE)
     assert control.reason().startswith("trained without l1 (λ = 0); flat knee")
-    assert "on the 4 λ = 0 networks" in control.evidence and "+11.0 to +30.0" in control.evidence
+    assert control.evidence == "on 4 λ = 0 networks (docs/validation.md) predicted − measured was +11.0 to +30.0 points"
     assert trust_level(3.0, 0.0, evidence={}).evidence == ""  # no evidence, no numbers
     assert trust_level(80.0, None, evidence=EVIDENCE).reason().startswith("λ not recorded")
 

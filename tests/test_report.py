@@ -156,7 +156,7 @@ def test_validation_markdown_has_table_and_figures():
     flat = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=12.0), trust=trust))
     assert "| knee sharpness d ln R/ds at s* | 12.0 |" in flat
     assert "**Trust: outside the regime** (flat knee: d ln R/ds = 12 at s*, below 25)." in flat
-    assert "on 20 l1-trained runs with a flat knee (6 of them blind) the prediction lay +1.3 to +28.4 points" in flat
+    assert "on 20 l1 runs with a flat knee (6 blind) predicted − measured was +1.3 to +28.4 points" in flat
     steep = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=80.0)))
     assert "The knee sharpness is d ln R/ds" in steep and "Trust" not in steep
 

@@ -13,6 +13,12 @@ Run from the project root::
     python examples/validation/run_validation.py            # all rows (about an hour of one core: docs/validation.md)
     python examples/validation/run_validation.py --quick    # one small row, few Lanczos steps
     python examples/validation/run_validation.py --rows digits-mlp32,digits-mlp32-nol1
+    python examples/validation/run_validation.py --evidence-from docs/validation.json docs/validation-architectures.json
+
+A run of every row with seed 0 also writes the ``suite`` section of
+``pruning_limits/evidence.json`` (the ranges the trust messages quote). ``--evidence-from`` writes
+that section from JSON files this script wrote before (together every row once, seed 0), without
+re-running anything: for a suite assembled from runs of several sessions.
 """
 
 from __future__ import annotations
@@ -441,6 +447,42 @@ def evidence_section(records: list[dict], settings: dict) -> dict:
     }
 
 
+def evidence_from(paths: list[Path], argv: list[str]) -> int:
+    """Write the evidence file's ``suite`` section from JSON files this script wrote (every row, seed 0 in all).
+
+    A file is either one run (``{"settings", "rows"}``, e.g. ``docs/validation.json``) or several
+    (``{"runs": [...]}``, e.g. ``docs/validation-architectures.json``).
+    """
+    from pruning_limits.regime import write_evidence_section
+
+    records, runs = [], []
+    for path in paths:
+        try:
+            content = json.loads(path.read_text())
+            parts = content["runs"] if "runs" in content else [content]
+            for part in parts:
+                runs.append(part["settings"])
+                records += [r for r in part["rows"] if r["row"]["name"] in BY_NAME]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"--evidence-from: {path} is not a validation JSON written by this script ({exc})") from None
+    names = [r["row"]["name"] for r in records]
+    missing = [n for n in BY_NAME if n not in names]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    seeds = sorted({run.get("seed") for run in runs}, key=str)
+    if missing or repeated or seeds != [0] or any(run.get("not_run") for run in runs):
+        raise SystemExit(
+            f"--evidence-from: the files must hold every row once, with seed 0; missing {missing or 'none'}, "
+            f"repeated {repeated or 'none'}, seeds {seeds}"
+        )
+    command = "python examples/validation/run_validation.py " + " ".join(argv)
+    dates = sorted({day for run in runs for day in str(run.get("date")).split(" and ")})
+    settings = {"command": f"{command} (the records of those files)", "date": " and ".join(dates), "not_run": []}
+    section = evidence_section(records, settings)
+    target = write_evidence_section("suite", section)
+    print(f"wrote the suite section of {target}: {json.dumps(section, ensure_ascii=False)}")
+    return 0
+
+
 def write_markdown(path: Path, records: list[dict], settings: dict, figures: Path | None) -> None:
     from pruning_limits.checkpoint import atomic_write
 
@@ -489,7 +531,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--ablations", action="store_true", help="re-predict each row changing one assumption at a time")
     parser.add_argument("--cached-only", action="store_true", help="assemble from the rows with a cached record; list the others as not run")
+    parser.add_argument("--evidence-from", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="only write the evidence file's suite section from these JSON files of earlier runs "
+                             "(together every row once, seed 0)")
     args = parser.parse_args(argv)
+    if args.evidence_from is not None:
+        return evidence_from(args.evidence_from, argv if argv is not None else sys.argv[1:])
 
     import os
 
