@@ -265,3 +265,30 @@ def test_example_scripts_import_only_names_that_exist():
             assert not missing, f"{path.relative_to(root)}:{node.lineno} imports {missing} from {node.module}"
             checked += 1
     assert checked >= 20
+
+
+def test_evidence_from_the_suites_json_records_needs_every_row_once(tmp_path, monkeypatch, capsys):
+    """``run_validation.py --evidence-from``: the suite section from the committed records, split by verdict."""
+    import pruning_limits.regime as regime
+
+    suite = _validation_script(monkeypatch)
+    target = tmp_path / "evidence.json"
+    target.write_text(json.dumps({"flat_knee": {"runs": 2}}))
+    monkeypatch.setattr(regime, "EVIDENCE_FILE", target)
+    docs = SCRIPT.parents[2] / "docs"
+    records = json.loads((docs / "validation.json").read_text())["rows"]
+    arch = [r for run in json.loads((docs / "validation-architectures.json").read_text())["runs"] for r in run["rows"]]
+    assert suite.main(["--evidence-from", str(docs / "validation.json"), str(docs / "validation-architectures.json")]) == 0
+    written = regime.read_evidence(target)
+    assert written["flat_knee"] == {"runs": 2}  # other sections kept
+    section = written["suite"]
+    controls = [100 * r["difference"] for r in records if not suite.is_l1(r["row"])]
+    assert section["controls"] == {"runs": len(controls), "gaps": [round(min(controls), 1), round(max(controls), 1)]}
+    assert section["in_regime"]["runs"] + section["outside_l1"]["runs"] == len(records) + len(arch) - len(controls)
+    assert "--evidence-from" in section["written_by"]
+    with pytest.raises(SystemExit, match="missing .*patterns-resnet20"):  # one file alone lacks the architecture rows
+        suite.main(["--evidence-from", str(docs / "validation.json")])
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(SystemExit, match="not a validation JSON"):
+        suite.main(["--evidence-from", str(broken)])

@@ -433,7 +433,7 @@ def evidence_section(records: list[dict], settings: dict) -> dict:
         if not is_l1(r["row"]):
             continue
         steep = r["predicted"].get("knee_steepness")
-        level = trust_level(float("nan") if steep is None else steep, r["training"].get("l1")).level
+        level = trust_level(float("nan") if steep is None else steep, r["training"].get("l1"), evidence={}).level
         by_level[level].append(r["difference"])
     return {
         "in_regime": gap_range(by_level["in regime"]),
