@@ -20,7 +20,11 @@ subprocess per run (so that the peak resident memory, ``ru_maxrss``, is the run'
   defaults) on the float32 model, ``s*`` from its nodes and weights.
 
 ``--operator METHODS`` instead times building :class:`~pruning_limits.hessian.HessianOperator`
-with each method on the case's Hessian samples (float64) and two 2-vector products after it.
+with each method on the case's Hessian samples (in ``--dtype``) and two 2-vector products after it.
+
+``--dtype float32`` analyses a float32 copy in the adaptive runs (and ``--operator``); the
+Lanczos basis stays float64 (``pruning_limits.lanczos``). ``--reference-dtype`` sets the
+reference run's dtype (default float64, the CPU default of ``predict``).
 
 Reported: median wall time over ``--repeats`` (the first run's products and memory), threads,
 ``OMP_WAIT_POLICY=PASSIVE``, and the load average, because the machine may be shared. The ResNets are
@@ -167,8 +171,8 @@ def load_case(case: Case, cache: Path) -> tuple[nn.Module, Any, str]:
     return model.eval(), data, source
 
 
-def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str, int] | None) -> dict[str, Any]:
-    """One measured run in this process: ``mode`` is adaptive, reference or pyhessian."""
+def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str, int] | None, dtype: str = "float64") -> dict[str, Any]:
+    """One measured run in this process: ``mode`` is adaptive, reference or pyhessian; ``dtype`` of the analysed copy."""
     torch.set_num_threads(threads)
     from pruning_limits import predict_limit
     from pruning_limits.adaptive import DEFAULT_TOLERANCE
@@ -178,7 +182,7 @@ def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str,
     model, data, source = load_case(case, cache)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
-    record: dict[str, Any] = {"case": case.name, "mode": mode, "model source": source}
+    record: dict[str, Any] = {"case": case.name, "mode": mode, "model source": source, "dtype": dtype}
     if mode == "pyhessian":
         from pyhessian import hessian as pyhessian_hessian
 
@@ -200,7 +204,7 @@ def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str,
         gradient = loss_gradient(float64, data)
         record.update(sparsity=sparsity_estimator(flat_weights(float64), [eps], gradient=gradient)(spectrum)[0], num_hvps=100)
     else:
-        kwargs: dict[str, Any] = {"hessian_samples": case.hessian_samples}
+        kwargs: dict[str, Any] = {"hessian_samples": case.hessian_samples, "dtype": getattr(torch, dtype)}
         if mode == "adaptive":
             kwargs.update(tolerance=DEFAULT_TOLERANCE, probes=None)
         else:
@@ -230,8 +234,9 @@ def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str,
 
 
 def child(case: Case, mode: str, args: argparse.Namespace, budget: dict[str, int] | None = None) -> dict[str, Any]:
+    dtype = args.reference_dtype if mode == "reference" else args.dtype
     command = [sys.executable, __file__, "--child", case.name, "--mode", mode, "--threads", str(args.threads),
-               "--cache", str(args.cache)]
+               "--cache", str(args.cache), "--dtype", dtype]
     if budget:
         command += ["--budget", json.dumps(budget)]
     if args.quick:
@@ -298,7 +303,8 @@ def operator_build(case: Case, methods: list[str], args: argparse.Namespace) -> 
     if case.hessian_samples is not None:
         keep = subset_indices(len(x), case.hessian_samples, 0)
         x, y = x[keep], y[keep]
-    model, x = model.double(), x.double() if x.is_floating_point() else x
+    dtype = getattr(torch, args.dtype)
+    model, x = model.to(dtype), x.to(dtype) if x.is_floating_point() else x
     rows = []
     for method in methods:
         start = time.perf_counter()
@@ -310,11 +316,13 @@ def operator_build(case: Case, methods: list[str], args: argparse.Namespace) -> 
             start = time.perf_counter()
             operator.matmat(vectors)
             products.append((time.perf_counter() - start) / 2)
-        row = {"case": case.name, "method": method, "chosen": operator.methods, "dim": operator.dim,
-               "samples": len(x), "build_seconds": build, "product_seconds": products}
+        row = {"case": case.name, "method": method, "dtype": args.dtype, "chosen": operator.methods, "dim": operator.dim,
+               "samples": len(x), "build_seconds": build, "product_seconds": products,
+               "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
         rows.append(row)
-        print(f"{case.name} ({len(x)} Hessian samples, D = {operator.dim}): {method} builds in {build:.1f} s, "
-              f"then {products[0]:.1f} s and {products[1]:.1f} s per product ({operator.methods['matmat']})", flush=True)
+        print(f"{case.name} ({len(x)} Hessian samples, D = {operator.dim}, {args.dtype}): {method} builds in {build:.1f} s, "
+              f"then {products[0]:.1f} s and {products[1]:.1f} s per product ({operator.methods['matmat']}), "
+              f"peak RSS {row['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
     return rows
 
 
@@ -336,13 +344,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one tiny MLP, to check the script")
     parser.add_argument("--subsets", default=None, help="instead: s* against --hessian-samples, e.g. 50,100,400,all")
     parser.add_argument("--operator", default=None, help="instead: time building the operator, e.g. double-backward,auto")
+    parser.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                        help="dtype of the analysed copy in the adaptive runs (the CPU default of predict is float64)")
+    parser.add_argument("--reference-dtype", default="float64", choices=("float64", "float32"),
+                        help="dtype of the 4x-cost reference run")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="adaptive", help=argparse.SUPPRESS)
     parser.add_argument("--budget", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         case = QUICK if args.quick else CASES[args.child]
-        print(json.dumps(run_once(case, args.mode, args.cache, args.threads, json.loads(args.budget) if args.budget else None)))
+        print(json.dumps(run_once(case, args.mode, args.cache, args.threads, json.loads(args.budget) if args.budget else None,
+                                  args.dtype)))  # the driver passes each run's own dtype
         return
     cases = [QUICK] if args.quick else [CASES[name] for name in args.cases.split(",")]
     if args.operator:
@@ -358,7 +371,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.json:
             args.json.write_text(json.dumps({"threads": args.threads, "subsets": rows}, indent=1))
         return
-    print(f"threads {args.threads}, OMP_WAIT_POLICY=PASSIVE, repeats {args.repeats}, torch {torch.__version__}, "
+    print(f"threads {args.threads}, OMP_WAIT_POLICY=PASSIVE, repeats {args.repeats}, dtype {args.dtype} "
+          f"(reference {args.reference_dtype}), torch {torch.__version__}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     records = []
     for case in cases:

@@ -167,8 +167,9 @@ def spectrum_options(func: F) -> F:
         type=click.Choice(["auto", "float64", "float32"]),
         default="auto",
         show_default=True,
-        help="Dtype of the Hessian-vector products: auto is float64 on the CPU and the model's own (float32) on CUDA; "
-        "the Lanczos vectors are float64 either way (docs/usage.md, 'Large models').",
+        help="Dtype of the Hessian-vector products: auto is float64 on the CPU for models of at most 100 000 "
+        "parameters, float32 above that and on CUDA; the Lanczos vectors are float64 either way "
+        "(docs/usage.md, 'Large models').",
     )(func)
     func = device_option(func)
     func = click.option(

@@ -34,10 +34,11 @@ def session(settings: dict[str, Any]) -> Iterator[Any]:
         context.close()
 
 
-def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None) -> Any:
-    """The model copy the analysis uses: on the chosen device, float64 on the CPU (docs/theory.md,
-    "Float64 analysis"), the model's dtype on CUDA unless ``--dtype`` says otherwise
-    (:func:`pruning_limits.devices.analysis_dtype`)."""
+def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None, exact: bool = False) -> Any:
+    """The model copy the analysis uses: on the chosen device, in the dtype of ``--dtype``
+    (:func:`pruning_limits.devices.analysis_dtype`: ``auto`` is float64 on the CPU for models of
+    at most ``devices.FLOAT64_MAX_PARAMETERS`` parameters, float32 above it and on CUDA; float64
+    at any size for the dense Hessian of ``--exact``)."""
     import copy
 
     from pruning_limits.devices import analysis_dtype, resolve_device
@@ -45,7 +46,10 @@ def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None) -> 
 
     device = context.device if context is not None else settings.get("device") or resolve_device("auto")
     _, dtype = model_device_dtype(model)
-    return copy.deepcopy(model).to(device=device, dtype=analysis_dtype(device, dtype, settings.get("dtype", "auto")))
+    parameters = sum(p.numel() for p in model.parameters())
+    choice = settings.get("dtype", "auto")
+    chosen = analysis_dtype(device, dtype, "float64" if exact and choice == "auto" else choice, parameters)
+    return copy.deepcopy(model).to(device=device, dtype=chosen)
 
 
 def analysis_spectrum(
@@ -78,7 +82,7 @@ def analysis_spectrum(
     from pruning_limits.spectrum import DEFAULT_ITERATIONS, exact_spectrum
     from pruning_limits.subsets import hessian_subset, subset_record
 
-    analysed = analysis_copy(model, settings, context) if analysed is None else analysed
+    analysed = analysis_copy(model, settings, context, exact=exact) if analysed is None else analysed
     start = time.perf_counter()
     if exact:
         console.log("computing the exact Hessian spectrum (dense, float64)", level=1)
@@ -90,7 +94,7 @@ def analysis_spectrum(
     fixed = "iterations" in settings and "tolerance" not in settings
     tolerance = None if fixed or estimate is None else settings.get("tolerance", DEFAULT_TOLERANCE)
     samples = settings.get("hessian_samples")
-    from pruning_limits.objective import prunable_dim
+    from pruning_limits.objective import model_device_dtype, prunable_dim
 
     subset = subset_record(
         analysed, data.train, samples, prunable_dim(analysed), tolerance=tolerance or DEFAULT_TOLERANCE
@@ -113,6 +117,7 @@ def analysis_spectrum(
         + (f"{settings.get('iterations', DEFAULT_ITERATIONS)} Lanczos steps" if tolerance is None
            else f"until s* settles to {100 * tolerance:g} points (at most {settings.get('iterations', DEFAULT_ITERATIONS)} steps)")
         + f", {subset['samples']} of {subset['total']} samples on {analysed_device(analysed)}"
+        + f" ({str(model_device_dtype(analysed)[1]).removeprefix('torch.')} products)"
         + (f", {context.world_size} processes" if context is not None and context.world_size > 1 else ""),
         level=1,
     )
@@ -133,6 +138,7 @@ def analysis_spectrum(
         **(spectrum.stopping or {}),
         "hessian_subset": subset,
         "device": str(analysed_device(analysed)),
+        "dtype": str(model_device_dtype(analysed)[1]).removeprefix("torch."),
         "processes": 1 if context is None else context.world_size,
     }
     spectrum = dataclasses.replace(spectrum, num_hvps=operator.num_hvps, stopping=stopping)

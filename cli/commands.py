@@ -291,7 +291,7 @@ def spectrum_command(
     check_output_path(plot_path, figure=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     with _pipeline.session(settings) as context:
-        analysed = _pipeline.analysis_copy(loaded.model, settings, context)
+        analysed = _pipeline.analysis_copy(loaded.model, settings, context, exact=exact)
         estimate = None
         if not exact:
             gradient = _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
@@ -400,7 +400,7 @@ def predict_command(
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_structure(structure, loaded.model)  # a model the structure does not apply to: before any work
     with _pipeline.session(settings) as context:
-        analysed = _pipeline.analysis_copy(loaded.model, settings, context)
+        analysed = _pipeline.analysis_copy(loaded.model, settings, context, exact=exact)
         gradient = (
             _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
             if gradient_term else None
@@ -768,7 +768,7 @@ def run_validation(
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
     with _pipeline.session(settings) as context:  # the spectrum: adaptive, on the device, data-parallel
-        analysed = _pipeline.analysis_copy(model, settings, context)
+        analysed = _pipeline.analysis_copy(model, settings, context, exact=exact)
         gradient = _pipeline.analysis_gradient(model, data, context=context, analysed=analysed)
         eps = _pipeline.analysis_epsilons(model, data, [epsilon])
         spectrum = _pipeline.analysis_spectrum(

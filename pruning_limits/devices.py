@@ -1,16 +1,23 @@
 """Where the analysis runs: ``--device auto|cpu|cuda[:i]`` and the dtype of Hessian-vector products.
 
 The library follows the model: every product, loss and gradient is computed on the device and
-in the dtype of the model's parameters. The analysis copies the model to the chosen device:
+in the dtype of the model's parameters. The analysis copies the model to the chosen device, in
+the dtype :func:`analysis_dtype` picks (``--dtype auto``):
 
-- on the CPU in float64 (docs/theory.md, "Float64 analysis": float32 products carry noise of
-  about ``1e-7·λ_max``, which fakes small eigenvalues where ``φ_R`` changes);
-- on CUDA in the model's own dtype (float32 for most models): float64 arithmetic runs at a
-  fraction of float32 speed on most GPUs. The Lanczos vectors and the recurrence stay float64
-  (:mod:`pruning_limits.lanczos` converts every product), so only the products carry float32
-  rounding, about ``1e-7·λ_max`` per entry. This is far below the transition ``2ε/R²`` of
-  the networks measured so far (``7·10⁻⁵`` to ``1.7·10⁻⁴`` of ``λ_max``, docs/theory.md) but not
-  zero: ``dtype="float64"`` (``--dtype float64``) restores float64 products on the GPU.
+- on the CPU, float64 for models of at most :data:`FLOAT64_MAX_PARAMETERS` parameters
+  (docs/theory.md, "Float64 analysis": float32 products carry noise of about ``1e-7·λ_max``,
+  which fakes small eigenvalues where ``φ_R`` changes; on small models float64 costs little);
+- on the CPU above that size, and on CUDA, in float32 (the model's own dtype when it is float32
+  or float64): float64 products cost 1.6 times the time of float32 on the 1.07 M-weight MLP and
+  7 times on a ResNet-20 (oneDNN convolutions exist for float32 only), and float64 arithmetic
+  runs at a fraction of float32 speed on most GPUs, while on the 1.07 M-weight MLP the float32
+  prediction was 0.03 points from the float64 reference (docs/benchmarks.md, "Float32 products").
+
+The Lanczos vectors and the recurrence stay float64 (:mod:`pruning_limits.lanczos` converts
+every product), so only the products carry float32 rounding, about ``1e-7·λ_max`` per entry.
+This is far below the transition ``2ε/R²`` of the networks measured so far (``7·10⁻⁵`` to
+``1.7·10⁻⁴`` of ``λ_max``, docs/theory.md) but not zero: ``--dtype float64`` restores float64
+products at any size.
 """
 
 from __future__ import annotations
@@ -55,13 +62,24 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     raise PruningLimitsError(f"device must be {DEVICE_HELP}, got {text!r}")
 
 
-def analysis_dtype(device: torch.device, model_dtype: torch.dtype, choice: str = "auto") -> torch.dtype:
-    """Dtype of the analysed copy: float64 on the CPU, the model's on CUDA (``choice`` overrides).
+#: ``--dtype auto`` analyses models of at most this many parameters in float64 on the CPU, larger
+#: ones in float32 (module docstring; docs/benchmarks.md, "Float32 products"). The same size as
+#: ``hessian.AUTO_TIMING_MAX_DIM``: below it a product costs well under a second on two cores.
+FLOAT64_MAX_PARAMETERS = 100_000
+
+
+def analysis_dtype(
+    device: torch.device, model_dtype: torch.dtype, choice: str = "auto", parameters: int | None = None
+) -> torch.dtype:
+    """Dtype of the analysed copy (module docstring): ``choice`` ``"float64"``/``"float32"`` decides;
+    ``"auto"`` is float64 on the CPU up to :data:`FLOAT64_MAX_PARAMETERS` parameters, else the
+    model's dtype (float32 unless the model is float64).
 
     Args:
         device: where the analysis runs.
         model_dtype: the model's floating dtype.
         choice: ``"auto"``, ``"float64"`` or ``"float32"``.
+        parameters: the model's parameter count (``None``: treated as small).
     """
     if choice not in DTYPES:
         raise PruningLimitsError(f"dtype must be one of {', '.join(DTYPES)}, got {choice!r}")
@@ -69,6 +87,7 @@ def analysis_dtype(device: torch.device, model_dtype: torch.dtype, choice: str =
         return torch.float64
     if choice == "float32":
         return torch.float32
-    if device.type == "cuda" and model_dtype.is_floating_point:
-        return model_dtype
+    large = parameters is not None and parameters > FLOAT64_MAX_PARAMETERS
+    if device.type == "cuda" or large:
+        return torch.float64 if model_dtype == torch.float64 else torch.float32
     return torch.float64

@@ -10,7 +10,7 @@ from torch import nn
 
 from pruning_limits._checks import PruningLimitsError
 from pruning_limits.cli import cli
-from pruning_limits.devices import analysis_dtype, resolve_device
+from pruning_limits.devices import FLOAT64_MAX_PARAMETERS, analysis_dtype, resolve_device
 from pruning_limits.hessian import HessianOperator
 from pruning_limits.spectrum import dense_hessian, slq
 
@@ -23,9 +23,17 @@ def test_resolve_device_and_dtype() -> None:
     for bad in ("tpu", "cuda:x", "cuda:-1"):
         with pytest.raises(PruningLimitsError, match="device must be"):
             resolve_device(bad)
-    assert analysis_dtype(torch.device("cpu"), torch.float32) == torch.float64
-    assert analysis_dtype(torch.device("cuda"), torch.float32) == torch.float32
-    assert analysis_dtype(torch.device("cuda"), torch.float32, "float64") == torch.float64
+    cpu, cuda, small, large = torch.device("cpu"), torch.device("cuda"), FLOAT64_MAX_PARAMETERS, FLOAT64_MAX_PARAMETERS + 1
+    assert analysis_dtype(cpu, torch.float32) == torch.float64  # size unknown: small
+    assert analysis_dtype(cpu, torch.float32, parameters=small) == torch.float64
+    assert analysis_dtype(cpu, torch.float32, parameters=large) == torch.float32  # float32 products above the size
+    assert analysis_dtype(cpu, torch.float64, parameters=large) == torch.float64  # a float64 model stays float64
+    assert analysis_dtype(cpu, torch.float16, parameters=large) == torch.float32  # never half-precision products
+    assert analysis_dtype(cpu, torch.float32, "float64", parameters=large) == torch.float64
+    assert analysis_dtype(cpu, torch.float32, "float32", parameters=small) == torch.float32
+    assert analysis_dtype(cuda, torch.float32) == torch.float32
+    assert analysis_dtype(cuda, torch.bfloat16) == torch.float32
+    assert analysis_dtype(cuda, torch.float32, "float64") == torch.float64
     with pytest.raises(PruningLimitsError, match="dtype must be"):
         analysis_dtype(torch.device("cpu"), torch.float32, "half")
 
@@ -70,3 +78,19 @@ def test_float32_products_on_cuda_with_a_float64_lanczos_basis() -> None:
     scale = np.abs(reference.nodes).max()
     np.testing.assert_allclose(spectrum.lambda_max, reference.lambda_max, rtol=1e-4)
     assert abs(spectrum.trace().value - reference.trace().value) <= 1e-4 * scale * reference.dim
+
+
+def test_the_command_lines_analysis_copy_is_float32_above_the_size_and_float64_for_exact() -> None:
+    from pruning_limits.cli._pipeline import analysis_copy
+
+    def dtype(model, settings, exact=False):
+        return next(analysis_copy(model, settings, exact=exact).parameters()).dtype
+
+    large = torch.nn.Sequential(torch.nn.Linear(FLOAT64_MAX_PARAMETERS, 1, bias=True))  # one parameter too many
+    small = torch.nn.Sequential(torch.nn.Linear(FLOAT64_MAX_PARAMETERS - 1, 1, bias=True))  # exactly at the size
+    cpu = {"device": torch.device("cpu")}
+    assert dtype(small, cpu) == torch.float64
+    assert dtype(large, cpu) == torch.float32
+    assert dtype(large, cpu, exact=True) == torch.float64  # the dense Hessian of --exact
+    assert dtype(large, {**cpu, "dtype": "float64"}) == torch.float64
+    assert next(large.parameters()).dtype == torch.float32  # the user's model is not touched

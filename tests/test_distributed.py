@@ -116,6 +116,7 @@ def test_torchrun_predict_equals_one_process_and_only_rank_0_prints(bundle) -> N
     single, parallel = json.loads(one.stdout), json.loads(two.stdout)  # one JSON object: rank 1 printed nothing
     assert parallel["sparsity"] == single["sparsity"] and parallel["kept"] == single["kept"]
     assert parallel["spectrum"]["stopping"]["processes"] == 2 and single["spectrum"]["stopping"]["processes"] == 1
+    assert parallel["spectrum"]["stopping"]["dtype"] == single["spectrum"]["stopping"]["dtype"] == "float64"  # a small model
     assert parallel["num_hvps"] == single["num_hvps"]
     assert parallel["spectrum"]["trace"] == pytest.approx(single["spectrum"]["trace"], rel=1e-8)
 
