@@ -184,9 +184,9 @@ def adaptive_slq(
         if moved is not None and moved <= monitor.tolerance:
             why = f"a run needs at least {monitor.min_steps} steps to count as settled"
         else:
-            why = (
-                f"the estimate moved by {'?' if moved is None else f'{moved:.4f}'} over its last {monitor.window} "
-                f"checks, above the tolerance {monitor.tolerance:g}"
+            why = (  # the values are sparsities: say them in points, as --tolerance takes them
+                f"s* moved by {'?' if moved is None else f'{100 * moved:.2f}'} points over its last {monitor.window} "
+                f"checks, above the tolerance of {100 * monitor.tolerance:g}"
             )
         warnings.warn(
             f"SLQ did not settle within {steps_cap} steps: {why}; raise --iterations for a surer answer",

@@ -123,6 +123,8 @@ def test_unsettled_run_warns_and_says_so(oracle) -> None:
         spectrum = adaptive_slq(oracle["op"], estimate, tolerance=1e-9, iterations=30, probes=2)
     assert spectrum.stopping["converged"] is False and spectrum.stopping["ended"] == "step limit"
     assert spectrum.num_hvps == 60
+    with pytest.warns(RuntimeWarning, match=r"s\* moved by [0-9.]+ points over its last 3 checks, above the tolerance of 0\.01;"):
+        adaptive_slq(oracle["op"], estimate, tolerance=1e-4, iterations=60, probes=2)  # in points, as --tolerance
     fixed = adaptive_slq(oracle["op"], None, iterations=12, probes=2)
     assert fixed.stopping == {"adaptive": False, "iterations": 12, "probes": 2, "converged": None}
 
