@@ -68,6 +68,7 @@ class Case:
     hessian_samples: int | None = None
     pyhessian: bool = False
     train_samples: int | None = None  # for the generated images
+    l1: float = 1e-4  # λ of the cached training (fixed before the run, not tuned on its result)
 
 
 CASES = {
@@ -77,6 +78,9 @@ CASES = {
     "digits-mlp1000": Case("digits-mlp1000", "mlp:1000,1000", "digits", 40, pyhessian=True),
     "cifar-resnet20": Case("cifar-resnet20", "resnet20", "images", 1, hessian_samples=None, train_samples=10_000),
     "cifar-resnet20-sub": Case("cifar-resnet20-sub", "resnet20", "images", 1, hessian_samples=256, train_samples=10_000),
+    # the same data and Hessian subset after 20 epochs at λ = 1e-3 (the suite's fixed λ before λ auto,
+    # and that of its patterns-resnet20 row): a network a user brought towards the regime
+    "cifar-resnet20-l1": Case("cifar-resnet20-l1", "resnet20", "images", 20, hessian_samples=256, train_samples=10_000, l1=1e-3),
     "cifar-resnet18": Case("cifar-resnet18", "resnet18", "images", 1, hessian_samples=128, train_samples=1_000),
 }
 DEFAULT_CASES = ("digits-mlp100", "mnist1d-mlp256", "digits-mlp1000", "cifar-resnet20-sub")
@@ -165,13 +169,16 @@ def load_case(case: Case, cache: Path) -> tuple[nn.Module, Any, str]:
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
     else:
-        train(model, data, epochs=case.epochs, l1=1e-4, seed=0)
+        train(model, data, epochs=case.epochs, l1=case.l1, seed=0)
         cache.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), path)
     return model.eval(), data, source
 
 
-def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str, int] | None, dtype: str = "float64") -> dict[str, Any]:
+def run_once(
+    case: Case, mode: str, cache: Path, threads: int, budget: dict[str, int] | None, dtype: str = "float64",
+    memory_gib: float | None = None,
+) -> dict[str, Any]:
     """One measured run in this process: ``mode`` is adaptive, reference or pyhessian; ``dtype`` of the analysed copy."""
     torch.set_num_threads(threads)
     from pruning_limits import predict_limit
@@ -205,6 +212,9 @@ def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str,
         record.update(sparsity=sparsity_estimator(flat_weights(float64), [eps], gradient=gradient)(spectrum)[0], num_hvps=100)
     else:
         kwargs: dict[str, Any] = {"hessian_samples": case.hessian_samples, "dtype": getattr(torch, dtype)}
+        if memory_gib is not None:
+            kwargs["memory_budget"] = int(memory_gib * 2**30)
+            record["memory_budget_gib"] = memory_gib
         if mode == "adaptive":
             kwargs.update(tolerance=DEFAULT_TOLERANCE, probes=None)
         else:
@@ -221,6 +231,7 @@ def run_once(case: Case, mode: str, cache: Path, threads: int, budget: dict[str,
             reorthogonalization=prediction.spectrum["reorthogonalization"],
             converged=stop.get("converged"),
             probe_spread=prediction.probe_spread,
+            knee_steepness=prediction.knee_steepness,
             rank_hazard=stop.get("hessian_subset", {}).get("rank_hazard"),
             checks=stop.get("checks"),
         )
@@ -237,6 +248,8 @@ def child(case: Case, mode: str, args: argparse.Namespace, budget: dict[str, int
     dtype = args.reference_dtype if mode == "reference" else args.dtype
     command = [sys.executable, __file__, "--child", case.name, "--mode", mode, "--threads", str(args.threads),
                "--cache", str(args.cache), "--dtype", dtype]
+    if args.memory_budget is not None:
+        command += ["--memory-budget", str(args.memory_budget)]
     if budget:
         command += ["--budget", json.dumps(budget)]
     if args.quick:
@@ -348,6 +361,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="dtype of the analysed copy in the adaptive runs (the CPU default of predict is float64)")
     parser.add_argument("--reference-dtype", default="float64", choices=("float64", "float32"),
                         help="dtype of the 4x-cost reference run")
+    parser.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                        help="predict_limit's memory budget in GiB for every run (default: its 1 GiB)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="adaptive", help=argparse.SUPPRESS)
     parser.add_argument("--budget", default=None, help=argparse.SUPPRESS)
@@ -355,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         case = QUICK if args.quick else CASES[args.child]
         print(json.dumps(run_once(case, args.mode, args.cache, args.threads, json.loads(args.budget) if args.budget else None,
-                                  args.dtype)))  # the driver passes each run's own dtype
+                                  args.dtype, args.memory_budget)))  # the driver passes each run's own dtype
         return
     cases = [QUICK] if args.quick else [CASES[name] for name in args.cases.split(",")]
     if args.operator:
