@@ -6,6 +6,7 @@ One command (from the repository root)::
     python benchmarks/bench_scale.py --cases digits-mlp1000 --repeats 1 --threads 2
     python benchmarks/bench_scale.py --quick              # tiny settings, to check the script
     python benchmarks/bench_scale.py --cases cifar-resnet20-sub --operator double-backward,auto
+    python benchmarks/bench_scale.py --cases cifar-resnet20-l1 --repeats 1 --dtype float32 --memory-budget 2 --no-reference
 
 Each case trains (once, cached in ``--cache``) an l1-regularised network, then, in a fresh
 subprocess per run (so that the peak resident memory, ``ru_maxrss``, is the run's own):
