@@ -359,7 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subsets", default=None, help="instead: s* against --hessian-samples, e.g. 50,100,400,all")
     parser.add_argument("--operator", default=None, help="instead: time building the operator, e.g. double-backward,auto")
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"),
-                        help="dtype of the analysed copy in the adaptive runs (the CPU default of predict is float64)")
+                        help="dtype of the analysed copy in the adaptive runs (predict_limit's default is float64; the "
+                             "command line's --dtype auto takes float32 above 100 000 parameters)")
     parser.add_argument("--reference-dtype", default="float64", choices=("float64", "float32"),
                         help="dtype of the 4x-cost reference run")
     parser.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
