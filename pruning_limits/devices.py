@@ -7,9 +7,9 @@ the dtype :func:`analysis_dtype` picks (``--dtype auto``):
 - on the CPU, float64 for models of at most :data:`FLOAT64_MAX_PARAMETERS` parameters
   (docs/theory.md, "Float64 analysis": float32 products carry noise of about ``1e-7·λ_max``,
   which fakes small eigenvalues where ``φ_R`` changes; on small models float64 costs little);
-- on the CPU above that size, and on CUDA, in float32 (the model's own dtype when it is float32
-  or float64): float64 products cost 1.6 times the time of float32 on the 1.07 M-weight MLP and
-  7 times on a ResNet-20 (oneDNN convolutions exist for float32 only), and float64 arithmetic
+- on the CPU above that size, and on CUDA, in float32 (float64 when the model itself is
+  float64): float64 products cost 1.6 times the time of float32 on the 1.07 M-weight MLP and
+  7.5 times on a ResNet-20 (oneDNN convolutions exist for float32 only), and float64 arithmetic
   runs at a fraction of float32 speed on most GPUs, while on the 1.07 M-weight MLP the float32
   prediction was 0.03 points from the float64 reference (docs/benchmarks.md, "Float32 products").
 
