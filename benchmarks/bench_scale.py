@@ -23,9 +23,11 @@ subprocess per run (so that the peak resident memory, ``ru_maxrss``, is the run'
 ``--operator METHODS`` instead times building :class:`~pruning_limits.hessian.HessianOperator`
 with each method on the case's Hessian samples (in ``--dtype``) and two 2-vector products after it.
 
-``--dtype float32`` analyses a float32 copy in the adaptive runs (and ``--operator``); the
-Lanczos basis stays float64 (``pruning_limits.lanczos``). ``--reference-dtype`` sets the
-reference run's dtype (default float64, the CPU default of ``predict``).
+``--dtype`` is the dtype of the analysed copy in the adaptive runs (and ``--operator``): ``auto``
+(the default) picks it as the command line's ``--dtype auto`` does
+(``pruning_limits.devices.analysis_dtype``: float64 up to 100 000 parameters, float32 above);
+the Lanczos basis stays float64 (``pruning_limits.lanczos``). ``--reference-dtype`` sets the
+reference run's dtype (default float64).
 
 Reported: median wall time over ``--repeats`` (the first run's products and memory), threads,
 ``OMP_WAIT_POLICY=PASSIVE``, and the load average, because the machine may be shared. The ResNets are
@@ -176,8 +178,18 @@ def load_case(case: Case, cache: Path) -> tuple[nn.Module, Any, str]:
     return model.eval(), data, source
 
 
+def resolved_dtype(choice: str, model: nn.Module) -> str:
+    """``"float64"``/``"float32"`` as given; ``"auto"`` as the command line's ``--dtype auto`` on the CPU."""
+    if choice != "auto":
+        return choice
+    from pruning_limits.devices import analysis_dtype
+
+    parameters = sum(p.numel() for p in model.parameters())
+    return str(analysis_dtype(torch.device("cpu"), torch.float32, "auto", parameters)).removeprefix("torch.")
+
+
 def run_once(
-    case: Case, mode: str, cache: Path, threads: int, budget: dict[str, int] | None, dtype: str = "float64",
+    case: Case, mode: str, cache: Path, threads: int, budget: dict[str, int] | None, dtype: str = "auto",
     memory_gib: float | None = None,
 ) -> dict[str, Any]:
     """One measured run in this process: ``mode`` is adaptive, reference or pyhessian; ``dtype`` of the analysed copy."""
@@ -190,6 +202,7 @@ def run_once(
     model, data, source = load_case(case, cache)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
+    dtype = resolved_dtype(dtype, model)
     record: dict[str, Any] = {"case": case.name, "mode": mode, "model source": source, "dtype": dtype}
     if mode == "pyhessian":
         from pyhessian import hessian as pyhessian_hessian
@@ -317,6 +330,7 @@ def operator_build(case: Case, methods: list[str], args: argparse.Namespace) -> 
     if case.hessian_samples is not None:
         keep = subset_indices(len(x), case.hessian_samples, 0)
         x, y = x[keep], y[keep]
+    args.dtype = resolved_dtype(args.dtype, model)
     dtype = getattr(torch, args.dtype)
     model, x = model.to(dtype), x.to(dtype) if x.is_floating_point() else x
     rows = []
@@ -358,9 +372,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one tiny MLP, to check the script")
     parser.add_argument("--subsets", default=None, help="instead: s* against --hessian-samples, e.g. 50,100,400,all")
     parser.add_argument("--operator", default=None, help="instead: time building the operator, e.g. double-backward,auto")
-    parser.add_argument("--dtype", default="float64", choices=("float64", "float32"),
-                        help="dtype of the analysed copy in the adaptive runs (predict_limit's default is float64; the "
-                             "command line's --dtype auto takes float32 above 100 000 parameters)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float64", "float32"),
+                        help="dtype of the analysed copy in the adaptive runs; auto: as the command line's "
+                             "(float64 up to 100 000 parameters, float32 above)")
     parser.add_argument("--reference-dtype", default="float64", choices=("float64", "float32"),
                         help="dtype of the 4x-cost reference run")
     parser.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
@@ -399,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{case.name}: D = {record['dim']}, {record['seconds']:.1f} s (median of {record['repeats']}), "
             f"{record['num_hvps']} products ({record['probes']} probes x {record['steps']} steps, {record['rule']} "
-            f"{record['reorthogonalization']}), converged {record['converged']}, peak RSS "
+            f"{record['reorthogonalization']}, {record['dtype']} products), converged {record['converged']}, peak RSS "
             f"{record['peak_rss_bytes'] / 2**30:.2f} GiB, s* {record['sparsity']:.4f}"
             + (f" vs reference {ref['sparsity']:.4f} ({record['difference_points']:+.2f} points, "
                f"{ref['num_hvps']} products, {ref['seconds']:.0f} s)" if ref else "")
