@@ -28,6 +28,27 @@ import time
 from pathlib import Path
 
 
+class RoundingPerturbed:
+    """``op`` with every product multiplied by ``1 + 2⁻⁵²·z`` (``z`` standard normal, seeded by
+    ``k``): a rounding-sized change, standing in for another CPU, thread count or BLAS path.
+    tests/test_adaptive.py uses it too."""
+
+    def __init__(self, op, k: int) -> None:
+        import numpy as np
+
+        self.op, self.dim, self.rng = op, op.dim, np.random.default_rng(1000 + k)
+
+    def matmat(self, v):
+        import numpy as np
+
+        return np.asarray(self.op.matmat(v)) * (1 + 2.0**-52 * self.rng.standard_normal(np.shape(v)))
+
+    def matvec(self, v):
+        import numpy as np
+
+        return self.matmat(np.asarray(v)[:, None])[:, 0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=8)
@@ -59,18 +80,6 @@ def main() -> None:
     exact = estimate(Spectrum.from_eigenvalues(eigenvalues))[0]
     print(f"D = {op.dim}, exact s* = {exact:.4f}; errors in points of sparsity")
 
-    class Perturbed:
-        """The Hessian with every product multiplied by ``1 + 2⁻⁵²·z`` (seeded ``z``)."""
-
-        def __init__(self, k: int) -> None:
-            self.dim, self.rng = op.dim, np.random.default_rng(1000 + k)
-
-        def matmat(self, v):
-            return np.asarray(op.matmat(v)) * (1 + 2.0**-52 * self.rng.standard_normal(np.shape(v)))
-
-        def matvec(self, v):
-            return self.matmat(np.asarray(v)[:, None])[:, 0]
-
     if args.adaptive:
         start = time.perf_counter()
         print(f"{'term':>8} {'seed':>4} {'error median':>12} {'min':>7} {'max':>7} {'steps':>9}")
@@ -80,7 +89,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 errors, steps = [], []
                 for k in range(args.perturbations):
-                    spectrum = adaptive_slq(Perturbed(k), watch, seed=seed, memory_budget=1 << 20)
+                    spectrum = adaptive_slq(RoundingPerturbed(op, k), watch, seed=seed, memory_budget=1 << 20)
                     errors.append(100 * (spectrum.stopping["final_estimate"][0] - truth))
                     steps.append(spectrum.steps)
                 print(f"{'paper' if gradient is None else 'gradient':>8} {seed:>4} {np.median(errors):>+12.2f} "
@@ -103,7 +112,7 @@ def main() -> None:
             full = rule(op.matmat, steps, starts, "full")
             plain = []
             for k in range(args.perturbations):
-                plain.append(rule(Perturbed(k).matmat, steps, starts, "none"))
+                plain.append(rule(RoundingPerturbed(op, k).matmat, steps, starts, "none"))
             everything[steps] += plain
             print(f"{steps:>5} {seed:>4} {full:>+7.2f} {np.median(plain):>+11.2f} {min(plain):>+7.2f} {max(plain):>+7.2f}")
     for steps, errors in everything.items():

@@ -100,6 +100,8 @@ def analysis_spectrum(
         analysed, data.train, samples, prunable_dim(analysed), tolerance=tolerance or DEFAULT_TOLERANCE
     )
     hessian_data = hessian_subset(data.train, samples, seed)
+    device, product_dtype = model_device_dtype(analysed)
+    dtype_name = str(product_dtype).removeprefix("torch.")
     budget = settings.get("memory_budget") or DEFAULT_MEMORY_BUDGET
     monitor_context = context
     if context is not None and context.world_size > 1:
@@ -116,8 +118,7 @@ def analysis_spectrum(
         "estimating the Hessian spectrum: SLQ, "
         + (f"{settings.get('iterations', DEFAULT_ITERATIONS)} Lanczos steps" if tolerance is None
            else f"until s* settles to {100 * tolerance:g} points (at most {settings.get('iterations', DEFAULT_ITERATIONS)} steps)")
-        + f", {subset['samples']} of {subset['total']} samples on {analysed_device(analysed)}"
-        + f" ({str(model_device_dtype(analysed)[1]).removeprefix('torch.')} products)"
+        + f", {subset['samples']} of {subset['total']} samples on {device} ({dtype_name} products)"
         + (f", {context.world_size} processes" if context is not None and context.world_size > 1 else ""),
         level=1,
     )
@@ -137,19 +138,13 @@ def analysis_spectrum(
     stopping = {
         **(spectrum.stopping or {}),
         "hessian_subset": subset,
-        "device": str(analysed_device(analysed)),
-        "dtype": str(model_device_dtype(analysed)[1]).removeprefix("torch."),
+        "device": str(device),
+        "dtype": dtype_name,
         "processes": 1 if context is None else context.world_size,
     }
     spectrum = dataclasses.replace(spectrum, num_hvps=operator.num_hvps, stopping=stopping)
     log_spectrum(console, spectrum, time.perf_counter() - start)
     return spectrum
-
-
-def analysed_device(model: Any) -> Any:
-    from pruning_limits.objective import model_device_dtype
-
-    return model_device_dtype(model)[0]
 
 
 def log_spectrum(console: Console, spectrum: Any, seconds: float | None = None) -> None:

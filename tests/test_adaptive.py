@@ -7,7 +7,9 @@ float64 Hessian.
 
 from __future__ import annotations
 
+import runpy
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,16 +65,11 @@ def test_adaptive_stop_agrees_with_the_exact_spectrum(oracle, gradient_term, bud
     assert [c["steps"] for c in stop["checks"]] == monitor_checkpoints(300)[: len(stop["checks"])]
 
 
-class _RoundingPerturbed:
+def _rounding_perturbed(op, k: int):
     """The oracle's Hessian with every product multiplied by ``1 + 2⁻⁵²·z`` (seeded normal ``z``):
-    a rounding-sized change, standing in for another CPU, thread count or BLAS path
-    (benchmarks/block_rounding.py does the same)."""
-
-    def __init__(self, op, k: int) -> None:
-        self.op, self.dim, self.rng = op, op.dim, np.random.default_rng(1000 + k)
-
-    def matmat(self, v):
-        return np.asarray(self.op.matmat(v)) * (1 + 2.0**-52 * self.rng.standard_normal(np.shape(v)))
+    benchmarks/block_rounding.py's ``RoundingPerturbed``, the perturbation its measurements use."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "block_rounding.py"
+    return runpy.run_path(str(path))["RoundingPerturbed"](op, k)
 
 
 @pytest.mark.parametrize("steps", [150, pytest.param(300, marks=pytest.mark.slow)])
@@ -98,7 +95,7 @@ def test_block_rule_without_reorthogonalisation_against_the_reorthogonalised_one
         starts = rademacher_probes(oracle["op"].dim, 8, seed=seed)
         full = rule(oracle["op"].matmat, starts, "full")
         for k in range(3):
-            plain = rule(_RoundingPerturbed(oracle["op"], k).matmat, starts, "none")
+            plain = rule(_rounding_perturbed(oracle["op"], k).matmat, starts, "none")
             s_full, s_plain = estimate(full)[0], estimate(plain)[0]
             assert abs(s_plain - s_full) <= near[0] and abs(s_plain - exact) <= near[1], (seed, k, s_full, s_plain, exact)
             assert abs(plain.integrate(phi).value - full.integrate(phi).value) <= 0.02 * full.integrate(phi).value
