@@ -6,6 +6,7 @@ One command (from the repository root)::
     python benchmarks/bench_scale.py --cases digits-mlp1000 --repeats 1 --threads 2
     python benchmarks/bench_scale.py --quick              # tiny settings, to check the script
     python benchmarks/bench_scale.py --cases cifar-resnet20-sub --operator double-backward,auto
+    python benchmarks/bench_scale.py --cases cifar-resnet20-sub,cifar-resnet20 --operator double-backward --dtype float32
     python benchmarks/bench_scale.py --cases cifar-resnet20-l1 --repeats 1 --dtype float32 --memory-budget 2 --no-reference
 
 Each case trains (once, cached in ``--cache``) an l1-regularised network, then, in a fresh
@@ -21,7 +22,10 @@ subprocess per run (so that the peak resident memory, ``ru_maxrss``, is the run'
   defaults) on the float32 model, ``s*`` from its nodes and weights.
 
 ``--operator METHODS`` instead times building :class:`~pruning_limits.hessian.HessianOperator`
-with each method on the case's Hessian samples (in ``--dtype``) and two 2-vector products after it.
+with each method on the case's Hessian samples (in ``--dtype``) and two 2-vector products after it,
+counts one product's floating-point operations (``torch.utils.flop_counter``) and prints the
+rate beside that of a 4096² matrix product, the machine's dense rate (``cifar-resnet20``: all
+10 000 samples).
 
 ``--dtype`` is the dtype of the analysed copy in the adaptive runs (and ``--operator``): ``auto``
 (the default) picks it as the command line's ``--dtype auto`` does
@@ -46,6 +50,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the import o
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -58,6 +63,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -344,14 +350,31 @@ def operator_build(case: Case, methods: list[str], args: argparse.Namespace) -> 
             start = time.perf_counter()
             operator.matmat(vectors)
             products.append((time.perf_counter() - start) / 2)
+        with FlopCounterMode(display=False) as counter:  # the same product once more, its operations counted
+            operator.matvec(vectors[:, 0])
         row = {"case": case.name, "method": method, "dtype": args.dtype, "chosen": operator.methods, "dim": operator.dim,
                "samples": len(x), "build_seconds": build, "product_seconds": products,
+               "product_flop": counter.get_total_flops(),
                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
         rows.append(row)
+        rate = row["product_flop"] / min(products) / 1e9
         print(f"{case.name} ({len(x)} Hessian samples, D = {operator.dim}, {args.dtype}): {method} builds in {build:.1f} s, "
-              f"then {products[0]:.1f} s and {products[1]:.1f} s per product ({operator.methods['matmat']}), "
+              f"then {products[0]:.1f} s and {products[1]:.1f} s per product ({operator.methods['matmat']}; "
+              f"{row['product_flop'] / 1e9:.0f} GFLOP counted, {rate:.0f} GFLOP/s), "
               f"peak RSS {row['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
     return rows
+
+
+def matmul_rate(dtype: torch.dtype, size: int = 4096, repeats: int = 5) -> float:
+    """GFLOP/s of a ``size``² matrix product in ``dtype`` (best of ``repeats``): the machine's dense rate."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def _pyhessian_text(record: dict[str, Any]) -> str:
@@ -393,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"threads {args.threads}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, torch {torch.__version__}, "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
         rows = [row for case in cases for row in operator_build(case, args.operator.split(","), args)]
+        for dtype in sorted({row["dtype"] for row in rows}):  # the machine's dense rate, to compare the products with
+            print(f"a 4096² {dtype} matrix product on this machine: {matmul_rate(getattr(torch, dtype)):.0f} GFLOP/s", flush=True)
         if args.json:
             args.json.write_text(json.dumps({"threads": args.threads, "operator": rows}, indent=1))
         return

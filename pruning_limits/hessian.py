@@ -79,6 +79,12 @@ DEFAULT_BLOCK_SIZE = 16
 AUTO_TIMING_SAMPLES = 256
 AUTO_TIMING_BLOCK = 4
 
+#: The construction check (two products) and the gradient graph's bytes per sample run on at
+#: most this many samples of the first chunk, so that a large batch (an ``(x, y)`` pair of
+#: 10 000 CIFAR images is one batch) cannot exhaust memory before the data is chunked to the
+#: budget: that pair's gradient graph of a ResNet-20 takes about 24 GB.
+MEASURE_SAMPLES = 64
+
 #: ``auto`` leaves the default (cached double-backward, single backward passes) only for a
 #: method measured faster than this fraction of the default's time: short timings on a shared
 #: CPU are noisy, and the cached graph saves the forward pass on every later product.
@@ -123,7 +129,9 @@ class HessianOperator:
             (:func:`~pruning_limits.objective.prunable_parameters`).
         method: ``"auto"``, ``"double-backward"`` or ``"forward-over-reverse"``.
         memory_budget: bytes the engine may spend on cached data, cached gradient graphs and
-            batched products (default 1 GiB).
+            batched products (default 1 GiB). Batches whose gradient graph would exceed half
+            of it are split into chunks (the graph's bytes per sample are measured on
+            :data:`MEASURE_SAMPLES` samples at construction).
         block_size: vectors per batched product in ``matmat`` (default 16).
         check_determinism: compare two evaluations of one product at construction and refuse
             a random model (default True).
@@ -186,13 +194,19 @@ class HessianOperator:
         self._linearized: list[fx.GraphModule] | None = None  # per chunk: v -> H_chunk v, primal folded
         self._batched_backward_ok = True  # False once an op lacked a batching rule
         self._batched_backward = False  # vmap over the backward in matmat (auto turns it on if faster)
+        self._chunk_samples: int | None = None  # most samples per chunk, once measured
 
-        first_chunk = next(self._iter_chunks())
+        x, y = next(self._iter_chunks())
         with explain_missing_derivatives():  # one line naming an op without a second derivative
-            per_sample = self._check_and_measure(first_chunk, check_determinism)
+            per_sample = self._check_and_measure((x[:MEASURE_SAMPLES], y[:MEASURE_SAMPLES]), check_determinism)
         self._per_sample = per_sample
         self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
+        # a chunk's gradient graph and the products through it stay within half the budget,
+        # for a vmap over ``block`` vectors until the methods are known; larger batches are split
+        self._set_chunk_samples(self._block)
         self.methods = self._choose_methods(method)
+        if set(self.methods.values()) == {"double-backward"}:  # single backward passes: one vector at a time
+            self._set_chunk_samples(1)
         graph_bytes = 0
         if any(m.startswith("double-backward") for m in self.methods.values()) and self._cache_ok:
             self._build_graph()
@@ -271,17 +285,21 @@ class HessianOperator:
             return None, total
         return batches, total
 
-    def _rechunk(self, samples: int) -> None:
-        """Concatenate consecutive stored batches into chunks of at most ``samples`` samples."""
+    def _set_chunk_samples(self, vectors: int) -> None:
+        """Chunk the data so that a chunk's graph, times ``vectors`` products at once, fits half the budget."""
+        self._chunk_samples = max(1, int(self._budget // (2 * vectors * self._per_sample)))
         if self._chunks is not None:
-            self._chunks = _regroup(self._chunks, samples)
+            self._chunks = _regroup(self._chunks, self._chunk_samples)
 
     def _iter_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         if self._chunks is not None:
             yield from self._chunks
         else:
             for x, y in iter_batches(self._data):
-                yield self._convert(x, y)
+                x, y = self._convert(x, y)
+                step = len(x) if self._chunk_samples is None else self._chunk_samples
+                for start in range(0, len(x), step):
+                    yield x[start : start + step], y[start : start + step]
 
     # ------------------------------------------------------------------ the loss
 
@@ -427,7 +445,7 @@ class HessianOperator:
     # ------------------------------------------------------------------ construction checks
 
     def _check_and_measure(self, chunk: tuple[Tensor, Tensor], check: bool) -> float:
-        """Refuse a random model; measure the bytes per sample of a gradient graph; chunk the data."""
+        """Refuse a random model; return the bytes per sample of a gradient graph on ``chunk``."""
         x, y = chunk
         saved = [0]
 
@@ -450,12 +468,7 @@ class HessianOperator:
                     "the model is not deterministic in eval mode (two evaluations of the same Hessian-vector "
                     "product differ): remove always-on dropout or other randomness from forward()"
                 )
-        per_sample = max(saved[0], 1) / len(x)
-        # a chunk may hold up to budget / (2 · block) bytes of graph so that a vmap over
-        # ``block`` vectors stays within half the budget
-        samples = max(len(x), int(self._budget // (2 * self._block * per_sample)))
-        self._rechunk(samples)
-        return per_sample
+        return max(saved[0], 1) / len(x)
 
     def _choose_methods(self, method: str) -> dict[str, str]:
         self.timings: dict[str, float] = {}
@@ -560,11 +573,16 @@ class HessianOperator:
 
 
 def _regroup(batches: list[tuple[Tensor, Tensor]], samples: int) -> list[tuple[Tensor, Tensor]]:
-    """Concatenate consecutive batches of equal trailing shapes into chunks of at most ``samples`` samples."""
+    """Chunks of at most ``samples`` samples: larger batches split, consecutive ones of equal trailing shapes concatenated."""
     chunks: list[tuple[Tensor, Tensor]] = []
     pending: list[tuple[Tensor, Tensor]] = []
     count = 0
-    for x, y in batches:
+    pieces = (
+        (x[start : start + samples], y[start : start + samples])
+        for x, y in batches
+        for start in range(0, len(x), samples)
+    )
+    for x, y in pieces:
         if pending and (count + len(x) > samples or x.shape[1:] != pending[0][0].shape[1:]
                         or y.shape[1:] != pending[0][1].shape[1:]):
             chunks.append(_concat(pending))
