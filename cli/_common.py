@@ -394,23 +394,40 @@ def trust_of(prediction: Any, loaded: Loaded) -> Any:
     return trust_level(prediction.knee_steepness, recorded_l1(loaded))
 
 
-def init_command(loaded: Loaded, path: str) -> str:
-    """The ``train --init`` command that takes this checkpoint into the regime."""
+def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
+    """The ``train --init`` command that takes this checkpoint into the regime, and why, in words."""
+    extra = []
+    kind = loaded.checkpoint.kind
+    if kind == "state_dict" and loaded.model_spec and not loaded.checkpoint.model_spec:
+        extra += ["--model", loaded.model_spec]
+    if loaded.data_spec and loaded.data_spec != loaded.checkpoint.data_spec:
+        extra += ["--data", loaded.data_spec]
+    if kind == "module":
+        extra.append("--trust-checkpoint")
+    return train_next_step(path, loaded.checkpoint.training, extra)
+
+
+def train_next_step(path: str, training: Any = None, extra: list[str] | None = None) -> tuple[str, str]:
+    """``(command, reason)``: l1 fine-tune the network at ``path`` (``train --init``) into the regime.
+
+    A network that was itself trained on the λ path (its ``training`` records ``l1_path``) would
+    be taken along the same path again; the command then pins a stronger λ read from that path
+    (``pruning_limits.regpath.stronger_l1``) and the reason names its cost.
+    """
     import shlex
     from pathlib import Path
 
     target = Path(path)
-    output = str(target.with_name(target.stem + "-l1.pt"))
-    words = ["pruning-limit", "train", "--init", path]
-    kind = loaded.checkpoint.kind
-    if kind == "state_dict" and loaded.model_spec and not loaded.checkpoint.model_spec:
-        words += ["--model", loaded.model_spec]
-    if loaded.data_spec and loaded.data_spec != loaded.checkpoint.data_spec:
-        words += ["--data", loaded.data_spec]
-    if kind == "module":
-        words.append("--trust-checkpoint")
-    words += ["-o", output]
-    return " ".join(shlex.quote(w) for w in words)
+    words = ["pruning-limit", "train", "--init", path, *(extra or [])]
+    reason = "l1 fine-tune into the regime, then predict again"
+    l1_path = (training or {}).get("l1_path")
+    if l1_path:
+        from pruning_limits.regpath import stronger_l1
+
+        l1, reason = stronger_l1(l1_path)
+        words += ["--l1", f"{l1:g}"]
+    words += ["-o", str(target.with_name(target.stem + "-l1.pt"))]
+    return " ".join(shlex.quote(w) for w in words), reason
 
 
 def check_exact_fits(model: Any) -> None:

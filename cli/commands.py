@@ -23,7 +23,7 @@ from ._common import (
     is_main_process,
     json_option,
     load_model_and_data,
-    init_command,
+    next_step,
     params_option,
     parse_epsilon,
     plot_option,
@@ -420,7 +420,7 @@ def predict_command(
         )
         return
     trusts = [trust_of(p, loaded).to_dict() for p in predictions]
-    next_step = init_command(loaded, checkpoint)
+    next_command, next_reason = next_step(loaded, checkpoint)
     from pruning_limits import report
     from pruning_limits.objective import flat_weights
 
@@ -438,9 +438,10 @@ def predict_command(
         record["seconds"] = time.perf_counter() - start
     if len(records) == 1:
         if as_json:
-            _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params, "next": None if trusts[0]["in_regime"] else next_step})
+            _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params, "next": None if trusts[0]["in_regime"] else next_command,
+                        "next_reason": None if trusts[0]["in_regime"] else next_reason})
             return
-        console.result("\n".join(report.answer_lines(records[0], trusts[0], next_command=next_step)))
+        console.result("\n".join(report.answer_lines(records[0], trusts[0], next_command=next_command, next_reason=next_reason)))
         if console.verbose:
             console.result(report.text_table(report.prediction_rows(records[0])))
         return
@@ -466,7 +467,7 @@ def predict_command(
     console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density", "trust"], rows))
     console.result(f"D = {records[0]['dim']} prunable weights")
     if not all(t["in_regime"] for t in trusts):
-        console.result(f"outside the regime, not a pruning limit, where marked; next: {next_step}")
+        console.result(f"outside the regime, not a pruning limit, where marked; next: {next_command}")
 
 
 def _emit_structured_predictions(
@@ -737,7 +738,7 @@ def validate_command(
         facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec, "params": loaded.params, "training": dict(loaded.checkpoint.training or {})},
         start=start,
         l1=recorded_l1(loaded),
-        next_command=init_command(loaded, checkpoint),
+        next_command=next_step(loaded, checkpoint),
         retrain=retrain,
     )
     emit_validation(record, as_json=as_json, console=console)
@@ -758,7 +759,7 @@ def run_validation(
     start: float,
     exact: bool = False,
     l1: float | None = None,
-    next_command: str | None = None,
+    next_command: tuple[str, str] | None = None,
     retrain: int | None = None,
 ) -> dict[str, Any]:
     """Predict, measure (``pruning_limits.validation.validate``), judge the trust, write figures and report; return the record."""
@@ -781,7 +782,8 @@ def run_validation(
     _pipeline.log_spectrum(console, spectrum)
     record = {**result.to_dict(), **facts}
     record["trust"] = trust_level(prediction.knee_steepness, l1).to_dict()
-    record["next"] = None if record["trust"]["in_regime"] else next_command
+    outside = not record["trust"]["in_regime"] and next_command is not None
+    record["next"], record["next_reason"] = next_command if outside else (None, None)
     if retrain:
         from pruning_limits.lomp import retrained_limit
 
@@ -825,7 +827,8 @@ def emit_validation(record: dict[str, Any], *, as_json: bool, console: Console) 
     from pruning_limits import report
 
     lines = report.answer_lines(
-        record["predicted"], record["trust"], measured=record["measured"]["limit_by_loss"], next_command=record.get("next")
+        record["predicted"], record["trust"], measured=record["measured"]["limit_by_loss"], next_command=record.get("next"),
+        next_reason=record.get("next_reason"),
     )
     if record.get("retrained"):
         lines.insert(1, f"after re-training the kept weights: {100 * record['retrained']['limit']:.1f} % sparsity "

@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from ._common import Console, check_spectrum_settings, common_options, json_option, seed_option, spectrum_options
+from ._common import (
+    Console,
+    check_spectrum_settings,
+    common_options,
+    json_option,
+    seed_option,
+    spectrum_options,
+    train_next_step,
+)
 
 #: The demo's model and data: an MLP with the zoo's default widths (64, 32; D = 6 464 prunable
 #: weights) on scikit-learn's 8×8 digits (1 400 training images).
@@ -92,7 +100,7 @@ def demo_command(
         facts={"checkpoint": str(out / "model.pt"), "model_spec": DEMO_MODEL, "data_spec": DEMO_DATA, "training": training},
         start=start,
         l1=path.l1,
-        next_command=f"pruning-limit train --init {out / 'model.pt'} -o {out / 'model-l1.pt'}",
+        next_command=train_next_step(str(out / "model.pt"), training),
     )
     record["seconds"] = time.perf_counter() - start
     record["out"] = str(out)

@@ -46,6 +46,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,50 @@ def choose_l1(l1s: Any, metrics: Any, *, higher_is_better: bool, tolerance: floa
         raise PruningLimitsError(f"l1s and metrics differ in shape: {lam.shape} and {ok.shape}")
     candidates = np.flatnonzero(ok)
     return int(candidates[np.argmax(lam[candidates])])
+
+
+def stronger_l1(path: Mapping[str, Any]) -> tuple[float, str]:
+    """A λ above the path's choice, for a network the path left outside the regime, and why in words.
+
+    The rule (:func:`choose_l1`) stops where the validation metric falls by more than its
+    tolerance; on some data the knee of ``R(s)`` sharpens only past that point
+    (docs/validation.md, "A third pre-registered test": ``make_hastie_10_2`` and
+    ``make_gaussian_quantiles``), so running the path again would not bring the network in. This
+    names the trade-off from the path's own record instead: the smallest trained λ above the
+    chosen one whose knee at ``s_ref`` is sharp (at least ``limits.FLAT_KNEE``), else the grid's
+    next λ after the largest one trained, with the validation metric it cost. It reads the path
+    only (no prediction, no measured limit) and is advice to the user, never applied by ``train``.
+
+    Args:
+        path: a :meth:`RegularisationPath.to_dict` record.
+
+    Returns:
+        ``(λ, reason)``: the λ to pin with ``--l1`` and a clause on its cost.
+    """
+    from .limits import FLAT_KNEE
+
+    points = path["points"]
+    chosen = points[path["chosen"]]
+    accuracy = path["metric"] == "accuracy"
+
+    def metric(point: Mapping[str, Any]) -> str:
+        return f"{100 * point['metric']:.1f} %" if accuracy else f"{point['metric']:.3g}"
+
+    best = max(points, key=lambda p: p["metric"]) if accuracy else min(points, key=lambda p: p["metric"])
+    name = f"validation {path['metric']}"
+    above = [p for p in points if p["l1"] > chosen["l1"]]
+    sharp = [p for p in above if math.isfinite(p["knee_steepness"]) and p["knee_steepness"] >= FLAT_KNEE]
+    if sharp:
+        target = min(sharp, key=lambda p: p["l1"])
+        return target["l1"], f"the λ path's knee turns sharp there at a cost: {name} {metric(target)}, best {metric(best)}"
+    last = max(points, key=lambda p: p["l1"])
+    following = [lam for lam in path["grid"] if lam > last["l1"]]
+    lam = min(following) if following else last["l1"] * GRID_FACTOR
+    cost = "a lower accuracy" if accuracy else "a higher loss"
+    return lam, (
+        f"past the λ path, which stopped at λ = {last['l1']:g} ({name} {metric(last)}, best {metric(best)}) "
+        f"before its knee turned sharp: expect {cost}"
+    )
 
 
 def reference_sparsity(distance_squared: Any, share: float = KNEE_REFERENCE_SHARE) -> float:

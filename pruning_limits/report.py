@@ -135,6 +135,7 @@ def answer_lines(
     *,
     measured: float | None = None,
     next_command: str | None = None,
+    next_reason: str | None = None,
 ) -> list[str]:
     """The few lines a user acts on: the answer with its trust level, the reason, the evidence, the next step.
 
@@ -143,6 +144,7 @@ def answer_lines(
         trust: a ``regime.Trust.to_dict()`` record.
         measured: the measured one-shot limit (by loss), for ``validate``.
         next_command: the command that brings a network outside the regime into it.
+        next_reason: what that command does or costs, in a clause (default: an l1 fine-tune).
     """
     s_star = f"{_pct(prediction['sparsity'])}{_interval_pct(prediction.get('interval'))}"
     inside = bool(trust["in_regime"])
@@ -155,7 +157,7 @@ def answer_lines(
     if trust.get("evidence"):
         lines.append(f"evidence: {trust['evidence']}")
     if not inside and next_command:
-        lines.append(f"next: {next_command}  (l1 fine-tune into the regime, then predict again)")
+        lines.append(f"next: {next_command}  ({next_reason or 'l1 fine-tune into the regime, then predict again'})")
     return lines
 
 

@@ -202,6 +202,26 @@ def test_a_bundle_trained_without_l1_is_outside_the_regime_with_the_next_step(bu
     assert validated[-1].startswith("next: pruning-limit train --init")
 
 
+def test_a_network_the_lambda_path_left_outside_gets_a_stronger_lambda_not_the_same_path(workdir):
+    """A bundle trained with --l1 auto whose knee is flat would be taken along the same path by a
+    plain train --init; the next step pins a stronger λ read from its recorded path instead."""
+    import torch
+
+    path = workdir / "auto-flat.pt"
+    ok("train", "--model", "mlp:8", "--data", "digits", "--epochs", "1", "--l1", "0", "-o", path)
+    bundle = torch.load(path, weights_only=True)
+    grid = [1e-4 * 2**i for i in range(8)]
+    points = [{"l1": lam, "metric": m, "knee_steepness": k} for lam, m, k in [(8e-4, 0.935, 4.0), (1.6e-3, 0.944, 6.6), (3.2e-3, 0.925, 9.5), (6.4e-3, 0.910, 13.6)]]
+    bundle["training"].update(l1=1.6e-3, l1_path={"l1": 1.6e-3, "chosen": 1, "metric": "accuracy", "grid": grid, "points": points})
+    torch.save(bundle, path)
+    record = json.loads(ok("predict", path, *SLQ, "--json").stdout)
+    assert record["trust"]["level"] == "outside the regime" and record["trust"]["l1"] == 1.6e-3
+    assert record["next"] == f"pruning-limit train --init {path} --l1 0.0128 -o {workdir / 'auto-flat-l1.pt'}"
+    assert "stopped at λ = 0.0064" in record["next_reason"]
+    lines = ok("predict", path, *SLQ).stdout.splitlines()
+    assert lines[-1] == f"next: {record['next']}  ({record['next_reason']})"
+
+
 def test_the_answer_line_follows_the_trust_criterion(bundle):
     from pruning_limits.regime import trust_level
 

@@ -15,12 +15,14 @@ from pruning_limits.models import build_model
 from pruning_limits.objective import evaluate_loss, flat_weights
 from pruning_limits.regpath import (
     ACCURACY_TOLERANCE,
+    GRID_FACTOR,
     LOSS_TOLERANCE,
     acceptable,
     choose_l1,
     default_grid,
     l1_path,
     reference_sparsity,
+    stronger_l1,
     tolerance_for,
     train_auto,
     validation_split,
@@ -192,3 +194,36 @@ def fresh_copy_of(model):
     from pruning_limits.regpath import fresh_copy
 
     return fresh_copy(model, 0)
+
+
+def _path_record(points, chosen, grid=None, metric="accuracy"):
+    """A ``RegularisationPath.to_dict()``-shaped record of (λ, metric, knee at s_ref) triples."""
+    return {
+        "l1": points[chosen][0], "chosen": chosen, "metric": metric, "grid": grid or [p[0] for p in points],
+        "points": [{"l1": lam, "metric": m, "knee_steepness": knee} for lam, m, knee in points],
+    }
+
+
+def test_stronger_l1_names_the_first_sharp_knee_above_the_choice_and_its_cost():
+    # a path like make_gaussian_quantiles' in docs/validation.md: the knee sharpens only as the accuracy falls
+    path = _path_record(
+        [(8e-4, 0.919, 5.0), (1.6e-3, 0.910, 8.0), (3.2e-3, 0.900, 12.0), (6.4e-3, 0.85, 30.0), (1.28e-2, 0.76, 60.0)], 1
+    )
+    lam, reason = stronger_l1(path)
+    assert lam == 6.4e-3  # the smallest sharp one above the choice, not the sharpest
+    assert "85.0 %" in reason and "best 91.9 %" in reason
+    path["points"][3]["knee_steepness"] = float("nan")  # an undefined knee is not sharp
+    assert stronger_l1(path)[0] == 1.28e-2
+
+
+def test_stronger_l1_past_a_path_that_stopped_before_the_knee_sharpened():
+    # the make_hastie_10_2 path: stopped early at 6.4e-3, knee still 13.6 at s_ref
+    grid = [1e-4 * 2**i for i in range(8)]
+    path = _path_record([(8e-4, 0.935, 4.0), (1.6e-3, 0.944, 6.6), (3.2e-3, 0.925, 9.5), (6.4e-3, 0.910, 13.6)], 1, grid)
+    lam, reason = stronger_l1(path)
+    assert lam == 1.28e-2 and "stopped at λ = 0.0064" in reason and "91.0 %" in reason and "lower accuracy" in reason
+    # a path that ran to the end of its grid: one grid step further
+    assert stronger_l1(_path_record([(1e-3, 0.9, 3.0), (2e-3, 0.9, 4.0)], 1))[0] == pytest.approx(2e-3 * GRID_FACTOR)
+    # regression: losses, the lowest is best
+    lam, reason = stronger_l1(_path_record([(1e-3, 0.5, 3.0), (2e-3, 0.49, 4.0), (4e-3, 0.7, 5.0)], 1, metric="loss"))
+    assert lam == pytest.approx(8e-3) and "best 0.49" in reason and "higher loss" in reason
