@@ -30,7 +30,8 @@ rate beside that of a 4096² matrix product, the machine's dense rate (``cifar-r
 ``--dtype`` is the dtype of the analysed copy in the adaptive runs (and ``--operator``): ``auto``
 (the default) picks it as the command line's ``--dtype auto`` does
 (``pruning_limits.devices.analysis_dtype``: float64 up to 100 000 parameters, float32 above);
-the Lanczos basis stays float64 (``pruning_limits.lanczos``). ``--reference-dtype`` sets the
+the Lanczos recurrence stays float64, its stored basis follows the products (float32 for
+float32 products since 2026-12-05, ``pruning_limits.lanczos.block_lanczos``). ``--reference-dtype`` sets the
 reference run's dtype (default float64).
 
 Reported: median wall time over ``--repeats`` (the first run's products and memory), threads,

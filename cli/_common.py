@@ -194,7 +194,7 @@ def spectrum_options(func: F) -> F:
         default=None,
         metavar="GIB",
         help="GiB for the Lanczos basis and the Hessian engine's caches (default 1). SLQ uses the "
-        "block Gauss rule when its basis, min(probes x iterations, D) x D x 8 bytes, fits, else one "
+        "block Gauss rule when its basis, min(probes x iterations, D) x D x 8 bytes (x 4 for float32 products), fits, else one "
         "Gauss rule per probe.",
     )(func)
     func = click.option(

@@ -16,8 +16,8 @@ Meurant 2010). For the same ``b·m`` products it resolves the spectrum ``b`` tim
 finely, which matters where the integrand has features far below the spectral span.
 
 Finite precision destroys the orthogonality of the Lanczos basis and produces spurious copies
-of converged Ritz values (Paige 1976). The basis is kept in float64 and fully
-re-orthogonalised (classical Gram-Schmidt applied twice, "twice is enough", Giraud et al.
+of converged Ritz values (Paige 1976). The basis is kept in float64 (float32 on request, for
+float32 products: :func:`block_lanczos`) and fully re-orthogonalised (classical Gram-Schmidt applied twice, "twice is enough", Giraud et al.
 2005) when the whole basis fits in the memory budget; otherwise :func:`lanczos_probes` runs the
 plain recurrence, O(D) memory, whose Gauss rule stays an accurate quadrature rule (Greenbaum
 1989; Knizhnerman 1996; Chen & Trogdon 2023), with the mode recorded in its result.
@@ -350,9 +350,10 @@ class BlockLanczosResult(NamedTuple):
     num_matvecs: int
 
 
-def block_lanczos_bytes(dim: int, iterations: int, block: int) -> int:
-    """Bytes of the basis :func:`block_lanczos` stores: ``min(block·iterations, dim)`` vectors of ``dim`` float64."""
-    return min(int(block) * int(iterations), int(dim)) * int(dim) * 8
+def block_lanczos_bytes(dim: int, iterations: int, block: int, itemsize: int = 8) -> int:
+    """Bytes of the basis :func:`block_lanczos` stores: ``min(block·iterations, dim)`` vectors of ``dim``
+    numbers of ``itemsize`` bytes (8: float64, the default; 4: a float32 basis)."""
+    return min(int(block) * int(iterations), int(dim)) * int(dim) * int(itemsize)
 
 
 def block_lanczos(
@@ -366,6 +367,7 @@ def block_lanczos(
     reorthogonalization: str = "full",
     monitor: Callable[[int, Callable[[], BlockLanczosResult]], bool] | None = None,
     progress_bar: Any = None,
+    basis_dtype: Any = np.float64,
 ) -> BlockLanczosResult:
     """Run up to ``iterations`` block Lanczos steps from the rows of ``starts``, fully re-orthogonalised.
 
@@ -393,6 +395,12 @@ def block_lanczos(
             ``partial()`` builds the :class:`BlockLanczosResult` so far (as :func:`lanczos_probes`);
             a true return stops the run.
         progress_bar: a tqdm bar to advance by one per product.
+        basis_dtype: ``numpy.float64`` (default) or ``numpy.float32``, the dtype in which the
+            stored basis is kept and the re-orthogonalisation passes run. The current and
+            previous blocks, the three-term recurrence and ``QᵀAQ`` stay float64. A float32
+            basis halves the memory and keeps the vectors orthogonal to about 1e-7, the
+            rounding of float32 products: for an operator computed in float32 it loses nothing
+            the products had not already lost (docs/theory.md, "A float32 basis").
 
     Returns:
         :class:`BlockLanczosResult`; never contains NaN.
@@ -415,23 +423,28 @@ def block_lanczos(
         raise PruningLimitsError("every start vector must be non-zero")
     starts = starts / norms[:, None]  # the rule is for z/‖z‖; equal norms keep deflation scale-free
     mode = check_choice("reorthogonalization", reorthogonalization, REORTHOGONALIZATIONS)
+    basis_dtype = np.dtype(basis_dtype)
+    if basis_dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise PruningLimitsError(f"basis_dtype must be float64 or float32, got {basis_dtype}")
+    itemsize = basis_dtype.itemsize
     if mode == "auto":
-        mode = "full" if block_lanczos_bytes(dim, steps, starts.shape[0]) <= memory_budget else "none"
+        mode = "full" if block_lanczos_bytes(dim, steps, starts.shape[0], itemsize) <= memory_budget else "none"
     if mode == "none":
         return _plain_block_lanczos(matmat, dim, steps, starts, memory_budget, breakdown_tol, monitor, progress_bar)
-    needed = block_lanczos_bytes(dim, steps, starts.shape[0])
+    needed = block_lanczos_bytes(dim, steps, starts.shape[0], itemsize)
     if needed > memory_budget:
         raise PruningLimitsError(
-            f"the block Lanczos basis ({needed // (8 * dim)} vectors of {dim} float64, {needed} bytes) "
+            f"the block Lanczos basis ({needed // (itemsize * dim)} vectors of {dim} {basis_dtype}, {needed} bytes) "
             f"exceeds the memory budget of {memory_budget:.0f} bytes"
         )
     capacity = min(starts.shape[0] * steps, dim)
-    basis = np.empty((capacity, dim))  # rows are the orthonormal basis vectors
+    basis = np.empty((capacity, dim), dtype=basis_dtype)  # rows are the orthonormal basis vectors
     projection = np.zeros((capacity, capacity))
     block, coupling = _orthonormal_block(starts.T, breakdown_tol, capacity)
     start_coordinates = coupling.T  # Z = Q_1 · coupling, so Q_1ᵀz_j = coupling[:, j]
     size, previous, done, spent, breakdown = 0, 0, 0, 0, False
     scale = 0.0
+    last = np.zeros((dim, 0))  # the previous block, float64
     while True:
         width = block.shape[1]
         basis[size : size + width] = block.T
@@ -440,18 +453,19 @@ def block_lanczos(
         if progress_bar is not None:
             progress_bar.update(width)
         scale = max(scale, float(np.linalg.norm(product, axis=0).max()))
-        # The three-term recurrence removes the previous and current blocks; one Gram–Schmidt
-        # pass over the whole basis then removes what finite precision left, and a second pass
-        # runs only if a column lost most of its norm in the first (Daniel, Gragg, Kaufman &
-        # Stewart 1976). Each pass reads the whole basis twice: the dominant cost at large D.
-        recent = basis[previous : size + width]
+        # The three-term recurrence removes the previous and current blocks (float64); one
+        # Gram–Schmidt pass over the whole basis then removes what finite precision left, and a
+        # second pass runs only if a column lost most of its norm in the first (Daniel, Gragg,
+        # Kaufman & Stewart 1976). Each pass reads the whole basis twice: the dominant cost at large D.
+        recent = np.concatenate([last, block], axis=1)
         coefficients = np.zeros((size + width, width))
-        coefficients[previous:] = _matmul(recent, product)
-        product -= _matmul(recent.T, coefficients[previous:])
+        coefficients[previous:] = _matmul(recent.T, product)
+        product -= _matmul(recent, coefficients[previous:])
         stored = basis[: size + width]
         for _ in range(2):
             before = np.linalg.norm(product, axis=0)
-            correction = _matmul(stored, product)
+            narrow = product.astype(basis_dtype, copy=False)
+            correction = _matmul(stored, narrow)
             product -= _matmul(stored.T, correction)
             coefficients += correction
             if (np.linalg.norm(product, axis=0) >= REORTH_NORM_RATIO * before).all():
@@ -459,6 +473,7 @@ def block_lanczos(
         projection[: size + width, size : size + width] = coefficients
         previous = size
         size += width
+        last = block
         done += 1
         if done == steps or size == capacity:
             break
@@ -551,7 +566,7 @@ def _orthonormal_block(vectors: np.ndarray, tol: float, limit: int) -> tuple[np.
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for float64 arrays, computed by torch on its own thread pool.
+    """``a @ b`` for two arrays of one dtype, computed by torch on its own thread pool.
 
     The products run in torch, so numpy's BLAS (OpenBLAS) between them would keep a second
     pool of threads that spin after each call and take the cores from torch's next product:

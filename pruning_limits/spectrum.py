@@ -378,7 +378,8 @@ def slq(
       polynomials, but it resolves the spectrum ``probes`` times more finely. On the trained
       MLPs of docs/benchmarks.md, ``s*`` at 80 steps was 0.00 points from the exact spectrum's
       against −4.28 with the Gauss rule (D = 2 080), and at 300 steps −0.03 against −0.88
-      (D = 9 700). It stores all probes' bases: ``min(probes × iterations, D) × D × 8`` bytes.
+      (D = 9 700). It stores all probes' bases: ``min(probes × iterations, D) × D × 8`` bytes
+      (``× 4`` for an operator whose ``dtype`` is float32: a float32 basis).
       It stops early, with exact quadrature for the probes, when the block Krylov space
       becomes invariant. When the basis does not fit ``memory_budget`` the block recurrence runs
       without re-orthogonalisation in ``3 × probes × D × 8`` bytes
@@ -399,7 +400,9 @@ def slq(
         probes: number of probes (default :data:`DEFAULT_PROBES`).
         seed: seed of the probes; ``generator`` (a ``torch.Generator``) overrides it.
         dim: dimension of a callable operator.
-        memory_budget: bytes for the stored Lanczos vectors (default 1 GiB).
+        memory_budget: bytes for the stored Lanczos vectors (default 1 GiB); the block rule's
+            basis is float32 for an operator whose ``dtype`` is float32 (half the bytes),
+            float64 otherwise.
         rule: ``"auto"``, ``"block"`` or ``"gauss"``.
         reorthogonalization: ``"auto"`` (full when the basis fits ``memory_budget``),
             ``"full"`` or ``"none"`` (:func:`pruning_limits.lanczos.lanczos_probes`,
@@ -451,8 +454,12 @@ def slq(
     if rule == "auto":
         rule = "block" if probes > 1 else "gauss"
     block_mode = reorthogonalization
+    # products computed in float32 get a float32 basis: half the memory, nothing lost that the
+    # products had not lost already (pruning_limits.lanczos.block_lanczos, docs/theory.md)
+    basis_dtype = np.float32 if dtype == torch.float32 else np.float64
     if rule == "block" and block_mode == "auto":
-        block_mode = "full" if block_lanczos_bytes(size, steps, probes) <= budget else "none"
+        fits = block_lanczos_bytes(size, steps, probes, np.dtype(basis_dtype).itemsize) <= budget
+        block_mode = "full" if fits else "none"
     checkpoints = set(monitor_checkpoints(steps)) if monitor is not None else set()
 
     with tqdm(total=probes * steps, disable=not progress, file=sys.stderr, desc="SLQ", leave=False) as bar:
@@ -492,6 +499,7 @@ def slq(
                 reorthogonalization=block_mode,
                 monitor=watch(block_spectrum),
                 progress_bar=bar,
+                basis_dtype=basis_dtype,
             )
             return block_spectrum(result)
 
@@ -543,7 +551,7 @@ def estimate_spectrum(
         iterations, probes, seed, generator, rule, reorthogonalization, monitor, progress: as
             for :func:`slq`.
         memory_budget: bytes for the engine's caches and for the stored Lanczos basis (default
-            1 GiB; the default block rule needs ``min(probes × iterations, D) × D × 8`` bytes;
+            1 GiB; the default block rule needs ``min(probes × iterations, D) × D × 8`` bytes (× 4 for float32 products);
             above it one Gauss rule per probe, without re-orthogonalisation when the probes'
             bases do not fit either).
 

@@ -251,3 +251,36 @@ def test_block_lanczos_bad_inputs() -> None:
 def test_block_lanczos_refuses_a_product_of_the_wrong_size() -> None:
     with pytest.raises(PruningLimitsError, match=r"matmat returned 2 values, expected 3 x 1"):
         block_lanczos(lambda V: np.ones(2), 3, 2, np.ones((1, 3)))
+
+
+def test_a_float32_basis_keeps_the_block_rule_of_a_float32_operator() -> None:
+    """The basis stored in float32 (re-orthogonalisation passes in float32, recurrence in float64)
+    against the float64 basis, on the same float32-rounded products and against the exact
+    quadrature (eigh of that operator): the second moment agrees to float32 rounding (measured
+    7e-8 and 1.5e-7), and a Stieltjes function like SLQ's φ_R, which the rule resolves slowly,
+    is as close to exact with either basis (2.2e-4 and 1.2e-4 at 100 steps); the basis takes
+    half the bytes, and a budget between the two sizes admits only the float32 one."""
+    rng = np.random.default_rng(3)
+    dim = 600
+    Q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    eigs = np.concatenate([np.zeros(200), rng.uniform(-0.05, 0.05, 100), np.geomspace(1e-3, 50.0, 300)])
+    A32 = torch.from_numpy(((Q * eigs) @ Q.T).astype(np.float32))
+
+    def matmat(V: np.ndarray) -> np.ndarray:  # a float32 operator, as a float32 model's Hessian
+        return (A32 @ torch.from_numpy(V.astype(np.float32))).double().numpy()
+
+    starts = rademacher_probes(dim, 4, seed=0)
+    lam, U = np.linalg.eigh(A32.double().numpy())
+    exact_weights = (starts @ U) ** 2 / (starts**2).sum(axis=1, keepdims=True)
+    for dtype in (np.float64, np.float32):
+        nodes, weights = block_gauss_quadrature(block_lanczos(matmat, dim, 100, starts, basis_dtype=dtype))
+        for f, rtol in ((lambda x: x**2, 1e-6), (lambda x: 1.0 / (1.0 + 1e3 * np.abs(x)), 1e-3)):
+            exact = np.sum(exact_weights * f(lam), axis=1)
+            assert np.allclose(np.sum(weights * f(nodes), axis=1), exact, rtol=rtol, atol=0), (dtype, rtol)
+    assert block_lanczos_bytes(dim, 60, 4, 4) * 2 == block_lanczos_bytes(dim, 60, 4)
+    between = block_lanczos_bytes(dim, 60, 4, 4) + 1
+    block_lanczos(matmat, dim, 60, starts, basis_dtype=np.float32, memory_budget=between)
+    with pytest.raises(PruningLimitsError, match="float64.*exceeds the memory budget"):
+        block_lanczos(matmat, dim, 60, starts, memory_budget=between)
+    with pytest.raises(PruningLimitsError, match="basis_dtype must be float64 or float32, got float16"):
+        block_lanczos(matmat, dim, 60, starts, basis_dtype=np.float16)
