@@ -82,7 +82,8 @@ AUTO_TIMING_BLOCK = 4
 #: The construction check (two products) and the gradient graph's bytes per sample run on at
 #: most this many samples of the first chunk, so that a large batch (an ``(x, y)`` pair of
 #: 10 000 CIFAR images is one batch) cannot exhaust memory before the data is chunked to the
-#: budget: that pair's gradient graph of a ResNet-20 takes about 24 GB.
+#: budget: that pair's gradient graph of a ResNet-20 would take about 57 GiB (5.8 MiB per image
+#: in float32; the process was killed at 24 GiB before, docs/benchmarks.md).
 MEASURE_SAMPLES = 64
 
 #: ``auto`` leaves the default (cached double-backward, single backward passes) only for a

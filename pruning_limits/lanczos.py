@@ -17,10 +17,11 @@ finely, which matters where the integrand has features far below the spectral sp
 
 Finite precision destroys the orthogonality of the Lanczos basis and produces spurious copies
 of converged Ritz values (Paige 1976). The basis is kept in float64 (float32 on request, for
-float32 products: :func:`block_lanczos`) and fully re-orthogonalised (classical Gram-Schmidt applied twice, "twice is enough", Giraud et al.
-2005) when the whole basis fits in the memory budget; otherwise :func:`lanczos_probes` runs the
-plain recurrence, O(D) memory, whose Gauss rule stays an accurate quadrature rule (Greenbaum
-1989; Knizhnerman 1996; Chen & Trogdon 2023), with the mode recorded in its result.
+float32 products: :func:`block_lanczos`) and fully re-orthogonalised (classical Gram-Schmidt
+applied twice, "twice is enough", Giraud et al. 2005) when the whole basis fits in the memory
+budget; otherwise :func:`lanczos_probes` runs the plain recurrence, O(D) memory, whose Gauss
+rule stays an accurate quadrature rule (Greenbaum 1989; Knizhnerman 1996; Chen & Trogdon 2023),
+with the mode recorded in its result.
 :func:`block_lanczos` has no such fallback: it refuses a basis over the budget.
 
 Both runners accept a ``monitor`` called after every step: a stopping criterion supplied by the
