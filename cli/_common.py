@@ -193,9 +193,9 @@ def spectrum_options(func: F) -> F:
         type=float,
         default=None,
         metavar="GIB",
-        help="GiB for the Lanczos basis and the Hessian engine's caches (default 1). SLQ uses the "
-        "block Gauss rule when its basis, min(probes x iterations, D) x D x 8 bytes (x 4 for float32 products), fits, else one "
-        "Gauss rule per probe.",
+        help="GiB for the Lanczos basis and the Hessian engine's caches (default 1). The block Gauss rule "
+        "is fully re-orthogonalised when its basis, min(probes x iterations, D) x D x 8 bytes (x 4 for "
+        "float32 products), fits, else it runs without re-orthogonalisation in 3 x probes x D x 8 bytes.",
     )(func)
     func = click.option(
         "--probes",
