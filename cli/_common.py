@@ -422,10 +422,14 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
     reason = "l1 fine-tune into the regime, then predict again"
     l1_path = (training or {}).get("l1_path")
     if l1_path:
+        from pruning_limits._checks import PruningLimitsError
         from pruning_limits.regpath import stronger_l1
 
-        l1, reason = stronger_l1(l1_path)
-        words += ["--l1", f"{l1:g}"]
+        try:
+            l1, reason = stronger_l1(l1_path)
+            words += ["--l1", f"{l1:g}"]
+        except PruningLimitsError:  # a damaged path record: the plain fine-tune is still a next step
+            pass
     words += ["-o", str(target.with_name(target.stem + "-l1.pt"))]
     return " ".join(shlex.quote(w) for w in words), reason
 

@@ -160,12 +160,20 @@ def stronger_l1(path: Mapping[str, Any]) -> tuple[float, str]:
 
     Returns:
         ``(λ, reason)``: the λ to pin with ``--l1`` and a clause on its cost.
+
+    Raises:
+        PruningLimitsError: ``path`` is not such a record (a damaged or hand-edited bundle).
     """
     from .limits import FLAT_KNEE
 
-    points = path["points"]
-    chosen = points[path["chosen"]]
-    accuracy = path["metric"] == "accuracy"
+    try:
+        points = [dict(p, l1=float(p["l1"]), metric=float(p["metric"]), knee_steepness=float(p["knee_steepness"]))
+                  for p in path["points"]]
+        chosen = points[int(path["chosen"])]
+        grid = [float(lam) for lam in path["grid"]]
+        accuracy = path["metric"] == "accuracy"
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise PruningLimitsError(f"the recorded λ path is not a RegularisationPath record: {exc!r}") from None
 
     def metric(point: Mapping[str, Any]) -> str:
         return f"{100 * point['metric']:.1f} %" if accuracy else f"{point['metric']:.3g}"
@@ -178,7 +186,7 @@ def stronger_l1(path: Mapping[str, Any]) -> tuple[float, str]:
         target = min(sharp, key=lambda p: p["l1"])
         return target["l1"], f"the λ path's knee turns sharp there at a cost: {name} {metric(target)}, best {metric(best)}"
     last = max(points, key=lambda p: p["l1"])
-    following = [lam for lam in path["grid"] if lam > last["l1"]]
+    following = [lam for lam in grid if lam > last["l1"]]
     lam = min(following) if following else last["l1"] * GRID_FACTOR
     cost = "a lower accuracy" if accuracy else "a higher loss"
     return lam, (

@@ -220,6 +220,11 @@ def test_a_network_the_lambda_path_left_outside_gets_a_stronger_lambda_not_the_s
     assert "stopped at λ = 0.0064" in record["next_reason"]
     lines = ok("predict", path, *SLQ).stdout.splitlines()
     assert lines[-1] == f"next: {record['next']}  ({record['next_reason']})"
+    # a damaged path record (a hand-edited bundle): the plain fine-tune, no traceback
+    bundle["training"]["l1_path"]["points"] = [{"l1": 1e-3}]
+    torch.save(bundle, path)
+    damaged = json.loads(ok("predict", path, *SLQ, "--json").stdout)
+    assert damaged["next"] == f"pruning-limit train --init {path} -o {workdir / 'auto-flat-l1.pt'}"
 
 
 def test_the_answer_line_follows_the_trust_criterion(bundle):

@@ -227,3 +227,10 @@ def test_stronger_l1_past_a_path_that_stopped_before_the_knee_sharpened():
     # regression: losses, the lowest is best
     lam, reason = stronger_l1(_path_record([(1e-3, 0.5, 3.0), (2e-3, 0.49, 4.0), (4e-3, 0.7, 5.0)], 1, metric="loss"))
     assert lam == pytest.approx(8e-3) and "best 0.49" in reason and "higher loss" in reason
+
+
+def test_stronger_l1_refuses_a_damaged_record_in_one_line():
+    with pytest.raises(PruningLimitsError, match="not a RegularisationPath record"):
+        stronger_l1({"points": [{"l1": 1e-3}], "chosen": 0, "metric": "accuracy", "grid": []})
+    with pytest.raises(PruningLimitsError, match="not a RegularisationPath record"):
+        stronger_l1({"points": [], "chosen": 3, "metric": "accuracy", "grid": []})
