@@ -13,8 +13,10 @@ the dtype :func:`analysis_dtype` picks (``--dtype auto``):
   runs at a fraction of float32 speed on most GPUs, while on the 1.07 M-weight MLP the float32
   prediction was 0.03 points from the float64 reference (docs/benchmarks.md, "Float32 products").
 
-The Lanczos vectors and the recurrence stay float64 (:mod:`pruning_limits.lanczos` converts
-every product), so only the products carry float32 rounding, about ``1e-7·λ_max`` per entry.
+The Lanczos recurrence stays float64 (:mod:`pruning_limits.lanczos` converts every product);
+the stored basis of float32 products is float32 (``block_lanczos(basis_dtype=...)``, as
+rounded as the products themselves), so only the products' float32 rounding, about
+``1e-7·λ_max`` per entry, enters.
 This is far below the transition ``2ε/R²`` of the networks measured so far (``7·10⁻⁵`` to
 ``1.7·10⁻⁴`` of ``λ_max``, docs/theory.md) but not zero: ``--dtype float64`` restores float64
 products at any size.
