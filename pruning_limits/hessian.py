@@ -202,12 +202,14 @@ class HessianOperator:
             per_sample = self._check_and_measure((x[:MEASURE_SAMPLES], y[:MEASURE_SAMPLES]), check_determinism)
         self._per_sample = per_sample
         self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
-        # a chunk's gradient graph and the products through it stay within half the budget,
-        # for a vmap over ``block`` vectors until the methods are known; larger batches are split
-        self._set_chunk_samples(self._block)
-        self.methods = self._choose_methods(method)
-        if set(self.methods.values()) == {"double-backward"}:  # single backward passes: one vector at a time
-            self._set_chunk_samples(1)
+        self.methods = self._choose_methods(method)  # times a slice of the first batch only
+        # a chunk's gradient graph and the products through it stay within half the budget:
+        # one vector at a time for single backward passes, a block for vmap-ed products;
+        # larger batches are split
+        single = set(self.methods.values()) == {"double-backward"}
+        self._chunk_samples = max(1, int(self._budget // (2 * (1 if single else self._block) * per_sample)))
+        if self._chunks is not None:
+            self._chunks = _regroup(self._chunks, self._chunk_samples)
         graph_bytes = 0
         if any(m.startswith("double-backward") for m in self.methods.values()) and self._cache_ok:
             self._build_graph()
@@ -285,12 +287,6 @@ class HessianOperator:
         if batches is None:
             return None, total
         return batches, total
-
-    def _set_chunk_samples(self, vectors: int) -> None:
-        """Chunk the data so that a chunk's graph, times ``vectors`` products at once, fits half the budget."""
-        self._chunk_samples = max(1, int(self._budget // (2 * vectors * self._per_sample)))
-        if self._chunks is not None:
-            self._chunks = _regroup(self._chunks, self._chunk_samples)
 
     def _iter_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         if self._chunks is not None:
