@@ -417,9 +417,11 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
     import shlex
     from pathlib import Path
 
+    from pruning_limits.report import NEXT_REASON
+
     target = Path(path)
     words = ["pruning-limit", "train", "--init", path, *(extra or [])]
-    reason = "l1 fine-tune into the regime, then predict again"
+    reason = NEXT_REASON
     l1_path = (training or {}).get("l1_path")
     if l1_path:
         from pruning_limits._checks import PruningLimitsError

@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: File suffixes :func:`save_figure` accepts (the raster and vector formats of the Agg family).
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
+#: What the ``next`` command does when nothing more specific is known: an l1 fine-tune.
+NEXT_REASON = "l1 fine-tune into the regime, then predict again"
+
 
 # ----------------------------------------------------------------------------- JSON
 
@@ -157,7 +160,7 @@ def answer_lines(
     if trust.get("evidence"):
         lines.append(f"evidence: {trust['evidence']}")
     if not inside and next_command:
-        lines.append(f"next: {next_command}  ({next_reason or 'l1 fine-tune into the regime, then predict again'})")
+        lines.append(f"next: {next_command}  ({next_reason or NEXT_REASON})")
     return lines
 
 
