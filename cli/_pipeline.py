@@ -129,7 +129,7 @@ def analysis_spectrum(
         iterations=settings.get("iterations"),
         probes=settings.get("probes"),
         seed=seed,
-        memory_budget=budget,
+        memory_budget=settings.get("memory_budget"),  # None: slq's default, which never refuses a run
         progress=console.progress,
         sync=None if monitor_context is None else monitor_context.synced_monitor,
     )

@@ -195,13 +195,20 @@ class ProbesLanczosResult(NamedTuple):
         ]
 
 
+#: Vectors of length ``D`` per probe that :func:`lanczos_probes` without re-orthogonalisation
+#: holds at its peak: the probe, the current and previous vectors, and the product with the
+#: operator's result and the copies made to hand it over (``benchmarks/bench_memory.py --probes 1``:
+#: 49 bytes per weight at D = 10⁷, docs/benchmarks.md, "Memory against D").
+PLAIN_PROBE_VECTORS = 6
+
+
 def lanczos_probes_bytes(dim: int, iterations: int, probes: int, reorthogonalization: str) -> int:
     """Bytes of the vectors :func:`lanczos_probes` keeps.
 
     ``"full"`` stores every basis vector of every probe, ``probes·(m + 1)·dim·8``; ``"none"``
-    keeps three blocks (previous, current, product), ``3·probes·dim·8``: O(D) at any step count.
+    holds :data:`PLAIN_PROBE_VECTORS` vectors per probe, ``6·probes·dim·8``: O(D) at any step count.
     """
-    vectors = (int(iterations) + 1) if reorthogonalization == "full" else 3
+    vectors = (int(iterations) + 1) if reorthogonalization == "full" else PLAIN_PROBE_VECTORS
     return int(probes) * vectors * int(dim) * 8
 
 
@@ -233,8 +240,9 @@ def lanczos_probes(
       ``T_m`` is the exact Lanczos matrix of a measure close to it (Greenbaum 1989;
       Knizhnerman 1996), and ghosts share the weight of the eigenvalue they copy, so integrals
       are not spoiled (Chen & Trogdon, "Stability of the Lanczos algorithm on matrix function
-      products", 2023). Memory ``3·probes·D·8`` bytes at any step count; tests/test_lanczos.py
-      and docs/benchmarks.md measure it against the re-orthogonalised rules.
+      products", 2023). Memory ``6·probes·D·8`` bytes at any step count
+      (:data:`PLAIN_PROBE_VECTORS`); tests/test_lanczos.py and docs/benchmarks.md measure it
+      against the re-orthogonalised rules.
     - ``"auto"`` (default): ``"full"`` when it fits ``memory_budget``, else ``"none"``.
 
     Args:
@@ -275,7 +283,7 @@ def lanczos_probes(
         mode = "full" if lanczos_probes_bytes(dim, steps, probes, "full") <= memory_budget else "none"
     needed = lanczos_probes_bytes(dim, steps, probes, mode)
     if needed > memory_budget:
-        what = "the Lanczos basis" if mode == "full" else "Lanczos without re-orthogonalisation (3 vectors per probe)"
+        what = "the Lanczos basis" if mode == "full" else f"Lanczos without re-orthogonalisation ({PLAIN_PROBE_VECTORS} vectors per probe)"
         raise PruningLimitsError(
             f"{what} needs {needed} bytes for {probes} probe(s) of D = {dim}, above the memory budget of "
             f"{memory_budget:.0f} bytes: raise the budget or use fewer probes"
@@ -351,6 +359,20 @@ class BlockLanczosResult(NamedTuple):
     num_matvecs: int
 
 
+#: Blocks of ``probes`` float64 vectors of length ``D`` that block Lanczos without
+#: re-orthogonalisation holds at once, at its peaks: the probes (kept by the caller) and the
+#: current block, with the previous block, the operator's result and its float64 copy while a
+#: product is computed, or with the product and the two blocks of its QR factorisation after it.
+#: Counted from :func:`_plain_block_lanczos`; measured by ``benchmarks/bench_memory.py``
+#: (docs/benchmarks.md, "Memory against D").
+PLAIN_BLOCKS = 5
+
+
+def plain_block_lanczos_bytes(dim: int, probes: int) -> int:
+    """Bytes block Lanczos without re-orthogonalisation holds: ``PLAIN_BLOCKS·probes·dim·8``, at any step count."""
+    return PLAIN_BLOCKS * int(probes) * int(dim) * 8
+
+
 def block_lanczos_bytes(dim: int, iterations: int, block: int, itemsize: int = 8) -> int:
     """Bytes of the basis :func:`block_lanczos` stores: ``min(block·iterations, dim)`` vectors of ``dim``
     numbers of ``itemsize`` bytes (8: float64, the default; 4: a float32 basis)."""
@@ -389,8 +411,8 @@ def block_lanczos(
         breakdown_tol: relative singular value that counts as zero (default ``1e-10``).
         reorthogonalization: ``"full"`` (default, described above) or ``"none"``: the plain
             block three-term recurrence (the coupling of consecutive blocks from their QR
-            factors, Golub & Underwood 1977), keeping three blocks, ``3·b·D·8`` bytes at any
-            step count, like :func:`lanczos_probes` without re-orthogonalisation;
+            factors, Golub & Underwood 1977), holding :data:`PLAIN_BLOCKS` blocks of ``b``
+            vectors, ``5·b·D·8`` bytes at any step count (:func:`plain_block_lanczos_bytes`);
             ``"auto"``: ``"full"`` when its basis fits ``memory_budget``, else ``"none"``.
         monitor: called after every block step as ``monitor(steps_done, partial)``, where
             ``partial()`` builds the :class:`BlockLanczosResult` so far (as :func:`lanczos_probes`);
@@ -422,7 +444,6 @@ def block_lanczos(
     norms = np.linalg.norm(starts, axis=1)
     if not (norms > 0).all():
         raise PruningLimitsError("every start vector must be non-zero")
-    starts = starts / norms[:, None]  # the rule is for z/‖z‖; equal norms keep deflation scale-free
     mode = check_choice("reorthogonalization", reorthogonalization, REORTHOGONALIZATIONS)
     basis_dtype = np.dtype(basis_dtype)
     if basis_dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
@@ -430,18 +451,26 @@ def block_lanczos(
     itemsize = basis_dtype.itemsize
     if mode == "auto":
         mode = "full" if block_lanczos_bytes(dim, steps, starts.shape[0], itemsize) <= memory_budget else "none"
+    probes = starts.shape[0]
     if mode == "none":
-        return _plain_block_lanczos(matmat, dim, steps, starts, memory_budget, breakdown_tol, monitor, progress_bar)
-    needed = block_lanczos_bytes(dim, steps, starts.shape[0], itemsize)
+        needed = plain_block_lanczos_bytes(dim, probes)
+        if needed > memory_budget:
+            raise PruningLimitsError(
+                f"block Lanczos without re-orthogonalisation ({PLAIN_BLOCKS} blocks of {probes} vectors of D = {dim}) "
+                f"needs {needed} bytes, above the memory budget of {memory_budget:.0f} bytes: raise the budget or use "
+                "fewer probes"
+            )
+        return _plain_block_lanczos(matmat, dim, steps, starts, norms, breakdown_tol, monitor, progress_bar)
+    needed = block_lanczos_bytes(dim, steps, probes, itemsize)
     if needed > memory_budget:
         raise PruningLimitsError(
             f"the block Lanczos basis ({needed // (itemsize * dim)} vectors of {dim} {basis_dtype}, {needed} bytes) "
             f"exceeds the memory budget of {memory_budget:.0f} bytes"
         )
-    capacity = min(starts.shape[0] * steps, dim)
+    capacity = min(probes * steps, dim)
     basis = np.empty((capacity, dim), dtype=basis_dtype)  # rows are the orthonormal basis vectors
     projection = np.zeros((capacity, capacity))
-    block, coupling = _orthonormal_block(starts.T, breakdown_tol, capacity)
+    block, coupling = _orthonormal_block((starts / norms[:, None]).T, breakdown_tol, capacity)
     start_coordinates = coupling.T  # Z = Q_1 · coupling, so Q_1ᵀz_j = coupling[:, j]
     size, previous, done, spent, breakdown = 0, 0, 0, 0, False
     scale = 0.0
@@ -453,32 +482,40 @@ def block_lanczos(
         spent += width
         if progress_bar is not None:
             progress_bar.update(width)
-        scale = max(scale, float(np.linalg.norm(product, axis=0).max()))
+        scale = max(scale, float(_column_norms(product).max()))
         # The three-term recurrence removes the previous and current blocks (float64); one
         # Gram–Schmidt pass over the whole basis then removes what finite precision left, and a
         # second pass runs only if a column lost most of its norm in the first (Daniel, Gragg,
         # Kaufman & Stewart 1976). Each pass reads the whole basis twice: the dominant cost at large D.
-        recent = np.concatenate([last, block], axis=1)
+        # Every D-long update is in place: beside the basis, the probes, the previous and current
+        # blocks, the product and its QR are all the D-long arrays there are (PLAIN_BLOCKS).
         coefficients = np.zeros((size + width, width))
-        coefficients[previous:] = _matmul(recent.T, product)
-        product -= _matmul(recent, coefficients[previous:])
+        coefficients[previous:size] = _matmul(last.T, product)  # classical Gram–Schmidt on both blocks
+        coefficients[size:] = _matmul(block.T, product)
+        _subtract_product(product, last, coefficients[previous:size])
+        _subtract_product(product, block, coefficients[size:])
+        last = block  # the previous block is not needed again
         stored = basis[: size + width]
         for _ in range(2):
-            before = np.linalg.norm(product, axis=0)
+            before = _column_norms(product)
             narrow = product.astype(basis_dtype, copy=False)
             correction = _matmul(stored, narrow)
-            product -= _matmul(stored.T, correction)
+            if basis_dtype == np.float64:
+                _subtract_product(product, stored.T, correction)
+            else:  # a float32 basis: the update is float32 (half a block), subtracted in float64
+                product -= _matmul(stored.T, correction)
+            del narrow
             coefficients += correction
-            if (np.linalg.norm(product, axis=0) >= REORTH_NORM_RATIO * before).all():
+            if (_column_norms(product) >= REORTH_NORM_RATIO * before).all():
                 break
         projection[: size + width, size : size + width] = coefficients
         previous = size
         size += width
-        last = block
         done += 1
         if done == steps or size == capacity:
             break
-        block, coupling = _orthonormal_block(product, breakdown_tol * scale, capacity - size)
+        block, coupling = _orthonormal_block(product, breakdown_tol * scale, capacity - size, overwrite=True)
+        del product  # (its memory may now hold the next block) not alive while the operator computes
         if block.shape[1] == 0:
             breakdown = True
             break
@@ -492,22 +529,22 @@ def _plain_block_lanczos(
     dim: int,
     steps: int,
     starts: np.ndarray,
-    memory_budget: float,
+    norms: np.ndarray,
     breakdown_tol: float,
     monitor: Callable[[int, Callable[[], BlockLanczosResult]], bool] | None,
     progress_bar: Any,
 ) -> BlockLanczosResult:
-    """Block Lanczos without re-orthogonalisation (see :func:`block_lanczos`, ``reorthogonalization="none"``)."""
-    probes = starts.shape[0]
-    needed = 3 * probes * dim * 8
-    if needed > memory_budget:
-        raise PruningLimitsError(
-            f"block Lanczos without re-orthogonalisation (3 blocks of {probes} vectors of D = {dim}) needs {needed} "
-            f"bytes, above the memory budget of {memory_budget:.0f} bytes: raise the budget or use fewer probes"
-        )
-    capacity = probes * steps
+    """Block Lanczos without re-orthogonalisation (see :func:`block_lanczos`, ``reorthogonalization="none"``).
+
+    Holds the current and previous blocks and the product, and releases the product before the
+    next one is computed, so that at most :data:`PLAIN_BLOCKS` blocks of ``D`` float64 numbers
+    (the caller's probes included) are alive at once (``benchmarks/bench_memory.py``). No
+    normalised copy of the probes, and no block beyond these, outlives its step.
+    """
+    capacity = starts.shape[0] * steps
     projection = np.zeros((capacity, capacity))
-    block, coupling = _orthonormal_block(starts.T, breakdown_tol, capacity)
+    # the rule is for z/‖z‖ (equal norms keep deflation scale-free); Z/‖Z‖ = Q_1 · coupling
+    block, coupling = _orthonormal_block((starts / norms[:, None]).T, breakdown_tol, capacity)
     start_coordinates = coupling.T
     previous: np.ndarray | None = None
     link: np.ndarray | None = None  # residual of the previous step = block · link
@@ -518,10 +555,12 @@ def _plain_block_lanczos(
         spent += width
         if progress_bar is not None:
             progress_bar.update(width)
-        scale = max(scale, float(np.linalg.norm(product, axis=0).max()))
+        scale = max(scale, float(_column_norms(product).max()))
+        # (each update below makes one block-sized temporary; none of them raises the peak)
         if previous is not None:
             product -= _matmul(previous, link.T)  # A Q_j has Q_{j-1} B_jᵀ, B_j the previous QR coupling
             projection[start_previous:size, size : size + width] = link.T
+            previous = None  # not needed again: not alive during the QR below
         diagonal = _matmul(block.T, product)
         product -= _matmul(block, diagonal)
         correction = _matmul(block.T, product)  # one local pass keeps the block itself orthogonal
@@ -533,7 +572,8 @@ def _plain_block_lanczos(
         done += 1
         if done == steps or size == capacity:
             break
-        following, link = _orthonormal_block(product, breakdown_tol * scale, capacity - size)
+        following, link = _orthonormal_block(product, breakdown_tol * scale, capacity - size, overwrite=True)
+        del product  # (its memory may now hold the next block) not alive while the operator computes
         if following.shape[1] == 0:
             breakdown = True
             break
@@ -554,16 +594,34 @@ def _block_result(
     return BlockLanczosResult(symmetric, coordinates, done, breakdown, spent)
 
 
-def _orthonormal_block(vectors: np.ndarray, tol: float, limit: int) -> tuple[np.ndarray, np.ndarray]:
+def _orthonormal_block(
+    vectors: np.ndarray, tol: float, limit: int, *, overwrite: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal columns ``Q`` and coefficients ``C`` with ``vectors ≈ Q C``, dropping singular values ``≤ tol``.
 
     A thin QR (fast for a tall block) and an SVD of its small triangle ``R = U S Vᵀ`` reveal the
-    rank: ``Q ← Q U[:, :r]``, ``C = S[:r] Vᵀ[:r]``.
+    rank: ``Q ← Q U[:, :r]``, ``C = S[:r] Vᵀ[:r]``. ``overwrite``: ``vectors`` is not needed
+    afterwards, so a C-contiguous float64 block of full rank receives ``Q U`` in place (the same
+    product, no new block of D rows).
     """
     q, r = (t.numpy() for t in torch.linalg.qr(torch.from_numpy(np.ascontiguousarray(vectors))))
     u, singular, vt = np.linalg.svd(r)
     rank = min(int(np.sum(singular > tol)), limit)
-    return _matmul(q, u[:, :rank]), singular[:rank, None] * vt[:rank]
+    coupling = singular[:rank, None] * vt[:rank]
+    if overwrite and rank == vectors.shape[1] and vectors.dtype == np.float64 and vectors.flags.c_contiguous:
+        torch.matmul(torch.from_numpy(q), torch.from_numpy(u), out=torch.from_numpy(vectors))
+        return vectors, coupling
+    return _matmul(q, u[:, :rank]), coupling
+
+
+def _column_norms(block: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each column, without the squared copy ``numpy.linalg.norm(axis=0)`` makes."""
+    return torch.linalg.vector_norm(torch.from_numpy(block), dim=0).numpy()
+
+
+def _subtract_product(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """``out -= a @ b`` in place (float64, torch's pool): one ``addmm_``, no temporary the size of ``out``."""
+    torch.from_numpy(out).addmm_(torch.from_numpy(a), torch.from_numpy(b), alpha=-1.0)
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -612,8 +670,11 @@ def _as_float64(value: Any, dim: int, *, width: int | None = None) -> np.ndarray
     """An operator's product as float64 numpy: a ``dim`` vector, or ``(dim, width)`` for ``matmat``."""
     name = "matvec" if width is None else "matmat"
     if isinstance(value, torch.Tensor):
-        value = value.detach().to("cpu", torch.float64).numpy()
-    out = np.array(value, dtype=np.float64)
+        converted = value.detach().to("cpu", torch.float64)
+        # a converted (float32, GPU) tensor is a new array, ours to change; else copy: callers subtract in place
+        out = converted.numpy() if converted.data_ptr() != value.data_ptr() else np.array(converted.numpy())
+    else:
+        out = np.array(value, dtype=np.float64)
     if out.size != dim * (1 if width is None else width):
         expected = dim if width is None else f"{dim} x {width}"
         raise PruningLimitsError(f"{name} returned {out.size} values, expected {expected}")

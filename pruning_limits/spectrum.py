@@ -379,10 +379,12 @@ def slq(
       MLPs of docs/benchmarks.md, ``s*`` at 80 steps was 0.00 points from the exact spectrum's
       against −4.28 with the Gauss rule (D = 2 080), and at 300 steps −0.03 against −0.88
       (D = 9 700). It stores all probes' bases: ``min(probes × iterations, D) × D × 8`` bytes
-      (``× 4`` for an operator whose ``dtype`` is float32: a float32 basis).
+      (``× 4`` for an operator whose ``dtype`` is float32: a float32 basis), and works in
+      five more blocks of ``probes × D`` float64 numbers (the probes included).
       It stops early, with exact quadrature for the probes, when the block Krylov space
       becomes invariant. When the basis does not fit ``memory_budget`` the block recurrence runs
-      without re-orthogonalisation in ``3 × probes × D × 8`` bytes
+      without re-orthogonalisation in ``5 × probes × D × 8`` bytes
+      (:func:`pruning_limits.lanczos.plain_block_lanczos_bytes`)
       (``reorthogonalization="none"``); on the D = 2 080 MLP of tests/test_slq.py its ``s*``
       stayed within 0.3 points of the re-orthogonalised block rule's from 80 steps on
       (docs/benchmarks.md, "Bounded memory").
@@ -402,7 +404,10 @@ def slq(
         dim: dimension of a callable operator.
         memory_budget: bytes for the stored Lanczos vectors (default 1 GiB); the block rule's
             basis is float32 for an operator whose ``dtype`` is float32 (half the bytes),
-            float64 otherwise.
+            float64 otherwise. The default grows to what the rule without re-orthogonalisation
+            needs when that is more (``5 × probes × D × 8`` bytes: above 13.4 million weights
+            with two probes), so that no run fails for want of a budget it was not given; an
+            explicit budget below that need is an error.
         rule: ``"auto"``, ``"block"`` or ``"gauss"``.
         reorthogonalization: ``"auto"`` (full when the basis fits ``memory_budget``),
             ``"full"`` or ``"none"`` (:func:`pruning_limits.lanczos.lanczos_probes`,
@@ -432,6 +437,8 @@ def slq(
         block_lanczos,
         block_lanczos_bytes,
         lanczos_probes,
+        lanczos_probes_bytes,
+        plain_block_lanczos_bytes,
         rademacher_probes,
     )
 
@@ -453,6 +460,9 @@ def slq(
     steps = min(iterations, size)
     if rule == "auto":
         rule = "block" if probes > 1 else "gauss"
+    if memory_budget is None:  # the default never refuses a run: the bounded path's O(D) is the least any run needs
+        least = plain_block_lanczos_bytes(size, probes) if rule == "block" else lanczos_probes_bytes(size, steps, probes, "none")
+        budget = max(budget, least)
     block_mode = reorthogonalization
     # products computed in float32 get a float32 basis: half the memory, nothing lost that the
     # products had not lost already (pruning_limits.lanczos.block_lanczos, docs/theory.md)
@@ -568,7 +578,7 @@ def estimate_spectrum(
         probes=probes,
         seed=seed,
         generator=generator,
-        memory_budget=budget,
+        memory_budget=memory_budget,
         rule=rule,
         reorthogonalization=reorthogonalization,
         monitor=monitor,

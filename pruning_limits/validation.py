@@ -171,7 +171,7 @@ def validate(
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_positive("memory_budget", memory_budget)
     operator = HessianOperator(analysed, train_pair, memory_budget=budget)  # one engine for SLQ and the Taylor model
     if spectrum is None:
-        spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, memory_budget=budget, progress=progress)
+        spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, memory_budget=memory_budget, progress=progress)
     paper = predict_limit(model, train_pair, epsilon=epsilon, eta=eta, spectrum=spectrum, gradient_term=False)
     weights = flat_weights(analysed)
     gradient = loss_gradient(analysed, train_pair)
@@ -377,7 +377,7 @@ def validate_structures(
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_positive("memory_budget", memory_budget)
     operator = HessianOperator(analysed, train_pair, memory_budget=budget)  # SLQ and the diagnostics' few products
     if spectrum is None:
-        spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, memory_budget=budget, progress=progress)
+        spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, memory_budget=memory_budget, progress=progress)
     gradient = loss_gradient(analysed, train_pair) if gradient_term else None
     results = []
     for structure, plan in zip(parsed, plans):

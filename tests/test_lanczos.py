@@ -14,6 +14,8 @@ from pruning_limits.lanczos import (
     gauss_quadrature,
     lanczos,
     lanczos_probes,
+    lanczos_probes_bytes,
+    plain_block_lanczos_bytes,
     rademacher_probes,
 )
 
@@ -235,6 +237,33 @@ def test_block_lanczos_rank_one_operator_and_memory_budget() -> None:
     assert block_lanczos_bytes(100, 50, 4) == 100 * 100 * 8  # the basis never exceeds D vectors
     with pytest.raises(PruningLimitsError, match="memory budget"):
         block_lanczos(lambda V: V, 1000, 50, rademacher_probes(1000, 4), memory_budget=block_lanczos_bytes(1000, 50, 4) - 1)
+
+
+def test_the_bounded_paths_need_exactly_their_stated_bytes() -> None:
+    """The budget check of each path without re-orthogonalisation is the byte count the docs state.
+
+    ``PLAIN_BLOCKS`` (5 blocks of the probes) and ``PLAIN_PROBE_VECTORS`` (6 vectors per probe)
+    are counted from the code; benchmarks/bench_memory.py measures the peak against them
+    (docs/benchmarks.md, "Memory against D"). Here: a budget of exactly that many bytes runs,
+    one byte less is the one-line error, and both runs stay within their O(D) form.
+    """
+    dim, probes, steps = 500, 3, 40
+    values = np.linspace(0.0, 2.0, dim)
+    starts = rademacher_probes(dim, probes, seed=2)
+    assert plain_block_lanczos_bytes(dim, probes) == 5 * probes * dim * 8
+    assert lanczos_probes_bytes(dim, steps, probes, "none") == 6 * probes * dim * 8
+    exact = plain_block_lanczos_bytes(dim, probes)
+    result = block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=exact, reorthogonalization="auto")
+    nodes, weights = block_gauss_quadrature(result)
+    for j in range(probes):  # the second moment is exact after two steps, lost orthogonality or not
+        assert weights[j] @ nodes**2 == pytest.approx(float(starts[j] ** 2 @ values**2), rel=1e-10)
+    with pytest.raises(PruningLimitsError, match=f"needs {exact} bytes, above the memory budget of {exact - 1} bytes"):
+        block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=exact - 1, reorthogonalization="auto")
+    single = lanczos_probes_bytes(dim, steps, 1, "none")
+    run = lanczos_probes(lambda V: values[:, None] * V, dim, steps, starts[:1], memory_budget=single)
+    assert run.reorthogonalization == "none"
+    with pytest.raises(PruningLimitsError, match="6 vectors per probe"):
+        lanczos_probes(lambda V: values[:, None] * V, dim, steps, starts[:1], memory_budget=single - 1)
 
 
 def test_block_lanczos_bad_inputs() -> None:

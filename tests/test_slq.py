@@ -293,3 +293,28 @@ def test_block_spectrum_density_cdf_and_validation(trained) -> None:
         Spectrum(rows, block.weights, block.dim, rule="block")
     with pytest.raises(PruningLimitsError, match="steps must be None or an integer >= 1, got 0"):
         Spectrum(block.nodes, block.weights, block.dim, steps=0)
+
+
+def test_the_default_budget_never_refuses_the_bounded_path(monkeypatch) -> None:
+    """Without a budget, a model whose bounded path alone needs more than the default (1 GiB:
+    above 13.4 million weights with two probes) still runs, without re-orthogonalisation; an
+    explicit budget below that need is the one-line error. The default is shrunk here so that
+    a D = 600 operator stands for such a model."""
+    import pruning_limits.lanczos as lanczos_module
+    from pruning_limits.lanczos import lanczos_probes_bytes, plain_block_lanczos_bytes
+
+    dim = 600
+    values = np.linspace(0.0, 3.0, dim)
+    least = plain_block_lanczos_bytes(dim, 2)
+    monkeypatch.setattr(lanczos_module, "DEFAULT_MEMORY_BUDGET", least // 10)
+    bounded = slq(lambda v: values * v, dim=dim, iterations=30, probes=2, seed=0)
+    assert bounded.rule == "block" and bounded.reorthogonalization == "none" and bounded.num_hvps == 60
+    # the second moment of each probe is exact whatever the orthogonality (z has unit norm)
+    z = rademacher_probes(dim, 2, seed=0)
+    np.testing.assert_allclose(bounded.weights @ bounded.nodes[0] ** 2, z**2 @ values**2, rtol=1e-10)
+    single = slq(lambda v: values * v, dim=dim, iterations=30, probes=1, seed=0)
+    assert single.rule == "gauss" and single.reorthogonalization == "none"
+    with pytest.raises(PruningLimitsError, match=f"needs {least} bytes, above the memory budget of {least // 10} bytes"):
+        slq(lambda v: values * v, dim=dim, iterations=30, probes=2, seed=0, memory_budget=least // 10)
+    with pytest.raises(PruningLimitsError, match="6 vectors per probe"):
+        slq(lambda v: values * v, dim=dim, iterations=30, probes=1, seed=0, memory_budget=lanczos_probes_bytes(dim, 30, 1, "none") - 1)
