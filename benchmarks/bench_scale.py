@@ -19,7 +19,9 @@ subprocess per run (so that the peak resident memory, ``ru_maxrss``, is the run'
 * **reference**: a fixed run costing 4× the adaptive run's products (twice the probes, twice
   the steps; fully re-orthogonalised where it fits) on the same data, for ``s*``;
 * **PyHessian** (``--pyhessian``, the MLPs): PyHessian 0.1's ``density(iter=100, n_v=1)`` (its
-  defaults) on the float32 model, ``s*`` from its nodes and weights.
+  defaults) on a float64 copy of the model, ``s*`` from its nodes and weights. PyHessian 0.1
+  calls ``torch.eig``, which torch 2 removed; the child process supplies it (``_legacy_eig``:
+  ``torch.linalg.eigh`` of PyHessian's symmetric tridiagonal matrix) and records that it did.
 
 ``--operator METHODS`` instead times building :class:`~pruning_limits.hessian.HessianOperator`
 with each method on the case's Hessian samples (in ``--dtype``) and two 2-vector products after it,
@@ -195,6 +197,17 @@ def resolved_dtype(choice: str, model: nn.Module) -> str:
     return str(analysis_dtype(torch.device("cpu"), torch.float32, "auto", parameters)).removeprefix("torch.")
 
 
+def _legacy_eig(matrix: torch.Tensor, eigenvectors: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.eig`` as torch 1.x had it, for the symmetric tridiagonal ``T`` PyHessian 0.1 passes.
+
+    torch 1.x returned the eigenvalues as ``(n, 2)`` (real, imaginary) and the eigenvectors as
+    columns; PyHessian reads ``values[:, 0]`` and ``vectors[0, :] ** 2`` (the Gauss weights).
+    ``T`` is real symmetric, so ``torch.linalg.eigh`` gives the same pairs, in ascending order.
+    """
+    values, vectors = torch.linalg.eigh(matrix)
+    return torch.stack([values, torch.zeros_like(values)], dim=1), vectors
+
+
 def run_once(
     case: Case, mode: str, cache: Path, threads: int, budget: dict[str, int] | None, dtype: str = "auto",
     memory_gib: float | None = None,
@@ -220,9 +233,14 @@ def run_once(
         x, y = data
         x = x.double() if x.is_floating_point() else x
         engine = pyhessian_hessian(float64, nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+        try:  # removed from torch 2 (a stub that raises); PyHessian 0.1's density calls it on its T
+            torch.eig(torch.eye(1), eigenvectors=True)
+        except (AttributeError, RuntimeError):
+            torch.eig = _legacy_eig  # this child process only
+            record["torch.eig"] = "supplied by bench_scale.py (torch.linalg.eigh of the symmetric T)"
         try:
             eigen, weight = engine.density(iter=100, n_v=1)
-        except Exception as exc:  # noqa: BLE001 - PyHessian 0.1 calls torch.eig, removed from torch 2.x
+        except Exception as exc:  # noqa: BLE001 - report whatever stops the competitor, not crash
             record.update(error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}", seconds=time.perf_counter() - start)
             return record
         # PyHessian works on every parameter; keep the nodes, which are the same operator's
