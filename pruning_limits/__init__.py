@@ -57,6 +57,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "magnitude_distance_curve",
         "magnitude_first_order_curve",
         "first_order_curve",
+        "first_order_limit",
         "knee_steepness",
     ),
     # the model-level pipeline (model, data, settings -> Prediction)

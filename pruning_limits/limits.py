@@ -78,6 +78,9 @@ class Prediction:
         spectrum: :meth:`Spectrum.summary` of the spectrum used.
         num_hvps: Hessian-vector products spent (spectrum estimation).
         seconds: wall-clock time of the computation.
+        first_order_limit: the largest sparsity at which the first-order cost leaves the
+            curvature any tolerance, ``max{s(k) : c_k < ε}`` (1 without the gradient term):
+            ``s*`` never exceeds it, whatever the spectrum (:func:`first_order_limit`).
     """
 
     sparsity: float
@@ -99,6 +102,7 @@ class Prediction:
     spectrum: dict[str, Any] = field(default_factory=dict)
     num_hvps: int = 0
     seconds: float = 0.0
+    first_order_limit: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record (plain floats and lists; ``nan`` becomes ``None``)."""
@@ -119,6 +123,7 @@ class Prediction:
                 "margin": self.margin,
                 "gradient_term": self.gradient_term,
                 "first_order_cost": self.first_order_cost,
+                "first_order_limit": self.first_order_limit,
                 "knee_steepness": self.knee_steepness,
                 "spectrum": self.spectrum,
                 "num_hvps": self.num_hvps,
@@ -236,6 +241,35 @@ def magnitude_first_order_curve(weights: Any, gradient: Any) -> np.ndarray:
     order = np.argsort(np.abs(w), kind="stable")
     by_pruned = np.maximum.accumulate(np.concatenate([[0.0], np.cumsum(-g[order] * w[order])]))
     return by_pruned[::-1].copy()  # index k = number kept = D − number pruned
+
+
+def first_order_limit(epsilon: float, cost: Any) -> float:
+    """The sparsity ``max{s(k) : ε − c_k > 0}``, a ceiling on ``s*`` that no spectrum moves.
+
+    With the gradient term ``s*`` is the largest ``s(k)`` with ``ε_k = ε − c_k > 0`` and
+    ``s(k) ≤ δ(R_k; ε_k)/D`` (docs/theory.md §6a); the first condition alone gives this ceiling,
+    which ``s*`` reaches when ``δ/D`` is large there (e.g. a Hessian that is zero). Near it ``ε_k``
+    tends to 0 and ``δ(R_k; ε_k)/D`` depends on the spectrum at the scale ``2ε_k/R_k² → 0``,
+    which no quadrature resolves; docs/theory.md ("Why large networks do not settle") measures
+    how far below the ceiling ``s*`` then sits.
+
+    Args:
+        epsilon: the loss tolerance ε > 0.
+        cost: ``c_k`` for ``k = 0 … D`` kept (:func:`magnitude_first_order_curve` or
+            :func:`first_order_curve`: non-increasing in ``k``, ``c_D = 0``), or ``None``
+            (the paper's model: no ceiling below 1).
+
+    Returns:
+        ``1 − k₀/D`` with ``k₀`` the smallest ``k`` whose ``c_k < ε``.
+    """
+    epsilon = check_positive("epsilon", epsilon)
+    if cost is None:
+        return 1.0
+    c = np.asarray(cost, dtype=np.float64)
+    if c.ndim != 1 or c.size < 2 or not np.isfinite(c).all():
+        raise PruningLimitsError(f"cost must be a finite 1-D array c_0 … c_D, got {describe(cost)}")
+    dim = c.size - 1
+    return 1.0 - _smallest_feasible(dim, lambda k: epsilon - float(c[k]) > 0) / dim
 
 
 def _check_weights(weights: Any) -> np.ndarray:
@@ -474,6 +508,7 @@ def predict_from_spectrum(
         spectrum=spectrum.summary(),
         num_hvps=int(spectrum.num_hvps),
         seconds=time.perf_counter() - start,
+        first_order_limit=first_order_limit(epsilon, cost),
     )
 
 

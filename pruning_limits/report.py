@@ -117,6 +117,8 @@ def prediction_rows(prediction: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("s* spread over probes (std)", format_number(prediction.get("probe_spread"))))
     if prediction.get("trace_bound") is not None:
         rows.append(("sharpness-only bound", format_number(prediction.get("trace_bound"))))
+    if prediction.get("gradient_term") and prediction.get("first_order_limit") is not None:
+        rows.append(("first-order ceiling", format_number(prediction.get("first_order_limit"))))
     if prediction.get("knee_steepness") is not None:
         rows.append(("knee sharpness d ln R/ds at s*", f"{float(prediction['knee_steepness']):.1f}"))
     return rows

@@ -722,5 +722,6 @@ def predict_structured(
         probe_spread=float(np.std(probes, ddof=1)) if len(probes) > 1 else float("nan"),
         trace_bound=down(prediction.trace_bound),
         first_order_cost=cost,
+        first_order_limit=down(prediction.first_order_limit),
         knee_steepness=knee_steepness(r2, sparsity),
     )

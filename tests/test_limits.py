@@ -9,6 +9,7 @@ import pytest
 from pruning_limits import PruningLimitsError, Spectrum
 from pruning_limits.geometry import kinematic_margin
 from pruning_limits.limits import (
+    first_order_limit,
     fixed_point_curve,
     knee_steepness,
     limit_curve,
@@ -389,6 +390,32 @@ def test_gradient_term_matches_brute_force_and_never_raises_the_limit():
         assert with_gradient.trace_bound <= with_gradient.sparsity
         zero = predict_from_spectrum(w, spec, eps, gradient=np.zeros(dim))
         assert zero.sparsity == paper.sparsity and zero.interval == paper.interval
+
+
+def test_first_order_limit_is_a_ceiling_no_spectrum_crosses_and_a_zero_hessian_reaches():
+    """``first_order_limit`` against a scan of ``c_k`` by brute force: ``s*`` (and the top of its
+    interval) never exceeds it on random spectra; with every eigenvalue zero (δ/D = 1 at any R)
+    ``s*`` equals it; without the gradient term it is 1."""
+    rng = np.random.default_rng(11)
+    for _ in range(12):
+        dim = int(rng.integers(5, 150))
+        w = random_weights(rng, dim)
+        g = -1e-2 * np.sign(w) + rng.normal(scale=3e-3, size=dim)
+        eps = float(rng.lognormal(-3, 1))
+        order = np.argsort(np.abs(w), kind="stable")
+        costs = [max(float(-(g[order[:j]] * w[order[:j]]).sum()) for j in range(pruned + 1)) for pruned in range(dim + 1)]
+        ceiling = 1.0 - min(dim - pruned for pruned in range(dim + 1) if eps - costs[pruned] > 0) / dim
+        for eigenvalues in (random_eigenvalues(rng, dim), np.zeros(dim)):
+            prediction = predict_from_spectrum(w, Spectrum.from_eigenvalues(eigenvalues), eps, gradient=g)
+            assert prediction.first_order_limit == ceiling
+            assert prediction.sparsity <= ceiling and prediction.interval[1] <= ceiling
+            assert prediction.to_dict()["first_order_limit"] == ceiling
+        assert prediction.sparsity == ceiling  # the zero Hessian: only the first-order cost limits
+        assert predict_from_spectrum(w, Spectrum.from_eigenvalues(eigenvalues), eps).first_order_limit == 1.0
+    assert first_order_limit(0.1, None) == 1.0
+    assert first_order_limit(0.1, [0.3, 0.1, 0.05, 0.0]) == pytest.approx(1 / 3)  # c_k < ε from k = 2 kept of 3 on
+    with pytest.raises(PruningLimitsError, match="cost must be a finite 1-D array"):
+        first_order_limit(0.1, [0.0])
 
 
 def test_gradient_term_errors():
