@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import runpy
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch import nn
 
 from pruning_limits import batch_std_epsilon, flat_weights, loss_gradient, predict_limit
 from pruning_limits._checks import PruningLimitsError
-from pruning_limits.adaptive import DEFAULT_TOLERANCE, SettlingMonitor, adaptive_slq
+from pruning_limits.adaptive import DEFAULT_TOLERANCE, MIN_SETTLE_STEPS, SettlingMonitor, adaptive_slq
 from pruning_limits.hessian import HessianOperator
 from pruning_limits.lanczos import block_gauss_quadrature, block_lanczos, block_lanczos_bytes, rademacher_probes
 from pruning_limits.limits import predict_from_spectrum, sparsity_estimator
@@ -139,6 +140,24 @@ def test_settling_monitor_needs_three_agreeing_checks() -> None:
     assert not monitor(spectrum) and monitor.record(breakdown=True)["ended"] == "breakdown"
     with pytest.raises(PruningLimitsError, match="tolerance"):
         SettlingMonitor(lambda s: [0.0], tolerance=0)
+
+
+def test_the_stop_watches_the_answer_alone_from_its_minimum_steps(oracle) -> None:
+    """With a gradient the monitor sees one value per ε, the calculator's answer with the
+    gradient term (not the paper's model, which at large D never settles: docs/theory.md), and
+    no run settles before ``MIN_SETTLE_STEPS`` even when its values agree earlier."""
+    eps = [oracle["epsilon"], 2 * oracle["epsilon"]]
+    estimate = sparsity_estimator(oracle["weights"], eps, gradient=oracle["gradient"])
+    spectrum = Spectrum.from_eigenvalues(oracle["eigs"])
+    values = estimate(spectrum)
+    assert values == tuple(
+        predict_from_spectrum(oracle["weights"], spectrum, e, gradient=oracle["gradient"]).sparsity for e in eps
+    )
+    monitor = SettlingMonitor(lambda s: [0.5])
+    assert monitor.min_steps == MIN_SETTLE_STEPS == 99
+    early = replace(spectrum, steps=79)
+    assert not any(monitor(early) for _ in range(4)) and monitor.moved() == 0.0
+    assert monitor(replace(spectrum, steps=MIN_SETTLE_STEPS))
 
 
 def test_unsettled_run_warns_and_says_so(oracle) -> None:
