@@ -268,6 +268,8 @@ def first_order_limit(epsilon: float, cost: Any) -> float:
     c = np.asarray(cost, dtype=np.float64)
     if c.ndim != 1 or c.size < 2 or not np.isfinite(c).all():
         raise PruningLimitsError(f"cost must be a finite 1-D array c_0 … c_D, got {describe(cost)}")
+    if c[-1] != 0 or (np.diff(c) > 0).any():
+        raise PruningLimitsError("cost must fall to c_D = 0 and never grow with k (a running maximum from k = D down)")
     dim = c.size - 1
     return 1.0 - _smallest_feasible(dim, lambda k: epsilon - float(c[k]) > 0) / dim
 

@@ -416,6 +416,8 @@ def test_first_order_limit_is_a_ceiling_no_spectrum_crosses_and_a_zero_hessian_r
     assert first_order_limit(0.1, [0.3, 0.1, 0.05, 0.0]) == pytest.approx(1 / 3)  # c_k < ε from k = 2 kept of 3 on
     with pytest.raises(PruningLimitsError, match="cost must be a finite 1-D array"):
         first_order_limit(0.1, [0.0])
+    with pytest.raises(PruningLimitsError, match="never grow with k"):
+        first_order_limit(0.1, [0.3, 0.4, 0.0])
 
 
 def test_gradient_term_errors():
