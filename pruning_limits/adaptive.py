@@ -198,8 +198,27 @@ def adaptive_slq(
                 f"checks, above the tolerance of {100 * monitor.tolerance:g}"
             )
         warnings.warn(
-            f"SLQ did not settle within {steps_cap} steps: {why}; raise --iterations for a surer answer",
+            f"SLQ did not settle within {steps_cap} steps: {why}; {_surer_answer(operator, spectrum, steps_cap)}",
             RuntimeWarning,
             stacklevel=2,
         )
     return dataclasses.replace(spectrum, stopping=record)
+
+
+def _surer_answer(operator: Any, spectrum: Any, steps: int) -> str:
+    """What to raise after an unsettled run: the steps, and for the block rule without
+    re-orthogonalisation the memory budget (GiB, as ``--memory-budget`` takes it) at which its
+    basis fits. That rule's answer moves more from step to step (docs/theory.md, "Bounded
+    memory"); on the 10⁶-weight MLP of docs/benchmarks.md it never settled, and with its basis
+    re-orthogonalised it settled at 194 steps."""
+    import math
+
+    import torch
+
+    from .lanczos import block_lanczos_bytes
+
+    if spectrum.rule != "block" or spectrum.reorthogonalization != "none":
+        return "raise --iterations for a surer answer"
+    itemsize = 4 if getattr(operator, "dtype", None) == torch.float32 else 8  # spectrum.slq's basis dtype
+    need = block_lanczos_bytes(spectrum.dim, steps, spectrum.probes, itemsize)
+    return f"raise --iterations, or --memory-budget to {math.ceil(100 * need / 2**30) / 100:g} (GiB) to re-orthogonalise"

@@ -8,6 +8,7 @@ float64 Hessian.
 from __future__ import annotations
 
 import copy
+import math
 import runpy
 import warnings
 from dataclasses import replace
@@ -168,6 +169,11 @@ def test_unsettled_run_warns_and_says_so(oracle) -> None:
     assert spectrum.num_hvps == 60
     with pytest.warns(RuntimeWarning, match=r"s\* moved by [0-9.]+ points over its last 3 checks, above the tolerance of 0\.01;"):
         adaptive_slq(oracle["op"], estimate, tolerance=1e-4, iterations=60, probes=2)  # in points, as --tolerance
+    need = block_lanczos_bytes(2080, 30, 2)  # the basis of 2 probes x 30 steps, float64
+    hint = rf"raise --iterations, or --memory-budget to {math.ceil(100 * need / 2**30) / 100:g} \(GiB\) to re-orthogonalise$"
+    with pytest.warns(RuntimeWarning, match=hint):
+        bounded = adaptive_slq(oracle["op"], estimate, tolerance=1e-9, iterations=30, probes=2, memory_budget=need - 1)
+    assert bounded.reorthogonalization == "none"
     fixed = adaptive_slq(oracle["op"], None, iterations=12, probes=2)
     assert fixed.stopping == {"adaptive": False, "iterations": 12, "probes": 2, "converged": None}
 
