@@ -1,6 +1,6 @@
 """Which values the adaptive stop should watch, tested on networks it was not tuned on.
 
-One command (from the repository root; about 20 minutes on two cores)::
+One command (from the repository root; about 10 minutes on two cores)::
 
     python benchmarks/adaptive_stop.py
 
