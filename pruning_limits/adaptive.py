@@ -213,12 +213,11 @@ def _surer_answer(operator: Any, spectrum: Any, steps: int) -> str:
     re-orthogonalised it settled at 194 steps."""
     import math
 
-    import torch
-
     from .lanczos import block_lanczos_bytes
+    from .spectrum import block_basis_dtype
 
     if spectrum.rule != "block" or spectrum.reorthogonalization != "none":
         return "raise --iterations for a surer answer"
-    itemsize = 4 if getattr(operator, "dtype", None) == torch.float32 else 8  # spectrum.slq's basis dtype
+    itemsize = np.dtype(block_basis_dtype(getattr(operator, "dtype", None))).itemsize
     need = block_lanczos_bytes(spectrum.dim, steps, spectrum.probes, itemsize)
     return f"raise --iterations, or --memory-budget to {math.ceil(100 * need / 2**30) / 100:g} (GiB) to re-orthogonalise"

@@ -294,6 +294,16 @@ def _as_matmat(operator: Any, matvec: Callable[[np.ndarray], Any]) -> Callable[[
     return columns
 
 
+def block_basis_dtype(dtype: Any) -> type:
+    """The dtype :func:`slq` stores the block rule's basis in for products of ``dtype`` (an
+    operator's ``.dtype``, or ``None``): float32 products get a float32 basis, half the memory and
+    nothing lost that the products had not lost already (:func:`pruning_limits.lanczos.block_lanczos`,
+    docs/theory.md, "A float32 basis"); anything else float64."""
+    import torch
+
+    return np.float32 if dtype == torch.float32 else np.float64
+
+
 def _breakdown_tol(dtype: Any) -> float:
     """Breakdown tolerance of Lanczos for products computed in ``dtype`` (100 ulps; 1e-10 for float64)."""
     from .lanczos import DEFAULT_BREAKDOWN_TOL
@@ -464,9 +474,7 @@ def slq(
         least = plain_block_lanczos_bytes(size, probes) if rule == "block" else lanczos_probes_bytes(size, steps, probes, "none")
         budget = max(budget, least)
     block_mode = reorthogonalization
-    # products computed in float32 get a float32 basis: half the memory, nothing lost that the
-    # products had not lost already (pruning_limits.lanczos.block_lanczos, docs/theory.md)
-    basis_dtype = np.float32 if dtype == torch.float32 else np.float64
+    basis_dtype = block_basis_dtype(dtype)
     if rule == "block" and block_mode == "auto":
         fits = block_lanczos_bytes(size, steps, probes, np.dtype(basis_dtype).itemsize) <= budget
         block_mode = "full" if fits else "none"
