@@ -289,6 +289,19 @@ def delta_integrand(eigenvalues: np.ndarray, epsilon: float, squared_distance: f
     return two_eps / (two_eps + np.abs(eigenvalues) * squared_distance)
 
 
+def delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, squared_distance: float) -> float:
+    """``δ(R; ε)/D`` by a quadrature rule (``nodes``, ``weights`` of shape ``(probes, m)``), averaged over the probe rows.
+
+    Each row is divided by the sum of its weights: a rule's weights sum to 1 only up to rounding
+    (``D`` weights ``1/D`` of an exact spectrum sum to ``1 − 2⁻⁵³`` at ``D = 6``), and a spectrum
+    that is all zeros must give exactly 1, the fraction of a Hessian that is zero, or the limit
+    solvers stop one weight short of full sparsity. Only ``ε > 0`` is meaningful; callers check.
+    """
+    integrand = delta_integrand(nodes, epsilon, squared_distance)
+    per_probe = np.sum(weights * integrand, axis=1) / np.sum(weights, axis=1)
+    return float(np.mean(per_probe))
+
+
 def spectral_statistical_dimension(spectrum: Spectrum, epsilon: float, distance: float) -> Estimate:
     """``δ(R) = D ∫ φ_R dμ_H`` evaluated on a spectrum by its quadrature rule (THEORY §5).
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe
 from ._search import last_true
-from .geometry import delta_integrand, kinematic_margin
+from .geometry import delta_fraction, kinematic_margin
 from ._jsonable import to_jsonable
 from .spectrum import Spectrum
 
@@ -323,12 +323,6 @@ def _smallest_feasible(dim: int, feasible: Callable[[int], bool]) -> int:
     return last_true(-1, dim, lambda k: not feasible(k)) + 1
 
 
-def _delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, r2: float) -> float:
-    """``δ(R)/D`` averaged over the probe rows (monotone non-increasing in ``R²`` in floating point)."""
-    per_probe = np.sum(weights * delta_integrand(nodes, epsilon, r2), axis=1)
-    return float(np.mean(per_probe))
-
-
 def _solve(
     nodes: np.ndarray,
     weights: np.ndarray,
@@ -344,7 +338,7 @@ def _solve(
         eps_k = epsilon if cost is None else epsilon - float(cost[k])
         if eps_k <= 0:
             return False
-        bound = _delta_fraction(nodes, weights, eps_k, float(r2[k])) + offset
+        bound = delta_fraction(nodes, weights, eps_k, float(r2[k])) + offset
         return (dim - k) / dim <= min(max(bound, 0.0), 1.0)
 
     return _smallest_feasible(dim, feasible)
@@ -604,7 +598,7 @@ def fixed_point_curve(
     nodes, quad = spectrum.nodes, spectrum.weights
     eps_k = np.full(kept.size, epsilon) if cost is None else epsilon - cost[kept]
     fractions = np.array(
-        [_delta_fraction(nodes, quad, e, float(r2[k])) if e > 0 else 0.0 for e, k in zip(eps_k, kept)]
+        [delta_fraction(nodes, quad, e, float(r2[k])) if e > 0 else 0.0 for e, k in zip(eps_k, kept)]
     )
     limit = 1.0 - _solve(nodes, quad, epsilon, r2, cost=cost) / dim
     return FixedPointCurve(

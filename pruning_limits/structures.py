@@ -546,12 +546,12 @@ class PatternPrediction:
 
 
 def delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, squared_distance: float) -> float:
-    """``δ(R; ε)/D`` by the quadrature rule of a spectrum, averaged over its probe rows."""
-    from .geometry import delta_integrand
+    """``δ(R; ε)/D`` by the quadrature rule of a spectrum (:func:`pruning_limits.geometry.delta_fraction`); 0 for ``ε ≤ 0``."""
+    from .geometry import delta_fraction as quadrature_delta_fraction
 
     if epsilon <= 0:
         return 0.0
-    return float(np.mean(np.sum(weights * delta_integrand(nodes, epsilon, squared_distance), axis=1)))
+    return quadrature_delta_fraction(nodes, weights, epsilon, squared_distance)
 
 
 def needed_epsilon(

@@ -145,14 +145,19 @@ def test_limit_grows_with_epsilon_and_drops_with_scale():
                 assert predict_from_spectrum(w, Spectrum.from_eigenvalues(c * eigs), eps).sparsity <= base.sparsity
 
 
-def test_flat_hessian_allows_full_sparsity():
+@pytest.mark.parametrize("dim", [6, 29, 300])
+def test_flat_hessian_allows_full_sparsity(dim):
+    # D weights 1/D sum to 1 - 2^-53 at D = 6, 1 - 2^-52 at 29 and 1 + 2^-52 at 300: a zero Hessian
+    # must reach full sparsity whatever the rounding of its quadrature weights
     rng = np.random.default_rng(3)
-    w = rng.normal(size=300)
-    for spec in (Spectrum.from_eigenvalues(np.zeros(300)), Spectrum(np.zeros((4, 10)), np.full((4, 10), 0.1), 300)):
+    w = rng.normal(size=dim)
+    for spec in (Spectrum.from_eigenvalues(np.zeros(dim)), Spectrum(np.zeros((4, 10)), np.full((4, 10), 0.1), dim)):
         pred = predict_from_spectrum(w, spec, 1e-3)
         assert pred.sparsity == 1.0 and pred.kept == 0 and pred.trace_bound == 1.0
         assert pred.interval[1] == 1.0
-        assert pred.interval[0] == 1 - math.ceil(300 * pred.margin) / 300
+        assert pred.interval[0] == max(0.0, 1 - math.ceil(dim * pred.margin) / dim)
+        with_gradient = predict_from_spectrum(w, spec, 1e-3, gradient=1e-9 * rng.normal(size=dim))
+        assert with_gradient.sparsity == with_gradient.first_order_limit == 1.0
 
 
 def test_vanishing_epsilon_tends_to_fraction_of_zero_eigenvalues():
