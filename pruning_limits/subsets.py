@@ -8,8 +8,11 @@ The hazard (shared THEORY.md §10): the Gauss-Newton part of a Hessian over ``n`
 ``C`` outputs has rank at most ``n·r``, ``r = C − 1`` for cross-entropy (the softmax Hessian
 annihilates the all-ones direction) and ``r = C`` for a squared loss. When ``n·r`` is below
 ``D``, the subset manufactures zero eigenvalues; ``φ_R(0) = 1``, so every unit of spurious
-zero mass can raise the predicted sparsity by up to that much. :func:`rank_hazard` bounds the
-extra zero mass against the full data's own bound.
+zero mass can raise the predicted sparsity by up to that much. :func:`rank_hazard` is the drop
+of that rank cap from the full data to the subset: the extra zero mass when every sample adds
+its ``r`` independent directions (samples in general position). It is not a bound: samples that
+repeat, or add fewer directions, leave the subset with less rank and more zero mass; the
+residual part of the Hessian can fill some of the directions, leaving less.
 """
 
 from __future__ import annotations
@@ -77,12 +80,14 @@ def rank_per_sample(outputs: int, classification: bool) -> int:
 
 
 def rank_hazard(samples: int, total: int, per_sample: int, dim: int) -> float:
-    """Bound on the zero-eigenvalue mass a subset adds over the full data: ``(min(N r, D) − min(n r, D)) / D``.
+    """Drop of the Gauss-Newton rank cap from all samples to a subset: ``(min(N r, D) − min(n r, D)) / D``.
 
-    With ``n`` of ``N`` samples, ``r`` rank per sample and ``D`` weights. It is 0 when the subset
-    still spans as much as the full data could (``n·r ≥ min(N·r, D)``). A bound from the
-    Gauss-Newton rank only: the remaining (residual) part of the Hessian can fill some of those
-    directions, usually with small eigenvalues, which ``φ_R`` treats much like zeros.
+    With ``n`` of ``N`` samples, ``r`` rank per sample and ``D`` weights. It is the zero-eigenvalue
+    mass the subset adds when every sample adds ``r`` independent directions, and 0 when the
+    subset still spans as much as the full data could (``n·r ≥ min(N·r, D)``). Not a bound:
+    repeated or degenerate samples add fewer directions, so a subset of them adds more zero mass
+    (the module docstring); the residual part of the Hessian can fill some of the directions,
+    usually with small eigenvalues, which ``φ_R`` treats much like zeros.
     """
     cap = min(int(total) * int(per_sample), int(dim))
     sub = min(int(samples) * int(per_sample), int(dim))
@@ -126,7 +131,7 @@ def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, toler
     if hazard > tolerance:
         warnings.warn(
             f"the Hessian over {samples} of {total} samples has rank at most {samples}·{per_sample} = "
-            f"{samples * per_sample} against {min(total * per_sample, dim)} for all samples (D = {dim}): up to "
+            f"{samples * per_sample} against {min(total * per_sample, dim)} for all samples (D = {dim}): about "
             f"{hazard:.3f} of spurious zero eigenvalue mass, which can raise s* by as much; "
             f"{_enough(total, per_sample, dim, tolerance)} samples keep it within {tolerance:g}",
             RuntimeWarning,
@@ -136,6 +141,14 @@ def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, toler
 
 
 def _enough(total: int, per_sample: int, dim: int, tolerance: float) -> int:
-    """Fewest samples whose :func:`rank_hazard` is at most ``tolerance``."""
+    """Fewest samples whose :func:`rank_hazard` is at most ``tolerance`` (``total`` at most)."""
+    import math
+
     cap = min(total * per_sample, dim)
-    return min(total, max(1, -(-int(cap - tolerance * dim) // per_sample)))
+    samples = min(total, max(1, math.ceil((cap - tolerance * dim) / per_sample)))
+    # the ceiling's floating-point rounding can miss by one either way: settle on rank_hazard itself
+    while samples < total and rank_hazard(samples, total, per_sample, dim) > tolerance:
+        samples += 1
+    while samples > 1 and rank_hazard(samples - 1, total, per_sample, dim) <= tolerance:
+        samples -= 1
+    return samples

@@ -8,6 +8,7 @@ float64 Hessian.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import runpy
 import warnings
@@ -227,10 +228,18 @@ def test_subset_hessians_average_to_the_full_hessian() -> None:
     assert hessian_subset((x, y), None) == (x, y)
 
 
+def test_the_samples_the_warning_names_are_the_fewest_that_keep_the_hazard_within_tolerance() -> None:
+    from pruning_limits.subsets import _enough
+
+    for dim, per_sample, total, tolerance in itertools.product((80, 2080, 9700), (1, 3, 9), (50, 500, 5000), (0.002, 0.01, 0.1)):
+        fewest = next(n for n in range(1, total + 1) if rank_hazard(n, total, per_sample, dim) <= tolerance)
+        assert _enough(total, per_sample, dim, tolerance) == fewest, (dim, per_sample, total, tolerance)
+
+
 def test_rank_hazard_is_a_real_zero_atom_and_warns() -> None:
     """Softmax regression (a linear layer under cross-entropy) has a pure Gauss-Newton Hessian of
     rank at most n·(C − 1): over 8 of 200 samples its exact spectrum has a zero atom of exactly
-    1 − 8·3/80, 0.45 more than the full Hessian's, within the hazard bound of 0.7."""
+    1 − 8·3/80, 0.45 more than the full Hessian's, within the hazard of 0.7."""
     torch.manual_seed(0)
     model = nn.Linear(20, 4).double()
     x, y = torch.randn(200, 20, dtype=torch.float64), torch.randint(0, 4, (200,))
