@@ -6,11 +6,12 @@ must stay fast. Commands import what they need inside their bodies.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -66,12 +67,50 @@ def common_options(func: F) -> F:
     def wrapper(*args: Any, verbose: int, quiet: bool, debug: bool, **kwargs: Any) -> Any:
         main = _rank() == 0  # under torchrun only rank 0 prints (pruning_limits.distributed)
         console = Console(verbose=verbose, quiet=quiet or not main, debug=debug, main=main)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_unwinds():
             if not debug:  # --debug keeps Python's form, with the category and the source line
                 warnings.showwarning = functools.partial(_show_warning, console)
             return _run(func, args, kwargs, console, debug)
 
     return wrapper  # type: ignore[return-value]
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (``kill``, or torchrun stopping the other processes when one fails).
+
+    Raised from the signal handler so that the run unwinds as after Ctrl-C: a file being written
+    atomically is removed, not left behind as a temporary file."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only), then restore the handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def refuse_launcher(command: str) -> None:
+    """One line, exit 1, when ``command`` (one that runs in one process) is started by torchrun."""
+    if _world_size() > 1:
+        from pruning_limits._checks import PruningLimitsError
+
+        raise PruningLimitsError(
+            f"{command} runs in one process, got WORLD_SIZE={_world_size()} from a launcher "
+            "(torchrun runs predict, spectrum and validate)"
+        )
 
 
 def _rank() -> int:
@@ -106,8 +145,15 @@ def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     except click.ClickException:
         raise
     except KeyboardInterrupt:
-        click.echo("Error: interrupted", err=True)
+        if console.main:  # under torchrun every rank is interrupted: rank 0 says so
+            click.echo("Error: interrupted", err=True)
         sys.exit(130)
+    except Terminated:
+        if console.main:
+            launched = _world_size() > 1
+            click.echo(f"Error: {'rank 0: ' if launched else ''}stopped by SIGTERM"
+                       + (" (torchrun stops every process when one fails)" if launched else ""), err=True)
+        sys.exit(143)
     except Exception as exc:  # noqa: BLE001 - classified just below
         from pruning_limits._checks import PruningLimitsError
 
@@ -116,8 +162,33 @@ def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
             sys.exit(EXIT_ERROR)
         if not isinstance(exc, (PruningLimitsError, OSError, RuntimeError)):
             raise
-        click.echo(f"Error: {_one_line(exc)}", err=True)
+        if console.main:
+            click.echo(f"Error: {_one_line(exc)}", err=True)
+        elif _local_to_rank(exc):  # other ranks meet the library's errors as rank 0 does: it alone prints them
+            text = _one_line(exc)
+            click.echo(f"Error: {text if text.startswith('rank ') else f'rank {_rank()}: {text}'}", err=True)
         sys.exit(EXIT_ERROR)
+
+
+def _local_to_rank(exc: BaseException) -> bool:
+    """Whether an error may be this rank's alone (a lost peer, memory, a device): printed by every rank that meets it.
+
+    The library's other errors (:class:`~pruning_limits.PruningLimitsError`: inputs, settings,
+    data) come from what every rank reads alike, so rank 0's line says them once.
+    """
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.distributed import ProcessGroupError
+
+    return isinstance(exc, ProcessGroupError) or not isinstance(exc, PruningLimitsError)
+
+
+def _world_size() -> int:
+    import os
+
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
 
 
 def _one_line(exc: BaseException) -> str:

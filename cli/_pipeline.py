@@ -85,6 +85,12 @@ def analysis_spectrum(
     analysed = analysis_copy(model, settings, context, exact=exact) if analysed is None else analysed
     start = time.perf_counter()
     if exact:
+        if context is not None and context.world_size > 1:
+            from pruning_limits._checks import PruningLimitsError
+
+            raise PruningLimitsError(
+                f"--exact computes the dense Hessian in one process, got {context.world_size} processes under torchrun: drop one of them"
+            )
         console.log("computing the exact Hessian spectrum (dense, float64)", level=1)
         spectrum = exact_spectrum(
             analysed, data.train, memory_budget=settings.get("memory_budget"), progress=console.progress

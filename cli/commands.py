@@ -33,6 +33,7 @@ from ._common import (
     structure_option,
     check_structure,
     recorded_l1,
+    refuse_launcher,
     trust_of,
 )
 
@@ -139,6 +140,7 @@ def train_command(
     With --init CHECKPOINT the run starts from a trained network instead (the route into the
     regime where the prediction holds) and reports its accuracy and loss before and after.
     """
+    refuse_launcher("train")
     from pruning_limits._checks import check_choice, check_int, check_positive
     from pruning_limits.data import check_data_fits_model, load_data
     from pruning_limits.lomp import OPTIMIZERS, accuracy, train
@@ -487,7 +489,7 @@ def _emit_structured_predictions(
     weights = flat_weights(analysed)
     plan = structured_order(weights, layer_layout(analysed), structure)
     support = plan.to_dict()
-    if plot_path:
+    if plot_path and is_main_process():  # under torchrun only rank 0 writes
         first = predictions[0]
         if structure.is_pattern:
             figure = report.pattern_figure(spectrum, first.to_dict())
@@ -557,6 +559,7 @@ def prune_command(
 ) -> None:
     """Prune CHECKPOINT once by weight magnitude: to --sparsity (globally, or within --structure:
     whole groups are rounded up), or to an N:M pattern (--structure 2:4)."""
+    refuse_launcher("prune")
     from pruning_limits._checks import PruningLimitsError, check_fraction
 
     parsed = check_structure(structure)
@@ -779,7 +782,6 @@ def run_validation(
     plain = {k: v for k, v in settings.items() if k not in _pipeline.SCALE_KEYS}
     result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, spectrum=spectrum, progress=console.progress, **plain, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
-    _pipeline.log_spectrum(console, spectrum)
     record = {**result.to_dict(), **facts}
     record["trust"] = trust_level(prediction.knee_steepness, l1).to_dict()
     outside = not record["trust"]["in_regime"] and next_command is not None
@@ -859,7 +861,10 @@ def _validate_structures(
         names = fitting
     else:  # one line naming what the structure needs, before any work
         check_structure(structure.name, loaded.model)
-    spectrum = _pipeline.analysis_spectrum(loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact)
+    with _pipeline.session(settings) as context:  # data-parallel products under torchrun
+        spectrum = _pipeline.analysis_spectrum(
+            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact, context=context
+        )
     console.log(f"predicting and measuring {', '.join(names)} (one spectrum)", level=1)
     result = validate_structures(
         loaded.model, loaded.data, names, epsilon=epsilon, seed=seed, spectrum=spectrum, progress=console.progress,
@@ -867,6 +872,8 @@ def _validate_structures(
     )
     # --exact here replaces SLQ (one spectrum for every structure); the record says which it was
     record = {**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq", "seconds": time.perf_counter() - start}
+    if not is_main_process():  # under torchrun only rank 0 writes and prints
+        return
     if plot_path:
         report.save_figure(report.structures_figure(record), plot_path)
         console.log(f"wrote {plot_path}")

@@ -14,6 +14,7 @@ from ._common import (
     common_options,
     json_option,
     seed_option,
+    refuse_launcher,
     spectrum_options,
     train_next_step,
 )
@@ -57,6 +58,7 @@ def demo_command(
     Writes model.pt, report.md, report-spectrum.png, report-prediction.png, report-l1-path.png and
     result.json to --out.
     """
+    refuse_launcher("demo")
     from pruning_limits._checks import PruningLimitsError, check_int
     from pruning_limits.checkpoint import save_bundle
     from pruning_limits.data import load_data

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._common import Console, check_output_path, common_options, json_option, plot_option
+from ._common import Console, check_output_path, common_options, json_option, plot_option, refuse_launcher
 
 
 def _eps_text(eps: float) -> str:
@@ -155,6 +155,7 @@ def gap_command(
     bound: an infeasible LP relaxation with its Farkas certificate; the exact MILP minimum in
     d <= 2 where it finishes). Medians over seeds, fits, a figure; progress on stderr.
     """
+    refuse_launcher("gap")
     from pruning_limits import lottery
     from pruning_limits._checks import PruningLimitsError
 

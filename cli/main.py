@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
 import click
 
@@ -15,7 +17,25 @@ from .gap import gap_command
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class _Group(click.Group):
+    """The command group; under torchrun, ranks other than 0 leave usage errors to rank 0, which prints them once."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from ._common import is_main_process
+
+        if is_main_process():
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:  # the same arguments on every rank: rank 0 says it
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="pruning-limit")
 def cli() -> None:
     """Predict how sparse a trained PyTorch network can be pruned before its loss rises by ε.

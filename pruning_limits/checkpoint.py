@@ -79,6 +79,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     except OSError as exc:
         raise PruningLimitsError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would (0666 less the umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as handle:
             yield handle
             handle.flush()

@@ -15,7 +15,8 @@ for a product the others will not compute. Only rank 0 prints and writes (the co
 ``Console`` and file outputs check :attr:`DistributedContext.is_main`).
 
 A rank that fails ends its process; the others see the broken connection in their next
-collective and stop with one line (:class:`PruningLimitsError`), before anything is written.
+collective and stop with one line (:class:`ProcessGroupError`), before anything is written.
+Under ``torchrun`` the launcher also stops them (SIGTERM) and prints its own report.
 """
 
 from __future__ import annotations
@@ -37,14 +38,29 @@ from .objective import check_pair
 DEFAULT_TIMEOUT = 1800
 
 
+class ProcessGroupError(PruningLimitsError):
+    """The process group failed on this rank (a peer died, or the group could not be joined).
+
+    Unlike other errors, which every rank meets alike, only some ranks see this one, so each
+    says which rank it is."""
+
+
+def _environment_int(name: str, default: int) -> int:
+    text = os.environ.get(name, str(default))
+    try:
+        return int(text)
+    except ValueError:
+        raise PruningLimitsError(f"the launcher's {name} must be an integer, got {text!r}") from None
+
+
 def launched() -> bool:
     """True when this process was started by ``torchrun`` (or another launcher) with WORLD_SIZE > 1."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _environment_int("WORLD_SIZE", 1) > 1
 
 
 def environment_rank() -> int:
     """This process's rank from the launcher's environment (0 when not launched)."""
-    return int(os.environ.get("RANK", "0"))
+    return _environment_int("RANK", 0)
 
 
 class DistributedContext:
@@ -76,7 +92,9 @@ class DistributedContext:
             try:
                 dist.init_process_group(self.backend, timeout=datetime.timedelta(seconds=timeout))
             except Exception as exc:  # noqa: BLE001 - reported in one line
-                raise PruningLimitsError(f"could not join the torchrun process group ({self.backend}): {_first_line(exc)}") from None
+                raise ProcessGroupError(
+                    f"rank {environment_rank()}: could not join the torchrun process group ({self.backend}): {_first_line(exc)}"
+                ) from None
             self._owns_group = True
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
 
@@ -93,8 +111,8 @@ class DistributedContext:
         """This rank's contiguous share of ``data`` with its sample count and the total.
 
         Args:
-            data: an ``(x, y)`` pair or a Dataset (a DataLoader's dataset is sharded, batch
-                size kept).
+            data: an ``(x, y)`` pair or a Dataset (a DataLoader's dataset is sharded, its
+                batch size and collate function kept: :func:`pruning_limits.subsets.loader_over`).
 
         Returns:
             ``(local_data, local_samples, total_samples)``; without a launcher ``data`` itself.
@@ -104,21 +122,23 @@ class DistributedContext:
         """
         from torch.utils.data import DataLoader, Subset
 
-        from .subsets import num_samples
+        from .subsets import loader_over, num_samples
 
         total = num_samples(data)
         if self.world_size == 1:
             return data, total, total
         if total < self.world_size:
-            raise PruningLimitsError(f"{total} samples cannot be shared among {self.world_size} processes")
+            raise PruningLimitsError(
+                f"the Hessian data must have at least one sample per process ({self.world_size}), got {total} "
+                "(raise --hessian-samples or start fewer processes)"
+            )
         bounds = np.linspace(0, total, self.world_size + 1).round().astype(int)
         start, stop = int(bounds[self.rank]), int(bounds[self.rank + 1])
         if isinstance(data, (tuple, list)):
             x, y = check_pair(*data)
             return (x[start:stop], y[start:stop]), stop - start, total
         if isinstance(data, DataLoader):
-            local = DataLoader(Subset(data.dataset, range(start, stop)), batch_size=data.batch_size, shuffle=False)
-            return local, stop - start, total
+            return loader_over(data, Subset(data.dataset, range(start, stop))), stop - start, total
         return Subset(data, range(start, stop)), stop - start, total
 
     def all_reduce(self, array: np.ndarray) -> np.ndarray:
@@ -131,10 +151,7 @@ class DistributedContext:
         try:
             dist.all_reduce(tensor)
         except Exception as exc:  # noqa: BLE001 - a peer died or timed out
-            raise PruningLimitsError(
-                f"rank {self.rank}: another process stopped during a Hessian-vector product ({_first_line(exc)}); "
-                "nothing was written"
-            ) from None
+            raise ProcessGroupError(f"rank {self.rank}: another process stopped ({_reason(exc)}); nothing was written") from None
         return tensor.cpu().numpy()
 
     def agree(self, decision: bool) -> bool:
@@ -147,7 +164,7 @@ class DistributedContext:
         try:
             dist.broadcast(flag, src=0)
         except Exception as exc:  # noqa: BLE001
-            raise PruningLimitsError(f"rank {self.rank}: another process stopped ({_first_line(exc)}); nothing was written") from None
+            raise ProcessGroupError(f"rank {self.rank}: another process stopped ({_reason(exc)}); nothing was written") from None
         return bool(flag.item() > 0.5)
 
     def synced_monitor(self, monitor: Callable[[Any], bool] | None) -> Callable[[Any], bool] | None:
@@ -223,3 +240,13 @@ def _float64(value: Any) -> np.ndarray:
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause of a failed collective in a few words: gloo's first sentence, without its source location and peer address."""
+    import re
+
+    text = re.sub(r"^\[[^\]]*:\d+\]\s*", "", _first_line(exc))  # "[.../pair.cc:553] "
+    text = re.sub(r"\s*\[[0-9a-fA-F.:]+\]:\d+", "", text)  # " [127.0.0.1]:32470"
+    text = text.split(". ")[0].rstrip(".")
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -69,8 +69,24 @@ def hessian_subset(data: Any, samples: int | None, seed: int = 0) -> Any:
         x, y = check_pair(*data)
         return x[index], y[index]
     if isinstance(data, DataLoader):
-        return DataLoader(Subset(data.dataset, index.tolist()), batch_size=data.batch_size, shuffle=False)
+        return loader_over(data, Subset(data.dataset, index.tolist()))
     return Subset(data, index.tolist())
+
+
+def loader_over(loader: DataLoader, dataset: Any) -> DataLoader:
+    """A DataLoader over ``dataset`` (a subset or shard of ``loader``'s) that batches it as ``loader`` does.
+
+    Kept: the batch size (a ``batch_sampler``'s own when the loader has none), the collate
+    function, the workers and pinned memory. Not kept: shuffling and ``drop_last``: the analysis
+    reads every sample of the subset once, in order.
+    """
+    from .objective import EPSILON_BATCH_SIZE
+
+    batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None) or EPSILON_BATCH_SIZE
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+    )
 
 
 def rank_per_sample(outputs: int, classification: bool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 import torch
@@ -60,6 +61,17 @@ def test_atomic_write_text_and_bytes(tmp_path):
     assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "héllo\n"
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
     assert _no_temp_files(tmp_path)
+
+
+def test_atomic_write_gives_the_mode_open_would(tmp_path):
+    # mkstemp's temporary file is private (0600): the result must not stay so
+    previous = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "a.txt", "x")
+        open(tmp_path / "b.txt", "w").close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o644
 
 
 def test_atomic_open_failure_keeps_old_file_and_leaves_no_temp(tmp_path):

@@ -152,3 +152,90 @@ def test_a_rank_that_dies_stops_the_others_with_one_line(tmp_path) -> None:
     assert [p.exitcode for p in context.processes] == [0, 3]
     message = Path(f"{out}-0.txt").read_text()
     assert message.startswith("rank 0: another process stopped") and "\n" not in message
+
+
+def test_torchrun_validate_structure_is_data_parallel_and_rank_0_alone_writes(bundle, tmp_path) -> None:
+    plot = tmp_path / "structures.png"
+    args = ("validate", str(bundle), "--structure", "neuron", "--json", "--device", "cpu", "--iterations", "30", "--probes", "2")
+    one = _command(*args)
+    two = _command(*args, "--plot", str(plot), processes=2)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    single, parallel = json.loads(one.stdout), json.loads(two.stdout)  # one JSON object: rank 1 printed nothing
+    assert parallel["spectrum"]["stopping"]["processes"] == 2 and single["spectrum"]["stopping"]["processes"] == 1
+    assert parallel["spectrum"]["trace"] == pytest.approx(single["spectrum"]["trace"], rel=1e-8)
+    assert plot.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["structures.png"]  # no temporary files
+
+
+def test_torchrun_says_an_error_once_and_refuses_one_process_commands(bundle, tmp_path) -> None:
+    missing = _command("predict", str(tmp_path / "missing.pt"), processes=2)
+    assert missing.returncode != 0
+    assert [line for line in missing.stderr.splitlines() if line.startswith("Error:")] == [
+        f"Error: checkpoint {str(tmp_path / 'missing.pt')!r} does not exist"
+    ]
+    pruned = _command("prune", str(bundle), "--sparsity", "0.5", "-o", str(tmp_path / "p.pt"), processes=2)
+    assert pruned.returncode != 0 and not (tmp_path / "p.pt").exists()
+    assert [line for line in pruned.stderr.splitlines() if line.startswith("Error:")] == [
+        "Error: prune runs in one process, got WORLD_SIZE=2 from a launcher (torchrun runs predict, spectrum and validate)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rank", "args", "code", "printed"),
+    [
+        ("0", ["predict", "missing.pt"], 1, "Error: checkpoint 'missing.pt' does not exist\n"),
+        ("1", ["predict", "missing.pt"], 1, ""),  # every rank meets it: rank 0 alone says it
+        ("1", ["predict", "--no-such-option"], 2, ""),
+        ("0", ["train", "-o", "m.pt"], 1, "Error: train runs in one process, got WORLD_SIZE=2 from a launcher"),
+    ],
+)
+def test_under_a_launcher_rank_0_alone_prints_what_every_rank_meets(monkeypatch, tmp_path, rank, args, code, printed) -> None:
+    from click.testing import CliRunner
+
+    from pruning_limits.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    result = CliRunner().invoke(cli, args, prog_name="pruning-limit")
+    assert result.exit_code == code
+    assert result.stdout == "" and result.stderr.startswith(printed) and (printed or result.stderr == "")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_lost_peer_is_said_by_every_rank_that_meets_it(monkeypatch, capsys) -> None:
+    from pruning_limits.cli._common import Console, _run
+    from pruning_limits.distributed import ProcessGroupError
+
+    def lost(console: Console) -> None:
+        raise ProcessGroupError("rank 1: another process stopped (Connection closed by peer); nothing was written")
+
+    def memory(console: Console) -> None:
+        raise RuntimeError("out of memory on this rank")
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    for command, line in ((lost, "Error: rank 1: another process stopped"), (memory, "Error: rank 1: out of memory on this rank")):
+        with pytest.raises(SystemExit) as stopped:
+            _run(command, (), {}, Console(quiet=True, main=False), debug=False)
+        assert stopped.value.code == 1 and capsys.readouterr().err.startswith(line)
+
+
+def test_sigterm_unwinds_the_run_and_leaves_no_temporary_file(bundle, tmp_path) -> None:
+    import signal
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "pruning_limits", "predict", str(bundle), "-v", "--device", "cpu",
+               "--iterations", "300", "--probes", "8", "--tolerance", "0.001", "--plot", str(tmp_path / "p.png")]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    for line in process.stderr:  # the handler is in place once the command logs
+        if "estimating the Hessian spectrum" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 143, rest
+    assert [line for line in rest.splitlines() if line.startswith("Error:")] == ["Error: stopped by SIGTERM"]
+    assert list(tmp_path.iterdir()) == []
