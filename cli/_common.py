@@ -386,7 +386,7 @@ def check_spectrum_settings(
     fraction). The scale settings (``tolerance``, ``hessian_samples``, ``device``, ``dtype``)
     appear only when given, so the library settings stay plain keyword arguments.
     """
-    from pruning_limits._checks import check_int, check_positive
+    from pruning_limits._checks import PruningLimitsError, check_int, check_positive
 
     settings: dict[str, Any] = {}
     if iterations is not None:
@@ -396,7 +396,9 @@ def check_spectrum_settings(
     if memory_budget is not None:
         settings["memory_budget"] = max(1, int(check_positive("--memory-budget", memory_budget) * 2**30))
     if tolerance is not None:
-        settings["tolerance"] = check_positive("--tolerance", tolerance) / 100
+        if check_positive("--tolerance", tolerance) >= 100:
+            raise PruningLimitsError(f"--tolerance is in points of sparsity, below 100 (0.2 by default), got {tolerance:g}")
+        settings["tolerance"] = tolerance / 100
     if hessian_samples is not None:
         settings["hessian_samples"] = check_int("--hessian-samples", hessian_samples, 1)
     if device is not None:

@@ -78,6 +78,10 @@ class SettlingMonitor:
             raise PruningLimitsError(f"estimate must be callable, got {estimate!r:.60}")
         self.estimate = estimate
         self.tolerance = check_positive("tolerance", tolerance)
+        if self.tolerance >= 1:  # sparsities lie in [0, 1]: a tolerance of 1 or more stops at once
+            raise PruningLimitsError(
+                f"tolerance is a fraction of sparsity below 1 (0.002 = 0.2 points), got {tolerance!r}"
+            )
         self.window = check_int("window", window, 2)
         self.min_steps = check_int("min_steps", min_steps, 0)
         self.history: list[tuple[int, int, tuple[float, ...]]] = []
@@ -185,16 +189,21 @@ def adaptive_slq(
     if monitor is None:
         return dataclasses.replace(spectrum, stopping=fixed_record(cap, probes))
     steps_cap = min(cap, spectrum.dim)
-    breakdown = not monitor.converged and spectrum.steps is not None and spectrum.steps < steps_cap
+    # the quadrature is exact for the probes once the Krylov space is invariant: it broke down
+    # before the cap, or a fully re-orthogonalised basis spans the whole space (each probe's D
+    # steps, or the block's probes × steps ≥ D)
+    span = None if spectrum.steps is None else spectrum.steps * (spectrum.probes if spectrum.rule == "block" else 1)
+    spans_all = span is not None and span >= spectrum.dim and spectrum.reorthogonalization == "full"
+    breakdown = not monitor.converged and spectrum.steps is not None and (spectrum.steps < steps_cap or spans_all)
     record = monitor.record(breakdown=breakdown)
     record["final_estimate"] = [float(v) for v in estimate(spectrum)]  # type: ignore[misc]
     if not record["converged"]:
         moved = record["moved"]
-        if moved is not None and moved <= monitor.tolerance:
+        if steps_cap < monitor.min_steps or moved is None or moved <= monitor.tolerance:
             why = f"a run needs at least {monitor.min_steps} steps to count as settled"
         else:
             why = (  # the values are sparsities: say them in points, as --tolerance takes them
-                f"s* moved by {'?' if moved is None else f'{100 * moved:.2f}'} points over its last {monitor.window} "
+                f"s* moved by {100 * moved:.2f} points over its last {monitor.window} "
                 f"checks, above the tolerance of {100 * monitor.tolerance:g}"
             )
         warnings.warn(

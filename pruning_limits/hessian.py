@@ -178,8 +178,12 @@ class HessianOperator:
         first = selected[0][1]
         self.dtype: torch.dtype = first.dtype
         self.device: torch.device = first.device
-        if not self.dtype.is_floating_point:
-            raise PruningLimitsError(f"the selected weights must be floating point, got {self.dtype}")
+        if self.dtype not in (torch.float32, torch.float64):
+            # half precision: products carry ~1e-3 relative error, and Lanczos's breakdown test
+            # (100 ulps, spectrum._breakdown_tol) would end a bfloat16 run after 2-3 steps
+            raise PruningLimitsError(
+                f"Hessian products need float32 or float64 weights, got {self.dtype}: analyse a float32 copy (model.float())"
+            )
         chosen = {id(p) for _, p in selected}
         self._w0 = torch.cat([p.detach().reshape(-1) for _, p in selected]).to(self.dtype).clone()
         self._fixed: dict[str, Tensor] = {
@@ -425,7 +429,7 @@ class HessianOperator:
             return
         chunks = self._chunks
         if all(m == "forward-over-reverse" for m in self.methods.values()):
-            chunks = _regroup(chunks, int(budget // self._per_sample))
+            chunks = _regroup(chunks, max(1, int(budget // self._per_sample)))
         linearized: list[fx.GraphModule] = []
         used, seen = 0, 0
         for x, y in chunks:

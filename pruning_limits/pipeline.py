@@ -56,8 +56,8 @@ def predict_limit(
             integer targets, MSE otherwise.
         params: ``"prunable"``, ``"all"`` or a list of parameter names.
         spectrum: a precomputed spectrum of the Hessian (skips SLQ).
-        dtype: dtype of the analysed copy of the model, default ``torch.float64`` (``None``
-            analyses the model as it is). Float32 Hessian-vector products
+        dtype: dtype of the analysed copy of the model, ``torch.float64`` (default) or
+            ``torch.float32`` (``None`` analyses the model as it is; half precision is refused). Float32 Hessian-vector products
             carry noise of ~1e-7·λ_max, which fakes small eigenvalues exactly where ``φ_R``
             changes (docs/theory.md, "Float64 analysis").
         gradient_term: subtract the first-order cost of pruning from ε (one full-data
@@ -99,8 +99,8 @@ def predict_limit(
         raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
     analysed = model
     if dtype is not None:
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise PruningLimitsError(f"dtype must be a floating torch dtype or None, got {describe(dtype)}")
+        if dtype not in (torch.float32, torch.float64):
+            raise PruningLimitsError(f"dtype must be torch.float32, torch.float64 or None, got {describe(dtype)}")
         analysed = copy.deepcopy(model).to(dtype)
     if isinstance(epsilon, str):
         check_choice("epsilon", epsilon, ("batch-std",))

@@ -169,7 +169,7 @@ def test_unsettled_run_warns_and_says_so(oracle) -> None:
     assert spectrum.stopping["converged"] is False and spectrum.stopping["ended"] == "step limit"
     assert spectrum.num_hvps == 60
     with pytest.warns(RuntimeWarning, match=r"s\* moved by [0-9.]+ points over its last 3 checks, above the tolerance of 0\.01;"):
-        adaptive_slq(oracle["op"], estimate, tolerance=1e-4, iterations=60, probes=2)  # in points, as --tolerance
+        adaptive_slq(oracle["op"], estimate, tolerance=1e-4, iterations=120, probes=2)  # in points, as --tolerance
     need = block_lanczos_bytes(2080, 30, 2)  # the basis of 2 probes x 30 steps, float64
     hint = rf"raise --iterations, or --memory-budget to {math.ceil(100 * need / 2**30) / 100:g} \(GiB\) to re-orthogonalise$"
     with pytest.warns(RuntimeWarning, match=hint):
@@ -177,6 +177,22 @@ def test_unsettled_run_warns_and_says_so(oracle) -> None:
     assert bounded.reorthogonalization == "none"
     fixed = adaptive_slq(oracle["op"], None, iterations=12, probes=2)
     assert fixed.stopping == {"adaptive": False, "iterations": 12, "probes": 2, "converged": None}
+
+
+def test_a_run_that_spans_the_whole_space_is_exact_not_unsettled() -> None:
+    """One probe's Lanczos on D = 90 < 99 steps reaches the whole space without a breakdown: the
+    quadrature is then exact for the probe, and the run counts as converged, without a warning."""
+    rng = np.random.default_rng(0)
+    for dim, probes in ((1, 1), (90, 1), (40, 8)):
+        half = rng.standard_normal((dim, dim))
+        matrix = (half + half.T) / 2
+        estimate = sparsity_estimator(0.1 * rng.standard_normal(dim), [1e-2])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            spectrum = adaptive_slq(matrix, estimate, probes=probes, seed=0)
+        assert spectrum.stopping["converged"] and spectrum.stopping["ended"] == "breakdown", (dim, probes)
+    with pytest.warns(RuntimeWarning, match="did not settle within 20 steps: a run needs at least 99 steps"):
+        adaptive_slq(matrix, estimate, probes=1, iterations=20, seed=0)
 
 
 def test_default_probes_shrink_with_dimension() -> None:

@@ -385,3 +385,29 @@ def test_drop_zero_additions_keeps_zero_views_of_written_buffers() -> None:
     drop_zero_additions(graph)
     assert sum(n.target is torch.ops.aten.add.Tensor for n in graph.graph.nodes) == 1
     assert torch.equal(graph(a), refilled(a))
+
+
+def test_a_budget_below_one_samples_graph_still_gives_exact_products() -> None:
+    """The data fit a quarter of the budget, one sample's gradient graph not half of it: every
+    method falls back to one sample per chunk (forward-over-reverse once regrouped to 0)."""
+    torch.manual_seed(0)
+    model = make_mlp().double()
+    x, y = torch.randn(2, 5, dtype=torch.float64), torch.randint(0, 3, (2,))
+    budget = 4 * (x.numel() + y.numel()) * 8 + 64
+    H = oracle_hessian(model, x, y, [n for n, _ in prunable_parameters(model)], nn.functional.cross_entropy)
+    V = torch.randn(H.shape[0], 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for method in ("double-backward", "forward-over-reverse"):
+        op = HessianOperator(model, (x, y), method=method, memory_budget=budget)
+        assert rel_err(op.matmat(V), H @ V) <= 1e-10, method
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_is_refused_in_one_line(dtype) -> None:
+    from pruning_limits import predict_limit
+
+    model = make_mlp().to(dtype)
+    x, y = torch.randn(8, 5, dtype=dtype), torch.randint(0, 3, (8,))
+    with pytest.raises(PruningLimitsError, match=rf"need float32 or float64 weights, got {dtype}"):
+        HessianOperator(model, (x, y))
+    with pytest.raises(PruningLimitsError, match="dtype must be torch.float32, torch.float64 or None"):
+        predict_limit(make_mlp(), (x.float(), y), dtype=dtype)
