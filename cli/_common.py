@@ -239,8 +239,8 @@ def spectrum_options(func: F) -> F:
         default="auto",
         show_default=True,
         help="Dtype of the Hessian-vector products: auto is float64 on the CPU for models of at most 100 000 "
-        "parameters, float32 above that and on CUDA; the Lanczos vectors are float64 either way "
-        "(docs/usage.md, 'Large models').",
+        "parameters, float32 above that and on CUDA; the Lanczos recurrence is float64 either way, its stored "
+        "basis float32 for float32 products (docs/usage.md, 'Large models').",
     )(func)
     func = device_option(func)
     func = click.option(
@@ -273,8 +273,8 @@ def spectrum_options(func: F) -> F:
         "--probes",
         type=int,
         default=None,
-        help="SLQ probe vectors, >= 1 (default: 8 up to D = 20 000, fewer above, down to 2 from D = 80 000; "
-        "spectrum.default_probes).",
+        help="SLQ probe vectors, >= 1. Default of an adaptive run: 8 up to D = 22 857, fewer above, 2 from "
+        "D = 80 000 (spectrum.default_probes); of a fixed run (--iterations alone): 8.",
     )(func)
     return click.option(
         "--iterations",
@@ -379,15 +379,22 @@ def check_spectrum_settings(
     hessian_samples: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    exact: bool = False,
 ) -> dict[str, Any]:
     """Validate the SLQ options and return the settings to pass on.
 
     ``--memory-budget`` is in GiB, ``--tolerance`` in points of sparsity (stored as a
     fraction). The scale settings (``tolerance``, ``hessian_samples``, ``device``, ``dtype``)
-    appear only when given, so the library settings stay plain keyword arguments.
+    appear only when given, so the library settings stay plain keyword arguments. With
+    ``exact`` (``--exact``: the dense float64 Hessian of all samples) a Hessian subset or
+    float32 would be ignored, so they are refused.
     """
     from pruning_limits._checks import PruningLimitsError, check_int, check_positive
 
+    if exact and hessian_samples is not None:
+        raise PruningLimitsError("--exact takes the Hessian of all samples, got --hessian-samples: drop one of them")
+    if exact and dtype == "float32":
+        raise PruningLimitsError("--exact computes the dense Hessian in float64, got --dtype float32: drop one of them")
     settings: dict[str, Any] = {}
     if iterations is not None:
         settings["iterations"] = check_int("--iterations", iterations, 2)
@@ -408,6 +415,19 @@ def check_spectrum_settings(
     if dtype is not None and dtype != "auto":
         settings["dtype"] = dtype
     return settings
+
+
+def check_hessian_samples(settings: dict[str, Any], data: Any) -> None:
+    """``--hessian-samples`` against the training samples, in one line, before any work."""
+    samples = settings.get("hessian_samples")
+    if samples is None or data is None:
+        return
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.subsets import num_samples
+
+    total = num_samples(data.train)
+    if samples > total:
+        raise PruningLimitsError(f"--hessian-samples must be at most the {total} training samples, got {samples}")
 
 
 def parse_epsilon(text: str) -> str | float:

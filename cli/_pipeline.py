@@ -200,12 +200,20 @@ def analysis_epsilons(model: Any, data: Any, epsilons: list[Any], *, analysed: A
     return values
 
 
-def sparsity_estimate(model: Any, epsilons: list[float], gradient: Any) -> Any:
-    """``spectrum -> s*`` for the adaptive stop (:func:`pruning_limits.limits.sparsity_estimator`)."""
+def sparsity_estimate(model: Any, epsilons: list[float], gradient: Any, structures: Any = ("unstructured",)) -> Any:
+    """``spectrum -> values`` for the adaptive stop: the answer of each structure at each ε
+    (:func:`pruning_limits.structures.structured_estimator`; unstructured: ``s*``)."""
     from pruning_limits.limits import sparsity_estimator
     from pruning_limits.objective import flat_weights
 
-    return sparsity_estimator(flat_weights(model), epsilons, gradient=gradient)
+    weights = flat_weights(model)
+    if list(structures) == ["unstructured"]:
+        return sparsity_estimator(weights, epsilons, gradient=gradient)
+    from pruning_limits.structures import layer_layout, structured_estimator, structured_order
+
+    layout = layer_layout(model)
+    parts = [structured_estimator(weights, epsilons, structured_order(weights, layout, name), gradient=gradient) for name in structures]
+    return lambda spectrum: tuple(value for part in parts for value in part(spectrum))
 
 
 def predict(

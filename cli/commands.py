@@ -15,6 +15,7 @@ import click
 from . import _pipeline
 from ._common import (
     Console,
+    check_hessian_samples,
     check_output_path,
     check_spectrum_settings,
     common_options,
@@ -288,10 +289,11 @@ def spectrum_command(
     start = time.perf_counter()
     settings = check_spectrum_settings(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
-        dtype=analysis_dtype,
+        dtype=analysis_dtype, exact=exact,
     )
     check_output_path(plot_path, figure=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
+    check_hessian_samples(settings, loaded.data)
     with _pipeline.session(settings) as context:
         analysed = _pipeline.analysis_copy(loaded.model, settings, context, exact=exact)
         estimate = None
@@ -312,14 +314,17 @@ def spectrum_command(
         _echo_json({"checkpoint": checkpoint, **spectrum.to_dict(), "params": loaded.params, "seconds": time.perf_counter() - start})
         return
     summary = spectrum.summary()
+    method = f"SLQ: {summary['probes']} probes x {summary['iterations']} steps, {summary['rule']} rule"
+    if spectrum.reorthogonalization == "none":
+        method += " without re-orthogonalisation"
+    stop = spectrum.stopping or {}
+    if stop.get("adaptive"):
+        method += {"settled": ", settled", "breakdown": ", exact (invariant Krylov space)"}.get(
+            stop.get("ended", ""), ", NOT settled (step limit)"
+        )
     rows = [
         ("D (prunable weights)", report.format_number(summary["dim"])),
-        (
-            "method",
-            "exact (eigvalsh)"
-            if summary["exact"]
-            else f"SLQ: {summary['probes']} probes x {summary['iterations']} steps, {summary['rule']} rule",
-        ),
+        ("method", "exact (eigvalsh)" if summary["exact"] else method),
         ("lambda_max", report.format_number(summary["lambda_max"])),
         ("lambda_min", report.format_number(summary["lambda_min"])),
         ("trace", f"{report.format_number(summary['trace'])} +- {report.format_number(summary['trace_stderr'])}"),
@@ -392,7 +397,7 @@ def predict_command(
     eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
     settings = check_spectrum_settings(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
-        dtype=analysis_dtype,
+        dtype=analysis_dtype, exact=exact,
     )
     check_output_path(plot_path, figure=True)
     if eta is not None:
@@ -400,6 +405,7 @@ def predict_command(
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
+    check_hessian_samples(settings, loaded.data)
     check_structure(structure, loaded.model)  # a model the structure does not apply to: before any work
     with _pipeline.session(settings) as context:
         analysed = _pipeline.analysis_copy(loaded.model, settings, context, exact=exact)
@@ -410,7 +416,8 @@ def predict_command(
         eps_values = _pipeline.analysis_epsilons(loaded.model, loaded.data, eps_values)
         spectrum = _pipeline.analysis_spectrum(
             loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact,
-            estimate=_pipeline.sparsity_estimate(analysed, eps_values, gradient), context=context, analysed=analysed,
+            estimate=_pipeline.sparsity_estimate(analysed, eps_values, gradient, structures=[parsed.name]),
+            context=context, analysed=analysed,
         )
     predictions = [
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient, structure=parsed.name)
@@ -703,7 +710,7 @@ def validate_command(
     eps = parse_epsilon(epsilon)
     settings = check_spectrum_settings(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
-        dtype=analysis_dtype,
+        dtype=analysis_dtype, exact=exact,
     )
     check_output_path(plot_path, figure=True)
     check_output_path(report_path)
@@ -716,6 +723,7 @@ def validate_command(
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
+    check_hessian_samples(settings, loaded.data)
     if parsed is None or parsed.kind != "unstructured":
         if retrain is not None:
             from pruning_limits._checks import PruningLimitsError
@@ -818,6 +826,7 @@ def run_validation(
         report.atomic_write(target, report.validation_markdown(record, relative))
         record["report"] = str(target)
         console.log(f"wrote {target} and its figures")
+    record["seconds"] = time.perf_counter() - start  # the whole command, figures and report included
     return record
 
 
@@ -861,9 +870,16 @@ def _validate_structures(
         names = fitting
     else:  # one line naming what the structure needs, before any work
         check_structure(structure.name, loaded.model)
-    with _pipeline.session(settings) as context:  # data-parallel products under torchrun
+    with _pipeline.session(settings) as context:  # the spectrum: adaptive on every structure's answer, data-parallel
+        analysed = _pipeline.analysis_copy(loaded.model, settings, context, exact=exact)
+        estimate = None
+        if not exact:
+            gradient = _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
+            eps = _pipeline.analysis_epsilons(loaded.model, loaded.data, [epsilon])
+            estimate = _pipeline.sparsity_estimate(analysed, eps, gradient, structures=names)
         spectrum = _pipeline.analysis_spectrum(
-            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact, context=context
+            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
+            context=context, analysed=analysed,
         )
     console.log(f"predicting and measuring {', '.join(names)} (one spectrum)", level=1)
     result = validate_structures(
@@ -884,6 +900,7 @@ def _validate_structures(
         report.atomic_write(target, report.structures_markdown(record, figure.name))
         record["report"] = str(target)
         console.log(f"wrote {target} and {figure}")
+    record["seconds"] = time.perf_counter() - start  # the whole command, figures and report included
     if as_json:
         _echo_json(record)
         return

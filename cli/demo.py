@@ -10,6 +10,7 @@ import click
 
 from ._common import (
     Console,
+    check_hessian_samples,
     check_spectrum_settings,
     common_options,
     json_option,
@@ -76,12 +77,13 @@ def demo_command(
     given: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         given["epochs"] = check_int("--epochs", epochs, 1)
+    data = load_data(DEMO_DATA, seed=seed)
+    check_hessian_samples(settings_slq, data)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PruningLimitsError(f"cannot create the output folder {out_dir!r}: {exc.strerror or exc}") from exc
-    data = load_data(DEMO_DATA, seed=seed)
     model = build_model(DEMO_MODEL, data, seed=seed)
     console.log(f"[1/3] training {DEMO_MODEL} on {DEMO_DATA} with l1 regularisation (LOMP), λ chosen on a regularisation path")
     path, history = train_auto(model, data, test_data=data.test, progress=console.progress, **given)

@@ -49,8 +49,8 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
-        index = name.partition(":")[2]
-        if index and not index.isdigit():
+        colon, index = name.partition(":")[1:]
+        if colon and not index.isdigit():  # "cuda:" or "cuda:x"
             raise PruningLimitsError(f"device must be {DEVICE_HELP}, got {text!r}")
         if not torch.cuda.is_available():
             raise PruningLimitsError(

@@ -22,7 +22,9 @@ applied twice, "twice is enough", Giraud et al. 2005) when the whole basis fits 
 budget; otherwise :func:`lanczos_probes` runs the plain recurrence, O(D) memory, whose Gauss
 rule stays an accurate quadrature rule (Greenbaum 1989; Knizhnerman 1996; Chen & Trogdon 2023),
 with the mode recorded in its result.
-:func:`block_lanczos` has no such fallback: it refuses a basis over the budget.
+:func:`block_lanczos` does the same with ``reorthogonalization="auto"`` (the plain block
+recurrence, :func:`plain_block_lanczos_bytes`) or ``"none"``; with its default ``"full"`` it
+refuses a basis over the budget.
 
 Both runners accept a ``monitor`` called after every step: a stopping criterion supplied by the
 caller (e.g. "the predicted sparsity has settled"), so that this module needs to know nothing
@@ -60,7 +62,7 @@ class LanczosResult(NamedTuple):
         alpha: diagonal of ``T`` (length ``m``, the number of steps actually done).
         beta: off-diagonal of ``T`` (length ``m - 1``).
         breakdown: True when an invariant subspace was found before the requested steps.
-        reorthogonalization: ``"full"`` or ``"local"``.
+        reorthogonalization: the mode that ran, ``"full"`` or ``"none"`` (``"auto"`` resolved).
         num_matvecs: products with the operator.
     """
 
@@ -234,7 +236,8 @@ def lanczos_probes(
 
     - ``"full"``: every new vector is orthogonalised against the probe's whole stored basis
       (classical Gram–Schmidt twice, Giraud et al. 2005): ``probes·(m + 1)·D·8`` bytes.
-    - ``"none"``: the plain recurrence, keeping two vectors per probe. Orthogonality is lost as
+    - ``"none"``: the plain recurrence, holding 6 vectors per probe at its peak (the probe, the
+      current and previous vectors, the product and its copies). Orthogonality is lost as
       Ritz values converge and converged ones reappear as copies ("ghosts", Paige 1976), but
       the Gauss rule stays a good quadrature rule for the probe's measure: the computed
       ``T_m`` is the exact Lanczos matrix of a measure close to it (Greenbaum 1989;
@@ -392,7 +395,7 @@ def block_lanczos(
     progress_bar: Any = None,
     basis_dtype: Any = np.float64,
 ) -> BlockLanczosResult:
-    """Run up to ``iterations`` block Lanczos steps from the rows of ``starts``, fully re-orthogonalised.
+    """Run up to ``iterations`` block Lanczos steps from the rows of ``starts``, fully re-orthogonalised by default.
 
     Each step multiplies the current block by the operator at once (``matmat``), removes its
     components on the current and previous blocks (the three-term recurrence) and then on the
@@ -429,8 +432,9 @@ def block_lanczos(
         :class:`BlockLanczosResult`; never contains NaN.
 
     Raises:
-        PruningLimitsError: the basis exceeds ``memory_budget`` or ``starts`` is not a finite
-            non-zero ``(b, dim)`` array.
+        PruningLimitsError: the basis (``"full"``) or the plain recurrence's blocks (``"none"``,
+            or ``"auto"`` when the basis does not fit) exceed ``memory_budget``, or ``starts`` is
+            not a finite non-zero ``(b, dim)`` array.
     """
     if not callable(matmat):
         raise PruningLimitsError(f"matmat must be callable, got {describe(matmat)}")

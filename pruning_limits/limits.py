@@ -378,17 +378,18 @@ def _prepare(
     epsilon = check_positive("epsilon", epsilon)
     eta = check_fraction("eta", eta, open_low=True, open_high=True)
     r2, name = _squared_distances(w, criterion, spectrum.dim)
-    cost = None
-    if gradient is not None:
-        if name == "magnitude":
-            cost = magnitude_first_order_curve(w, gradient)
-        elif order is None:
-            raise PruningLimitsError(
-                "gradient needs criterion='magnitude' or the order of the custom R_k² curve (order=)"
-            )
-        else:
-            cost = first_order_curve(w, gradient, _check_order(order, w.size), allowed)
-    return w, epsilon, eta, r2, name, cost
+    return w, epsilon, eta, r2, name, _cost_curve(w, name, gradient, order, allowed)
+
+
+def _cost_curve(w: np.ndarray, name: str, gradient: Any, order: Any, allowed: Any) -> np.ndarray | None:
+    """First-order costs ``c_k`` along the pruning order of criterion ``name`` (``None`` without a gradient)."""
+    if gradient is None:
+        return None
+    if name == "magnitude":
+        return magnitude_first_order_curve(w, gradient)
+    if order is None:
+        raise PruningLimitsError("gradient needs criterion='magnitude' or the order of the custom R_k² curve (order=)")
+    return first_order_curve(w, gradient, _check_order(order, w.size), allowed)
 
 
 def _check_order(order: Any, dim: int) -> np.ndarray:
@@ -509,12 +510,19 @@ def predict_from_spectrum(
 
 
 def sparsity_estimator(
-    weights: Any, epsilons: Sequence[float], *, gradient: Any = None
+    weights: Any,
+    epsilons: Sequence[float],
+    *,
+    gradient: Any = None,
+    criterion: str | Sequence[float] | np.ndarray = "magnitude",
+    order: Any = None,
+    allowed: Any = None,
 ) -> Callable[[Spectrum], tuple[float, ...]]:
     """``spectrum -> (s*(ε) for ε in epsilons)``, with ``R_k²`` (and ``c_k``) computed once.
 
-    The same ``s*`` as :func:`predict_from_spectrum` (global magnitude, ``gradient`` as there)
-    for many spectra of one network: what an adaptive SLQ monitor evaluates at every
+    The same ``s*`` as :func:`predict_from_spectrum` (``criterion``, ``gradient``, ``order`` and
+    ``allowed`` as there; global magnitude by default) for many spectra of one network: what an
+    adaptive SLQ monitor evaluates at every
     checkpoint (:mod:`pruning_limits.adaptive`), without re-sorting the weights each time. It
     gives the answer alone: until 2026-12-05 a ``gradient`` also brought the paper's-model
     values, which the monitor then waited for; on every network from D = 78 336 up they never
@@ -525,8 +533,8 @@ def sparsity_estimator(
     eps_values = [check_positive("epsilon", float(e)) for e in np.atleast_1d(np.asarray(epsilons, dtype=np.float64))]
     if not eps_values:
         raise PruningLimitsError("epsilons must hold at least one value")
-    r2 = magnitude_distance_curve(w)
-    cost = None if gradient is None else magnitude_first_order_curve(w, gradient)
+    r2, name = _squared_distances(w, criterion, w.size)
+    cost = _cost_curve(w, name, gradient, order, allowed)
 
     def estimate(spectrum: Spectrum) -> tuple[float, ...]:
         _check_weights_and_spectrum(w, spectrum)

@@ -47,8 +47,9 @@ class Spectrum:
         rule: ``"gauss"`` (one Gauss rule per probe, nodes differ between rows), ``"block"``
             (the block Gauss rule: every row holds the same nodes) or ``"exact"``.
         steps: Lanczos steps per probe (``None`` when not from Lanczos).
-        reorthogonalization: ``"full"`` or ``"none"`` for a Lanczos spectrum (the block rule is
-            always fully re-orthogonalised), ``None`` otherwise.
+        reorthogonalization: ``"full"`` or ``"none"`` for a Lanczos spectrum (either rule: the
+            block rule too runs without re-orthogonalisation above the memory budget), ``None``
+            otherwise.
         stopping: how an adaptive run stopped (tolerance, converged, the estimates seen), as
             recorded by the caller's monitor; ``None`` for a fixed number of steps.
     """
@@ -340,9 +341,10 @@ MIN_PROBES = 2
 def default_probes(dim: int) -> int:
     """Probes for an adaptive run at dimension ``D``: ``clip(⌈PROBES_CONSTANT/D⌉, 2, DEFAULT_PROBES)``.
 
-    8 probes (:data:`DEFAULT_PROBES`) up to D = 20 000, 2 from D = 80 000: at large D one probe
-    already sees the measure (Chen, Trogdon & Ubaru, ICML 2021), and every probe multiplies the
-    products. The pipeline reports the observed spread, so too few probes do not go unnoticed.
+    8 probes (:data:`DEFAULT_PROBES`) up to D = 22 857 (7 from D = 22 858), 2 from D = 80 000:
+    at large D one probe already sees the measure (Chen, Trogdon & Ubaru, ICML 2021), and every
+    probe multiplies the products. The pipeline reports the observed spread, so too few probes do
+    not go unnoticed.
     """
     dim = check_int("dim", dim, 1)
     return int(min(DEFAULT_PROBES, max(MIN_PROBES, -(-PROBES_CONSTANT // dim))))
@@ -434,8 +436,8 @@ def slq(
         ``reorthogonalization`` and ``num_hvps`` (products spent).
 
     Raises:
-        PruningLimitsError: bad arguments, ``rule="block"`` whose basis exceeds the budget, or
-            a budget too small even for Lanczos without re-orthogonalisation.
+        PruningLimitsError: bad arguments, ``reorthogonalization="full"`` whose basis exceeds the
+            budget, or a budget too small even for Lanczos without re-orthogonalisation.
     """
     import torch
     from tqdm import tqdm
@@ -570,8 +572,9 @@ def estimate_spectrum(
             for :func:`slq`.
         memory_budget: bytes for the engine's caches and for the stored Lanczos basis (default
             1 GiB; the default block rule needs ``min(probes × iterations, D) × D × 8`` bytes (× 4 for float32 products);
-            above it one Gauss rule per probe, without re-orthogonalisation when the probes'
-            bases do not fit either).
+            above it the block rule runs without re-orthogonalisation in ``5 × probes × D × 8``
+            bytes; with one probe, or ``rule="gauss"``, one Gauss rule per probe, without
+            re-orthogonalisation when the probes' bases do not fit).
 
     Returns:
         The estimated :class:`Spectrum`; ``num_hvps`` counts every Hessian-vector product.

@@ -611,6 +611,45 @@ def pattern_cost(weights: Any, gradient: Any, plan: StructuredOrder) -> float:
     return max(0.0, float(-np.sum(g[step] * w[step])))
 
 
+def structured_estimator(
+    weights: Any, epsilons: Any, plan: StructuredOrder, *, gradient: Any = None
+) -> Any:
+    """``spectrum -> values`` that an adaptive SLQ stop watches for a structure (``pruning_limits.adaptive``).
+
+    For unstructured, ``layerwise``, ``neuron`` and ``channel``: ``s*`` at each ε on the
+    structure's distance curve, before :func:`predict_structured` moves it down to an allowed
+    point. The allowed points of ``neuron``/``channel`` lie a whole group apart, so the moved
+    value jumps by a group whenever ``s*`` crosses a group's end and would not settle to a
+    fraction of a group; the value it is moved from settles, and the move is exact. For ``N:M``:
+    ``δ(R; ε − c)/D`` at the pattern's sparsity, the number the pattern's feasibility compares
+    with that sparsity (0 where ``ε ≤ c``).
+
+    Args:
+        weights: flat prunable weights.
+        epsilons: the ε values (> 0).
+        plan: :func:`structured_order` of these weights.
+        gradient: data-loss gradient (the gradient term), or ``None``.
+    """
+    from .limits import sparsity_estimator
+
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.size != plan.dim:
+        raise PruningLimitsError(f"weights ({w.size}) and structure order ({plan.dim}) differ in length")
+    eps_values = [float(e) for e in np.atleast_1d(np.asarray(epsilons, dtype=np.float64))]
+    if plan.structure.kind == "unstructured":
+        return sparsity_estimator(w, eps_values, gradient=gradient)
+    r2 = distance_curve(w, plan.order)
+    if not plan.structure.is_pattern:
+        return sparsity_estimator(w, eps_values, gradient=gradient, criterion=r2, order=plan.order, allowed=plan.allowed)
+    kept = plan.dim - int(plan.pattern_count)  # type: ignore[arg-type]
+    cost = 0.0 if gradient is None else pattern_cost(w, gradient, plan)
+
+    def estimate(spectrum: Any) -> tuple[float, ...]:
+        return tuple(delta_fraction(spectrum.nodes, spectrum.weights, e - cost, float(r2[kept])) for e in eps_values)
+
+    return estimate
+
+
 def predict_structured(
     weights: Any,
     spectrum: Any,

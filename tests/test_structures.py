@@ -22,6 +22,7 @@ from pruning_limits.structures import (
     needed_epsilon,
     parse_structure,
     predict_structured,
+    structured_estimator,
     structured_order,
 )
 
@@ -375,6 +376,29 @@ def test_pattern_feasibility_and_needed_epsilon():
             assert p.dense_layers == ()  # every fan-in (8, 36, 8) is a multiple of 4
 
 
+@pytest.mark.parametrize("name", ["unstructured", "layerwise", "neuron", "channel+outputs", "2:4"])
+def test_the_adaptive_stop_watches_what_the_structure_answers(name):
+    """The structured estimator gives s* on the structure's distance curve, which
+    predict_structured moves down to an allowed point; for N:M the δ/D its feasibility compares."""
+    for seed in range(3):
+        model = net(seed)
+        w = effective_weights(model)
+        plan = model_order(model, name)
+        spectrum = random_spectrum(plan.dim, seed)
+        gradient = np.random.default_rng(seed).normal(size=plan.dim) * 1e-3
+        epsilons = (1e-3, 1e-2, 0.1)
+        for g in (None, gradient):
+            values = structured_estimator(w, epsilons, plan, gradient=g)(spectrum)
+            for eps, value in zip(epsilons, values):
+                answer = predict_structured(w, spectrum, eps, plan, gradient=g)
+                if plan.structure.is_pattern:
+                    assert value == answer.delta_fraction
+                    assert answer.feasible is (answer.sparsity <= value)
+                else:
+                    assert plan.allowed_at_most(int(round(value * plan.dim))) / plan.dim == pytest.approx(answer.sparsity, abs=1e-12)
+                    assert value >= answer.sparsity - 1e-12
+
+
 def test_needed_epsilon_edge_cases():
     nodes, weights = np.array([[0.0, 2.0]]), np.array([[0.5, 0.5]])
     assert needed_epsilon(nodes, weights, 0.4, 1.0) == 0.0  # the zero atom (0.5) alone covers 0.4
@@ -512,6 +536,15 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     assert [e["structure"] for e in record["structures"]] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
     assert (tmp_path / "r-structures.png").exists() and "r-structures.png" in report.read_text()
     assert record["spectrum_source"] == "slq" and record["spectrum"]["exact"] is False
+    assert record["spectrum"]["stopping"]["adaptive"] is False  # --iterations alone: a fixed run
+
+    # the adaptive stop watches each structure's own answer (before neuron's move to a whole group)
+    record = json.loads(run_cli("validate", bundle, "--structure", "neuron", "--json", "--probes", "2").stdout)
+    stop = record["spectrum"]["stopping"]
+    assert stop["adaptive"] and len(stop["final_estimate"]) == 1
+    (neuron,) = record["structures"]
+    dim = neuron["predicted"]["dim"]  # at most one neuron of the widest fan-in (digits' 64 inputs) apart
+    assert neuron["predicted"]["sparsity"] <= stop["final_estimate"][0] < neuron["predicted"]["sparsity"] + 64 / dim
 
 
 def test_cli_validate_structure_exact_replaces_slq(bundle):
