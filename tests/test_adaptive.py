@@ -162,6 +162,23 @@ def test_the_stop_watches_the_answer_alone_from_its_minimum_steps(oracle) -> Non
     assert monitor(replace(spectrum, steps=MIN_SETTLE_STEPS))
 
 
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("structure", ["layerwise", "neuron", "2:4"])
+def test_the_stop_on_a_structure_agrees_with_its_exact_spectrum_value(oracle, structure, seed) -> None:
+    """The value a structured run watches (structures.structured_estimator: s* on the
+    structure's distance curve, δ/D for N:M) settles within 0.5 points of its value on the exact
+    spectrum, with the gradient term, as the unstructured stop does."""
+    from pruning_limits.structures import layer_layout, structured_estimator, structured_order
+
+    model = oracle["model"]
+    plan = structured_order(oracle["weights"], layer_layout(model), structure)
+    estimate = structured_estimator(oracle["weights"], [oracle["epsilon"]], plan, gradient=oracle["gradient"])
+    exact = estimate(Spectrum.from_eigenvalues(oracle["eigs"]))[0]
+    spectrum = adaptive_slq(oracle["op"], estimate, seed=seed)
+    assert spectrum.stopping["converged"] and spectrum.stopping["ended"] == "settled"
+    assert abs(spectrum.stopping["final_estimate"][0] - exact) <= 0.005
+
+
 def test_unsettled_run_warns_and_says_so(oracle) -> None:
     estimate, _ = _exact(oracle, None)
     with pytest.warns(RuntimeWarning, match="did not settle"):
