@@ -163,16 +163,20 @@ def test_the_stop_watches_the_answer_alone_from_its_minimum_steps(oracle) -> Non
 
 
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("gradient_term", [False, True])
 @pytest.mark.parametrize("structure", ["layerwise", "neuron", "2:4"])
-def test_the_stop_on_a_structure_agrees_with_its_exact_spectrum_value(oracle, structure, seed) -> None:
+def test_the_stop_on_a_structure_agrees_with_its_exact_spectrum_value(oracle, structure, gradient_term, seed) -> None:
     """The value a structured run watches (structures.structured_estimator: s* on the
     structure's distance curve, δ/D for N:M) settles within 0.5 points of its value on the exact
-    spectrum, with the gradient term, as the unstructured stop does."""
+    spectrum, as the unstructured stop does. With the gradient term this network (no l1) sits
+    on its first-order ceiling, which no spectrum moves (δ/D = 0 for 2:4: ε ≤ c); without it the
+    spectrum decides (seeds 0-2 measured when the case was added: within 0.34 points)."""
     from pruning_limits.structures import layer_layout, structured_estimator, structured_order
 
     model = oracle["model"]
     plan = structured_order(oracle["weights"], layer_layout(model), structure)
-    estimate = structured_estimator(oracle["weights"], [oracle["epsilon"]], plan, gradient=oracle["gradient"])
+    gradient = oracle["gradient"] if gradient_term else None
+    estimate = structured_estimator(oracle["weights"], [oracle["epsilon"]], plan, gradient=gradient)
     exact = estimate(Spectrum.from_eigenvalues(oracle["eigs"]))[0]
     spectrum = adaptive_slq(oracle["op"], estimate, seed=seed)
     assert spectrum.stopping["converged"] and spectrum.stopping["ended"] == "settled"
