@@ -152,7 +152,9 @@ def adaptive_slq(
     """SLQ of ``operator`` that stops once ``estimate`` has settled (or a fixed run), with its ``stopping`` record.
 
     Args:
-        operator: as for :func:`pruning_limits.spectrum.slq`.
+        operator: as for :func:`pruning_limits.spectrum.slq`, with its size known: an object
+            with ``dim`` (e.g. :class:`~pruning_limits.hessian.HessianOperator`) or a square
+            matrix; a bare callable, which ``slq`` takes with ``dim=``, is not accepted here.
         estimate: ``spectrum -> values`` to watch (e.g.
             :func:`pruning_limits.limits.sparsity_estimator`); ``None`` or ``tolerance=None``
             runs a fixed number of steps.
@@ -176,7 +178,7 @@ def adaptive_slq(
     from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, default_probes, slq
 
     adaptive = estimate is not None and tolerance is not None
-    dim = int(operator.dim) if hasattr(operator, "dim") else None
+    dim = int(operator.dim) if hasattr(operator, "dim") else int(operator.shape[0]) if hasattr(operator, "shape") else None
     cap = DEFAULT_ITERATIONS if iterations is None else check_int("iterations", iterations, 1)
     if probes is None:
         probes = default_probes(dim) if adaptive and dim is not None else DEFAULT_PROBES

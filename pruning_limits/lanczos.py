@@ -288,8 +288,8 @@ def lanczos_probes(
     if needed > memory_budget:
         what = "the Lanczos basis" if mode == "full" else f"Lanczos without re-orthogonalisation ({PLAIN_PROBE_VECTORS} vectors per probe)"
         raise PruningLimitsError(
-            f"{what} needs {needed} bytes for {probes} probe(s) of D = {dim}, above the memory budget of "
-            f"{memory_budget:.0f} bytes: raise the budget or use fewer probes"
+            f"{what} needs {_size(needed)} for {probes} probe(s) of D = {dim}, above the memory budget of "
+            f"{_size(memory_budget)}: raise the budget (--memory-budget GiB) or use fewer probes"
         )
     full = mode == "full"
     q = starts / norms[:, None]
@@ -461,15 +461,15 @@ def block_lanczos(
         if needed > memory_budget:
             raise PruningLimitsError(
                 f"block Lanczos without re-orthogonalisation ({PLAIN_BLOCKS} blocks of {probes} vectors of D = {dim}) "
-                f"needs {needed} bytes, above the memory budget of {memory_budget:.0f} bytes: raise the budget or use "
-                "fewer probes"
+                f"needs {_size(needed)}, above the memory budget of {_size(memory_budget)}: raise the budget "
+                "(--memory-budget GiB) or use fewer probes"
             )
         return _plain_block_lanczos(matmat, dim, steps, starts, norms, breakdown_tol, monitor, progress_bar)
     needed = block_lanczos_bytes(dim, steps, probes, itemsize)
     if needed > memory_budget:
         raise PruningLimitsError(
-            f"the block Lanczos basis ({needed // (itemsize * dim)} vectors of {dim} {basis_dtype}, {needed} bytes) "
-            f"exceeds the memory budget of {memory_budget:.0f} bytes"
+            f"the block Lanczos basis ({needed // (itemsize * dim)} vectors of {dim} {basis_dtype}, {_size(needed)}) "
+            f"exceeds the memory budget of {_size(memory_budget)}"
         )
     capacity = min(probes * steps, dim)
     basis = np.empty((capacity, dim), dtype=basis_dtype)  # rows are the orthonormal basis vectors
@@ -686,3 +686,8 @@ def _as_float64(value: Any, dim: int, *, width: int | None = None) -> np.ndarray
     if not np.isfinite(out).all():
         raise PruningLimitsError(f"{name} returned NaN or infinite values")
     return out
+
+
+def _size(nbytes: float) -> str:
+    """Bytes as an error message says them: the count, and GiB as ``--memory-budget`` takes them."""
+    return f"{nbytes:.0f} bytes ({nbytes / 2**30:.3g} GiB)"

@@ -257,7 +257,7 @@ def test_the_bounded_paths_need_exactly_their_stated_bytes() -> None:
     nodes, weights = block_gauss_quadrature(result)
     for j in range(probes):  # the second moment is exact after two steps, lost orthogonality or not
         assert weights[j] @ nodes**2 == pytest.approx(float(starts[j] ** 2 @ values**2), rel=1e-10)
-    with pytest.raises(PruningLimitsError, match=f"needs {exact} bytes, above the memory budget of {exact - 1} bytes"):
+    with pytest.raises(PruningLimitsError, match=rf"needs {exact} bytes \([0-9.e-]+ GiB\), above the memory budget of {exact - 1} bytes \([0-9.e-]+ GiB\): raise the budget \(--memory-budget GiB\)"):
         block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=exact - 1, reorthogonalization="auto")
     single = lanczos_probes_bytes(dim, steps, 1, "none")
     run = lanczos_probes(lambda V: values[:, None] * V, dim, steps, starts[:1], memory_budget=single)

@@ -314,7 +314,7 @@ def test_the_default_budget_never_refuses_the_bounded_path(monkeypatch) -> None:
     np.testing.assert_allclose(bounded.weights @ bounded.nodes[0] ** 2, z**2 @ values**2, rtol=1e-10)
     single = slq(lambda v: values * v, dim=dim, iterations=30, probes=1, seed=0)
     assert single.rule == "gauss" and single.reorthogonalization == "none"
-    with pytest.raises(PruningLimitsError, match=f"needs {least} bytes, above the memory budget of {least // 10} bytes"):
+    with pytest.raises(PruningLimitsError, match=rf"needs {least} bytes \([0-9.e-]+ GiB\), above the memory budget of {least // 10} bytes"):
         slq(lambda v: values * v, dim=dim, iterations=30, probes=2, seed=0, memory_budget=least // 10)
     with pytest.raises(PruningLimitsError, match="6 vectors per probe"):
         slq(lambda v: values * v, dim=dim, iterations=30, probes=1, seed=0, memory_budget=lanczos_probes_bytes(dim, 30, 1, "none") - 1)
