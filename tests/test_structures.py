@@ -314,6 +314,14 @@ def random_spectrum(dim, seed, probes=3, steps=7):
     return Spectrum(nodes, weights, dim)
 
 
+def random_case(name, seed):
+    """``(weights, plan, spectrum, gradient)``: :func:`net` under ``name`` with a random spectrum and gradient."""
+    model = net(seed)
+    plan = model_order(model, name)
+    gradient = np.random.default_rng(seed).normal(size=plan.dim) * 1e-3
+    return effective_weights(model), plan, random_spectrum(plan.dim, seed), gradient
+
+
 def brute_force_limit(w, spectrum, eps, plan, gradient=None):
     """Largest allowed sparsity s = a/D with s <= δ(R; ε − c)/D, scanning every allowed count."""
     dim = plan.dim
@@ -337,11 +345,7 @@ def brute_force_limit(w, spectrum, eps, plan, gradient=None):
 @pytest.mark.parametrize("name", ["unstructured", "layerwise", "neuron", "channel", "channel+outputs"])
 def test_structured_prediction_equals_a_brute_force_scan(name):
     for seed in range(4):
-        model = net(seed)
-        w = effective_weights(model)
-        plan = model_order(model, name)
-        spectrum = random_spectrum(plan.dim, seed)
-        gradient = np.random.default_rng(seed).normal(size=plan.dim) * 1e-3
+        w, plan, spectrum, gradient = random_case(name, seed)
         for eps in (1e-3, 1e-2, 0.1):
             for g in (None, gradient):
                 prediction = predict_structured(w, spectrum, eps, plan, gradient=g)
@@ -381,11 +385,7 @@ def test_the_adaptive_stop_watches_what_the_structure_answers(name):
     """The structured estimator gives s* on the structure's distance curve, which
     predict_structured moves down to an allowed point; for N:M the δ/D its feasibility compares."""
     for seed in range(3):
-        model = net(seed)
-        w = effective_weights(model)
-        plan = model_order(model, name)
-        spectrum = random_spectrum(plan.dim, seed)
-        gradient = np.random.default_rng(seed).normal(size=plan.dim) * 1e-3
+        w, plan, spectrum, gradient = random_case(name, seed)
         epsilons = (1e-3, 1e-2, 0.1)
         for g in (None, gradient):
             values = structured_estimator(w, epsilons, plan, gradient=g)(spectrum)
