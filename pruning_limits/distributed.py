@@ -67,7 +67,8 @@ class DistributedContext:
     """The process group of this run (or a single process), with the helpers the pipeline needs.
 
     Args:
-        device: the device of the analysis (``cuda`` picks ``cuda:LOCAL_RANK`` under a launcher).
+        device: the device of the analysis (``cuda`` picks ``cuda:LOCAL_RANK`` under a launcher,
+            where a ``cuda:i`` is refused).
         timeout: seconds for a collective (default :data:`DEFAULT_TIMEOUT`).
 
     Attributes:
@@ -84,8 +85,12 @@ class DistributedContext:
             return
         import torch.distributed as dist
 
-        if device.type == "cuda" and device.index is None:
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if device.type == "cuda" and device.index is not None:  # every rank on one GPU: NCCL refuses that
+            raise PruningLimitsError(
+                f"under torchrun each process takes the GPU of its LOCAL_RANK: give --device cuda, got {device}"
+            )
+        if device.type == "cuda":
+            self.device = torch.device("cuda", _environment_int("LOCAL_RANK", 0))
             torch.cuda.set_device(self.device)
         self.backend = "nccl" if self.device.type == "cuda" else "gloo"
         if not dist.is_initialized():

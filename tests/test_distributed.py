@@ -239,3 +239,12 @@ def test_sigterm_unwinds_the_run_and_leaves_no_temporary_file(bundle, tmp_path) 
     assert process.returncode == 143, rest
     assert [line for line in rest.splitlines() if line.startswith("Error:")] == ["Error: stopped by SIGTERM"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_gpu_index_under_a_launcher_is_refused(monkeypatch) -> None:
+    from pruning_limits._checks import PruningLimitsError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(PruningLimitsError, match="give --device cuda, got cuda:1"):
+        DistributedContext(torch.device("cuda", 1))  # refused before CUDA or the group is touched
