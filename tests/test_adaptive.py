@@ -298,3 +298,24 @@ def test_rank_hazard_is_a_real_zero_atom_and_warns() -> None:
         assert subset_record(model, (x, y), None, dim, tolerance=DEFAULT_TOLERANCE)["rank_hazard"] == 0.0
     with pytest.raises(PruningLimitsError, match="at most the 200 training samples"):
         subset_indices(200, 201, 0)
+
+
+def test_a_subset_of_a_dataloader_batches_it_as_the_loader_does() -> None:
+    """subsets.loader_over (subsets and torchrun shards): the collate function and a batch
+    sampler's batch size are kept, so the subset's Hessian is of the data the loader gives."""
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
+
+    from pruning_limits.subsets import loader_over
+
+    dataset = TensorDataset(torch.arange(10.0).reshape(5, 2), torch.zeros(5, dtype=torch.long))
+
+    def scaled(batch):
+        x, y = torch.utils.data.default_collate(batch)
+        return 100 * x, y
+
+    loader = DataLoader(dataset, batch_size=2, collate_fn=scaled)
+    x, _ = next(iter(hessian_subset(loader, 3, seed=0)))
+    index = subset_indices(5, 3, 0)[:2]
+    assert torch.equal(x, 100 * dataset.tensors[0][index])
+    sampled = DataLoader(dataset, batch_sampler=BatchSampler(SequentialSampler(dataset), batch_size=3, drop_last=False))
+    assert [len(x) for x, _ in loader_over(sampled, dataset)] == [3, 2]
