@@ -752,7 +752,8 @@ def validate_command(
         next_command=next_step(loaded, checkpoint),
         retrain=retrain,
     )
-    emit_validation(record, as_json=as_json, console=console)
+    if record is not None:  # None on the ranks other than 0 under torchrun
+        emit_validation(record, as_json=as_json, console=console)
 
 
 def run_validation(
@@ -772,8 +773,9 @@ def run_validation(
     l1: float | None = None,
     next_command: tuple[str, str] | None = None,
     retrain: int | None = None,
-) -> dict[str, Any]:
-    """Predict, measure (``pruning_limits.validation.validate``), judge the trust, write figures and report; return the record."""
+) -> dict[str, Any] | None:
+    """Predict, measure (``pruning_limits.validation.validate``), judge the trust, write figures and report; return the record
+    (``None`` on the ranks other than 0 under torchrun: their share ends with the spectrum's products)."""
     from pruning_limits import report
     from pruning_limits.regime import trust_level
     from pruning_limits.validation import validate
@@ -787,6 +789,8 @@ def run_validation(
             model, data, settings=settings, seed=seed, console=console, estimate=_pipeline.sparsity_estimate(analysed, eps, gradient),
             context=context, analysed=analysed,
         )
+    if not is_main_process():  # under torchrun the others' share was the products: rank 0 measures, writes, prints
+        return None
     plain = {k: v for k, v in settings.items() if k not in _pipeline.SCALE_KEYS}
     result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, spectrum=spectrum, progress=console.progress, **plain, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
@@ -800,8 +804,6 @@ def run_validation(
         console.log(f"measuring the limit after re-training the kept weights ({retrain} epochs per sparsity, mask fixed)", level=1)
         record["retrained"] = retrained_limit(model, data, epsilon=prediction.epsilon, epochs=retrain, seed=seed, progress=console.progress).to_dict()
     record["seconds"] = time.perf_counter() - start
-    if not is_main_process():  # under torchrun only rank 0 writes
-        return record
     if plot_path:
         fixed_point = report.fixed_point_record(result.weights, spectrum, prediction, result.gradient)
         figure = report.prediction_figure(prediction.to_dict(), fixed_point, report.sweep_record(sweep))
@@ -881,6 +883,8 @@ def _validate_structures(
             loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
             context=context, analysed=analysed,
         )
+    if not is_main_process():  # under torchrun the others' share was the products: rank 0 measures, writes, prints
+        return
     console.log(f"predicting and measuring {', '.join(names)} (one spectrum)", level=1)
     result = validate_structures(
         loaded.model, loaded.data, names, epsilon=epsilon, seed=seed, spectrum=spectrum, progress=console.progress,
@@ -888,8 +892,6 @@ def _validate_structures(
     )
     # --exact here replaces SLQ (one spectrum for every structure); the record says which it was
     record = {**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq", "seconds": time.perf_counter() - start}
-    if not is_main_process():  # under torchrun only rank 0 writes and prints
-        return
     if plot_path:
         report.save_figure(report.structures_figure(record), plot_path)
         console.log(f"wrote {plot_path}")

@@ -106,6 +106,7 @@ def demo_command(
         l1=path.l1,
         next_command=train_next_step(str(out / "model.pt"), training),
     )
+    assert record is not None  # None only on ranks other than 0, and demo refuses a launcher
     record["seconds"] = time.perf_counter() - start
     record["out"] = str(out)
     write_json(out / "result.json", record)

@@ -154,9 +154,10 @@ def test_a_rank_that_dies_stops_the_others_with_one_line(tmp_path) -> None:
     assert message.startswith("rank 0: another process stopped") and "\n" not in message
 
 
-def test_torchrun_validate_structure_is_data_parallel_and_rank_0_alone_writes(bundle, tmp_path) -> None:
+@pytest.mark.parametrize("structure", ["unstructured", "neuron"])
+def test_torchrun_validate_is_data_parallel_and_rank_0_alone_measures_and_writes(bundle, tmp_path, structure) -> None:
     plot = tmp_path / "structures.png"
-    args = ("validate", str(bundle), "--structure", "neuron", "--json", "--device", "cpu", "--iterations", "30", "--probes", "2")
+    args = ("validate", str(bundle), "--structure", structure, "--json", "--device", "cpu", "--iterations", "30", "--probes", "2")
     one = _command(*args)
     two = _command(*args, "--plot", str(plot), processes=2)
     assert one.returncode == 0, one.stderr
@@ -164,6 +165,9 @@ def test_torchrun_validate_structure_is_data_parallel_and_rank_0_alone_writes(bu
     single, parallel = json.loads(one.stdout), json.loads(two.stdout)  # one JSON object: rank 1 printed nothing
     assert parallel["spectrum"]["stopping"]["processes"] == 2 and single["spectrum"]["stopping"]["processes"] == 1
     assert parallel["spectrum"]["trace"] == pytest.approx(single["spectrum"]["trace"], rel=1e-8)
+    if structure == "unstructured":  # rank 0 alone measures: the same sweep as one process
+        assert parallel["predicted"]["sparsity"] == single["predicted"]["sparsity"]
+        assert parallel["measured"]["limit_by_loss"] == single["measured"]["limit_by_loss"]
     assert plot.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["structures.png"]  # no temporary files
 
 
