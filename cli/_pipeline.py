@@ -34,6 +34,49 @@ def session(settings: dict[str, Any]) -> Iterator[Any]:
         context.close()
 
 
+def watched_spectrum(
+    model: Any,
+    data: Any,
+    *,
+    settings: dict[str, Any],
+    seed: int,
+    console: Console,
+    epsilons: list[Any],
+    structures: Any = ("unstructured",),
+    gradient_term: bool = True,
+    exact: bool = False,
+    answer: bool = True,
+) -> tuple[Any, Any, list[float] | None]:
+    """The command's spectrum in its :func:`session`: SLQ stops once the answer of each structure
+    at each ε has settled (:func:`sparsity_estimate`); ``exact``: the dense spectrum instead.
+
+    Args:
+        model, data, settings, seed, console: as for :func:`analysis_spectrum`.
+        epsilons: ε values (``"batch-std"`` or numbers) the stop watches.
+        structures: the structures whose answers it watches.
+        gradient_term: watch the answer with the gradient term (the default) or without.
+        exact: the dense float64 spectrum (``--exact``).
+        answer: the caller predicts from the gradient and ε too; ``False``: they serve the stop
+            alone and are not computed for the dense spectrum.
+
+    Returns:
+        ``(spectrum, gradient, epsilons)``: the gradient (``None`` without the gradient term) and
+        the numeric ε, both ``None`` when ``exact`` and not ``answer``.
+    """
+    with session(settings) as context:  # on the device, data-parallel under torchrun
+        analysed = analysis_copy(model, settings, context, exact=exact)
+        gradient, values, estimate = None, None, None
+        if answer or not exact:
+            gradient = analysis_gradient(model, data, context=context, analysed=analysed) if gradient_term else None
+            values = analysis_epsilons(model, data, epsilons)
+            estimate = sparsity_estimate(analysed, values, gradient, structures=structures)
+        spectrum = analysis_spectrum(
+            model, data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
+            context=context, analysed=analysed,
+        )
+    return spectrum, gradient, values
+
+
 def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None, exact: bool = False) -> Any:
     """The model copy the analysis uses: on the chosen device, in the dtype of ``--dtype``
     (:func:`pruning_limits.devices.analysis_dtype`: ``auto`` is float64 on the CPU for models of

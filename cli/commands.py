@@ -294,17 +294,10 @@ def spectrum_command(
     check_output_path(plot_path, figure=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_hessian_samples(settings, loaded.data)
-    with _pipeline.session(settings) as context:
-        analysed = _pipeline.analysis_copy(loaded.model, settings, context, exact=exact)
-        estimate = None
-        if not exact:
-            gradient = _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
-            eps = _pipeline.analysis_epsilons(loaded.model, loaded.data, ["batch-std"])
-            estimate = _pipeline.sparsity_estimate(analysed, eps, gradient)
-        spectrum = _pipeline.analysis_spectrum(
-            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
-            context=context, analysed=analysed,
-        )
+    spectrum, _, _ = _pipeline.watched_spectrum(
+        loaded.model, loaded.data, settings=settings, seed=seed, console=console, epsilons=["batch-std"], exact=exact,
+        answer=False,
+    )
     from pruning_limits import report
 
     if plot_path and is_main_process():
@@ -407,18 +400,10 @@ def predict_command(
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_hessian_samples(settings, loaded.data)
     check_structure(structure, loaded.model)  # a model the structure does not apply to: before any work
-    with _pipeline.session(settings) as context:
-        analysed = _pipeline.analysis_copy(loaded.model, settings, context, exact=exact)
-        gradient = (
-            _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
-            if gradient_term else None
-        )
-        eps_values = _pipeline.analysis_epsilons(loaded.model, loaded.data, eps_values)
-        spectrum = _pipeline.analysis_spectrum(
-            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact,
-            estimate=_pipeline.sparsity_estimate(analysed, eps_values, gradient, structures=[parsed.name]),
-            context=context, analysed=analysed,
-        )
+    spectrum, gradient, eps_values = _pipeline.watched_spectrum(
+        loaded.model, loaded.data, settings=settings, seed=seed, console=console, epsilons=eps_values,
+        structures=[parsed.name], gradient_term=gradient_term, exact=exact,
+    )
     predictions = [
         _pipeline.predict(loaded.model, loaded.data, spectrum, epsilon=eps, eta=eta, seed=seed, gradient=gradient, structure=parsed.name)
         for eps in eps_values
@@ -781,6 +766,7 @@ def run_validation(
     from pruning_limits.validation import validate
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
+    # not watched_spectrum: --exact here keeps SLQ's spectrum (validate adds the dense one) on the float64 copy
     with _pipeline.session(settings) as context:  # the spectrum: adaptive, on the device, data-parallel
         analysed = _pipeline.analysis_copy(model, settings, context, exact=exact)
         gradient = _pipeline.analysis_gradient(model, data, context=context, analysed=analysed)
@@ -872,17 +858,10 @@ def _validate_structures(
         names = fitting
     else:  # one line naming what the structure needs, before any work
         check_structure(structure.name, loaded.model)
-    with _pipeline.session(settings) as context:  # the spectrum: adaptive on every structure's answer, data-parallel
-        analysed = _pipeline.analysis_copy(loaded.model, settings, context, exact=exact)
-        estimate = None
-        if not exact:
-            gradient = _pipeline.analysis_gradient(loaded.model, loaded.data, context=context, analysed=analysed)
-            eps = _pipeline.analysis_epsilons(loaded.model, loaded.data, [epsilon])
-            estimate = _pipeline.sparsity_estimate(analysed, eps, gradient, structures=names)
-        spectrum = _pipeline.analysis_spectrum(
-            loaded.model, loaded.data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
-            context=context, analysed=analysed,
-        )
+    spectrum, _, _ = _pipeline.watched_spectrum(
+        loaded.model, loaded.data, settings=settings, seed=seed, console=console, epsilons=[epsilon], structures=names,
+        exact=exact, answer=False,
+    )
     if not is_main_process():  # under torchrun the others' share was the products: rank 0 measures, writes, prints
         return
     console.log(f"predicting and measuring {', '.join(names)} (one spectrum)", level=1)
