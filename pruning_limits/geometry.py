@@ -295,8 +295,11 @@ def delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, squar
     Each row is divided by the sum of its weights: a rule's weights sum to 1 only up to rounding
     (``D`` weights ``1/D`` of an exact spectrum sum to ``1 − 2⁻⁵³`` at ``D = 6``), and a spectrum
     that is all zeros must give exactly 1, the fraction of a Hessian that is zero, or the limit
-    solvers stop one weight short of full sparsity. Only ``ε > 0`` is meaningful; callers check.
+    solvers stop one weight short of full sparsity. 0 for ``ε ≤ 0``: the sublevel set of a
+    tolerance the first-order cost has used up leaves the curvature no room.
     """
+    if epsilon <= 0:
+        return 0.0
     integrand = delta_integrand(nodes, epsilon, squared_distance)
     per_probe = np.sum(weights * integrand, axis=1) / np.sum(weights, axis=1)
     return float(np.mean(per_probe))

@@ -606,7 +606,7 @@ def fixed_point_curve(
     nodes, quad = spectrum.nodes, spectrum.weights
     eps_k = np.full(kept.size, epsilon) if cost is None else epsilon - cost[kept]
     fractions = np.array(
-        [delta_fraction(nodes, quad, e, float(r2[k])) if e > 0 else 0.0 for e, k in zip(eps_k, kept)]
+        [delta_fraction(nodes, quad, e, float(r2[k])) for e, k in zip(eps_k, kept)]
     )
     limit = 1.0 - _solve(nodes, quad, epsilon, r2, cost=cost) / dim
     return FixedPointCurve(

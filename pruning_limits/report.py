@@ -725,7 +725,7 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
 def pattern_figure(spectrum: Spectrum, prediction: Mapping[str, Any], *, title: str | None = None) -> Figure:
     """``δ(R; ε − c)/D`` of an ``N:M`` pattern against ε, with its kinematic band, the pattern's
     sparsity and the needed ε marked (a ``PatternPrediction.to_dict()`` record)."""
-    from .structures import delta_fraction
+    from .geometry import delta_fraction
 
     figure = _figure(6.4, 4.0)
     axes = figure.subplots()

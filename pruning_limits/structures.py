@@ -68,6 +68,7 @@ import torch
 from torch import nn
 
 from ._checks import PruningLimitsError, describe
+from .geometry import delta_fraction
 from .objective import prunable_parameters
 
 #: Structure names besides ``N:M`` (THEORY §8, DESIGN "Wave 2").
@@ -543,15 +544,6 @@ class PatternPrediction:
                 "spectrum": self.spectrum,
             }
         )
-
-
-def delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, squared_distance: float) -> float:
-    """``δ(R; ε)/D`` by the quadrature rule of a spectrum (:func:`pruning_limits.geometry.delta_fraction`); 0 for ``ε ≤ 0``."""
-    from .geometry import delta_fraction as quadrature_delta_fraction
-
-    if epsilon <= 0:
-        return 0.0
-    return quadrature_delta_fraction(nodes, weights, epsilon, squared_distance)
 
 
 def needed_epsilon(
