@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import sys
 import traceback
 import warnings
@@ -219,12 +220,22 @@ def exact_option(func: F) -> F:
     )(func)
 
 
+def _device_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A usage error (exit 2) for a name that is no device, as ``--dtype``'s choices give; whether
+    the machine has that device is checked when the command runs (exit 1)."""
+    name = value.strip().lower()
+    if name in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", name):
+        return value
+    raise click.BadParameter(f"expected auto, cpu, cuda or cuda:INDEX, got {value!r}")
+
+
 def device_option(func: F) -> F:
     """``--device auto|cpu|cuda[:i]``: where the command computes (pruning_limits.devices)."""
     return click.option(
         "--device",
         default="auto",
         show_default=True,
+        callback=_device_name,
         help="Where to compute: auto (CUDA when available), cpu, cuda or cuda:INDEX.",
     )(func)
 

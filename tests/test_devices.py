@@ -38,6 +38,15 @@ def test_resolve_device_and_dtype() -> None:
         analysis_dtype(torch.device("cpu"), torch.float32, "half")
 
 
+@pytest.mark.parametrize("name", ["gpu", "cuda:", "cuda:x", "cuda:-1", "cpu:0"])
+def test_a_name_that_is_no_device_is_a_usage_error(name: str) -> None:
+    result = CliRunner().invoke(cli, ["predict", "nope.pt", "--device", name])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: Invalid value for '--device': expected auto, cpu, cuda or cuda:INDEX, got {name!r}"
+    )
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_without_cuda_is_one_line() -> None:
     with pytest.raises(PruningLimitsError, match="needs CUDA"):
