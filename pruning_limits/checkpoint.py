@@ -24,6 +24,7 @@ half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
 import re
@@ -37,7 +38,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, describe
+from ._checks import PruningLimitsError, check_seed, describe
 from ._version import __version__
 
 #: Value of the ``"format"`` key of a bundle.
@@ -198,12 +199,38 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
             return _read_trusted(file)
         raise PruningLimitsError(f"{str(file)!r} is not a PyTorch checkpoint") from exc
     except OSError as exc:
+        if exc.errno == errno.EINVAL:  # torch's reader seeking past the end of a cut-off archive
+            raise PruningLimitsError(f"{str(file)!r} is a damaged or truncated checkpoint (torch.load: {exc.strerror})") from exc
         raise PruningLimitsError(f"cannot read checkpoint {str(file)!r}: {exc.strerror or exc}") from exc
     except Exception as exc:  # torch raises KeyError/RuntimeError/EOFError on foreign files
         raise PruningLimitsError(
             f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {_named(exc)})"
         ) from exc
     return _from_content(str(file), content)
+
+
+def _stored_mapping(path: str, content: Mapping, key: str) -> dict[str, Any]:
+    """A bundle's ``key`` record as a dict (absent: empty); anything but a mapping is refused."""
+    value = content.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        label = key.removesuffix("_record").replace("_", " ")
+        raise PruningLimitsError(f"{path!r} stores a {label} record that is not a mapping, got {describe(value)}")
+    return dict(value)
+
+
+def _stored_training(path: str, content: Mapping) -> dict[str, Any]:
+    """A bundle's training record, whose ``data_seed`` (the split later commands load) must be a seed."""
+    training = _stored_mapping(path, content, "training")
+    if "data_seed" in training:
+        try:
+            check_seed("data_seed", training["data_seed"])
+        except PruningLimitsError:
+            raise PruningLimitsError(
+                f"{path!r} stores a data seed that is not an integer in [0, 2**64), got {describe(training['data_seed'])}"
+            ) from None
+    return training
 
 
 def _stored_params(path: str, value: Any) -> list[str] | None:
@@ -270,13 +297,6 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
 
     folder = Path(folder)
     try:
-        import transformers
-    except ImportError:
-        raise PruningLimitsError(
-            f"{str(folder)!r} is a Hugging Face model folder: install the optional extra "
-            "(pip install 'pruning-limits[hf]') to read it"
-        ) from None
-    try:
         config_dict = json.loads((folder / HF_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise PruningLimitsError(f"cannot read {str(folder / HF_CONFIG)!r} as JSON: {_first_line(exc)}") from None
@@ -288,10 +308,20 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         )
     architectures = config_dict.get("architectures") or []
     model_type = config_dict.get("model_type")
-    if not architectures or not isinstance(architectures[0], str) or not isinstance(model_type, str):
+    if (
+        not isinstance(architectures, list) or not architectures or not isinstance(architectures[0], str)
+        or not isinstance(model_type, str)
+    ):
         raise PruningLimitsError(
             f"{str(folder / HF_CONFIG)!r} must name model_type and architectures (as save_pretrained writes them)"
         )
+    try:
+        import transformers
+    except ImportError:
+        raise PruningLimitsError(
+            f"{str(folder)!r} is a Hugging Face model folder: install the optional extra "
+            "(pip install 'pruning-limits[hf]') to read it"
+        ) from None
     try:
         cls = getattr(transformers, architectures[0], None)
     except Exception as exc:  # noqa: BLE001 - transformers imports model code lazily; any failure there
@@ -381,9 +411,9 @@ def _from_content(path: str, content: Any) -> Checkpoint:
             state_dict=dict(state),
             model_spec=content.get("model_spec"),
             data_spec=content.get("data_spec"),
-            model_record=dict(content.get("model_record") or {}),
-            training=dict(content.get("training") or {}),
-            pruning=dict(content.get("pruning") or {}),
+            model_record=_stored_mapping(path, content, "model_record"),
+            training=_stored_training(path, content),
+            pruning=_stored_mapping(path, content, "pruning"),
             library_version=content.get("library_version"),
             params=_stored_params(path, content.get("params")),
         )
@@ -494,10 +524,12 @@ def scripted_view(scripted: Any) -> ScriptedModel:
 
 
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> None:
-    """Check that ``state_dict`` has exactly the keys and shapes of ``model.state_dict()``.
+    """Check that ``state_dict`` has exactly the keys and shapes of ``model.state_dict()``, and
+    real floating-point tensors where the model has them (``load_state_dict`` would cast integer
+    weights silently and drop an imaginary part with a warning), in the dense strided layout.
 
     Raises:
-        PruningLimitsError: naming the missing, unexpected and mis-shaped keys.
+        PruningLimitsError: naming the missing, unexpected, mis-shaped and mis-typed keys.
     """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -507,7 +539,16 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> No
         for k in expected
         if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
+    mistyped = [
+        f"{k} {state_dict[k].dtype}" + ("" if state_dict[k].layout == torch.strided else f" {state_dict[k].layout}")
+        + (" on meta" if state_dict[k].is_meta else "")
+        for k in expected
+        if k in state_dict and expected[k].is_floating_point()
+        and (not state_dict[k].is_floating_point() or state_dict[k].layout != torch.strided or state_dict[k].is_meta)
+    ]
     problems = []
+    if mistyped:
+        problems.append(f"floating-point tensors expected, got {_short_list(mistyped)}")
     if missing:
         problems.append(f"missing keys {_short_list(missing)}")
     if unexpected:

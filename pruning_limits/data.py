@@ -297,6 +297,11 @@ def make_bundle(
     )
     if task == "classification" and int(y.min()) < 0:
         raise PruningLimitsError(f"training labels must lie in [0, {num_outputs}), got labels from {int(y.min())}")
+    if task == "classification" and num_outputs < 2:  # one logit: cross-entropy is 0 whatever the weights
+        raise PruningLimitsError(
+            f"classification needs at least two classes, got the training labels all {int(y.min())} and num_outputs "
+            f"{num_outputs} (give num_outputs, or float targets for regression)"
+        )
     _check_labels(bundle)
     return bundle
 
@@ -354,6 +359,8 @@ def _load_mnist1d(options: dict[str, float], spec: str) -> DataBundle:
             raise PruningLimitsError(f"mnist1d:n must be at least 20, got {options['n']}")
         args.num_samples = int(options["n"])
     if "seed" in options:
+        if not 0 <= options["seed"] < 2**32:  # numpy's legacy seeding, which make_dataset uses
+            raise PruningLimitsError(f"mnist1d:seed must be an integer in [0, 2**32), got {options['seed']}")
         args.seed = int(options["seed"])
     # make_dataset seeds numpy's and Python's global generators: keep the caller's state.
     np_state, py_state = np.random.get_state(), random.getstate()
@@ -527,40 +534,51 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
 
 
 def check_data_fits_model(model: nn.Module, data: Any) -> None:
-    """Run one forward pass on one training sample and explain a mismatch in one line.
+    """Run a forward pass on one training sample and explain a mismatch in one line.
+
+    Token inputs (integers) also run the training and test samples holding the largest token,
+    so a token beyond the model's vocabulary is named here, not by an ``IndexError`` later.
 
     Args:
         model: the network.
         data: a :class:`DataBundle`, or data accepted by :func:`make_bundle`.
 
     Raises:
-        PruningLimitsError: the model rejects the input shape, or its output does not fit
-            the targets (``num_classes`` logits for classification, the target shape for
-            regression).
+        PruningLimitsError: the model rejects the inputs, or its output does not fit the
+            targets (at least as many class logits as classes for classification: a data set
+            may lack the last classes; the target shape for regression).
     """
     bundle = data if isinstance(data, DataBundle) else make_bundle(data)
     device, dtype = model_device_dtype(model)
-    x = bundle.x_train[:1]
-    x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
+    samples = [("one sample", bundle.x_train[:1])]
+    if not bundle.x_train.is_floating_point():
+        for where, inputs in (("training", bundle.x_train), ("test", bundle.x_test)):
+            if inputs is not None and inputs.numel():
+                top = int(inputs.reshape(len(inputs), -1).max(dim=1).values.argmax())
+                samples.append((f"the {where} sample with the largest token, {int(inputs[top].max())},", inputs[top : top + 1]))
     name = type(model).__name__
-    with eval_mode(model), torch.no_grad():
-        try:
-            raw = model(x)
-        except Exception as err:  # noqa: BLE001 - explain any forward failure
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            hint = "; int64 inputs are kept as token indices (store floats for a model without an embedding)" if x.dtype == torch.int64 else ""
-            raise PruningLimitsError(
-                f"model {name} does not accept inputs of shape {tuple(x.shape)} (one sample of "
-                f"{bundle.spec}): {first}{hint}"
-            ) from None
-    out = logits(raw)
+    outputs = []
+    for what, x in samples:
+        x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
+        with eval_mode(model), torch.no_grad():
+            try:
+                outputs.append(model(x))
+            except Exception as err:  # noqa: BLE001 - explain any forward failure
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                hint = "; int64 inputs are kept as token indices (store floats for a model without an embedding)" if x.dtype == torch.int64 else ""
+                raise PruningLimitsError(
+                    f"model {name} does not accept inputs of shape {tuple(x.shape)} ({what} of "
+                    f"{bundle.spec}): {first}{hint}"
+                ) from None
+    out = logits(outputs[0])
     if bundle.task == "classification":
-        expected = (1, bundle.num_outputs)
-        what = f"{bundle.num_outputs} class logits"
+        classes = max(bundle.num_outputs, 2)
+        fits = out.dim() == 2 and out.shape[0] == 1 and out.shape[1] >= classes
+        expected, what = f"(1, C) with C >= {classes}", f"{bundle.num_outputs} classes"
     else:
-        expected = (1, *bundle.y_train.shape[1:])
-        what = f"targets of shape {tuple(bundle.y_train.shape[1:])}"
-    if tuple(out.shape) != expected:
+        fits = tuple(out.shape) == (1, *bundle.y_train.shape[1:])
+        expected, what = str((1, *bundle.y_train.shape[1:])), f"targets of shape {tuple(bundle.y_train.shape[1:])}"
+    if not fits:
         raise PruningLimitsError(
             f"model {name} returns shape {tuple(out.shape)} for one sample, expected {expected} ({what} of {bundle.spec})"
         )

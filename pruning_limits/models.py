@@ -56,8 +56,7 @@ import torch
 from torch import nn
 
 from ._checks import PruningLimitsError, describe
-from .specs import looks_callable
-from .specs import parse_callable_spec
+from .specs import looks_callable, parse_callable_spec
 
 BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d", "resnet20", "resnet18", "transformer")
 
@@ -116,9 +115,9 @@ def _parse_ints(spec: str, text: str, minimum: int, what: str) -> list[int]:
     values = []
     for item in text.split(","):
         item = item.strip()
-        if not re.fullmatch(r"\d+", item) or int(item) < minimum:
+        if not re.fullmatch(r"\d+", item) or not minimum <= int(item) < 2**31:  # larger: no tensor has that size
             raise PruningLimitsError(
-                f"model spec {spec!r}: {what} must be integers >= {minimum} separated by commas, got {item!r}"
+                f"model spec {spec!r}: {what} must be integers from {minimum} to 2**31 - 1 separated by commas, got {item!r}"
             )
         values.append(int(item))
     return values
@@ -334,10 +333,23 @@ def model_record(model: nn.Module) -> ModelRecord | None:
     return record if isinstance(record, ModelRecord) else None
 
 
-def rebuild_model(record: ModelRecord | dict[str, Any], *, seed: int = 0) -> nn.Module:
-    """Build the model a record describes (load the checkpoint's ``state_dict`` into it next)."""
+def rebuild_model(record: ModelRecord | dict[str, Any], *, seed: int = 0, trust: bool = False) -> nn.Module:
+    """Build the model a record describes (load the checkpoint's ``state_dict`` into it next).
+
+    A record read from a file is data: a ``package.module:function`` spec in it (not one of the
+    zoo's own factories) is imported and called only with ``trust=True``, as
+    ``--trust-checkpoint`` for a bundle (:func:`pruning_limits.checkpoint.check_stored_spec`).
+
+    Raises:
+        PruningLimitsError: a callable spec without ``trust``, or what :func:`build_model` raises.
+    """
     if isinstance(record, dict):
         record = ModelRecord.from_dict(record)
+    if not trust and looks_callable(record.spec) and not is_zoo_factory_spec(record.spec):
+        raise PruningLimitsError(
+            f"the model record names the function {record.spec!r}, which rebuilding would import and call; "
+            "pass trust=True if you trust where the record came from, or build_model(spec, ...) with the spec yourself"
+        )
     return build_model(record.spec, record, seed=seed)
 
 

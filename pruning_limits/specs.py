@@ -85,6 +85,8 @@ def parse_callable_spec(spec: str, what: str = "spec") -> CallableSpec:
         tree = ast.parse(f"f{arguments}", mode="eval")
     except SyntaxError as err:
         raise PruningLimitsError(f"{what} {spec!r}: the arguments are not valid Python ({err.msg})") from None
+    except (MemoryError, RecursionError):  # the parser's limits, on deeply nested text
+        raise PruningLimitsError(f"{what} {spec[:60]!r}...: the arguments are nested too deeply to parse") from None
     call = tree.body
     if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
         raise PruningLimitsError(f"{what} {spec!r}: expected one argument list name(key=literal, ...)")

@@ -135,6 +135,65 @@ def test_bundle_of_other_version_is_refused(tmp_path, model):
         read_checkpoint(path)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("training", "abc", "stores a training record that is not a mapping, got 'abc' \\(str\\)"),
+        ("model_record", [1, 2], "stores a model record that is not a mapping, got \\[1, 2\\] \\(list\\)"),
+        ("pruning", "x", "stores a pruning record that is not a mapping"),
+        ("training", {"data_seed": "x"}, "stores a data seed that is not an integer in \\[0, 2\\*\\*64\\), got 'x' \\(str\\)"),
+        ("training", {"data_seed": 2**70}, "stores a data seed that is not an integer"),
+        ("training", {"data_seed": 1.5}, "stores a data seed that is not an integer"),
+    ],
+)
+def test_a_malformed_bundle_record_is_one_line(tmp_path, model, key, value, match):
+    """Each record of a bundle is a mapping, its data seed a seed (tracebacks, or 1.5 read as 1, before)."""
+    path = tmp_path / "bad.pt"
+    save_bundle(path, model, model_spec="mlp:8", data_spec="digits", training={"data_seed": 0})
+    content = torch.load(path, weights_only=True)
+    content[key] = value
+    torch.save(content, path)
+    with pytest.raises(PruningLimitsError, match=match) as info:
+        read_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_truncated_checkpoint_is_called_damaged(tmp_path, model):
+    whole = tmp_path / "m.pt"
+    torch.save(model.state_dict(), whole)
+    data = whole.read_bytes()
+    for share in (0.5, 0.9):
+        cut = tmp_path / f"cut-{share}.pt"
+        cut.write_bytes(data[: int(len(data) * share)])
+        with pytest.raises(PruningLimitsError, match="damaged|not a PyTorch checkpoint") as info:
+            read_checkpoint(cut)
+        assert "cannot read checkpoint" not in str(info.value)  # it said "Invalid argument" as if the disk failed
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_a_state_dict_of_integers_or_complex_numbers_is_refused(tmp_path, model, digits, dtype):
+    """load_state_dict casts them silently (integer weights truncated to 0: a 'prediction' of 100 %)."""
+    path = tmp_path / "int.pt"
+    torch.save({k: v.to(dtype) for k, v in model.state_dict().items()}, path)
+    with pytest.raises(PruningLimitsError, match=f"floating-point tensors expected, got \\[1.weight {dtype}"):
+        build_from_checkpoint(read_checkpoint(path), model_spec="mlp:8", data=digits)
+
+
+@pytest.mark.parametrize(
+    "architectures", [{"x": 1}, 5, "BertModel", []], ids=["dict", "int", "string", "empty"]
+)
+def test_a_hugging_face_config_without_a_list_of_architectures_is_one_line(tmp_path, architectures):
+    """Checked before transformers is imported (KeyError, TypeError or 'no model class B' before)."""
+    import json
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": architectures}))
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(PruningLimitsError, match="must name model_type and architectures"):
+        read_checkpoint(folder)
+
+
 # ----------------------------------------------------------------------------- state_dicts
 
 

@@ -50,6 +50,9 @@ def test_mnist1d_generated_locally_and_leaves_global_rng_alone():
     again = load_data("mnist1d:n=500")
     assert torch.equal(bundle.x_train, again.x_train)
     assert not torch.equal(bundle.x_train, load_data("mnist1d:n=500,seed=3").x_train)
+    for seed in ("-1", "1e30", "4294967296"):  # numpy's seeding takes [0, 2**32): a traceback before
+        with pytest.raises(PruningLimitsError, match=f"mnist1d:seed must be an integer in \\[0, 2\\*\\*32\\), got"):
+            load_data(f"mnist1d:n=20,seed={seed}")
 
 
 def test_synthetic_teacher_student_regression():
@@ -209,5 +212,27 @@ def test_check_data_fits_model():
     with pytest.raises(PruningLimitsError, match="returns shape \\(1, 3\\)"):
         check_data_fits_model(nn.Linear(3, 3), bundle)
     digits = make_bundle((torch.rand(5, 64), torch.arange(5)), num_outputs=10)
-    with pytest.raises(PruningLimitsError, match="10 class logits"):
+    with pytest.raises(PruningLimitsError, match="expected \\(1, C\\) with C >= 10 \\(10 classes"):
         check_data_fits_model(nn.Linear(64, 9), digits)
+    # data that lacks the last classes fits a model with more logits (it was refused)
+    check_data_fits_model(nn.Linear(64, 10), make_bundle((torch.rand(5, 64), torch.arange(5))))
+    # one class: one logit, a loss of 0 whatever the weights
+    with pytest.raises(PruningLimitsError, match="at least two classes, got the training labels all 0 and num_outputs 1"):
+        make_bundle((torch.rand(5, 64), torch.zeros(5, dtype=torch.long)))
+    assert make_bundle((torch.rand(5, 64), torch.zeros(5, dtype=torch.long)), num_outputs=3).num_outputs == 3
+
+
+def test_a_token_beyond_the_vocabulary_is_named_before_any_work():
+    """Every token is checked, not the first sample's alone (an IndexError deep in the gradient before)."""
+    vocab = nn.Sequential(nn.Embedding(8, 4), nn.Flatten(), nn.Linear(12, 2))
+    tokens = torch.randint(0, 8, (20, 3))
+    check_data_fits_model(vocab, make_bundle((tokens, torch.arange(20) % 2)))
+    tokens[7, 1] = 50
+    with pytest.raises(PruningLimitsError, match="the training sample with the largest token, 50, of") as info:
+        check_data_fits_model(vocab, make_bundle((tokens, torch.arange(20) % 2)))
+    assert "\n" not in str(info.value)
+    tokens[7, 1] = 3
+    test = torch.randint(0, 8, (4, 3))
+    test[2, 0] = 9
+    with pytest.raises(PruningLimitsError, match="the test sample with the largest token, 9, of"):
+        check_data_fits_model(vocab, make_bundle((tokens, torch.arange(20) % 2), (test, torch.arange(4) % 2)))

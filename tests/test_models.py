@@ -77,6 +77,8 @@ def test_record_rebuilds_the_same_architecture():
         ("mlp:abc", "hidden widths must be integers"),
         ("mlp:", "hidden widths must be integers"),
         ("mlp:10,0", "must be >= 1"),
+        ("mlp:99999999999999999999", "to 2\\*\\*31 - 1 separated by commas, got '99999999999999999999'"),
+        ("resnet20:99999999999999999999", "to 2\\*\\*31 - 1"),
         ("fc:5", "expected fc:depth,width"),
         ("fc5:3", "takes no options"),
         ("cnn:3", "two channel counts"),

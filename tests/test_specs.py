@@ -78,8 +78,11 @@ def test_factory_receives_sizes_and_keyword_arguments(tmp_path, monkeypatch):
     model = build_model("plm_spec_factory:sized(hidden=7, act='tanh')", sizes)
     assert model[1].out_features == 7 and isinstance(model[2], nn.Tanh) and model[3].out_features == 10
     assert build_model("plm_spec_factory:keywords(width=5)", sizes).out_features == 5
-    # the record keeps the spec text; rebuilding parses it again
-    rebuilt = rebuild_model(model_record(model))
+    # the record keeps the spec text; rebuilding parses it again, and calls it only when trusted
+    # (a record read from a file is data: it called any function it named)
+    with pytest.raises(PruningLimitsError, match="names the function .plm_spec_factory:sized.*trust=True"):
+        rebuild_model(model_record(model))
+    rebuilt = rebuild_model(model_record(model), trust=True)
     assert rebuilt[1].out_features == 7
     with pytest.raises(PruningLimitsError, match="failed: ValueError: width too small"):
         build_model("plm_spec_factory:fails(width=1)", sizes)
