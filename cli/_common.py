@@ -306,7 +306,7 @@ def structure_option(*, allow_all: bool = False) -> Callable[[F], F]:
         metavar="S",
         help="Allowed supports: unstructured (global magnitude), layerwise, neuron (rows of nn.Linear), "
         f"channel (output channels and rows) or N:M, e.g. 2:4 (at most N non-zeros in every M inputs){extra}. "
-        "neuron/channel keep the last layer's rows (the outputs) unless given as neuron+outputs/channel+outputs; "
+        "neuron/channel keep the output layer's rows unless given as neuron+outputs/channel+outputs; "
         "N:M+cl takes runs of input channels at each kernel position (the sparse tensor core layout).",
     )
 
@@ -464,6 +464,7 @@ class Loaded:
     model_spec: str | None
     data_spec: str | None
     params: dict[str, Any] | None = None
+    data_seed: int | None = None  # the seed the data were loaded with (the bundle's own when the spec is its own)
 
 
 def report_selection(model: Any, console: Console, given: str | None) -> dict[str, Any]:
@@ -585,12 +586,13 @@ def load_model_and_data(
     console.log(f"read {checkpoint.kind} checkpoint {path}", level=1)
     spec = data_spec or checkpoint.data_spec
     data = None
+    data_seed = None
     if spec:
         if not data_spec:
             check_stored_spec(checkpoint, spec, "data", trust=trust)
         same = not data_spec or data_spec == checkpoint.data_spec
-        data_seed = checkpoint.training.get("data_seed", seed) if same else seed
-        data = load_data(spec, seed=int(data_seed))
+        data_seed = int(checkpoint.training.get("data_seed", seed) if same else seed)
+        data = load_data(spec, seed=data_seed)
     elif need_data or (checkpoint.kind == "state_dict"):
         # a plain state_dict needs both: say so at once rather than one error after the other
         needs_model = checkpoint.kind == "state_dict" and not (model_spec or checkpoint.model_spec)
@@ -608,4 +610,4 @@ def load_model_and_data(
         check_exact_fits(model)
     if data is not None:
         check_data_fits_model(model, data)
-    return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec, selection)
+    return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec, selection, data_seed)

@@ -50,11 +50,12 @@ def _echo_json(record: Any) -> None:
         click.echo(dumps_json(record))
 
 
-def _training_settings(history: Any, seed: int) -> dict[str, Any]:
-    """The settings a training run used (from its history) plus the data seed, as plain values."""
+def _training_settings(history: Any, seed: int, data_seed: int | None = None) -> dict[str, Any]:
+    """The settings a training run used (from its history) plus the seed its data were loaded
+    with (``data_seed``, default ``seed``), as plain values: later commands load the same split."""
     settings = {k: v for k, v in dict(history.settings).items() if v is None or isinstance(v, (bool, int, float, str))}
     settings.setdefault("seed", seed)
-    settings["data_seed"] = seed
+    settings["data_seed"] = seed if data_seed is None else int(data_seed)
     return settings
 
 
@@ -161,10 +162,12 @@ def train_command(
     where = resolve_device(device)
     before: dict[str, Any] = {}
     source_kind = "bundle"
+    data_seed = seed
     if init is not None:
         loaded = load_model_and_data(init, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, params=params)
         model, data = loaded.model, loaded.data
         model_spec, data_spec, source_kind = loaded.model_spec, loaded.data_spec, loaded.checkpoint.kind
+        data_seed = seed if loaded.data_seed is None else loaded.data_seed
         before = {"train_loss": evaluate_loss(model, data.train)}
         if data.test is not None:
             before["test_loss"] = evaluate_loss(model, data.test)
@@ -203,7 +206,7 @@ def train_command(
         path_record = history.settings["l1_path"]
     else:
         history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
-    settings = _training_settings(history, seed)
+    settings = _training_settings(history, seed, data_seed)
     summary = _history_summary(history)
     after: dict[str, Any] = {}
     if init is not None:
@@ -410,7 +413,8 @@ def predict_command(
     ]
     if parsed.kind != "unstructured":
         _emit_structured_predictions(
-            predictions, loaded.model, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console, start=start
+            predictions, loaded.model, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console, start=start,
+            params=loaded.params,
         )
         return
     trusts = [trust_of(p, loaded).to_dict() for p in predictions]
@@ -466,9 +470,10 @@ def predict_command(
 
 def _emit_structured_predictions(
     predictions: list[Any], model: Any, spectrum: Any, gradient: Any, structure: Any, checkpoint: str,
-    plot_path: str | None, as_json: bool, console: Console, *, start: float,
+    plot_path: str | None, as_json: bool, console: Console, *, start: float, params: dict[str, Any] | None,
 ) -> None:
-    """Print (and plot) the predictions of a structure: limits, or N:M feasibility and needed ε."""
+    """Print (and plot) the predictions of a structure: limits, or N:M feasibility and needed ε;
+    ``params``: the selection record of the JSON (``report_selection``)."""
     import copy
 
     import torch
@@ -499,12 +504,12 @@ def _emit_structured_predictions(
         record["seconds"] = time.perf_counter() - start
     if as_json:
         if len(records) == 1:
-            _echo_json({**records[0], "checkpoint": checkpoint})
+            _echo_json({**records[0], "checkpoint": checkpoint, "params": params})
         else:
             _echo_json({"checkpoint": checkpoint, "structure": structure.name, "dim": records[0]["dim"],
                         "epsilon": [r["epsilon"] for r in records], "sparsity": [r["sparsity"] for r in records],
                         "density": [r["density"] for r in records], "interval": [r["interval"] for r in records],
-                        "predictions": records, "seconds": time.perf_counter() - start})
+                        "predictions": records, "params": params, "seconds": time.perf_counter() - start})
         return
     for i, record in enumerate(records):
         if i:
@@ -717,7 +722,8 @@ def validate_command(
         _validate_structures(
             loaded, parsed, epsilon=eps, eta=eta, settings=settings, seed=seed, console=console, plot_path=plot_path,
             report_path=report_path, as_json=as_json, exact=exact,
-            facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec}, start=start,
+            facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec, "params": loaded.params},
+            start=start,
         )
         return
     record = run_validation(

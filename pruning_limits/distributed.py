@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ._checks import PruningLimitsError
-from .objective import check_pair
+from .objective import check_pair, loader_over
 
 #: Seconds a rank waits in a collective before giving up (a peer that hangs, not one that dies:
 #: a dead peer breaks the connection at once). Hessian-vector products of large models on one
@@ -117,7 +117,7 @@ class DistributedContext:
 
         Args:
             data: an ``(x, y)`` pair or a Dataset (a DataLoader's dataset is sharded, its
-                batch size and collate function kept: :func:`pruning_limits.subsets.loader_over`).
+                batch size and collate function kept: :func:`pruning_limits.objective.loader_over`).
 
         Returns:
             ``(local_data, local_samples, total_samples)``; without a launcher ``data`` itself.
@@ -127,7 +127,7 @@ class DistributedContext:
         """
         from torch.utils.data import DataLoader, Subset
 
-        from .subsets import loader_over, num_samples
+        from .subsets import num_samples
 
         total = num_samples(data)
         if self.world_size == 1:

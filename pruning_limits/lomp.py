@@ -21,6 +21,7 @@ evaluation, and restores the copy at the end (also on errors): no checkpoint per
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -36,7 +37,7 @@ from tqdm import tqdm
 from ._checks import PruningLimitsError, check_choice, check_int, check_nonnegative, check_positive, check_seed
 from ._search import first_crossing, grid_counts, last_true
 from .data import DataBundle, materialize
-from .masks import resolve_criterion, pruning_order
+from .masks import pruning_order, resolve_criterion
 from .objective import (
     LossFn,
     batch_std_epsilon,
@@ -47,6 +48,7 @@ from .objective import (
     prunable_parameters,
     resolve_loss_fn,
 )
+from .structures import model_order
 
 #: Default l1 strength λ. The paper used 2e-5 … 1e-4 with SGD on large networks (THEORY §6
 #: gives 1e-5 … 1e-3). On the zoo models 5e-4 leaves 40-67 % of the weights below 1e-3 in
@@ -110,6 +112,17 @@ def _split_data(data: Any, test_data: Any) -> tuple[tuple[Tensor, Tensor], tuple
     return train, test
 
 
+@contextlib.contextmanager
+def _seeded_random_layers(seed: int, device: torch.device) -> Any:
+    """Torch's global generator (CPU, and ``device``'s when CUDA) seeded with ``seed`` for the
+    block, as it was after: dropout and other random layers draw from it, so a training run is
+    reproducible for its seed and the caller's random state is left alone."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
+
+
 def _to_model(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
     return x.to(device, dtype) if x.is_floating_point() else x.to(device)
 
@@ -153,8 +166,10 @@ def train(
     """Train ``model`` in place with the LOMP objective ``L(w) + λ Σ|w_i|``.
 
     The penalty covers the prunable weights only (:func:`~pruning_limits.objective.prunable_parameters`).
-    Mini-batches are drawn by a ``torch.Generator`` seeded with ``seed`` (the initialisation is
-    seeded by :func:`~pruning_limits.models.build_model`), so a run is reproducible. The
+    Mini-batches are drawn by a ``torch.Generator`` seeded with ``seed``, and random layers
+    (dropout) by torch's global generator seeded with ``seed`` for the run and restored after
+    (the initialisation is seeded by :func:`~pruning_limits.models.build_model`), so a run is
+    reproducible. The
     learning rate follows a cosine decay to 0 over all steps (Loshchilov & Hutter 2017), which
     lets the l1 subgradient settle the small weights near zero.
 
@@ -168,7 +183,7 @@ def train(
         optimizer: ``"sgd"`` (momentum 0.9, the paper's choice) or ``"adam"``.
         batch_size: mini-batch size (128, as the official code).
         weight_decay: l2 coefficient passed to the optimizer (default 0).
-        seed: seed of the shuffling.
+        seed: seed of the shuffling and of random layers.
         test_data: optional test data for the per-epoch test accuracy.
         loss_fn: loss ``(outputs, targets) -> scalar``; default cross-entropy for integer
             targets, MSE otherwise.
@@ -210,31 +225,32 @@ def train(
             "seed": seed,
         }
     )
-    bar = tqdm(range(epochs), desc="train", file=sys.stderr, disable=not progress, leave=False)
-    for _ in bar:
-        start_time = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(x), generator=generator)
-        total, count = 0.0, 0
-        for start in range(0, len(x), batch_size):
-            index = perm[start : start + batch_size]
-            xb, yb = _to_model(x[index], device, dtype), _to_model(y[index], device, dtype)
-            data_loss = loss_fn(model(xb), yb)
-            objective = data_loss + l1 * _l1_term(l1_params) if l1 > 0 else data_loss
-            opt.zero_grad(set_to_none=True)
-            objective.backward()
-            opt.step()
-            schedule.step()
-            total += float(data_loss.detach()) * len(index)
-            count += len(index)
-        with torch.no_grad():
-            history.l1.append(float(l1 * _l1_term(l1_params)))
-        history.loss.append(total / count)
-        history.train_accuracy.append(accuracy(model, (x, y)))
-        history.test_accuracy.append(None if test is None else accuracy(model, test))
-        history.seconds.append(time.perf_counter() - start_time)
-        if progress:
-            bar.set_postfix(loss=f"{history.loss[-1]:.4f}", test_acc=history.test_accuracy[-1])
+    with _seeded_random_layers(seed, device):
+        bar = tqdm(range(epochs), desc="train", file=sys.stderr, disable=not progress, leave=False)
+        for _ in bar:
+            start_time = time.perf_counter()
+            model.train()
+            perm = torch.randperm(len(x), generator=generator)
+            total, count = 0.0, 0
+            for start in range(0, len(x), batch_size):
+                index = perm[start : start + batch_size]
+                xb, yb = _to_model(x[index], device, dtype), _to_model(y[index], device, dtype)
+                data_loss = loss_fn(model(xb), yb)
+                objective = data_loss + l1 * _l1_term(l1_params) if l1 > 0 else data_loss
+                opt.zero_grad(set_to_none=True)
+                objective.backward()
+                opt.step()
+                schedule.step()
+                total += float(data_loss.detach()) * len(index)
+                count += len(index)
+            with torch.no_grad():
+                history.l1.append(float(l1 * _l1_term(l1_params)))
+            history.loss.append(total / count)
+            history.train_accuracy.append(accuracy(model, (x, y)))
+            history.test_accuracy.append(None if test is None else accuracy(model, test))
+            history.seconds.append(time.perf_counter() - start_time)
+            if progress:
+                bar.set_postfix(loss=f"{history.loss[-1]:.4f}", test_acc=history.test_accuracy[-1])
     model.eval()
     return history
 
@@ -306,7 +322,8 @@ class _PrunedEvaluator:
         self.original = [p.detach().clone() for p in self.params]
         self.sizes = [p.numel() for p in self.params]
         self.dim = sum(self.sizes)
-        self.order = torch.from_numpy(pruning_order(model, criterion))
+        self.plan = model_order(model, criterion)
+        self.order = torch.from_numpy(self.plan.order)
 
     def set_pruned(self, m: int) -> None:
         keep = torch.ones(self.dim, dtype=torch.bool)
@@ -342,10 +359,11 @@ def sweep(
             :mod:`pruning_limits.structures` (``"layerwise"``, ``"neuron"``, ``"channel"``, ...).
         loss_fn: loss ``(outputs, targets) -> scalar``; default cross-entropy / MSE.
         progress: show a tqdm bar on stderr.
-        allowed: ascending numbers of pruned weights the sweep may evaluate (a structure's
-            allowed points, :attr:`~pruning_limits.structures.StructuredOrder.allowed`; 0
-            included); grid counts are moved down to the nearest allowed count and the
-            bisection runs over the allowed counts. Default: every count.
+        allowed: ascending numbers of pruned weights the sweep may evaluate (0 included);
+            grid counts are moved down to the nearest allowed count and the bisection runs
+            over the allowed counts. Default: the criterion's own,
+            :attr:`~pruning_limits.structures.StructuredOrder.allowed` (every count for
+            global and layerwise, whole groups for neuron and channel, the rounds of N:M).
 
     Returns:
         The :class:`SweepResult`.
@@ -363,6 +381,8 @@ def sweep(
     dim = evaluator.dim
     counts = grid_counts(sparsities, dim)
     points = None
+    if allowed is None and evaluator.plan.allowed.size != dim + 1:  # a structure that stops at whole groups
+        allowed = evaluator.plan.allowed
     if allowed is not None:  # search over indices into the allowed counts
         points = np.unique(np.asarray(allowed, dtype=np.int64))
         if points.size == 0 or points[0] != 0 or points[-1] > dim:
@@ -498,21 +518,22 @@ def finetune_masked(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=SGD_MOMENTUM)
     steps = epochs * math.ceil(len(x) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch_size):
-            index = perm[start : start + batch_size]
-            loss = loss_fn(model(_to_model(x[index], device, dtype)), _to_model(y[index], device, dtype))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for p, m in zip(params, masks):
-                if p.grad is not None:
-                    p.grad.mul_(m)
-            opt.step()
-            schedule.step()
-            clamp()
+    with _seeded_random_layers(seed, device):
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            model.train()
+            perm = torch.randperm(len(x), generator=generator)
+            for start in range(0, len(x), batch_size):
+                index = perm[start : start + batch_size]
+                loss = loss_fn(model(_to_model(x[index], device, dtype)), _to_model(y[index], device, dtype))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for p, m in zip(params, masks):
+                    if p.grad is not None:
+                        p.grad.mul_(m)
+                opt.step()
+                schedule.step()
+                clamp()
     model.eval()
 
 

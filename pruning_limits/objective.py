@@ -23,7 +23,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from ._checks import PruningLimitsError, describe
 
@@ -60,6 +60,14 @@ def _default_prunable(model: nn.Module) -> list[str]:
             if _is_candidate_layer_weight(module, attr):
                 selected.append(f"{module_name}.{attr}" if module_name else attr)
     return selected
+
+
+def output_weight(model: nn.Module) -> str | None:
+    """Name of the weight whose rows are the model's outputs: the last default prunable weight
+    in module order (``weight``, not ``weight_orig``), whatever weights are selected; ``None``
+    when the model has no Linear, convolution or attention weight."""
+    names = _default_prunable(model)
+    return _base_name(names[-1]) if names else None
 
 
 def _base_name(name: str) -> str:
@@ -266,12 +274,15 @@ def check_pair(x: Any, y: Any) -> tuple[Tensor, Tensor]:
 def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(inputs, targets)`` batches from a DataLoader, a Dataset or an ``(x, y)`` pair.
 
-    A DataLoader is iterated as it is (its own batch size); a Dataset is batched in order with
-    ``batch_size`` (default 128); an ``(x, y)`` pair is split into chunks of ``batch_size``
-    (default: one batch with all samples).
+    A DataLoader stands for its dataset, read at its batch size with its collate function: one
+    that shuffles, samples or drops its last batch is read as :func:`loader_over` its dataset,
+    every sample once, in order (a loader that drops a shuffled last batch would analyse a
+    different loss in every pass, and one process a different loss from shards under torchrun).
+    A Dataset is batched in order with ``batch_size`` (default 128); an ``(x, y)`` pair is split
+    into chunks of ``batch_size`` (default: one batch with all samples).
     """
     if isinstance(data, DataLoader):
-        source: Any = data
+        source: Any = data if _reads_every_sample_in_order(data) else loader_over(data, data.dataset)
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = check_pair(*data)
         step = len(x) if batch_size is None else batch_size
@@ -298,6 +309,31 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
         yield check_pair(batch[0], batch[1])
     if count == 0:
         raise PruningLimitsError("the data set is empty: expected at least one batch")
+
+
+def loader_over(loader: DataLoader, dataset: Any) -> DataLoader:
+    """A DataLoader over ``dataset`` (``loader``'s, a subset or a shard of it) that batches it as ``loader`` does.
+
+    Kept: the batch size (a ``batch_sampler``'s own when the loader has none), the collate
+    function, the workers and pinned memory. Not kept: the sampler, shuffling and ``drop_last``:
+    the analysis reads every sample of ``dataset`` once, in order.
+    """
+    batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None) or EPSILON_BATCH_SIZE
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+    )
+
+
+def _reads_every_sample_in_order(loader: DataLoader) -> bool:
+    """Whether ``loader`` yields each sample of its dataset once, in order (an iterable dataset: taken as it is)."""
+    if isinstance(loader.dataset, IterableDataset):
+        return True
+    return (
+        isinstance(loader.sampler, SequentialSampler)
+        and type(loader.batch_sampler) is BatchSampler
+        and not loader.batch_sampler.drop_last
+    )
 
 
 def logits(output: Any) -> Tensor:

@@ -48,8 +48,8 @@ Structures (:func:`parse_structure`):
   increasing ``|w|``); the end of round ``M − N`` is the pattern: in each run the ``M − N``
   smallest go, which is the nearest point with at most ``N`` non-zeros per run.
 
-Layers a structure does not apply to (convolutions under ``neuron``; the last prunable layer
-under ``neuron``/``channel``; layers whose input size, or ``in_channels`` for ``+cl``, is not a
+Layers a structure does not apply to (convolutions under ``neuron``; the model's output layer,
+its last Linear or convolution weight, and tensors of one dimension under ``neuron``/``channel``; layers whose input size, or ``in_channels`` for ``+cl``, is not a
 multiple of ``M`` under ``N:M``) stay dense: they come last in the order, beyond every
 allowed count, and :attr:`StructuredOrder.dense_layers` names them with their sizes so callers
 can report the share of weights they hold. A model with no layer the structure applies to is
@@ -58,6 +58,7 @@ refused.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ from torch import nn
 
 from ._checks import PruningLimitsError, describe
 from .geometry import delta_fraction
-from .objective import prunable_parameters
+from .objective import output_weight, prunable_parameters
 
 #: Structure names besides ``N:M`` (THEORY §8, DESIGN "Wave 2").
 STRUCTURES = ("unstructured", "layerwise", "neuron", "channel")
@@ -80,7 +81,7 @@ EXPECTED = (
     "unstructured, layerwise, neuron, channel or N:M with 1 <= N < M (e.g. 2:4; suffixes neuron+outputs, "
     "channel+outputs, N:M+cl)"
 )
-#: Suffix that lets ``neuron``/``channel`` prune the output rows of the last prunable layer.
+#: Suffix that lets ``neuron``/``channel`` prune the rows of the output layer (:attr:`Layer.output`).
 OUTPUTS = "+outputs"
 #: Suffix of ``N:M`` taking runs along input channels at a fixed kernel position (channels last).
 CHANNELS_LAST = "+cl"
@@ -96,7 +97,7 @@ class Structure:
     Attributes:
         kind: ``"unstructured"``, ``"layerwise"``, ``"neuron"``, ``"channel"`` or ``"n:m"``.
         n, m: the ``N`` and ``M`` of an ``N:M`` pattern (0 otherwise).
-        outputs: ``neuron``/``channel`` also prune the output rows of the last prunable layer
+        outputs: ``neuron``/``channel`` also prune the rows of the output layer
             (``+outputs``; default False: they stay dense).
         channels_last: ``N:M`` runs along input channels at a fixed kernel position of a
             convolution (``+cl``; default False: along ``in_channels × kernel`` flattened).
@@ -160,12 +161,15 @@ class Layer:
         kind: ``"linear"`` or ``"conv"`` (other modules: by dimension, 2-D weights are linear).
         shape: the weight's shape (output dimension first).
         start: offset of its first weight in the flat vector.
+        output: whether its rows are the model's outputs (:func:`pruning_limits.objective.output_weight`);
+            ``None`` (a layout made by hand): the last layer of the layout is taken to be.
     """
 
     name: str
     kind: str
     shape: tuple[int, ...]
     start: int
+    output: bool | None = None
 
     @property
     def size(self) -> int:
@@ -184,8 +188,14 @@ class Layer:
 
 
 def layer_layout(model: nn.Module) -> list[Layer]:
-    """The :class:`Layer` of every prunable weight, in the flat order."""
+    """The :class:`Layer` of every prunable weight, in the flat order.
+
+    The output layer is the model's, not the selection's: the last Linear or convolution weight
+    (:func:`pruning_limits.objective.output_weight`), or the last selected tensor of a model
+    without one; with ``--params`` that leave it out, no selected layer is the output.
+    """
     layers, start = [], 0
+    outputs = output_weight(model)
     for param_name, param in prunable_parameters(model):
         module_name, _, attr = param_name.rpartition(".")
         attr = attr.removesuffix("_orig")
@@ -197,8 +207,10 @@ def layer_layout(model: nn.Module) -> list[Layer]:
         else:
             kind = "linear" if param.dim() == 2 else "conv"
         name = f"{module_name}.{attr}" if module_name else attr
-        layers.append(Layer(name, kind, tuple(int(d) for d in param.shape), start))
+        layers.append(Layer(name, kind, tuple(int(d) for d in param.shape), start, name == outputs))
         start += param.numel()
+    if outputs is None and layers:
+        layers[-1] = dataclasses.replace(layers[-1], output=True)
     return layers
 
 
@@ -224,7 +236,7 @@ class StructuredOrder:
             (0 first; the pattern ``N:M`` at ``pattern_count``).
         covered: number of weights the structure can prune (``D`` minus the dense layers).
         dense_layers: ``(name, size)`` of the layers left dense: those the structure does not apply to
-            and, for ``neuron``/``channel`` without ``+outputs``, the last prunable layer.
+            and, for ``neuron``/``channel`` without ``+outputs``, the output layer.
         pattern_count: for ``N:M`` the number of pruned weights of the pattern, else ``None``.
     """
 
@@ -324,10 +336,12 @@ def structured_order(weights: Any, layout: list[Layer], structure: Any) -> Struc
         return StructuredOrder(structure, order, index_all(dim), dim, ())
     if structure.kind in ("neuron", "channel"):
         kinds = ("linear",) if structure.kind == "neuron" else ("linear", "conv")
-        last = layout[-1].name if layout else None
+        hand_made = all(layer.output is None for layer in layout)
+        outputs = {layout[-1].name} if hand_made and layout else {layer.name for layer in layout if layer.output}
 
         def rows_apply(layer: Layer) -> bool:
-            return layer.kind in kinds and (structure.outputs or layer.name != last)
+            # a 1-D tensor (a bias, a norm scale under --params all) has no rows of inputs
+            return layer.kind in kinds and len(layer.shape) >= 2 and (structure.outputs or layer.name not in outputs)
 
         return _group_order(structure, flat, layout, rows_apply, _row_groups)
     return _group_order(structure, flat, layout, lambda layer: _run_length(layer, structure) % structure.m == 0, _run_groups)
@@ -369,7 +383,7 @@ def _group_order(structure: Structure, flat: np.ndarray, layout: list[Layer], ap
     dim = flat.size
     covered_layers = [layer for layer in layout if applies(layer)]
     if not covered_layers:
-        outputs = "" if structure.outputs else f" besides the last one (its rows are the outputs; {structure.kind}{OUTPUTS} prunes them)"
+        outputs = "" if structure.outputs else f" besides the output layer (its rows are the outputs; {structure.kind}{OUTPUTS} prunes them)"
         what = {
             "neuron": f"an nn.Linear layer{outputs}",
             "channel": f"an nn.Linear or convolution layer{outputs}",

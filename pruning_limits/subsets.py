@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._checks import PruningLimitsError, check_int, describe
-from .objective import check_pair
+from .objective import check_pair, loader_over
 
 
 def num_samples(data: Any) -> int:
@@ -71,22 +71,6 @@ def hessian_subset(data: Any, samples: int | None, seed: int = 0) -> Any:
     if isinstance(data, DataLoader):
         return loader_over(data, Subset(data.dataset, index.tolist()))
     return Subset(data, index.tolist())
-
-
-def loader_over(loader: DataLoader, dataset: Any) -> DataLoader:
-    """A DataLoader over ``dataset`` (a subset or shard of ``loader``'s) that batches it as ``loader`` does.
-
-    Kept: the batch size (a ``batch_sampler``'s own when the loader has none), the collate
-    function, the workers and pinned memory. Not kept: shuffling and ``drop_last``: the analysis
-    reads every sample of the subset once, in order.
-    """
-    from .objective import EPSILON_BATCH_SIZE
-
-    batch_size = loader.batch_size or getattr(loader.batch_sampler, "batch_size", None) or EPSILON_BATCH_SIZE
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, collate_fn=loader.collate_fn,
-        num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-    )
 
 
 def rank_per_sample(outputs: int, classification: bool) -> int:

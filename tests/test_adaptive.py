@@ -301,11 +301,11 @@ def test_rank_hazard_is_a_real_zero_atom_and_warns() -> None:
 
 
 def test_a_subset_of_a_dataloader_batches_it_as_the_loader_does() -> None:
-    """subsets.loader_over (subsets and torchrun shards): the collate function and a batch
+    """objective.loader_over (subsets and torchrun shards): the collate function and a batch
     sampler's batch size are kept, so the subset's Hessian is of the data the loader gives."""
     from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
 
-    from pruning_limits.subsets import loader_over
+    from pruning_limits.objective import loader_over
 
     dataset = TensorDataset(torch.arange(10.0).reshape(5, 2), torch.zeros(5, dtype=torch.long))
 

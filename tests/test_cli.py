@@ -299,6 +299,12 @@ def test_train_init_starts_from_the_checkpoint_and_reports_before_and_after(bund
     assert record["l1_path"]["start"] == str(bundle)
     text = ok("train", "--init", bundle, "--epochs", "1", "-o", out).stdout
     assert "test accuracy before -> after" in text and "training loss before -> after" in text
+    # another --seed trains differently but keeps the bundle's split: its data seed is recorded
+    # (it recorded --seed, so later commands put training samples into the test set)
+    reseeded = json.loads(ok("train", "--init", bundle, "--seed", "3", "--l1", "1e-3", "--epochs", "1", "-o", out, "--json").stdout)
+    assert reseeded["training"]["seed"] == 3 and reseeded["training"]["data_seed"] == 0
+    assert read_checkpoint(out).training["data_seed"] == 0
+    assert reseeded["init"]["before"]["train_loss"] == before["train_loss"]
     # a plain state_dict with its architecture, and the result predicts as usual
     ok("train", "--init", state_dict_file, "--model", "mlp:8", "--data", "digits", "--epochs", "1", "-o", workdir / "sd-tuned.pt")
     assert PREDICT_KEYS <= set(json.loads(ok("predict", workdir / "sd-tuned.pt", *SLQ, "--json").stdout))

@@ -119,6 +119,27 @@ def test_data_forms_and_chunking_give_the_same_hessian() -> None:
     assert rel_err(small.matvec(v), ref) <= 1e-12
 
 
+def test_a_loader_that_shuffles_or_drops_its_last_batch_stands_for_its_whole_dataset() -> None:
+    """A training loader (shuffle, drop_last, a sampler) is read every sample once, in order
+    (objective.iter_batches): the Hessian of the whole data, as under torchrun's shards, not of
+    the samples one epoch happened to keep (12 % off on this case before 2026-12-05)."""
+    from torch.utils.data import RandomSampler
+
+    from pruning_limits.objective import iter_batches
+
+    model, x, y = make_case("mlp")
+    assert len(x) % 7 != 0  # a last, partial batch of 7 exists to be dropped
+    v = torch.randn(sum(p.numel() for _, p in prunable_parameters(model)), dtype=torch.float64)
+    ref = HessianOperator(model, (x, y)).matvec(v)
+    dataset = TensorDataset(x, y)
+    for data in (
+        DataLoader(dataset, batch_size=7, shuffle=True, drop_last=True),
+        DataLoader(dataset, batch_size=7, drop_last=True),
+        DataLoader(dataset, batch_size=7, sampler=RandomSampler(dataset, num_samples=5)),
+    ):
+        assert torch.equal(torch.cat([xb for xb, _ in iter_batches(data)]), x)
+        assert rel_err(HessianOperator(model, data).matvec(v), ref) <= 1e-12
+
 
 class _LargestBatch(nn.Module):
     """Wraps a model and records the most samples one forward pass saw."""

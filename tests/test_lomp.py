@@ -70,6 +70,30 @@ def test_training_is_reproducible_for_a_seed():
     assert np.array_equal(flat_weights(model), runs[0][0])
 
 
+def test_training_with_dropout_is_reproducible_and_leaves_the_global_generator_alone():
+    """Dropout draws from torch's global generator: train and finetune_masked seed it for the
+    run and restore it after (unseeded before 2026-12-05: two runs of one command differed)."""
+    from torch import nn
+
+    from pruning_limits.lomp import finetune_masked
+
+    data = load_data("synthetic:n=200,test=50,d=5")
+
+    def run(global_seed: int) -> tuple[np.ndarray, np.ndarray]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
+        torch.manual_seed(global_seed)  # whatever the caller's generator holds
+        state = torch.get_rng_state()
+        train(model, data, epochs=2, seed=0, optimizer="adam", lr=1e-2)
+        trained = flat_weights(model)
+        finetune_masked(model, data, torch.ones(trained.size, dtype=torch.bool), epochs=1, seed=0)
+        assert torch.equal(torch.get_rng_state(), state)
+        return trained, flat_weights(model)
+
+    first, second = run(1), run(2)
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
 def test_progress_goes_to_stderr_only(capsys):
     data = load_data("synthetic:n=64,test=8,d=4")
     model = build_model("mlp:4", data, seed=0)
@@ -167,6 +191,20 @@ def test_sweep_other_criteria_and_regression():
         sweep(model, data, epsilon=0.1, sparsities=[1.5])
     train_only = make_bundle(data.train)
     assert sweep(model, train_only, epsilon=0.1).test_loss is None
+
+
+def test_a_structured_sweep_stops_at_the_structures_own_counts(digits, small_trained):
+    """Without allowed=, neuron and N:M sweeps evaluate whole groups and the pattern's rounds only,
+    as with allowed=model_order(...).allowed (it swept every count, up to the classifier rows)."""
+    from pruning_limits.structures import model_order
+
+    for criterion in ("neuron", "2:4"):
+        plan = model_order(small_trained, criterion)
+        own = sweep(small_trained, digits, epsilon=0.05, criterion=criterion)
+        given = sweep(small_trained, digits, epsilon=0.05, criterion=criterion, allowed=plan.allowed)
+        assert own.to_dict() == given.to_dict()
+        assert set(own.num_pruned.tolist()) <= set(plan.allowed.tolist())
+        assert round(own.limit_by_loss * own.dim) in set(plan.allowed.tolist())
 
 
 ACCURACY_TARGETS = [

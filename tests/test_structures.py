@@ -80,7 +80,7 @@ def test_parse_structure_names_and_patterns():
 
 def test_model_without_a_layer_the_structure_applies_to_is_refused():
     convs = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.Conv1d(2, 2, 3))  # fan-in 3 and 6
-    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer besides the last one"):
+    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer besides the output layer"):
         model_order(convs, "neuron")
     with pytest.raises(PruningLimitsError, match="structure 2:4 needs a layer whose input size .* multiple of 4"):
         model_order(convs, "2:4")
@@ -93,7 +93,7 @@ def test_model_without_a_layer_the_structure_applies_to_is_refused():
         model_order(convs, "2:4+cl")  # in_channels 1 and 2
     # a classifier alone: its rows are the classes, pruned only when asked for
     logistic = nn.Sequential(nn.Linear(5, 3))
-    with pytest.raises(PruningLimitsError, match="besides the last one .*neuron\\+outputs prunes them"):
+    with pytest.raises(PruningLimitsError, match="besides the output layer .*neuron\\+outputs prunes them"):
         model_order(logistic, "neuron")
     assert model_order(logistic, "neuron+outputs").allowed.tolist() == [0, 5, 10, 15]
 
@@ -112,6 +112,33 @@ def test_neuron_and_channel_leave_the_output_rows_dense_by_default():
         assert "5.weight" not in dict(with_outputs.dense_layers)
         assert with_outputs.allowed[-1] == plan.allowed[-1] + 24
     assert model_order(model, "neuron").dense_layers == (("0.weight", 32), ("5.weight", 24))
+
+
+def test_the_output_layer_is_the_models_whatever_params_select():
+    """The classifier is the model's last Linear/conv weight, not the selection's last tensor: with
+    --params all a bias came last and the classifier's rows (the classes) were pruned; with
+    hidden layers alone the last hidden layer was kept as if it were the outputs."""
+    from pruning_limits.objective import select_parameters
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    everything = model_order(select_parameters(mlp, "all"), "neuron")
+    dense = dict(everything.dense_layers)
+    assert set(dense) == {"0.bias", "2.bias", "4.weight", "4.bias"}  # no rows in a bias; the classes stay
+    steps = np.diff(everything.allowed)
+    assert everything.covered == 30 + 20 and steps.size == 5 + 4 and set(steps.tolist()) == {6, 5}  # rows of 6 and 5 inputs
+    masks = compute_masks(mlp, int(everything.allowed[-1]), "neuron")
+    assert masks["4.weight"].all() and masks["4.bias"].all() and masks["0.bias"].all()
+    hidden = model_order(select_parameters(mlp, "0.weight,2.weight"), "neuron")
+    assert hidden.dense_layers == () and hidden.covered == 50  # both hidden layers' rows can go
+    first = model_order(select_parameters(mlp, "0.weight"), "neuron")
+    assert first.covered == 30 and first.allowed.tolist() == [0, 6, 12, 18, 24, 30]
+    assert model_order(select_parameters(mlp, "4.weight"), "neuron+outputs").covered == 12
+    with pytest.raises(PruningLimitsError, match="besides the output layer"):
+        model_order(select_parameters(mlp, "4.weight"), "neuron")
+    # a layout made by hand (no output flags): its last layer is taken to be the outputs, as before
+    layout = [Layer("a.weight", "linear", (2, 3), 0), Layer("b.weight", "linear", (2, 2), 6)]
+    assert structured_order(np.arange(1.0, 11.0), layout, "neuron").dense_layers == (("b.weight", 4),)
 
 
 def test_pruned_rows_keep_their_bias_in_masks_and_prune():
@@ -518,6 +545,9 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     assert text.startswith("2:4 feasible at eps=")
     record = json.loads(run_cli("predict", bundle, "--structure", "neuron", "--json", *SLQ).stdout)
     assert record["criterion"] == "neuron" and {"sparsity", "density", "interval", "epsilon", "dim"} <= set(record)
+    assert record["params"]["selection"] == "default" and record["params"]["weights"] == record["dim"]
+    two = json.loads(run_cli("predict", bundle, "--structure", "neuron", "--epsilon", "0.01", "--epsilon", "0.1", "--json", *SLQ).stdout)
+    assert two["params"] == record["params"]  # the JSON always has it (docs/usage.md, "--params")
 
     out = tmp_path / "p.pt"
     result = run_cli("prune", bundle, "--structure", "2:4", "-o", out, "--json")
@@ -534,6 +564,7 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     assert result.exit_code == 0, result.stderr
     record = json.loads(result.stdout)
     assert [e["structure"] for e in record["structures"]] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
+    assert record["params"]["weights"] == record["structures"][0]["predicted"]["dim"]
     assert (tmp_path / "r-structures.png").exists() and "r-structures.png" in report.read_text()
     assert record["spectrum_source"] == "slq" and record["spectrum"]["exact"] is False
     assert record["spectrum"]["stopping"]["adaptive"] is False  # --iterations alone: a fixed run
