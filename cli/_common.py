@@ -134,7 +134,18 @@ def _show_warning(console: Console, message: Warning | str, *_: Any, **__: Any) 
 
 
 def _run(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], console: Console, debug: bool) -> Any:
-    """Call a command; errors become one line on stderr and exit code 1 (see :func:`common_options`)."""
+    """Call a command; errors become one line on stderr and exit code 1 (see :func:`common_options`).
+
+    A SIGTERM that arrives while an error is being reported (torchrun stopping this rank because
+    another exited first with the same error) ends the process quietly, exit 143.
+    """
+    try:
+        return _run_classified(func, args, kwargs, console, debug)
+    except Terminated:
+        sys.exit(143)
+
+
+def _run_classified(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], console: Console, debug: bool) -> Any:
     try:
         if "seed" in kwargs:  # every command's --seed, checked as lomp.train checks its seed
             from pruning_limits._checks import check_seed
@@ -178,9 +189,12 @@ def _local_to_rank(exc: BaseException) -> bool:
     data) come from what every rank reads alike, so rank 0's line says them once.
     """
     from pruning_limits._checks import PruningLimitsError
-    from pruning_limits.distributed import ProcessGroupError
 
-    return isinstance(exc, ProcessGroupError) or not isinstance(exc, PruningLimitsError)
+    # a ProcessGroupError exists only once pruning_limits.distributed is imported; importing it
+    # here (torch) would hold this rank in its error path while torchrun stops it
+    distributed = sys.modules.get("pruning_limits.distributed")
+    lost_peer = distributed is not None and isinstance(exc, distributed.ProcessGroupError)
+    return lost_peer or not isinstance(exc, PruningLimitsError)
 
 
 def _world_size() -> int:

@@ -182,6 +182,8 @@ def test_torchrun_says_an_error_once_and_refuses_one_process_commands(bundle, tm
     assert [line for line in pruned.stderr.splitlines() if line.startswith("Error:")] == [
         "Error: prune runs in one process, got WORLD_SIZE=2 from a launcher (torchrun runs predict, spectrum and validate)"
     ]
+    # rank 1, stopped by torchrun while it reported the same error, printed a traceback (3 of 3 runs)
+    assert "Traceback" not in pruned.stderr and "Terminated" not in pruned.stderr
 
 
 @pytest.mark.parametrize(
@@ -223,6 +225,26 @@ def test_a_lost_peer_is_said_by_every_rank_that_meets_it(monkeypatch, capsys) ->
         with pytest.raises(SystemExit) as stopped:
             _run(command, (), {}, Console(quiet=True, main=False), debug=False)
         assert stopped.value.code == 1 and capsys.readouterr().err.startswith(line)
+
+
+def test_a_sigterm_while_an_error_is_reported_ends_quietly(monkeypatch, capsys) -> None:
+    """torchrun stops the other ranks once one exits; the signal may land in the error path."""
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.cli import _common
+    from pruning_limits.cli._common import Console, Terminated, _run
+
+    def fails(console: Console) -> None:
+        raise PruningLimitsError("prune runs in one process")
+
+    def signalled(exc: BaseException) -> bool:
+        raise Terminated
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(_common, "_local_to_rank", signalled)
+    with pytest.raises(SystemExit) as stopped:
+        _run(fails, (), {}, Console(quiet=True, main=False), debug=False)
+    assert stopped.value.code == 143 and capsys.readouterr().err == ""
 
 
 def test_sigterm_unwinds_the_run_and_leaves_no_temporary_file(bundle, tmp_path) -> None:
