@@ -63,18 +63,35 @@ def watched_spectrum(
         ``(spectrum, gradient, epsilons)``: the gradient (``None`` without the gradient term) and
         the numeric ε, both ``None`` when ``exact`` and not ``answer``.
     """
+    fixed = "iterations" in settings and "tolerance" not in settings  # a fixed run watches nothing
     with session(settings) as context:  # on the device, data-parallel under torchrun
         analysed = analysis_copy(model, settings, context, exact=exact)
         gradient, values, estimate = None, None, None
-        if answer or not exact:
+        if answer or not (exact or fixed):
             gradient = analysis_gradient(model, data, context=context, analysed=analysed) if gradient_term else None
-            values = analysis_epsilons(model, data, epsilons)
+            values = _watched_epsilons(model, data, epsilons, answer)
             estimate = sparsity_estimate(analysed, values, gradient, structures=structures)
         spectrum = analysis_spectrum(
             model, data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
             context=context, analysed=analysed,
         )
     return spectrum, gradient, values
+
+
+def _watched_epsilons(model: Any, data: Any, epsilons: list[Any], answer: bool) -> list[float]:
+    """:func:`analysis_epsilons`; where they serve the stop alone (``spectrum``), a batch-std the
+    data cannot give is explained with the way around it that command has."""
+    from pruning_limits._checks import PruningLimitsError
+
+    try:
+        return analysis_epsilons(model, data, epsilons)
+    except PruningLimitsError as err:
+        if answer or "needs at least two batches" not in str(err):
+            raise
+        raise PruningLimitsError(
+            f"the adaptive stop watches s* at epsilon 'batch-std', which needs at least two batches of 128 training "
+            f"samples, got {len(data.x_train)}: give --iterations N alone for a fixed run"
+        ) from None
 
 
 def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None, exact: bool = False) -> Any:

@@ -157,6 +157,17 @@ def test_spectrum_exact(bundle):
     assert record["exact"] is True and np.asarray(record["nodes"]).shape == (1, record["dim"])
 
 
+def test_spectrum_of_fewer_than_two_batches_runs_fixed_and_says_how(workdir):
+    """spectrum has no --epsilon: a fixed run watches nothing, an adaptive one names --iterations
+    (it said 'give epsilon as a number', an option spectrum lacks, and refused fixed runs too)."""
+    small = workdir / "small.pt"
+    ok("train", "--model", "mlp:8", "--data", "synthetic:n=100,test=20", "--l1", "1e-3", "--epochs", "2", "-o", small)
+    record = json.loads(ok("spectrum", small, "--iterations", "10", "--probes", "2", "--json").stdout)
+    assert record["stopping"]["adaptive"] is False and record["num_hvps"] == 20
+    fails("spectrum", small, "--probes", "2",
+          match="needs at least two batches of 128 training samples, got 100: give --iterations N alone for a fixed run")
+
+
 def test_predict_json_keys_and_plot(bundle, workdir):
     plot = workdir / "predict.svg"
     record = json.loads(ok("predict", bundle, *SLQ, "--json", "--plot", plot).stdout)
