@@ -492,7 +492,7 @@ def report_selection(model: Any, console: Console, given: str | None) -> dict[st
     summary = selection_summary(model)
     tensors = summary["tensors"]
     console.log(
-        f"prunable: {len(tensors)} tensors, D = {summary['weights']} weights"
+        f"prunable: {len(tensors)} tensor{'' if len(tensors) == 1 else 's'}, D = {summary['weights']} weights"
         + (f" (--params {given})" if given else " (Linear/conv weights and attention projections)"),
         level=0 if given else 2,
     )

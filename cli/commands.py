@@ -35,6 +35,7 @@ from ._common import (
     check_structure,
     recorded_l1,
     refuse_launcher,
+    report_selection,
     trust_of,
 )
 
@@ -165,7 +166,7 @@ def train_command(
     data_seed = seed
     if init is not None:
         loaded = load_model_and_data(init, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, params=params)
-        model, data = loaded.model, loaded.data
+        model, data, selection = loaded.model, loaded.data, loaded.params
         model_spec, data_spec, source_kind = loaded.model_spec, loaded.data_spec, loaded.checkpoint.kind
         data_seed = seed if loaded.data_seed is None else loaded.data_seed
         before = {"train_loss": evaluate_loss(model, data.train)}
@@ -183,6 +184,7 @@ def train_command(
             from pruning_limits.objective import select_parameters
 
             select_parameters(model, params)
+        selection = report_selection(model, console, params)
         console.log(f"training {model_spec} on {data_spec}", level=1)
     model.to(where)
     given = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size}
@@ -224,7 +226,8 @@ def train_command(
     _write_trained(output, model, source_kind, model_spec, data_spec, training)
     record = {
         "output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary,
-        "l1": settings.get("l1"), "l1_path": path_record, "init": training.get("init"), "seconds": time.perf_counter() - start,
+        "l1": settings.get("l1"), "l1_path": path_record, "init": training.get("init"), "params": selection,
+        "seconds": time.perf_counter() - start,
     }
     if as_json:
         _echo_json(record)

@@ -74,6 +74,7 @@ def bundle(workdir) -> Path:
     record = json.loads(result.stdout)
     assert record["model_spec"] == "mlp:8" and record["training"]["epochs"] == 3 and record["training"]["l1"] == 1e-4
     assert 0 < record["final_test_accuracy"] <= 1
+    assert record["params"] == {"selection": "default", "tensors": {"1.weight": 512, "3.weight": 80}, "weights": 592}
     return path
 
 
@@ -155,6 +156,12 @@ def test_spectrum_json_and_plot(bundle, workdir):
 def test_spectrum_exact(bundle):
     record = json.loads(ok("spectrum", bundle, "--exact", "--json").stdout)
     assert record["exact"] is True and np.asarray(record["nodes"]).shape == (1, record["dim"])
+
+
+def test_train_reports_a_params_selection_as_the_other_commands(workdir):
+    result = ok("train", "--model", "mlp:8", "--epochs", "1", "--l1", "1e-4", "--params", "1.weight", "-o", workdir / "sel.pt", "--json")
+    assert json.loads(result.stdout)["params"] == {"selection": "1.weight", "tensors": {"1.weight": 512}, "weights": 512}
+    assert "prunable: 1 tensor, D = 512 weights (--params 1.weight)" in result.stderr
 
 
 def test_spectrum_of_fewer_than_two_batches_runs_fixed_and_says_how(workdir):

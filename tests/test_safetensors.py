@@ -108,7 +108,7 @@ def test_cli_predicts_and_prunes_a_safetensors_checkpoint(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dim"] == 64 * 16
-    assert "prunable: 1 tensors, D = 1024 weights (--params 1.weight)" in result.stderr
+    assert "prunable: 1 tensor, D = 1024 weights (--params 1.weight)" in result.stderr
     pruned = tmp_path / "pruned.safetensors"
     result = runner.invoke(
         cli, ["prune", str(path), "--model", "mlp:16", "--data", "digits", "--sparsity", "0.5", "-o", str(pruned), "--json", "-q"]
