@@ -340,6 +340,13 @@ def check_structure(structure: str, model: Any = None, *, allow_all: bool = Fals
     return parsed
 
 
+def given_spec(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A usage error for an empty ``--model``/``--data`` (it stood for the default silently)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"expected a spec, got {value!r}")
+    return value
+
+
 def source_options(func: F) -> F:
     """``--model``, ``--data`` and ``--trust-checkpoint`` for commands that read a checkpoint."""
     func = click.option(
@@ -348,13 +355,14 @@ def source_options(func: F) -> F:
         help="Allow a full pickled model. Unpickling can run arbitrary code: only for files you trust.",
     )(func)
     func = click.option(
-        "--data", "data_spec", default=None, help="Data spec (default: the one stored in a bundle)."
+        "--data", "data_spec", default=None, callback=given_spec, help="Data spec (default: the one stored in a bundle)."
     )(func)
     func = params_option(func)
     return click.option(
         "--model",
         "model_spec",
         default=None,
+        callback=given_spec,
         help="Model spec for a plain state_dict or .safetensors file (e.g. mlp:256,128, resnet18, "
         "torchvision.models:resnet18(num_classes=10)).",
     )(func)

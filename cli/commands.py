@@ -21,6 +21,7 @@ from ._common import (
     common_options,
     device_option,
     exact_option,
+    given_spec,
     is_main_process,
     json_option,
     load_model_and_data,
@@ -106,8 +107,8 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 
 
 @click.command("train")
-@click.option("--model", "model_spec", default=None, help=f"Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C], resnet20[:W], resnet18[:W], transformer[:D,L,H[,P]] or package.module:factory[(key=literal, ...)] (default {DEFAULT_MODEL}; with --init: the checkpoint's).")
-@click.option("--data", "data_spec", default=None, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the bundle's).")
+@click.option("--model", "model_spec", default=None, callback=given_spec, help=f"Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C], resnet20[:W], resnet18[:W], transformer[:D,L,H[,P]] or package.module:factory[(key=literal, ...)] (default {DEFAULT_MODEL}; with --init: the checkpoint's).")
+@click.option("--data", "data_spec", default=None, callback=given_spec, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the bundle's).")
 @params_option
 @click.option("--l1", "l1_text", default="auto", show_default=True, help="l1 penalty λ: 'auto' chooses it on a regularisation path (largest λ within 1 point of validation accuracy, or 1 point of R², of the best), a number pins it.")
 @click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, TorchScript, or a trusted module) and l1 fine-tune it.")

@@ -158,6 +158,13 @@ def test_spectrum_exact(bundle):
     assert record["exact"] is True and np.asarray(record["nodes"]).shape == (1, record["dim"])
 
 
+@pytest.mark.parametrize("args", [("train", "-o", "x.pt", "--model", ""), ("train", "-o", "x.pt", "--data", " "),
+                                  ("predict", "x.pt", "--data", ""), ("validate", "x.pt", "--model", "")])
+def test_an_empty_spec_is_a_usage_error(args):
+    """An empty --model/--data stood for the default (or the bundle's) silently."""
+    fails(*args, match="expected a spec, got", code=2)
+
+
 def test_train_reports_a_params_selection_as_the_other_commands(workdir):
     result = ok("train", "--model", "mlp:8", "--epochs", "1", "--l1", "1e-4", "--params", "1.weight", "-o", workdir / "sel.pt", "--json")
     assert json.loads(result.stdout)["params"] == {"selection": "1.weight", "tensors": {"1.weight": 512}, "weights": 512}
