@@ -806,7 +806,19 @@ def run_validation(
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     if report_path:
+        from pruning_limits._checks import PruningLimitsError
+        from pruning_limits.regpath import check_path_record
+
         target = Path(report_path)
+        l1_path = (record.get("training") or {}).get("l1_path")
+        reported = record
+        if l1_path:
+            try:
+                check_path_record(l1_path, report=True)
+            except PruningLimitsError as err:  # a damaged bundle: the rest of the report stands
+                console.log(f"warning: {err}; the report leaves the λ path out")
+                l1_path = None
+                reported = {**record, "training": {k: v for k, v in record["training"].items() if k != "l1_path"}}
         figures = report.write_validation_figures(
             target.with_suffix(""),
             weights=result.weights,
@@ -815,13 +827,12 @@ def run_validation(
             sweep=sweep,
             gradient=result.gradient,
         )
-        l1_path = (record.get("training") or {}).get("l1_path")
         if l1_path:
             path_png = target.with_name(target.stem + "-l1-path.png")
             report.save_figure(report.path_figure(l1_path), path_png)
             figures["Regularisation path: validation metric and knee sharpness against λ"] = path_png
         relative = {caption: path.name for caption, path in figures.items()}
-        report.atomic_write(target, report.validation_markdown(record, relative))
+        report.atomic_write(target, report.validation_markdown(reported, relative))
         record["report"] = str(target)
         console.log(f"wrote {target} and its figures")
     record["seconds"] = time.perf_counter() - start  # the whole command, figures and report included

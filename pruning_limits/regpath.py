@@ -166,14 +166,8 @@ def stronger_l1(path: Mapping[str, Any]) -> tuple[float, str]:
     """
     from .limits import FLAT_KNEE
 
-    try:
-        points = [dict(p, l1=float(p["l1"]), metric=float(p["metric"]), knee_steepness=float(p["knee_steepness"]))
-                  for p in path["points"]]
-        chosen = points[int(path["chosen"])]
-        grid = [float(lam) for lam in path["grid"]]
-        accuracy = path["metric"] == "accuracy"
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise PruningLimitsError(f"the recorded λ path is not a RegularisationPath record: {exc!r}") from None
+    points, chosen, grid = check_path_record(path)
+    accuracy = path["metric"] == "accuracy"
 
     def metric(point: Mapping[str, Any]) -> str:
         return f"{100 * point['metric']:.1f} %" if accuracy else f"{point['metric']:.3g}"
@@ -193,6 +187,33 @@ def stronger_l1(path: Mapping[str, Any]) -> tuple[float, str]:
         f"past the λ path, which stopped at λ = {last['l1']:g} ({name} {metric(last)}, best {metric(best)}) "
         f"before its knee turned sharp: expect {cost}"
     )
+
+
+def check_path_record(path: Any, *, report: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any], list[float]]:
+    """The points (numbers as floats), the chosen point and the grid of a recorded λ path.
+
+    Checks what :func:`stronger_l1` reads: ``points`` (``l1``, ``metric``, ``knee_steepness``),
+    ``chosen`` (an index), ``grid`` and ``metric``; with ``report``, also what the validation
+    report's path summary and figure read: ``tolerance``, ``l1`` and ``validation_size``.
+
+    Raises:
+        PruningLimitsError: ``path`` is not a :meth:`RegularisationPath.to_dict` record (a
+            damaged or hand-edited bundle).
+    """
+    try:
+        points = [dict(p, l1=float(p["l1"]), metric=float(p["metric"]), knee_steepness=float(p["knee_steepness"]))
+                  for p in path["points"]]
+        index = path["chosen"]
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(points):
+            raise ValueError(f"chosen = {index!r} is no index of its {len(points)} points")
+        grid = [float(lam) for lam in path["grid"]]
+        if report:
+            float(path["tolerance"]), float(path["l1"]), int(path["validation_size"])
+        if not isinstance(path["metric"], str):
+            raise TypeError(f"metric = {path['metric']!r} is not a name")
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise PruningLimitsError(f"the recorded λ path is not a RegularisationPath record: {exc!r}") from None
+    return points, points[index], grid
 
 
 def reference_sparsity(distance_squared: Any, share: float = KNEE_REFERENCE_SHARE) -> float:

@@ -303,6 +303,17 @@ def test_train_auto_prints_and_stores_the_path(workdir):
     text = report_path.read_text()
     assert "was chosen on the regularisation path" in text and "r-l1-path.png" in text
     assert (report_path.parent / "r-l1-path.png").exists()
+    # a damaged path record (a hand-edited bundle): the report without it, a warning (a traceback
+    # before, with the other figures left behind and no report)
+    content = torch.load(path, weights_only=True)
+    for damaged in ("garbage", {"points": 5, "chosen": "x"}):
+        content["training"]["l1_path"] = damaged
+        torch.save(content, workdir / "damaged.pt")
+        damaged_report = workdir / "auto-report" / "d.md"
+        result = ok("validate", workdir / "damaged.pt", *SLQ, "--report", damaged_report)
+        assert "warning: the recorded λ path is not a RegularisationPath record" in result.stderr
+        assert "regularisation path" not in damaged_report.read_text()
+        assert not (report_path.parent / "d-l1-path.png").exists()
 
 
 def test_train_init_starts_from_the_checkpoint_and_reports_before_and_after(bundle, state_dict_file, workdir):
