@@ -14,13 +14,16 @@ Structures (:func:`parse_structure`):
   pruned weights is the nearest point with at least ``m`` zeros (THEORY §3).
 - ``layerwise``: every layer loses the same fraction. Weights are ranked inside their layer by
   ``|w|`` and ordered globally by ``(rank + 1)/n_layer`` (ties by layer, then rank), so after
-  ``m`` removals a layer of ``n_l`` weights has lost ``⌊m n_l/D⌋`` or ``⌈m n_l/D⌉`` (layer-wise
-  magnitude pruning, Han et al. 2015). Every count is allowed; given the per-layer counts the
-  point is the nearest one (the smallest of each layer go).
+  ``m`` removals there is a common ``t`` with every layer of ``n_l`` weights having lost a
+  fraction in ``[t − 1/n_l, t]``: the layers' fractions differ by less than one weight of the
+  layer (layer-wise magnitude pruning, Han et al. 2015). The counts are not always within one
+  of the quota ``m n_l/D`` (sizes 28, 6, 4, 4 at ``m = 3``: 3, 0, 0, 0 against 2, 0.43, 0.29,
+  0.29). Every count is allowed; given the per-layer counts the point is the nearest one (the
+  smallest of each layer go).
 - ``neuron``: whole output rows of ``nn.Linear`` weights; ``channel``: whole output channels of
   convolutions and rows of ``nn.Linear`` (dimension 0 of the weight). The output rows of the
-  *last* prunable layer (the classifier of a ``Sequential``, in the flat order) are the
-  network's outputs: removing one deletes a class, so by default they stay dense and are listed
+  model's output layer (its last Linear or convolution weight in module order, whatever
+  ``--params`` selects: :func:`pruning_limits.objective.output_weight`) are the network's outputs: removing one deletes a class, so by default they stay dense and are listed
   in :attr:`StructuredOrder.dense_layers`; ``neuron+outputs`` and ``channel+outputs`` include
   them. Only the *weights* of a row are pruned, never its bias (the prunable weights are the
   weights, THEORY §8): a removed neuron outputs the constant ``act(b_i)``, and prediction,

@@ -194,6 +194,29 @@ def test_layerwise_point_is_nearest_given_its_per_layer_counts():
         assert pruned_sq(w, keep) == pytest.approx(best, rel=1e-12)
 
 
+def test_layerwise_fractions_lie_within_one_weight_of_a_common_fraction():
+    """The stated guarantee, by brute force on random layouts: at every count m there is a t with
+    each layer's pruned fraction in [t - 1/n_l, t]. (The docstring claimed counts within one of the
+    quota m n_l/D, which sizes 28, 6, 4, 4 break at m = 3.)"""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        sizes = rng.integers(1, 30, size=rng.integers(1, 6)).tolist()
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+        layout = [Layer(f"l{i}.weight", "linear", (1, n), start) for i, (n, start) in enumerate(zip(sizes, starts))]
+        plan = structured_order(rng.normal(size=sum(sizes)), layout, "layerwise")
+        layer_of = np.repeat(np.arange(len(sizes)), sizes)
+        counts = np.zeros(len(sizes))
+        for m in range(sum(sizes) + 1):
+            if m:
+                counts[layer_of[plan.order[m - 1]]] += 1
+            fractions, share = counts / sizes, 1 / np.asarray(sizes, dtype=float)
+            t = fractions.max()
+            assert np.all(fractions >= t - share - 1e-12), (sizes, m, counts)
+    quota = structured_order(np.arange(1.0, 43.0), [Layer("a.weight", "linear", (1, 28), 0), Layer("b.weight", "linear", (1, 6), 28),
+                              Layer("c.weight", "linear", (1, 4), 34), Layer("d.weight", "linear", (1, 4), 38)], "layerwise")
+    assert (quota.order[:3] < 28).all()  # the documented example: 3 from the layer of 28, quota 2
+
+
 @pytest.mark.parametrize("name", ["neuron", "channel", "neuron+outputs", "channel+outputs"])
 def test_group_points_are_nearest_among_all_unions_of_groups_with_as_many_zeros(name):
     """At every allowed count a (end of a greedy group) the point is the nearest union of whole
