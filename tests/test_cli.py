@@ -525,7 +525,7 @@ def test_invalid_specs_and_data_that_do_not_fit(bundle, state_dict_file, workdir
     rng = np.random.default_rng(0)
     labels = workdir / "labels12.npz"
     np.savez(labels, x=rng.random((300, 64)).astype(np.float32), y=rng.integers(0, 12, 300))
-    fails("predict", bundle, "--data", labels, match="12 class logits")
+    fails("predict", bundle, "--data", labels, match="expected (1, C) with C >= 12 (12 classes of")
     negative = workdir / "negative.npz"
     np.savez(negative, x=rng.random((300, 64)).astype(np.float32), y=rng.integers(-1, 10, 300))
     fails("predict", bundle, "--data", negative, match="labels must lie in")
