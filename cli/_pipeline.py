@@ -99,17 +99,15 @@ def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None, exa
     (:func:`pruning_limits.devices.analysis_dtype`: ``auto`` is float64 on the CPU for models of
     at most ``devices.FLOAT64_MAX_PARAMETERS`` parameters, float32 above it and on CUDA; float64
     at any size for the dense Hessian of ``--exact``)."""
-    import copy
-
     from pruning_limits.devices import analysis_dtype, resolve_device
-    from pruning_limits.objective import model_device_dtype
+    from pruning_limits.objective import model_copy, model_device_dtype
 
     device = context.device if context is not None else settings.get("device") or resolve_device("auto")
     _, dtype = model_device_dtype(model)
     parameters = sum(p.numel() for p in model.parameters())
     choice = settings.get("dtype", "auto")
     chosen = analysis_dtype(device, dtype, "float64" if exact and choice == "auto" else choice, parameters)
-    return copy.deepcopy(model).to(device=device, dtype=chosen)
+    return model_copy(model).to(device=device, dtype=chosen)
 
 
 def analysis_spectrum(
@@ -244,16 +242,14 @@ def analysis_gradient(model: Any, data: Any, *, settings: dict[str, Any] | None 
 def analysis_epsilons(model: Any, data: Any, epsilons: list[Any], *, analysed: Any = None) -> list[float]:
     """Numeric ε values: ``"batch-std"`` from the float64 analysis of the full training data
     (as :func:`pruning_limits.pipeline.predict_limit` computes it), numbers as given."""
-    import copy
-
     import torch
 
-    from pruning_limits.objective import batch_std_epsilon
+    from pruning_limits.objective import batch_std_epsilon, model_copy
 
     values = []
     for eps in epsilons:
         if eps == "batch-std":
-            float64 = copy.deepcopy(model).to("cpu", torch.float64) if analysed is None else analysed
+            float64 = model_copy(model).to("cpu", torch.float64) if analysed is None else analysed
             values.append(batch_std_epsilon(float64, data.train))
         else:
             values.append(float(eps))

@@ -478,15 +478,13 @@ def _emit_structured_predictions(
 ) -> None:
     """Print (and plot) the predictions of a structure: limits, or N:M feasibility and needed ε;
     ``params``: the selection record of the JSON (``report_selection``)."""
-    import copy
-
     import torch
 
     from pruning_limits import report
-    from pruning_limits.objective import flat_weights
+    from pruning_limits.objective import flat_weights, model_copy
     from pruning_limits.structures import layer_layout, structured_order
 
-    analysed = copy.deepcopy(model).to(torch.float64)
+    analysed = model_copy(model).to(torch.float64)
     weights = flat_weights(analysed)
     plan = structured_order(weights, layer_layout(analysed), structure)
     support = plan.to_dict()

@@ -17,10 +17,14 @@ Any other operation without a double backward is reported by
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from ._checks import PruningLimitsError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _MISSING_DERIVATIVE = re.compile(r"derivative for (\S+) is not implemented")
 _ONCE_DIFFERENTIABLE = "marked with @once_differentiable"
@@ -76,3 +80,18 @@ def explain_missing_derivatives() -> Iterator[None]:
         if message is None:
             raise
         raise PruningLimitsError(message) from error
+
+
+def with_gradients(func: F) -> F:
+    """Run ``func`` with autograd on whatever mode the caller is in (``torch.no_grad()``,
+    ``torch.inference_mode()``): its gradients and Hessian products need it, and a caller
+    evaluating under ``no_grad`` met ``element 0 of tensors does not require grad``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode(False), torch.enable_grad():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -53,13 +53,14 @@ from torch.func import functional_call
 from torch.fx.experimental import const_fold
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from ._autograd import explain_missing_derivatives, second_order_context
+from ._autograd import explain_missing_derivatives, second_order_context, with_gradients
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
 from ._fx_passes import drop_zero_additions
 from .objective import (
     Data,
     LossFn,
     ParamSpec,
+    check_model_takes_data,
     eval_mode,
     iter_batches,
     prunable_parameters,
@@ -150,6 +151,7 @@ class HessianOperator:
         PruningLimitsError: bad arguments, empty data, or a non-deterministic model.
     """
 
+    @with_gradients
     def __init__(
         self,
         model: nn.Module,
@@ -169,6 +171,7 @@ class HessianOperator:
         self._block = check_int("block_size", block_size, 1)
         self._model = model
         self._loss_fn = resolve_loss_fn(loss_fn, data)
+        check_model_takes_data(model, data, loss_fn)
 
         selected = prunable_parameters(model, params)
         self.names = [name for name, _ in selected]
@@ -230,6 +233,7 @@ class HessianOperator:
 
     # ------------------------------------------------------------------ public products
 
+    @with_gradients
     def matvec(self, v: Any) -> Any:
         """``H·v`` for a vector of length ``dim`` (torch tensor or numpy array; same kind back)."""
         vec, restore = self._to_internal(v, ndim=1)
@@ -237,6 +241,7 @@ class HessianOperator:
         self.num_hvps += 1
         return restore(out)
 
+    @with_gradients
     def matmat(self, V: Any) -> Any:
         """``H·V`` for a ``(dim, k)`` matrix whose columns are vectors (same kind back)."""
         mat, restore = self._to_internal(V, ndim=2)
@@ -460,6 +465,11 @@ class HessianOperator:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             grad = self._grad_with_graph(x, y, leaf)
         first = self._backward(grad, leaf, v, retain=False)
+        if check and not bool(torch.isfinite(first).all()):
+            raise PruningLimitsError(
+                "the Hessian-vector product is NaN or infinite at these weights: check the model's weights, its "
+                "outputs and the loss on the data for NaN or infinite values"
+            )
         if check:
             second = self._double_backward_chunk(x, y, v)
             scale = float(first.norm())

@@ -22,7 +22,6 @@ evaluation, and restores the copy at the end (also on errors): no checkpoint per
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import sys
 import time
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ._autograd import with_gradients
 from ._checks import PruningLimitsError, check_choice, check_int, check_nonnegative, check_positive, check_seed
 from ._search import first_crossing, grid_counts, last_true
 from .data import DataBundle, materialize
@@ -44,6 +44,7 @@ from .objective import (
     eval_mode,
     evaluate_loss,
     logits,
+    model_copy,
     model_device_dtype,
     prunable_parameters,
     resolve_loss_fn,
@@ -148,6 +149,7 @@ def _l1_term(params: list[nn.Parameter]) -> Tensor:
     return torch.stack([p.abs().sum() for p in params]).sum()
 
 
+@with_gradients
 def train(
     model: nn.Module,
     data: Any,
@@ -203,6 +205,8 @@ def train(
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
     device, dtype = model_device_dtype(model)
     l1_params = [p for _, p in prunable_parameters(model)]
+    if not any(p.requires_grad for p in model.parameters()):
+        raise PruningLimitsError("every parameter of the model is frozen (requires_grad=False): nothing to train")
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay
@@ -317,7 +321,7 @@ class _PrunedEvaluator:
     """Writes ``w*`` with the first ``m`` weights of an order zeroed into a working model."""
 
     def __init__(self, model: nn.Module, criterion: str) -> None:
-        self.model = copy.deepcopy(model)
+        self.model = model_copy(model)
         self.params = [p for _, p in prunable_parameters(self.model)]
         self.original = [p.detach().clone() for p in self.params]
         self.sizes = [p.numel() for p in self.params]
@@ -487,6 +491,7 @@ class RetrainResult:
         }
 
 
+@with_gradients
 def finetune_masked(
     model: nn.Module,
     data: Any,
@@ -537,6 +542,7 @@ def finetune_masked(
     model.eval()
 
 
+@with_gradients
 def retrained_limit(
     model: nn.Module,
     data: Any,
@@ -581,7 +587,7 @@ def retrained_limit(
     tried: list[tuple[float, float, bool]] = []
 
     def passes(s: float) -> bool:
-        work = copy.deepcopy(model)
+        work = model_copy(model)
         keep = torch.ones(dim, dtype=torch.bool)
         keep[order[: int(round(s * dim))]] = False
         finetune_masked(work, pair, keep, epochs=epochs, seed=seed, loss_fn=loss_fn)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn.utils import prune
 
 from ._checks import PruningLimitsError, describe
-from .objective import prunable_parameters
+from .objective import fold_pruning, prunable_parameters
 from .structures import STRUCTURES, allowed_count, effective_weights, model_order, parse_structure
 
 #: Criterion names (every ``N:M`` with ``1 <= N < M`` is accepted too).
@@ -157,12 +157,8 @@ def apply_masks(model: nn.Module, masks: dict[str, Tensor]) -> nn.Module:
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold every ``torch.nn.utils.prune`` mask into its weight (``prune.remove``)."""
-    for module in model.modules():
-        for hook in list(module._forward_pre_hooks.values()):
-            if isinstance(hook, prune.BasePruningMethod):
-                prune.remove(module, hook._tensor_name)
-    return model
+    """Fold every ``torch.nn.utils.prune`` mask into its weight (``prune.remove``), in place."""
+    return fold_pruning(model)
 
 
 def prune_model(

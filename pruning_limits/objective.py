@@ -16,6 +16,7 @@ Integer (int64) inputs are token indices and are never cast to the model's float
 from __future__ import annotations
 
 import contextlib
+import copy
 import fnmatch
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
+from ._autograd import with_gradients
 from ._checks import PruningLimitsError, describe
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -182,7 +184,9 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
     Raises:
         PruningLimitsError: no parameter selected, or a name or pattern that selects nothing.
     """
-    named = dict(model.named_parameters())
+    # every name, a shared (tied) parameter's too: the default selection walks the modules and
+    # meets it under each; it is kept once below, under its first name (named_parameters' own)
+    named = dict(model.named_parameters(remove_duplicate=False))
     if isinstance(params, str) and params == "prunable":
         stored = parameter_selection(model)
         if stored is not None:
@@ -210,6 +214,45 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
             seen.add(id(param))
             result.append((name, param))
     return result
+
+
+def fold_pruning(model: nn.Module) -> nn.Module:
+    """Fold every ``torch.nn.utils.prune`` mask into its weight (``prune.remove``), in place."""
+    from torch.nn.utils import prune
+
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                prune.remove(module, hook._tensor_name)
+    return model
+
+
+def model_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` for analysis, with any ``torch.nn.utils.prune`` masks folded in.
+
+    A pruned module's ``weight`` is computed (``weight_orig * weight_mask``), a tensor
+    ``copy.deepcopy`` refuses; the copy holds the effective weights, zeros included, as plain
+    parameters, so its weights and its Hessian are those of the network that runs (on
+    ``weight_orig`` the weights would be the unpruned ones and the Hessian masked). ``model``
+    itself is left as it was.
+    """
+    from torch.nn.utils import prune
+
+    computed = [
+        (module, hook._tensor_name) for module in model.modules()
+        for hook in module._forward_pre_hooks.values() if isinstance(hook, prune.BasePruningMethod)
+    ]
+    if not computed:
+        return copy.deepcopy(model)
+    saved = [(module, name, module.__dict__[name]) for module, name in computed if name in module.__dict__]
+    try:
+        for module, name, value in saved:
+            module.__dict__[name] = value.detach()
+        copied = copy.deepcopy(model)
+    finally:
+        for module, name, value in saved:
+            module.__dict__[name] = value
+    return fold_pruning(copied)
 
 
 def selection_summary(model: nn.Module, params: ParamSpec = "prunable") -> dict[str, Any]:
@@ -376,18 +419,78 @@ def on_logits(loss_fn: LossFn) -> LossFn:
 
 
 def default_loss_fn(targets: Tensor) -> LossFn:
-    """Cross-entropy for integer targets, mean squared error otherwise (both mean-reduced)."""
+    """Cross-entropy for integer targets, mean squared error otherwise (both mean-reduced).
+
+    The squared error takes targets of the output's shape; targets with as many values per
+    sample in another shape (``(N,)`` against a model's ``(N, 1)``) are reshaped to it, where
+    ``mse_loss`` would broadcast them into an ``(N, N)`` difference with only a warning.
+    """
     if targets.is_floating_point():
-        return nn.functional.mse_loss
+        return _squared_error
     return nn.functional.cross_entropy
+
+
+def _squared_error(output: Tensor, target: Tensor) -> Tensor:
+    if output.shape != target.shape:
+        if output.numel() != target.numel():
+            raise PruningLimitsError(
+                f"the model returns shape {tuple(output.shape)} for targets of shape {tuple(target.shape)}: "
+                "expected one output per target value"
+            )
+        target = target.reshape(output.shape)
+    return nn.functional.mse_loss(output, target)
 
 
 def resolve_loss_fn(loss_fn: LossFn | None, data: Data) -> LossFn:
     """``loss_fn``, or the default for the targets of the first batch of ``data``, on :func:`logits`."""
     if loss_fn is not None:
+        if not callable(loss_fn):
+            raise PruningLimitsError(f"loss_fn must be a callable (outputs, targets) -> scalar, got {describe(loss_fn)}")
         return on_logits(loss_fn)
     _, targets = next(iter_batches(data))
     return on_logits(default_loss_fn(targets))
+
+
+def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None = None) -> None:
+    """One forward pass and loss on two samples of the first batch, to name in one line a model
+    that does not take the data, a loss that is no scalar, or (for an ``(x, y)`` pair) class
+    labels beyond the model's logits, before any work (a raw torch error deep in the first
+    product otherwise).
+
+    Raises:
+        PruningLimitsError: as above; not a :class:`torch.nn.Module`.
+    """
+    if not isinstance(model, nn.Module):
+        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
+    loss = resolve_loss_fn(loss_fn, data)
+    x, y = next(iter_batches(data))
+    x, y = x[:2], y[:2]
+    device, dtype = model_device_dtype(model)
+    x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
+    y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
+    try:
+        with torch.no_grad(), eval_mode(model):
+            output = logits(model(x))
+            value = loss(output, y)
+    except PruningLimitsError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever the model or the loss raise on these inputs
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise PruningLimitsError(
+            f"the model and loss do not take the data (inputs {tuple(x.shape[1:])} {x.dtype} and targets "
+            f"{tuple(y.shape[1:])} {y.dtype} per sample): {type(err).__name__}: {first}"
+        ) from None
+    if not isinstance(value, Tensor) or value.numel() != 1:
+        raise PruningLimitsError(
+            f"the loss must return one number (a mean over the batch), got {describe(value) if not isinstance(value, Tensor) else f'a tensor of shape {tuple(value.shape)}'}"
+        )
+    if isinstance(data, (tuple, list)) and not y.is_floating_point() and output.dim() == 2:
+        labels = check_pair(*data)[1]
+        if int(labels.min()) < 0 or int(labels.max()) >= output.shape[1]:
+            raise PruningLimitsError(
+                f"class labels must lie in [0, {output.shape[1]}) for a model with {output.shape[1]} logits, "
+                f"got labels from {int(labels.min())} to {int(labels.max())}"
+            )
 
 
 @contextlib.contextmanager
@@ -451,12 +554,17 @@ def batch_std_epsilon(
             f"epsilon 'batch-std' needs at least two batches of {batch_size} samples, got {len(losses)}; "
             "give epsilon as a number"
         )
+    if not np.isfinite(losses).all():
+        raise PruningLimitsError(
+            "epsilon 'batch-std': the loss is NaN or infinite on some batches; check the model's weights and the data"
+        )
     eps = float(np.std(losses))
     if not eps > 0:
         raise PruningLimitsError("epsilon 'batch-std' is 0 (all batch losses equal); give epsilon as a number")
     return eps
 
 
+@with_gradients
 def loss_gradient(
     model: nn.Module,
     data: Data,
@@ -477,14 +585,18 @@ def loss_gradient(
     """
     loss_fn = resolve_loss_fn(loss_fn, data)
     device, dtype = model_device_dtype(model)
-    selected = [p for _, p in prunable_parameters(model, params)]
+    # leaves of their own (torch.func.functional_call): frozen weights (requires_grad=False) have
+    # a gradient too, and the model's own parameters and flags are left alone
+    leaves = {name: p.detach().requires_grad_(True) for name, p in prunable_parameters(model, params)}
+    selected = list(leaves.values())
     total = [torch.zeros_like(p, dtype=torch.float64) for p in selected]
     count = 0
     with eval_mode(model):
         for x, y in iter_batches(data, batch_size):
             x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
             y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
-            grads = torch.autograd.grad(loss_fn(model(x), y), selected, allow_unused=True)
+            output = torch.func.functional_call(model, leaves, (x,))
+            grads = torch.autograd.grad(loss_fn(output, y), selected, allow_unused=True)
             for acc, grad in zip(total, grads):
                 if grad is not None:
                     acc += grad.detach().to(torch.float64) * len(x)

@@ -8,18 +8,19 @@ structure (:mod:`pruning_limits.structures`). The calculator itself never sees a
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import replace
 from typing import Any
 
 import torch
 
+from ._autograd import with_gradients
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
 from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, sparsity_estimator
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum
 
 
+@with_gradients
 def predict_limit(
     model: Any,
     data: Any,
@@ -57,7 +58,9 @@ def predict_limit(
         params: ``"prunable"``, ``"all"`` or a list of parameter names.
         spectrum: a precomputed spectrum of the Hessian (skips SLQ).
         dtype: dtype of the analysed copy of the model, ``torch.float64`` (default) or
-            ``torch.float32`` (``None`` analyses the model as it is; half precision is refused). Float32 Hessian-vector products
+            ``torch.float32`` (``None`` analyses the model as it is, or a copy with the masks of
+            ``torch.nn.utils.prune`` folded in (:func:`~pruning_limits.objective.model_copy`);
+            half precision is refused). Float32 Hessian-vector products
             carry noise of ~1e-7·λ_max, which fakes small eigenvalues exactly where ``φ_R``
             changes (docs/theory.md, "Float64 analysis").
         gradient_term: subtract the first-order cost of pruning from ε (one full-data
@@ -90,18 +93,19 @@ def predict_limit(
         structure: its limit at its allowed points, ``criterion`` its name); for ``N:M`` a
         :class:`~pruning_limits.structures.PatternPrediction` (feasible at ε, needed ε).
     """
-    from .objective import batch_std_epsilon, flat_weights, loss_gradient
+    from .objective import batch_std_epsilon, check_model_takes_data, flat_weights, loss_gradient, model_copy
 
     start = time.perf_counter()
-    if not isinstance(model, torch.nn.Module):
-        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
+    check_model_takes_data(model, data, loss_fn)
     if gradient is not None and not gradient_term:
         raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
     analysed = model
     if dtype is not None:
         if dtype not in (torch.float32, torch.float64):
             raise PruningLimitsError(f"dtype must be torch.float32, torch.float64 or None, got {describe(dtype)}")
-        analysed = copy.deepcopy(model).to(dtype)
+        analysed = model_copy(model).to(dtype)
+    elif any(name.endswith("_orig") for name, _ in model.named_parameters()):  # masks of torch.nn.utils.prune
+        analysed = model_copy(model)
     if isinstance(epsilon, str):
         check_choice("epsilon", epsilon, ("batch-std",))
         eps = batch_std_epsilon(analysed, data, loss_fn)

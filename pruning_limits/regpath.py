@@ -42,7 +42,6 @@ path, shrinking a trained network step by step, keeps alive (measured on this ma
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -53,10 +52,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._autograd import with_gradients
 from ._checks import PruningLimitsError, check_fraction, check_int, check_positive, check_seed
 from .data import DataBundle, materialize
 from .limits import knee_steepness, magnitude_distance_curve
-from .objective import LossFn, evaluate_loss, flat_weights, resolve_loss_fn
+from .objective import LossFn, evaluate_loss, flat_weights, model_copy, resolve_loss_fn
 
 #: Smallest λ of the grid.
 GRID_START = 1e-4
@@ -328,6 +328,7 @@ def _metric(model: nn.Module, pair: tuple[Tensor, Tensor], loss_fn: LossFn, clas
     return (float(accuracy(model, pair)) if classification else loss), loss
 
 
+@with_gradients
 def l1_path(
     model: nn.Module,
     data: Any,
@@ -383,7 +384,7 @@ def l1_path(
     elif tolerance != math.inf:  # inf: no choice, the path runs to the end of its grid (train_auto's route)
         tolerance = check_positive("tolerance", tolerance)
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
-    work = copy.deepcopy(model)
+    work = model_copy(model)
     lr = DEFAULT_LR if lr is None else lr
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     begin = time.perf_counter()
@@ -443,7 +444,7 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module | None:
     None when some module with parameters of its own has no ``reset_parameters`` (a TorchScript
     archive, a custom layer): then no fresh start of the same architecture can be made.
     """
-    copy_ = copy.deepcopy(model)
+    copy_ = model_copy(model)
     for module in copy_.modules():
         own = list(module.parameters(recurse=False))
         if own and not callable(getattr(module, "reset_parameters", None)):
@@ -456,6 +457,7 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module | None:
     return copy_
 
 
+@with_gradients
 def train_auto(
     model: nn.Module,
     data: Any,

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._autograd import with_gradients
 from ._checks import PruningLimitsError, check_int, check_positive
 
 
@@ -543,6 +544,7 @@ def slq(
         return gauss_spectrum(result)
 
 
+@with_gradients
 def estimate_spectrum(
     model: Any,
     data: Any,
@@ -627,6 +629,7 @@ def dense_hessian(operator: Any, *, block_size: int = 64, progress: bool = False
     return 0.5 * (dense + dense.T)
 
 
+@with_gradients
 def exact_spectrum(
     model: Any,
     data: Any,

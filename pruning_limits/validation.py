@@ -7,7 +7,6 @@ same ε, so the difference ``predicted − measured-by-loss`` is the error of th
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, check_positive, describe
+from ._autograd import with_gradients
+from ._checks import PruningLimitsError, check_positive
 from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum
 from .pipeline import predict_limit
 from .lomp import SweepResult, sweep
-from .objective import flat_weights, loss_gradient
+from .objective import check_model_takes_data, flat_weights, loss_gradient, model_copy
 from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, operator_exact_spectrum, slq
 from .taylor import SpectralOneShot, TaylorOneShot, spectral_one_shot_limit, taylor_one_shot_limit
@@ -107,6 +107,7 @@ class Validation:
         }
 
 
+@with_gradients
 def validate(
     model: nn.Module,
     data: Any,
@@ -162,12 +163,11 @@ def validate(
             seed=seed, eta=eta, spectrum=spectrum, memory_budget=memory_budget, progress=progress,
         )
     start = time.perf_counter()
-    if not isinstance(model, nn.Module):
-        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
     train_pair = getattr(data, "train", data)
+    check_model_takes_data(model, train_pair)
     if test_data is None:
         test_data = getattr(data, "test", None)
-    analysed = copy.deepcopy(model).to(torch.float64)
+    analysed = model_copy(model).to(torch.float64)
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_positive("memory_budget", memory_budget)
     operator = HessianOperator(analysed, train_pair, memory_budget=budget)  # one engine for SLQ and the Taylor model
     if spectrum is None:
@@ -312,6 +312,7 @@ def quadratic_one_shot_limit(weights: np.ndarray, gradient: np.ndarray, operator
     return int(allowed[first_crossing(grid, within)]) / plan.dim
 
 
+@with_gradients
 def validate_structures(
     model: nn.Module,
     data: Any,
@@ -354,8 +355,7 @@ def validate_structures(
     from .structures import layer_layout, parse_structure, predict_structured, structured_order
 
     start = time.perf_counter()
-    if not isinstance(model, nn.Module):
-        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
+    check_model_takes_data(model, getattr(data, "train", data))
     if isinstance(structures, str):
         structures = [structures]
     parsed = [parse_structure(s) for s in structures]
@@ -364,7 +364,7 @@ def validate_structures(
     train_pair = getattr(data, "train", data)
     if test_data is None:
         test_data = getattr(data, "test", None)
-    analysed = copy.deepcopy(model).to(torch.float64)
+    analysed = model_copy(model).to(torch.float64)
     layout = layer_layout(analysed)
     weights = flat_weights(analysed)
     plans = [structured_order(weights, layout, s) for s in parsed]  # refuses unfit structures before any work
@@ -384,7 +384,7 @@ def validate_structures(
         prediction = predict_structured(weights, spectrum, eps, plan, eta=eta, gradient=gradient)
         curve_s, curve_r = _thinned_curve(weights, plan)
         if structure.is_pattern:
-            pruned = copy.deepcopy(model)
+            pruned = model_copy(model)
             apply_masks(pruned, masks_from_order(pruned, plan.order, int(plan.pattern_count)))
             make_permanent(pruned)
             dense_loss = evaluate_loss(model, train_pair)

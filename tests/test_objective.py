@@ -92,3 +92,125 @@ def test_loss_gradient_matches_autograd_on_full_data():
     expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [net[0].weight, net[4].weight])])
     got = loss_gradient(net, (x, y), batch_size=10)
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- models as users hold them
+# (a review of the API, 2026-12-05: each of these crashed or gave a wrong number)
+
+
+def _api_case():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3)).double()
+    return model, torch.randn(300, 6, dtype=torch.float64), torch.randint(0, 3, (300,))
+
+
+class _Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.o = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+        self.b.weight = self.a.weight  # shared, as an embedding tied to a language model's head
+
+    def forward(self, x):
+        return self.o(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+def test_a_tied_weight_is_one_parameter_with_the_gradient_of_both_uses():
+    from pruning_limits.hessian import HessianOperator
+    from pruning_limits.objective import loss_gradient
+    from pruning_limits.spectrum import dense_hessian
+
+    torch.manual_seed(0)
+    model = _Tied().double()
+    x, y = torch.randn(40, 6, dtype=torch.float64), torch.randint(0, 3, (40,))
+    assert [name for name, _ in prunable_parameters(model)] == ["a.weight", "o.weight"]  # a KeyError before
+    assert flat_weights(model).size == 36 + 18
+
+    def loss(flat):  # the oracle: both uses of a.weight replaced by the one vector
+        a, o = flat[:36].reshape(6, 6), flat[36:].reshape(3, 6)
+        params = {"a.weight": a, "o.weight": o}
+        return nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
+
+    flat = torch.from_numpy(flat_weights(model))
+    oracle = torch.autograd.functional.hessian(loss, flat).numpy()
+    np.testing.assert_allclose(dense_hessian(HessianOperator(model, (x, y))), oracle, atol=1e-14)
+    np.testing.assert_allclose(loss_gradient(model, (x, y)), torch.autograd.functional.jacobian(loss, flat).numpy(), atol=1e-14)
+
+
+def test_frozen_weights_and_a_no_grad_caller_get_the_same_answer():
+    from pruning_limits import predict_limit
+    from pruning_limits.objective import loss_gradient
+
+    model, x, y = _api_case()
+    gradient = loss_gradient(model, (x, y))
+    answer = predict_limit(model, (x, y), epsilon=0.02, iterations=20, probes=2).sparsity
+    model.requires_grad_(False)  # a fine-tuning script's frozen backbone
+    np.testing.assert_array_equal(loss_gradient(model, (x, y)), gradient)
+    assert predict_limit(model, (x, y), epsilon=0.02, iterations=20, probes=2).sparsity == answer
+    assert not any(p.requires_grad for p in model.parameters())  # left as it was
+    model.requires_grad_(True)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            assert predict_limit(model, (x, y), epsilon=0.02, iterations=20, probes=2).sparsity == answer
+
+
+def test_a_model_pruned_with_torch_masks_is_analysed_as_the_network_that_runs():
+    """prune_model(permanent=False) / torch.nn.utils.prune: deepcopy refused the computed weight,
+    and the model as it is gave the unmasked weight_orig as its weights."""
+    from pruning_limits import predict_limit, validate
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import model_copy
+
+    model, x, y = _api_case()
+    prune_model(model, 0.3)
+    folded = model_copy(model)
+    assert hasattr(model[0], "weight_orig") and not hasattr(folded[0], "weight_orig")  # the original keeps its masks
+    assert torch.equal(folded[0].weight, model[0].weight) and int((flat_weights(folded) == 0).sum()) == round(0.3 * 108)
+    for dtype in (torch.float64, None):
+        assert predict_limit(model, (x, y), epsilon=0.02, iterations=20, probes=2, dtype=dtype).sparsity == \
+            predict_limit(folded, (x, y), epsilon=0.02, iterations=20, probes=2, dtype=dtype).sparsity
+    assert validate(model, (x, y), epsilon=0.02, iterations=20, probes=2).to_dict()["measured"] == \
+        validate(folded, (x, y), epsilon=0.02, iterations=20, probes=2).to_dict()["measured"]
+
+
+def test_one_target_per_sample_against_one_output_is_not_broadcast():
+    """mse_loss broadcast (N, 1) outputs against (N,) targets into an (N, N) difference, warning only."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 1))
+    x, y = torch.randn(30, 6), torch.randn(30)
+    with torch.no_grad():
+        expected = float(((model(x).squeeze(1) - y) ** 2).mean())
+    assert evaluate_loss(model, (x, y)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(PruningLimitsError, match="returns shape \\(30, 2\\) for targets of shape \\(30,\\)"):
+        evaluate_loss(nn.Linear(6, 2), (x, y))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda m, x, y: (m, (torch.randn(30, 7, dtype=torch.float64), y[:30]), None), "do not take the data .*mat1 and mat2"),
+        (lambda m, x, y: (m, (x, y + 5), None), "do not take the data .*IndexError: Target"),
+        (lambda m, x, y: (m, (x, torch.cat([y[:-1], torch.tensor([3])])), None), "class labels must lie in \\[0, 3\\) .* got labels from 0 to 3"),
+        (lambda m, x, y: (m, (x, y), "mse"), "loss_fn must be a callable"),
+        (lambda m, x, y: (m, (x, y), nn.CrossEntropyLoss(reduction="none")), "the loss must return one number .* shape \\(2,\\)"),
+        (lambda m, x, y: (None, (x, y), None), "model must be a torch.nn.Module, got None"),
+    ],
+)
+def test_a_model_that_does_not_take_the_data_is_named_in_one_line(change, match):
+    from pruning_limits import predict_limit
+
+    model, data, loss_fn = change(*_api_case())
+    with pytest.raises(PruningLimitsError, match=match) as info:
+        predict_limit(model, data, epsilon=0.02, iterations=5, probes=1, loss_fn=loss_fn)
+    assert "\n" not in str(info.value)
+
+
+def test_nan_weights_are_named_not_called_nondeterminism():
+    from pruning_limits import HessianOperator
+
+    model, x, y = _api_case()
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")
+    with pytest.raises(PruningLimitsError, match="NaN or infinite at these weights"):
+        HessianOperator(model, (x, y))
+    with pytest.raises(PruningLimitsError, match="the loss is NaN or infinite on some batches"):
+        batch_std_epsilon(model, (x, y))
