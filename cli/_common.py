@@ -172,10 +172,10 @@ def _run_classified(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
         if debug:
             traceback.print_exc()
             sys.exit(EXIT_ERROR)
-        if not isinstance(exc, (PruningLimitsError, OSError, RuntimeError)):
+        if not isinstance(exc, (PruningLimitsError, OSError, RuntimeError, MemoryError)):
             raise
         if console.main:
-            click.echo(f"Error: {_one_line(exc)}", err=True)
+            click.echo(f"Error: {'out of memory: ' if isinstance(exc, MemoryError) else ''}{_one_line(exc)}", err=True)
         elif _local_to_rank(exc):  # other ranks meet the library's errors as rank 0 does: it alone prints them
             text = _one_line(exc)
             click.echo(f"Error: {text if text.startswith('rank ') else f'rank {_rank()}: {text}'}", err=True)

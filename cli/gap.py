@@ -11,6 +11,10 @@ import click
 
 from ._common import Console, check_output_path, common_options, json_option, plot_option, refuse_launcher
 
+#: Most streams ``--seeds`` takes: each runs the whole ε ladder (seconds to minutes), and the
+#: seed list was built before any check (memory without bound for ``--seeds 10**11``).
+MAX_SEEDS = 10_000
+
 
 def _eps_text(eps: float) -> str:
     k = -math.log2(eps)
@@ -52,7 +56,7 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
             f"Model L. {where}: weight pruning needs >= {_num(med['weight'])} neurons"
             + (f", neuron pruning >= {_num(med.get('neuron_lower_bound'))}." if neuron else ".")
         )
-        lines.append("Both are certified LP lower bounds.")
+        lines.append("Both are certified LP lower bounds." if neuron else "It is a certified LP lower bound.")
     wname = "weight<=" if R else "weight>="
     head = f"{'ε':>8} {wname:>8}" + (f" {'neuron>=':>9}" if neuron else "") + (f" {'exact':>6}" if exact else "")
     head += f" {'ratio':>6}" if neuron else ""
@@ -161,10 +165,16 @@ def gap_command(
 
     started = time.monotonic()
     if check_path is not None:
+        context = click.get_current_context()
+        run_options = ("dim", "epsilons", "seeds", "model", "weight_only", "milp_max_width", "milp_time_limit", "output", "plot_path")
+        given = [param.opts[-1] for param in context.command.params if param.name in run_options
+                 and context.get_parameter_source(param.name) is not click.core.ParameterSource.DEFAULT]
+        if given:  # a check runs nothing and writes nothing: the run's options would be ignored silently
+            raise click.UsageError(f"--check re-checks a saved record and takes no run options, got {', '.join(given)}")
         try:
             with open(check_path, encoding="utf-8") as handle:
                 record = json.load(handle)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise PruningLimitsError(f"{check_path!r} is not JSON: {exc}") from None
         check = lottery.check_gap_record(record)
         if as_json:
@@ -184,8 +194,8 @@ def gap_command(
         raise click.UsageError("--dim is required (or --check FILE)")
     if dim < 1:
         raise PruningLimitsError(f"--dim must be an integer >= 1, got {dim}")
-    if seeds < 1:
-        raise PruningLimitsError(f"--seeds must be an integer >= 1, got {seeds}")
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise PruningLimitsError(f"--seeds must be an integer from 1 to {MAX_SEEDS} (each stream runs the whole ladder), got {seeds}")
     if milp_max_width < 0:
         raise PruningLimitsError(f"--milp-max-width must be >= 0, got {milp_max_width}")
     if not (milp_time_limit >= 0 and math.isfinite(milp_time_limit)):

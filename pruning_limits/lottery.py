@@ -55,8 +55,9 @@ DEFAULT_EPSILONS = tuple(2.0**-k for k in range(2, 13))
 DEFAULT_EPSILONS_L = tuple(2.0**-k for k in range(2, 9))
 
 #: Relative safety margin of the Farkas check: the float64 rounding error of the checked margin
-#: is below about (k + d + 4) * 2^-53 times its scale, k the number of rows (< 1e-12 up to 9 000
-#: rows), so requiring the margin to be below -1e-9 * scale leaves three orders of magnitude.
+#: is below about (k + n + d + 4) * 2^-53 times its scale, k the number of rows and n of neurons
+#: (< 1e-12 up to 9 000 of them), so requiring the margin to be below -1e-9 * scale leaves three
+#: orders of magnitude.
 FARKAS_TOLERANCE = 1e-9
 
 #: Neurons of one sign class of one coordinate block that the subset-sum search uses (the first
@@ -1008,6 +1009,8 @@ def gap_experiment(
     seed_list = [check_seed("seed", s) for s in seeds]
     if not seed_list:
         raise PruningLimitsError("expected at least one seed, got none")
+    if len(set(seed_list)) != len(seed_list):  # its own record check refuses a repeated stream
+        raise PruningLimitsError(f"seeds must be distinct, got {seed_list}")
     if model == "L" and dim > 4:
         raise PruningLimitsError(f"model L bounds weight pruning over 2^d - 1 masks per neuron: d <= 4, got d = {dim}")
     milp_max_width = check_int("milp_max_width", milp_max_width, 0)
@@ -1169,9 +1172,11 @@ def _recheck_farkas(
     return True, f"margin {margin:.3g}"
 
 
-def _as_int(value: Any, what: str) -> int:
+def _as_int(value: Any, what: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{what} must be an integer, got {describe(value)}")
+    if minimum is not None and value < minimum:  # reshape(-1, d) would accept a negative width
+        raise ValueError(f"{what} must be at least {minimum}, got {value}")
     return value
 
 
@@ -1230,7 +1235,7 @@ def _check_cell(
     if not isinstance(wt, dict):
         raise ValueError(f"'weight' must be an object, got {describe(wt)}")
     if model == "R" and wt.get("width") is not None:
-        n = _as_int(wt["width"], "weight width")
+        n = _as_int(wt["width"], "weight width", 1)  # the target's sup is 1 > ε: no empty network fits
         fm = np.asarray(wt["first_mask"], dtype=np.float64).reshape(n, dim)
         sm = np.asarray(wt["second_mask"], dtype=np.float64).reshape(n)
         if n > first.shape[0] or not np.all(np.isin(fm, (0, 1))) or not np.all(np.isin(sm, (0, 1))):
@@ -1246,7 +1251,7 @@ def _check_cell(
                 problems.append(f"{where}: weight error_kind {wt.get('error_kind')!r} is not {kind!r}")
     elif model == "L" and wt.get("lower_bound") is not None:
         cert = wt["certificate"]
-        n = _as_int(cert["width"], "certificate width")
+        n = _as_int(cert["width"], "certificate width", 0)
         if n > first.shape[0]:
             problems.append(f"{where}: weight certificate wider than the stored stream")
         else:
@@ -1268,7 +1273,7 @@ def _check_cell(
     if lower is not None:
         lower = _as_int(lower, "lower_bound")
         cert = nr["certificate"]
-        n = _as_int(cert["width"], "certificate width")
+        n = _as_int(cert["width"], "certificate width", 0)
         counts["neuron"] += 1
         if n > first.shape[0]:
             problems.append(f"{where}: neuron certificate wider than the stored stream")
@@ -1293,7 +1298,7 @@ def _check_cell(
     if ex.get("width") is None:
         problems.append(f"{where}: status 'exact' without a width")
         return
-    n = _as_int(ex["width"], "exact width")
+    n = _as_int(ex["width"], "exact width", 1)
     subset = [_as_int(i, "subset index") for i in ex["subset"]]
     counts["exact"] += 1
     if n > first.shape[0] or any(i < 0 or i >= n for i in subset) or len(set(subset)) != len(subset):

@@ -85,7 +85,9 @@ def test_text_output_leads_with_the_answer():
         (["--dim", "2", "--epsilon", "0"], "--epsilon must be in (0, 1)"),
         (["--dim", "2", "--epsilon", "1"], "--epsilon must be in (0, 1)"),
         (["--dim", "2", "--epsilon", "-0.5"], "--epsilon must be in (0, 1)"),
-        (["--dim", "2", "--seeds", "0"], "--seeds must be an integer >= 1"),
+        (["--dim", "2", "--seeds", "0"], "--seeds must be an integer from 1 to 10000"),
+        (["--dim", "2", "--seeds", "100000000000"], "--seeds must be an integer from 1 to 10000"),  # memory without bound
+        (["--dim", "1000000000", "--seeds", "1", "--epsilon", "0.25"], "out of memory: "),  # a MemoryError traceback
         (["--dim", "2", "--milp-time-limit", "-1"], "--milp-time-limit must be a number of seconds >= 0"),
         (["--dim", "5", "--model", "L"], "d <= 4"),
     ],
@@ -104,6 +106,12 @@ def test_usage_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     result = run("gap", "--check", tmp_path / "bad.json")
     assert result.exit_code == 1 and "is not JSON" in result.stderr
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00{")  # a UnicodeDecodeError traceback before
+    result = run("gap", "--check", tmp_path / "binary.json")
+    assert result.exit_code == 1 and "is not JSON" in result.stderr and "Traceback" not in result.stderr
+    # a check runs and writes nothing: run options beside it were ignored silently
+    result = run("gap", "--check", tmp_path / "bad.json", "--plot", tmp_path / "c.png", "--dim", "3")
+    assert result.exit_code == 2 and "takes no run options, got --dim, --plot" in result.stderr
 
 
 def test_milp_time_limit_zero_skips_the_milp_and_says_so():
@@ -137,6 +145,19 @@ def test_check_of_malformed_records_is_a_one_line_error(tmp_path, content, messa
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_check_refuses_a_width_below_what_can_be(reduced_run, tmp_path):
+    """reshape(-1, d) accepted a weight width of -1, and the check certified the record."""
+    _, folder = reduced_run
+    forged = json.loads((folder / "gap.json").read_text())
+    forged["results"][0]["seeds"][0]["weight"]["width"] = -1
+    forged["results"][1]["seeds"][0]["neuron"]["certificate"]["width"] = -1
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    result = run("gap", "--check", tmp_path / "forged.json")
+    assert result.exit_code == 1
+    assert "weight width must be at least 1, got -1" in result.stdout
+    assert "certificate width must be at least 0, got -1" in result.stdout
+
+
 def test_check_reports_forged_medians(reduced_run, tmp_path):
     _, folder = reduced_run
     forged = json.loads((folder / "gap.json").read_text())
@@ -144,3 +165,11 @@ def test_check_reports_forged_medians(reduced_run, tmp_path):
     (tmp_path / "forged.json").write_text(json.dumps(forged))
     result = run("gap", "--check", tmp_path / "forged.json")
     assert result.exit_code == 1 and "median neuron_lower_bound" in result.stdout
+
+
+def test_model_l_weight_only_says_one_bound_and_repeated_seeds_are_refused():
+    result = run("gap", "--dim", "1", "--model", "L", "--weight-only", "--epsilon", "0.25", "--seeds", "1")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert "It is a certified LP lower bound." in result.stdout and "Both" not in result.stdout
+    with pytest.raises(lottery.PruningLimitsError, match="seeds must be distinct, got \\[0, 0\\]"):
+        lottery.gap_experiment(1, [0.25], [0, 0], neuron=False)  # its own record check refused the result
