@@ -20,7 +20,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     # errors and the analysed objective
     "_checks": ("PruningLimitsError",),
     "objective": ("prunable_parameters", "prunable_dim", "flat_weights", "evaluate_loss", "loss_gradient", "batch_std_epsilon",
-                  "select_parameters", "selection_summary"),
+                  "select_parameters", "selection_summary", "logits", "model_copy", "check_model_takes_data"),
     # Hessian products and spectra
     "hessian": ("HessianOperator",),
     "lanczos": (
@@ -64,7 +64,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "pipeline": ("predict_limit",),
     # data, models, pruning and LOMP
     "data": ("DataBundle", "load_data", "make_bundle", "check_data_fits_model"),
-    "models": ("build_model", "ModelRecord", "model_record", "rebuild_model"),
+    "models": ("build_model", "ModelRecord", "model_record", "rebuild_model", "resnet18", "resnet20", "transformer"),
+    "specs": ("parse_callable_spec",),
     "masks": ("compute_masks", "global_magnitude_masks", "apply_masks", "make_permanent", "prune_model", "distance_curve"),
     "structures": (
         "Structure",
@@ -83,7 +84,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "taylor": ("taylor_one_shot_limit", "TaylorOneShot", "spectral_one_shot_limit", "SpectralOneShot"),
     "lottery": ("gap_experiment", "check_gap_record", "make_stream", "sup_error_exact", "certified_error", "weight_pruning_width", "lp_lower_bound", "milp_exact_width"),
     # files
-    "checkpoint": ("Checkpoint", "read_checkpoint", "build_from_checkpoint", "save_bundle", "atomic_write"),
+    "checkpoint": ("Checkpoint", "read_checkpoint", "build_from_checkpoint", "save_bundle", "save_safetensors",
+                   "save_huggingface", "save_torchscript", "atomic_write"),
     # reports and figures
     "report": (
         "spectrum_figure",
