@@ -73,3 +73,34 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise PruningLimitsError(f"{name} must be one of {', '.join(map(repr, choices))}, got {describe(value)}")
     return value
+
+
+def seeded_generator(seed: Any, generator: Any = None) -> Any:
+    """``generator`` when given (a ``torch.Generator``), else a CPU ``torch.Generator`` seeded
+    with ``seed`` (checked by :func:`check_seed`: ``None``, ``1.5`` or ``"0"`` were read by
+    ``int()`` or failed inside torch)."""
+    import torch
+
+    if generator is None:
+        return torch.Generator().manual_seed(check_seed("seed", seed))
+    if not isinstance(generator, torch.Generator):
+        raise PruningLimitsError(f"generator must be a torch.Generator, got {describe(generator)}")
+    return generator
+
+
+def real_array(value: Any, name: str) -> Any:
+    """``value`` (a numpy array, a torch tensor, also one that requires grad, or a list) as a
+    float64 numpy array; complex numbers are refused (``astype`` dropped their imaginary part
+    with a warning only)."""
+    import numpy as np
+
+    if hasattr(value, "detach") and hasattr(value, "is_complex"):  # a torch tensor
+        if value.is_complex():
+            raise PruningLimitsError(f"{name} must be real numbers, got a complex tensor")
+        value = value.detach().to("cpu")
+    elif np.iscomplexobj(value):
+        raise PruningLimitsError(f"{name} must be real numbers, got complex values")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PruningLimitsError(f"{name} must be an array of numbers, got {describe(value)}") from None

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from numbers import Real
 from typing import Any
 
 import numpy as np
 from scipy import integrate as _integrate
 from scipy.special import gammaln
 
-from ._checks import PruningLimitsError, check_fraction, check_int, check_positive, describe
+from ._checks import PruningLimitsError, check_fraction, check_int, check_nonnegative, check_positive, check_seed, describe
 from .spectrum import Estimate, Spectrum
 
 #: Gaussian samples per chunk of a Monte-Carlo estimate (bounds memory to ~32 MB of float64).
@@ -49,7 +50,7 @@ def _estimate(samples: np.ndarray) -> Estimate:
 
 
 def _gaussian_chunks(dim: int, samples: int, seed: int) -> Any:
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     rows = max(1, _CHUNK_ELEMENTS // dim)
     done = 0
     while done < samples:
@@ -117,9 +118,7 @@ def orthant_statistical_dimension(dim: int) -> float:
 
 
 def _check_angle(alpha: Any) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not (
-        0.0 <= float(alpha) <= math.pi / 2
-    ):
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not (0.0 <= float(alpha) <= math.pi / 2):
         raise PruningLimitsError(f"the cone angle alpha must be a number in [0, pi/2], got {describe(alpha)}")
     return float(alpha)
 
@@ -271,10 +270,7 @@ def projected_ellipsoid_dimension(semi_axes: Any, distance: float) -> float:
     ``δ ≈ D r²/R²``: the approximation ``D r²/(R² + r²)`` is low by the factor ``1/(1 + sin²α)``.
     """
     r = _semi_axes(semi_axes)
-    if isinstance(distance, bool) or not isinstance(distance, (int, float, np.floating)) or not (
-        math.isfinite(distance) and distance >= 0
-    ):
-        raise PruningLimitsError(f"distance must be a finite number >= 0, got {describe(distance)}")
+    distance = check_nonnegative("distance", distance)  # numpy numbers too
     big = ~np.isfinite(r)
     finite = r[~big] ** 2
     return float(np.sum(finite / (float(distance) ** 2 + finite)) + big.sum()) if distance > 0 else float(r.size)
@@ -315,10 +311,7 @@ def spectral_statistical_dimension(spectrum: Spectrum, epsilon: float, distance:
     if not isinstance(spectrum, Spectrum):
         raise PruningLimitsError(f"spectrum must be a pruning_limits.spectrum.Spectrum, got {describe(spectrum)}")
     epsilon = check_positive("epsilon", epsilon)
-    if isinstance(distance, bool) or not isinstance(distance, (int, float, np.floating)) or not (
-        math.isfinite(distance) and distance >= 0
-    ):
-        raise PruningLimitsError(f"distance must be a finite number >= 0, got {describe(distance)}")
+    distance = check_nonnegative("distance", distance)  # numpy numbers too
     r2 = float(distance) ** 2
     est = spectrum.integrate(lambda lam: delta_integrand(lam, epsilon, r2))
     return Estimate(spectrum.dim * est.value, spectrum.dim * est.stderr, spectrum.dim * est.per_probe)

@@ -572,6 +572,8 @@ class HessianOperator:
 
         else:
             raise PruningLimitsError(f"expected a torch.Tensor or numpy array, got {describe(value)}")
+        if tensor.is_complex():  # .to(float) kept the real part with a warning only
+            raise PruningLimitsError(f"expected real vectors, got {tensor.dtype}")
         expected = "(dim,)" if ndim == 1 else "(dim, k)"
         if tensor.ndim != ndim or tensor.shape[0] != self.dim:
             raise PruningLimitsError(

@@ -42,7 +42,7 @@ import scipy.linalg
 import torch
 from tqdm import tqdm
 
-from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, seeded_generator
 
 #: Default memory budget (bytes) for the stored Lanczos basis.
 DEFAULT_MEMORY_BUDGET = 1 << 30
@@ -83,8 +83,7 @@ def rademacher_probes(
     """
     dim = check_int("dim", dim, 1)
     count = check_int("probes", count, 1)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded_generator(seed, generator)
     signs = torch.randint(0, 2, (count, dim), generator=generator, dtype=torch.int8).numpy()
     return (2.0 * signs.astype(np.float64) - 1.0) / np.sqrt(dim)
 

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe
+from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe, real_array
 from ._search import last_true
 from .geometry import delta_fraction, kinematic_margin
 from ._jsonable import to_jsonable
@@ -275,10 +275,7 @@ def first_order_limit(epsilon: float, cost: Any) -> float:
 
 
 def _check_weights(weights: Any) -> np.ndarray:
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PruningLimitsError(f"weights must be a 1-D array of numbers, got {describe(weights)}") from None
+    w = real_array(weights, "weights")
     if w.ndim != 1 or w.size == 0:
         raise PruningLimitsError(f"weights must be a non-empty 1-D array, got shape {w.shape}")
     if not np.isfinite(w).all():
@@ -288,10 +285,7 @@ def _check_weights(weights: Any) -> np.ndarray:
 
 def _check_gradient(gradient: Any, w: np.ndarray) -> np.ndarray:
     """The data-loss gradient as a float64 array with one finite entry per weight of ``w``."""
-    try:
-        g = np.asarray(gradient, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise PruningLimitsError(f"gradient must be a 1-D array of numbers, got {describe(gradient)}") from None
+    g = real_array(gradient, "gradient")
     if g.shape != w.shape:
         raise PruningLimitsError(f"gradient must have one entry per weight ({w.size}), got shape {g.shape}")
     if not np.isfinite(g).all():

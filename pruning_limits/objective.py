@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, describe
+from ._checks import PruningLimitsError, check_int, describe
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Data = Union[DataLoader, Dataset, "tuple[Tensor, Tensor]"]
@@ -324,6 +324,8 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
     A Dataset is batched in order with ``batch_size`` (default 128); an ``(x, y)`` pair is split
     into chunks of ``batch_size`` (default: one batch with all samples).
     """
+    if batch_size is not None:  # -5 gave NaN losses silently, 0 a range() error
+        batch_size = check_int("batch_size", batch_size, 1)
     if isinstance(data, DataLoader):
         source: Any = data if _reads_every_sample_in_order(data) else loader_over(data, data.dataset)
     elif isinstance(data, (tuple, list)) and len(data) == 2:

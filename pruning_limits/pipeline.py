@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, check_seed, describe
 from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, sparsity_estimator
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum
 
@@ -97,6 +97,16 @@ def predict_limit(
 
     start = time.perf_counter()
     check_model_takes_data(model, data, loss_fn)
+    # the settings are checked whether they are used or not (spectrum= skips SLQ): a wrong value is
+    # a wrong call either way, and 'no' for gradient_term was truthy
+    if not isinstance(gradient_term, bool):
+        raise PruningLimitsError(f"gradient_term must be True or False, got {describe(gradient_term)}")
+    iterations = check_int("iterations", iterations, 1)
+    probes = None if probes is None else check_int("probes", probes, 1)
+    seed = check_seed("seed", seed)
+    tolerance = None if tolerance is None else check_positive("tolerance", tolerance)
+    hessian_samples = None if hessian_samples is None else check_int("hessian_samples", hessian_samples, 1)
+    memory_budget = None if memory_budget is None else check_positive("memory_budget", memory_budget)
     if gradient is not None and not gradient_term:
         raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
     analysed = model
@@ -127,7 +137,7 @@ def predict_limit(
         from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
         from .subsets import hessian_subset, subset_record
 
-        watch = None if tolerance is None else check_positive("tolerance", tolerance)
+        watch = tolerance
         subset = subset_record(
             analysed, data, hessian_samples, weights.size, tolerance=DEFAULT_TOLERANCE if watch is None else watch
         )
@@ -142,8 +152,8 @@ def predict_limit(
             operator,
             None if watch is None else sparsity_estimator(weights, [eps], gradient=gradient),
             tolerance=watch,
-            iterations=check_int("iterations", iterations, 1),
-            probes=None if probes is None else check_int("probes", probes, 1),
+            iterations=iterations,
+            probes=probes,
             seed=seed,
             memory_budget=memory_budget,
             progress=progress,

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, check_int, check_positive
+from ._checks import PruningLimitsError, check_int, check_positive, real_array, seeded_generator
 
 
 class Estimate(NamedTuple):
@@ -66,8 +66,8 @@ class Spectrum:
     stopping: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        nodes = np.atleast_2d(np.asarray(self.nodes, dtype=np.float64))
-        weights = np.atleast_2d(np.asarray(self.weights, dtype=np.float64))
+        nodes = np.atleast_2d(real_array(self.nodes, "spectrum nodes"))
+        weights = np.atleast_2d(real_array(self.weights, "spectrum weights"))
         if nodes.shape != weights.shape or nodes.size == 0:
             raise PruningLimitsError(
                 f"nodes and weights must be non-empty arrays of one shape, got {nodes.shape} and {weights.shape}"
@@ -76,8 +76,7 @@ class Spectrum:
             raise PruningLimitsError("spectrum nodes and weights must be finite")
         if (weights < 0).any() or not np.allclose(weights.sum(axis=1), 1.0, atol=1e-8):
             raise PruningLimitsError("spectrum weights must be non-negative and sum to 1 in every row")
-        if int(self.dim) < 1:
-            raise PruningLimitsError(f"spectrum dim must be >= 1, got {self.dim}")
+        check_int("spectrum dim", self.dim, 1)  # None, nan, 'a' or 2.7 (read as 2) before
         if self.rule not in ("gauss", "block", "exact"):
             raise PruningLimitsError(f"spectrum rule must be 'gauss', 'block' or 'exact', got {self.rule!r}")
         if self.rule == "block" and not (nodes == nodes[0]).all():
@@ -93,7 +92,7 @@ class Spectrum:
     @classmethod
     def from_eigenvalues(cls, eigenvalues: Any, *, num_hvps: int = 0) -> Spectrum:
         """The exact spectral measure ``(1/D) Σ δ_{λ_i}`` of the given eigenvalues."""
-        eigs = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
+        eigs = np.sort(real_array(eigenvalues, "eigenvalues").ravel())
         if eigs.size == 0:
             raise PruningLimitsError("from_eigenvalues needs at least one eigenvalue")
         weights = np.full(eigs.size, 1.0 / eigs.size)
@@ -117,7 +116,7 @@ class Spectrum:
         nodes = np.empty((len(rows), width))
         weights = np.zeros((len(rows), width))
         for j, (n, w) in enumerate(rows):
-            n, w = np.asarray(n, dtype=np.float64), np.asarray(w, dtype=np.float64)
+            n, w = real_array(n, "nodes"), real_array(w, "weights")
             nodes[j, : len(n)] = n
             nodes[j, len(n) :] = n[-1]
             weights[j, : len(w)] = w
@@ -275,6 +274,13 @@ def _as_operator(operator: Any, dim: int | None) -> tuple[Callable[[np.ndarray],
             matrix = operator.detach().to("cpu", torch.float64).numpy()
         else:
             matrix = np.asarray(operator, dtype=np.float64)
+        scale = float(np.abs(matrix).max()) if matrix.size else 0.0
+        if not np.isfinite(scale) or float(np.abs(matrix - matrix.T).max(initial=0.0)) > 1e-10 * scale:
+            # Lanczos assumes A = A^T: a non-symmetric matrix gave nodes that are no eigenvalues of it
+            raise PruningLimitsError(
+                f"a dense operator must be a finite symmetric matrix, got one with |A - A^T| up to "
+                f"{float(np.abs(matrix - matrix.T).max(initial=0.0)):.3g} against entries up to {scale:.3g}"
+            )
         return (lambda v: matrix @ v), matrix.shape[0], None
     raise PruningLimitsError(
         f"operator must have .matvec and .dim, be a square matrix, or be a callable with dim=, got {operator!r:.60}"
@@ -440,7 +446,6 @@ def slq(
         PruningLimitsError: bad arguments, ``reorthogonalization="full"`` whose basis exceeds the
             budget, or a budget too small even for Lanczos without re-orthogonalisation.
     """
-    import torch
     from tqdm import tqdm
 
     from .lanczos import (
@@ -466,9 +471,7 @@ def slq(
         )
     if monitor is not None and not callable(monitor):
         raise PruningLimitsError(f"monitor must be callable, got {monitor!r:.60}")
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(seed))
-    starts = rademacher_probes(size, probes, generator=generator)
+    starts = rademacher_probes(size, probes, generator=seeded_generator(seed, generator))
     budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_positive("memory_budget", memory_budget)
     steps = min(iterations, size)
     if rule == "auto":

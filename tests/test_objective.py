@@ -214,3 +214,43 @@ def test_nan_weights_are_named_not_called_nondeterminism():
         HessianOperator(model, (x, y))
     with pytest.raises(PruningLimitsError, match="the loss is NaN or infinite on some batches"):
         batch_std_epsilon(model, (x, y))
+
+
+def test_settings_seeds_and_arrays_are_checked_where_they_enter():
+    """Each of these was read by int() or astype (1.5 as 1, a complex vector as its real part), or
+    failed inside torch or numpy, or was ignored when spectrum= skipped SLQ."""
+    import pruning_limits as pl
+    from pruning_limits.spectrum import Spectrum
+
+    model, x, y = _api_case()
+    dense = np.diag([1.0, 2.0, 3.0, 4.0])
+    for seed, match in ((None, "seed must be an integer >= 0, got None"), (1.5, "got 1.5"), ("0", "got '0'"),
+                        (2**64, "seed must be an integer in \\[0, 2\\*\\*64\\)")):
+        with pytest.raises(PruningLimitsError, match=match):
+            pl.slq(dense, iterations=2, probes=2, seed=seed)
+    with pytest.raises(PruningLimitsError, match="generator must be a torch.Generator"):
+        pl.slq(dense, iterations=2, probes=2, generator=np.random.default_rng(0))
+    with pytest.raises(PruningLimitsError, match="seed must be an integer >= 0, got -1"):
+        pl.ellipsoid_width_mc([1.0, 2.0], samples=10, seed=-1)
+    with pytest.raises(PruningLimitsError, match="a dense operator must be a finite symmetric matrix"):
+        pl.slq(np.array([[1.0, 5.0], [0.0, 2.0]]), iterations=2, probes=2)
+    for size in (-5, 0, 2.5):
+        with pytest.raises(PruningLimitsError, match="batch_size must be an integer >= 1"):
+            evaluate_loss(model, (x, y), batch_size=size)
+    assert pl.projected_ellipsoid_dimension([1.0, 2.0], np.int64(1)) == pytest.approx(0.5 + 0.8)  # numpy integers are numbers
+    assert pl.circular_cone_statistical_dimension(5, np.int64(1)) == pl.circular_cone_statistical_dimension(5, 1.0)
+    spectrum = pl.estimate_spectrum(model, (x, y), iterations=10, probes=2)
+    for setting, match in ((dict(iterations=-1), "iterations must be"), (dict(probes="x"), "probes must be"),
+                           (dict(seed="junk"), "seed must be"), (dict(tolerance=-5), "tolerance must be"),
+                           (dict(hessian_samples=-3), "hessian_samples must be"), (dict(memory_budget="a"), "memory_budget must be"),
+                           (dict(gradient_term="no"), "gradient_term must be True or False")):
+        with pytest.raises(PruningLimitsError, match=match):
+            pl.predict_limit(model, (x, y), epsilon=0.02, spectrum=spectrum, **setting)
+    weights = torch.from_numpy(flat_weights(model)).requires_grad_(True)  # a tensor that requires grad
+    assert pl.predict_from_spectrum(weights, spectrum, 0.02).sparsity == pl.predict_from_spectrum(flat_weights(model), spectrum, 0.02).sparsity
+    with pytest.raises(PruningLimitsError, match="weights must be real numbers"):
+        pl.predict_from_spectrum(flat_weights(model) + 0j, spectrum, 0.02)
+    with pytest.raises(PruningLimitsError, match="expected real vectors, got torch.complex128"):
+        pl.HessianOperator(model, (x, y)).matvec(torch.ones(spectrum.dim, dtype=torch.complex128))
+    with pytest.raises(PruningLimitsError, match="spectrum dim must be an integer >= 1, got 2.7"):
+        Spectrum(np.ones((1, 1)), np.ones((1, 1)), 2.7)
