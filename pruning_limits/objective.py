@@ -68,6 +68,7 @@ def output_weight(model: nn.Module) -> str | None:
     """Name of the weight whose rows are the model's outputs: the last default prunable weight
     in module order (``weight``, not ``weight_orig``), whatever weights are selected; ``None``
     when the model has no Linear, convolution or attention weight."""
+    _check_module(model)
     names = _default_prunable(model)
     return _base_name(names[-1]) if names else None
 
@@ -184,6 +185,7 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
     Raises:
         PruningLimitsError: no parameter selected, or a name or pattern that selects nothing.
     """
+    _check_module(model)
     # every name, a shared (tied) parameter's too: the default selection walks the modules and
     # meets it under each; it is kept once below, under its first name (named_parameters' own)
     named = dict(model.named_parameters(remove_duplicate=False))
@@ -282,10 +284,22 @@ def flat_weights(model: nn.Module, params: ParamSpec = "prunable") -> np.ndarray
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of the model's first parameter (CPU/float32 without any)."""
+    """Device and floating dtype of the model's first parameter (CPU/float32 without any).
+
+    Raises:
+        PruningLimitsError: not an ``nn.Module``, or parameters on the ``meta`` device (no values).
+    """
+    _check_module(model)
     for param in model.parameters():
+        if param.is_meta:
+            raise PruningLimitsError("the model's parameters are on the meta device (shapes without values): load its weights first")
         return param.device, param.dtype
     return torch.device("cpu"), torch.float32
+
+
+def _check_module(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
 
 
 def _to_tensor(array: Any, name: str) -> Tensor:
@@ -462,8 +476,7 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
     Raises:
         PruningLimitsError: as above; not a :class:`torch.nn.Module`.
     """
-    if not isinstance(model, nn.Module):
-        raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
+    _check_module(model)
     loss = resolve_loss_fn(loss_fn, data)
     x, y = next(iter_batches(data))
     x, y = x[:2], y[:2]

@@ -254,3 +254,19 @@ def test_settings_seeds_and_arrays_are_checked_where_they_enter():
         pl.HessianOperator(model, (x, y)).matvec(torch.ones(spectrum.dim, dtype=torch.complex128))
     with pytest.raises(PruningLimitsError, match="spectrum dim must be an integer >= 1, got 2.7"):
         Spectrum(np.ones((1, 1)), np.ones((1, 1)), 2.7)
+
+
+@pytest.mark.parametrize("name", ["prunable_dim", "flat_weights", "selection_summary", "model_order", "compute_masks"])
+def test_a_model_that_is_no_module_is_named(name):
+    import pruning_limits as pl
+
+    args = (None, 0.5) if name == "compute_masks" else (None,)
+    with pytest.raises(PruningLimitsError, match="model must be a torch.nn.Module, got None"):
+        getattr(pl, name)(*args)
+
+
+def test_a_model_on_the_meta_device_is_named():
+    x, y = torch.randn(30, 6), torch.randint(0, 3, (30,))
+    with pytest.raises(PruningLimitsError, match="on the meta device"):
+        evaluate_loss(nn.Linear(6, 3, device="meta"), (x, y))
+
