@@ -209,7 +209,7 @@ def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE
     Returns:
         The slope; NaN where an end of the secant has ``R = 0`` (nothing, or only zeros, pruned).
     """
-    r2 = np.asarray(distance_squared, dtype=np.float64)
+    r2 = real_array(distance_squared, "distance_squared")
     if r2.ndim != 1 or r2.size < 2:
         raise PruningLimitsError(f"distance_squared must be a 1-D array of R_k² for k = 0..D, got shape {r2.shape}")
     sparsity = check_fraction("sparsity", sparsity)
@@ -265,7 +265,7 @@ def first_order_limit(epsilon: float, cost: Any) -> float:
     epsilon = check_positive("epsilon", epsilon)
     if cost is None:
         return 1.0
-    c = np.asarray(cost, dtype=np.float64)
+    c = real_array(cost, "cost")
     if c.ndim != 1 or c.size < 2 or not np.isfinite(c).all():
         raise PruningLimitsError(f"cost must be a finite 1-D array c_0 … c_D, got {describe(cost)}")
     if c[-1] != 0 or (np.diff(c) > 0).any():
@@ -548,7 +548,7 @@ def limit_curve(
 ) -> LimitCurve:
     """Predicted limit ``s*`` and its kinematic interval for each ε in ``epsilons`` (``gradient``
     as in :func:`predict_from_spectrum`)."""
-    eps_values = np.asarray(epsilons, dtype=np.float64).ravel()
+    eps_values = real_array(epsilons, "epsilons").ravel()
     if eps_values.size == 0:
         raise PruningLimitsError("epsilons must hold at least one value")
     _, _, eta, r2, _, cost = _prepare(weights, spectrum, float(eps_values[0]), eta, criterion, gradient)

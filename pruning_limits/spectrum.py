@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, check_int, check_positive, real_array, seeded_generator
+from ._checks import PruningLimitsError, check_int, check_positive, describe, real_array, seeded_generator
 
 
 class Estimate(NamedTuple):
@@ -619,6 +619,8 @@ def dense_hessian(operator: Any, *, block_size: int = 64, progress: bool = False
     from tqdm import tqdm
 
     block_size = check_int("block_size", block_size, 1)
+    if not (hasattr(operator, "dim") and hasattr(operator, "matmat")):
+        raise PruningLimitsError(f"operator must have .dim and .matmat (a HessianOperator), got {describe(operator)}")
     dim = int(operator.dim)
     dtype = getattr(operator, "dtype", torch.float64)
     device = getattr(operator, "device", torch.device("cpu"))

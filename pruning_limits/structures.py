@@ -698,6 +698,8 @@ def predict_structured(
     from .limits import DEFAULT_ETA, first_order_curve, knee_steepness, predict_from_spectrum
 
     eta = DEFAULT_ETA if eta is None else eta
+    if not isinstance(plan, StructuredOrder):
+        raise PruningLimitsError(f"plan must be a StructuredOrder (structured_order, model_order), got {describe(plan)}")
     w = np.asarray(weights, dtype=np.float64).ravel()
     if w.size != plan.dim:
         raise PruningLimitsError(f"weights ({w.size}) and structure order ({plan.dim}) differ in length")

@@ -270,3 +270,21 @@ def test_a_model_on_the_meta_device_is_named():
     with pytest.raises(PruningLimitsError, match="on the meta device"):
         evaluate_loss(nn.Linear(6, 3, device="meta"), (x, y))
 
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda pl, w, sp: pl.limit_curve(w, sp, ["a"]), "epsilons must be an array of numbers"),
+        (lambda pl, w, sp: pl.first_order_limit(0.1, "abc"), "cost must be an array of numbers"),
+        (lambda pl, w, sp: pl.knee_steepness("abc", 0.5), "distance_squared must be an array of numbers"),
+        (lambda pl, w, sp: pl.dense_hessian(None), "operator must have .dim and .matmat"),
+        (lambda pl, w, sp: pl.predict_structured(w, sp, 0.1, None), "plan must be a StructuredOrder"),
+    ],
+)
+def test_the_calculators_name_junk_arguments(call, match):
+    import pruning_limits as pl
+    from pruning_limits.spectrum import Spectrum
+
+    with pytest.raises(PruningLimitsError, match=match):
+        call(pl, np.ones(50), Spectrum.from_eigenvalues(np.linspace(0.0, 1.0, 50)))
