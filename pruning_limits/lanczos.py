@@ -646,6 +646,8 @@ def block_gauss_quadrature(result: BlockLanczosResult) -> tuple[np.ndarray, np.n
         ``(nodes, weights)`` with ``nodes`` of shape ``(n,)`` shared by all probes and
         ``weights`` of shape ``(b, n)``, each row renormalised to sum to 1 exactly.
     """
+    if not isinstance(result, BlockLanczosResult):
+        raise PruningLimitsError(f"result must be a BlockLanczosResult (block_lanczos), got {describe(result)}")
     nodes, vectors = np.linalg.eigh(result.projection)
     weights = (result.start_coordinates @ vectors) ** 2
     return nodes, weights / weights.sum(axis=1, keepdims=True)
@@ -662,6 +664,8 @@ def gauss_quadrature(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, n
         raise PruningLimitsError(
             f"expected alpha of length m >= 1 and beta of length m - 1, got {alpha.shape} and {beta.shape}"
         )
+    if not (np.isfinite(alpha).all() and np.isfinite(beta).all()):
+        raise PruningLimitsError("alpha and beta contain NaN or infinite values")
     if alpha.size == 1:
         return alpha.copy(), np.ones(1)
     nodes, vectors = scipy.linalg.eigh_tridiagonal(alpha, beta)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._checks import PruningLimitsError
+from ._checks import PruningLimitsError, describe
 from ._jsonable import to_jsonable
 from .checkpoint import atomic_open, atomic_write
 
@@ -321,6 +321,8 @@ def _figure(width: float, height: float) -> Figure:
 
 def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 130) -> Path:
     """Save ``figure`` atomically; the format comes from the suffix (png, pdf or svg)."""
+    if not hasattr(figure, "savefig"):
+        raise PruningLimitsError(f"figure must be a matplotlib Figure, got {describe(figure)}")
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in FIGURE_FORMATS:
         raise PruningLimitsError(
@@ -341,6 +343,10 @@ def spectrum_figure(spectrum: Spectrum, *, sigma: float | None = None, points: i
         points: grid size.
         title: axes title.
     """
+    from .spectrum import Spectrum as SpectrumType
+
+    if not isinstance(spectrum, SpectrumType):
+        raise PruningLimitsError(f"spectrum must be a pruning_limits.spectrum.Spectrum, got {describe(spectrum)}")
     lam_max, lam_min = spectrum.lambda_max, spectrum.lambda_min
     span = max(lam_max - lam_min, abs(lam_max), 1e-12)
     sigma = float(sigma) if sigma is not None else 0.01 * span

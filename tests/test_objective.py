@@ -280,6 +280,10 @@ def test_a_model_on_the_meta_device_is_named():
         (lambda pl, w, sp: pl.knee_steepness("abc", 0.5), "distance_squared must be an array of numbers"),
         (lambda pl, w, sp: pl.dense_hessian(None), "operator must have .dim and .matmat"),
         (lambda pl, w, sp: pl.predict_structured(w, sp, 0.1, None), "plan must be a StructuredOrder"),
+        (lambda pl, w, sp: pl.gauss_quadrature([1.0, np.nan], [1.0]), "alpha and beta contain NaN"),
+        (lambda pl, w, sp: pl.block_gauss_quadrature(None), "result must be a BlockLanczosResult"),
+        (lambda pl, w, sp: pl.spectrum_figure(None), "spectrum must be a pruning_limits.spectrum.Spectrum"),
+        (lambda pl, w, sp: pl.save_figure(None, "x.png"), "figure must be a matplotlib Figure"),
     ],
 )
 def test_the_calculators_name_junk_arguments(call, match):
