@@ -385,8 +385,9 @@ def loader_over(loader: DataLoader, dataset: Any) -> DataLoader:
 
 
 def _reads_every_sample_in_order(loader: DataLoader) -> bool:
-    """Whether ``loader`` yields each sample of its dataset once, in order (an iterable dataset: taken as it is)."""
-    if isinstance(loader.dataset, IterableDataset):
+    """Whether ``loader`` yields each sample of its dataset once, in order (an iterable dataset, or
+    one whose items are batches already (``batch_size=None``): taken as it is, every item once)."""
+    if isinstance(loader.dataset, IterableDataset) or loader.batch_sampler is None:
         return True
     return (
         isinstance(loader.sampler, SequentialSampler)

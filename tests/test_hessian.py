@@ -139,6 +139,12 @@ def test_a_loader_that_shuffles_or_drops_its_last_batch_stands_for_its_whole_dat
     ):
         assert torch.equal(torch.cat([xb for xb, _ in iter_batches(data)]), x)
         assert rel_err(HessianOperator(model, data).matvec(v), ref) <= 1e-12
+    # a dataset whose items are batches (batch_size=None) is taken as it is, shuffled or not
+    batches = [(x[i : i + 7], y[i : i + 7]) for i in range(0, len(x), 7)]
+    for shuffle in (False, True):
+        loader = DataLoader(batches, batch_size=None, shuffle=shuffle)
+        assert sorted(len(xb) for xb, _ in iter_batches(loader)) == sorted(len(b[0]) for b in batches)
+        assert rel_err(HessianOperator(model, loader).matvec(v), ref) <= 1e-12
 
 
 class _LargestBatch(nn.Module):
