@@ -254,6 +254,9 @@ def model_copy(model: nn.Module) -> nn.Module:
     finally:
         for module, name, value in saved:
             module.__dict__[name] = value
+    if parameter_selection(model) is not None:  # names such as 'weight_orig' are gone once folded:
+        # the same tensors, named as the copy names them
+        setattr(copied, _SELECTION_ATTR, tuple(_base_name(name) for name, _ in prunable_parameters(model)))
     return fold_pruning(copied)
 
 
@@ -313,6 +316,9 @@ def _to_tensor(array: Any, name: str) -> Tensor:
 def check_pair(x: Any, y: Any) -> tuple[Tensor, Tensor]:
     """Validate an ``(inputs, targets)`` pair: tensors, same non-zero length, finite inputs."""
     x, y = _to_tensor(x, "inputs"), _to_tensor(y, "targets")
+    if x.is_inference() or y.is_inference():  # made under torch.inference_mode(): autograd cannot save them
+        with torch.inference_mode(False):
+            x, y = x.clone(), y.clone()
     if x.ndim == 0 or y.ndim == 0:
         raise PruningLimitsError(
             f"inputs and targets need a leading sample dimension, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
@@ -332,9 +338,10 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
     """Yield ``(inputs, targets)`` batches from a DataLoader, a Dataset or an ``(x, y)`` pair.
 
     A DataLoader stands for its dataset, read at its batch size with its collate function: one
-    that shuffles, samples or drops its last batch is read as :func:`loader_over` its dataset,
-    every sample once, in order (a loader that drops a shuffled last batch would analyse a
-    different loss in every pass, and one process a different loss from shards under torchrun).
+    whose plain batch sampler shuffles, samples or drops its last batch is read as
+    :func:`loader_over` its dataset, every sample once, in order (a loader that drops a shuffled
+    last batch would analyse a different loss in every pass, and one process a different loss
+    from shards under torchrun); a custom batch sampler is taken as it is.
     A Dataset is batched in order with ``batch_size`` (default 128); an ``(x, y)`` pair is split
     into chunks of ``batch_size`` (default: one batch with all samples).
     """
@@ -385,15 +392,13 @@ def loader_over(loader: DataLoader, dataset: Any) -> DataLoader:
 
 
 def _reads_every_sample_in_order(loader: DataLoader) -> bool:
-    """Whether ``loader`` yields each sample of its dataset once, in order (an iterable dataset, or
-    one whose items are batches already (``batch_size=None``): taken as it is, every item once)."""
-    if isinstance(loader.dataset, IterableDataset) or loader.batch_sampler is None:
+    """Whether ``loader`` is read as it is: every loader but one whose plain ``BatchSampler``
+    shuffles, samples or drops its last batch. An iterable dataset, one whose items are batches
+    already (``batch_size=None``) and a custom batch sampler (bucketing by length, whose collate
+    needs its batches) are taken as they are."""
+    if isinstance(loader.dataset, IterableDataset) or type(loader.batch_sampler) is not BatchSampler:
         return True
-    return (
-        isinstance(loader.sampler, SequentialSampler)
-        and type(loader.batch_sampler) is BatchSampler
-        and not loader.batch_sampler.drop_last
-    )
+    return isinstance(loader.sampler, SequentialSampler) and not loader.batch_sampler.drop_last
 
 
 def logits(output: Any) -> Tensor:
@@ -500,9 +505,11 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
         raise PruningLimitsError(
             f"the loss must return one number (a mean over the batch), got {describe(value) if not isinstance(value, Tensor) else f'a tensor of shape {tuple(value.shape)}'}"
         )
-    if isinstance(data, (tuple, list)) and not y.is_floating_point() and output.dim() == 2:
+    if loss_fn is None and isinstance(data, (tuple, list)) and not y.is_floating_point() and output.dim() == 2:
+        # the default cross-entropy's classes; it ignores the label -100 (its ignore_index)
         labels = check_pair(*data)[1]
-        if int(labels.min()) < 0 or int(labels.max()) >= output.shape[1]:
+        labels = labels[labels != -100]
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= output.shape[1]):
             raise PruningLimitsError(
                 f"class labels must lie in [0, {output.shape[1]}) for a model with {output.shape[1]} logits, "
                 f"got labels from {int(labels.min())} to {int(labels.max())}"

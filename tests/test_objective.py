@@ -292,3 +292,59 @@ def test_the_calculators_name_junk_arguments(call, match):
 
     with pytest.raises(PruningLimitsError, match=match):
         call(pl, np.ones(50), Spectrum.from_eigenvalues(np.linspace(0.0, 1.0, 50)))
+
+
+def test_what_the_review_of_this_change_found_keeps_working():
+    """Regressions a review of the change found (each ran before it): a stored selection naming
+    weight_orig on a masked model; integer targets of a custom loss, and cross-entropy's
+    ignore_index -100; a custom batch sampler's batches; data made under inference_mode."""
+    import torch.nn.functional as F
+    from torch.nn.utils import prune
+    from torch.utils.data import Sampler
+
+    import pruning_limits as pl
+    from pruning_limits.objective import select_parameters
+
+    torch.manual_seed(0)
+    x, y = torch.randn(200, 4), torch.randint(0, 3, (200,))
+    masked = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    prune.l1_unstructured(masked[0], "weight", amount=0.5)
+    for selection in (["0.weight_orig"], "*weight_orig"):
+        select_parameters(masked, selection)
+        assert pl.predict_limit(masked, (x, y), epsilon=0.05, iterations=10, dtype=None).dim == 24
+    one_logit = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 1))
+
+    def bce(output, target):
+        return F.binary_cross_entropy_with_logits(output.squeeze(1), target.float())
+
+    pl.predict_limit(one_logit, (x, (x[:, 0] > 0).long()), epsilon=0.05, iterations=10, loss_fn=bce)
+    three = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    ignored = y.clone()
+    ignored[::7] = -100
+    pl.predict_limit(three, (x, ignored), epsilon=0.05, iterations=10)
+
+    sequences = [(torch.randn(n, 4), torch.tensor(n % 2)) for n in [3, 5, 7] * 4]
+
+    class ByLength(Sampler):
+        def __iter__(self):
+            return iter([[i for i, (s, _) in enumerate(sequences) if len(s) == n] for n in (3, 5, 7)])
+
+        def __len__(self):
+            return 3
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, inputs):
+            return self.fc(inputs).mean(1)
+
+    pooled = Pooled()
+    with torch.no_grad():
+        expected = np.mean([float(F.cross_entropy(pooled(torch.stack([s for s, _ in sequences if len(s) == n])),
+                                                  torch.stack([t for s, t in sequences if len(s) == n]))) for n in (3, 5, 7)])
+    assert evaluate_loss(pooled, DataLoader(sequences, batch_sampler=ByLength())) == pytest.approx(expected, rel=1e-6)
+    with torch.inference_mode():
+        made = torch.randn(200, 4), torch.randint(0, 3, (200,))
+        pl.predict_limit(three, made, epsilon=0.05, iterations=10)
