@@ -64,7 +64,6 @@ from .objective import (
     eval_mode,
     iter_batches,
     prunable_parameters,
-    resolve_loss_fn,
 )
 
 METHODS = ("auto", "double-backward", "forward-over-reverse")
@@ -170,8 +169,7 @@ class HessianOperator:
         self._budget = int(check_positive("memory_budget", memory_budget))
         self._block = check_int("block_size", block_size, 1)
         self._model = model
-        self._loss_fn = resolve_loss_fn(loss_fn, data)
-        check_model_takes_data(model, data, loss_fn)
+        self._loss_fn = check_model_takes_data(model, data, loss_fn)
 
         selected = prunable_parameters(model, params)
         self.names = [name for name, _ in selected]

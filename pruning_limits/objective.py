@@ -218,14 +218,22 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
     return result
 
 
+def pruning_masks(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """``(module, tensor name)`` of every ``torch.nn.utils.prune`` re-parametrisation of ``model``."""
+    from torch.nn.utils import prune
+
+    return [
+        (module, hook._tensor_name) for module in model.modules()
+        for hook in module._forward_pre_hooks.values() if isinstance(hook, prune.BasePruningMethod)
+    ]
+
+
 def fold_pruning(model: nn.Module) -> nn.Module:
     """Fold every ``torch.nn.utils.prune`` mask into its weight (``prune.remove``), in place."""
     from torch.nn.utils import prune
 
-    for module in model.modules():
-        for hook in list(module._forward_pre_hooks.values()):
-            if isinstance(hook, prune.BasePruningMethod):
-                prune.remove(module, hook._tensor_name)
+    for module, name in pruning_masks(model):
+        prune.remove(module, name)
     return model
 
 
@@ -238,12 +246,7 @@ def model_copy(model: nn.Module) -> nn.Module:
     ``weight_orig`` the weights would be the unpruned ones and the Hessian masked). ``model``
     itself is left as it was.
     """
-    from torch.nn.utils import prune
-
-    computed = [
-        (module, hook._tensor_name) for module in model.modules()
-        for hook in module._forward_pre_hooks.values() if isinstance(hook, prune.BasePruningMethod)
-    ]
+    computed = pruning_masks(model)
     if not computed:
         return copy.deepcopy(model)
     saved = [(module, name, module.__dict__[name]) for module, name in computed if name in module.__dict__]
@@ -473,19 +476,22 @@ def resolve_loss_fn(loss_fn: LossFn | None, data: Data) -> LossFn:
     return on_logits(default_loss_fn(targets))
 
 
-def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None = None) -> None:
+def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None = None) -> LossFn:
     """One forward pass and loss on two samples of the first batch, to name in one line a model
     that does not take the data, a loss that is no scalar, or (for an ``(x, y)`` pair) class
     labels beyond the model's logits, before any work (a raw torch error deep in the first
     product otherwise).
 
+    Returns:
+        The loss the data are analysed with (:func:`resolve_loss_fn`).
+
     Raises:
         PruningLimitsError: as above; not a :class:`torch.nn.Module`.
     """
     _check_module(model)
-    loss = resolve_loss_fn(loss_fn, data)
-    x, y = next(iter_batches(data))
-    x, y = x[:2], y[:2]
+    first_x, first_y = next(iter_batches(data))  # an (x, y) pair's first batch is all of it
+    loss = resolve_loss_fn(loss_fn, (first_x[:1], first_y[:1]))
+    x, y = first_x[:2], first_y[:2]
     device, dtype = model_device_dtype(model)
     x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
     y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
@@ -507,13 +513,13 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
         )
     if loss_fn is None and isinstance(data, (tuple, list)) and not y.is_floating_point() and output.dim() == 2:
         # the default cross-entropy's classes; it ignores the label -100 (its ignore_index)
-        labels = check_pair(*data)[1]
-        labels = labels[labels != -100]
+        labels = first_y[first_y != -100]
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= output.shape[1]):
             raise PruningLimitsError(
                 f"class labels must lie in [0, {output.shape[1]}) for a model with {output.shape[1]} logits, "
                 f"got labels from {int(labels.min())} to {int(labels.max())}"
             )
+    return loss
 
 
 @contextlib.contextmanager

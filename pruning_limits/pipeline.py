@@ -93,7 +93,7 @@ def predict_limit(
         structure: its limit at its allowed points, ``criterion`` its name); for ``N:M`` a
         :class:`~pruning_limits.structures.PatternPrediction` (feasible at ε, needed ε).
     """
-    from .objective import batch_std_epsilon, check_model_takes_data, flat_weights, loss_gradient, model_copy
+    from .objective import batch_std_epsilon, check_model_takes_data, flat_weights, loss_gradient, model_copy, pruning_masks
 
     start = time.perf_counter()
     check_model_takes_data(model, data, loss_fn)
@@ -114,7 +114,7 @@ def predict_limit(
         if dtype not in (torch.float32, torch.float64):
             raise PruningLimitsError(f"dtype must be torch.float32, torch.float64 or None, got {describe(dtype)}")
         analysed = model_copy(model).to(dtype)
-    elif any(name.endswith("_orig") for name, _ in model.named_parameters()):  # masks of torch.nn.utils.prune
+    elif pruning_masks(model):  # torch.nn.utils.prune's weight_orig * weight_mask: analyse the network that runs
         analysed = model_copy(model)
     if isinstance(epsilon, str):
         check_choice("epsilon", epsilon, ("batch-std",))

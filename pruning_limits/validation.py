@@ -355,13 +355,13 @@ def validate_structures(
     from .structures import layer_layout, parse_structure, predict_structured, structured_order
 
     start = time.perf_counter()
-    check_model_takes_data(model, getattr(data, "train", data))
+    train_pair = getattr(data, "train", data)
+    check_model_takes_data(model, train_pair)
     if isinstance(structures, str):
         structures = [structures]
     parsed = [parse_structure(s) for s in structures]
     if not parsed:
         raise PruningLimitsError("structures must name at least one structure")
-    train_pair = getattr(data, "train", data)
     if test_data is None:
         test_data = getattr(data, "test", None)
     analysed = model_copy(model).to(torch.float64)
