@@ -80,18 +80,18 @@ def watched_spectrum(
 
 def _watched_epsilons(model: Any, data: Any, epsilons: list[Any], answer: bool) -> list[float]:
     """:func:`analysis_epsilons`; where they serve the stop alone (``spectrum``), a batch-std the
-    data cannot give is explained with the way around it that command has."""
-    from pruning_limits._checks import PruningLimitsError
+    data cannot give (one batch of ``EPSILON_BATCH_SIZE``) is explained with the way around it
+    that command has."""
+    from pruning_limits.objective import EPSILON_BATCH_SIZE
 
-    try:
-        return analysis_epsilons(model, data, epsilons)
-    except PruningLimitsError as err:
-        if answer or "needs at least two batches" not in str(err):
-            raise
+    if not answer and "batch-std" in epsilons and len(data.x_train) <= EPSILON_BATCH_SIZE:
+        from pruning_limits._checks import PruningLimitsError
+
         raise PruningLimitsError(
-            f"the adaptive stop watches s* at epsilon 'batch-std', which needs at least two batches of 128 training "
-            f"samples, got {len(data.x_train)}: give --iterations N alone for a fixed run"
-        ) from None
+            f"the adaptive stop watches s* at epsilon 'batch-std', which needs at least two batches of "
+            f"{EPSILON_BATCH_SIZE} training samples, got {len(data.x_train)}: give --iterations N alone for a fixed run"
+        )
+    return analysis_epsilons(model, data, epsilons)
 
 
 def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None, exact: bool = False) -> Any:

@@ -590,12 +590,12 @@ def check_stored_spec(checkpoint: Checkpoint, spec: str | None, what: str, *, tr
     Raises:
         PruningLimitsError: the stored spec is callable and ``trust`` is False.
     """
-    from .models import is_zoo_factory_spec
+    from .models import calls_user_code
     from .specs import looks_callable, parse_callable_spec
 
     if spec and looks_callable(spec):
         parse_callable_spec(spec, f"{what} spec stored in {checkpoint.path!r}")  # literal arguments only
-    if spec and not trust and looks_callable(spec) and not is_zoo_factory_spec(spec):
+    if not trust and calls_user_code(spec):
         option = "--model" if what == "model" else "--data"
         raise PruningLimitsError(
             f"{checkpoint.path!r} names the {what} function {spec!r}, which loading would import and call; "

@@ -204,6 +204,12 @@ def is_zoo_factory_spec(spec: str) -> bool:
     return parsed.module == __name__ and parsed.name in ZOO_FACTORIES
 
 
+def calls_user_code(spec: str | None) -> bool:
+    """Whether building ``spec`` imports and calls a function other than the zoo's own factories:
+    a stored spec does so only when trusted (``--trust-checkpoint``, ``trust=True``)."""
+    return bool(spec) and looks_callable(spec) and not is_zoo_factory_spec(spec)  # type: ignore[arg-type]
+
+
 def _user_factory(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.Module:
     parsed = parse_callable_spec(spec, "model spec")
     factory = parsed.resolve("model spec")
@@ -345,7 +351,7 @@ def rebuild_model(record: ModelRecord | dict[str, Any], *, seed: int = 0, trust:
     """
     if isinstance(record, dict):
         record = ModelRecord.from_dict(record)
-    if not trust and looks_callable(record.spec) and not is_zoo_factory_spec(record.spec):
+    if not trust and calls_user_code(record.spec):
         raise PruningLimitsError(
             f"the model record names the function {record.spec!r}, which rebuilding would import and call; "
             "pass trust=True if you trust where the record came from, or build_model(spec, ...) with the spec yourself"
