@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import sys
 import traceback
 import warnings
@@ -237,8 +236,9 @@ def exact_option(func: F) -> F:
 def _device_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A usage error (exit 2) for a name that is no device, as ``--dtype``'s choices give; whether
     the machine has that device is checked when the command runs (exit 1)."""
-    name = value.strip().lower()
-    if name in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", name):
+    from pruning_limits.devices import is_device_name
+
+    if is_device_name(value):
         return value
     raise click.BadParameter(f"expected auto, cpu, cuda or cuda:INDEX, got {value!r}")
 

@@ -24,6 +24,8 @@ products at any size.
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from ._checks import PruningLimitsError
@@ -35,6 +37,12 @@ DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:INDEX"
 DTYPES = ("auto", "float64", "float32")
 
 
+def is_device_name(text: str) -> bool:
+    """Whether ``text`` names a device ``--device`` takes: ``auto``, ``cpu``, ``cuda`` or ``cuda:INDEX``
+    (whether this machine has it is :func:`resolve_device`'s question)."""
+    return re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(text).strip().lower()) is not None
+
+
 def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     """The torch device for ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:i"``.
 
@@ -44,24 +52,22 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     if isinstance(text, torch.device):
         text = str(text)
     name = "auto" if text is None else str(text).strip().lower()
+    if not is_device_name(name):
+        raise PruningLimitsError(f"device must be {DEVICE_HELP}, got {text!r}")
     if name == "auto":
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        colon, index = name.partition(":")[1:]
-        if colon and not index.isdigit():  # "cuda:" or "cuda:x"
-            raise PruningLimitsError(f"device must be {DEVICE_HELP}, got {text!r}")
-        if not torch.cuda.is_available():
-            raise PruningLimitsError(
-                f"device {text!r} needs CUDA, which this torch ({torch.__version__}) cannot use on this machine: "
-                "use --device cpu"
-            )
-        count = torch.cuda.device_count()
-        if index and int(index) >= count:
-            raise PruningLimitsError(f"device {text!r}: this machine has {count} CUDA device(s), indices 0-{count - 1}")
-        return torch.device(name)
-    raise PruningLimitsError(f"device must be {DEVICE_HELP}, got {text!r}")
+    index = name.partition(":")[2]  # "cuda" or "cuda:INDEX"
+    if not torch.cuda.is_available():
+        raise PruningLimitsError(
+            f"device {text!r} needs CUDA, which this torch ({torch.__version__}) cannot use on this machine: "
+            "use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise PruningLimitsError(f"device {text!r}: this machine has {count} CUDA device(s), indices 0-{count - 1}")
+    return torch.device(name)
 
 
 #: ``--dtype auto`` analyses models of at most this many parameters in float64 on the CPU, larger
