@@ -10,10 +10,16 @@ removes them; the result is exact.
 
 A sum is kept when any tensor involved may share memory with a tensor that an in-place op of
 the graph writes to (:func:`alias_classes`).
+
+:func:`copy_written_constants` makes a folded graph a function of its input: the derivative of
+``binary_cross_entropy_with_logits`` writes in place to folded values in torch 2.13 (``exp_``,
+``sub_``), an in-place ReLU to its folded pre-activation, and without a copy each call would
+start from the constants the last call left.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 import torch
@@ -69,6 +75,52 @@ def drop_zero_additions(graph: fx.GraphModule) -> None:
     graph.recompile()
 
 
+def copy_written_constants(graph: fx.GraphModule) -> int:
+    """Let every call write to its own copy of the constants and inputs that in-place ops write to.
+
+    The constants are the graph's attributes and the items of an attribute that holds several
+    (``const_fold``'s ``_FX_CONST_FOLDED_ATTRS``); the items are taken not to share memory with
+    each other, which the caller checks. Each written one is cloned where it enters the graph
+    and all its uses read the clone, so every call computes what the first one did.
+
+    Returns:
+        How many were copied.
+
+    Raises:
+        RuntimeError: an in-place op still writes to memory outliving a call.
+    """
+    copied = 0
+    for node in list(graph.graph.nodes):
+        if _is_persistent(node) and _is_written(graph.graph, node):
+            with graph.graph.inserting_after(node):
+                clone = graph.graph.call_function(aten.clone.default, (node,))
+            node.replace_all_uses_with(clone, delete_user_cb=lambda user, clone=clone: user is not clone)
+            copied += 1
+    if any(_is_persistent(node) and _is_written(graph.graph, node) for node in graph.graph.nodes):
+        raise RuntimeError("an in-place op of the traced graph writes to its constants")
+    graph.recompile()
+    return copied
+
+
+def _is_persistent(node: fx.Node) -> bool:
+    """An attribute, an input, or an item of an attribute: memory that outlives a call."""
+    return node.op in ("get_attr", "placeholder") or _is_constant_item(node)
+
+
+def _is_constant_item(node: fx.Node) -> bool:
+    return (
+        node.op == "call_function"
+        and node.target is operator.getitem
+        and isinstance(node.args[0], fx.Node)
+        and node.args[0].op == "get_attr"
+    )
+
+
+def _is_written(graph: fx.Graph, node: fx.Node) -> bool:
+    root, written = alias_classes(graph, separate=_is_constant_item)
+    return root(node) in written
+
+
 def same_shape_and_dtype(a: fx.Node, b: fx.Node) -> bool:
     va, vb = a.meta.get("val"), b.meta.get("val")
     return (
@@ -76,11 +128,14 @@ def same_shape_and_dtype(a: fx.Node, b: fx.Node) -> bool:
     )
 
 
-def alias_classes(graph: fx.Graph) -> tuple[Callable[[fx.Node], fx.Node], set[fx.Node]]:
+def alias_classes(
+    graph: fx.Graph, separate: Callable[[fx.Node], bool] = lambda node: False
+) -> tuple[Callable[[fx.Node], fx.Node], set[fx.Node]]:
     """Classes of nodes whose values may share memory, and the classes some in-place op writes to.
 
     Conservative: an aten op joins its output to every argument its schema marks as aliased;
-    any other function (e.g. ``operator.getitem`` of a split) joins its output to all its inputs.
+    any other function (e.g. ``operator.getitem`` of a split) joins its output to all its inputs,
+    unless ``separate`` says the node holds memory of its own.
     """
     parent: dict[fx.Node, fx.Node] = {}
 
@@ -99,13 +154,13 @@ def alias_classes(graph: fx.Graph) -> tuple[Callable[[fx.Node], fx.Node], set[fx
         if node.op != "call_function":
             continue
         if not isinstance(node.target, torch._ops.OpOverload):
+            if separate(node):
+                continue
             for value in node.all_input_nodes:
                 join(node, value)
             continue
-        schema = node.target._schema
-        aliased_output = any(r.alias_info is not None for r in schema.returns)
-        values = list(node.args) + [node.kwargs.get(a.name) for a in schema.arguments[len(node.args) :]]
-        for argument, value in zip(schema.arguments, values):
+        aliased_output = any(r.alias_info is not None for r in node.target._schema.returns)
+        for argument, value in _schema_values(node):
             if argument.alias_info is None:
                 continue
             for item in value if isinstance(value, (list, tuple)) else [value]:
@@ -118,6 +173,13 @@ def alias_classes(graph: fx.Graph) -> tuple[Callable[[fx.Node], fx.Node], set[fx
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _schema_values(node: fx.Node) -> list[tuple[object, object]]:
+    """``(schema argument, value)`` of an aten op's node, keyword arguments included."""
+    schema = node.target._schema
+    values = list(node.args) + [node.kwargs.get(a.name) for a in schema.arguments[len(node.args) :]]
+    return list(zip(schema.arguments, values))
 
 
 def _is_plain_add(node: fx.Node) -> bool:

@@ -55,7 +55,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from ._autograd import explain_missing_derivatives, second_order_context, with_gradients
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
-from ._fx_passes import drop_zero_additions
+from ._fx_passes import copy_written_constants, drop_zero_additions
 from .objective import (
     Data,
     LossFn,
@@ -419,6 +419,9 @@ class HessianOperator:
             warnings.simplefilter("ignore", UserWarning)  # const_fold's notice on its own get_attr nodes
             folded = const_fold.split_const_subgraphs(graph)
             folded.run_folding()
+        if _shared_storages(folded):  # copy_written_constants takes each constant as memory of its own
+            raise RuntimeError("the folded constants share memory")
+        copy_written_constants(folded)  # in-place ops in the derivative would change the next call's constants
         return folded
 
     def _build_linearized(self, budget: int) -> None:
@@ -645,9 +648,14 @@ def _linearized_product(linearized: list[fx.GraphModule], V: Tensor) -> Tensor:
     return total.T
 
 
-def _constant_bytes(module: fx.GraphModule) -> int:
-    """Bytes of the distinct tensor storages a (folded) graph module keeps."""
-    storages: dict[int, int] = {}
+def _shared_storages(module: fx.GraphModule) -> bool:
+    """Whether two tensors a (folded) graph module keeps share a storage."""
+    pointers = [t.untyped_storage().data_ptr() for t in _kept_tensors(module)]
+    return len(set(pointers)) < len(pointers)
+
+
+def _kept_tensors(module: fx.GraphModule) -> list[Tensor]:
+    """The distinct tensor objects a (folded) graph module keeps: parameters, buffers, attributes."""
     tensors = [*module.parameters(), *module.buffers()]
     for node in module.graph.nodes:
         if node.op == "get_attr":
@@ -655,8 +663,11 @@ def _constant_bytes(module: fx.GraphModule) -> int:
             for part in node.target.split("."):
                 value = getattr(value, part)
             tensors.extend(value if isinstance(value, (list, tuple, nn.ParameterList)) else [value])
-    for t in tensors:
-        if isinstance(t, Tensor):
-            storage = t.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
+    distinct = {id(t): t for t in tensors if isinstance(t, Tensor)}
+    return list(distinct.values())
+
+
+def _constant_bytes(module: fx.GraphModule) -> int:
+    """Bytes of the distinct tensor storages a (folded) graph module keeps."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in _kept_tensors(module)}
     return sum(storages.values())
