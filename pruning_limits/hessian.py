@@ -33,7 +33,9 @@ recomputed forward-over-reverse is clearly faster (:data:`AUTO_MARGIN`).
 The model is evaluated in eval mode (BatchNorm uses its running statistics, which never
 change here) and its modes are restored afterwards. A model whose output is random even in
 eval mode (e.g. ``F.dropout(x, training=True)``) is refused: two evaluations of the same
-product are compared once at construction.
+product are compared once at construction. So is one whose output for a sample depends on
+the rest of its batch (a BatchNorm without running statistics), whose Hessian would depend on
+the chunks (:func:`pruning_limits.objective.check_model_takes_data`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fnmatch
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
@@ -478,9 +479,10 @@ def resolve_loss_fn(loss_fn: LossFn | None, data: Data) -> LossFn:
 
 def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None = None) -> LossFn:
     """One forward pass and loss on two samples of the first batch, to name in one line a model
-    that does not take the data, a loss that is no scalar, or (for an ``(x, y)`` pair) class
-    labels beyond the model's logits, before any work (a raw torch error deep in the first
-    product otherwise).
+    that does not take the data, a loss that is no scalar, (for an ``(x, y)`` pair) class
+    labels beyond the model's logits, or outputs that mix the samples of a batch, before any
+    work (a raw torch error deep in the first product, or a Hessian that depends on the
+    chunking, otherwise).
 
     Returns:
         The loss the data are analysed with (:func:`resolve_loss_fn`).
@@ -511,6 +513,7 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
         raise PruningLimitsError(
             f"the loss must return one number (a mean over the batch), got {describe(value) if not isinstance(value, Tensor) else f'a tensor of shape {tuple(value.shape)}'}"
         )
+    _check_samples_independent(model, x, output)
     if loss_fn is None and isinstance(data, (tuple, list)) and not y.is_floating_point() and output.dim() == 2:
         # the default cross-entropy's classes; it ignores the label -100 (its ignore_index)
         labels = first_y[first_y != -100]
@@ -520,6 +523,55 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
                 f"got labels from {int(labels.min())} to {int(labels.max())}"
             )
     return loss
+
+
+def _check_samples_independent(model: nn.Module, x: Tensor, output: Tensor) -> None:
+    """Refuse a model whose eval-mode output for one sample depends on the rest of its batch.
+
+    The loss is then no mean of per-sample losses, and its Hessian depends on how the data are
+    cut into batches and chunks (e.g. by the memory budget): a BatchNorm without running
+    statistics uses the batch's statistics even in eval mode. Checked on ``x``'s first two
+    samples against each alone, where the model takes a single sample.
+    """
+    batch_norms = [
+        name or type(model).__name__
+        for name, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_mean is None
+    ]
+    if batch_norms:
+        reason = f"module '{batch_norms[0]}' is a BatchNorm without running statistics; give it track_running_stats=True"
+    elif _batch_changes_output(model, x, output):
+        reason = "the first two samples give other outputs together than each alone"
+    else:
+        return
+    raise PruningLimitsError(
+        f"the model's output for one sample depends on the rest of its batch in eval mode ({reason}): "
+        "the Hessian would depend on how the data are cut into batches"
+    )
+
+
+def _batch_changes_output(model: nn.Module, x: Tensor, output: Tensor) -> bool:
+    """Whether ``model``'s outputs on the two samples of ``x`` differ from theirs alone (beyond rounding)."""
+    if len(x) != 2 or not isinstance(output, Tensor) or not output.is_floating_point() or output.dim() == 0:
+        return False
+    if len(output) != 2:
+        return False
+    try:
+        with torch.no_grad(), eval_mode(model):
+            alone = [logits(model(x[i : i + 1])) for i in range(2)]
+            again = logits(model(x))
+    except Exception:  # noqa: BLE001 - a model that takes no batch of one: not checked this way
+        return False
+    if not all(isinstance(a, Tensor) and a.shape == output[i : i + 1].shape for i, a in enumerate(alone)):
+        return False
+    scale = max(float(output.abs().max()), 1.0) if output.numel() else 1.0
+    tol = math.sqrt(torch.finfo(output.dtype).eps) * scale
+
+    def differs(a: Tensor) -> bool:
+        return not isinstance(a, Tensor) or a.shape != output.shape or float((a - output).abs().max()) > tol
+
+    # a random forward differs from itself: HessianOperator's determinism check names that
+    return not differs(again) and differs(torch.cat(alone))
 
 
 @contextlib.contextmanager

@@ -495,3 +495,30 @@ def test_half_precision_is_refused_in_one_line(dtype) -> None:
         HessianOperator(model, (x, y))
     with pytest.raises(PruningLimitsError, match="dtype must be torch.float32, torch.float64 or None"):
         predict_limit(make_mlp(), (x.float(), y), dtype=dtype)
+
+
+class _CentreOverBatch(nn.Module):
+    """Subtracts the batch mean in eval mode too: one sample's output depends on the others."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(dim=0, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    "middle, expected",
+    [
+        (nn.BatchNorm1d(6, track_running_stats=False), "module '1' is a BatchNorm without running statistics"),
+        (_CentreOverBatch(), "the first two samples give other outputs together than each alone"),
+    ],
+)
+def test_a_model_that_mixes_the_samples_of_a_batch_is_refused(middle: nn.Module, expected: str) -> None:
+    """Its Hessian would depend on the chunking: 0.93 relative between memory budgets before, and
+    a chunk of one sample crashed in BatchNorm."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), middle, nn.Tanh(), nn.Linear(6, 3)).double()
+    x, y = torch.randn(N_SAMPLES, 5, dtype=torch.float64), torch.randint(0, 3, (N_SAMPLES,))
+    with pytest.raises(PruningLimitsError, match="depends on the rest of its batch") as info:
+        HessianOperator(model, (x, y))
+    assert expected in str(info.value)
+    bn_model, bn_x, bn_y = make_case("bn")  # running statistics: each sample alone, accepted
+    HessianOperator(bn_model, (bn_x, bn_y), method="double-backward")
