@@ -76,8 +76,9 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Default number of vectors per batched (vmap) product in ``matmat``.
 DEFAULT_BLOCK_SIZE = 16
 
-#: ``method="auto"`` times both methods on at most this many samples of the first chunk and
-#: on blocks of at most this many vectors: enough to see which is faster, cheap to measure.
+#: ``method="auto"`` times both methods on at most this many samples of the first chunk (fewer
+#: where their products would exceed half the memory budget) and on blocks of at most this many
+#: vectors: enough to see which is faster, cheap to measure.
 AUTO_TIMING_SAMPLES = 256
 AUTO_TIMING_BLOCK = 4
 
@@ -493,8 +494,11 @@ class HessianOperator:
             return {"matvec": "double-backward", "matmat": "double-backward"}
         # time both methods on a slice of the first chunk, for one vector and a small block
         x, y = next(self._iter_chunks())
-        x, y = x[:AUTO_TIMING_SAMPLES], y[:AUTO_TIMING_SAMPLES]
         batched = min(self._block, AUTO_TIMING_BLOCK)
+        # the timed products keep a gradient graph and up to `batched` vectors' passes through it:
+        # within half the budget, as the products themselves
+        timed = min(AUTO_TIMING_SAMPLES, max(1, int(self._budget // (2 * batched * self._per_sample))))
+        x, y = x[:timed], y[:timed]
         generator = torch.Generator(device="cpu").manual_seed(1)
         V = torch.randn(self.dim, batched, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
         timings: dict[tuple[str, int], float] = {}

@@ -522,3 +522,25 @@ def test_a_model_that_mixes_the_samples_of_a_batch_is_refused(middle: nn.Module,
     assert expected in str(info.value)
     bn_model, bn_x, bn_y = make_case("bn")  # running statistics: each sample alone, accepted
     HessianOperator(bn_model, (bn_x, bn_y), method="double-backward")
+
+
+def test_auto_times_its_methods_within_the_memory_budget() -> None:
+    """The timing slice was 256 samples whatever the budget (1.2 GiB at a 64 MiB budget on a
+    small ResNet-20); it now holds the products' share of the budget, as the products do."""
+    seen: list[int] = []
+
+    class Recorder(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(len(x))
+            return x
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Recorder(), nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    x, y = torch.randn(200, 5, dtype=torch.float64), torch.randint(0, 3, (200,))
+    per_sample = HessianOperator(model, (x, y), method="double-backward")._per_sample
+    seen.clear()
+    op = HessianOperator(model, (x, y), memory_budget=int(2 * 4 * per_sample * 10))  # room for 10 samples x 4 vectors
+    assert max(seen) <= 64  # the construction check's slice (MEASURE_SAMPLES); 200 before
+    H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
+    v = torch.randn(op.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert rel_err(op.matvec(v), H @ v) <= 1e-10
