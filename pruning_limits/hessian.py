@@ -488,6 +488,16 @@ class HessianOperator:
     def _choose_methods(self, method: str) -> dict[str, str]:
         self.timings: dict[str, float] = {}
         self._auto_linearized = False
+        if method == "forward-over-reverse":  # an op without a forward-mode derivative would fail in the first product
+            x, y = next(self._iter_chunks())
+            try:
+                self._forward_over_reverse_chunk(x[:2], y[:2], self._w0.new_zeros(self.dim, 1))
+            except (RuntimeError, NotImplementedError) as err:
+                first = (str(err).strip().splitlines() or [""])[0]
+                raise PruningLimitsError(
+                    f"method='forward-over-reverse' does not run on this model and loss ({type(err).__name__}: "
+                    f"{first[:200]}): use 'double-backward' or 'auto'"
+                ) from None
         if method != "auto":
             return {"matvec": method, "matmat": method}
         if self.dim > AUTO_TIMING_MAX_DIM:  # building must cost about a product

@@ -544,3 +544,21 @@ def test_auto_times_its_methods_within_the_memory_budget() -> None:
     H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
     v = torch.randn(op.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert rel_err(op.matvec(v), H @ v) <= 1e-10
+
+
+def test_forward_over_reverse_named_explicitly_says_so_when_the_loss_lacks_its_derivative() -> None:
+    """torch 2.13's forward-mode derivative of mse_loss's backward fails ("ZeroTensors are
+    immutable"); the first product raised that from deep in torch. ``auto`` falls back."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+    x, y = torch.randn(N_SAMPLES, 6, dtype=torch.float64), torch.randn(N_SAMPLES, 2, dtype=torch.float64)
+    H = oracle_hessian(model, x, y, [n for n, p in model.named_parameters() if p.dim() == 2], nn.functional.mse_loss)
+    v = torch.randn(H.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    try:
+        op = HessianOperator(model, (x, y), method="forward-over-reverse")
+    except PruningLimitsError as err:  # torch 2.13: the derivative is missing
+        assert "method='forward-over-reverse' does not run on this model and loss" in str(err)
+        assert "use 'double-backward' or 'auto'" in str(err)
+    else:  # a torch that has it: the products must be right
+        assert rel_err(op.matvec(v), H @ v) <= 1e-10
+    assert rel_err(HessianOperator(model, (x, y)).matvec(v), H @ v) <= 1e-10
