@@ -51,8 +51,17 @@ def first_crossing(counts: np.ndarray, within: Callable[[int], bool]) -> int:
 
     ``within`` must hold at ``counts[0]``. The first failing grid point is found in order, then
     the last passing count between it and its predecessor by bisection (:func:`last_true`).
+
+    Raises:
+        PruningLimitsError: ``within`` fails at ``counts[0]`` (e.g. a loss that is NaN), where
+            there is no limit to find (the search read the grid's end before).
     """
     for i, m in enumerate(counts):
         if not within(int(m)):
+            if i == 0:
+                raise PruningLimitsError(
+                    f"the limit search's check fails already at {int(m)} weights pruned: no limit to measure "
+                    "(is a loss NaN or infinite?)"
+                )
             return last_true(int(counts[i - 1]), int(m), within)
     return int(counts[-1])

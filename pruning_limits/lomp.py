@@ -408,6 +408,11 @@ def sweep(
 
     rows = [evaluate(int(m)) for m in tqdm(counts, desc="sweep", file=sys.stderr, disable=not progress, leave=False)]
     dense_loss, dense_test_loss, dense_acc = rows[0]
+    if not math.isfinite(dense_loss):
+        raise PruningLimitsError(
+            f"the unpruned model's training loss is {dense_loss} in its dtype ({next(work.parameters()).dtype}): "
+            "nothing can be measured against it; check the weights and the data for overflow"
+        )
     threshold = dense_loss + epsilon
 
     def loss_ok(m: int) -> bool:

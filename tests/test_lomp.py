@@ -259,3 +259,21 @@ def test_retrained_limit_brackets_and_is_at_least_the_one_shot_limit(digits, sma
     assert result.limit >= one_shot - 0.05
     again = retrained_limit(small_trained, digits, epsilon=eps, epochs=2, seed=0, resolution=0.05)
     assert again.tried == result.tried
+
+
+def test_a_non_finite_dense_loss_is_refused_not_measured_as_full_sparsity(digits, small_trained):
+    """Weights scaled by 1e20: the float32 loss is NaN, every check failed, and the search read
+    the grid's last count, a measured limit of 100 %."""
+    from pruning_limits._search import first_crossing
+
+    overflowing = copy.deepcopy(small_trained)
+    with torch.no_grad():
+        for name, param in overflowing.named_parameters():
+            if name.endswith("weight"):
+                param.mul_(1e20)
+    assert not np.isfinite(evaluate_loss(overflowing, digits.train))
+    with pytest.raises(PruningLimitsError, match=r"unpruned model's training loss is nan in its dtype \(torch.float32\)"):
+        sweep(overflowing, digits, epsilon=0.1)
+    with pytest.raises(PruningLimitsError, match="fails already at 0 weights pruned"):
+        first_crossing(np.array([0, 5, 10]), lambda m: False)
+    assert first_crossing(np.array([0, 5, 10]), lambda m: m <= 7) == 7
