@@ -602,7 +602,7 @@ def load_model_and_data(
     """
     from pruning_limits._checks import PruningLimitsError
     from pruning_limits.checkpoint import build_from_checkpoint, check_stored_spec, read_checkpoint
-    from pruning_limits.data import check_data_fits_model, load_data
+    from pruning_limits.data import check_data_fits_model, load_data, same_data_spec
 
     checkpoint = read_checkpoint(path, trust=trust)
     console.log(f"read {checkpoint.kind} checkpoint {path}", level=1)
@@ -612,8 +612,14 @@ def load_model_and_data(
     if spec:
         if not data_spec:
             check_stored_spec(checkpoint, spec, "data", trust=trust)
-        same = not data_spec or data_spec == checkpoint.data_spec
-        data_seed = int(checkpoint.training.get("data_seed", seed) if same else seed)
+        stored_seed = checkpoint.training.get("data_seed")
+        same = not data_spec or (checkpoint.data_spec is not None and same_data_spec(data_spec, checkpoint.data_spec))
+        data_seed = int(stored_seed if same and stored_seed is not None else seed)
+        if stored_seed is not None and data_seed != stored_seed:
+            console.log(
+                f"warning: --data is not the bundle's data ({checkpoint.data_spec!r}): its split is drawn with --seed {seed}, "
+                f"not the training seed {stored_seed}"
+            )
         data = load_data(spec, seed=data_seed)
     elif need_data or (checkpoint.kind == "state_dict"):
         # a plain state_dict needs both: say so at once rather than one error after the other

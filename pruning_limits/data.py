@@ -533,6 +533,31 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
     )
 
 
+def same_data_spec(a: str, b: str) -> bool:
+    """Whether two data specs name the same data: equal once stripped, one ``.npz`` file under two
+    paths, or one built-in source with the same options in any order and spelling of numbers."""
+    a, b = a.strip(), b.strip()
+    if a == b:
+        return True
+    if a.lower().endswith(".npz") and b.lower().endswith(".npz"):
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            return False
+    (name_a, _, options_a), (name_b, _, options_b) = a.partition(":"), b.partition(":")
+    if name_a != name_b or name_a not in BUILTIN_DATA:
+        return False
+
+    def options(text: str) -> dict[str, float] | None:
+        try:
+            items = [item.partition("=") for item in text.split(",")] if text.strip() else []
+            return {key.strip(): float(value) for key, _, value in items}
+        except ValueError:
+            return None
+
+    return options(options_a) is not None and options(options_a) == options(options_b)
+
+
 def check_data_fits_model(model: nn.Module, data: Any) -> None:
     """Run a forward pass on one training sample and explain a mismatch in one line.
 

@@ -640,3 +640,26 @@ def test_progress_and_logs_go_to_stderr_and_quiet_silences_them(bundle, workdir)
     assert quiet.stderr == "" and "written" in quiet.stdout
     trained = ok("train", "--model", "mlp:4", "--epochs", "2", "-o", workdir / "t.pt", "-v")
     assert "train" in trained.stderr and "it/s" in trained.stderr and "written" in trained.stdout
+
+
+def test_the_bundles_data_under_another_spelling_keeps_its_training_split(workdir):
+    """`--data ./x.npz` for a bundle trained on `x.npz` (or `' digits'` for `digits`) was read as
+    other data: the split was drawn with --seed, mixing training samples into the test set."""
+    from pruning_limits.data import same_data_spec
+
+    rng = np.random.default_rng(0)
+    npz = workdir / "plain.npz"
+    np.savez(npz, x=rng.standard_normal((300, 6)).astype(np.float32), y=rng.integers(0, 3, 300))
+    trained = workdir / "npz3.pt"
+    ok("train", "--seed", "3", "--data", npz, "--model", "mlp:4", "--epochs", "1", "-o", trained)
+    stored = json.loads(ok("predict", trained, *SLQ, "--epsilon", "0.05", "--json").stdout)
+    for spelling in (npz, Path(os.path.relpath(npz)), f"  {npz}"):
+        again = ok("predict", trained, "--data", spelling, *SLQ, "--epsilon", "0.05", "--json")
+        assert json.loads(again.stdout)["sparsity"] == stored["sparsity"]
+        assert "warning" not in again.stderr
+    other_npz = workdir / "other.npz"
+    np.savez(other_npz, x=rng.standard_normal((300, 6)).astype(np.float32), y=rng.integers(0, 3, 300))
+    other = ok("predict", trained, "--data", other_npz, *SLQ, "--epsilon", "0.05", "--json")
+    assert "warning: --data is not the bundle's data" in other.stderr and "not the training seed 3" in other.stderr
+    assert same_data_spec(" digits", "digits") and same_data_spec("digits:train=0.8", "digits: train = 0.80")
+    assert not same_data_spec("digits:train=0.5", "digits") and not same_data_spec("digits", "mnist1d")
