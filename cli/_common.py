@@ -11,7 +11,7 @@ import functools
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -380,8 +380,12 @@ def params_option(func: F) -> F:
     )(func)
 
 
-def check_output_path(path: str | None, *, figure: bool = False) -> None:
-    """Refuse an output path whose folder is missing (or a figure with an unknown suffix) before any work."""
+def check_output_path(
+    path: str | None, *, figure: bool = False, inputs: Mapping[str, str | None] | None = None, what: str = "output"
+) -> None:
+    """Refuse an output path before any work: its folder missing, a directory, a figure with an
+    unknown suffix, or the same file as one of ``inputs`` (name -> path: the checkpoint, a data
+    file, another output), which writing it would replace. ``what`` names the output in errors."""
     if path is None:
         return
     from pathlib import Path
@@ -390,7 +394,10 @@ def check_output_path(path: str | None, *, figure: bool = False) -> None:
 
     target = Path(path)
     if target.is_dir():
-        raise PruningLimitsError(f"output {path!r} is a directory, expected a file name")
+        raise PruningLimitsError(f"{what} {path!r} is a directory, expected a file name")
+    for name, given in (inputs or {}).items():
+        if given and _same_file(target, Path(given)):
+            raise PruningLimitsError(f"{what} {path!r} is the {name} file, which writing it would replace: choose another name")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise PruningLimitsError(f"cannot write {path!r}: directory {str(folder)!r} does not exist")
@@ -401,6 +408,15 @@ def check_output_path(path: str | None, *, figure: bool = False) -> None:
             raise PruningLimitsError(
                 f"plot file must end in {', '.join('.' + f for f in FIGURE_FORMATS)}, got {path!r}"
             )
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    """Whether two paths name one file: an existing one under two names, or one name to be written."""
+    import os
+
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def check_spectrum_settings(

@@ -298,7 +298,7 @@ def spectrum_command(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
         dtype=analysis_dtype, exact=exact,
     )
-    check_output_path(plot_path, figure=True)
+    check_output_path(plot_path, figure=True, inputs={"CHECKPOINT": checkpoint, "--data": data_spec})
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_hessian_samples(settings, loaded.data)
     spectrum, _, _ = _pipeline.watched_spectrum(
@@ -399,7 +399,7 @@ def predict_command(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
         dtype=analysis_dtype, exact=exact,
     )
-    check_output_path(plot_path, figure=True)
+    check_output_path(plot_path, figure=True, inputs={"CHECKPOINT": checkpoint, "--data": data_spec})
     if eta is not None:
         from pruning_limits._checks import check_fraction
 
@@ -704,8 +704,15 @@ def validate_command(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
         dtype=analysis_dtype, exact=exact,
     )
-    check_output_path(plot_path, figure=True)
-    check_output_path(report_path)
+    inputs = {"CHECKPOINT": checkpoint, "--data": data_spec}
+    check_output_path(plot_path, figure=True, inputs=inputs)
+    check_output_path(report_path, inputs={**inputs, "--plot": plot_path})
+    if report_path is not None:  # and the figures written beside it
+        from pruning_limits.report import REPORT_FIGURES, report_figure_path
+
+        for name in REPORT_FIGURES:
+            figure = str(report_figure_path(report_path, name))
+            check_output_path(figure, inputs={**inputs, "--plot": plot_path}, what="the report's figure")
     if retrain is not None:
         from pruning_limits._checks import check_int
 
@@ -818,7 +825,7 @@ def run_validation(
                 l1_path = None
                 reported = {**record, "training": {k: v for k, v in record["training"].items() if k != "l1_path"}}
         figures = report.write_validation_figures(
-            target.with_suffix(""),
+            target,
             weights=result.weights,
             spectrum=spectrum,
             prediction=prediction,
@@ -826,7 +833,7 @@ def run_validation(
             gradient=result.gradient,
         )
         if l1_path:
-            path_png = target.with_name(target.stem + "-l1-path.png")
+            path_png = report.report_figure_path(target, "l1-path")
             report.save_figure(report.path_figure(l1_path), path_png)
             figures["Regularisation path: validation metric and knee sharpness against λ"] = path_png
         relative = {caption: path.name for caption, path in figures.items()}
@@ -895,7 +902,7 @@ def _validate_structures(
         console.log(f"wrote {plot_path}")
     if report_path:
         target = Path(report_path)
-        figure = target.with_name(target.stem + "-structures.png")
+        figure = report.report_figure_path(target, "structures")
         report.save_figure(report.structures_figure(record), figure)
         report.atomic_write(target, report.structures_markdown(record, figure.name))
         record["report"] = str(target)

@@ -88,7 +88,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
+        try:
+            os.replace(tmp_name, target)
+        except OSError as exc:  # e.g. a directory of that name: name the target, not the temporary file
+            raise PruningLimitsError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)

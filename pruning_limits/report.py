@@ -531,8 +531,20 @@ def sweep_record(result: Any) -> dict[str, Any]:
     }
 
 
+#: The figures a Markdown report is written with, each as ``<report stem>-<name>.png`` beside it.
+REPORT_FIGURES = ("spectrum", "prediction", "l1-path", "structures")
+
+
+def report_figure_path(report_path: str | os.PathLike[str], name: str) -> Path:
+    """Where the report ``report_path`` keeps its figure ``name`` (one of :data:`REPORT_FIGURES`)."""
+    if name not in REPORT_FIGURES:
+        raise PruningLimitsError(f"report figure must be one of {', '.join(REPORT_FIGURES)}, got {name!r}")
+    target = Path(report_path)
+    return target.with_name(f"{target.stem}-{name}.png")
+
+
 def write_validation_figures(
-    stem: str | os.PathLike[str],
+    report_path: str | os.PathLike[str],
     *,
     weights: Any,
     spectrum: Spectrum,
@@ -541,14 +553,14 @@ def write_validation_figures(
     gradient: Any = None,
     title: str | None = None,
 ) -> dict[str, Path]:
-    """Write ``<stem>-spectrum.png`` and ``<stem>-prediction.png`` atomically; return caption -> path.
+    """Write the report ``report_path``'s spectrum and prediction figures atomically
+    (:func:`report_figure_path`); return caption -> path.
 
     ``gradient`` as in :func:`fixed_point_record`.
     """
-    stem = Path(stem)
     paths = {
-        "Hessian spectrum (smoothed for display)": stem.with_name(stem.name + "-spectrum.png"),
-        "Predicted limit (left) and measured loss and accuracy (right)": stem.with_name(stem.name + "-prediction.png"),
+        "Hessian spectrum (smoothed for display)": report_figure_path(report_path, "spectrum"),
+        "Predicted limit (left) and measured loss and accuracy (right)": report_figure_path(report_path, "prediction"),
     }
     spectrum_path, prediction_path = paths.values()
     save_figure(spectrum_figure(spectrum, title=title), spectrum_path)

@@ -385,3 +385,11 @@ def test_factory_spec_stored_in_a_bundle_is_not_called_without_trust(tmp_path, m
     marker.unlink()
     build_from_checkpoint(checkpoint, data=digits, trust=True)
     assert marker.exists()
+
+
+def test_atomic_open_names_its_target_when_the_rename_fails(tmp_path):
+    """A directory where the file should go: the error named the hidden temporary file."""
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(PruningLimitsError, match=r"cannot write '.*taken'"):
+        atomic_write(tmp_path / "taken", "text")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no temporary file left

@@ -663,3 +663,20 @@ def test_the_bundles_data_under_another_spelling_keeps_its_training_split(workdi
     assert "warning: --data is not the bundle's data" in other.stderr and "not the training seed 3" in other.stderr
     assert same_data_spec(" digits", "digits") and same_data_spec("digits:train=0.8", "digits: train = 0.80")
     assert not same_data_spec("digits:train=0.5", "digits") and not same_data_spec("digits", "mnist1d")
+
+
+def test_outputs_that_would_replace_an_input_or_each_other_are_refused_before_work(workdir, bundle):
+    """`validate CKPT --report CKPT` replaced the checkpoint with Markdown; a directory named like
+    a report's figure failed after the whole run, leaving the other figures behind."""
+    victim = workdir / "victim.pt"
+    victim.write_bytes(bundle.read_bytes())
+    fails("validate", victim, *SLQ, "--report", victim, match="output '")
+    fails("predict", victim, *SLQ, "--plot", victim, match="is the CHECKPOINT file")
+    assert victim.read_bytes() == bundle.read_bytes()
+    folder = workdir / "collide"
+    folder.mkdir()
+    fails("validate", bundle, *SLQ, "--plot", folder / "r-spectrum.png", "--report", folder / "r.md",
+          match="the report's figure '")
+    (folder / "r-prediction.png").mkdir()
+    fails("validate", bundle, *SLQ, "--report", folder / "r.md", match="r-prediction.png' is a directory")
+    assert sorted(p.name for p in folder.iterdir()) == ["r-prediction.png"]  # nothing written
