@@ -128,7 +128,8 @@ def trust_level(knee_steepness: float, l1: float | None, *, evidence: dict[str, 
         reasons.append("knee of R(s) undefined at s*")
         flat = True
     elif steep < FLAT_KNEE:
-        reasons.append(f"flat knee: d ln R/ds = {steep:.0f} at s*, below {FLAT_KNEE:g}")
+        shown = f"{steep:.0f}" if round(steep) < FLAT_KNEE else f"{math.floor(steep * 10) / 10:.1f}"  # 24.9, not 25
+        reasons.append(f"flat knee: d ln R/ds = {shown} at s*, below {FLAT_KNEE:g}")
         flat = True
     else:
         flat = False

@@ -44,6 +44,10 @@ def test_reasons_and_evidence_are_words_from_the_evidence_file():
     flat = trust_level(12.4, 1e-3, evidence=EVIDENCE)
     assert flat.reason() == f"flat knee: d ln R/ds = 12 at s*, below {FLAT_KNEE:g}"
     assert flat.evidence == "on 5 l1 runs with a flat knee (2 blind) predicted − measured was +1.5 to +9.0 points"
+    # just below the level the rounded value read "= 25 ... below 25"
+    assert trust_level(FLAT_KNEE - 0.06, 1e-3, evidence=EVIDENCE).reason() == (
+        f"flat knee: d ln R/ds = {FLAT_KNEE - 0.1:.1f} at s*, below {FLAT_KNEE:g}"
+    )
     control = trust_level(3.0, 0.0, evidence=EVIDENCE)
     assert control.reason().startswith("trained without l1 (λ = 0); flat knee")
     assert control.evidence == "on 4 λ = 0 networks (docs/validation.md) predicted − measured was +11.0 to +30.0 points"
