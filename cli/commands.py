@@ -870,6 +870,7 @@ def _validate_structures(
     """``validate --structure S|all``: predict and measure each structure from one spectrum; print, plot, report."""
     from pruning_limits import report
     from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.regime import trust_level
     from pruning_limits.validation import ALL_STRUCTURES, validate_structures
 
     names = list(ALL_STRUCTURES) if structure is None else [structure.name]
@@ -897,6 +898,15 @@ def _validate_structures(
     )
     # --exact here replaces SLQ (one spectrum for every structure); the record says which it was
     record = {**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq", "seconds": time.perf_counter() - start}
+    # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
+    # curve structure; an N:M pattern is a feasibility answer, not a limit
+    network = trust_level(result.network_knee_steepness, recorded_l1(loaded)).to_dict()
+    record["trust"] = network
+    for entry in record["structures"]:
+        entry["trust"] = None if entry["pattern"] else network
+    outside = [e["structure"] for e in record["structures"] if e["trust"] is not None and not e["trust"]["in_regime"]]
+    next_command, next_reason = next_step(loaded, facts["checkpoint"]) if outside else (None, None)
+    record["next"], record["next_reason"] = next_command, next_reason
     if plot_path:
         report.save_figure(report.structures_figure(record), plot_path)
         console.log(f"wrote {plot_path}")
@@ -912,3 +922,5 @@ def _validate_structures(
         _echo_json(record)
         return
     console.result(report.structures_rows(record))
+    if outside:
+        console.result(f"outside the regime, not a pruning limit: {', '.join(outside)}; next: {next_command}")

@@ -586,11 +586,12 @@ def structures_table(record: Mapping[str, Any]) -> str:
     """Markdown table of every structure of a ``StructuresValidation.to_dict()`` record.
 
     Sparsities in percent. Curve structures: predicted ``s*`` [kinematic interval], measured
-    by loss and by accuracy, and predicted − measured (points). ``N:M`` rows: the pattern's
+    by loss and by accuracy, predicted − measured (points) and the trust level where the record
+    has one (``regime.trust_level`` on the structure's knee). ``N:M`` rows: the pattern's
     sparsity, whether the prediction says it is feasible at ε and the ε it needs [interval],
     the measured loss rise (the ε it needs) and whether it stays within ε, and the accuracy.
     """
-    header = ["structure", "predicted", "measured (loss)", "measured (acc.)", "pred - meas", "dense layers"]
+    header = ["structure", "predicted", "measured (loss)", "measured (acc.)", "pred - meas", "dense layers", "trust"]
     rows = []
     for entry in record["structures"]:
         p, m, support = entry["predicted"], entry["measured"], entry["support"]
@@ -606,6 +607,7 @@ def structures_table(record: Mapping[str, Any]) -> str:
                 "needs eps: pred/meas "
                 + ("-" if not m["needed_epsilon"] else f"{float(p['needed_epsilon']) / float(m['needed_epsilon']):.2g}x"),
                 dense,
+                "-",
             ])
         else:
             low, high = p["interval"]
@@ -616,6 +618,7 @@ def structures_table(record: Mapping[str, Any]) -> str:
                 _points(m["limit_by_accuracy"]),
                 f"{100 * float(entry['difference']):+.1f}",
                 dense,
+                "-" if entry.get("trust") is None else entry["trust"]["level"],
             ])
     return markdown_table(header, rows)
 
@@ -723,6 +726,9 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
         lines.append(f"- {key.replace('_', ' ')}: `{value}`")
     lines.append(f"- epsilon: {format_number(record['epsilon'])} (one Hessian spectrum for every structure)")
     lines += ["", structures_table(record), ""]
+    if record.get("next"):
+        reason = f" ({record['next_reason']})" if record.get("next_reason") else ""
+        lines += [f"Outside the regime where marked: not a pruning limit. Next: `{record['next']}`{reason}.", ""]
     lines.append(
         "Sparsities in percent of the prunable weights. Each structure prunes only its allowed "
         "supports (unstructured: any weights; layerwise: the same fraction of every layer; neuron: "

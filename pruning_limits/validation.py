@@ -259,19 +259,26 @@ class StructureResult:
 
 @dataclass(frozen=True, eq=False)
 class StructuresValidation:
-    """Every requested structure predicted and measured on one network, from one spectrum."""
+    """Every requested structure predicted and measured on one network, from one spectrum.
+
+    ``network_knee_steepness``: ``d ln R/ds`` of the magnitude curve at the unstructured answer
+    from the same spectrum, which places the network in or outside the regime
+    (:func:`pruning_limits.regime.trust_level`) for every structure.
+    """
 
     results: tuple[StructureResult, ...]
     epsilon: float
     spectrum: Spectrum
     gradient_term: bool
     seconds: float
+    network_knee_steepness: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record: ``structures`` (one entry each), ``epsilon``, ``spectrum``."""
         return {
             "epsilon": self.epsilon,
             "gradient_term": self.gradient_term,
+            "network_knee_steepness": self.network_knee_steepness,
             "structures": [r.to_dict() for r in self.results],
             "spectrum": self.spectrum.summary(),
             "num_hvps": int(self.spectrum.num_hvps),
@@ -379,6 +386,8 @@ def validate_structures(
     if spectrum is None:
         spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, memory_budget=memory_budget, progress=progress)
     gradient = loss_gradient(analysed, train_pair) if gradient_term else None
+    # whether the network is in the regime is read off its unstructured answer (regime.trust_level)
+    network_knee = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient).knee_steepness
     results = []
     for structure, plan in zip(parsed, plans):
         prediction = predict_structured(weights, spectrum, eps, plan, eta=eta, gradient=gradient)
@@ -420,4 +429,4 @@ def validate_structures(
             if gradient is not None:
                 quadratic = quadratic_one_shot_limit(weights, gradient, operator, plan, eps)
             results.append(StructureResult(structure.name, plan, prediction, measured, None, curve_s, curve_r, quadratic))
-    return StructuresValidation(tuple(results), eps, spectrum, gradient_term, time.perf_counter() - start)
+    return StructuresValidation(tuple(results), eps, spectrum, gradient_term, time.perf_counter() - start, network_knee)
