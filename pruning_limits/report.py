@@ -235,6 +235,11 @@ def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows += [
         ("measured limit (loss <= L* + eps)", format_number(measured.get("limit_by_loss"))),
         ("measured limit (test accuracy)", format_number(measured.get("limit_by_accuracy"))),
+    ]
+    if record.get("retrained"):
+        retrained = record["retrained"]
+        rows.append((f"measured limit after re-training ({retrained['epochs']} epochs, mask fixed)", format_number(retrained["limit"])))
+    rows += [
         ("epsilon", format_number(predicted.get("epsilon"))),
         ("D (prunable weights)", format_number(predicted.get("dim"))),
     ]
@@ -269,7 +274,8 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         "Sparsity is the fraction of prunable weights set to zero. The predicted limit s* solves "
         "s = δ(R(s))/D (Zhang et al., NeurIPS 2024); the interval is the approximate kinematic "
         "formula's band at the stated η (Amelunxen et al. 2014). The measured limits prune the "
-        "trained weights globally by magnitude, once, without fine-tuning.",
+        "trained weights globally by magnitude, once, without fine-tuning"
+        + ("; the re-trained limit also trains the kept weights at each tried sparsity (lomp.retrained_limit)." if record.get("retrained") else "."),
     ]
     if record.get("predicted_paper"):
         lines[-1] += (

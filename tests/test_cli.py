@@ -346,13 +346,17 @@ def test_train_init_starts_from_the_checkpoint_and_reports_before_and_after(bund
     assert PREDICT_KEYS <= set(json.loads(ok("predict", workdir / "sd-tuned.pt", *SLQ, "--json").stdout))
 
 
-def test_validate_retrain_adds_the_retrained_limit(bundle):
-    record = json.loads(ok("validate", bundle, *SLQ, "--retrain", "1", "--json").stdout)
+def test_validate_retrain_adds_the_retrained_limit(bundle, workdir):
+    report_path = workdir / "retrained.md"
+    record = json.loads(ok("validate", bundle, *SLQ, "--retrain", "1", "--json", "--report", report_path).stdout)
     retrained = record["retrained"]
     assert retrained["epochs"] == 1 and 0 <= retrained["limit"] < retrained["failed_at"] <= 1
     assert retrained["epsilon"] == record["predicted"]["epsilon"]
     lines = ok("validate", bundle, *SLQ, "--retrain", "1").stdout.splitlines()
     assert lines[1].startswith("after re-training the kept weights: ")
+    text = report_path.read_text()  # the report left it out
+    assert f"| measured limit after re-training (1 epochs, mask fixed) | {retrained['limit']:.4g}" in text
+    assert "the re-trained limit also trains the kept weights" in text
     fails("validate", bundle, "--retrain", "0", match="--retrain")
 
 
