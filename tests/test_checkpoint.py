@@ -277,9 +277,10 @@ def test_scripted_view_hessian_products_match_the_eager_model(model, digits):
     scale = np.abs(np.asarray(eager.matvec(v))).max()
     assert np.abs(np.asarray(scripted.matvec(v)) - np.asarray(eager.matvec(v))).max() <= 1e-5 * scale
     assert np.abs(np.asarray(scripted.matmat(block)) - np.asarray(eager.matmat(block))).max() <= 1e-5 * scale
-    # forward-mode transforms would silently lose their tangents through TorchScript: refused.
-    with pytest.raises(RuntimeError, match="reverse-mode"):
-        HessianOperator(view, data, method="forward-over-reverse").matvec(v)
+    # forward-mode transforms would silently lose their tangents through TorchScript: refused,
+    # in one line at construction
+    with pytest.raises(PruningLimitsError, match="method='forward-over-reverse' does not run.*reverse-mode"):
+        HessianOperator(view, data, method="forward-over-reverse")
 
 
 def test_scripted_view_prune_and_save(tmp_path, model, digits):
