@@ -236,7 +236,7 @@ def exact_option(func: F) -> F:
 def _device_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A usage error (exit 2) for a name that is no device, as ``--dtype``'s choices give; whether
     the machine has that device is checked when the command runs (exit 1)."""
-    from pruning_limits.devices import is_device_name
+    from pruning_limits._checks import is_device_name  # torch-free: this runs while click parses
 
     if is_device_name(value):
         return value

@@ -7,6 +7,7 @@ one-line message; the command line prints that line and exits with code 1.
 from __future__ import annotations
 
 import math
+import re
 from numbers import Integral, Real
 from typing import Any
 
@@ -104,3 +105,13 @@ def real_array(value: Any, name: str) -> Any:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise PruningLimitsError(f"{name} must be an array of numbers, got {describe(value)}") from None
+
+
+def is_device_name(text: str) -> bool:
+    """Whether ``text`` names a device ``--device`` takes: ``auto``, ``cpu``, ``cuda`` or ``cuda:INDEX``
+    (whether this machine has it is :func:`pruning_limits.devices.resolve_device`'s question).
+
+    Here, not in :mod:`pruning_limits.devices`, because the command line checks the name while it
+    parses its options, before torch is imported (a Ctrl-C during that import would be click's).
+    """
+    return re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(text).strip().lower()) is not None

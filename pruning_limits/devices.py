@@ -24,23 +24,16 @@ products at any size.
 
 from __future__ import annotations
 
-import re
 
 import torch
 
-from ._checks import PruningLimitsError
+from ._checks import PruningLimitsError, is_device_name
 
 #: Choices of ``--device``.
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:INDEX"
 
 #: Choices of ``--dtype``.
 DTYPES = ("auto", "float64", "float32")
-
-
-def is_device_name(text: str) -> bool:
-    """Whether ``text`` names a device ``--device`` takes: ``auto``, ``cpu``, ``cuda`` or ``cuda:INDEX``
-    (whether this machine has it is :func:`resolve_device`'s question)."""
-    return re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(text).strip().lower()) is not None
 
 
 def resolve_device(text: str | torch.device | None = "auto") -> torch.device:

@@ -101,6 +101,24 @@ def test_help_does_not_import_torch(args):
     assert ("Usage:" in out.stdout) or (__version__ in out.stdout)
 
 
+@pytest.mark.parametrize("device", ["auto", "cuda:1x"])
+def test_the_device_option_is_read_without_importing_torch(device):
+    """Its check runs while click parses the options, before the command's Ctrl-C handling: it
+    imported torch (HEAD 2a848e1), and a Ctrl-C in that import gave click's 'Aborted!' (exit 1),
+    a half-imported numpy or no stop at all, instead of exit 130."""
+    code = (
+        "import sys; import click; from click.testing import CliRunner; from pruning_limits.cli import cli; "
+        "seen = []; cmd = cli.commands['predict']; "
+        "cmd.callback = lambda **kw: seen.append('torch' in sys.modules); "
+        f"r = CliRunner().invoke(cli, ['predict', 'model.pt', '--device', {device!r}]); "
+        "print(r.exit_code, seen)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == ("2" if device == "cuda:1x" else "0")
+    assert out.stdout.strip().endswith("[False]" if device == "auto" else "[]")
+
+
 @pytest.mark.parametrize("preset", [None, "ACTIVE"])
 def test_commands_make_openmp_threads_passive_unless_told_otherwise(preset):
     code = (
