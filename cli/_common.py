@@ -156,18 +156,17 @@ def _run_classified(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
     except click.ClickException:
         raise
     except KeyboardInterrupt:
-        if console.main:  # under torchrun every rank is interrupted: rank 0 says so
-            click.echo("Error: interrupted", err=True)
-        sys.exit(130)
+        _exit_interrupted(console)
     except Terminated:
-        if console.main:
-            launched = _world_size() > 1
-            click.echo(f"Error: {'rank 0: ' if launched else ''}stopped by SIGTERM"
-                       + (" (torchrun stops every process when one fails)" if launched else ""), err=True)
-        sys.exit(143)
+        _exit_terminated(console)
     except Exception as exc:  # noqa: BLE001 - classified just below
         from pruning_limits._checks import PruningLimitsError
 
+        cause = _signal_inside(exc)  # e.g. Python wraps an error of __set_name__ (a matplotlib import) in a RuntimeError
+        if isinstance(cause, KeyboardInterrupt):
+            _exit_interrupted(console)
+        if isinstance(cause, Terminated):
+            _exit_terminated(console)
         if debug:
             traceback.print_exc()
             sys.exit(EXIT_ERROR)
@@ -179,6 +178,32 @@ def _run_classified(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
             text = _one_line(exc)
             click.echo(f"Error: {text if text.startswith('rank ') else f'rank {_rank()}: {text}'}", err=True)
         sys.exit(EXIT_ERROR)
+
+
+def _exit_interrupted(console: Console) -> None:
+    if console.main:  # under torchrun every rank is interrupted: rank 0 says so
+        click.echo("Error: interrupted", err=True)
+    sys.exit(130)
+
+
+def _exit_terminated(console: Console) -> None:
+    if console.main:
+        launched = _world_size() > 1
+        click.echo(f"Error: {'rank 0: ' if launched else ''}stopped by SIGTERM"
+                   + (" (torchrun stops every process when one fails)" if launched else ""), err=True)
+    sys.exit(143)
+
+
+def _signal_inside(exc: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM an exception was raised from (its ``__cause__``/``__context__`` chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (KeyboardInterrupt, Terminated)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _local_to_rank(exc: BaseException) -> bool:

@@ -702,3 +702,30 @@ def test_outputs_that_would_replace_an_input_or_each_other_are_refused_before_wo
     (folder / "r-prediction.png").mkdir()
     fails("validate", bundle, *SLQ, "--report", folder / "r.md", match="r-prediction.png' is a directory")
     assert sorted(p.name for p in folder.iterdir()) == ["r-prediction.png"]  # nothing written
+
+
+def test_a_signal_wrapped_in_another_error_still_exits_as_that_signal(capsys):
+    """A Ctrl-C during matplotlib's import surfaced as 'Error calling __set_name__ ...'
+    (Python wraps errors of __set_name__ in a RuntimeError): exit 1 instead of 130."""
+    from pruning_limits.cli._common import Console, Terminated, _run_classified
+
+    def raises(signal_error: BaseException, wrapped: bool):
+        def command(console):
+            if not wrapped:
+                raise signal_error
+            try:
+                raise signal_error
+            except BaseException as inner:
+                raise RuntimeError("Error calling __set_name__ on '_axis_method_wrapper'") from inner
+
+        return command
+
+    for error, code, line in ((KeyboardInterrupt(), 130, "Error: interrupted"), (Terminated(), 143, "Error: stopped by SIGTERM")):
+        for wrapped in (False, True):
+            with pytest.raises(SystemExit) as info:
+                _run_classified(raises(error, wrapped), (), {}, Console(), debug=False)
+            assert info.value.code == code
+            assert capsys.readouterr().err.strip() == line
+    with pytest.raises(SystemExit) as info:  # a RuntimeError of its own stays an error, exit 1
+        _run_classified(raises(ValueError("x"), True), (), {}, Console(), debug=False)
+    assert info.value.code == 1
