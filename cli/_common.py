@@ -408,8 +408,8 @@ def params_option(func: F) -> F:
 def check_output_path(
     path: str | None, *, figure: bool = False, inputs: Mapping[str, str | None] | None = None, what: str = "output"
 ) -> None:
-    """Refuse an output path before any work: its folder missing, a directory, a figure with an
-    unknown suffix, or the same file as one of ``inputs`` (name -> path: the checkpoint, a data
+    """Refuse an output path before any work: its folder missing or not writable, a directory, a
+    figure with an unknown suffix, or the same file as one of ``inputs`` (name -> path: the checkpoint, a data
     file, another output), which writing it would replace. ``what`` names the output in errors."""
     if path is None:
         return
@@ -426,6 +426,7 @@ def check_output_path(
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise PruningLimitsError(f"cannot write {path!r}: directory {str(folder)!r} does not exist")
+    _check_writable(folder, path)
     if figure:
         from pruning_limits.report import FIGURE_FORMATS
 
@@ -433,6 +434,21 @@ def check_output_path(
             raise PruningLimitsError(
                 f"plot file must end in {', '.join('.' + f for f in FIGURE_FORMATS)}, got {path!r}"
             )
+
+
+def _check_writable(folder: Any, path: str) -> None:
+    """Create and remove a file in ``folder``, as the atomic write will (``os.access`` misleads root)."""
+    import os
+    import tempfile
+
+    from pruning_limits._checks import PruningLimitsError
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pruning-limit-check.", dir=folder)
+    except OSError as exc:
+        raise PruningLimitsError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _same_file(a: Any, b: Any) -> bool:

@@ -729,3 +729,20 @@ def test_a_signal_wrapped_in_another_error_still_exits_as_that_signal(capsys):
     with pytest.raises(SystemExit) as info:  # a RuntimeError of its own stays an error, exit 1
         _run_classified(raises(ValueError("x"), True), (), {}, Console(), debug=False)
     assert info.value.code == 1
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_work(workdir, bundle, monkeypatch):
+    """`train -o /sys/x.pt` trained fully, then failed to write; `spectrum --plot` there lost its
+    JSON too. The folder is now tried (a file created and removed) before any work."""
+    import tempfile
+
+    calls = []
+
+    def denied(*args, **kwargs):
+        calls.append(kwargs.get("dir"))
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    fails("train", "--model", "mlp:8", "--epochs", "50", "-o", workdir / "never.pt", match="Permission denied")
+    fails("validate", bundle, *SLQ, "--report", workdir / "never.md", match="cannot write")
+    assert len(calls) == 2 and not (workdir / "never.pt").exists()
