@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,7 @@ def demo_command(
     """
     refuse_launcher("demo")
     from pruning_limits._checks import PruningLimitsError, check_int
-    from pruning_limits.checkpoint import save_bundle
     from pruning_limits.data import load_data
-    from pruning_limits.models import build_model
-    from pruning_limits.regpath import train_auto
-    from pruning_limits.report import write_json
-
-    from .commands import _history_summary, _training_settings, emit_validation, run_validation
 
     start = time.perf_counter()
     settings_slq = check_spectrum_settings(
@@ -80,10 +75,41 @@ def demo_command(
     data = load_data(DEMO_DATA, seed=seed)
     check_hessian_samples(settings_slq, data)
     out = Path(out_dir)
+    created = _new_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PruningLimitsError(f"cannot create the output folder {out_dir!r}: {exc.strerror or exc}") from exc
+    try:
+        _run_demo(out, data, given, settings_slq, seed=seed, as_json=as_json, console=console, start=start)
+    except BaseException:  # a failed or interrupted demo leaves no folder it made behind
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _new_folder(out: Path) -> Path | None:
+    """The outermost folder of ``out`` that does not exist yet (what ``mkdir(parents=True)`` creates)."""
+    missing = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _run_demo(
+    out: Path, data: Any, given: dict[str, Any], settings_slq: dict[str, Any], *, seed: int, as_json: bool,
+    console: Console, start: float,
+) -> None:
+    """Train, validate and write into ``out``: the demo's work once its inputs are checked."""
+    from pruning_limits.checkpoint import save_bundle
+    from pruning_limits.models import build_model
+    from pruning_limits.regpath import train_auto
+    from pruning_limits.report import write_json
+
+    from .commands import _history_summary, _training_settings, emit_validation, run_validation
+
     model = build_model(DEMO_MODEL, data, seed=seed)
     console.log(f"[1/3] training {DEMO_MODEL} on {DEMO_DATA} with l1 regularisation (LOMP), λ chosen on a regularisation path")
     path, history = train_auto(model, data, test_data=data.test, progress=console.progress, **given)

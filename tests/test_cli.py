@@ -746,3 +746,23 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_work(workdir,
     fails("train", "--model", "mlp:8", "--epochs", "50", "-o", workdir / "never.pt", match="Permission denied")
     fails("validate", bundle, *SLQ, "--report", workdir / "never.md", match="cannot write")
     assert len(calls) == 2 and not (workdir / "never.pt").exists()
+
+
+def test_a_failed_or_interrupted_demo_removes_the_folder_it_made(tmp_path, monkeypatch):
+    """`demo --out dd` interrupted during training left dd/ empty (or holding model.pt alone)."""
+    import importlib
+
+    demo = importlib.import_module("pruning_limits.cli.demo")
+
+    def interrupted(out, *args, **kwargs):
+        (out / "model.pt").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "_run_demo", interrupted)
+    result = run("demo", "--out", tmp_path / "new" / "deeper")
+    assert result.exit_code == 130 and result.stderr.strip().endswith("Error: interrupted")
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"  # a folder the user had: left, with what was written
+    existing.mkdir()
+    assert run("demo", "--out", existing).exit_code == 130
+    assert existing.is_dir()
