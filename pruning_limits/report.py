@@ -312,7 +312,7 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
     if l1_path:
         lines += ["", path_summary(l1_path)]
     for caption, path in (figures or {}).items():
-        lines += ["", f"![{caption}]({Path(path).as_posix()})", "", f"*{caption}*"]
+        lines += ["", _image(caption, path), "", f"*{caption}*"]
     return "\n".join(lines) + "\n"
 
 
@@ -588,6 +588,12 @@ def _yes(value: Any) -> str:
     return "-" if value is None else ("yes" if value else "no")
 
 
+def _image(caption: str, path: str | os.PathLike[str]) -> str:
+    """A Markdown image; the target in ``<...>`` (CommonMark), so that a name with spaces or
+    parentheses still renders as the image."""
+    return f"![{caption}](<{Path(path).as_posix()}>)"
+
+
 def structures_table(record: Mapping[str, Any]) -> str:
     """Markdown table of every structure of a ``StructuresValidation.to_dict()`` record.
 
@@ -748,7 +754,7 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
     )
     if figure:
         caption = "R(s) of every structure (left) and the limits (right)"
-        lines += ["", f"![{caption}]({Path(figure).as_posix()})", "", f"*{caption}*"]
+        lines += ["", _image(caption, figure), "", f"*{caption}*"]
     return "\n".join(lines) + "\n"
 
 

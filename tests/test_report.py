@@ -147,7 +147,7 @@ def test_validation_markdown_has_table_and_figures():
     assert text.startswith("# ")
     assert "| predicted sparsity s* | 0.7000  [0.600, 0.800] |" in text
     assert "| measured limit (test accuracy) | 0.72 |" in text
-    assert "![The spectrum](out/r-spectrum.png)" in text
+    assert "![The spectrum](<out/r-spectrum.png>)" in text  # <...>: a name with spaces still renders
     assert "- model spec: `mlp`" in text
     assert "knee sharpness" not in text  # the record has none
     from pruning_limits.regime import trust_level
