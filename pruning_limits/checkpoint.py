@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import pickle
 import re
 import tempfile
@@ -59,7 +60,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``.
 
     If the block raises, the temporary file is removed and ``path`` is left as it was
-    (``os.replace`` is atomic on POSIX and Windows when both names are in one directory).
+    (``os.replace`` is atomic on POSIX and Windows when both names are in one directory). A
+    file that is replaced keeps its permission bits; a symbolic link keeps pointing at the
+    file it names, which is the one replaced.
 
     Args:
         path: the file to create or replace.
@@ -72,6 +75,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     if mode not in ("wb", "w"):
         raise PruningLimitsError(f"atomic_open mode must be 'wb' or 'w', got {describe(mode)}")
     target = Path(path)
+    if target.is_symlink():  # replace the file the link names, and keep the link
+        target = Path(os.path.realpath(target))
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise PruningLimitsError(f"cannot write {str(target)!r}: directory {str(directory)!r} does not exist")
@@ -80,10 +85,15 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     except OSError as exc:
         raise PruningLimitsError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
     try:
-        # mkstemp makes the file private (0600); give it the mode open() would (0666 less the umask)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
+        # mkstemp makes the file private (0600); give it the mode of the file it replaces, or
+        # else the one open() would (0666 less the umask)
+        try:
+            permissions = stat.S_IMODE(os.stat(target).st_mode)
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            permissions = 0o666 & ~umask
+        os.chmod(tmp_name, permissions)
         with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as handle:
             yield handle
             handle.flush()

@@ -74,6 +74,23 @@ def test_atomic_write_gives_the_mode_open_would(tmp_path):
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o644
 
 
+def test_atomic_write_over_a_file_keeps_its_mode_and_its_symlink(tmp_path):
+    """Overwriting a 0600 file made it 0644; a symbolic link became a regular file."""
+    private = tmp_path / "private.pt"
+    private.write_text("old")
+    private.chmod(0o600)
+    atomic_write(private, "new")
+    assert private.read_text() == "new" and stat.S_IMODE(private.stat().st_mode) == 0o600
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "m.pt").write_text("old")
+    link = tmp_path / "link.pt"
+    link.symlink_to(real / "m.pt")
+    atomic_write(link, "new")
+    assert link.is_symlink() and (real / "m.pt").read_text() == "new"
+    assert _no_temp_files(tmp_path) and _no_temp_files(real)
+
+
 def test_atomic_open_failure_keeps_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "result.json"
     target.write_text("old")
