@@ -479,10 +479,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from pruning_limits.report import write_json
     from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
-    from run_validation import ROWS
+    from run_validation import ROWS, is_l1
 
     torch.set_num_threads(args.threads)
-    trained = {row.name: row for row in ROWS if row.l1 > 0}
+    trained = {row.name: row for row in ROWS if is_l1(row) and not row.init}
     names = args.rows.split(",") if args.rows else list(trained)
     unknown = [n for n in names if n not in trained]
     if unknown:
