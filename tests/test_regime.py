@@ -44,6 +44,12 @@ def test_reasons_and_evidence_are_words_from_the_evidence_file():
     flat = trust_level(12.4, 1e-3, evidence=EVIDENCE)
     assert flat.reason() == f"flat knee: d ln R/ds = 12 at s*, below {FLAT_KNEE:g}"
     assert flat.evidence == "on 5 l1 runs with a flat knee (2 blind) predicted − measured was +1.5 to +9.0 points"
+    # the suite's own flat-knee l1 rows are quoted beside the carried-over section
+    with_suite = {**EVIDENCE, "suite": {**EVIDENCE["suite"], "outside_l1": {"runs": 1, "gaps": [-1.2, -1.2]}}}
+    assert trust_level(12.4, 1e-3, evidence=with_suite).evidence == (
+        "on 5 l1 runs with a flat knee (2 blind) predicted − measured was +1.5 to +9.0 points; "
+        "on the suite's 1 such network -1.2"
+    )
     # just below the level the rounded value read "= 25 ... below 25"
     assert trust_level(FLAT_KNEE - 0.06, 1e-3, evidence=EVIDENCE).reason() == (
         f"flat knee: d ln R/ds = {FLAT_KNEE - 0.1:.1f} at s*, below {FLAT_KNEE:g}"
