@@ -1,7 +1,7 @@
 """Theory against measurement end to end: the reduced row of the validation suite (issue 6).
 
 The full suite is ``python examples/validation/run_validation.py`` (docs/validation.md); CI runs
-its ``--quick`` row, a digits MLP of 50 432 weights trained with λ = 1e-3, with fewer Lanczos
+its ``--quick`` row, a digits MLP of 50 432 weights trained with λ auto (the suite's rule), with fewer Lanczos
 steps, and checks the suite's target on it: |predicted − measured-by-loss| ≤ 2 points.
 """
 
