@@ -89,17 +89,21 @@ def copy_written_constants(graph: fx.GraphModule) -> int:
     Raises:
         RuntimeError: an in-place op still writes to memory outliving a call.
     """
-    copied = 0
-    for node in list(graph.graph.nodes):
-        if _is_persistent(node) and _is_written(graph.graph, node):
-            with graph.graph.inserting_after(node):
-                clone = graph.graph.call_function(aten.clone.default, (node,))
-            node.replace_all_uses_with(clone, delete_user_cb=lambda user, clone=clone: user is not clone)
-            copied += 1
-    if any(_is_persistent(node) and _is_written(graph.graph, node) for node in graph.graph.nodes):
+    written = _written_persistent(graph.graph)  # one alias analysis: it is linear in the graph
+    for node in written:
+        with graph.graph.inserting_after(node):
+            clone = graph.graph.call_function(aten.clone.default, (node,))
+        node.replace_all_uses_with(clone, delete_user_cb=lambda user, clone=clone: user is not clone)
+    if _written_persistent(graph.graph):
         raise RuntimeError("an in-place op of the traced graph writes to its constants")
     graph.recompile()
-    return copied
+    return len(written)
+
+
+def _written_persistent(graph: fx.Graph) -> list[fx.Node]:
+    """The persistent nodes (:func:`_is_persistent`) that some in-place op may write to."""
+    root, written = alias_classes(graph, separate=_is_constant_item)
+    return [node for node in graph.nodes if _is_persistent(node) and root(node) in written]
 
 
 def _is_persistent(node: fx.Node) -> bool:
@@ -114,11 +118,6 @@ def _is_constant_item(node: fx.Node) -> bool:
         and isinstance(node.args[0], fx.Node)
         and node.args[0].op == "get_attr"
     )
-
-
-def _is_written(graph: fx.Graph, node: fx.Node) -> bool:
-    root, written = alias_classes(graph, separate=_is_constant_item)
-    return root(node) in written
 
 
 def same_shape_and_dtype(a: fx.Node, b: fx.Node) -> bool:
