@@ -416,8 +416,9 @@ def check_output_path(
     from pathlib import Path
 
     from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.checkpoint import output_target
 
-    target = Path(path)
+    target = output_target(path)  # where atomic_open will write: through a symbolic link
     if target.is_dir():
         raise PruningLimitsError(f"{what} {path!r} is a directory, expected a file name")
     for name, given in (inputs or {}).items():
@@ -430,7 +431,7 @@ def check_output_path(
     if figure:
         from pruning_limits.report import FIGURE_FORMATS
 
-        if target.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+        if Path(path).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
             raise PruningLimitsError(
                 f"plot file must end in {', '.join('.' + f for f in FIGURE_FORMATS)}, got {path!r}"
             )

@@ -55,6 +55,12 @@ HF_WEIGHTS = "model.safetensors"
 HF_CONFIG = "config.json"
 
 
+def output_target(path: str | os.PathLike[str]) -> Path:
+    """The file a write to ``path`` replaces: the file a symbolic link names (the link is kept)."""
+    target = Path(path)
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``.
@@ -74,9 +80,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     """
     if mode not in ("wb", "w"):
         raise PruningLimitsError(f"atomic_open mode must be 'wb' or 'w', got {describe(mode)}")
-    target = Path(path)
-    if target.is_symlink():  # replace the file the link names, and keep the link
-        target = Path(os.path.realpath(target))
+    target = output_target(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise PruningLimitsError(f"cannot write {str(target)!r}: directory {str(directory)!r} does not exist")

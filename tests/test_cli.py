@@ -746,6 +746,11 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_work(workdir,
     fails("train", "--model", "mlp:8", "--epochs", "50", "-o", workdir / "never.pt", match="Permission denied")
     fails("validate", bundle, *SLQ, "--report", workdir / "never.md", match="cannot write")
     assert len(calls) == 2 and not (workdir / "never.pt").exists()
+    monkeypatch.undo()
+    # a symbolic link is written through (checkpoint.atomic_open): its target's folder is checked
+    dangling = workdir / "dangling.png"
+    dangling.symlink_to(workdir / "missing-folder" / "x.png")
+    fails("spectrum", bundle, *SLQ, "--plot", dangling, "--json", match="missing-folder' does not exist")
 
 
 def test_a_failed_or_interrupted_demo_removes_the_folder_it_made(tmp_path, monkeypatch):
