@@ -164,7 +164,8 @@ def _evidence_text(level: str, without_l1: bool, evidence: dict[str, Any]) -> st
         )
     part = suite.get("outside_l1")  # the suite's own l1 rows with a flat knee, written with the suite
     if part and part.get("runs"):
-        texts.append(f"on the suite's {part['runs']} such network{'s' if part['runs'] > 1 else ''} {_range(*part['gaps'])}")
+        runs = part["runs"]
+        texts.append(f"on the suite's {runs} l1 network{'s' if runs > 1 else ''} with a flat knee {_range(*part['gaps'])} points")
     return "; ".join(texts)
 
 

@@ -599,7 +599,8 @@ def structures_table(record: Mapping[str, Any]) -> str:
 
     Sparsities in percent. Curve structures: predicted ``s*`` [kinematic interval], measured
     by loss and by accuracy, predicted − measured (points) and the trust level where the record
-    has one (``regime.trust_level`` on the structure's knee). ``N:M`` rows: the pattern's
+    has one: the network's verdict (its λ and the knee at its unstructured answer,
+    ``regime.trust_level``), the same for every curve structure. ``N:M`` rows: the pattern's
     sparsity, whether the prediction says it is feasible at ε and the ε it needs [interval],
     the measured loss rise (the ε it needs) and whether it stays within ε, and the accuracy.
     """

@@ -48,7 +48,7 @@ def test_reasons_and_evidence_are_words_from_the_evidence_file():
     with_suite = {**EVIDENCE, "suite": {**EVIDENCE["suite"], "outside_l1": {"runs": 1, "gaps": [-1.2, -1.2]}}}
     assert trust_level(12.4, 1e-3, evidence=with_suite).evidence == (
         "on 5 l1 runs with a flat knee (2 blind) predicted − measured was +1.5 to +9.0 points; "
-        "on the suite's 1 such network -1.2"
+        "on the suite's 1 l1 network with a flat knee -1.2 points"
     )
     # just below the level the rounded value read "= 25 ... below 25"
     assert trust_level(FLAT_KNEE - 0.06, 1e-3, evidence=EVIDENCE).reason() == (
