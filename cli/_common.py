@@ -590,6 +590,12 @@ def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
         extra += ["--data", loaded.data_spec]
     if kind == "module":
         extra.append("--trust-checkpoint")
+    stored_seed = (loaded.checkpoint.training or {}).get("data_seed")
+    if loaded.data_seed is not None and loaded.data_seed != stored_seed and loaded.data_seed != 0:
+        extra += ["--seed", str(loaded.data_seed)]  # the split this run used, which train --init would redraw
+    selection = (loaded.params or {}).get("selection")
+    if selection not in (None, "default"):
+        extra += ["--params", selection]
     return train_next_step(path, loaded.checkpoint.training, extra)
 
 
@@ -598,7 +604,8 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
 
     A network that was itself trained on the λ path (its ``training`` records ``l1_path``) would
     be taken along the same path again; the command then pins a stronger λ read from that path
-    (``pruning_limits.regpath.stronger_l1``) and the reason names its cost.
+    (``pruning_limits.regpath.stronger_l1``) and the reason names its cost. One trained at a
+    fixed λ gets the grid's next step above it (``regpath.stronger_fixed_l1``).
     """
     import shlex
     from pathlib import Path
@@ -609,6 +616,7 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
     words = ["pruning-limit", "train", "--init", path, *(extra or [])]
     reason = NEXT_REASON
     l1_path = (training or {}).get("l1_path")
+    fixed = (training or {}).get("l1")
     if l1_path:
         from pruning_limits._checks import PruningLimitsError
         from pruning_limits.regpath import stronger_l1
@@ -618,6 +626,13 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
             words += ["--l1", f"{l1:g}"]
         except PruningLimitsError:  # a damaged path record: the plain fine-tune is still a next step
             pass
+    elif isinstance(fixed, (int, float)) and not isinstance(fixed, bool) and fixed > 0:
+        from pruning_limits.regpath import stronger_fixed_l1
+
+        pinned = stronger_fixed_l1(fixed)  # λ auto might choose a weaker λ than this one
+        if pinned is not None:
+            words += ["--l1", f"{pinned[0]:g}"]
+            reason = pinned[1]
     words += ["-o", str(target.with_name(target.stem + "-l1.pt"))]
     return " ".join(shlex.quote(w) for w in words), reason
 

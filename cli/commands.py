@@ -147,7 +147,7 @@ def train_command(
     refuse_launcher("train")
     from pruning_limits._checks import check_choice, check_int, check_positive
     from pruning_limits.data import check_data_fits_model, load_data
-    from pruning_limits.lomp import OPTIMIZERS, accuracy, train
+    from pruning_limits.lomp import OPTIMIZERS, accuracy, check_trained, train
     from pruning_limits.models import build_model
     from pruning_limits.objective import evaluate_loss
 
@@ -158,7 +158,7 @@ def train_command(
     lr = None if lr is None else check_positive("--lr", lr)
     optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, OPTIMIZERS)
     batch_size = None if batch_size is None else check_int("--batch-size", batch_size, 1)
-    check_output_path(output)
+    check_output_path(output, inputs={"--init": init, "--data": data_spec})
     from pruning_limits.devices import resolve_device
 
     where = resolve_device(device)
@@ -187,6 +187,7 @@ def train_command(
             select_parameters(model, params)
         selection = report_selection(model, console, params)
         console.log(f"training {model_spec} on {data_spec}", level=1)
+    start_loss = None if init is not None else evaluate_loss(model, data.train)  # a fresh start must learn
     model.to(where)
     given = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size}
     given = {k: v for k, v in given.items() if v is not None}
@@ -209,6 +210,12 @@ def train_command(
         path_record = history.settings["l1_path"]
     else:
         history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
+    check_trained(model, data.train, start_loss=start_loss)  # nothing is written for a diverged run
+    from pruning_limits.regpath import SMALL_VALIDATION
+
+    if path_record is not None and path_record.get("validation_size", SMALL_VALIDATION) < SMALL_VALIDATION:
+        size = path_record["validation_size"]
+        console.log(f"warning: the λ path validated on {size} samples only (one is {100 / size:.1g} points): its choice of λ is noisy")
     settings = _training_settings(history, seed, data_seed)
     summary = _history_summary(history)
     after: dict[str, Any] = {}
@@ -239,7 +246,7 @@ def train_command(
     rows = [("model", model_spec or "-"), ("data", data_spec or "-"), ("l1 (λ)", f"{settings.get('l1'):g}" + (" (auto)" if path_record else ""))]
     if init is not None:
         for key, label in (("test_accuracy", "test accuracy"), ("test_loss", "test loss"), ("train_loss", "training loss")):
-            if key in before:
+            if before.get(key) is not None or after.get(key) is not None:  # regression has no accuracy
                 rows.append((f"{label} before -> after", f"{format_number(before[key])} -> {format_number(after[key])}"))
     rows += [(k.replace("_", " "), format_number(v)) for k, v in summary.items()]
     if path_record is not None:
@@ -569,7 +576,7 @@ def prune_command(
     if not parsed.is_pattern and sparsity is None:
         raise PruningLimitsError(f"--sparsity is required with --structure {parsed.name} (only N:M fixes the sparsity)")
     sparsity = None if sparsity is None else check_fraction("--sparsity", sparsity)
-    check_output_path(output)
+    check_output_path(output, inputs={"CHECKPOINT": checkpoint, "--data": data_spec})
     from pruning_limits.devices import resolve_device
 
     where = resolve_device(device)

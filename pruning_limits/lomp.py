@@ -259,6 +259,41 @@ def train(
     return history
 
 
+def check_trained(model: nn.Module, data: Any, *, start_loss: float | None = None) -> float:
+    """The training loss of a trained ``model``, refused where training failed.
+
+    Training that diverged (a learning rate too large, λ beyond float range) leaves weights or a
+    loss that are NaN, infinite, or, from a fresh start, no lower than before training; such a
+    network has no pruning limit to predict, and a bundle of it would mislead every later command.
+
+    Args:
+        model: the trained network.
+        data: its training data (an ``(x, y)`` pair, Dataset or DataLoader).
+        start_loss: the loss before training, for a fresh start (a fine-tune from a trained
+            network may raise it: the l1 penalty pulls weights towards zero).
+
+    Returns:
+        The training loss (:func:`~pruning_limits.objective.evaluate_loss`).
+
+    Raises:
+        PruningLimitsError: as above.
+    """
+    broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+    if broken:
+        raise PruningLimitsError(
+            f"training diverged: {broken[0]} holds NaN or infinite values; lower the learning rate (--lr) or λ (--l1)"
+        )
+    loss = evaluate_loss(model, data)
+    if not math.isfinite(loss):
+        raise PruningLimitsError(f"training diverged: the training loss is {loss}; lower the learning rate (--lr) or λ (--l1)")
+    if start_loss is not None and math.isfinite(start_loss) and loss >= start_loss:
+        raise PruningLimitsError(
+            f"training did not lower the loss (from {start_loss:.4g} at initialisation to {loss:.4g}): "
+            "lower the learning rate (--lr), train longer (--epochs) or check the data"
+        )
+    return loss
+
+
 @dataclass
 class SweepResult:
     """Pruning sweep of a trained model and the measured limits (THEORY §6).

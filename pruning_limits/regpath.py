@@ -75,6 +75,10 @@ ACCURACY_TOLERANCE = 0.01
 #: Regression: a λ is acceptable when its validation loss is at most the best plus this times the
 #: variance of the validation targets (1 point of R²).
 LOSS_TOLERANCE = 0.01
+#: Below this many validation samples one sample weighs more than the 1-point tolerance
+#: (:data:`ACCURACY_TOLERANCE`), and the choice of λ is close to the arg-max of a noisy metric:
+#: the command line warns.
+SMALL_VALIDATION = 100
 #: The path stops once a point is worse than the best by more than this many tolerances.
 STOP_FACTOR = 3.0
 #: The knee sharpness of a path point is taken where the pruned weights hold this share of ‖w‖².
@@ -183,10 +187,25 @@ def stronger_l1(path: Mapping[str, Any]) -> tuple[float, str]:
     following = [lam for lam in grid if lam > last["l1"]]
     lam = min(following) if following else last["l1"] * GRID_FACTOR
     cost = "a lower accuracy" if accuracy else "a higher loss"
+    ended = "stopped" if following else "ended"  # stopped early (STOP_FACTOR), or ran to the grid's end
     return lam, (
-        f"past the λ path, which stopped at λ = {last['l1']:g} ({name} {metric(last)}, best {metric(best)}) "
+        f"past the λ path, which {ended} at λ = {last['l1']:g} ({name} {metric(last)}, best {metric(best)}) "
         f"before its knee turned sharp: expect {cost}"
     )
+
+
+def stronger_fixed_l1(l1: float) -> tuple[float, str] | None:
+    """A λ above a fixed one that left a network outside the regime, and why; ``None`` below the grid.
+
+    A fine-tune with λ auto might choose a weaker λ than the one the network was trained with
+    (its path starts at :data:`GRID_START`), and the next step would lead round in a circle; this
+    names the grid's next step up instead (:data:`GRID_FACTOR`). Below :data:`GRID_START` the
+    path itself goes higher, and the plain fine-tune is the next step.
+    """
+    l1 = float(l1)
+    if not (math.isfinite(l1) and l1 >= GRID_START):
+        return None
+    return l1 * GRID_FACTOR, f"trained at a fixed λ = {l1:g} that left it outside the regime: expect a lower accuracy"
 
 
 def check_path_record(path: Any, *, report: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any], list[float]]:

@@ -771,3 +771,34 @@ def test_a_failed_or_interrupted_demo_removes_the_folder_it_made(tmp_path, monke
     existing.mkdir()
     assert run("demo", "--out", existing).exit_code == 130
     assert existing.is_dir()
+
+
+def test_train_writes_nothing_for_a_diverged_run_and_never_over_its_inputs(workdir, bundle):
+    out = workdir / "diverged.pt"
+    fails("train", "--model", "mlp:8", "--lr", "50", "--epochs", "2", "--l1", "1e-4", "-o", out,
+          match="training did not lower the loss")
+    fails("train", "--model", "mlp:8", "--l1", "1e300", "--epochs", "1", "-o", out, match="training diverged")
+    assert not out.exists()
+    copy_ = workdir / "keep.pt"
+    copy_.write_bytes(bundle.read_bytes())
+    fails("train", "--init", copy_, "--epochs", "1", "-o", copy_, match="is the --init file")
+    rng = np.random.default_rng(0)
+    npz = workdir / "own.npz"
+    np.savez(npz, x=rng.standard_normal((200, 6)).astype(np.float32), y=rng.integers(0, 3, 200))
+    fails("train", "--model", "mlp:4", "--data", npz, "--epochs", "1", "-o", npz, match="is the --data file")
+    fails("prune", copy_, "--sparsity", "0.5", "-o", copy_, match="is the CHECKPOINT file")
+    assert copy_.read_bytes() == bundle.read_bytes()
+
+
+def test_the_next_step_keeps_the_split_the_selection_and_a_fixed_lambdas_direction(workdir, bundle, state_dict_file):
+    """It dropped --seed (train --init then redrew the split: 303 of 397 test samples became
+    training samples) and --params; for a fixed λ it offered λ auto, which could choose lower."""
+    record = json.loads(ok("predict", state_dict_file, "--model", "mlp:8", "--data", "digits", "--seed", "5",
+                           "--params", "1.weight", *SLQ, "--json").stdout)
+    assert record["trust"]["level"] == "outside the regime"  # three epochs at λ = 1e-4: a flat knee
+    assert "--seed 5" in record["next"] and "--params 1.weight" in record["next"]
+    from pruning_limits.cli._common import train_next_step
+
+    command, reason = train_next_step("fixed.pt", {"l1": 0.0256})
+    assert command == "pruning-limit train --init fixed.pt --l1 0.0512 -o fixed-l1.pt" and "fixed λ = 0.0256" in reason
+    assert "--l1" not in train_next_step("nol1.pt", {"l1": 0.0})[0]  # λ = 0: the path chooses

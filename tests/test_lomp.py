@@ -277,3 +277,25 @@ def test_a_non_finite_dense_loss_is_refused_not_measured_as_full_sparsity(digits
     with pytest.raises(PruningLimitsError, match="fails already at 0 weights pruned"):
         first_crossing(np.array([0, 5, 10]), lambda m: False)
     assert first_crossing(np.array([0, 5, 10]), lambda m: m <= 7) == 7
+
+
+def test_check_trained_refuses_a_run_that_diverged_or_learned_nothing(digits):
+    """`train --lr 50` wrote a bundle at loss 22.8 (and `predict` then said 'in regime', 100 %);
+    `--l1 1e300` wrote NaN weights. check_trained is what `train` now calls before writing."""
+    from pruning_limits.lomp import check_trained
+
+    model = build_model("mlp:4", digits, seed=0)
+    start = evaluate_loss(model, digits.train)
+    diverged = copy.deepcopy(model)
+    train(diverged, digits.train, l1=0.0, epochs=2, lr=50.0, seed=0)
+    with pytest.raises(PruningLimitsError, match="training did not lower the loss"):
+        check_trained(diverged, digits.train, start_loss=start)
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken[1].weight[0, 0] = float("nan")
+    with pytest.raises(PruningLimitsError, match=r"training diverged: 1.weight holds NaN"):
+        check_trained(broken, digits.train)
+    learned = copy.deepcopy(model)
+    train(learned, digits.train, l1=1e-4, epochs=3, seed=0)
+    assert check_trained(learned, digits.train, start_loss=start) == evaluate_loss(learned, digits.train) < start
+    assert check_trained(diverged, digits.train) > start  # a fine-tune (no start loss) is judged on finiteness alone

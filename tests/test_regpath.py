@@ -234,3 +234,14 @@ def test_stronger_l1_refuses_a_damaged_record_in_one_line():
         stronger_l1({"points": [{"l1": 1e-3}], "chosen": 0, "metric": "accuracy", "grid": []})
     with pytest.raises(PruningLimitsError, match="not a RegularisationPath record"):
         stronger_l1({"points": [], "chosen": 3, "metric": "accuracy", "grid": []})
+
+
+def test_stronger_fixed_l1_is_the_grids_next_step_above_a_fixed_lambda():
+    """A bundle trained at a fixed λ got a plain `train --init` as its next step, whose path could
+    choose a weaker λ and lead round in a circle (0.0256 -> 0.0128 -> 0.0256)."""
+    from pruning_limits.regpath import GRID_FACTOR, GRID_START, stronger_fixed_l1
+
+    l1, reason = stronger_fixed_l1(0.0256)
+    assert l1 == 0.0256 * GRID_FACTOR and "fixed λ = 0.0256" in reason
+    assert stronger_fixed_l1(GRID_START / 10) is None  # the path itself starts above it
+    assert stronger_fixed_l1(float("nan")) is None
