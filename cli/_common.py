@@ -406,11 +406,18 @@ def params_option(func: F) -> F:
 
 
 def check_output_path(
-    path: str | None, *, figure: bool = False, inputs: Mapping[str, str | None] | None = None, what: str = "output"
+    path: str | None,
+    *,
+    figure: bool = False,
+    inputs: Mapping[str, str | None] | None = None,
+    outputs: Mapping[str, str | None] | None = None,
+    what: str = "output",
 ) -> None:
     """Refuse an output path before any work: its folder missing or not writable, a directory, a
-    figure with an unknown suffix, or the same file as one of ``inputs`` (name -> path: the checkpoint, a data
-    file, another output), which writing it would replace. ``what`` names the output in errors."""
+    figure with an unknown suffix, or the same file as one of ``inputs`` (name -> path: the
+    checkpoint, a data file; a spec that names no file, as ``digits``, is none) or ``outputs``
+    (the command's other outputs, compared by name), which writing it would replace. ``what``
+    names the output in errors."""
     if path is None:
         return
     from pathlib import Path
@@ -421,8 +428,10 @@ def check_output_path(
     target = output_target(path)  # where atomic_open will write: through a symbolic link
     if target.is_dir():
         raise PruningLimitsError(f"{what} {path!r} is a directory, expected a file name")
-    for name, given in (inputs or {}).items():
-        if given and _same_file(target, Path(given)):
+    named = [(name, given) for name, given in (inputs or {}).items() if given and Path(given).exists()]
+    named += [(name, given) for name, given in (outputs or {}).items() if given]
+    for name, given in named:
+        if _same_file(target, Path(given)):
             raise PruningLimitsError(f"{what} {path!r} is the {name} file, which writing it would replace: choose another name")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
@@ -586,12 +595,18 @@ def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
     kind = loaded.checkpoint.kind
     if kind == "state_dict" and loaded.model_spec and not loaded.checkpoint.model_spec:
         extra += ["--model", loaded.model_spec]
-    if loaded.data_spec and loaded.data_spec != loaded.checkpoint.data_spec:
+    from pruning_limits.data import same_data_spec
+
+    stored_spec = loaded.checkpoint.data_spec
+    own_data = not loaded.data_spec or (stored_spec is not None and same_data_spec(loaded.data_spec, stored_spec))
+    if not own_data:
         extra += ["--data", loaded.data_spec]
     if kind == "module":
         extra.append("--trust-checkpoint")
+    # train --init splits the bundle's own data with its stored seed, other data with --seed (0 unless given)
     stored_seed = (loaded.checkpoint.training or {}).get("data_seed")
-    if loaded.data_seed is not None and loaded.data_seed != stored_seed and loaded.data_seed != 0:
+    default_seed = stored_seed if own_data and stored_seed is not None else 0
+    if loaded.data_seed is not None and loaded.data_seed != default_seed:
         extra += ["--seed", str(loaded.data_seed)]  # the split this run used, which train --init would redraw
     selection = (loaded.params or {}).get("selection")
     if selection not in (None, "default"):
@@ -605,7 +620,8 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
     A network that was itself trained on the λ path (its ``training`` records ``l1_path``) would
     be taken along the same path again; the command then pins a stronger λ read from that path
     (``pruning_limits.regpath.stronger_l1``) and the reason names its cost. One trained at a
-    fixed λ gets the grid's next step above it (``regpath.stronger_fixed_l1``).
+    fixed λ gets twice it, the path's spacing (``regpath.stronger_fixed_l1``; below the path's
+    first λ, the plain fine-tune).
     """
     import shlex
     from pathlib import Path

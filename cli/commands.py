@@ -187,7 +187,7 @@ def train_command(
             select_parameters(model, params)
         selection = report_selection(model, console, params)
         console.log(f"training {model_spec} on {data_spec}", level=1)
-    start_loss = None if init is not None else evaluate_loss(model, data.train)  # a fresh start must learn
+    start_loss = evaluate_loss(model, data.train) if init is None else before["train_loss"]  # check_trained's reference
     model.to(where)
     given = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "batch_size": batch_size}
     given = {k: v for k, v in given.items() if v is not None}
@@ -215,7 +215,8 @@ def train_command(
 
     if path_record is not None and path_record.get("validation_size", SMALL_VALIDATION) < SMALL_VALIDATION:
         size = path_record["validation_size"]
-        console.log(f"warning: the λ path validated on {size} samples only (one is {100 / size:.1g} points): its choice of λ is noisy")
+        weight = f" (one is {100 / size:.3g} points of accuracy)" if path_record.get("metric") == "accuracy" else ""
+        console.log(f"warning: the λ path validated on {size} samples only{weight}: its choice of λ is noisy")
     settings = _training_settings(history, seed, data_seed)
     summary = _history_summary(history)
     after: dict[str, Any] = {}
@@ -713,13 +714,13 @@ def validate_command(
     )
     inputs = {"CHECKPOINT": checkpoint, "--data": data_spec}
     check_output_path(plot_path, figure=True, inputs=inputs)
-    check_output_path(report_path, inputs={**inputs, "--plot": plot_path})
+    check_output_path(report_path, inputs=inputs, outputs={"--plot": plot_path})
     if report_path is not None:  # and the figures written beside it
         from pruning_limits.report import REPORT_FIGURES, report_figure_path
 
         for name in REPORT_FIGURES:
             figure = str(report_figure_path(report_path, name))
-            check_output_path(figure, inputs={**inputs, "--plot": plot_path}, what="the report's figure")
+            check_output_path(figure, inputs=inputs, outputs={"--plot": plot_path}, what="the report's figure")
     if retrain is not None:
         from pruning_limits._checks import check_int
 

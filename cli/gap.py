@@ -205,7 +205,7 @@ def gap_command(
         if not (0 < eps < 1):
             raise PruningLimitsError(f"--epsilon must be in (0, 1) (the target's sup is 1), got {eps:g}")
     check_output_path(plot_path, figure=True)
-    check_output_path(output)
+    check_output_path(output, outputs={"--plot": plot_path})
 
     record = lottery.gap_experiment(
         dim,

@@ -259,18 +259,27 @@ def train(
     return history
 
 
-def check_trained(model: nn.Module, data: Any, *, start_loss: float | None = None) -> float:
-    """The training loss of a trained ``model``, refused where training failed.
+#: ``check_trained`` calls a run diverged when its training loss ends above this many times the
+#: larger of the loss it started from and a constant prediction's loss: l1 training can pull a
+#: network down to a constant prediction (biases are not penalised), not beyond it.
+DIVERGED_SLACK = 1.1
 
-    Training that diverged (a learning rate too large, λ beyond float range) leaves weights or a
-    loss that are NaN, infinite, or, from a fresh start, no lower than before training; such a
-    network has no pruning limit to predict, and a bundle of it would mislead every later command.
+
+def check_trained(model: nn.Module, data: Any, *, start_loss: float | None = None) -> float:
+    """The training loss of a trained ``model``, refused where training diverged.
+
+    A learning rate too large (or λ beyond float range) leaves weights or a loss that are NaN or
+    infinite, or a loss above both the loss training started from and that of the best constant
+    prediction (the labels' entropy for classes, the targets' variance for regression), by more
+    than :data:`DIVERGED_SLACK`. An l1 penalty, however strong, pulls a network towards a constant
+    prediction and no further, so a larger loss is divergence. Such a network has no pruning limit
+    to predict, and a bundle of it would mislead every later command.
 
     Args:
         model: the trained network.
-        data: its training data (an ``(x, y)`` pair, Dataset or DataLoader).
-        start_loss: the loss before training, for a fresh start (a fine-tune from a trained
-            network may raise it: the l1 penalty pulls weights towards zero).
+        data: its training data (an ``(x, y)`` pair, Dataset or DataLoader; integer targets are
+            classes, float targets regression, as for the default losses).
+        start_loss: the training loss before training (fresh or from ``--init``), if known.
 
     Returns:
         The training loss (:func:`~pruning_limits.objective.evaluate_loss`).
@@ -286,12 +295,30 @@ def check_trained(model: nn.Module, data: Any, *, start_loss: float | None = Non
     loss = evaluate_loss(model, data)
     if not math.isfinite(loss):
         raise PruningLimitsError(f"training diverged: the training loss is {loss}; lower the learning rate (--lr) or λ (--l1)")
-    if start_loss is not None and math.isfinite(start_loss) and loss >= start_loss:
+    _, targets = materialize(data)
+    reference = _constant_prediction_loss(targets)
+    if start_loss is not None and math.isfinite(start_loss):
+        reference = max(reference, start_loss)
+    if loss > DIVERGED_SLACK * reference:
         raise PruningLimitsError(
-            f"training did not lower the loss (from {start_loss:.4g} at initialisation to {loss:.4g}): "
-            "lower the learning rate (--lr), train longer (--epochs) or check the data"
+            f"training diverged: the training loss rose to {loss:.4g}, above {reference:.4g} (where it started, or a "
+            "constant prediction's); lower the learning rate (--lr)"
         )
     return loss
+
+
+def _constant_prediction_loss(targets: Tensor) -> float:
+    """The loss of the best constant prediction: the labels' entropy, or the targets' variance."""
+    if targets.is_floating_point():
+        t = targets.double().reshape(len(targets), -1)
+        return float(t.var(dim=0, unbiased=False).mean())
+    labels = targets.reshape(-1)
+    labels = labels[labels >= 0]  # cross-entropy's ignore_index (-100) has no class
+    if labels.numel() == 0:
+        return math.inf
+    p = torch.bincount(labels).double() / labels.numel()
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
 
 
 @dataclass

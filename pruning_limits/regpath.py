@@ -199,13 +199,13 @@ def stronger_fixed_l1(l1: float) -> tuple[float, str] | None:
 
     A fine-tune with λ auto might choose a weaker λ than the one the network was trained with
     (its path starts at :data:`GRID_START`), and the next step would lead round in a circle; this
-    names the grid's next step up instead (:data:`GRID_FACTOR`). Below :data:`GRID_START` the
+    names twice the λ instead, the path's own spacing (:data:`GRID_FACTOR`). Below :data:`GRID_START` the
     path itself goes higher, and the plain fine-tune is the next step.
     """
     l1 = float(l1)
     if not (math.isfinite(l1) and l1 >= GRID_START):
         return None
-    return l1 * GRID_FACTOR, f"trained at a fixed λ = {l1:g} that left it outside the regime: expect a lower accuracy"
+    return l1 * GRID_FACTOR, f"trained at a fixed λ = {l1:g} that left it outside the regime: expect a worse fit"
 
 
 def check_path_record(path: Any, *, report: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any], list[float]]:

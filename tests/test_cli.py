@@ -776,7 +776,9 @@ def test_a_failed_or_interrupted_demo_removes_the_folder_it_made(tmp_path, monke
 def test_train_writes_nothing_for_a_diverged_run_and_never_over_its_inputs(workdir, bundle):
     out = workdir / "diverged.pt"
     fails("train", "--model", "mlp:8", "--lr", "50", "--epochs", "2", "--l1", "1e-4", "-o", out,
-          match="training did not lower the loss")
+          match="training diverged: the training loss rose to")
+    fails("train", "--init", bundle, "--lr", "50", "--epochs", "2", "--l1", "1e-4", "-o", out,
+          match="training diverged: the training loss rose to")
     fails("train", "--model", "mlp:8", "--l1", "1e300", "--epochs", "1", "-o", out, match="training diverged")
     assert not out.exists()
     copy_ = workdir / "keep.pt"
@@ -788,6 +790,14 @@ def test_train_writes_nothing_for_a_diverged_run_and_never_over_its_inputs(workd
     fails("train", "--model", "mlp:4", "--data", npz, "--epochs", "1", "-o", npz, match="is the --data file")
     fails("prune", copy_, "--sparsity", "0.5", "-o", copy_, match="is the CHECKPOINT file")
     assert copy_.read_bytes() == bundle.read_bytes()
+    fails("gap", "--dim", "2", "--plot", workdir / "g.png", "-o", workdir / "g.png", match="is the --plot file")
+
+
+def test_an_output_named_like_a_data_spec_that_is_no_file_is_written(workdir, monkeypatch):
+    """`train --data digits -o digits` was refused as if it would replace the data."""
+    monkeypatch.chdir(workdir)
+    ok("train", "--model", "mlp:4", "--data", "digits", "--epochs", "1", "--l1", "0", "-o", "digits")
+    assert (workdir / "digits").is_file()
 
 
 def test_the_next_step_keeps_the_split_the_selection_and_a_fixed_lambdas_direction(workdir, bundle, state_dict_file):
@@ -802,3 +812,11 @@ def test_the_next_step_keeps_the_split_the_selection_and_a_fixed_lambdas_directi
     command, reason = train_next_step("fixed.pt", {"l1": 0.0256})
     assert command == "pruning-limit train --init fixed.pt --l1 0.0512 -o fixed-l1.pt" and "fixed λ = 0.0256" in reason
     assert "--l1" not in train_next_step("nol1.pt", {"l1": 0.0})[0]  # λ = 0: the path chooses
+    # a bundle given other data: train --init splits those with --seed (0 unless given), so the
+    # seed this run drew them with is carried even when it is the bundle's own (3 here)
+    seeded = workdir / "seeded3.pt"
+    ok("train", "--model", "mlp:8", "--data", "digits", "--seed", "3", "--epochs", "2", "--l1", "0", "-o", seeded)
+    other = json.loads(ok("predict", seeded, "--data", "digits:train=1000", "--seed", "3", *SLQ, "--json").stdout)
+    assert "--data digits:train=1000" in other["next"] and "--seed 3" in other["next"]
+    own = json.loads(ok("predict", seeded, "--data", " digits", *SLQ, "--json").stdout)  # its own data: its own seed
+    assert "--seed" not in own["next"] and "--data" not in own["next"]

@@ -279,17 +279,21 @@ def test_a_non_finite_dense_loss_is_refused_not_measured_as_full_sparsity(digits
     assert first_crossing(np.array([0, 5, 10]), lambda m: m <= 7) == 7
 
 
-def test_check_trained_refuses_a_run_that_diverged_or_learned_nothing(digits):
+def test_check_trained_refuses_a_run_that_diverged(digits):
     """`train --lr 50` wrote a bundle at loss 22.8 (and `predict` then said 'in regime', 100 %);
-    `--l1 1e300` wrote NaN weights. check_trained is what `train` now calls before writing."""
-    from pruning_limits.lomp import check_trained
+    `--l1 1e300` wrote NaN weights. check_trained is what `train` now calls before writing. A
+    strong λ that pulls the network to a constant prediction is not divergence."""
+    import math
+
+    from pruning_limits.lomp import DIVERGED_SLACK, _constant_prediction_loss, check_trained
 
     model = build_model("mlp:4", digits, seed=0)
     start = evaluate_loss(model, digits.train)
     diverged = copy.deepcopy(model)
     train(diverged, digits.train, l1=0.0, epochs=2, lr=50.0, seed=0)
-    with pytest.raises(PruningLimitsError, match="training did not lower the loss"):
-        check_trained(diverged, digits.train, start_loss=start)
+    for reference in (start, None):  # a fresh start, or a fine-tune judged against the constant prediction
+        with pytest.raises(PruningLimitsError, match="training diverged: the training loss rose to"):
+            check_trained(diverged, digits.train, start_loss=reference)
     broken = copy.deepcopy(model)
     with torch.no_grad():
         broken[1].weight[0, 0] = float("nan")
@@ -298,4 +302,11 @@ def test_check_trained_refuses_a_run_that_diverged_or_learned_nothing(digits):
     learned = copy.deepcopy(model)
     train(learned, digits.train, l1=1e-4, epochs=3, seed=0)
     assert check_trained(learned, digits.train, start_loss=start) == evaluate_loss(learned, digits.train) < start
-    assert check_trained(diverged, digits.train) > start  # a fine-tune (no start loss) is judged on finiteness alone
+    squeezed = copy.deepcopy(model)  # λ = 1: pulled to (nearly) a constant prediction, above its start on some seeds
+    train(squeezed, digits.train, l1=1.0, epochs=3, seed=0)
+    constant = _constant_prediction_loss(digits.train[1])
+    assert evaluate_loss(squeezed, digits.train) <= DIVERGED_SLACK * constant
+    check_trained(squeezed, digits.train, start_loss=min(start, constant) * 0.5)
+    # the constant prediction's loss: the labels' entropy, the targets' variance
+    assert _constant_prediction_loss(torch.tensor([0, 0, 1, 1])) == pytest.approx(math.log(2))
+    assert _constant_prediction_loss(torch.tensor([[1.0, 0.0], [3.0, 4.0]])) == pytest.approx((1.0 + 4.0) / 2)
