@@ -704,7 +704,7 @@ def load_model_and_data(
         stored_seed = checkpoint.training.get("data_seed")
         same = not data_spec or (checkpoint.data_spec is not None and same_data_spec(data_spec, checkpoint.data_spec))
         data_seed = int(stored_seed if same and stored_seed is not None else seed)
-        if stored_seed is not None and data_seed != stored_seed:
+        if stored_seed is not None and checkpoint.data_spec is not None and data_seed != stored_seed:
             console.log(
                 f"warning: --data is not the bundle's data ({checkpoint.data_spec!r}): its split is drawn with --seed {seed}, "
                 f"not the training seed {stored_seed}"

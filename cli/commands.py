@@ -262,8 +262,10 @@ def _write_trained(output: str, model: Any, kind: str, model_spec: str | None, d
     """A bundle when the specs are known (fresh, bundle or state_dict start), else the source's format."""
     from pruning_limits import checkpoint as ckpt
 
-    if kind in ("torchscript", "module") and not model_spec:
-        (ckpt.save_torchscript if kind == "torchscript" else ckpt.save_module)(output, model)
+    if kind == "torchscript" and not model_spec:
+        ckpt.save_torchscript(output, model, training=training)  # the record travels as an extra file
+    elif kind == "module" and not model_spec:
+        ckpt.save_module(output, model)
     else:
         ckpt.save_bundle(output, model, model_spec=model_spec or "", data_spec=data_spec or "", training=training)
 
@@ -617,7 +619,7 @@ def prune_command(
     elif source.kind == "huggingface":
         ckpt.save_huggingface(output, model)
     elif source.kind == "torchscript":
-        ckpt.save_torchscript(output, model)
+        ckpt.save_torchscript(output, model, training=source.training)
     elif source.kind == "module":
         ckpt.save_module(output, model)
     else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import stat
 import pickle
@@ -51,6 +52,9 @@ BUNDLE_VERSION = 1
 KINDS = ("bundle", "state_dict", "torchscript", "module", "huggingface")
 
 #: Weights file of a Hugging Face model folder (``save_pretrained`` with safetensors).
+#: The extra file of a TorchScript archive written by ``train --init`` that holds its training
+#: record (λ, the λ path), as a bundle's ``training`` does: ``predict``'s next step reads it.
+TORCHSCRIPT_TRAINING = "pruning_limits_training.json"
 HF_WEIGHTS = "model.safetensors"
 HF_CONFIG = "config.json"
 
@@ -197,11 +201,12 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
     if file.suffix.lower() == ".safetensors" or _is_safetensors(file):
         return Checkpoint(str(file), "state_dict", state_dict=read_safetensors(file), format="safetensors")
     if _is_torchscript(file):
+        extra = {TORCHSCRIPT_TRAINING: ""}
         try:
-            module = torch.jit.load(str(file), map_location="cpu")
+            module = torch.jit.load(str(file), map_location="cpu", _extra_files=extra)
         except (RuntimeError, OSError) as exc:
             raise PruningLimitsError(f"{str(file)!r} is a damaged TorchScript archive: {_first_line(exc)}") from exc
-        return Checkpoint(str(file), "torchscript", module=module)
+        return Checkpoint(str(file), "torchscript", module=module, training=_torchscript_training(str(file), extra[TORCHSCRIPT_TRAINING]))
     try:
         content = torch.load(str(file), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -248,6 +253,17 @@ def _stored_training(path: str, content: Mapping) -> dict[str, Any]:
                 f"{path!r} stores a data seed that is not an integer in [0, 2**64), got {describe(training['data_seed'])}"
             ) from None
     return training
+
+
+def _torchscript_training(path: str, text: str | bytes) -> dict[str, Any]:
+    """The training record a TorchScript archive carries (:data:`TORCHSCRIPT_TRAINING`; ``{}`` without one)."""
+    if not text:
+        return {}
+    try:
+        record = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise PruningLimitsError(f"{path!r} carries a training record ({TORCHSCRIPT_TRAINING}) that is not JSON") from None
+    return _stored_training(path, {"training": record})
 
 
 def _stored_params(path: str, value: Any) -> list[str] | None:
@@ -731,12 +747,16 @@ def _model_record(model: nn.Module) -> dict[str, Any]:
     return {} if record is None else _plain(record.to_dict(), "model record")
 
 
-def save_torchscript(path: str | os.PathLike[str], module: Any) -> Path:
-    """Write a TorchScript module (or the scripted module of a :func:`scripted_view`) atomically."""
+def save_torchscript(path: str | os.PathLike[str], module: Any, *, training: Mapping[str, Any] | None = None) -> Path:
+    """Write a TorchScript module (or the scripted module of a :func:`scripted_view`) atomically.
+
+    ``training``: a training record to carry (:data:`TORCHSCRIPT_TRAINING`), as a bundle does.
+    """
     if hasattr(module, "to_scripted"):
         module = module.to_scripted()
+    extra = {TORCHSCRIPT_TRAINING: json.dumps(_plain(dict(training), "training"))} if training else {}
     with atomic_open(path, "wb") as handle:
-        torch.jit.save(module, handle)
+        torch.jit.save(module, handle, _extra_files=extra)
     return Path(path)
 
 

@@ -277,6 +277,24 @@ def test_torchscript_archive(tmp_path, model, digits):
     assert torch.allclose(loaded(x), model(x))
 
 
+def test_a_torchscript_archive_carries_its_training_record(tmp_path, model):
+    """`train --init` from TorchScript wrote TorchScript without its λ or λ path, so the next
+    step repeated λ auto and could lead round in a circle."""
+    path = tmp_path / "scripted-l1.pt"
+    record = {"l1": 0.0064, "data_seed": 3, "l1_path": {"l1": 0.0064, "points": [{"l1": 1e-4, "metric": 0.9}]}}
+    save_torchscript(path, torch.jit.script(model.eval()), training=record)
+    assert read_checkpoint(path).training == record
+    save_torchscript(path, torch.jit.script(model.eval()))  # no record: none read
+    assert read_checkpoint(path).training == {}
+    damaged = tmp_path / "damaged-record.pt"
+    torch.jit.save(torch.jit.script(model.eval()), str(damaged), _extra_files={"pruning_limits_training.json": "{not json"})
+    with pytest.raises(PruningLimitsError, match="carries a training record .* that is not JSON"):
+        read_checkpoint(damaged)
+    torch.jit.save(torch.jit.script(model.eval()), str(damaged), _extra_files={"pruning_limits_training.json": '{"data_seed": -1}'})
+    with pytest.raises(PruningLimitsError, match="stores a data seed that is not an integer"):
+        read_checkpoint(damaged)
+
+
 def test_scripted_view_hessian_products_match_the_eager_model(model, digits):
     import numpy as np
 

@@ -465,6 +465,12 @@ def test_torchscript_checkpoint(bundle, workdir):
     pruned = workdir / "scripted-pruned.pt"
     ok("prune", scripted, "--sparsity", "0.25", "-o", pruned)
     assert read_checkpoint(pruned).kind == "torchscript"
+    # an l1 fine-tune of it is TorchScript again, carrying its λ and λ path: the next step reads them
+    tuned = workdir / "scripted-l1.pt"
+    record = json.loads(ok("train", "--init", scripted, "--data", "digits", "--epochs", "1", "-o", tuned, "--json").stdout)
+    carried = read_checkpoint(tuned)
+    assert carried.kind == "torchscript" and carried.training["l1"] == record["l1"] and carried.training["l1_path"]
+    assert read_checkpoint(workdir / "scripted-pruned.pt").training == {}
 
 
 def test_pickled_model_needs_trust(workdir):
