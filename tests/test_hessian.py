@@ -562,3 +562,30 @@ def test_forward_over_reverse_named_explicitly_says_so_when_the_loss_lacks_its_d
     else:  # a torch that has it: the products must be right
         assert rel_err(op.matvec(v), H @ v) <= 1e-10
     assert rel_err(HessianOperator(model, (x, y)).matvec(v), H @ v) <= 1e-10
+
+
+def test_rounding_level_differences_between_batch_sizes_are_not_batch_dependence() -> None:
+    """Kernels may differ by batch size (TF32 convolutions on a GPU: about 1e-3 relative); only a
+    difference above objective.BATCH_DEPENDENCE_TOLERANCE of the largest output is refused."""
+    from pruning_limits.objective import BATCH_DEPENDENCE_TOLERANCE
+
+    class AloneShift(nn.Module):
+        def __init__(self, shift: float) -> None:
+            super().__init__()
+            self.shift = shift
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + (self.shift if len(x) == 1 else 0.0)
+
+    torch.manual_seed(0)
+    x, y = torch.randn(N_SAMPLES, 5, dtype=torch.float64), torch.randint(0, 3, (N_SAMPLES,))
+    for shift, refused in ((0.1 * BATCH_DEPENDENCE_TOLERANCE, False), (10 * BATCH_DEPENDENCE_TOLERANCE, True)):
+        model = nn.Sequential(nn.Linear(5, 3), AloneShift(shift)).double()
+        with torch.no_grad():  # outputs of size about 1: the tolerance is absolute here
+            model[0].weight.mul_(0.1)
+            model[0].bias.fill_(0.5)
+        if refused:
+            with pytest.raises(PruningLimitsError, match="depends on the rest of its batch"):
+                HessianOperator(model, (x, y))
+        else:
+            assert HessianOperator(model, (x, y)).dim == 15
