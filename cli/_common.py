@@ -554,6 +554,7 @@ class Loaded:
     data_spec: str | None
     params: dict[str, Any] | None = None
     data_seed: int | None = None  # the seed the data were loaded with (the bundle's own when the spec is its own)
+    own_data: bool = True  # the data are the bundle's own (data.same_data_spec), split with its stored seed
 
 
 def report_selection(model: Any, console: Console, given: str | None) -> dict[str, Any]:
@@ -595,17 +596,13 @@ def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
     kind = loaded.checkpoint.kind
     if kind == "state_dict" and loaded.model_spec and not loaded.checkpoint.model_spec:
         extra += ["--model", loaded.model_spec]
-    from pruning_limits.data import same_data_spec
-
-    stored_spec = loaded.checkpoint.data_spec
-    own_data = not loaded.data_spec or (stored_spec is not None and same_data_spec(loaded.data_spec, stored_spec))
-    if not own_data:
+    if not loaded.own_data:
         extra += ["--data", loaded.data_spec]
     if kind == "module":
         extra.append("--trust-checkpoint")
     # train --init splits the bundle's own data with its stored seed, other data with --seed (0 unless given)
     stored_seed = (loaded.checkpoint.training or {}).get("data_seed")
-    default_seed = stored_seed if own_data and stored_seed is not None else 0
+    default_seed = stored_seed if loaded.own_data and stored_seed is not None else 0
     if loaded.data_seed is not None and loaded.data_seed != default_seed:
         extra += ["--seed", str(loaded.data_seed)]  # the split this run used, which train --init would redraw
     selection = (loaded.params or {}).get("selection")
@@ -698,6 +695,7 @@ def load_model_and_data(
     spec = data_spec or checkpoint.data_spec
     data = None
     data_seed = None
+    own_data = True
     if spec:
         if not data_spec:
             check_stored_spec(checkpoint, spec, "data", trust=trust)
@@ -710,6 +708,7 @@ def load_model_and_data(
                 f"not the training seed {stored_seed}"
             )
         data = load_data(spec, seed=data_seed)
+        own_data = same
     elif need_data or (checkpoint.kind == "state_dict"):
         # a plain state_dict needs both: say so at once rather than one error after the other
         needs_model = checkpoint.kind == "state_dict" and not (model_spec or checkpoint.model_spec)
@@ -727,4 +726,4 @@ def load_model_and_data(
         check_exact_fits(model)
     if data is not None:
         check_data_fits_model(model, data)
-    return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec, selection, data_seed)
+    return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec, selection, data_seed, own_data)

@@ -210,7 +210,7 @@ def train_command(
         path_record = history.settings["l1_path"]
     else:
         history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
-    check_trained(model, data.train, start_loss=start_loss)  # nothing is written for a diverged run
+    final_loss = check_trained(model, data.train, start_loss=start_loss)  # nothing is written for a diverged run
     from pruning_limits.regpath import SMALL_VALIDATION
 
     if path_record is not None and path_record.get("validation_size", SMALL_VALIDATION) < SMALL_VALIDATION:
@@ -221,7 +221,7 @@ def train_command(
     summary = _history_summary(history)
     after: dict[str, Any] = {}
     if init is not None:
-        after = {"train_loss": evaluate_loss(model, data.train)}
+        after = {"train_loss": final_loss}  # check_trained's evaluate_loss of the trained model
         if data.test is not None:
             after["test_loss"] = evaluate_loss(model, data.test)
             after["test_accuracy"] = accuracy(model, data.test)
