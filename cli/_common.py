@@ -608,7 +608,15 @@ def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
     selection = (loaded.params or {}).get("selection")
     if selection not in (None, "default"):
         extra += ["--params", selection]
-    return train_next_step(path, loaded.checkpoint.training, extra)
+    training = loaded.checkpoint.training
+    if training and "constant_loss" not in training and loaded.own_data and loaded.data is not None:
+        # a bundle written before train recorded them: its last epoch's loss against the same split's constant
+        from pruning_limits.data import materialize
+        from pruning_limits.lomp import constant_prediction_loss
+
+        training = {**training, "train_loss": training.get("final_loss"),
+                    "constant_loss": constant_prediction_loss(materialize(loaded.data.train)[1])}
+    return train_next_step(path, training, extra)
 
 
 def train_next_step(path: str, training: Any = None, extra: list[str] | None = None) -> tuple[str, str]:
@@ -618,7 +626,9 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
     be taken along the same path again; the command then pins a stronger λ read from that path
     (``pruning_limits.regpath.stronger_l1``) and the reason names its cost. One trained at a
     fixed λ gets twice it, the path's spacing (``regpath.stronger_fixed_l1``; below the path's
-    first λ, the plain fine-tune).
+    first λ, the plain fine-tune), unless that λ left it a constant prediction (``training``'s
+    ``train_loss`` against ``constant_loss``, ``lomp.collapsed``): then the plain fine-tune, whose
+    λ path starts weaker.
     """
     import shlex
     from pathlib import Path
@@ -640,9 +650,14 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
         except PruningLimitsError:  # a damaged path record: the plain fine-tune is still a next step
             pass
     elif isinstance(fixed, (int, float)) and not isinstance(fixed, bool) and fixed > 0:
+        from pruning_limits.lomp import collapsed
         from pruning_limits.regpath import stronger_fixed_l1
 
-        pinned = stronger_fixed_l1(fixed)  # λ auto might choose a weaker λ than this one
+        losses = [(training or {}).get(key) for key in ("train_loss", "constant_loss")]
+        dead = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses) and collapsed(*losses)
+        pinned = None if dead else stronger_fixed_l1(fixed)  # λ auto might choose a weaker λ than this one
+        if dead:
+            reason = f"λ = {fixed:g} left it a constant prediction: the λ path starts weaker"
         if pinned is not None:
             words += ["--l1", f"{pinned[0]:g}"]
             reason = pinned[1]

@@ -147,7 +147,8 @@ def train_command(
     refuse_launcher("train")
     from pruning_limits._checks import check_choice, check_int, check_positive
     from pruning_limits.data import check_data_fits_model, load_data
-    from pruning_limits.lomp import OPTIMIZERS, accuracy, check_trained, train
+    from pruning_limits.data import materialize
+    from pruning_limits.lomp import OPTIMIZERS, accuracy, check_trained, collapsed, constant_prediction_loss, train
     from pruning_limits.models import build_model
     from pruning_limits.objective import evaluate_loss
 
@@ -211,6 +212,12 @@ def train_command(
     else:
         history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
     final_loss = check_trained(model, data.train, start_loss=start_loss)  # nothing is written for a diverged run
+    constant_loss = constant_prediction_loss(materialize(data.train)[1])
+    if collapsed(final_loss, constant_loss):
+        cause = (f"λ = {history.settings['l1']:g} is too strong: --l1 auto chooses one" if path_record is None
+                 else f"the λ path chose λ = {history.settings['l1']:g}: do the data hold a signal?")
+        console.log(f"warning: the network fits no better than a constant (training loss {final_loss:.4g}, "
+                    f"a constant's {constant_loss:.4g}); {cause}")
     from pruning_limits.regpath import SMALL_VALIDATION
 
     if path_record is not None and path_record.get("validation_size", SMALL_VALIDATION) < SMALL_VALIDATION:
@@ -225,7 +232,7 @@ def train_command(
         if data.test is not None:
             after["test_loss"] = evaluate_loss(model, data.test)
             after["test_accuracy"] = accuracy(model, data.test)
-    training = {**settings, **summary}
+    training = {**settings, **summary, "train_loss": final_loss, "constant_loss": constant_loss}
     if path_record is not None:
         training["l1_path"] = path_record
         training["path_seconds"] = path_record["seconds"] + path_record.get("route", {}).get("seconds", 0.0)
@@ -236,6 +243,7 @@ def train_command(
     record = {
         "output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary,
         "l1": settings.get("l1"), "l1_path": path_record, "init": training.get("init"), "params": selection,
+        "train_loss": final_loss, "constant_loss": constant_loss,
         "seconds": time.perf_counter() - start,
     }
     if as_json:

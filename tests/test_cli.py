@@ -799,6 +799,20 @@ def test_train_writes_nothing_for_a_diverged_run_and_never_over_its_inputs(workd
     fails("gap", "--dim", "2", "--plot", workdir / "g.png", "-o", workdir / "g.png", match="is the --plot file")
 
 
+def test_a_lambda_that_leaves_a_constant_prediction_is_named_and_not_doubled(workdir):
+    """`train --l1 0.5` on digits left 10 % accuracy (loss 2.302, a constant's 2.303) silently,
+    and predict's next step doubled λ to 1. train now warns and records both losses; the next
+    step is the plain fine-tune (λ path), which took that network to 97 % training accuracy."""
+    dead = workdir / "dead.pt"
+    result = ok("train", "--model", "mlp:8", "--data", "digits", "--epochs", "10", "--l1", "0.5", "-o", dead, "--json")
+    record = json.loads(result.stdout)
+    assert "fits no better than a constant" in result.stderr and "λ = 0.5 is too strong" in result.stderr
+    assert record["train_loss"] >= 0.95 * record["constant_loss"]
+    predicted = json.loads(ok("predict", dead, *SLQ, "--json").stdout)
+    assert predicted["next"] == f"pruning-limit train --init {dead} -o {workdir / 'dead-l1.pt'}"
+    assert "constant prediction" in predicted["next_reason"]
+
+
 def test_an_output_named_like_a_data_spec_that_is_no_file_is_written(workdir, monkeypatch):
     """`train --data digits -o digits` was refused as if it would replace the data."""
     monkeypatch.chdir(workdir)
@@ -818,6 +832,9 @@ def test_the_next_step_keeps_the_split_the_selection_and_a_fixed_lambdas_directi
     command, reason = train_next_step("fixed.pt", {"l1": 0.0256})
     assert command == "pruning-limit train --init fixed.pt --l1 0.0512 -o fixed-l1.pt" and "fixed λ = 0.0256" in reason
     assert "--l1" not in train_next_step("nol1.pt", {"l1": 0.0})[0]  # λ = 0: the path chooses
+    # a fixed λ that left a constant prediction: twice it cannot help; the path starts weaker
+    dead_command, dead_reason = train_next_step("dead.pt", {"l1": 0.5, "train_loss": 2.302, "constant_loss": 2.303})
+    assert dead_command == "pruning-limit train --init dead.pt -o dead-l1.pt" and "constant prediction" in dead_reason
     # a bundle given other data: train --init splits those with --seed (0 unless given), so the
     # seed this run drew them with is carried even when it is the bundle's own (3 here)
     seeded = workdir / "seeded3.pt"

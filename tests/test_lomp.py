@@ -285,7 +285,7 @@ def test_check_trained_refuses_a_run_that_diverged(digits):
     strong λ that pulls the network to a constant prediction is not divergence."""
     import math
 
-    from pruning_limits.lomp import DIVERGED_SLACK, _constant_prediction_loss, check_trained
+    from pruning_limits.lomp import DIVERGED_SLACK, constant_prediction_loss, check_trained
 
     model = build_model("mlp:4", digits, seed=0)
     start = evaluate_loss(model, digits.train)
@@ -304,9 +304,18 @@ def test_check_trained_refuses_a_run_that_diverged(digits):
     assert check_trained(learned, digits.train, start_loss=start) == evaluate_loss(learned, digits.train) < start
     squeezed = copy.deepcopy(model)  # λ = 1: pulled to (nearly) a constant prediction, above its start on some seeds
     train(squeezed, digits.train, l1=1.0, epochs=3, seed=0)
-    constant = _constant_prediction_loss(digits.train[1])
+    constant = constant_prediction_loss(digits.train[1])
     assert evaluate_loss(squeezed, digits.train) <= DIVERGED_SLACK * constant
     check_trained(squeezed, digits.train, start_loss=min(start, constant) * 0.5)
     # the constant prediction's loss: the labels' entropy, the targets' variance
-    assert _constant_prediction_loss(torch.tensor([0, 0, 1, 1])) == pytest.approx(math.log(2))
-    assert _constant_prediction_loss(torch.tensor([[1.0, 0.0], [3.0, 4.0]])) == pytest.approx((1.0 + 4.0) / 2)
+    assert constant_prediction_loss(torch.tensor([0, 0, 1, 1])) == pytest.approx(math.log(2))
+    assert constant_prediction_loss(torch.tensor([[1.0, 0.0], [3.0, 4.0]])) == pytest.approx((1.0 + 4.0) / 2)
+    # the squeezed network is a constant prediction, the learned one is not (lomp.collapsed)
+    from pruning_limits.lomp import COLLAPSE_FRACTION, collapsed
+
+    assert collapsed(evaluate_loss(squeezed, digits.train), constant)
+    fitted = copy.deepcopy(model)  # `learned` is barely off its start after 3 epochs
+    train(fitted, digits.train, l1=1e-4, epochs=30, seed=0)
+    assert not collapsed(evaluate_loss(fitted, digits.train), constant)
+    assert collapsed(COLLAPSE_FRACTION * 2.0, 2.0) and not collapsed(0.999 * COLLAPSE_FRACTION * 2.0, 2.0)
+    assert not collapsed(float("nan"), 2.0) and not collapsed(1.0, 0.0)  # constant targets: nothing to learn
