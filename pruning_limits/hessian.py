@@ -184,7 +184,7 @@ class HessianOperator:
         self.device: torch.device = first.device
         if self.dtype not in (torch.float32, torch.float64):
             # half precision: products carry ~1e-3 relative error, and Lanczos's breakdown test
-            # (100 ulps, spectrum._breakdown_tol) would end a bfloat16 run after 2-3 steps
+            # (spectrum.BREAKDOWN_ULPS) would end a bfloat16 run after a few steps
             raise PruningLimitsError(
                 f"Hessian products need float32 or float64 weights, got {self.dtype}: analyse a float32 copy (model.float())"
             )

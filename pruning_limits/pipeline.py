@@ -148,9 +148,17 @@ def predict_limit(
             params=params,
             memory_budget=DEFAULT_MEMORY_BUDGET if memory_budget is None else memory_budget,
         )
+        if watch is None:
+            estimate = None
+        elif plan is not None:  # the stop watches the structure's own number, not the unstructured s*
+            from .structures import structured_estimator
+
+            estimate = structured_estimator(weights, [eps], plan, gradient=gradient)
+        else:
+            estimate = sparsity_estimator(weights, [eps], gradient=gradient)
         spectrum = adaptive_slq(
             operator,
-            None if watch is None else sparsity_estimator(weights, [eps], gradient=gradient),
+            estimate,
             tolerance=watch,
             iterations=iterations,
             probes=probes,

@@ -216,6 +216,40 @@ def test_a_run_that_spans_the_whole_space_is_exact_not_unsettled() -> None:
         adaptive_slq(matrix, estimate, probes=1, iterations=20, seed=0)
 
 
+def test_float32_products_do_not_break_down_inside_a_bulk_far_below_the_outliers() -> None:
+    """With 100 ulps of float32 (1.2e-5) as breakdown tolerance, a bulk 10⁵ below the outliers
+    ended the run after 4 steps at s* 0.494, 'converged' (float64: 0.513, exact 0.518). Float32
+    products lose 0.02-0.4 ulps of λ_max on real models (spectrum.BREAKDOWN_ULPS)."""
+    dim = 1000
+    rng = np.random.default_rng(0)
+    eigenvalues = np.concatenate([np.zeros(300), rng.uniform(0, 1e-2, 691), rng.uniform(100, 1000, 9)])
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    matrix = (basis * eigenvalues) @ basis.T
+    matrix = (matrix + matrix.T) / 2
+    weights = 0.05 * rng.laplace(size=dim)
+    epsilon = 1e-3 * np.sum(np.sort(weights**2)[: int(0.6 * dim)]) / 2
+    estimate = sparsity_estimator(weights, [epsilon])
+    exact = estimate(Spectrum.from_eigenvalues(eigenvalues))[0]
+
+    class Products:
+        def __init__(self, dtype: torch.dtype) -> None:
+            self.dim, self.dtype, self.matrix = dim, dtype, torch.tensor(matrix, dtype=dtype)
+
+        def matvec(self, v: np.ndarray) -> torch.Tensor:
+            return self.matrix @ torch.as_tensor(v, dtype=self.dtype)
+
+        def matmat(self, block: np.ndarray) -> torch.Tensor:
+            return self.matrix @ torch.as_tensor(block, dtype=self.dtype)
+
+    answers = {}
+    for dtype in (torch.float64, torch.float32):
+        spectrum = adaptive_slq(Products(dtype), estimate, seed=0)
+        assert spectrum.steps >= MIN_SETTLE_STEPS - 10, (dtype, spectrum.steps)  # not 4 steps
+        answers[dtype] = estimate(spectrum)[0]
+    assert abs(answers[torch.float32] - answers[torch.float64]) <= DEFAULT_TOLERANCE  # 0.513 both (a fraction)
+    assert abs(answers[torch.float32] - exact) < 0.01  # exact 0.518; the early breakdown gave 0.494
+
+
 def test_default_probes_shrink_with_dimension() -> None:
     assert [default_probes(d) for d in (100, 20_000, 40_000, 80_000, 10**6, 10**7)] == [8, 8, 4, 2, 2, 2]
 
@@ -230,6 +264,23 @@ def test_predict_limit_adaptive_and_subset_pass_through(oracle) -> None:
     assert prediction.num_hvps >= stop["checks"][-1]["products"]
     with pytest.raises(PruningLimitsError, match=f"at most the {len(oracle['x'])} training samples"):
         predict_limit(model, data, hessian_samples=len(oracle["x"]) + 1, tolerance=0.01)
+
+
+
+def test_predict_limit_on_a_structure_stops_on_the_structures_own_number(oracle) -> None:
+    """predict_limit(structure=..., tolerance=...) watched the unstructured s* (0.760 on a
+    review's digits MLP) while the answer was the neuron limit (0.324, moved down from 0.378):
+    its stop and its JSON `stopping` described another number. The command line was right."""
+    from pruning_limits.structures import layer_layout, structured_estimator, structured_order
+
+    model, data = oracle["model"], (oracle["x"], oracle["y"])
+    prediction = predict_limit(model, data, structure="neuron", tolerance=DEFAULT_TOLERANCE, probes=None, seed=0)
+    plan = structured_order(oracle["weights"], layer_layout(model), "neuron")
+    estimate = structured_estimator(oracle["weights"], [oracle["epsilon"]], plan, gradient=oracle["gradient"])
+    _, unstructured = _exact(oracle, oracle["gradient"])
+    watched = prediction.spectrum["stopping"]["final_estimate"][0]
+    exact = estimate(Spectrum.from_eigenvalues(oracle["eigs"]))[0]
+    assert abs(watched - exact) <= 0.005 and abs(exact - unstructured) > 0.05  # the two numbers differ here
 
 
 # --- Hessian subsets -------------------------------------------------------------------------
