@@ -317,7 +317,8 @@ def spectrum_options(func: F) -> F:
         help="GiB for the Lanczos basis and the Hessian engine's caches (default 1). The block Gauss rule "
         "is fully re-orthogonalised when its basis, min(probes x iterations, D) x D x 8 bytes (x 4 for "
         "float32 products), fits, else it runs without re-orthogonalisation in 5 x probes x D x 8 bytes "
-        "(the default grows to that when it is more; an explicit budget below it is an error).",
+        "plus 32 x min(probes x iterations, D)^2 for its projected matrix (the default grows to that when it is "
+        "more; an explicit budget below it is an error).",
     )(func)
     func = click.option(
         "--probes",

@@ -148,6 +148,7 @@ def adaptive_slq(
     memory_budget: int | None = None,
     progress: bool = False,
     sync: Callable[[Any], Any] | None = None,
+    reorthogonalization: str = "auto",
 ) -> Any:
     """SLQ of ``operator`` that stops once ``estimate`` has settled (or a fixed run), with its ``stopping`` record.
 
@@ -166,6 +167,8 @@ def adaptive_slq(
         seed, memory_budget, progress: as for :func:`~pruning_limits.spectrum.slq`.
         sync: wraps the monitor so that every process takes the same decision
             (:meth:`pruning_limits.distributed.DistributedContext.synced_monitor`).
+        reorthogonalization: as for :func:`~pruning_limits.spectrum.slq` (default ``"auto"``:
+            full when the basis fits ``memory_budget``).
 
     Returns:
         The :class:`~pruning_limits.spectrum.Spectrum` with ``stopping`` filled in. An adaptive
@@ -187,6 +190,7 @@ def adaptive_slq(
     spectrum = slq(
         operator, iterations=cap, probes=probes, seed=seed, memory_budget=memory_budget,
         monitor=monitor if sync is None or monitor is None else sync(monitor), progress=progress,
+        reorthogonalization=reorthogonalization,
     )
     if monitor is None:
         return dataclasses.replace(spectrum, stopping=fixed_record(cap, probes))
@@ -195,8 +199,11 @@ def adaptive_slq(
     # before the cap, or a fully re-orthogonalised basis spans the whole space (each probe's D
     # steps, or the block's probes × steps ≥ D)
     span = None if spectrum.steps is None else spectrum.steps * (spectrum.probes if spectrum.rule == "block" else 1)
-    spans_all = span is not None and span >= spectrum.dim and spectrum.reorthogonalization == "full"
-    breakdown = not monitor.converged and spectrum.steps is not None and (spectrum.steps < steps_cap or spans_all)
+    exhausted = span is not None and span >= spectrum.dim  # no more steps to take: D directions, or D steps
+    spans_all = exhausted and spectrum.reorthogonalization == "full"
+    # without re-orthogonalisation D vectors are no basis of the space: a stop there is no breakdown
+    breakdown = not monitor.converged and spectrum.steps is not None and (
+        spans_all or (spectrum.steps < steps_cap and not exhausted))
     record = monitor.record(breakdown=breakdown)
     record["final_estimate"] = [float(v) for v in estimate(spectrum)]  # type: ignore[misc]
     if not record["converged"]:
@@ -208,15 +215,18 @@ def adaptive_slq(
                 f"s* moved by {100 * moved:.2f} points over its last {monitor.window} "
                 f"checks, above the tolerance of {100 * monitor.tolerance:g}"
             )
+        if exhausted:
+            why += f", and D = {spectrum.dim} allows no more"
         warnings.warn(
-            f"SLQ did not settle within {steps_cap} steps: {why}; {_surer_answer(operator, spectrum, steps_cap)}",
+            f"SLQ did not settle within {spectrum.steps} steps: {why}; "
+            f"{_surer_answer(operator, spectrum, steps_cap, more_steps=not exhausted)}",
             RuntimeWarning,
             stacklevel=2,
         )
     return dataclasses.replace(spectrum, stopping=record)
 
 
-def _surer_answer(operator: Any, spectrum: Any, steps: int) -> str:
+def _surer_answer(operator: Any, spectrum: Any, steps: int, *, more_steps: bool = True) -> str:
     """What to raise after an unsettled run: the steps, and for the block rule without
     re-orthogonalisation the memory budget (GiB, as ``--memory-budget`` takes it) at which its
     basis fits. That rule's answer moves more from step to step (docs/theory.md, "Bounded
@@ -224,11 +234,15 @@ def _surer_answer(operator: Any, spectrum: Any, steps: int) -> str:
     re-orthogonalised it settled at 194 steps."""
     import math
 
-    from .lanczos import block_lanczos_bytes
+    from .lanczos import block_lanczos_bytes, lanczos_probes_bytes
     from .spectrum import block_basis_dtype
 
-    if spectrum.rule != "block" or spectrum.reorthogonalization != "none":
+    if spectrum.reorthogonalization != "none":
         return "raise --iterations for a surer answer"
-    itemsize = np.dtype(block_basis_dtype(getattr(operator, "dtype", None))).itemsize
-    need = block_lanczos_bytes(spectrum.dim, steps, spectrum.probes, itemsize)
-    return f"raise --iterations, or --memory-budget to {math.ceil(100 * need / 2**30) / 100:g} (GiB) to re-orthogonalise"
+    if spectrum.rule == "block":
+        itemsize = np.dtype(block_basis_dtype(getattr(operator, "dtype", None))).itemsize
+        need = block_lanczos_bytes(spectrum.dim, steps, spectrum.probes, itemsize)
+    else:  # one Gauss rule per probe, each with its own basis
+        need = lanczos_probes_bytes(spectrum.dim, min(steps, spectrum.dim), spectrum.probes, "full")
+    budget = f"--memory-budget to {math.ceil(100 * need / 2**30) / 100:g} (GiB) to re-orthogonalise"
+    return f"raise --iterations, or {budget}" if more_steps else f"raise {budget}"

@@ -375,6 +375,16 @@ def plain_block_lanczos_bytes(dim: int, probes: int) -> int:
     return PLAIN_BLOCKS * int(probes) * int(dim) * 8
 
 
+def projection_bytes(dim: int, iterations: int, block: int) -> int:
+    """Bytes of the projected matrix ``QᵀAQ`` of :func:`block_lanczos` and of its quadrature (a
+    symmetric copy, the eigenvectors): four float64 squares of ``min(block·iterations, dim)``
+    (the peak measured 3.1 with ``tracemalloc`` at a side of 2 000). The bounded recurrence's
+    budget counts them (many steps at a small D made them the largest arrays: 107 GiB at
+    6 × 20 000 steps); the re-orthogonalised rule's counts its basis, ``D`` times longer per vector."""
+    side = min(int(block) * int(iterations), int(dim))
+    return 4 * side * side * 8
+
+
 def block_lanczos_bytes(dim: int, iterations: int, block: int, itemsize: int = 8) -> int:
     """Bytes of the basis :func:`block_lanczos` stores: ``min(block·iterations, dim)`` vectors of ``dim``
     numbers of ``itemsize`` bytes (8: float64, the default; 4: a float32 basis)."""
@@ -414,7 +424,8 @@ def block_lanczos(
         reorthogonalization: ``"full"`` (default, described above) or ``"none"``: the plain
             block three-term recurrence (the coupling of consecutive blocks from their QR
             factors, Golub & Underwood 1977), holding :data:`PLAIN_BLOCKS` blocks of ``b``
-            vectors, ``5·b·D·8`` bytes at any step count (:func:`plain_block_lanczos_bytes`);
+            vectors, ``5·b·D·8`` bytes at any step count (:func:`plain_block_lanczos_bytes`),
+            plus its projected matrix (:func:`projection_bytes`; both within the budget);
             ``"auto"``: ``"full"`` when its basis fits ``memory_budget``, else ``"none"``.
         monitor: called after every block step as ``monitor(steps_done, partial)``, where
             ``partial()`` builds the :class:`BlockLanczosResult` so far (as :func:`lanczos_probes`);
@@ -462,6 +473,13 @@ def block_lanczos(
                 f"block Lanczos without re-orthogonalisation ({PLAIN_BLOCKS} blocks of {probes} vectors of D = {dim}) "
                 f"needs {_size(needed)}, above the memory budget of {_size(memory_budget)}: raise the budget "
                 "(--memory-budget GiB) or use fewer probes"
+            )
+        projected = projection_bytes(dim, steps, probes)
+        if needed + projected > memory_budget:
+            raise PruningLimitsError(
+                f"{steps} block steps of {probes} probes project onto a {min(probes * steps, dim)}-square matrix "
+                f"({_size(projected)} with its quadrature) beside the recurrence's {_size(needed)}, above the memory "
+                f"budget of {_size(memory_budget)}: lower --iterations or raise --memory-budget"
             )
         return _plain_block_lanczos(matmat, dim, steps, starts, norms, breakdown_tol, monitor, progress_bar)
     needed = block_lanczos_bytes(dim, steps, probes, itemsize)
@@ -544,7 +562,7 @@ def _plain_block_lanczos(
     (the caller's probes included) are alive at once (``benchmarks/bench_memory.py``). No
     normalised copy of the probes, and no block beyond these, outlives its step.
     """
-    capacity = starts.shape[0] * steps
+    capacity = min(starts.shape[0] * steps, dim)  # as the re-orthogonalised rule: at most D directions
     projection = np.zeros((capacity, capacity))
     # the rule is for z/‖z‖ (equal norms keep deflation scale-free); Z/‖Z‖ = Q_1 · coupling
     block, coupling = _orthonormal_block((starts / norms[:, None]).T, breakdown_tol, capacity)

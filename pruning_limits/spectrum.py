@@ -412,7 +412,8 @@ def slq(
       It stops early, with exact quadrature for the probes, when the block Krylov space
       becomes invariant. When the basis does not fit ``memory_budget`` the block recurrence runs
       without re-orthogonalisation in ``5 × probes × D × 8`` bytes
-      (:func:`pruning_limits.lanczos.plain_block_lanczos_bytes`)
+      (:func:`pruning_limits.lanczos.plain_block_lanczos_bytes`) plus its projected matrix,
+      ``32 × min(probes × iterations, D)²`` (:func:`pruning_limits.lanczos.projection_bytes`)
       (``reorthogonalization="none"``); on the D = 2 080 MLP of tests/test_slq.py its ``s*``
       stayed within 0.3 points of the re-orthogonalised block rule's from 80 steps on
       (docs/benchmarks.md, "Bounded memory").
@@ -433,8 +434,8 @@ def slq(
         memory_budget: bytes for the stored Lanczos vectors (default 1 GiB); the block rule's
             basis is float32 for an operator whose ``dtype`` is float32 (half the bytes),
             float64 otherwise. The default grows to what the rule without re-orthogonalisation
-            needs when that is more (``5 × probes × D × 8`` bytes: above 13.4 million weights
-            with two probes), so that no run fails for want of a budget it was not given; an
+            needs when that is more (``5 × probes × D × 8`` bytes and the projected
+            matrix: above 13.4 million weights with two probes), so that no run fails for want of a budget it was not given; an
             explicit budget below that need is an error.
         rule: ``"auto"``, ``"block"`` or ``"gauss"``.
         reorthogonalization: ``"auto"`` (full when the basis fits ``memory_budget``),
@@ -466,6 +467,7 @@ def slq(
         lanczos_probes,
         lanczos_probes_bytes,
         plain_block_lanczos_bytes,
+        projection_bytes,
         rademacher_probes,
     )
 
@@ -486,7 +488,8 @@ def slq(
     if rule == "auto":
         rule = "block" if probes > 1 else "gauss"
     if memory_budget is None:  # the default never refuses a run: the bounded path's O(D) is the least any run needs
-        least = plain_block_lanczos_bytes(size, probes) if rule == "block" else lanczos_probes_bytes(size, steps, probes, "none")
+        least = (plain_block_lanczos_bytes(size, probes) + projection_bytes(size, steps, probes) if rule == "block"
+                 else lanczos_probes_bytes(size, steps, probes, "none"))
         budget = max(budget, least)
     block_mode = reorthogonalization
     basis_dtype = block_basis_dtype(dtype)
@@ -587,7 +590,7 @@ def estimate_spectrum(
         memory_budget: bytes for the engine's caches and for the stored Lanczos basis (default
             1 GiB; the default block rule needs ``min(probes × iterations, D) × D × 8`` bytes (× 4 for float32 products);
             above it the block rule runs without re-orthogonalisation in ``5 × probes × D × 8``
-            bytes; with one probe, or ``rule="gauss"``, one Gauss rule per probe, without
+            bytes and ``32 × min(probes × iterations, D)²`` for its projected matrix; with one probe, or ``rule="gauss"``, one Gauss rule per probe, without
             re-orthogonalisation when the probes' bases do not fit).
 
     Returns:

@@ -130,7 +130,7 @@ def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, toler
     hazard = rank_hazard(samples, total, per_sample, dim)
     if hazard > tolerance:
         warnings.warn(
-            f"the Hessian over {samples} of {total} samples has rank at most {samples * per_sample}, against "
+            f"the Gauss-Newton part of the Hessian over {samples} of {total} samples has rank at most {samples * per_sample}, against "
             f"{min(total * per_sample, dim)} for all (D = {dim}): about {100 * hazard:.1f} points of spurious zero "
             f"eigenvalue mass, which can raise s* as much; {_enough(total, per_sample, dim, tolerance)} samples "
             f"keep it within {100 * tolerance:g}",

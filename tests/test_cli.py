@@ -632,7 +632,7 @@ def test_exact_is_refused_above_the_dense_limit_before_any_work(workdir):
 def test_warnings_become_console_lines_that_quiet_silences(bundle):
     loud = ok("spectrum", bundle, *SLQ, "--hessian-samples", "2")
     warned = [line for line in loud.stderr.splitlines() if "spurious zero eigenvalue mass" in line]
-    assert warned and all(line.startswith("warning: the Hessian over 2 of") for line in warned), loud.stderr
+    assert warned and all(line.startswith("warning: the Gauss-Newton part of the Hessian over 2 of") for line in warned), loud.stderr
     assert "RuntimeWarning" not in loud.stderr and ".py:" not in loud.stderr
     assert ok("spectrum", bundle, *SLQ, "--hessian-samples", "2", "-q").stderr == ""
     # --debug keeps Python's form, category and source line (in a process of its own: under
@@ -641,7 +641,7 @@ def test_warnings_become_console_lines_that_quiet_silences(bundle):
         [sys.executable, "-m", "pruning_limits", "spectrum", str(bundle), *SLQ, "--hessian-samples", "2", "--debug"],
         capture_output=True, text=True, check=True,
     )
-    assert "RuntimeWarning: the Hessian over 2 of" in debug.stderr and ".py:" in debug.stderr
+    assert "RuntimeWarning: the Gauss-Newton part of the Hessian over 2 of" in debug.stderr and ".py:" in debug.stderr
     # a budget too small even for Lanczos without re-orthogonalisation is one line
     fails("spectrum", bundle, *SLQ, "--memory-budget", "1e-9", match="without re-orthogonalisation")
 

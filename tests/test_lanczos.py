@@ -16,6 +16,7 @@ from pruning_limits.lanczos import (
     lanczos_probes,
     lanczos_probes_bytes,
     plain_block_lanczos_bytes,
+    projection_bytes,
     rademacher_probes,
 )
 
@@ -253,12 +254,26 @@ def test_the_bounded_paths_need_exactly_their_stated_bytes() -> None:
     assert plain_block_lanczos_bytes(dim, probes) == 5 * probes * dim * 8
     assert lanczos_probes_bytes(dim, steps, probes, "none") == 6 * probes * dim * 8
     exact = plain_block_lanczos_bytes(dim, probes)
-    result = block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=exact, reorthogonalization="auto")
+    # its projected matrix and quadrature: 4 float64 squares of probes x steps (D caps the side)
+    projected = projection_bytes(dim, steps, probes)
+    assert projected == 4 * (probes * steps) ** 2 * 8 and projection_bytes(50, steps, probes) == 4 * 50**2 * 8
+    dim = 4 * probes * steps + 2000  # where the bounded path is smaller than the basis (4 x 120 x 120 < 500 x 120)
+    values = np.linspace(0.0, 2.0, dim)
+    starts = rademacher_probes(dim, probes, seed=2)
+    exact = plain_block_lanczos_bytes(dim, probes)
+    both = exact + projected
+    assert both < block_lanczos_bytes(dim, steps, probes)
+    result = block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=both, reorthogonalization="auto")
     nodes, weights = block_gauss_quadrature(result)
     for j in range(probes):  # the second moment is exact after two steps, lost orthogonality or not
         assert weights[j] @ nodes**2 == pytest.approx(float(starts[j] ** 2 @ values**2), rel=1e-10)
     with pytest.raises(PruningLimitsError, match=rf"needs {exact} bytes \([0-9.e-]+ GiB\), above the memory budget of {exact - 1} bytes \([0-9.e-]+ GiB\): raise the budget \(--memory-budget GiB\)"):
         block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=exact - 1, reorthogonalization="auto")
+    with pytest.raises(PruningLimitsError, match=rf"40 block steps of 3 probes project onto a 120-square matrix \({projected} bytes"):
+        block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=both - 1, reorthogonalization="auto")
+    dim = 500
+    values = np.linspace(0.0, 2.0, dim)
+    starts = rademacher_probes(dim, probes, seed=2)
     single = lanczos_probes_bytes(dim, steps, 1, "none")
     run = lanczos_probes(lambda V: values[:, None] * V, dim, steps, starts[:1], memory_budget=single)
     assert run.reorthogonalization == "none"
