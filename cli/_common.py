@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import click
 
+from pruning_limits._checks import Terminated  # torch-free; re-exported for the commands and tests
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exit code of an error explained in one line (click uses 2 for usage errors).
@@ -75,31 +77,35 @@ def common_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived (``kill``, or torchrun stopping the other processes when one fails).
-
-    Raised from the signal handler so that the run unwinds as after Ctrl-C: a file being written
-    atomically is removed, not left behind as a temporary file."""
 
 
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only), then restore the handler."""
+    """Turn SIGTERM into :class:`Terminated` and Ctrl-C into ``KeyboardInterrupt`` while a command
+    runs (main thread only), each recorded in ``_checks.StopRequest`` so that a library fallback
+    that catches it as another error re-raises it; then restore the handlers."""
     import signal
     import threading
+
+    from pruning_limits._checks import StopRequest
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise Terminated
+        stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        StopRequest.pending = stop
+        raise stop
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    wanted = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler else [])
+    previous = {signum: signal.signal(signum, handler) for signum in wanted}  # an ignored Ctrl-C stays ignored
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        StopRequest.pending = None
 
 
 def refuse_launcher(command: str) -> None:
@@ -195,15 +201,10 @@ def _exit_terminated(console: Console) -> None:
 
 
 def _signal_inside(exc: BaseException) -> BaseException | None:
-    """The Ctrl-C or SIGTERM an exception was raised from (its ``__cause__``/``__context__`` chain), if any."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, (KeyboardInterrupt, Terminated)):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    """The Ctrl-C or SIGTERM an exception was raised from, if any (``_checks.interrupt_in``)."""
+    from pruning_limits._checks import interrupt_in
+
+    return interrupt_in(exc)
 
 
 def _local_to_rank(exc: BaseException) -> bool:

@@ -16,6 +16,57 @@ class PruningLimitsError(ValueError):
     """A bad input or an impossible request, explained in one line."""
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (``kill``, or torchrun stopping the other processes when one fails).
+
+    The command line raises it from its signal handler so that the run unwinds as after Ctrl-C:
+    a file being written atomically is removed, not left behind as a temporary file."""
+
+
+class StopRequest:
+    """The Ctrl-C or SIGTERM the command line's signal handlers raised, while a command runs.
+
+    Signals are process-wide, and so is this record: the handlers set :attr:`pending` before they
+    raise, and :func:`reraise_interrupt` reads it. The TorchScript interpreter (``make_fx``
+    tracing, a scripted model's forward) turns an exception raised inside it into a
+    ``RuntimeError`` without a chain, often as bare ``"RuntimeError: "``, and a fallback that
+    caught it as "cannot trace" swallowed the stop: the run went on and exited 0 (a review's timed
+    signals, 2026-12-05). ``None`` outside the command line's handlers."""
+
+    pending: BaseException | None = None
+
+
+def interrupt_in(exc: BaseException) -> BaseException | None:
+    """The Ctrl-C or SIGTERM (:class:`Terminated`) an exception came from, if any.
+
+    Found on the ``__cause__``/``__context__`` chain, in the text of a ``RuntimeError`` from
+    TorchScript (``RuntimeError: KeyboardInterrupt: <EMPTY MESSAGE>``), or as the
+    :class:`StopRequest` a handler left pending.
+    """
+    if StopRequest.pending is not None:
+        return StopRequest.pending
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (KeyboardInterrupt, Terminated)):
+            return current
+        if isinstance(current, RuntimeError):
+            text = str(current)
+            for kind in (KeyboardInterrupt, Terminated):
+                if f"{kind.__name__}:" in text:
+                    return kind()
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C or SIGTERM :func:`interrupt_in` finds in ``exc``; for broad ``except`` fallbacks."""
+    stop = interrupt_in(exc)
+    if stop is not None:
+        raise stop from exc
+
+
 def describe(value: Any) -> str:
     """Short description of ``value`` for error messages."""
     text = repr(value)

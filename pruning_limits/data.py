@@ -55,7 +55,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import PruningLimitsError, describe
+from ._checks import PruningLimitsError, describe, reraise_interrupt
 from .specs import looks_callable
 from .objective import check_pair, eval_mode, iter_batches, logits, model_device_dtype
 from .specs import parse_callable_spec
@@ -477,6 +477,7 @@ def _load_callable(spec: str) -> DataBundle:
     try:
         result = func(**parsed.kwargs)
     except Exception as err:  # noqa: BLE001
+        reraise_interrupt(err)
         raise PruningLimitsError(f"data function {spec!r} failed: {type(err).__name__}: {err}") from None
     if isinstance(result, DataBundle):
         bundle = make_bundle(result.train, result.test, num_outputs=result.num_outputs, spec=spec,
@@ -589,6 +590,7 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
             try:
                 outputs.append(model(x))
             except Exception as err:  # noqa: BLE001 - explain any forward failure
+                reraise_interrupt(err)
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 hint = "; int64 inputs are kept as token indices (store floats for a model without an embedding)" if x.dtype == torch.int64 else ""
                 raise PruningLimitsError(

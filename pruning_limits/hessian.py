@@ -56,7 +56,7 @@ from torch.fx.experimental import const_fold
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from ._autograd import explain_missing_derivatives, second_order_context, with_gradients
-from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, reraise_interrupt
 from ._fx_passes import copy_written_constants, drop_zero_additions
 from .objective import (
     Data,
@@ -444,7 +444,8 @@ class HessianOperator:
         for x, y in chunks:
             try:
                 graph = self._linearize(x, y, probe=not linearized)
-            except Exception:  # noqa: BLE001 - make_fx cannot trace this model: recompute the jvp instead
+            except Exception as exc:  # noqa: BLE001 - make_fx cannot trace this model: recompute the jvp instead
+                reraise_interrupt(exc)  # unless a Ctrl-C or SIGTERM came back from inside its TorchScript part
                 return
             used, seen = used + _constant_bytes(graph), seen + len(x)
             if used * self.num_samples > budget * seen:  # the projected total does not fit
@@ -493,6 +494,7 @@ class HessianOperator:
             try:
                 self._forward_over_reverse_chunk(x[:2], y[:2], self._w0.new_zeros(self.dim, 1))
             except (RuntimeError, NotImplementedError) as err:
+                reraise_interrupt(err)
                 first = (str(err).strip().splitlines() or [""])[0]
                 raise PruningLimitsError(
                     f"method='forward-over-reverse' does not run on this model and loss ({type(err).__name__}: "
@@ -518,7 +520,8 @@ class HessianOperator:
         if self._cache_ok:  # both methods can then keep a cache: compare the cached products
             try:
                 linearized = [self._linearize(x, y, probe=True)]
-            except Exception:  # noqa: BLE001 - make_fx cannot trace this model
+            except Exception as exc:  # noqa: BLE001 - make_fx cannot trace this model
+                reraise_interrupt(exc)
                 linearized = None
         self._auto_linearized = linearized is not None
         for k in (1, batched):

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, check_int, describe
+from ._checks import PruningLimitsError, check_int, describe, reraise_interrupt
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Data = Union[DataLoader, Dataset, "tuple[Tensor, Tensor]"]
@@ -504,6 +504,7 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
     except PruningLimitsError:
         raise
     except Exception as err:  # noqa: BLE001 - whatever the model or the loss raise on these inputs
+        reraise_interrupt(err)  # a Ctrl-C inside a scripted model comes back as a RuntimeError
         first = (str(err).strip().splitlines() or [""])[0]
         raise PruningLimitsError(
             f"the model and loss do not take the data (inputs {tuple(x.shape[1:])} {x.dtype} and targets "
@@ -568,7 +569,8 @@ def _batch_changes_output(model: nn.Module, x: Tensor, output: Tensor) -> bool:
         with torch.no_grad(), eval_mode(model):
             alone = [logits(model(x[i : i + 1])) for i in range(2)]
             again = logits(model(x))
-    except Exception:  # noqa: BLE001 - a model that takes no batch of one: not checked this way
+    except Exception as err:  # noqa: BLE001 - a model that takes no batch of one: not checked this way
+        reraise_interrupt(err)
         return False
     if not all(isinstance(a, Tensor) and a.shape == output[i : i + 1].shape for i, a in enumerate(alone)):
         return False

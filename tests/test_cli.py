@@ -737,6 +737,38 @@ def test_a_signal_wrapped_in_another_error_still_exits_as_that_signal(capsys):
     assert info.value.code == 1
 
 
+def test_a_signal_that_torchscript_turns_into_a_runtime_error_is_not_swallowed(monkeypatch):
+    """A Ctrl-C or SIGTERM landing inside make_fx's TorchScript part came back as a bare
+    'RuntimeError: ' that HessianOperator took for 'cannot trace': the build went on, the run
+    exited 0 (5 of 40 timed signals in a review's repro). The command line's handlers record the
+    stop (_checks.StopRequest) and the fallback re-raises it."""
+    import os
+    import signal
+
+    from pruning_limits._checks import StopRequest, interrupt_in
+    from pruning_limits.cli._common import Terminated, _sigterm_unwinds
+    from pruning_limits.hessian import HessianOperator
+
+    assert isinstance(interrupt_in(RuntimeError("...\nRuntimeError: KeyboardInterrupt: <EMPTY MESSAGE>")), KeyboardInterrupt)
+    assert interrupt_in(RuntimeError("RuntimeError: ")) is None and StopRequest.pending is None
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double()
+    data = (torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 2, (16,)))
+    for signum, kind in ((signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)):
+        def traced_then_interrupted(self, *args, **kwargs):
+            try:
+                os.kill(os.getpid(), signum)  # the handler raises here, inside the 'trace'
+            except BaseException:
+                raise RuntimeError("The following operation failed in the TorchScript interpreter.\nRuntimeError: ") from None
+
+        monkeypatch.setattr(HessianOperator, "_linearize", traced_then_interrupted)
+        with pytest.raises(kind), _sigterm_unwinds():
+            HessianOperator(model, data)
+        assert StopRequest.pending is None  # cleared when the command ends
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_an_output_folder_that_cannot_be_written_is_refused_before_work(workdir, bundle, monkeypatch):
     """`train -o /sys/x.pt` trained fully, then failed to write; `spectrum --plot` there lost its
     JSON too. The folder is now tried (a file created and removed) before any work."""
