@@ -137,6 +137,7 @@ class DistributedContext:
                 f"the Hessian data must have at least one sample per process ({self.world_size}), got {total} "
                 "(raise --hessian-samples or start fewer processes)"
             )
+        self.check_same("data", data_fingerprint(data, total))
         bounds = np.linspace(0, total, self.world_size + 1).round().astype(int)
         start, stop = int(bounds[self.rank]), int(bounds[self.rank + 1])
         if isinstance(data, (tuple, list)):
@@ -158,6 +159,35 @@ class DistributedContext:
         except Exception as exc:  # noqa: BLE001 - a peer died or timed out
             raise ProcessGroupError(f"rank {self.rank}: another process stopped ({_reason(exc)}); nothing was written") from None
         return tensor.cpu().numpy()
+
+    def check_same(self, what: str, fingerprint: np.ndarray) -> None:
+        """Refuse, on every rank alike, a run whose ranks hold different ``what`` (by a fingerprint).
+
+        Each rank shards its own copy of the data: a data function that shuffles without a seed
+        (or another checkpoint file on another machine) gave ranks the same samples in another
+        order, shards that overlap and miss, and a spectrum 2 % off with no warning (a review's
+        2-rank run, 2026-12-05).
+
+        Raises:
+            PruningLimitsError: some rank's fingerprint is not rank 0's (the same line on every rank).
+        """
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        mine = torch.from_numpy(np.ascontiguousarray(fingerprint, dtype=np.float64)).to(self._reduce_device)
+        first = mine.clone()
+        try:
+            dist.broadcast(first, src=0)
+        except Exception as exc:  # noqa: BLE001
+            raise ProcessGroupError(f"rank {self.rank}: another process stopped ({_reason(exc)}); nothing was written") from None
+        same = bool(torch.allclose(mine, first, rtol=1e-9, atol=0.0))
+        differ = self.all_reduce(np.array([0.0 if same else 1.0]))[0]
+        if differ:
+            raise PruningLimitsError(
+                f"the {what} differ between processes ({int(differ)} of {self.world_size} ranks against rank 0): every "
+                "rank must load the same samples in the same order and the same weights (seed any shuffling)"
+            )
 
     def agree(self, decision: bool) -> bool:
         """Rank 0's ``decision`` on every rank (broadcast)."""
@@ -215,6 +245,9 @@ class ShardedOperator:
     """
 
     def __init__(self, local: Any, local_samples: int, total_samples: int, context: DistributedContext) -> None:
+        weights = getattr(local, "_w0", None)
+        if weights is not None:
+            context.check_same("weights", _positional_sums(weights.detach().to("cpu", torch.float64).reshape(1, -1)))
         self.local = local
         self.weight = local_samples / total_samples
         self.context = context
@@ -234,6 +267,38 @@ class ShardedOperator:
         out = _float64(self.local.matmat(np.asarray(V, dtype=np.float64)))
         self.num_hvps += V.shape[1]
         return self.context.all_reduce(out * self.weight)
+
+
+#: Samples of a Dataset that :func:`data_fingerprint` reads (evenly spaced): a few loads, where
+#: reading every sample on every rank would cost a pass over the data.
+FINGERPRINT_SAMPLES = 16
+
+
+def data_fingerprint(data: Any, total: int) -> np.ndarray:
+    """Numbers that change when the samples of ``data`` or their order change (float64).
+
+    For an ``(x, y)`` pair every sample counts; for a Dataset or a DataLoader's dataset,
+    :data:`FINGERPRINT_SAMPLES` evenly spaced ones (a shuffle moves them with near certainty).
+    """
+    from torch.utils.data import DataLoader
+
+    if isinstance(data, (tuple, list)):
+        x, y = check_pair(*data)
+    else:
+        dataset = data.dataset if isinstance(data, DataLoader) else data
+        picks = np.linspace(0, total - 1, min(total, FINGERPRINT_SAMPLES)).round().astype(int)
+        items = [dataset[int(i)] for i in picks]
+        x = torch.stack([torch.as_tensor(item[0]) for item in items])
+        y = torch.stack([torch.as_tensor(item[1]) for item in items])
+    rows = [t.detach().to("cpu", torch.float64).reshape(len(t), -1) for t in (x, y)]
+    return np.concatenate([[float(total)], *[_positional_sums(r) for r in rows]])
+
+
+def _positional_sums(rows: torch.Tensor) -> np.ndarray:
+    """Sums of each row and of its squares, weighted by position (rows, then columns, apart): order-sensitive."""
+    weights = torch.cos(0.7548776662 * torch.arange(rows.shape[0], dtype=torch.float64) + 0.5)
+    columns = torch.cos(0.5698402910 * torch.arange(rows.shape[1], dtype=torch.float64) + 0.25)
+    return np.array([float(weights @ (rows @ columns)), float(weights @ (rows**2).sum(1)), float(rows.sum())])
 
 
 def _float64(value: Any) -> np.ndarray:
