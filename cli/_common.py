@@ -120,9 +120,14 @@ def refuse_launcher(command: str) -> None:
 
 
 def _rank() -> int:
-    """This process's rank under torchrun (the RANK variable), 0 otherwise."""
+    """This process's rank under torchrun (the RANK variable with WORLD_SIZE > 1), 0 otherwise.
+
+    A RANK left in the environment of a single process (WORLD_SIZE unset or 1) silenced every
+    command: no output, exit 0 (a review's repro)."""
     import os
 
+    if _world_size() <= 1:
+        return 0
     try:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
@@ -211,15 +216,17 @@ def _local_to_rank(exc: BaseException) -> bool:
     """Whether an error may be this rank's alone (a lost peer, memory, a device): printed by every rank that meets it.
 
     The library's other errors (:class:`~pruning_limits.PruningLimitsError`: inputs, settings,
-    data) come from what every rank reads alike, so rank 0's line says them once.
+    data) come from what every rank reads alike, so rank 0's line says them once; a failure of
+    the user's own code (``_checks.UserCodeError``: a data function that fails on rank 1 alone
+    left no line at all, a review's repro) is said by every rank that meets it.
     """
-    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits._checks import PruningLimitsError, UserCodeError
 
     # a ProcessGroupError exists only once pruning_limits.distributed is imported; importing it
     # here (torch) would hold this rank in its error path while torchrun stops it
     distributed = sys.modules.get("pruning_limits.distributed")
     lost_peer = distributed is not None and isinstance(exc, distributed.ProcessGroupError)
-    return lost_peer or not isinstance(exc, PruningLimitsError)
+    return lost_peer or isinstance(exc, UserCodeError) or not isinstance(exc, PruningLimitsError)
 
 
 def _world_size() -> int:

@@ -16,6 +16,14 @@ class PruningLimitsError(ValueError):
     """A bad input or an impossible request, explained in one line."""
 
 
+class UserCodeError(PruningLimitsError):
+    """A failure of code the user named (a data function, a model factory), in one line.
+
+    Under torchrun such code can fail on one rank alone (a shard file missing on one machine),
+    so every rank that meets it says it (``cli._common._local_to_rank``); the library's other
+    errors come from what every rank reads alike, and rank 0 alone says them."""
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (``kill``, or torchrun stopping the other processes when one fails).
 

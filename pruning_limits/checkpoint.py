@@ -159,10 +159,14 @@ class Checkpoint:
 
 
 def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+    """Whether ``path`` is a TorchScript archive; a damaged zip is not (``torch.load`` then says why in one line)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, ValueError, NotImplementedError):  # a bad name's encoding, a multi-disk zip
         return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name or name.endswith("constants.pkl") for name in archive.namelist())
 
 
 def _is_tensor_mapping(value: Any) -> bool:
@@ -314,6 +318,8 @@ def save_safetensors(path: str | os.PathLike[str], model: nn.Module) -> Path:
     """
     from safetensors.torch import save
 
+    if hasattr(model, "to_scripted"):  # a TorchScript view: the archive's own names and buffers, not the view's
+        model = model.to_scripted()
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     return atomic_write(path, save(state))
 
@@ -662,6 +668,13 @@ def build_from_checkpoint(
         PruningLimitsError: an untrusted stored factory spec, no model spec for a state_dict, a state_dict that does not fit
             the model, non-finite weights, or no prunable weights.
     """
+    if model_spec and checkpoint.kind in ("torchscript", "module", "huggingface"):
+        # it holds its own architecture: a --model beside it was ignored, and train --init then
+        # wrote a bundle of the view's parameter names under that spec, which no command could load
+        kind = {"torchscript": "a TorchScript archive", "module": "a pickled module", "huggingface": "a Hugging Face model folder"}
+        raise PruningLimitsError(
+            f"{checkpoint.path!r} is {kind[checkpoint.kind]}, which holds its own architecture: drop --model {model_spec}"
+        )
     if checkpoint.kind == "torchscript":
         model = scripted_view(checkpoint.module)
     elif checkpoint.kind in ("module", "huggingface"):

@@ -55,7 +55,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import PruningLimitsError, describe, reraise_interrupt
+from ._checks import PruningLimitsError, UserCodeError, describe, reraise_interrupt
 from .specs import looks_callable
 from .objective import check_pair, eval_mode, iter_batches, logits, model_device_dtype
 from .specs import parse_callable_spec
@@ -309,6 +309,11 @@ def make_bundle(
 # --------------------------------------------------------------------------- specs
 
 
+#: The largest integer a data option takes (sizes, counts): torch's sizes overflow above int64,
+#: and far below that a generated data set would not fit in memory anyway.
+MAX_INT_OPTION = 2**31 - 1
+
+
 def _parse_options(name: str, text: str, allowed: dict[str, float]) -> dict[str, float]:
     options: dict[str, float] = {}
     if not text:
@@ -326,6 +331,10 @@ def _parse_options(name: str, text: str, allowed: dict[str, float]) -> dict[str,
             raise PruningLimitsError(f"data option {key} must be a number, got {value!r}") from None
         if isinstance(allowed[key], int) and not number.is_integer():
             raise PruningLimitsError(f"data option {key} must be an integer, got {value!r}")
+        if isinstance(allowed[key], int) and abs(number) > MAX_INT_OPTION:  # n=1e20 overflowed in torch: a traceback
+            raise PruningLimitsError(f"data option {key} must be at most {MAX_INT_OPTION}, got {value!r}")
+        if key in options:
+            raise PruningLimitsError(f"data option {key} is given twice in {text!r}")
         options[key] = int(number) if isinstance(allowed[key], int) else number
     return options
 
@@ -478,7 +487,7 @@ def _load_callable(spec: str) -> DataBundle:
         result = func(**parsed.kwargs)
     except Exception as err:  # noqa: BLE001
         reraise_interrupt(err)
-        raise PruningLimitsError(f"data function {spec!r} failed: {type(err).__name__}: {err}") from None
+        raise UserCodeError(f"data function {spec!r} failed: {type(err).__name__}: {err}") from None
     if isinstance(result, DataBundle):
         bundle = make_bundle(result.train, result.test, num_outputs=result.num_outputs, spec=spec,
                              test_source=result.test_source, info=result.info)

@@ -55,7 +55,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, describe, reraise_interrupt
+from ._checks import PruningLimitsError, UserCodeError, describe, reraise_interrupt
 from .specs import looks_callable, parse_callable_spec
 
 BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d", "resnet20", "resnet18", "transformer")
@@ -223,7 +223,7 @@ def _user_factory(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.M
         model = factory(*args, **parsed.kwargs)
     except Exception as err:  # noqa: BLE001
         reraise_interrupt(err)
-        raise PruningLimitsError(f"model factory {spec!r} failed: {type(err).__name__}: {err}") from None
+        raise UserCodeError(f"model factory {spec!r} failed: {type(err).__name__}: {err}") from None
     if not isinstance(model, nn.Module):
         raise PruningLimitsError(f"model factory {spec!r} must return an nn.Module, got {describe(model)}")
     return model

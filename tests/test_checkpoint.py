@@ -429,3 +429,21 @@ def test_atomic_open_names_its_target_when_the_rename_fails(tmp_path):
     with pytest.raises(PruningLimitsError, match=r"cannot write '.*taken'"):
         atomic_write(tmp_path / "taken", "text")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no temporary file left
+
+
+def test_a_damaged_zip_checkpoint_is_one_line(tmp_path):
+    """A central-directory name that is not UTF-8 (or a zip claiming several disks) raised
+    UnicodeDecodeError/BadZipFile from the TorchScript check, as a traceback."""
+    from pruning_limits.checkpoint import read_checkpoint
+
+    good = tmp_path / "sd.pt"
+    torch.save({"w": torch.zeros(4, 4)}, good)
+    data = bytearray(good.read_bytes())
+    header = data.rfind(b"PK\x01\x02")  # the last central-directory header
+    data[header + 8] |= 0x08
+    data[header + 9] |= 0x08  # its flags: UTF-8 names
+    data[header + 46] = 0xFF  # the first byte of its name: not UTF-8
+    bad = tmp_path / "badname.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(PruningLimitsError, match="is not a PyTorch checkpoint"):
+        read_checkpoint(bad)

@@ -473,6 +473,28 @@ def test_torchscript_checkpoint(bundle, workdir):
     assert read_checkpoint(workdir / "scripted-pruned.pt").training == {}
 
 
+def test_a_torchscript_archive_pruned_to_safetensors_keeps_its_names_and_refuses_a_model_spec(workdir):
+    """prune ts.pt -o x.safetensors wrote the library's view names ('layers.1__0.weight') without
+    the BatchNorm buffers; --model beside a TorchScript archive was ignored, and train --init
+    then wrote a bundle no command could load."""
+    from safetensors.torch import load_file
+
+    scripted = torch.jit.script(nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(64, 16), nn.BatchNorm1d(16)),
+                                              nn.ReLU(), nn.Linear(16, 10)).eval())
+    path = workdir / "ts_bn.pt"
+    torch.jit.save(scripted, path)
+    out = workdir / "ts_bn.safetensors"
+    ok("prune", path, "--sparsity", "0.5", "-o", out)
+    written = load_file(out)
+    assert sorted(written) == sorted(scripted.state_dict())  # '1.1.running_mean' and the rest included
+    weights = torch.cat([written[k].reshape(-1) for k in ("1.0.weight", "3.weight")])
+    assert int((weights == 0).sum()) == round(0.5 * weights.numel())
+    for args in (("prune", path, "--model", "mlp:16", "--sparsity", "0.5", "-o", workdir / "x.pt"),
+                 ("train", "--init", path, "--model", "mlp:16", "--data", "digits", "--epochs", "1", "-o", workdir / "y.pt")):
+        fails(*args, match="is a TorchScript archive, which holds its own architecture: drop --model mlp:16")
+    assert not (workdir / "x.pt").exists() and not (workdir / "y.pt").exists()
+
+
 def test_pickled_model_needs_trust(workdir):
     path = workdir / "full.pt"
     torch.save(nn.Sequential(nn.Linear(64, 10)), path)
@@ -767,6 +789,13 @@ def test_a_signal_that_torchscript_turns_into_a_runtime_error_is_not_swallowed(m
         assert StopRequest.pending is None  # cleared when the command ends
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_rank_variable_without_a_launcher_does_not_silence_a_command(bundle, monkeypatch):
+    """RANK=1 left in a single process's environment (WORLD_SIZE unset) printed nothing, exit 0."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert json.loads(ok("spectrum", bundle, *SLQ, "--json").stdout)["dim"] > 0
 
 
 def test_an_output_folder_that_cannot_be_written_is_refused_before_work(workdir, bundle, monkeypatch):

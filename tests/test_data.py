@@ -160,6 +160,11 @@ def test_spec_errors():
         load_data("synthetic:n=10,colour=3")
     with pytest.raises(PruningLimitsError, match="must be an integer"):
         load_data("synthetic:n=10.5")
+    for spec in ("synthetic:n=1e20", "patterns:classes=1e19", "tokens:length=1e20"):  # tracebacks of torch's sizes
+        with pytest.raises(PruningLimitsError, match="must be at most 2147483647"):
+            load_data(spec)
+    with pytest.raises(PruningLimitsError, match="data option train is given twice"):
+        load_data("digits:train=1000,train=500")
     with pytest.raises(PruningLimitsError, match="digits:train"):
         load_data("digits:train=5000")
 
