@@ -201,7 +201,7 @@ def _exit_terminated(console: Console) -> None:
     if console.main:
         launched = _world_size() > 1
         click.echo(f"Error: {'rank 0: ' if launched else ''}stopped by SIGTERM"
-                   + (" (torchrun stops every process when one fails)" if launched else ""), err=True)
+                   + (" (torchrun stops every process when one fails, or when it is stopped)" if launched else ""), err=True)
     sys.exit(143)
 
 
@@ -412,6 +412,31 @@ def params_option(func: F) -> F:
         "(e.g. 'encoder.*weight'; a pattern picks parameters with >= 2 dims), or 'all'. "
         "Default: Linear/conv weights and attention input projections.",
     )(func)
+
+
+@contextlib.contextmanager
+def all_or_none(plot_path: str | None, report_path: str | None) -> Iterator[None]:
+    """Write a command's outputs (``--plot``, ``--report`` and its figures) as one set: an error or
+    a signal while they are written removes those that did not exist before.
+
+    Each file is written atomically already; a stop between them left a plot and a figure
+    without their report (a review's SIGTERM under torchrun). A file that existed before and was
+    already replaced stays replaced: its old version is gone.
+    """
+    from pathlib import Path
+
+    from pruning_limits.report import REPORT_FIGURES, report_figure_path
+
+    paths = [Path(p) for p in (plot_path, report_path) if p]
+    if report_path:
+        paths += [report_figure_path(report_path, name) for name in REPORT_FIGURES]
+    new = [p for p in paths if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def check_output_path(

@@ -15,6 +15,7 @@ import click
 from . import _pipeline
 from ._common import (
     Console,
+    all_or_none,
     check_hessian_samples,
     check_output_path,
     check_spectrum_settings,
@@ -823,6 +824,19 @@ def run_validation(
         console.log(f"measuring the limit after re-training the kept weights ({retrain} epochs per sparsity, mask fixed)", level=1)
         record["retrained"] = retrained_limit(model, data, epsilon=prediction.epsilon, epochs=retrain, seed=seed, progress=console.progress).to_dict()
     record["seconds"] = time.perf_counter() - start
+    with all_or_none(plot_path, report_path):
+        _write_validation_outputs(record, result, spectrum, prediction, sweep, plot_path, report_path, console)
+    record["seconds"] = time.perf_counter() - start  # the whole command, figures and report included
+    return record
+
+
+def _write_validation_outputs(
+    record: dict[str, Any], result: Any, spectrum: Any, prediction: Any, sweep: Any, plot_path: str | None,
+    report_path: str | None, console: Console,
+) -> None:
+    """``validate``'s ``--plot`` and ``--report`` with its figures (inside :func:`all_or_none`)."""
+    from pruning_limits import report
+
     if plot_path:
         fixed_point = report.fixed_point_record(result.weights, spectrum, prediction, result.gradient)
         figure = report.prediction_figure(prediction.to_dict(), fixed_point, report.sweep_record(sweep))
@@ -858,8 +872,6 @@ def run_validation(
         report.atomic_write(target, report.validation_markdown(reported, relative))
         record["report"] = str(target)
         console.log(f"wrote {target} and its figures")
-    record["seconds"] = time.perf_counter() - start  # the whole command, figures and report included
-    return record
 
 
 def emit_validation(record: dict[str, Any], *, as_json: bool, console: Console) -> None:
@@ -925,16 +937,17 @@ def _validate_structures(
     outside = [e["structure"] for e in record["structures"] if e["trust"] is not None and not e["trust"]["in_regime"]]
     next_command, next_reason = next_step(loaded, facts["checkpoint"]) if outside else (None, None)
     record["next"], record["next_reason"] = next_command, next_reason
-    if plot_path:
-        report.save_figure(report.structures_figure(record), plot_path)
-        console.log(f"wrote {plot_path}")
-    if report_path:
-        target = Path(report_path)
-        figure = report.report_figure_path(target, "structures")
-        report.save_figure(report.structures_figure(record), figure)
-        report.atomic_write(target, report.structures_markdown(record, figure.name))
-        record["report"] = str(target)
-        console.log(f"wrote {target} and {figure}")
+    with all_or_none(plot_path, report_path):
+        if plot_path:
+            report.save_figure(report.structures_figure(record), plot_path)
+            console.log(f"wrote {plot_path}")
+        if report_path:
+            target = Path(report_path)
+            figure = report.report_figure_path(target, "structures")
+            report.save_figure(report.structures_figure(record), figure)
+            report.atomic_write(target, report.structures_markdown(record, figure.name))
+            record["report"] = str(target)
+            console.log(f"wrote {target} and {figure}")
     record["seconds"] = time.perf_counter() - start  # the whole command, figures and report included
     if as_json:
         _echo_json(record)

@@ -791,6 +791,30 @@ def test_a_signal_that_torchscript_turns_into_a_runtime_error_is_not_swallowed(m
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_stop_while_validate_writes_its_outputs_leaves_none_of_them(workdir, bundle, monkeypatch):
+    """A SIGTERM between --plot, the report's figures and the report left the plot and a figure
+    without their report (each file whole): the set is now written all or none (all_or_none)."""
+    from pruning_limits import report
+
+    folder = workdir / "stopped"
+    folder.mkdir()
+    written = []
+    save = report.save_figure
+
+    def save_then_count(figure, path, **kwargs):
+        written.append(path)
+        return save(figure, path, **kwargs)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "save_figure", save_then_count)
+    monkeypatch.setattr(report, "atomic_write", stopped)  # the Markdown comes last
+    result = run("validate", bundle, *SLQ, "--plot", folder / "p.png", "--report", folder / "r.md")
+    assert result.exit_code == 130 and len(written) >= 2  # the plot and the report's figures were written
+    assert list(folder.iterdir()) == []
+
+
 def test_a_rank_variable_without_a_launcher_does_not_silence_a_command(bundle, monkeypatch):
     """RANK=1 left in a single process's environment (WORLD_SIZE unset) printed nothing, exit 0."""
     monkeypatch.setenv("RANK", "1")
