@@ -712,3 +712,19 @@ def _as_float64(value: Any, dim: int, *, width: int | None = None) -> np.ndarray
 def _size(nbytes: float) -> str:
     """Bytes as an error message says them: the count, and GiB as ``--memory-budget`` takes them."""
     return f"{nbytes:.0f} bytes ({nbytes / 2**30:.3g} GiB)"
+
+
+class _CallableModule(type(sys)):
+    """This module, callable as its function :func:`lanczos`.
+
+    The package exports the function ``lanczos`` under the name of this module. Once anything
+    imports the module, Python binds ``pruning_limits.lanczos`` to it, and ``pl.lanczos(...)``
+    raised "'module' object is not callable" where it had worked a moment before (a review's
+    repro). Calling the module calls the function, so the name works either way.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> LanczosResult:
+        return lanczos(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
