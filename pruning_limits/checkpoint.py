@@ -179,7 +179,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
     """Read a checkpoint file without building a model.
 
     Recognised contents: a bundle written by :func:`save_bundle`; a plain state_dict (a mapping
-    of names to tensors, also under a ``"state_dict"`` or ``"model_state_dict"`` key); a
+    of names to tensors, also under a ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` key); a
     TorchScript archive; a full pickled ``nn.Module`` (only with ``trust=True``).
 
     Args:
@@ -434,6 +434,10 @@ def _read_trusted(file: Path) -> Checkpoint:
     return _from_content(str(file), content)
 
 
+#: Keys under which a saved mapping holds its state_dict (training loops' checkpoints).
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
 def _from_content(path: str, content: Any) -> Checkpoint:
     if isinstance(content, Mapping) and content.get("format") == BUNDLE_FORMAT:
         version = content.get("version")
@@ -459,9 +463,22 @@ def _from_content(path: str, content: Any) -> Checkpoint:
     if _is_tensor_mapping(content):
         return Checkpoint(path, "state_dict", state_dict=dict(content))
     if isinstance(content, Mapping):
-        for key in ("state_dict", "model_state_dict"):
+        for key in STATE_DICT_KEYS:
             if _is_tensor_mapping(content.get(key)):
                 return Checkpoint(path, "state_dict", state_dict=dict(content[key]))
+        keys = [str(k) for k in content]
+        others = [k for k, v in content.items() if not isinstance(v, torch.Tensor)]
+        nested = [str(k) for k, v in content.items() if _is_tensor_mapping(v)]
+        if nested:  # a training checkpoint: say where the weights are
+            raise PruningLimitsError(
+                f"{path!r} holds state_dicts under {nested[:3]}, not under {list(STATE_DICT_KEYS)}: "
+                f"save that state_dict alone (torch.save(checkpoint[{nested[0]!r}], ...))"
+            )
+        if others and len(others) < len(keys):  # tensors beside a stray entry such as an epoch count
+            raise PruningLimitsError(
+                f"{path!r} is a state_dict with entries that are not tensors ({[str(k) for k in others[:3]]}): "
+                "save model.state_dict() alone"
+            )
     raise PruningLimitsError(
         f"{path!r} is not a model checkpoint: expected a bundle, a state_dict or a TorchScript archive, "
         f"got {describe(content)}"
@@ -595,7 +612,26 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> No
     if misshaped:
         problems.append(f"mis-shaped (checkpoint vs model) {_short_list(misshaped)}")
     if problems:
-        raise PruningLimitsError(f"the state_dict does not fit model {type(model).__name__}: " + "; ".join(problems))
+        raise PruningLimitsError(
+            f"the state_dict does not fit model {type(model).__name__}: " + "; ".join(problems) + _key_hint(expected, state_dict)
+        )
+
+
+#: Key prefixes wrappers add to a state_dict, and how to save it without them.
+WRAPPER_PREFIXES = {
+    "module.": "DistributedDataParallel/DataParallel: save model.module.state_dict()",
+    "_orig_mod.": "torch.compile: save the original model's state_dict()",
+}
+
+
+def _key_hint(expected: Mapping[str, Any], state_dict: Mapping[str, Any]) -> str:
+    """What a mismatch of keys most likely is: a wrapper's prefix, or torch.nn.utils.prune's masks."""
+    for prefix, advice in WRAPPER_PREFIXES.items():
+        if state_dict and all(k.startswith(prefix) for k in state_dict) and {k[len(prefix):] for k in state_dict} == set(expected):
+            return f" (every key starts with {prefix!r}, as {advice})"
+    if any(k.endswith("_orig") or k.endswith("_mask") for k in state_dict):
+        return " (weight_orig/weight_mask: a model pruned with torch.nn.utils.prune; call prune.remove on it before saving)"
+    return ""
 
 
 def _short_list(items: list[str], limit: int = 6) -> str:

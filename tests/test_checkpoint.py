@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import pytest
@@ -447,3 +448,38 @@ def test_a_damaged_zip_checkpoint_is_one_line(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(PruningLimitsError, match="is not a PyTorch checkpoint"):
         read_checkpoint(bad)
+
+
+def test_a_training_loops_checkpoint_names_where_its_weights_are(tmp_path):
+    """{"model": sd, "epoch": 3} and a state_dict with one stray entry got 'is not a model
+    checkpoint ... got {...}', naming neither the key nor what to do."""
+    from pruning_limits.checkpoint import read_checkpoint
+
+    state = nn.Linear(3, 2).state_dict()
+    loop = tmp_path / "loop.pt"
+    torch.save({"model": state, "epoch": 3, "optimizer": {"state": {}, "param_groups": []}}, loop)
+    assert read_checkpoint(loop).kind == "state_dict"  # under "model": unwrapped
+    nested = tmp_path / "nested.pt"
+    torch.save({"net": state, "epoch": 3}, nested)
+    with pytest.raises(PruningLimitsError, match=r"holds state_dicts under \['net'\].*torch.save\(checkpoint\['net'\]"):
+        read_checkpoint(nested)
+    stray = tmp_path / "stray.pt"
+    torch.save({**state, "epoch": 3}, stray)
+    with pytest.raises(PruningLimitsError, match=r"entries that are not tensors \(\['epoch'\]\): save model.state_dict\(\) alone"):
+        read_checkpoint(stray)
+
+
+def test_a_wrappers_prefix_or_prune_masks_are_named_in_the_mismatch():
+    """'module.'/'_orig_mod.' keys (DDP, torch.compile) and weight_orig/weight_mask were refused
+    with the key lists alone."""
+    from pruning_limits.checkpoint import check_state_dict_fits
+
+    model = nn.Sequential(nn.Linear(3, 2))
+    state = model.state_dict()
+    for prefix, advice in (("module.", "model.module.state_dict()"), ("_orig_mod.", "torch.compile")):
+        with pytest.raises(PruningLimitsError, match=rf"every key starts with '{prefix}'.*{re.escape(advice)}"):
+            check_state_dict_fits(model, {prefix + k: v for k, v in state.items()})
+    pruned = nn.Sequential(nn.Linear(3, 2))
+    torch.nn.utils.prune.l1_unstructured(pruned[0], "weight", amount=0.5)
+    with pytest.raises(PruningLimitsError, match="call prune.remove on it before saving"):
+        check_state_dict_fits(model, pruned.state_dict())
