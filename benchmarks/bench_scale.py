@@ -438,13 +438,13 @@ def main(argv: list[str] | None = None) -> None:
         for dtype in sorted({row["dtype"] for row in rows}):  # the machine's dense rate, to compare the products with
             print(f"a 4096² {dtype} matrix product on this machine: {matmul_rate(getattr(torch, dtype)):.0f} GFLOP/s", flush=True)
         if args.json:
-            args.json.write_text(json.dumps({"threads": args.threads, "operator": rows}, indent=1))
+            _write_records(args, {"operator": rows})
         return
     if args.subsets:
         sizes = [None if n == "all" else int(n) for n in args.subsets.split(",")]
         rows = [row for case in cases for row in subset_sweep(case, sizes, args)]
         if args.json:
-            args.json.write_text(json.dumps({"threads": args.threads, "subsets": rows}, indent=1))
+            _write_records(args, {"subsets": rows})
         return
     print(f"threads {args.threads}, OMP_WAIT_POLICY=PASSIVE, repeats {args.repeats}, dtype {args.dtype} "
           f"(reference {args.reference_dtype}), torch {torch.__version__}, "
@@ -465,7 +465,29 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     if args.json:
-        args.json.write_text(json.dumps({"threads": args.threads, "records": records}, indent=1))
+        _write_records(args, {"records": records})
+
+
+def _write_records(args: argparse.Namespace, rows: dict[str, Any]) -> None:
+    """``--json``: the rows with the settings they were measured under, written atomically."""
+    import datetime
+    import subprocess
+
+    from pruning_limits.report import write_json
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip():
+            commit += "-dirty"  # measured with uncommitted changes
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    settings = {
+        "command": " ".join(sys.argv), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit, "threads": args.threads, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "repeats": args.repeats, "dtype": args.dtype, "reference_dtype": args.reference_dtype, "torch": torch.__version__,
+        "load_average_at_end": os.getloadavg()[0], "cpus": os.cpu_count(),
+    }
+    write_json(args.json, {"settings": settings, "threads": args.threads, **rows})
 
 
 if __name__ == "__main__":
