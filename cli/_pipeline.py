@@ -30,8 +30,10 @@ def session(settings: dict[str, Any]) -> Iterator[Any]:
     context = DistributedContext(settings.get("device") or resolve_device("auto"))
     try:
         yield context
-    finally:
-        context.close()
+    except BaseException:
+        context.close(wait_for_peers=False)  # a peer may be gone: no barrier
+        raise
+    context.close()
 
 
 def watched_spectrum(
