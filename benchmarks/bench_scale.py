@@ -476,8 +476,9 @@ def _write_records(args: argparse.Namespace, rows: dict[str, Any]) -> None:
     from pruning_limits.report import write_json
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip():
+        here = Path(__file__).resolve().parent  # this repository, wherever the script is run from
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=here).stdout.strip()
+        if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=here).stdout.strip():
             commit += "-dirty"  # measured with uncommitted changes
     except (OSError, subprocess.CalledProcessError):
         commit = None

@@ -215,8 +215,13 @@ def train_command(
     final_loss = check_trained(model, data.train, start_loss=start_loss)  # nothing is written for a diverged run
     constant_loss = constant_prediction_loss(materialize(data.train)[1])
     if collapsed(final_loss, constant_loss):
-        cause = (f"λ = {history.settings['l1']:g} is too strong: --l1 auto chooses one" if path_record is None
-                 else f"the λ path chose λ = {history.settings['l1']:g}: do the data hold a signal?")
+        lam = history.settings["l1"]
+        if path_record is not None:
+            cause = f"the λ path chose λ = {lam:g}: do the data hold a signal?"
+        elif lam > 0:
+            cause = f"λ = {lam:g} is too strong: --l1 auto chooses one"
+        else:  # no penalty pulled it there: too short or too slow a training, or data without a signal
+            cause = "λ = 0: more epochs or another learning rate?"
         console.log(f"warning: the network fits no better than a constant (training loss {final_loss:.4g}, "
                     f"a constant's {constant_loss:.4g}); {cause}")
     from pruning_limits.regpath import SMALL_VALIDATION

@@ -309,9 +309,10 @@ def make_bundle(
 # --------------------------------------------------------------------------- specs
 
 
-#: The largest integer a data option takes (sizes, counts): torch's sizes overflow above int64,
-#: and far below that a generated data set would not fit in memory anyway.
-MAX_INT_OPTION = 2**31 - 1
+#: The largest integer a data option takes (sizes, counts, seeds): torch's sizes and numpy's
+#: seeds overflow above int64 with a traceback (``n=1e20``); below it a size too large for memory
+#: is the one-line out-of-memory error.
+MAX_INT_OPTION = 2**63 - 1
 
 
 def _parse_options(name: str, text: str, allowed: dict[str, float]) -> dict[str, float]:

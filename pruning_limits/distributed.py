@@ -224,8 +224,8 @@ class DistributedContext:
 
             if dist.is_initialized():
                 if wait_for_peers and self.world_size > 1:
-                    try:
-                        dist.barrier()
+                    try:  # NCCL: on this rank's GPU (without device_ids it warns that it guesses)
+                        dist.barrier(device_ids=[self.device.index]) if self.backend == "nccl" else dist.barrier()
                     except Exception:  # noqa: BLE001 - a peer already gone: leave all the same
                         pass
                 dist.destroy_process_group()
@@ -291,26 +291,49 @@ FINGERPRINT_SAMPLES = 16
 def data_fingerprint(data: Any, total: int) -> np.ndarray:
     """Numbers that change when the samples of ``data`` or their order change (float64).
 
-    For an ``(x, y)`` pair every sample counts; for a Dataset or a DataLoader's dataset,
-    :data:`FINGERPRINT_SAMPLES` evenly spaced ones (a shuffle moves them with near certainty).
+    For an ``(x, y)`` pair every sample counts (read in chunks: a float64 copy of all of ``x``
+    would take twice a float32 data set again on every rank); for a Dataset or a DataLoader's
+    dataset, :data:`FINGERPRINT_SAMPLES` evenly spaced samples, whatever they hold (tensors of
+    any size, tuples, dicts: a padding ``collate_fn``'s items are not stacked).
     """
     from torch.utils.data import DataLoader
 
     if isinstance(data, (tuple, list)):
         x, y = check_pair(*data)
+        sums = np.zeros(6)
+        for start in range(0, len(x), FINGERPRINT_CHUNK):
+            for j, t in enumerate((x, y)):
+                rows = t[start : start + FINGERPRINT_CHUNK].detach().to("cpu", torch.float64).reshape(-1, max(1, t[0].numel()))
+                sums[3 * j : 3 * j + 3] += _positional_sums(rows, offset=start)
+        return np.concatenate([[float(total)], sums])
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    picks = np.linspace(0, total - 1, min(total, FINGERPRINT_SAMPLES)).round().astype(int)
+    values = [_flat_values(dataset[int(i)]) for i in picks]
+    return np.concatenate([[float(total)], *[_positional_sums(v.reshape(1, -1), offset=k) for k, v in enumerate(values)]])
+
+
+#: Samples of an ``(x, y)`` pair :func:`data_fingerprint` converts to float64 at a time.
+FINGERPRINT_CHUNK = 1024
+
+
+def _flat_values(item: Any) -> torch.Tensor:
+    """Every number of one sample (tensors, arrays and numbers, in tuples, lists and dicts), flat, float64."""
+    if isinstance(item, dict):
+        parts = [_flat_values(item[k]) for k in sorted(item, key=str)]
+    elif isinstance(item, (tuple, list)):
+        parts = [_flat_values(v) for v in item]
     else:
-        dataset = data.dataset if isinstance(data, DataLoader) else data
-        picks = np.linspace(0, total - 1, min(total, FINGERPRINT_SAMPLES)).round().astype(int)
-        items = [dataset[int(i)] for i in picks]
-        x = torch.stack([torch.as_tensor(item[0]) for item in items])
-        y = torch.stack([torch.as_tensor(item[1]) for item in items])
-    rows = [t.detach().to("cpu", torch.float64).reshape(len(t), -1) for t in (x, y)]
-    return np.concatenate([[float(total)], *[_positional_sums(r) for r in rows]])
+        try:
+            return torch.as_tensor(np.asarray(item, dtype=np.float64)).reshape(-1)
+        except (TypeError, ValueError):  # a string or another object: it cannot be compared this way
+            return torch.zeros(0, dtype=torch.float64)
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
 
 
-def _positional_sums(rows: torch.Tensor) -> np.ndarray:
-    """Sums of each row and of its squares, weighted by position (rows, then columns, apart): order-sensitive."""
-    weights = torch.cos(0.7548776662 * torch.arange(rows.shape[0], dtype=torch.float64) + 0.5)
+def _positional_sums(rows: torch.Tensor, *, offset: int = 0) -> np.ndarray:
+    """Sums of each row and of its squares, weighted by position (rows from ``offset``, then columns): order-sensitive."""
+    index = torch.arange(offset, offset + rows.shape[0], dtype=torch.float64)
+    weights = torch.cos(0.7548776662 * index + 0.5)
     columns = torch.cos(0.5698402910 * torch.arange(rows.shape[1], dtype=torch.float64) + 0.25)
     return np.array([float(weights @ (rows @ columns)), float(weights @ (rows**2).sum(1)), float(rows.sum())])
 

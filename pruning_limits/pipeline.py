@@ -79,7 +79,8 @@ def predict_limit(
         structure: the allowed supports (:mod:`pruning_limits.structures`, THEORY §8):
             ``"unstructured"`` (default, global magnitude), ``"layerwise"``, ``"neuron"``,
             ``"channel"`` or ``"N:M"``. Checked, with the model, before any work.
-        tolerance: stop SLQ once ``s*`` has settled to this many sparsity units
+        tolerance: stop SLQ once ``s*`` (with ``structure``, the structure's own number:
+            :func:`~pruning_limits.structures.structured_estimator`) has settled to this many sparsity units
             (:mod:`pruning_limits.adaptive`; its default is
             :data:`~pruning_limits.adaptive.DEFAULT_TOLERANCE`); ``iterations`` is then the
             most steps per probe and ``probes=None`` picks

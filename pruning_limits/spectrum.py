@@ -413,7 +413,9 @@ def slq(
       becomes invariant. When the basis does not fit ``memory_budget`` the block recurrence runs
       without re-orthogonalisation in ``5 × probes × D × 8`` bytes
       (:func:`pruning_limits.lanczos.plain_block_lanczos_bytes`) plus its projected matrix,
-      ``32 × min(probes × iterations, D)²`` (:func:`pruning_limits.lanczos.projection_bytes`)
+      ``32 × min(probes × iterations, D)²`` (:func:`pruning_limits.lanczos.projection_bytes`;
+      below about ``D = 4 × probes × iterations`` that is more than the basis, and a budget below
+      the basis is an error)
       (``reorthogonalization="none"``); on the D = 2 080 MLP of tests/test_slq.py its ``s*``
       stayed within 0.3 points of the re-orthogonalised block rule's from 80 steps on
       (docs/benchmarks.md, "Bounded memory").

@@ -323,3 +323,32 @@ def test_a_gpu_index_under_a_launcher_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(PruningLimitsError, match="give --device cuda, got cuda:1"):
         DistributedContext(torch.device("cuda", 1))  # refused before CUDA or the group is touched
+
+
+def test_the_data_fingerprint_sees_order_and_takes_any_samples() -> None:
+    """Order-sensitive for an (x, y) pair (read in chunks); a Dataset's samples of any size or
+    kind (a padding collate_fn's variable-length tensors, dicts) were stacked and failed."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from pruning_limits.distributed import FINGERPRINT_CHUNK, data_fingerprint
+
+    x = torch.randn(FINGERPRINT_CHUNK + 7, 5)  # more than one chunk
+    y = torch.randint(0, 3, (len(x),))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    assert (data_fingerprint((x, y), len(x)) != data_fingerprint((x[order], y[order]), len(x))).any()
+    np.testing.assert_array_equal(data_fingerprint((x, y), len(x)), data_fingerprint((x.clone(), y.clone()), len(x)))
+
+    class Tokens(Dataset):
+        def __init__(self, shift: int) -> None:
+            self.shift = shift
+
+        def __len__(self) -> int:
+            return 25
+
+        def __getitem__(self, i: int) -> dict:
+            j = (i + self.shift) % 25
+            return {"input_ids": torch.arange(j + 5), "label": j % 2}
+
+    padded = DataLoader(Tokens(0), batch_size=4, collate_fn=lambda batch: batch)
+    assert (data_fingerprint(padded, 25) != data_fingerprint(Tokens(3), 25)).any()
+    np.testing.assert_array_equal(data_fingerprint(padded, 25), data_fingerprint(Tokens(0), 25))
