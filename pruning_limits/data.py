@@ -332,7 +332,8 @@ def _parse_options(name: str, text: str, allowed: dict[str, float]) -> dict[str,
             raise PruningLimitsError(f"data option {key} must be a number, got {value!r}") from None
         if isinstance(allowed[key], int) and not number.is_integer():
             raise PruningLimitsError(f"data option {key} must be an integer, got {value!r}")
-        if isinstance(allowed[key], int) and abs(number) > MAX_INT_OPTION:  # n=1e20 overflowed in torch: a traceback
+        if isinstance(allowed[key], int) and abs(number) > MAX_INT_OPTION and key != "seed":  # n=1e20 overflowed in torch
+            # (a seed's range is its loader's to check: mnist1d's [0, 2**32))
             raise PruningLimitsError(f"data option {key} must be at most {MAX_INT_OPTION}, got {value!r}")
         if key in options:
             raise PruningLimitsError(f"data option {key} is given twice in {text!r}")
