@@ -43,11 +43,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _as_rank(rank: int, world: int, port: int) -> None:
+    """The environment torchrun gives a process of rank ``rank`` of ``world`` (port ``port`` on this host)."""
     os.environ.update(
         {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
          "LOCAL_RANK": str(rank)}
     )
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    _as_rank(rank, world, port)
     torch.set_num_threads(1)
     model, x, y = _problem()
     context = DistributedContext(torch.device("cpu"))
@@ -126,10 +131,7 @@ def test_torchrun_predict_equals_one_process_and_only_rank_0_prints(bundle) -> N
 
 
 def _dying_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
-         "LOCAL_RANK": str(rank)}
-    )
+    _as_rank(rank, world, port)
     from pruning_limits._checks import PruningLimitsError
 
     context = DistributedContext(torch.device("cpu"), timeout=60)
@@ -156,10 +158,7 @@ def test_a_rank_that_dies_stops_the_others_with_one_line(tmp_path) -> None:
 
 
 def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
-         "LOCAL_RANK": str(rank)}
-    )
+    _as_rank(rank, world, port)
     from pruning_limits._checks import PruningLimitsError
 
     torch.set_num_threads(1)
