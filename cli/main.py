@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -25,8 +26,9 @@ class _Group(click.Group):
 
         if is_main_process():
             return super().main(*args, **kwargs)
-        try:
-            return super().main(*args, **{**kwargs, "standalone_mode": False})
+        try:  # rank 0 alone prints results, --help and --version: stdout is rank 0's
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                return super().main(*args, **{**kwargs, "standalone_mode": False})
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:  # the same arguments on every rank: rank 0 says it

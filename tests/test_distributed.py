@@ -240,6 +240,8 @@ def test_torchrun_says_an_error_once_and_refuses_one_process_commands(bundle, tm
         ("0", ["predict", "missing.pt"], 1, "Error: checkpoint 'missing.pt' does not exist\n"),
         ("1", ["predict", "missing.pt"], 1, ""),  # every rank meets it: rank 0 alone says it
         ("1", ["predict", "--no-such-option"], 2, ""),
+        ("1", ["--version"], 0, ""),  # printed once per rank before
+        ("1", ["predict", "--help"], 0, ""),
         ("0", ["train", "-o", "m.pt"], 1, "Error: train runs in one process, got WORLD_SIZE=2 from a launcher"),
     ],
 )
