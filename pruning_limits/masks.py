@@ -14,9 +14,11 @@ next allowed count (whole rows or channels for ``neuron``/``channel``, which lea
 layer's rows and every bias in place unless ``+outputs``); ``N:M`` takes no amount
 (its sparsity is fixed). The lower-level :func:`masks_from_order` prunes any count of an order.
 The amount counts all ``D`` prunable weights, also on a model pruned before: it is the sparsity
-the model ends at (``prune_model(net, 0.5)`` twice leaves 50 %), where ``torch.nn.utils.prune``
+of this call's masks (``prune_model(net, 0.5)`` twice leaves 50 %), where ``torch.nn.utils.prune``
 applies a second amount to the weights still unpruned (``global_unstructured`` at 0.5 twice
-leaves 75 %): a limit is a sparsity, so the amount is one too.
+leaves 75 %): a limit is a sparsity, so the amount is one too. Masks of another structure on
+top of earlier ones combine (a 2:4 model pruned ``neuron`` at 0.3 ends at 66 %): the model's
+zeros, not the amount, are its sparsity.
 
 Masks are ``dict`` of module-qualified weight names (``"0.weight"``) to bool tensors, True =
 kept, as in ``torch.nn.utils.prune``; they are applied with ``prune.custom_from_mask`` and made

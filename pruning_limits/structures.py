@@ -199,6 +199,12 @@ def layer_layout(model: nn.Module) -> list[Layer]:
     """
     layers, start = [], 0
     outputs = output_weight(model)
+    output_tensor = None
+    if outputs is not None:  # by the tensor too: an output weight shared with an earlier layer is that layer's
+        module_name, _, attr = outputs.rpartition(".")
+        owner = model.get_submodule(module_name) if module_name else model
+        output_tensor = getattr(owner, f"{attr}_orig", None)
+        output_tensor = getattr(owner, attr) if output_tensor is None else output_tensor
     for param_name, param in prunable_parameters(model):
         module_name, _, attr = param_name.rpartition(".")
         attr = attr.removesuffix("_orig")
@@ -210,7 +216,7 @@ def layer_layout(model: nn.Module) -> list[Layer]:
         else:
             kind = "linear" if param.dim() == 2 else "conv"
         name = f"{module_name}.{attr}" if module_name else attr
-        layers.append(Layer(name, kind, tuple(int(d) for d in param.shape), start, name == outputs))
+        layers.append(Layer(name, kind, tuple(int(d) for d in param.shape), start, name == outputs or param is output_tensor))
         start += param.numel()
     if outputs is None and layers:
         layers[-1] = dataclasses.replace(layers[-1], output=True)

@@ -726,3 +726,25 @@ def test_channels_last_pattern_masks_equal_the_reference(pattern):
         flat = model_order(model, pattern)  # the flattened runs differ on the convolution
         assert not flat.dense_layers
         assert not torch.equal(compute_masks(model, None, pattern)["2.weight"], masks["2.weight"])
+
+
+def test_an_output_weight_shared_with_an_earlier_layer_stays_dense():
+    """b.weight = a.weight with b the output layer: the layout compared names, marked no layer as
+    the output, and neuron pruning zeroed 4 of b's 8 outputs through the shared tensor."""
+    from pruning_limits.masks import prune_model
+    from pruning_limits.structures import layer_layout
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.mid, self.b = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            return self.b(torch.relu(self.mid(torch.relu(self.a(x)))))
+
+    torch.manual_seed(0)
+    model = Tied()
+    assert [layer.output for layer in layer_layout(model)] == [True, False]  # a.weight is b's too
+    prune_model(model, 0.4, "neuron", permanent=True)
+    assert int((model.b.weight == 0).sum()) == 0 and int((model.mid.weight == 0).all(dim=1).sum()) == 7
