@@ -463,6 +463,8 @@ def check_output_path(
     target = output_target(path)  # where atomic_open will write: through a symbolic link
     if target.is_dir():
         raise PruningLimitsError(f"{what} {path!r} is a directory, expected a file name")
+    if target.exists() and not target.is_file():  # an atomic rename would replace the device or pipe itself
+        raise PruningLimitsError(f"{what} {path!r} is not a regular file (a device or a pipe), expected a file name")
     named = [(name, given) for name, given in (inputs or {}).items() if given and Path(given).exists()]
     named += [(name, given) for name, given in (outputs or {}).items() if given]
     for name, given in named:

@@ -270,6 +270,15 @@ def separable_error_bound(w: np.ndarray, first: np.ndarray, second: np.ndarray) 
     return float(max(np.linalg.norm(m_plus), np.linalg.norm(m_minus)))
 
 
+#: The largest input dimension :func:`gap_experiment` and :func:`check_gap_record` take: the
+#: streams alone hold 5 × 4 096 × d floats (docs/gap.md measures d <= 8).
+MAX_DIM = 1024
+
+#: The most points :func:`cube_grid` lays out (about 0.2 GB of float64 at d = 4): a record asking
+#: for more is refused in one line, not computed for minutes into gigabytes.
+MAX_GRID_POINTS = 5_000_000
+
+
 def cube_grid(dim: int, per_axis: int) -> tuple[np.ndarray, float]:
     """Points of the cube surface ``{|y|_inf = 1}`` on a grid of ``per_axis`` values per axis, projected to the sphere.
 
@@ -280,6 +289,11 @@ def cube_grid(dim: int, per_axis: int) -> tuple[np.ndarray, float]:
     """
     dim = check_int("dim", dim, 2)
     per_axis = check_int("per_axis", per_axis, 2)
+    points = 2 * dim * per_axis ** (dim - 1)
+    if points > MAX_GRID_POINTS:  # a hand-made record at d = 7 asked for 9.6 GiB
+        raise PruningLimitsError(
+            f"a grid certificate in d = {dim} needs {points:.3g} points, above {MAX_GRID_POINTS:.0e}: too large to certify here"
+        )
     axis = np.linspace(-1.0, 1.0, per_axis)
     mesh = np.stack(np.meshgrid(*([axis] * (dim - 1)), indexing="ij"), axis=-1).reshape(-1, dim - 1)
     faces = []
@@ -925,7 +939,8 @@ def _fit_linear(x: np.ndarray, y: np.ndarray) -> dict[str, float] | None:
     slope, intercept = np.polyfit(x, y, 1)
     resid = y - (slope * x + intercept)
     total = np.sum((y - y.mean()) ** 2)
-    r2 = 1.0 - float(np.sum(resid**2) / total) if total > 0 else 1.0
+    # flat values: the total is rounding (1e-31 gave R² = -14.8); a fit of a constant is exact
+    r2 = 1.0 - float(np.sum(resid**2) / total) if total > 1e-12 * max(1.0, float(np.sum(y**2))) else 1.0
     return {"slope": float(slope), "intercept": float(intercept), "r2": r2, "points": int(len(x))}
 
 
@@ -1002,10 +1017,14 @@ def gap_experiment(
     """
     started = time.monotonic()
     dim = check_int("dim", dim, 1)
+    if dim > MAX_DIM:  # the streams alone take 5 x 4 096 x d floats
+        raise PruningLimitsError(f"dim must be at most {MAX_DIM}, got {dim}")
     check_choice("model", model, MODELS)
     eps_list = [check_epsilon(e) for e in epsilons]
     if not eps_list:
         raise PruningLimitsError("expected at least one ε, got none")
+    if len(set(eps_list)) != len(eps_list):  # a repeated row would count twice in the fits
+        raise PruningLimitsError(f"epsilons must be distinct, got {eps_list}")
     seed_list = [check_seed("seed", s) for s in seeds]
     if not seed_list:
         raise PruningLimitsError("expected at least one seed, got none")
@@ -1307,6 +1326,8 @@ def _check_cell(
     err = sup_error_exact(w, first[subset], second[subset], model).value
     if not err <= eps:
         problems.append(f"{where}: exact subset errs {err!r} > ε")
+    elif subset and max(subset) + 1 < n:  # a subset that works shows that fewer neurons suffice
+        problems.append(f"{where}: exact width {n} overstated: its subset lies within the first {max(subset) + 1} neurons")
     if not abs(err - float(ex["error"])) <= 1e-9:
         problems.append(f"{where}: exact error {ex['error']!r} does not match {err!r}")
     minimality = ex.get("minimality")
@@ -1427,6 +1448,10 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
         raise PruningLimitsError(f"not a gap record: 'dim' must be an integer >= 1, got {describe(dim)}")
     if model not in MODELS:
         raise PruningLimitsError(f"not a gap record: 'model' must be one of {MODELS}, got {describe(model)}")
+    if model == "L" and dim > 4:  # as gap_experiment: its 2^d - 1 masks per neuron would not fit in memory
+        raise PruningLimitsError(f"not a gap record: model L holds d <= 4, got d = {dim}")
+    if dim > MAX_DIM:
+        raise PruningLimitsError(f"not a gap record: 'dim' must be at most {MAX_DIM}, got {dim}")
     if not isinstance(results, list):
         raise PruningLimitsError(f"not a gap record: 'results' must be a list, got {describe(results)}")
     for k, res in enumerate(results):

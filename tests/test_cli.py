@@ -816,6 +816,17 @@ def test_a_stop_while_validate_writes_its_outputs_leaves_none_of_them(workdir, b
     assert list(folder.iterdir()) == []
 
 
+def test_an_output_that_is_a_device_or_a_pipe_is_refused(bundle, workdir):
+    """As root, `gap -o /dev/full` renamed its JSON over the device: /dev/full became a file."""
+    import os
+
+    pipe = workdir / "pipe"
+    os.mkfifo(pipe)
+    for target in ("/dev/null", pipe):
+        fails("prune", bundle, "--sparsity", "0.5", "-o", target, match="is not a regular file (a device or a pipe)")
+    assert pipe.is_fifo() and Path("/dev/null").is_char_device()
+
+
 def test_a_rank_variable_without_a_launcher_does_not_silence_a_command(bundle, monkeypatch):
     """RANK=1 left in a single process's environment (WORLD_SIZE unset) printed nothing, exit 0."""
     monkeypatch.setenv("RANK", "1")

@@ -8,7 +8,9 @@ here, and HiGHS's own verdict on the primal LP.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -393,6 +395,7 @@ def test_model_l_bounds_weight_pruning_too():
 def test_record_check_catches_tampering():
     rec = L.gap_experiment(2, [2.0**-4], seeds=[0], milp_time_limit=60)
     assert L.check_gap_record(rec) == {"streams": 1, "weight": 1, "neuron": 1, "exact": 1, "problems": []}
+    pristine = json.loads(json.dumps(rec))  # before the edits below
     cell = rec["results"][0]["seeds"][0]
     cell["weight"]["error"] += 1e-6
     cell["neuron"]["lower_bound"] += 1
@@ -403,6 +406,17 @@ def test_record_check_catches_tampering():
     assert any("not certificate width + 1" in p for p in problems)
     assert any("certificate fails" in p for p in problems)
     assert any("exact subset errs" in p for p in problems)
+    # a width above what its own subset needs (14 -> 15: the subset lies in the first 14), and
+    # records too large to check (model L above d = 4; a grid certificate of 10^7 points)
+    overstated = json.loads((Path(__file__).resolve().parents[1] / "docs" / "gap" / "d2.json").read_text())
+    exact = overstated["results"][0]["seeds"][0]["neuron"]["exact"]  # 14, its stream longer than that
+    assert exact["status"] == "exact" and max(exact["subset"]) + 1 == exact["width"]
+    exact["width"] += 1
+    assert any("overstated: its subset lies within the first" in p for p in L.check_gap_record(overstated)["problems"])
+    with pytest.raises(PruningLimitsError, match="model L holds d <= 4"):
+        L.check_gap_record({**pristine, "model": "L", "dim": 24})
+    with pytest.raises(PruningLimitsError, match="too large to certify here"):
+        L.cube_grid(7, 33)
     cell["weight"]["first_mask"] = [[1, 0, 1]]  # wrong shape: reported, not a crash
     assert any("malformed entry" in p for p in L.check_gap_record(rec)["problems"])
     with pytest.raises(PruningLimitsError, match="not a gap record"):
