@@ -326,8 +326,8 @@ def spectrum_options(func: F) -> F:
         "is fully re-orthogonalised when its basis, min(probes x iterations, D) x D x 8 bytes (x 4 for "
         "float32 products), fits, else it runs without re-orthogonalisation in 5 x probes x D x 8 bytes "
         "plus 32 x min(probes x iterations, D)^2 for its projected matrix (the default grows to that when it is "
-        "more; an explicit budget below it is an error, so below about D = 4 x probes x iterations, where that "
-        "is more than the basis, is one below the basis).",
+        "more; an explicit budget below it is an error; below about D = 4 x probes x iterations that need "
+        "exceeds the basis, so a budget below the basis is an error too).",
     )(func)
     func = click.option(
         "--probes",
