@@ -161,7 +161,9 @@ class Layer:
     Attributes:
         name: module-qualified weight name (``"features.0.weight"``), the name of the pruned
             view ``weight`` also when ``torch.nn.utils.prune`` stores ``weight_orig``.
-        kind: ``"linear"`` or ``"conv"`` (other modules: by dimension, 2-D weights are linear).
+        kind: ``"linear"``, ``"conv"`` or ``"transposed"`` (a transposed convolution, whose
+            weight is ``(in, out, ...)``: neuron, channel and N:M leave it dense); other modules
+            by dimension, 2-D weights are linear.
         shape: the weight's shape (output dimension first).
         start: offset of its first weight in the flat vector.
         output: whether its rows are the model's outputs (:func:`pruning_limits.objective.output_weight`);
@@ -213,6 +215,8 @@ def layer_layout(model: nn.Module) -> list[Layer]:
             kind = "linear"
         elif isinstance(module, _CONV):
             kind = "conv"
+        elif isinstance(module, nn.modules.conv._ConvTransposeNd):
+            kind = "transposed"  # (in, out, ...): its rows are inputs; structures leave it dense
         else:
             kind = "linear" if param.dim() == 2 else "conv"
         name = f"{module_name}.{attr}" if module_name else attr
@@ -353,7 +357,10 @@ def structured_order(weights: Any, layout: list[Layer], structure: Any) -> Struc
             return layer.kind in kinds and len(layer.shape) >= 2 and (structure.outputs or layer.name not in outputs)
 
         return _group_order(structure, flat, layout, rows_apply, _row_groups)
-    return _group_order(structure, flat, layout, lambda layer: _run_length(layer, structure) % structure.m == 0, _run_groups)
+    return _group_order(
+        structure, flat, layout,
+        lambda layer: layer.kind != "transposed" and _run_length(layer, structure) % structure.m == 0, _run_groups,
+    )
 
 
 def index_all(dim: int) -> np.ndarray:

@@ -748,3 +748,20 @@ def test_an_output_weight_shared_with_an_earlier_layer_stays_dense():
     assert [layer.output for layer in layer_layout(model)] == [True, False]  # a.weight is b's too
     prune_model(model, 0.4, "neuron", permanent=True)
     assert int((model.b.weight == 0).sum()) == 0 and int((model.mid.weight == 0).all(dim=1).sum()) == 7
+
+
+def test_a_transposed_convolution_stays_dense_under_structures():
+    """Its weight is (in, out, ...): `channel` on a ConvTranspose2d picked with --params pruned
+    2 input-channel slices as if they were output channels."""
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import select_parameters
+    from pruning_limits.structures import layer_layout, model_order
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(4, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.Flatten(), nn.Linear(16, 3))
+    select_parameters(model, "0.weight,2.weight,4.weight")
+    assert [layer.kind for layer in layer_layout(model)] == ["transposed", "conv", "linear"]
+    for structure in ("channel", "2:4"):
+        assert "0.weight" in dict(model_order(model, structure).dense_layers)
+    prune_model(model, 0.1, "channel", permanent=True)
+    assert int((model[0].weight == 0).sum()) == 0 and int((model[2].weight == 0).sum()) > 0
