@@ -77,8 +77,6 @@ def common_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-
-
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` and Ctrl-C into ``KeyboardInterrupt`` while a command
@@ -171,9 +169,9 @@ def _run_classified(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
     except Terminated:
         _exit_terminated(console)
     except Exception as exc:  # noqa: BLE001 - classified just below
-        from pruning_limits._checks import PruningLimitsError
+        from pruning_limits._checks import PruningLimitsError, interrupt_in
 
-        cause = _signal_inside(exc)  # e.g. Python wraps an error of __set_name__ (a matplotlib import) in a RuntimeError
+        cause = interrupt_in(exc)  # e.g. Python wraps an error of __set_name__ (a matplotlib import) in a RuntimeError
         if isinstance(cause, KeyboardInterrupt):
             _exit_interrupted(console)
         if isinstance(cause, Terminated):
@@ -203,13 +201,6 @@ def _exit_terminated(console: Console) -> None:
         click.echo(f"Error: {'rank 0: ' if launched else ''}stopped by SIGTERM"
                    + (" (torchrun stops every process when one fails, or when it is stopped)" if launched else ""), err=True)
     sys.exit(143)
-
-
-def _signal_inside(exc: BaseException) -> BaseException | None:
-    """The Ctrl-C or SIGTERM an exception was raised from, if any (``_checks.interrupt_in``)."""
-    from pruning_limits._checks import interrupt_in
-
-    return interrupt_in(exc)
 
 
 def _local_to_rank(exc: BaseException) -> bool:
@@ -691,11 +682,9 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
         from pruning_limits.regpath import stronger_fixed_l1
 
         losses = [(training or {}).get(key) for key in ("train_loss", "constant_loss")]
-        dead = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses) and collapsed(*losses)
-        pinned = None if dead else stronger_fixed_l1(fixed)  # λ auto might choose a weaker λ than this one
-        if dead:
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses) and collapsed(*losses):
             reason = f"λ = {fixed:g} left it a constant prediction: the λ path starts weaker"
-        if pinned is not None:
+        elif (pinned := stronger_fixed_l1(fixed)) is not None:  # λ auto might choose a weaker λ than this one
             words += ["--l1", f"{pinned[0]:g}"]
             reason = pinned[1]
     words += ["-o", str(target.with_name(target.stem + "-l1.pt"))]

@@ -147,8 +147,7 @@ def train_command(
     """
     refuse_launcher("train")
     from pruning_limits._checks import check_choice, check_int, check_positive
-    from pruning_limits.data import check_data_fits_model, load_data
-    from pruning_limits.data import materialize
+    from pruning_limits.data import check_data_fits_model, load_data, materialize
     from pruning_limits.lomp import OPTIMIZERS, accuracy, check_trained, collapsed, constant_prediction_loss, train
     from pruning_limits.models import build_model
     from pruning_limits.objective import evaluate_loss
@@ -212,8 +211,8 @@ def train_command(
         path_record = history.settings["l1_path"]
     else:
         history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
-    final_loss = check_trained(model, data.train, start_loss=start_loss)  # nothing is written for a diverged run
     constant_loss = constant_prediction_loss(materialize(data.train)[1])
+    final_loss = check_trained(model, data.train, start_loss=start_loss, constant_loss=constant_loss)  # nothing is written for a diverged run
     if collapsed(final_loss, constant_loss):
         lam = history.settings["l1"]
         if path_record is not None:

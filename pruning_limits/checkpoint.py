@@ -27,9 +27,9 @@ import contextlib
 import errno
 import json
 import os
-import stat
 import pickle
 import re
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -51,10 +51,10 @@ BUNDLE_VERSION = 1
 #: The kinds of checkpoint :func:`read_checkpoint` recognises.
 KINDS = ("bundle", "state_dict", "torchscript", "module", "huggingface")
 
-#: Weights file of a Hugging Face model folder (``save_pretrained`` with safetensors).
 #: The extra file of a TorchScript archive written by ``train --init`` that holds its training
 #: record (λ, the λ path), as a bundle's ``training`` does: ``predict``'s next step reads it.
 TORCHSCRIPT_TRAINING = "pruning_limits_training.json"
+#: Weights file of a Hugging Face model folder (``save_pretrained`` with safetensors).
 HF_WEIGHTS = "model.safetensors"
 HF_CONFIG = "config.json"
 
@@ -466,7 +466,6 @@ def _from_content(path: str, content: Any) -> Checkpoint:
         for key in STATE_DICT_KEYS:
             if _is_tensor_mapping(content.get(key)):
                 return Checkpoint(path, "state_dict", state_dict=dict(content[key]))
-        keys = [str(k) for k in content]
         others = [k for k, v in content.items() if not isinstance(v, torch.Tensor)]
         nested = [str(k) for k, v in content.items() if _is_tensor_mapping(v)]
         if nested:  # a training checkpoint: say where the weights are
@@ -474,7 +473,7 @@ def _from_content(path: str, content: Any) -> Checkpoint:
                 f"{path!r} holds state_dicts under {nested[:3]}, not under {list(STATE_DICT_KEYS)}: "
                 f"save that state_dict alone (torch.save(checkpoint[{nested[0]!r}], ...))"
             )
-        if others and len(others) < len(keys):  # tensors beside a stray entry such as an epoch count
+        if others and len(others) < len(content):  # tensors beside a stray entry such as an epoch count
             raise PruningLimitsError(
                 f"{path!r} is a state_dict with entries that are not tensors ({[str(k) for k in others[:3]]}): "
                 "save model.state_dict() alone"

@@ -24,7 +24,6 @@ products at any size.
 
 from __future__ import annotations
 
-
 import torch
 
 from ._checks import PruningLimitsError, is_device_name

@@ -265,7 +265,9 @@ def train(
 DIVERGED_SLACK = 1.1
 
 
-def check_trained(model: nn.Module, data: Any, *, start_loss: float | None = None) -> float:
+def check_trained(
+    model: nn.Module, data: Any, *, start_loss: float | None = None, constant_loss: float | None = None
+) -> float:
     """The training loss of a trained ``model``, refused where training diverged.
 
     A learning rate too large (or λ beyond float range) leaves weights or a loss that are NaN or
@@ -280,6 +282,8 @@ def check_trained(model: nn.Module, data: Any, *, start_loss: float | None = Non
         data: its training data (an ``(x, y)`` pair, Dataset or DataLoader; integer targets are
             classes, float targets regression, as for the default losses).
         start_loss: the training loss before training (fresh or from ``--init``), if known.
+        constant_loss: :func:`constant_prediction_loss` of ``data``'s targets, if the caller has
+            it already (computed here otherwise).
 
     Returns:
         The training loss (:func:`~pruning_limits.objective.evaluate_loss`).
@@ -295,8 +299,7 @@ def check_trained(model: nn.Module, data: Any, *, start_loss: float | None = Non
     loss = evaluate_loss(model, data)
     if not math.isfinite(loss):
         raise PruningLimitsError(f"training diverged: the training loss is {loss}; lower the learning rate (--lr) or λ (--l1)")
-    _, targets = materialize(data)
-    reference = constant_prediction_loss(targets)
+    reference = constant_prediction_loss(materialize(data)[1]) if constant_loss is None else float(constant_loss)
     if start_loss is not None and math.isfinite(start_loss):
         reference = max(reference, start_loss)
     if loss > DIVERGED_SLACK * reference:

@@ -274,6 +274,18 @@ def separable_error_bound(w: np.ndarray, first: np.ndarray, second: np.ndarray) 
 #: streams alone hold 5 × 4 096 × d floats (docs/gap.md measures d <= 8).
 MAX_DIM = 1024
 
+#: Model L's largest d: its LP bounds weight pruning over the 2^d - 1 masks of every neuron.
+MODEL_L_MAX_DIM = 4
+
+
+def _dim_problem(dim: int, model: str) -> str | None:
+    """Why ``dim`` is out of reach for ``model`` (:data:`MAX_DIM`, :data:`MODEL_L_MAX_DIM`), or ``None``."""
+    if dim > MAX_DIM:
+        return f"dim must be at most {MAX_DIM}, got {dim}"
+    if model == "L" and dim > MODEL_L_MAX_DIM:
+        return f"model L holds d <= {MODEL_L_MAX_DIM} (its LP covers the 2^d - 1 masks of every neuron), got d = {dim}"
+    return None
+
 #: The most points :func:`cube_grid` lays out (about 0.2 GB of float64 at d = 4): a record asking
 #: for more is refused in one line, not computed for minutes into gigabytes.
 MAX_GRID_POINTS = 5_000_000
@@ -1017,9 +1029,10 @@ def gap_experiment(
     """
     started = time.monotonic()
     dim = check_int("dim", dim, 1)
-    if dim > MAX_DIM:  # the streams alone take 5 x 4 096 x d floats
-        raise PruningLimitsError(f"dim must be at most {MAX_DIM}, got {dim}")
     check_choice("model", model, MODELS)
+    problem = _dim_problem(dim, model)
+    if problem:
+        raise PruningLimitsError(problem)
     eps_list = [check_epsilon(e) for e in epsilons]
     if not eps_list:
         raise PruningLimitsError("expected at least one ε, got none")
@@ -1030,8 +1043,6 @@ def gap_experiment(
         raise PruningLimitsError("expected at least one seed, got none")
     if len(set(seed_list)) != len(seed_list):  # its own record check refuses a repeated stream
         raise PruningLimitsError(f"seeds must be distinct, got {seed_list}")
-    if model == "L" and dim > 4:
-        raise PruningLimitsError(f"model L bounds weight pruning over 2^d - 1 masks per neuron: d <= 4, got d = {dim}")
     milp_max_width = check_int("milp_max_width", milp_max_width, 0)
     if isinstance(milp_time_limit, bool) or not (
         isinstance(milp_time_limit, (int, float)) and math.isfinite(milp_time_limit) and milp_time_limit >= 0
@@ -1448,10 +1459,9 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
         raise PruningLimitsError(f"not a gap record: 'dim' must be an integer >= 1, got {describe(dim)}")
     if model not in MODELS:
         raise PruningLimitsError(f"not a gap record: 'model' must be one of {MODELS}, got {describe(model)}")
-    if model == "L" and dim > 4:  # as gap_experiment: its 2^d - 1 masks per neuron would not fit in memory
-        raise PruningLimitsError(f"not a gap record: model L holds d <= 4, got d = {dim}")
-    if dim > MAX_DIM:
-        raise PruningLimitsError(f"not a gap record: 'dim' must be at most {MAX_DIM}, got {dim}")
+    problem = _dim_problem(dim, model)  # as gap_experiment: checking it would not fit in memory either
+    if problem:
+        raise PruningLimitsError(f"not a gap record: {problem}")
     if not isinstance(results, list):
         raise PruningLimitsError(f"not a gap record: 'results' must be a list, got {describe(results)}")
     for k, res in enumerate(results):
