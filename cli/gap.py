@@ -96,7 +96,7 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
 
 
 @click.command("gap")
-@click.option("--dim", type=int, default=None, help="Input dimension d >= 1 (required unless --check).")
+@click.option("--dim", type=int, default=None, help="Input dimension 1 <= d <= 1024 (required unless --check; model L: d <= 4).")
 @click.option(
     "--epsilon",
     "epsilons",
