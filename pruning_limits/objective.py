@@ -19,12 +19,13 @@ import contextlib
 import copy
 import fnmatch
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from ._autograd import with_gradients
@@ -66,12 +67,42 @@ def _default_prunable(model: nn.Module) -> list[str]:
 
 
 def output_weight(model: nn.Module) -> str | None:
-    """Name of the weight whose rows are the model's outputs: the last default prunable weight
-    in module order (``weight``, not ``weight_orig``), whatever weights are selected; ``None``
-    when the model has no Linear, convolution or attention weight."""
+    """Name of the weight whose rows are the model's outputs (``weight``, not ``weight_orig``),
+    whatever weights are selected; ``None`` when the model has no Linear, convolution or
+    attention weight.
+
+    That is the last default prunable weight the forward uses, in the order of its
+    ``torch.fx`` symbolic trace (no data needed): a head registered before the body it follows
+    is still the output. Where the forward does not trace (control flow on tensor values,
+    TorchScript, most Hugging Face models), the last one in module order.
+    """
     _check_module(model)
     names = _default_prunable(model)
-    return _base_name(names[-1]) if names else None
+    if not names:
+        return None
+    return _base_name(_last_used(model, names) or names[-1])
+
+
+def _last_used(model: nn.Module, names: list[str]) -> str | None:
+    """The last of ``names`` (default prunable weights) that ``model``'s traced forward uses, as
+    a leaf module's call or as a weight read by name; ``None`` where the forward does not trace
+    or uses none of them."""
+    by_module = {name.rpartition(".")[0]: name for name in names}  # a module's last weight
+    by_weight = {name: name for name in names} | {_base_name(name): name for name in names}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = fx.Tracer().trace(model)
+    except Exception as err:  # noqa: BLE001 - whatever a forward does on proxies: not traceable
+        reraise_interrupt(err)
+        return None
+    last = None
+    for node in graph.nodes:
+        if node.op == "call_module" and node.target in by_module:
+            last = by_module[node.target]
+        elif node.op == "get_attr" and node.target in by_weight:
+            last = by_weight[node.target]
+    return last
 
 
 def _base_name(name: str) -> str:

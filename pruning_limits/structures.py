@@ -22,7 +22,7 @@ Structures (:func:`parse_structure`):
   smallest of each layer go).
 - ``neuron``: whole output rows of ``nn.Linear`` weights; ``channel``: whole output channels of
   convolutions and rows of ``nn.Linear`` (dimension 0 of the weight). The output rows of the
-  model's output layer (its last Linear or convolution weight in module order, whatever
+  model's output layer (the last Linear or convolution weight its forward uses, whatever
   ``--params`` selects: :func:`pruning_limits.objective.output_weight`) are the network's outputs: removing one deletes a class, so by default they stay dense and are listed
   in :attr:`StructuredOrder.dense_layers`; ``neuron+outputs`` and ``channel+outputs`` include
   them. Only the *weights* of a row are pruned, never its bias (the prunable weights are the
@@ -196,7 +196,7 @@ def layer_layout(model: nn.Module) -> list[Layer]:
     """The :class:`Layer` of every prunable weight, in the flat order.
 
     The output layer is the model's, not the selection's: the last Linear or convolution weight
-    (:func:`pruning_limits.objective.output_weight`), or the last selected tensor of a model
+    its forward uses (:func:`pruning_limits.objective.output_weight`), or the last selected tensor of a model
     without one; with ``--params`` that leave it out, no selected layer is the output.
     """
     layers, start = [], 0

@@ -765,3 +765,45 @@ def test_a_transposed_convolution_stays_dense_under_structures():
         assert "0.weight" in dict(model_order(model, structure).dense_layers)
     prune_model(model, 0.1, "channel", permanent=True)
     assert int((model[0].weight == 0).sum()) == 0 and int((model[2].weight == 0).sum()) > 0
+
+
+def test_the_output_layer_is_the_last_one_the_forward_runs():
+    """A head registered before its body: the layout took the last *registered* Linear (the
+    body's) as the output layer and `neuron` pruned the head's rows, deleting classes. The
+    traced forward now names the head; a forward that does not trace keeps module order."""
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import output_weight
+    from pruning_limits.structures import layer_layout
+
+    class HeadFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(8, 3)
+            self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU())
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    class Untraceable(HeadFirst):
+        def forward(self, x):
+            if x.sum() > 0:  # control flow on a tensor value: symbolic tracing raises
+                x = 2 * x
+            return self.head(self.body(x))
+
+    torch.manual_seed(0)
+    model = HeadFirst()
+    assert output_weight(model) == "head.weight"
+    assert [layer.name for layer in layer_layout(model) if layer.output] == ["head.weight"]
+    prune_model(model, 0.3, "neuron", permanent=True)
+    assert int((model.head.weight == 0).sum()) == 0 and int((model.body[2].weight == 0).all(dim=1).sum()) > 0
+    assert output_weight(Untraceable()) == "body.2.weight"  # the fallback, documented in usage.md
+
+    class Functional(nn.Module):  # the head's weight read by name: F.linear(x, self.head.weight)
+        def __init__(self) -> None:
+            super().__init__()
+            self.head, self.body = nn.Linear(8, 3), nn.Linear(4, 8)
+
+        def forward(self, x):
+            return nn.functional.linear(self.body(x), self.head.weight)
+
+    assert output_weight(Functional()) == "head.weight"
