@@ -272,7 +272,8 @@ class StructuredOrder:
 
     @property
     def max_sparsity(self) -> float:
-        """The largest allowed sparsity."""
+        """The largest allowed sparsity (for ``N:M``, the end of the order's last round, not the
+        pattern's sparsity: ``pattern_count / dim``)."""
         return float(self.allowed[-1]) / self.dim
 
     def allowed_at_most(self, count: int) -> int:
@@ -309,6 +310,7 @@ class StructuredOrder:
             "max_sparsity": self.max_sparsity,
             "allowed_points": int(self.allowed.size),
             "pattern_count": self.pattern_count,
+            "pattern_sparsity": None if self.pattern_count is None else self.pattern_count / self.dim,
         }
 
 

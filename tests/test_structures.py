@@ -270,6 +270,9 @@ def test_pattern_point_is_the_nearest_point_with_the_pattern(pattern):
         w = np.random.default_rng(seed).normal(size=14)
         plan = structured_order(w, layout, s)
         assert plan.dense_layers == (("b.weight", 6),) and plan.covered == 8
+        # the JSON names the pattern's sparsity (max_sparsity is the order's last round: all of a)
+        assert plan.to_dict()["pattern_sparsity"] == (8 // s.m) * (s.m - s.n) / 14  # runs × pruned per run
+        assert plan.max_sparsity == 8 / 14
         keep = keep_of(plan, plan.pattern_count)
         assert keep[8:].all()
         best = math.inf
