@@ -280,9 +280,10 @@ def delta_integrand(eigenvalues: np.ndarray, epsilon: float, squared_distance: f
     """``φ_R(λ) = 2ε / (2ε + |λ| R²)``, the share of one eigen-direction in ``δ(R)`` (THEORY §4-5).
 
     Takes ``R²`` (not ``R``) so callers can pass exact squared distances without a square root.
+    Computed as ``ε / (ε + |λ| R²/2)``: halving is exact, so the values are those of the formula
+    above, bit for bit, but ``ε`` near the float64 limit (``2ε = inf``) no longer gives NaN.
     """
-    two_eps = 2.0 * epsilon
-    return two_eps / (two_eps + np.abs(eigenvalues) * squared_distance)
+    return epsilon / (epsilon + 0.5 * (np.abs(eigenvalues) * squared_distance))
 
 
 def delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, squared_distance: float) -> float:

@@ -212,6 +212,12 @@ def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE
     r2 = real_array(distance_squared, "distance_squared")
     if r2.ndim != 1 or r2.size < 2:
         raise PruningLimitsError(f"distance_squared must be a 1-D array of R_k² for k = 0..D, got shape {r2.shape}")
+    rises = np.flatnonzero(np.diff(r2) > 0)
+    if rises.size or r2[-1] < 0:  # R_k² = Σ of the pruned w²: non-negative, falling as k (kept) grows
+        where = f"R_{rises[0] + 1}² = {r2[rises[0] + 1]:.4g} > R_{rises[0]}² = {r2[rises[0]]:.4g}" if rises.size else f"R_D² = {r2[-1]:.4g}"
+        raise PruningLimitsError(
+            f"distance_squared must be R_k² for k = 0..D kept weights, non-negative and non-increasing in k, got {where}"
+        )
     sparsity = check_fraction("sparsity", sparsity)
     step = check_fraction("step", step, open_low=True)
     dim = r2.size - 1
@@ -346,8 +352,11 @@ def _solve_trace(epsilon: float, r2: np.ndarray, abs_trace: float, cost: np.ndar
         eps_k = epsilon if cost is None else epsilon - float(cost[k])
         if eps_k <= 0:
             return False
-        two_eps_d = 2.0 * eps_k * dim
-        return (dim - k) / dim <= two_eps_d / (two_eps_d + float(r2[k]) * abs_trace)
+        two_eps_d, curvature = 2.0 * eps_k * dim, float(r2[k]) * abs_trace
+        if math.isinf(two_eps_d + curvature):  # ε or R² near the float64 limit: the same share, scaled
+            share = 1.0 / (1.0 + curvature / two_eps_d) if math.isfinite(two_eps_d) else 1.0
+            return (dim - k) / dim <= share
+        return (dim - k) / dim <= two_eps_d / (two_eps_d + curvature)
 
     return _smallest_feasible(dim, feasible)
 

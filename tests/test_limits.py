@@ -261,6 +261,11 @@ def test_knee_steepness_recovers_a_known_log_slope_and_reaches_the_prediction():
             knee_steepness(distance_squared, **bad)
     with pytest.raises(PruningLimitsError, match="1-D array"):
         knee_steepness(np.ones((3, 3)), 0.5)
+    # a curve rising with the kept count (a criterion passed reversed) gave a negative slope
+    with pytest.raises(PruningLimitsError, match=r"non-increasing in k, got R_1² = 2 > R_0² = 1"):
+        knee_steepness(np.array([1.0, 2.0, 0.5]), 0.5)
+    with pytest.raises(PruningLimitsError, match=r"non-negative.*R_D² = -1"):
+        knee_steepness(np.array([1.0, 0.5, -1.0]), 0.5)
     # small D, by hand: R² = 16, 9, 4, 1, 0.25 for k = 0..4 kept. At s = 0.5 ± 0.01 both ends round
     # to k = 2, so the secant takes its neighbours k = 3 (s = 0.25) and k = 1 (s = 0.75):
     # ½ (ln 9 − ln 1) / 0.5 = ln 9
@@ -431,3 +436,25 @@ def test_gradient_term_errors():
         predict_from_spectrum([1.0, 2.0, 3.0], spec, 0.1, gradient=[1.0])
     with pytest.raises(PruningLimitsError, match="criterion='magnitude'"):
         predict_from_spectrum([1.0, 2.0, 3.0], spec, 0.1, criterion=[14.0, 5.0, 1.0, 0.0], gradient=[0.0, 0.0, 0.0])
+
+
+def test_an_epsilon_near_the_float64_limit_prunes_everything_without_nan():
+    """ε = 1e308: 2ε overflowed to inf and φ = inf/inf gave NaN (RuntimeWarning, and an answer
+    from a search over NaN comparisons). The integrand is now ε/(ε + |λ|R²/2), equal bit for bit
+    to 2ε/(2ε + |λ|R²) where nothing overflows."""
+    import warnings
+
+    from pruning_limits.geometry import delta_integrand
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(30, 30))
+    spec = Spectrum.from_eigenvalues(np.linalg.eigvalsh(a @ a.T / 30))
+    w = rng.normal(size=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for eps in (1e300, 1e308, 1.7e308):
+            result = predict_from_spectrum(w, spec, eps)  # also solves the trace rule (_solve_trace)
+            assert result.sparsity == 1.0 and result.trace_bound == 1.0
+    lam, r2, eps = rng.normal(size=1000) * 10.0 ** rng.uniform(-8, 8, 1000), 3.7, 10.0 ** rng.uniform(-12, 3, 1000)
+    old = 2.0 * eps / (2.0 * eps + np.abs(lam) * r2)
+    assert np.array_equal(np.array([delta_integrand(lam[i : i + 1], eps[i], r2)[0] for i in range(1000)]), old)
