@@ -627,6 +627,7 @@ def prune_command(
     }
     model.to("cpu")  # written with CPU tensors, loadable anywhere
     source = loaded.checkpoint
+    ckpt.restore_dtypes(model, source.dtypes)  # a float16 file stays float16
     if output.lower().endswith(".safetensors"):
         ckpt.save_safetensors(output, model)
     elif source.kind == "huggingface":

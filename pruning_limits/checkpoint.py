@@ -142,6 +142,8 @@ class Checkpoint:
         params: the parameter selection stored in a bundle
             (:func:`pruning_limits.objective.select_parameters`), ``None`` for the default.
         format: ``"torch"``, ``"safetensors"`` or ``"huggingface"`` (the file format).
+        dtypes: the file's dtype of each floating tensor by name (state dicts and Hugging Face
+            folders), so a pruned model is written back in them (:func:`restore_dtypes`).
     """
 
     path: str
@@ -156,6 +158,24 @@ class Checkpoint:
     library_version: str | None = None
     params: list[str] | None = None
     format: str = "torch"
+    dtypes: dict[str, torch.dtype] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.state_dict and not self.dtypes:
+            self.dtypes = {k: v.dtype for k, v in self.state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+
+
+def restore_dtypes(model: nn.Module, dtypes: Mapping[str, torch.dtype]) -> list[str]:
+    """Cast the floating tensors of ``model``'s state_dict back to the dtypes of the file they
+    came from (a float16 checkpoint loads into a float32 model): pruning only zeroes entries, so
+    this loses nothing, and the output keeps the input's size. Returns the names cast."""
+    cast = []
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        dtype = dtypes.get(name)
+        if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+            tensor.data = tensor.data.to(dtype)
+            cast.append(name)
+    return cast
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -387,7 +407,8 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     if tied and hasattr(model, "tie_weights"):
         model.tie_weights()
     model.eval()
-    return Checkpoint(str(folder), "huggingface", module=model, format="huggingface")
+    dtypes = {k: v.dtype for k, v in state.items() if v.is_floating_point()}
+    return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes)
 
 
 def save_huggingface(path: str | os.PathLike[str], model: nn.Module) -> Path:

@@ -213,3 +213,31 @@ def test_huggingface_folder_refusals_are_one_line(tmp_path):
     with pytest.raises(PruningLimitsError, match="has no model.safetensors") as info:
         read_checkpoint(folder)
     one_line(info)
+
+
+def test_a_float16_checkpoint_is_pruned_into_float16(tmp_path):
+    """A float16 file loads into the float32 model; prune wrote the pruned weights in float32
+    (twice the size, another dtype than the input). Pruning only zeroes entries, so the output
+    keeps each tensor's dtype and its surviving values exactly."""
+    from safetensors.torch import load_file
+
+    data = load_data("digits")
+    model = build_model("mlp:16", data).half()
+    path, pruned = tmp_path / "half.safetensors", tmp_path / "pruned.safetensors"
+    save_safetensors(path, model)
+    result = CliRunner().invoke(
+        cli, ["prune", str(path), "--model", "mlp:16", "--data", "digits", "--sparsity", "0.5", "-o", str(pruned), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    before, after = load_file(path), load_file(pruned)
+    assert {k: v.dtype for k, v in after.items()} == {k: v.dtype for k, v in before.items()} == {k: torch.float16 for k in before}
+    kept = after["1.weight"] != 0
+    assert 0 < int(kept.sum()) < kept.numel() and torch.equal(after["1.weight"][kept], before["1.weight"][kept])
+    # a Hugging Face folder in float16 as well
+    folder, out = tmp_path / "bert", tmp_path / "pruned-bert"
+    tiny_bert().half().save_pretrained(folder)
+    data = "tokens:n=40,test=8,classes=3,vocab=20,length=8"
+    result = CliRunner().invoke(cli, ["prune", str(folder), "--data", data, "--sparsity", "0.3", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    weights = load_file(out / "model.safetensors")
+    assert weights["classifier.weight"].dtype == torch.float16 and bool((weights["classifier.weight"] == 0).any())
