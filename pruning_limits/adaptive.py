@@ -219,17 +219,18 @@ def adaptive_slq(
             why += f", and D = {spectrum.dim} allows no more"
         warnings.warn(
             f"SLQ did not settle within {spectrum.steps} steps: {why}; "
-            f"{_surer_answer(operator, spectrum, steps_cap, more_steps=not exhausted)}",
+            f"{_surer_answer(operator, spectrum, steps_cap, more_steps=not exhausted, asked=reorthogonalization)}",
             RuntimeWarning,
             stacklevel=2,
         )
     return dataclasses.replace(spectrum, stopping=record)
 
 
-def _surer_answer(operator: Any, spectrum: Any, steps: int, *, more_steps: bool = True) -> str:
+def _surer_answer(operator: Any, spectrum: Any, steps: int, *, more_steps: bool = True, asked: str = "auto") -> str:
     """What to raise after an unsettled run: the steps, and for the block rule without
     re-orthogonalisation the memory budget (GiB, as ``--memory-budget`` takes it) at which its
-    basis fits. That rule's answer moves more from step to step (docs/theory.md, "Bounded
+    basis fits, or, where the caller asked for none (``asked``), re-orthogonalisation and the
+    memory it needs. That rule's answer moves more from step to step (docs/theory.md, "Bounded
     memory"); on the 10⁶-weight MLP of docs/benchmarks.md it never settled, and with its basis
     re-orthogonalised it settled at 194 steps."""
     import math
@@ -244,5 +245,9 @@ def _surer_answer(operator: Any, spectrum: Any, steps: int, *, more_steps: bool 
         need = block_lanczos_bytes(spectrum.dim, steps, spectrum.probes, itemsize)
     else:  # one Gauss rule per probe, each with its own basis
         need = lanczos_probes_bytes(spectrum.dim, min(steps, spectrum.dim), spectrum.probes, "full")
-    budget = f"--memory-budget to {math.ceil(100 * need / 2**30) / 100:g} (GiB) to re-orthogonalise"
+    gib = math.ceil(100 * need / 2**30) / 100
+    if asked == "none":  # the budget is not what kept it from re-orthogonalising
+        fix = f"re-orthogonalise (reorthogonalization='auto' or 'full', {gib:g} GiB)"
+        return f"raise iterations, or {fix}" if more_steps else fix
+    budget = f"--memory-budget to {gib:g} (GiB) to re-orthogonalise"
     return f"raise --iterations, or {budget}" if more_steps else f"raise {budget}"

@@ -194,6 +194,10 @@ def test_unsettled_run_warns_and_says_so(oracle) -> None:
     with pytest.warns(RuntimeWarning, match=hint):
         bounded = adaptive_slq(oracle["op"], estimate, tolerance=1e-9, iterations=30, probes=2, memory_budget=need - 1)
     assert bounded.reorthogonalization == "none"
+    # asked for no re-orthogonalisation: the budget is not what to raise
+    hint = rf"raise iterations, or re-orthogonalise \(reorthogonalization='auto' or 'full', {math.ceil(100 * need / 2**30) / 100:g} GiB\)$"
+    with pytest.warns(RuntimeWarning, match=hint):
+        adaptive_slq(oracle["op"], estimate, tolerance=1e-9, iterations=30, probes=2, reorthogonalization="none")
     fixed = adaptive_slq(oracle["op"], None, iterations=12, probes=2)
     assert fixed.stopping == {"adaptive": False, "iterations": 12, "probes": 2, "converged": None}
 
