@@ -169,11 +169,9 @@ def predict_limit(
         )
         spectrum = replace(spectrum, num_hvps=operator.num_hvps, stopping={**spectrum.stopping, "hessian_subset": subset})
     if plan is not None:
-        from .structures import PatternPrediction, predict_structured
+        from .structures import predict_structured
 
         structured = predict_structured(weights, spectrum, eps, plan, eta=eta, gradient=gradient)
-        if isinstance(structured, PatternPrediction):
-            return structured
         return replace(structured, seconds=time.perf_counter() - start)
     prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
     return replace(prediction, seconds=time.perf_counter() - start)

@@ -524,6 +524,8 @@ class PatternPrediction:
         dense_layers: ``(name, size)`` of the layers left dense.
         dense_share: their share of the prunable weights.
         spectrum: :meth:`Spectrum.summary` of the spectrum used.
+        seconds: wall-clock time (the whole :func:`pruning_limits.pipeline.predict_limit` where
+            it came from there; 0 from :func:`predict_structured` alone).
     """
 
     structure: str
@@ -546,6 +548,7 @@ class PatternPrediction:
     dense_layers: tuple[tuple[str, int], ...]
     dense_share: float
     spectrum: dict[str, Any]
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record (``interval`` is ``None``: the uncertainty is in ε here)."""
@@ -574,6 +577,7 @@ class PatternPrediction:
                 "dense_layers": [{"name": n, "size": s} for n, s in self.dense_layers],
                 "dense_share": self.dense_share,
                 "spectrum": self.spectrum,
+                "seconds": self.seconds,
             }
         )
 

@@ -528,6 +528,7 @@ def test_validate_structures_uses_one_spectrum_and_measures_what_it_says(trained
         assert by_name[name].prediction.sparsity == pytest.approx(direct.sparsity)
         if name == "2:4":
             assert by_name[name].prediction.needed_epsilon == pytest.approx(direct.needed_epsilon, rel=1e-9)
+        assert direct.seconds > 0 and direct.to_dict()["seconds"] == direct.seconds  # a pattern's was None
     record = result.to_dict()
     assert {e["structure"] for e in record["structures"]} == set(validation.ALL_STRUCTURES)
     from pruning_limits.report import structures_figure, structures_table
