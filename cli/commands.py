@@ -440,8 +440,7 @@ def predict_command(
     ]
     if parsed.kind != "unstructured":
         _emit_structured_predictions(
-            predictions, loaded.model, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console, start=start,
-            params=loaded.params,
+            predictions, loaded, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console, start=start,
         )
         return
     trusts = [trust_of(p, loaded).to_dict() for p in predictions]
@@ -482,6 +481,8 @@ def predict_command(
                 "predictions": records,
                 "params": loaded.params,
                 "seconds": time.perf_counter() - start,
+                "next": None if all(t["in_regime"] for t in trusts) else next_command,
+                "next_reason": None if all(t["in_regime"] for t in trusts) else next_reason,
             }
         )
         return
@@ -492,25 +493,37 @@ def predict_command(
     console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density", "trust"], rows))
     console.result(f"D = {records[0]['dim']} prunable weights")
     if not all(t["in_regime"] for t in trusts):
-        console.result(f"outside the regime, not a pruning limit, where marked; next: {next_command}")
+        console.result(f"outside the regime, not a pruning limit, where marked; next: {next_command}  ({next_reason or report.NEXT_REASON})")
 
 
 def _emit_structured_predictions(
-    predictions: list[Any], model: Any, spectrum: Any, gradient: Any, structure: Any, checkpoint: str,
-    plot_path: str | None, as_json: bool, console: Console, *, start: float, params: dict[str, Any] | None,
+    predictions: list[Any], loaded: Any, spectrum: Any, gradient: Any, structure: Any, checkpoint: str,
+    plot_path: str | None, as_json: bool, console: Console, *, start: float,
 ) -> None:
-    """Print (and plot) the predictions of a structure: limits, or N:M feasibility and needed ε;
-    ``params``: the selection record of the JSON (``report_selection``)."""
+    """Print (and plot) the predictions of a structure: limits, or N:M feasibility and needed ε,
+    each with the network's trust verdict (its λ and the knee at its unstructured answer from the
+    same spectrum, as ``validate --structure`` reads it) and, outside the regime, the next step."""
     import torch
 
     from pruning_limits import report
+    from pruning_limits.limits import predict_from_spectrum
     from pruning_limits.objective import flat_weights, model_copy
+    from pruning_limits.regime import trust_level
     from pruning_limits.structures import layer_layout, structured_order
 
+    model, params = loaded.model, loaded.params
     analysed = model_copy(model).to(torch.float64)
     weights = flat_weights(analysed)
     plan = structured_order(weights, layer_layout(analysed), structure)
     support = plan.to_dict()
+    trusts = [  # the network's verdict at each ε; its evidence (docs/validation.md) is of unstructured answers
+        trust_level(predict_from_spectrum(weights, spectrum, p.epsilon, eta=p.eta, gradient=gradient).knee_steepness,
+                    recorded_l1(loaded)).to_dict()
+        for p in predictions
+    ]
+    trusts = [{**t, "reason": t["reason"].replace(" at s*", " at the unstructured s*"), "evidence": None} for t in trusts]
+    inside = all(t["in_regime"] for t in trusts)
+    next_command, next_reason = (None, None) if inside else next_step(loaded, checkpoint)
     if plot_path and is_main_process():  # under torchrun only rank 0 writes
         first = predictions[0]
         if structure.is_pattern:
@@ -524,27 +537,37 @@ def _emit_structured_predictions(
             figure = report.prediction_figure(first.to_dict(), fixed_point)
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
-    records = [{**p.to_dict(), "structure": structure.name, "support": support} for p in predictions]
+    records = [{**p.to_dict(), "structure": structure.name, "support": support, "trust": t} for p, t in zip(predictions, trusts)]
     for record in records:  # the whole command (DESIGN "Wave 2")
         record["seconds"] = time.perf_counter() - start
+    advice = {"next": next_command, "next_reason": next_reason}
     if as_json:
         if len(records) == 1:
-            _echo_json({**records[0], "checkpoint": checkpoint, "params": params})
+            _echo_json({**records[0], "checkpoint": checkpoint, "params": params, **advice})
         else:
             _echo_json({"checkpoint": checkpoint, "structure": structure.name, "dim": records[0]["dim"],
                         "epsilon": [r["epsilon"] for r in records], "sparsity": [r["sparsity"] for r in records],
                         "density": [r["density"] for r in records], "interval": [r["interval"] for r in records],
-                        "predictions": records, "params": params, "seconds": time.perf_counter() - start})
+                        "predictions": records, "params": params, "seconds": time.perf_counter() - start, **advice})
         return
     for i, record in enumerate(records):
         if i:
             console.result("")
-        if structure.is_pattern:
+        if structure.is_pattern:  # a feasibility answer, not a limit: the verdict says how far to trust it
             console.result(report.text_table(report.pattern_prediction_rows(record)))
-        else:
-            rows = report.prediction_rows(record)
+            trust = record["trust"]
+            console.result(f"trust: {trust['level']} ({trust['reason']})")
+            if not trust["in_regime"]:
+                console.result(f"next: {next_command}  ({next_reason or report.NEXT_REASON})")
+            continue
+        console.result("\n".join(report.answer_lines(
+            record, record["trust"], next_command=next_command, next_reason=next_reason, structure=structure.name,
+        )))
+        rows = report.structure_support_rows(support)
+        if console.verbose:
+            rows = report.prediction_rows(record) + rows
             rows.insert(1, ("structure", f"{structure.name} ({support['allowed_points'] - 1} allowed steps up to s = {support['max_sparsity']:.4f})"))
-            rows += report.structure_support_rows(support)
+        if rows:
             console.result(report.text_table(rows))
 
 
@@ -934,12 +957,12 @@ def _validate_structures(
     # --exact here replaces SLQ (one spectrum for every structure); the record says which it was
     record = {**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq", "seconds": time.perf_counter() - start}
     # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
-    # curve structure; an N:M pattern is a feasibility answer, not a limit
+    # structure, an N:M pattern's feasibility answer included (it rests on the same bound)
     network = trust_level(result.network_knee_steepness, recorded_l1(loaded)).to_dict()
     record["trust"] = network
     for entry in record["structures"]:
-        entry["trust"] = None if entry["pattern"] else network
-    outside = [e["structure"] for e in record["structures"] if e["trust"] is not None and not e["trust"]["in_regime"]]
+        entry["trust"] = network
+    outside = [e["structure"] for e in record["structures"] if not e["trust"]["in_regime"]]
     next_command, next_reason = next_step(loaded, facts["checkpoint"]) if outside else (None, None)
     record["next"], record["next_reason"] = next_command, next_reason
     with all_or_none(plot_path, report_path):
@@ -959,4 +982,4 @@ def _validate_structures(
         return
     console.result(report.structures_rows(record))
     if outside:
-        console.result(f"outside the regime, not a pruning limit: {', '.join(outside)}; next: {next_command}")
+        console.result(f"outside the regime, not a pruning limit: {', '.join(outside)}; next: {next_command}  ({next_reason or report.NEXT_REASON})")

@@ -141,6 +141,7 @@ def answer_lines(
     measured: float | None = None,
     next_command: str | None = None,
     next_reason: str | None = None,
+    structure: str | None = None,
 ) -> list[str]:
     """The few lines a user acts on: the answer with its trust level, the reason, the evidence, the next step.
 
@@ -150,11 +151,14 @@ def answer_lines(
         measured: the measured one-shot limit (by loss), for ``validate``.
         next_command: the command that brings a network outside the regime into it.
         next_reason: what that command does or costs, in a clause (default: an l1 fine-tune).
+        structure: the structure the answer is for (``"neuron"``; ``None``: unstructured).
     """
     s_star = f"{_pct(prediction['sparsity'])}{_interval_pct(prediction.get('interval'))}"
     inside = bool(trust["in_regime"])
+    kind = f"{structure} " if structure else ""
     if measured is None:
-        head = f"pruning limit: {s_star} sparsity" if inside else f"predicted {s_star} sparsity: not a pruning limit for this network"
+        head = (f"{kind}pruning limit: {s_star} sparsity" if inside
+                else f"predicted {s_star} {kind}sparsity: not a pruning limit for this network")
     else:
         diff = 100 * (float(prediction["sparsity"]) - float(measured))
         head = f"predicted {s_star}, measured {_pct(measured)} sparsity, difference {diff:+.1f} points"

@@ -595,16 +595,16 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     assert (tmp_path / "r-structures.png").exists() and "r-structures.png" in report.read_text()
     assert record["spectrum_source"] == "slq" and record["spectrum"]["exact"] is False
     assert record["spectrum"]["stopping"]["adaptive"] is False  # --iterations alone: a fixed run
-    # the network's verdict (its λ, the knee at its unstructured answer) on every curve structure
-    # (there was none); an N:M pattern is a feasibility answer
+    # the network's verdict (its λ, the knee at its unstructured answer) on every structure (there
+    # was none; then none on an N:M pattern, whose feasibility answer rests on the same bound)
     from pruning_limits.regime import trust_level
 
     unstructured = record["structures"][0]["predicted"]
     assert record["network_knee_steepness"] == unstructured["knee_steepness"]
     assert record["trust"] == trust_level(unstructured["knee_steepness"], 1e-3).to_dict()
     for entry in record["structures"]:
-        assert entry["trust"] == (None if entry["pattern"] else record["trust"])
-    outside = [e for e in record["structures"] if e["trust"] is not None and not e["trust"]["in_regime"]]
+        assert entry["trust"] == record["trust"]
+    outside = [e for e in record["structures"] if not e["trust"]["in_regime"]]
     assert (record["next"] is None) == (not outside)
 
     plain = tmp_path / "plain.pt"  # λ = 0: outside the regime whatever the knee
@@ -613,6 +613,13 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "| outside the regime |" in result.stdout
     assert f"outside the regime, not a pruning limit: neuron; next: pruning-limit train --init {plain}" in result.stdout
+    # predict --structure says so too, first (it printed a bare number), for a pattern as well
+    lines = run_cli("predict", plain, "--structure", "neuron", *SLQ).stdout.splitlines()
+    assert lines[0].endswith("neuron sparsity: not a pruning limit for this network") and lines[1].startswith("trust: outside")
+    assert lines[2].startswith(f"next: pruning-limit train --init {plain}")
+    record = json.loads(run_cli("predict", plain, "--structure", "2:4", "--json", *SLQ).stdout)
+    assert record["trust"]["in_regime"] is False and record["next"].startswith("pruning-limit train --init")
+    assert "next: pruning-limit train --init" in run_cli("predict", plain, "--structure", "2:4", *SLQ).stdout
     assert "Outside the regime where marked: not a pruning limit. Next: `pruning-limit train --init" in (tmp_path / "plain.md").read_text()
 
     # the adaptive stop watches each structure's own answer (before neuron's move to a whole group)
