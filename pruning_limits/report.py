@@ -272,7 +272,23 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         lines.append(f"- {key.replace('_', ' ')}: `{value}`")
     if facts:
         lines.append("")
-    lines.append(markdown_table(["quantity", "value"], validation_rows(record)))
+    trust = record.get("trust")
+    if trust:  # the answer first: a number outside the regime is no limit, and what to do instead
+        measured = (record.get("measured") or {}).get("limit_by_loss")
+        head = answer_lines(record["predicted"], trust, measured=measured)[0]
+        if not trust["in_regime"]:
+            head += ": not a pruning limit for this network"
+        lines += [f"**{head[0].upper()}{head[1:]}.**", ""]
+        lines.append(f"**Trust: {trust['level']}** ({trust['reason']})." + (f" Evidence: {trust['evidence']}." if trust.get("evidence") else ""))
+        lines[-1] += (
+            " The criterion (pruning_limits.regime): in regime when d ln R/ds at s* is at least "
+            f"{trust['flat_knee']:g} and the network is not known to be trained without l1."
+        )
+        if record.get("next"):
+            lines[-1] += f" Next: `{record['next']}` ({record.get('next_reason') or NEXT_REASON})."
+        lines.append("")
+    # the time is the JSON's (the whole command, written after this report and its figures)
+    lines.append(markdown_table(["quantity", "value"], [row for row in validation_rows(record) if row[0] != "time (s)"]))
     lines += [
         "",
         "Sparsity is the fraction of prunable weights set to zero. The predicted limit s* solves "
@@ -304,13 +320,6 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
             " The knee sharpness is d ln R/ds at s*: how fast the distance to the pruned weights grows "
             "there. The flatter the knee, the further the prediction lay above the measured limit in "
             "docs/validation.md."
-        )
-    trust = record.get("trust")
-    if trust:
-        lines += ["", f"**Trust: {trust['level']}** ({trust['reason']})." + (f" Evidence: {trust['evidence']}." if trust.get("evidence") else "")]
-        lines[-1] += (
-            " The criterion (pruning_limits.regime): in regime when d ln R/ds at s* is at least "
-            f"{trust['flat_knee']:g} and the network is not known to be trained without l1."
         )
     l1_path = (record.get("training") or {}).get("l1_path")
     if l1_path:

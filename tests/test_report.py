@@ -157,6 +157,15 @@ def test_validation_markdown_has_table_and_figures():
     assert "| knee sharpness d ln R/ds at s* | 12.0 |" in flat
     assert "**Trust: outside the regime** (flat knee: d ln R/ds = 12 at s*, below 25)." in flat
     assert "on 20 l1 runs with a flat knee (6 blind) predicted − measured was +1.3 to +28.4 points" in flat
+    # the answer first, saying it is no limit, with the next step (the report had neither)
+    nxt = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=12.0), trust=trust,
+                                          next="pruning-limit train --init m.pt -o m-l1.pt", next_reason=None))
+    body = nxt.split("\n\n")
+    assert body[2] == "**Predicted 70.0 % [60.0, 80.0], measured 65.0 % sparsity, difference +5.0 points: not a pruning limit for this network.**"
+    assert body[3].startswith("**Trust: outside the regime**")
+    assert body[3].endswith(f"Next: `pruning-limit train --init m.pt -o m-l1.pt` ({report.NEXT_REASON}).")
+    # no second wall time beside the JSON's (this one was taken before the figures)
+    assert "time (s)" not in report.validation_markdown(dict(record, seconds=3.25))
     steep = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=80.0)))
     assert "The knee sharpness is d ln R/ds" in steep and "Trust" not in steep
 
