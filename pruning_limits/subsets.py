@@ -110,7 +110,7 @@ def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, toler
     """
     import warnings
 
-    from .objective import iter_batches, model_device_dtype
+    from .objective import eval_mode, iter_batches, logits, model_device_dtype
 
     total = num_samples(data)
     if samples is None:
@@ -118,14 +118,9 @@ def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, toler
     subset_indices(total, samples, 0)  # checks the size
     x, y = next(iter_batches(data))
     device, dtype = model_device_dtype(model)
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        try:
-            sample = x[:1].to(device, dtype) if x.is_floating_point() else x[:1].to(device)
-            outputs = int(model(sample).reshape(1, -1).shape[1])
-        finally:
-            model.train(was)
+    with torch.no_grad(), eval_mode(model):
+        sample = x[:1].to(device, dtype) if x.is_floating_point() else x[:1].to(device)
+        outputs = int(logits(model(sample)).reshape(1, -1).shape[1])  # a ModelOutput's .logits, a tuple's first
     per_sample = rank_per_sample(outputs, classification=not y.is_floating_point())
     hazard = rank_hazard(samples, total, per_sample, dim)
     if hazard > tolerance:

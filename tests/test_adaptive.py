@@ -352,6 +352,17 @@ def test_rank_hazard_is_a_real_zero_atom_and_warns() -> None:
     with pytest.raises(PruningLimitsError, match="at most the 200 training samples"):
         subset_indices(200, 201, 0)
 
+    class Wrapped(nn.Module):  # outputs as a tuple (or a Hugging Face ModelOutput): .reshape of it raised
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            return self.inner(x), None
+
+    with pytest.warns(RuntimeWarning, match="spurious zero eigenvalue mass"):
+        assert subset_record(Wrapped(), (x, y), 8, dim, tolerance=DEFAULT_TOLERANCE)["rank_per_sample"] == 3
+
 
 def test_a_subset_of_a_dataloader_batches_it_as_the_loader_does() -> None:
     """objective.loader_over (subsets and torchrun shards): the collate function and a batch
