@@ -602,7 +602,33 @@ def report_selection(model: Any, console: Console, given: str | None) -> dict[st
     )
     for name, count in tensors.items():
         console.log(f"  {name}: {count}", level=1 if given else 2)
+    if not given:
+        _note_left_out_matrices(model, summary, console)
     return summary
+
+
+def _note_left_out_matrices(model: Any, summary: dict[str, Any], console: Console) -> None:
+    """One line when the default selection leaves out most matrix weights: layers of other types
+    (a Hugging Face ``Conv1D``, a custom layer) are neither analysed nor pruned unless named with
+    ``--params``; embeddings are left out by design (docs/usage.md, "Choosing the prunable weights")."""
+    from torch import nn
+
+    selected = set(summary["tensors"])
+    left: dict[str, int] = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            continue
+        for attr, param in module.named_parameters(recurse=False):
+            name = f"{module_name}.{attr}" if module_name else attr
+            if param.dim() >= 2 and name.removesuffix("_orig") not in selected:
+                left[name] = int(param.numel())
+    if sum(left.values()) > summary["weights"]:
+        first = next(iter(left))
+        owner = type(model.get_submodule(first.rpartition(".")[0]) if "." in first else model).__name__
+        console.log(
+            f"note: the default selection covers {summary['weights']} weights; {sum(left.values())} more sit in "
+            f"{len(left)} matrices of other layer types (e.g. {first}, a {owner}): --params names them to analyse them"
+        )
 
 
 def recorded_l1(loaded: Loaded) -> float | None:

@@ -940,3 +940,27 @@ def test_the_next_step_keeps_the_split_the_selection_and_a_fixed_lambdas_directi
     assert "--data digits:train=1000" in other["next"] and "--seed 3" in other["next"]
     own = json.loads(ok("predict", seeded, "--data", " digits", *SLQ, "--json").stdout)  # its own data: its own seed
     assert "--seed" not in own["next"] and "--data" not in own["next"]
+
+
+def test_a_default_selection_that_misses_most_matrices_says_so(capsys):
+    """A GPT-2-style model keeps its blocks in Hugging Face ``Conv1D`` layers, which the default
+    selection (Linear, convolutions, attention) leaves out: the analysis covered the 64 weights
+    of the head alone, and only -vv said which tensors it took."""
+    from torch import nn
+
+    from pruning_limits.cli._common import Console, report_selection
+
+    class Conv1DLike(nn.Module):  # transformers.pytorch_utils.Conv1D: weight (in, out), used as x @ W + b
+        def __init__(self, n_in: int, n_out: int) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(n_in, n_out))
+
+        def forward(self, x):
+            return x @ self.weight
+
+    model = nn.Sequential(nn.Embedding(40, 16), Conv1DLike(16, 64), Conv1DLike(64, 16), nn.LayerNorm(16), nn.Linear(16, 4))
+    report_selection(model, Console(), None)
+    err = capsys.readouterr().err
+    assert "note: the default selection covers 64 weights; 2048 more sit in 2 matrices of other layer types (e.g. 1.weight, a Conv1DLike)" in err
+    report_selection(nn.Sequential(nn.Embedding(400, 16), nn.Linear(16, 4)), Console(), None)  # embeddings: left out by design
+    assert "note:" not in capsys.readouterr().err
