@@ -196,7 +196,9 @@ def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE
 
     The secant of ``ln R`` over ``sparsity ± step``, clipped to ``[0, 1]``, between the whole
     numbers of kept weights nearest to its ends (at least one weight apart) and divided by the
-    sparsities those reach, so it stays exact for small ``D``. Where it is small
+    sparsities those reach, so it stays exact for small ``D``; where ``R = 0`` at its low end
+    (only zeros pruned there: an already sparse network), from the first sparsity with ``R > 0``.
+    Where it is small
     the limit sits on a flat stretch of ``R(s)``, and an error of the loss model by a factor
     ``F`` moves the limit by about ``ln F / (2 d ln R/ds)``: on the networks of
     docs/validation.md the prediction's gap to the measured limit grew as this fell.
@@ -207,7 +209,8 @@ def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE
         step: half-width of the secant (default 0.01: ±1 point of sparsity).
 
     Returns:
-        The slope; NaN where an end of the secant has ``R = 0`` (nothing, or only zeros, pruned).
+        The slope; NaN where the whole secant has ``R = 0`` (``sparsity + step`` prunes only
+        zeros) or no weight is non-zero.
     """
     r2 = real_array(distance_squared, "distance_squared")
     if r2.ndim != 1 or r2.size < 2:
@@ -225,9 +228,16 @@ def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE
     kept_low, kept_high = (int(round((1.0 - s) * dim)) for s in (low, high))  # more kept at lower sparsity
     if kept_low == kept_high:  # both ends on one weight: take its neighbours
         kept_low, kept_high = min(dim, kept_low + 1), max(0, kept_high - 1)
-    at_low, at_high = float(r2[kept_low]), float(r2[kept_high])
-    if min(at_low, at_high) <= 0.0:
+    # R = 0 while only zeros are pruned (an already sparse network, or nothing pruned): the secant
+    # starts where R turns positive, the sharpest knee there is, not an undefined one
+    last_positive = int(np.count_nonzero(r2 > 0)) - 1  # R_k² is non-increasing: positive for k ≤ this
+    if kept_low > last_positive:
+        kept_low = last_positive
+        if kept_low == kept_high:
+            kept_high -= 1
+    if kept_high < 0 or kept_low <= kept_high:  # no positive R, or the whole secant among zeros
         return float("nan")
+    at_low, at_high = float(r2[kept_low]), float(r2[kept_high])
     return 0.5 * (math.log(at_high) - math.log(at_low)) / ((kept_low - kept_high) / dim)
 
 

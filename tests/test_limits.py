@@ -252,9 +252,18 @@ def test_knee_steepness_recovers_a_known_log_slope_and_reaches_the_prediction():
     assert knee_steepness(distance_squared, 0.8) == pytest.approx(slope, rel=1e-9)
     assert knee_steepness(distance_squared, 0.999) == pytest.approx(slope, rel=1e-6)  # secant clipped at s = 1
     assert knee_steepness(distance_squared, 0.8, step=0.1) == pytest.approx(slope, rel=1e-9)
-    # R = 0 with nothing pruned: no logarithm to take
+    # R = 0 with nothing pruned: the secant starts at the first weight pruned (it was NaN, which
+    # read as "knee undefined", outside the regime)
     distance_squared[-1] = 0.0
-    assert np.isnan(knee_steepness(distance_squared, 0.005))
+    assert knee_steepness(distance_squared, 0.005) == pytest.approx(slope, rel=1e-9)
+    # an already sparse network: 90 % exact zeros, R = 0 up to s = 0.9; at s* = 0.905 the secant
+    # of ±1 point starts at s = 0.9 (the first non-zero weight), where the answer was NaN
+    sparse = distance_squared.copy()
+    sparse[dim // 10 :] = 0.0  # k ≥ 1 000 kept: only zeros pruned
+    assert knee_steepness(sparse, 0.905) == pytest.approx(
+        0.5 * (math.log(sparse[850]) - math.log(sparse[999])) / (149 / dim), rel=1e-12)
+    assert np.isnan(knee_steepness(sparse, 0.85))  # s* + 1 point prunes only zeros: no knee there
+    assert np.isnan(knee_steepness(np.zeros(11), 0.5))
     assert knee_steepness(distance_squared, 0.5) == pytest.approx(slope, rel=1e-9)
     for bad, match in ((dict(sparsity=1.5), "sparsity"), (dict(sparsity=0.5, step=0.0), "step")):
         with pytest.raises(PruningLimitsError, match=match):
