@@ -313,12 +313,9 @@ def spectrum_options(func: F) -> F:
         type=float,
         default=None,
         metavar="GIB",
-        help="GiB for the Lanczos basis and the Hessian engine's caches (default 1). The block Gauss rule "
-        "is fully re-orthogonalised when its basis, min(probes x iterations, D) x D x 8 bytes (x 4 for "
-        "float32 products), fits, else it runs without re-orthogonalisation in 5 x probes x D x 8 bytes "
-        "plus 32 x min(probes x iterations, D)^2 for its projected matrix (the default grows to that when it is "
-        "more; an explicit budget below it is an error; below about D = 4 x probes x iterations that need "
-        "exceeds the basis, so a budget below the basis is an error too).",
+        help="GiB for the Lanczos basis and the Hessian engine's caches (default 1). The block Gauss rule is "
+        "fully re-orthogonalised when its basis fits, else it runs in O(probes x D) memory without; the default "
+        "grows to that minimum, an explicit budget below it is an error (docs/usage.md, 'Large models').",
     )(func)
     func = click.option(
         "--probes",

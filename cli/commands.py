@@ -118,7 +118,7 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Bundle to write (.pt).")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint to write: a bundle (.pt), or the --init's own format for a TorchScript, pickled-module or Hugging Face start.")
 @device_option
 @seed_option
 @json_option
@@ -140,7 +140,7 @@ def train_command(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Train a model with l1 regularisation (LOMP), λ chosen automatically, and write a bundle.
+    """Train a model with l1 regularisation (LOMP), λ chosen automatically, and write it.
 
     With --init CHECKPOINT the run starts from a trained network instead (the route into the
     regime where the prediction holds) and reports its accuracy and loss before and after.
@@ -313,7 +313,7 @@ def spectrum_command(
 ) -> None:
     """Estimate the Hessian spectrum of the training loss at CHECKPOINT's weights.
 
-    SLQ stops once the predicted limit (ε = batch-std, with the gradient term, as ``predict``'s
+    SLQ stops once the predicted limit (ε = batch-std, with the gradient term, as predict's
     default) has settled, unless --iterations is given alone.
     """
     start = time.perf_counter()
@@ -410,8 +410,9 @@ def predict_command(
     R(s) at the limit) or 'outside the regime', with the reason, the evidence and, outside, the
     train --init command that brings the network in. -v for the detail.
 
-    With --structure N:M the sparsity is fixed (1 - N/M): it says whether the pattern is
-    feasible at ε and the smallest ε for which it is.
+    With --structure the answer is the structure's, with the network's trust verdict; for N:M
+    the sparsity is fixed (1 - N/M): it says whether the pattern is feasible at ε and the
+    smallest ε for which it is.
     SLQ spends Hessian-vector products until s* has settled (--tolerance), unless --iterations
     is given alone. Runs data-parallel under torchrun (docs/usage.md, 'Large models').
     """
@@ -581,7 +582,7 @@ def _emit_structured_predictions(
     required=True,
     type=click.Path(),
     help="Pruned checkpoint to write: NAME.safetensors writes a safetensors state_dict, a Hugging Face "
-    "folder input writes a new folder, anything else the input's kind.",
+    "folder input writes a new folder, anything else the input's kind (a plain state_dict or safetensors input: a bundle).",
 )
 @source_options
 @device_option
