@@ -56,6 +56,8 @@ KINDS = ("bundle", "state_dict", "torchscript", "module", "huggingface")
 TORCHSCRIPT_TRAINING = "pruning_limits_training.json"
 #: Weights file of a Hugging Face model folder (``save_pretrained`` with safetensors).
 HF_WEIGHTS = "model.safetensors"
+#: Index of a sharded weights file: which shard (a ``.safetensors`` file beside it) holds each tensor.
+HF_INDEX = "model.safetensors.index.json"
 HF_CONFIG = "config.json"
 
 
@@ -218,7 +220,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
         return read_huggingface(file)
     if not file.is_file():
         raise PruningLimitsError(
-            f"checkpoint {str(file)!r} is not a file (a Hugging Face model folder needs {HF_CONFIG} and {HF_WEIGHTS})"
+            f"checkpoint {str(file)!r} is not a file (a Hugging Face model folder needs {HF_CONFIG} and {HF_WEIGHTS} or {HF_INDEX})"
         )
     if not os.access(file, os.R_OK):
         raise PruningLimitsError(f"checkpoint {str(file)!r} is not readable")
@@ -347,9 +349,16 @@ def save_safetensors(path: str | os.PathLike[str], model: nn.Module) -> Path:
 def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     """Build a Hugging Face model from ``config.json`` and load ``model.safetensors``; no download, no custom code.
 
+    Sharded weights (``model.safetensors.index.json`` and the ``.safetensors`` shards it names in
+    the folder) are read as well. The model is built with the Hub's offline mode on, so a config
+    that needs other files from the Hub (e.g. a backbone named by its repository) is refused
+    instead of downloading them. Tensors that ``from_pretrained`` drops quietly (the class's
+    ``_keys_to_ignore_on_load_unexpected``, old ``position_ids`` buffers) are dropped as well.
+
     Raises:
         PruningLimitsError: ``transformers`` missing, an unreadable or custom-code config, an
-            architecture ``transformers`` does not know, a damaged weights file, or weights
+            architecture ``transformers`` does not know, a config that needs the Hub or asks for
+            more labels than the weights can hold, a damaged weights file or index, or weights
             that do not fit the model.
     """
     import json
@@ -357,7 +366,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     folder = Path(folder)
     try:
         config_dict = json.loads((folder / HF_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: arrays nested too deep for the decoder
         raise PruningLimitsError(f"cannot read {str(folder / HF_CONFIG)!r} as JSON: {_first_line(exc)}") from None
     if not isinstance(config_dict, dict):
         raise PruningLimitsError(f"{str(folder / HF_CONFIG)!r} must hold a JSON object, got {describe(config_dict)}")
@@ -391,16 +400,22 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise PruningLimitsError(f"transformers {transformers.__version__} has no model class {architectures[0]!r}")
-    weights = folder / HF_WEIGHTS
-    if not weights.is_file():
-        raise PruningLimitsError(f"Hugging Face folder {str(folder)!r} has no {HF_WEIGHTS} (only safetensors weights are read)")
-    state = read_safetensors(weights)
+    state = _huggingface_weights(folder)
+    _check_label_count(folder / HF_CONFIG, config_dict, state)
     try:
-        config = transformers.AutoConfig.for_model(model_type, **{k: v for k, v in config_dict.items() if k != "model_type"})
-        model = cls(config)
+        with _hub_offline():
+            config = transformers.AutoConfig.for_model(model_type, **{k: v for k, v in config_dict.items() if k != "model_type"})
+            model = cls(config)
     except Exception as exc:  # noqa: BLE001 - any failure of transformers to build from this config
+        if _needs_the_hub(exc):
+            raise PruningLimitsError(
+                f"{str(folder / HF_CONFIG)!r} needs files from the Hugging Face Hub to build {architectures[0]}; "
+                "pruning-limits never downloads"
+            ) from None
         raise PruningLimitsError(f"cannot build {architectures[0]} from {str(folder / HF_CONFIG)!r}: {_named(exc)}") from None
     expected = model.state_dict()
+    for key in _ignored_unexpected(model, state, expected):
+        del state[key]
     tied = [k for k in expected if k not in state and _is_tied(model, k)]
     check_state_dict_fits(model, {**state, **{k: expected[k] for k in tied}})
     model.load_state_dict(state, strict=False)
@@ -415,7 +430,8 @@ def save_huggingface(path: str | os.PathLike[str], model: nn.Module) -> Path:
     """Write a Hugging Face model as a folder (``save_pretrained``: config.json + model.safetensors).
 
     The folder is written beside ``path`` under a temporary name and renamed onto it, so an
-    interrupted run leaves nothing half-written.
+    interrupted run leaves nothing half-written; it and its files get the permissions ``mkdir``
+    and ``open`` give (0777 and 0666 less the umask), not the temporary folder's private 0700.
 
     Raises:
         PruningLimitsError: ``path`` exists, or its parent folder does not.
@@ -429,6 +445,7 @@ def save_huggingface(path: str | os.PathLike[str], model: nn.Module) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
+        _give_default_permissions(tmp)
         os.replace(tmp, target)
     except BaseException:
         import shutil
@@ -436,6 +453,149 @@ def save_huggingface(path: str | os.PathLike[str], model: nn.Module) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _huggingface_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a Hugging Face folder: its ``model.safetensors``, or else the shards its
+    ``model.safetensors.index.json`` names (plain ``.safetensors`` file names in the folder itself).
+
+    Raises:
+        PruningLimitsError: no safetensors weights, an unreadable index, a shard name that is not
+            a file name in the folder, a missing or damaged shard, or an index that does not
+            match its shards.
+    """
+    single, index = folder / HF_WEIGHTS, folder / HF_INDEX
+    if single.is_file() or not index.is_file():
+        if not single.is_file():
+            raise PruningLimitsError(
+                f"Hugging Face folder {str(folder)!r} has no {HF_WEIGHTS} or {HF_INDEX} (only safetensors weights are read)"
+            )
+        return read_safetensors(single)
+    try:
+        content = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise PruningLimitsError(f"cannot read {str(index)!r} as JSON: {_first_line(exc)}") from None
+    weight_map = content.get("weight_map") if isinstance(content, dict) else None
+    if (
+        not isinstance(weight_map, dict) or not weight_map
+        or not all(isinstance(v, str) for v in weight_map.values())
+    ):
+        raise PruningLimitsError(
+            f"{str(index)!r} must map tensor names to shard files under \"weight_map\" (as save_pretrained writes it), "
+            f"got {describe(weight_map if isinstance(content, dict) else content)}"
+        )
+    state: dict[str, torch.Tensor] = {}
+    holder: dict[str, str] = {}
+    for name in dict.fromkeys(weight_map.values()):
+        if Path(name).name != name or name in (".", "..") or "\\" in name or not name.endswith(".safetensors"):
+            raise PruningLimitsError(
+                f"{str(index)!r} names the shard {name!r}: a .safetensors file name in the folder itself was expected"
+            )
+        shard = folder / name
+        if not shard.is_file():
+            raise PruningLimitsError(f"{str(index)!r} names the shard {name!r}, which is not a file in {str(folder)!r}")
+        tensors = read_safetensors(shard)
+        twice = [k for k in tensors if k in state]
+        if twice:
+            raise PruningLimitsError(f"shard {str(shard)!r} holds tensors another shard holds too: {_short_list(twice)}")
+        state.update(tensors)
+        holder.update(dict.fromkeys(tensors, name))
+    absent = [k for k, name in weight_map.items() if holder.get(k) != name]
+    if absent:
+        raise PruningLimitsError(f"{str(index)!r} lists tensors that are not in the shard it names: {_short_list(absent)}")
+    return state
+
+
+def _check_label_count(config_file: Path, config_dict: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse a ``num_labels`` (in the config or a sub-config) larger than every dimension of the
+    weights: ``transformers`` builds an ``id2label`` entry per label before any weight, so a huge
+    count would fill the memory, and a classifier over N labels has a weight with N rows.
+
+    Raises:
+        PruningLimitsError: naming the count and the bound.
+    """
+    largest = max((max(t.shape, default=1) for t in state.values()), default=1)
+    pending: list[Any] = [config_dict]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            labels = value.get("num_labels")
+            if isinstance(labels, int) and not isinstance(labels, bool) and labels > largest:
+                raise PruningLimitsError(
+                    f"{str(config_file)!r} asks for num_labels={labels}, more than any dimension of its weights "
+                    f"(at most {largest}): a classifier over {labels} labels has a weight with {labels} rows"
+                )
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """The Hugging Face Hub's offline mode for the block (restored afterwards): a request to the
+    Hub raises ``OfflineModeIsEnabled`` before it reaches the network, and files are only looked
+    up in the local cache."""
+    from huggingface_hub import constants
+    from transformers.utils import hub
+
+    # older transformers 4.x read their own copy of the flag (_is_offline_mode), taken at import
+    flags = ((constants, "HF_HUB_OFFLINE"), (hub, "_is_offline_mode"))
+    copies = [(module, name) for module, name in flags if hasattr(module, name)]
+    before = [getattr(module, name) for module, name in copies]
+    for module, name in copies:
+        setattr(module, name, True)
+    try:
+        yield
+    finally:
+        for (module, name), value in zip(copies, before):
+            setattr(module, name, value)
+
+
+def _needs_the_hub(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is the Hub's offline mode refusing a request or a download."""
+    from huggingface_hub import errors
+
+    kinds = tuple(getattr(errors, name) for name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError") if hasattr(errors, name))
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kinds):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _ignored_unexpected(model: nn.Module, state: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """The keys of ``state`` that ``model`` lacks and ``from_pretrained`` drops quietly, as
+    transformers does: the class's ``_keys_to_ignore_on_load_unexpected`` (regular expressions
+    searched in the key), and the ``position_ids`` and ``rotary_emb.inv_freq`` buffers older
+    checkpoints stored where the model now has them as non-persistent buffers."""
+    patterns = {p for p in (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []) if isinstance(p, str)}
+    buffers = [name for name, _ in model.named_buffers()]
+    if any(name.endswith("rotary_emb.inv_freq") for name in buffers):
+        patterns.add(r"rotary_emb\.inv_freq")
+    if any(name.endswith("position_ids") for name in buffers):
+        patterns.add(r"(^|\.)position_ids$")
+    compiled = []
+    for pattern in patterns:
+        with contextlib.suppress(re.error):
+            compiled.append(re.compile(pattern))
+    return [k for k in state if k not in expected and any(p.search(k) for p in compiled)]
+
+
+def _give_default_permissions(folder: Path) -> None:
+    """Give a folder ``mkdtemp`` made (0700) and what it holds the permissions ``mkdir`` and
+    ``open`` would: 0777 and 0666 less the umask (read as :func:`atomic_open` does). Symbolic
+    links are left alone."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, dirs, files in os.walk(folder):
+        for name, mode in [(d, 0o777) for d in dirs] + [(f, 0o666) for f in files]:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, mode & ~umask)
+    os.chmod(folder, 0o777 & ~umask)
 
 
 def _is_tied(model: nn.Module, key: str) -> bool:

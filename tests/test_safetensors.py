@@ -241,3 +241,144 @@ def test_a_float16_checkpoint_is_pruned_into_float16(tmp_path):
     assert result.exit_code == 0, result.output
     weights = load_file(out / "model.safetensors")
     assert weights["classifier.weight"].dtype == torch.float16 and bool((weights["classifier.weight"] == 0).any())
+
+
+def test_a_config_that_needs_the_hub_is_refused_without_a_network_call(tmp_path, monkeypatch):
+    """A DETR config naming its backbone by Hub repository made transformers look it up on
+    huggingface.co while building; building runs with the Hub's offline mode on, so nothing is
+    looked up or connected to, and the refusal is one line."""
+    import socket
+
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[:2])
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", lambda self, *args: refuse(*args))
+    folder = tmp_path / "detr"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "detr", "architectures": ["DetrForObjectDetection"], "use_timm_backbone": False,
+        "backbone": "facebook/resnet-50", "backbone_config": None,
+    }))
+    save_file({"weight": torch.zeros(2, 2)}, folder / "model.safetensors")
+    with pytest.raises(PruningLimitsError, match="needs files from the Hugging Face Hub.*never downloads") as info:
+        read_checkpoint(folder)
+    one_line(info)
+    assert attempts == []
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # the offline mode lasts only while building
+
+
+def test_num_labels_beyond_the_weights_is_refused_before_building(tmp_path, monkeypatch):
+    """num_labels without id2label made transformers build one id2label entry per label: 10**12
+    of them filled the memory. A classifier over N labels has a weight of N rows, so a count
+    above every dimension of the weights is refused before transformers sees the config."""
+    folder = tmp_path / "bert"
+    tiny_bert(num_labels=3).save_pretrained(folder)
+    config = {k: v for k, v in json.loads((folder / "config.json").read_text()).items() if k not in ("id2label", "label2id")}
+    (folder / "config.json").write_text(json.dumps({**config, "num_labels": 3}))
+    assert build_from_checkpoint(read_checkpoint(folder)).config.num_labels == 3  # a count the weights hold still loads
+
+    def never(*args, **kwargs):
+        raise AssertionError("the config was built")
+
+    monkeypatch.setattr(transformers.AutoConfig, "for_model", never)
+    for bad in ({**config, "num_labels": 10**12}, {**config, "text_config": {"num_labels": 10**12}}):
+        (folder / "config.json").write_text(json.dumps(bad))
+        with pytest.raises(PruningLimitsError, match=r"num_labels=1000000000000, more than any dimension .*at most 32") as info:
+            read_checkpoint(folder)
+        one_line(info)
+
+
+def test_keys_that_from_pretrained_ignores_are_dropped(tmp_path, monkeypatch):
+    """An old checkpoint's bert.embeddings.position_ids buffer (non-persistent now) and a key the
+    class lists in _keys_to_ignore_on_load_unexpected (regular expressions) load as they do with
+    from_pretrained; any other extra key is still refused."""
+    from safetensors.torch import load_file, save_file
+
+    bert = tiny_bert()
+    folder = tmp_path / "bert"
+    bert.save_pretrained(folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({**weights, "bert.embeddings.position_ids": torch.arange(16)[None]}, folder / "model.safetensors")
+    checkpoint = read_checkpoint(folder)
+    assert "bert.embeddings.position_ids" not in checkpoint.dtypes
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.equal(build_from_checkpoint(checkpoint)(ids).logits, bert(ids).logits)
+    save_file({**weights, "extra.weight": torch.zeros(3)}, folder / "model.safetensors")
+    with pytest.raises(PruningLimitsError, match=r"unexpected keys \[extra.weight\]") as info:
+        read_checkpoint(folder)
+    one_line(info)
+    monkeypatch.setattr(transformers.BertForSequenceClassification, "_keys_to_ignore_on_load_unexpected", [r"^extra\."])
+    assert torch.equal(build_from_checkpoint(read_checkpoint(folder))(ids).logits, bert(ids).logits)
+
+
+def test_sharded_weights_are_read_from_the_folder_only(tmp_path):
+    """save_pretrained(max_shard_size=...) writes model.safetensors.index.json and shards; they
+    load like one file. A shard name that leaves the folder, a missing shard or an index that
+    does not match its shards is one line."""
+    bert = tiny_bert()
+    folder = tmp_path / "bert"
+    bert.save_pretrained(folder, max_shard_size="4KB")
+    shards = sorted(p.name for p in folder.glob("model-*.safetensors"))
+    assert len(shards) > 1 and not (folder / "model.safetensors").exists()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.equal(build_from_checkpoint(read_checkpoint(folder))(ids).logits, bert(ids).logits)
+    index_file = folder / "model.safetensors.index.json"
+    index = json.loads(index_file.read_text())
+    key = next(iter(index["weight_map"]))
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes((folder / index["weight_map"][key]).read_bytes())
+    cases = [
+        ({**index, "weight_map": {**index["weight_map"], key: "../outside.safetensors"}}, "file name in the folder itself"),
+        ({**index, "weight_map": {**index["weight_map"], key: str(outside)}}, "file name in the folder itself"),
+        ({**index, "weight_map": {**index["weight_map"], key: "model-99.safetensors"}}, "which is not a file in"),
+        ({**index, "weight_map": {**index["weight_map"], "no.such": shards[0]}}, r"not in the shard it names: \[no.such\]"),
+        ({"weight_map": ["model-00001.safetensors"]}, "must map tensor names to shard files"),
+    ]
+    for content, message in cases:
+        index_file.write_text(json.dumps(content))
+        with pytest.raises(PruningLimitsError, match=message) as info:
+            read_checkpoint(folder)
+        one_line(info)
+    index_file.unlink()
+    with pytest.raises(PruningLimitsError, match="has no model.safetensors or model.safetensors.index.json") as info:
+        read_checkpoint(folder)
+    one_line(info)
+
+
+def test_a_config_nested_too_deep_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    save_file({"weight": torch.zeros(2)}, folder / "model.safetensors")
+    with pytest.raises(PruningLimitsError, match="cannot read .*config.json' as JSON") as info:
+        read_checkpoint(folder)
+    one_line(info)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["022", "027"])
+def test_a_saved_folder_gets_the_umask_permissions(tmp_path, umask):
+    """save_huggingface renamed mkdtemp's folder into place, so the folder stayed private (0700)."""
+    import os
+    import stat
+
+    from pruning_limits.checkpoint import save_huggingface
+
+    before = os.umask(umask)
+    try:
+        out = save_huggingface(tmp_path / "saved", tiny_bert())
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+    files = list(out.iterdir())
+    assert files and {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o666 & ~umask}
