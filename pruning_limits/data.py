@@ -25,8 +25,9 @@ Data specs (``load_data``):
   of class ``c`` is ``length`` tokens drawn from it, kept as int64. Options (defaults)
   ``n=2000,test=500,classes=4,vocab=32,length=16``; drawn from ``seed``.
 - ``path/to/file.npz``: arrays ``x`` and ``y``, optionally ``x_test`` and ``y_test`` (both or
-  neither). Without a test set, a seeded permutation holds out 20 % of the samples as test
-  set (at least one sample); the bundle records ``test_source="split"``.
+  neither); other arrays in the file are not read. Without a test set, a seeded permutation
+  holds out 20 % of the samples as test set (at least one sample); the bundle records
+  ``test_source="split"``.
 - ``package.module:function`` or ``package.module:function(key=literal, ...)`` (keyword
   arguments parsed as literals, never evaluated: :mod:`pruning_limits.specs`): the function
   is called with those arguments and returns a
@@ -38,13 +39,18 @@ the library moves them to the model's device without casting them); other intege
 floating inputs become float32 tensors (store int64 only for token indices); integer targets mean
 classification (int64 labels in ``[0, num_classes)``, cross-entropy), floating targets mean
 regression (float32, 1-D targets reshaped to ``(n, 1)`` so they match a model with one output
-under MSE).
+under MSE; float targets that are all whole numbers with few distinct values are read so too, with
+a warning). float64 values beyond float32's range are refused, not made infinite; longdouble
+arrays are read as float64 first. The number of classes inferred from the largest label is
+refused above ``max(MIN_CLASS_LIMIT, 2 × samples)``, the vocabulary inferred from the largest
+int64 token above ``max(MIN_VOCAB_LIMIT, 2 × tokens)`` (a stray value, not a model to build).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -66,6 +72,24 @@ BUILTIN_DATA = ("digits", "mnist1d", "synthetic", "patterns", "tokens")
 DIGITS_TRAIN = 1400
 #: Fraction held out as test set when an ``.npz`` file has no ``x_test``/``y_test``.
 NPZ_TEST_FRACTION = 0.2
+#: The arrays an ``.npz`` data file is read for; other arrays in it are never loaded.
+NPZ_ARRAYS = ("x", "y", "x_test", "y_test")
+
+#: A class count inferred from the largest label is refused above ``max(MIN_CLASS_LIMIT, 2 × samples)``
+#: (train and test): a stray label (``3000000`` among ``0..2``) built a model with 3 000 001 outputs,
+#: and ``10**9`` failed in an allocation. The floor is above the largest common single-label
+#: benchmarks (ImageNet-21k: 21 841 classes), so that any subset of them passes, however small;
+#: above the floor, a data set holds at least one sample for every second class, or its labels are
+#: not class indices. ``make_bundle(num_outputs=...)`` gives a larger count on purpose.
+MIN_CLASS_LIMIT = 2**16
+#: A vocabulary inferred from the largest int64 token is refused above
+#: ``max(MIN_VOCAB_LIMIT, 2 × tokens)`` (tokens in train and test): a stray token ``2**40`` asked
+#: for a 140 TB embedding. The floor is four times the largest common tokenizers' vocabularies
+#: (about 256 000 ids), so a few sequences of any of them pass.
+MIN_VOCAB_LIMIT = 2**20
+#: Float targets that are all whole numbers with at most this many distinct values (and at most one
+#: per two samples) look like class labels stored as floats: a warning says they are read as regression.
+CLASS_LIKE_TARGET_VALUES = 256
 
 _SYNTHETIC_DEFAULTS: dict[str, float] = {
     "n": 2000,
@@ -156,6 +180,17 @@ def _as_tensor(value: Any, name: str) -> Tensor:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biufc":  # bool, integer, float, complex
             raise PruningLimitsError(f"{name} must be a numeric array, got dtype {value.dtype}")
+        if value.dtype.kind == "c" and value.dtype.itemsize > 16:  # torch reads no complex256
+            raise PruningLimitsError(f"{name} must be real numbers, got dtype {value.dtype}")
+        if value.dtype.kind == "f" and value.dtype.itemsize > 8:  # longdouble, which torch cannot read
+            with np.errstate(over="ignore"):
+                wide, value = value, value.astype(np.float64)  # the data become float32 in any case
+            if np.isfinite(wide).all() and not np.isfinite(value).all():
+                largest = np.format_float_scientific(np.abs(wide).max(), precision=2, trim="-")
+                raise PruningLimitsError(
+                    f"{name} exceed float32's range, which the library computes in: got values up to "
+                    f"{largest} in dtype {wide.dtype}"
+                )
         # torch reads native byte order only
         return torch.from_numpy(np.ascontiguousarray(value.astype(value.dtype.newbyteorder("="), copy=False)))
     raise PruningLimitsError(f"{name} must be a torch.Tensor or numpy array, got {describe(value)}")
@@ -173,9 +208,9 @@ def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
         if int(x.min()) < 0:
             raise PruningLimitsError(f"{where} data: int64 inputs are token indices and must be >= 0, got {int(x.min())}")
     else:
-        x = x.to(torch.float32)
+        x = _to_float32(x, f"{where} data: inputs")
     if y.is_floating_point():
-        y = y.to(torch.float32)
+        y = _to_float32(y, f"{where} data: targets")
         if y.ndim == 1:
             y = y[:, None]
     else:
@@ -187,6 +222,23 @@ def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
     return x, y
 
 
+def _to_float32(values: Tensor, name: str) -> Tensor:
+    """``values`` as float32, refusing finite values that become infinite (float64 beyond 3.4e38)."""
+    cast = values.to(torch.float32)
+    if values.dtype != torch.float32 and not torch.isfinite(cast).all():  # the source is finite (check_pair)
+        raise PruningLimitsError(
+            f"{name} exceed float32's range, which the library computes in: got values up to "
+            f"{float(values.abs().max()):.3g}"
+        )
+    return cast
+
+
+def _is_samples(data: Any) -> bool:
+    """Whether a tuple or list that is no pair can be a data set of samples (each a tuple, list or
+    dict); ``(x, y, "extra")`` cannot, and was batched into a ``TypeError`` of torch's."""
+    return all(isinstance(item, (tuple, list, dict)) for item in data)
+
+
 def materialize(data: Any, where: str = "training") -> tuple[Tensor, Tensor]:
     """All of ``data`` (DataLoader, Dataset or ``(x, y)`` pair) as one ``(x, y)`` tensor pair.
 
@@ -194,13 +246,24 @@ def materialize(data: Any, where: str = "training") -> tuple[Tensor, Tensor]:
 
     Raises:
         PruningLimitsError: unsupported type, empty data, mismatched lengths, non-finite values.
+        UserCodeError: reading the data failed (a Dataset's ``__getitem__``, a collate function).
     """
     if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_data_source(data[0]):
         return _normalise_pair(data[0], data[1], where)
+    if isinstance(data, (tuple, list)) and not _is_samples(data):
+        raise PruningLimitsError(
+            f"{where} data must be an (x, y) pair or a sequence of (x, y) samples, got a {type(data).__name__} of {len(data)}"
+        )
     try:
         batches = list(iter_batches(data))
     except PruningLimitsError as err:
         raise PruningLimitsError(f"{where} data: {err}") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's Dataset, sampler or collate function
+        reraise_interrupt(err)
+        what = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}" if str(err).strip() else type(err).__name__
+        raise UserCodeError(f"reading the {where} data failed: {what}") from err
     xs = [b[0] for b in batches]
     ys = [b[1] for b in batches]
     try:
@@ -227,6 +290,22 @@ def _check_labels(bundle: DataBundle) -> None:
             raise PruningLimitsError(
                 f"{name} labels must lie in [0, {bundle.num_outputs}), got labels from {low} to {high}"
             )
+
+
+def _warn_class_like(y: Tensor, y_test: Tensor | None, outputs: int) -> None:
+    """Warn when float targets look like class labels stored as floats (whole numbers, few distinct values)."""
+    values = y if y_test is None else torch.cat([y, y_test])
+    if not torch.equal(values, values.round()):
+        return
+    distinct = torch.unique(values)
+    if 2 <= len(distinct) <= min(CLASS_LIKE_TARGET_VALUES, len(values) // 2):
+        shown = ", ".join(f"{v:g}" for v in distinct[:5].tolist()) + (", ..." if len(distinct) > 5 else "")
+        warnings.warn(
+            f"the float targets are all whole numbers with {len(distinct)} distinct values ({shown}): read as "
+            f"regression with {outputs} output(s) under MSE; store integer class labels for classification",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def make_bundle(
@@ -271,12 +350,29 @@ def make_bundle(
                 f"test targets ({y_test.dtype}, sample shape {tuple(y_test.shape[1:])}) do not match "
                 f"training targets ({y.dtype}, sample shape {tuple(y.shape[1:])})"
             )
+    samples = len(x) + (0 if x_test is None else len(x_test))
+    tokens = [t for t in (x, x_test) if t is not None and t.dtype == torch.int64 and t.numel()]
+    if tokens:
+        vocab, count = max(int(t.max()) for t in tokens) + 1, sum(t.numel() for t in tokens)
+        limit = max(MIN_VOCAB_LIMIT, 2 * count)
+        if vocab > limit:
+            raise PruningLimitsError(
+                f"int64 inputs are token indices: the largest, {vocab - 1}, implies a vocabulary of {vocab} for "
+                f"{count} tokens, more than max({MIN_VOCAB_LIMIT}, 2 × tokens) = {limit} (store inputs that are no tokens as floats)"
+            )
     if y.is_floating_point():
         task = "regression"
         inferred = int(np.prod(y.shape[1:]))
+        _warn_class_like(y, y_test, inferred)
     else:
         task = "classification"
         inferred = int(max(int(y.max()), -1 if y_test is None else int(y_test.max()))) + 1
+        limit = max(MIN_CLASS_LIMIT, 2 * samples)
+        if num_outputs is None and inferred > limit:
+            raise PruningLimitsError(
+                f"the largest label, {inferred - 1}, implies {inferred} classes for {samples} samples, more than "
+                f"max({MIN_CLASS_LIMIT}, 2 × samples) = {limit}: a stray label? (make_bundle(..., num_outputs=N) takes more)"
+            )
     if num_outputs is None:
         num_outputs = inferred
     elif isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
@@ -450,6 +546,18 @@ def _load_tokens(options: dict[str, float], seed: int, spec: str) -> DataBundle:
     )
 
 
+def _npz_array(archive: Any, key: str, path: str) -> np.ndarray:
+    """Array ``key`` of an open ``.npz`` archive; an object array is named, never unpickled."""
+    try:
+        return archive[key]
+    except ValueError as err:
+        if "allow_pickle" not in str(err):  # numpy's "Object arrays cannot be loaded when allow_pickle=False"
+            raise
+        raise PruningLimitsError(
+            f"array {key} of {path!r} must be a numeric array, got dtype object (Python objects, never loaded)"
+        ) from None
+
+
 def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
     if not os.path.exists(path):
         raise PruningLimitsError(f"data file {path!r} does not exist")
@@ -460,17 +568,20 @@ def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
             is_zip = zipfile.is_zipfile(file)
         if is_zip:  # else np.load would read it as a pickle or a bare .npy
             with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
+                names = list(archive.files)
+                arrays = {key: _npz_array(archive, key, path) for key in NPZ_ARRAYS if key in names}  # others unread
+    except PruningLimitsError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise PruningLimitsError(f"cannot read {path!r} as an .npz archive: {err}") from None
     if not is_zip:
         raise PruningLimitsError(f"{path!r} is not an .npz archive or is damaged (expected a zip file written by numpy.savez)")
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
-        raise PruningLimitsError(f"{path!r} lacks array(s) {missing}; expected x and y (optional x_test, y_test), found {sorted(arrays)}")
+        raise PruningLimitsError(f"{path!r} lacks array(s) {missing}; expected x and y (optional x_test, y_test), found {sorted(names)}")
     has_test = [key in arrays for key in ("x_test", "y_test")]
     if any(has_test) and not all(has_test):
-        raise PruningLimitsError(f"{path!r} must hold both x_test and y_test or neither, found {sorted(arrays)}")
+        raise PruningLimitsError(f"{path!r} must hold both x_test and y_test or neither, found {sorted(names)}")
     if all(has_test):
         return make_bundle((arrays["x"], arrays["y"]), (arrays["x_test"], arrays["y_test"]), spec=spec)
     x, y = _normalise_pair(arrays["x"], arrays["y"], "training")
@@ -490,18 +601,23 @@ def _load_callable(spec: str) -> DataBundle:
     except Exception as err:  # noqa: BLE001
         reraise_interrupt(err)
         raise UserCodeError(f"data function {spec!r} failed: {type(err).__name__}: {err}") from None
-    if isinstance(result, DataBundle):
-        bundle = make_bundle(result.train, result.test, num_outputs=result.num_outputs, spec=spec,
-                             test_source=result.test_source, info=result.info)
-        return bundle
-    if isinstance(result, (tuple, list)) and len(result) == 2 and all(_is_data_source(part) for part in result):
-        return make_bundle(result[0], result[1], spec=spec)
-    if isinstance(result, (tuple, list, DataLoader, Dataset)):
-        return make_bundle(result, spec=spec)
-    raise PruningLimitsError(
-        f"data function {spec!r} must return a DataBundle, an (x, y) pair, a Dataset or a DataLoader, "
-        f"got {describe(result)}"
+    expected = (
+        f"data function {spec!r} must return a DataBundle, an (x, y) pair, a Dataset or a DataLoader "
+        "(or a (train, test) pair of those)"
     )
+    if isinstance(result, (tuple, list)) and len(result) != 2 and not _is_samples(result):  # (x, y, "extra")
+        raise PruningLimitsError(f"{expected}, got a {type(result).__name__} of {len(result)}")
+    if not isinstance(result, (DataBundle, tuple, list, DataLoader, Dataset)):
+        raise PruningLimitsError(f"{expected}, got {describe(result)}")
+    try:
+        if isinstance(result, DataBundle):
+            return make_bundle(result.train, result.test, num_outputs=result.num_outputs, spec=spec,
+                               test_source=result.test_source, info=result.info)
+        if isinstance(result, (tuple, list)) and len(result) == 2 and all(_is_data_source(part) for part in result):
+            return make_bundle(result[0], result[1], spec=spec)
+        return make_bundle(result, spec=spec)
+    except UserCodeError as err:  # the returned Dataset or DataLoader failed while it was read
+        raise UserCodeError(f"data function {spec!r}: {err}") from err.__cause__
 
 
 def load_data(spec: str, *, seed: int = 0) -> DataBundle:

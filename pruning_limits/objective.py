@@ -377,8 +377,8 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
     :func:`loader_over` its dataset, every sample once, in order (a loader that drops a shuffled
     last batch would analyse a different loss in every pass, and one process a different loss
     from shards under torchrun); a custom batch sampler is taken as it is.
-    A Dataset is batched in order with ``batch_size`` (default 128); an ``(x, y)`` pair is split
-    into chunks of ``batch_size`` (default: one batch with all samples).
+    A Dataset, an IterableDataset too, is batched in order with ``batch_size`` (default 128); an
+    ``(x, y)`` pair is split into chunks of ``batch_size`` (default: one batch with all samples).
     """
     if batch_size is not None:  # -5 gave NaN losses silently, 0 a range() error
         batch_size = check_int("batch_size", batch_size, 1)
@@ -390,6 +390,8 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
         for start in range(0, len(x), step):
             yield x[start : start + step], y[start : start + step]
         return
+    elif isinstance(data, IterableDataset):  # no len(): an empty one is found by counting its batches
+        source = DataLoader(data, batch_size=batch_size or EPSILON_BATCH_SIZE)
     elif isinstance(data, Dataset) or (
         hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes, dict))
     ):

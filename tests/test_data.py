@@ -1,6 +1,7 @@
 import random
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -241,3 +242,154 @@ def test_a_token_beyond_the_vocabulary_is_named_before_any_work():
     test[2, 0] = 9
     with pytest.raises(PruningLimitsError, match="the test sample with the largest token, 9, of"):
         check_data_fits_model(vocab, make_bundle((tokens, torch.arange(20) % 2), (test, torch.arange(4) % 2)))
+
+
+def _user_module(monkeypatch, **functions):
+    module = types.ModuleType("pl_test_user_data")
+    for name, function in functions.items():
+        setattr(module, name, function)
+    monkeypatch.setitem(sys.modules, "pl_test_user_data", module)
+
+
+def test_a_data_function_returning_three_values_is_refused_in_one_line(monkeypatch):
+    """``return x, y, "extra"`` was batched as a data set of three samples: a TypeError of torch's."""
+    x, y = np.zeros((6, 2), dtype=np.float32), np.arange(6) % 2
+    _user_module(monkeypatch, triple=lambda: (x, y, "extra"), samples=lambda: [(x[i], int(y[i])) for i in range(6)])
+    with pytest.raises(PruningLimitsError, match="'pl_test_user_data:triple' must return a DataBundle, an \\(x, y\\) pair, "
+                       ".*, got a tuple of 3$") as info:
+        load_data("pl_test_user_data:triple")
+    assert "\n" not in str(info.value)
+    with pytest.raises(PruningLimitsError, match="training data must be an \\(x, y\\) pair or a sequence of \\(x, y\\) "
+                       "samples, got a list of 3"):
+        make_bundle([x, y, "extra"])
+    assert load_data("pl_test_user_data:samples").x_train.shape == (6, 2)  # a list of samples is a data set
+
+
+class _BrokenDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        if index == 4:
+            raise KeyError("broken sample")
+        return torch.zeros(2), index % 2
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __init__(self, n):
+        self.n = n
+
+    def __iter__(self):
+        return iter([(torch.full((2,), float(i)), i % 3) for i in range(self.n)])
+
+
+def test_a_dataset_that_fails_while_read_is_reported_as_user_code(monkeypatch):
+    """A Dataset's own error (a KeyError of ``__getitem__``) is the user's, said in one line, not a traceback."""
+    from pruning_limits._checks import UserCodeError
+
+    _user_module(monkeypatch, broken=_BrokenDataset)
+    with pytest.raises(UserCodeError, match="^data function 'pl_test_user_data:broken': reading the training data "
+                       "failed: KeyError: 'broken sample'$"):
+        load_data("pl_test_user_data:broken")
+    with pytest.raises(UserCodeError, match="^reading the test data failed: KeyError") as info:
+        make_bundle((torch.zeros(4, 2), torch.arange(4) % 2), _BrokenDataset())
+    assert isinstance(info.value.__cause__, KeyError)  # the library user keeps the traceback
+
+
+def test_an_iterable_dataset_is_read(monkeypatch):
+    """An IterableDataset has no len(): ``TypeError: object of type ... has no len()`` before."""
+    _user_module(monkeypatch, stream=lambda: _Stream(200), empty=lambda: _Stream(0))
+    bundle = load_data("pl_test_user_data:stream")
+    assert bundle.x_train.shape == (200, 2) and torch.equal(bundle.x_train[:, 0], torch.arange(200.0))
+    assert bundle.num_classes == 3
+    assert torch.equal(materialize(_Stream(5))[1], torch.tensor([0, 1, 2, 0, 1]))
+    with pytest.raises(PruningLimitsError, match="training data: the data set is empty"):
+        load_data("pl_test_user_data:empty")
+
+
+def test_npz_long_double_is_read_and_complex256_refused_in_one_line(tmp_path):
+    """torch reads neither longdouble nor clongdouble: a TypeError traceback before."""
+    x, y = np.linspace(-1, 1, 20).reshape(10, 2), np.arange(10) % 2
+    np.savez(tmp_path / "long.npz", x=x.astype(np.longdouble), y=y, x_test=x[:3], y_test=y[:3])
+    bundle = load_data(str(tmp_path / "long.npz"))
+    assert bundle.x_train.dtype == torch.float32 and torch.equal(bundle.x_train, torch.from_numpy(x).float())
+    if np.finfo(np.longdouble).max > np.longdouble("1e400"):  # 80-bit or 128-bit longdouble: finite here, inf as float64
+        np.savez(tmp_path / "long.npz", x=x.astype(np.longdouble) * np.longdouble("1e400"), y=y)
+        with pytest.raises(PruningLimitsError, match="training inputs exceed float32's range, .* up to 1e\\+400"):
+            load_data(str(tmp_path / "long.npz"))
+    np.savez(tmp_path / "complex.npz", x=x.astype(np.clongdouble), y=y)
+    with pytest.raises(PruningLimitsError, match="training inputs must be real numbers, got .*complex") as info:
+        load_data(str(tmp_path / "complex.npz"))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("label", [3_000_000, 10**9, 2**62])
+def test_a_stray_huge_label_is_refused_in_one_line(tmp_path, label):
+    """A stray label built a model with 3 000 001 outputs, or failed in an allocation (10**9, 2**62)."""
+    y = np.arange(60) % 3
+    y[7] = label
+    np.savez(tmp_path / "stray.npz", x=np.zeros((60, 2)), y=y)
+    with pytest.raises(PruningLimitsError, match=f"the largest label, {label}, implies {label + 1} classes for 60 "
+                       "samples, more than max\\(65536, 2 × samples\\) = 65536") as info:
+        load_data(str(tmp_path / "stray.npz"))
+    assert "\n" not in str(info.value)
+
+
+def test_many_classes_on_few_samples_pass_the_label_limit():
+    """ImageNet-1k (and -21k) labels on a small subset, and more classes given on purpose, are accepted."""
+    x = torch.zeros(20, 2)
+    assert make_bundle((x, torch.arange(20) * 50)).num_outputs == 951
+    assert make_bundle((x, torch.tensor([0] * 19 + [21_840]))).num_outputs == 21_841
+    assert make_bundle((torch.zeros(40_000, 1), torch.arange(40_000) * 2)).num_outputs == 79_999  # 2 × samples
+    assert make_bundle((x, torch.tensor([0] * 19 + [100_000])), num_outputs=100_001).num_outputs == 100_001
+
+
+def test_a_stray_huge_token_is_refused_in_one_line():
+    """A token 2**40 asked for an embedding of 140 TB."""
+    tokens = torch.randint(0, 5, (50, 4))
+    assert make_bundle((tokens, torch.arange(50) % 2)).vocab_size == int(tokens.max()) + 1
+    assert make_bundle((torch.tensor([[0, 250_000]] * 3), torch.arange(3) % 2)).vocab_size == 250_001  # a real tokenizer
+    tokens[3, 2] = 2**40
+    with pytest.raises(PruningLimitsError, match=f"int64 inputs are token indices: the largest, {2**40}, implies a "
+                       f"vocabulary of {2**40 + 1} for 200 tokens, more than max\\(1048576, 2 × tokens\\)") as info:
+        make_bundle((tokens, torch.arange(50) % 2))
+    assert "\n" not in str(info.value)
+
+
+def test_whole_number_float_targets_warn_that_they_mean_regression():
+    x = torch.zeros(30, 2)
+    with pytest.warns(RuntimeWarning, match="float targets are all whole numbers with 3 distinct values \\(0, 1, 2\\): "
+                      "read as regression with 1 output\\(s\\) under MSE; store integer class labels"):
+        bundle = make_bundle((x, (torch.arange(30) % 3).double()))
+    assert bundle.task == "regression"
+    with pytest.warns(RuntimeWarning, match="2 distinct values .* regression with 3 output"):  # one-hot float targets
+        make_bundle((x, nn.functional.one_hot(torch.arange(30) % 3).float()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_bundle((x, torch.linspace(0, 1, 30)))  # real regression targets
+        make_bundle((x, torch.arange(30.0)))  # whole numbers, each once: counts, not classes
+
+
+def test_npz_object_arrays_other_than_the_data_are_not_read(tmp_path):
+    """One unrelated object array made the whole file unreadable, without its name."""
+    x, y = np.zeros((10, 2)), np.arange(10) % 2
+    np.savez(tmp_path / "meta.npz", x=x, y=y, meta=np.array([{"a": 1}], dtype=object))
+    assert len(load_data(str(tmp_path / "meta.npz")).x_train) == 8
+    np.savez(tmp_path / "objects.npz", x=x, y=np.array([0, "a"] * 5, dtype=object))
+    with pytest.raises(PruningLimitsError, match="array y of .*objects.npz' must be a numeric array, got dtype object") as info:
+        load_data(str(tmp_path / "objects.npz"))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.ones((10, 2)) * 1e300, "y": np.arange(10) % 2}, "training data: inputs exceed float32's range"),
+    ({"x": np.ones((10, 2)), "y": np.arange(10) % 2, "x_test": np.ones((2, 2)) * -1e39, "y_test": np.arange(2)},
+     "test data: inputs exceed float32's range, .* got values up to 1e\\+39"),
+    ({"x": np.ones((10, 2)), "y": np.linspace(0, 1e300, 10)}, "training data: targets exceed float32's range"),
+])
+def test_float64_beyond_float32_range_is_named(tmp_path, arrays, message):
+    """Such values became inf after the cast, and later 'inputs contain NaN or infinite values', false for the file."""
+    np.savez(tmp_path / "big.npz", **arrays)
+    with pytest.raises(PruningLimitsError, match=message) as info:
+        load_data(str(tmp_path / "big.npz"))
+    assert "\n" not in str(info.value) and "NaN" not in str(info.value)
