@@ -710,7 +710,8 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
         elif (pinned := stronger_fixed_l1(fixed)) is not None:  # λ auto might choose a weaker λ than this one
             words += ["--l1", f"{pinned[0]:g}"]
             reason = pinned[1]
-    words += ["-o", str(target.with_name(target.stem + "-l1.pt"))]
+    # a Hugging Face folder is written as a folder again (train --init keeps the format)
+    words += ["-o", str(target.with_name(target.name + "-l1") if target.is_dir() else target.with_name(target.stem + "-l1.pt"))]
     return " ".join(shlex.quote(w) for w in words), reason
 
 

@@ -279,6 +279,8 @@ def _write_trained(output: str, model: Any, kind: str, model_spec: str | None, d
         ckpt.save_torchscript(output, model, training=training)  # the record travels as an extra file
     elif kind == "module" and not model_spec:
         ckpt.save_module(output, model)
+    elif kind == "huggingface":  # a folder again: a bundle of it could not be rebuilt (no spec builds it)
+        ckpt.save_huggingface(output, model, training=training)
     else:
         ckpt.save_bundle(output, model, model_spec=model_spec or "", data_spec=data_spec or "", training=training)
 
@@ -655,7 +657,7 @@ def prune_command(
     if output.lower().endswith(".safetensors"):
         ckpt.save_safetensors(output, model)
     elif source.kind == "huggingface":
-        ckpt.save_huggingface(output, model)
+        ckpt.save_huggingface(output, model, training=source.training)
     elif source.kind == "torchscript":
         ckpt.save_torchscript(output, model, training=source.training)
     elif source.kind == "module":

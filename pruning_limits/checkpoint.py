@@ -59,6 +59,9 @@ HF_WEIGHTS = "model.safetensors"
 #: Index of a sharded weights file: which shard (a ``.safetensors`` file beside it) holds each tensor.
 HF_INDEX = "model.safetensors.index.json"
 HF_CONFIG = "config.json"
+#: The training record a Hugging Face folder written by ``train`` or ``prune`` carries (as a
+#: TorchScript archive carries :data:`TORCHSCRIPT_TRAINING`): its λ places it in the regime.
+HF_TRAINING = "pruning_limits_training.json"
 
 
 def output_target(path: str | os.PathLike[str]) -> Path:
@@ -282,7 +285,8 @@ def _stored_training(path: str, content: Mapping) -> dict[str, Any]:
 
 
 def _torchscript_training(path: str, text: str | bytes) -> dict[str, Any]:
-    """The training record a TorchScript archive carries (:data:`TORCHSCRIPT_TRAINING`; ``{}`` without one)."""
+    """The training record a TorchScript archive or a Hugging Face folder carries
+    (:data:`TORCHSCRIPT_TRAINING`, :data:`HF_TRAINING`; ``{}`` without one)."""
     if not text:
         return {}
     try:
@@ -423,15 +427,21 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         model.tie_weights()
     model.eval()
     dtypes = {k: v.dtype for k, v in state.items() if v.is_floating_point()}
-    return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes)
+    record = folder / HF_TRAINING
+    try:
+        training = _torchscript_training(str(folder), record.read_bytes()) if record.is_file() else {}
+    except OSError as exc:
+        raise PruningLimitsError(f"cannot read {str(record)!r}: {_first_line(exc)}") from None
+    return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes, training=training)
 
 
-def save_huggingface(path: str | os.PathLike[str], model: nn.Module) -> Path:
+def save_huggingface(path: str | os.PathLike[str], model: nn.Module, *, training: Mapping[str, Any] | None = None) -> Path:
     """Write a Hugging Face model as a folder (``save_pretrained``: config.json + model.safetensors).
 
     The folder is written beside ``path`` under a temporary name and renamed onto it, so an
     interrupted run leaves nothing half-written; it and its files get the permissions ``mkdir``
     and ``open`` give (0777 and 0666 less the umask), not the temporary folder's private 0700.
+    ``training``: a training record to carry (:data:`HF_TRAINING`), as a bundle does.
 
     Raises:
         PruningLimitsError: ``path`` exists, or its parent folder does not.
@@ -445,6 +455,8 @@ def save_huggingface(path: str | os.PathLike[str], model: nn.Module) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
+        if training:
+            (tmp / HF_TRAINING).write_text(json.dumps(_plain(dict(training), "training")), encoding="utf-8")
         _give_default_permissions(tmp)
         os.replace(tmp, target)
     except BaseException:

@@ -382,3 +382,26 @@ def test_a_saved_folder_gets_the_umask_permissions(tmp_path, umask):
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
     files = list(out.iterdir())
     assert files and {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o666 & ~umask}
+
+
+def test_train_init_on_a_huggingface_folder_writes_a_folder_that_keeps_its_lambda(tmp_path):
+    """train --init on a folder wrote a bundle with an empty model spec, which no command could
+    load (and predict's next line suggested exactly that). It writes a folder again, carrying the
+    training record, so predict knows the network was l1-trained and prune keeps the record."""
+    folder, out, pruned = tmp_path / "bert", tmp_path / "bert-l1", tmp_path / "bert-l1-pruned"
+    tiny_bert().save_pretrained(folder)
+    data = "tokens:n=40,test=8,classes=3,vocab=20,length=8"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["predict", str(folder), "--data", data, "--iterations", "6", "--probes", "1", "--epsilon", "0.05", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["next"].endswith(f"-o {out}")  # a folder, as train --init writes it
+    result = runner.invoke(cli, ["train", "--init", str(folder), "--data", data, "--l1", "0.001", "--epochs", "1", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    loaded = read_checkpoint(out)
+    assert loaded.kind == "huggingface" and loaded.training["l1"] == 0.001
+    result = runner.invoke(cli, ["predict", str(out), "--data", data, "--iterations", "6", "--probes", "1", "--epsilon", "0.05", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["trust"]["l1"] == 0.001  # None before: λ not recorded
+    result = runner.invoke(cli, ["prune", str(out), "--data", data, "--sparsity", "0.3", "-o", str(pruned), "-q"])
+    assert result.exit_code == 0, result.output
+    assert read_checkpoint(pruned).training["l1"] == 0.001
