@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 import traceback
 import warnings
@@ -69,6 +70,9 @@ def common_options(func: F) -> F:
     def wrapper(*args: Any, verbose: int, quiet: bool, debug: bool, **kwargs: Any) -> Any:
         main = _rank() == 0  # under torchrun only rank 0 prints (pruning_limits.distributed)
         console = Console(verbose=verbose, quiet=quiet or not main, debug=debug, main=main)
+        if console.quiet:  # transformers' own log lines and progress bars (read when it is first imported)
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         with warnings.catch_warnings(), _sigterm_unwinds():
             if not debug:  # --debug keeps Python's form, with the category and the source line
                 warnings.showwarning = functools.partial(_show_warning, console)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -405,3 +406,25 @@ def test_train_init_on_a_huggingface_folder_writes_a_folder_that_keeps_its_lambd
     result = runner.invoke(cli, ["prune", str(out), "--data", data, "--sparsity", "0.3", "-o", str(pruned), "-q"])
     assert result.exit_code == 0, result.output
     assert read_checkpoint(pruned).training["l1"] == 0.001
+
+
+def test_quiet_silences_transformers_too(tmp_path):
+    """-q promises no messages or progress bars on stderr; transformers printed its own
+    ("Writing model shards: 100%|...", config notes). A fresh process: transformers reads the
+    settings when it is first imported."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "bert"
+    tiny_bert().save_pretrained(folder)
+    code = (  # as this module does, hide a torchvision that does not import (a CUDA build)
+        "import sys\ntry:\n    import torchvision\nexcept Exception:\n    sys.modules['torchvision'] = None\n"
+        "from pruning_limits.cli import cli\ncli()"
+    )
+    args = ["prune", str(folder), "--data", "tokens:n=40,test=8,classes=3,vocab=20,length=8", "--sparsity", "0.3"]
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    loud = subprocess.run([sys.executable, "-c", code, *args, "-o", str(tmp_path / "a")], capture_output=True, text=True, env=env)
+    assert loud.returncode == 0, loud.stderr
+    quiet = subprocess.run([sys.executable, "-c", code, *args, "-o", str(tmp_path / "b"), "-q"], capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert "Writing model shards" in loud.stderr  # what -q now silences
