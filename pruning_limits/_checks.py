@@ -76,8 +76,9 @@ def reraise_interrupt(exc: BaseException) -> None:
 
 
 def describe(value: Any) -> str:
-    """Short description of ``value`` for error messages."""
-    text = repr(value)
+    """Short description of ``value`` for error messages, on one line (a tensor's or an array's
+    ``repr`` spans several)."""
+    text = " ".join(line.strip() for line in repr(value).splitlines())
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"

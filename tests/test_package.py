@@ -26,3 +26,15 @@ def test_the_exported_lanczos_is_callable_whatever_was_imported_first():
         "assert list(result.alpha[:2]) == [3.0, 3.0], result.alpha\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_describe_is_one_line():
+    """A tensor's repr spans lines; an error built with describe() printed only its first line
+    (the CLI shows one), cutting the message short."""
+    import torch
+
+    from pruning_limits._checks import describe
+
+    text = describe(torch.zeros(3, 3))
+    assert "\n" not in text and text.startswith("tensor([[0., 0., 0.], [0., 0., 0.],") and text.endswith("(Tensor)")
+    assert describe("a  b") == "'a  b' (str)"
