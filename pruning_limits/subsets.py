@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from ._checks import PruningLimitsError, check_int, describe
 from .objective import check_pair, loader_over
@@ -30,6 +30,12 @@ def num_samples(data: Any) -> int:
     """Samples in an ``(x, y)`` pair, a Dataset or a DataLoader's dataset."""
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return len(check_pair(*data)[0])
+    source = data.dataset if isinstance(data, DataLoader) else data
+    if isinstance(source, IterableDataset) or (isinstance(source, Dataset) and not hasattr(source, "__len__")):
+        raise PruningLimitsError(
+            f"a Hessian subset draws samples by index: the data must be an (x, y) pair or a Dataset with a length, "
+            f"got {describe(source)}"
+        )
     if isinstance(data, DataLoader):
         return len(data.dataset)  # type: ignore[arg-type]
     if isinstance(data, Dataset) and hasattr(data, "__len__"):

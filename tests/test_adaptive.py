@@ -383,3 +383,19 @@ def test_a_subset_of_a_dataloader_batches_it_as_the_loader_does() -> None:
     assert torch.equal(x, 100 * dataset.tensors[0][index])
     sampled = DataLoader(dataset, batch_sampler=BatchSampler(SequentialSampler(dataset), batch_size=3, drop_last=False))
     assert [len(x) for x, _ in loader_over(sampled, dataset)] == [3, 2]
+
+
+def test_a_hessian_subset_of_an_iterable_dataset_is_one_line() -> None:
+    """An IterableDataset (or a DataLoader over one) has no indices to draw from: len() raised
+    TypeError, and a bare one was called no Dataset."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from pruning_limits.subsets import num_samples
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield from ((torch.zeros(3), torch.tensor(0)) for _ in range(4))
+
+    for data in (Stream(), DataLoader(Stream(), batch_size=2)):
+        with pytest.raises(PruningLimitsError, match="draws samples by index: the data must be an .* Dataset with a length, got"):
+            num_samples(data)
