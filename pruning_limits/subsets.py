@@ -27,15 +27,15 @@ from .objective import check_pair, loader_over
 
 
 def num_samples(data: Any) -> int:
-    """Samples in an ``(x, y)`` pair, a Dataset or a DataLoader's dataset."""
+    """Samples in an ``(x, y)`` pair, a Dataset or a DataLoader's dataset; an IterableDataset's
+    (or a DataLoader over one) are counted by reading it once."""
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return len(check_pair(*data)[0])
     source = data.dataset if isinstance(data, DataLoader) else data
-    if isinstance(source, IterableDataset) or (isinstance(source, Dataset) and not hasattr(source, "__len__")):
-        raise PruningLimitsError(
-            f"a Hessian subset draws samples by index: the data must be an (x, y) pair or a Dataset with a length, "
-            f"got {describe(source)}"
-        )
+    if isinstance(source, IterableDataset):
+        from .objective import iter_batches
+
+        return sum(len(x) for x, _ in iter_batches(data))
     if isinstance(data, DataLoader):
         return len(data.dataset)  # type: ignore[arg-type]
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
@@ -69,6 +69,12 @@ def hessian_subset(data: Any, samples: int | None, seed: int = 0) -> Any:
     """
     if samples is None:
         return data
+    source = data.dataset if isinstance(data, DataLoader) else data
+    if isinstance(source, IterableDataset):
+        raise PruningLimitsError(
+            f"a Hessian subset draws samples by index: the data must be an (x, y) pair or a Dataset with a length, "
+            f"got {describe(source)}"
+        )
     total = num_samples(data)
     index = subset_indices(total, samples, seed)
     if isinstance(data, (tuple, list)):

@@ -387,15 +387,16 @@ def test_a_subset_of_a_dataloader_batches_it_as_the_loader_does() -> None:
 
 def test_a_hessian_subset_of_an_iterable_dataset_is_one_line() -> None:
     """An IterableDataset (or a DataLoader over one) has no indices to draw from: len() raised
-    TypeError, and a bare one was called no Dataset."""
+    TypeError, and a bare one was called no Dataset. Its samples are counted by reading it."""
     from torch.utils.data import DataLoader, IterableDataset
 
     from pruning_limits.subsets import num_samples
 
     class Stream(IterableDataset):
         def __iter__(self):
-            yield from ((torch.zeros(3), torch.tensor(0)) for _ in range(4))
+            yield from ((torch.zeros(3), torch.tensor(0)) for _ in range(5))
 
     for data in (Stream(), DataLoader(Stream(), batch_size=2)):
+        assert num_samples(data) == 5
         with pytest.raises(PruningLimitsError, match="draws samples by index: the data must be an .* Dataset with a length, got"):
-            num_samples(data)
+            hessian_subset(data, 3, seed=0)
