@@ -364,7 +364,7 @@ def _solve_trace(epsilon: float, r2: np.ndarray, abs_trace: float, cost: np.ndar
             return False
         two_eps_d, curvature = 2.0 * eps_k * dim, float(r2[k]) * abs_trace
         if math.isinf(two_eps_d + curvature):  # ε or R² near the float64 limit: the same share, scaled
-            share = 1.0 / (1.0 + curvature / two_eps_d) if math.isfinite(two_eps_d) else 1.0
+            share = 1.0 / (1.0 + (float(r2[k]) / eps_k) * (abs_trace / (2.0 * dim)))
             return (dim - k) / dim <= share
         return (dim - k) / dim <= two_eps_d / (two_eps_d + curvature)
 

@@ -97,6 +97,10 @@ def predict_limit(
     from .objective import batch_std_epsilon, check_model_takes_data, flat_weights, loss_gradient, model_copy, pruning_masks
 
     start = time.perf_counter()
+    if hessian_samples is not None:  # before any pass over the data
+        from .subsets import check_indexable
+
+        check_indexable(data)
     check_model_takes_data(model, data, loss_fn)
     # the settings are checked whether they are used or not (spectrum= skips SLQ): a wrong value is
     # a wrong call either way, and 'no' for gradient_term was truthy

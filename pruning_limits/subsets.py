@@ -43,6 +43,20 @@ def num_samples(data: Any) -> int:
     raise PruningLimitsError(f"data must be an (inputs, targets) pair, a Dataset or a DataLoader, got {describe(data)}")
 
 
+def check_indexable(data: Any) -> None:
+    """Refuse data a subset cannot be drawn from by index: an IterableDataset, or a DataLoader over one.
+
+    Raises:
+        PruningLimitsError: naming the data.
+    """
+    source = data.dataset if isinstance(data, DataLoader) else data
+    if isinstance(source, IterableDataset):
+        raise PruningLimitsError(
+            f"a Hessian subset draws samples by index: the data must be an (x, y) pair or a Dataset with a length, "
+            f"got {describe(source)}"
+        )
+
+
 def subset_indices(total: int, samples: int, seed: int) -> torch.Tensor:
     """``samples`` distinct indices of ``range(total)``, drawn with ``torch.randperm`` from ``seed``, sorted."""
     total = check_int("total", total, 1)
@@ -69,12 +83,7 @@ def hessian_subset(data: Any, samples: int | None, seed: int = 0) -> Any:
     """
     if samples is None:
         return data
-    source = data.dataset if isinstance(data, DataLoader) else data
-    if isinstance(source, IterableDataset):
-        raise PruningLimitsError(
-            f"a Hessian subset draws samples by index: the data must be an (x, y) pair or a Dataset with a length, "
-            f"got {describe(source)}"
-        )
+    check_indexable(data)
     total = num_samples(data)
     index = subset_indices(total, samples, seed)
     if isinstance(data, (tuple, list)):

@@ -400,3 +400,14 @@ def test_a_hessian_subset_of_an_iterable_dataset_is_one_line() -> None:
         assert num_samples(data) == 5
         with pytest.raises(PruningLimitsError, match="draws samples by index: the data must be an .* Dataset with a length, got"):
             hessian_subset(data, 3, seed=0)
+
+    class Counted(IterableDataset):  # predict_limit refuses before reading it (it read 7 passes first)
+        passes = 0
+
+        def __iter__(self):
+            Counted.passes += 1
+            yield from ((torch.zeros(3), torch.tensor(0)) for _ in range(5))
+
+    with pytest.raises(PruningLimitsError, match="draws samples by index"):
+        predict_limit(nn.Linear(3, 2), Counted(), epsilon=0.1, hessian_samples=3)
+    assert Counted.passes == 0

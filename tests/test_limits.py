@@ -464,6 +464,11 @@ def test_an_epsilon_near_the_float64_limit_prunes_everything_without_nan():
         for eps in (1e300, 1e308, 1.7e308):
             result = predict_from_spectrum(w, spec, eps)  # also solves the trace rule (_solve_trace)
             assert result.sparsity == 1.0 and result.trace_bound == 1.0
+    # the trace rule where 2εD and R²·tr|H| both overflow: the answer of the same problem scaled down
+    from pruning_limits.limits import _solve_trace
+
+    big, scaled = (_solve_trace(e, np.linspace(r, 0.0, 10_001), 1e10) for e, r in ((1e305, 1e300), (1e295, 1e290)))
+    assert big == scaled == 6418  # the overflow branch once said every weight could go (k = 0)
     lam, r2, eps = rng.normal(size=1000) * 10.0 ** rng.uniform(-8, 8, 1000), 3.7, 10.0 ** rng.uniform(-12, 3, 1000)
     old = 2.0 * eps / (2.0 * eps + np.abs(lam) * r2)
     assert np.array_equal(np.array([delta_integrand(lam[i : i + 1], eps[i], r2)[0] for i in range(1000)]), old)
