@@ -71,10 +71,12 @@ def output_weight(model: nn.Module) -> str | None:
     whatever weights are selected; ``None`` when the model has no Linear, convolution or
     attention weight.
 
-    That is the last default prunable weight the forward uses, in the order of its
-    ``torch.fx`` symbolic trace (no data needed): a head registered before the body it follows
-    is still the output. Where the forward does not trace (control flow on tensor values,
-    TorchScript, most Hugging Face models), the last one in module order.
+    That is the last default prunable weight the forward uses on the way to its logits (the
+    output, or the first element of a tuple, the ``"logits"`` entry of a dict: :func:`logits`),
+    in the order of its ``torch.fx`` symbolic trace (no data needed): a head registered before
+    the body it follows is still the output, and a second head returned after the logits is not.
+    Where the forward does not trace (control flow on tensor values, TorchScript, most Hugging
+    Face models), the last one in module order.
     """
     _check_module(model)
     names = _default_prunable(model)
@@ -84,9 +86,9 @@ def output_weight(model: nn.Module) -> str | None:
 
 
 def _last_used(model: nn.Module, names: list[str]) -> str | None:
-    """The last of ``names`` (default prunable weights) that ``model``'s traced forward uses, as
-    a leaf module's call or as a weight read by name; ``None`` where the forward does not trace
-    or uses none of them."""
+    """The last of ``names`` (default prunable weights) that ``model``'s traced forward uses to
+    compute its logits, as a leaf module's call or as a weight read by name; ``None`` where the
+    forward does not trace or its logits use none of them."""
     by_module = {name.rpartition(".")[0]: name for name in names}  # a module's last weight
     by_weight = {name: name for name in names} | {_base_name(name): name for name in names}
     try:
@@ -96,8 +98,23 @@ def _last_used(model: nn.Module, names: list[str]) -> str | None:
     except Exception as err:  # noqa: BLE001 - whatever a forward does on proxies: not traceable
         reraise_interrupt(err)
         return None
+    result = next((node.args[0] for node in graph.nodes if node.op == "output"), None)
+    if isinstance(result, (tuple, list)) and result:  # the rule of logits(): a tuple's first element
+        result = result[0]
+    elif isinstance(result, dict):
+        result = result.get("logits")
+    if not isinstance(result, fx.Node):
+        return None
+    needed, pending = set(), [result]  # the nodes the logits are computed from
+    while pending:
+        node = pending.pop()
+        if node not in needed:
+            needed.add(node)
+            pending.extend(node.all_input_nodes)
     last = None
     for node in graph.nodes:
+        if node not in needed:
+            continue
         if node.op == "call_module" and node.target in by_module:
             last = by_module[node.target]
         elif node.op == "get_attr" and node.target in by_weight:

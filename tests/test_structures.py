@@ -818,3 +818,14 @@ def test_the_output_layer_is_the_last_one_the_forward_runs():
             return nn.functional.linear(self.body(x), self.head.weight)
 
     assert output_weight(Functional()) == "head.weight"
+
+    class TwoHeads(nn.Module):  # the logits first, a projection returned beside them (a review's repro)
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.proj, self.head = nn.Linear(4, 8), nn.Linear(8, 2), nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.body(x))
+            return self.head(h), self.proj(h)
+
+    assert output_weight(TwoHeads()) == "head.weight"  # the trace's last call, proj, was taken
