@@ -39,11 +39,13 @@ the library moves them to the model's device without casting them); other intege
 floating inputs become float32 tensors (store int64 only for token indices); integer targets mean
 classification (int64 labels in ``[0, num_classes)``, cross-entropy), floating targets mean
 regression (float32, 1-D targets reshaped to ``(n, 1)`` so they match a model with one output
-under MSE; float targets that are all whole numbers with few distinct values are read so too, with
-a warning). float64 values beyond float32's range are refused, not made infinite; longdouble
-arrays are read as float64 first. The number of classes inferred from the largest label is
-refused above ``max(MIN_CLASS_LIMIT, 2 × samples)``, the vocabulary inferred from the largest
-int64 token above ``max(MIN_VOCAB_LIMIT, 2 × tokens)`` (a stray value, not a model to build).
+under MSE; 1-D float targets that are exactly ``0, 1, …, K − 1`` are read so too, with a warning
+that says how to get classification). float64 values beyond float32's range are refused, not made
+infinite; longdouble arrays are read as float64 first. A number of classes inferred from the
+largest label above ``max(MIN_CLASS_LIMIT, 2 × samples)``, or a vocabulary inferred from the
+largest int64 token above ``max(MIN_VOCAB_LIMIT, 2 × tokens)``, gets a warning: a stray value
+would give a zoo model that many outputs or embeddings (a checkpoint's own head is not
+refused for it).
 """
 
 from __future__ import annotations
@@ -75,20 +77,21 @@ NPZ_TEST_FRACTION = 0.2
 #: The arrays an ``.npz`` data file is read for; other arrays in it are never loaded.
 NPZ_ARRAYS = ("x", "y", "x_test", "y_test")
 
-#: A class count inferred from the largest label is refused above ``max(MIN_CLASS_LIMIT, 2 × samples)``
-#: (train and test): a stray label (``3000000`` among ``0..2``) built a model with 3 000 001 outputs,
-#: and ``10**9`` failed in an allocation. The floor is above the largest common single-label
-#: benchmarks (ImageNet-21k: 21 841 classes), so that any subset of them passes, however small;
-#: above the floor, a data set holds at least one sample for every second class, or its labels are
-#: not class indices. ``make_bundle(num_outputs=...)`` gives a larger count on purpose.
+#: A class count inferred from the largest label above ``max(MIN_CLASS_LIMIT, 2 × samples)`` (train
+#: and test) gets a warning: a stray label (``3000000`` among ``0..2``) silently built a model with
+#: 3 000 001 outputs, and ``10**9`` failed in an allocation. The floor is above the largest common
+#: single-label benchmarks (ImageNet-21k: 21 841 classes); above it, a data set holds at least one
+#: sample for every second class, or its labels are not class indices. A warning, not a refusal:
+#: a checkpoint with its own 100 000-class head analysed on 1 000 samples is legitimate.
 MIN_CLASS_LIMIT = 2**16
-#: A vocabulary inferred from the largest int64 token is refused above
-#: ``max(MIN_VOCAB_LIMIT, 2 × tokens)`` (tokens in train and test): a stray token ``2**40`` asked
+#: A vocabulary inferred from the largest int64 token above ``max(MIN_VOCAB_LIMIT, 2 × tokens)``
+#: (tokens in train and test) gets a warning: a stray token ``2**40`` asked the zoo's transformer
 #: for a 140 TB embedding. The floor is four times the largest common tokenizers' vocabularies
-#: (about 256 000 ids), so a few sequences of any of them pass.
+#: (about 256 000 ids); hashed ids of a model with its own embedding are legitimate.
 MIN_VOCAB_LIMIT = 2**20
-#: Float targets that are all whole numbers with at most this many distinct values (and at most one
-#: per two samples) look like class labels stored as floats: a warning says they are read as regression.
+#: 1-D float targets that are exactly ``0, 1, …, K − 1`` with ``2 ≤ K ≤`` this many (and at most one
+#: value per two samples) may be class labels stored as floats: a warning says they are read as
+#: regression and how to get classification (counts and ratings are regression, hence "may").
 CLASS_LIKE_TARGET_VALUES = 256
 
 _SYNTHETIC_DEFAULTS: dict[str, float] = {
@@ -293,16 +296,17 @@ def _check_labels(bundle: DataBundle) -> None:
 
 
 def _warn_class_like(y: Tensor, y_test: Tensor | None, outputs: int) -> None:
-    """Warn when float targets look like class labels stored as floats (whole numbers, few distinct values)."""
+    """Warn when 1-D float targets are exactly ``0, 1, …, K − 1`` (:data:`CLASS_LIKE_TARGET_VALUES`):
+    class labels stored as floats, or counts; several targets per sample are never labels."""
     values = y if y_test is None else torch.cat([y, y_test])
-    if not torch.equal(values, values.round()):
+    if values.shape[1:] != (1,):
         return
     distinct = torch.unique(values)
-    if 2 <= len(distinct) <= min(CLASS_LIKE_TARGET_VALUES, len(values) // 2):
-        shown = ", ".join(f"{v:g}" for v in distinct[:5].tolist()) + (", ..." if len(distinct) > 5 else "")
+    k = len(distinct)
+    if 2 <= k <= min(CLASS_LIKE_TARGET_VALUES, len(values) // 2) and torch.equal(distinct, torch.arange(k, dtype=distinct.dtype)):
         warnings.warn(
-            f"the float targets are all whole numbers with {len(distinct)} distinct values ({shown}): read as "
-            f"regression with {outputs} output(s) under MSE; store integer class labels for classification",
+            f"the float targets are exactly 0, 1, ..., {k - 1}: read as regression (one output, MSE); "
+            f"if they are class labels, store them as integers",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -356,9 +360,11 @@ def make_bundle(
         vocab, count = max(int(t.max()) for t in tokens) + 1, sum(t.numel() for t in tokens)
         limit = max(MIN_VOCAB_LIMIT, 2 * count)
         if vocab > limit:
-            raise PruningLimitsError(
+            warnings.warn(
                 f"int64 inputs are token indices: the largest, {vocab - 1}, implies a vocabulary of {vocab} for "
-                f"{count} tokens, more than max({MIN_VOCAB_LIMIT}, 2 × tokens) = {limit} (store inputs that are no tokens as floats)"
+                f"{count} tokens (more than max({MIN_VOCAB_LIMIT}, 2 × tokens)), which a zoo model would embed: a stray token?",
+                RuntimeWarning,
+                stacklevel=2,
             )
     if y.is_floating_point():
         task = "regression"
@@ -369,9 +375,11 @@ def make_bundle(
         inferred = int(max(int(y.max()), -1 if y_test is None else int(y_test.max()))) + 1
         limit = max(MIN_CLASS_LIMIT, 2 * samples)
         if num_outputs is None and inferred > limit:
-            raise PruningLimitsError(
-                f"the largest label, {inferred - 1}, implies {inferred} classes for {samples} samples, more than "
-                f"max({MIN_CLASS_LIMIT}, 2 × samples) = {limit}: a stray label? (make_bundle(..., num_outputs=N) takes more)"
+            warnings.warn(
+                f"the largest label, {inferred - 1}, implies {inferred} classes for {samples} samples (more than "
+                f"max({MIN_CLASS_LIMIT}, 2 × samples)), which a zoo model would get as outputs: a stray label?",
+                RuntimeWarning,
+                stacklevel=2,
             )
     if num_outputs is None:
         num_outputs = inferred
