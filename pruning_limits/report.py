@@ -613,7 +613,7 @@ def structures_table(record: Mapping[str, Any]) -> str:
     Sparsities in percent. Curve structures: predicted ``s*`` [kinematic interval], measured
     by loss and by accuracy, predicted − measured (points) and the trust level where the record
     has one: the network's verdict (its λ and the knee at its unstructured answer,
-    ``regime.trust_level``), the same for every curve structure. ``N:M`` rows: the pattern's
+    ``regime.trust_level``), the same for every structure. ``N:M`` rows: the pattern's
     sparsity, whether the prediction says it is feasible at ε and the ε it needs [interval],
     the measured loss rise (the ε it needs) and whether it stays within ε, and the accuracy.
     """
@@ -633,7 +633,7 @@ def structures_table(record: Mapping[str, Any]) -> str:
                 "needs eps: pred/meas "
                 + ("-" if not m["needed_epsilon"] else f"{float(p['needed_epsilon']) / float(m['needed_epsilon']):.2g}x"),
                 dense,
-                "-",
+                "-" if entry.get("trust") is None else entry["trust"]["level"],
             ])
         else:
             low, high = p["interval"]

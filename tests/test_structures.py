@@ -612,6 +612,8 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     result = run_cli("validate", plain, "--structure", "neuron", "--report", tmp_path / "plain.md", *SLQ)
     assert result.exit_code == 0, result.stderr
     assert "| outside the regime |" in result.stdout
+    pattern = run_cli("validate", plain, "--structure", "2:4", *SLQ).stdout  # the pattern row had "-"
+    assert next(line for line in pattern.splitlines() if line.startswith("| 2:4")).endswith("| outside the regime |")
     assert f"outside the regime, not a pruning limit: neuron; next: pruning-limit train --init {plain}" in result.stdout
     # predict --structure says so too, first (it printed a bare number), for a pattern as well
     lines = run_cli("predict", plain, "--structure", "neuron", *SLQ).stdout.splitlines()
