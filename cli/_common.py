@@ -691,6 +691,8 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
     from pruning_limits.report import NEXT_REASON
 
     target = Path(path)
+    if target.name in ("", ".", ".."):  # a folder given as '.': name the output after the folder itself
+        target = target.resolve()
     words = ["pruning-limit", "train", "--init", path, *(extra or [])]
     reason = NEXT_REASON
     l1_path = (training or {}).get("l1_path")

@@ -932,6 +932,15 @@ def test_the_next_step_keeps_the_split_the_selection_and_a_fixed_lambdas_directi
     # a fixed λ that left a constant prediction: twice it cannot help; the path starts weaker
     dead_command, dead_reason = train_next_step("dead.pt", {"l1": 0.5, "train_loss": 2.302, "constant_loss": 2.303})
     assert dead_command == "pruning-limit train --init dead.pt -o dead-l1.pt" and "constant prediction" in dead_reason
+    # a (Hugging Face) folder: a folder again; given as '.', named after itself (with_name raised ValueError)
+    (workdir / "hf").mkdir()
+    assert train_next_step(str(workdir / "hf"))[0].endswith(f"-o {workdir / 'hf-l1'}")
+    here = os.getcwd()
+    try:
+        os.chdir(workdir / "hf")
+        assert train_next_step(".")[0] == f"pruning-limit train --init . -o {workdir.resolve() / 'hf-l1'}"
+    finally:
+        os.chdir(here)
     # a bundle given other data: train --init splits those with --seed (0 unless given), so the
     # seed this run drew them with is carried even when it is the bundle's own (3 here)
     seeded = workdir / "seeded3.pt"
