@@ -70,15 +70,27 @@ def common_options(func: F) -> F:
     def wrapper(*args: Any, verbose: int, quiet: bool, debug: bool, **kwargs: Any) -> Any:
         main = _rank() == 0  # under torchrun only rank 0 prints (pruning_limits.distributed)
         console = Console(verbose=verbose, quiet=quiet or not main, debug=debug, main=main)
-        if console.quiet:  # transformers' own log lines and progress bars (read when it is first imported)
-            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        with warnings.catch_warnings(), _sigterm_unwinds():
+        with warnings.catch_warnings(), _sigterm_unwinds(), _quiet_transformers(console.quiet):
             if not debug:  # --debug keeps Python's form, with the category and the source line
                 warnings.showwarning = functools.partial(_show_warning, console)
             return _run(func, args, kwargs, console, debug)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _quiet_transformers(quiet: bool) -> Iterator[None]:
+    """Under ``-q``, transformers' own log lines and progress bars off for the command (it reads
+    these variables when it is first imported); a variable the user set stays, and the
+    environment is restored afterwards (the CLI can run inside another process)."""
+    settings = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    added = [name for name in settings if quiet and name not in os.environ]
+    os.environ.update({name: settings[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 @contextlib.contextmanager

@@ -428,3 +428,7 @@ def test_quiet_silences_transformers_too(tmp_path):
     quiet = subprocess.run([sys.executable, "-c", code, *args, "-o", str(tmp_path / "b"), "-q"], capture_output=True, text=True, env=env)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     assert "Writing model shards" in loud.stderr  # what -q now silences
+    # in-process (CliRunner, a notebook): the environment is left as it was
+    before = {k: os.environ.get(k) for k in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    assert CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "c"), "-q"]).exit_code == 0
+    assert {k: os.environ.get(k) for k in before} == before
