@@ -62,6 +62,9 @@ HF_CONFIG = "config.json"
 #: The training record a Hugging Face folder written by ``train`` or ``prune`` carries (as a
 #: TorchScript archive carries :data:`TORCHSCRIPT_TRAINING`): its λ places it in the regime.
 HF_TRAINING = "pruning_limits_training.json"
+#: The parameter selection (``--params``) a Hugging Face folder written by ``train`` or ``prune``
+#: carries, as a bundle stores it: the tensors its λ penalised and its analysis takes.
+HF_PARAMS = "pruning_limits_params.json"
 
 
 def output_target(path: str | os.PathLike[str]) -> Path:
@@ -144,7 +147,7 @@ class Checkpoint:
         training: training settings stored in a bundle.
         pruning: pruning record stored in a bundle written by ``prune``.
         library_version: version of pruning-limits that wrote the bundle.
-        params: the parameter selection stored in a bundle
+        params: the parameter selection stored in a bundle or a Hugging Face folder (:data:`HF_PARAMS`)
             (:func:`pruning_limits.objective.select_parameters`), ``None`` for the default.
         format: ``"torch"``, ``"safetensors"`` or ``"huggingface"`` (the file format).
         dtypes: the file's dtype of each floating tensor by name (state dicts and Hugging Face
@@ -427,12 +430,19 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         model.tie_weights()
     model.eval()
     dtypes = {k: v.dtype for k, v in state.items() if v.is_floating_point()}
-    record = folder / HF_TRAINING
+    record, selection = folder / HF_TRAINING, folder / HF_PARAMS
     try:
         training = _torchscript_training(str(folder), record.read_bytes()) if record.is_file() else {}
+        params = None
+        if selection.is_file():
+            try:
+                params = _stored_params(str(selection), json.loads(selection.read_bytes()))
+            except (ValueError, RecursionError):
+                raise PruningLimitsError(f"{str(selection)!r} is not JSON (a list of parameter names)") from None
     except OSError as exc:
-        raise PruningLimitsError(f"cannot read {str(record)!r}: {_first_line(exc)}") from None
-    return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes, training=training)
+        raise PruningLimitsError(f"cannot read the records of {str(folder)!r}: {_first_line(exc)}") from None
+    return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes, training=training,
+                      params=params)
 
 
 def save_huggingface(path: str | os.PathLike[str], model: nn.Module, *, training: Mapping[str, Any] | None = None) -> Path:
@@ -457,6 +467,11 @@ def save_huggingface(path: str | os.PathLike[str], model: nn.Module, *, training
         model.save_pretrained(str(tmp), safe_serialization=True)
         if training:
             (tmp / HF_TRAINING).write_text(json.dumps(_plain(dict(training), "training")), encoding="utf-8")
+        from .objective import parameter_selection
+
+        selection = parameter_selection(model)
+        if selection is not None:
+            (tmp / HF_PARAMS).write_text(json.dumps(list(selection)), encoding="utf-8")
         _give_default_permissions(tmp)
         os.replace(tmp, target)
     except BaseException:
@@ -932,10 +947,10 @@ def build_from_checkpoint(
         assert checkpoint.state_dict is not None
         check_state_dict_fits(model, checkpoint.state_dict)
         model.load_state_dict(checkpoint.state_dict)
-        if checkpoint.params is not None:
-            from .objective import select_parameters
+    if checkpoint.params is not None:  # a bundle's or a Hugging Face folder's stored selection
+        from .objective import select_parameters
 
-            select_parameters(model, checkpoint.params)
+        select_parameters(model, checkpoint.params)
     model.eval()
     check_model(model)
     return model

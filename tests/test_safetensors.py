@@ -406,6 +406,14 @@ def test_train_init_on_a_huggingface_folder_writes_a_folder_that_keeps_its_lambd
     result = runner.invoke(cli, ["prune", str(out), "--data", data, "--sparsity", "0.3", "-o", str(pruned), "-q"])
     assert result.exit_code == 0, result.output
     assert read_checkpoint(pruned).training["l1"] == 0.001
+    # a --params selection travels with the folder, as in a bundle (the λ was credited to all weights)
+    chosen = tmp_path / "bert-encoder"
+    args = ["--data", data, "--params", "bert.encoder.*weight", "--l1", "0.001", "--epochs", "1", "-o", str(chosen), "-q"]
+    assert runner.invoke(cli, ["train", "--init", str(folder), *args]).exit_code == 0
+    assert read_checkpoint(chosen).params == ["bert.encoder.*weight"]
+    record = json.loads(runner.invoke(cli, ["predict", str(chosen), "--data", data, "--iterations", "6", "--probes", "1",
+                                            "--epsilon", "0.05", "--json", "-q"]).stdout)
+    assert record["params"]["selection"] == "bert.encoder.*weight" and "classifier.weight" not in record["params"]["tensors"]
 
 
 def test_quiet_silences_transformers_too(tmp_path):
