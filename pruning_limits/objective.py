@@ -99,18 +99,34 @@ def _last_used(model: nn.Module, names: list[str]) -> str | None:
         reraise_interrupt(err)
         return None
     result = next((node.args[0] for node in graph.nodes if node.op == "output"), None)
-    if isinstance(result, (tuple, list)) and result:  # the rule of logits(): a tuple's first element
+    fields = getattr(result.target, "_fields", None) if isinstance(result, fx.Node) and result.op == "call_function" else None
+    if isinstance(fields, tuple) and "logits" in fields:  # a namedtuple built in forward: its .logits
+        position = fields.index("logits")
+        result = result.kwargs["logits"] if "logits" in result.kwargs else result.args[position] if position < len(result.args) else None
+    elif isinstance(result, (tuple, list)) and result:  # the rule of logits(): a tuple's first element
         result = result[0]
     elif isinstance(result, dict):
         result = result.get("logits")
     if not isinstance(result, fx.Node):
         return None
-    needed, pending = set(), [result]  # the nodes the logits are computed from
-    while pending:
-        node = pending.pop()
-        if node not in needed:
-            needed.add(node)
-            pending.extend(node.all_input_nodes)
+    needed: set[fx.Node] = set()  # the nodes the logits are computed from
+
+    def add(start: fx.Node) -> None:
+        pending = [start]
+        while pending:
+            node = pending.pop()
+            if node not in needed:
+                needed.add(node)
+                pending.extend(node.all_input_nodes)
+
+    add(result)
+    grown = True
+    while grown:  # an in-place write into a needed tensor (out.copy_(head(h))) is needed too
+        grown = False
+        for node in graph.nodes:
+            if node not in needed and _writes_in_place(node) and node.args and node.args[0] in needed:
+                add(node)
+                grown = True
     last = None
     for node in graph.nodes:
         if node not in needed:
@@ -120,6 +136,12 @@ def _last_used(model: nn.Module, names: list[str]) -> str | None:
         elif node.op == "get_attr" and node.target in by_weight:
             last = by_weight[node.target]
     return last
+
+
+def _writes_in_place(node: fx.Node) -> bool:
+    """Whether a traced call writes into its first argument: ``x.add_(…)``, ``torch.relu_(x)``."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "") if node.op == "call_function" else ""
+    return isinstance(name, str) and name.endswith("_") and not name.startswith("_")
 
 
 def _base_name(name: str) -> str:

@@ -831,3 +831,27 @@ def test_the_output_layer_is_the_last_one_the_forward_runs():
             return self.head(h), self.proj(h)
 
     assert output_weight(TwoHeads()) == "head.weight"  # the trace's last call, proj, was taken
+
+    class InPlace(nn.Module):  # the logits written into a buffer in place: the walk back missed the head
+        def __init__(self) -> None:
+            super().__init__()
+            self.skip, self.body, self.head = nn.Linear(4, 3), nn.Linear(4, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            out = self.skip(x)
+            out.add_(self.head(torch.relu(self.body(x))))
+            return out
+
+    assert output_weight(InPlace()) == "head.weight"
+
+    import collections
+
+    Output = collections.namedtuple("Output", ["aux", "logits"])
+
+    class Named(TwoHeads):  # logits() reads .logits before a tuple's first element
+        def forward(self, x):
+            h = torch.relu(self.body(x))
+            head = self.head(h)
+            return Output(aux=self.proj(h), logits=head)
+
+    assert output_weight(Named()) == "head.weight"
