@@ -89,9 +89,10 @@ MIN_CLASS_LIMIT = 2**16
 #: for a 140 TB embedding. The floor is four times the largest common tokenizers' vocabularies
 #: (about 256 000 ids); hashed ids of a model with its own embedding are legitimate.
 MIN_VOCAB_LIMIT = 2**20
-#: 1-D float targets that are exactly ``0, 1, …, K − 1`` with ``2 ≤ K ≤`` this many (and at most one
-#: value per two samples) may be class labels stored as floats: a warning says they are read as
-#: regression and how to get classification (counts and ratings are regression, hence "may").
+#: 1-D float targets that are exactly ``0, 1, …, K − 1`` with ``2 ≤ K ≤`` this many (at most one
+#: value per two samples, and each value held by at least ``n / (4K)`` samples, which the thin
+#: tails of counts fail) may be class labels stored as floats: a warning says they are read as
+#: regression and how to get classification (ratings 1..5 never start at 0, hence "may").
 CLASS_LIKE_TARGET_VALUES = 256
 
 _SYNTHETIC_DEFAULTS: dict[str, float] = {
@@ -301,9 +302,13 @@ def _warn_class_like(y: Tensor, y_test: Tensor | None, outputs: int) -> None:
     values = y if y_test is None else torch.cat([y, y_test])
     if values.shape[1:] != (1,):
         return
-    distinct = torch.unique(values)
+    distinct, counts = torch.unique(values, return_counts=True)
     k = len(distinct)
-    if 2 <= k <= min(CLASS_LIKE_TARGET_VALUES, len(values) // 2) and torch.equal(distinct, torch.arange(k, dtype=distinct.dtype)):
+    if (
+        2 <= k <= min(CLASS_LIKE_TARGET_VALUES, len(values) // 2)
+        and torch.equal(distinct, torch.arange(k, dtype=distinct.dtype))
+        and int(counts.min()) * 4 * k >= len(values)  # every value well represented: counts have thin tails
+    ):
         warnings.warn(
             f"the float targets are exactly 0, 1, ..., {k - 1}: read as regression (one output, MSE); "
             f"if they are class labels, store them as integers",
@@ -548,10 +553,12 @@ def _load_tokens(options: dict[str, float], seed: int, spec: str) -> DataBundle:
     probabilities = torch.softmax(1.5 * torch.randn(classes, vocab, generator=gen), dim=1)
     y = torch.randint(classes, (n + n_test,), generator=gen)
     x = torch.multinomial(probabilities[y], length, replacement=True, generator=gen).to(torch.int64)
-    return make_bundle(
-        (x[:n], y[:n]), (x[n:], y[n:]), num_outputs=classes, spec=spec,
-        info={key: opts[key] for key in _TOKENS_DEFAULTS},
-    )
+    with warnings.catch_warnings():  # a large vocabulary asked for is no stray token
+        warnings.filterwarnings("ignore", message="int64 inputs are token indices", category=RuntimeWarning)
+        return make_bundle(
+            (x[:n], y[:n]), (x[n:], y[n:]), num_outputs=classes, spec=spec,
+            info={key: opts[key] for key in _TOKENS_DEFAULTS},
+        )
 
 
 def _npz_array(archive: Any, key: str, path: str) -> np.ndarray:

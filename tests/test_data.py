@@ -369,6 +369,10 @@ def test_float_targets_that_are_exactly_class_indices_warn_that_they_mean_regres
         make_bundle((x, torch.linspace(0, 1, 30)))  # real regression targets
         make_bundle((x, torch.arange(30.0)))  # whole numbers, each once: counts, not classes
         make_bundle((x, (torch.arange(30) % 5 + 1).double()))  # ratings 1..5: no class indices
+        counts = torch.from_numpy(np.random.default_rng(0).poisson(3, 1000).astype(np.float32))
+        assert torch.equal(torch.unique(counts), torch.arange(11.0))  # 0..10, with thin tails
+        make_bundle((torch.zeros(1000, 2), counts))
+        load_data("tokens:vocab=3000000,n=4,test=1,length=8")  # a large vocabulary asked for
         make_bundle((x, nn.functional.one_hot(torch.arange(30) % 3).float()))  # several targets per sample
         make_bundle((x, (torch.arange(60).reshape(30, 2) % 7).float()))  # reconstruction-style targets
 
