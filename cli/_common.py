@@ -80,17 +80,28 @@ def common_options(func: F) -> F:
 
 @contextlib.contextmanager
 def _quiet_transformers(quiet: bool) -> Iterator[None]:
-    """Under ``-q``, transformers' own log lines and progress bars off for the command (it reads
-    these variables when it is first imported); a variable the user set stays, and the
-    environment is restored afterwards (the CLI can run inside another process)."""
-    settings = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    added = [name for name in settings if quiet and name not in os.environ]
-    os.environ.update({name: settings[name] for name in added})
+    """Under ``-q``, transformers' own log lines off for the command, and as they were afterwards
+    (the CLI can run inside another process): its verbosity set to errors if it is loaded, else
+    ``TRANSFORMERS_VERBOSITY=error`` for its first import (unless the user set it), then its
+    default again. (``save_huggingface`` writes without transformers' progress bar.)"""
+    if not quiet:
+        yield
+        return
+    log = sys.modules.get("transformers.utils.logging")
+    before = log.get_verbosity() if log is not None else None
+    added = "TRANSFORMERS_VERBOSITY" not in os.environ
+    if added:
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    if log is not None:
+        log.set_verbosity_error()
     try:
         yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
+        if added:
+            os.environ.pop("TRANSFORMERS_VERBOSITY", None)
+        log = sys.modules.get("transformers.utils.logging")
+        if log is not None:  # loaded before: its level; loaded during the command: its default
+            log.set_verbosity(before if before is not None else getattr(log, "_get_default_logging_level", lambda: 30)())
 
 
 @contextlib.contextmanager

@@ -464,7 +464,8 @@ def save_huggingface(path: str | os.PathLike[str], model: nn.Module, *, training
         raise PruningLimitsError(f"cannot write {str(target)!r}: directory {str(parent)!r} does not exist")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        with _no_transformers_progress_bar():  # its one-shard "Writing model shards" bar: the caller reports
+            model.save_pretrained(str(tmp), safe_serialization=True)
         if training:
             (tmp / HF_TRAINING).write_text(json.dumps(_plain(dict(training), "training")), encoding="utf-8")
         from .objective import parameter_selection
@@ -480,6 +481,20 @@ def save_huggingface(path: str | os.PathLike[str], model: nn.Module, *, training
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+@contextlib.contextmanager
+def _no_transformers_progress_bar() -> Iterator[None]:
+    """transformers' progress bars off for the block, then as they were."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _huggingface_weights(folder: Path) -> dict[str, torch.Tensor]:
