@@ -100,9 +100,10 @@ def _last_used(model: nn.Module, names: list[str]) -> str | None:
         return None
     result = next((node.args[0] for node in graph.nodes if node.op == "output"), None)
     fields = getattr(result.target, "_fields", None) if isinstance(result, fx.Node) and result.op == "call_function" else None
-    if isinstance(fields, tuple) and "logits" in fields:  # a namedtuple built in forward: its .logits
-        position = fields.index("logits")
-        result = result.kwargs["logits"] if "logits" in result.kwargs else result.args[position] if position < len(result.args) else None
+    if isinstance(fields, tuple) and fields:  # a namedtuple built in forward: .logits, else its first field
+        name = "logits" if "logits" in fields else fields[0]
+        position = fields.index(name)
+        result = result.kwargs[name] if name in result.kwargs else result.args[position] if position < len(result.args) else None
     elif isinstance(result, (tuple, list)) and result:  # the rule of logits(): a tuple's first element
         result = result[0]
     elif isinstance(result, dict):
@@ -120,11 +121,19 @@ def _last_used(model: nn.Module, names: list[str]) -> str | None:
                 pending.extend(node.all_input_nodes)
 
     add(result)
+    order = {node: i for i, node in enumerate(graph.nodes)}
+    writes = [node for node in graph.nodes if _writes_in_place(node) and node.args and isinstance(node.args[0], fx.Node)]
     grown = True
-    while grown:  # an in-place write into a needed tensor (out.copy_(head(h))) is needed too
+    while grown:  # a write into a tensor the logits read afterwards (out.add_(head(h)), through a view too) is needed too
         grown = False
-        for node in graph.nodes:
-            if node not in needed and _writes_in_place(node) and node.args and node.args[0] in needed:
+        for node in writes:
+            if node in needed:
+                continue
+            written = _view_base(node.args[0])
+            read_later = written is _view_base(result) or any(
+                order[user] > order[node] and any(_view_base(i) is written for i in user.all_input_nodes) for user in needed
+            )
+            if read_later:
                 add(node)
                 grown = True
     last = None
@@ -138,10 +147,28 @@ def _last_used(model: nn.Module, names: list[str]) -> str | None:
     return last
 
 
-def _writes_in_place(node: fx.Node) -> bool:
-    """Whether a traced call writes into its first argument: ``x.add_(…)``, ``torch.relu_(x)``."""
+def _call_name(node: fx.Node) -> str:
     name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "") if node.op == "call_function" else ""
-    return isinstance(name, str) and name.endswith("_") and not name.startswith("_")
+    return name if isinstance(name, str) else ""
+
+
+def _writes_in_place(node: fx.Node) -> bool:
+    """Whether a traced call writes into its first argument: ``x.add_(…)``, ``torch.relu_(x)``
+    (``x[i] = …`` does not trace: such a forward keeps module order)."""
+    name = _call_name(node)
+    return name.endswith("_") and not name.startswith("_")
+
+
+#: Calls whose result shares its first argument's memory: a write into it is a write into that.
+_VIEWS = frozenset({"view", "view_as", "reshape", "narrow", "transpose", "permute", "squeeze", "unsqueeze", "flatten",
+                    "expand", "t", "getitem", "select", "unflatten"})
+
+
+def _view_base(node: fx.Node) -> fx.Node:
+    """The tensor ``node`` is a view of, through view-like calls (itself otherwise)."""
+    while _call_name(node) in _VIEWS and node.args and isinstance(node.args[0], fx.Node):
+        node = node.args[0]
+    return node
 
 
 def _base_name(name: str) -> str:

@@ -855,3 +855,36 @@ def test_the_output_layer_is_the_last_one_the_forward_runs():
             return Output(aux=self.proj(h), logits=head)
 
     assert output_weight(Named()) == "head.weight"
+    Pair = collections.namedtuple("Pair", ["main", "aux"])
+
+    class Unnamed(TwoHeads):  # no logits field: the first, as logits() reads a tuple
+        def forward(self, x):
+            h = torch.relu(self.body(x))
+            return Pair(self.head(h), self.proj(h))
+
+    assert output_weight(Unnamed()) == "head.weight"
+
+    class Gate(nn.Module):  # an in-place write after the logits read the tensor: not on their path
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.head, self.gate, self.aux = nn.Linear(4, 8), nn.Linear(8, 3), nn.Linear(8, 8), nn.Linear(8, 2)
+
+        def forward(self, x):
+            h = self.body(x)
+            logits = self.head(h)
+            h.mul_(self.gate(h).sigmoid())
+            return logits, self.aux(h)
+
+    assert output_weight(Gate()) == "head.weight"
+
+    class Written(nn.Module):  # a write through a view of the returned tensor
+        def __init__(self) -> None:
+            super().__init__()
+            self.head, self.body, self.skip = nn.Linear(8, 3), nn.Linear(4, 8), nn.Linear(4, 3)
+
+        def forward(self, x):
+            out = self.skip(x)
+            out.view(-1).add_(self.head(torch.relu(self.body(x))).view(-1))
+            return out
+
+    assert output_weight(Written()) == "head.weight"
