@@ -90,8 +90,8 @@ MIN_CLASS_LIMIT = 2**16
 #: (about 256 000 ids); hashed ids of a model with its own embedding are legitimate.
 MIN_VOCAB_LIMIT = 2**20
 #: 1-D float targets that are exactly ``0, 1, …, K − 1`` with ``2 ≤ K ≤`` this many (at most one
-#: value per two samples, and each value held by at least ``n / (4K)`` samples, which the thin
-#: tails of counts fail) may be class labels stored as floats: a warning says they are read as
+#: value per two samples, and for ``K > 2`` each value held by at least ``n / (4K)`` samples, which
+#: the thin tails of counts fail) may be class labels stored as floats: a warning says they are read as
 #: regression and how to get classification (ratings 1..5 never start at 0, hence "may").
 CLASS_LIKE_TARGET_VALUES = 256
 
@@ -307,7 +307,7 @@ def _warn_class_like(y: Tensor, y_test: Tensor | None, outputs: int) -> None:
     if (
         2 <= k <= min(CLASS_LIKE_TARGET_VALUES, len(values) // 2)
         and torch.equal(distinct, torch.arange(k, dtype=distinct.dtype))
-        and int(counts.min()) * 4 * k >= len(values)  # every value well represented: counts have thin tails
+        and (k == 2 or int(counts.min()) * 4 * k >= len(values))  # 0/1 labels, or every value well represented (counts have thin tails)
     ):
         warnings.warn(
             f"the float targets are exactly 0, 1, ..., {k - 1}: read as regression (one output, MSE); "

@@ -364,6 +364,8 @@ def test_float_targets_that_are_exactly_class_indices_warn_that_they_mean_regres
                       "if they are class labels, store them as integers"):
         bundle = make_bundle((x, (torch.arange(30) % 3).double()))
     assert bundle.task == "regression"
+    with pytest.warns(RuntimeWarning, match="exactly 0, 1, ..., 1"):  # imbalanced 0/1 labels: 10 % ones
+        make_bundle((torch.zeros(100, 2), (torch.arange(100) % 10 == 0).float()))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_bundle((x, torch.linspace(0, 1, 30)))  # real regression targets
