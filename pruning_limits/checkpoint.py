@@ -436,9 +436,10 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         params = None
         if selection.is_file():
             try:
-                params = _stored_params(str(selection), json.loads(selection.read_bytes()))
+                stored = json.loads(selection.read_bytes())
             except (ValueError, RecursionError):
                 raise PruningLimitsError(f"{str(selection)!r} is not JSON (a list of parameter names)") from None
+            params = _stored_params(str(selection), stored)
     except OSError as exc:
         raise PruningLimitsError(f"cannot read the records of {str(folder)!r}: {_first_line(exc)}") from None
     return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes, training=training,
@@ -965,7 +966,10 @@ def build_from_checkpoint(
     if checkpoint.params is not None:  # a bundle's or a Hugging Face folder's stored selection
         from .objective import select_parameters
 
-        select_parameters(model, checkpoint.params)
+        try:
+            select_parameters(model, checkpoint.params)
+        except PruningLimitsError as exc:
+            raise PruningLimitsError(f"{checkpoint.path!r} stores the parameter selection {checkpoint.params}: {exc}") from None
     model.eval()
     check_model(model)
     return model

@@ -414,6 +414,13 @@ def test_train_init_on_a_huggingface_folder_writes_a_folder_that_keeps_its_lambd
     record = json.loads(runner.invoke(cli, ["predict", str(chosen), "--data", data, "--iterations", "6", "--probes", "1",
                                             "--epsilon", "0.05", "--json", "-q"]).stdout)
     assert record["params"]["selection"] == "bert.encoder.*weight" and "classifier.weight" not in record["params"]["tensors"]
+    # a damaged selection file: its own message, naming where the names came from
+    stored = chosen / "pruning_limits_params.json"
+    for content, message in (('{"a": 1}', "stores a parameter selection that is not a list of names"),
+                             ('["nonexistent.weight"]', r"stores the parameter selection \['nonexistent.weight'\]: unknown")):
+        stored.write_text(content)
+        with pytest.raises(PruningLimitsError, match=message):
+            build_from_checkpoint(read_checkpoint(chosen))
 
 
 def test_quiet_silences_transformers_too(tmp_path):
