@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from numbers import Integral, Real
 from typing import Any
 
@@ -44,6 +45,22 @@ class StopRequest:
     pending: BaseException | None = None
 
 
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or during (``__cause__``, else ``__context__``), once each."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, or ``Type`` alone when its message is empty."""
+    detail = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
+
+
 def interrupt_in(exc: BaseException) -> BaseException | None:
     """The Ctrl-C or SIGTERM (:class:`Terminated`) an exception came from, if any.
 
@@ -53,9 +70,7 @@ def interrupt_in(exc: BaseException) -> BaseException | None:
     """
     if StopRequest.pending is not None:
         return StopRequest.pending
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    for current in exception_chain(exc):
         if isinstance(current, (KeyboardInterrupt, Terminated)):
             return current
         if isinstance(current, RuntimeError):
@@ -63,8 +78,6 @@ def interrupt_in(exc: BaseException) -> BaseException | None:
             for kind in (KeyboardInterrupt, Terminated):
                 if f"{kind.__name__}:" in text:
                     return kind()
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
     return None
 
 

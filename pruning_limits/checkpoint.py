@@ -40,7 +40,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, check_seed, describe
+from ._checks import PruningLimitsError, check_seed, describe, error_line, exception_chain
 from ._version import __version__
 
 #: Value of the ``"format"`` key of a bundle.
@@ -258,7 +258,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
         raise PruningLimitsError(f"cannot read checkpoint {str(file)!r}: {exc.strerror or exc}") from exc
     except Exception as exc:  # torch raises KeyError/RuntimeError/EOFError on foreign files
         raise PruningLimitsError(
-            f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {_named(exc)})"
+            f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {error_line(exc)})"
         ) from exc
     return _from_content(str(file), content)
 
@@ -402,7 +402,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     except Exception as exc:  # noqa: BLE001 - transformers imports model code lazily; any failure there
         cause = exc.__cause__ or exc
         raise PruningLimitsError(
-            f"transformers cannot import {architectures[0]}: {_named(cause)} (a torchvision or other optional "
+            f"transformers cannot import {architectures[0]}: {error_line(cause)} (a torchvision or other optional "
             "package that does not match this torch breaks transformers' imports: uninstall it or install the matching build)"
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
@@ -419,7 +419,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
                 f"{str(folder / HF_CONFIG)!r} needs files from the Hugging Face Hub to build {architectures[0]}; "
                 "pruning-limits never downloads"
             ) from None
-        raise PruningLimitsError(f"cannot build {architectures[0]} from {str(folder / HF_CONFIG)!r}: {_named(exc)}") from None
+        raise PruningLimitsError(f"cannot build {architectures[0]} from {str(folder / HF_CONFIG)!r}: {error_line(exc)}") from None
     expected = model.state_dict()
     for key in _ignored_unexpected(model, state, expected):
         del state[key]
@@ -599,14 +599,7 @@ def _needs_the_hub(exc: BaseException) -> bool:
     from huggingface_hub import errors
 
     kinds = tuple(getattr(errors, name) for name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError") if hasattr(errors, name))
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kinds):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(current, kinds) for current in exception_chain(exc))
 
 
 def _ignored_unexpected(model: nn.Module, state: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
@@ -706,12 +699,6 @@ def _from_content(path: str, content: Any) -> Checkpoint:
         f"{path!r} is not a model checkpoint: expected a bundle, a state_dict or a TorchScript archive, "
         f"got {describe(content)}"
     )
-
-
-def _named(exc: BaseException) -> str:
-    """``Type: first line``, or ``Type`` alone when the message is empty."""
-    detail = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

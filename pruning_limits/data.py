@@ -63,7 +63,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import PruningLimitsError, UserCodeError, describe, reraise_interrupt
+from ._checks import PruningLimitsError, UserCodeError, describe, error_line, reraise_interrupt
 from .specs import looks_callable
 from .objective import check_pair, eval_mode, iter_batches, logits, model_device_dtype
 from .specs import parse_callable_spec
@@ -266,8 +266,7 @@ def materialize(data: Any, where: str = "training") -> tuple[Tensor, Tensor]:
         raise
     except Exception as err:  # noqa: BLE001 - the user's Dataset, sampler or collate function
         reraise_interrupt(err)
-        what = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}" if str(err).strip() else type(err).__name__
-        raise UserCodeError(f"reading the {where} data failed: {what}") from err
+        raise UserCodeError(f"reading the {where} data failed: {error_line(err)}") from err
     xs = [b[0] for b in batches]
     ys = [b[1] for b in batches]
     try:
