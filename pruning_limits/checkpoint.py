@@ -61,7 +61,7 @@ HF_INDEX = "model.safetensors.index.json"
 HF_CONFIG = "config.json"
 #: The training record a Hugging Face folder written by ``train`` or ``prune`` carries (as a
 #: TorchScript archive carries :data:`TORCHSCRIPT_TRAINING`): its λ places it in the regime.
-HF_TRAINING = "pruning_limits_training.json"
+HF_TRAINING = TORCHSCRIPT_TRAINING
 #: The parameter selection (``--params``) a Hugging Face folder written by ``train`` or ``prune``
 #: carries, as a bundle stores it: the tensors its λ penalised and its analysis takes.
 HF_PARAMS = "pruning_limits_params.json"
@@ -106,9 +106,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
         try:
             permissions = stat.S_IMODE(os.stat(target).st_mode)
         except OSError:
-            umask = os.umask(0)
-            os.umask(umask)
-            permissions = 0o666 & ~umask
+            permissions = 0o666 & ~_umask()
         os.chmod(tmp_name, permissions)
         with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as handle:
             yield handle
@@ -170,7 +168,12 @@ class Checkpoint:
 
     def __post_init__(self) -> None:
         if self.state_dict and not self.dtypes:
-            self.dtypes = {k: v.dtype for k, v in self.state_dict.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+            self.dtypes = _floating_dtypes(self.state_dict)
+
+
+def _floating_dtypes(state: Mapping[str, Any]) -> dict[str, torch.dtype]:
+    """The dtype of each floating tensor of a state_dict, by name."""
+    return {k: v.dtype for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
 
 
 def restore_dtypes(model: nn.Module, dtypes: Mapping[str, torch.dtype]) -> list[str]:
@@ -238,7 +241,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
             module = torch.jit.load(str(file), map_location="cpu", _extra_files=extra)
         except (RuntimeError, OSError) as exc:
             raise PruningLimitsError(f"{str(file)!r} is a damaged TorchScript archive: {_first_line(exc)}") from exc
-        return Checkpoint(str(file), "torchscript", module=module, training=_torchscript_training(str(file), extra[TORCHSCRIPT_TRAINING]))
+        return Checkpoint(str(file), "torchscript", module=module, training=_training_record(str(file), extra[TORCHSCRIPT_TRAINING]))
     try:
         content = torch.load(str(file), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -287,7 +290,7 @@ def _stored_training(path: str, content: Mapping) -> dict[str, Any]:
     return training
 
 
-def _torchscript_training(path: str, text: str | bytes) -> dict[str, Any]:
+def _training_record(path: str, text: str | bytes) -> dict[str, Any]:
     """The training record a TorchScript archive or a Hugging Face folder carries
     (:data:`TORCHSCRIPT_TRAINING`, :data:`HF_TRAINING`; ``{}`` without one)."""
     if not text:
@@ -429,10 +432,10 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     if tied and hasattr(model, "tie_weights"):
         model.tie_weights()
     model.eval()
-    dtypes = {k: v.dtype for k, v in state.items() if v.is_floating_point()}
+    dtypes = _floating_dtypes(state)
     record, selection = folder / HF_TRAINING, folder / HF_PARAMS
     try:
-        training = _torchscript_training(str(folder), record.read_bytes()) if record.is_file() else {}
+        training = _training_record(str(folder), record.read_bytes()) if record.is_file() else {}
         params = None
         if selection.is_file():
             try:
@@ -620,12 +623,17 @@ def _ignored_unexpected(model: nn.Module, state: Mapping[str, Any], expected: Ma
     return [k for k in state if k not in expected and any(p.search(k) for p in compiled)]
 
 
-def _give_default_permissions(folder: Path) -> None:
-    """Give a folder ``mkdtemp`` made (0700) and what it holds the permissions ``mkdir`` and
-    ``open`` would: 0777 and 0666 less the umask (read as :func:`atomic_open` does). Symbolic
-    links are left alone."""
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
     umask = os.umask(0)
     os.umask(umask)
+    return umask
+
+
+def _give_default_permissions(folder: Path) -> None:
+    """Give a folder ``mkdtemp`` made (0700) and what it holds the permissions ``mkdir`` and
+    ``open`` would: 0777 and 0666 less the umask. Symbolic links are left alone."""
+    umask = _umask()
     for root, dirs, files in os.walk(folder):
         for name, mode in [(d, 0o777) for d in dirs] + [(f, 0o666) for f in files]:
             path = os.path.join(root, name)
