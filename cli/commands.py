@@ -520,11 +520,10 @@ def _emit_structured_predictions(
     plan = structured_order(weights, layer_layout(analysed), structure)
     support = plan.to_dict()
     trusts = [  # the network's verdict at each ε; its evidence (docs/validation.md) is of unstructured answers
-        trust_level(predict_from_spectrum(weights, spectrum, p.epsilon, eta=p.eta, gradient=gradient).knee_steepness,
-                    recorded_l1(loaded)).to_dict()
+        {**trust_level(predict_from_spectrum(weights, spectrum, p.epsilon, eta=p.eta, gradient=gradient).knee_steepness,
+                       recorded_l1(loaded), knee_at="the unstructured s*").to_dict(), "evidence": None}
         for p in predictions
     ]
-    trusts = [{**t, "reason": t["reason"].replace(" at s*", " at the unstructured s*"), "evidence": None} for t in trusts]
     inside = all(t["in_regime"] for t in trusts)
     next_command, next_reason = (None, None) if inside else next_step(loaded, checkpoint)
     if plot_path and is_main_process():  # under torchrun only rank 0 writes

@@ -108,13 +108,17 @@ def _range(low: float, high: float) -> str:
     return f"{low:+.1f} to {high:+.1f}" if low != high else f"{low:+.1f}"
 
 
-def trust_level(knee_steepness: float, l1: float | None, *, evidence: dict[str, Any] | None = None) -> Trust:
+def trust_level(
+    knee_steepness: float, l1: float | None, *, evidence: dict[str, Any] | None = None, knee_at: str = "s*"
+) -> Trust:
     """The documented criterion (module docstring) applied to one prediction.
 
     Args:
         knee_steepness: ``d ln R/ds`` at the predicted ``s*`` (NaN when undefined).
         l1: the λ the network was trained with, or ``None`` when unknown.
         evidence: the evidence sections (default: :func:`read_evidence`).
+        knee_at: where the reasons say the knee was taken (``"the unstructured s*"`` for the
+            network's verdict on a structure's answer).
 
     Returns:
         The :class:`Trust`.
@@ -129,18 +133,18 @@ def trust_level(knee_steepness: float, l1: float | None, *, evidence: dict[str, 
     if without_l1:
         reasons.append("trained without l1 (λ = 0)")
     if not math.isfinite(steep):
-        reasons.append("knee of R(s) undefined at s*")
+        reasons.append(f"knee of R(s) undefined at {knee_at}")
         flat = True
     elif steep < FLAT_KNEE:
         shown = f"{steep:.0f}" if round(steep) < FLAT_KNEE else f"{math.floor(steep * 10) / 10:.1f}"  # 24.9, not 25
-        reasons.append(f"flat knee: d ln R/ds = {shown} at s*, below {FLAT_KNEE:g}")
+        reasons.append(f"flat knee: d ln R/ds = {shown} at {knee_at}, below {FLAT_KNEE:g}")
         flat = True
     else:
         flat = False
     level = OUTSIDE if (without_l1 or flat) else IN_REGIME
     if level == IN_REGIME:
         trained = f"l1-trained (λ = {known_l1:g})" if known_l1 is not None else "λ not recorded"
-        reasons = [trained, f"sharp knee: d ln R/ds = {steep:.0f} at s*, at least {FLAT_KNEE:g}"]
+        reasons = [trained, f"sharp knee: d ln R/ds = {steep:.0f} at {knee_at}, at least {FLAT_KNEE:g}"]
     return Trust(level, tuple(reasons), _evidence_text(level, without_l1, evidence), steep, FLAT_KNEE, known_l1)
 
 

@@ -59,6 +59,12 @@ def test_reasons_and_evidence_are_words_from_the_evidence_file():
     assert control.evidence == "on 4 λ = 0 networks (docs/validation.md) predicted − measured was +11.0 to +30.0 points"
     assert trust_level(3.0, 0.0, evidence={}).evidence == ""  # no evidence, no numbers
     assert trust_level(80.0, None, evidence=EVIDENCE).reason().startswith("λ not recorded")
+    # the network's verdict on a structure's answer names where its knee was taken
+    unstructured = "the unstructured s*"
+    assert trust_level(80.0, 2e-3, evidence=EVIDENCE, knee_at=unstructured).reason().endswith(
+        f"d ln R/ds = 80 at the unstructured s*, at least {FLAT_KNEE:g}")
+    assert f"= 12 at {unstructured}, below" in trust_level(12.4, 1e-3, evidence=EVIDENCE, knee_at=unstructured).reason()
+    assert trust_level(float("nan"), 1e-3, evidence=EVIDENCE, knee_at=unstructured).reason() == f"knee of R(s) undefined at {unstructured}"
 
 
 def test_evidence_file_round_trip_and_errors(tmp_path):
