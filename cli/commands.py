@@ -463,10 +463,11 @@ def predict_command(
     records = [{**p.to_dict(), "trust": t} for p, t in zip(predictions, trusts)]
     for record in records:  # the whole command, not the bound step alone
         record["seconds"] = time.perf_counter() - start
+    inside = all(t["in_regime"] for t in trusts)
+    advice = {"next": None if inside else next_command, "next_reason": None if inside else next_reason}
     if len(records) == 1:
         if as_json:
-            _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params, "next": None if trusts[0]["in_regime"] else next_command,
-                        "next_reason": None if trusts[0]["in_regime"] else next_reason})
+            _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params, **advice})
             return
         console.result("\n".join(report.answer_lines(records[0], trusts[0], next_command=next_command, next_reason=next_reason)))
         if console.verbose:
@@ -484,8 +485,7 @@ def predict_command(
                 "predictions": records,
                 "params": loaded.params,
                 "seconds": time.perf_counter() - start,
-                "next": None if all(t["in_regime"] for t in trusts) else next_command,
-                "next_reason": None if all(t["in_regime"] for t in trusts) else next_reason,
+                **advice,
             }
         )
         return
@@ -495,7 +495,7 @@ def predict_command(
     ]
     console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density", "trust"], rows))
     console.result(f"D = {records[0]['dim']} prunable weights")
-    if not all(t["in_regime"] for t in trusts):
+    if not inside:
         console.result(f"outside the regime, not a pruning limit, where marked; next: {next_command}  ({next_reason or report.NEXT_REASON})")
 
 

@@ -239,6 +239,11 @@ def test_a_bundle_trained_without_l1_is_outside_the_regime_with_the_next_step(bu
     record = json.loads(ok("predict", path, *SLQ, "--json").stdout)
     assert record["trust"]["level"] == "outside the regime" and record["trust"]["l1"] == 0.0
     assert record["next"].startswith("pruning-limit train --init")
+    # several ε: the JSON carried no next step, and the text line no reason
+    several = json.loads(ok("predict", path, *SLQ, "--epsilon", "0.01", "--epsilon", "0.1", "--json").stdout)
+    assert (several["next"], several["next_reason"]) == (record["next"], record["next_reason"])
+    text = ok("predict", path, *SLQ, "--epsilon", "0.01", "--epsilon", "0.1").stdout.splitlines()
+    assert text[-1] == f"outside the regime, not a pruning limit, where marked; next: {record['next']}  ({record['next_reason']})"
     validated = ok("validate", path, *SLQ).stdout.splitlines()
     assert validated[0].startswith("predicted ") and ", measured " in validated[0] and "difference" in validated[0]
     assert validated[1].startswith("trust: outside the regime (trained without l1")
