@@ -692,10 +692,24 @@ def prune_command(
     console.result(text_table(rows))
 
 
+def _one_epsilon(values: tuple[str, ...]) -> str:
+    """The one ``--epsilon`` of validate: click kept the last of several without a word."""
+    if len(values) > 1:
+        raise click.BadParameter(
+            f"validate takes one ε, got {len(values)} ({', '.join(values)}); predict takes several", param_hint="'--epsilon'"
+        )
+    return values[0] if values else "batch-std"
+
+
 @click.command("validate")
 @click.argument("checkpoint", type=click.Path())
 @source_options
-@click.option("--epsilon", default="batch-std", show_default=True, help="Loss tolerance ε: 'batch-std' or a number > 0.")
+@click.option(
+    "--epsilon",
+    multiple=True,
+    callback=lambda _ctx, _param, values: _one_epsilon(values),
+    help="Loss tolerance ε: 'batch-std' (default) or a number > 0; one value (predict draws a curve over several).",
+)
 @click.option("--eta", type=float, default=None, help="Failure probability of the kinematic interval (default 0.05).")
 @structure_option(allow_all=True)
 @spectrum_options
@@ -945,9 +959,11 @@ def _validate_structures(
         names = fitting
     else:  # one line naming what the structure needs, before any work
         check_structure(structure.name, loaded.model)
+    # the answer needs ε, so a batch-std the data cannot give is refused with --epsilon's hint
+    # (spectrum's '--iterations N alone' led to a second error here)
     spectrum, _, _ = _pipeline.watched_spectrum(
         loaded.model, loaded.data, settings=settings, seed=seed, console=console, epsilons=[epsilon], structures=names,
-        exact=exact, answer=False,
+        exact=exact,
     )
     if not is_main_process():  # under torchrun the others' share was the products: rank 0 measures, writes, prints
         return

@@ -742,7 +742,7 @@ def batch_std_epsilon(
     if len(losses) < 2:
         raise PruningLimitsError(
             f"epsilon 'batch-std' needs at least two batches of {batch_size} samples, got {len(losses)}; "
-            "give epsilon as a number"
+            "give epsilon as a number (--epsilon X)"
         )
     if not np.isfinite(losses).all():
         raise PruningLimitsError(
@@ -750,7 +750,7 @@ def batch_std_epsilon(
         )
     eps = float(np.std(losses))
     if not eps > 0:
-        raise PruningLimitsError("epsilon 'batch-std' is 0 (all batch losses equal); give epsilon as a number")
+        raise PruningLimitsError("epsilon 'batch-std' is 0 (all batch losses equal); give epsilon as a number (--epsilon X)")
     return eps
 
 

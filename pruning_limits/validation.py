@@ -22,7 +22,7 @@ from .pipeline import predict_limit
 from .lomp import SweepResult, sweep
 from .objective import check_model_takes_data, flat_weights, loss_gradient, model_copy
 from .hessian import DEFAULT_MEMORY_BUDGET, HessianOperator
-from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, operator_exact_spectrum, slq
+from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum, exact_spectrum, operator_exact_spectrum, slq
 from .taylor import SpectralOneShot, TaylorOneShot, spectral_one_shot_limit, taylor_one_shot_limit
 
 #: Predictions from SLQ and from the exact spectrum "agree" within this many sparsity units
@@ -142,7 +142,9 @@ def validate(
         probes: SLQ probes (default of ``predict_limit``).
         seed: seed of the SLQ probes.
         eta: failure probability of the kinematic interval.
-        exact: also predict from the exact spectrum (dense Hessian; small models only).
+        exact: also predict from the exact spectrum (dense Hessian; small models only); for
+            another structure, predict from it instead of SLQ (as ``validate --structure S
+            --exact``), which a ``spectrum`` given as well contradicts.
         spectrum: a precomputed spectrum of the float64 copy (skips SLQ).
         memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
             (default 1 GiB; see :func:`~pruning_limits.spectrum.slq` for the quadrature rule
@@ -158,6 +160,16 @@ def validate(
     from .structures import parse_structure
 
     if parse_structure(structure).kind != "unstructured":
+        if exact:  # one spectrum serves every structure: the dense one replaces SLQ's
+            if spectrum is not None:
+                raise PruningLimitsError(
+                    f"exact=True computes the spectrum for structure {structure!r}: give exact or spectrum, got both"
+                )
+            train_pair = getattr(data, "train", data)
+            check_model_takes_data(model, train_pair)
+            spectrum = exact_spectrum(
+                model_copy(model).to(torch.float64), train_pair, memory_budget=memory_budget, progress=progress
+            )
         return validate_structures(  # type: ignore[return-value]
             model, data, [structure], test_data=test_data, epsilon=epsilon, iterations=iterations, probes=probes,
             seed=seed, eta=eta, spectrum=spectrum, memory_budget=memory_budget, progress=progress,

@@ -888,3 +888,31 @@ def test_the_output_layer_is_the_last_one_the_forward_runs():
             return out
 
     assert output_weight(Written()) == "head.weight"
+
+
+def test_api_validate_structure_exact_predicts_from_the_dense_spectrum(trained) -> None:
+    """``validate(structure="neuron", exact=True)`` ignored ``exact`` and ran SLQ (a review's repro)."""
+    from pruning_limits import validation
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.objective import model_copy
+    from pruning_limits.spectrum import exact_spectrum
+
+    model, data = trained
+    result = validation.validate(model, data, structure="neuron", exact=True, iterations=5, probes=1)
+    assert result.spectrum.summary()["exact"] is True
+    dense = exact_spectrum(model_copy(model).to(torch.float64), data.train)
+    np.testing.assert_allclose(result.spectrum.nodes, dense.nodes, rtol=0, atol=1e-12)
+    with pytest.raises(PruningLimitsError, match="give exact or spectrum, got both"):
+        validation.validate(model, data, structure="neuron", exact=True, spectrum=dense)
+
+
+def test_cli_validate_structure_on_data_too_small_for_batch_std_names_epsilon(tmp_path) -> None:
+    """100 training samples: ``validate --structure all`` advised '--iterations N alone', which then
+    failed on the same batch-std ε ('give epsilon as a number'); one line now names --epsilon."""
+    path = tmp_path / "tiny.pt"
+    result = run_cli("train", "--model", "mlp:4", "--data", "synthetic:n=100,d=3", "--epochs", "2", "--l1", "1e-3", "-o", path, "-q")
+    assert result.exit_code == 0, result.stderr
+    for args in (["--structure", "all"], ["--structure", "neuron", "--iterations", "5"]):
+        one_line_error(run_cli("validate", path, *args), "give epsilon as a number (--epsilon X)")
+    fixed = run_cli("validate", path, "--structure", "neuron", "--iterations", "5", "--epsilon", "0.01", "--json")
+    assert fixed.exit_code == 0, fixed.stderr

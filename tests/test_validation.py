@@ -292,3 +292,16 @@ def test_evidence_from_the_suites_json_records_needs_every_row_once(tmp_path, mo
     broken.write_text("{")
     with pytest.raises(SystemExit, match="not a validation JSON"):
         suite.main(["--evidence-from", str(broken)])
+
+
+def test_cli_validate_refuses_several_epsilons_instead_of_keeping_the_last(tmp_path) -> None:
+    """``validate --epsilon 0.01 --epsilon 0.02`` measured at 0.02 alone, without a word (a review's
+    repro); ``predict`` is the command that takes several. The refusal is a usage error, before any work."""
+    from click.testing import CliRunner
+
+    from pruning_limits.cli import cli
+
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "absent.pt"), "--epsilon", "0.01", "--epsilon", "0.02"])
+    assert result.exit_code == 2, result.output
+    assert "validate takes one ε, got 2 (0.01, 0.02); predict takes several" in result.stderr
+    assert not list(tmp_path.iterdir())
