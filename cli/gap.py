@@ -17,14 +17,21 @@ MAX_SEEDS = 10_000
 
 
 def _eps_text(eps: float) -> str:
-    k = -math.log2(eps)
-    return f"2^-{k:g}" if abs(k - round(k)) < 1e-12 else f"{eps:g}"
+    """ε exactly: ``2^-k`` for a power of two, else the shortest decimal (``lottery.epsilon_text``)."""
+    from pruning_limits.lottery import epsilon_text
+
+    return epsilon_text(eps)
 
 
 def _num(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _unreached(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cells of one ε whose weight entry has no width but a status (model R: ε not reached within the stream)."""
+    return [c for c in result["seeds"] if c["weight"].get("width") is None and c["weight"].get("status")]
 
 
 def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
@@ -38,7 +45,14 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     lines = []
     eps = _eps_text(last["epsilon"])
     where = f"At ε = {eps} (d = {record['dim']}, {'median' if seeds == 1 else 'medians'} of {seeds} seed{'s' * (seeds != 1)})"
-    if R and neuron and med.get("neuron_lower_bound") is not None and med.get("weight") is not None:
+    unreached = _unreached(last) if R else []
+    if unreached:  # no weight median: say why, not "<= -"
+        head = f"{where}: the weight-pruning construction does not reach ε within the stream for {len(unreached)} of {seeds} seed{'s' * (seeds != 1)}"
+        if neuron and med.get("neuron_lower_bound") is not None:
+            head += f"; neuron pruning needs >= {_num(med['neuron_lower_bound'])} neurons"
+        lines.append(head + ".")
+        lines.append(f"Seed {unreached[0]['seed']}: {unreached[0]['weight']['status']}.")
+    elif R and neuron and med.get("neuron_lower_bound") is not None and med.get("weight") is not None:
         lines.append(
             f"{where}: neuron pruning needs >= {_num(med['neuron_lower_bound'])} neurons, "
             f"weight pruning <= {_num(med['weight'])}."
@@ -72,6 +86,20 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
             ratio = m.get("ratio")
             row += f" {('-' if ratio is None else f'{ratio:.2f}'):>6}"
         lines.append(row)
+    missing = [(r, _unreached(r)) for r in sorted(record["results"], key=lambda r: -r["epsilon"])] if R else []
+    missing = [(r, cells) for r, cells in missing if cells]
+    if missing:
+        total = sum(len(cells) for _, cells in missing)
+        lines.append(
+            f"weight '-': in {total} (ε, seed) cell{'s' * (total != 1)} the construction does not reach ε within the "
+            "stream; the record gives each its status (the limit: stream width or items per class) instead of a width:"
+        )
+        for r, cells in missing:
+            kinds = sorted({c["weight"]["status"].split(":")[0] for c in cells})
+            lines.append(
+                f"  ε = {_eps_text(r['epsilon'])}: seed{'s' * (len(cells) != 1)} {', '.join(str(c['seed']) for c in cells)} "
+                f"({', '.join(kinds)})"
+            )
     fits = record["fits"]
     lines.append("")
     if fits.get("weight"):
@@ -83,9 +111,11 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     if fits.get("neuron"):
         f = fits["neuron"]
         lines.append(f"neuron: lower bound ~ (1/ε)^{f['exponent']:.2f} (R² {f['r2']:.3f}, {f['points']} points)")
+    limits = check.get("weight_limit", 0)
     lines.append(
         f"re-checked: {check['weight']} weight, {check['neuron']} LP, {check['exact']} exact certificates, "
-        f"{check['streams']} streams, medians and fits; "
+        + (f"{limits} weight limit{'s' * (limits != 1)} re-derived, " if limits else "")
+        + f"{check['streams']} streams, medians and fits; "
         + ("all valid." if not check["problems"] else f"{len(check['problems'])} FAILED: {check['problems'][0]}")
     )
     if exact:
@@ -96,7 +126,13 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
 
 
 @click.command("gap")
-@click.option("--dim", type=int, default=None, help="Input dimension 1 <= d <= 1024 (required unless --check; model L: d <= 4).")
+@click.option(
+    "--dim",
+    type=int,
+    default=None,
+    help="Input dimension 1 <= d <= 128 (required unless --check; model L: d <= 4). The stream holds max(4096, 128 d) neurons; "
+    "an ε the weight construction does not reach within it is reported per cell, with its limit.",
+)
 @click.option(
     "--epsilon",
     "epsilons",
@@ -180,10 +216,12 @@ def gap_command(
         if as_json:
             console.result(json.dumps(check, indent=2))
         else:
+            limits = check.get("weight_limit", 0)
             console.result(
                 f"{'all certificates valid' if not check['problems'] else 'INVALID certificates'}: "
-                f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact; "
-                f"{check['streams']} streams regenerated, medians and fits recomputed"
+                f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact"
+                + (f", {limits} weight limit{'s' * (limits != 1)} re-derived" if limits else "")
+                + f"; {check['streams']} streams regenerated, medians and fits recomputed"
             )
             for problem in check["problems"]:
                 console.result(f"  {problem}")
@@ -199,11 +237,11 @@ def gap_command(
     if milp_max_width < 0:
         raise PruningLimitsError(f"--milp-max-width must be >= 0, got {milp_max_width}")
     if not (milp_time_limit >= 0 and math.isfinite(milp_time_limit)):
-        raise PruningLimitsError(f"--milp-time-limit must be a number of seconds >= 0, got {milp_time_limit:g}")
+        raise PruningLimitsError(f"--milp-time-limit must be a number of seconds >= 0, got {milp_time_limit!r}")
     eps_list = list(epsilons) or list(lottery.DEFAULT_EPSILONS if model == "R" else lottery.DEFAULT_EPSILONS_L)
     for eps in eps_list:
         if not (0 < eps < 1):
-            raise PruningLimitsError(f"--epsilon must be in (0, 1) (the target's sup is 1), got {eps:g}")
+            raise PruningLimitsError(f"--epsilon must be in (0, 1) (the target's sup is 1), got {eps!r}")
     check_output_path(plot_path, figure=True)
     check_output_path(output, outputs={"--plot": plot_path})
 

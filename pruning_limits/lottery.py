@@ -32,9 +32,10 @@ What is certified, and how it can be re-checked (:func:`check_gap_record`):
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,8 +69,37 @@ MAX_SUBSET_ITEMS = 40
 #: (this only ends a search; nothing is certified by it).
 CUT_TOLERANCE = 1e-7
 
-#: Largest stream width searched by the bisections (a search that needs more says so).
+#: Smallest stream width of the experiment (:func:`stream_width`); the bisections search the
+#: stream they are given, and a search that needs more says so.
 MAX_WIDTH = 4096
+
+#: Stream neurons per input dimension (:func:`stream_width`): the construction serves
+#: coordinate ``i mod d`` with neuron ``i``, so ``d`` times more classes need ``d`` times more
+#: neurons. Every (coordinate, sign) class held its :data:`MAX_SUBSET_ITEMS` neurons from 80 d
+#: to 110 d on (seeds 0-4, d = 1, 2, 8, 16, 32), so at 128 d the construction is limited by its
+#: items per class, not by the stream (docs/gap.md, "How far the stream reaches").
+STREAM_NEURONS_PER_DIM = 128
+
+
+def stream_width(dim: int) -> int:
+    """Width of the experiment's stream in dimension ``d``: ``max(MAX_WIDTH, 128 d)``.
+
+    Raises:
+        PruningLimitsError: ``dim`` is not an integer >= 1.
+    """
+    return max(MAX_WIDTH, STREAM_NEURONS_PER_DIM * check_int("dim", dim, 1))
+
+
+def epsilon_text(epsilon: float) -> str:
+    """ε as it is shown, exactly: ``2^-k`` for a power of two, else the shortest decimal of the float.
+
+    ``0.9999999`` stays ``0.9999999`` (``f"{eps:g}"`` showed ``1``), ``0.25`` is ``2^-2``.
+    """
+    value = float(epsilon)
+    mantissa, exponent = math.frexp(value)
+    if mantissa == 0.5:  # an exact power of two
+        return f"2^{exponent - 1}"
+    return repr(value)
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -270,9 +300,13 @@ def separable_error_bound(w: np.ndarray, first: np.ndarray, second: np.ndarray) 
     return float(max(np.linalg.norm(m_plus), np.linalg.norm(m_minus)))
 
 
-#: The largest input dimension :func:`gap_experiment` and :func:`check_gap_record` take: the
-#: streams alone hold 5 × 4 096 × d floats (docs/gap.md measures d <= 8).
-MAX_DIM = 1024
+#: The largest input dimension :func:`gap_experiment` and :func:`check_gap_record` take. With
+#: 4 096 neurons the construction reached the default ladder (2^-12) for seeds 0-4 up to d = 80,
+#: for none from d = 96, and no ε <= 0.5 from d = 300; with :func:`stream_width` (128 d) seed 0
+#: reaches 2^-12 at d = 64, 96, 128 and 192. The record grows like d^2: at d = 128 the default
+#: weight-only run (5 seeds) wrote 176 MB and peaked at 1.3 GB (docs/gap.md, "How far the
+#: stream reaches"), so d stops there.
+MAX_DIM = 128
 
 #: Model L's largest d: its LP bounds weight pruning over the 2^d - 1 masks of every neuron.
 MODEL_L_MAX_DIM = 4
@@ -437,34 +471,107 @@ def subset_sum_construction(stream: Stream, width: int) -> tuple[np.ndarray, np.
     return first_mask, second_mask, float(np.linalg.norm(dev))
 
 
+#: The limits a weight cell without a width names in its ``status`` (:class:`WeightUnreachable`).
+WEIGHT_LIMITS = ("stream-width-limit", "items-per-class-limit", "certified-error-limit")
+
+
+class WeightUnreachable(PruningLimitsError):
+    """The construction does not reach ε within the stream: a limit of the setting, named in one line.
+
+    Attributes:
+        status: the line, starting with one of :data:`WEIGHT_LIMITS`; it names the limit, d and ε.
+        stream_width: the width of the stream searched.
+        bound: the construction's bound at that width.
+    """
+
+    def __init__(self, status: str, stream_width: int, bound: float) -> None:
+        super().__init__(status)
+        self.status = status
+        self.stream_width = stream_width
+        self.bound = bound
+
+
+def saturation_width(stream: Stream) -> int | None:
+    """The width from which every (coordinate, sign) class holds :data:`MAX_SUBSET_ITEMS` neurons of ``stream``.
+
+    From that width on :func:`subset_sum_construction` no longer changes (it reads the first
+    :data:`MAX_SUBSET_ITEMS` neurons of each class), so a wider stream cannot lower its bound.
+    ``None`` when some class holds fewer within the stream.
+    """
+    d = stream.dim
+    idx = np.arange(stream.width)
+    full = 0
+    for j in range(d):
+        block = idx[idx % d == j]
+        for sign in (1.0, -1.0):
+            members = block[np.sign(stream.first[block, j]) == sign]
+            if len(members) < MAX_SUBSET_ITEMS:
+                return None
+            full = max(full, int(members[MAX_SUBSET_ITEMS - 1]) + 1)
+    return full
+
+
+def weight_limit_status(stream: Stream, epsilon: float, bound: float) -> str:
+    """The ``status`` of a weight cell whose ε the construction's ``bound`` at the whole stream does not reach.
+
+    ``items-per-class-limit`` when every class already holds its :data:`MAX_SUBSET_ITEMS`
+    neurons (:func:`saturation_width`; a wider stream would not help), else
+    ``stream-width-limit`` (a wider stream could reach ε).
+    """
+    d, width, eps = stream.dim, stream.width, epsilon_text(epsilon)
+    full = saturation_width(stream)
+    if full is None:
+        return (
+            f"stream-width-limit: in d = {d} the construction's bound with all {width} neurons of the stream is "
+            f"{bound!r} > ε = {eps}; some (coordinate, sign) class holds fewer than {MAX_SUBSET_ITEMS} neurons, "
+            "so a wider stream could reach ε"
+        )
+    return (
+        f"items-per-class-limit: in d = {d} the construction takes at most {MAX_SUBSET_ITEMS} neurons per "
+        f"(coordinate, sign) class, every class holds them from width {full} on, and its bound stops at "
+        f"{bound!r} > ε = {eps}; a wider stream would not help"
+    )
+
+
 def weight_pruning_width(stream: Stream, epsilon: float, *, start: int | None = None) -> WeightCertificate:
     """Smallest stream width at which :func:`subset_sum_construction` reaches ``ε`` (bisection), certified.
 
     The construction's bound is non-increasing in the width, so galloping then bisection finds
-    its smallest width exactly; the masked network's error is then computed independently
-    (:func:`certified_error`) and must be ``<= ε`` (strictly, the test :func:`check_gap_record`
-    applies; should rounding put it above ε, the next width is tried).
+    its smallest width exactly. The galloping starts at ``start`` (the width of a larger ε) and
+    doubles its step, ``2d`` first: widths grow by about ``2d`` per halving of ε, and a step
+    that doubled the width itself ran the construction far past the answer, where its classes
+    are fullest and a run costs most (2^20 sums per half at 40 items). It stops at the width
+    where every class is full (:func:`saturation_width`): the bound no longer changes there.
+    The masked network's error is then computed independently (:func:`certified_error`) and
+    must be ``<= ε`` (strictly, the test :func:`check_gap_record` applies; should rounding put
+    it above ε, the next width is tried).
 
     Raises:
-        PruningLimitsError: ``ε`` outside (0, 1), or no width up to the stream's reaches ``ε``.
+        WeightUnreachable: no width up to the stream's reaches ``ε``; its ``status`` names the
+            limit (:func:`weight_limit_status`; ``certified-error-limit`` when only float64
+            rounding of the certified error stands in the way).
+        PruningLimitsError: ``ε`` outside (0, 1).
     """
     epsilon = check_epsilon(epsilon)
     d = stream.dim
     limit = stream.width
 
-    def ok(n: int) -> bool:
-        return subset_sum_construction(stream, n)[2] <= epsilon
+    def bound_at(n: int) -> float:
+        return subset_sum_construction(stream, n)[2]
 
+    full = saturation_width(stream)  # from there on the construction, and its bound, stay as they are
     lo = 0  # the construction fails at width 0 (error |w| = 1 > ε)
-    hi = max(2 * d, start or 2 * d)
-    while not ok(min(hi, limit)):
-        if hi >= limit:
-            raise PruningLimitsError(
-                f"the weight-pruning construction does not reach ε = {epsilon:g} within {limit} neurons"
-            )
-        lo, hi = hi, min(2 * hi, limit)
+    hi = min(max(2 * d, start or 2 * d), limit)
+    step = 2 * d
+    while True:
+        bound = bound_at(hi)
+        if bound <= epsilon:
+            break
+        if hi >= limit or (full is not None and hi >= full):  # the bound at the whole stream
+            raise WeightUnreachable(weight_limit_status(stream, epsilon, bound), limit, bound)
+        lo, hi, step = hi, min(hi + step, limit), 2 * step
     # the first width that works: one past the last that fails in [lo, hi) (ok fails at lo, holds at hi)
-    hi = 1 + last_true(lo, min(hi, limit), lambda n: not ok(n))
+    hi = 1 + last_true(lo, hi, lambda n: not bound_at(n) <= epsilon)
     # The certified error is at most the construction's bound up to float64 rounding; the test is
     # the strict ``err <= ε`` of :func:`check_gap_record`, so a width whose error rounds above ε
     # is passed over for the next one.
@@ -475,8 +582,13 @@ def weight_pruning_width(stream: Stream, epsilon: float, *, start: int | None = 
         err, kind = certified_error(stream.w, stream.first[:n] * first_mask, stream.second[:n] * second_mask, "R")
         if err <= epsilon:
             return WeightCertificate(n, first_mask, second_mask, err, kind, bound)
-    raise PruningLimitsError(
-        f"the weight-pruning construction does not reach ε = {epsilon:g} (certified) within {limit} neurons"
+    bound = bound_at(limit)
+    raise WeightUnreachable(
+        f"certified-error-limit: in d = {d} the construction's bound reaches ε = {epsilon_text(epsilon)} from width "
+        f"{hi} on, but the certified error of its masked network stays above ε (float64 rounding) up to all "
+        f"{limit} neurons of the stream",
+        limit,
+        bound,
     )
 
 
@@ -487,7 +599,7 @@ def check_epsilon(epsilon: Any) -> float:
     except (TypeError, ValueError):
         raise PruningLimitsError(f"ε must be a number in (0, 1), got {describe(epsilon)}") from None
     if not (0.0 < value < 1.0) or not math.isfinite(value):
-        raise PruningLimitsError(f"ε must be in (0, 1) (the target's sup is 1), got {value:g}")
+        raise PruningLimitsError(f"ε must be in (0, 1) (the target's sup is 1), got {value!r}")
     return value
 
 
@@ -760,7 +872,7 @@ def lp_lower_bound(
     width where :meth:`Relaxation.decide` finds no certificate (``None`` means "none found",
     e.g. the cutting planes stopped within :data:`CUT_TOLERANCE`, not "none exists") the search
     turns back, and such widths are not claimed as anything. The search stops at the stream's
-    width (:data:`MAX_WIDTH` in the experiment); a bound that reaches it is valid but capped.
+    width (:func:`stream_width` in the experiment); a bound that reaches it is valid but capped.
     """
     epsilon = check_epsilon(epsilon)
     check_choice("model", model, MODELS)
@@ -800,11 +912,12 @@ class ExactNeuronWidth:
         subset: indices of a subset of the first ``width`` neurons with error ``<= ε`` (checkable).
         error: its exact sup error.
         status: ``"exact"``, ``"time-limit"``, ``"undecided"``, ``"round-limit"``,
-            ``"above-max-width"`` or ``"not-attempted"``, with the reason.
+            ``"above-max-width"``, ``"above-stream-width"`` or ``"not-attempted"``, with the reason.
         upper: the smallest width at which a verified subset was found (an upper bound even
             when ``width`` is None), or None.
-        infeasible_up_to: when the search stopped at ``max_width`` without a subset, the width up
-            to which the MILP found every width infeasible (a solver verdict, not a certificate).
+        infeasible_up_to: when the search stopped at ``max_width`` (or at the stream's width,
+            if that is shorter) without a subset, the width up to which the MILP found every
+            width infeasible (a solver verdict, not a certificate).
     """
 
     width: int | None
@@ -892,11 +1005,15 @@ def milp_exact_width(
     out leaves ``width = None`` (status ``"time-limit"``). A width the MILP cannot decide (it
     keeps returning a subset that errs above ε by less than its feasibility tolerance) leaves
     ``width = None`` with status ``"undecided"``; too many cutting-plane rounds, ``"round-limit"``.
+    The search stops at ``max_width`` or at the stream's width, whichever is smaller; finding
+    every width infeasible up to it gives ``"above-max-width"`` or ``"above-stream-width"``.
     """
     deadline = time.monotonic() + float(time_limit)
     epsilon = check_epsilon(epsilon)
     if stream.dim > 2:
         return ExactNeuronWidth(None, None, None, "not-attempted: no exact sup error in d > 2")
+    cap = check_int("max_width", max_width, 0)
+    max_width = min(cap, stream.width)  # the MILP has one column per neuron the stream holds
     pts = [initial_points(stream.dim, 128, stream.seed) if points is None else np.asarray(points)]
     lo = known_infeasible  # proven infeasible (certificate or MILP)
     step = 1
@@ -912,9 +1029,11 @@ def milp_exact_width(
             break
         lo, n, step = n, n + step, 2 * step
     if found is None:
-        return ExactNeuronWidth(
-            None, None, None, f"above-max-width: MILP infeasible at every width up to {max_width}", infeasible_up_to=lo
-        )
+        if max_width < cap:
+            status = f"above-stream-width: MILP infeasible at every width up to the stream's {max_width} neurons"
+        else:
+            status = f"above-max-width: MILP infeasible at every width up to {max_width}"
+        return ExactNeuronWidth(None, None, None, status, infeasible_up_to=lo)
     hi, mask, err = found
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -998,6 +1117,16 @@ def _farkas_json(cert: FarkasCertificate) -> dict[str, Any]:
     }
 
 
+def _listed(name: str, values: Any, expected: str) -> list[Any]:
+    """``values`` as a list; a single number or a string is a one-line error saying what was expected."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise PruningLimitsError(f"{name} must be {expected}, got {describe(values)}")
+    try:
+        return list(values)
+    except TypeError:  # a 0-d array claims to be iterable
+        raise PruningLimitsError(f"{name} must be {expected}, got {describe(values)}") from None
+
+
 def gap_experiment(
     dim: int,
     epsilons: Sequence[float] = DEFAULT_EPSILONS,
@@ -1012,9 +1141,12 @@ def gap_experiment(
     """Run the gap experiment: per ε and seed, certified weight and neuron pruning widths, medians and fits.
 
     Args:
-        dim: input dimension ``d >= 1``.
-        epsilons: tolerances in (0, 1), each used for every seed (default: 2^-2 ... 2^-12).
-        seeds: stream seeds (default 0..4).
+        dim: input dimension, ``1 <= d <=`` :data:`MAX_DIM`; the stream has :func:`stream_width`
+            neurons.
+        epsilons: a sequence of tolerances in (0, 1), each used for every seed (default:
+            2^-2 ... 2^-12).
+        seeds: a sequence of stream seeds (default ``range(5)``; the command line's ``--seeds K``
+            is ``range(K)``; a bare number is refused, not read as a count).
         model: ``"R"`` (output ReLU, THEORY §7) or ``"L"`` (linear output, the control; weight
             pruning then gets an LP lower bound over the masked variants of each neuron, d <= 4,
             instead of the construction, which needs the output ReLU).
@@ -1025,7 +1157,13 @@ def gap_experiment(
         progress: called with one line per finished (ε, seed).
 
     Returns:
-        A JSON-serialisable record (see docs/gap.md); :func:`check_gap_record` re-checks it.
+        A JSON-serialisable record (see docs/gap.md); :func:`check_gap_record` re-checks it. A
+        (ε, seed) whose ε the weight-pruning construction does not reach within the stream gets
+        ``weight = {"width": None, "status": ..., "stream_width": ..., "bound_at_stream_width": ...}``
+        (:class:`WeightUnreachable`), and the run goes on.
+
+    Raises:
+        PruningLimitsError: a bad argument, in one line.
     """
     started = time.monotonic()
     dim = check_int("dim", dim, 1)
@@ -1033,12 +1171,15 @@ def gap_experiment(
     problem = _dim_problem(dim, model)
     if problem:
         raise PruningLimitsError(problem)
-    eps_list = [check_epsilon(e) for e in epsilons]
+    eps_list = [check_epsilon(e) for e in _listed("epsilons", epsilons, "a sequence of numbers in (0, 1), e.g. [0.25, 0.125]")]
     if not eps_list:
         raise PruningLimitsError("expected at least one ε, got none")
     if len(set(eps_list)) != len(eps_list):  # a repeated row would count twice in the fits
         raise PruningLimitsError(f"epsilons must be distinct, got {eps_list}")
-    seed_list = [check_seed("seed", s) for s in seeds]
+    seed_list = [
+        check_seed("seed", s)
+        for s in _listed("seeds", seeds, "a sequence of seeds, e.g. range(5) or [0, 3] (the command line's --seeds K is range(K))")
+    ]
     if not seed_list:
         raise PruningLimitsError("expected at least one seed, got none")
     if len(set(seed_list)) != len(seed_list):  # its own record check refuses a repeated stream
@@ -1049,26 +1190,39 @@ def gap_experiment(
     ):
         raise PruningLimitsError(f"milp_time_limit must be a number of seconds >= 0, got {describe(milp_time_limit)}")
     eps_order = sorted(range(len(eps_list)), key=lambda k: -eps_list[k])  # largest ε first: warm starts
-    streams = {s: make_stream(dim, s, MAX_WIDTH) for s in seed_list}
+    streams = {s: make_stream(dim, s, stream_width(dim)) for s in seed_list}
     used = {s: 0 for s in seed_list}
     cells: dict[tuple[int, int], dict[str, Any]] = {}
     for s in seed_list:
         stream = streams[s]
         prev_weight = prev_neuron = None
+        stuck: WeightUnreachable | None = None  # the construction's limit, met at a larger ε
         for k in eps_order:
             eps = eps_list[k]
             cell: dict[str, Any] = {"seed": s}
             if model == "R":
-                wc = weight_pruning_width(stream, eps, start=prev_weight)
-                prev_weight = wc.width
-                used[s] = max(used[s], wc.width)
-                cell["weight"] = {
-                    "width": wc.width,
-                    "first_mask": wc.first_mask.tolist(),
-                    "second_mask": wc.second_mask.tolist(),
-                    "error": wc.error,
-                    "error_kind": wc.error_kind,
-                }
+                try:
+                    if stuck is not None and stuck.bound > eps:  # a smaller ε is out of reach too
+                        raise WeightUnreachable(weight_limit_status(stream, eps, stuck.bound), stuck.stream_width, stuck.bound)
+                    wc = weight_pruning_width(stream, eps, start=prev_weight)
+                except WeightUnreachable as exc:  # recorded with its limit; the other cells go on
+                    stuck = exc
+                    cell["weight"] = {
+                        "width": None,
+                        "status": exc.status,
+                        "stream_width": exc.stream_width,
+                        "bound_at_stream_width": exc.bound,
+                    }
+                else:
+                    prev_weight = wc.width
+                    used[s] = max(used[s], wc.width)
+                    cell["weight"] = {
+                        "width": wc.width,
+                        "first_mask": wc.first_mask.tolist(),
+                        "second_mask": wc.second_mask.tolist(),
+                        "error": wc.error,
+                        "error_kind": wc.error_kind,
+                    }
             else:
                 lb = lp_lower_bound(stream, eps, model, pruning="weight", start=prev_weight or 4)
                 prev_weight = lb.lower_bound
@@ -1109,12 +1263,17 @@ def gap_experiment(
                 cell["neuron"] = entry
             cells[(k, s)] = cell
             if progress is not None:
-                wtxt = cell["weight"]["width"] if model == "R" else f">={cell['weight']['lower_bound']}"
+                if model == "L":
+                    wtxt = f">={cell['weight']['lower_bound']}"
+                elif cell["weight"]["width"] is None:
+                    wtxt = f"not reached ({cell['weight']['status'].split(':')[0]})"
+                else:
+                    wtxt = str(cell["weight"]["width"])
                 ntxt = f", neuron >= {cell['neuron']['lower_bound']}" if neuron else ""
                 xtxt = ""
                 if neuron and cell["neuron"]["exact"]["width"] is not None:
                     xtxt = f" (exact {cell['neuron']['exact']['width']})"
-                progress(f"d={dim} seed={s} eps=2^{math.log2(eps):.3g}: weight {wtxt}{ntxt}{xtxt}")
+                progress(f"d={dim} seed={s} eps={epsilon_text(eps)}: weight {wtxt}{ntxt}{xtxt}")
     results = []
     for k, eps in enumerate(eps_list):
         per_seed = [cells[(k, s)] for s in seed_list]
@@ -1245,6 +1404,43 @@ def _check_stream(seed: int, w: np.ndarray, first: np.ndarray, second: np.ndarra
         problems.append(f"stream seed={seed}: stored weights differ from make_stream({dim}, {seed}, {second.shape[0]})")
 
 
+@functools.lru_cache(maxsize=8)
+def _stream_limit(dim: int, seed: int, width: int) -> tuple[float, bool]:
+    """The construction's bound with the whole stream, and whether its classes are full (cached: one run per stream)."""
+    stream = make_stream(dim, seed, width)
+    return subset_sum_construction(stream, width)[2], saturation_width(stream) is not None
+
+
+def _check_weight_limit(
+    wt: dict[str, Any], eps: float, seed: int, dim: int, where: str, counts: dict[str, int], problems: list[str]
+) -> None:
+    """Re-derive a weight cell's claim that the construction does not reach ε within the stream.
+
+    The stream of the experiment's width (:func:`stream_width`) is regenerated from its seed and
+    the construction run on all of it: its bound must equal ``bound_at_stream_width``, exceed ε
+    (for the two stream limits), and the limit named must be the one :func:`saturation_width`
+    gives. A ``certified-error-limit`` (bound <= ε, certified error above it by rounding) gets
+    the bound re-derived, not the rounding.
+    """
+    kind = wt["status"].split(":", 1)[0]
+    width = _as_int(wt.get("stream_width"), "stream_width", 0)
+    if width != stream_width(dim):  # a shorter stream would hide a width the experiment finds
+        problems.append(f"{where}: weight limit claimed at a stream of {width} neurons, not the experiment's {stream_width(dim)}")
+        return
+    bound, saturated = _stream_limit(dim, seed, width)
+    counts["weight_limit"] += 1
+    if not _same(wt.get("bound_at_stream_width"), bound):
+        problems.append(f"{where}: bound_at_stream_width {wt.get('bound_at_stream_width')!r} is not the construction's {bound!r}")
+    if kind == "certified-error-limit":
+        return
+    if not bound > eps:
+        problems.append(f"{where}: weight status {kind!r}, but the construction reaches ε with the stream's {width} neurons")
+        return
+    named = "items-per-class-limit" if saturated else "stream-width-limit"
+    if kind != named:
+        problems.append(f"{where}: weight status names {kind!r}, but the limit is {named!r}")
+
+
 def _check_cell(
     cell: dict[str, Any],
     eps: float,
@@ -1256,7 +1452,7 @@ def _check_cell(
 ) -> None:
     """Re-check the certificates of one (ε, seed) entry; append what fails to ``problems``."""
     seed = _as_int(cell["seed"], "seed")
-    where = f"eps={eps:g} seed={seed}"
+    where = f"eps={epsilon_text(eps)} seed={seed}"
     if seed not in streams:
         problems.append(f"{where}: no stored stream for this seed")
         return
@@ -1264,6 +1460,8 @@ def _check_cell(
     wt = cell["weight"]
     if not isinstance(wt, dict):
         raise ValueError(f"'weight' must be an object, got {describe(wt)}")
+    if model == "R" and wt.get("width") is not None and wt.get("status") is not None:
+        problems.append(f"{where}: weight width {wt['width']!r} given with status {str(wt['status'])[:40]!r}")
     if model == "R" and wt.get("width") is not None:
         n = _as_int(wt["width"], "weight width", 1)  # the target's sup is 1 > ε: no empty network fits
         fm = np.asarray(wt["first_mask"], dtype=np.float64).reshape(n, dim)
@@ -1294,6 +1492,8 @@ def _check_cell(
                 problems.append(f"{where}: weight lower_bound {wt['lower_bound']} is not certificate width + 1")
     elif not isinstance(wt.get("status"), str):
         problems.append(f"{where}: weight entry has no certificate and no uncertified status")
+    elif model == "R" and wt["status"].split(":", 1)[0] in WEIGHT_LIMITS:
+        _check_weight_limit(wt, eps, seed, dim, where, counts, problems)
     nr = cell.get("neuron")
     if nr is None:
         return
@@ -1376,7 +1576,7 @@ def _check_summaries(record: dict[str, Any], results: list[Any], model: str, pro
     for res in results:
         eps = float(res["epsilon"])
         cells = res["seeds"]
-        where = f"eps={eps:g}"
+        where = f"eps={epsilon_text(eps)}"
         med = res.get("median")
         if not isinstance(med, dict):
             problems.append(f"{where}: no median entry")
@@ -1439,12 +1639,16 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
     subset's exact error is ``<= ε``; the width is at least the lower bound; ``minimality`` is
     ``"lp-certificate"`` exactly when the width equals the lower bound (otherwise the MILP's
     infeasibility below it is the solver's verdict, not re-checkable). A cell without a
-    certificate must say so by an explicit ``status``. Medians, ratios, fits and
-    ``median_neuron_above_weight_at`` are recomputed from the cells and compared.
+    certificate must say so by an explicit ``status``; a weight status naming a limit of
+    :data:`WEIGHT_LIMITS` is re-derived (:func:`_check_weight_limit`: the stream regenerated at
+    the experiment's width, the construction's bound there recomputed, ``> ε``, and the limit
+    named the right one), and a weight width next to a status is a problem. Medians, ratios,
+    fits and ``median_neuron_above_weight_at`` are recomputed from the cells and compared.
 
     Returns:
-        ``{"streams": n, "weight": n, "neuron": n, "exact": n, "problems": [...]}`` (counts of
-        checked items).
+        ``{"streams": n, "weight": n, "neuron": n, "exact": n, "weight_limit": n, "problems": [...]}``
+        (counts of checked items; ``weight_limit``: weight cells whose "ε not reached within
+        the stream" was re-derived).
 
     Raises:
         PruningLimitsError: not a gap record (one line), or a record with nothing to check.
@@ -1477,7 +1681,7 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
             )
     streams = _parse_streams(record["streams"], dim)
     problems: list[str] = []
-    counts = {"streams": 0, "weight": 0, "neuron": 0, "exact": 0}
+    counts = {"streams": 0, "weight": 0, "neuron": 0, "exact": 0, "weight_limit": 0}
     for seed, (w, first, second) in streams.items():
         _check_stream(seed, w, first, second, dim, problems)
         counts["streams"] += 1
@@ -1488,15 +1692,15 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
     for res in results:
         eps = float(res["epsilon"])
         if [c.get("seed") for c in res["seeds"]] != seeds:
-            problems.append(f"eps={eps:g}: the cells' seeds are not {seeds!r}")
+            problems.append(f"eps={epsilon_text(eps)}: the cells' seeds are not {seeds!r}")
         for cell in res["seeds"]:
             before = len(problems)
             try:
                 _check_cell(cell, eps, streams, dim, model, counts, problems)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-                problems.append(f"eps={eps:g}: malformed entry ({type(exc).__name__}: {exc})")
+                problems.append(f"eps={epsilon_text(eps)}: malformed entry ({type(exc).__name__}: {exc})")
             cell_problems += len(problems) - before
-    if counts["weight"] + counts["neuron"] + counts["exact"] == 0:
+    if counts["weight"] + counts["neuron"] + counts["exact"] + counts["weight_limit"] == 0:
         if not cell_problems:  # no cell holds anything, not even something wrong
             raise PruningLimitsError(f"refused: the record holds no certificate to check ({len(results)} results)")
         problems.append("no certificate of the record could be checked")

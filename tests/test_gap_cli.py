@@ -87,8 +87,10 @@ def test_text_output_leads_with_the_answer():
         (["--dim", "2", "--epsilon", "-0.5"], "--epsilon must be in (0, 1)"),
         (["--dim", "2", "--seeds", "0"], "--seeds must be an integer from 1 to 10000"),
         (["--dim", "2", "--seeds", "100000000000"], "--seeds must be an integer from 1 to 10000"),  # memory without bound
-        (["--dim", "1000000000", "--seeds", "1", "--epsilon", "0.25"], "dim must be at most 1024, got 1000000000"),  # was a MemoryError
-        (["--dim", "99999999999999999999", "--seeds", "1"], "dim must be at most 1024"),  # numpy's ValueError traceback
+        (["--dim", "1000000000", "--seeds", "1", "--epsilon", "0.25"], "dim must be at most 128, got 1000000000"),  # was a MemoryError
+        (["--dim", "99999999999999999999", "--seeds", "1"], "dim must be at most 128"),  # numpy's ValueError traceback
+        (["--dim", "129", "--seeds", "1", "--weight-only"], "dim must be at most 128, got 129"),  # lottery.MAX_DIM (docs/gap.md)
+        (["--dim", "2", "--epsilon", "1.0000001"], "got 1.0000001"),  # was "got 1", exactly what is allowed
         (["--dim", "2", "--milp-time-limit", "-1"], "--milp-time-limit must be a number of seconds >= 0"),
         (["--dim", "5", "--model", "L"], "d <= 4"),
     ],
@@ -174,3 +176,69 @@ def test_model_l_weight_only_says_one_bound_and_repeated_seeds_are_refused():
     assert "It is a certified LP lower bound." in result.stdout and "Both" not in result.stdout
     with pytest.raises(lottery.PruningLimitsError, match="seeds must be distinct, got \\[0, 0\\]"):
         lottery.gap_experiment(1, [0.25], [0, 0], neuron=False)  # its own record check refused the result
+
+
+def test_an_unreachable_weight_cell_keeps_the_run(monkeypatch, tmp_path):
+    """`gap --dim 96 --weight-only` ended rc 1 after 5 finished cells, writing nothing, when one ε was out of the
+    stream's reach. Here the stream is cut to 40 neurons: in d = 2, ε = 2^-2 is reached (widths 12, 37), 2^-8 is not."""
+    monkeypatch.setattr(lottery, "MAX_WIDTH", 40)
+    monkeypatch.setattr(lottery, "STREAM_NEURONS_PER_DIM", 0, raising=False)
+    out = tmp_path / "limited.json"
+    result = run(
+        "gap", "--dim", "2", "--epsilon", "0.25", "--epsilon", "0.00390625", "--seeds", "2", "--weight-only",
+        "-o", out, "--plot", tmp_path / "limited.png",
+    )
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert (tmp_path / "limited.png").read_bytes()[:4] == b"\x89PNG"  # the figure skips the cells without a width
+    lines = result.stdout.splitlines()
+    assert lines[0] == "At ε = 2^-8 (d = 2, medians of 2 seeds): the weight-pruning construction does not reach ε within the stream for 2 of 2 seeds."
+    assert lines[1].startswith("Seed 0: stream-width-limit: in d = 2 the construction's bound with all 40 neurons of the stream is ")
+    assert "> ε = 2^-8" in lines[1] and "a wider stream could reach ε" in lines[1]
+    assert "    2^-2     24.5" in lines and "    2^-8        -" in lines
+    assert "  ε = 2^-8: seeds 0, 1 (stream-width-limit)" in lines
+    assert "2 weight limits re-derived" in result.stdout and "all valid" in result.stdout
+    assert "eps=2^-8: weight not reached (stream-width-limit)" in result.stderr
+    record = json.loads(out.read_text())  # the finished cells were written
+    assert [c["weight"]["width"] for c in record["results"][0]["seeds"]] == [12, 37]
+    for cell in record["results"][1]["seeds"]:
+        assert cell["weight"]["width"] is None and cell["weight"]["stream_width"] == 40
+        assert cell["weight"]["status"].startswith("stream-width-limit: in d = 2")
+    checked = run("gap", "--check", out)
+    assert checked.exit_code == 0 and checked.stdout.startswith(
+        "all certificates valid: 2 weight, 0 LP, 0 exact, 2 weight limits re-derived; 2 streams regenerated"
+    )
+    cell = record["results"][0]["seeds"][0]  # a reached width hidden behind a limit: a forgery
+    cell["weight"] = dict(record["results"][1]["seeds"][0]["weight"])
+    record["results"][0]["median"]["weight"] = None
+    (tmp_path / "forged.json").write_text(json.dumps(record))
+    forged = run("gap", "--check", tmp_path / "forged.json")
+    assert forged.exit_code == 1 and "but the construction reaches ε with the stream's 40 neurons" in forged.stdout
+
+
+def test_the_items_per_class_limit_is_named():
+    """`--dim 1 --epsilon 1e-15` blamed "4096 neurons"; the limit is 40 items per (coordinate, sign) class."""
+    result = run("gap", "--dim", "1", "--epsilon", "1e-15", "--epsilon", "0.25", "--seeds", "1", "--weight-only", "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    record = json.loads(result.stdout)
+    limited, reached = record["results"]  # in the order given
+    assert reached["seeds"][0]["weight"]["width"] >= 1
+    status = limited["seeds"][0]["weight"]["status"]
+    assert status.startswith("items-per-class-limit: in d = 1 the construction takes at most 40 neurons per (coordinate, sign) class")
+    assert "> ε = 1e-15; a wider stream would not help" in status
+    assert record["check"]["weight_limit"] == 1 and record["check"]["problems"] == []
+
+
+def test_epsilon_is_shown_exactly():
+    """0.9999999 was shown as "ε = 1" and the progress line as "eps=2^-1.44e-07"."""
+    result = run("gap", "--dim", "2", "--epsilon", "0.9999999", "--seeds", "1", "--milp-time-limit", "0")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stdout.startswith("At ε = 0.9999999 (d = 2, median of 1 seed):")
+    assert "\n0.9999999 " in "\n" + "\n".join(line.strip() for line in result.stdout.splitlines())  # the table's row
+    assert "d=2 seed=0 eps=0.9999999: weight" in result.stderr
+
+
+def test_help_states_the_dimension_the_stream_reaches():
+    result = run("gap", "--help")
+    text = " ".join(result.stdout.split())
+    assert f"1 <= d <= {lottery.MAX_DIM}" in text
+    assert f"max({lottery.MAX_WIDTH}, {lottery.STREAM_NEURONS_PER_DIM} d) neurons" in text

@@ -394,7 +394,7 @@ def test_model_l_bounds_weight_pruning_too():
 
 def test_record_check_catches_tampering():
     rec = L.gap_experiment(2, [2.0**-4], seeds=[0], milp_time_limit=60)
-    assert L.check_gap_record(rec) == {"streams": 1, "weight": 1, "neuron": 1, "exact": 1, "problems": []}
+    assert L.check_gap_record(rec) == {"streams": 1, "weight": 1, "neuron": 1, "exact": 1, "weight_limit": 0, "problems": []}
     pristine = json.loads(json.dumps(rec))  # before the edits below
     cell = rec["results"][0]["seeds"][0]
     cell["weight"]["error"] += 1e-6
@@ -490,7 +490,7 @@ def fresh(record):
 
 def test_record_check_counts_everything(small_record):
     check = L.check_gap_record(small_record)
-    assert check == {"streams": 2, "weight": 4, "neuron": 4, "exact": 4, "problems": []}
+    assert check == {"streams": 2, "weight": 4, "neuron": 4, "exact": 4, "weight_limit": 0, "problems": []}
 
 
 def test_record_check_recomputes_medians_ratios_fits_and_gap(small_record):
@@ -631,3 +631,185 @@ def test_milp_stall_within_solver_tolerance_is_undecided_not_time_limit():
     got = L.milp_exact_width(stream, eps, known_infeasible=n - 1, max_width=n, time_limit=600)
     assert got.width is None
     assert got.status.startswith("undecided"), got.status
+
+
+# ----------------------------------------------------------------------------- review fixes: limits, shapes, inputs
+
+
+def test_epsilon_text_is_exact():
+    """ε was shown with 6 significant digits: 0.9999999 read "1" and "2^-1.44e-07"."""
+    assert L.epsilon_text(0.25) == "2^-2" and L.epsilon_text(2.0**-12) == "2^-12"
+    assert L.epsilon_text(0.9999999) == "0.9999999" and L.epsilon_text(1e-15) == "1e-15"
+    assert L.epsilon_text(0.1) == "0.1" and L.epsilon_text(0.75) == "0.75"
+    assert L.epsilon_text(5e-324) == "2^-1074"  # the smallest subnormal is a power of two too
+    assert L.epsilon_text(np.nextafter(0.25, 1.0)) == repr(float(np.nextafter(0.25, 1.0)))
+    with pytest.raises(PruningLimitsError, match=r"got 1\.0000001$"):
+        L.check_epsilon(1.0000001)
+
+
+def test_milp_search_stops_at_a_shorter_stream():
+    """max_width above the stream's width: the MILP got 64 columns for 20 neurons (ValueError from scipy)."""
+    got = L.milp_exact_width(L.make_stream(1, 1, 20), 0.25)  # max_width 64
+    assert got.width is None and got.infeasible_up_to == 20
+    assert got.status == "above-stream-width: MILP infeasible at every width up to the stream's 20 neurons"
+    longer = L.milp_exact_width(L.make_stream(1, 1, 200), 0.25)
+    assert longer.status == "exact" and longer.width > 20  # consistent: no subset of the first 20 reaches ε
+    within = L.milp_exact_width(L.make_stream(1, 1, longer.width), 0.25)  # the stream ends at the answer
+    assert within.status == "exact" and within.width == longer.width and within.subset == longer.subset
+    capped = L.milp_exact_width(L.make_stream(1, 1, 200), 0.25, max_width=20)  # the cap is the caller's: as before
+    assert capped.status.startswith("above-max-width") and capped.infeasible_up_to == 20
+    short = L.milp_exact_width(L.make_stream(2, 0, 6), 2.0**-10, max_width=48)
+    assert short.status.startswith("above-stream-width") and short.infeasible_up_to == 6
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"epsilons": [0.25], "seeds": 2}, r"seeds must be a sequence of seeds, e\.g\. range\(5\) .*got 2 \(int\)"),
+        ({"epsilons": 0.25, "seeds": [0]}, r"epsilons must be a sequence of numbers in \(0, 1\).*got 0\.25 \(float\)"),
+        ({"epsilons": "0.25", "seeds": [0]}, r"epsilons must be a sequence.*got '0\.25' \(str\)"),
+        ({"epsilons": np.array(0.25), "seeds": [0]}, r"epsilons must be a sequence.*\(ndarray\)"),
+        ({"epsilons": [0.25], "seeds": {0: 1}}, r"seeds must be a sequence.*\(dict\)"),
+    ],
+)
+def test_gap_experiment_refuses_a_bare_number_in_one_line(kwargs, message):
+    """seeds=2 and epsilons=0.25 were a bare TypeError: 'int' object is not iterable."""
+    with pytest.raises(PruningLimitsError, match=message) as info:
+        L.gap_experiment(1, neuron=False, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_gap_experiment_takes_any_sequence():
+    rec = L.gap_experiment(1, np.array([0.25]), seeds=range(2), neuron=False)
+    assert rec["seeds"] == [0, 1] and rec["epsilons"] == [0.25]
+    assert L.check_gap_record(rec)["problems"] == []
+
+
+def test_weight_limit_names_the_stream_width():
+    stream = L.make_stream(2, 0, 40)
+    with pytest.raises(L.WeightUnreachable) as info:
+        L.weight_pruning_width(stream, 2.0**-8)
+    exc = info.value
+    assert isinstance(exc, PruningLimitsError) and "\n" not in str(exc) and str(exc) == exc.status
+    assert exc.stream_width == 40 and exc.bound == L.subset_sum_construction(stream, 40)[2] > 2.0**-8
+    assert exc.status.startswith("stream-width-limit: in d = 2 the construction's bound with all 40 neurons")
+    assert "ε = 2^-8" in exc.status and L.saturation_width(stream) is None
+
+
+def test_weight_limit_names_the_items_per_class():
+    """d = 1, ε = 1e-15: the limit is 40 items per class, not the 4096 neurons the message named."""
+    stream = L.make_stream(1, 0, 4096)
+    full = L.saturation_width(stream)
+    assert full is not None and full <= 4096
+    with pytest.raises(L.WeightUnreachable) as info:
+        L.weight_pruning_width(stream, 1e-15)
+    exc = info.value
+    assert exc.status.startswith(f"items-per-class-limit: in d = 1 the construction takes at most {L.MAX_SUBSET_ITEMS} neurons")
+    assert f"from width {full} on" in exc.status and "ε = 1e-15" in exc.status
+    # the search stops where the classes are full; the bound is that of the whole stream
+    assert exc.stream_width == 4096 and exc.bound == L.subset_sum_construction(stream, 4096)[2] > 1e-15
+    # saturation_width: the first width at which each class holds MAX_SUBSET_ITEMS neurons
+    signs = np.sign(stream.first[:, 0])
+    assert full == 1 + max(np.flatnonzero(signs == 1)[L.MAX_SUBSET_ITEMS - 1], np.flatnonzero(signs == -1)[L.MAX_SUBSET_ITEMS - 1])
+
+
+def test_weight_galloping_stays_near_the_answer(monkeypatch):
+    """A warm start galloped by doubling the width: from 52 it ran the construction at 104 for an answer
+    of 63, and in d = 64 it ran it on full classes far past the answer (110 s per ladder, 13 s now)."""
+    stream = L.make_stream(2, 0, 4096)
+    widths = []
+    real = L.subset_sum_construction
+    monkeypatch.setattr(L, "subset_sum_construction", lambda st, n: widths.append(n) or real(st, n))
+    previous = None
+    for eps in [2.0**-k for k in range(2, 13)]:
+        widths.clear()
+        got = L.weight_pruning_width(stream, eps, start=previous).width
+        # the smallest width at which the construction's bound reaches ε, by a linear scan
+        assert got == next(n for n in range(1, 4097) if real(stream, n)[2] <= eps)
+        if previous is not None:
+            assert max(widths) <= got + max(got - previous, 0) + 2 * stream.dim, (eps, previous, got, max(widths))
+        previous = got
+
+
+def test_stream_width_reaches_the_default_ladder_up_to_max_dim():
+    """MAX_DIM was 1024 while 4096 neurons reached no ε <= 0.5 from d = 300 (docs/gap.md measures it).
+
+    At MAX_DIM the experiment's stream fills every (coordinate, sign) class, so the construction is
+    limited by its items per class (bounds near 1e-11), not by the stream; 4096 neurons did not.
+    """
+    assert L.MAX_DIM == 128 and L.stream_width(L.MAX_DIM) == L.STREAM_NEURONS_PER_DIM * L.MAX_DIM
+    assert all(L.stream_width(d) == L.MAX_WIDTH for d in (1, 2, 4, 8, 32))  # the published records' streams
+    for seed in range(5):
+        full = L.saturation_width(L.make_stream(L.MAX_DIM, seed, L.stream_width(L.MAX_DIM)))
+        assert full is not None and full <= L.stream_width(L.MAX_DIM)
+    assert L.saturation_width(L.make_stream(L.MAX_DIM, 0, L.MAX_WIDTH)) is None
+    with pytest.raises(L.WeightUnreachable, match="stream-width-limit: in d = 128"):
+        L.weight_pruning_width(L.make_stream(L.MAX_DIM, 0, L.MAX_WIDTH), 2.0**-12)
+    with pytest.raises(PruningLimitsError, match=f"dim must be at most {L.MAX_DIM}, got {L.MAX_DIM + 1}"):
+        L.gap_experiment(L.MAX_DIM + 1, [0.25], [0], neuron=False)
+
+
+@pytest.fixture()
+def short_stream(monkeypatch):
+    """The experiment's stream cut to 40 neurons: in d = 2, ε = 2^-2 is reached (widths 12, 37), 2^-8 and 2^-10 are not."""
+    monkeypatch.setattr(L, "MAX_WIDTH", 40)
+    monkeypatch.setattr(L, "STREAM_NEURONS_PER_DIM", 0)
+    assert L.stream_width(2) == 40
+
+
+@pytest.fixture()
+def limited_record(short_stream):
+    return L.gap_experiment(2, [2.0**-2, 2.0**-8, 2.0**-10], seeds=[0, 1], neuron=False)
+
+
+def test_unreachable_weight_cell_is_recorded_and_the_run_goes_on(limited_record):
+    """One ε out of the stream's reach threw away every finished cell (rc 1, nothing written)."""
+    rec = limited_record
+    reached, *unreached = rec["results"]
+    assert [c["weight"]["width"] for c in reached["seeds"]] == [12, 37] and reached["median"]["weight"] == 24.5
+    for res in unreached:
+        assert res["median"]["weight"] is None
+        for cell in res["seeds"]:
+            wt = cell["weight"]
+            assert wt["width"] is None and wt["stream_width"] == 40
+            assert wt["status"].startswith("stream-width-limit: in d = 2") and f"ε = {L.epsilon_text(res['epsilon'])}" in wt["status"]
+            with pytest.raises(L.WeightUnreachable) as info:  # the same limit the search itself names
+                L.weight_pruning_width(L.make_stream(2, cell["seed"], 40), res["epsilon"])
+            assert info.value.status == wt["status"] and info.value.bound == wt["bound_at_stream_width"]
+    assert rec["fits"]["weight"] is None  # one ε with a median: nothing to fit
+    check = L.check_gap_record(json.loads(json.dumps(rec)))
+    assert check == {"streams": 2, "weight": 2, "neuron": 0, "exact": 0, "weight_limit": 4, "problems": []}
+
+
+def test_record_check_re_derives_weight_limits(limited_record, short_stream):
+    """A weight limit is a claim the check re-derives: a forged one is a problem, not an honest status."""
+    def problems_after(edit):
+        rec = fresh(limited_record)
+        edit(rec)
+        return L.check_gap_record(rec)["problems"]
+
+    def hide(rec):  # a width the stream reaches, hidden behind a limit
+        rec["results"][0]["seeds"][0]["weight"] = {**rec["results"][1]["seeds"][0]["weight"]}
+        rec["results"][0]["median"]["weight"] = None
+    assert any("but the construction reaches ε with the stream's 40 neurons" in p for p in problems_after(hide))
+
+    def swap(rec):
+        wt = rec["results"][1]["seeds"][1]["weight"]
+        wt["status"] = wt["status"].replace("stream-width-limit", "items-per-class-limit")
+    assert any("names 'items-per-class-limit', but the limit is 'stream-width-limit'" in p for p in problems_after(swap))
+
+    def bound(rec):
+        rec["results"][1]["seeds"][1]["weight"]["bound_at_stream_width"] *= 2
+    assert any("bound_at_stream_width" in p and "is not the construction's" in p for p in problems_after(bound))
+
+    def shorter(rec):
+        rec["results"][1]["seeds"][0]["weight"]["stream_width"] = 20
+    assert any("claimed at a stream of 20 neurons, not the experiment's 40" in p for p in problems_after(shorter))
+
+    def width_too(rec):
+        rec["results"][0]["seeds"][0]["weight"]["status"] = rec["results"][1]["seeds"][0]["weight"]["status"]
+    assert any("weight width 12 given with status 'stream-width-limit" in p for p in problems_after(width_too))
+
+    def bare(rec):
+        del rec["results"][2]["seeds"][0]["weight"]["status"]
+    assert any("weight entry has no certificate and no uncertified status" in p for p in problems_after(bare))
