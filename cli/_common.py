@@ -612,21 +612,23 @@ class Loaded:
 def report_selection(model: Any, console: Console, given: str | None) -> dict[str, Any]:
     """Log which tensors are analysed and pruned; return the record for JSON.
 
-    With ``--params``: one line, and every tensor with ``-v``. The default selection is logged
-    only with ``-vv`` (JSON records carry it always).
+    With ``--params``: one line, and every tensor with ``-v``. The default selection, or the one
+    a checkpoint stores (named as such), is logged only with ``-vv`` (JSON records carry it always).
     """
-    from pruning_limits.objective import selection_summary
+    from pruning_limits.objective import parameter_selection, selection_summary
 
     summary = selection_summary(model)
     tensors = summary["tensors"]
+    stored = None if given else parameter_selection(model)  # a checkpoint's own selection, not the default
+    label = (f" (--params {given})" if given else f" (the checkpoint's selection {','.join(stored)})" if stored is not None
+             else " (Linear/conv weights and attention projections)")
     console.log(
-        f"prunable: {len(tensors)} tensor{'' if len(tensors) == 1 else 's'}, D = {summary['weights']} weights"
-        + (f" (--params {given})" if given else " (Linear/conv weights and attention projections)"),
+        f"prunable: {len(tensors)} tensor{'' if len(tensors) == 1 else 's'}, D = {summary['weights']} weights" + label,
         level=0 if given else 2,
     )
     for name, count in tensors.items():
         console.log(f"  {name}: {count}", level=1 if given else 2)
-    if not given:
+    if not given and stored is None:
         _note_left_out_matrices(model, summary, console)
     return summary
 
@@ -670,11 +672,15 @@ def trust_of(prediction: Any, loaded: Loaded) -> Any:
 
 def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
     """The ``train --init`` command that takes this checkpoint into the regime, and why, in words."""
+    from pruning_limits.data import same_data_spec
+
     extra = []
     kind = loaded.checkpoint.kind
     if kind == "state_dict" and loaded.model_spec and not loaded.checkpoint.model_spec:
         extra += ["--model", loaded.model_spec]
-    if not loaded.own_data:
+    stored = loaded.checkpoint.data_spec
+    if loaded.data_spec and (not loaded.own_data or (stored and not same_data_spec(loaded.data_spec, stored))):
+        # other data, or the file a relative stored path (an older bundle's) names from another folder
         extra += ["--data", loaded.data_spec]
     if kind == "module":
         extra.append("--trust-checkpoint")
@@ -779,6 +785,11 @@ def load_model_and_data(
     (``pruning_limits.objective.select_parameters``). The checkpoint may be a bundle, a state_dict
     (``.pt`` or ``.safetensors``, with ``--model``), a TorchScript archive, or a Hugging Face
     model folder (config.json + model.safetensors; needs the ``hf`` extra).
+
+    A stored ``.npz`` path is absolute in what ``train`` writes now; a relative one (an older
+    bundle's, as typed at training) is read from the current folder, with a warning when another
+    file of that name lies beside the checkpoint, and a ``--data`` naming either file counts as
+    the checkpoint's own data (:func:`stored_data_files`).
     """
     from pruning_limits._checks import PruningLimitsError
     from pruning_limits.checkpoint import build_from_checkpoint, check_stored_spec, read_checkpoint
@@ -786,21 +797,31 @@ def load_model_and_data(
 
     checkpoint = read_checkpoint(path, trust=trust)
     console.log(f"read {checkpoint.kind} checkpoint {path}", level=1)
-    spec = data_spec or checkpoint.data_spec
+    stored = checkpoint.data_spec or None
+    spec = data_spec or stored
     data = None
     data_seed = None
     own_data = True
     if spec:
         if not data_spec:
             check_stored_spec(checkpoint, spec, "data", trust=trust)
+            spec = _stored_data_to_read(path, spec, console)
         stored_seed = checkpoint.training.get("data_seed")
-        same = not data_spec or (checkpoint.data_spec is not None and same_data_spec(data_spec, checkpoint.data_spec))
+        files = stored_data_files(path, stored) if stored else []
+        same = not data_spec or (stored is not None and any(same_data_spec(data_spec, s) for s in [stored, *files]))
         data_seed = int(stored_seed if same and stored_seed is not None else seed)
-        if stored_seed is not None and checkpoint.data_spec is not None and data_seed != stored_seed:
-            console.log(
-                f"warning: --data is not the bundle's data ({checkpoint.data_spec!r}): its split is drawn with --seed {seed}, "
-                f"not the training seed {stored_seed}"
-            )
+        if stored_seed is not None and data_seed != stored_seed:
+            if stored is not None:
+                console.log(
+                    f"warning: --data is not the {'bundle' if checkpoint.kind == 'bundle' else 'checkpoint'}'s data ({stored!r}): "
+                    f"its split is drawn with --seed {seed}, "
+                    f"not the training seed {stored_seed}"
+                )
+            else:  # a TorchScript archive or Hugging Face folder written before its record named its data
+                console.log(
+                    f"warning: {path!r} records the data seed {stored_seed} of its training but not its data: the split of "
+                    f"--data is drawn with --seed {seed}; pass --seed {stored_seed} if they are the data it was trained on"
+                )
         data = load_data(spec, seed=data_seed)
         own_data = same
     elif need_data or (checkpoint.kind == "state_dict"):
@@ -821,3 +842,66 @@ def load_model_and_data(
     if data is not None:
         check_data_fits_model(model, data)
     return Loaded(model, data, checkpoint, model_spec or checkpoint.model_spec, spec, selection, data_seed, own_data)
+
+
+def data_file(spec: str | None) -> str | None:
+    """The file a data spec names (a ``.npz`` path), or ``None`` (a built-in source, a function)."""
+    if spec is None:
+        return None
+    spec = spec.strip()
+    return spec if spec.lower().endswith(".npz") else None
+
+
+def absolute_data_spec(spec: str | None) -> str | None:
+    """The data spec to store in a checkpoint: a ``.npz`` path made absolute (a relative one named
+    another file, or none, when the checkpoint was read from another folder), any other spec as given."""
+    import os
+
+    file = data_file(spec)
+    return os.path.abspath(file) if file is not None else spec
+
+
+def stored_data_files(path: str, stored: str) -> list[str]:
+    """Where a relative ``.npz`` path stored in the checkpoint at ``path`` may lie, as absolute paths:
+    from the current folder and from the checkpoint's folder (the path was typed relative to the folder
+    ``train`` ran in, which the checkpoint does not record); ``[]`` for any other spec."""
+    import os
+
+    file = data_file(stored)
+    if file is None or os.path.isabs(file):
+        return []
+    here = os.path.abspath(file)
+    beside = os.path.join(os.path.dirname(os.path.abspath(path)), file)
+    return [here] if os.path.normpath(beside) == here else [here, os.path.normpath(beside)]
+
+
+def _stored_data_to_read(path: str, stored: str, console: Console) -> str:
+    """The stored data spec to load: an absolute ``.npz`` path that must exist, or a relative one
+    (an older bundle's) resolved from the current folder (:func:`stored_data_files`); a missing file
+    names the stored spec and ``--data``."""
+    import os
+    import shlex
+
+    from pruning_limits._checks import PruningLimitsError
+
+    file = data_file(stored)
+    if file is None:
+        return stored
+    if os.path.isabs(file):
+        if not os.path.exists(file):
+            raise PruningLimitsError(f"{path!r} names the data file {file!r}, which does not exist: give the data with --data SPEC")
+        return file
+    here, *beside = stored_data_files(path, stored)
+    other = beside[0] if beside and os.path.exists(beside[0]) else None
+    if not os.path.exists(here):
+        hint = f" (--data {shlex.quote(os.path.relpath(other))}, the file beside it?)" if other else ""
+        raise PruningLimitsError(
+            f"{path!r} names the data file {file!r} relative to the folder it was trained in, and there is none in this "
+            f"folder: give the data with --data SPEC{hint}"
+        )
+    if other is not None and not os.path.samefile(here, other):
+        console.log(
+            f"warning: {path!r} names the data file {file!r} relative to the folder it was trained in: read from this "
+            f"folder ({here!r}), not the other {file!r} beside it; --data names the one it was trained on"
+        )
+    return here

@@ -6,6 +6,7 @@ functions so ``pruning-limit --help`` does not import torch.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import click
 from . import _pipeline
 from ._common import (
     Console,
+    absolute_data_spec,
     all_or_none,
     check_hessian_samples,
     check_output_path,
@@ -35,6 +37,7 @@ from ._common import (
     spectrum_options,
     structure_option,
     check_structure,
+    data_file,
     recorded_l1,
     refuse_launcher,
     report_selection,
@@ -112,13 +115,13 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 @click.option("--data", "data_spec", default=None, callback=given_spec, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the bundle's).")
 @params_option
 @click.option("--l1", "l1_text", default="auto", show_default=True, help="l1 penalty λ: 'auto' chooses it on a regularisation path (largest λ within 1 point of validation accuracy, or 1 point of R², of the best), a number pins it.")
-@click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, TorchScript, or a trusted module) and l1 fine-tune it.")
+@click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, TorchScript, a trusted module or a Hugging Face folder) and l1 fine-tune it.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model. Unpickling can run arbitrary code.")
 @click.option("--epochs", type=int, default=None, help="Training epochs at the chosen λ (default: the library's, 100).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint to write: a bundle (.pt), or the --init's own format for a TorchScript, pickled-module or Hugging Face start.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint to write: a bundle (.pt), or the --init's own format for a TorchScript, pickled-module or Hugging Face start (a new folder); not .safetensors.")
 @device_option
 @seed_option
 @json_option
@@ -159,6 +162,7 @@ def train_command(
     lr = None if lr is None else check_positive("--lr", lr)
     optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, OPTIMIZERS)
     batch_size = None if batch_size is None else check_int("--batch-size", batch_size, 1)
+    _check_train_output(output, init)
     check_output_path(output, inputs={"--init": init, "--data": data_spec})
     from pruning_limits.devices import resolve_device
 
@@ -168,6 +172,7 @@ def train_command(
     data_seed = seed
     if init is not None:
         loaded = load_model_and_data(init, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, params=params)
+        check_output_path(output, inputs={"--init checkpoint's data": data_file(loaded.data_spec)})  # its stored spec, read just now
         model, data, selection = loaded.model, loaded.data, loaded.params
         model_spec, data_spec, source_kind = loaded.model_spec, loaded.data_spec, loaded.checkpoint.kind
         data_seed = seed if loaded.data_seed is None else loaded.data_seed
@@ -212,7 +217,8 @@ def train_command(
     else:
         history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
     constant_loss = constant_prediction_loss(materialize(data.train)[1])
-    final_loss = check_trained(model, data.train, start_loss=start_loss, constant_loss=constant_loss)  # nothing is written for a diverged run
+    final_loss = check_trained(model, data.train, start_loss=start_loss, constant_loss=constant_loss,
+                               l1=history.settings["l1"])  # nothing is written for a diverged run
     if collapsed(final_loss, constant_loss):
         lam = history.settings["l1"]
         if path_record is not None:
@@ -244,6 +250,7 @@ def train_command(
     if init is not None:
         training["init"] = {"checkpoint": init, "before": before, "after": after}
     model.to("cpu")  # bundles hold CPU tensors, loadable anywhere
+    data_spec = absolute_data_spec(data_spec)  # a relative .npz path named other data from another folder
     _write_trained(output, model, source_kind, model_spec, data_spec, training)
     record = {
         "output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary,
@@ -271,16 +278,43 @@ def train_command(
     console.result("\n".join([*lines, text_table(rows)]))
 
 
+def _check_train_output(output: str, init: str | None) -> None:
+    """Refuse, before any work, an ``-o`` that no command would read back as ``train`` writes it: a
+    ``.safetensors`` name (train writes a bundle or the --init's own format), or, for a Hugging Face
+    --init (written as a new folder), a name that exists already, file or folder."""
+    from pruning_limits._checks import PruningLimitsError
+
+    if output.strip().lower().endswith(".safetensors"):
+        raise PruningLimitsError(
+            f"train writes a bundle (.pt), or a TorchScript, pickled-module or Hugging Face --init in its own format, "
+            f"not a safetensors file, got -o {output!r}: name a .pt file (prune -o NAME.safetensors writes one)"
+        )
+    if init is not None and _is_huggingface_folder(init) and os.path.lexists(output):
+        what = "a folder" if os.path.isdir(output) else "a file"
+        raise PruningLimitsError(
+            f"-o {output!r} exists ({what}): a Hugging Face --init is written as a new folder, so a new folder name is expected"
+        )
+
+
+def _is_huggingface_folder(path: str) -> bool:
+    """Whether ``path`` is read as a Hugging Face model folder (``checkpoint.read_checkpoint``'s test)."""
+    from pruning_limits.checkpoint import HF_CONFIG
+
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, HF_CONFIG))
+
+
 def _write_trained(output: str, model: Any, kind: str, model_spec: str | None, data_spec: str | None, training: dict[str, Any]) -> None:
-    """A bundle when the specs are known (fresh, bundle or state_dict start), else the source's format."""
+    """A bundle when the specs are known (fresh, bundle or state_dict start), else the source's format,
+    whose training record then carries the data spec (a bundle stores it beside the record)."""
     from pruning_limits import checkpoint as ckpt
 
+    carried = {**training, "data_spec": data_spec} if data_spec else training
     if kind == "torchscript" and not model_spec:
-        ckpt.save_torchscript(output, model, training=training)  # the record travels as an extra file
+        ckpt.save_torchscript(output, model, training=carried)  # the record and the selection travel as extra files
     elif kind == "module" and not model_spec:
-        ckpt.save_module(output, model)
+        ckpt.save_module(output, model, training=carried)  # pickled with the module
     elif kind == "huggingface":  # a folder again: a bundle of it could not be rebuilt (no spec builds it)
-        ckpt.save_huggingface(output, model, training=training)
+        ckpt.save_huggingface(output, model, training=carried)
     else:
         ckpt.save_bundle(output, model, model_spec=model_spec or "", data_spec=data_spec or "", training=training)
 
@@ -614,9 +648,19 @@ def prune_command(
         raise PruningLimitsError(
             f"--sparsity cannot be given with --structure {parsed.name}: the pattern fixes it at 1 - {parsed.n}/{parsed.m}"
         )
-    if not parsed.is_pattern and sparsity is None:
-        raise PruningLimitsError(f"--sparsity is required with --structure {parsed.name} (only N:M fixes the sparsity)")
+    if not parsed.is_pattern and sparsity is None:  # a missing option: a usage error (exit 2), as click's own
+        given = click.get_current_context().get_parameter_source("structure") != click.core.ParameterSource.DEFAULT
+        raise click.UsageError(
+            f"--sparsity is required with --structure {parsed.name} (only N:M fixes the sparsity)" if given
+            else "missing --sparsity S (the fraction of weights to prune, in [0, 1]) or --structure N:M"
+        )
     sparsity = None if sparsity is None else check_fraction("--sparsity", sparsity)
+    to_folder = not output.strip().lower().endswith(".safetensors") and _is_huggingface_folder(checkpoint)
+    if to_folder and os.path.lexists(output):
+        raise PruningLimitsError(
+            f"-o {output!r} exists ({'a folder' if os.path.isdir(output) else 'a file'}): a Hugging Face folder is "
+            "pruned into a new folder, so a new folder name is expected (or NAME.safetensors for a state_dict)"
+        )
     check_output_path(output, inputs={"CHECKPOINT": checkpoint, "--data": data_spec})
     from pruning_limits.devices import resolve_device
 
@@ -625,6 +669,7 @@ def prune_command(
         checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, need_data=False,
         params=params,
     )
+    check_output_path(output, inputs={"checkpoint's data": data_file(loaded.data_spec)})  # its stored spec, read just now
     check_structure(structure, loaded.model)
     from pruning_limits import checkpoint as ckpt
     from pruning_limits.masks import prune_model
@@ -660,13 +705,13 @@ def prune_command(
     elif source.kind == "torchscript":
         ckpt.save_torchscript(output, model, training=source.training)
     elif source.kind == "module":
-        ckpt.save_module(output, model)
+        ckpt.save_module(output, model, training=source.training)
     else:
         ckpt.save_bundle(
             output,
             model,
             model_spec=loaded.model_spec or "",
-            data_spec=loaded.data_spec or "",
+            data_spec=absolute_data_spec(loaded.data_spec) or "",
             training=source.training,
             pruning={
                 "sparsity": record["sparsity"], "requested_sparsity": sparsity, "source": checkpoint,
@@ -770,6 +815,10 @@ def validate_command(
     inputs = {"CHECKPOINT": checkpoint, "--data": data_spec}
     check_output_path(plot_path, figure=True, inputs=inputs)
     check_output_path(report_path, inputs=inputs, outputs={"--plot": plot_path})
+    if report_path is not None and not report_path.lower().endswith((".md", ".markdown")):
+        from pruning_limits._checks import PruningLimitsError  # Markdown went into r.png without a word
+
+        raise PruningLimitsError(f"--report writes Markdown: give a name ending in .md, got {report_path!r}")
     if report_path is not None:  # and the figures written beside it
         from pruning_limits.report import REPORT_FIGURES, report_figure_path
 

@@ -52,8 +52,15 @@ BUNDLE_VERSION = 1
 KINDS = ("bundle", "state_dict", "torchscript", "module", "huggingface")
 
 #: The extra file of a TorchScript archive written by ``train --init`` that holds its training
-#: record (λ, the λ path), as a bundle's ``training`` does: ``predict``'s next step reads it.
+#: record (λ, the λ path, the data spec and data seed), as a bundle's ``training`` and
+#: ``data_spec`` do: ``predict`` reads its λ, its data and their split from it.
 TORCHSCRIPT_TRAINING = "pruning_limits_training.json"
+#: The extra file of a TorchScript archive written by ``train`` or ``prune`` that holds its
+#: parameter selection (``--params``), as a bundle stores it (names of the library's eager view).
+TORCHSCRIPT_PARAMS = "pruning_limits_params.json"
+#: The attribute under which a pickled module written by ``train`` or ``prune`` carries its
+#: training record (its selection travels as ``objective``'s own attribute); removed on reading.
+MODULE_TRAINING_ATTR = "_pruning_limits_training"
 #: Weights file of a Hugging Face model folder (``save_pretrained`` with safetensors).
 HF_WEIGHTS = "model.safetensors"
 #: Index of a sharded weights file: which shard (a ``.safetensors`` file beside it) holds each tensor.
@@ -139,7 +146,8 @@ class Checkpoint:
         state_dict: tensors by name (``bundle`` and ``state_dict`` kinds).
         module: the loaded model (``torchscript`` and ``module`` kinds).
         model_spec: model spec stored in a bundle.
-        data_spec: data spec stored in a bundle.
+        data_spec: data spec stored in a bundle, or carried in the training record (``data_spec``)
+            of a TorchScript archive, a pickled module or a Hugging Face folder written by ``train``.
         model_record: input shape and output count the bundle's zoo model was built for
             (:class:`pruning_limits.models.ModelRecord`), so it can be rebuilt without data.
         training: training settings stored in a bundle.
@@ -169,6 +177,8 @@ class Checkpoint:
     def __post_init__(self) -> None:
         if self.state_dict and not self.dtypes:
             self.dtypes = _floating_dtypes(self.state_dict)
+        if self.data_spec is None and self.kind != "bundle":  # a record carried by another format names its data
+            self.data_spec = _carried_data_spec(self.path, self.training)
 
 
 def _floating_dtypes(state: Mapping[str, Any]) -> dict[str, torch.dtype]:
@@ -236,12 +246,13 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
     if file.suffix.lower() == ".safetensors" or _is_safetensors(file):
         return Checkpoint(str(file), "state_dict", state_dict=read_safetensors(file), format="safetensors")
     if _is_torchscript(file):
-        extra = {TORCHSCRIPT_TRAINING: ""}
+        extra = {TORCHSCRIPT_TRAINING: "", TORCHSCRIPT_PARAMS: ""}
         try:
             module = torch.jit.load(str(file), map_location="cpu", _extra_files=extra)
         except (RuntimeError, OSError) as exc:
             raise PruningLimitsError(f"{str(file)!r} is a damaged TorchScript archive: {_first_line(exc)}") from exc
-        return Checkpoint(str(file), "torchscript", module=module, training=_training_record(str(file), extra[TORCHSCRIPT_TRAINING]))
+        return Checkpoint(str(file), "torchscript", module=module, training=_training_record(str(file), extra[TORCHSCRIPT_TRAINING]),
+                          params=_carried_params(str(file), extra[TORCHSCRIPT_PARAMS]))
     try:
         content = torch.load(str(file), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -300,6 +311,28 @@ def _training_record(path: str, text: str | bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         raise PruningLimitsError(f"{path!r} carries a training record ({TORCHSCRIPT_TRAINING}) that is not JSON") from None
     return _stored_training(path, {"training": record})
+
+
+def _carried_data_spec(path: str, training: Mapping[str, Any]) -> str | None:
+    """The data spec a carried training record names (``None`` without one: older archives and folders)."""
+    spec = training.get("data_spec") if training else None
+    if spec is None or spec == "":
+        return None
+    if not isinstance(spec, str):
+        raise PruningLimitsError(f"{path!r} carries a data spec that is not a string, got {describe(spec)}")
+    return spec
+
+
+def _carried_params(path: str, text: str | bytes) -> list[str] | None:
+    """The parameter selection a TorchScript archive or a Hugging Face folder carries
+    (:data:`TORCHSCRIPT_PARAMS`, :data:`HF_PARAMS`; ``None`` without one: the default selection)."""
+    if not text:
+        return None
+    try:
+        stored = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise PruningLimitsError(f"{path!r} carries a parameter selection ({TORCHSCRIPT_PARAMS}) that is not JSON (a list of names)") from None
+    return _stored_params(path, stored)
 
 
 def _stored_params(path: str, value: Any) -> list[str] | None:
@@ -655,7 +688,9 @@ def _read_trusted(file: Path) -> Checkpoint:
     except Exception as exc:  # anything the pickle raises while rebuilding foreign objects
         raise PruningLimitsError(f"cannot load {str(file)!r}: {_first_line(exc)}") from exc
     if isinstance(content, nn.Module):
-        return Checkpoint(str(file), "module", module=content)
+        record = content.__dict__.pop(MODULE_TRAINING_ATTR, None)  # the module is handed on without it
+        training = _stored_training(str(file), {"training": record}) if record is not None else {}
+        return Checkpoint(str(file), "module", module=content, training=training)
     return _from_content(str(file), content)
 
 
@@ -1021,19 +1056,36 @@ def save_torchscript(path: str | os.PathLike[str], module: Any, *, training: Map
     """Write a TorchScript module (or the scripted module of a :func:`scripted_view`) atomically.
 
     ``training``: a training record to carry (:data:`TORCHSCRIPT_TRAINING`), as a bundle does.
+    A parameter selection of the view (``--params``) travels as :data:`TORCHSCRIPT_PARAMS`.
     """
+    from .objective import parameter_selection
+
+    selection = parameter_selection(module)
     if hasattr(module, "to_scripted"):
         module = module.to_scripted()
     extra = {TORCHSCRIPT_TRAINING: json.dumps(_plain(dict(training), "training"))} if training else {}
+    if selection is not None:
+        extra[TORCHSCRIPT_PARAMS] = json.dumps(list(selection))
     with atomic_open(path, "wb") as handle:
         torch.jit.save(module, handle, _extra_files=extra)
     return Path(path)
 
 
-def save_module(path: str | os.PathLike[str], module: nn.Module) -> Path:
-    """Write a full pickled module atomically (only for models loaded with ``trust=True``)."""
-    with atomic_open(path, "wb") as handle:
-        torch.save(module, handle)
+def save_module(path: str | os.PathLike[str], module: nn.Module, *, training: Mapping[str, Any] | None = None) -> Path:
+    """Write a full pickled module atomically (only for models loaded with ``trust=True``).
+
+    ``training``: a training record to carry, as a bundle does, pickled with the module under
+    :data:`MODULE_TRAINING_ATTR` (removed from ``module`` again after writing, and by
+    :func:`read_checkpoint`); a parameter selection travels as the module's own attribute.
+    """
+    record = _plain(dict(training), "training") if training else None
+    if record is not None:
+        module.__dict__[MODULE_TRAINING_ATTR] = record
+    try:
+        with atomic_open(path, "wb") as handle:
+            torch.save(module, handle)
+    finally:
+        module.__dict__.pop(MODULE_TRAINING_ATTR, None)
     return Path(path)
 
 

@@ -149,6 +149,48 @@ def _l1_term(params: list[nn.Parameter]) -> Tensor:
     return torch.stack([p.abs().sum() for p in params]).sum()
 
 
+def mini_batches(perm: Tensor, batch_size: int) -> list[Tensor]:
+    """The mini-batches of one epoch: ``perm`` cut into runs of ``batch_size`` indices, a last run of
+    one sample folded into the one before it.
+
+    A batch of one sample fails a BatchNorm layer in training mode ("Expected more than 1 value per
+    channel"), which ``n ≡ 1 (mod batch_size)`` training samples produced in every epoch; the
+    folded batch holds ``batch_size + 1`` samples. Any other run is left as it is, so a training
+    run whose sizes never leave one sample over draws exactly the batches it always drew.
+    """
+    batches = list(torch.split(perm, batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """The number of :func:`mini_batches` of an epoch over ``n`` samples (the steps of the cosine schedule)."""
+    steps = math.ceil(n / batch_size)
+    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
+
+
+def check_finite_weights(model: nn.Module, hint: str, where: str = "") -> None:
+    """Refuse a model whose training left NaN or infinite parameters, naming the first, ``where``
+    (e.g. ``" at λ = 0.0001 of the λ path"``) and ``hint`` (what to lower):
+    ``training diverged<where>: <name> holds NaN or infinite values; <hint>``.
+
+    Raises:
+        PruningLimitsError: some parameter holds NaN or infinite values.
+    """
+    broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+    if broken:
+        raise PruningLimitsError(f"training diverged{where}: {broken[0]} holds NaN or infinite values; {hint}")
+
+
+def divergence_hint(l1: float | None = None) -> str:
+    """What to lower after a diverged training at λ = ``l1``: the learning rate, and λ unless it is 0
+    (``None``: λ unknown, both are named)."""
+    if l1 is not None and not l1 > 0:
+        return "lower the learning rate (--lr)"
+    return "lower the learning rate (--lr) or λ (--l1" + ("" if l1 is None else f", here {l1:g}") + ")"
+
+
 @with_gradients
 def train(
     model: nn.Module,
@@ -183,7 +225,8 @@ def train(
         epochs: passes over the training data (default :data:`DEFAULT_EPOCHS`).
         lr: initial learning rate (default :data:`DEFAULT_LR`).
         optimizer: ``"sgd"`` (momentum 0.9, the paper's choice) or ``"adam"``.
-        batch_size: mini-batch size (128, as the official code).
+        batch_size: mini-batch size (128, as the official code); a last batch of one sample is
+            folded into the one before it (:func:`mini_batches`: BatchNorm cannot train on one).
         weight_decay: l2 coefficient passed to the optimizer (default 0).
         seed: seed of the shuffling and of random layers.
         test_data: optional test data for the per-epoch test accuracy.
@@ -213,7 +256,7 @@ def train(
         )
     else:
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(x) / batch_size)
+    steps_per_epoch = batches_per_epoch(len(x), batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
     history = TrainingHistory(
@@ -236,8 +279,7 @@ def train(
             model.train()
             perm = torch.randperm(len(x), generator=generator)
             total, count = 0.0, 0
-            for start in range(0, len(x), batch_size):
-                index = perm[start : start + batch_size]
+            for index in mini_batches(perm, batch_size):
                 xb, yb = _to_model(x[index], device, dtype), _to_model(y[index], device, dtype)
                 data_loss = loss_fn(model(xb), yb)
                 objective = data_loss + l1 * _l1_term(l1_params) if l1 > 0 else data_loss
@@ -266,7 +308,12 @@ DIVERGED_SLACK = 1.1
 
 
 def check_trained(
-    model: nn.Module, data: Any, *, start_loss: float | None = None, constant_loss: float | None = None
+    model: nn.Module,
+    data: Any,
+    *,
+    start_loss: float | None = None,
+    constant_loss: float | None = None,
+    l1: float | None = None,
 ) -> float:
     """The training loss of a trained ``model``, refused where training diverged.
 
@@ -284,6 +331,7 @@ def check_trained(
         start_loss: the training loss before training (fresh or from ``--init``), if known.
         constant_loss: :func:`constant_prediction_loss` of ``data``'s targets, if the caller has
             it already (computed here otherwise).
+        l1: the λ it was trained at, named in the message (:func:`divergence_hint`; ``None``: unknown).
 
     Returns:
         The training loss (:func:`~pruning_limits.objective.evaluate_loss`).
@@ -291,21 +339,18 @@ def check_trained(
     Raises:
         PruningLimitsError: as above.
     """
-    broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
-    if broken:
-        raise PruningLimitsError(
-            f"training diverged: {broken[0]} holds NaN or infinite values; lower the learning rate (--lr) or λ (--l1)"
-        )
+    hint = divergence_hint(l1)
+    check_finite_weights(model, hint)
     loss = evaluate_loss(model, data)
     if not math.isfinite(loss):
-        raise PruningLimitsError(f"training diverged: the training loss is {loss}; lower the learning rate (--lr) or λ (--l1)")
+        raise PruningLimitsError(f"training diverged: the training loss is {loss}; {hint}")
     reference = constant_prediction_loss(materialize(data)[1]) if constant_loss is None else float(constant_loss)
     if start_loss is not None and math.isfinite(start_loss):
         reference = max(reference, start_loss)
     if loss > DIVERGED_SLACK * reference:
         raise PruningLimitsError(
             f"training diverged: the training loss rose to {loss:.4g}, above {reference:.4g} (where it started, or a "
-            "constant prediction's); lower the learning rate (--lr)"
+            f"constant prediction's); {hint}"
         )
     return loss
 
@@ -360,9 +405,11 @@ class SweepResult:
         epsilon: the loss tolerance ε.
         dim: number of prunable weights ``D``.
         criterion: the pruning criterion.
-        limit_by_loss: largest ``s = m / D`` before the first crossing of ``L* + ε`` (1/D resolution).
-        limit_by_accuracy: largest ``s`` keeping the dense test accuracy (``None`` without
-            test labels).
+        limit_by_loss: ``s = m / D`` with ``L(m) ≤ L* + ε < L(m + 1)``, found by bisection
+            between the first failing grid point and the one before (1/D resolution): the first
+            crossing wherever the loss crosses once within that grid step (module docstring).
+        limit_by_accuracy: the same refinement after the last grid point keeping the dense test
+            accuracy (``None`` without test labels).
         evaluations: number of pruned models evaluated (grid + bisection).
     """
 
@@ -599,7 +646,8 @@ def finetune_masked(
     """Train ``model`` in place with its pruned weights held at zero (``keep``: flat boolean mask over the prunable weights).
 
     The pruned weights are zeroed before training and after every step (their gradients too,
-    so momentum never moves them); everything else trains as in :func:`train` with ``l1=0``.
+    so momentum never moves them); everything else trains as in :func:`train` with ``l1=0``
+    (the same :func:`mini_batches`).
     """
     (x, y), _ = _split_data(data, None)
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
@@ -614,15 +662,14 @@ def finetune_masked(
 
     clamp()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=SGD_MOMENTUM)
-    steps = epochs * math.ceil(len(x) / batch_size)
+    steps = epochs * batches_per_epoch(len(x), batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     with _seeded_random_layers(seed, device):
         generator = torch.Generator().manual_seed(seed)
         for _ in range(epochs):
             model.train()
             perm = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), batch_size):
-                index = perm[start : start + batch_size]
+            for index in mini_batches(perm, batch_size):
                 loss = loss_fn(model(_to_model(x[index], device, dtype)), _to_model(y[index], device, dtype))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

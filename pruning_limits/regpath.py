@@ -43,6 +43,7 @@ path, shrinking a trained network step by step, keeps alive (measured on this ma
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -290,6 +291,10 @@ class RegularisationPath:
         start: ``"fresh"`` or the checkpoint the path started from.
         stopped_early: whether the path stopped before the end of the grid.
         seconds: wall time of the whole path.
+        start_loss: the training loss of the starting weights on the path's training part.
+        state: the weights (``state_dict``) at the chosen λ, the one point whose weights a caller
+            needs (``None`` when :func:`l1_path` was told not to keep them): the path keeps no
+            copy of the others.
         settings: the recipe's constants.
     """
 
@@ -304,7 +309,7 @@ class RegularisationPath:
     stopped_early: bool
     seconds: float
     start_loss: float = math.nan
-    states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
+    state: dict[str, Tensor] | None = field(default=None, repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -364,11 +369,14 @@ def l1_path(
     loss_fn: LossFn | None = None,
     start: str = "fresh",
     progress: bool = False,
+    keep_state: bool = True,
 ) -> RegularisationPath:
     """Train a working copy of ``model`` along the λ grid and choose λ (module docstring).
 
     ``model`` is not modified. Reproducible for a seed: the split, every shuffle and hence every
-    metric are seeded.
+    metric are seeded. Memory: the working copy, and one copy of the weights, those of the point
+    chosen so far (a new point is either chosen or leaves the choice where it was: it is the
+    largest λ yet, and it moves the best metric only when it is the best, and then chosen).
 
     Args:
         model: the starting network (a fresh initialisation or a user's trained weights).
@@ -382,11 +390,17 @@ def l1_path(
         loss_fn: loss; default cross-entropy for integer targets, MSE otherwise.
         start: a label for the record (``"fresh"`` or the checkpoint's path).
         progress: tqdm bars of the path's training runs.
+        keep_state: keep the weights at the chosen λ (:attr:`RegularisationPath.state`); a path
+            run for its choice of λ alone needs no copy.
 
     Returns:
         The :class:`RegularisationPath`.
+
+    Raises:
+        PruningLimitsError: fewer than 2 training samples (no validation split can be held out),
+            or a point whose training left NaN or infinite weights (named with its λ).
     """
-    from .lomp import DEFAULT_LR, DEFAULT_OPTIMIZER, train
+    from .lomp import DEFAULT_LR, DEFAULT_OPTIMIZER, check_finite_weights, divergence_hint, train
 
     seed = check_seed("seed", seed)
     warmup_epochs = check_int("warmup_epochs", warmup_epochs, 1)
@@ -396,6 +410,11 @@ def l1_path(
         raise PruningLimitsError(f"grid must be increasing positive numbers, got {np.asarray(grid).tolist()!r}")
     x, y = data.train if isinstance(data, DataBundle) else materialize(data, "training")
     classification = not y.is_floating_point()
+    if len(x) < 2:
+        raise PruningLimitsError(
+            f"the λ path (--l1 auto) holds out {100 * validation_fraction:.0f} % of the training samples to validate "
+            f"each λ and needs at least 2 training samples, got {len(x)}: pin λ with --l1 X instead"
+        )
     train_idx, val_idx = validation_split(len(x), seed, validation_fraction)
     fit, held = (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
     if tolerance is None:
@@ -408,7 +427,8 @@ def l1_path(
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
     begin = time.perf_counter()
     points: list[PathPoint] = []
-    states: list[dict[str, Tensor]] = []
+    state: dict[str, Tensor] | None = None
+    chosen_so_far: int | None = None
     start_loss = evaluate_loss(work, fit, loss_fn)
     stopped = False
     for i, lam in enumerate(lams):
@@ -416,10 +436,16 @@ def l1_path(
         t0 = time.perf_counter()
         train(work, fit, l1=float(lam), epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
               seed=seed + i, loss_fn=loss_fn, progress=progress)
+        check_finite_weights(work, divergence_hint(), where=f" at λ = {lam:g} of the λ path (--l1 auto)")
         metric, val_loss = _metric(work, held, loss_fn, classification)
         s_ref, steep = knee_at_reference(flat_weights(work))
         points.append(PathPoint(float(lam), metric, val_loss, s_ref, steep, epochs, time.perf_counter() - t0))
-        states.append({k: v.detach().clone() for k, v in work.state_dict().items()})
+        if math.isfinite(metric):
+            now = choose_l1([p.l1 for p in points], [p.metric for p in points], higher_is_better=classification,
+                            tolerance=tolerance)
+            if now != chosen_so_far:  # the new point (the module docstring's rule never moves the choice back)
+                chosen_so_far = now
+                state = {k: v.detach().clone() for k, v in work.state_dict().items()} if keep_state else None
         values = np.array([p.metric for p in points])
         best = np.nanmax(values) if classification else np.nanmin(values)
         if not math.isfinite(metric):
@@ -443,7 +469,7 @@ def l1_path(
         stopped_early=stopped,
         seconds=time.perf_counter() - begin,
         start_loss=start_loss,
-        states=states,
+        state=state,
         settings={
             "validation_fraction": validation_fraction,
             "warmup_epochs": warmup_epochs,
@@ -458,22 +484,54 @@ def l1_path(
 
 
 def fresh_copy(model: nn.Module, seed: int) -> nn.Module | None:
-    """A copy of ``model`` with every parameter re-initialised (``reset_parameters``, seeded), or None.
+    """A freshly initialised network of ``model``'s architecture (seeded), or None.
 
-    None when some module with parameters of its own has no ``reset_parameters`` (a TorchScript
-    archive, a custom layer): then no fresh start of the same architecture can be made.
+    In order of preference:
+
+    1. a model built from a spec (``models.build_model``: the zoo's, a bundle's, a state_dict's
+       ``--model``) is built again from that spec with ``seed``, as ``train --model SPEC --seed``
+       would start it (the zoo's ``transformer`` holds a raw position parameter no method resets);
+    2. a Hugging Face model (``transformers.PreTrainedModel``) is built again from its config,
+       which initialises it as ``from_config`` does (GPT-2's ``Conv1D`` layers have no
+       ``reset_parameters``);
+    3. otherwise a copy whose every module with parameters of its own is reset by its
+       ``reset_parameters`` or, as ``nn.MultiheadAttention``, ``_reset_parameters``.
+
+    The fresh network has ``model``'s parameter selection, device and floating dtype. None when
+    some module with parameters of its own can be reset by neither (a custom layer, a TorchScript
+    archive's non-Linear layers): then no fresh start of the same architecture can be made.
     """
-    copy_ = model_copy(model)
-    for module in copy_.modules():
-        own = list(module.parameters(recurse=False))
-        if own and not callable(getattr(module, "reset_parameters", None)):
-            return None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in copy_.modules():
+    from .models import build_model, model_record
+    from .objective import model_device_dtype, parameter_selection, select_parameters
+
+    record = model_record(model)
+    transformers = sys.modules.get("transformers")
+    hf_class = getattr(transformers, "PreTrainedModel", None) if transformers is not None else None
+    if record is not None:
+        fresh = build_model(record.spec, record, seed=seed)
+    elif hf_class is not None and isinstance(model, hf_class):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = type(model)(model.config)
+    else:
+        fresh = model_copy(model)
+        resets = []
+        for module in fresh.modules():
             if list(module.parameters(recurse=False)):
-                module.reset_parameters()
-    return copy_
+                reset = getattr(module, "reset_parameters", None)
+                reset = reset if callable(reset) else getattr(module, "_reset_parameters", None)
+                if not callable(reset):
+                    return None
+                resets.append(reset)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for reset in resets:
+                reset()
+        return fresh  # model_copy kept the selection, the device and the dtype
+    select_parameters(fresh, parameter_selection(model))
+    fresh.train(model.training)
+    device, dtype = model_device_dtype(model)
+    return fresh.to(device=device, dtype=dtype) if dtype.is_floating_point else fresh.to(device)
 
 
 @with_gradients
@@ -523,15 +581,16 @@ def train_auto(
     extra = dict(path_kwargs or {})
     if fresh is None:
         path = l1_path(model, data, seed=seed, start=start, progress=progress, **shared, **extra)
-        state = path.states[path.chosen]
+        state = path.state
         record = path.to_dict()
     else:
-        path = l1_path(fresh, data, seed=seed, start="fresh (to choose λ)", progress=progress, **shared, **extra)
+        path = l1_path(fresh, data, seed=seed, start="fresh (to choose λ)", progress=progress, keep_state=False,
+                       **shared, **extra)
         grid = [p for p in (extra.pop("grid", None) if "grid" in extra else default_grid())]
         route_grid = [float(v) for v in grid if v <= path.l1]
         route = l1_path(model, data, seed=seed, start=start, progress=progress, grid=route_grid, tolerance=math.inf,
                         **shared, **extra)
-        state = route.states[-1]
+        state = route.state  # its last point: every point is acceptable at an infinite tolerance
         record = path.to_dict()
         record["route"] = route.to_dict()
         record["start"] = start

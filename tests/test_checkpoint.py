@@ -296,6 +296,47 @@ def test_a_torchscript_archive_carries_its_training_record(tmp_path, model):
         read_checkpoint(damaged)
 
 
+def test_a_torchscript_archive_carries_its_selection_and_data_as_a_bundle_does(tmp_path, model):
+    """`train --init ts.pt --params layers.1.weight` wrote TorchScript without the selection: later
+    commands analysed the default one (weights λ never penalised) and still called it l1-trained.
+    The record's data spec and seed (a bundle's data_spec) were not carried either, so predict
+    drew the split with --seed 0: training samples in the test set."""
+    from pruning_limits.checkpoint import TORCHSCRIPT_PARAMS, scripted_view
+    from pruning_limits.objective import parameter_selection, prunable_parameters, select_parameters
+
+    view = select_parameters(scripted_view(torch.jit.script(model.eval())), "layers.1.weight")
+    path = tmp_path / "selected.pt"
+    save_torchscript(path, view, training={"l1": 0.002, "data_seed": 4, "data_spec": "digits"})
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.params == ["layers.1.weight"] and checkpoint.data_spec == "digits"
+    rebuilt = build_from_checkpoint(checkpoint)
+    assert parameter_selection(rebuilt) == ["layers.1.weight"] and [n for n, _ in prunable_parameters(rebuilt)] == ["layers.1.weight"]
+    save_torchscript(path, scripted_view(torch.jit.script(model.eval())))  # the default selection: no file, no spec
+    assert read_checkpoint(path).params is None and read_checkpoint(path).data_spec is None
+    torch.jit.save(torch.jit.script(model.eval()), str(path), _extra_files={TORCHSCRIPT_PARAMS: '{"a": 1}'})
+    with pytest.raises(PruningLimitsError, match="stores a parameter selection that is not a list of names"):
+        read_checkpoint(path)
+    torch.jit.save(torch.jit.script(model.eval()), str(path), _extra_files={"pruning_limits_training.json": '{"data_spec": 3}'})
+    with pytest.raises(PruningLimitsError, match="carries a data spec that is not a string"):
+        read_checkpoint(path)
+
+
+def test_a_pickled_module_carries_its_training_record(tmp_path):
+    """A pickled module written by `train --init` kept its selection (an attribute of the module)
+    but not its λ: predict could not tell it was l1-trained."""
+    from pruning_limits.checkpoint import MODULE_TRAINING_ATTR, save_module
+
+    module = nn.Sequential(nn.Linear(3, 2))
+    path = tmp_path / "full-l1.pt"
+    save_module(path, module, training={"l1": 0.002, "data_seed": 2, "data_spec": "digits"})
+    assert not hasattr(module, MODULE_TRAINING_ATTR)  # the caller's module is left as it was
+    checkpoint = read_checkpoint(path, trust=True)
+    assert checkpoint.training == {"l1": 0.002, "data_seed": 2, "data_spec": "digits"} and checkpoint.data_spec == "digits"
+    assert not hasattr(checkpoint.module, MODULE_TRAINING_ATTR)
+    save_module(path, module)
+    assert read_checkpoint(path, trust=True).training == {}
+
+
 def test_scripted_view_hessian_products_match_the_eager_model(model, digits):
     import numpy as np
 

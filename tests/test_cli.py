@@ -7,6 +7,7 @@ the file runs in about a minute on a shared core.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -978,3 +979,152 @@ def test_a_default_selection_that_misses_most_matrices_says_so(capsys):
     assert "note: the default selection covers 64 weights; 2048 more sit in 2 matrices of other layer types (e.g. 1.weight, a Conv1DLike)" in err
     report_selection(nn.Sequential(nn.Embedding(400, 16), nn.Linear(16, 4)), Console(), None)  # embeddings: left out by design
     assert "note:" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- train and prune: review of the LOMP strand
+
+
+def test_train_and_prune_refuse_to_write_over_the_data_file_a_bundle_names(workdir, monkeypatch):
+    """`train --init BUNDLE -o <its .npz>` and `prune BUNDLE -o <its .npz>` replaced the user's data
+    file (exit 0): -o was compared with a typed --data only, not with the spec read from the bundle."""
+    rng = np.random.default_rng(1)
+    npz = workdir / "named-by-bundle.npz"
+    np.savez(npz, x=rng.standard_normal((120, 6)).astype(np.float32), y=rng.integers(0, 3, 120))
+    trained = workdir / "on-named-npz.pt"
+    ok("train", "--model", "mlp:4", "--data", npz, "--epochs", "1", "--l1", "0", "-o", trained)
+    before = npz.read_bytes()
+    monkeypatch.chdir(workdir)  # another spelling of the same file
+    for output in (npz, npz.name):
+        fails("train", "--init", trained, "--epochs", "1", "--l1", "0", "-o", output, match="is the --init checkpoint's data file")
+        fails("prune", trained, "--sparsity", "0.5", "-o", output, match="is the checkpoint's data file")
+    assert npz.read_bytes() == before
+
+
+def test_train_stores_its_npz_path_so_a_bundle_finds_it_from_any_folder_and_an_older_relative_one_resolves(workdir, monkeypatch):
+    """A bundle stored its .npz path as typed: `predict sub/m.pt` from another folder read another
+    d.npz there silently (or failed without naming the stored spec), and `--data sub/d.npz`, the
+    very file, was called other data and split with --seed 0."""
+    parent = workdir / "elsewhere"
+    sub = parent / "trained-here"
+    sub.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for folder in (sub, parent):  # the training data, and another file of that name
+        np.savez(folder / "d.npz", x=rng.standard_normal((150, 6)).astype(np.float32), y=rng.integers(0, 3, 150))
+    monkeypatch.chdir(sub)
+    ok("train", "--model", "mlp:4", "--data", "d.npz", "--seed", "3", "--epochs", "1", "--l1", "0", "-o", "m.pt")
+    content = torch.load(sub / "m.pt", weights_only=True)
+    assert content["data_spec"] == str(sub / "d.npz")
+    inside = json.loads(ok("predict", "m.pt", *SLQ, "--epsilon", "0.05", "--json").stdout)
+    content["data_spec"] = "d.npz"  # as a bundle written before stored it
+    torch.save(content, sub / "old.pt")
+    monkeypatch.chdir(parent)
+    new = ok("predict", "trained-here/m.pt", *SLQ, "--epsilon", "0.05", "--json")
+    assert json.loads(new.stdout)["sparsity"] == inside["sparsity"] and "warning" not in new.stderr
+    old = ok("predict", "trained-here/old.pt", *SLQ, "--epsilon", "0.05", "--json")  # reads ./d.npz, as before, but says so
+    assert "warning: 'trained-here/old.pt' names the data file 'd.npz' relative to the folder it was trained in" in old.stderr
+    named = ok("predict", "trained-here/old.pt", "--data", "trained-here/d.npz", *SLQ, "--epsilon", "0.05", "--json")
+    record = json.loads(named.stdout)
+    assert "warning" not in named.stderr and record["sparsity"] == inside["sparsity"]  # its own split (seed 3)
+    assert "--data trained-here/d.npz" in record["next"] and "--seed" not in record["next"]
+    (parent / "d.npz").unlink()
+    fails("predict", "trained-here/old.pt", *SLQ, match="(--data trained-here/d.npz, the file beside it?)")
+    (sub / "d.npz").rename(sub / "moved.npz")
+    fails("predict", "trained-here/m.pt", *SLQ, match=f"names the data file {str(sub / 'd.npz')!r}, which does not exist: give the data with --data")
+
+
+def test_train_init_from_torchscript_or_a_pickled_module_keeps_the_selection_lambda_and_split(workdir, bundle):
+    """TorchScript written by `train --init ts.pt --params ...` dropped the selection (predict analysed
+    weights λ never penalised), and TorchScript, pickled and Hugging Face outputs dropped the data
+    seed: predict redrew the split with --seed 0, putting training samples in the test set. A
+    pickled module kept no λ."""
+    from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint
+    from pruning_limits.cli._common import Console, load_model_and_data
+
+    model = build_from_checkpoint(read_checkpoint(bundle))
+    scripted, tuned = workdir / "ts-selected.pt", workdir / "ts-selected-l1.pt"
+    torch.jit.save(torch.jit.script(model), scripted)
+    ok("train", "--init", scripted, "--data", "digits", "--params", "layers.1.weight", "--seed", "4", "--l1", "1e-3",
+       "--epochs", "1", "-o", tuned)
+    own = json.loads(ok("predict", tuned, *SLQ, "--epsilon", "0.05", "--json").stdout)  # no --data: the record names it
+    assert own["params"]["selection"] == "layers.1.weight" and list(own["params"]["tensors"]) == ["layers.1.weight"]
+    assert own["trust"]["l1"] == 1e-3 and "--seed" not in own["next"] and "--data" not in own["next"]
+    same = ok("predict", tuned, "--data", "digits", *SLQ, "--epsilon", "0.05", "--json")
+    assert json.loads(same.stdout)["sparsity"] == own["sparsity"] and "warning" not in same.stderr
+    loaded = load_model_and_data(str(tuned), model_spec=None, data_spec="digits", trust=False, seed=0, console=Console(quiet=True))
+    assert loaded.data_seed == 4 and loaded.own_data  # the training's split, not --seed's
+    other = ok("predict", tuned, "--data", "digits:train=1000", *SLQ, "--epsilon", "0.05", "--json")
+    assert "warning: --data is not the checkpoint's data ('digits')" in other.stderr and "--seed 0" in other.stderr
+    full, full_tuned = workdir / "full-selected.pt", workdir / "full-selected-l1.pt"
+    torch.save(model, full)
+    ok("train", "--init", full, "--trust-checkpoint", "--data", "digits", "--params", "1.weight", "--seed", "4", "--l1", "1e-3",
+       "--epochs", "1", "-o", full_tuned)
+    record = json.loads(ok("predict", full_tuned, "--trust-checkpoint", *SLQ, "--epsilon", "0.05", "--json").stdout)
+    assert record["trust"]["l1"] == 1e-3 and record["params"]["selection"] == "1.weight"
+    loaded = load_model_and_data(str(full_tuned), model_spec=None, data_spec=None, trust=True, seed=0, console=Console(quiet=True))
+    assert loaded.data_seed == 4 and loaded.data_spec == "digits"
+
+
+def test_train_refuses_outputs_no_command_reads_before_training(workdir):
+    """`train -o m.safetensors` wrote a torch bundle under that name, which no command read; a
+    Hugging Face --init trained fully and then failed on an existing -o (a folder: 'is a directory,
+    expected a file name', though a folder is what it writes)."""
+    out = workdir / "trained.safetensors"
+    fails("train", "--model", "mlp:4", "--epochs", "1", "--l1", "0", "-o", out,
+          match="train writes a bundle (.pt), or a TorchScript, pickled-module or Hugging Face --init in its own format, not a safetensors file")
+    assert not out.exists()
+    folder = workdir / "hf-folder"  # refused before it is read: a folder with a config.json is one
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert", "architectures": ["BertForSequenceClassification"]}')
+    existing_file, existing_folder = workdir / "taken.pt", workdir / "taken-folder"
+    existing_file.write_bytes(b"keep")
+    existing_folder.mkdir()
+    data = "tokens:n=40,test=8,classes=3,vocab=20,length=8"
+    for output, kind in ((existing_file, "a file"), (existing_folder, "a folder")):
+        fails("train", "--init", folder, "--data", data, "--epochs", "1", "-o", output,
+              match=f"exists ({kind}): a Hugging Face --init is written as a new folder, so a new folder name is expected")
+        fails("prune", folder, "--data", data, "--sparsity", "0.5", "-o", output, match="so a new folder name is expected")
+    assert existing_file.read_bytes() == b"keep" and not any(existing_folder.iterdir())
+
+
+def test_train_names_lambda_when_it_diverges_and_the_split_when_the_data_are_too_few(workdir):
+    """Under --l1 auto a diverging path ended with a bare 'weights contain NaN or infinite values';
+    `--l1 1000` named the learning rate alone; one training sample failed in validation_split."""
+    out = workdir / "never.pt"
+    fails("train", "--model", "mlp:16", "--data", "synthetic", "--epochs", "1", "--lr", "1", "-o", out,
+          match="training diverged at λ = 0.0001 of the λ path (--l1 auto): ")
+    fails("train", "--model", "mlp:16", "--data", "digits", "--epochs", "1", "--l1", "1000", "-o", out,
+          match="or λ (--l1, here 1000)")
+    tiny = workdir / "two-samples.npz"
+    np.savez(tiny, x=np.ones((2, 4), dtype=np.float32), y=np.array([0, 1]))
+    fails("train", "--model", "mlp:4", "--data", tiny, "--epochs", "1", "-o", out,
+          match="the λ path (--l1 auto) holds out 20 % of the training samples to validate each λ and needs at least 2 training samples, got 1: pin λ with --l1 X")
+    assert not out.exists()
+
+
+def test_train_runs_batchnorm_when_one_sample_is_left_over(workdir, monkeypatch):
+    """A user model with BatchNorm1d failed with a traceback ("Expected more than 1 value per channel
+    when training") when the training samples were one more than a multiple of --batch-size: the
+    last mini-batch held one sample (digits: 1 400 training samples, --batch-size 1399)."""
+    (workdir / "bn_user_model.py").write_text(
+        "from torch import nn\n"
+        "def make(input_shape, num_outputs):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], 16), nn.BatchNorm1d(16), nn.ReLU(),\n"
+        "                         nn.Linear(16, num_outputs))\n"
+    )
+    monkeypatch.syspath_prepend(str(workdir))
+    out = workdir / "bn-rest.pt"
+    record = json.loads(ok("train", "--model", "bn_user_model:make", "--data", "digits", "--batch-size", "1399",
+                           "--l1", "1e-4", "--epochs", "2", "-o", out, "--json").stdout)
+    assert record["training"]["batch_size"] == 1399 and math.isfinite(record["train_loss"])
+
+
+def test_train_init_on_the_zoo_transformer_chooses_lambda_on_a_fresh_network(workdir):
+    """nn.MultiheadAttention (reset by `_reset_parameters`) and the transformer's raw position
+    parameter made fresh_copy fail: λ was chosen on the checkpoint's own path, whose validation
+    split its training had seen."""
+    start, out = workdir / "zoo-transformer.pt", workdir / "zoo-transformer-l1.pt"
+    ok("train", "--model", "transformer:8,1,2", "--data", "tokens:n=60,test=16,length=8", "--l1", "0", "--epochs", "1", "-o", start)
+    result = ok("train", "--init", start, "--epochs", "1", "-o", out, "--json")
+    assert "cannot be re-initialised" not in result.stderr
+    path = json.loads(result.stdout)["l1_path"]
+    assert path["route"]["start"] == str(start) and path["start"] == str(start)

@@ -319,3 +319,45 @@ def test_check_trained_refuses_a_run_that_diverged(digits):
     assert not collapsed(evaluate_loss(fitted, digits.train), constant)
     assert collapsed(COLLAPSE_FRACTION * 2.0, 2.0) and not collapsed(0.999 * COLLAPSE_FRACTION * 2.0, 2.0)
     assert not collapsed(float("nan"), 2.0) and not collapsed(1.0, 0.0)  # constant targets: nothing to learn
+
+
+def test_a_last_batch_of_one_sample_is_folded_so_batchnorm_trains():
+    """`train` on a BatchNorm1d model crashed with a traceback ("Expected more than 1 value per
+    channel when training") when the training samples were 1 more than a multiple of the batch
+    size: the last mini-batch held one sample. It is folded into the batch before it."""
+    from torch import nn
+
+    from pruning_limits.lomp import batches_per_epoch, finetune_masked, mini_batches
+
+    perm = torch.arange(9)
+    assert [len(b) for b in mini_batches(perm, 4)] == [4, 5] and torch.equal(torch.cat(mini_batches(perm, 4)), perm)
+    assert [len(b) for b in mini_batches(torch.arange(10), 4)] == [4, 4, 2]  # any other rest is left as it was
+    assert [len(b) for b in mini_batches(torch.arange(1), 4)] == [1]  # one sample in all: nothing to fold into
+    assert [batches_per_epoch(n, 4) for n in (1, 8, 9, 10)] == [1, 2, 2, 3]
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(9, 5, generator=g), torch.randint(0, 3, (9,), generator=g)
+    model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    history = train(model, (x, y), l1=1e-3, epochs=2, batch_size=4, seed=0)
+    assert len(history.loss) == 2 and all(np.isfinite(history.loss))
+    # an epoch takes the folded batches (the cosine schedule counts them: batches_per_epoch)
+    optimizer_steps = []
+    model2 = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    model2.register_forward_pre_hook(lambda module, args: optimizer_steps.append(len(args[0])) if module.training else None)
+    train(model2, (x, y), epochs=1, batch_size=4, seed=0)
+    assert optimizer_steps == [4, 5]
+    finetune_masked(model, (x, y), torch.ones(5 * 6 + 6 * 3, dtype=torch.bool), epochs=1, batch_size=4)
+
+
+def test_a_divergence_names_lambda_as_well_as_the_learning_rate(digits):
+    """`train --l1 1000` diverged with 'lower the learning rate (--lr)' alone."""
+    from pruning_limits.lomp import check_trained
+
+    model = build_model("mlp:4", digits, seed=0)
+    start = evaluate_loss(model, digits.train)
+    train(model, digits.train, l1=1000.0, epochs=1, seed=0)
+    with pytest.raises(PruningLimitsError, match=r"lower the learning rate \(--lr\) or λ \(--l1, here 1000\)$"):
+        check_trained(model, digits.train, start_loss=start, l1=1000.0)
+    plain = build_model("mlp:4", digits, seed=0)
+    train(plain, digits.train, l1=0.0, epochs=2, lr=50.0, seed=0)
+    with pytest.raises(PruningLimitsError, match=r"lower the learning rate \(--lr\)$"):  # λ = 0: nothing to lower
+        check_trained(plain, digits.train, start_loss=start, l1=0.0)

@@ -113,8 +113,7 @@ def test_path_is_reproducible_for_a_seed(blobs):
     assert [p.metric for p in a.points] == [p.metric for p in b.points]
     assert [p.validation_loss for p in a.points] == [p.validation_loss for p in b.points]
     assert a.chosen == b.chosen and a.validation_size == 80
-    for sa, sb in zip(a.states, b.states):
-        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.state.keys() == b.state.keys() and all(torch.equal(a.state[k], b.state[k]) for k in a.state)
     # the model handed in is not modified
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     c = l1_path(model, blobs, seed=2, **SHORT)
@@ -135,7 +134,7 @@ def test_path_starts_from_the_given_weights(blobs):
     assert path.start_loss == evaluate_loss(trained, fit) and path.start == "ckpt"
     still = l1_path(trained, blobs, seed=0, lr=1e-12, **SHORT)
     np.testing.assert_allclose(flat_weights(trained), np.concatenate([
-        still.states[0][k].flatten().numpy() for k in still.states[0] if k.endswith("weight")
+        still.state[k].flatten().numpy() for k in still.state if k.endswith("weight")
     ]), atol=1e-9)
 
 
@@ -145,7 +144,7 @@ def test_train_auto_trains_at_the_chosen_lambda_from_the_path(blobs):
     assert history.settings["l1"] == path.l1 and history.settings["l1_path"]["l1"] == path.l1
     # the final run is lomp.train warm-started from the path's weights at the chosen λ
     again = build_model("mlp:8", blobs, seed=0)
-    again.load_state_dict(path.states[path.chosen])
+    again.load_state_dict(path.state)
     train(again, blobs, l1=path.l1, epochs=2, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
@@ -245,3 +244,62 @@ def test_stronger_fixed_l1_is_the_grids_next_step_above_a_fixed_lambda():
     assert l1 == 0.0256 * GRID_FACTOR and "fixed λ = 0.0256" in reason
     assert stronger_fixed_l1(GRID_START / 10) is None  # the path itself starts above it
     assert stronger_fixed_l1(float("nan")) is None
+
+
+def test_the_path_keeps_the_weights_of_its_chosen_point_only(blobs):
+    """The path kept a copy of the weights of every point (8 on the default grid; twice that with
+    --init): it keeps those of the point chosen so far, which is all train_auto reads."""
+    model = build_model("mlp:8", blobs, seed=0)
+    path = l1_path(model, blobs, seed=1, **SHORT)
+    assert not hasattr(path, "states")
+    # the weights at the chosen λ: the same path run up to that λ ends there
+    upto = l1_path(model, blobs, seed=1, **{**SHORT, "grid": GRID[: path.chosen + 1]}, tolerance=float("inf"))
+    assert upto.chosen == path.chosen and all(torch.equal(upto.state[k], v) for k, v in path.state.items())
+    assert l1_path(model, blobs, seed=1, keep_state=False, **SHORT).state is None
+
+
+def test_a_diverging_path_names_its_lambda_and_a_tiny_training_set_names_the_split(blobs):
+    """`train --l1 auto --lr 1` ended with a bare 'weights contain NaN or infinite values' (the knee
+    was computed on NaN weights); data with one training sample named no λ path."""
+    model = build_model("mlp:8", blobs, seed=0)
+    with pytest.raises(PruningLimitsError, match=r"^training diverged at λ = 0.0001 of the λ path \(--l1 auto\): .* holds NaN"):
+        l1_path(model, blobs, seed=0, lr=1e30, **SHORT)
+    with pytest.raises(PruningLimitsError, match=r"needs at least 2 training samples, got 1: pin λ with --l1 X"):
+        l1_path(model, (blobs.x_train[:1], blobs.y_train[:1]), **SHORT)
+
+
+def test_fresh_copy_rebuilds_a_spec_and_resets_attention():
+    """`train --init` on the zoo's transformer (a raw position parameter, nn.MultiheadAttention, whose
+    reset is `_reset_parameters`) chose λ on the checkpoint's own path, whose validation split it
+    had seen: fresh_copy returned None."""
+    from torch import nn
+
+    from pruning_limits.data import load_data
+    from pruning_limits.objective import parameter_selection, select_parameters
+    from pruning_limits.regpath import fresh_copy
+
+    data = load_data("tokens:n=40,test=8,length=8")
+    trained = build_model("transformer:8,1,2", data, seed=0)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)
+    select_parameters(trained, "encoder.*weight")
+    fresh = fresh_copy(trained, seed=5)
+    expected = build_model("transformer:8,1,2", data, seed=5)  # what `train --model transformer:8,1,2 --seed 5` starts from
+    assert fresh is not None and parameter_selection(fresh) == ["encoder.*weight"]
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), expected.state_dict().values()))
+
+    class Attend(nn.Module):  # no spec: reset layer by layer, attention by its _reset_parameters
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+    module = Attend()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(7.0)
+    fresh = fresh_copy(module, seed=0)
+    assert fresh is not None
+    assert not torch.equal(fresh.attention.in_proj_weight, module.attention.in_proj_weight)
+    assert torch.equal(fresh.attention.in_proj_weight, fresh_copy(module, seed=0).attention.in_proj_weight)

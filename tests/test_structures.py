@@ -646,7 +646,12 @@ def test_cli_validate_structure_exact_replaces_slq(bundle):
 def test_cli_bad_structure_inputs(bundle, tmp_path):
     out = tmp_path / "x.pt"
     one_line_error(run_cli("prune", bundle, "--structure", "2:4", "--sparsity", "0.5", "-o", out), "--sparsity cannot be given with --structure 2:4")
-    one_line_error(run_cli("prune", bundle, "--structure", "neuron", "-o", out), "--sparsity is required with --structure neuron")
+    for args, said in (  # a missing option is a usage error (exit 2); it said '--structure unstructured' unasked
+        (["--structure", "neuron"], "Error: --sparsity is required with --structure neuron"),
+        ([], "Error: missing --sparsity S (the fraction of weights to prune, in [0, 1]) or --structure N:M"),
+    ):
+        missing = run_cli("prune", bundle, *args, "-o", out)
+        assert missing.exit_code == 2 and said in missing.stderr, (missing.exit_code, missing.stderr)
     one_line_error(run_cli("predict", bundle, "--structure", "4:4"), "needs M >= 2 and 1 <= N < M, got '4:4'")
     one_line_error(run_cli("predict", bundle, "--structure", "2:1"), "needs M >= 2 and 1 <= N < M")
     one_line_error(run_cli("validate", bundle, "--structure", "rows"), "structure must be unstructured, layerwise, neuron, channel or N:M")

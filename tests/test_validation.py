@@ -305,3 +305,15 @@ def test_cli_validate_refuses_several_epsilons_instead_of_keeping_the_last(tmp_p
     assert result.exit_code == 2, result.output
     assert "validate takes one ε, got 2 (0.01, 0.02); predict takes several" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_validate_report_needs_a_markdown_name(tmp_path) -> None:
+    """``validate --report r.png`` wrote Markdown into r.png and said it succeeded (a review's repro)."""
+    from click.testing import CliRunner
+
+    from pruning_limits.cli import cli
+
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "absent.pt"), "--report", str(tmp_path / "r.png")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: --report writes Markdown: give a name ending in .md, got {str(tmp_path / 'r.png')!r}"
+    assert not list(tmp_path.iterdir())
