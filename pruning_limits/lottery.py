@@ -312,10 +312,15 @@ MAX_DIM = 128
 MODEL_L_MAX_DIM = 4
 
 
-def _dim_problem(dim: int, model: str) -> str | None:
-    """Why ``dim`` is out of reach for ``model`` (:data:`MAX_DIM`, :data:`MODEL_L_MAX_DIM`), or ``None``."""
-    if dim > MAX_DIM:
-        return f"dim must be at most {MAX_DIM}, got {dim}"
+#: The largest d :func:`check_gap_record` re-checks: the experiment's limit until 2026-12-05, so
+#: that records written before :data:`MAX_DIM` was lowered to 128 can still be checked.
+CHECK_MAX_DIM = 1024
+
+
+def _dim_problem(dim: int, model: str, max_dim: int = MAX_DIM) -> str | None:
+    """Why ``dim`` is out of reach for ``model`` (``max_dim``, :data:`MODEL_L_MAX_DIM`), or ``None``."""
+    if dim > max_dim:
+        return f"dim must be at most {max_dim}, got {dim}"
     if model == "L" and dim > MODEL_L_MAX_DIM:
         return f"model L holds d <= {MODEL_L_MAX_DIM} (its LP covers the 2^d - 1 masks of every neuron), got d = {dim}"
     return None
@@ -1431,7 +1436,17 @@ def _check_weight_limit(
     counts["weight_limit"] += 1
     if not _same(wt.get("bound_at_stream_width"), bound):
         problems.append(f"{where}: bound_at_stream_width {wt.get('bound_at_stream_width')!r} is not the construction's {bound!r}")
-    if kind == "certified-error-limit":
+    if kind == "certified-error-limit":  # the bound reaches ε: the search itself must fail on rounding alone
+        if not bound <= eps:
+            problems.append(f"{where}: weight status {kind!r}, but the construction's bound {bound!r} stays above ε")
+            return
+        try:
+            found = weight_pruning_width(make_stream(dim, seed, width), eps)
+        except WeightUnreachable as exc:
+            if exc.status.split(":", 1)[0] != kind:
+                problems.append(f"{where}: weight status names {kind!r}, but the search ends on {exc.status.split(':', 1)[0]!r}")
+            return
+        problems.append(f"{where}: weight status {kind!r}, but width {found.width} reaches ε (certified error {found.error!r})")
         return
     if not bound > eps:
         problems.append(f"{where}: weight status {kind!r}, but the construction reaches ε with the stream's {width} neurons")
@@ -1492,8 +1507,14 @@ def _check_cell(
                 problems.append(f"{where}: weight lower_bound {wt['lower_bound']} is not certificate width + 1")
     elif not isinstance(wt.get("status"), str):
         problems.append(f"{where}: weight entry has no certificate and no uncertified status")
-    elif model == "R" and wt["status"].split(":", 1)[0] in WEIGHT_LIMITS:
-        _check_weight_limit(wt, eps, seed, dim, where, counts, problems)
+    elif model == "R":  # the construction either certifies a width or names the limit that stopped it
+        if wt["status"].split(":", 1)[0] in WEIGHT_LIMITS:
+            _check_weight_limit(wt, eps, seed, dim, where, counts, problems)
+        else:
+            problems.append(
+                f"{where}: a model R weight entry has a width or one of the limits {', '.join(WEIGHT_LIMITS)}, "
+                f"got status {wt['status'][:40]!r}"
+            )
     nr = cell.get("neuron")
     if nr is None:
         return
@@ -1663,7 +1684,7 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
         raise PruningLimitsError(f"not a gap record: 'dim' must be an integer >= 1, got {describe(dim)}")
     if model not in MODELS:
         raise PruningLimitsError(f"not a gap record: 'model' must be one of {MODELS}, got {describe(model)}")
-    problem = _dim_problem(dim, model)  # as gap_experiment: checking it would not fit in memory either
+    problem = _dim_problem(dim, model, CHECK_MAX_DIM)  # beyond it the streams would not fit in memory either
     if problem:
         raise PruningLimitsError(f"not a gap record: {problem}")
     if not isinstance(results, list):

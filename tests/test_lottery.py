@@ -541,11 +541,10 @@ def test_record_check_treats_missing_certificates_as_problems(small_record):
             cell["neuron"]["lower_bound"] = None
             cell["neuron"]["exact"] = {"width": None, "status": "time-limit: x"}
     assert "no certificate of the record could be checked" in L.check_gap_record(rec)["problems"]
-    for res in rec["results"]:  # ... and with every cell saying honestly that it is uncertified
-        for cell in res["seeds"]:
+    for res in rec["results"]:  # ... and with every cell saying it is uncertified: model R's weight
+        for cell in res["seeds"]:  # construction always runs, so only its limits may stand for a width
             cell["weight"]["status"] = cell["neuron"]["status"] = "not-attempted"
-    with pytest.raises(PruningLimitsError, match="no certificate to check"):
-        L.check_gap_record(rec)
+    assert any("a model R weight entry has a width or one of the limits" in p for p in L.check_gap_record(rec)["problems"])
     # a number next to an uncertified status is a problem; the status alone is honest
     rec = fresh(small_record)
     ex = rec["results"][0]["seeds"][0]["neuron"]["exact"]
@@ -747,6 +746,9 @@ def test_stream_width_reaches_the_default_ladder_up_to_max_dim():
         L.weight_pruning_width(L.make_stream(L.MAX_DIM, 0, L.MAX_WIDTH), 2.0**-12)
     with pytest.raises(PruningLimitsError, match=f"dim must be at most {L.MAX_DIM}, got {L.MAX_DIM + 1}"):
         L.gap_experiment(L.MAX_DIM + 1, [0.25], [0], neuron=False)
+    # records written while MAX_DIM was 1024 stay checkable (a review found them refused)
+    assert L.CHECK_MAX_DIM == 1024 and L._dim_problem(1024, "R", L.CHECK_MAX_DIM) is None
+    assert L._dim_problem(1025, "R", L.CHECK_MAX_DIM) == "dim must be at most 1024, got 1025"
 
 
 @pytest.fixture()
@@ -813,3 +815,21 @@ def test_record_check_re_derives_weight_limits(limited_record, short_stream):
     def bare(rec):
         del rec["results"][2]["seeds"][0]["weight"]["status"]
     assert any("weight entry has no certificate and no uncertified status" in p for p in problems_after(bare))
+
+    # a review's forgeries: 'certified-error-limit' (or any status) hid a width of 12 and passed as valid
+    def rounding(rec):
+        rec["results"][0]["seeds"][0]["weight"] = {**rec["results"][1]["seeds"][0]["weight"]}
+        rec["results"][0]["seeds"][0]["weight"]["status"] = "certified-error-limit: forged"
+        rec["results"][0]["seeds"][0]["weight"]["bound_at_stream_width"] = L._stream_limit(2, 0, 40)[0]
+        rec["results"][0]["median"]["weight"] = None
+    assert any("status 'certified-error-limit', but width 12 reaches ε" in p for p in problems_after(rounding))
+
+    def unreached_rounding(rec):  # the bound itself stays above ε: not a rounding limit
+        rec["results"][1]["seeds"][0]["weight"]["status"] = "certified-error-limit: forged"
+    assert any("'certified-error-limit', but the construction's bound" in p and "stays above ε" in p
+               for p in problems_after(unreached_rounding))
+
+    def made_up(rec):
+        rec["results"][0]["seeds"][0]["weight"] = {"width": None, "status": "anything at all"}
+        rec["results"][0]["median"]["weight"] = None
+    assert any("a model R weight entry has a width or one of the limits" in p for p in problems_after(made_up))
