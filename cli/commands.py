@@ -218,7 +218,7 @@ def train_command(
         history = train(model, data.train, l1=l1, seed=seed, test_data=data.test, progress=console.progress, **given)
     constant_loss = constant_prediction_loss(materialize(data.train)[1])
     final_loss = check_trained(model, data.train, start_loss=start_loss, constant_loss=constant_loss,
-                               l1=history.settings["l1"])  # nothing is written for a diverged run
+                               l1=history.settings["l1"], l1_chosen=path_record is not None)  # nothing is written for a diverged run
     if collapsed(final_loss, constant_loss):
         lam = history.settings["l1"]
         if path_record is not None:

@@ -155,11 +155,12 @@ def mini_batches(perm: Tensor, batch_size: int) -> list[Tensor]:
 
     A batch of one sample fails a BatchNorm layer in training mode ("Expected more than 1 value per
     channel"), which ``n ≡ 1 (mod batch_size)`` training samples produced in every epoch; the
-    folded batch holds ``batch_size + 1`` samples. Any other run is left as it is, so a training
-    run whose sizes never leave one sample over draws exactly the batches it always drew.
+    folded batch holds ``batch_size + 1`` samples. Any other run is left as it is (and every run
+    at ``batch_size`` 1), so a training run whose sizes never leave one sample over draws exactly
+    the batches it always drew.
     """
     batches = list(torch.split(perm, batch_size))
-    if len(batches) > 1 and len(batches[-1]) == 1:
+    if batch_size > 1 and len(batches) > 1 and len(batches[-1]) == 1:  # batch_size 1: every batch is one sample
         batches[-2:] = [torch.cat(batches[-2:])]
     return batches
 
@@ -167,7 +168,7 @@ def mini_batches(perm: Tensor, batch_size: int) -> list[Tensor]:
 def batches_per_epoch(n: int, batch_size: int) -> int:
     """The number of :func:`mini_batches` of an epoch over ``n`` samples (the steps of the cosine schedule)."""
     steps = math.ceil(n / batch_size)
-    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
+    return steps - 1 if batch_size > 1 and steps > 1 and n % batch_size == 1 else steps
 
 
 def check_finite_weights(model: nn.Module, hint: str, where: str = "") -> None:
@@ -183,11 +184,14 @@ def check_finite_weights(model: nn.Module, hint: str, where: str = "") -> None:
         raise PruningLimitsError(f"training diverged{where}: {broken[0]} holds NaN or infinite values; {hint}")
 
 
-def divergence_hint(l1: float | None = None) -> str:
+def divergence_hint(l1: float | None = None, *, chosen: bool = False) -> str:
     """What to lower after a diverged training at λ = ``l1``: the learning rate, and λ unless it is 0
-    (``None``: λ unknown, both are named)."""
+    (``None``: λ unknown, both are named). ``chosen``: the λ path chose ``l1`` (``--l1 auto``),
+    so a smaller λ is pinned with ``--l1 X`` rather than lowered."""
     if l1 is not None and not l1 > 0:
         return "lower the learning rate (--lr)"
+    if chosen and l1 is not None:
+        return f"lower the learning rate (--lr), or pin a λ below the path's {l1:g} with --l1 X"
     return "lower the learning rate (--lr) or λ (--l1" + ("" if l1 is None else f", here {l1:g}") + ")"
 
 
@@ -314,6 +318,7 @@ def check_trained(
     start_loss: float | None = None,
     constant_loss: float | None = None,
     l1: float | None = None,
+    l1_chosen: bool = False,
 ) -> float:
     """The training loss of a trained ``model``, refused where training diverged.
 
@@ -332,6 +337,7 @@ def check_trained(
         constant_loss: :func:`constant_prediction_loss` of ``data``'s targets, if the caller has
             it already (computed here otherwise).
         l1: the λ it was trained at, named in the message (:func:`divergence_hint`; ``None``: unknown).
+        l1_chosen: λ was chosen by the λ path (``--l1 auto``), not given.
 
     Returns:
         The training loss (:func:`~pruning_limits.objective.evaluate_loss`).
@@ -339,7 +345,7 @@ def check_trained(
     Raises:
         PruningLimitsError: as above.
     """
-    hint = divergence_hint(l1)
+    hint = divergence_hint(l1, chosen=l1_chosen)
     check_finite_weights(model, hint)
     loss = evaluate_loss(model, data)
     if not math.isfinite(loss):

@@ -400,7 +400,7 @@ def l1_path(
         PruningLimitsError: fewer than 2 training samples (no validation split can be held out),
             or a point whose training left NaN or infinite weights (named with its λ).
     """
-    from .lomp import DEFAULT_LR, DEFAULT_OPTIMIZER, check_finite_weights, divergence_hint, train
+    from .lomp import DEFAULT_LR, DEFAULT_OPTIMIZER, check_finite_weights, train
 
     seed = check_seed("seed", seed)
     warmup_epochs = check_int("warmup_epochs", warmup_epochs, 1)
@@ -436,7 +436,8 @@ def l1_path(
         t0 = time.perf_counter()
         train(work, fit, l1=float(lam), epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
               seed=seed + i, loss_fn=loss_fn, progress=progress)
-        check_finite_weights(work, divergence_hint(), where=f" at λ = {lam:g} of the λ path (--l1 auto)")
+        check_finite_weights(work, "lower the learning rate (--lr), or pin a smaller λ with --l1 X",
+                             where=f" at λ = {lam:g} of the λ path (--l1 auto)")
         metric, val_loss = _metric(work, held, loss_fn, classification)
         s_ref, steep = knee_at_reference(flat_weights(work))
         points.append(PathPoint(float(lam), metric, val_loss, s_ref, steep, epochs, time.perf_counter() - t0))
@@ -494,8 +495,10 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module | None:
     2. a Hugging Face model (``transformers.PreTrainedModel``) is built again from its config,
        which initialises it as ``from_config`` does (GPT-2's ``Conv1D`` layers have no
        ``reset_parameters``);
-    3. otherwise a copy whose every module with parameters of its own is reset by its
-       ``reset_parameters`` or, as ``nn.MultiheadAttention``, ``_reset_parameters``.
+    3. otherwise (also where 1 or 2 gives other names or shapes than ``model``'s: a model
+       changed after it was built) a copy whose every module with parameters of its own is
+       reset by its ``reset_parameters`` or, as ``nn.MultiheadAttention``, ``_reset_parameters``
+       (after its submodules' own, as at construction).
 
     The fresh network has ``model``'s parameter selection, device and floating dtype. None when
     some module with parameters of its own can be reset by neither (a custom layer, a TorchScript
@@ -507,31 +510,59 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module | None:
     record = model_record(model)
     transformers = sys.modules.get("transformers")
     hf_class = getattr(transformers, "PreTrainedModel", None) if transformers is not None else None
+    fresh = None
     if record is not None:
         fresh = build_model(record.spec, record, seed=seed)
     elif hf_class is not None and isinstance(model, hf_class):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             fresh = type(model)(model.config)
-    else:
-        fresh = model_copy(model)
-        resets = []
-        for module in fresh.modules():
-            if list(module.parameters(recurse=False)):
-                reset = getattr(module, "reset_parameters", None)
-                reset = reset if callable(reset) else getattr(module, "_reset_parameters", None)
-                if not callable(reset):
-                    return None
-                resets.append(reset)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for reset in resets:
-                reset()
-        return fresh  # model_copy kept the selection, the device and the dtype
+    if fresh is not None and not _same_shapes(fresh, model):  # changed after it was built: its spec is not its architecture
+        fresh = None
+    if fresh is None:
+        return _reset_copy(model, seed)  # model_copy keeps the selection, the device and the dtype
     select_parameters(fresh, parameter_selection(model))
     fresh.train(model.training)
     device, dtype = model_device_dtype(model)
     return fresh.to(device=device, dtype=dtype) if dtype.is_floating_point else fresh.to(device)
+
+
+def _same_shapes(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two networks hold the same state_dict names with the same shapes."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
+
+
+def _reset_copy(model: nn.Module, seed: int) -> nn.Module | None:
+    """A copy of ``model`` whose every module with parameters of its own is reset (seeded), or None.
+
+    A module reset by ``_reset_parameters`` (``nn.MultiheadAttention``) re-initialises only part of
+    what it holds, after its submodules' construction: their resets run first, then its own (which
+    zeroes ``out_proj.bias`` as a new one has it), and they are not reset again.
+    """
+    fresh = model_copy(model)
+    resets, covered = [], set()
+    for module in fresh.modules():
+        if id(module) in covered or not list(module.parameters(recurse=False)):
+            continue
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            resets.append(reset)
+            continue
+        reset = getattr(module, "_reset_parameters", None)
+        if not callable(reset):
+            return None
+        for sub in list(module.modules())[1:]:
+            own = getattr(sub, "reset_parameters", None)
+            if list(sub.parameters(recurse=False)) and callable(own):
+                resets.append(own)
+                covered.add(id(sub))
+        resets.append(reset)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for reset in resets:
+            reset()
+    return fresh
 
 
 @with_gradients

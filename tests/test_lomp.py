@@ -334,6 +334,8 @@ def test_a_last_batch_of_one_sample_is_folded_so_batchnorm_trains():
     assert [len(b) for b in mini_batches(torch.arange(10), 4)] == [4, 4, 2]  # any other rest is left as it was
     assert [len(b) for b in mini_batches(torch.arange(1), 4)] == [1]  # one sample in all: nothing to fold into
     assert [batches_per_epoch(n, 4) for n in (1, 8, 9, 10)] == [1, 2, 2, 3]
+    # batch size 1 leaves nothing over: its batches stay one sample each (a review saw [0], [1], [2], [3, 4])
+    assert [len(b) for b in mini_batches(torch.arange(5), 1)] == [1] * 5 and batches_per_epoch(5, 1) == 5
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(9, 5, generator=g), torch.randint(0, 3, (9,), generator=g)
     model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
@@ -357,6 +359,9 @@ def test_a_divergence_names_lambda_as_well_as_the_learning_rate(digits):
     train(model, digits.train, l1=1000.0, epochs=1, seed=0)
     with pytest.raises(PruningLimitsError, match=r"lower the learning rate \(--lr\) or λ \(--l1, here 1000\)$"):
         check_trained(model, digits.train, start_loss=start, l1=1000.0)
+    # a λ the path chose is not lowered but pinned (a review: 'or λ (--l1, here 0.0001)' under --l1 auto)
+    with pytest.raises(PruningLimitsError, match=r"lower the learning rate \(--lr\), or pin a λ below the path's 1000 with --l1 X$"):
+        check_trained(model, digits.train, start_loss=start, l1=1000.0, l1_chosen=True)
     plain = build_model("mlp:4", digits, seed=0)
     train(plain, digits.train, l1=0.0, epochs=2, lr=50.0, seed=0)
     with pytest.raises(PruningLimitsError, match=r"lower the learning rate \(--lr\)$"):  # λ = 0: nothing to lower

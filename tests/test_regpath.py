@@ -303,3 +303,22 @@ def test_fresh_copy_rebuilds_a_spec_and_resets_attention():
     assert fresh is not None
     assert not torch.equal(fresh.attention.in_proj_weight, module.attention.in_proj_weight)
     assert torch.equal(fresh.attention.in_proj_weight, fresh_copy(module, seed=0).attention.in_proj_weight)
+    # as a new attention layer has it: out_proj's own reset ran after _reset_parameters and
+    # randomised the bias it zeroes (a review: max |bias| 0.235)
+    assert torch.count_nonzero(fresh.attention.out_proj.bias) == 0 and torch.count_nonzero(fresh.attention.in_proj_bias) == 0
+    assert fresh.attention.out_proj.weight.abs().max() < 7.0
+
+
+def test_fresh_copy_of_a_model_changed_after_it_was_built_keeps_its_architecture(blobs):
+    """A zoo model whose head was replaced after building got a fresh network of its spec (the old
+    two-layer MLP), on which λ would have been chosen for another architecture."""
+    from torch import nn
+
+    from pruning_limits.regpath import fresh_copy
+
+    model = build_model("mlp:16", blobs, seed=0)
+    model[-1] = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, model[-1].out_features))
+    fresh = fresh_copy(model, seed=0)
+    assert fresh is not None
+    assert {k: v.shape for k, v in fresh.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert not torch.equal(fresh[-1][0].weight, model[-1][0].weight)
