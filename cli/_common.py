@@ -405,7 +405,7 @@ def source_options(func: F) -> F:
         help="Allow a full pickled model. Unpickling can run arbitrary code: only for files you trust.",
     )(func)
     func = click.option(
-        "--data", "data_spec", default=None, callback=given_spec, help="Data spec (default: the one stored in a bundle)."
+        "--data", "data_spec", default=None, callback=given_spec, help="Data spec (default: the one the checkpoint names: a bundle, or what train wrote)."
     )(func)
     func = params_option(func)
     return click.option(
@@ -779,7 +779,7 @@ def load_model_and_data(
 
     The data are loaded with the seed recorded in a bundle's training settings (so the
     training/test split is the one the model was trained on), else with ``seed``. With
-    ``need_data=False`` the data are loaded only when given or stored in a bundle. With
+    ``need_data=False`` the data are loaded only when given or named by the checkpoint. With
     ``exact=True`` a model above the dense-Hessian limit is refused here, before any work.
     ``params`` (``--params``) selects the weights every later step analyses and prunes
     (``pruning_limits.objective.select_parameters``). The checkpoint may be a bundle, a state_dict
@@ -805,7 +805,8 @@ def load_model_and_data(
     if spec:
         if not data_spec:
             check_stored_spec(checkpoint, spec, "data", trust=trust)
-            spec = _stored_data_to_read(path, spec, console)
+            spec = _stored_data_to_read(path, spec, console, need_data=need_data)
+    if spec:
         stored_seed = checkpoint.training.get("data_seed")
         files = stored_data_files(path, stored) if stored else []
         same = not data_spec or (stored is not None and any(same_data_spec(data_spec, s) for s in [stored, *files]))
@@ -862,23 +863,29 @@ def absolute_data_spec(spec: str | None) -> str | None:
 
 
 def stored_data_files(path: str, stored: str) -> list[str]:
-    """Where a relative ``.npz`` path stored in the checkpoint at ``path`` may lie, as absolute paths:
-    from the current folder and from the checkpoint's folder (the path was typed relative to the folder
-    ``train`` ran in, which the checkpoint does not record); ``[]`` for any other spec."""
+    """Where a ``.npz`` path stored in the checkpoint at ``path`` may lie, as absolute paths: a
+    relative one from the current folder and from the checkpoint's folder (the path was typed
+    relative to the folder ``train`` ran in, which the checkpoint does not record); an absolute one
+    there and, under its name, beside the checkpoint (the two moved together); ``[]`` for any other spec."""
     import os
 
     file = data_file(stored)
-    if file is None or os.path.isabs(file):
+    if file is None:
         return []
+    if os.path.isabs(file):
+        beside = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.basename(file))
+        return [file] if os.path.normpath(beside) == os.path.normpath(file) else [file, os.path.normpath(beside)]
     here = os.path.abspath(file)
     beside = os.path.join(os.path.dirname(os.path.abspath(path)), file)
     return [here] if os.path.normpath(beside) == here else [here, os.path.normpath(beside)]
 
 
-def _stored_data_to_read(path: str, stored: str, console: Console) -> str:
-    """The stored data spec to load: an absolute ``.npz`` path that must exist, or a relative one
-    (an older bundle's) resolved from the current folder (:func:`stored_data_files`); a missing file
-    names the stored spec and ``--data``."""
+def _stored_data_to_read(path: str, stored: str, console: Console, *, need_data: bool = True) -> str | None:
+    """The stored data spec to load: an absolute ``.npz`` path, or the file of its name beside the
+    checkpoint when it is gone (the two moved together; with a warning), or a relative one (an older
+    bundle's) resolved from the current folder (:func:`stored_data_files`). A missing file names the
+    stored spec and ``--data``; where the command can go on without data (``need_data=False``:
+    ``prune``), it warns and gives ``None``."""
     import os
     import shlex
 
@@ -888,9 +895,18 @@ def _stored_data_to_read(path: str, stored: str, console: Console) -> str:
     if file is None:
         return stored
     if os.path.isabs(file):
-        if not os.path.exists(file):
-            raise PruningLimitsError(f"{path!r} names the data file {file!r}, which does not exist: give the data with --data SPEC")
-        return file
+        if os.path.exists(file):
+            return file
+        moved = stored_data_files(path, stored)[1:]
+        if moved and os.path.exists(moved[0]):
+            console.log(f"warning: {path!r} names the data file {file!r}, which is gone: reading {moved[0]!r}, the file of "
+                        "that name beside it (--data names another)")
+            return moved[0]
+        if not need_data:
+            console.log(f"warning: {path!r} names the data file {file!r}, which does not exist: going on without data "
+                        "(give --data SPEC to measure the loss)")
+            return None
+        raise PruningLimitsError(f"{path!r} names the data file {file!r}, which does not exist: give the data with --data SPEC")
     here, *beside = stored_data_files(path, stored)
     other = beside[0] if beside and os.path.exists(beside[0]) else None
     if not os.path.exists(here):

@@ -112,7 +112,7 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 
 @click.command("train")
 @click.option("--model", "model_spec", default=None, callback=given_spec, help=f"Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C], resnet20[:W], resnet18[:W], transformer[:D,L,H[,P]] or package.module:factory[(key=literal, ...)] (default {DEFAULT_MODEL}; with --init: the checkpoint's).")
-@click.option("--data", "data_spec", default=None, callback=given_spec, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the bundle's).")
+@click.option("--data", "data_spec", default=None, callback=given_spec, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the one the checkpoint names).")
 @params_option
 @click.option("--l1", "l1_text", default="auto", show_default=True, help="l1 penalty λ: 'auto' chooses it on a regularisation path (largest λ within 1 point of validation accuracy, or 1 point of R², of the best), a number pins it.")
 @click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, TorchScript, a trusted module or a Hugging Face folder) and l1 fine-tune it.")
@@ -711,7 +711,7 @@ def prune_command(
             output,
             model,
             model_spec=loaded.model_spec or "",
-            data_spec=absolute_data_spec(loaded.data_spec) or "",
+            data_spec=absolute_data_spec(loaded.data_spec) or loaded.checkpoint.data_spec or "",  # kept where it is gone
             training=source.training,
             pruning={
                 "sparsity": record["sparsity"], "requested_sparsity": sparsity, "source": checkpoint,

@@ -1030,6 +1030,18 @@ def test_train_stores_its_npz_path_so_a_bundle_finds_it_from_any_folder_and_an_o
     fails("predict", "trained-here/old.pt", *SLQ, match="(--data trained-here/d.npz, the file beside it?)")
     (sub / "d.npz").rename(sub / "moved.npz")
     fails("predict", "trained-here/m.pt", *SLQ, match=f"names the data file {str(sub / 'd.npz')!r}, which does not exist: give the data with --data")
+    # the bundle and its data moved together (a review: refused, and --data then split with --seed 0)
+    (sub / "moved.npz").rename(sub / "d.npz")
+    sub.rename(parent / "moved-here")
+    moved = ok("predict", "moved-here/m.pt", *SLQ, "--epsilon", "0.05", "--json")
+    assert json.loads(moved.stdout)["sparsity"] == inside["sparsity"]  # the training's split (seed 3)
+    assert f"names the data file {str(sub / 'd.npz')!r}, which is gone: reading {str(parent / 'moved-here' / 'd.npz')!r}" in moved.stderr
+    named = ok("predict", "moved-here/m.pt", "--data", "moved-here/d.npz", *SLQ, "--epsilon", "0.05", "--json")
+    assert "warning" not in named.stderr and json.loads(named.stdout)["sparsity"] == inside["sparsity"]
+    (parent / "moved-here" / "d.npz").unlink()  # prune needs no data: it says so and goes on, keeping the spec
+    pruned = ok("prune", "moved-here/m.pt", "--sparsity", "0.5", "-o", "p.pt", "--json")
+    assert "going on without data" in pruned.stderr and json.loads(pruned.stdout)["loss_before"] is None
+    assert torch.load(parent / "p.pt", weights_only=True)["data_spec"] == str(sub / "d.npz")
 
 
 def test_train_init_from_torchscript_or_a_pickled_module_keeps_the_selection_lambda_and_split(workdir, bundle):
