@@ -204,6 +204,7 @@ def analysis_spectrum(
     stopping = {
         **(spectrum.stopping or {}),
         "hessian_subset": subset,
+        "hessian_methods": dict(getattr(operator, "local", operator).methods),  # auto's rule, recorded
         "device": str(device),
         "dtype": dtype_name,
         "processes": 1 if context is None else context.world_size,

@@ -11,8 +11,8 @@ Hessian"):
 * ``"double-backward"``: reverse-over-reverse, ``∂(∇L·v)/∂w`` with ``torch.autograd.grad``
   twice. The graph of ``∇L`` does not depend on ``v``, so the engine builds it once and keeps
   it when it fits the memory budget; each product is then one backward pass through it.
-  ``matmat`` runs one backward pass per column through the shared graph, or one vmap-ed pass
-  (``is_grads_batched``) when ``auto`` measured that faster.
+  ``matmat`` runs one backward pass per column through the shared graph (a vmap-ed pass,
+  ``is_grads_batched``, was slower per vector on every zoo model measured and is not chosen).
 * ``"forward-over-reverse"``: ``jvp`` of ``torch.func.grad`` (the form recommended by the
   ``torch.func`` docs). When the data are cached and the budget allows, the engine linearizes
   the gradient once per chunk (as ``torch.func.linearize`` does: trace the ``jvp`` with
@@ -23,12 +23,14 @@ Hessian"):
   tangent) are removed (:mod:`pruning_limits._fx_passes`). Otherwise the ``jvp`` is recomputed
   for every product and ``vmap``-ed over several vectors for ``matmat``.
 
-``method="auto"`` times both on a slice of the first chunk of data at construction (above
-:data:`AUTO_TIMING_MAX_DIM` weights: the cached double-backward). When both
-can be cached it picks one of them for both products: the linearized forward-over-reverse
-unless the cached double-backward is clearly faster (:data:`AUTO_MARGIN_CACHED`). Otherwise it
-picks, separately for single and batched products, the cached double-backward unless the
-recomputed forward-over-reverse is clearly faster (:data:`AUTO_MARGIN`).
+``method="auto"`` picks by a fixed rule, the same for every build of one model and data (it
+timed both methods until 2026-12-05, and timing noise sent builds of one model to different
+methods, whose rounding SLQ without re-orthogonalisation amplified to 0.34 points of s*): the
+linearized forward-over-reverse for a model with a convolution (:data:`AUTO_LINEARIZED_LAYERS`)
+when the data and the graph can be cached and ``D`` is at most :data:`AUTO_TIMING_MAX_DIM`,
+the cached double-backward otherwise; a model that cannot be linearized (an op without a
+forward-mode derivative, an untraceable forward, constants over the budget) gets the
+double-backward too. :attr:`HessianOperator.methods` records the choice.
 
 The model is evaluated in eval mode (BatchNorm uses its running statistics, which never
 change here) and its modes are restored afterwards. A model whose output is random even in
@@ -41,10 +43,8 @@ the chunks (:func:`pruning_limits.objective.check_model_takes_data`).
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from collections.abc import Callable, Hashable, Iterator
-from functools import partial
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ from .objective import (
     LossFn,
     ParamSpec,
     check_model_takes_data,
+    check_no_ignored_targets,
     eval_mode,
     iter_batches,
     prunable_parameters,
@@ -76,12 +77,6 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 #: Default number of vectors per batched (vmap) product in ``matmat``.
 DEFAULT_BLOCK_SIZE = 16
 
-#: ``method="auto"`` times both methods on at most this many samples of the first chunk (fewer
-#: where their products would exceed half the memory budget) and on blocks of at most this many
-#: vectors: enough to see which is faster, cheap to measure.
-AUTO_TIMING_SAMPLES = 256
-AUTO_TIMING_BLOCK = 4
-
 #: The construction check (two products) and the gradient graph's bytes per sample run on at
 #: most this many samples of the first chunk, so that a large batch (an ``(x, y)`` pair of
 #: 10 000 CIFAR images is one batch) cannot exhaust memory before the data is chunked to the
@@ -89,22 +84,16 @@ AUTO_TIMING_BLOCK = 4
 #: in float32; the process was killed at 24 GiB before, docs/benchmarks.md).
 MEASURE_SAMPLES = 64
 
-#: ``auto`` leaves the default (cached double-backward, single backward passes) only for a
-#: method measured faster than this fraction of the default's time: short timings on a shared
-#: CPU are noisy, and the cached graph saves the forward pass on every later product.
-AUTO_MARGIN = 0.8
+#: ``method="auto"`` linearizes the forward-over-reverse product (traces and folds it) for a
+#: model with one of these layers, and uses the cached double-backward for every other model:
+#: measured on the zoo (float64, one thread, docs/theory.md "Product method"), the linearized
+#: product took 0.71× the double-backward's time on ``cnn`` (digits, and patterns of 32×32×3),
+#: 0.79× on ``resnet20:4`` and 0.85× on ``cnn1d`` (mnist1d), against 0.93-1.16× on ``mlp``,
+#: ``fc5`` and ``transformer`` (tokens, patterns), whose tracing also costs 2-9 s of building.
+AUTO_LINEARIZED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
-#: When both methods are cached, ``auto`` keeps the linearized forward-over-reverse unless the
-#: cached double-backward is measured faster than this fraction of its time: the linearized
-#: graph runs the same tangent computations without the autograd engine and without additions
-#: of zeros, and its chunks may be larger (no vmap block to budget for).
-AUTO_MARGIN_CACHED = 0.9
-
-#: Round-robin rounds of that comparison (the best time of each call counts).
-AUTO_CACHED_ROUNDS = 5
-
-#: Above this many weights ``auto`` skips the timing and the tracing and uses the cached
-#: double-backward: building must cost about a product (docs/benchmarks.md, "Building the
+#: Above this many weights ``auto`` never traces and uses the cached double-backward:
+#: building must cost about a product (docs/benchmarks.md, "Building the
 #: operator"). On the 1.07 M-weight MLP on digits the old ``auto`` took 146 s to build and chose
 #: a product of 1.36 s; the double-backward builds in 3.3 s and multiplies in 0.66 s. On a
 #: CIFAR-style ResNet-20 (268 336 weights, 256 images, float64, two threads, idle machine) the
@@ -119,16 +108,21 @@ class HessianOperator:
     """Matrix-free Hessian of the mean loss over ``data`` with respect to selected weights.
 
     The operator is a snapshot: it uses the weights, buffers and data as they are when it is
-    built. Batches are weighted by their size, so an uneven last batch still gives the exact
-    full-data Hessian; internally batches may be concatenated into larger chunks (the loss
-    must be a mean over samples, as the default losses are).
+    built. Data too large to cache (a quarter of ``memory_budget``) are read again for every
+    product, so their first batch is read twice at construction and must come back bitwise the
+    same (no random transforms, no unseeded shuffling). Batches are weighted by their size, so
+    an uneven last batch still gives the exact full-data Hessian; internally batches may be
+    concatenated into larger chunks (the loss must be the mean of per-sample losses, as the
+    default losses are: checked by :func:`~pruning_limits.objective.check_model_takes_data`,
+    and targets equal to the loss's ``ignore_index`` are refused in every batch).
 
     Args:
         model: the network (any ``nn.Module``; evaluated in eval mode, modes restored).
         data: a DataLoader, a Dataset or an ``(inputs, targets)`` pair
             (see :func:`pruning_limits.objective.iter_batches`).
-        loss_fn: ``loss_fn(output, target)`` with mean reduction; default cross-entropy for
-            integer targets and MSE otherwise (:func:`~pruning_limits.objective.resolve_loss_fn`).
+        loss_fn: ``loss_fn(output, target)``, the mean of per-sample losses (no class weights,
+            no ``reduction='sum'``); default cross-entropy for integer targets and MSE otherwise
+            (:func:`~pruning_limits.objective.resolve_loss_fn`).
         params: ``"prunable"`` (default), ``"all"`` or a list of parameter names
             (:func:`~pruning_limits.objective.prunable_parameters`).
         method: ``"auto"``, ``"double-backward"`` or ``"forward-over-reverse"``.
@@ -144,13 +138,15 @@ class HessianOperator:
         dim: number of selected weights ``D``.
         dtype, device: of the model's selected weights; products are computed in this dtype.
         num_hvps: single-vector products done so far (a ``matmat`` of ``k`` columns counts ``k``).
-        methods: the method used for ``matvec`` and for ``matmat`` (``"double-backward (vmap)"``
-            when ``auto`` found one vmap-ed backward pass over a block faster than single passes
-            through the same graph).
-        timings: seconds per call measured by ``auto`` (empty otherwise).
+        methods: the method used for ``matvec`` and for ``matmat`` (``"auto"`` resolved by its
+            rule; recorded in the spectrum's ``stopping`` by
+            :func:`~pruning_limits.pipeline.predict_limit`).
+        timings: empty: ``auto`` no longer times the methods (kept for callers that read it).
 
     Raises:
-        PruningLimitsError: bad arguments, empty data, or a non-deterministic model.
+        PruningLimitsError: bad arguments, empty data, a non-deterministic model, a loss that is
+            no per-sample mean or ignores some targets, or streamed data that change between
+            reads.
     """
 
     @with_gradients
@@ -197,20 +193,24 @@ class HessianOperator:
         self.num_hvps = 0
 
         self._data = data
-        self._chunks, self.num_samples = self._load_data(data)
+        self._raw_loss_fn = loss_fn  # its ignore_index, checked on every batch as the data are counted
+        self._chunks, self.num_samples, first_read = self._load_data(data)
         self._graph: Tensor | None = None  # cached full-data gradient with its graph
         self._leaf: Tensor | None = None
         self._linearized: list[fx.GraphModule] | None = None  # per chunk: v -> H_chunk v, primal folded
         self._batched_backward_ok = True  # False once an op lacked a batching rule
-        self._batched_backward = False  # vmap over the backward in matmat (auto turns it on if faster)
+        self._batched_backward = False  # vmap over the backward in matmat (never chosen: slower per vector)
         self._chunk_samples: int | None = None  # most samples per chunk, once measured
 
         x, y = next(self._iter_chunks())
+        if first_read is not None:  # streamed: every product reads the data again
+            _check_same_reads(first_read, (x, y))
+        del first_read
         with explain_missing_derivatives():  # one line naming an op without a second derivative
             per_sample = self._check_and_measure((x[:MEASURE_SAMPLES], y[:MEASURE_SAMPLES]), check_determinism)
         self._per_sample = per_sample
         self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
-        self.methods = self._choose_methods(method)  # times a slice of the first batch only
+        self.methods = self._choose_methods(method)  # auto: a rule by model, size and budget
         # a chunk's gradient graph and the products through it stay within half the budget:
         # one vector at a time for single backward passes, a block for vmap-ed products;
         # larger batches are split
@@ -225,7 +225,7 @@ class HessianOperator:
         if "forward-over-reverse" in self.methods.values():
             self._build_linearized(self._budget // 2 - graph_bytes)
             if self._linearized is None and self._auto_linearized:
-                # auto timed the linearized product, which does not fit: use the cached graph
+                # auto's linearized product does not trace, run or fit: use the cached graph
                 self.methods = {
                     name: "double-backward" if m == "forward-over-reverse" else m for name, m in self.methods.items()
                 }
@@ -281,22 +281,35 @@ class HessianOperator:
         y = y.to(self.device, self.dtype) if y.is_floating_point() else y.to(self.device)
         return x, y
 
-    def _load_data(self, data: Data) -> tuple[list[tuple[Tensor, Tensor]] | None, int]:
-        """Read the data once: count samples and keep them (in chunks) if they fit a quarter of the budget."""
+    def _load_data(
+        self, data: Data
+    ) -> tuple[list[tuple[Tensor, Tensor]] | None, int, tuple[Tensor, Tensor] | None]:
+        """Read the data once: count samples and keep them (in chunks) if they fit a quarter of the budget.
+
+        Returns:
+            ``(chunks or None, samples, first batch or None)``: the first batch (converted)
+            only when the data are not kept and are no ``(x, y)`` pair (the same tensors on
+            every read), for :func:`_check_same_reads`.
+        """
+        pair = isinstance(data, (tuple, list))
         batches: list[tuple[Tensor, Tensor]] | None = []
+        first: tuple[Tensor, Tensor] | None = None
         total, stored = 0, 0
         for x, y in iter_batches(data):
             total += len(x)
             if batches is not None:
                 x, y = self._convert(x, y)
+                if first is None and not pair:
+                    first = (x, y)
                 stored += x.element_size() * x.numel() + y.element_size() * y.numel()
                 if stored > self._budget // 4:
                     batches = None
                 else:
                     batches.append((x, y))
+            check_no_ignored_targets(y, self._raw_loss_fn)
         if batches is None:
-            return None, total
-        return batches, total
+            return None, total, first
+        return batches, total, None
 
     def _iter_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         if self._chunks is not None:
@@ -502,76 +515,16 @@ class HessianOperator:
                 ) from None
         if method != "auto":
             return {"matvec": method, "matmat": method}
-        if self.dim > AUTO_TIMING_MAX_DIM:  # building must cost about a product
-            return {"matvec": "double-backward", "matmat": "double-backward"}
-        # time both methods on a slice of the first chunk, for one vector and a small block
-        x, y = next(self._iter_chunks())
-        batched = min(self._block, AUTO_TIMING_BLOCK)
-        # the timed products keep a gradient graph and up to `batched` vectors' passes through it:
-        # within half the budget, as the products themselves
-        timed = min(AUTO_TIMING_SAMPLES, max(1, int(self._budget // (2 * batched * self._per_sample))))
-        x, y = x[:timed], y[:timed]
-        generator = torch.Generator(device="cpu").manual_seed(1)
-        V = torch.randn(self.dim, batched, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
-        timings: dict[tuple[str, int], float] = {}
-        leaf = self._w0.clone().requires_grad_(True)
-        grad = self._grad_with_graph(x, y, leaf)
-        linearized = None
-        if self._cache_ok:  # both methods can then keep a cache: compare the cached products
-            try:
-                linearized = [self._linearize(x, y, probe=True)]
-            except Exception as exc:  # noqa: BLE001 - make_fx cannot trace this model
-                reraise_interrupt(exc)
-                linearized = None
-        self._auto_linearized = linearized is not None
-        for k in (1, batched):
-            if self._cache_ok:
-                timings["double-backward", k] = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
-            else:
-                timings["double-backward", k] = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
-            if k > 1:  # one vmap-ed backward pass instead of k single ones?
-                self._batched_backward = True
-                if self._cache_ok:
-                    vmapped = _best_time(lambda: self._backward(grad, leaf, V[:, :k], retain=True))
-                else:
-                    vmapped = _best_time(lambda: self._double_backward_chunk(x, y, V[:, :k]))
-                faster = vmapped < AUTO_MARGIN * timings["double-backward", k]
-                self._batched_backward = self._batched_backward_ok and faster
-                if self._batched_backward:
-                    timings["double-backward", k] = vmapped
-            if linearized is not None:
-                continue  # timed below, interleaved with the cached double-backward
-            try:
-                timings["forward-over-reverse", k] = _best_time(lambda: self._forward_over_reverse_chunk(x, y, V[:, :k]))
-            except RuntimeError:  # an op without forward-mode AD of its backward (e.g. huber_loss)
-                timings["forward-over-reverse", k] = math.inf
-        if linearized is not None:
-            # both cached: matmat runs matvec's pass per vector unless the double-backward is
-            # vmap-ed, so one decision for both products from the time per vector, taken
-            # round-robin so that a stall of the machine hits both methods alike; it also keeps
-            # a single cache
-            ks = (1, batched) if self._batched_backward else (1,)
-            calls: dict[Hashable, Callable[[], Any]] = {
-                **{("double-backward", k): partial(self._backward, grad, leaf, V[:, :k], True) for k in ks},
-                **{("forward-over-reverse", k): partial(_linearized_product, linearized, V[:, :k]) for k in ks},
-            }
-            try:
-                timings.update(_interleaved_best_times(calls, AUTO_CACHED_ROUNDS))
-            except RuntimeError:  # the traced graph failed to run: keep the double-backward
-                timings.update({("forward-over-reverse", k): math.inf for k in ks})
-                timings.update({("double-backward", k): _best_time(calls["double-backward", k]) for k in ks})
-            db, fr = (sum(timings[m, k] / k for k in ks) for m in ("double-backward", "forward-over-reverse"))
-            cached = "forward-over-reverse" if db >= AUTO_MARGIN_CACHED * fr else "double-backward"
-            pick = {"matvec": cached, "matmat": cached}
-        else:
-            pick = {}
-            for name, k in (("matvec", 1), ("matmat", batched)):
-                faster = timings["forward-over-reverse", k] < AUTO_MARGIN * timings["double-backward", k]
-                pick[name] = "forward-over-reverse" if faster else "double-backward"
-        self.timings = {f"{m} x{k}": t for (m, k), t in timings.items()}
-        if pick["matmat"] == "double-backward" and self._batched_backward:
-            pick["matmat"] = "double-backward (vmap)"
-        return pick
+        # a rule, not a timing: the two methods' products differ in rounding (3e-17), which SLQ
+        # without re-orthogonalisation amplified to 0.34 points of s* between builds that timing
+        # noise sent to different methods (docs/theory.md, "Product method")
+        self._auto_linearized = (
+            self._cache_ok
+            and self.dim <= AUTO_TIMING_MAX_DIM
+            and any(isinstance(module, AUTO_LINEARIZED_LAYERS) for module in self._model.modules())
+        )
+        pick = "forward-over-reverse" if self._auto_linearized else "double-backward"
+        return {"matvec": pick, "matmat": pick}
 
     # ------------------------------------------------------------------ conversions
 
@@ -605,6 +558,33 @@ class HessianOperator:
         return tensor, restore
 
 
+def _check_same_reads(first: tuple[Tensor, Tensor], second: tuple[Tensor, Tensor]) -> None:
+    """Refuse streamed data whose first batch differs between two reads (bitwise).
+
+    Streamed data are read again for every product, so a random transform (augmentation) or a
+    shuffling without a fixed seed gives each product another Hessian: on a 400-sample Dataset
+    with a random sign flip two products with the same vector differed by 44 % and the
+    column-built matrix was far from symmetric (before 2026-12-05). The construction reads the
+    first batch twice anyway (counting the data, then measuring the gradient graph), so the
+    check costs no extra read.
+    """
+    (x1, y1), (x2, y2) = first, second
+    same_x = x1.shape == x2.shape and torch.equal(x1, x2)
+    same_y = y1.shape == y2.shape and torch.equal(y1, y2)
+    if same_x and same_y:
+        return
+    if x1.shape != x2.shape or y1.shape != y2.shape:
+        came = f"batches of shapes {tuple(x1.shape)} and {tuple(x2.shape)}"
+    else:
+        rows = (x1 != x2).reshape(len(x1), -1).any(1) | (y1 != y2).reshape(len(y1), -1).any(1)
+        came = f"{int(rows.sum())} of its {len(x1)} samples changed"
+    raise PruningLimitsError(
+        "expected the same data on every read (too large to cache under memory_budget, they are read again for "
+        f"every product), got a first batch that differs between two reads ({came}): remove random transforms "
+        "(augmentation) and unseeded shuffling from the analysis data"
+    )
+
+
 def _regroup(batches: list[tuple[Tensor, Tensor]], samples: int) -> list[tuple[Tensor, Tensor]]:
     """Chunks of at most ``samples`` samples: larger batches split, consecutive ones of equal trailing shapes concatenated."""
     chunks: list[tuple[Tensor, Tensor]] = []
@@ -631,30 +611,6 @@ def _concat(batches: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     if len(batches) == 1:
         return batches[0]
     return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
-
-
-def _best_time(fn: Any, repeats: int = 2) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _interleaved_best_times(fns: dict[Hashable, Callable[[], Any]], rounds: int) -> dict[Hashable, float]:
-    """Best wall time of each function over ``rounds`` round-robin rounds after one warm-up call each."""
-    for fn in fns.values():
-        fn()
-    best = dict.fromkeys(fns, math.inf)
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def _linearized_product(linearized: list[fx.GraphModule], V: Tensor) -> Tensor:

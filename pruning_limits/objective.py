@@ -49,8 +49,47 @@ def _is_candidate_layer_weight(module: nn.Module, attr: str) -> bool:
     return isinstance(getattr(module, attr, None), nn.Parameter)
 
 
-def _default_prunable(model: nn.Module) -> list[str]:
-    """Names of the default prunable weights in module order (``*_orig`` after torch pruning)."""
+def _reparametrization(module: nn.Module, attr: str) -> tuple[str, str] | None:
+    """How ``module.attr`` is computed from other parameters, as ``(what, what to do)``; ``None``
+    for a plain parameter or a ``torch.nn.utils.prune`` mask (``*_orig``, analysed folded:
+    :func:`model_copy`).
+
+    Recognised: ``torch.nn.utils.parametrize`` (``parametrizations.weight_norm``,
+    ``spectral_norm``, ``orthogonal`` and ``register_parametrization``) and the legacy hooks
+    ``torch.nn.utils.weight_norm`` (``weight_g``, ``weight_v``) and ``spectral_norm``
+    (``weight_orig``). A weight norm can only be removed: torch's fused ``_weight_norm``
+    (torch 2.13, CPU) has a wrong second derivative (on a 5×4 weight its Hessian over ``g`` and
+    ``v`` was asymmetric by 0.70 and 0.73 off that of ``g·v/‖v‖`` in the largest entry), so its
+    ``g`` and ``v`` cannot be analysed.
+    """
+    from torch.nn.utils import parametrizations, parametrize
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    params = "or choose the underlying parameters with --params / params="
+    if parametrize.is_parametrized(module, attr):
+        kinds = list(module.parametrizations[attr])
+        fused = any(isinstance(p, getattr(parametrizations, "_WeightNorm", ())) for p in kinds)
+        remove = f"remove it first (torch.nn.utils.parametrize.remove_parametrizations(module, {attr!r}))"
+        names = ", ".join(type(p).__name__ for p in kinds)
+        return f"a parametrization ({names})", remove if fused else f"{remove} {params}"
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, WeightNorm) and hook.name == attr:
+            return "torch.nn.utils.weight_norm", "remove it first (torch.nn.utils.remove_weight_norm(module))"
+        if isinstance(hook, SpectralNorm) and hook.name == attr:
+            return "torch.nn.utils.spectral_norm", f"remove it first (torch.nn.utils.remove_spectral_norm(module)) {params}"
+    return None
+
+
+def _default_prunable(model: nn.Module, refuse_reparametrized: bool = True) -> list[str]:
+    """Names of the default prunable weights in module order (``*_orig`` after torch pruning).
+
+    Raises:
+        PruningLimitsError: a layer weight computed by a parametrization or a weight-norm or
+            spectral-norm hook (with ``refuse_reparametrized``; otherwise it is listed under
+            its base name, ``0.weight``): it is no parameter of its own, and was silently left
+            out of ``D`` (or raised a raw ``KeyError``) before 2026-12-05.
+    """
     selected = []
     for module_name, module in model.named_modules():
         if isinstance(module, PRUNABLE_LAYERS):
@@ -60,6 +99,18 @@ def _default_prunable(model: nn.Module) -> list[str]:
         else:
             continue
         for base in attrs:
+            how = _reparametrization(module, base)
+            if how is not None:
+                if not refuse_reparametrized:  # named as the layer's weight (output_weight's use)
+                    selected.append(f"{module_name}.{base}" if module_name else base)
+                    continue
+                prefix = f"{module_name}." if module_name else ""
+                own = [prefix + name for name, _ in module.named_parameters() if base in name]
+                raise PruningLimitsError(
+                    f"expected plain weight tensors in the default selection, got {type(module).__name__} "
+                    f"'{module_name or type(module).__name__}' whose {base} is computed by {how[0]} from "
+                    f"{', '.join(own[:4])}: {how[1]}"
+                )
             attr = f"{base}_orig" if hasattr(module, f"{base}_orig") else base
             if _is_candidate_layer_weight(module, attr):
                 selected.append(f"{module_name}.{attr}" if module_name else attr)
@@ -79,7 +130,7 @@ def output_weight(model: nn.Module) -> str | None:
     Face models), the last one in module order.
     """
     _check_module(model)
-    names = _default_prunable(model)
+    names = _default_prunable(model, refuse_reparametrized=False)
     if not names:
         return None
     return _base_name(_last_used(model, names) or names[-1])
@@ -309,7 +360,12 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
     seen: set[int] = set()
     result = []
     for name in selected:
-        param = named[name]
+        param = named.get(name)
+        if param is None:  # a tensor attribute that is no parameter of the model's (never a KeyError)
+            raise PruningLimitsError(
+                f"expected parameters of the model, got {name!r}, which is not one of its named_parameters(): "
+                "choose parameters with --params / params="
+            )
         if id(param) not in seen:
             seen.add(id(param))
             result.append((name, param))
@@ -346,12 +402,12 @@ def model_copy(model: nn.Module) -> nn.Module:
     """
     computed = pruning_masks(model)
     if not computed:
-        return copy.deepcopy(model)
+        return _deepcopy(model)
     saved = [(module, name, module.__dict__[name]) for module, name in computed if name in module.__dict__]
     try:
         for module, name, value in saved:
             module.__dict__[name] = value.detach()
-        copied = copy.deepcopy(model)
+        copied = _deepcopy(model)
     finally:
         for module, name, value in saved:
             module.__dict__[name] = value
@@ -359,6 +415,19 @@ def model_copy(model: nn.Module) -> nn.Module:
         # the same tensors, named as the copy names them
         setattr(copied, _SELECTION_ATTR, tuple(_base_name(name) for name, _ in prunable_parameters(model)))
     return fold_pruning(copied)
+
+
+def _deepcopy(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)``, or one line where torch refuses (a legacy weight norm's computed
+    ``weight`` after a forward pass: "Only Tensors created explicitly by the user ...")."""
+    try:
+        return copy.deepcopy(model)
+    except RuntimeError as err:
+        reraise_interrupt(err)
+        first = (str(err).strip().splitlines() or [""])[0].split(". ")[0]
+        raise PruningLimitsError(
+            f"expected a model that copy.deepcopy can copy (the analysis works on a copy), got RuntimeError: {first[:200]}"
+        ) from None
 
 
 def selection_summary(model: nn.Module, params: ParamSpec = "prunable") -> dict[str, Any]:
@@ -581,7 +650,10 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
     that does not take the data, a loss that is no scalar, (for an ``(x, y)`` pair) class
     labels beyond the model's logits, or outputs that mix the samples of a batch, before any
     work (a raw torch error deep in the first product, or a Hessian that depends on the
-    chunking, otherwise).
+    chunking, otherwise). Also refused, as their Hessian too depends on the chunking: targets
+    of the first batch equal to the loss's ``ignore_index`` (:func:`check_no_ignored_targets`)
+    and a loss that is not the mean of per-sample losses (:func:`_check_per_sample_mean`, on
+    :data:`LOSS_CHECK_SAMPLES` samples).
 
     Returns:
         The loss the data are analysed with (:func:`resolve_loss_fn`).
@@ -614,15 +686,138 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
             f"the loss must return one number (a mean over the batch), got {describe(value) if not isinstance(value, Tensor) else f'a tensor of shape {tuple(value.shape)}'}"
         )
     _check_samples_independent(model, x, output)
+    check_no_ignored_targets(first_y, loss_fn)
+    _check_per_sample_mean(model, loss, loss_fn, first_x, first_y)
     if loss_fn is None and isinstance(data, (tuple, list)) and not y.is_floating_point() and output.dim() == 2:
-        # the default cross-entropy's classes; it ignores the label -100 (its ignore_index)
-        labels = first_y[first_y != -100]
+        # the default cross-entropy's classes (its ignore_index -100 was refused above)
+        labels = first_y
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= output.shape[1]):
             raise PruningLimitsError(
                 f"class labels must lie in [0, {output.shape[1]}) for a model with {output.shape[1]} logits, "
                 f"got labels from {int(labels.min())} to {int(labels.max())}"
             )
     return loss
+
+
+#: Samples of the first batch on which :func:`check_model_takes_data` compares the loss with
+#: the mean of their single-sample losses: the first of each label (negative labels first)
+#: where targets are class labels, so that class weights and an ignored label show, then the
+#: first samples.
+LOSS_CHECK_SAMPLES = 4
+
+
+def ignore_index(loss_fn: LossFn | None, targets: Tensor) -> int | None:
+    """The target value ``loss_fn`` leaves out of its mean, for integer ``targets``: ``-100`` for
+    the default cross-entropy (``None``), ``F.cross_entropy`` and ``F.nll_loss`` (torch's
+    default ``ignore_index``), a loss module's or a ``functools.partial``'s own ``ignore_index``;
+    ``None`` for floating targets or another loss."""
+    import functools
+
+    if targets.is_floating_point():
+        return None
+    functional = (nn.functional.cross_entropy, nn.functional.nll_loss)
+    if isinstance(loss_fn, functools.partial):
+        if "ignore_index" in loss_fn.keywords:
+            value = loss_fn.keywords["ignore_index"]
+        else:
+            value = -100 if loss_fn.func in functional else None
+    elif loss_fn is None or loss_fn in functional:
+        value = -100
+    else:
+        value = getattr(loss_fn, "ignore_index", None)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check_no_ignored_targets(targets: Tensor, loss_fn: LossFn | None) -> None:
+    """Refuse integer targets equal to the loss's ``ignore_index`` (:func:`ignore_index`).
+
+    The loss of a batch is then a mean over its counted samples only, while chunks are weighted
+    by their sample count: the Hessian depends on how the data are chunked (54 % off on 37
+    samples with a third labelled -100 and chunks of 20 and 17, before 2026-12-05).
+
+    Raises:
+        PruningLimitsError: as above.
+    """
+    index = ignore_index(loss_fn, targets)
+    if index is None:
+        return
+    ignored = int((targets == index).sum())
+    if ignored:
+        raise PruningLimitsError(
+            f"expected every target counted by the loss (chunks are weighted by their sample count), got {ignored} "
+            f"of the {targets.numel()} targets of a batch equal to its ignore_index {index}: drop those samples from "
+            "the analysis data"
+        )
+
+
+def _loss_name(loss_fn: LossFn | None) -> str:
+    """The loss for a message: its name, a non-mean reduction and class weights."""
+    if loss_fn is None:
+        return "the default loss"
+    name = type(loss_fn).__name__ if isinstance(loss_fn, nn.Module) else getattr(loss_fn, "__name__", type(loss_fn).__name__)
+    details = []
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction != "mean":
+        details.append(f"reduction={reduction!r}")
+    weight = getattr(loss_fn, "weight", None)
+    if isinstance(weight, Tensor):
+        values = [round(float(v), 4) for v in weight.reshape(-1)[:4]]
+        details.append(f"weight={values}{'...' if weight.numel() > 4 else ''}")
+    return f"{name}({', '.join(details)})" if details else name
+
+
+def _check_per_sample_mean(model: nn.Module, loss: LossFn, loss_fn: LossFn | None, x: Tensor, y: Tensor) -> None:
+    """Refuse a loss that is not the mean of per-sample losses.
+
+    The engine weights each chunk's loss by its share of the samples (``len(x)/N``), as
+    :func:`loss_gradient` and :func:`evaluate_loss` weight batches; that sum is the full-data
+    loss only for a per-sample mean. A class-weighted cross-entropy, ``reduction='sum'`` or an
+    ignored label gave a Hessian that moved with the memory budget (λ_max 0.6572 against 0.7376
+    and 20.68 against 124.18 on one MLP, before 2026-12-05). The outputs of up to
+    :data:`LOSS_CHECK_SAMPLES` samples are computed once and ``loss(outputs, targets)`` is
+    compared with the mean of ``loss(outputs[i:i+1], targets[i:i+1])``, to ``sqrt(eps)`` of the
+    loss's dtype (rounding of a mean is about ``eps``). Not checked where the outputs or the
+    targets have no leading sample dimension, a loss takes no single sample, or the loss is not
+    finite (named elsewhere).
+    """
+    index = torch.arange(len(x))
+    if not y.is_floating_point() and y.dim() == 1:  # the first of each label, negative ones first
+        labels = y.tolist()
+        firsts = {}
+        for i, label in enumerate(labels):
+            firsts.setdefault(label, i)
+        chosen = sorted(firsts.values(), key=lambda i: (labels[i] >= 0, i))[:LOSS_CHECK_SAMPLES]
+        rest = [i for i in range(len(labels)) if i not in set(chosen)]
+        index = torch.tensor(sorted(chosen + rest[: LOSS_CHECK_SAMPLES - len(chosen)]))
+    index = index[:LOSS_CHECK_SAMPLES]
+    if len(index) < 2:
+        return
+    device, dtype = model_device_dtype(model)
+    xs, ys = x[index], y[index]
+    xs = xs.to(device, dtype) if xs.is_floating_point() else xs.to(device)
+    ys = ys.to(device, dtype) if ys.is_floating_point() else ys.to(device)
+    try:
+        with torch.no_grad(), eval_mode(model):
+            output = logits(model(xs))
+            together = loss(output, ys)
+            if not isinstance(output, Tensor) or output.dim() == 0 or len(output) != len(xs):
+                return
+            alone = torch.stack([loss(output[i : i + 1], ys[i : i + 1]).reshape(()) for i in range(len(xs))])
+    except Exception as err:  # noqa: BLE001 - a loss that takes no single sample: not checked this way
+        reraise_interrupt(err)
+        return
+    if not together.is_floating_point() or not bool(torch.isfinite(together).all()):
+        return
+    value, mean = float(together), float(alone.double().mean())
+    scale = max(abs(value), float(alone.double().abs().mean()))
+    tol = math.sqrt(torch.finfo(together.dtype).eps) * scale + torch.finfo(together.dtype).tiny
+    if math.isfinite(mean) and abs(value - mean) <= tol:
+        return
+    raise PruningLimitsError(
+        f"expected a loss that is the mean of per-sample losses (chunks are weighted by their sample count: "
+        f"reduction='mean', no class weights), got {value:.6g} on {len(xs)} samples against {mean:.6g} for the "
+        f"mean of their single-sample losses with {_loss_name(loss_fn)}"
+    )
 
 
 #: Relative difference (to the largest output) between a batch's outputs and each sample's alone

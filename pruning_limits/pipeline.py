@@ -53,8 +53,11 @@ def predict_limit(
         probes: SLQ probe vectors (default 8, see docs/theory.md "SLQ settings").
         seed: seed of the SLQ probes.
         eta: failure probability of the kinematic interval (default 0.05).
-        loss_fn: per-batch mean loss ``loss_fn(outputs, targets)``; default cross-entropy for
-            integer targets, MSE otherwise.
+        loss_fn: per-batch mean loss ``loss_fn(outputs, targets)``, the mean of per-sample
+            losses (no class weights, no ``reduction='sum'``, no ignored labels: refused by
+            :func:`~pruning_limits.objective.check_model_takes_data`); default cross-entropy
+            for integer targets, MSE otherwise. An ``nn.Module`` loss is analysed as a copy
+            converted to ``dtype`` and the model's device, with the model.
         params: ``"prunable"``, ``"all"`` or a list of parameter names.
         spectrum: a precomputed spectrum of the Hessian (skips SLQ).
         dtype: dtype of the analysed copy of the model, ``torch.float64`` (default) or
@@ -94,14 +97,16 @@ def predict_limit(
         structure: its limit at its allowed points, ``criterion`` its name); for ``N:M`` a
         :class:`~pruning_limits.structures.PatternPrediction` (feasible at ε, needed ε).
     """
-    from .objective import batch_std_epsilon, check_model_takes_data, flat_weights, loss_gradient, model_copy, pruning_masks
+    from .objective import batch_std_epsilon, check_model_takes_data, flat_weights, loss_gradient, prunable_parameters
 
     start = time.perf_counter()
     if hessian_samples is not None:  # before any pass over the data
         from .subsets import check_indexable
 
         check_indexable(data)
-    check_model_takes_data(model, data, loss_fn)
+    prunable_parameters(model, params)  # a selection the copy would not fix is named first (a weight norm)
+    analysed, loss_fn = _analysis_pair(model, loss_fn, dtype)
+    check_model_takes_data(analysed, data, loss_fn)  # the pair that is analysed, in its dtype
     # the settings are checked whether they are used or not (spectrum= skips SLQ): a wrong value is
     # a wrong call either way, and 'no' for gradient_term was truthy
     if not isinstance(gradient_term, bool):
@@ -114,13 +119,6 @@ def predict_limit(
     memory_budget = None if memory_budget is None else check_positive("memory_budget", memory_budget)
     if gradient is not None and not gradient_term:
         raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
-    analysed = model
-    if dtype is not None:
-        if dtype not in (torch.float32, torch.float64):
-            raise PruningLimitsError(f"dtype must be torch.float32, torch.float64 or None, got {describe(dtype)}")
-        analysed = model_copy(model).to(dtype)
-    elif pruning_masks(model):  # torch.nn.utils.prune's weight_orig * weight_mask: analyse the network that runs
-        analysed = model_copy(model)
     if isinstance(epsilon, str):
         check_choice("epsilon", epsilon, ("batch-std",))
         eps = batch_std_epsilon(analysed, data, loss_fn)
@@ -171,7 +169,8 @@ def predict_limit(
             memory_budget=memory_budget,
             progress=progress,
         )
-        spectrum = replace(spectrum, num_hvps=operator.num_hvps, stopping={**spectrum.stopping, "hessian_subset": subset})
+        stopping = {**spectrum.stopping, "hessian_subset": subset, "hessian_methods": dict(operator.methods)}
+        spectrum = replace(spectrum, num_hvps=operator.num_hvps, stopping=stopping)
     if plan is not None:
         from .structures import predict_structured
 
@@ -179,3 +178,33 @@ def predict_limit(
         return replace(structured, seconds=time.perf_counter() - start)
     prediction = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
     return replace(prediction, seconds=time.perf_counter() - start)
+
+
+def _analysis_pair(model: Any, loss_fn: Any, dtype: torch.dtype | None) -> tuple[Any, Any]:
+    """The model and loss the pipeline analyses: copies in ``dtype`` (see :func:`predict_limit`).
+
+    A loss that is an ``nn.Module`` is deep-copied and converted with the model: its tensors
+    (a class-weight, a cost matrix, a buffer) would otherwise keep the caller's dtype and meet
+    float64 outputs. Until 2026-12-05 a float32 one crashed deep in the ε computation with a
+    raw ``RuntimeError`` and a float64 one was refused as "the model and loss do not take the
+    data", since the check ran on the caller's float32 model. The caller's model and loss are
+    left as they are.
+
+    Raises:
+        PruningLimitsError: not an ``nn.Module``, or a dtype other than float32, float64 or None.
+    """
+    import copy
+
+    from torch import nn
+
+    from .objective import model_copy, model_device_dtype, pruning_masks
+
+    device, _ = model_device_dtype(model)  # refuses a model that is no nn.Module (or on the meta device)
+    if dtype is None:
+        # torch.nn.utils.prune's weight_orig * weight_mask: analyse the network that runs
+        return (model_copy(model) if pruning_masks(model) else model), loss_fn
+    if dtype not in (torch.float32, torch.float64):
+        raise PruningLimitsError(f"dtype must be torch.float32, torch.float64 or None, got {describe(dtype)}")
+    if isinstance(loss_fn, nn.Module):
+        loss_fn = copy.deepcopy(loss_fn).to(device=device, dtype=dtype)
+    return model_copy(model).to(dtype), loss_fn

@@ -33,9 +33,9 @@ from pruning_limits.subsets import hessian_subset, rank_hazard, subset_indices, 
 @pytest.fixture(scope="module")
 def oracle(digits_oracle_mlp):
     model, x, y = digits_oracle_mlp
-    # method pinned: "auto" times the methods and on this small model picks among three run to
-    # run, and the rule without re-orthogonalisation depends on the products' rounding, so the
-    # bounded-memory tests' outcome depended on a timing race
+    # method pinned: "auto" timed the methods until 2026-12-05 and on this small model picked among
+    # three run to run, and the rule without re-orthogonalisation depends on the products' rounding
+    # (auto is a fixed rule now; the pin keeps these oracles independent of it)
     op = HessianOperator(model, (x, y), method="double-backward")
     eigs = np.linalg.eigvalsh(dense_hessian(op))
     return {

@@ -133,6 +133,9 @@ def test_torchrun_predict_equals_one_process_and_only_rank_0_prints(bundle) -> N
     assert parallel["sparsity"] == single["sparsity"] and parallel["kept"] == single["kept"]
     assert parallel["spectrum"]["stopping"]["processes"] == 2 and single["spectrum"]["stopping"]["processes"] == 1
     assert parallel["spectrum"]["stopping"]["dtype"] == single["spectrum"]["stopping"]["dtype"] == "float64"  # a small model
+    # auto's method is a rule, the same on every rank and recorded (an MLP: the cached double-backward)
+    assert parallel["spectrum"]["stopping"]["hessian_methods"] == single["spectrum"]["stopping"]["hessian_methods"] == {
+        "matvec": "double-backward", "matmat": "double-backward"}
     assert parallel["num_hvps"] == single["num_hvps"]
     assert parallel["spectrum"]["trace"] == pytest.approx(single["spectrum"]["trace"], rel=1e-8)
 

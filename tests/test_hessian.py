@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -589,3 +590,174 @@ def test_rounding_level_differences_between_batch_sizes_are_not_batch_dependence
                 HessianOperator(model, (x, y))
         else:
             assert HessianOperator(model, (x, y)).dim == 15
+
+
+class _Flipped(torch.utils.data.Dataset):
+    """Samples of ``(x, y)`` whose sign a random transform flips on every read (an augmentation)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, random: bool) -> None:
+        self.x, self.y, self.random = x, y, random
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        flip = self.random and bool(torch.rand(()) < 0.5)
+        return (-self.x[i] if flip else self.x[i]), self.y[i]
+
+
+def test_streamed_data_that_change_between_reads_are_refused() -> None:
+    """Data too large to cache are read again for every product: a random transform gave each
+    product another Hessian (two products with one vector 44 % apart on 400 samples, a
+    column-built matrix far from symmetric, before 2026-12-05). So is a batch sampler that
+    shuffles without a seed. The same data without the randomness stream exactly."""
+    torch.manual_seed(0)
+    x, y = torch.randn(300, 5, dtype=torch.float64), torch.randint(0, 3, (300,))
+    model = make_mlp().double()
+    budget = 20_000  # a quarter of it holds fewer than the 300 samples: streamed
+
+    class Shuffled(torch.utils.data.Sampler):
+        def __iter__(self):
+            return iter(torch.randperm(300).split(100))
+
+        def __len__(self) -> int:
+            return 3
+
+    for data in (_Flipped(x, y, random=True), DataLoader(TensorDataset(x, y), batch_sampler=Shuffled())):
+        with pytest.raises(PruningLimitsError) as info:
+            HessianOperator(model, data, memory_budget=budget, method="double-backward")
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith("expected the same data on every read")
+        assert "remove random transforms (augmentation) and unseeded shuffling" in message
+        assert re.search(r"got a first batch that differs between two reads \(\d+ of its 1[02][08] samples changed\)", message)
+    op = HessianOperator(model, _Flipped(x, y, random=False), memory_budget=budget, method="double-backward")
+    assert op._chunks is None  # streamed
+    H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
+    v = torch.randn(op.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert rel_err(op.matvec(v), H @ v) <= 1e-10
+    assert torch.equal(op.matvec(v), op.matvec(v))
+    # cached (one read at construction): the products see one draw of the transform, every time
+    cached = HessianOperator(model, _Flipped(x, y, random=True), method="double-backward")
+    assert cached._chunks is not None and torch.equal(cached.matvec(v), cached.matvec(v))
+
+
+def _trained_three_class_case() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    x = torch.randn(300, 6, dtype=torch.float64)
+    y = (x[:, 0] > 0.8).long() + (x[:, 1] > 1.2).long()
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double(), x, y
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["class weights", "reduction sum", "ignore_index of the default loss", "ignore_index of a loss module",
+     "ignore_index inside a function"],
+)
+def test_a_loss_that_is_no_per_sample_mean_is_refused(case: str) -> None:
+    """Chunks are weighted by their sample count, which is exact only for the mean of per-sample
+    losses. Before 2026-12-05 these losses gave a Hessian that moved with the memory budget:
+    λ_max 0.6572 (60 kB) against the full-data loss's 0.7376 with class weights, 20.68 against
+    124.18 with reduction='sum', 54 % off with labels -100 in chunks of 20 and 17."""
+    model, x, y = _trained_three_class_case()
+    ignored = y.clone()
+    ignored[::3] = -100
+    loss_fn, targets, expected = {
+        "class weights": (
+            nn.CrossEntropyLoss(weight=torch.tensor([0.2, 1.0, 5.0], dtype=torch.float64)), y,
+            r"^expected a loss that is the mean of per-sample losses .*with CrossEntropyLoss\(weight=\[0.2, 1.0, 5.0\]\)$",
+        ),
+        "reduction sum": (
+            nn.CrossEntropyLoss(reduction="sum"), y,
+            r"^expected a loss that is the mean of per-sample losses .*with CrossEntropyLoss\(reduction='sum'\)$",
+        ),
+        "ignore_index of the default loss": (
+            None, ignored, r"^expected every target counted by the loss .*got 100 of the 300 targets of a batch equal to its ignore_index -100",
+        ),
+        "ignore_index of a loss module": (
+            nn.CrossEntropyLoss(ignore_index=2), y, r"got \d+ of the 300 targets of a batch equal to its ignore_index 2",
+        ),
+        "ignore_index inside a function": (  # found on the few samples checked: one alone has no loss (NaN)
+            lambda out, t: nn.functional.cross_entropy(out, t), ignored,
+            r"^expected a loss that is the mean of per-sample losses .* against nan for the mean of their single-sample losses",
+        ),
+    }[case]
+    for budget in (1 << 30, 60_000):  # refused whether the data are chunked or not
+        with pytest.raises(PruningLimitsError, match=expected) as info:
+            HessianOperator(model, (x, targets), loss_fn=loss_fn, memory_budget=budget)
+        assert "\n" not in str(info.value)
+
+
+def test_ignored_labels_beyond_the_first_batch_are_refused_as_the_data_are_counted() -> None:
+    """check_model_takes_data reads the first batch only; the engine counts every batch."""
+    model, x, y = _trained_three_class_case()
+    late = y.clone()
+    late[-5:] = -100
+    with pytest.raises(PruningLimitsError, match="got 5 of the 44 targets of a batch equal to its ignore_index -100"):
+        HessianOperator(model, DataLoader(TensorDataset(x, late), batch_size=128))
+
+
+def test_per_sample_mean_losses_give_a_hessian_independent_of_the_budget() -> None:
+    """The check accepts the means it should: label smoothing, BCE with pos_weight (a per-output
+    weight, the same for every sample), a regulariser added once; each equals its oracle
+    whether the data are chunked or not."""
+    model, x, y = _trained_three_class_case()
+    onehot = nn.functional.one_hot(y, 3).double()
+    bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    cases = [
+        (nn.CrossEntropyLoss(label_smoothing=0.1), y),
+        (bce, onehot),
+        (lambda out, t: nn.functional.cross_entropy(out, t) + 0.1 * (out**2).mean(), y),
+    ]
+    v = torch.randn(8 * 6 + 3 * 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for loss_fn, targets in cases:
+        H = oracle_hessian(model, x, targets, ["0.weight", "2.weight"], loss_fn)
+        for budget in (1 << 30, 60_000):
+            op = HessianOperator(model, (x, targets), loss_fn=loss_fn, memory_budget=budget, method="double-backward")
+            assert budget == 1 << 30 or op._chunks is None or len(op._chunks) > 1  # chunked
+            assert rel_err(op.matvec(v), H @ v) <= 1e-10
+
+
+class _Clock:
+    """A fake ``time`` whose intervals grow (or shrink) with every reading: whatever is timed later
+    looks slower (or faster). The old ``auto`` timed the two methods round-robin and so chose by
+    this clock, as it chose by the machine's noise."""
+
+    def __init__(self, growing: bool) -> None:
+        self.calls, self.growing = 0, growing
+
+    def perf_counter(self) -> float:
+        self.calls += 1
+        return float(self.calls**2) if self.growing else float(self.calls) ** 0.5
+
+
+@pytest.mark.parametrize("kind, expected", [("mlp", "double-backward"), ("conv", "forward-over-reverse")])
+def test_auto_chooses_by_a_rule_so_that_one_seed_gives_one_answer(kind: str, expected: str, monkeypatch) -> None:
+    """Six builds of one MLP switched methods with timing noise before 2026-12-05; their products
+    differ by rounding (3e-17), which SLQ without re-orthogonalisation amplified to 0.34 points
+    of s* for one seed. auto now picks by a rule: the linearized forward-over-reverse for a model
+    with a convolution (cached, D <= AUTO_TIMING_MAX_DIM), the cached double-backward otherwise."""
+    import pruning_limits.hessian as hessian
+
+    model, x, y = make_case(kind)
+    built = []
+    for growing in (True, False):
+        monkeypatch.setattr(hessian, "time", _Clock(growing), raising=False)
+        built.append(HessianOperator(model, loader(x, y)))
+    assert [op.methods for op in built] == [{"matvec": expected, "matmat": expected}] * 2
+    assert all(op.timings == {} for op in built)
+    assert all((op._linearized is not None) == (expected == "forward-over-reverse") for op in built)
+    V = torch.randn(built[0].dim, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(built[0].matmat(V), built[1].matmat(V))
+    H = oracle_hessian(model, x, y, built[0].names, nn.functional.cross_entropy)
+    assert rel_err(built[0].matmat(V), H @ V) <= 1e-10
+    # the data streamed: the double-backward, for the convolution too
+    assert HessianOperator(model, loader(x, y), memory_budget=1024).methods["matvec"] == "double-backward"
+
+
+def test_predict_limit_records_the_product_method() -> None:
+    import pruning_limits as pl
+
+    model, x, y = make_case("mlp")
+    prediction = pl.predict_limit(model, (x, y), epsilon=0.05, iterations=10)
+    assert prediction.spectrum["stopping"]["hessian_methods"] == {"matvec": "double-backward", "matmat": "double-backward"}

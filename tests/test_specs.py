@@ -146,7 +146,7 @@ def test_zoo_factory_spec_in_cli_train_and_predict(tmp_path):
         main, ["train", "--model", spec, "--data", "patterns:n=16,test=4,classes=4,size=8", "--epochs", "1", "-o", bundle, "-q"]
     )
     assert result.exit_code == 0, result.output
-    # a memory budget too small to cache a gradient graph (auto then skips tracing the ResNet, a minute)
+    # a memory budget too small to cache a gradient graph (auto then never traces the ResNet, a minute)
     # but large enough for Lanczos without re-orthogonalisation (3 vectors of D = 11 014)
     result = runner.invoke(
         main, ["predict", bundle, "--iterations", "4", "--probes", "1", "--epsilon", "0.1", "--memory-budget", "0.0005", "--json", "-q"]
