@@ -900,12 +900,18 @@ def check_model(model: nn.Module) -> None:
     Raises:
         PruningLimitsError: naming the first non-finite tensor, or saying there is nothing to prune.
     """
-    from .objective import prunable_parameters
+    from .objective import _default_prunable, prunable_parameters
 
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise PruningLimitsError(f"the model's {name} contains NaN or infinite values")
-    prunable_parameters(model)
+    try:
+        prunable_parameters(model)
+    except PruningLimitsError:
+        # a parametrized layer (spectral norm) is refused by the default selection, but --params,
+        # applied after loading, may choose around it: that selection is checked then
+        if not _default_prunable(model, refuse_reparametrized=False):
+            raise
 
 
 def check_stored_spec(checkpoint: Checkpoint, spec: str | None, what: str, *, trust: bool = False) -> None:

@@ -46,6 +46,7 @@ from .objective import (
     logits,
     model_copy,
     model_device_dtype,
+    on_model,
     prunable_parameters,
     resolve_loss_fn,
 )
@@ -124,10 +125,6 @@ def _seeded_random_layers(seed: int, device: torch.device) -> Any:
         yield
 
 
-def _to_model(x: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
-    return x.to(device, dtype) if x.is_floating_point() else x.to(device)
-
-
 def accuracy(model: nn.Module, data: Any, batch_size: int = 1024) -> float | None:
     """Fraction of samples whose arg-max output equals the integer label (eval mode).
 
@@ -140,7 +137,7 @@ def accuracy(model: nn.Module, data: Any, batch_size: int = 1024) -> float | Non
     correct = 0
     with eval_mode(model), torch.no_grad():
         for start in range(0, len(x), batch_size):
-            out = logits(model(_to_model(x[start : start + batch_size], device, dtype)))
+            out = logits(model(on_model(x[start : start + batch_size], device, dtype)))
             correct += int((out.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
     return correct / len(x)
 
@@ -251,7 +248,7 @@ def train(
     (x, y), test = _split_data(data, test_data)
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
     device, dtype = model_device_dtype(model)
-    l1_params = [p for _, p in prunable_parameters(model)]
+    l1_params = [p for _, p in prunable_parameters(model)] if l1 > 0 else []  # λ = 0 penalises nothing: no selection needed
     if not any(p.requires_grad for p in model.parameters()):
         raise PruningLimitsError("every parameter of the model is frozen (requires_grad=False): nothing to train")
     if optimizer == "sgd":
@@ -284,7 +281,7 @@ def train(
             perm = torch.randperm(len(x), generator=generator)
             total, count = 0.0, 0
             for index in mini_batches(perm, batch_size):
-                xb, yb = _to_model(x[index], device, dtype), _to_model(y[index], device, dtype)
+                xb, yb = on_model(x[index], device, dtype), on_model(y[index], device, dtype)
                 data_loss = loss_fn(model(xb), yb)
                 objective = data_loss + l1 * _l1_term(l1_params) if l1 > 0 else data_loss
                 opt.zero_grad(set_to_none=True)
@@ -294,7 +291,7 @@ def train(
                 total += float(data_loss.detach()) * len(index)
                 count += len(index)
             with torch.no_grad():
-                history.l1.append(float(l1 * _l1_term(l1_params)))
+                history.l1.append(float(l1 * _l1_term(l1_params)) if l1_params else 0.0)
             history.loss.append(total / count)
             history.train_accuracy.append(accuracy(model, (x, y)))
             history.test_accuracy.append(None if test is None else accuracy(model, test))
@@ -676,7 +673,7 @@ def finetune_masked(
             model.train()
             perm = torch.randperm(len(x), generator=generator)
             for index in mini_batches(perm, batch_size):
-                loss = loss_fn(model(_to_model(x[index], device, dtype)), _to_model(y[index], device, dtype))
+                loss = loss_fn(model(on_model(x[index], device, dtype)), on_model(y[index], device, dtype))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 for p, m in zip(params, masks):

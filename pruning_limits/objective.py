@@ -369,7 +369,33 @@ def prunable_parameters(model: nn.Module, params: ParamSpec = "prunable") -> lis
         if id(param) not in seen:
             seen.add(id(param))
             result.append((name, param))
+    normed = _weight_norm_parameters(model)
+    chosen = [name for name, param in result if id(param) in normed]
+    if chosen:
+        raise PruningLimitsError(
+            f"expected parameters with an exact second derivative, got {chosen[0]!r}, a weight norm's g or v (torch's "
+            "fused _weight_norm has a wrong one): remove the weight norm first, or leave its parameters out of --params"
+        )
     return result
+
+
+def _weight_norm_parameters(model: nn.Module) -> set[int]:
+    """``id`` of every parameter a weight norm computes a weight from (its ``g`` and ``v``; see
+    :func:`_reparametrization` for why they cannot be analysed)."""
+    from torch.nn.utils import parametrizations, parametrize
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    fused = getattr(parametrizations, "_WeightNorm", ())
+    found: set[int] = set()
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for plist in module.parametrizations.values():
+                if any(isinstance(p, fused) for p in plist):
+                    found.update(id(p) for p in plist.parameters(recurse=False))
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, WeightNorm):
+                found.update(id(getattr(module, hook.name + suffix)) for suffix in ("_g", "_v"))
+    return found
 
 
 def pruning_masks(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -645,6 +671,11 @@ def resolve_loss_fn(loss_fn: LossFn | None, data: Data) -> LossFn:
     return on_logits(default_loss_fn(targets))
 
 
+def on_model(tensor: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``tensor`` on the model's device, floating tensors in its dtype (labels and tokens keep theirs)."""
+    return tensor.to(device, dtype) if tensor.is_floating_point() else tensor.to(device)
+
+
 def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None = None) -> LossFn:
     """One forward pass and loss on two samples of the first batch, to name in one line a model
     that does not take the data, a loss that is no scalar, (for an ``(x, y)`` pair) class
@@ -666,8 +697,7 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
     loss = resolve_loss_fn(loss_fn, (first_x[:1], first_y[:1]))
     x, y = first_x[:2], first_y[:2]
     device, dtype = model_device_dtype(model)
-    x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
-    y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
+    x, y = on_model(x, device, dtype), on_model(y, device, dtype)
     try:
         with torch.no_grad(), eval_mode(model):
             output = logits(model(x))
@@ -687,7 +717,8 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
         )
     _check_samples_independent(model, x, output)
     check_no_ignored_targets(first_y, loss_fn)
-    _check_per_sample_mean(model, loss, loss_fn, first_x, first_y)
+    _check_mean_reduction(loss_fn, first_y)
+    _check_per_sample_mean(model, loss, loss_fn, *_first_samples(data, first_x, first_y))
     if loss_fn is None and isinstance(data, (tuple, list)) and not y.is_floating_point() and output.dim() == 2:
         # the default cross-entropy's classes (its ignore_index -100 was refused above)
         labels = first_y
@@ -709,8 +740,10 @@ LOSS_CHECK_SAMPLES = 4
 def ignore_index(loss_fn: LossFn | None, targets: Tensor) -> int | None:
     """The target value ``loss_fn`` leaves out of its mean, for integer ``targets``: ``-100`` for
     the default cross-entropy (``None``), ``F.cross_entropy`` and ``F.nll_loss`` (torch's
-    default ``ignore_index``), a loss module's or a ``functools.partial``'s own ``ignore_index``;
-    ``None`` for floating targets or another loss."""
+    default ``ignore_index``), a loss module's or a ``functools.partial``'s own ``ignore_index``,
+    and ``-100`` for any other loss of integer targets (a function around ``F.cross_entropy``
+    does not say; a review found token losses with -100 padding accepted); ``None`` for
+    floating targets."""
     import functools
 
     if targets.is_floating_point():
@@ -723,8 +756,8 @@ def ignore_index(loss_fn: LossFn | None, targets: Tensor) -> int | None:
             value = -100 if loss_fn.func in functional else None
     elif loss_fn is None or loss_fn in functional:
         value = -100
-    else:
-        value = getattr(loss_fn, "ignore_index", None)
+    else:  # a loss that does not say (a lambda around F.cross_entropy): torch's default
+        value = getattr(loss_fn, "ignore_index", -100)
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -747,6 +780,50 @@ def check_no_ignored_targets(targets: Tensor, loss_fn: LossFn | None) -> None:
             f"expected every target counted by the loss (chunks are weighted by their sample count), got {ignored} "
             f"of the {targets.numel()} targets of a batch equal to its ignore_index {index}: drop those samples from "
             "the analysis data"
+        )
+
+
+#: Batches :func:`_first_samples` reads at most to gather :data:`LOSS_CHECK_SAMPLES` samples.
+LOSS_CHECK_BATCHES = 16
+
+
+def _first_samples(data: Data, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """The first batch ``(x, y)``, joined with the next ones (of the same per-sample shapes, at most
+    :data:`LOSS_CHECK_BATCHES`) until it holds :data:`LOSS_CHECK_SAMPLES` samples: a loader of
+    batch size 1 left the per-sample-mean check one sample, and ``reduction='sum'`` passed."""
+    if len(x) >= LOSS_CHECK_SAMPLES:
+        return x, y
+    xs, ys, count = [x], [y], len(x)
+    for i, (bx, by) in enumerate(iter_batches(data)):
+        if i == 0:
+            continue
+        if i >= LOSS_CHECK_BATCHES or bx.shape[1:] != x.shape[1:] or by.shape[1:] != y.shape[1:]:
+            break
+        xs.append(bx)
+        ys.append(by)
+        count += len(bx)
+        if count >= LOSS_CHECK_SAMPLES:
+            break
+    return torch.cat(xs), torch.cat(ys)
+
+
+def _check_mean_reduction(loss_fn: LossFn | None, targets: Tensor) -> None:
+    """Refuse, by its settings, a loss module or ``functools.partial`` whose ``reduction`` is no
+    mean (``'mean'``, or ``'batchmean'``, a mean over samples) or that weights classes (a
+    ``weight`` tensor that is not constant, for integer targets): the numeric check sees only a
+    few samples, which a class-sorted dataset gives of one class (a review's repro)."""
+    import functools
+
+    settings = loss_fn.keywords if isinstance(loss_fn, functools.partial) else vars(loss_fn) if isinstance(loss_fn, nn.Module) else {}
+    weight = getattr(loss_fn, "weight", None) if isinstance(loss_fn, nn.Module) else settings.get("weight")
+    reduction = settings.get("reduction", "mean")
+    if reduction not in ("mean", "batchmean") or (
+        isinstance(weight, Tensor) and not targets.is_floating_point() and weight.numel() > 1
+        and not bool((weight == weight.reshape(-1)[0]).all())
+    ):
+        raise PruningLimitsError(
+            "expected a loss that is the mean of per-sample losses (chunks are weighted by their sample count: "
+            f"reduction='mean', no class weights), got {_loss_name(loss_fn)}"
         )
 
 
@@ -794,8 +871,7 @@ def _check_per_sample_mean(model: nn.Module, loss: LossFn, loss_fn: LossFn | Non
         return
     device, dtype = model_device_dtype(model)
     xs, ys = x[index], y[index]
-    xs = xs.to(device, dtype) if xs.is_floating_point() else xs.to(device)
-    ys = ys.to(device, dtype) if ys.is_floating_point() else ys.to(device)
+    xs, ys = on_model(xs, device, dtype), on_model(ys, device, dtype)
     try:
         with torch.no_grad(), eval_mode(model):
             output = logits(model(xs))
@@ -906,8 +982,7 @@ def batch_losses(
     losses, sizes = [], []
     with eval_mode(model), torch.no_grad():
         for x, y in iter_batches(data, batch_size):
-            x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
-            y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
+            x, y = on_model(x, device, dtype), on_model(y, device, dtype)
             losses.append(float(loss_fn(model(x), y)))
             sizes.append(len(x))
     return np.asarray(losses, dtype=np.float64), np.asarray(sizes, dtype=np.int64)
@@ -978,8 +1053,7 @@ def loss_gradient(
     count = 0
     with eval_mode(model):
         for x, y in iter_batches(data, batch_size):
-            x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
-            y = y.to(device, dtype) if y.is_floating_point() else y.to(device)
+            x, y = on_model(x, device, dtype), on_model(y, device, dtype)
             output = torch.func.functional_call(model, leaves, (x,))
             grads = torch.autograd.grad(loss_fn(output, y), selected, allow_unused=True)
             for acc, grad in zip(total, grads):

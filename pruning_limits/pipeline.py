@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, check_choice, check_int, check_positive, check_seed, describe
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, check_seed, describe, reraise_interrupt
 from .limits import DEFAULT_ETA, Prediction, predict_from_spectrum, sparsity_estimator
 from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, Spectrum
 
@@ -206,5 +206,8 @@ def _analysis_pair(model: Any, loss_fn: Any, dtype: torch.dtype | None) -> tuple
     if dtype not in (torch.float32, torch.float64):
         raise PruningLimitsError(f"dtype must be torch.float32, torch.float64 or None, got {describe(dtype)}")
     if isinstance(loss_fn, nn.Module):
-        loss_fn = copy.deepcopy(loss_fn).to(device=device, dtype=dtype)
+        try:
+            loss_fn = copy.deepcopy(loss_fn).to(device=device, dtype=dtype)
+        except Exception as err:  # noqa: BLE001 - a loss holding a non-leaf tensor cannot be copied: used as given
+            reraise_interrupt(err)
     return model_copy(model).to(dtype), loss_fn

@@ -614,7 +614,8 @@ def estimate_spectrum(
         monitor=monitor,
         progress=progress,
     )
-    return dataclasses.replace(spectrum, num_hvps=operator.num_hvps)
+    stopping = {**(spectrum.stopping or {}), "hessian_methods": dict(operator.methods)}  # auto's rule, recorded
+    return dataclasses.replace(spectrum, num_hvps=operator.num_hvps, stopping=stopping)
 
 
 def dense_hessian(operator: Any, *, block_size: int = 64, progress: bool = False) -> np.ndarray:

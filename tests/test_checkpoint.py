@@ -524,3 +524,20 @@ def test_a_wrappers_prefix_or_prune_masks_are_named_in_the_mismatch():
     torch.nn.utils.prune.l1_unstructured(pruned[0], "weight", amount=0.5)
     with pytest.raises(PruningLimitsError, match="call prune.remove on it before saving"):
         check_state_dict_fits(model, pruned.state_dict())
+
+
+def test_check_model_leaves_a_parametrized_layer_to_the_params_selection() -> None:
+    """A review: a trusted pickled model with a spectral-norm layer was refused at loading, before
+    `--params 2.weight` (the choice the message itself recommends) could be applied."""
+    from torch import nn
+
+    from pruning_limits.checkpoint import check_model
+    from pruning_limits.objective import prunable_parameters, select_parameters
+
+    model = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))
+    nn.utils.parametrizations.spectral_norm(model[0])
+    check_model(model)  # loading passes; the default selection itself still refuses it
+    with pytest.raises(PruningLimitsError, match="parametrization"):
+        prunable_parameters(model)
+    select_parameters(model, "2.weight")
+    assert [name for name, _ in prunable_parameters(model)] == ["2.weight"]

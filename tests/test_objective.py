@@ -461,3 +461,68 @@ def test_a_loss_module_is_analysed_in_the_dtype_of_the_analysed_model():
         assert prediction.epsilon == pytest.approx(reference.epsilon, rel=1e-12)
         assert prediction.spectrum["lambda_max"] == pytest.approx(reference.spectrum["lambda_max"], rel=1e-10)
         assert prediction.sparsity == reference.sparsity
+
+
+def test_the_loss_checks_see_past_the_first_batch_and_by_settings() -> None:
+    """A review of the per-sample-mean check: a loader of batch size 1 left it one sample
+    (``reduction='sum'`` passed), class-sorted data gave it one class (class weights passed), a
+    lambda around ``F.cross_entropy`` hid its ignore_index (-100 in a later batch passed), and a
+    weight norm's ``g``/``v`` chosen with params= were analysed with torch's wrong second derivative."""
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from pruning_limits.hessian import HessianOperator
+    from pruning_limits.pipeline import predict_limit
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    x, y = torch.randn(60, 6, dtype=torch.float64), torch.randint(0, 3, (60,))
+    mean_loss = "expected a loss that is the mean of per-sample losses"
+    with pytest.raises(PruningLimitsError, match=mean_loss):
+        HessianOperator(model, DataLoader(TensorDataset(x, y), batch_size=1), loss_fn=nn.CrossEntropyLoss(reduction="sum"))
+    order = torch.argsort(y, stable=True)
+    weights = torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64)
+    with pytest.raises(PruningLimitsError, match=mean_loss):
+        HessianOperator(model, DataLoader(TensorDataset(x[order], y[order]), batch_size=16), loss_fn=nn.CrossEntropyLoss(weight=weights))
+    padded = y.clone()
+    padded[50] = -100
+    with pytest.raises(PruningLimitsError, match="equal to its ignore_index -100"):
+        HessianOperator(model, DataLoader(TensorDataset(x, padded), batch_size=8), loss_fn=lambda o, t: F.cross_entropy(o, t))
+    # per-sample means pass: label smoothing one sample at a time, constant weights, KL's batchmean
+    HessianOperator(model, DataLoader(TensorDataset(x, y), batch_size=1), loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1))
+    HessianOperator(model, (x, y), loss_fn=nn.CrossEntropyLoss(weight=torch.ones(3, dtype=torch.float64)))
+    soft = torch.softmax(torch.randn(60, 3, dtype=torch.float64), 1)
+    HessianOperator(model, (x, soft), loss_fn=lambda o, t: F.kl_div(F.log_softmax(o, 1), t, reduction="batchmean"))
+    normed = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    nn.utils.parametrizations.weight_norm(normed[0])
+    with pytest.raises(PruningLimitsError, match="a weight norm's g or v"):
+        predict_limit(normed, (x, y), params="all", iterations=5, probes=1, epsilon=0.1)
+
+
+def test_a_spectral_norm_model_trains_without_l1_and_a_loss_that_cannot_be_copied_is_used_as_given() -> None:
+    """A review: `lomp.train(l1=0)` refused a spectral-norm model (no selection is needed without
+    a penalty), and a loss module holding a non-leaf tensor raised deepcopy's raw RuntimeError."""
+    import torch.nn.functional as F
+
+    from pruning_limits.lomp import train
+    from pruning_limits.pipeline import predict_limit
+
+    torch.manual_seed(0)
+    x, y = torch.randn(60, 6), torch.randint(0, 3, (60,))
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    nn.utils.parametrizations.spectral_norm(model[0])
+    history = train(model, (x, y), l1=0.0, epochs=1)
+    assert history.l1 == [0.0]
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3)) * 2  # not a leaf: deepcopy refuses it
+
+        def forward(self, outputs, targets):
+            return F.cross_entropy(outputs, targets)
+
+    plain = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    given = predict_limit(plain, (x.double(), y), loss_fn=Scaled(), iterations=5, probes=1, epsilon=0.1)
+    default = predict_limit(plain, (x.double(), y), iterations=5, probes=1, epsilon=0.1)
+    assert given.sparsity == default.sparsity
