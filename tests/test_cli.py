@@ -780,8 +780,9 @@ def test_a_signal_that_torchscript_turns_into_a_runtime_error_is_not_swallowed(m
     assert isinstance(interrupt_in(RuntimeError("...\nRuntimeError: KeyboardInterrupt: <EMPTY MESSAGE>")), KeyboardInterrupt)
     assert interrupt_in(RuntimeError("RuntimeError: ")) is None and StopRequest.pending is None
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double()
-    data = (torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 2, (16,)))
+    # a convolution: auto linearizes (traces) it (an MLP takes the double-backward, no trace)
+    model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4, 2)).double()
+    data = (torch.randn(16, 1, 4, dtype=torch.float64), torch.randint(0, 2, (16,)))
     for signum, kind in ((signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)):
         def traced_then_interrupted(self, *args, **kwargs):
             try:
