@@ -652,7 +652,7 @@ def _trained_three_class_case() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize(
     "case",
     ["class weights", "reduction sum", "ignore_index of the default loss", "ignore_index of a loss module",
-     "ignore_index inside a function"],
+     "ignore_index inside a function", "a sum inside a function"],
 )
 def test_a_loss_that_is_no_per_sample_mean_is_refused(case: str) -> None:
     """Chunks are weighted by their sample count, which is exact only for the mean of per-sample
@@ -665,11 +665,11 @@ def test_a_loss_that_is_no_per_sample_mean_is_refused(case: str) -> None:
     loss_fn, targets, expected = {
         "class weights": (
             nn.CrossEntropyLoss(weight=torch.tensor([0.2, 1.0, 5.0], dtype=torch.float64)), y,
-            r"^expected a loss that is the mean of per-sample losses .*with CrossEntropyLoss\(weight=\[0.2, 1.0, 5.0\]\)$",
+            r"^expected a loss that is the mean of per-sample losses .*got CrossEntropyLoss\(weight=\[0.2, 1.0, 5.0\]\)$",
         ),
         "reduction sum": (
             nn.CrossEntropyLoss(reduction="sum"), y,
-            r"^expected a loss that is the mean of per-sample losses .*with CrossEntropyLoss\(reduction='sum'\)$",
+            r"^expected a loss that is the mean of per-sample losses .*got CrossEntropyLoss\(reduction='sum'\)$",
         ),
         "ignore_index of the default loss": (
             None, ignored, r"^expected every target counted by the loss .*got 100 of the 300 targets of a batch equal to its ignore_index -100",
@@ -677,9 +677,13 @@ def test_a_loss_that_is_no_per_sample_mean_is_refused(case: str) -> None:
         "ignore_index of a loss module": (
             nn.CrossEntropyLoss(ignore_index=2), y, r"got \d+ of the 300 targets of a batch equal to its ignore_index 2",
         ),
-        "ignore_index inside a function": (  # found on the few samples checked: one alone has no loss (NaN)
+        "ignore_index inside a function": (  # a loss that names none is taken to ignore torch's default, -100
             lambda out, t: nn.functional.cross_entropy(out, t), ignored,
-            r"^expected a loss that is the mean of per-sample losses .* against nan for the mean of their single-sample losses",
+            r"^expected every target counted by the loss .*got 100 of the 300 targets of a batch equal to its ignore_index -100",
+        ),
+        "a sum inside a function": (  # no settings to read: found on the samples checked
+            lambda out, t: nn.functional.cross_entropy(out, t, reduction="sum"), y,
+            r"^expected a loss that is the mean of per-sample losses .*got \S+ on 4 samples against \S+ for the mean",
         ),
     }[case]
     for budget in (1 << 30, 60_000):  # refused whether the data are chunked or not
