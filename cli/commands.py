@@ -289,18 +289,21 @@ def _check_train_output(output: str, init: str | None) -> None:
             f"train writes a bundle (.pt), or a TorchScript, pickled-module or Hugging Face --init in its own format, "
             f"not a safetensors file, got -o {output!r}: name a .pt file (prune -o NAME.safetensors writes one)"
         )
-    if init is not None and _is_huggingface_folder(init) and os.path.lexists(output):
-        what = "a folder" if os.path.isdir(output) else "a file"
+    if init is not None:
+        _refuse_existing_folder_output(output, init, "a Hugging Face --init is written as a new folder")
+
+
+def _refuse_existing_folder_output(output: str, checkpoint: str, how: str, extra: str = "") -> None:
+    """Refuse, before any work, an ``-o`` that exists (file or folder) where ``checkpoint`` is a
+    Hugging Face folder, which is written as a new folder (``how`` says by which command)."""
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.checkpoint import is_huggingface_folder
+
+    if is_huggingface_folder(checkpoint) and os.path.lexists(output):
         raise PruningLimitsError(
-            f"-o {output!r} exists ({what}): a Hugging Face --init is written as a new folder, so a new folder name is expected"
+            f"-o {output!r} exists ({'a folder' if os.path.isdir(output) else 'a file'}): {how}, so a new folder name "
+            f"is expected{extra}"
         )
-
-
-def _is_huggingface_folder(path: str) -> bool:
-    """Whether ``path`` is read as a Hugging Face model folder (``checkpoint.read_checkpoint``'s test)."""
-    from pruning_limits.checkpoint import HF_CONFIG
-
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, HF_CONFIG))
 
 
 def _write_trained(output: str, model: Any, kind: str, model_spec: str | None, data_spec: str | None, training: dict[str, Any]) -> None:
@@ -655,12 +658,9 @@ def prune_command(
             else "missing --sparsity S (the fraction of weights to prune, in [0, 1]) or --structure N:M"
         )
     sparsity = None if sparsity is None else check_fraction("--sparsity", sparsity)
-    to_folder = not output.strip().lower().endswith(".safetensors") and _is_huggingface_folder(checkpoint)
-    if to_folder and os.path.lexists(output):
-        raise PruningLimitsError(
-            f"-o {output!r} exists ({'a folder' if os.path.isdir(output) else 'a file'}): a Hugging Face folder is "
-            "pruned into a new folder, so a new folder name is expected (or NAME.safetensors for a state_dict)"
-        )
+    if not output.strip().lower().endswith(".safetensors"):
+        _refuse_existing_folder_output(output, checkpoint, "a Hugging Face folder is pruned into a new folder",
+                                       " (or NAME.safetensors for a state_dict)")
     check_output_path(output, inputs={"CHECKPOINT": checkpoint, "--data": data_spec})
     from pruning_limits.devices import resolve_device
 

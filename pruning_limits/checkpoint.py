@@ -216,6 +216,13 @@ def _is_tensor_mapping(value: Any) -> bool:
     )
 
 
+def is_huggingface_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`read_checkpoint` reads ``path`` as a Hugging Face model folder (a folder
+    holding :data:`HF_CONFIG`), and ``train``/``prune`` write such a checkpoint as a new folder."""
+    folder = Path(path)
+    return folder.is_dir() and (folder / HF_CONFIG).is_file()
+
+
 def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Checkpoint:
     """Read a checkpoint file without building a model.
 
@@ -235,7 +242,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
     file = Path(path)
     if not file.exists():
         raise PruningLimitsError(f"checkpoint {str(file)!r} does not exist")
-    if file.is_dir() and (file / HF_CONFIG).is_file():
+    if is_huggingface_folder(file):
         return read_huggingface(file)
     if not file.is_file():
         raise PruningLimitsError(
@@ -469,13 +476,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     record, selection = folder / HF_TRAINING, folder / HF_PARAMS
     try:
         training = _training_record(str(folder), record.read_bytes()) if record.is_file() else {}
-        params = None
-        if selection.is_file():
-            try:
-                stored = json.loads(selection.read_bytes())
-            except (ValueError, RecursionError):
-                raise PruningLimitsError(f"{str(selection)!r} is not JSON (a list of parameter names)") from None
-            params = _stored_params(str(selection), stored)
+        params = _carried_params(str(folder), selection.read_bytes()) if selection.is_file() else None
     except OSError as exc:
         raise PruningLimitsError(f"cannot read the records of {str(folder)!r}: {_first_line(exc)}") from None
     return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes, training=training,
