@@ -812,11 +812,7 @@ def _check_mean_reduction(loss_fn: LossFn | None, targets: Tensor) -> None:
     mean (``'mean'``, or ``'batchmean'``, a mean over samples) or that weights classes (a
     ``weight`` tensor that is not constant, for integer targets): the numeric check sees only a
     few samples, which a class-sorted dataset gives of one class (a review's repro)."""
-    import functools
-
-    settings = loss_fn.keywords if isinstance(loss_fn, functools.partial) else vars(loss_fn) if isinstance(loss_fn, nn.Module) else {}
-    weight = getattr(loss_fn, "weight", None) if isinstance(loss_fn, nn.Module) else settings.get("weight")
-    reduction = settings.get("reduction", "mean")
+    reduction, weight = _loss_settings(loss_fn)
     if reduction not in ("mean", "batchmean") or (
         isinstance(weight, Tensor) and not targets.is_floating_point() and weight.numel() > 1
         and not bool((weight == weight.reshape(-1)[0]).all())
@@ -827,16 +823,25 @@ def _check_mean_reduction(loss_fn: LossFn | None, targets: Tensor) -> None:
         )
 
 
+def _loss_settings(loss_fn: LossFn | None) -> tuple[Any, Any]:
+    """``(reduction, weight)`` of a loss: a ``functools.partial``'s keywords, else its attributes
+    (a loss module's settings; ``("mean", None)`` for a function, whose settings cannot be read)."""
+    import functools
+
+    if isinstance(loss_fn, functools.partial):
+        return loss_fn.keywords.get("reduction", "mean"), loss_fn.keywords.get("weight")
+    return getattr(loss_fn, "reduction", "mean"), getattr(loss_fn, "weight", None)
+
+
 def _loss_name(loss_fn: LossFn | None) -> str:
     """The loss for a message: its name, a non-mean reduction and class weights."""
     if loss_fn is None:
         return "the default loss"
     name = type(loss_fn).__name__ if isinstance(loss_fn, nn.Module) else getattr(loss_fn, "__name__", type(loss_fn).__name__)
     details = []
-    reduction = getattr(loss_fn, "reduction", "mean")
+    reduction, weight = _loss_settings(loss_fn)
     if reduction != "mean":
         details.append(f"reduction={reduction!r}")
-    weight = getattr(loss_fn, "weight", None)
     if isinstance(weight, Tensor):
         values = [round(float(v), 4) for v in weight.reshape(-1)[:4]]
         details.append(f"weight={values}{'...' if weight.numel() > 4 else ''}")
@@ -859,12 +864,12 @@ def _check_per_sample_mean(model: nn.Module, loss: LossFn, loss_fn: LossFn | Non
     """
     index = torch.arange(len(x))
     if not y.is_floating_point() and y.dim() == 1:  # the first of each label, negative ones first
-        labels = y.tolist()
-        firsts = {}
-        for i, label in enumerate(labels):
-            firsts.setdefault(label, i)
-        chosen = sorted(firsts.values(), key=lambda i: (labels[i] >= 0, i))[:LOSS_CHECK_SAMPLES]
-        rest = [i for i in range(len(labels)) if i not in set(chosen)]
+        # in torch, not a Python loop: an (x, y) pair's first batch is all of it (a million labels)
+        values, inverse = torch.unique(y, return_inverse=True)
+        firsts = torch.full((len(values),), len(y), dtype=torch.long)
+        firsts = firsts.scatter_reduce(0, inverse.reshape(-1), torch.arange(len(y)), reduce="amin")
+        chosen = [i for _, i in sorted(zip((values >= 0).tolist(), firsts.tolist()))][:LOSS_CHECK_SAMPLES]
+        rest = [i for i in range(min(len(y), 2 * LOSS_CHECK_SAMPLES)) if i not in chosen]  # holds what is missing
         index = torch.tensor(sorted(chosen + rest[: LOSS_CHECK_SAMPLES - len(chosen)]))
     index = index[:LOSS_CHECK_SAMPLES]
     if len(index) < 2:
