@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pruning_limits._checks import Terminated  # torch-free; re-exported for the commands and tests
+from pruning_limits._checks import Terminated, message_line  # torch-free; re-exported for the commands and tests
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -260,8 +260,7 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         where = f" {exc.filename!r}" if exc.filename else ""
         return f"{exc.strerror}{where}"
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0].strip() if lines else type(exc).__name__
+    return message_line(exc)
 
 
 def seed_option(func: F) -> F:

@@ -55,10 +55,16 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+def message_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message, stripped, or its type's name when the message is empty."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def error_line(exc: BaseException) -> str:
     """``Type: first line`` of an exception, or ``Type`` alone when its message is empty."""
-    detail = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
+    line = message_line(exc)
+    return f"{type(exc).__name__}: {line}" if str(exc).strip() else line
 
 
 def interrupt_in(exc: BaseException) -> BaseException | None:

@@ -40,7 +40,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, check_seed, describe, error_line, exception_chain
+from ._checks import PruningLimitsError, check_seed, describe, error_line, exception_chain, message_line
 from ._version import __version__
 
 #: Value of the ``"format"`` key of a bundle.
@@ -257,7 +257,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
         try:
             module = torch.jit.load(str(file), map_location="cpu", _extra_files=extra)
         except (RuntimeError, OSError) as exc:
-            raise PruningLimitsError(f"{str(file)!r} is a damaged TorchScript archive: {_first_line(exc)}") from exc
+            raise PruningLimitsError(f"{str(file)!r} is a damaged TorchScript archive: {message_line(exc)}") from exc
         return Checkpoint(str(file), "torchscript", module=module, training=_training_record(str(file), extra[TORCHSCRIPT_TRAINING]),
                           params=_carried_params(str(file), extra[TORCHSCRIPT_PARAMS]))
     try:
@@ -377,7 +377,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         tensors = load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise PruningLimitsError(f"{str(file)!r} is not a readable safetensors file: {_first_line(exc)}") from None
+        raise PruningLimitsError(f"{str(file)!r} is not a readable safetensors file: {message_line(exc)}") from None
     if not tensors:
         raise PruningLimitsError(f"{str(file)!r} holds no tensors")
     return dict(tensors)
@@ -417,7 +417,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     try:
         config_dict = json.loads((folder / HF_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: arrays nested too deep for the decoder
-        raise PruningLimitsError(f"cannot read {str(folder / HF_CONFIG)!r} as JSON: {_first_line(exc)}") from None
+        raise PruningLimitsError(f"cannot read {str(folder / HF_CONFIG)!r} as JSON: {message_line(exc)}") from None
     if not isinstance(config_dict, dict):
         raise PruningLimitsError(f"{str(folder / HF_CONFIG)!r} must hold a JSON object, got {describe(config_dict)}")
     if "auto_map" in config_dict:
@@ -478,7 +478,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         training = _training_record(str(folder), record.read_bytes()) if record.is_file() else {}
         params = _carried_params(str(folder), selection.read_bytes()) if selection.is_file() else None
     except OSError as exc:
-        raise PruningLimitsError(f"cannot read the records of {str(folder)!r}: {_first_line(exc)}") from None
+        raise PruningLimitsError(f"cannot read the records of {str(folder)!r}: {message_line(exc)}") from None
     return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes, training=training,
                       params=params)
 
@@ -554,7 +554,7 @@ def _huggingface_weights(folder: Path) -> dict[str, torch.Tensor]:
     try:
         content = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
-        raise PruningLimitsError(f"cannot read {str(index)!r} as JSON: {_first_line(exc)}") from None
+        raise PruningLimitsError(f"cannot read {str(index)!r} as JSON: {message_line(exc)}") from None
     weight_map = content.get("weight_map") if isinstance(content, dict) else None
     if (
         not isinstance(weight_map, dict) or not weight_map
@@ -687,7 +687,7 @@ def _read_trusted(file: Path) -> Checkpoint:
     try:
         content = torch.load(str(file), map_location="cpu", weights_only=False)
     except Exception as exc:  # anything the pickle raises while rebuilding foreign objects
-        raise PruningLimitsError(f"cannot load {str(file)!r}: {_first_line(exc)}") from exc
+        raise PruningLimitsError(f"cannot load {str(file)!r}: {message_line(exc)}") from exc
     if isinstance(content, nn.Module):
         record = content.__dict__.pop(MODULE_TRAINING_ATTR, None)  # the module is handed on without it
         training = _stored_training(str(file), {"training": record}) if record is not None else {}
@@ -743,11 +743,6 @@ def _from_content(path: str, content: Any) -> Checkpoint:
         f"{path!r} is not a model checkpoint: expected a bundle, a state_dict or a TorchScript archive, "
         f"got {describe(content)}"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 #: TorchScript ``original_name`` of the layers whose shells count as prunable (THEORY §1).

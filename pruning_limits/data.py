@@ -63,7 +63,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import PruningLimitsError, UserCodeError, describe, error_line, reraise_interrupt
+from ._checks import PruningLimitsError, UserCodeError, describe, error_line, message_line, reraise_interrupt
 from .specs import looks_callable
 from .objective import check_pair, eval_mode, iter_batches, logits, model_device_dtype
 from .specs import parse_callable_spec
@@ -732,11 +732,10 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
                 outputs.append(model(x))
             except Exception as err:  # noqa: BLE001 - explain any forward failure
                 reraise_interrupt(err)
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 hint = "; int64 inputs are kept as token indices (store floats for a model without an embedding)" if x.dtype == torch.int64 else ""
                 raise PruningLimitsError(
                     f"model {name} does not accept inputs of shape {tuple(x.shape)} ({what} of "
-                    f"{bundle.spec}): {first}{hint}"
+                    f"{bundle.spec}): {message_line(err)}{hint}"
                 ) from None
     out = logits(outputs[0])
     if bundle.task == "classification":

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import PruningLimitsError
+from ._checks import PruningLimitsError, message_line
 from .objective import check_pair, loader_over
 
 #: Seconds a rank waits in a collective before giving up (a peer that hangs, not one that dies:
@@ -98,7 +98,7 @@ class DistributedContext:
                 dist.init_process_group(self.backend, timeout=datetime.timedelta(seconds=timeout))
             except Exception as exc:  # noqa: BLE001 - reported in one line
                 raise ProcessGroupError(
-                    f"rank {environment_rank()}: could not join the torchrun process group ({self.backend}): {_first_line(exc)}"
+                    f"rank {environment_rank()}: could not join the torchrun process group ({self.backend}): {message_line(exc)}"
                 ) from None
             self._owns_group = True
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
@@ -344,16 +344,11 @@ def _float64(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def _reason(exc: BaseException) -> str:
     """The cause of a failed collective in a few words: gloo's first sentence, without its source location and peer address."""
     import re
 
-    text = re.sub(r"^\[[^\]]*:\d+\]\s*", "", _first_line(exc))  # "[.../pair.cc:553] "
+    text = re.sub(r"^\[[^\]]*:\d+\]\s*", "", message_line(exc))  # "[.../pair.cc:553] "
     text = re.sub(r"\s*\[[0-9a-fA-F.:]+\]:\d+", "", text)  # " [127.0.0.1]:32470"
     text = text.split(". ")[0].rstrip(".")
     return text if len(text) <= 80 else text[:77] + "..."

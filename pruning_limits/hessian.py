@@ -56,7 +56,7 @@ from torch.fx.experimental import const_fold
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from ._autograd import explain_missing_derivatives, second_order_context, with_gradients
-from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, reraise_interrupt
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, error_line, reraise_interrupt
 from ._fx_passes import copy_written_constants, drop_zero_additions
 from .objective import (
     Data,
@@ -508,10 +508,9 @@ class HessianOperator:
                 self._forward_over_reverse_chunk(x[:2], y[:2], self._w0.new_zeros(self.dim, 1))
             except (RuntimeError, NotImplementedError) as err:
                 reraise_interrupt(err)
-                first = (str(err).strip().splitlines() or [""])[0]
                 raise PruningLimitsError(
-                    f"method='forward-over-reverse' does not run on this model and loss ({type(err).__name__}: "
-                    f"{first[:200]}): use 'double-backward' or 'auto'"
+                    f"method='forward-over-reverse' does not run on this model and loss ({error_line(err)[:200]}): "
+                    "use 'double-backward' or 'auto'"
                 ) from None
         if method != "auto":
             return {"matvec": method, "matmat": method}

@@ -29,7 +29,7 @@ from torch import Tensor, fx, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, check_int, describe, reraise_interrupt
+from ._checks import PruningLimitsError, check_int, describe, error_line, message_line, reraise_interrupt
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Data = Union[DataLoader, Dataset, "tuple[Tensor, Tensor]"]
@@ -450,7 +450,7 @@ def _deepcopy(model: nn.Module) -> nn.Module:
         return copy.deepcopy(model)
     except RuntimeError as err:
         reraise_interrupt(err)
-        first = (str(err).strip().splitlines() or [""])[0].split(". ")[0]
+        first = message_line(err).split(". ")[0]
         raise PruningLimitsError(
             f"expected a model that copy.deepcopy can copy (the analysis works on a copy), got RuntimeError: {first[:200]}"
         ) from None
@@ -706,10 +706,9 @@ def check_model_takes_data(model: nn.Module, data: Data, loss_fn: LossFn | None 
         raise
     except Exception as err:  # noqa: BLE001 - whatever the model or the loss raise on these inputs
         reraise_interrupt(err)  # a Ctrl-C inside a scripted model comes back as a RuntimeError
-        first = (str(err).strip().splitlines() or [""])[0]
         raise PruningLimitsError(
             f"the model and loss do not take the data (inputs {tuple(x.shape[1:])} {x.dtype} and targets "
-            f"{tuple(y.shape[1:])} {y.dtype} per sample): {type(err).__name__}: {first}"
+            f"{tuple(y.shape[1:])} {y.dtype} per sample): {error_line(err)}"
         ) from None
     if not isinstance(value, Tensor) or value.numel() != 1:
         raise PruningLimitsError(

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._checks import PruningLimitsError
+from ._checks import PruningLimitsError, message_line
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 #: ``package.module:name`` optionally followed by ``(...``; what follows the name is parsed by ast.
@@ -44,8 +44,7 @@ class CallableSpec:
         try:
             module = importlib.import_module(self.module)
         except Exception as err:  # noqa: BLE001 - any import failure is a user error here
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise PruningLimitsError(f"cannot import module {self.module!r} of {what} {self.text!r}: {first}") from None
+            raise PruningLimitsError(f"cannot import module {self.module!r} of {what} {self.text!r}: {message_line(err)}") from None
         func = getattr(module, self.name, None)
         if not callable(func):
             raise PruningLimitsError(f"module {self.module!r} has no callable {self.name!r} ({what} {self.text!r})")
