@@ -331,8 +331,8 @@ def spectrum_options(func: F) -> F:
         type=float,
         default=None,
         metavar="POINTS",
-        help="Stop SLQ once s* has settled to this many points of sparsity (default 0.2, "
-        "adaptive.DEFAULT_TOLERANCE). Without it, --iterations fixes the step count.",
+        help="Stop SLQ once s* has settled to this many points of sparsity (default 0.2 points: "
+        "adaptive.DEFAULT_TOLERANCE = 0.002 as a fraction). Without it, --iterations fixes the step count.",
     )(func)
     func = click.option(
         "--memory-budget",
@@ -430,28 +430,45 @@ def params_option(func: F) -> F:
 
 
 @contextlib.contextmanager
-def all_or_none(plot_path: str | None, report_path: str | None) -> Iterator[None]:
-    """Write a command's outputs (``--plot``, ``--report`` and its figures) as one set: an error or
-    a signal while they are written removes those that did not exist before.
+def all_or_none(plot_path: str | None, report_path: str | None, *others: str | os.PathLike[str]) -> Iterator[None]:
+    """Write a command's outputs (``--plot``, ``--report`` and its figures, and ``others``) as one
+    set: an error or a signal while they are written removes those that did not exist before and
+    puts back the earlier version of those that did.
 
     Each file is written atomically already; a stop between them left a plot and a figure
-    without their report (a review's SIGTERM under torchrun). A file that existed before and was
-    already replaced stays replaced: its old version is gone.
-    """
+    without their report (a review's SIGTERM under torchrun), or an old report beside the new
+    run's figures (a review's Ctrl-C, 2026-12-06). An existing file is copied beside it (a hidden
+    ``.NAME.XXXXXXXX.old``) until the set is written: these outputs are small (figures, a report,
+    a JSON record, the demo's model)."""
+    import shutil
+    import uuid
     from pathlib import Path
 
     from pruning_limits.report import REPORT_FIGURES, report_figure_path
 
-    paths = [Path(p) for p in (plot_path, report_path) if p]
+    paths = [Path(p) for p in (plot_path, report_path, *others) if p]
     if report_path:
         paths += [report_figure_path(report_path, name) for name in REPORT_FIGURES]
-    new = [p for p in paths if not p.exists()]
+    paths = list(dict.fromkeys(path.resolve() for path in paths))  # a link's target is what gets replaced
+    new = [path for path in paths if not path.exists()]
+    kept: dict[Path, Path] = {}
     try:
+        for path in paths:
+            if path.is_file():
+                backup = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+                shutil.copy2(path, backup)
+                kept[path] = backup
         yield
     except BaseException:
+        for path, backup in list(kept.items()):
+            os.replace(backup, path)
+            del kept[path]
         for path in new:
             path.unlink(missing_ok=True)
         raise
+    finally:
+        for backup in kept.values():
+            backup.unlink(missing_ok=True)
 
 
 def check_output_path(
@@ -489,12 +506,13 @@ def check_output_path(
         raise PruningLimitsError(f"cannot write {path!r}: directory {str(folder)!r} does not exist")
     _check_writable(folder, path)
     if figure:
-        from pruning_limits.report import FIGURE_FORMATS
+        from pruning_limits.report import FIGURE_FORMATS, check_matplotlib
 
         if Path(path).suffix.lower().lstrip(".") not in FIGURE_FORMATS:
             raise PruningLimitsError(
                 f"plot file must end in {', '.join('.' + f for f in FIGURE_FORMATS)}, got {path!r}"
             )
+        check_matplotlib()
 
 
 def _check_writable(folder: Any, path: str) -> None:

@@ -56,6 +56,19 @@ def _echo_json(record: Any) -> None:
         click.echo(dumps_json(record))
 
 
+def _command_seconds(record: dict[str, Any], start: float) -> dict[str, Any]:
+    """Set a validation record's ``seconds`` to the whole command's wall time (DESIGN "Wave 2")
+    and drop its predictions' own (their bound step: 0.001 s beside the command's 7 s in
+    ``validate --json``, a review, 2026-12-06). A training record's times stay."""
+    entries = [record, *(e for e in record.get("structures") or [] if isinstance(e, dict))]
+    for entry in entries:
+        for key in ("predicted", "predicted_paper", "exact_predicted"):
+            if isinstance(entry.get(key), dict):
+                entry[key].pop("seconds", None)
+    record["seconds"] = time.perf_counter() - start
+    return record
+
+
 def _training_settings(history: Any, seed: int, data_seed: int | None = None) -> dict[str, Any]:
     """The settings a training run used (from its history) plus the seed its data were loaded
     with (``data_seed``, default ``seed``), as plain values: later commands load the same split."""
@@ -565,8 +578,12 @@ def _emit_structured_predictions(
     next_command, next_reason = (None, None) if inside else next_step(loaded, checkpoint)
     if plot_path and is_main_process():  # under torchrun only rank 0 writes
         first = predictions[0]
-        if structure.is_pattern:
-            figure = report.pattern_figure(spectrum, first.to_dict())
+        if structure.is_pattern:  # one curve against ε: every ε asked is marked on it
+            figure = report.pattern_figure(spectrum, first.to_dict(), marked=[p.epsilon for p in predictions])
+        elif len(predictions) > 1:  # as for the unstructured limit: the curve against ε
+            figure = report.limit_curve_figure(
+                [p.to_dict() for p in predictions], title=f"predicted {structure.name} limit against ε"
+            )
         else:
             from pruning_limits.structures import distance_curve
 
@@ -815,16 +832,16 @@ def validate_command(
     inputs = {"CHECKPOINT": checkpoint, "--data": data_spec}
     check_output_path(plot_path, figure=True, inputs=inputs)
     check_output_path(report_path, inputs=inputs, outputs={"--plot": plot_path})
-    if report_path is not None and not report_path.lower().endswith((".md", ".markdown")):
-        from pruning_limits._checks import PruningLimitsError  # Markdown went into r.png without a word
+    if report_path is not None and Path(report_path).suffix.lower() not in (".md", ".markdown"):
+        from pruning_limits._checks import PruningLimitsError  # Markdown went into r.png without a word; '.md' was a hidden name
 
-        raise PruningLimitsError(f"--report writes Markdown: give a name ending in .md, got {report_path!r}")
+        raise PruningLimitsError(f"--report writes Markdown: give a name ending in .md (or .markdown), got {report_path!r}")
     if report_path is not None:  # and the figures written beside it
         from pruning_limits.report import REPORT_FIGURES, report_figure_path
 
         for name in REPORT_FIGURES:
             figure = str(report_figure_path(report_path, name))
-            check_output_path(figure, inputs=inputs, outputs={"--plot": plot_path}, what="the report's figure")
+            check_output_path(figure, figure=True, inputs=inputs, outputs={"--plot": plot_path}, what="the report's figure")
     if retrain is not None:
         from pruning_limits._checks import check_int
 
@@ -916,10 +933,10 @@ def run_validation(
 
         console.log(f"measuring the limit after re-training the kept weights ({retrain} epochs per sparsity, mask fixed)", level=1)
         record["retrained"] = retrained_limit(model, data, epsilon=prediction.epsilon, epochs=retrain, seed=seed, progress=console.progress).to_dict()
-    record["seconds"] = time.perf_counter() - start
+    _command_seconds(record, start)
     with all_or_none(plot_path, report_path):
         _write_validation_outputs(record, result, spectrum, prediction, sweep, plot_path, report_path, console)
-    record["seconds"] = time.perf_counter() - start  # the whole command, figures and report included
+    _command_seconds(record, start)  # the whole command, figures and report included
     return record
 
 
@@ -1022,7 +1039,7 @@ def _validate_structures(
         **({} if eta is None else {"eta": eta}),
     )
     # --exact here replaces SLQ (one spectrum for every structure); the record says which it was
-    record = {**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq", "seconds": time.perf_counter() - start}
+    record = _command_seconds({**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq"}, start)
     # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
     # structure, an N:M pattern's feasibility answer included (it rests on the same bound)
     network = trust_level(result.network_knee_steepness, recorded_l1(loaded)).to_dict()
@@ -1043,7 +1060,7 @@ def _validate_structures(
             report.atomic_write(target, report.structures_markdown(record, figure.name))
             record["report"] = str(target)
             console.log(f"wrote {target} and {figure}")
-    record["seconds"] = time.perf_counter() - start  # the whole command, figures and report included
+    _command_seconds(record, start)  # the whole command, figures and report included
     if as_json:
         _echo_json(record)
         return

@@ -11,6 +11,8 @@ import click
 
 from ._common import (
     Console,
+    all_or_none,
+    check_output_path,
     check_hessian_samples,
     check_spectrum_settings,
     common_options,
@@ -80,8 +82,15 @@ def demo_command(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PruningLimitsError(f"cannot create the output folder {out_dir!r}: {exc.strerror or exc}") from exc
+    from pruning_limits.report import REPORT_FIGURES, report_figure_path
+
+    outputs = [out / "model.pt", out / "result.json", out / "report.md"]
+    outputs += [report_figure_path(out / "report.md", name) for name in REPORT_FIGURES]
     try:
-        _run_demo(out, data, given, settings_slq, seed=seed, as_json=as_json, console=console, start=start)
+        for path in outputs:  # a file the demo cannot write is refused before the training
+            check_output_path(str(path), figure=path.suffix == ".png", what=f"the demo's {path.name}")
+        with all_or_none(None, None, *outputs):  # a failure puts back what the folder held
+            _run_demo(out, data, given, settings_slq, seed=seed, as_json=as_json, console=console, start=start)
     except BaseException:  # a failed or interrupted demo leaves no folder it made behind
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)

@@ -45,7 +45,8 @@ def cli() -> None:
     The prediction comes from the Hessian spectrum and the weight magnitudes (Zhang et al.,
     "How Sparse Can We Prune A Deep Network", NeurIPS 2024); `validate` and `demo` check it
     against one-shot magnitude pruning. Results go to stdout, logs and progress bars to
-    stderr. Exit codes: 0 success, 1 error (one line on stderr), 2 usage error.
+    stderr. Exit codes: 0 success, 1 error (one line on stderr), 2 usage error,
+    130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 
     Sets OMP_WAIT_POLICY=PASSIVE unless it is set: OpenMP threads that busy-wait between
     torch's small parallel regions made the demo twice as slow on 2 cores.

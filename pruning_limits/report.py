@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._checks import PruningLimitsError, describe
+from ._checks import PruningLimitsError, describe, message_line
 from ._jsonable import to_jsonable
 from .checkpoint import atomic_open, atomic_write
 
@@ -258,6 +258,24 @@ def validation_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def unsettled_note(spectrum: Mapping[str, Any] | None) -> str | None:
+    """One Markdown line for a report whose adaptive SLQ ended at its step limit, else ``None``.
+
+    The command warns on stderr; the report, the file that stays, said nothing (a review,
+    2026-12-06). ``spectrum``: a spectrum record (``Spectrum.to_dict()``) with its ``stopping``.
+    """
+    stop = (spectrum or {}).get("stopping") or {}
+    if not stop.get("adaptive") or stop.get("converged") is not False:
+        return None
+    steps = f" within {spectrum['iterations']} steps" if spectrum.get("iterations") else ""  # type: ignore[union-attr]
+    moved = stop.get("moved")
+    how = (
+        f"s* moved by {100 * moved:.2f} points over its last {stop.get('window')} checks, above the tolerance of "
+        f"{100 * stop['tolerance']:g}" if moved is not None and stop.get("tolerance") else "too few steps to judge it"
+    )
+    return f"**SLQ did not settle**{steps} (step limit): {how}. The answer may still move; more `--iterations` give a surer one."
+
+
 def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | None = None, *, title: str | None = None) -> str:
     """A Markdown report: what was analysed, the prediction vs measurement table, the figures.
 
@@ -287,6 +305,9 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         if record.get("next"):
             lines[-1] += f" Next: `{record['next']}` ({record.get('next_reason') or NEXT_REASON})."
         lines.append("")
+    note = unsettled_note(record.get("spectrum"))
+    if note:
+        lines += [note, ""]
     # the time is the JSON's (the whole command, written after this report and its figures)
     lines.append(markdown_table(["quantity", "value"], [row for row in validation_rows(record) if row[0] != "time (s)"]))
     lines += [
@@ -330,6 +351,22 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
 
 
 # ----------------------------------------------------------------------------- figures
+
+
+def check_matplotlib() -> None:
+    """Import matplotlib, or say in one line why it cannot start (before a command's work).
+
+    The figures draw on :class:`matplotlib.figure.Figure` with no backend, but ``import
+    matplotlib`` itself refuses an ``MPLBACKEND`` it does not know (a traceback after the whole
+    computation, before this check: a review, 2026-12-06).
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except (ImportError, ValueError) as err:
+        reason = message_line(err).split(";")[0][:160]  # matplotlib's list of every backend after the ';'
+        backend = os.environ.get("MPLBACKEND")
+        hint = f" (MPLBACKEND={backend!r}: the figures need no backend, unset it)" if backend else ""
+        raise PruningLimitsError(f"matplotlib cannot start, so no figure can be written: {reason}{hint}") from None
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -655,10 +692,12 @@ def structures_figure(record: Mapping[str, Any], *, title: str | None = None) ->
     Left: ``R`` against sparsity at each structure's allowed points (log scale), the predicted
     limit marked ``x`` and the measured-by-loss limit ``o`` on each curve (an ``N:M`` pattern is
     one point, filled when the measured loss rise stays within ε). Right: predicted (bars) and
-    measured-by-loss (dots) limits per curve structure.
+    measured-by-loss (dots) limits per curve structure; left alone when the record holds only
+    ``N:M`` patterns, which have no limit to draw there.
     """
-    figure = _figure(11.0, 4.2)
-    left, right = figure.subplots(1, 2, width_ratios=[1.6, 1.0])
+    curves = any(not entry["pattern"] for entry in record["structures"])
+    figure = _figure(11.0 if curves else 6.8, 4.2)
+    left, right = figure.subplots(1, 2, width_ratios=[1.6, 1.0]) if curves else (figure.subplots(), None)
     colors = [f"C{i}" for i in range(10)]
     curve_entries = []
     for i, entry in enumerate(record["structures"]):
@@ -687,6 +726,10 @@ def structures_figure(record: Mapping[str, Any], *, title: str | None = None) ->
     left.set_ylabel("R(s) = distance to the pruned weights")
     left.set_title("R(s) by structure (x predicted, o measured by loss)")
     left.legend(fontsize=7, loc="lower right")
+    if right is None:
+        if title:
+            figure.suptitle(title)
+        return figure
     names = [entry["structure"] for entry, _ in curve_entries]
     x = np.arange(len(names))
     right.bar(x, [float(e["predicted"]["sparsity"]) for e, _ in curve_entries], color=[c for _, c in curve_entries], alpha=0.45, label="predicted")
@@ -752,6 +795,9 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
         lines.append(f"- {key.replace('_', ' ')}: `{value}`")
     lines.append(f"- epsilon: {format_number(record['epsilon'])} (one Hessian spectrum for every structure)")
     lines += ["", structures_table(record), ""]
+    note = unsettled_note(record.get("spectrum"))
+    if note:
+        lines += [note, ""]
     if record.get("next"):
         reason = f" ({record['next_reason']})" if record.get("next_reason") else ""
         lines += [f"Outside the regime where marked: not a pruning limit. Next: `{record['next']}`{reason}.", ""]
@@ -772,18 +818,27 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
     return "\n".join(lines) + "\n"
 
 
-def pattern_figure(spectrum: Spectrum, prediction: Mapping[str, Any], *, title: str | None = None) -> Figure:
+def pattern_figure(
+    spectrum: Spectrum, prediction: Mapping[str, Any], *, marked: Sequence[float] | None = None, title: str | None = None
+) -> Figure:
     """``δ(R; ε − c)/D`` of an ``N:M`` pattern against ε, with its kinematic band, the pattern's
-    sparsity and the needed ε marked (a ``PatternPrediction.to_dict()`` record)."""
+    sparsity and the needed ε marked (a ``PatternPrediction.to_dict()`` record).
+
+    ``marked``: the tolerances to mark (default the prediction's own ε); the curve does not
+    depend on ε, so one figure answers ``predict --structure N:M`` at several."""
     from .geometry import delta_fraction
 
     figure = _figure(6.4, 4.0)
     axes = figure.subplots()
     cost = float(prediction["first_order_cost"])
     need = float(prediction["needed_epsilon"])
-    at = float(prediction["epsilon"])
+    marks = [float(e) for e in (marked if marked else [prediction["epsilon"]])]
+    at = marks[0]
     centre = need if math.isfinite(need) and need > 0 else at
-    eps = np.geomspace(max(centre, cost * 1.001, 1e-12) / 1e3, centre * 1e3, 300)
+    low, high = max(centre, cost * 1.001, 1e-12) / 1e3, centre * 1e3
+    low = min([low, *(e / 3 for e in marks if e / 3 > cost)])  # every asked ε inside the axis
+    high = max([high, *(e * 3 for e in marks)])
+    eps = np.geomspace(low, high, 300)
     r2 = float(prediction["distance"]) ** 2
     frac = np.array([delta_fraction(spectrum.nodes, spectrum.weights, e - cost, r2) for e in eps])
     margin = float(prediction["margin"])
@@ -793,7 +848,8 @@ def pattern_figure(spectrum: Spectrum, prediction: Mapping[str, Any], *, title: 
     axes.axhline(float(prediction["sparsity"]), color="k", ls="--", label=f"{prediction['structure']} sparsity")
     if math.isfinite(need):
         axes.axvline(need, color="C3", label=f"needed ε = {format_number(need, 3)}")
-    axes.axvline(at, color="C2", ls=":", label=f"ε = {format_number(at, 3)}")
+    for e in marks:
+        axes.axvline(e, color="C2", ls=":", label=f"ε = {format_number(e, 3)}")
     axes.set_xscale("log")
     axes.set_ylim(0, 1)
     axes.set_xlabel("loss tolerance ε")

@@ -438,6 +438,8 @@ def test_round_trip_train_predict_prune_validate(bundle, workdir):
     assert 0 <= record["spectral_one_shot"]["sparsity"] <= 1 and record["spectral_one_shot"]["dim"] == 592
     assert record["exact_predicted"]["dim"] == 592 and record["exact_predicted"]["spectrum"]["exact"] is True
     assert PREDICT_KEYS <= set(record["predicted"])
+    # one `seconds`, the whole command's (a prediction's own was its bound step: 0.001 s; a review, 2026-12-06)
+    assert record["seconds"] > 0 and not [k for k, v in record.items() if isinstance(v, dict) and "seconds" in v]
     assert {"limit_by_loss", "limit_by_accuracy"} <= set(record["measured"])
     assert 0 <= record["measured"]["limit_by_loss"] <= 1
     # the measured limit of a model already pruned to 0.5 is at least 0.5 (pruning it to 0.5 changes nothing)
@@ -465,18 +467,20 @@ def test_torchscript_checkpoint(bundle, workdir):
     scripted = workdir / "scripted.pt"
     torch.jit.save(torch.jit.script(model), scripted)
     with_bundle = json.loads(ok("predict", bundle, *SLQ, "--epsilon", "0.01", "--json").stdout)
-    with_script = json.loads(ok("predict", scripted, "--data", "digits", *SLQ, "--epsilon", "0.01", "--json").stdout)
+    fails("predict", scripted, "--data", "digits", *SLQ, match="is a TorchScript archive, whose loading and calling run the code")
+    with_script = json.loads(ok("predict", scripted, "--trust-checkpoint", "--data", "digits", *SLQ, "--epsilon", "0.01", "--json").stdout)
     assert with_script["dim"] == with_bundle["dim"]
     assert with_script["sparsity"] == pytest.approx(with_bundle["sparsity"], abs=2 / 592)
     pruned = workdir / "scripted-pruned.pt"
-    ok("prune", scripted, "--sparsity", "0.25", "-o", pruned)
-    assert read_checkpoint(pruned).kind == "torchscript"
+    ok("prune", scripted, "--trust-checkpoint", "--sparsity", "0.25", "-o", pruned)
+    assert read_checkpoint(pruned, trust=True).kind == "torchscript"
     # an l1 fine-tune of it is TorchScript again, carrying its λ and λ path: the next step reads them
     tuned = workdir / "scripted-l1.pt"
-    record = json.loads(ok("train", "--init", scripted, "--data", "digits", "--epochs", "1", "-o", tuned, "--json").stdout)
-    carried = read_checkpoint(tuned)
+    record = json.loads(ok("train", "--init", scripted, "--trust-checkpoint", "--data", "digits", "--epochs", "1", "-o", tuned,
+                           "--json").stdout)
+    carried = read_checkpoint(tuned, trust=True)
     assert carried.kind == "torchscript" and carried.training["l1"] == record["l1"] and carried.training["l1_path"]
-    assert read_checkpoint(workdir / "scripted-pruned.pt").training == {}
+    assert read_checkpoint(workdir / "scripted-pruned.pt", trust=True).training == {}
 
 
 def test_a_torchscript_archive_pruned_to_safetensors_keeps_its_names_and_refuses_a_model_spec(workdir):
@@ -490,13 +494,14 @@ def test_a_torchscript_archive_pruned_to_safetensors_keeps_its_names_and_refuses
     path = workdir / "ts_bn.pt"
     torch.jit.save(scripted, path)
     out = workdir / "ts_bn.safetensors"
-    ok("prune", path, "--sparsity", "0.5", "-o", out)
+    ok("prune", path, "--trust-checkpoint", "--sparsity", "0.5", "-o", out)
     written = load_file(out)
     assert sorted(written) == sorted(scripted.state_dict())  # '1.1.running_mean' and the rest included
     weights = torch.cat([written[k].reshape(-1) for k in ("1.0.weight", "3.weight")])
     assert int((weights == 0).sum()) == round(0.5 * weights.numel())
-    for args in (("prune", path, "--model", "mlp:16", "--sparsity", "0.5", "-o", workdir / "x.pt"),
-                 ("train", "--init", path, "--model", "mlp:16", "--data", "digits", "--epochs", "1", "-o", workdir / "y.pt")):
+    for args in (("prune", path, "--trust-checkpoint", "--model", "mlp:16", "--sparsity", "0.5", "-o", workdir / "x.pt"),
+                 ("train", "--init", path, "--trust-checkpoint", "--model", "mlp:16", "--data", "digits", "--epochs", "1",
+                  "-o", workdir / "y.pt")):
         fails(*args, match="is a TorchScript archive, which holds its own architecture: drop --model mlp:16")
     assert not (workdir / "x.pt").exists() and not (workdir / "y.pt").exists()
 
@@ -569,7 +574,7 @@ def test_state_dict_problems(workdir, state_dict_file):
 def test_no_prunable_weights(workdir):
     path = workdir / "scale.pt"
     torch.jit.save(torch.jit.script(_Scale()), path)
-    fails("predict", path, "--data", "digits", match="no prunable weights")
+    fails("predict", path, "--trust-checkpoint", "--data", "digits", match="no prunable weights")
 
 
 def test_invalid_specs_and_data_that_do_not_fit(bundle, state_dict_file, workdir):
@@ -823,6 +828,33 @@ def test_a_stop_while_validate_writes_its_outputs_leaves_none_of_them(workdir, b
     assert list(folder.iterdir()) == []
 
 
+def test_a_stop_while_validate_replaces_its_outputs_puts_the_old_ones_back(workdir, bundle, monkeypatch):
+    """Ctrl-C after the figures of a second `validate --report r.md` left the first run's report
+    beside the second run's figures (a review, 2026-12-06): the old set now comes back whole."""
+    from pruning_limits import report
+
+    folder = workdir / "again"
+    folder.mkdir()
+    ok("validate", bundle, *SLQ, "--plot", folder / "p.png", "--report", folder / "r.md")
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert {"p.png", "r.md", "r-spectrum.png", "r-prediction.png"} <= set(before)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    written = []
+
+    def save_blank(figure, path, **kwargs):  # figures that differ from the first run's
+        written.append(path)
+        Path(path).write_bytes(b"not the first run's figure")
+
+    monkeypatch.setattr(report, "save_figure", save_blank)
+    monkeypatch.setattr(report, "atomic_write", stopped)
+    result = run("validate", bundle, *SLQ, "--plot", folder / "p.png", "--report", folder / "r.md")
+    assert result.exit_code == 130 and len(written) >= 2
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # no backup left either
+
+
 def test_an_output_that_is_a_device_or_a_pipe_is_refused(bundle, workdir):
     """As root, `gap -o /dev/full` renamed its JSON over the device: /dev/full became a file."""
     import os
@@ -877,10 +909,15 @@ def test_a_failed_or_interrupted_demo_removes_the_folder_it_made(tmp_path, monke
     result = run("demo", "--out", tmp_path / "new" / "deeper")
     assert result.exit_code == 130 and result.stderr.strip().endswith("Error: interrupted")
     assert not (tmp_path / "new").exists()
-    existing = tmp_path / "existing"  # a folder the user had: left, with what was written
+    existing = tmp_path / "existing"  # a folder the user had: left as it was (a review, 2026-12-06)
     existing.mkdir()
+    (existing / "model.pt").write_bytes(b"an earlier demo's model")
     assert run("demo", "--out", existing).exit_code == 130
-    assert existing.is_dir()
+    assert [p.name for p in existing.iterdir()] == ["model.pt"]
+    assert (existing / "model.pt").read_bytes() == b"an earlier demo's model"
+    (existing / "report.md").mkdir()  # refused before the training, which replaced model.pt first
+    fails("demo", "--out", existing, match="is a directory, expected a file name")
+    assert (existing / "model.pt").read_bytes() == b"an earlier demo's model"
 
 
 def test_train_writes_nothing_for_a_diverged_run_and_never_over_its_inputs(workdir, bundle):
@@ -1056,16 +1093,16 @@ def test_train_init_from_torchscript_or_a_pickled_module_keeps_the_selection_lam
     model = build_from_checkpoint(read_checkpoint(bundle))
     scripted, tuned = workdir / "ts-selected.pt", workdir / "ts-selected-l1.pt"
     torch.jit.save(torch.jit.script(model), scripted)
-    ok("train", "--init", scripted, "--data", "digits", "--params", "layers.1.weight", "--seed", "4", "--l1", "1e-3",
-       "--epochs", "1", "-o", tuned)
-    own = json.loads(ok("predict", tuned, *SLQ, "--epsilon", "0.05", "--json").stdout)  # no --data: the record names it
+    ok("train", "--init", scripted, "--trust-checkpoint", "--data", "digits", "--params", "layers.1.weight", "--seed", "4",
+       "--l1", "1e-3", "--epochs", "1", "-o", tuned)
+    own = json.loads(ok("predict", tuned, "--trust-checkpoint", *SLQ, "--epsilon", "0.05", "--json").stdout)  # no --data: the record names it
     assert own["params"]["selection"] == "layers.1.weight" and list(own["params"]["tensors"]) == ["layers.1.weight"]
     assert own["trust"]["l1"] == 1e-3 and "--seed" not in own["next"] and "--data" not in own["next"]
-    same = ok("predict", tuned, "--data", "digits", *SLQ, "--epsilon", "0.05", "--json")
+    same = ok("predict", tuned, "--trust-checkpoint", "--data", "digits", *SLQ, "--epsilon", "0.05", "--json")
     assert json.loads(same.stdout)["sparsity"] == own["sparsity"] and "warning" not in same.stderr
-    loaded = load_model_and_data(str(tuned), model_spec=None, data_spec="digits", trust=False, seed=0, console=Console(quiet=True))
+    loaded = load_model_and_data(str(tuned), model_spec=None, data_spec="digits", trust=True, seed=0, console=Console(quiet=True))
     assert loaded.data_seed == 4 and loaded.own_data  # the training's split, not --seed's
-    other = ok("predict", tuned, "--data", "digits:train=1000", *SLQ, "--epsilon", "0.05", "--json")
+    other = ok("predict", tuned, "--trust-checkpoint", "--data", "digits:train=1000", *SLQ, "--epsilon", "0.05", "--json")
     assert "warning: --data is not the checkpoint's data ('digits')" in other.stderr and "--seed 0" in other.stderr
     full, full_tuned = workdir / "full-selected.pt", workdir / "full-selected-l1.pt"
     torch.save(model, full)

@@ -244,3 +244,50 @@ def test_fixed_point_record_follows_the_gradient_term():
     sparsity, fraction = np.asarray(curve["sparsity"]), np.asarray(curve["delta_over_dim"])
     assert np.all(sparsity[sparsity <= prediction.sparsity] <= fraction[sparsity <= prediction.sparsity] + 1e-12)
     assert np.all(sparsity[sparsity > prediction.sparsity] > fraction[sparsity > prediction.sparsity])
+
+
+def test_pattern_figure_marks_every_asked_epsilon_inside_its_axis():
+    """`predict --structure 2:4` at several ε marks each on the one δ/D curve (which does not
+    depend on ε), and the axis reaches an ε far from the needed one."""
+    spectrum = Spectrum.from_eigenvalues(np.linspace(0.0, 2.0, 200))
+    pattern = {"structure": "2:4", "sparsity": 0.5, "epsilon": 0.01, "eta": 0.05, "first_order_cost": 0.0,
+               "needed_epsilon": 0.02, "distance": 1.0, "margin": 0.05}
+    axes = report.pattern_figure(spectrum, pattern, marked=[0.01, 1e3]).axes[0]
+    marks = sorted(float(line.get_xdata()[0]) for line in axes.lines if line.get_linestyle() == ":")
+    assert marks == [0.01, 1e3]
+    curve = axes.lines[0].get_xdata()  # δ/D is drawn out to every asked ε
+    assert curve.min() < 0.01 and curve.max() > 1e3
+    assert len([line for line in report.pattern_figure(spectrum, pattern).axes[0].lines if line.get_linestyle() == ":"]) == 1
+
+
+def test_a_matplotlib_that_cannot_start_is_one_line_before_any_work(monkeypatch):
+    """`MPLBACKEND=nosuch ... --plot x.svg` printed a traceback after the whole computation:
+    ``import matplotlib`` refuses a backend it does not know (a review, 2026-12-06)."""
+    import subprocess
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as an import that fails
+    monkeypatch.setenv("MPLBACKEND", "nosuch")
+    with pytest.raises(PruningLimitsError, match="matplotlib cannot start.*MPLBACKEND='nosuch'"):
+        report.check_matplotlib()
+    monkeypatch.undo()
+    env = {**os.environ, "MPLBACKEND": "nosuch"}
+    code = "from pruning_limits.report import check_matplotlib; check_matplotlib()"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("pruning_limits._checks.PruningLimitsError: matplotlib cannot start, so no figure can be written: Key backend: 'nosuch'")
+
+
+def test_a_report_says_when_slq_did_not_settle():
+    """`validate --report` after an adaptive run that hit its step limit warned on stderr only;
+    the report, the file that stays, said nothing (a review, 2026-12-06)."""
+    unsettled = {"iterations": 300, "stopping": {"adaptive": True, "converged": False, "ended": "step limit",
+                                                 "moved": 0.0031, "window": 3, "tolerance": 0.002}}
+    note = report.unsettled_note(unsettled)
+    assert note == ("**SLQ did not settle** within 300 steps (step limit): s* moved by 0.31 points over its last 3 "
+                    "checks, above the tolerance of 0.2. The answer may still move; more `--iterations` give a surer one.")
+    for settled in ({"adaptive": True, "converged": True}, {"adaptive": False, "converged": None}, None):
+        assert report.unsettled_note({"iterations": 300, "stopping": settled}) is None
+    record = {"predicted": PREDICTION, "measured": {"limit_by_loss": 0.65, "limit_by_accuracy": 0.72}, "spectrum": unsettled}
+    assert note in report.validation_markdown(record)
+    structures = {"epsilon": 0.01, "structures": [], "spectrum": unsettled}
+    assert note in report.structures_markdown(structures)

@@ -534,7 +534,10 @@ def test_validate_structures_uses_one_spectrum_and_measures_what_it_says(trained
     from pruning_limits.report import structures_figure, structures_table
 
     assert "2:4 (s = 50.0)" in structures_table(record)
-    structures_figure(record)
+    assert len(structures_figure(record).axes) == 2
+    # a pattern alone has no limit for the right panel, which was drawn empty (a review, 2026-12-06)
+    patterns = dict(record, structures=[e for e in record["structures"] if e["pattern"]])
+    assert len(structures_figure(patterns).axes) == 1
 
 
 def run_cli(*args):
@@ -560,6 +563,29 @@ def bundle(tmp_path_factory):
 
 
 SLQ = ["--iterations", "12", "--probes", "2"]
+
+
+def test_predict_structure_plot_shows_every_epsilon(bundle, tmp_path, monkeypatch):
+    """`predict --structure neuron --epsilon A --epsilon B --plot` drew the fixed point at A alone
+    (B's answer, printed, was in no figure; a review, 2026-12-06): a curve structure now draws the
+    limit against ε, an N:M pattern marks every ε on its one curve."""
+    from pruning_limits import report
+
+    drawn = {}
+    for name in ("limit_curve_figure", "pattern_figure", "prediction_figure"):
+        def record(*args, _name=name, _draw=getattr(report, name), **kwargs):
+            drawn[_name] = (args, kwargs)
+            return _draw(*args, **kwargs)
+
+        monkeypatch.setattr(report, name, record)
+    two = ["--epsilon", "0.01", "--epsilon", "0.1"]
+    assert run_cli("predict", bundle, "--structure", "neuron", *two, "--plot", tmp_path / "n.png", *SLQ).exit_code == 0
+    (points,), _ = drawn.pop("limit_curve_figure")
+    assert sorted(p["epsilon"] for p in points) == [0.01, 0.1] and not drawn
+    assert run_cli("predict", bundle, "--structure", "2:4", *two, "--plot", tmp_path / "p.png", *SLQ).exit_code == 0
+    _, kwargs = drawn.pop("pattern_figure")
+    assert kwargs["marked"] == [0.01, 0.1] and not drawn
+    assert (tmp_path / "n.png").stat().st_size > 0 and (tmp_path / "p.png").stat().st_size > 0
 
 
 def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
@@ -592,6 +618,7 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     record = json.loads(result.stdout)
     assert [e["structure"] for e in record["structures"]] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
     assert record["params"]["weights"] == record["structures"][0]["predicted"]["dim"]
+    assert record["seconds"] > 0 and "seconds" not in json.dumps(record["structures"])  # the command's alone
     assert (tmp_path / "r-structures.png").exists() and "r-structures.png" in report.read_text()
     assert record["spectrum_source"] == "slq" and record["spectrum"]["exact"] is False
     assert record["spectrum"]["stopping"]["adaptive"] is False  # --iterations alone: a fixed run

@@ -313,7 +313,10 @@ def test_cli_validate_report_needs_a_markdown_name(tmp_path) -> None:
 
     from pruning_limits.cli import cli
 
-    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "absent.pt"), "--report", str(tmp_path / "r.png")])
-    assert result.exit_code == 1
-    assert result.stderr.strip() == f"Error: --report writes Markdown: give a name ending in .md, got {str(tmp_path / 'r.png')!r}"
-    assert not list(tmp_path.iterdir())
+    for name in ("r.png", ".md"):  # '.md' alone wrote the hidden files .md and .md-spectrum.png (a review, 2026-12-06)
+        result = CliRunner().invoke(cli, ["validate", str(tmp_path / "absent.pt"), "--report", str(tmp_path / name)])
+        assert result.exit_code == 1
+        assert result.stderr.strip() == (
+            f"Error: --report writes Markdown: give a name ending in .md (or .markdown), got {str(tmp_path / name)!r}"
+        )
+        assert not list(tmp_path.iterdir())
