@@ -501,6 +501,11 @@ def check_output_path(
     for name, given in named:
         if _same_file(target, Path(given)):
             raise PruningLimitsError(f"{what} {path!r} is the {name} file, which writing it would replace: choose another name")
+        if Path(given).is_dir() and Path(given).resolve() in target.resolve().parents:  # a Hugging Face folder's weights
+            raise PruningLimitsError(
+                f"{what} {path!r} lies inside the {name} folder {given!r}, whose files writing it could replace: "
+                "choose a path outside it"
+            )
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise PruningLimitsError(f"cannot write {path!r}: directory {str(folder)!r} does not exist")

@@ -1178,3 +1178,19 @@ def test_train_init_on_the_zoo_transformer_chooses_lambda_on_a_fresh_network(wor
     assert "cannot be re-initialised" not in result.stderr
     path = json.loads(result.stdout)["l1_path"]
     assert path["route"]["start"] == str(start) and path["start"] == str(start)
+
+
+def test_an_output_inside_an_input_folder_is_refused(tmp_path):
+    """`prune hf_folder -o hf_folder/model.safetensors` replaced the folder's own weights, exit 0
+    (a review, 2026-12-06): an output inside a folder given as input is refused before any work."""
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.cli._common import check_output_path
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    for inside in (folder / "model.safetensors", folder / "new.safetensors", folder / "." / "sub" / ".." / "x.pt"):
+        with pytest.raises(PruningLimitsError, match="lies inside the CHECKPOINT folder .* choose a path outside it"):
+            check_output_path(str(inside), inputs={"CHECKPOINT": str(folder)})
+    check_output_path(str(tmp_path / "pruned.safetensors"), inputs={"CHECKPOINT": str(folder)})
+    assert (folder / "model.safetensors").read_bytes() == b"weights"
