@@ -569,6 +569,10 @@ def check_spectrum_settings(
         raise PruningLimitsError("--exact takes the Hessian of all samples, got --hessian-samples: drop one of them")
     if exact and dtype == "float32":
         raise PruningLimitsError("--exact computes the dense Hessian in float64, got --dtype float32: drop one of them")
+    if exact and _world_size() > 1:  # before loading anything (validate --exact ran sharded SLQ and the dense one on rank 0)
+        raise PruningLimitsError(
+            f"--exact computes the dense Hessian in one process, got {_world_size()} processes under torchrun: drop one of them"
+        )
     settings: dict[str, Any] = {}
     if iterations is not None:
         settings["iterations"] = check_int("--iterations", iterations, 2)

@@ -71,7 +71,7 @@ def watched_spectrum(
         gradient, values, estimate = None, None, None
         if answer or not (exact or fixed):
             gradient = analysis_gradient(model, data, context=context, analysed=analysed) if gradient_term else None
-            values = _watched_epsilons(model, data, epsilons, answer)
+            values = _watched_epsilons(model, data, epsilons, answer, device=context.device)
             estimate = sparsity_estimate(analysed, values, gradient, structures=structures)
         spectrum = analysis_spectrum(
             model, data, settings=settings, seed=seed, console=console, exact=exact, estimate=estimate,
@@ -80,7 +80,7 @@ def watched_spectrum(
     return spectrum, gradient, values
 
 
-def _watched_epsilons(model: Any, data: Any, epsilons: list[Any], answer: bool) -> list[float]:
+def _watched_epsilons(model: Any, data: Any, epsilons: list[Any], answer: bool, device: Any = None) -> list[float]:
     """:func:`analysis_epsilons`; where they serve the stop alone (``spectrum``), a batch-std the
     data cannot give (one batch of ``EPSILON_BATCH_SIZE``) is explained with the way around it
     that command has."""
@@ -93,7 +93,18 @@ def _watched_epsilons(model: Any, data: Any, epsilons: list[Any], answer: bool) 
             f"the adaptive stop watches s* at epsilon 'batch-std', which needs at least two batches of "
             f"{EPSILON_BATCH_SIZE} training samples, got {len(data.x_train)}: give --iterations N alone for a fixed run"
         )
-    return analysis_epsilons(model, data, epsilons)
+    return analysis_epsilons(model, data, epsilons, device=device)
+
+
+def measured_copy(model: Any, settings: dict[str, Any]) -> Any:
+    """The model ``validate`` measures and diagnoses (the library follows a model's device): a
+    copy on the command's device, in the model's own dtype. The loaded model stays on the CPU,
+    where the Taylor products, the gradient and the sweep ran whatever ``--device`` said (a
+    review, 2026-12-06)."""
+    from pruning_limits.devices import resolve_device
+    from pruning_limits.objective import model_copy
+
+    return model_copy(model).to(settings.get("device") or resolve_device("auto"))
 
 
 def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None, exact: bool = False) -> Any:
@@ -242,9 +253,11 @@ def analysis_gradient(model: Any, data: Any, *, settings: dict[str, Any] | None 
     return context.all_reduce(loss_gradient(analysed, local) * (local_samples / total))
 
 
-def analysis_epsilons(model: Any, data: Any, epsilons: list[Any], *, analysed: Any = None) -> list[float]:
+def analysis_epsilons(model: Any, data: Any, epsilons: list[Any], *, analysed: Any = None, device: Any = None) -> list[float]:
     """Numeric ε values: ``"batch-std"`` from the float64 analysis of the full training data
-    (as :func:`pruning_limits.pipeline.predict_limit` computes it), numbers as given."""
+    (as :func:`pruning_limits.pipeline.predict_limit` computes it) on ``device`` (default the
+    CPU; the command's device: ``--device cuda`` ran this pass on the CPU, a review, 2026-12-06),
+    numbers as given."""
     import torch
 
     from pruning_limits.objective import batch_std_epsilon, model_copy
@@ -252,7 +265,7 @@ def analysis_epsilons(model: Any, data: Any, epsilons: list[Any], *, analysed: A
     values = []
     for eps in epsilons:
         if eps == "batch-std":
-            float64 = model_copy(model).to("cpu", torch.float64) if analysed is None else analysed
+            float64 = model_copy(model).to(device or "cpu", torch.float64) if analysed is None else analysed
             values.append(batch_std_epsilon(float64, data.train))
         else:
             values.append(float(eps))

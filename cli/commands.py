@@ -914,7 +914,7 @@ def run_validation(
     with _pipeline.session(settings) as context:  # the spectrum: adaptive, on the device, data-parallel
         analysed = _pipeline.analysis_copy(model, settings, context, exact=exact)
         gradient = _pipeline.analysis_gradient(model, data, context=context, analysed=analysed)
-        eps = _pipeline.analysis_epsilons(model, data, [epsilon])
+        eps = _pipeline.analysis_epsilons(model, data, [epsilon], device=context.device)
         spectrum = _pipeline.analysis_spectrum(
             model, data, settings=settings, seed=seed, console=console, estimate=_pipeline.sparsity_estimate(analysed, eps, gradient),
             context=context, analysed=analysed,
@@ -922,7 +922,7 @@ def run_validation(
     if not is_main_process():  # under torchrun the others' share was the products: rank 0 measures, writes, prints
         return None
     plain = {k: v for k, v in settings.items() if k not in _pipeline.SCALE_KEYS}
-    result = validate(model, data, epsilon=epsilon, seed=seed, exact=exact, spectrum=spectrum, progress=console.progress, **plain, **({} if eta is None else {"eta": eta}))
+    result = validate(_pipeline.measured_copy(model, settings), data, epsilon=epsilon, seed=seed, exact=exact, spectrum=spectrum, progress=console.progress, **plain, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
     record = {**result.to_dict(), **facts}
     record["trust"] = trust_level(prediction.knee_steepness, l1).to_dict()
@@ -1035,7 +1035,7 @@ def _validate_structures(
         return
     console.log(f"predicting and measuring {', '.join(names)} (one spectrum)", level=1)
     result = validate_structures(
-        loaded.model, loaded.data, names, epsilon=epsilon, seed=seed, spectrum=spectrum, progress=console.progress,
+        _pipeline.measured_copy(loaded.model, settings), loaded.data, names, epsilon=epsilon, seed=seed, spectrum=spectrum, progress=console.progress,
         **({} if eta is None else {"eta": eta}),
     )
     # --exact here replaces SLQ (one spectrum for every structure); the record says which it was

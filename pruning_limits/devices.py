@@ -59,7 +59,7 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     count = torch.cuda.device_count()
     if index and int(index) >= count:
         raise PruningLimitsError(f"device {text!r}: this machine has {count} CUDA device(s), indices 0-{count - 1}")
-    return torch.device(name)
+    return torch.device("cuda", int(index)) if index else torch.device("cuda")  # 'cuda:01' is cuda:1 (torch refuses the name)
 
 
 #: ``--dtype auto`` analyses models of at most this many parameters in float64 on the CPU, larger

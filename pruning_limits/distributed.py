@@ -127,11 +127,12 @@ class DistributedContext:
         """
         from torch.utils.data import DataLoader, Subset
 
-        from .subsets import num_samples
+        from .subsets import check_indexable, num_samples
 
         total = num_samples(data)
         if self.world_size == 1:
             return data, total, total
+        check_indexable(data, "data-parallel shards split the samples")  # a raw NotImplementedError from the fingerprint before
         if total < self.world_size:
             raise PruningLimitsError(
                 f"the Hessian data must have at least one sample per process ({self.world_size}), got {total} "

@@ -32,7 +32,7 @@ def num_samples(data: Any) -> int:
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return len(check_pair(*data)[0])
     source = data.dataset if isinstance(data, DataLoader) else data
-    if isinstance(source, IterableDataset):
+    if isinstance(source, IterableDataset) or _holds_batches(data):
         from .objective import iter_batches
 
         return sum(len(x) for x, _ in iter_batches(data))
@@ -43,8 +43,20 @@ def num_samples(data: Any) -> int:
     raise PruningLimitsError(f"data must be an (inputs, targets) pair, a Dataset or a DataLoader, got {describe(data)}")
 
 
-def check_indexable(data: Any) -> None:
-    """Refuse data a subset cannot be drawn from by index: an IterableDataset, or a DataLoader over one.
+def _holds_batches(data: Any) -> bool:
+    """Whether ``data`` is a DataLoader whose dataset's items are whole batches (``batch_size=None``
+    and no batch sampler): an index picks a batch there, not a sample."""
+    return isinstance(data, DataLoader) and data.batch_size is None and data.batch_sampler is None
+
+
+def check_indexable(data: Any, purpose: str = "a Hessian subset draws samples") -> None:
+    """Refuse data whose samples cannot be picked by index: an IterableDataset, a DataLoader over
+    one, or a DataLoader whose items are batches already (``batch_size=None``: an index picked a
+    batch, and the subset and the shards' weights counted batches; a review, 2026-12-06).
+
+    Args:
+        data: the data.
+        purpose: what needs the index, for the message (``shard`` says data-parallel shards).
 
     Raises:
         PruningLimitsError: naming the data.
@@ -52,8 +64,13 @@ def check_indexable(data: Any) -> None:
     source = data.dataset if isinstance(data, DataLoader) else data
     if isinstance(source, IterableDataset):
         raise PruningLimitsError(
-            f"a Hessian subset draws samples by index: the data must be an (x, y) pair or a Dataset with a length, "
-            f"got {describe(source)}"
+            f"{purpose} by index: the data must be an (x, y) pair or a Dataset with a length, "
+            f"got the IterableDataset {type(source).__name__}"
+        )
+    if _holds_batches(data):
+        raise PruningLimitsError(
+            f"{purpose} by index: got a DataLoader whose items are batches already (batch_size=None); "
+            "give its dataset of samples with a batch size, or an (x, y) pair"
         )
 
 

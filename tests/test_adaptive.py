@@ -401,6 +401,18 @@ def test_a_hessian_subset_of_an_iterable_dataset_is_one_line() -> None:
         with pytest.raises(PruningLimitsError, match="draws samples by index: the data must be an .* Dataset with a length, got"):
             hessian_subset(data, 3, seed=0)
 
+    class Batches(torch.utils.data.Dataset):  # items that are batches: an index picked a batch, counted as a sample
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
+
+    prebatched = DataLoader(Batches(), batch_size=None)
+    assert num_samples(prebatched) == 12  # was 3 (a review, 2026-12-06)
+    with pytest.raises(PruningLimitsError, match=r"draws samples by index: got a DataLoader whose items are batches already \(batch_size=None\)"):
+        hessian_subset(prebatched, 2, seed=0)
+
     class Counted(IterableDataset):  # predict_limit refuses before reading it (it read 7 passes first)
         passes = 0
 

@@ -1194,3 +1194,16 @@ def test_an_output_inside_an_input_folder_is_refused(tmp_path):
             check_output_path(str(inside), inputs={"CHECKPOINT": str(folder)})
     check_output_path(str(tmp_path / "pruned.safetensors"), inputs={"CHECKPOINT": str(folder)})
     assert (folder / "model.safetensors").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize("command", ["validate", "predict", "spectrum"])
+def test_exact_under_torchrun_is_refused_before_loading(command, monkeypatch, workdir):
+    """`torchrun ... validate --exact` ran the sharded SLQ and then the dense spectrum on rank 0,
+    where docs/usage.md says --exact refuses a launcher; predict and spectrum refused it only after
+    the gradient and ε passes (a review, 2026-12-06). Now every one refuses before loading."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = run(command, workdir / "absent.pt", "--exact")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "Error: --exact computes the dense Hessian in one process, got 2 processes under torchrun: drop one of them"
+    )

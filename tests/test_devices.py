@@ -103,3 +103,44 @@ def test_the_command_lines_analysis_copy_is_float32_above_the_size_and_float64_f
     assert dtype(large, cpu, exact=True) == torch.float64  # the dense Hessian of --exact
     assert dtype(large, {**cpu, "dtype": "float64"}) == torch.float64
     assert next(large.parameters()).dtype == torch.float32  # the user's model is not touched
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_validate_on_cuda_measures_and_diagnoses_on_cuda(tmp_path, monkeypatch) -> None:
+    """`validate --device cuda` ran the Taylor products, the gradient, ε and the sweep on the CPU
+    (the loaded model's device), and `predict --device cuda` its batch-std ε (a review, 2026-12-06)."""
+    from pruning_limits import hessian, objective
+
+    bundle = tmp_path / "m.pt"
+    result = CliRunner().invoke(cli, ["train", "--model", "mlp:8", "--epochs", "2", "--l1", "1e-4", "-o", str(bundle), "-q"])
+    assert result.exit_code == 0, result.output
+    devices = []
+    build, epsilon = hessian.HessianOperator.__init__, objective.batch_std_epsilon
+
+    def recorded_build(self, model, *args, **kwargs):
+        devices.append(("operator", next(model.parameters()).device.type))
+        build(self, model, *args, **kwargs)
+
+    def recorded_epsilon(model, *args, **kwargs):
+        devices.append(("epsilon", next(model.parameters()).device.type))
+        return epsilon(model, *args, **kwargs)
+
+    monkeypatch.setattr(hessian.HessianOperator, "__init__", recorded_build)
+    monkeypatch.setattr(objective, "batch_std_epsilon", recorded_epsilon)
+    for command in (["validate"], ["validate", "--structure", "neuron"], ["predict"]):
+        devices.clear()
+        result = CliRunner().invoke(cli, [*command, str(bundle), "--device", "cuda", "--iterations", "5", "--probes", "2", "-q"])
+        assert result.exit_code == 0, result.output
+        assert devices and all(kind == "cuda" for _, kind in devices), (command, devices)
+
+
+def test_a_cuda_index_with_a_leading_zero_names_that_device(monkeypatch) -> None:
+    """`cuda:01` passed the name check, then torch refused it with a raw RuntimeError (a review,
+    2026-12-06): the index is read as a number, as the name check reads it."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:01") == torch.device("cuda", 1) == resolve_device(" CUDA:1 ")
+    assert resolve_device("cuda") == torch.device("cuda")
+    with pytest.raises(PruningLimitsError, match="has 2 CUDA device"):
+        resolve_device("cuda:002")

@@ -167,6 +167,23 @@ def test_a_rank_that_dies_stops_the_others_with_one_line(tmp_path) -> None:
     assert message.startswith("rank 0: another process stopped") and "\n" not in message
 
 
+class _Stream(torch.utils.data.IterableDataset):
+    """Samples without indices: a shard cannot pick them."""
+
+    def __iter__(self):
+        yield from ((torch.zeros(3), torch.tensor(0)) for _ in range(6))
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Items that are batches already, read by a ``batch_size=None`` loader: an index picks a batch."""
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, i: int):
+        return torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
+
+
 def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
     _as_rank(rank, world, port)
     from pruning_limits._checks import PruningLimitsError
@@ -184,6 +201,13 @@ def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
             except PruningLimitsError as exc:
                 messages.append(f"{case}: {exc}")
         context.shard((x, y))  # the same data on both ranks pass
+        # no indices to split (a raw NotImplementedError), or indices of batches (the weights counted batches)
+        for case, data in (("stream", _Stream()), ("batches", torch.utils.data.DataLoader(_Batches(), batch_size=None))):
+            try:
+                context.shard(data)
+                messages.append(f"{case}: accepted")
+            except PruningLimitsError as exc:
+                messages.append(f"{case}: {exc}")
         if rank == 1:
             with torch.no_grad():
                 model[0].weight[0, 0] += 1e-3
@@ -208,7 +232,9 @@ def test_ranks_holding_other_data_or_weights_are_refused_on_every_rank(tmp_path)
     lines = texts[0].splitlines()
     assert lines[0].startswith("shuffled: the data differ between processes (1 of 2 ranks against rank 0)")
     assert lines[1].startswith("loader: the data differ between processes")
-    assert lines[2].startswith("weights: the weights differ between processes")
+    assert lines[2].startswith("stream: data-parallel shards split the samples by index: the data must be an (x, y) pair")
+    assert lines[3].startswith("batches: data-parallel shards split the samples by index: got a DataLoader whose items are batches")
+    assert lines[4].startswith("weights: the weights differ between processes")
 
 
 @pytest.mark.parametrize("structure", ["unstructured", "neuron"])
