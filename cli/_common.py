@@ -401,7 +401,7 @@ def source_options(func: F) -> F:
     func = click.option(
         "--trust-checkpoint",
         is_flag=True,
-        help="Allow a full pickled model. Unpickling can run arbitrary code: only for files you trust.",
+        help="Allow a full pickled model or a TorchScript archive. Both run code stored in the file: only for files you trust.",
     )(func)
     func = click.option(
         "--data", "data_spec", default=None, callback=given_spec, help="Data spec (default: the one the checkpoint names: a bundle, or what train wrote)."
@@ -708,7 +708,7 @@ def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
     if loaded.data_spec and (not loaded.own_data or (stored and not same_data_spec(loaded.data_spec, stored))):
         # other data, or the file a relative stored path (an older bundle's) names from another folder
         extra += ["--data", loaded.data_spec]
-    if kind == "module":
+    if kind in ("module", "torchscript"):  # both run code stored in the file
         extra.append("--trust-checkpoint")
     # train --init splits the bundle's own data with its stored seed, other data with --seed (0 unless given)
     stored_seed = (loaded.checkpoint.training or {}).get("data_seed")
@@ -809,7 +809,7 @@ def load_model_and_data(
     ``exact=True`` a model above the dense-Hessian limit is refused here, before any work.
     ``params`` (``--params``) selects the weights every later step analyses and prunes
     (``pruning_limits.objective.select_parameters``). The checkpoint may be a bundle, a state_dict
-    (``.pt`` or ``.safetensors``, with ``--model``), a TorchScript archive, or a Hugging Face
+    (``.pt`` or ``.safetensors``, with ``--model``), a TorchScript archive (with ``trust``), or a Hugging Face
     model folder (config.json + model.safetensors; needs the ``hf`` extra).
 
     A stored ``.npz`` path is absolute in what ``train`` writes now; a relative one (an older

@@ -128,8 +128,8 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 @click.option("--data", "data_spec", default=None, callback=given_spec, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the one the checkpoint names).")
 @params_option
 @click.option("--l1", "l1_text", default="auto", show_default=True, help="l1 penalty λ: 'auto' chooses it on a regularisation path (largest λ within 1 point of validation accuracy, or 1 point of R², of the best), a number pins it.")
-@click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, TorchScript, a trusted module or a Hugging Face folder) and l1 fine-tune it.")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model. Unpickling can run arbitrary code.")
+@click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, a trusted TorchScript archive or pickled module, or a Hugging Face folder) and l1 fine-tune it.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model or a TorchScript archive. Both run code stored in the file.")
 @click.option("--epochs", type=int, default=None, help="Training epochs at the chosen λ (default: the library's, 100).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")

@@ -3,18 +3,21 @@
 
 Loading never unpickles arbitrary objects: every pickle is read with
 ``torch.load(weights_only=True)`` (PyTorch's restricted unpickler, which only rebuilds tensors
-and plain containers), TorchScript archives go through ``torch.jit.load``, and a full pickled
-``nn.Module`` is read only when the caller passes ``trust=True`` (the command line's
-``--trust-checkpoint``). See the PyTorch serialization notes ("torch.load with
-weights_only=True") for why a pickle must never be loaded from an untrusted source.
+and plain containers), and a full pickled ``nn.Module`` or a TorchScript archive (whose
+``torch.jit.load`` and forward run the code stored in it, a ``__setstate__`` among it) is read
+only when the caller passes ``trust=True`` (the command line's ``--trust-checkpoint``). See the
+PyTorch serialization notes ("torch.load with weights_only=True") for why a pickle must never
+be loaded from an untrusted source.
 
 A ``.safetensors`` file (Hugging Face's format: a JSON header and raw tensor bytes, no code)
 is read with ``safetensors.torch.load`` as a plain state_dict, which needs ``--model``. A
 folder with ``config.json`` and ``model.safetensors`` is a Hugging Face model: when the
 optional ``transformers`` package is installed (``pip install pruning-limits[hf]``), the
 class named in the config's ``architectures`` is looked up in ``transformers`` itself (a
-config that asks for custom code, ``auto_map``, is refused), built from the config alone
-(random initialisation, nothing downloaded) and given the folder's weights.
+config that asks for custom code, ``auto_map``, or for an attention kernel from the Hub is
+refused), built from the config alone (random initialisation, nothing downloaded; first on the
+meta device, so weights of other shapes are refused before memory is taken) and given the
+folder's weights.
 
 Every result file of the project is written through :func:`atomic_open` (temporary file in the
 target's directory, ``fsync``, ``os.replace``), so an interrupted run never leaves a
@@ -32,7 +35,7 @@ import re
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -72,6 +75,12 @@ HF_TRAINING = TORCHSCRIPT_TRAINING
 #: The parameter selection (``--params``) a Hugging Face folder written by ``train`` or ``prune``
 #: carries, as a bundle stores it: the tensors its λ penalised and its analysis takes.
 HF_PARAMS = "pruning_limits_params.json"
+#: The attention implementations of ``transformers`` itself that a config may name
+#: (``attn_implementation``); any other value, a kernel from the Hub (``"org/repo"``) above all,
+#: makes ``transformers`` load code while building the model.
+HF_ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+#: The config keys (also in sub-configs) that name an attention implementation.
+_HF_ATTENTION_KEYS = ("attn_implementation", "_attn_implementation", "_attn_implementation_internal")
 
 
 def output_target(path: str | os.PathLike[str]) -> Path:
@@ -228,16 +237,16 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
 
     Recognised contents: a bundle written by :func:`save_bundle`; a plain state_dict (a mapping
     of names to tensors, also under a ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` key); a
-    TorchScript archive; a full pickled ``nn.Module`` (only with ``trust=True``).
+    TorchScript archive or a full pickled ``nn.Module`` (each only with ``trust=True``).
 
     Args:
         path: the checkpoint file.
-        trust: allow unpickling arbitrary objects (a full pickled model). Only for files
-            from a trusted source: unpickling can run any code.
+        trust: allow unpickling arbitrary objects (a full pickled model) and loading a
+            TorchScript archive. Only for files from a trusted source: either can run any code.
 
     Raises:
-        PruningLimitsError: missing or unreadable file, not a checkpoint, or a pickled object
-            that needs ``trust=True`` (refused before anything is unpickled).
+        PruningLimitsError: missing or unreadable file, not a checkpoint, or a pickled object or
+            TorchScript archive that needs ``trust=True`` (refused before anything is loaded).
     """
     file = Path(path)
     if not file.exists():
@@ -253,6 +262,11 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
     if file.suffix.lower() == ".safetensors" or _is_safetensors(file):
         return Checkpoint(str(file), "state_dict", state_dict=read_safetensors(file), format="safetensors")
     if _is_torchscript(file):
+        if not trust:
+            raise PruningLimitsError(
+                f"{str(file)!r} is a TorchScript archive, whose loading and calling run the code stored in it; "
+                "refusing it. Pass --trust-checkpoint if you trust the file's source"
+            )
         extra = {TORCHSCRIPT_TRAINING: "", TORCHSCRIPT_PARAMS: ""}
         try:
             module = torch.jit.load(str(file), map_location="cpu", _extra_files=extra)
@@ -295,6 +309,15 @@ def _stored_mapping(path: str, content: Mapping, key: str) -> dict[str, Any]:
     return dict(value)
 
 
+def _stored_spec(path: str, content: Mapping, key: str) -> str | None:
+    """A bundle's ``model_spec`` or ``data_spec``: a string, or ``None`` when absent."""
+    value = content.get(key)
+    if value is not None and not isinstance(value, str):
+        label = key.replace("_", " ")
+        raise PruningLimitsError(f"{path!r} stores a {label} that is not a string, got {describe(value)}")
+    return value
+
+
 def _stored_training(path: str, content: Mapping) -> dict[str, Any]:
     """A bundle's training record, whose ``data_seed`` (the split later commands load) must be a seed."""
     training = _stored_mapping(path, content, "training")
@@ -315,7 +338,7 @@ def _training_record(path: str, text: str | bytes) -> dict[str, Any]:
         return {}
     try:
         record = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: arrays nested too deep for the decoder
         raise PruningLimitsError(f"{path!r} carries a training record ({TORCHSCRIPT_TRAINING}) that is not JSON") from None
     return _stored_training(path, {"training": record})
 
@@ -407,6 +430,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
 
     Raises:
         PruningLimitsError: ``transformers`` missing, an unreadable or custom-code config, an
+            attention implementation that is not ``transformers``' own (a Hub kernel's code), an
             architecture ``transformers`` does not know, a config that needs the Hub or asks for
             more labels than the weights can hold, a damaged weights file or index, or weights
             that do not fit the model.
@@ -424,6 +448,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         raise PruningLimitsError(
             f"{str(folder / HF_CONFIG)!r} asks for custom model code (auto_map), which pruning-limits never runs"
         )
+    _check_attention_implementations(folder / HF_CONFIG, config_dict)
     architectures = config_dict.get("architectures") or []
     model_type = config_dict.get("model_type")
     if (
@@ -455,7 +480,12 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     try:
         with _hub_offline():
             config = transformers.AutoConfig.for_model(model_type, **{k: v for k, v in config_dict.items() if k != "model_type"})
+            sketch = _on_meta(lambda: cls(config))
+            if sketch is not None:  # the weights' shapes are checked before the model is built at the config's size
+                _fit_huggingface_state(sketch, state)
             model = cls(config)
+    except PruningLimitsError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure of transformers to build from this config
         if _needs_the_hub(exc):
             raise PruningLimitsError(
@@ -463,11 +493,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
                 "pruning-limits never downloads"
             ) from None
         raise PruningLimitsError(f"cannot build {architectures[0]} from {str(folder / HF_CONFIG)!r}: {error_line(exc)}") from None
-    expected = model.state_dict()
-    for key in _ignored_unexpected(model, state, expected):
-        del state[key]
-    tied = [k for k in expected if k not in state and _is_tied(model, k)]
-    check_state_dict_fits(model, {**state, **{k: expected[k] for k in tied}})
+    tied = _fit_huggingface_state(model, state)
     model.load_state_dict(state, strict=False)
     if tied and hasattr(model, "tie_weights"):
         model.tie_weights()
@@ -481,6 +507,63 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         raise PruningLimitsError(f"cannot read the records of {str(folder)!r}: {message_line(exc)}") from None
     return Checkpoint(str(folder), "huggingface", module=model, format="huggingface", dtypes=dtypes, training=training,
                       params=params)
+
+
+def _check_attention_implementations(config_file: Path, config_dict: Mapping[str, Any]) -> None:
+    """Refuse an attention implementation (in the config or a sub-config, also one per sub-config)
+    that is not one of :data:`HF_ATTENTION_IMPLEMENTATIONS`: ``transformers`` fetches and loads a
+    kernel named ``"org/repo"`` from the Hub with the ``kernels`` package.
+
+    Raises:
+        PruningLimitsError: naming the key and its value.
+    """
+    pending: list[tuple[str, Any]] = [("", config_dict)]
+    while pending:
+        prefix, value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{prefix}{key}"
+                if key not in _HF_ATTENTION_KEYS:
+                    pending.append((f"{name}.", item))
+                    continue
+                choices = [(f"{name}.{sub}", choice) for sub, choice in item.items()] if isinstance(item, dict) else [(name, item)]
+                for asked, choice in choices:
+                    if choice is not None and choice not in HF_ATTENTION_IMPLEMENTATIONS:
+                        raise PruningLimitsError(
+                            f"{str(config_file)!r} asks for {asked}={choice!r}, which is not one of transformers' built-in "
+                            f"attention implementations ({', '.join(HF_ATTENTION_IMPLEMENTATIONS)}): a kernel from the Hub "
+                            "('org/repo') would run its code"
+                        )
+        elif isinstance(value, list):
+            pending.extend((prefix, item) for item in value)
+
+
+def _on_meta(build: Callable[[], nn.Module]) -> nn.Module | None:
+    """``build()`` on the meta device (its tensors have shapes and no memory), or ``None`` where
+    it fails there (a constructor that reads tensor values): the caller then builds as before."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except Exception:  # noqa: BLE001 - whatever fails on meta fails, or not, in the real build
+        return None
+
+
+def _fit_huggingface_state(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Check that ``state`` fits ``model`` (built for real or on the meta device) as
+    ``from_pretrained`` loads it: the keys it drops quietly are removed from ``state``, and the
+    tied weights ``save_pretrained`` leaves out may be missing. Returns those tied keys.
+
+    Raises:
+        PruningLimitsError: what :func:`check_state_dict_fits` raises.
+    """
+    expected = model.state_dict()
+    for key in _ignored_unexpected(model, state, expected):
+        del state[key]
+    tied = [k for k in expected if k not in state and _is_tied(model, k)]
+    # a stand-in of the tied weight's shape and dtype that holds no memory (and is no meta tensor)
+    stand_ins = {k: torch.zeros((), dtype=expected[k].dtype).expand(expected[k].shape) for k in tied}
+    check_state_dict_fits(model, {**state, **stand_ins})
+    return tied
 
 
 def save_huggingface(path: str | os.PathLike[str], model: nn.Module, *, training: Mapping[str, Any] | None = None) -> Path:
@@ -713,8 +796,8 @@ def _from_content(path: str, content: Any) -> Checkpoint:
             path,
             "bundle",
             state_dict=dict(state),
-            model_spec=content.get("model_spec"),
-            data_spec=content.get("data_spec"),
+            model_spec=_stored_spec(path, content, "model_spec"),
+            data_spec=_stored_spec(path, content, "data_spec"),
             model_record=_stored_mapping(path, content, "model_record"),
             training=_stored_training(path, content),
             pruning=_stored_mapping(path, content, "pruning"),
@@ -979,7 +1062,7 @@ def build_from_checkpoint(
             )
         if not model_spec:
             check_stored_spec(checkpoint, spec, "model", trust=trust)
-        from .models import build_model
+        from .models import build_model, calls_user_code
 
         sizes: Any = data
         if checkpoint.model_record and spec == checkpoint.model_spec:
@@ -991,8 +1074,13 @@ def build_from_checkpoint(
             }
         if sizes is None:
             raise PruningLimitsError(f"building model {spec!r} needs data to size it: give --data SPEC")
-        model = build_model(spec, sizes, seed=seed)
         assert checkpoint.state_dict is not None
+        # the weights' shapes are checked before the model is built at the size the file declares (a
+        # user's factory is called once, as before)
+        sketch = None if calls_user_code(spec) else _on_meta(lambda: build_model(spec, sizes, seed=seed))
+        if sketch is not None:
+            check_state_dict_fits(sketch, checkpoint.state_dict)
+        model = build_model(spec, sizes, seed=seed)
         check_state_dict_fits(model, checkpoint.state_dict)
         model.load_state_dict(checkpoint.state_dict)
     if checkpoint.params is not None:  # a bundle's or a Hugging Face folder's stored selection

@@ -50,6 +50,7 @@ refused for it).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import warnings
@@ -195,12 +196,17 @@ def _as_tensor(value: Any, name: str) -> Tensor:
                     f"{name} exceed float32's range, which the library computes in: got values up to "
                     f"{largest} in dtype {wide.dtype}"
                 )
-        # torch reads native byte order only
-        return torch.from_numpy(np.ascontiguousarray(value.astype(value.dtype.newbyteorder("="), copy=False)))
+        # torch reads native byte order only; np.ascontiguousarray would make a 0-d array 1-d (one sample)
+        return torch.from_numpy(np.asarray(value.astype(value.dtype.newbyteorder("="), copy=False), order="C"))
     raise PruningLimitsError(f"{name} must be a torch.Tensor or numpy array, got {describe(value)}")
 
 
 def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
+    if isinstance(y, np.ndarray) and y.dtype.kind == "u" and y.dtype.itemsize == 8 and y.size and int(y.max()) >= 2**63:
+        # the cast to int64 below would wrap them negative
+        raise PruningLimitsError(
+            f"{where} data: integer targets (class labels) must be below 2**63, got uint64 labels up to {int(y.max())}"
+        )
     x, y = _as_tensor(x, f"{where} inputs"), _as_tensor(y, f"{where} targets")
     try:
         x, y = check_pair(x, y)
@@ -562,6 +568,7 @@ def _load_tokens(options: dict[str, float], seed: int, spec: str) -> DataBundle:
 
 def _npz_array(archive: Any, key: str, path: str) -> np.ndarray:
     """Array ``key`` of an open ``.npz`` archive; an object array is named, never unpickled."""
+    _check_npz_member_size(archive, key, path)
     try:
         return archive[key]
     except ValueError as err:
@@ -570,6 +577,35 @@ def _npz_array(archive: Any, key: str, path: str) -> np.ndarray:
         raise PruningLimitsError(
             f"array {key} of {path!r} must be a numeric array, got dtype object (Python objects, never loaded)"
         ) from None
+
+
+def _check_npz_member_size(archive: Any, key: str, path: str) -> None:
+    """Refuse a member whose ``.npy`` header declares more data than the member holds: numpy
+    allocates the declared array before it reads a byte (a 64-byte member declaring shape
+    ``(10**12, 8)`` asked for 29 TiB). Members that are no ``.npy`` file of version 1 or 2,
+    and object arrays, are left to numpy.
+
+    Raises:
+        PruningLimitsError: naming the declared shape and size and the member's.
+    """
+    names = archive.zip.namelist()
+    name = f"{key}.npy" if f"{key}.npy" in names else key
+    info = archive.zip.getinfo(name)
+    with archive.zip.open(info) as member:
+        magic = member.read(len(np.lib.format.MAGIC_PREFIX) + 2)
+        if not magic.startswith(np.lib.format.MAGIC_PREFIX) or magic[-2:] not in (b"\x01\x00", b"\x02\x00"):
+            return
+        read_header = np.lib.format.read_array_header_1_0 if magic[-2] == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+        if dtype.hasobject:
+            return
+        declared = math.prod(shape) * dtype.itemsize
+        held = info.file_size - member.tell()
+    if declared > held:
+        raise PruningLimitsError(
+            f"array {key} of {path!r} declares shape {shape} of {dtype}, {declared} bytes, "
+            f"but its member holds {held} bytes of data"
+        )
 
 
 def _load_npz(path: str, seed: int, spec: str) -> DataBundle:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from typing import Tuple
 
 import pytest
 import torch
@@ -162,10 +163,14 @@ def test_bundle_of_other_version_is_refused(tmp_path, model):
         ("training", {"data_seed": "x"}, "stores a data seed that is not an integer in \\[0, 2\\*\\*64\\), got 'x' \\(str\\)"),
         ("training", {"data_seed": 2**70}, "stores a data seed that is not an integer"),
         ("training", {"data_seed": 1.5}, "stores a data seed that is not an integer"),
+        ("data_spec", 5, "stores a data spec that is not a string, got 5 \\(int\\)"),
+        ("data_spec", ["digits"], "stores a data spec that is not a string, got \\['digits'\\] \\(list\\)"),
+        ("model_spec", 7, "stores a model spec that is not a string, got 7 \\(int\\)"),
     ],
 )
 def test_a_malformed_bundle_record_is_one_line(tmp_path, model, key, value, match):
-    """Each record of a bundle is a mapping, its data seed a seed (tracebacks, or 1.5 read as 1, before)."""
+    """Each record of a bundle is a mapping, its data seed a seed, its specs strings (tracebacks,
+    'int' object has no attribute 'strip' among them, or 1.5 read as 1, before)."""
     path = tmp_path / "bad.pt"
     save_bundle(path, model, model_spec="mlp:8", data_spec="digits", training={"data_seed": 0})
     content = torch.load(path, weights_only=True)
@@ -260,6 +265,37 @@ def test_non_finite_weights_are_refused(tmp_path, model, digits):
         build_from_checkpoint(read_checkpoint(path), model_spec="mlp:8", data=digits)
 
 
+def test_a_model_declared_larger_than_its_weights_is_refused_before_it_is_built(tmp_path, model, digits, monkeypatch):
+    """The model was built at the size the bundle declares before its shapes were checked: a
+    2.8 KB bundle naming mlp:16000,16000 took 1.28 GB, and mlp:2000000,2000000 (16 TB) ended in
+    an allocation error. It is built on the meta device first, so the mismatch is named at no cost."""
+    import time
+
+    path = tmp_path / "big.pt"
+    save_bundle(path, model, model_spec="mlp:8", data_spec="digits")
+    content = torch.load(path, weights_only=True)
+    content["model_spec"] = content["model_record"]["spec"] = "mlp:2000000,2000000"
+    torch.save(content, path)
+    start = time.perf_counter()
+    with pytest.raises(PruningLimitsError, match=r"mis-shaped \(checkpoint vs model\) \[1.weight \(8, 64\) vs \(2000000, 64\)"):
+        build_from_checkpoint(read_checkpoint(path))
+    assert time.perf_counter() - start < 10
+    # a model that cannot be built on the meta device is built as before
+    import pruning_limits.models as models
+
+    construct = models._construct
+
+    def not_on_meta(*args, **kwargs):
+        if torch.empty(0).is_meta:
+            raise NotImplementedError("no meta tensors here")
+        return construct(*args, **kwargs)
+
+    monkeypatch.setattr(models, "_construct", not_on_meta)
+    save_bundle(path, model, model_spec="mlp:8", data_spec="digits")
+    rebuilt = build_from_checkpoint(read_checkpoint(path))
+    assert torch.equal(rebuilt.state_dict()["1.weight"], model.state_dict()["1.weight"])
+
+
 def test_model_without_prunable_weights_is_refused():
     with pytest.raises(PruningLimitsError, match="no prunable weights"):
         check_model(_NoPrunable())
@@ -268,10 +304,63 @@ def test_model_without_prunable_weights_is_refused():
 # ----------------------------------------------------------------------------- TorchScript and pickles
 
 
+class _WritesOnLoad(nn.Module):
+    """Its ``__setstate__``, run by ``torch.jit.load``, writes ``L`` into the file its state names."""
+
+    def __init__(self, victim: str) -> None:
+        super().__init__()
+        self.victim = victim
+        self.marker = torch.zeros(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[str, torch.Tensor, bool]:
+        return (self.victim, self.marker, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[str, torch.Tensor, bool]) -> None:
+        written = torch.from_file(state[0], shared=True, size=1, dtype=torch.uint8)
+        written.fill_(76)
+        self.victim = state[0]
+        self.marker = state[1] + written.sum().float() * 0  # used, so that the compiler keeps the write
+        self.training = state[2]
+
+
+class _ScriptedWithHook(nn.Module):
+    def __init__(self, victim: str) -> None:
+        super().__init__()
+        self.hook = _WritesOnLoad(victim)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.hook(x))
+
+
+def test_a_torchscript_archive_runs_no_code_without_trust(tmp_path):
+    """torch.jit.load runs the archive's own code (a __setstate__, then its forward): one that
+    wrote into any file the user can write was loaded, pruned and written back without a word."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"....")
+    path = tmp_path / "evil_ts.pt"
+    torch.jit.save(torch.jit.script(_ScriptedWithHook(str(victim))), str(path))
+    assert victim.read_bytes() == b"...."
+    with pytest.raises(PruningLimitsError, match=(
+        "is a TorchScript archive, whose loading and calling run the code stored in it; refusing it. "
+        ".*--trust-checkpoint"
+    )) as info:
+        read_checkpoint(path)
+    assert "\n" not in str(info.value)
+    assert victim.read_bytes() == b"...."
+    assert read_checkpoint(path, trust=True).kind == "torchscript"  # trusted: loaded, and its code ran
+    assert victim.read_bytes() == b"L..."
+
+
 def test_torchscript_archive(tmp_path, model, digits):
     path = tmp_path / "scripted.pt"
     save_torchscript(path, torch.jit.script(model.eval()))
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trust=True)
     assert checkpoint.kind == "torchscript"
     loaded = build_from_checkpoint(checkpoint)
     x = digits.x_train[:4]
@@ -284,16 +373,21 @@ def test_a_torchscript_archive_carries_its_training_record(tmp_path, model):
     path = tmp_path / "scripted-l1.pt"
     record = {"l1": 0.0064, "data_seed": 3, "l1_path": {"l1": 0.0064, "points": [{"l1": 1e-4, "metric": 0.9}]}}
     save_torchscript(path, torch.jit.script(model.eval()), training=record)
-    assert read_checkpoint(path).training == record
+    assert read_checkpoint(path, trust=True).training == record
     save_torchscript(path, torch.jit.script(model.eval()))  # no record: none read
-    assert read_checkpoint(path).training == {}
+    assert read_checkpoint(path, trust=True).training == {}
     damaged = tmp_path / "damaged-record.pt"
     torch.jit.save(torch.jit.script(model.eval()), str(damaged), _extra_files={"pruning_limits_training.json": "{not json"})
     with pytest.raises(PruningLimitsError, match="carries a training record .* that is not JSON"):
-        read_checkpoint(damaged)
+        read_checkpoint(damaged, trust=True)
     torch.jit.save(torch.jit.script(model.eval()), str(damaged), _extra_files={"pruning_limits_training.json": '{"data_seed": -1}'})
     with pytest.raises(PruningLimitsError, match="stores a data seed that is not an integer"):
-        read_checkpoint(damaged)
+        read_checkpoint(damaged, trust=True)
+    # nested too deep for the decoder: 'maximum recursion depth exceeded', naming no file, before
+    torch.jit.save(torch.jit.script(model.eval()), str(damaged), _extra_files={"pruning_limits_training.json": "[" * 200_000})
+    with pytest.raises(PruningLimitsError, match="damaged-record.pt' carries a training record .* that is not JSON") as info:
+        read_checkpoint(damaged, trust=True)
+    assert "\n" not in str(info.value)
 
 
 def test_a_torchscript_archive_carries_its_selection_and_data_as_a_bundle_does(tmp_path, model):
@@ -307,18 +401,18 @@ def test_a_torchscript_archive_carries_its_selection_and_data_as_a_bundle_does(t
     view = select_parameters(scripted_view(torch.jit.script(model.eval())), "layers.1.weight")
     path = tmp_path / "selected.pt"
     save_torchscript(path, view, training={"l1": 0.002, "data_seed": 4, "data_spec": "digits"})
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trust=True)
     assert checkpoint.params == ["layers.1.weight"] and checkpoint.data_spec == "digits"
     rebuilt = build_from_checkpoint(checkpoint)
     assert parameter_selection(rebuilt) == ["layers.1.weight"] and [n for n, _ in prunable_parameters(rebuilt)] == ["layers.1.weight"]
     save_torchscript(path, scripted_view(torch.jit.script(model.eval())))  # the default selection: no file, no spec
-    assert read_checkpoint(path).params is None and read_checkpoint(path).data_spec is None
+    assert read_checkpoint(path, trust=True).params is None and read_checkpoint(path, trust=True).data_spec is None
     torch.jit.save(torch.jit.script(model.eval()), str(path), _extra_files={TORCHSCRIPT_PARAMS: '{"a": 1}'})
     with pytest.raises(PruningLimitsError, match="stores a parameter selection that is not a list of names"):
-        read_checkpoint(path)
+        read_checkpoint(path, trust=True)
     torch.jit.save(torch.jit.script(model.eval()), str(path), _extra_files={"pruning_limits_training.json": '{"data_spec": 3}'})
     with pytest.raises(PruningLimitsError, match="carries a data spec that is not a string"):
-        read_checkpoint(path)
+        read_checkpoint(path, trust=True)
 
 
 def test_a_pickled_module_carries_its_training_record(tmp_path):
@@ -370,7 +464,7 @@ def test_scripted_view_prune_and_save(tmp_path, model, digits):
     assert (flat_weights(view) == 0).sum() == round(0.5 * flat_weights(view).size)
     path = tmp_path / "pruned-scripted.pt"
     save_torchscript(path, view)
-    reloaded = build_from_checkpoint(read_checkpoint(path))
+    reloaded = build_from_checkpoint(read_checkpoint(path, trust=True))
     assert np_equal(flat_weights(reloaded), flat_weights(view))
     x = digits.x_train[:4]
     assert torch.allclose(reloaded(x), view(x))

@@ -471,6 +471,12 @@ def test_torchscript_checkpoint(bundle, workdir):
     with_script = json.loads(ok("predict", scripted, "--trust-checkpoint", "--data", "digits", *SLQ, "--epsilon", "0.01", "--json").stdout)
     assert with_script["dim"] == with_bundle["dim"]
     assert with_script["sparsity"] == pytest.approx(with_bundle["sparsity"], abs=2 / 592)
+    # the next command names the flag the archive needs (it would be refused without it)
+    assert with_script["next"] is None or "--trust-checkpoint" in with_script["next"]
+    from pruning_limits.cli._common import Console, load_model_and_data, next_step
+
+    loaded = load_model_and_data(str(scripted), model_spec=None, data_spec="digits", trust=True, seed=0, console=Console(quiet=True))
+    assert "--trust-checkpoint" in next_step(loaded, str(scripted))[0].split()
     pruned = workdir / "scripted-pruned.pt"
     ok("prune", scripted, "--trust-checkpoint", "--sparsity", "0.25", "-o", pruned)
     assert read_checkpoint(pruned, trust=True).kind == "torchscript"

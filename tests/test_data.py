@@ -402,3 +402,57 @@ def test_float64_beyond_float32_range_is_named(tmp_path, arrays, message):
     with pytest.raises(PruningLimitsError, match=message) as info:
         load_data(str(tmp_path / "big.npz"))
     assert "\n" not in str(info.value) and "NaN" not in str(info.value)
+
+
+def _npy_member(shape, descr="<f4", body=b"\0" * 64) -> bytes:
+    """A version 1.0 ``.npy`` file whose header declares ``shape``, whatever the size of ``body``."""
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (descr, shape)
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + body
+
+
+def test_an_npz_member_declaring_more_data_than_it_holds_is_refused_before_reading(tmp_path):
+    """A 64-byte member declaring shape (10**12, 8) was reported as 'out of memory: Unable to
+    allocate 29.1 TiB': numpy allocates the declared array before it reads a byte."""
+    import zipfile
+
+    for name, shape in [("huge", (10**12, 8)), ("overflow", (2**62, 2**62))]:
+        path = tmp_path / f"{name}.npz"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("x.npy", _npy_member(shape))
+            archive.writestr("y.npy", _npy_member((60,), "<i8", b"\0" * 480))
+        count = shape[0] * shape[1]
+        with pytest.raises(PruningLimitsError, match=(
+            f"array x of .*{name}.npz' declares shape \\({shape[0]}, {shape[1]}\\) of float32, {count * 4} bytes, "
+            "but its member holds 64 bytes of data"
+        )) as info:
+            load_data(str(path))
+        assert "\n" not in str(info.value)
+    np.savez_compressed(tmp_path / "fine.npz", x=np.zeros((60, 8), np.float32), y=np.arange(60) % 3)  # compressed members
+    assert load_data(str(tmp_path / "fine.npz")).input_shape == (8,)
+
+
+def test_uint64_labels_beyond_int64_are_named_before_the_cast(tmp_path):
+    """uint64 labels >= 2**63 wrapped negative in the cast to int64: 'labels must lie in
+    [0, -9223372036854775802), got labels from -9223372036854775803'."""
+    x = np.zeros((60, 2), np.float32)
+    np.savez(tmp_path / "big.npz", x=x, y=np.full(60, 2**63 + 5, dtype=np.uint64))
+    with pytest.raises(PruningLimitsError, match=(
+        "training data: integer targets \\(class labels\\) must be below 2\\*\\*63, got uint64 labels up to 9223372036854775813"
+    )) as info:
+        load_data(str(tmp_path / "big.npz"))
+    assert "\n" not in str(info.value)
+    np.savez(tmp_path / "small.npz", x=x, y=(np.arange(60) % 3).astype(np.uint64))
+    assert load_data(str(tmp_path / "small.npz")).num_classes == 3
+
+
+@pytest.mark.parametrize("arrays, shapes", [
+    ({"x": np.float32(1), "y": np.int64(0)}, "\\(\\) and \\(\\)"),
+    ({"x": np.zeros((60, 8), np.float32), "y": np.int64(0)}, "\\(60, 8\\) and \\(\\)"),
+])
+def test_zero_dimensional_npz_arrays_need_a_sample_dimension(tmp_path, arrays, shapes):
+    """np.ascontiguousarray made a 0-d array one sample: 'has 1 sample(s) and no test set' and
+    '60 inputs, 1 targets' instead of the missing sample dimension."""
+    np.savez(tmp_path / "scalar.npz", **arrays)
+    with pytest.raises(PruningLimitsError, match=f"training data: inputs and targets need a leading sample dimension, got shapes {shapes}"):
+        load_data(str(tmp_path / "scalar.npz"))

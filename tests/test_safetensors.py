@@ -367,6 +367,66 @@ def test_a_config_nested_too_deep_is_one_line(tmp_path):
     one_line(info)
 
 
+@pytest.mark.parametrize("entry, asked", [
+    ({"attn_implementation": "attacker-org/evil-kernel"}, "attn_implementation='attacker-org/evil-kernel'"),
+    ({"_attn_implementation": "attacker-org/evil-kernel:attention"}, "_attn_implementation='attacker-org/evil-kernel:attention'"),
+    ({"attn_implementation": {"text_config": "attacker-org/evil-kernel"}}, "attn_implementation.text_config='attacker-org/evil-kernel'"),
+    ({"text_config": {"model_type": "bert", "_attn_implementation": "attacker-org/evil-kernel@main"}},
+     "text_config._attn_implementation='attacker-org/evil-kernel@main'"),
+    ({"vision_config": {"attn_implementation": "my_attention"}}, "vision_config.attn_implementation='my_attention'"),
+], ids=["top", "private", "per-sub-config", "in-text_config", "not-built-in"])
+def test_an_attention_implementation_from_the_hub_is_refused_before_building(tmp_path, monkeypatch, entry, asked):
+    """attn_implementation "org/repo" (also _attn_implementation, and in a sub-config) makes
+    transformers' kernels package fetch and load that repository's code while building the model."""
+    import re
+
+    folder = tmp_path / "bert"
+    tiny_bert().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    for implementation in ("eager", "sdpa", None):  # transformers' own ones still load
+        (folder / "config.json").write_text(json.dumps({**config, "attn_implementation": implementation}))
+        assert read_checkpoint(folder).kind == "huggingface"
+
+    def never(*args, **kwargs):
+        raise AssertionError("the config was built")
+
+    monkeypatch.setattr(transformers.AutoConfig, "for_model", never)
+    (folder / "config.json").write_text(json.dumps({**config, **entry}))
+    with pytest.raises(PruningLimitsError, match=(
+        f"config.json' asks for {re.escape(asked)}, which is not one of transformers' built-in attention implementations "
+        r"\(eager, sdpa, flash_attention_2, flash_attention_3, flex_attention\): a kernel from the Hub \('org/repo'\) "
+        "would run its code"
+    )) as info:
+        read_checkpoint(folder)
+    one_line(info)
+
+
+def test_a_model_declared_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):
+    """A 746-byte config.json with vocab_size=40_000_000 took 30 s and 2.9 GB to build before its
+    weights' shapes were found not to fit; the model is built on the meta device first."""
+    import time
+
+    folder = tmp_path / "bert"
+    tiny_bert().save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 10**12}))  # 64 TB in float32
+    start = time.perf_counter()
+    with pytest.raises(PruningLimitsError, match=r"mis-shaped \(checkpoint vs model\) .*\(20, 16\) vs \(1000000000000, 16\)") as info:
+        read_checkpoint(folder)
+    one_line(info)
+    assert time.perf_counter() - start < 30
+
+
+def test_a_training_record_nested_too_deep_is_one_line(tmp_path):
+    """'maximum recursion depth exceeded while decoding a JSON array', naming no file, before."""
+    folder = tmp_path / "bert"
+    tiny_bert().save_pretrained(folder)
+    (folder / "pruning_limits_training.json").write_text("[" * 200_000)
+    with pytest.raises(PruningLimitsError, match="bert' carries a training record .* that is not JSON") as info:
+        read_checkpoint(folder)
+    one_line(info)
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o027], ids=["022", "027"])
 def test_a_saved_folder_gets_the_umask_permissions(tmp_path, umask):
     """save_huggingface renamed mkdtemp's folder into place, so the folder stayed private (0700)."""
