@@ -588,7 +588,8 @@ def _emit_structured_predictions(
             from pruning_limits.structures import distance_curve
 
             fixed_point = report.fixed_point_record(
-                weights, spectrum, first, gradient, criterion=distance_curve(weights, plan.order), order=plan.order
+                weights, spectrum, first, gradient, criterion=distance_curve(weights, plan.order), order=plan.order,
+                allowed=plan.allowed,
             )
             figure = report.prediction_figure(first.to_dict(), fixed_point)
         report.save_figure(figure, plot_path)

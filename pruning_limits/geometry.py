@@ -78,8 +78,14 @@ def ellipsoid_width_bounds(semi_axes: Any) -> tuple[float, float]:
         ``(lower, upper)``.
     """
     r = _semi_axes(semi_axes)
-    norm = float(np.linalg.norm(r)) if np.isfinite(r).all() else math.inf
+    norm = _scaled_norm(r) if np.isfinite(r).all() else math.inf
     return math.sqrt(2.0 / math.pi) * norm, norm
+
+
+def _scaled_norm(r: np.ndarray) -> float:
+    """``‖r‖`` of finite non-negative ``r``, squared after dividing by ``max r`` (no overflow or underflow of ``r²``)."""
+    scale = float(r.max())
+    return scale * float(np.linalg.norm(r / scale)) if scale > 0 else 0.0
 
 
 def ellipsoid_width_mc(semi_axes: Any, *, samples: int = 10_000, seed: int = 0) -> Estimate:
@@ -97,9 +103,11 @@ def ellipsoid_width_mc(semi_axes: Any, *, samples: int = 10_000, seed: int = 0) 
     if not np.isfinite(r).all():
         raise PruningLimitsError("the Gaussian width of an ellipsoid with an infinite semi-axis is infinite")
     samples = check_int("samples", samples, 2)
-    r2 = r**2
-    values = [np.sqrt((g**2) @ r2) for g in _gaussian_chunks(r.size, samples, seed)]
-    return _estimate(np.concatenate(values))
+    # w(E) = max r · w(E / max r): r² (and the standard error's squares) of 1e200 overflowed, of 1e-200 underflowed
+    scale = float(r.max())
+    r2 = (r / scale) ** 2 if scale > 0 else r
+    unit = _estimate(np.concatenate([np.sqrt((g**2) @ r2) for g in _gaussian_chunks(r.size, samples, seed)]))
+    return Estimate(scale * unit.value, scale * unit.stderr, scale * unit.per_probe)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,13 +275,27 @@ def projected_ellipsoid_dimension(semi_axes: Any, distance: float) -> float:
     The approximation of Zhang et al. (2024) through the Gaussian width of the ellipsoid's
     projection onto the unit sphere. Infinite semi-axes contribute 1 each; ``R = 0`` gives ``D``.
     For a ball (all ``r_i = r < R``) the exact cone is ``Circ_D(α)`` with ``sin α = r/R`` and
-    ``δ ≈ D r²/R²``: the approximation ``D r²/(R² + r²)`` is low by the factor ``1/(1 + sin²α)``.
+    ``δ ≈ D r²/R²``: the approximation ``D r²/(R² + r²)`` is low by the factor ``1/(1 + sin²α)``
+    where ``D sin²α ≫ 1`` (docs/theory.md §9 gives the error at ``D = 2 000``).
+
+    Each term is computed as ``1/(1 + t²)`` with ``t = R/r``, which neither overflows nor
+    underflows to NaN: ``r = ∞`` gives 1, ``r = 0`` (with ``R > 0``) gives 0, and ``t²`` beyond
+    the float64 range gives 0 or 1, the value to double precision.
+
+    Args:
+        semi_axes: the semi-axes ``r_i ≥ 0`` (``inf`` allowed).
+        distance: the distance ``R ≥ 0`` (finite).
+
+    Returns:
+        ``Σ r_i² / (R² + r_i²)``.
     """
     r = _semi_axes(semi_axes)
     distance = check_nonnegative("distance", distance)  # numpy numbers too
-    big = ~np.isfinite(r)
-    finite = r[~big] ** 2
-    return float(np.sum(finite / (float(distance) ** 2 + finite)) + big.sum()) if distance > 0 else float(r.size)
+    if distance == 0:
+        return float(r.size)
+    with np.errstate(divide="ignore", over="ignore"):  # r = 0: t = inf; t² beyond 1.8e308: inf, both give 0
+        t = distance / r
+        return float(np.sum(1.0 / (1.0 + t * t)))
 
 
 def delta_integrand(eigenvalues: np.ndarray, epsilon: float, squared_distance: float) -> np.ndarray:

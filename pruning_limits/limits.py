@@ -341,15 +341,29 @@ def _solve(
     offset: float = 0.0,
     cost: np.ndarray | None = None,
 ) -> int:
-    """Smallest ``k`` with ``(D − k)/D ≤ clip(δ(R_k; ε − c_k)/D + offset, 0, 1)`` (``c = cost``, default 0)."""
+    """Smallest ``k`` with ``(D − k)/D ≤ clip(δ(R_k; ε − c_k)/D + offset, 0, 1)`` (``c = cost``, default 0).
+
+    Compared in counts, ``D − k ≤ D·bound``, with a slack of 8 ulps (relative ``8·2⁻⁵²``) on
+    ``D·bound``. Shares of exactly 1 (zero eigenvalues) give ``δ`` an exact integer part, which
+    float64 rounds in the sum and in its division by the rule's weight sum: 7 zero eigenvalues of
+    ``D = 9`` (the other two negligible) gave ``δ`` = 6.999999999999999, and ``s*`` one weight
+    short of ``7/9`` (docs/theory.md §4). Measured on such ties (``D`` up to 10⁶), the
+    shortfall is at most 3.1 ulps, so 8 covers it. The slack
+    only changes a verdict where the float64 ``δ`` lies within 8 ulps below ``D − k``, below what
+    that evaluation resolves: a ``δ`` short of ``D − k`` by more (a deficit of 1e-14 relative is
+    already 45 ulps) stays infeasible. It adds at most ``8·2⁻⁵²·D ≪ 1`` to ``D·bound``, so the
+    result moves by one weight at most; a constant factor on a bound that does not decrease in
+    ``k``, it keeps the condition monotone.
+    """
     dim = r2.size - 1
+    slack = 1.0 + 8.0 * 2.0**-52
 
     def feasible(k: int) -> bool:
         eps_k = epsilon if cost is None else epsilon - float(cost[k])
         if eps_k <= 0:
             return False
         bound = delta_fraction(nodes, weights, eps_k, float(r2[k])) + offset
-        return (dim - k) / dim <= min(max(bound, 0.0), 1.0)
+        return dim - k <= dim * min(max(bound, 0.0), 1.0) * slack
 
     return _smallest_feasible(dim, feasible)
 
@@ -604,13 +618,31 @@ def fixed_point_curve(
     criterion: str | Sequence[float] | np.ndarray = "magnitude",
     gradient: Any = None,
     order: Any = None,
+    allowed: Any = None,
 ) -> FixedPointCurve:
     """``δ(R(s))/D`` and ``R(s)`` on ``points`` sparsities from 0 to 1 (``k = ⌊(1 − s)D⌋``).
 
     With ``gradient`` (and ``order``, as in :func:`predict_from_spectrum`) δ uses ``ε − c_k``;
-    where that is ≤ 0 no sparsity is feasible and ``δ/D`` is reported as 0.
+    where that is ≤ 0 no sparsity is feasible and ``δ/D`` is reported as 0. A structure's
+    prediction takes ``c_k`` at its allowed counts only (``allowed``, as in
+    :func:`predict_from_spectrum`): pass the same ``allowed`` here, or the curve counts the cost
+    of part of a group and crosses the diagonal elsewhere than the prediction.
+
+    Args:
+        weights: flat array of the ``D`` prunable weights.
+        spectrum: spectral measure of the Hessian.
+        epsilon: loss tolerance ε > 0.
+        points: number of sparsities evaluated (``D + 1`` or more evaluates every ``k``).
+        eta: failure probability of the kinematic interval.
+        criterion: ``"magnitude"`` or an array of ``R_k²`` (as in :func:`predict_from_spectrum`).
+        gradient: the data-loss gradient (the gradient term), or ``None``.
+        order: the removal order of a custom ``criterion`` curve.
+        allowed: a structure's allowed counts (default: every count).
+
+    Returns:
+        :class:`FixedPointCurve`; its ``limit`` is the prediction's ``s*``.
     """
-    _, epsilon, eta, r2, _, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient, order)
+    _, epsilon, eta, r2, _, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient, order, allowed)
     points = check_int("points", points, 2)
     dim = spectrum.dim
     steps = points - 1

@@ -547,14 +547,22 @@ def limit_curve_figure(points: Sequence[Mapping[str, Any]], *, title: str | None
 
 
 def fixed_point_record(
-    weights: Any, spectrum: Spectrum, prediction: Any, gradient: Any = None, *, criterion: Any = "magnitude", order: Any = None
+    weights: Any,
+    spectrum: Spectrum,
+    prediction: Any,
+    gradient: Any = None,
+    *,
+    criterion: Any = "magnitude",
+    order: Any = None,
+    allowed: Any = None,
 ) -> dict[str, Any]:
     """The ``δ(R(s))/D`` curve of a prediction with its kinematic band, as :func:`prediction_figure` takes it.
 
     ``gradient`` (the data-loss gradient at the weights) is required when the prediction used
     the gradient term, so that the curve is the one whose crossing is the prediction.
-    ``criterion`` and ``order``: a structure's ``R_k²`` curve and removal order
-    (:func:`pruning_limits.limits.fixed_point_curve`).
+    ``criterion``, ``order`` and ``allowed``: a structure's ``R_k²`` curve, removal order and
+    allowed counts (:attr:`pruning_limits.structures.StructuredOrder.allowed`, over which its
+    prediction takes the first-order cost; :func:`pruning_limits.limits.fixed_point_curve`).
     """
     from .limits import fixed_point_curve
 
@@ -562,7 +570,7 @@ def fixed_point_record(
         raise PruningLimitsError("the prediction used the gradient term: pass the gradient to draw its fixed point")
     curve = fixed_point_curve(
         weights, spectrum, prediction.epsilon, eta=prediction.eta, gradient=gradient if prediction.gradient_term else None,
-        criterion=criterion, order=order,
+        criterion=criterion, order=order, allowed=allowed,
     )
     fraction = np.asarray(curve.delta_fraction)
     return {

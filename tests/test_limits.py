@@ -472,3 +472,106 @@ def test_an_epsilon_near_the_float64_limit_prunes_everything_without_nan():
     lam, r2, eps = rng.normal(size=1000) * 10.0 ** rng.uniform(-8, 8, 1000), 3.7, 10.0 ** rng.uniform(-12, 3, 1000)
     old = 2.0 * eps / (2.0 * eps + np.abs(lam) * r2)
     assert np.array_equal(np.array([delta_integrand(lam[i : i + 1], eps[i], r2)[0] for i in range(1000)]), old)
+
+
+# ---------------------------------------------------------------------------------------------
+# structures' allowed counts, zero-atom ties
+# ---------------------------------------------------------------------------------------------
+
+
+def brute_force_pruned_at_allowed_costs(w, g, order, allowed, nodes, quad, eps):
+    """Largest ``m`` (number pruned) over every ``m`` with ``ε − c_m > 0`` and ``m/D ≤ δ(R_m; ε − c_m)/D``, where ``c_m``
+    is the largest accumulated ``−g·w`` of the first ``a`` entries of ``order`` over allowed ``a ≤ m``."""
+    dim = w.size
+    best = 0
+    for pruned in range(dim + 1):
+        cost = max(float(-(g[order[:a]] * w[order[:a]]).sum()) for a in allowed if a <= pruned)
+        eps_m = eps - cost
+        if eps_m <= 0:
+            continue
+        r2 = float((w[order[:pruned]] ** 2).sum())
+        frac = np.mean(np.sum(quad * (2 * eps_m / (2 * eps_m + np.abs(nodes) * r2)), axis=1))
+        if pruned / dim <= min(frac, 1.0):
+            best = max(best, pruned)
+    return best
+
+
+def crossing(curve):
+    """The largest drawn sparsity with ``δ/D ≥ s``, after checking the feasible points are a prefix."""
+    feasible = curve.sparsity <= curve.delta_fraction
+    assert feasible[0] and not (np.diff(feasible.astype(int)) > 0).any()
+    return float(curve.sparsity[feasible].max())
+
+
+def test_fixed_point_curve_follows_a_structures_allowed_counts():
+    """With a gradient, the prediction of a neuron/channel structure takes the first-order cost at
+    allowed counts (group ends) only; the drawn curve took it at every count, so a group whose
+    ``−g·w`` changes sign inside added its partial cost and the curve crossed the diagonal
+    elsewhere (a review: 0.333 against s* = 1.0 on three groups of two with a zero Hessian)."""
+    # three groups of two; −g·w = +0.05, −0.05 | +0.1, −0.1 | 0, 0: every whole group costs 0, so with
+    # a zero Hessian (δ/D = 1 where ε − c > 0) every sparsity is feasible: s* = 1 (closed form)
+    w = np.array([0.1, 0.1, 0.2, 0.2, 1.0, 1.0])
+    g = np.array([-0.5, 0.5, -0.5, 0.5, 0.0, 0.0])
+    order, allowed = np.arange(6), np.array([0, 2, 4, 6])
+    r2 = np.concatenate([[0.0], np.cumsum(w**2)])[::-1].copy()
+    flat = Spectrum.from_eigenvalues(np.zeros(6))
+    pred = predict_from_spectrum(w, flat, 0.08, criterion=r2, gradient=g, order=order, allowed=allowed)
+    curve = fixed_point_curve(w, flat, 0.08, criterion=r2, gradient=g, order=order, allowed=allowed, points=7)
+    assert pred.sparsity == 1.0 and curve.limit == 1.0 and crossing(curve) == 1.0
+    assert (curve.delta_fraction == 1.0).all()
+    every_count = fixed_point_curve(w, flat, 0.08, criterion=r2, gradient=g, order=order, points=7)
+    assert crossing(every_count) == every_count.limit == pytest.approx(1 / 3)  # partial groups' cost counts
+    # a real neuron order of a small MLP, a gradient of either sign inside each row
+    import torch
+    from torch import nn
+
+    from pruning_limits.objective import flat_weights
+    from pruning_limits.structures import distance_curve, layer_layout, predict_structured, structured_order
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    w = flat_weights(model)
+    plan = structured_order(w, layer_layout(model), "neuron")
+    rng = np.random.default_rng(0)
+    g = rng.normal(scale=0.05, size=w.size)
+    spec = Spectrum.from_eigenvalues(rng.lognormal(-3, 1, size=w.size))
+    r2 = distance_curve(w, plan.order)
+    differs = 0
+    for eps in (0.01, 0.02, 0.05):
+        pruned = brute_force_pruned_at_allowed_costs(w, g, plan.order, plan.allowed, spec.nodes, spec.weights, eps)
+        raw = predict_from_spectrum(w, spec, eps, criterion=r2, gradient=g, order=plan.order, allowed=plan.allowed)
+        curve = fixed_point_curve(
+            w, spec, eps, criterion=r2, gradient=g, order=plan.order, allowed=plan.allowed, points=w.size + 1
+        )
+        assert crossing(curve) == curve.limit == raw.sparsity and raw.kept == w.size - pruned
+        structured = predict_structured(w, spec, eps, plan, gradient=g)
+        assert structured.sparsity == plan.allowed_at_most(pruned) / w.size
+        every_count = fixed_point_curve(w, spec, eps, criterion=r2, gradient=g, order=plan.order, points=w.size + 1)
+        differs += crossing(every_count) != raw.sparsity
+    assert differs >= 1  # the case exercises partial groups: the every-count curve crosses elsewhere
+
+
+def test_zero_atom_ties_reach_the_fraction_of_zero_eigenvalues():
+    """As ε → 0, ``δ(R) →`` (number of zero eigenvalues) for every ``R > 0`` and ``s*`` tends to
+    their fraction ``m/D`` (docs/theory.md §4; the weights are non-zero). With the other
+    eigenvalues at 1e6 and ε = 1e-300 their share is ~1e-306, so ``δ`` exceeds ``m`` and
+    ``s* = m/D`` exactly; but ``δ`` summed in float64 came out a few ulps below ``m``
+    (6.999999999999999 at D = 9, m = 7) and ``s*`` one weight short in 302 of the 1 829 cases
+    below. A deficit far above the rounding (1e-13 relative) must still not cross."""
+    short = []
+    for dim in range(1, 60):
+        w = np.linspace(1.0, 2.0, dim)
+        for zeros in range(dim + 1):
+            spec = Spectrum.from_eigenvalues(np.r_[np.zeros(zeros), np.full(dim - zeros, 1e6)])
+            pred = predict_from_spectrum(w, spec, 1e-300)
+            if pred.kept != dim - zeros or pred.probe_sparsities != (pred.sparsity,):
+                short.append((dim, zeros, pred.kept))
+    assert not short, short[:5]
+    assert predict_from_spectrum(np.linspace(1, 2, 9), Spectrum.from_eigenvalues([0] * 7 + [1e6] * 2), 1e-300).sparsity == 7 / 9
+    # eigenvalues [0, λ], weights [1, 2], ε = 1: at k = 0 (R² = 5) δ = 1 + 1/(1 + 2.5λ) = 2 − η with
+    # η ≈ 2.5λ; s = 1 needs δ ≥ 2, so s* = 1/2 (k = 1: R² = 1, δ ≥ 1) for any λ > 0 whose deficit
+    # float64 resolves: 1e-13 and 1e-14 relative (~450 and ~45 ulps) stay infeasible
+    for lam in (8e-14, 8e-15):
+        pred = predict_from_spectrum([1.0, 2.0], Spectrum.from_eigenvalues([0.0, lam]), 1.0)
+        assert pred.sparsity == 0.5 and pred.kept == 1
+    assert predict_from_spectrum([1.0, 2.0], Spectrum.from_eigenvalues([0.0, 0.0]), 1.0).sparsity == 1.0

@@ -291,3 +291,60 @@ def test_a_report_says_when_slq_did_not_settle():
     assert note in report.validation_markdown(record)
     structures = {"epsilon": 0.01, "structures": [], "spectrum": unsettled}
     assert note in report.structures_markdown(structures)
+
+
+def test_fixed_point_record_of_a_structure_crosses_at_its_prediction():
+    """A structure's prediction takes the first-order cost at its allowed counts only; the record
+    (and `predict --structure neuron --plot`, which draws it) took it at every count, so the curve
+    crossed the diagonal at 1/3 where s* = 1 (a review). Three groups of two weights whose −g·w
+    cancel inside each group, a zero Hessian: δ/D = 1 wherever ε − c > 0, so s* = 1 (closed form)."""
+    from pruning_limits.limits import predict_from_spectrum
+
+    weights = np.array([0.1, 0.1, 0.2, 0.2, 1.0, 1.0])
+    gradient = np.array([-0.5, 0.5, -0.5, 0.5, 0.0, 0.0])
+    order, allowed = np.arange(6), np.array([0, 2, 4, 6])
+    r2 = np.concatenate([[0.0], np.cumsum(weights**2)])[::-1].copy()
+    spectrum = Spectrum.from_eigenvalues(np.zeros(6))
+    prediction = predict_from_spectrum(weights, spectrum, 0.08, criterion=r2, gradient=gradient, order=order, allowed=allowed)
+    assert prediction.sparsity == 1.0
+    curve = report.fixed_point_record(weights, spectrum, prediction, gradient, criterion=r2, order=order, allowed=allowed)
+    sparsity, fraction = np.asarray(curve["sparsity"]), np.asarray(curve["delta_over_dim"])
+    assert sparsity.max() == 1.0 and (sparsity <= fraction).all()
+    every_count = report.fixed_point_record(weights, spectrum, prediction, gradient, criterion=r2, order=order)
+    sparsity, fraction = np.asarray(every_count["sparsity"]), np.asarray(every_count["delta_over_dim"])
+    assert sparsity[sparsity <= fraction].max() == pytest.approx(1 / 3)  # the partial groups' cost counted
+
+
+def test_predict_structure_plot_draws_the_allowed_count_curve(tmp_path, monkeypatch):
+    """`predict --structure neuron --plot` at one ε draws the fixed point with the structure's
+    allowed counts, so the drawn curve is the one whose crossing the prediction moved down to a
+    whole group."""
+    from click.testing import CliRunner
+
+    from pruning_limits.cli import cli
+
+    path = tmp_path / "model.pt"
+    trained = CliRunner().invoke(
+        cli, ["train", "--model", "mlp:8", "--data", "digits", "--epochs", "1", "--l1", "0", "-o", str(path), "-q"]
+    )
+    assert trained.exit_code == 0, trained.stderr
+    calls = []
+    record = report.fixed_point_record
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(report, "fixed_point_record", spy)
+    result = CliRunner().invoke(
+        cli, ["predict", str(path), "--structure", "neuron", "--json", "--plot", str(tmp_path / "n.png"),
+              "--iterations", "12", "--probes", "2"]
+    )
+    assert result.exit_code == 0, result.stderr
+    (kwargs,) = calls
+    order, allowed = kwargs["order"], np.asarray(kwargs["allowed"])
+    dim = order.size
+    answer = json.loads(result.stdout)
+    # the allowed counts are whole rows of the 64-8-10 MLP (64 and 8 weights per neuron), from 0 to D
+    assert allowed[0] == 0 and dim == 64 * 8 + 8 * 10 and round(answer["sparsity"] * dim) in allowed.tolist()
+    assert set(np.diff(allowed).tolist()) <= {64, 8}
