@@ -981,8 +981,24 @@ def _write_validation_outputs(
             figures["Regularisation path: validation metric and knee sharpness against λ"] = path_png
         relative = {caption: path.name for caption, path in figures.items()}
         report.atomic_write(target, report.validation_markdown(reported, relative))
+        _remove_stale_figures(target, figures.values(), console)
         record["report"] = str(target)
         console.log(f"wrote {target} and its figures")
+
+
+def _remove_stale_figures(report_path: Path, written: Any, console: Console) -> None:
+    """Remove the figures an earlier report of this name left that this one does not link (an
+    l1-path figure beside a report of a fixed-λ network, a review, 2026-12-06). Those names are
+    this command's outputs (checked before any work); inside :func:`all_or_none` a failure
+    puts them back."""
+    from pruning_limits.report import REPORT_FIGURES, report_figure_path
+
+    kept = {Path(path).resolve() for path in written}
+    for name in REPORT_FIGURES:
+        figure = report_figure_path(report_path, name)
+        if figure.is_file() and figure.resolve() not in kept:
+            figure.unlink()
+            console.log(f"removed {figure}, an earlier report's figure that this report does not show")
 
 
 def emit_validation(record: dict[str, Any], *, as_json: bool, console: Console) -> None:
@@ -1059,6 +1075,7 @@ def _validate_structures(
             figure = report.report_figure_path(target, "structures")
             report.save_figure(report.structures_figure(record), figure)
             report.atomic_write(target, report.structures_markdown(record, figure.name))
+            _remove_stale_figures(target, [figure], console)
             record["report"] = str(target)
             console.log(f"wrote {target} and {figure}")
     _command_seconds(record, start)  # the whole command, figures and report included

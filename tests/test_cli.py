@@ -1213,3 +1213,17 @@ def test_exact_under_torchrun_is_refused_before_loading(command, monkeypatch, wo
     assert result.stderr.strip() == (
         "Error: --exact computes the dense Hessian in one process, got 2 processes under torchrun: drop one of them"
     )
+
+
+def test_a_report_removes_the_figures_an_earlier_report_of_that_name_left(bundle, workdir):
+    """`validate auto.pt --report r.md`, then `validate fixed.pt --report r.md`, left the first
+    run's r-l1-path.png beside a report that no longer links it (a review, 2026-12-06); a
+    structures report likewise left the other report's spectrum and prediction figures."""
+    folder = workdir / "stale"
+    folder.mkdir()
+    (folder / "r-l1-path.png").write_bytes(b"an auto-lambda network's path")
+    result = ok("validate", bundle, *SLQ, "--report", folder / "r.md")  # a fixed-λ bundle: no path figure
+    assert sorted(p.name for p in folder.iterdir()) == ["r-prediction.png", "r-spectrum.png", "r.md"]
+    assert f"removed {folder / 'r-l1-path.png'}" in result.stderr
+    ok("validate", bundle, *SLQ, "--structure", "neuron", "--report", folder / "r.md")
+    assert sorted(p.name for p in folder.iterdir()) == ["r-structures.png", "r.md"]
