@@ -439,7 +439,9 @@ def all_or_none(plot_path: str | None, report_path: str | None, *others: str | o
     without their report (a review's SIGTERM under torchrun), or an old report beside the new
     run's figures (a review's Ctrl-C, 2026-12-06). An existing file is copied beside it (a hidden
     ``.NAME.XXXXXXXX.old``) until the set is written: these outputs are small (figures, a report,
-    a JSON record, the demo's model)."""
+    a JSON record, the demo's model). After a failure the copy replaces only a file that was
+    written (its inode, size or time changed): one the run never reached keeps its inode, hard
+    links and owner (a review, 2026-12-06)."""
     import shutil
     import uuid
     from pathlib import Path
@@ -451,24 +453,33 @@ def all_or_none(plot_path: str | None, report_path: str | None, *others: str | o
         paths += [report_figure_path(report_path, name) for name in REPORT_FIGURES]
     paths = list(dict.fromkeys(path.resolve() for path in paths))  # a link's target is what gets replaced
     new = [path for path in paths if not path.exists()]
-    kept: dict[Path, Path] = {}
+    kept: dict[Path, tuple[Path, tuple[int, int, int]]] = {}
     try:
         for path in paths:
             if path.is_file():
                 backup = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
                 shutil.copy2(path, backup)
-                kept[path] = backup
+                kept[path] = backup, _signature(path)
         yield
     except BaseException:
-        for path, backup in list(kept.items()):
-            os.replace(backup, path)
+        for path, (backup, before) in list(kept.items()):
+            if not path.exists() or _signature(path) != before:  # one it never wrote keeps its inode and links
+                os.replace(backup, path)
+            else:
+                backup.unlink(missing_ok=True)
             del kept[path]
         for path in new:
             path.unlink(missing_ok=True)
         raise
     finally:
-        for backup in kept.values():
+        for backup, _ in kept.values():
             backup.unlink(missing_ok=True)
+
+
+def _signature(path: Any) -> tuple[int, int, int]:
+    """A file's inode, size and modification time: what an atomic write (a rename) or a write in place changes."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def check_output_path(
@@ -489,7 +500,7 @@ def check_output_path(
     from pathlib import Path
 
     from pruning_limits._checks import PruningLimitsError
-    from pruning_limits.checkpoint import output_target
+    from pruning_limits.checkpoint import is_huggingface_folder, output_target
 
     target = output_target(path)  # where atomic_open will write: through a symbolic link
     if target.is_dir():
@@ -501,7 +512,8 @@ def check_output_path(
     for name, given in named:
         if _same_file(target, Path(given)):
             raise PruningLimitsError(f"{what} {path!r} is the {name} file, which writing it would replace: choose another name")
-        if Path(given).is_dir() and Path(given).resolve() in target.resolve().parents:  # a Hugging Face folder's weights
+        # a Hugging Face folder's weights; a folder named like a built-in data spec ('digits/') is no input
+        if is_huggingface_folder(given) and Path(given).resolve() in target.resolve().parents:
             raise PruningLimitsError(
                 f"{what} {path!r} lies inside the {name} folder {given!r}, whose files writing it could replace: "
                 "choose a path outside it"

@@ -1198,12 +1198,39 @@ def test_an_output_inside_an_input_folder_is_refused(tmp_path):
 
     folder = tmp_path / "bert"
     folder.mkdir()
+    (folder / "config.json").write_text("{}")  # what makes a folder a Hugging Face checkpoint
     (folder / "model.safetensors").write_bytes(b"weights")
     for inside in (folder / "model.safetensors", folder / "new.safetensors", folder / "." / "sub" / ".." / "x.pt"):
         with pytest.raises(PruningLimitsError, match="lies inside the CHECKPOINT folder .* choose a path outside it"):
             check_output_path(str(inside), inputs={"CHECKPOINT": str(folder)})
     check_output_path(str(tmp_path / "pruned.safetensors"), inputs={"CHECKPOINT": str(folder)})
     assert (folder / "model.safetensors").read_bytes() == b"weights"
+    # only a folder read as a checkpoint (config.json): a folder named like a built-in data spec is
+    # no input (`--data digits --plot digits/p.png` was refused; a review of this change)
+    (tmp_path / "digits").mkdir()
+    check_output_path(str(tmp_path / "digits" / "p.png"), inputs={"--data": str(tmp_path / "digits")})
+
+
+def test_a_failed_write_of_a_set_leaves_a_file_it_never_reached_as_it_was(tmp_path):
+    """all_or_none put back a copy of every existing output after a failure: a file the run never
+    wrote lost its hard links and owner (a review of this change). Only a written one comes back."""
+    import os
+
+    from pruning_limits.cli._common import all_or_none
+
+    keep = tmp_path / "keep.png"
+    keep.write_bytes(b"first")
+    os.link(keep, tmp_path / "hard.png")
+    written = tmp_path / "written.png"
+    written.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt), all_or_none(str(tmp_path / "hard.png"), None, written):
+        replacement = tmp_path / "tmp"
+        replacement.write_bytes(b"new")
+        os.replace(replacement, written)  # as atomic_open writes
+        raise KeyboardInterrupt
+    assert os.path.samefile(keep, tmp_path / "hard.png") and keep.stat().st_nlink == 2
+    assert written.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.png", "keep.png", "written.png"]
 
 
 @pytest.mark.parametrize("command", ["validate", "predict", "spectrum"])
