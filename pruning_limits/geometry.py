@@ -324,6 +324,23 @@ def delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, squar
     return float(np.mean(per_probe))
 
 
+#: Relative slack of :func:`share_reached`: 8 units in the last place of a float64 ``δ/D``.
+ROUNDING_SLACK = 1.0 + 8.0 * 2.0**-52
+
+
+def share_reached(share: float, fraction: float) -> bool:
+    """Whether ``share ≤ clip(fraction, 0, 1)`` up to float64 rounding of ``fraction`` (a ``δ/D``).
+
+    Zero eigenvalues give ``δ`` an exact integer part that float64 summation can round just below
+    (7 of ``D = 9``: ``δ`` = 6.999999999999999), so a sparsity equal to it read as out of reach
+    by one weight. The slack, :data:`ROUNDING_SLACK` (8 ulps), covers the 3.1 ulps measured on
+    such ties (``D`` up to 10⁶, docs/theory.md §4); a ``δ/D`` short by more stays short. The
+    unstructured limit (``limits._solve``, in counts) and an ``N:M`` pattern's feasibility and
+    needed ε compare alike (a review found them apart: ``s*`` 0.5 but 2:4 infeasible).
+    """
+    return share <= min(max(fraction, 0.0), 1.0) * ROUNDING_SLACK
+
+
 def spectral_statistical_dimension(spectrum: Spectrum, epsilon: float, distance: float) -> Estimate:
     """``δ(R) = D ∫ φ_R dμ_H`` evaluated on a spectrum by its quadrature rule (THEORY §5).
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._checks import PruningLimitsError, check_choice, check_fraction, check_int, check_positive, describe, real_array
 from ._search import last_true
-from .geometry import delta_fraction, kinematic_margin
+from .geometry import ROUNDING_SLACK, delta_fraction, kinematic_margin
 from ._jsonable import to_jsonable
 from .spectrum import Spectrum
 
@@ -356,14 +356,13 @@ def _solve(
     ``k``, it keeps the condition monotone.
     """
     dim = r2.size - 1
-    slack = 1.0 + 8.0 * 2.0**-52
 
     def feasible(k: int) -> bool:
         eps_k = epsilon if cost is None else epsilon - float(cost[k])
         if eps_k <= 0:
             return False
         bound = delta_fraction(nodes, weights, eps_k, float(r2[k])) + offset
-        return dim - k <= dim * min(max(bound, 0.0), 1.0) * slack
+        return dim - k <= dim * min(max(bound, 0.0), 1.0) * ROUNDING_SLACK  # geometry.share_reached, in counts
 
     return _smallest_feasible(dim, feasible)
 

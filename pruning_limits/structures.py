@@ -72,7 +72,7 @@ import torch
 from torch import nn
 
 from ._checks import PruningLimitsError, describe
-from .geometry import delta_fraction
+from .geometry import delta_fraction, share_reached
 from .objective import output_weight, prunable_parameters
 
 #: Structure names besides ``N:M`` (THEORY §8, DESIGN "Wave 2").
@@ -600,7 +600,7 @@ def needed_epsilon(
         return max(cost, 0.0) if flat and target == 1.0 else math.inf
 
     def enough(eps0: float) -> bool:
-        return min(delta_fraction(nodes, weights, eps0, squared_distance) + offset, 1.0) >= sparsity
+        return share_reached(sparsity, delta_fraction(nodes, weights, eps0, squared_distance) + offset)
 
     high = 1.0
     while not enough(high):
@@ -739,7 +739,7 @@ def predict_structured(
         frac = delta_fraction(nodes, quad, eps - cost, float(r2[kept]))
 
         def yes(offset: float) -> bool:
-            return eps > cost and sparsity <= min(max(frac + offset, 0.0), 1.0)
+            return eps > cost and share_reached(sparsity, frac + offset)
 
         def need(offset: float, rows: slice = slice(None)) -> float:
             return needed_epsilon(nodes[rows], quad[rows], sparsity, float(r2[kept]), cost=cost, offset=offset)

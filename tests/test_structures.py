@@ -948,3 +948,23 @@ def test_cli_validate_structure_on_data_too_small_for_batch_std_names_epsilon(tm
         one_line_error(run_cli("validate", path, *args), "give epsilon as a number (--epsilon X)")
     fixed = run_cli("validate", path, "--structure", "neuron", "--iterations", "5", "--epsilon", "0.01", "--json")
     assert fixed.exit_code == 0, fixed.stderr
+
+
+def test_a_pattern_at_the_share_of_zero_eigenvalues_is_feasible_as_the_unstructured_limit_reaches_it():
+    """Half the eigenvalues exactly zero, the rest 1e6, ε = 1e-300: δ/D is 1/2 (closed form, up
+    to 1e-300 relative), so the unstructured s* is 1/2 and 2:4 (s = 1/2) is feasible at any ε > 0.
+    float64 gave δ/D = 0.4999999999999999: after the unstructured limit took rounding slack, 2:4
+    was called infeasible and needing ε ≥ 1e-8 in the same run (a review, 2026-12-06)."""
+    from pruning_limits.limits import predict_from_spectrum
+    from pruning_limits.objective import flat_weights
+    from pruning_limits.structures import layer_layout, predict_structured, structured_order
+
+    model = nn.Linear(8, 9, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.linspace(1, 2, 72).reshape(9, 8))
+    w = flat_weights(model)
+    spectrum = Spectrum.from_eigenvalues(np.r_[np.zeros(36), np.full(36, 1e6)])
+    assert predict_from_spectrum(w, spectrum, 1e-300).sparsity == 0.5
+    pattern = predict_structured(w, spectrum, 1e-300, structured_order(w, layer_layout(model), "2:4"))
+    assert pattern.sparsity == 0.5 and pattern.feasible
+    assert pattern.needed_epsilon == 0.0  # every ε > 0 reaches δ/D = 1/2
