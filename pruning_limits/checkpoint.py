@@ -75,10 +75,11 @@ HF_TRAINING = TORCHSCRIPT_TRAINING
 #: The parameter selection (``--params``) a Hugging Face folder written by ``train`` or ``prune``
 #: carries, as a bundle stores it: the tensors its λ penalised and its analysis takes.
 HF_PARAMS = "pruning_limits_params.json"
-#: The attention implementations of ``transformers`` itself that a config may name
-#: (``attn_implementation``); any other value, a kernel from the Hub (``"org/repo"``) above all,
-#: makes ``transformers`` load code while building the model.
-HF_ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+#: What ``transformers`` reads as an attention kernel to fetch from the Hub and run (its
+#: ``integrations.hub_kernels.is_kernel``: ``org/repo[@revision][:function]``, also after a
+#: ``wrapper|`` prefix): a name with a ``/``. Its own implementations (``eager``, ``sdpa``,
+#: ``flash_attention_4``, ``paged|eager``, ... whichever the installed version has) have none.
+HF_KERNEL_MARK = "/"
 #: The config keys (also in sub-configs) that name an attention implementation.
 _HF_ATTENTION_KEYS = ("attn_implementation", "_attn_implementation", "_attn_implementation_internal")
 
@@ -511,28 +512,28 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
 
 def _check_attention_implementations(config_file: Path, config_dict: Mapping[str, Any]) -> None:
     """Refuse an attention implementation (in the config or a sub-config, also one per sub-config)
-    that is not one of :data:`HF_ATTENTION_IMPLEMENTATIONS`: ``transformers`` fetches and loads a
-    kernel named ``"org/repo"`` from the Hub with the ``kernels`` package.
+    that names a kernel on the Hub (:data:`HF_KERNEL_MARK`): ``transformers`` fetches and runs
+    that repository's code with the ``kernels`` package. Its own implementations pass (an
+    allow-list refused ``flash_attention_4`` and ``paged|eager`` of transformers 5.25; a review).
 
     Raises:
-        PruningLimitsError: naming the key and its value.
+        PruningLimitsError: naming the key (its path through the sub-configs) and its value.
     """
     pending: list[tuple[str, Any]] = [("", config_dict)]
     while pending:
         prefix, value = pending.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                name = f"{prefix}{key}"
+                name = prefix + (key if isinstance(key, str) and key.isidentifier() else repr(key))  # one line, whatever the key
                 if key not in _HF_ATTENTION_KEYS:
                     pending.append((f"{name}.", item))
                     continue
                 choices = [(f"{name}.{sub}", choice) for sub, choice in item.items()] if isinstance(item, dict) else [(name, item)]
                 for asked, choice in choices:
-                    if choice is not None and choice not in HF_ATTENTION_IMPLEMENTATIONS:
+                    if isinstance(choice, str) and HF_KERNEL_MARK in choice:
                         raise PruningLimitsError(
-                            f"{str(config_file)!r} asks for {asked}={choice!r}, which is not one of transformers' built-in "
-                            f"attention implementations ({', '.join(HF_ATTENTION_IMPLEMENTATIONS)}): a kernel from the Hub "
-                            "('org/repo') would run its code"
+                            f"{str(config_file)!r} asks for {asked}={choice!r}, an attention kernel from the Hugging Face "
+                            "Hub, whose code pruning-limits never runs: set transformers' own (eager or sdpa)"
                         )
         elif isinstance(value, list):
             pending.extend((prefix, item) for item in value)

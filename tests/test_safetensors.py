@@ -373,8 +373,10 @@ def test_a_config_nested_too_deep_is_one_line(tmp_path):
     ({"attn_implementation": {"text_config": "attacker-org/evil-kernel"}}, "attn_implementation.text_config='attacker-org/evil-kernel'"),
     ({"text_config": {"model_type": "bert", "_attn_implementation": "attacker-org/evil-kernel@main"}},
      "text_config._attn_implementation='attacker-org/evil-kernel@main'"),
-    ({"vision_config": {"attn_implementation": "my_attention"}}, "vision_config.attn_implementation='my_attention'"),
-], ids=["top", "private", "per-sub-config", "in-text_config", "not-built-in"])
+    ({"vision_config": {"attn_implementation": "paged|attacker-org/evil-kernel"}},
+     "vision_config.attn_implementation='paged|attacker-org/evil-kernel'"),
+    ({"line\nbreak": {"attn_implementation": "attacker-org/evil-kernel"}}, "'line\\nbreak'.attn_implementation='attacker-org/evil-kernel'"),
+], ids=["top", "private", "per-sub-config", "in-text_config", "wrapped", "odd-key"])
 def test_an_attention_implementation_from_the_hub_is_refused_before_building(tmp_path, monkeypatch, entry, asked):
     """attn_implementation "org/repo" (also _attn_implementation, and in a sub-config) makes
     transformers' kernels package fetch and load that repository's code while building the model."""
@@ -393,12 +395,20 @@ def test_an_attention_implementation_from_the_hub_is_refused_before_building(tmp
     monkeypatch.setattr(transformers.AutoConfig, "for_model", never)
     (folder / "config.json").write_text(json.dumps({**config, **entry}))
     with pytest.raises(PruningLimitsError, match=(
-        f"config.json' asks for {re.escape(asked)}, which is not one of transformers' built-in attention implementations "
-        r"\(eager, sdpa, flash_attention_2, flash_attention_3, flex_attention\): a kernel from the Hub \('org/repo'\) "
-        "would run its code"
+        f"config.json' asks for {re.escape(asked)}, an attention kernel from the Hugging Face Hub, whose code "
+        r"pruning-limits never runs: set transformers' own \(eager or sdpa\)$"
     )) as info:
         read_checkpoint(folder)
     one_line(info)
+
+
+def test_transformers_own_attention_implementations_are_not_refused(tmp_path):
+    """An allow-list of five names refused transformers 5.25's own flash_attention_4 and
+    paged|eager (a review): only a Hub kernel's name (with a '/') is refused."""
+    from pruning_limits.checkpoint import _check_attention_implementations
+
+    for name in ("eager", "sdpa", "flash_attention_4", "paged|eager", "flex_attention", None):
+        _check_attention_implementations(tmp_path / "config.json", {"attn_implementation": name, "text_config": {"_attn_implementation": name}})
 
 
 def test_a_model_declared_larger_than_its_weights_is_refused_before_it_is_built(tmp_path):
