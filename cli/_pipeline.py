@@ -24,16 +24,22 @@ def session(settings: dict[str, Any]) -> Iterator[Any]:
     Yields a :class:`pruning_limits.distributed.DistributedContext` (one process without a
     launcher) and leaves the group afterwards.
     """
-    from pruning_limits.devices import resolve_device
     from pruning_limits.distributed import DistributedContext
 
-    context = DistributedContext(settings.get("device") or resolve_device("auto"))
+    context = DistributedContext(command_device(settings))
     try:
         yield context
     except BaseException:
         context.close(wait_for_peers=False)  # a peer may be gone: no barrier
         raise
     context.close()
+
+
+def command_device(settings: dict[str, Any]) -> Any:
+    """The device a command computes on: ``--device`` (resolved by ``check_spectrum_settings``), else ``auto``'s."""
+    from pruning_limits.devices import resolve_device
+
+    return settings.get("device") or resolve_device("auto")
 
 
 def watched_spectrum(
@@ -101,10 +107,9 @@ def measured_copy(model: Any, settings: dict[str, Any]) -> Any:
     copy on the command's device, in the model's own dtype. The loaded model stays on the CPU,
     where the Taylor products, the gradient and the sweep ran whatever ``--device`` said (a
     review, 2026-12-06)."""
-    from pruning_limits.devices import resolve_device
     from pruning_limits.objective import model_copy
 
-    return model_copy(model).to(settings.get("device") or resolve_device("auto"))
+    return model_copy(model).to(command_device(settings))
 
 
 def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None, exact: bool = False) -> Any:
@@ -112,10 +117,10 @@ def analysis_copy(model: Any, settings: dict[str, Any], context: Any = None, exa
     (:func:`pruning_limits.devices.analysis_dtype`: ``auto`` is float64 on the CPU for models of
     at most ``devices.FLOAT64_MAX_PARAMETERS`` parameters, float32 above it and on CUDA; float64
     at any size for the dense Hessian of ``--exact``)."""
-    from pruning_limits.devices import analysis_dtype, resolve_device
+    from pruning_limits.devices import analysis_dtype
     from pruning_limits.objective import model_copy, model_device_dtype
 
-    device = context.device if context is not None else settings.get("device") or resolve_device("auto")
+    device = context.device if context is not None else command_device(settings)
     _, dtype = model_device_dtype(model)
     parameters = sum(p.numel() for p in model.parameters())
     choice = settings.get("dtype", "auto")
