@@ -343,17 +343,12 @@ def _solve(
 ) -> int:
     """Smallest ``k`` with ``(D − k)/D ≤ clip(δ(R_k; ε − c_k)/D + offset, 0, 1)`` (``c = cost``, default 0).
 
-    Compared in counts, ``D − k ≤ D·bound``, with a slack of 8 ulps (relative ``8·2⁻⁵²``) on
-    ``D·bound``. Shares of exactly 1 (zero eigenvalues) give ``δ`` an exact integer part, which
-    float64 rounds in the sum and in its division by the rule's weight sum: 7 zero eigenvalues of
-    ``D = 9`` (the other two negligible) gave ``δ`` = 6.999999999999999, and ``s*`` one weight
-    short of ``7/9`` (docs/theory.md §4). Measured on such ties (``D`` up to 10⁶), the
-    shortfall is at most 3.1 ulps, so 8 covers it. The slack
-    only changes a verdict where the float64 ``δ`` lies within 8 ulps below ``D − k``, below what
-    that evaluation resolves: a ``δ`` short of ``D − k`` by more (a deficit of 1e-14 relative is
-    already 45 ulps) stays infeasible. It adds at most ``8·2⁻⁵²·D ≪ 1`` to ``D·bound``, so the
-    result moves by one weight at most; a constant factor on a bound that does not decrease in
-    ``k``, it keeps the condition monotone.
+    Compared in counts, ``D − k ≤ D·bound·ROUNDING_SLACK``: the rounding rule of
+    :func:`pruning_limits.geometry.share_reached` (8 ulps, which an exact zero-eigenvalue tie
+    needs: ``s*`` came out one weight short of ``7/9``), without the rounding of ``(D − k)/D``.
+    It adds at most ``8·2⁻⁵²·D ≪ 1`` to ``D·bound``, so the result moves by one weight at most,
+    and as a constant factor on a bound that does not decrease in ``k`` it keeps the condition
+    monotone.
     """
     dim = r2.size - 1
 
