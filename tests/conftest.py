@@ -54,3 +54,30 @@ def digits_oracle_mlp(_digits_mlp_trained):
     trained once per session; each test module gets its own copy of the model."""
     model, x, y = _digits_mlp_trained
     return copy.deepcopy(model), x, y
+
+
+@pytest.fixture
+def cancelling_groups():
+    """A structure's curve whose first-order cost cancels inside each group, for the fixed-point
+    figure tests (tests/test_limits.py, tests/test_report.py).
+
+    Three groups of two weights (allowed counts 0, 2, 4, 6); ``−g·w`` = +0.05, −0.05 | +0.1,
+    −0.1 | 0, 0, so every whole group costs 0; a zero Hessian (``δ/D = 1`` where ``ε − c > 0``),
+    ε = 0.08: ``s* = 1`` (closed form), while counting partial groups' cost crosses at 1/3.
+    Returns a dict of ``weights``, ``gradient``, ``order``, ``allowed``, ``r2`` (``R_k²``),
+    ``spectrum`` and ``epsilon``.
+    """
+    import numpy as np
+
+    from pruning_limits.spectrum import Spectrum
+
+    weights = np.array([0.1, 0.1, 0.2, 0.2, 1.0, 1.0])
+    return {
+        "weights": weights,
+        "gradient": np.array([-0.5, 0.5, -0.5, 0.5, 0.0, 0.0]),
+        "order": np.arange(6),
+        "allowed": np.array([0, 2, 4, 6]),
+        "r2": np.concatenate([[0.0], np.cumsum(weights**2)])[::-1].copy(),
+        "spectrum": Spectrum.from_eigenvalues(np.zeros(6)),
+        "epsilon": 0.08,
+    }

@@ -503,23 +503,18 @@ def crossing(curve):
     return float(curve.sparsity[feasible].max())
 
 
-def test_fixed_point_curve_follows_a_structures_allowed_counts():
+def test_fixed_point_curve_follows_a_structures_allowed_counts(cancelling_groups):
     """With a gradient, the prediction of a neuron/channel structure takes the first-order cost at
     allowed counts (group ends) only; the drawn curve took it at every count, so a group whose
     ``−g·w`` changes sign inside added its partial cost and the curve crossed the diagonal
     elsewhere (a review: 0.333 against s* = 1.0 on three groups of two with a zero Hessian)."""
-    # three groups of two; −g·w = +0.05, −0.05 | +0.1, −0.1 | 0, 0: every whole group costs 0, so with
-    # a zero Hessian (δ/D = 1 where ε − c > 0) every sparsity is feasible: s* = 1 (closed form)
-    w = np.array([0.1, 0.1, 0.2, 0.2, 1.0, 1.0])
-    g = np.array([-0.5, 0.5, -0.5, 0.5, 0.0, 0.0])
-    order, allowed = np.arange(6), np.array([0, 2, 4, 6])
-    r2 = np.concatenate([[0.0], np.cumsum(w**2)])[::-1].copy()
-    flat = Spectrum.from_eigenvalues(np.zeros(6))
-    pred = predict_from_spectrum(w, flat, 0.08, criterion=r2, gradient=g, order=order, allowed=allowed)
-    curve = fixed_point_curve(w, flat, 0.08, criterion=r2, gradient=g, order=order, allowed=allowed, points=7)
+    case = cancelling_groups  # s* = 1 in closed form (conftest)
+    w, g, order, allowed, r2, flat = (case[k] for k in ("weights", "gradient", "order", "allowed", "r2", "spectrum"))
+    pred = predict_from_spectrum(w, flat, case["epsilon"], criterion=r2, gradient=g, order=order, allowed=allowed)
+    curve = fixed_point_curve(w, flat, case["epsilon"], criterion=r2, gradient=g, order=order, allowed=allowed, points=7)
     assert pred.sparsity == 1.0 and curve.limit == 1.0 and crossing(curve) == 1.0
     assert (curve.delta_fraction == 1.0).all()
-    every_count = fixed_point_curve(w, flat, 0.08, criterion=r2, gradient=g, order=order, points=7)
+    every_count = fixed_point_curve(w, flat, case["epsilon"], criterion=r2, gradient=g, order=order, points=7)
     assert crossing(every_count) == every_count.limit == pytest.approx(1 / 3)  # partial groups' cost counts
     # a real neuron order of a small MLP, a gradient of either sign inside each row
     import torch

@@ -293,19 +293,17 @@ def test_a_report_says_when_slq_did_not_settle():
     assert note in report.structures_markdown(structures)
 
 
-def test_fixed_point_record_of_a_structure_crosses_at_its_prediction():
+def test_fixed_point_record_of_a_structure_crosses_at_its_prediction(cancelling_groups):
     """A structure's prediction takes the first-order cost at its allowed counts only; the record
     (and `predict --structure neuron --plot`, which draws it) took it at every count, so the curve
-    crossed the diagonal at 1/3 where s* = 1 (a review). Three groups of two weights whose −g·w
-    cancel inside each group, a zero Hessian: δ/D = 1 wherever ε − c > 0, so s* = 1 (closed form)."""
+    crossed the diagonal at 1/3 where s* = 1 (a review; the case: conftest's cancelling_groups)."""
     from pruning_limits.limits import predict_from_spectrum
 
-    weights = np.array([0.1, 0.1, 0.2, 0.2, 1.0, 1.0])
-    gradient = np.array([-0.5, 0.5, -0.5, 0.5, 0.0, 0.0])
-    order, allowed = np.arange(6), np.array([0, 2, 4, 6])
-    r2 = np.concatenate([[0.0], np.cumsum(weights**2)])[::-1].copy()
-    spectrum = Spectrum.from_eigenvalues(np.zeros(6))
-    prediction = predict_from_spectrum(weights, spectrum, 0.08, criterion=r2, gradient=gradient, order=order, allowed=allowed)
+    case = cancelling_groups
+    weights, gradient, order, allowed, r2, spectrum = (
+        case[k] for k in ("weights", "gradient", "order", "allowed", "r2", "spectrum"))
+    prediction = predict_from_spectrum(
+        weights, spectrum, case["epsilon"], criterion=r2, gradient=gradient, order=order, allowed=allowed)
     assert prediction.sparsity == 1.0
     curve = report.fixed_point_record(weights, spectrum, prediction, gradient, criterion=r2, order=order, allowed=allowed)
     sparsity, fraction = np.asarray(curve["sparsity"]), np.asarray(curve["delta_over_dim"])
