@@ -38,7 +38,9 @@ Model specs (``build_model``):
   ``torchvision.models:resnet18(num_classes=10)``. ``factory(input_shape, num_outputs, **kwargs)``
   is called when the factory accepts those two positional arguments, ``factory(**kwargs)``
   otherwise; it must return an ``nn.Module``. The zoo's :func:`resnet20`, :func:`resnet18` and
-  :func:`transformer` are such factories too (``pruning_limits.models:resnet18(num_classes=10)``).
+  :func:`transformer` can be named so too (``pruning_limits.models:resnet18(width=8)``); the
+  sizes such a spec does not give (classes, input channels or shape, vocabulary) come from the
+  data, as for the short specs.
 
 Every built model carries its :class:`ModelRecord` (``model_record(model)``) so that a
 checkpoint can rebuild it with :func:`rebuild_model` before loading its ``state_dict``.
@@ -55,7 +57,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, UserCodeError, describe, reraise_interrupt
+from ._checks import PruningLimitsError, UserCodeError, describe, message_line, reraise_interrupt
 from .specs import looks_callable, parse_callable_spec
 
 BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d", "resnet20", "resnet18", "transformer")
@@ -229,12 +231,44 @@ def _user_factory(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.M
     return model
 
 
+def _zoo_factory(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size: int | None) -> nn.Module:
+    """A zoo factory named as a callable (``pruning_limits.models:resnet20(width=8)``): the sizes
+    the spec does not give come from the data, as for the short specs (``resnet20:8``).
+
+    Until 2026-12-06 these keyword-only factories were called with the spec's arguments alone:
+    a ResNet got 10 logits and 3 input channels whatever the data, and the transformer asked
+    for ``input_shape`` and ``num_classes`` by hand.
+    """
+    parsed = parse_callable_spec(spec, "model spec")
+    kwargs = dict(parsed.kwargs)
+    prefix: list[nn.Module] = []
+    if parsed.name == "transformer":
+        kwargs.setdefault("input_shape", input_shape)
+        kwargs.setdefault("num_classes", outputs)
+        kwargs.setdefault("vocab_size", vocab_size)
+        kwargs.setdefault("spec", spec)
+    else:
+        prefix, channels, _, _ = _image_layout(input_shape, spec)
+        kwargs.setdefault("num_classes", outputs)
+        kwargs.setdefault("in_channels", channels)
+    factory = {"resnet20": resnet20, "resnet18": resnet18, "transformer": transformer}[parsed.name]
+    try:
+        net = factory(**kwargs)
+    except TypeError as err:  # an argument the factory does not take
+        raise PruningLimitsError(f"model spec {spec!r}: {message_line(err)}") from None
+    return nn.Sequential(*prefix, net) if prefix else net
+
+
 def _construct(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size: int | None = None) -> nn.Module:
     name, sep, options = spec.partition(":")
     in_features = math.prod(input_shape)
     if name == "mlp":
         if not sep:
             return _mlp(in_features, list(MLP_DEFAULT_WIDTHS), outputs)
+        if not options.strip():
+            raise PruningLimitsError(
+                f"model spec {spec!r}: give hidden widths after 'mlp:' (mlp:64,32), 'mlp' for the default, or 'mlp:0' for a linear model"
+            )
         widths = _parse_ints(spec, options, 0, "hidden widths")
         if widths == [0]:
             widths = []
@@ -280,6 +314,8 @@ def _construct(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size
             input_shape=input_shape, num_classes=outputs, vocab_size=vocab_size, d_model=d_model,
             layers=layers, heads=heads, patch=patch, spec=spec,
         )
+    if is_zoo_factory_spec(spec):
+        return _zoo_factory(spec, input_shape, outputs, vocab_size)
     if looks_callable(spec):
         return _user_factory(spec, input_shape, outputs)
     raise PruningLimitsError(
@@ -329,7 +365,15 @@ def build_model(spec: str, data: Any, *, seed: int = 0) -> nn.Module:
         raise PruningLimitsError(f"cannot build a model for input shape {input_shape} and {outputs} outputs")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _construct(spec, input_shape, outputs, vocab_size)
+        try:
+            model = _construct(spec, input_shape, outputs, vocab_size)
+        except RuntimeError as err:  # torch's allocator: one line that names the spec
+            asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(err))
+            if asked is None:
+                raise
+            raise MemoryError(
+                f"model spec {spec!r} is too large: one of its tensors needs {int(asked[1]) / 2**30:.3g} GiB"
+            ) from None
     setattr(model, _RECORD_ATTR, ModelRecord(spec, input_shape, outputs, vocab_size))
     return model
 
@@ -521,6 +565,8 @@ def transformer(
         spec: the spec named in error messages.
     """
     _check_factory_ints(spec, num_classes=num_classes, d_model=d_model, layers=layers, heads=heads, patch=patch)
+    if vocab_size is not None:
+        _check_factory_ints(spec, vocab_size=vocab_size)
     shape = tuple(int(v) for v in input_shape)
     if d_model % heads:
         raise PruningLimitsError(f"model spec {spec!r}: the width D = {d_model} must be a multiple of the heads H = {heads}")

@@ -75,7 +75,8 @@ def test_record_rebuilds_the_same_architecture():
     "spec, message",
     [
         ("mlp:abc", "hidden widths must be integers"),
-        ("mlp:", "hidden widths must be integers"),
+        ("mlp:", "give hidden widths after 'mlp:' .*'mlp:0' for a linear model"),
+        ("pruning_limits.models:resnet20(depth=3)", "unexpected keyword argument 'depth'"),
         ("mlp:10,0", "must be >= 1"),
         ("mlp:99999999999999999999", "to 2\\*\\*31 - 1 separated by commas, got '99999999999999999999'"),
         ("resnet20:99999999999999999999", "to 2\\*\\*31 - 1"),
@@ -112,3 +113,25 @@ def test_user_factories(monkeypatch):
     assert model_record(build_model("pl_test_user_models:fixed", data)).spec == "pl_test_user_models:fixed"
     with pytest.raises(PruningLimitsError, match="must return an nn.Module"):
         build_model("pl_test_user_models:not_a_model", data)
+
+
+def test_zoo_factories_named_as_callables_take_their_sizes_from_the_data():
+    """Until 2026-12-06 ``pruning_limits.models:resnet20(...)`` built 10 logits and 3 input
+    channels whatever the data, and the transformer needed its sizes by hand."""
+    net = build_model("pruning_limits.models:resnet20(width=2)", bundle((1, 8, 8), outputs=3))
+    assert net.conv1.in_channels == 1 and net.fc.out_features == 3
+    flat = build_model("pruning_limits.models:resnet18(width=2)", bundle((64,), outputs=3))
+    assert flat(torch.zeros(2, 64)).shape == (2, 3)  # the short spec's reshaping of flat images
+    assert build_model("pruning_limits.models:resnet20(num_classes=10, width=2)", bundle((1, 8, 8), outputs=3)).fc.out_features == 10
+    assert build_model("pruning_limits.models:transformer(d_model=8)", bundle((16,), outputs=3))(torch.zeros(2, 16)).shape == (2, 3)
+
+
+def test_a_vocabulary_below_one_token_is_refused():
+    for vocab in (0, -1):
+        with pytest.raises(PruningLimitsError, match=f"vocab_size must be an integer >= 1, got {vocab}"):
+            rebuild_model({"spec": "transformer:8,1,2", "input_shape": [4], "num_outputs": 3, "vocab_size": vocab})
+
+
+def test_a_model_too_large_to_allocate_is_one_line_naming_the_spec():
+    with pytest.raises(MemoryError, match=r"model spec 'resnet20:99999999' is too large: one of its tensors needs .* GiB"):
+        build_model("resnet20:99999999", bundle((1, 8, 8)))

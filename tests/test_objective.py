@@ -138,6 +138,43 @@ def test_a_tied_weight_is_one_parameter_with_the_gradient_of_both_uses():
     np.testing.assert_allclose(loss_gradient(model, (x, y)), torch.autograd.functional.jacobian(loss, flat).numpy(), atol=1e-14)
 
 
+class _TiedHead(nn.Module):
+    """A head tied to an embedding that is not prunable by default: the default selection names
+    the tensor by its second name, ``head.weight``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.lin, self.head = nn.Embedding(7, 5), nn.Linear(5, 5), nn.Linear(5, 7, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.head(torch.relu(self.lin(self.emb(x))).mean(1))
+
+
+def test_every_name_of_a_tied_weight_selects_it_once():
+    model = _TiedHead()
+    assert [name for name, _ in prunable_parameters(model)] == ["lin.weight", "head.weight"]
+    # the name the default selection lists is accepted back (refused as unknown before 2026-12-06)
+    assert [name for name, _ in prunable_parameters(model, "head.weight")] == ["head.weight"]
+    assert [name for name, _ in prunable_parameters(model, "head.*")] == ["head.weight"]
+    assert [name for name, _ in prunable_parameters(model, "*.weight")] == ["emb.weight", "lin.weight"]  # once
+
+
+def test_the_copy_of_a_masked_tied_head_is_the_network_that_runs():
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import evaluate_loss, model_copy
+
+    torch.manual_seed(0)
+    model = _TiedHead().double()
+    x, y = torch.randint(0, 7, (32, 4)), torch.randint(0, 7, (32,))
+    prune_model(model, 0.5)  # torch masks: the head is masked, the embedding reads the dense tensor
+    copied = model_copy(model)
+    assert int((model.emb.weight == 0).sum()) == 0
+    assert int((copied.emb.weight == 0).sum()) == 0  # 11 zeros through the shared tensor before
+    assert torch.equal(copied.head.weight, model.head.weight)
+    assert float(evaluate_loss(copied, (x, y))) == pytest.approx(float(evaluate_loss(model, (x, y))), rel=1e-12)
+
+
 def test_frozen_weights_and_a_no_grad_caller_get_the_same_answer():
     from pruning_limits import predict_limit
     from pruning_limits.objective import loss_gradient
