@@ -367,8 +367,10 @@ def structure_option(*, allow_all: bool = False) -> Callable[[F], F]:
         default="unstructured",
         show_default=True,
         metavar="S",
-        help="Allowed supports: unstructured (global magnitude), layerwise, neuron (rows of nn.Linear), "
-        f"channel (output channels and rows) or N:M, e.g. 2:4 (at most N non-zeros in every M inputs){extra}. "
+        help="Allowed supports: unstructured (global magnitude), layerwise, neuron (rows, dim 0, of 2-D weights: "
+        "nn.Linear, attention in-projections, any 2-D tensor chosen with --params), channel (those rows and the "
+        "dim-0 slices of tensors with 3+ dims: a convolution's output channels; transposed convolutions stay dense) "
+        f"or N:M, e.g. 2:4 (at most N non-zeros in every M inputs){extra}. "
         "neuron/channel keep the output layer's rows unless given as neuron+outputs/channel+outputs; "
         "N:M+cl takes runs of input channels at each kernel position (the sparse tensor core layout).",
     )
@@ -378,11 +380,20 @@ def check_structure(structure: str, model: Any = None, *, allow_all: bool = Fals
     """Parse ``--structure`` (one line naming what is expected) and, given a model, check it applies.
 
     Returns the parsed ``Structure``, or ``None`` for ``all``.
-    """
-    from pruning_limits.structures import model_order, parse_structure
 
-    if allow_all and structure.strip().lower() == "all":
-        return None
+    Raises:
+        PruningLimitsError: an unknown structure, ``all`` where it is not allowed (only
+            ``validate`` takes it), or a structure that applies to no layer of ``model``.
+    """
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.structures import EXPECTED, model_order, parse_structure
+
+    if structure.strip().lower() == "all":
+        if allow_all:
+            return None
+        raise PruningLimitsError(
+            f"structure must be {EXPECTED}, got {structure.strip()!r} (every structure side by side is for validate only)"
+        )
     parsed = parse_structure(structure)
     if model is not None:
         model_order(model, parsed)

@@ -10,8 +10,8 @@ of kept weights. On weights without ties the ``unstructured`` masks equal
 
 :func:`compute_masks` and :func:`prune_model` always land on an allowed point of the structure:
 ``amount`` (int = count, float = fraction, as ``torch.nn.utils.prune``) is rounded *up* to the
-next allowed count (whole rows or channels for ``neuron``/``channel``, which leave the last
-layer's rows and every bias in place unless ``+outputs``); ``N:M`` takes no amount
+next allowed count (whole rows or channels for ``neuron``/``channel``, which leave every
+bias, and unless ``+outputs`` the output layer's rows, in place); ``N:M`` takes no amount
 (its sparsity is fixed). The lower-level :func:`masks_from_order` prunes any count of an order.
 The amount counts all ``D`` prunable weights, also on a model pruned before: it is the sparsity
 of this call's masks (``prune_model(net, 0.5)`` twice leaves 50 %), where ``torch.nn.utils.prune``

@@ -812,7 +812,8 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
     lines.append(
         "Sparsities in percent of the prunable weights. Each structure prunes only its allowed "
         "supports (unstructured: any weights; layerwise: the same fraction of every layer; neuron: "
-        "whole rows of nn.Linear; channel: whole output channels and rows; both leave the last "
+        "whole rows of 2-D weights (nn.Linear, attention in-projections); channel: those rows and whole "
+        "output channels of convolutions; both leave the last "
         "layer's rows, the outputs, dense and keep biases; N:M: at most N non-zeros "
         "in every M consecutive inputs). Predicted: the limit of s = δ(R(s))/D with the structure's "
         "R(s) (Zhang et al., NeurIPS 2024), moved down to the structure's allowed points; an N:M "
@@ -830,7 +831,8 @@ def pattern_figure(
     spectrum: Spectrum, prediction: Mapping[str, Any], *, marked: Sequence[float] | None = None, title: str | None = None
 ) -> Figure:
     """``δ(R; ε − c)/D`` of an ``N:M`` pattern against ε, with its kinematic band, the pattern's
-    sparsity and the needed ε marked (a ``PatternPrediction.to_dict()`` record).
+    sparsity and the needed ε marked (a ``PatternPrediction.to_dict()`` record). The band is
+    drawn only where ``ε > c``: at ``ε ≤ c`` both ends of the kinematic interval say no.
 
     ``marked``: the tolerances to mark (default the prediction's own ε); the curve does not
     depend on ε, so one figure answers ``predict --structure N:M`` at several."""
@@ -851,7 +853,8 @@ def pattern_figure(
     frac = np.array([delta_fraction(spectrum.nodes, spectrum.weights, e - cost, r2) for e in eps])
     margin = float(prediction["margin"])
     axes.plot(eps, frac, color="C0", label="δ(R; ε − c)/D")
-    axes.fill_between(eps, np.clip(frac - margin, 0, 1), np.clip(frac + margin, 0, 1), color="C0", alpha=0.2,
+    band = eps > cost  # at ε ≤ c both ends of the kinematic interval say no: no band there
+    axes.fill_between(eps, np.clip(frac - margin, 0, 1), np.clip(frac + margin, 0, 1), where=band, color="C0", alpha=0.2,
                       label=f"kinematic band (η={format_number(prediction['eta'])})")
     axes.axhline(float(prediction["sparsity"]), color="k", ls="--", label=f"{prediction['structure']} sparsity")
     if math.isfinite(need):

@@ -20,8 +20,11 @@ Structures (:func:`parse_structure`):
   of the quota ``m n_l/D`` (sizes 28, 6, 4, 4 at ``m = 3``: 3, 0, 0, 0 against 2, 0.43, 0.29,
   0.29). Every count is allowed; given the per-layer counts the point is the nearest one (the
   smallest of each layer go).
-- ``neuron``: whole output rows of ``nn.Linear`` weights; ``channel``: whole output channels of
-  convolutions and rows of ``nn.Linear`` (dimension 0 of the weight). The output rows of the
+- ``neuron``: whole rows (dimension 0) of every 2-D prunable tensor: ``nn.Linear`` weights,
+  attention in-projections and any 2-D tensor chosen with ``--params`` (an ``nn.Embedding``'s
+  rows are its vocabulary entries; a weight stored ``(in, out)`` loses inputs); ``channel``:
+  those rows and the dimension-0 slices of tensors of three or more dimensions (a convolution's
+  output channels; a ``(1, L, d)`` position embedding is one slice). The output rows of the
   model's output layer (the last Linear or convolution weight its forward uses, whatever
   ``--params`` selects: :func:`pruning_limits.objective.output_weight`) are the network's outputs: removing one deletes a class, so by default they stay dense and are listed
   in :attr:`StructuredOrder.dense_layers`; ``neuron+outputs`` and ``channel+outputs`` include
@@ -51,9 +54,11 @@ Structures (:func:`parse_structure`):
   increasing ``|w|``); the end of round ``M − N`` is the pattern: in each run the ``M − N``
   smallest go, which is the nearest point with at most ``N`` non-zeros per run.
 
-Layers a structure does not apply to (convolutions under ``neuron``; the model's output layer,
-its last Linear or convolution weight, and tensors of one dimension under ``neuron``/``channel``; layers whose input size, or ``in_channels`` for ``+cl``, is not a
-multiple of ``M`` under ``N:M``) stay dense: they come last in the order, beyond every
+Layers a structure does not apply to (tensors of three or more dimensions, convolutions among
+them, under ``neuron``; the model's output layer, its last Linear or convolution weight, and
+tensors of one dimension under ``neuron``/``channel``; layers whose input size, or
+``in_channels`` for ``+cl``, is not a multiple of ``M`` under ``N:M``; transposed convolutions
+and zero-size tensors under all three) stay dense: they come last in the order, beyond every
 allowed count, and :attr:`StructuredOrder.dense_layers` names them with their sizes so callers
 can report the share of weights they hold. A model with no layer the structure applies to is
 refused.
@@ -89,7 +94,7 @@ OUTPUTS = "+outputs"
 #: Suffix of ``N:M`` taking runs along input channels at a fixed kernel position (channels last).
 CHANNELS_LAST = "+cl"
 
-_PATTERN = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*(\+\s*cl)?\s*$")
+_PATTERN = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*(\+\s*cl)?\s*$", re.ASCII)  # no full-width digits
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -183,13 +188,13 @@ class Layer:
 
     @property
     def rows(self) -> int:
-        """Output rows (Linear) or output channels (convolution)."""
-        return int(self.shape[0])
+        """Output rows (Linear) or output channels (convolution); 1 for a scalar."""
+        return int(self.shape[0]) if self.shape else 1
 
     @property
     def fan_in(self) -> int:
         """Weights per row: the input size (``in_channels × kernel`` for a convolution)."""
-        return self.size // self.rows
+        return int(np.prod(self.shape[1:], dtype=np.int64))
 
 
 def layer_layout(model: nn.Module) -> list[Layer]:
@@ -272,8 +277,9 @@ class StructuredOrder:
 
     @property
     def max_sparsity(self) -> float:
-        """The largest allowed sparsity (for ``N:M``, the end of the order's last round, not the
-        pattern's sparsity: ``pattern_count / dim``)."""
+        """The largest allowed sparsity (for ``N:M``, the pattern's: ``pattern_count / dim``)."""
+        if self.pattern_count is not None:
+            return self.pattern_count / self.dim
         return float(self.allowed[-1]) / self.dim
 
     def allowed_at_most(self, count: int) -> int:
@@ -288,19 +294,27 @@ class StructuredOrder:
         """
         i = int(np.searchsorted(self.allowed, count, side="left"))
         if i == self.allowed.size:
+            most = int(self.allowed[-1])
             raise PruningLimitsError(
-                f"structure {self.structure} can prune at most {int(self.allowed[-1])} of {self.dim} weights "
-                f"(sparsity {self.max_sparsity:.4f}), asked for {count}{self._dense_note()}"
+                f"structure {self.structure} can prune at most {most} of {self.dim} weights, asked for {count}"
+                f"{self._dense_note()}: use a sparsity of at most {_floor_digits(most / self.dim):g}"
             )
         return int(self.allowed[i])
 
     def _dense_note(self) -> str:
         if not self.dense_layers:
             return ""
-        return f"; {', '.join(name for name, _ in self.dense_layers)} stay dense"
+        names = [name for name, _ in self.dense_layers]
+        return f" ({', '.join(names)} {'is' if len(names) == 1 else 'are'} left dense)"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable summary (without the order)."""
+        """JSON-serialisable summary (without the order).
+
+        ``allowed_points`` counts the allowed points and ``max_sparsity`` is the largest one's
+        sparsity. A curve structure's points include the dense one (0 pruned); an ``N:M``
+        pattern has one, the pattern at ``pattern_sparsity`` (the ends of the order's other
+        rounds are not the pattern).
+        """
         return {
             "structure": self.structure.name,
             "dim": self.dim,
@@ -308,10 +322,16 @@ class StructuredOrder:
             "dense_layers": [{"name": n, "size": s} for n, s in self.dense_layers],
             "dense_share": self.dense_share,
             "max_sparsity": self.max_sparsity,
-            "allowed_points": int(self.allowed.size),
+            "allowed_points": 1 if self.pattern_count is not None else int(self.allowed.size),
             "pattern_count": self.pattern_count,
             "pattern_sparsity": None if self.pattern_count is None else self.pattern_count / self.dim,
         }
+
+
+def _floor_digits(value: float, digits: int = 4) -> float:
+    """``value > 0`` rounded *down* to ``digits`` significant digits (a sparsity one may ask for)."""
+    scale = 10.0 ** (digits - 1 - math.floor(math.log10(value)))
+    return math.floor(value * scale) / scale
 
 
 def structured_order(weights: Any, layout: list[Layer], structure: Any) -> StructuredOrder:
@@ -399,12 +419,16 @@ def _run_groups(layer: Layer, structure: Structure) -> np.ndarray:
 
 def _group_order(structure: Structure, flat: np.ndarray, layout: list[Layer], applies, labels) -> StructuredOrder:
     dim = flat.size
-    covered_layers = [layer for layer in layout if applies(layer)]
+
+    def covers(layer: Layer) -> bool:  # a zero-size tensor (nn.Linear(0, 8)) has no group to remove: dense
+        return layer.size > 0 and applies(layer)
+
+    covered_layers = [layer for layer in layout if covers(layer)]
     if not covered_layers:
         outputs = "" if structure.outputs else f" besides the output layer (its rows are the outputs; {structure.kind}{OUTPUTS} prunes them)"
         what = {
-            "neuron": f"an nn.Linear layer{outputs}",
-            "channel": f"an nn.Linear or convolution layer{outputs}",
+            "neuron": f"an nn.Linear layer or other 2-D weight{outputs}",
+            "channel": f"an nn.Linear, convolution or other weight of 2 or more dimensions{outputs}",
         }.get(
             structure.kind,
             f"a layer whose input size ({'in_channels' if structure.channels_last else 'in_channels x kernel'} "
@@ -422,7 +446,7 @@ def _group_order(structure: Structure, flat: np.ndarray, layout: list[Layer], ap
     magnitude = np.abs(flat)
     squares = flat**2
     index = np.arange(dim, dtype=np.int64)
-    dense_layers = tuple((layer.name, layer.size) for layer in layout if not applies(layer))
+    dense_layers = tuple((layer.name, layer.size) for layer in layout if not covers(layer))
     covered = int(covered_mask.sum())
     cov_index = index[covered_mask]
     cov_group = group[covered_mask]

@@ -260,6 +260,20 @@ def test_pattern_figure_marks_every_asked_epsilon_inside_its_axis():
     assert len([line for line in report.pattern_figure(spectrum, pattern).axes[0].lines if line.get_linestyle() == ":"]) == 1
 
 
+def test_pattern_figure_draws_no_kinematic_band_where_the_first_order_cost_uses_up_epsilon():
+    """At ε ≤ c the pattern is infeasible at both ends of the kinematic interval ("no to no"), yet
+    the band was drawn from 0 to the margin there (a review, predict --structure 2:4 --plot)."""
+    spectrum = Spectrum.from_eigenvalues(np.linspace(0.0, 2.0, 200))
+    cost = 0.02
+    pattern = {"structure": "2:4", "sparsity": 0.5, "epsilon": 0.01, "eta": 0.05, "first_order_cost": cost,
+               "needed_epsilon": 0.03, "distance": 1.0, "margin": 0.2}
+    axes = report.pattern_figure(spectrum, pattern, marked=[0.01, 0.05]).axes[0]
+    (band,) = axes.collections
+    x = np.concatenate([path.vertices[:, 0] for path in band.get_paths()])
+    assert axes.get_xlim()[0] < cost and x.size  # the axis shows ε ≤ c, the band only beyond
+    assert x.min() > cost
+
+
 def test_a_matplotlib_that_cannot_start_is_one_line_before_any_work(monkeypatch):
     """`MPLBACKEND=nosuch ... --plot x.svg` printed a traceback after the whole computation:
     ``import matplotlib`` refuses a backend it does not know (a review, 2026-12-06)."""

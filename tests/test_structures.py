@@ -76,11 +76,14 @@ def test_parse_structure_names_and_patterns():
     for bad in ("layerwise+outputs", "2:4+outputs", "neuron+cl", "neuron+"):
         with pytest.raises(PruningLimitsError, match="structure must be"):
             parse_structure(bad)
+    for bad in ("\uff12:\uff14", "\u0662:\u0664"):  # full-width and Arabic-Indic digits were read as 2:4
+        with pytest.raises(PruningLimitsError, match="structure must be"):
+            parse_structure(bad)
 
 
 def test_model_without_a_layer_the_structure_applies_to_is_refused():
     convs = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.Conv1d(2, 2, 3))  # fan-in 3 and 6
-    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer besides the output layer"):
+    with pytest.raises(PruningLimitsError, match="structure neuron needs an nn.Linear layer or other 2-D weight besides the output layer"):
         model_order(convs, "neuron")
     with pytest.raises(PruningLimitsError, match="structure 2:4 needs a layer whose input size .* multiple of 4"):
         model_order(convs, "2:4")
@@ -96,6 +99,68 @@ def test_model_without_a_layer_the_structure_applies_to_is_refused():
     with pytest.raises(PruningLimitsError, match="besides the output layer .*neuron\\+outputs prunes them"):
         model_order(logistic, "neuron")
     assert model_order(logistic, "neuron+outputs").allowed.tolist() == [0, 5, 10, 15]
+
+
+def test_a_zero_size_layer_stays_dense_under_every_structure():
+    """nn.Linear(0, 8) and nn.Linear(8, 0) (a branch configured off) crashed neuron, channel and
+    N:M (a maximum over no group; a division by 0 rows), as did a scalar parameter under N:M
+    (--params all): they have no group to remove and are listed with the dense layers."""
+    import warnings
+
+    from pruning_limits.objective import select_parameters
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Initializing zero-element tensors is a no-op"
+        no_inputs = nn.Sequential(nn.Linear(0, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+        no_outputs = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 0), nn.Linear(0, 3))
+    for name, dense in (("neuron", ("0.weight", "4.weight")), ("channel", ("0.weight", "4.weight")), ("2:4", ("0.weight",))):
+        plan = model_order(no_inputs, name)
+        assert [n for n, _ in plan.dense_layers] == list(dense) and dict(plan.dense_layers)["0.weight"] == 0
+        assert plan.covered == (64 if name != "2:4" else 88)
+        masks = compute_masks(no_inputs, None if name == "2:4" else int(plan.allowed[-1]), name)
+        assert masks["0.weight"].shape == (8, 0) and int((~masks["2.weight"]).sum()) == (32 if name == "2:4" else 64)
+    for name in ("neuron", "channel", "2:4"):
+        plan = model_order(no_outputs, name)
+        assert plan.dense_layers == (("2.weight", 0), ("3.weight", 0)) and plan.covered == 32
+    assert model_order(no_outputs, "layerwise").covered == 32
+    scalar = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    scalar.register_parameter("scale", nn.Parameter(torch.tensor(1.0)))
+    select_parameters(scalar, "all")
+    assert ("scale", 1) in model_order(scalar, "2:4").dense_layers
+
+
+def test_neuron_and_channel_prune_dim_0_slices_of_every_tensor_they_cover():
+    """What the docs say they prune: rows (dim 0) of every 2-D prunable tensor, not only of
+    nn.Linear (attention in-projections by default; an embedding's vocabulary entries when chosen
+    with --params), and under channel the dim-0 slices of tensors of 3 or more dimensions (a
+    (1, L, d) position embedding is one slice); neuron leaves those dense."""
+    from pruning_limits.objective import select_parameters
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 8)
+            self.pos = nn.Parameter(torch.randn(1, 4, 8))
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = self.embed(x) + self.pos
+            return self.head(self.attn(h, h, h)[0].mean(1))
+
+    torch.manual_seed(0)
+    model = Tiny()
+    default = model_order(model, "neuron")  # in_proj (24 rows of 8) and out_proj (8 of 8)
+    assert default.dense_layers == (("head.weight", 24),) and default.allowed.size == 24 + 8 + 1
+    select_parameters(model, "embed.weight,pos,attn.in_proj_weight,attn.out_proj.weight,head.weight")
+    neuron = model_order(model, "neuron")
+    assert neuron.dense_layers == (("pos", 32), ("head.weight", 24))
+    assert neuron.allowed.size == 10 + 24 + 8 + 1 and set(np.diff(neuron.allowed).tolist()) == {8}
+    masks = compute_masks(model, int(neuron.allowed[-1]), "neuron")
+    assert not masks["embed.weight"].any() and not masks["attn.in_proj_weight"].any() and masks["pos"].all()
+    channel = model_order(model, "channel")
+    assert channel.dense_layers == (("head.weight", 24),) and sorted(set(np.diff(channel.allowed).tolist())) == [8, 32]
 
 
 def test_neuron_and_channel_leave_the_output_rows_dense_by_default():
@@ -163,6 +228,30 @@ def test_pattern_takes_no_amount_and_other_structures_need_one():
         compute_masks(model, None, "neuron")
     with pytest.raises(PruningLimitsError, match="can prune at most"):
         compute_masks(model, 1.0, "neuron")  # the convolution stays dense under neuron
+
+
+def test_asking_beyond_a_structures_reach_names_the_sparsity_that_works():
+    """It said "...(sparsity 0.8649), asked for 1125; 3.weight stay dense" and not what to ask for."""
+    model = net()  # D = 32 + 288 + 24; neuron reaches the 288 of 3.weight
+    plan = model_order(model, "neuron")
+    assert int(plan.allowed[-1]) == 288 and plan.dim == 344
+    with pytest.raises(PruningLimitsError) as raised:
+        compute_masks(model, 0.95, "neuron")
+    assert str(raised.value) == (
+        "structure neuron can prune at most 288 of 344 weights, asked for 327 (0.weight, 5.weight are left dense): "
+        "use a sparsity of at most 0.8372"
+    )
+    assert (~torch.cat([m.reshape(-1) for m in compute_masks(model, 0.8372, "neuron").values()])).sum() == 288
+    channel = model_order(model, "channel")  # one layer left dense: "is"
+    with pytest.raises(PruningLimitsError, match=r"\(5\.weight is left dense\): use a sparsity of at most 0\.9302$"):
+        channel.allowed_at_least(channel.dim)
+    # a reach of many weights: the sparsity given is rounded down, so asking for it works (0.8649 would not)
+    layout = [Layer("a.weight", "linear", (1024, 1000), 0), Layer("b.weight", "linear", (1, 160_000), 1_024_000)]
+    wide = structured_order(np.arange(1.0, 1_184_001.0), layout, "neuron")  # 1024000 / 1184000 = 0.86486...
+    with pytest.raises(PruningLimitsError, match="use a sparsity of at most 0.8648$"):
+        wide.allowed_at_least(wide.dim)
+    assert wide.allowed_at_least(round(0.8648 * wide.dim)) == 1_024_000
+    assert round(0.8649 * wide.dim) > 1_024_000
 
 
 # --- nearest allowed points against brute force -----------------------------------------------
@@ -270,9 +359,12 @@ def test_pattern_point_is_the_nearest_point_with_the_pattern(pattern):
         w = np.random.default_rng(seed).normal(size=14)
         plan = structured_order(w, layout, s)
         assert plan.dense_layers == (("b.weight", 6),) and plan.covered == 8
-        # the JSON names the pattern's sparsity (max_sparsity is the order's last round: all of a)
-        assert plan.to_dict()["pattern_sparsity"] == (8 // s.m) * (s.m - s.n) / 14  # runs × pruned per run
-        assert plan.max_sparsity == 8 / 14
+        # the JSON's support is the pattern alone: it said 5 allowed points up to s = 1 (the
+        # order's rounds, most of them no pattern) for 2:4
+        support = plan.to_dict()
+        assert support["pattern_sparsity"] == (8 // s.m) * (s.m - s.n) / 14  # runs × pruned per run
+        assert support["allowed_points"] == 1 and support["max_sparsity"] == support["pattern_sparsity"]
+        assert plan.max_sparsity == plan.pattern_count / 14
         keep = keep_of(plan, plan.pattern_count)
         assert keep[8:].all()
         best = math.inf
@@ -593,6 +685,8 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
 
     record = json.loads(run_cli("predict", bundle, "--structure", "2:4", "--json", *SLQ).stdout)
     assert record["structure"] == "2:4" and record["sparsity"] == 0.5 and record["interval"] is None
+    support = record["support"]  # the pattern is its one allowed point (it said 5, up to s = 1)
+    assert (support["allowed_points"], support["max_sparsity"], support["pattern_sparsity"]) == (1, 0.5, 0.5)
     assert isinstance(record["feasible"], bool) and record["needed_epsilon"] > 0
     text = run_cli("predict", bundle, "--structure", "2:4", *SLQ).stdout
     assert text.startswith("2:4 feasible at eps=")
@@ -682,7 +776,9 @@ def test_cli_bad_structure_inputs(bundle, tmp_path):
     one_line_error(run_cli("predict", bundle, "--structure", "4:4"), "needs M >= 2 and 1 <= N < M, got '4:4'")
     one_line_error(run_cli("predict", bundle, "--structure", "2:1"), "needs M >= 2 and 1 <= N < M")
     one_line_error(run_cli("validate", bundle, "--structure", "rows"), "structure must be unstructured, layerwise, neuron, channel or N:M")
-    one_line_error(run_cli("predict", bundle, "--structure", "all"), "structure must be")  # 'all' is validate's only
+    one_line_error(run_cli("predict", bundle, "--structure", "all"), "got 'all' (every structure side by side is for validate only)")
+    one_line_error(run_cli("prune", bundle, "--structure", "All", "-o", out), "got 'All' (every structure side by side is for validate only)")
+    one_line_error(run_cli("predict", bundle, "--structure", "\uff12:\uff14"), "structure must be")  # full-width digits
     one_line_error(run_cli("predict", bundle, "--structure", "1:3"), "structure 1:3 needs a layer whose input size")  # 64 and 8 inputs
 
 
