@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, check_choice, check_int, check_nonnegative, check_positive, check_seed
+from ._checks import PruningLimitsError, check_choice, check_int, check_nonnegative, check_positive, check_seed, describe
 from ._search import first_crossing, grid_counts, last_true
 from .data import DataBundle, materialize
 from .masks import pruning_order, resolve_criterion
@@ -651,11 +651,24 @@ def finetune_masked(
     The pruned weights are zeroed before training and after every step (their gradients too,
     so momentum never moves them); everything else trains as in :func:`train` with ``l1=0``
     (the same :func:`mini_batches`).
+
+    Raises:
+        PruningLimitsError: ``epochs`` or ``batch_size`` is not an integer ≥ 1, ``lr`` not a
+            finite number > 0, ``seed`` not in [0, 2**64), or ``keep`` not one entry per
+            prunable weight.
     """
+    epochs = check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    lr = check_positive("lr", lr)
+    seed = check_seed("seed", seed)
     (x, y), _ = _split_data(data, None)
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
     device, dtype = model_device_dtype(model)
     params = [p for _, p in prunable_parameters(model)]
+    size = sum(p.numel() for p in params)
+    if not isinstance(keep, Tensor) or keep.shape != (size,):
+        shape = f"shape {tuple(keep.shape)}" if isinstance(keep, Tensor) else describe(keep)
+        raise PruningLimitsError(f"keep must be a flat mask of {size} entries, one per prunable weight, got {shape}")
     masks = [part.reshape(p.shape).to(p.device, p.dtype) for p, part in zip(params, torch.split(keep, [p.numel() for p in params]))]
 
     def clamp() -> None:

@@ -42,11 +42,13 @@ path, shrinking a trained network step by step, keeps alive (measured on this ma
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 from collections.abc import Mapping
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -54,7 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from ._autograd import with_gradients
-from ._checks import PruningLimitsError, check_fraction, check_int, check_positive, check_seed
+from ._checks import PruningLimitsError, check_fraction, check_int, check_positive, check_seed, describe
 from .data import DataBundle, materialize
 from .limits import knee_steepness, magnitude_distance_curve
 from .objective import LossFn, evaluate_loss, flat_weights, model_copy, resolve_loss_fn
@@ -84,6 +86,8 @@ SMALL_VALIDATION = 100
 STOP_FACTOR = 3.0
 #: The knee sharpness of a path point is taken where the pruned weights hold this share of ‖w‖².
 KNEE_REFERENCE_SHARE = 0.01
+#: ``start`` of the path :func:`train_auto` chooses λ on when given a fresh network (``train --init``).
+FRESH_START = "fresh (to choose λ)"
 
 
 def default_grid() -> np.ndarray:
@@ -111,11 +115,17 @@ def acceptable(metrics: Any, *, higher_is_better: bool, tolerance: float) -> np.
         metrics: validation metric per λ (NaN entries are never acceptable).
         higher_is_better: True for accuracy (``metric ≥ best − tolerance``), False for a loss
             (``metric ≤ best + tolerance``).
-        tolerance: ≥ 0, in the metric's units.
+        tolerance: ≥ 0, in the metric's units (``inf``: every finite metric is acceptable).
 
     Returns:
         A boolean array.
+
+    Raises:
+        PruningLimitsError: ``tolerance`` is not a number ≥ 0, or ``metrics`` is empty, not 1-D
+            or has no finite value.
     """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, Real) or not tolerance >= 0:  # NaN fails >= 0
+        raise PruningLimitsError(f"tolerance must be a number >= 0 (inf allowed), got {describe(tolerance)}")
     m = np.asarray(metrics, dtype=np.float64)
     if m.ndim != 1 or m.size == 0:
         raise PruningLimitsError(f"metrics must be a non-empty 1-D array, got shape {m.shape}")
@@ -135,10 +145,13 @@ def choose_l1(l1s: Any, metrics: Any, *, higher_is_better: bool, tolerance: floa
         l1s: the λ of the path (any order, all ≥ 0).
         metrics: the validation metric of each λ.
         higher_is_better: accuracy (True) or loss (False).
-        tolerance: in the metric's units.
+        tolerance: ≥ 0, in the metric's units (``inf``: the largest λ with a finite metric).
 
     Returns:
         The index into ``l1s`` of the chosen λ.
+
+    Raises:
+        PruningLimitsError: as :func:`acceptable`, or ``l1s`` and ``metrics`` differ in shape.
     """
     lam = np.asarray(l1s, dtype=np.float64)
     ok = acceptable(metrics, higher_is_better=higher_is_better, tolerance=tolerance)
@@ -262,7 +275,13 @@ def knee_at_reference(weights: Any, share: float = KNEE_REFERENCE_SHARE) -> tupl
 
 @dataclass
 class PathPoint:
-    """One λ of the path and what was measured there."""
+    """One λ of the path and what was measured there.
+
+    ``seconds``: the point's training epochs, timed as ``lomp.train`` times those of the final
+    training (``TrainingHistory.seconds``), plus its scoring (validation metric and knee). A
+    process's one-off start-up (the first optimizer it builds imports for a second or two) counts
+    in neither, so the two compare.
+    """
 
     l1: float
     metric: float
@@ -288,9 +307,12 @@ class RegularisationPath:
         tolerance: the rule's tolerance, in the metric's units.
         chosen: index into ``points`` of the chosen λ.
         validation_size, seed: the split.
-        start: ``"fresh"`` or the checkpoint the path started from.
+        start: ``"fresh"`` or the checkpoint the path started from; :data:`FRESH_START` for the
+            fresh network's path on which :func:`train_auto` chooses λ for a checkpoint.
         stopped_early: whether the path stopped before the end of the grid.
-        seconds: wall time of the whole path.
+        seconds: the time of the whole path, the sum of its points' :attr:`PathPoint.seconds`
+            (timed as the final training is, so ``train``'s "% of the final training" compares like
+            with like).
         start_loss: the training loss of the starting weights on the path's training part.
         state: the weights (``state_dict``) at the chosen λ, the one point whose weights a caller
             needs (``None`` when :func:`l1_path` was told not to keep them): the path keeps no
@@ -382,7 +404,7 @@ def l1_path(
         model: the starting network (a fresh initialisation or a user's trained weights).
         data: a DataBundle (its training part is used) or an ``(x, y)`` pair.
         grid: increasing λ > 0 (default :func:`default_grid`).
-        seed: seed of the split and of the shuffling.
+        seed: seed of the split and of the shuffling (point ``i`` shuffles with ``(seed + i) mod 2**64``).
         lr, optimizer, batch_size: as ``lomp.train`` (``None``: its defaults).
         warmup_epochs, path_epochs: epochs of the first and of every further point.
         validation_fraction: share of the training samples held out.
@@ -405,7 +427,10 @@ def l1_path(
     seed = check_seed("seed", seed)
     warmup_epochs = check_int("warmup_epochs", warmup_epochs, 1)
     path_epochs = check_int("path_epochs", path_epochs, 1)
-    lams = default_grid() if grid is None else np.asarray(grid, dtype=np.float64)
+    try:
+        lams = default_grid() if grid is None else np.asarray(grid, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PruningLimitsError(f"grid must be increasing positive numbers, got {describe(grid)}") from None
     if lams.ndim != 1 or lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams <= 0) or np.any(np.diff(lams) <= 0):
         raise PruningLimitsError(f"grid must be increasing positive numbers, got {np.asarray(grid).tolist()!r}")
     x, y = data.train if isinstance(data, DataBundle) else materialize(data, "training")
@@ -425,7 +450,6 @@ def l1_path(
     work = model_copy(model)
     lr = DEFAULT_LR if lr is None else lr
     optimizer = DEFAULT_OPTIMIZER if optimizer is None else optimizer
-    begin = time.perf_counter()
     points: list[PathPoint] = []
     state: dict[str, Tensor] | None = None
     chosen_so_far: int | None = None
@@ -433,14 +457,15 @@ def l1_path(
     stopped = False
     for i, lam in enumerate(lams):
         epochs = warmup_epochs if i == 0 else path_epochs
-        t0 = time.perf_counter()
-        train(work, fit, l1=float(lam), epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
-              seed=seed + i, loss_fn=loss_fn, progress=progress)
+        history = train(work, fit, l1=float(lam), epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
+                        seed=(seed + i) % 2**64, loss_fn=loss_fn, progress=progress)  # a seed check_seed takes
+        scored = time.perf_counter()
         check_finite_weights(work, "lower the learning rate (--lr), or pin a smaller λ with --l1 X",
                              where=f" at λ = {lam:g} of the λ path (--l1 auto)")
         metric, val_loss = _metric(work, held, loss_fn, classification)
         s_ref, steep = knee_at_reference(flat_weights(work))
-        points.append(PathPoint(float(lam), metric, val_loss, s_ref, steep, epochs, time.perf_counter() - t0))
+        seconds = sum(history.seconds) + time.perf_counter() - scored  # PathPoint: epochs timed as lomp.train times them
+        points.append(PathPoint(float(lam), metric, val_loss, s_ref, steep, epochs, seconds))
         if math.isfinite(metric):
             now = choose_l1([p.l1 for p in points], [p.metric for p in points], higher_is_better=classification,
                             tolerance=tolerance)
@@ -468,7 +493,7 @@ def l1_path(
         seed=seed,
         start=start,
         stopped_early=stopped,
-        seconds=time.perf_counter() - begin,
+        seconds=sum(p.seconds for p in points),
         start_loss=start_loss,
         state=state,
         settings={
@@ -501,8 +526,9 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module | None:
        (after its submodules' own, as at construction).
 
     The fresh network has ``model``'s parameter selection, device and floating dtype. None when
-    some module with parameters of its own can be reset by neither (a custom layer, a TorchScript
-    archive's non-Linear layers): then no fresh start of the same architecture can be made.
+    some module with parameters of its own can be reset by neither (a custom layer; any layer of a
+    TorchScript module, which keeps only its compiled methods, no ``reset_parameters``): then no
+    fresh start of the same architecture can be made.
     """
     from .models import build_model, model_record
     from .objective import model_device_dtype, parameter_selection, select_parameters
@@ -597,34 +623,47 @@ def train_auto(
         start: label of the starting weights for the record.
         fresh: a fresh network of ``model``'s architecture to choose λ on (see above), or None.
         progress: tqdm bars.
-        path_kwargs: extra arguments of :func:`l1_path`.
+        path_kwargs: extra arguments of :func:`l1_path` (not ``seed``, ``start``, ``progress``
+            or ``keep_state``, which train_auto sets); they override those it takes from
+            ``train_kwargs``. With ``fresh``, ``tolerance`` applies to the path that chooses λ;
+            the route runs along the same ``grid`` up to the chosen λ, every point accepted.
         **train_kwargs: arguments of ``lomp.train`` (``epochs``, ``lr``, ``optimizer``,
-            ``batch_size``, ``test_data``, ``loss_fn``); ``lr``, ``optimizer`` and
-            ``batch_size`` also set the path's recipe.
+            ``batch_size``, ``test_data``, ``loss_fn``); ``lr``, ``optimizer``, ``batch_size``
+            and ``loss_fn`` also set the path's recipe.
 
     Returns:
-        ``(path, history)``; ``history.settings["l1_path"]`` holds the path's record (with
-        ``route``, the fine-tuning path, when ``fresh`` was given).
+        ``(path, history)``; ``history.settings["l1_path"]`` holds the record of the path that
+        chose λ (with ``fresh``: the fresh network's, its ``start`` :data:`FRESH_START`, and
+        ``route``, the fine-tuning path, whose ``start`` is ``start``).
+
+    Raises:
+        PruningLimitsError: ``path_kwargs`` names an argument :func:`l1_path` does not take or
+            train_auto sets, or as :func:`l1_path` and ``lomp.train``.
     """
     from .lomp import train
 
-    shared = {k: train_kwargs[k] for k in ("lr", "optimizer", "batch_size", "loss_fn") if k in train_kwargs}
-    extra = dict(path_kwargs or {})
+    owned = ("model", "data", "seed", "start", "progress", "keep_state")  # train_auto's to set
+    allowed = [k for k in inspect.signature(l1_path).parameters if k not in owned]
+    for key in path_kwargs or {}:
+        if key not in allowed:
+            raise PruningLimitsError(f"path_kwargs takes {', '.join(allowed)} (seed, start, progress and "
+                                     f"keep_state are train_auto's to set), got {key!r}")
+    extra = {**{k: train_kwargs[k] for k in ("lr", "optimizer", "batch_size", "loss_fn") if k in train_kwargs},
+             **(path_kwargs or {})}  # the path's own recipe overrides the final training's
     if fresh is None:
-        path = l1_path(model, data, seed=seed, start=start, progress=progress, **shared, **extra)
+        path = l1_path(model, data, seed=seed, start=start, progress=progress, **extra)
         state = path.state
         record = path.to_dict()
     else:
-        path = l1_path(fresh, data, seed=seed, start="fresh (to choose λ)", progress=progress, keep_state=False,
-                       **shared, **extra)
-        grid = [p for p in (extra.pop("grid", None) if "grid" in extra else default_grid())]
-        route_grid = [float(v) for v in grid if v <= path.l1]
+        path = l1_path(fresh, data, seed=seed, start=FRESH_START, progress=progress, keep_state=False, **extra)
+        for key in ("grid", "tolerance"):  # they chose λ; the route runs along that grid up to it, every point accepted
+            extra.pop(key, None)
+        route_grid = [v for v in path.grid if v <= path.l1]
         route = l1_path(model, data, seed=seed, start=start, progress=progress, grid=route_grid, tolerance=math.inf,
-                        **shared, **extra)
+                        **extra)
         state = route.state  # its last point: every point is acceptable at an infinite tolerance
-        record = path.to_dict()
+        record = path.to_dict()  # its start stays FRESH_START: its points are the fresh network's
         record["route"] = route.to_dict()
-        record["start"] = start
     model.load_state_dict(state)
     history = train(model, data, l1=path.l1, seed=seed, progress=progress, **train_kwargs)
     history.settings["l1_path"] = record

@@ -356,7 +356,7 @@ def test_train_init_starts_from_the_checkpoint_and_reports_before_and_after(bund
     tuned = build_from_checkpoint(read_checkpoint(out), data=data)
     assert record["init"]["after"]["train_loss"] == evaluate_loss(tuned, data.train)
     assert record["model_spec"] == "mlp:8" and record["l1"] == record["l1_path"]["l1"]
-    assert record["l1_path"]["start"] == str(bundle)
+    assert record["l1_path"]["route"]["start"] == str(bundle) and record["l1_path"]["start"] == "fresh (to choose λ)"
     text = ok("train", "--init", bundle, "--epochs", "1", "-o", out).stdout
     assert "test accuracy before -> after" in text and "training loss before -> after" in text
     # another --seed trains differently but keeps the bundle's split: its data seed is recorded
@@ -1187,7 +1187,7 @@ def test_train_init_on_the_zoo_transformer_chooses_lambda_on_a_fresh_network(wor
     result = ok("train", "--init", start, "--epochs", "1", "-o", out, "--json")
     assert "cannot be re-initialised" not in result.stderr
     path = json.loads(result.stdout)["l1_path"]
-    assert path["route"]["start"] == str(start) and path["start"] == str(start)
+    assert path["route"]["start"] == str(start) and path["start"] == "fresh (to choose λ)"
 
 
 def test_an_output_inside_an_input_folder_is_refused(tmp_path):

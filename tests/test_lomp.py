@@ -243,6 +243,26 @@ def test_finetune_masked_keeps_pruned_weights_at_zero_and_lowers_the_loss(digits
     assert evaluate_loss(model, digits.train) < evaluate_loss(pruned, digits.train)
 
 
+def test_finetune_masked_refuses_bad_arguments_in_one_line(digits, small_trained):
+    """`finetune_masked(..., epochs=-1)` returned silently without training, and a mask of the
+    wrong length failed with torch's `split_with_sizes expects split_sizes to sum exactly to 5`."""
+    from pruning_limits.lomp import finetune_masked
+
+    model = copy.deepcopy(small_trained)
+    before = flat_weights(model)
+    keep = torch.ones(before.size, dtype=torch.bool)
+    for bad, match in (({"epochs": -1}, r"^epochs must be an integer >= 1, got -1 \(int\)$"),
+                       ({"epochs": 0}, r"^epochs must be an integer >= 1, got 0"),
+                       ({"epochs": 1, "lr": float("nan")}, r"^lr must be a finite number > 0, got nan"),
+                       ({"epochs": 1, "batch_size": 0}, r"^batch_size must be an integer >= 1, got 0"),
+                       ({"epochs": 1, "seed": -1}, r"^seed must be an integer >= 0, got -1")):
+        with pytest.raises(PruningLimitsError, match=match):
+            finetune_masked(model, digits, keep, **bad)
+    with pytest.raises(PruningLimitsError, match=rf"^keep must be a flat mask of {before.size} entries, .* got shape \(5,\)$"):
+        finetune_masked(model, digits, keep[:5], epochs=1)
+    assert np.array_equal(flat_weights(model), before)
+
+
 def test_retrained_limit_brackets_and_is_at_least_the_one_shot_limit(digits, small_trained):
     from pruning_limits.lomp import retrained_limit
 

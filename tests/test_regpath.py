@@ -15,6 +15,7 @@ from pruning_limits.models import build_model
 from pruning_limits.objective import evaluate_loss, flat_weights
 from pruning_limits.regpath import (
     ACCURACY_TOLERANCE,
+    FRESH_START,
     GRID_FACTOR,
     LOSS_TOLERANCE,
     acceptable,
@@ -70,6 +71,15 @@ def test_rule_on_losses_and_missing_values():
         choose_l1(lams, [np.nan] * 4, higher_is_better=False, tolerance=0.1)
     with pytest.raises(PruningLimitsError, match="differ in shape"):
         choose_l1(lams[:3], loss, higher_is_better=False, tolerance=0.1)
+
+
+def test_rule_refuses_a_negative_or_nan_tolerance_in_one_line():
+    """A tolerance of NaN or -1 (documented ≥ 0, unchecked) failed with numpy's 'attempt to get
+    argmax of an empty sequence'; inf, every finite metric acceptable, stays allowed."""
+    for bad in (float("nan"), -1, -0.01, "0.01", True):
+        with pytest.raises(PruningLimitsError, match=r"^tolerance must be a number >= 0 \(inf allowed\), got "):
+            choose_l1([1, 2], [0.5, 0.6], higher_is_better=True, tolerance=bad)
+    assert choose_l1([1, 2, 3], [0.9, 0.1, np.nan], higher_is_better=True, tolerance=float("inf")) == 1
 
 
 def test_tolerances_are_one_point_of_accuracy_or_of_r2():
@@ -155,6 +165,52 @@ def test_path_checks_its_grid(blobs):
         l1_path(model, blobs, grid=[1e-3, 1e-4])
     with pytest.raises(PruningLimitsError, match="grid must be increasing positive"):
         l1_path(model, blobs, grid=[0.0, 1e-4])
+    # not numbers at all: numpy's 'could not convert string to float' came through raw
+    for bad in ("abc", ["1e-3", "x"], {"a": 1}):
+        with pytest.raises(PruningLimitsError, match=r"^grid must be increasing positive numbers, got "):
+            l1_path(model, blobs, grid=bad)
+
+
+def test_path_takes_the_largest_seed(blobs):
+    """`train --seed 18446744073709551615` (2**64 − 1, a valid seed) failed after the first point
+    with 'seed must be an integer in [0, 2**64), got 18446744073709551616': point i shuffled with
+    seed + i. It wraps round."""
+    model = build_model("mlp:8", blobs, seed=0)
+    path = l1_path(model, blobs, seed=2**64 - 1, grid=[1e-4, 2e-4, 4e-4], warmup_epochs=1, path_epochs=1,
+                   tolerance=float("inf"))
+    assert [p.l1 for p in path.points] == [1e-4, 2e-4, 4e-4] and path.seed == 2**64 - 1
+    # the second point shuffles with seed 0: as the second point of a path seeded 0 does, from the same weights
+    fit_idx, _ = validation_split(400, seed=2**64 - 1)
+    first = l1_path(model, blobs, seed=2**64 - 1, grid=[1e-4], warmup_epochs=1, tolerance=float("inf"))
+    again = build_model("mlp:8", blobs, seed=0)
+    again.load_state_dict(first.state)
+    train(again, (blobs.x_train[fit_idx], blobs.y_train[fit_idx]), l1=2e-4, epochs=1, seed=0)
+    second = l1_path(model, blobs, seed=2**64 - 1, grid=[1e-4, 2e-4], warmup_epochs=1, path_epochs=1,
+                     tolerance=float("inf"))
+    assert all(torch.equal(second.state[k], v) for k, v in again.state_dict().items())
+
+
+def test_path_time_counts_epochs_as_the_final_training_does(blobs, monkeypatch):
+    """`train` printed "path time (+X % of the final training)" with the path's wall time against
+    the final training's summed epoch times: the first optimizer a process builds (about 1.8 s of
+    lazy imports) fell in the path's first point only. An optimizer slow to build counts in neither."""
+    import time
+
+    class SlowSGD(torch.optim.SGD):
+        def __init__(self, *args, **kwargs):
+            time.sleep(0.5)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "SGD", SlowSGD)
+    model = build_model("mlp:8", blobs, seed=0)
+    begin = time.perf_counter()
+    path = l1_path(model, blobs, seed=0, tolerance=float("inf"), **SHORT)
+    wall = time.perf_counter() - begin
+    assert len(path.points) == 3 and path.seconds == sum(p.seconds for p in path.points)
+    assert wall - path.seconds >= 3 * 0.5  # the three slow constructions are outside every point's time
+    begin = time.perf_counter()
+    final = train(build_model("mlp:8", blobs, seed=0), blobs, epochs=2, seed=0)
+    assert time.perf_counter() - begin - sum(final.seconds) >= 0.5  # as outside the final training's
 
 
 def test_init_chooses_lambda_on_a_fresh_network_and_fine_tunes_the_checkpoint_up_to_it(blobs):
@@ -174,10 +230,39 @@ def test_init_chooses_lambda_on_a_fresh_network_and_fine_tunes_the_checkpoint_up
     assert path.l1 == choosing.l1 == record["l1"]  # the choice is the fresh network's
     route = record["route"]
     assert [p["l1"] for p in route["points"]] == [v for v in GRID if v <= path.l1] and route["start"] == "ckpt"
+    # the record's points, start_loss and start are the fresh network's; the checkpoint is the route's start
+    # (its start named the checkpoint while its points and start_loss were the fresh network's)
+    assert record["start"] == FRESH_START == "fresh (to choose λ)"
+    assert record["start_loss"] == choosing.start_loss != route["start_loss"]
     # the route starts from the checkpoint's weights
     fit_idx, _ = validation_split(400, seed=0)
     assert route["start_loss"] == evaluate_loss(trained, (blobs.x_train[fit_idx], blobs.y_train[fit_idx]))
     assert np.array_equal(flat_weights(trained), start_weights)
+
+
+def test_train_auto_applies_the_users_tolerance_to_the_choosing_path(blobs):
+    """`train_auto(..., fresh=net, path_kwargs={..., "tolerance": 0.05})` failed with a bare
+    "l1_path() got multiple values for keyword argument 'tolerance'": the route, run up to the
+    chosen λ at an infinite tolerance, got the user's too."""
+    trained = build_model("mlp:8", blobs, seed=0)
+    train(trained, blobs, l1=0.0, epochs=3, seed=0)
+    fresh = build_model("mlp:8", blobs, seed=1)
+    kwargs = {**SHORT, "tolerance": 0.05}
+    path, history = train_auto(copy.deepcopy(trained), blobs, seed=0, epochs=1, fresh=fresh, path_kwargs=kwargs)
+    record = history.settings["l1_path"]
+    choosing = l1_path(fresh, blobs, seed=0, **kwargs)
+    assert record["tolerance"] == path.tolerance == 0.05 and path.l1 == choosing.l1
+    assert record["route"]["tolerance"] == float("inf") and [p["l1"] for p in record["route"]["points"]] == [
+        v for v in GRID if v <= path.l1]
+    # the path's own lr (also a multiple value) overrides the final training's for both paths
+    _, history = train_auto(copy.deepcopy(trained), blobs, seed=0, epochs=1, lr=0.05, fresh=fresh,
+                            path_kwargs={**kwargs, "lr": 0.02})
+    record = history.settings["l1_path"]
+    assert record["settings"]["lr"] == record["route"]["settings"]["lr"] == 0.02 and history.settings["lr"] == 0.05
+    # what train_auto sets itself is refused in one line, as is what l1_path does not take
+    for key in ("keep_state", "seed", "start", "progress", "epochs"):
+        with pytest.raises(PruningLimitsError, match=rf"^path_kwargs takes grid, .* got '{key}'$"):
+            train_auto(copy.deepcopy(trained), blobs, fresh=fresh, epochs=1, path_kwargs={**SHORT, key: 0})
 
 
 def test_fresh_copy_refuses_layers_it_cannot_reset():
@@ -187,6 +272,8 @@ def test_fresh_copy_refuses_layers_it_cannot_reset():
             self.w = torch.nn.Parameter(torch.ones(3))
 
     assert fresh_copy_of(torch.nn.Sequential(torch.nn.Linear(3, 3), Scale())) is None
+    # a TorchScript module keeps its compiled methods only: not even its Linear layers can be reset
+    assert fresh_copy_of(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 3)))) is None
 
 
 def fresh_copy_of(model):
