@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._common import Console, check_output_path, common_options, json_option, plot_option, refuse_launcher
+from ._common import Console, all_or_none, check_output_path, common_options, json_option, plot_option, refuse_launcher
 
 #: Most streams ``--seeds`` takes: each runs the whole ε ladder (seconds to minutes), and the
 #: seed list was built before any check (memory without bound for ``--seeds 10**11``).
@@ -232,6 +232,12 @@ def gap_command(
         raise click.UsageError("--dim is required (or --check FILE)")
     if dim < 1:
         raise PruningLimitsError(f"--dim must be an integer >= 1, got {dim}")
+    if dim > lottery.MAX_DIM:  # the library's own check says "dim", not the flag
+        raise PruningLimitsError(f"--dim must be at most {lottery.MAX_DIM} (the stream and record grow like d^2), got {dim}")
+    if model == "L" and dim > lottery.MODEL_L_MAX_DIM:
+        raise PruningLimitsError(
+            f"--dim must be at most {lottery.MODEL_L_MAX_DIM} with --model L (its LP covers the 2^d - 1 masks of every neuron), got {dim}"
+        )
     if not 1 <= seeds <= MAX_SEEDS:
         raise PruningLimitsError(f"--seeds must be an integer from 1 to {MAX_SEEDS} (each stream runs the whole ladder), got {seeds}")
     if milp_max_width < 0:
@@ -242,6 +248,9 @@ def gap_command(
     for eps in eps_list:
         if not (0 < eps < 1):
             raise PruningLimitsError(f"--epsilon must be in (0, 1) (the target's sup is 1), got {eps!r}")
+    repeated = next((eps for k, eps in enumerate(eps_list) if eps in eps_list[:k]), None)
+    if repeated is not None:  # a repeated row would count twice in the fits
+        raise PruningLimitsError(f"--epsilon values must be distinct (a repeated ε counts twice in the fits), got {repeated!r} more than once")
     check_output_path(plot_path, figure=True)
     check_output_path(output, outputs={"--plot": plot_path})
 
@@ -263,15 +272,16 @@ def gap_command(
     from pruning_limits.report import dumps_json
 
     text = dumps_json(record, indent=None)
-    if output is not None:
-        from pruning_limits.checkpoint import atomic_write
+    with all_or_none(plot_path, None, *([output] if output else [])):  # a failed figure leaves no record behind
+        if output is not None:
+            from pruning_limits.checkpoint import atomic_write
 
-        atomic_write(output, text + "\n")
-    if plot_path is not None:
-        from pruning_limits.report import save_figure
+            atomic_write(output, text + "\n")
+        if plot_path is not None:
+            from pruning_limits.report import save_figure
 
-        save_figure(lottery.gap_figure(record), plot_path)
-        console.log(f"figure: {plot_path}")
+            save_figure(lottery.gap_figure(record), plot_path)
+            console.log(f"figure: {plot_path}")
     if as_json:
         console.result(text)
     else:

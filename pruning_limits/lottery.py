@@ -313,7 +313,9 @@ MODEL_L_MAX_DIM = 4
 
 
 #: The largest d :func:`check_gap_record` re-checks: the experiment's limit until 2026-12-05, so
-#: that records written before :data:`MAX_DIM` was lowered to 128 can still be checked.
+#: that records written before :data:`MAX_DIM` was lowered to 128 can still be checked. Weight
+#: limits (:data:`WEIGHT_LIMITS`) came with that change, so a record holds them only up to
+#: :data:`MAX_DIM`; one claimed above it is refused before its construction is rerun.
 CHECK_MAX_DIM = 1024
 
 
@@ -1598,6 +1600,8 @@ def _check_summaries(record: dict[str, Any], results: list[Any], model: str, pro
         eps = float(res["epsilon"])
         cells = res["seeds"]
         where = f"eps={epsilon_text(eps)}"
+        if eps in eps_list:  # gap_experiment refuses repeated ε: a repeated row counts twice in the fits
+            problems.append(f"{where}: ε appears in more than one result (a repeated row counts twice in the fits)")
         med = res.get("median")
         if not isinstance(med, dict):
             problems.append(f"{where}: no median entry")
@@ -1672,7 +1676,9 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
         the stream" was re-derived).
 
     Raises:
-        PruningLimitsError: not a gap record (one line), or a record with nothing to check.
+        PruningLimitsError: not a gap record (one line), a record with nothing to check, or a
+            model R weight limit claimed in d > :data:`MAX_DIM` (the experiment records none
+            there, and re-deriving one would rerun the construction on the whole stream).
     """
     if not isinstance(record, dict):
         raise PruningLimitsError(f"not a gap record: expected a JSON object, got {describe(record)}")
@@ -1700,6 +1706,15 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
             raise PruningLimitsError(
                 f"not a gap record: results[{k}] needs an 'epsilon' in (0, 1) and a list 'seeds' of objects with 'weight'"
             )
+        if model == "R" and dim > MAX_DIM:  # refused before any work: a 5 KB record at d = 192 ran 148 s
+            kinds = (str(c["weight"].get("status")).split(":", 1)[0] for c in res["seeds"])
+            kind = next((kind for kind in kinds if kind in WEIGHT_LIMITS), None)
+            if kind is not None:
+                raise PruningLimitsError(
+                    f"refused: results[{k}] claims a weight limit ({kind}) in d = {dim}; "
+                    f"the experiment records weight limits only for d <= {MAX_DIM}, and re-deriving one reruns the "
+                    f"construction on all {stream_width(dim)} neurons of the stream"
+                )
     streams = _parse_streams(record["streams"], dim)
     problems: list[str] = []
     counts = {"streams": 0, "weight": 0, "neuron": 0, "exact": 0, "weight_limit": 0}
@@ -1736,7 +1751,11 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def gap_figure(record: dict[str, Any]) -> Any:
-    """Width against 1/ε on log axes: weight pruning (certified upper bounds), neuron pruning (certified lower bounds, exact)."""
+    """Width against 1/ε on log axes: weight pruning (certified upper bounds), neuron pruning (certified lower bounds, exact).
+
+    A record without any width (every ε out of the construction's reach, weight only) has
+    nothing to put on a log scale: its width axis stays linear and the figure says so.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
@@ -1744,7 +1763,10 @@ def gap_figure(record: dict[str, Any]) -> Any:
     inv = np.array([1 / r["epsilon"] for r in record["results"]])
     R = record["model"] == "R"
 
+    shown = 0  # widths drawn: a log axis needs at least one
+
     def series(get: Callable[[dict[str, Any]], Any]) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal shown
         xs, ys = [], []
         for x, r in zip(inv, record["results"]):
             for c in r["seeds"]:
@@ -1752,6 +1774,7 @@ def gap_figure(record: dict[str, Any]) -> Any:
                 if v is not None:
                     xs.append(x)
                     ys.append(v)
+        shown += len(ys)
         return np.array(xs), np.array(ys)
 
     wlabel = "weight pruning, certified upper bound" if R else "weight pruning, LP lower bound (model L)"
@@ -1771,7 +1794,15 @@ def gap_figure(record: dict[str, Any]) -> Any:
             med = [r["median"].get("neuron_exact") for r in record["results"]]
             ax.plot(inv, [np.nan if m is None else m for m in med], "--", color="black", label="exact, median (all seeds finished)")
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
+    if shown:
+        ax.set_yscale("log", base=2)
+    else:  # was "Data cannot be log-scaled" at savefig, after -o was written (a review's --epsilon 1e-15 --plot)
+        ax.set_xlim(inv.min() / 2, inv.max() * 2)  # the ε of the record, not matplotlib's default range
+        ax.set_yticks([])
+        ax.text(
+            0.5, 0.5, "no certified widths: the record names the limit of each cell",
+            transform=ax.transAxes, ha="center", va="center",
+        )
     ax.set_xlabel("1/ε")
     ax.set_ylabel("width of the random network (neurons)")
     ax.set_title(f"d = {record['dim']}, model {record['model']}, {len(record['seeds'])} seeds")

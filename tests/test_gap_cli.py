@@ -87,12 +87,16 @@ def test_text_output_leads_with_the_answer():
         (["--dim", "2", "--epsilon", "-0.5"], "--epsilon must be in (0, 1)"),
         (["--dim", "2", "--seeds", "0"], "--seeds must be an integer from 1 to 10000"),
         (["--dim", "2", "--seeds", "100000000000"], "--seeds must be an integer from 1 to 10000"),  # memory without bound
-        (["--dim", "1000000000", "--seeds", "1", "--epsilon", "0.25"], "dim must be at most 128, got 1000000000"),  # was a MemoryError
-        (["--dim", "99999999999999999999", "--seeds", "1"], "dim must be at most 128"),  # numpy's ValueError traceback
-        (["--dim", "129", "--seeds", "1", "--weight-only"], "dim must be at most 128, got 129"),  # lottery.MAX_DIM (docs/gap.md)
+        (["--dim", "1000000000", "--seeds", "1", "--epsilon", "0.25"], "--dim must be at most 128"),  # was a MemoryError
+        (["--dim", "99999999999999999999", "--seeds", "1"], "--dim must be at most 128"),  # numpy's ValueError traceback
+        # lottery.MAX_DIM (docs/gap.md); the library's "dim must be at most 128, got 129" did not name the flag
+        (["--dim", "129", "--seeds", "1", "--weight-only"], "Error: --dim must be at most 128 (the stream and record grow like d^2), got 129"),
         (["--dim", "2", "--epsilon", "1.0000001"], "got 1.0000001"),  # was "got 1", exactly what is allowed
         (["--dim", "2", "--milp-time-limit", "-1"], "--milp-time-limit must be a number of seconds >= 0"),
-        (["--dim", "5", "--model", "L"], "d <= 4"),
+        (["--dim", "5", "--model", "L"], "Error: --dim must be at most 4 with --model L (its LP covers the 2^d - 1 masks of every neuron), got 5"),
+        # the library's "epsilons must be distinct, got [0.25, 0.25]" did not name the flag
+        (["--dim", "2", "--epsilon", "0.25", "--epsilon", "0.125", "--epsilon", "0.25"],
+         "Error: --epsilon values must be distinct (a repeated ε counts twice in the fits), got 0.25 more than once"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(args, message):
@@ -138,6 +142,11 @@ def test_milp_time_limit_zero_skips_the_milp_and_says_so():
         ('{"dim": 2, "model": "R", "streams": [7], "results": []}', "streams[0] is malformed"),
         ('{"dim": 2, "model": "R", "streams": [{"seed": "a", "w": [], "first": [], "second": []}], "results": []}', "streams[0]"),
         ('{"dim": 2, "model": "R", "streams": [], "results": [{"epsilon": 0.5, "seeds": 3}]}', "results[0]"),
+        (  # a weight limit where the experiment records none: its re-derivation took 148 s at d = 192
+            json.dumps({"dim": 192, "model": "R", "streams": [{"seed": 0, "w": [1.0] + [0.0] * 191, "first": [], "second": []}],
+                        "results": [{"epsilon": 0.5, "seeds": [{"seed": 0, "weight": {"width": None, "status": "stream-width-limit: x"}}]}]}),
+            "refused: results[0] claims a weight limit (stream-width-limit) in d = 192; the experiment records weight limits only for d <= 128",
+        ),
     ],
 )
 def test_check_of_malformed_records_is_a_one_line_error(tmp_path, content, message):
@@ -242,3 +251,29 @@ def test_help_states_the_dimension_the_stream_reaches():
     text = " ".join(result.stdout.split())
     assert f"1 <= d <= {lottery.MAX_DIM}" in text
     assert f"max({lottery.MAX_WIDTH}, {lottery.STREAM_NEURONS_PER_DIM} d) neurons" in text
+
+
+def test_a_record_with_no_width_gets_its_figure(tmp_path):
+    """`--dim 1 --epsilon 1e-15 --weight-only --plot` ended in a traceback ("Data cannot be log-scaled") after -o was written."""
+    out, plot = tmp_path / "w15.json", tmp_path / "w15.png"
+    result = run("gap", "--dim", "1", "--epsilon", "1e-15", "--seeds", "1", "--weight-only", "--plot", plot, "-o", out)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(out.read_text())["results"][0]["seeds"][0]["weight"]["status"].startswith("items-per-class-limit")
+
+
+def test_a_failed_figure_leaves_no_record(monkeypatch, tmp_path):
+    """-o was written before the figure failed: a failed run left half its outputs. They are one set now."""
+    def broken(record):
+        raise lottery.PruningLimitsError("the figure failed")
+
+    monkeypatch.setattr(lottery, "gap_figure", broken)
+    args = ["gap", "--dim", "1", "--epsilon", "0.25", "--seeds", "1", "--weight-only", "--plot", tmp_path / "f.png"]
+    result = run(*args, "-o", tmp_path / "new.json")
+    assert result.exit_code == 1 and "the figure failed" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither file, no leftover copy
+    (tmp_path / "old.json").write_text("the earlier record\n")
+    result = run(*args, "-o", tmp_path / "old.json")
+    assert result.exit_code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"]
+    assert (tmp_path / "old.json").read_text() == "the earlier record\n"  # put back, not the new run's record

@@ -833,3 +833,71 @@ def test_record_check_re_derives_weight_limits(limited_record, short_stream):
         rec["results"][0]["seeds"][0]["weight"] = {"width": None, "status": "anything at all"}
         rec["results"][0]["median"]["weight"] = None
     assert any("a model R weight entry has a width or one of the limits" in p for p in problems_after(made_up))
+
+
+def test_figure_without_any_width_says_so(short_stream, tmp_path):
+    """`gap --dim 1 --epsilon 1e-15 --weight-only --plot` died in savefig ("Data cannot be log-scaled"): no width to draw."""
+    from pruning_limits.report import save_figure
+
+    rec = L.gap_experiment(2, [2.0**-8, 2.0**-10], seeds=[0, 1], neuron=False)
+    assert all(c["weight"]["width"] is None for r in rec["results"] for c in r["seeds"])
+    fig = L.gap_figure(rec)
+    save_figure(fig, tmp_path / "empty.png")
+    assert (tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_xscale() == "log"
+    assert ax.get_xlim()[0] < 2.0**8 and ax.get_xlim()[1] > 2.0**10  # the record's 1/ε, not a default range
+    assert [t.get_text() for t in ax.texts] == ["no certified widths: the record names the limit of each cell"]
+    rec["results"][0]["seeds"][0]["weight"] = {"width": 12}  # one width: log axes, no note
+    ax = L.gap_figure(rec).axes[0]
+    assert ax.get_yscale() == "log" and len(ax.texts) == 0
+
+
+def test_record_check_refuses_a_repeated_epsilon(small_record):
+    """A record with a repeated ε row (medians and fits made consistent with it) passed --check; the experiment refuses it."""
+    with pytest.raises(PruningLimitsError, match=r"epsilons must be distinct, got \[0.25, 0.25\]"):  # the API's own message
+        L.gap_experiment(1, [0.25, 0.25], seeds=[0], neuron=False)
+    rec = fresh(small_record)
+    rec["results"].append(fresh(rec["results"][0]))
+    rec["epsilons"].append(rec["epsilons"][0])
+    rec["fits"] = L.fit_widths(  # the fits recomputed with the repeated row: only the repetition is wrong
+        rec["epsilons"],
+        [r["median"]["weight"] for r in rec["results"]],
+        [r["median"]["neuron_lower_bound"] for r in rec["results"]],
+    )
+    problems = L.check_gap_record(rec)["problems"]
+    assert problems == ["eps=2^-2: ε appears in more than one result (a repeated row counts twice in the fits)"]
+
+
+def test_record_check_refuses_a_weight_limit_above_max_dim_before_any_work(monkeypatch):
+    """A forged 5 KB record (d = 192, one stream with only w, a stream-width-limit) kept --check busy for 148 s:
+    the experiment records weight limits only for d <= MAX_DIM, and re-deriving one reruns the construction."""
+    dim = L.MAX_DIM + 1
+    w = L.make_stream(dim, 0, 0).w.tolist()
+
+    def record(status):
+        return {
+            "dim": dim, "model": "R", "seeds": [0], "epsilons": [0.5],
+            "streams": [{"seed": 0, "w": w, "first": [], "second": []}],
+            "results": [{"epsilon": 0.5, "median": {"weight": None}, "seeds": [{"seed": 0, "weight": {
+                "width": None, "status": status, "stream_width": L.stream_width(dim), "bound_at_stream_width": 0.9}}]}],
+            "fits": {"weight": None, "neuron": None}, "median_neuron_above_weight_at": [],
+        }
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the record was worked on before it was refused")
+
+    for name in ("make_stream", "subset_sum_construction", "saturation_width", "weight_pruning_width"):
+        monkeypatch.setattr(L, name, no_work)
+    for kind in L.WEIGHT_LIMITS:
+        with pytest.raises(PruningLimitsError) as info:
+            L.check_gap_record(record(f"{kind}: forged"))
+        assert str(info.value) == (
+            f"refused: results[0] claims a weight limit ({kind}) in d = {dim}; the experiment records weight limits "
+            f"only for d <= {L.MAX_DIM}, and re-deriving one reruns the construction on all {L.stream_width(dim)} "
+            "neurons of the stream"
+        )
+    monkeypatch.undo()
+    # a record of that d without a weight limit is still checked (records up to CHECK_MAX_DIM stay checkable)
+    problems = L.check_gap_record(record("not-attempted"))["problems"]
+    assert any("a model R weight entry has a width or one of the limits" in p for p in problems)
