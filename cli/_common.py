@@ -838,11 +838,14 @@ def load_model_and_data(
     A stored ``.npz`` path is absolute in what ``train`` writes now; a relative one (an older
     bundle's, as typed at training) is read from the current folder, with a warning when another
     file of that name lies beside the checkpoint, and a ``--data`` naming either file counts as
-    the checkpoint's own data (:func:`stored_data_files`).
+    the checkpoint's own data (:func:`stored_data_files`). When the checkpoint's own data (no
+    ``--data``, or one naming the same data) differ from those ``train`` recorded
+    (``pruning_limits.data.bundle_fingerprint``: split sizes, training part), a warning says how;
+    a record without the fingerprint (an older bundle) is not compared.
     """
     from pruning_limits._checks import PruningLimitsError
     from pruning_limits.checkpoint import build_from_checkpoint, check_stored_spec, read_checkpoint
-    from pruning_limits.data import check_data_fits_model, load_data, same_data_spec
+    from pruning_limits.data import check_data_fits_model, data_drift, load_data, same_data_spec
 
     checkpoint = read_checkpoint(path, trust=trust)
     console.log(f"read {checkpoint.kind} checkpoint {path}", level=1)
@@ -874,6 +877,10 @@ def load_model_and_data(
                 )
         data = load_data(spec, seed=data_seed)
         own_data = same
+        drift = data_drift(checkpoint.training.get("data_fingerprint"), data) if same else None  # None: an older record
+        if drift is not None:
+            console.log(f"warning: the data {spec!r} differ from those the model was trained on ({drift}): they changed "
+                        "since training, and the analysis uses them as they are now")
     elif need_data or (checkpoint.kind == "state_dict"):
         # a plain state_dict needs both: say so at once rather than one error after the other
         needs_model = checkpoint.kind == "state_dict" and not (model_spec or checkpoint.model_spec)
@@ -895,11 +902,13 @@ def load_model_and_data(
 
 
 def data_file(spec: str | None) -> str | None:
-    """The file a data spec names (a ``.npz`` path), or ``None`` (a built-in source, a function)."""
+    """The file a data spec names (a ``.npz`` path, ``~`` expanded), or ``None`` (a built-in source, a function)."""
+    import os
+
     if spec is None:
         return None
     spec = spec.strip()
-    return spec if spec.lower().endswith(".npz") else None
+    return os.path.expanduser(spec) if spec.lower().endswith(".npz") else None
 
 
 def absolute_data_spec(spec: str | None) -> str | None:

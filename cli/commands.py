@@ -163,7 +163,7 @@ def train_command(
     """
     refuse_launcher("train")
     from pruning_limits._checks import check_choice, check_int, check_positive
-    from pruning_limits.data import check_data_fits_model, load_data, materialize
+    from pruning_limits.data import check_data_fits_model, bundle_fingerprint, load_data, materialize
     from pruning_limits.lomp import OPTIMIZERS, accuracy, check_trained, collapsed, constant_prediction_loss, train
     from pruning_limits.models import build_model
     from pruning_limits.objective import evaluate_loss
@@ -256,7 +256,8 @@ def train_command(
         if data.test is not None:
             after["test_loss"] = evaluate_loss(model, data.test)
             after["test_accuracy"] = accuracy(model, data.test)
-    training = {**settings, **summary, "train_loss": final_loss, "constant_loss": constant_loss}
+    training = {**settings, **summary, "train_loss": final_loss, "constant_loss": constant_loss,
+                "data_fingerprint": bundle_fingerprint(data)}  # later commands warn when their data differ
     if path_record is not None:
         training["l1_path"] = path_record
         training["path_seconds"] = path_record["seconds"] + path_record.get("route", {}).get("seconds", 0.0)

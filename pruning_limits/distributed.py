@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ._checks import PruningLimitsError, message_line
-from .objective import check_pair, loader_over
+from .objective import check_pair, loader_dataset, loader_over
 
 #: Seconds a rank waits in a collective before giving up (a peer that hangs, not one that dies:
 #: a dead peer breaks the connection at once). Hessian-vector products of large models on one
@@ -145,7 +145,7 @@ class DistributedContext:
             x, y = check_pair(*data)
             return (x[start:stop], y[start:stop]), stop - start, total
         if isinstance(data, DataLoader):
-            return loader_over(data, Subset(data.dataset, range(start, stop))), stop - start, total
+            return loader_over(data, Subset(loader_dataset(data), range(start, stop))), stop - start, total
         return Subset(data, range(start, stop)), stop - start, total
 
     def all_reduce(self, array: np.ndarray) -> np.ndarray:
@@ -307,7 +307,7 @@ def data_fingerprint(data: Any, total: int) -> np.ndarray:
                 rows = t[start : start + FINGERPRINT_CHUNK].detach().to("cpu", torch.float64).reshape(-1, max(1, t[0].numel()))
                 sums[3 * j : 3 * j + 3] += _positional_sums(rows, offset=start)
         return np.concatenate([[float(total)], sums])
-    dataset = data.dataset if isinstance(data, DataLoader) else data
+    dataset = loader_dataset(data) if isinstance(data, DataLoader) else data  # a sampler's indices: its part
     picks = np.linspace(0, total - 1, min(total, FINGERPRINT_SAMPLES)).round().astype(int)
     values = [_flat_values(dataset[int(i)]) for i in picks]
     return np.concatenate([[float(total)], *[_positional_sums(v.reshape(1, -1), offset=k) for k, v in enumerate(values)]])

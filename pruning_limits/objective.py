@@ -28,7 +28,8 @@ from typing import Any, Union
 import numpy as np
 import torch
 from torch import Tensor, fx, nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
 
 from ._autograd import with_gradients
 from ._checks import PruningLimitsError, check_int, describe, error_line, message_line, reraise_interrupt
@@ -563,14 +564,15 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
     whose plain batch sampler shuffles, samples or drops its last batch is read as
     :func:`loader_over` its dataset, every sample once, in order (a loader that drops a shuffled
     last batch would analyse a different loss in every pass, and one process a different loss
-    from shards under torchrun); a custom batch sampler is taken as it is.
+    from shards under torchrun), or the part of it a sampler's ``indices`` pick
+    (:func:`loader_dataset`); a custom batch sampler is taken as it is.
     A Dataset, an IterableDataset too, is batched in order with ``batch_size`` (default 128); an
     ``(x, y)`` pair is split into chunks of ``batch_size`` (default: one batch with all samples).
     """
     if batch_size is not None:  # -5 gave NaN losses silently, 0 a range() error
         batch_size = check_int("batch_size", batch_size, 1)
     if isinstance(data, DataLoader):
-        source: Any = data if _reads_every_sample_in_order(data) else loader_over(data, data.dataset)
+        source: Any = data if _reads_every_sample_in_order(data) else loader_over(data, loader_dataset(data))
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = check_pair(*data)
         step = len(x) if batch_size is None else batch_size
@@ -587,7 +589,7 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
         source = DataLoader(data, batch_size=batch_size or EPSILON_BATCH_SIZE, shuffle=False)
     else:
         raise PruningLimitsError(
-            f"data must be a DataLoader, a Dataset or an (inputs, targets) pair, got {describe(data)}"
+            f"data must be a DataLoader, a Dataset or an (inputs, targets) pair, got {describe_data(data)}"
         )
     count = 0
     for batch in source:
@@ -599,6 +601,59 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
         yield check_pair(batch[0], batch[1])
     if count == 0:
         raise PruningLimitsError("the data set is empty: expected at least one batch")
+
+
+def describe_data(data: Any) -> str:
+    """:func:`describe` of data a function refuses; a ``DataBundle`` (whose repr ran into its tensors)
+    is told to pass its training pair."""
+    from .data import DataBundle
+
+    if isinstance(data, DataBundle):
+        return "a DataBundle: pass bundle.train, its (x, y) training pair"
+    return describe(data)
+
+
+def loader_dataset(loader: DataLoader) -> Any:
+    """The samples a DataLoader stands for: its dataset, or the part of it its sampler draws from.
+
+    A sampler with a finite ``indices`` sequence (``SubsetRandomSampler``, which a loader over a
+    training split of a larger dataset uses) stands for ``Subset(dataset, sorted(indices))``, read
+    in order. A ``SequentialSampler``, a ``RandomSampler`` (shuffling) and a ``DistributedSampler``
+    (torchrun's shards are the library's own) stand for the whole dataset, as does any other sampler
+    that draws as many samples per pass as the dataset holds. A loader over an ``IterableDataset``
+    or with a custom batch sampler (taken as it is) gives its dataset.
+
+    Raises:
+        PruningLimitsError: indices outside the dataset, or another sampler that draws another
+            number of samples per pass than the dataset holds (naming both counts).
+    """
+    dataset = loader.dataset
+    if isinstance(dataset, IterableDataset) or type(loader.batch_sampler) is not BatchSampler:
+        return dataset
+    sampler = loader.batch_sampler.sampler
+    indices = getattr(sampler, "indices", None)
+    if isinstance(indices, (Sequence, Tensor, np.ndarray)) and not isinstance(indices, (str, bytes)):
+        picked = sorted(int(i) for i in indices)
+        if picked and (picked[0] < 0 or picked[-1] >= len(dataset)):
+            raise PruningLimitsError(
+                f"the DataLoader's sampler ({type(sampler).__name__}) has indices from {picked[0]} to {picked[-1]}, "
+                f"expected indices in [0, {len(dataset)}) of its dataset"
+            )
+        from torch.utils.data import Subset
+
+        return Subset(dataset, picked)
+    if not isinstance(sampler, (SequentialSampler, RandomSampler, DistributedSampler)):
+        try:
+            drawn = len(sampler)  # type: ignore[arg-type]
+        except TypeError:  # no length: nothing to compare
+            return dataset
+        if drawn != len(dataset):
+            raise PruningLimitsError(
+                f"the DataLoader's sampler ({type(sampler).__name__}) draws {drawn} samples per pass from a dataset of "
+                f"{len(dataset)}, expected all of them: the analysis reads every sample once, in order; give a Subset "
+                "of the samples to analyse, or a sampler with an indices sequence"
+            )
+    return dataset
 
 
 def loader_over(loader: DataLoader, dataset: Any) -> DataLoader:

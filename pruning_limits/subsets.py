@@ -22,13 +22,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
-from ._checks import PruningLimitsError, check_int, describe
-from .objective import check_pair, loader_over
+from ._checks import PruningLimitsError, check_int, check_seed
+from .objective import check_pair, describe_data, loader_dataset, loader_over
 
 
 def num_samples(data: Any) -> int:
-    """Samples in an ``(x, y)`` pair, a Dataset or a DataLoader's dataset; an IterableDataset's
-    (or a DataLoader over one) are counted by reading it once."""
+    """Samples in an ``(x, y)`` pair, a Dataset or a DataLoader's dataset (the part its sampler's
+    ``indices`` pick: :func:`pruning_limits.objective.loader_dataset`); an IterableDataset's (or a
+    DataLoader over one) are counted by reading it once."""
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return len(check_pair(*data)[0])
     source = data.dataset if isinstance(data, DataLoader) else data
@@ -37,10 +38,10 @@ def num_samples(data: Any) -> int:
 
         return sum(len(x) for x, _ in iter_batches(data))
     if isinstance(data, DataLoader):
-        return len(data.dataset)  # type: ignore[arg-type]
+        return len(loader_dataset(data))  # type: ignore[arg-type]
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
         return len(data)  # type: ignore[arg-type]
-    raise PruningLimitsError(f"data must be an (inputs, targets) pair, a Dataset or a DataLoader, got {describe(data)}")
+    raise PruningLimitsError(f"data must be an (inputs, targets) pair, a Dataset or a DataLoader, got {describe_data(data)}")
 
 
 def _holds_batches(data: Any) -> bool:
@@ -78,9 +79,10 @@ def subset_indices(total: int, samples: int, seed: int) -> torch.Tensor:
     """``samples`` distinct indices of ``range(total)``, drawn with ``torch.randperm`` from ``seed``, sorted."""
     total = check_int("total", total, 1)
     samples = check_int("hessian_samples", samples, 1)
+    seed = check_seed("seed", seed)  # -1 was taken, 2**64 a raw ValueError of torch's
     if samples > total:
         raise PruningLimitsError(f"hessian_samples must be at most the {total} training samples, got {samples}")
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch.Generator().manual_seed(seed)
     return torch.sort(torch.randperm(total, generator=generator)[:samples]).values
 
 
@@ -107,7 +109,7 @@ def hessian_subset(data: Any, samples: int | None, seed: int = 0) -> Any:
         x, y = check_pair(*data)
         return x[index], y[index]
     if isinstance(data, DataLoader):
-        return loader_over(data, Subset(data.dataset, index.tolist()))
+        return loader_over(data, Subset(loader_dataset(data), index.tolist()))
     return Subset(data, index.tolist())
 
 

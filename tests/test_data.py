@@ -375,7 +375,6 @@ def test_float_targets_that_are_exactly_class_indices_warn_that_they_mean_regres
         assert torch.equal(torch.unique(counts), torch.arange(11.0))  # 0..10, with thin tails
         make_bundle((torch.zeros(1000, 2), counts))
         load_data("tokens:vocab=3000000,n=4,test=1,length=8")  # a large vocabulary asked for
-        make_bundle((x, nn.functional.one_hot(torch.arange(30) % 3).float()))  # several targets per sample
         make_bundle((x, (torch.arange(60).reshape(30, 2) % 7).float()))  # reconstruction-style targets
 
 
@@ -456,3 +455,246 @@ def test_zero_dimensional_npz_arrays_need_a_sample_dimension(tmp_path, arrays, s
     np.savez(tmp_path / "scalar.npz", **arrays)
     with pytest.raises(PruningLimitsError, match=f"training data: inputs and targets need a leading sample dimension, got shapes {shapes}"):
         load_data(str(tmp_path / "scalar.npz"))
+
+
+# --------------------------------------------------------------------------- review fixes (data)
+
+
+class _Log:
+    """A console for ``load_model_and_data`` that keeps the lines it would print."""
+
+    def __init__(self):
+        self.lines = []
+
+    def log(self, message, level=0):
+        if level == 0:
+            self.lines.append(message)
+
+
+def test_a_bundle_warns_when_its_data_changed_since_training(tmp_path, monkeypatch):
+    """``train`` records the split sizes and a fingerprint of the training part; a later command that
+    reloads the bundle's data (no --data, or --data naming the same file) says when they differ: a
+    replaced c.npz of 80 samples was analysed as 64 training samples with no word (a review)."""
+    from click.testing import CliRunner
+
+    from pruning_limits.cli import cli
+    from pruning_limits.cli._common import load_model_and_data
+
+    rng = np.random.default_rng(1)
+    data, bundle = tmp_path / "c.npz", tmp_path / "b.pt"
+    np.savez(data, x=rng.normal(size=(50, 4)).astype(np.float32), y=rng.integers(0, 3, 50))
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--model", "mlp:4", "--l1", "0", "--epochs", "1",
+                                      "-o", str(bundle), "-q"])
+    assert result.exit_code == 0, result.output
+    record = torch.load(bundle, weights_only=True)["training"]["data_fingerprint"]
+    assert (record["train_size"], record["test_size"]) == (40, 10) and len(record["train_sha256"]) == 64
+
+    def warnings_of(data_spec=None):
+        log = _Log()
+        load_model_and_data(str(bundle), model_spec=None, data_spec=data_spec, trust=False, seed=0, console=log)
+        return [line for line in log.lines if line.startswith("warning:")]
+
+    assert warnings_of() == []  # the same file: nothing to say
+    np.savez(data, x=rng.normal(size=(80, 4)).astype(np.float32), y=rng.integers(0, 3, 80))  # replaced
+    expected = (f"warning: the data {str(data)!r} differ from those the model was trained on (64 training samples, "
+                "training used 40): they changed since training, and the analysis uses them as they are now")
+    assert warnings_of() == [expected]
+    monkeypatch.chdir(tmp_path)
+    assert [line.replace("'c.npz'", repr(str(data))) for line in warnings_of("c.npz")] == [expected]  # the same file
+    np.savez(data, x=rng.normal(size=(50, 4)).astype(np.float32), y=rng.integers(0, 3, 50))  # as many, other values
+    assert warnings_of() == [f"warning: the data {str(data)!r} differ from those the model was trained on (the same 40 "
+                             "training samples in number, other values): they changed since training, and the analysis "
+                             "uses them as they are now"]
+    old = torch.load(bundle, weights_only=True)
+    del old["training"]["data_fingerprint"]  # a bundle written before the record
+    torch.save(old, bundle)
+    assert warnings_of() == []
+
+
+def test_the_data_fingerprint_tells_rounding_from_other_data():
+    """Bytes equal, or float sums equal up to float32 rounding (a generator on another CPU): the same
+    data; another size, or values that move the sums: a difference in words."""
+    from pruning_limits.data import data_drift, bundle_fingerprint
+
+    gen = torch.Generator().manual_seed(0)
+    bundle = make_bundle((torch.randn(200, 5, generator=gen), torch.randn(200, generator=gen)),
+                         (torch.randn(20, 5, generator=gen), torch.randn(20, generator=gen)))
+    record = bundle_fingerprint(bundle)
+    assert data_drift(record, bundle) is None
+    ulp = make_bundle((torch.nextafter(bundle.x_train, torch.tensor(float("inf"))), bundle.y_train), bundle.test)
+    assert not torch.equal(ulp.x_train, bundle.x_train) and data_drift(record, ulp) is None
+    shifted = make_bundle((bundle.x_train + 0.01, bundle.y_train), bundle.test)
+    assert data_drift(record, shifted) == "the same 200 training samples in number, other values"
+    assert data_drift(record, make_bundle(bundle.train, (bundle.x_test[:5], bundle.y_test[:5]))) == (
+        "5 test samples, training had 20"
+    )
+    assert data_drift(record, make_bundle((bundle.x_train[:150], bundle.y_train[:150]))) == (
+        "150 training samples, training used 200"
+    )
+    for damaged in (None, "x", {"train_size": "200"}, {**record, "train_sums": ["a", 1, 2, 3]}):
+        assert data_drift(damaged, shifted) is None  # nothing usable recorded: nothing compared
+
+
+def test_a_sampler_with_indices_stands_for_those_samples():
+    """``DataLoader(ds, sampler=SubsetRandomSampler(range(40)))`` over 60 samples was read as all 60,
+    so held-out samples entered the Hessian, ε and the gradient (a review): it is the Subset of its
+    sorted indices, read in order; another sampler that draws another number of samples is refused."""
+    from torch.utils.data import BatchSampler, RandomSampler, SubsetRandomSampler, WeightedRandomSampler
+
+    from pruning_limits.objective import evaluate_loss, iter_batches
+    from pruning_limits.subsets import hessian_subset, num_samples
+
+    x, y = torch.randn(60, 4, generator=torch.Generator().manual_seed(0)), torch.arange(60) % 3
+    dataset = TensorDataset(x, y)
+    picked = [39, 5, 17, 0, 22] + list(range(40, 50))
+    loader = DataLoader(dataset, batch_size=4, sampler=SubsetRandomSampler(picked))
+    order = sorted(picked)
+    assert num_samples(loader) == 15
+    assert torch.equal(materialize(loader)[0], x[order])
+    assert sum(len(b) for b, _ in iter_batches(loader)) == 15
+    model = nn.Linear(4, 3)
+    assert evaluate_loss(model, loader) == pytest.approx(evaluate_loss(model, (x[order], y[order])))
+    sub_x, _ = materialize(hessian_subset(loader, 5, seed=1))
+    assert len(sub_x) == 5 and all(any(torch.equal(row, x[i]) for i in order) for row in sub_x)
+    as_batches = DataLoader(dataset, batch_sampler=BatchSampler(SubsetRandomSampler(range(10)), 3, drop_last=True))
+    assert torch.equal(materialize(as_batches)[0], x[:10])  # drop_last and the shuffling are not used
+    # shuffling and sampling with replacement: the whole dataset, every sample once, as documented
+    assert torch.equal(materialize(DataLoader(dataset, batch_size=8, shuffle=True))[0], x)
+    assert num_samples(DataLoader(dataset, sampler=RandomSampler(dataset, replacement=True, num_samples=10))) == 60
+    assert torch.equal(materialize(DataLoader(dataset, sampler=WeightedRandomSampler(torch.ones(60), 60)))[0], x)
+    fewer = DataLoader(dataset, batch_size=8, sampler=WeightedRandomSampler(torch.ones(60), 10))
+    message = ("the DataLoader's sampler (WeightedRandomSampler) draws 10 samples per pass from a dataset of 60, expected "
+               "all of them")
+    for read in (num_samples, materialize, lambda d: list(iter_batches(d))):
+        with pytest.raises(PruningLimitsError, match=message.replace("(", "\\(").replace(")", "\\)")) as info:
+            read(fewer)
+        assert "\n" not in str(info.value)
+    with pytest.raises(PruningLimitsError, match="indices from 0 to 60, expected indices in \\[0, 60\\)"):
+        num_samples(DataLoader(dataset, sampler=SubsetRandomSampler([0, 60])))
+
+
+def test_a_data_spec_with_its_default_options_is_the_same_data():
+    """``--data digits:train=1400`` on a bundle trained on ``digits`` was "not the bundle's data" and split
+    with --seed 0 (a review): each built-in's defaults are filled in before the options are compared."""
+    from pruning_limits.data import same_data_spec
+
+    assert same_data_spec("digits:train=1400", "digits") and same_data_spec("digits", " digits:train=1.4e3 ")
+    assert same_data_spec("synthetic:noise=0.1,n=2000", "synthetic:d=20")
+    assert same_data_spec("mnist1d:seed=42", "mnist1d:n=5000") and same_data_spec("tokens:vocab=32", "tokens")
+    assert not same_data_spec("digits:train=1000", "digits") and not same_data_spec("patterns:size=16", "patterns")
+    assert not same_data_spec("synthetic", "patterns") and not same_data_spec("digits:train=x", "digits")
+
+
+def test_channels_last_images_warn_and_images_are_read_channels_first(tmp_path):
+    """``(N, 32, 32, 3)`` images were read as 32 channels of 32 × 3 with no word (a review)."""
+    np.savez(tmp_path / "nhwc.npz", x=np.zeros((10, 32, 32, 3), dtype=np.float32), y=np.arange(10) % 2)
+    with pytest.warns(RuntimeWarning, match=r"the inputs have sample shape \(32, 32, 3\), which looks channels-last: "
+                      r"images are read as \(N, C, H, W\), here 32 channels; transpose to \(N, C, H, W\)"):
+        bundle = load_data(str(tmp_path / "nhwc.npz"))
+    assert bundle.input_shape == (32, 32, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_bundle((torch.zeros(4, 3, 32, 32), torch.arange(4) % 2))  # channels first
+        make_bundle((torch.zeros(4, 1, 8, 8), torch.arange(4) % 2))
+        make_bundle((torch.zeros(4, 16, 3), torch.arange(4) % 2))  # a sequence of 16 steps, 3 features
+        load_data("patterns:n=4,test=2,channels=8,size=3")  # (channels, size, size) by construction
+
+
+def test_integer_labels_in_a_column_are_read_as_labels(tmp_path):
+    """Keras stores CIFAR labels as ``(n, 1)``: "integer targets must be 1-D, got shape (40, 1)" (a review)."""
+    np.savez(tmp_path / "col.npz", x=np.zeros((10, 3), dtype=np.float32), y=(np.arange(10) % 3).reshape(10, 1).astype(np.uint8))
+    bundle = load_data(str(tmp_path / "col.npz"))
+    assert bundle.y_train.shape == (8,) and bundle.task == "classification" and bundle.num_classes == 3
+    with pytest.raises(PruningLimitsError, match="integer targets \\(class labels\\) must be 1-D, got shape \\(10, 2\\)"):
+        make_bundle((torch.zeros(10, 3), torch.zeros(10, 2, dtype=torch.int64)))
+
+
+def test_bool_inputs_and_labels_are_read_as_numbers(tmp_path):
+    """bool arrays were refused as "not real numbers" (a review): inputs become 0/1 float32, labels 0/1 classes."""
+    x = np.arange(40).reshape(10, 4) % 3 == 0
+    np.savez(tmp_path / "bool.npz", x=x, y=np.arange(10) % 2 == 1)
+    bundle = load_data(str(tmp_path / "bool.npz"))
+    assert bundle.x_train.dtype == torch.float32 and bundle.y_train.dtype == torch.int64 and bundle.num_classes == 2
+    assert torch.equal(torch.cat([bundle.x_train, bundle.x_test]).sum(), torch.tensor(float(x.sum())))
+    with pytest.raises(PruningLimitsError, match="classification needs at least two classes"):
+        make_bundle((torch.zeros(4, 2), torch.zeros(4, dtype=torch.bool)))  # all False: one class
+
+
+def test_one_hot_float_targets_warn_that_they_mean_regression():
+    """``np.eye(3)[labels]`` became 3-output MSE regression with no word (a review)."""
+    x = torch.zeros(30, 2)
+    with pytest.warns(RuntimeWarning, match=r"the float targets are one-hot rows of 3 values: read as regression \(3 "
+                      r"outputs, MSE\); if they are class labels, store integer labels \(y.argmax\(1\)\)"):
+        bundle = make_bundle((x, nn.functional.one_hot(torch.arange(30) % 3).float()))
+    assert bundle.task == "regression" and bundle.num_outputs == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_bundle((x, torch.tensor([[1.0, 1.0], [0.0, 1.0]]).repeat(15, 1)))  # multi-label 0/1 rows, not one-hot
+        make_bundle((x, torch.full((30, 3), 1 / 3)))  # rows summing to 1, not one-hot
+
+
+def test_a_data_function_returning_train_and_none_has_no_test_set(monkeypatch):
+    """``return (X, Y), None`` was "an (x, y) pair or a sequence of (x, y) samples, got a tuple of 2" (a review)."""
+    x, y = torch.randn(12, 3), torch.arange(12) % 2
+    _user_module(monkeypatch, pair_none=lambda: ((x, y), None), loader_none=lambda: (DataLoader(TensorDataset(x, y), batch_size=5), None))
+    for name in ("pair_none", "loader_none"):
+        bundle = load_data(f"pl_test_user_data:{name}")
+        assert torch.equal(bundle.x_train, x) and bundle.test is None and bundle.test_source == "none"
+
+
+def test_generator_options_must_be_finite_and_a_spec_too_large_for_memory_is_one_line():
+    """``noise=nan`` gave "targets contain NaN", ``noise=inf`` infinite inputs; ``d=1e15`` a raw allocator
+    message; ``tokens:vocab=1e9`` a 16 GB table for 10 samples (a review)."""
+    for spec in ("synthetic:noise=nan", "patterns:noise=inf", "synthetic:n=4,noise=-inf"):
+        with pytest.raises(PruningLimitsError, match=f"data option noise of '{spec.split(':')[0]}' must be a finite number, got"):
+            load_data(spec)
+    for spec in ("synthetic:n=4,test=1,d=1e15", "synthetic:n=4,test=1,hidden=1e12"):  # refused by the allocator at once
+        with pytest.raises(MemoryError, match=f"^data spec '{spec}' is too large: one of its tensors needs [0-9.e+]+ GiB$"):
+            load_data(spec)
+    with pytest.raises(PruningLimitsError, match="tokens: classes × vocab must be at most 67108864 \\(its table of token "
+                       "probabilities, 256 MiB of float32\\), got 4 × 1000000000"):
+        load_data("tokens:n=10,test=1,vocab=1e9")
+
+
+def test_tokens_drawn_in_chunks_are_those_of_one_draw(monkeypatch):
+    """The samples' token distributions are drawn a chunk of rows at a time (all at once they were
+    samples × vocab floats); the tokens are those of the single draw, so a seed keeps its data."""
+    import pruning_limits.data as data_module
+
+    def one_draw(n, test, classes, vocab, length, seed):
+        gen = torch.Generator().manual_seed(seed)
+        probabilities = torch.softmax(1.5 * torch.randn(classes, vocab, generator=gen), dim=1)
+        labels = torch.randint(classes, (n + test,), generator=gen)
+        return torch.multinomial(probabilities[labels], length, replacement=True, generator=gen)
+
+    monkeypatch.setattr(data_module, "TOKENS_CHUNK_VALUES", 40)  # 1 to 5 rows a chunk below
+    for n, test, classes, vocab, length, seed in [(30, 7, 3, 8, 5, 0), (11, 2, 2, 40, 1, 3), (9, 4, 4, 50, 3, 1)]:
+        bundle = load_data(f"tokens:n={n},test={test},classes={classes},vocab={vocab},length={length}", seed=seed)
+        assert torch.equal(torch.cat([bundle.x_train, bundle.x_test]), one_draw(n, test, classes, vocab, length, seed))
+
+
+def test_seeds_are_checked_a_tilde_is_expanded_and_a_bundle_is_told_to_pass_its_training_pair(tmp_path, monkeypatch):
+    """``seed=2**64`` was a raw ValueError and ``-1`` was taken; ``--data='~/x.npz'`` was not expanded;
+    ``predict_limit(model, bundle)`` printed the bundle's tensors (a review)."""
+    from pruning_limits.objective import iter_batches
+    from pruning_limits.subsets import num_samples, subset_indices
+
+    with pytest.raises(PruningLimitsError, match="seed must be an integer in \\[0, 2\\*\\*64\\), got 18446744073709551616"):
+        load_data("digits", seed=2**64)
+    with pytest.raises(PruningLimitsError, match="seed must be an integer >= 0, got -1"):
+        load_data("digits", seed=-1)
+    with pytest.raises(PruningLimitsError, match="seed must be an integer >= 0, got -1"):
+        subset_indices(10, 3, -1)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    np.savez(tmp_path / "x.npz", x=np.zeros((5, 2), dtype=np.float32), y=np.arange(5) % 2)
+    assert len(load_data("~/x.npz").x_train) == 4
+    from pruning_limits.cli._common import absolute_data_spec
+    from pruning_limits.data import same_data_spec
+
+    assert absolute_data_spec("~/x.npz") == str(tmp_path / "x.npz") and same_data_spec("~/x.npz", str(tmp_path / "x.npz"))
+    bundle = load_data("synthetic:n=6,test=2,d=3")
+    message = "data must be .*, got a DataBundle: pass bundle.train, its \\(x, y\\) training pair$"
+    with pytest.raises(PruningLimitsError, match=message):
+        next(iter_batches(bundle))
+    with pytest.raises(PruningLimitsError, match=message):
+        num_samples(bundle)

@@ -216,6 +216,16 @@ def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
             messages.append("weights: accepted")
         except PruningLimitsError as exc:
             messages.append(f"weights: {exc}")
+        # a training split's loader: its sampler's indices are the samples the shards split (the whole
+        # dataset before 2026-12-06, held-out samples too)
+        loader = torch.utils.data.DataLoader(
+            TensorDataset(x, y), batch_size=8, sampler=torch.utils.data.SubsetRandomSampler(range(10, 50))
+        )
+        local, local_samples, total = context.shard(loader)
+        got = torch.cat([inputs for inputs, _ in local])
+        start = 10 + 20 * rank
+        part = "its part" if torch.equal(got, x[start : start + 20]) else "other samples"
+        messages.append(f"sampler: {total} samples, {local_samples} here, {part}")
         Path(f"{out}-{rank}.txt").write_text("\n".join(messages))
     finally:
         context.close()
@@ -235,6 +245,7 @@ def test_ranks_holding_other_data_or_weights_are_refused_on_every_rank(tmp_path)
     assert lines[2].startswith("stream: data-parallel shards split the samples by index: the data must be an (x, y) pair")
     assert lines[3].startswith("batches: data-parallel shards split the samples by index: got a DataLoader whose items are batches")
     assert lines[4].startswith("weights: the weights differ between processes")
+    assert lines[5] == "sampler: 40 samples, 20 here, its part"
 
 
 @pytest.mark.parametrize("structure", ["unstructured", "neuron"])
