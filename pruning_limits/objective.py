@@ -606,9 +606,7 @@ def iter_batches(data: Data, batch_size: int | None = None) -> Iterator[tuple[Te
 def describe_data(data: Any) -> str:
     """:func:`describe` of data a function refuses; a ``DataBundle`` (whose repr ran into its tensors)
     is told to pass its training pair."""
-    from .data import DataBundle
-
-    if isinstance(data, DataBundle):
+    if type(data).__name__ == "DataBundle" and hasattr(data, "train"):  # by name: data.py imports this module
         return "a DataBundle: pass bundle.train, its (x, y) training pair"
     return describe(data)
 
