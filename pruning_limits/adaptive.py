@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import PruningLimitsError, check_int, check_positive
+from ._checks import PruningLimitsError, check_int, check_positive, real_array
 
 #: Default settling tolerance in sparsity units (0.2 points of sparsity): below the 0.5 points
 #: the predictions are checked to (issue 3's acceptance) with room for the probes' sampling
@@ -54,7 +54,8 @@ class SettlingMonitor:
     """A stopping criterion for :func:`pruning_limits.spectrum.slq`: stop once estimates settle.
 
     Args:
-        estimate: ``spectrum -> values`` (e.g. ``s*`` for each ε); every value must settle.
+        estimate: ``spectrum -> values`` (e.g. ``s*`` for each ε); every value must settle. A
+            single number counts as one value.
         tolerance: largest range (max − min) of each value over the last ``window`` checkpoints
             (default :data:`DEFAULT_TOLERANCE`, in the values' units: sparsity).
         window: checkpoints that must agree (default :data:`SETTLE_WINDOW`, at least 2).
@@ -89,7 +90,7 @@ class SettlingMonitor:
 
     def __call__(self, spectrum: Any) -> bool:
         """Record the estimate of ``spectrum``; True when the last ``window`` agree within the tolerance."""
-        values = tuple(float(v) for v in self.estimate(spectrum))
+        values = _estimate_values(self.estimate, spectrum)
         self.history.append((int(spectrum.iterations), int(spectrum.num_hvps), values))
         settled = len(self.history) >= self.window and self.moved() <= self.tolerance
         self.converged = settled and self.history[-1][0] >= self.min_steps
@@ -132,6 +133,15 @@ class SettlingMonitor:
         }
 
 
+def _estimate_values(estimate: Callable[[Any], Any], spectrum: Any) -> tuple[float, ...]:
+    """``estimate(spectrum)`` as a tuple of floats: a number, or a 1-D sequence of numbers (one line otherwise)."""
+    result = estimate(spectrum)
+    values = real_array(result, "the estimate's values")
+    if values.ndim > 1 or values.size == 0:
+        raise PruningLimitsError(f"estimate must return a number or a 1-D sequence of numbers, got shape {values.shape}")
+    return tuple(values.reshape(-1).tolist())
+
+
 def fixed_record(iterations: int, probes: int) -> dict[str, Any]:
     """The ``stopping`` record of a run with a fixed number of steps."""
     return {"adaptive": False, "iterations": int(iterations), "probes": int(probes), "converged": None}
@@ -155,10 +165,11 @@ def adaptive_slq(
     Args:
         operator: as for :func:`pruning_limits.spectrum.slq`, with its size known: an object
             with ``dim`` (e.g. :class:`~pruning_limits.hessian.HessianOperator`) or a square
-            matrix; a bare callable, which ``slq`` takes with ``dim=``, is not accepted here.
+            matrix or a ``scipy.sparse.linalg.LinearOperator``; a bare callable, which ``slq``
+            takes with ``dim=``, is not accepted here (wrap it in a ``LinearOperator``).
         estimate: ``spectrum -> values`` to watch (e.g.
-            :func:`pruning_limits.limits.sparsity_estimator`); ``None`` or ``tolerance=None``
-            runs a fixed number of steps.
+            :func:`pruning_limits.limits.sparsity_estimator`; a single number counts as one
+            value); ``None`` or ``tolerance=None`` runs a fixed number of steps.
         tolerance: settling tolerance (default :data:`DEFAULT_TOLERANCE`); ``None``: fixed run.
         iterations: most steps per probe (default
             :data:`pruning_limits.spectrum.DEFAULT_ITERATIONS`).
@@ -182,6 +193,11 @@ def adaptive_slq(
 
     adaptive = estimate is not None and tolerance is not None
     dim = int(operator.dim) if hasattr(operator, "dim") else int(operator.shape[0]) if hasattr(operator, "shape") else None
+    if dim is None and callable(operator):  # slq's "needs dim=" named a parameter this function has not
+        raise PruningLimitsError(
+            "adaptive_slq needs an operator that knows its size (.dim, a square matrix or a scipy LinearOperator), "
+            "got a bare callable: wrap it as scipy.sparse.linalg.LinearOperator((D, D), matvec=f)"
+        )
     cap = DEFAULT_ITERATIONS if iterations is None else check_int("iterations", iterations, 1)
     if probes is None:
         probes = default_probes(dim) if adaptive and dim is not None else DEFAULT_PROBES
@@ -205,7 +221,7 @@ def adaptive_slq(
     breakdown = not monitor.converged and spectrum.steps is not None and (
         spans_all or (spectrum.steps < steps_cap and not exhausted))
     record = monitor.record(breakdown=breakdown)
-    record["final_estimate"] = [float(v) for v in estimate(spectrum)]  # type: ignore[misc]
+    record["final_estimate"] = list(_estimate_values(estimate, spectrum))  # type: ignore[arg-type]
     if not record["converged"]:
         moved = record["moved"]
         if steps_cap < monitor.min_steps or moved is None or moved <= monitor.tolerance:

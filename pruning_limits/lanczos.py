@@ -42,9 +42,15 @@ import scipy.linalg
 import torch
 from tqdm import tqdm
 
-from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, seeded_generator
+from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, real_array, seeded_generator
 
-#: Default memory budget (bytes) for the stored Lanczos basis.
+#: Default memory budget (bytes) for the stored Lanczos basis: 1 GiB, the Hessian engine's
+#: default too (:data:`pruning_limits.hessian.DEFAULT_MEMORY_BUDGET`). It dates from the first
+#: Lanczos code, with no measurement recorded for it; what it admits is measured: at the
+#: defaults (8 probes × 300 steps) the block rule's basis fits up to D ≈ 55 000 (docs/theory.md
+#: §7, "SLQ settings"), and :func:`pruning_limits.spectrum.slq` raises it to what the rule
+#: without re-orthogonalisation needs, above 13.4 million weights with two probes
+#: (docs/benchmarks.md, "Memory against D").
 DEFAULT_MEMORY_BUDGET = 1 << 30
 
 #: Block Lanczos repeats a Gram–Schmidt pass when a column keeps less than this fraction of its
@@ -403,6 +409,7 @@ def block_lanczos(
     monitor: Callable[[int, Callable[[], BlockLanczosResult]], bool] | None = None,
     progress_bar: Any = None,
     basis_dtype: Any = np.float64,
+    product_dtype: Any = None,
 ) -> BlockLanczosResult:
     """Run up to ``iterations`` block Lanczos steps from the rows of ``starts``, fully re-orthogonalised by default.
 
@@ -436,15 +443,30 @@ def block_lanczos(
             previous blocks, the three-term recurrence and ``QᵀAQ`` stay float64. A float32
             basis halves the memory and keeps the vectors orthogonal to about 1e-7, the
             rounding of float32 products: for an operator computed in float32 it loses nothing
-            the products had not already lost (docs/theory.md, "A float32 basis").
+            the products had not already lost (docs/theory.md, "A float32 basis"). A torch
+            dtype (``torch.float32``) is read as the numpy one.
+        product_dtype: the dtype (numpy or torch) in which ``matmat`` computes its products; it
+            sets the tolerance of the symmetry check. Default: that of the arrays it returns,
+            and at least float32, since a float64 array may hold float32 products (a float32
+            :class:`~pruning_limits.hessian.HessianOperator` returns float64 for float64 blocks).
+            :func:`pruning_limits.spectrum.slq` passes the operator's ``dtype``.
+
+    ``QᵀAQ`` is checked for symmetry: the rule keeps its upper half, so a non-symmetric
+    operator gave nodes that are no eigenvalues of it (``[[1, 5], [0, 1]]``: −2.54 and 4.54).
+    Every diagonal block ``QⱼᵀAQⱼ`` is compared with its transpose and, re-orthogonalised, every
+    ``Qⱼ₋₁ᵀAQⱼ`` with the coupling ``QⱼᵀAQⱼ₋₁`` its QR gave (without re-orthogonalisation that
+    would cost one more product of blocks per step). The check refuses an asymmetry above
+    ``√eps`` of ``product_dtype`` (or of ``basis_dtype``, if coarser; TF32's for anything
+    narrower than float64, as GPUs may compute float32 convolutions in it) times the largest
+    product norm seen, far above rounding.
 
     Returns:
         :class:`BlockLanczosResult`; never contains NaN.
 
     Raises:
         PruningLimitsError: the basis (``"full"``) or the plain recurrence's blocks (``"none"``,
-            or ``"auto"`` when the basis does not fit) exceed ``memory_budget``, or ``starts`` is
-            not a finite non-zero ``(b, dim)`` array.
+            or ``"auto"`` when the basis does not fit) exceed ``memory_budget``, ``starts`` is
+            not a finite non-zero ``(b, dim)`` array, or the operator is not symmetric.
     """
     if not callable(matmat):
         raise PruningLimitsError(f"matmat must be callable, got {describe(matmat)}")
@@ -459,9 +481,9 @@ def block_lanczos(
     if not (norms > 0).all():
         raise PruningLimitsError("every start vector must be non-zero")
     mode = check_choice("reorthogonalization", reorthogonalization, REORTHOGONALIZATIONS)
-    basis_dtype = np.dtype(basis_dtype)
-    if basis_dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise PruningLimitsError(f"basis_dtype must be float64 or float32, got {basis_dtype}")
+    basis_dtype = _basis_dtype(basis_dtype)
+    # None: the dtype of the first product, at least float32 (see _Symmetry)
+    rounding = None if product_dtype is None else _dtype_eps(product_dtype, "product_dtype")
     itemsize = basis_dtype.itemsize
     if mode == "auto":
         mode = "full" if block_lanczos_bytes(dim, steps, starts.shape[0], itemsize) <= memory_budget else "none"
@@ -481,7 +503,8 @@ def block_lanczos(
                 f"({_size(projected)} with its quadrature) beside the recurrence's {_size(needed)}, above the memory "
                 f"budget of {_size(memory_budget)}: lower --iterations or raise --memory-budget"
             )
-        return _plain_block_lanczos(matmat, dim, steps, starts, norms, breakdown_tol, monitor, progress_bar)
+        symmetry = _Symmetry(rounding, _dtype_eps(basis_dtype))
+        return _plain_block_lanczos(matmat, dim, steps, starts, norms, breakdown_tol, monitor, progress_bar, symmetry)
     needed = block_lanczos_bytes(dim, steps, probes, itemsize)
     if needed > memory_budget:
         raise PruningLimitsError(
@@ -496,10 +519,12 @@ def block_lanczos(
     size, previous, done, spent, breakdown = 0, 0, 0, 0, False
     scale = 0.0
     last = np.zeros((dim, 0))  # the previous block, float64
+    symmetry = _Symmetry(rounding, _dtype_eps(basis_dtype))
+    link = np.zeros((block.shape[1], 0))  # QⱼᵀAQⱼ₋₁ from the QR of the previous residual
     while True:
         width = block.shape[1]
         basis[size : size + width] = block.T
-        product = _as_float64(matmat(block), dim, width=width)
+        product = symmetry.product(matmat, block, dim, width)
         spent += width
         if progress_bar is not None:
             progress_bar.update(width)
@@ -529,13 +554,14 @@ def block_lanczos(
             coefficients += correction
             if (_column_norms(product) >= REORTH_NORM_RATIO * before).all():
                 break
+        symmetry.check(coefficients[size:], scale, coefficients[previous:size], link)
         projection[: size + width, size : size + width] = coefficients
         previous = size
         size += width
         done += 1
         if done == steps or size == capacity:
             break
-        block, coupling = _orthonormal_block(product, breakdown_tol * scale, capacity - size, overwrite=True)
+        block, link = _orthonormal_block(product, breakdown_tol * scale, capacity - size, overwrite=True)
         del product  # (its memory may now hold the next block) not alive while the operator computes
         if block.shape[1] == 0:
             breakdown = True
@@ -554,6 +580,7 @@ def _plain_block_lanczos(
     breakdown_tol: float,
     monitor: Callable[[int, Callable[[], BlockLanczosResult]], bool] | None,
     progress_bar: Any,
+    symmetry: _Symmetry,
 ) -> BlockLanczosResult:
     """Block Lanczos without re-orthogonalisation (see :func:`block_lanczos`, ``reorthogonalization="none"``).
 
@@ -572,7 +599,7 @@ def _plain_block_lanczos(
     size, start_previous, done, spent, breakdown, scale = 0, 0, 0, 0, False, 0.0
     while True:
         width = block.shape[1]
-        product = _as_float64(matmat(block), dim, width=width)
+        product = symmetry.product(matmat, block, dim, width)
         spent += width
         if progress_bar is not None:
             progress_bar.update(width)
@@ -587,6 +614,7 @@ def _plain_block_lanczos(
         correction = _matmul(block.T, product)  # one local pass keeps the block itself orthogonal
         product -= _matmul(block, correction)
         diagonal += correction
+        symmetry.check(diagonal, scale)
         projection[size : size + width, size : size + width] = 0.5 * (diagonal + diagonal.T)
         start_previous = size
         size += width
@@ -613,6 +641,101 @@ def _block_result(
     coordinates = np.zeros((start_coordinates.shape[0], size))
     coordinates[:, : start_coordinates.shape[1]] = start_coordinates
     return BlockLanczosResult(symmetric, coordinates, done, breakdown, spent)
+
+
+_FLOAT64_EPS = float(np.finfo(np.float64).eps)
+_FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+def _dtype_eps(dtype: Any, name: str | None = None) -> float:
+    """Machine epsilon of a floating dtype (numpy or torch); float64's for integers and other kinds,
+    whose products float64 holds. ``name``: refuse what is no dtype, in one line naming it."""
+    if isinstance(dtype, torch.dtype):
+        return float(torch.finfo(dtype).eps) if dtype.is_floating_point else _FLOAT64_EPS
+    try:
+        parsed = np.dtype(dtype)
+    except (TypeError, ValueError):
+        if name is not None:
+            raise PruningLimitsError(f"{name} must be a numpy or torch dtype, got {describe(dtype)}") from None
+        return _FLOAT64_EPS
+    return float(np.finfo(parsed).eps) if np.issubdtype(parsed, np.floating) else _FLOAT64_EPS
+
+
+def _basis_dtype(value: Any) -> np.dtype:
+    """``basis_dtype`` of :func:`block_lanczos` (numpy, its name, or torch) as numpy float64 or float32."""
+    if isinstance(value, torch.dtype):
+        parsed = {torch.float64: np.dtype(np.float64), torch.float32: np.dtype(np.float32)}.get(value)
+        shown = str(value)
+    else:
+        try:
+            parsed = np.dtype(value)
+            shown = str(parsed)
+        except (TypeError, ValueError):
+            parsed, shown = None, describe(value)
+    if parsed is None or parsed not in (np.dtype(np.float64), np.dtype(np.float32)):  # (None == float64 in numpy)
+        raise PruningLimitsError(f"basis_dtype must be float64 or float32, got {shown}")
+    return parsed
+
+
+#: Machine epsilon of TF32 (10 explicit mantissa bits), in which a GPU may compute float32
+#: convolutions (cuDNN's default, ``torch.backends.cudnn.allow_tf32``): products about 1e-3 from
+#: exact, which the library does not switch off.
+_TF32_EPS = 2.0**-10
+
+
+def _coarsest(rounding: float) -> float:
+    """The epsilon the symmetry check assumes: float32 products may have been computed in TF32."""
+    return max(rounding, _TF32_EPS) if rounding >= _FLOAT32_EPS else rounding
+
+
+class _Symmetry:
+    """The symmetry check of block Lanczos: ``|C − Cᵀ| ≤ √eps · scale`` for every diagonal block
+    ``C = QⱼᵀAQⱼ``, ``eps`` of the products' dtype and ``scale`` the largest product norm seen.
+
+    A symmetric operator's ``C`` is asymmetric by its products' rounding alone: float32 Hessian
+    products are 0.02-0.4 ulps of ``λ_max`` from exact (:data:`pruning_limits.spectrum.BREAKDOWN_ULPS`),
+    thousands of times below ``√eps`` (3.5e-4 in float32, 1.5e-8 in float64); a grossly
+    non-symmetric operator is off by the size of its entries. The same ``√eps`` as
+    :class:`~pruning_limits.hessian.HessianOperator`'s determinism check, so that products which
+    pass it (GPU reductions that differ from run to run) pass this one.
+
+    Products narrower than float64 are checked at TF32's ``√eps`` (0.031): a GPU may compute
+    float32 convolutions in TF32 (:data:`_TF32_EPS`), and no test here can show that the float32
+    tolerance holds there; a grossly non-symmetric operator is still off by far more.
+
+    ``rounding``: the products' machine epsilon when the caller declared it (``product_dtype``),
+    else ``None``: then the epsilon of the first product's dtype and at least float32's (a float64
+    array may hold float32 products). At least ``floor`` (the basis dtype's: a float32 basis
+    rounds the re-orthogonalisation's coefficients)."""
+
+    def __init__(self, rounding: float | None, floor: float) -> None:
+        self.rounding = None if rounding is None else _coarsest(max(rounding, floor))
+        self.floor = max(floor, _FLOAT32_EPS) if rounding is None else floor
+
+    def product(self, matmat: Callable[[np.ndarray], Any], block: np.ndarray, dim: int, width: int) -> np.ndarray:
+        """``matmat(block)`` as float64 ``(dim, width)``; the first one sets the rounding when not declared
+        (the operator's own array is released here, as before)."""
+        value = matmat(block)
+        if self.rounding is None:
+            self.rounding = _coarsest(max(_dtype_eps(getattr(value, "dtype", None)), self.floor))
+        return _as_float64(value, dim, width=width)
+
+    def check(
+        self, diagonal: np.ndarray, scale: float, above: np.ndarray | None = None, link: np.ndarray | None = None
+    ) -> None:
+        """Refuse a diagonal block ``QⱼᵀAQⱼ`` whose asymmetry exceeds ``√eps·scale``; with the
+        re-orthogonalised rule also ``Qⱼ₋₁ᵀAQⱼ`` (``above``) against the transpose of ``QⱼᵀAQⱼ₋₁``,
+        the coupling its QR gave (``link``): a block of one column has no asymmetry of its own."""
+        asymmetry = float(np.abs(diagonal - diagonal.T).max(initial=0.0))
+        if above is not None and above.size:
+            asymmetry = max(asymmetry, float(np.abs(above - link.T).max()))
+        tol = float(np.sqrt(self.rounding)) * scale
+        if asymmetry > tol:
+            raise PruningLimitsError(
+                f"the operator is not symmetric: a block QᵀAQ differs from its transpose by {asymmetry:.3g}, against "
+                f"products of norm up to {scale:.3g} (tolerance {tol:.3g}, √eps of the products' dtype); Lanczos needs "
+                "A = Aᵀ"
+            )
 
 
 def _orthonormal_block(
@@ -676,8 +799,8 @@ def gauss_quadrature(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, n
 
     Uses ``scipy.linalg.eigh_tridiagonal``; the weights are renormalised to sum to 1 exactly.
     """
-    alpha = np.asarray(alpha, dtype=np.float64)
-    beta = np.asarray(beta, dtype=np.float64)
+    alpha = real_array(alpha, "alpha")
+    beta = real_array(beta, "beta")
     if alpha.ndim != 1 or alpha.size == 0 or beta.shape != (alpha.size - 1,):
         raise PruningLimitsError(
             f"expected alpha of length m >= 1 and beta of length m - 1, got {alpha.shape} and {beta.shape}"
@@ -692,18 +815,30 @@ def gauss_quadrature(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _as_float64(value: Any, dim: int, *, width: int | None = None) -> np.ndarray:
-    """An operator's product as float64 numpy: a ``dim`` vector, or ``(dim, width)`` for ``matmat``."""
+    """An operator's product as float64 numpy: a ``(dim,)`` vector, or ``(dim, width)`` for ``matmat``.
+
+    The shape must be exactly that: a ``(width, dim)`` result (products as rows) was read in
+    ``(dim, width)`` order and gave a wrong spectrum, negative nodes for a positive definite
+    operator (a review's repro). Complex values are refused: casting dropped their imaginary
+    part with a warning only.
+    """
     name = "matvec" if width is None else "matmat"
     if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise PruningLimitsError(f"{name} returned complex values ({value.dtype}): Lanczos needs a real symmetric operator")
         converted = value.detach().to("cpu", torch.float64)
         # a converted (float32, GPU) tensor is a new array, ours to change; else copy: callers subtract in place
         out = converted.numpy() if converted.data_ptr() != value.data_ptr() else np.array(converted.numpy())
     else:
-        out = np.array(value, dtype=np.float64)
-    if out.size != dim * (1 if width is None else width):
-        expected = dim if width is None else f"{dim} x {width}"
-        raise PruningLimitsError(f"{name} returned {out.size} values, expected {expected}")
-    out = out.reshape(-1) if width is None else out.reshape(dim, width)
+        if np.iscomplexobj(value):
+            raise PruningLimitsError(f"{name} returned complex values: Lanczos needs a real symmetric operator")
+        try:
+            out = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PruningLimitsError(f"{name} must return an array of numbers, got {describe(value)}") from None
+    expected = (dim,) if width is None else (dim, width)
+    if out.shape != expected:
+        raise PruningLimitsError(f"{name} returned an array of shape {out.shape}, expected {expected}")
     if not np.isfinite(out).all():
         raise PruningLimitsError(f"{name} returned NaN or infinite values")
     return out

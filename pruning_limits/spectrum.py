@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -83,6 +83,16 @@ class Spectrum:
             raise PruningLimitsError("a block-rule spectrum must hold the same nodes in every row")
         if self.steps is not None and (isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 1):
             raise PruningLimitsError(f"spectrum steps must be None or an integer >= 1, got {self.steps!r}")
+        if not isinstance(self.exact, (bool, np.bool_)) or bool(self.exact) != (self.rule == "exact"):
+            raise PruningLimitsError(
+                f"spectrum exact must be True with rule 'exact' and False otherwise, got exact={self.exact!r} with rule {self.rule!r}"
+            )
+        if self.reorthogonalization not in (None, "full", "none"):
+            raise PruningLimitsError(
+                f"spectrum reorthogonalization must be None, 'full' or 'none', got {describe(self.reorthogonalization)}"
+            )
+        object.__setattr__(self, "num_hvps", check_int("spectrum num_hvps", self.num_hvps, 0))
+        object.__setattr__(self, "exact", bool(self.exact))
         nodes.flags.writeable = False
         weights.flags.writeable = False
         object.__setattr__(self, "nodes", nodes)
@@ -109,17 +119,33 @@ class Spectrum:
         steps: int | None = None,
         reorthogonalization: str | None = None,
     ) -> Spectrum:
-        """Build from per-probe ``(nodes, weights)`` of possibly different lengths (zero-weight padding)."""
-        if not rows:
-            raise PruningLimitsError("a spectrum needs at least one probe")
-        width = max(len(n) for n, _ in rows)
-        nodes = np.empty((len(rows), width))
-        weights = np.zeros((len(rows), width))
-        for j, (n, w) in enumerate(rows):
+        """Build from per-probe ``(nodes, weights)`` of possibly different lengths (zero-weight padding).
+
+        ``rows``: any iterable of pairs of 1-D arrays, the nodes and weights of one probe, of one
+        length ``>= 1`` each (shorter weights were padded with zeros, longer ones failed in numpy).
+        """
+        rows = list(rows) if isinstance(rows, Iterable) else rows
+        if not isinstance(rows, list) or not rows:
+            raise PruningLimitsError(f"a spectrum needs at least one probe's (nodes, weights), got {describe(rows)}")
+        pairs = []
+        for j, row in enumerate(rows):
+            try:
+                n, w = row
+            except (TypeError, ValueError):
+                raise PruningLimitsError(f"spectrum row {j} must be a pair (nodes, weights), got {describe(row)}") from None
             n, w = real_array(n, "nodes"), real_array(w, "weights")
-            nodes[j, : len(n)] = n
-            nodes[j, len(n) :] = n[-1]
-            weights[j, : len(w)] = w
+            if n.ndim != 1 or n.size == 0 or w.shape != n.shape:
+                raise PruningLimitsError(
+                    f"spectrum row {j} must hold 1-D nodes and weights of one length >= 1, got shapes {n.shape} and {w.shape}"
+                )
+            pairs.append((n, w))
+        width = max(n.size for n, _ in pairs)
+        nodes = np.empty((len(pairs), width))
+        weights = np.zeros((len(pairs), width))
+        for j, (n, w) in enumerate(pairs):
+            nodes[j, : n.size] = n
+            nodes[j, n.size :] = n[-1]
+            weights[j, : w.size] = w
         return cls(
             nodes, weights, dim, num_hvps=num_hvps, rule=rule, steps=steps, reorthogonalization=reorthogonalization
         )
@@ -162,13 +188,16 @@ class Spectrum:
         return self.nodes.ravel(), self.weights.ravel() / self.probes
 
     def cdf(self, x: Any) -> np.ndarray:
-        """Estimated spectral distribution function ``μ((-∞, x])`` at the points ``x``."""
-        points = np.asarray(x, dtype=np.float64)
+        """Estimated spectral distribution function ``μ((-∞, x])`` at the points ``x`` (NaN where ``x`` is NaN)."""
+        points = real_array(x, "x")
         flat_nodes, flat_weights = self._pooled()
         order = np.argsort(flat_nodes, kind="stable")
         cumulative = np.concatenate([[0.0], np.cumsum(flat_weights[order])])
         index = np.searchsorted(flat_nodes[order], points, side="right")
-        return np.clip(cumulative[index], 0.0, 1.0)
+        values = np.clip(cumulative[index], 0.0, 1.0)
+        missing = np.isnan(points)
+        # searchsorted puts NaN after every node: μ = 1 there
+        return np.where(missing, np.nan, values)[()] if missing.any() else values
 
     def density(self, grid: Any, sigma: float) -> np.ndarray:
         """Gaussian-smoothed density on ``grid`` with bandwidth ``sigma``; for plots only."""
@@ -191,13 +220,24 @@ class Spectrum:
         return float(self.nodes.min())
 
     def atom_at_zero(self, tol: float = 1e-6) -> float:
-        """Estimated mass of the spectrum at zero: weight of nodes with ``|θ| ≤ tol·max|θ|``."""
+        """Estimated mass of the spectrum at zero: weight of nodes with ``|θ| ≤ tol·max|θ|``.
+
+        The default ``1e-6`` dates from the first version of this class, with no measurement
+        recorded for it (docs/theory.md §6b: "set before this model existed"; §10 documents it).
+        It lies above the rounding of float32 Hessian products, at most ``3.4·10⁻⁷·λ_max`` per
+        eigenvalue on the 64-28-10 MLP (docs/theory.md §7, "Float64 analysis").
+        """
         tol = check_positive("tol", tol)
         scale = float(np.abs(self.nodes).max())
         return self.integrate(lambda lam: (np.abs(lam) <= tol * scale).astype(np.float64)).value
 
     def summary(self) -> dict[str, Any]:
-        """JSON-serialisable summary (no node arrays)."""
+        """Summary for JSON (no node arrays).
+
+        ``trace_stderr`` is NaN for a single probe (no spread to estimate it from), which the
+        ``json`` module writes only with ``allow_nan=True``; :func:`pruning_limits.report.dumps_json`,
+        the command line's writer, writes it as ``null``.
+        """
         trace = self.trace()
         return {
             "dim": self.dim,
@@ -259,37 +299,119 @@ DEFAULT_PROBES = 8
 DEFAULT_MAX_DIM = 10_000
 
 
+#: Largest asymmetry ``max|A − Aᵀ|``, relative to ``max|A|``, of a dense float64 operator: far
+#: above rounding, far below a mistake. A matrix of a narrower dtype may carry ``√eps`` of it
+#: (3.5e-4 in float32), the tolerance of block Lanczos's symmetry check
+#: (:func:`pruning_limits.lanczos.block_lanczos`): a float32 Hessian is asymmetric by its
+#: rounding, which ``1e-10`` refused (``torch.func.hessian``: 1e-8 on a review's example;
+#: measured when this tolerance was set, 9 ulps on a 1 476-weight CNN and 14 ulps, 1.7e-6, for
+#: the same CNN's dense float32 ``HessianOperator`` matrix: too close to 100 ulps to rely on).
+DENSE_SYMMETRY_TOL = 1e-10
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    """An operator's ``.dtype`` (torch, numpy or its name) as a torch dtype; ``None`` for ``None`` or anything else.
+
+    ``slq`` compared ``dtype == torch.float32``, so an operator whose ``dtype`` was
+    ``numpy.float32`` was treated as float64 (its breakdown tolerance 1e-10, below its rounding:
+    30 steps where 4 end it, a review's repro).
+    """
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return torch.from_numpy(np.empty(0, dtype=np.dtype(dtype))).dtype
+    except (TypeError, ValueError):
+        return None
+
+
+def _refuse_complex(dtype: Any, what: str) -> None:
+    """One line for an operator whose dtype is complex (casting to float64 dropped the imaginary part with a warning only)."""
+    if dtype is not None and dtype.is_complex:
+        raise PruningLimitsError(f"{what} must be real (Lanczos needs a real symmetric operator), got dtype {dtype}")
+
+
 def _as_operator(operator: Any, dim: int | None) -> tuple[Callable[[np.ndarray], Any], int, Any]:
-    """``(matvec, dim, dtype)`` for an operator with ``.matvec``/``.dim``, a dense matrix, or a callable."""
-    if hasattr(operator, "matvec") and hasattr(operator, "dim"):
-        return operator.matvec, int(operator.dim), getattr(operator, "dtype", None)
+    """``(matvec, dim, dtype)`` for an operator with ``.matvec`` and ``.dim`` or a square ``.shape`` (a
+    ``scipy.sparse.linalg.LinearOperator``), a dense or ``scipy.sparse`` matrix, or a callable;
+    ``dtype``, that of the products, is a torch dtype (:func:`_torch_dtype`; float64 for a matrix,
+    whose products are float64) or ``None`` (an operator that declares none, a callable)."""
+    shape = getattr(operator, "shape", None)
+    square = _is_square(shape)
+    if _has_products(operator):
+        dtype = _torch_dtype(getattr(operator, "dtype", None))
+        _refuse_complex(dtype, "the operator")
+        size = operator.dim if hasattr(operator, "dim") else shape[0]
+        return operator.matvec, check_int("the operator's dim", size, 1), dtype
     if callable(operator):
         if dim is None:
             raise PruningLimitsError("a callable operator needs dim=<its dimension>")
-        return operator, int(dim), None
-    if hasattr(operator, "shape") and len(operator.shape) == 2 and operator.shape[0] == operator.shape[1]:
-        import torch
+        return operator, check_int("dim", dim, 1), None
+    import scipy.sparse
 
-        if isinstance(operator, torch.Tensor):
-            matrix = operator.detach().to("cpu", torch.float64).numpy()
-        else:
-            matrix = np.asarray(operator, dtype=np.float64)
+    if scipy.sparse.issparse(operator) and square:  # products A @ V, in float64 for float64 blocks
+        dtype = _torch_dtype(operator.dtype)
+        _refuse_complex(dtype, "a sparse operator")
+        sparse = operator.tocsr()
+        if not np.isfinite(sparse.data).all():
+            raise PruningLimitsError("a sparse operator must be a finite symmetric matrix, got NaN or infinite entries")
+        scale = float(abs(sparse).max()) if sparse.nnz else 0.0
+        _check_symmetric(float(abs(sparse - sparse.T).max()) if sparse.nnz else 0.0, scale, dtype, "a sparse operator")
+        symmetric = (sparse + sparse.T).astype(np.float64) * 0.5
+        return (lambda v: symmetric @ v), check_int("the operator's dim", shape[0], 1), _float64()
+    if square:
+        dtype = _torch_dtype(getattr(operator, "dtype", None))
+        matrix = real_array(operator, "a dense operator")
         scale = float(np.abs(matrix).max()) if matrix.size else 0.0
-        if not np.isfinite(scale) or float(np.abs(matrix - matrix.T).max(initial=0.0)) > 1e-10 * scale:
-            # Lanczos assumes A = A^T: a non-symmetric matrix gave nodes that are no eigenvalues of it
-            raise PruningLimitsError(
-                f"a dense operator must be a finite symmetric matrix, got one with |A - A^T| up to "
-                f"{float(np.abs(matrix - matrix.T).max(initial=0.0)):.3g} against entries up to {scale:.3g}"
-            )
-        return (lambda v: matrix @ v), matrix.shape[0], None
+        asymmetry = float(np.abs(matrix - matrix.T).max(initial=0.0))
+        if not np.isfinite(scale):
+            raise PruningLimitsError("a dense operator must be a finite symmetric matrix, got NaN or infinite entries")
+        _check_symmetric(asymmetry, scale, dtype, "a dense operator")
+        if asymmetry > 0:  # rounding's asymmetry removed, as dense_hessian does (a copy only then)
+            matrix = matrix + matrix.T
+            matrix *= 0.5
+        return (lambda v: matrix @ v), check_int("the operator's dim", matrix.shape[0], 1), _float64()
     raise PruningLimitsError(
-        f"operator must have .matvec and .dim, be a square matrix, or be a callable with dim=, got {operator!r:.60}"
+        "operator must have .matvec and .dim (or a square .shape), be a square matrix, or be a callable with dim=, "
+        f"got {describe(operator)}"
     )
+
+
+def _float64() -> Any:
+    """``torch.float64`` (torch imported here, not with the module)."""
+    import torch
+
+    return torch.float64
+
+
+def _is_square(shape: Any) -> bool:
+    """Whether ``shape`` is that of a square matrix (a tuple: numpy, scipy, ``torch.Size``)."""
+    return isinstance(shape, (tuple, list)) and len(shape) == 2 and shape[0] == shape[1]
+
+
+def _has_products(operator: Any) -> bool:
+    """Whether ``operator`` multiplies by itself: ``.matvec`` and its size, ``.dim`` or a square ``.shape``."""
+    return hasattr(operator, "matvec") and (hasattr(operator, "dim") or _is_square(getattr(operator, "shape", None)))
+
+
+def _check_symmetric(asymmetry: float, scale: float, dtype: Any, what: str) -> None:
+    """Refuse a matrix whose ``max|A − Aᵀ|`` exceeds its dtype's tolerance (:data:`DENSE_SYMMETRY_TOL`)."""
+    import torch
+
+    eps = torch.finfo(dtype).eps if dtype is not None and dtype.is_floating_point else 0.0
+    tol = max(DENSE_SYMMETRY_TOL, float(np.sqrt(eps)) if eps > np.finfo(np.float64).eps else 0.0)
+    if asymmetry > tol * scale:
+        # Lanczos assumes A = A^T: a non-symmetric matrix gave nodes that are no eigenvalues of it
+        raise PruningLimitsError(
+            f"{what} must be a finite symmetric matrix, got one with |A - A^T| up to {asymmetry:.3g} against entries "
+            f"up to {scale:.3g} (tolerance {tol:.3g} of them for {str(dtype or 'float64').replace('torch.', '')})"
+        )
 
 
 def _as_matmat(operator: Any, matvec: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
     """``V -> A V`` for columns: the operator's own ``.matmat`` (batched) when it has one."""
-    if hasattr(operator, "matmat") and hasattr(operator, "dim"):
+    if hasattr(operator, "matmat") and _has_products(operator):
         return operator.matmat
     if not hasattr(operator, "matvec") and not callable(operator):
         return matvec  # a dense matrix: its ``matrix @ v`` also multiplies blocks of columns
@@ -309,7 +431,7 @@ def block_basis_dtype(dtype: Any) -> type:
     docs/theory.md, "A float32 basis"); anything else float64."""
     import torch
 
-    return np.float32 if dtype == torch.float32 else np.float64
+    return np.float32 if _torch_dtype(dtype) == torch.float32 else np.float64
 
 
 #: Ulps of the products' dtype (relative to the largest ``|α| + β``) below which a Lanczos ``β``
@@ -327,7 +449,8 @@ def _breakdown_tol(dtype: Any) -> float:
 
     import torch
 
-    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+    dtype = _torch_dtype(dtype)
+    if dtype is not None and dtype.is_floating_point:
         return max(DEFAULT_BREAKDOWN_TOL, BREAKDOWN_ULPS * torch.finfo(dtype).eps)
     return DEFAULT_BREAKDOWN_TOL
 
@@ -425,14 +548,21 @@ def slq(
     Every rule gives the trace of Hutchinson's estimator on the same probes.
 
     Args:
-        operator: anything with ``.matvec`` and ``.dim`` (e.g. :class:`HessianOperator`; its
-            ``.matmat`` is used when present), a dense square matrix (numpy or torch), or a
-            callable ``v -> A v`` with ``dim=``.
+        operator: a real symmetric operator: anything with ``.matvec`` and ``.dim`` or a
+            square ``.shape`` (e.g. :class:`HessianOperator`, a
+            ``scipy.sparse.linalg.LinearOperator``; its ``.matmat`` is used when present, and
+            its ``.dtype``, numpy or torch, sets the rounding Lanczos allows), a dense square
+            matrix (numpy or torch) or a ``scipy.sparse`` one (asymmetry up to
+            :data:`DENSE_SYMMETRY_TOL` of its entries, ``√eps`` in a narrower dtype, removed as
+            ``(A + Aᵀ)/2``), or a callable ``v -> A v`` with ``dim=``. Products must be real,
+            of shape ``(D,)`` from ``matvec`` and ``(D, k)`` from ``matmat``; the block rule
+            refuses an operator it finds non-symmetric
+            (:func:`pruning_limits.lanczos.block_lanczos`).
         iterations: Lanczos steps per probe (default :data:`DEFAULT_ITERATIONS`); with a
             ``monitor`` the most steps it may take.
         probes: number of probes (default :data:`DEFAULT_PROBES`).
         seed: seed of the probes; ``generator`` (a ``torch.Generator``) overrides it.
-        dim: dimension of a callable operator.
+        dim: dimension of a callable operator (an integer >= 1).
         memory_budget: bytes for the stored Lanczos vectors (default 1 GiB); the block rule's
             basis is float32 for an operator whose ``dtype`` is float32 (half the bytes),
             float64 otherwise. The default grows to what the rule without re-orthogonalisation
@@ -456,7 +586,8 @@ def slq(
 
     Raises:
         PruningLimitsError: bad arguments, ``reorthogonalization="full"`` whose basis exceeds the
-            budget, or a budget too small even for Lanczos without re-orthogonalisation.
+            budget, a budget too small even for Lanczos without re-orthogonalisation, a complex
+            or non-symmetric operator, or products of the wrong shape.
     """
     from tqdm import tqdm
 
@@ -538,6 +669,7 @@ def slq(
                 monitor=watch(block_spectrum),
                 progress_bar=bar,
                 basis_dtype=basis_dtype,
+                product_dtype=dtype,
             )
             return block_spectrum(result)
 
@@ -622,31 +754,49 @@ def dense_hessian(operator: Any, *, block_size: int = 64, progress: bool = False
     """Assemble the dense float64 matrix of ``operator`` block of columns by block.
 
     Args:
-        operator: anything with ``.matmat`` (columns are vectors) and ``.dim``.
+        operator: anything with ``.matmat`` (columns are vectors) and ``.dim``. An operator
+            whose ``dtype`` is a torch dtype (:class:`HessianOperator`) receives torch blocks of
+            that dtype on its ``device``; any other, float64 numpy blocks (as :func:`slq` gives
+            them). It may return torch or numpy ``(dim, k)`` arrays.
         block_size: columns per ``matmat`` call (default 64: large enough to amortise the
             per-call cost, small enough that a block of vectors stays cheap).
         progress: tqdm bar on stderr over the blocks.
 
     Returns:
         The symmetrised ``(dim, dim)`` float64 array ``(A + Aᵀ)/2``.
+
+    Raises:
+        PruningLimitsError: ``operator`` lacks ``.dim`` or ``.matmat``, or a product is not a
+            finite real ``(dim, k)`` array.
     """
     import torch
     from tqdm import tqdm
 
+    from .lanczos import _as_float64
+
     block_size = check_int("block_size", block_size, 1)
-    if not (hasattr(operator, "dim") and hasattr(operator, "matmat")):
-        raise PruningLimitsError(f"operator must have .dim and .matmat (a HessianOperator), got {describe(operator)}")
-    dim = int(operator.dim)
-    dtype = getattr(operator, "dtype", torch.float64)
-    device = getattr(operator, "device", torch.device("cpu"))
+    dim = _dense_operator_dim(operator)
+    dtype = getattr(operator, "dtype", None)
+    device = getattr(operator, "device", None) or torch.device("cpu")
     dense = np.empty((dim, dim))
     starts = range(0, dim, block_size)
     for start in tqdm(starts, disable=not progress, file=sys.stderr, desc="dense Hessian", leave=False):
         stop = min(start + block_size, dim)
-        block = torch.zeros(dim, stop - start, dtype=dtype, device=device)
-        block[torch.arange(start, stop), torch.arange(stop - start)] = 1
-        dense[:, start:stop] = operator.matmat(block).detach().to("cpu", torch.float64).numpy()
+        if isinstance(dtype, torch.dtype):
+            block = torch.zeros(dim, stop - start, dtype=dtype, device=device)
+            block[torch.arange(start, stop), torch.arange(stop - start)] = 1
+        else:
+            block = np.zeros((dim, stop - start))
+            block[np.arange(start, stop), np.arange(stop - start)] = 1
+        dense[:, start:stop] = _as_float64(operator.matmat(block), dim, width=stop - start)
     return 0.5 * (dense + dense.T)
+
+
+def _dense_operator_dim(operator: Any) -> int:
+    """``operator.dim`` after checking the operator has ``.dim`` and ``.matmat`` (:func:`dense_hessian`)."""
+    if not (hasattr(operator, "dim") and hasattr(operator, "matmat")):
+        raise PruningLimitsError(f"operator must have .dim and .matmat (a HessianOperator), got {describe(operator)}")
+    return check_int("the operator's dim", operator.dim, 1)
 
 
 @with_gradients
@@ -697,13 +847,18 @@ def operator_exact_spectrum(
     """:func:`exact_spectrum` of an operator already built (e.g. the one SLQ used).
 
     Args:
-        operator: anything with ``.matmat`` and ``.dim`` (e.g. :class:`HessianOperator`).
+        operator: anything with ``.matmat`` and ``.dim`` (e.g. :class:`HessianOperator`), as
+            :func:`dense_hessian` takes it.
         max_dim, block_size, progress: as for :func:`exact_spectrum`.
 
     Returns:
-        ``Spectrum.from_eigenvalues`` of all eigenvalues, with ``num_hvps = D``.
+        ``Spectrum.from_eigenvalues`` of all eigenvalues (``eigvalsh`` of the symmetrised
+        float64 matrix), with ``num_hvps = D``.
+
+    Raises:
+        PruningLimitsError: the dimension exceeds ``max_dim``, or as :func:`dense_hessian`.
     """
-    _check_dense_dim(int(operator.dim), max_dim)
+    _check_dense_dim(_dense_operator_dim(operator), max_dim)
     dense = dense_hessian(operator, block_size=block_size, progress=progress)
     return Spectrum.from_eigenvalues(np.linalg.eigvalsh(dense), num_hvps=dense.shape[0])
 

@@ -423,3 +423,26 @@ def test_a_hessian_subset_of_an_iterable_dataset_is_one_line() -> None:
     with pytest.raises(PruningLimitsError, match="draws samples by index"):
         predict_limit(nn.Linear(3, 2), Counted(), epsilon=0.1, hessian_samples=3)
     assert Counted.passes == 0
+
+
+def test_adaptive_slq_names_its_own_arguments_and_takes_a_scalar_estimate() -> None:
+    """A bare callable was told it "needs dim=", a parameter adaptive_slq has not; an estimate
+    returning one number failed with "'float' object is not iterable"."""
+    values = np.linspace(-1.0, 2.0, 60)
+    matrix = np.diag(values)
+    with pytest.raises(PruningLimitsError, match="adaptive_slq needs an operator that knows its size .* LinearOperator"):
+        adaptive_slq(lambda v: values * v, lambda spectrum: [0.5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 30 steps cannot settle
+        scalar = adaptive_slq(matrix, lambda spectrum: float(spectrum.cdf(0.0)), iterations=30, probes=2, seed=0)
+        listed = adaptive_slq(matrix, lambda spectrum: [float(spectrum.cdf(0.0))], iterations=30, probes=2, seed=0)
+        import scipy.sparse.linalg  # the wrapping the message names
+
+        wrapped = scipy.sparse.linalg.LinearOperator((60, 60), matvec=lambda v: matrix @ v, dtype=np.float64)
+        linear = adaptive_slq(wrapped, lambda spectrum: [float(spectrum.cdf(0.0))], iterations=30, probes=2, seed=0)
+    assert scalar.stopping["checks"] == listed.stopping["checks"] == linear.stopping["checks"]
+    assert scalar.stopping["final_estimate"] == listed.stopping["final_estimate"] == [float(scalar.cdf(0.0))]
+    with pytest.raises(PruningLimitsError, match=r"estimate must return a number or a 1-D sequence of numbers, got shape \(2, 1\)"):
+        adaptive_slq(matrix, lambda spectrum: [[0.5], [0.5]], iterations=30, probes=2)
+    with pytest.raises(PruningLimitsError, match="the estimate's values must be an array of numbers"):
+        adaptive_slq(matrix, lambda spectrum: "high", iterations=30, probes=2)

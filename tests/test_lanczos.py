@@ -165,7 +165,7 @@ def test_bad_inputs() -> None:
         lanczos(lambda v: v, 3, 0)
     with pytest.raises(PruningLimitsError, match="start"):
         lanczos(lambda v: v, 3, 2, start=np.zeros(3))
-    with pytest.raises(PruningLimitsError, match="returned 2 values"):
+    with pytest.raises(PruningLimitsError, match=r"matvec returned an array of shape \(2,\), expected \(3,\)"):
         lanczos(lambda v: v[:2], 3, 2)
     with pytest.raises(PruningLimitsError, match="NaN"):
         lanczos(lambda v: v * np.nan, 3, 2)
@@ -293,7 +293,7 @@ def test_block_lanczos_bad_inputs() -> None:
 
 
 def test_block_lanczos_refuses_a_product_of_the_wrong_size() -> None:
-    with pytest.raises(PruningLimitsError, match=r"matmat returned 2 values, expected 3 x 1"):
+    with pytest.raises(PruningLimitsError, match=r"matmat returned an array of shape \(2,\), expected \(3, 1\)"):
         block_lanczos(lambda V: np.ones(2), 3, 2, np.ones((1, 3)))
 
 
@@ -328,3 +328,77 @@ def test_a_float32_basis_keeps_the_block_rule_of_a_float32_operator() -> None:
         block_lanczos(matmat, dim, 60, starts, memory_budget=between)
     with pytest.raises(PruningLimitsError, match="basis_dtype must be float64 or float32, got float16"):
         block_lanczos(matmat, dim, 60, starts, basis_dtype=np.float16)
+
+
+def test_a_product_of_the_wrong_shape_is_refused_not_reshaped() -> None:
+    """A ``matmat`` that returns the products as rows, ``(k, D)``, was reshaped to ``(D, k)``: the
+    rule of a positive definite operator had negative nodes (a review's repro, −5.8 for
+    eigenvalues 1…6). Now only ``(D, k)`` is taken, and a ``matvec`` must return ``(D,)``."""
+    A = matrix_with_eigenvalues(np.arange(1.0, 7.0), seed=2)
+    starts = rademacher_probes(6, 3, seed=0)
+    nodes, _ = block_gauss_quadrature(block_lanczos(lambda V: A @ V, 6, 10, starts))
+    np.testing.assert_allclose(nodes, np.linalg.eigvalsh(A), atol=1e-12)  # the right shape: the eigenvalues
+    with pytest.raises(PruningLimitsError, match=r"matmat returned an array of shape \(3, 6\), expected \(6, 3\)"):
+        block_lanczos(lambda V: (A @ V).T, 6, 10, starts)
+    with pytest.raises(PruningLimitsError, match=r"matmat returned an array of shape \(3, 6\), expected \(6, 3\)"):
+        block_lanczos(lambda V: (A @ V).T, 6, 10, starts, reorthogonalization="none")
+    with pytest.raises(PruningLimitsError, match=r"matmat returned an array of shape \(3, 6\), expected \(6, 3\)"):
+        lanczos_probes(lambda V: (A @ V).T, 6, 10, starts)
+    for shape in ((3, 2), (6, 1), (1, 6)):
+        with pytest.raises(PruningLimitsError, match=rf"matvec returned an array of shape \({shape[0]}, {shape[1]}\), expected \(6,\)"):
+            lanczos(lambda v: (A @ v).reshape(shape), 6, 10)
+
+
+def test_complex_and_non_numeric_products_are_refused() -> None:
+    """Complex products were cast to float64 with a ComplexWarning only (the imaginary part
+    dropped: a wrong spectrum); a product of strings failed inside numpy."""
+    A = np.diag([1.0, 2.0, 3.0])
+    for matvec in (lambda v: (A @ v) + 0j, lambda v: torch.from_numpy(A @ v).to(torch.complex128)):
+        with pytest.raises(PruningLimitsError, match="matvec returned complex values"):
+            lanczos(matvec, 3, 2)
+    with pytest.raises(PruningLimitsError, match=r"matmat returned complex values \(torch.complex64\)"):
+        block_lanczos(lambda V: torch.from_numpy(A @ V).to(torch.complex64), 3, 2, np.ones((1, 3)))
+    with pytest.raises(PruningLimitsError, match=r"matvec must return an array of numbers, got 'abc' \(str\)"):
+        lanczos(lambda v: "abc", 3, 2)
+    with pytest.raises(PruningLimitsError, match="alpha must be real numbers, got complex values"):
+        gauss_quadrature([1 + 1j, 2.0], [0.5])
+
+
+def test_basis_dtype_takes_torch_dtypes_and_refuses_other_names() -> None:
+    A = matrix_with_eigenvalues(np.arange(1.0, 9.0), seed=1)
+    starts = rademacher_probes(8, 3, seed=0)
+    as_numpy = block_lanczos(lambda V: A @ V, 8, 5, starts, basis_dtype=np.float32)
+    as_torch = block_lanczos(lambda V: A @ V, 8, 5, starts, basis_dtype=torch.float32)
+    np.testing.assert_array_equal(as_torch.projection, as_numpy.projection)
+    with pytest.raises(PruningLimitsError, match=r"basis_dtype must be float64 or float32, got 'banana' \(str\)"):
+        block_lanczos(lambda V: A @ V, 8, 5, starts, basis_dtype="banana")
+    with pytest.raises(PruningLimitsError, match="basis_dtype must be float64 or float32, got torch.float16"):
+        block_lanczos(lambda V: A @ V, 8, 5, starts, basis_dtype=torch.float16)
+    with pytest.raises(PruningLimitsError, match=r"product_dtype must be a numpy or torch dtype, got 'banana' \(str\)"):
+        block_lanczos(lambda V: A @ V, 8, 5, starts, product_dtype="banana")
+
+
+@pytest.mark.parametrize("mode", ["full", "none"])
+def test_block_lanczos_refuses_a_non_symmetric_operator(mode: str) -> None:
+    """The block rule keeps the upper half of each ``QⱼᵀAQⱼ``: a non-symmetric operator gave
+    nodes that are no eigenvalues of it (``[[1, 5], [0, 1]]``, eigenvalues 1 and 1: −2.54 and
+    4.54, a review's repro). An asymmetry above ``√eps`` of the products' dtype times the largest
+    product norm is refused: a relative 1e-6 in float64 products (tolerance 1.5e-8), not when
+    the products may be float32 (the default for float64 arrays, which may hold them), checked at
+    TF32's √eps (0.031), as a GPU may compute float32 convolutions in TF32."""
+    with pytest.raises(PruningLimitsError, match="the operator is not symmetric: a block QᵀAQ differs from its transpose by 5"):
+        block_lanczos(lambda V: np.array([[1.0, 5.0], [0.0, 1.0]]) @ V, 2, 3, np.eye(2), reorthogonalization=mode)
+    rng = np.random.default_rng(0)
+    S = matrix_with_eigenvalues(rng.uniform(1.0, 2.0, 40), seed=3)
+    N = rng.standard_normal((40, 40))
+    starts = rademacher_probes(40, 4, seed=1)
+    for size, product_dtype, refused in ((0.2, None, True), (1e-2, None, False), (1e-6, np.float64, True), (1e-6, None, False),
+                                         (1e-6, torch.float32, False), (0.0, np.float64, False)):
+        A = S + size * N
+        run = lambda: block_lanczos(lambda V: A @ V, 40, 8, starts, reorthogonalization=mode, product_dtype=product_dtype)  # noqa: E731
+        if refused:
+            with pytest.raises(PruningLimitsError, match="the operator is not symmetric"):
+                run()
+        else:  # accepted; the nodes of a rounding-sized asymmetry are those of S
+            nodes, _ = block_gauss_quadrature(run())
+            assert size > 1e-6 or (np.all(nodes > 0.9) and np.all(nodes < 2.1))
