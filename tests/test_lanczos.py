@@ -402,3 +402,21 @@ def test_block_lanczos_refuses_a_non_symmetric_operator(mode: str) -> None:
         else:  # accepted; the nodes of a rounding-sized asymmetry are those of S
             nodes, _ = block_gauss_quadrature(run())
             assert size > 1e-6 or (np.all(nodes > 0.9) and np.all(nodes < 2.1))
+
+
+def test_the_re_orthogonalised_probes_hold_their_basis_once() -> None:
+    """``lanczos_probes`` indexed its stored basis by the active probes every step, a copy of the
+    whole basis: 3.0 times the basis at the peak (tracemalloc, D = 20 000, 60 steps), 1.1 now.
+    numpy reports its arrays to tracemalloc, so the peak counts every basis-sized temporary."""
+    import tracemalloc
+
+    dim, steps = 20_000, 60
+    diagonal = np.linspace(0.1, 2.0, dim)
+    tracemalloc.start()
+    try:
+        result = lanczos(lambda v: diagonal * v, dim, steps)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.reorthogonalization == "full"
+    assert peak < 1.5 * (steps + 1) * dim * 8
