@@ -248,8 +248,9 @@ def main() -> None:
                       f"{1e3 * r[f'{method}_matmat_per_vector_s']:.1f} ms per vector "
                       f"({r[f'{method}_matmat_x_gradient']:.2f}x gradient)")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"settings": settings, "rows": rows}, handle, indent=2)
+        from pruning_limits.report import write_json
+
+        write_json(args.json, {"settings": settings, "rows": rows})
 
 
 if __name__ == "__main__":

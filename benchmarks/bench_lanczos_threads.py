@@ -7,9 +7,11 @@ each wait for the other's spinning threads. ``lanczos._matmul`` now keeps those 
 
 This script times :func:`pruning_limits.lanczos.block_lanczos` (8 probes, 150 steps, with and
 without re-orthogonalisation) on the 64-24-16-10 MLP of tests/test_adaptive.py (D = 2 080,
-1 400 digits samples, float64) in both variants, round-robin in every round after a warm-up,
-and prints the median over the rounds and the median of the per-round ratios. Each wait policy
-runs in its own subprocess, because ``OMP_WAIT_POLICY`` is read when torch loads::
+1 400 digits samples, float64) in both variants, round-robin in every round after a warm-up
+(the numpy variant swaps in numpy forms of ``lanczos``' four recurrence helpers: products,
+in-place subtraction, column norms and thin QR), and prints the median over the rounds and the
+median of the per-round ratios. Each wait policy runs in its own subprocess, because
+``OMP_WAIT_POLICY`` is read when torch loads::
 
     python benchmarks/bench_lanczos_threads.py [--rounds 5] [--threads 2]
 """
@@ -40,25 +42,37 @@ def measure(rounds: int, threads: int) -> dict:
     model, x, y = runpy.run_path(str(path))["digits_mlp"]()  # the oracle MLP of benchmarks/slq_accuracy.py
     op = HessianOperator(model, (x, y))
     starts = lanczos.rademacher_probes(op.dim, 8, seed=0)
-    torch_matmul, torch_block = lanczos._matmul, lanczos._orthonormal_block
+    helpers = ("_matmul", "_orthonormal_block", "_subtract_product", "_column_norms")
+    torch_helpers = tuple(getattr(lanczos, name) for name in helpers)
 
-    def numpy_block(vectors, tol, limit):  # the code before 2026-12-05
+    def numpy_block(vectors, tol, limit, *, overwrite=False):  # the code before 2026-12-05, in numpy's BLAS
         q, r = np.linalg.qr(vectors)
         u, singular, vt = np.linalg.svd(r)
         rank = min(int(np.sum(singular > tol)), limit)
-        return q @ u[:, :rank], singular[:rank, None] * vt[:rank]
+        coupling = singular[:rank, None] * vt[:rank]
+        # as lanczos._orthonormal_block: a full-rank float64 block may receive Q U in place
+        if overwrite and rank == vectors.shape[1] and vectors.dtype == np.float64 and vectors.flags.c_contiguous:
+            np.matmul(q, u, out=vectors)
+            return vectors, coupling
+        return q @ u[:, :rank], coupling
 
-    variants = {"torch pool": (torch_matmul, torch_block), "numpy BLAS": (lambda a, b: a @ b, numpy_block)}
+    def numpy_subtract(out, a, b):
+        out -= a @ b
+
+    numpy_helpers = (lambda a, b: a @ b, numpy_block, numpy_subtract, lambda block: np.linalg.norm(block, axis=0))
+    variants = {"torch pool": torch_helpers, "numpy BLAS": numpy_helpers}
     times: dict[str, list[float]] = {f"{v}, {m}": [] for v in variants for m in ("full", "none")}
     for round_ in range(rounds + 1):
-        for variant, (matmul, block) in variants.items():
-            lanczos._matmul, lanczos._orthonormal_block = matmul, block
+        for variant, functions in variants.items():
+            for name, function in zip(helpers, functions):
+                setattr(lanczos, name, function)
             for mode in ("full", "none"):
                 start = time.perf_counter()
                 lanczos.block_lanczos(op.matmat, op.dim, 150, starts, reorthogonalization=mode)
                 if round_:  # round 0 warms up
                     times[f"{variant}, {mode}"].append(time.perf_counter() - start)
-    lanczos._matmul, lanczos._orthonormal_block = torch_matmul, torch_block
+    for name, function in zip(helpers, torch_helpers):
+        setattr(lanczos, name, function)
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "times": times}
 
 
@@ -76,7 +90,9 @@ def main() -> None:
         if policy != "unset":
             env["OMP_WAIT_POLICY"] = policy
         done = subprocess.run([sys.executable, __file__, "--child", "--rounds", str(args.rounds), "--threads", str(args.threads)],
-                              capture_output=True, text=True, env=env, check=True)
+                              capture_output=True, text=True, env=env)
+        if done.returncode:
+            sys.exit(f"the OMP_WAIT_POLICY={policy} child exited with status {done.returncode}:\n{done.stderr}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"torch {result['torch']}, torch threads {result['threads']}, OMP_WAIT_POLICY {policy}, "
               f"OMP_NUM_THREADS and OPENBLAS_NUM_THREADS unset, median of {args.rounds} rounds, load {os.getloadavg()[0]:.1f}")

@@ -5,9 +5,10 @@ One command (from the repository root)::
     python benchmarks/bench_memory.py                         # D = 1e4, 1e5, 1e6, 1e7
     python benchmarks/bench_memory.py --dims 1e4,1e6,1e8 --dtype float32
 
-Each run is a fresh subprocess (so that ``ru_maxrss`` is its own) that builds a diagonal operator
-of dimension D (eigenvalues spread over [0, 1) with an atom at zero: the products cost O(D) and
-hold no graph, so what is measured is the Lanczos layer, not a network) and runs
+Each run is a fresh subprocess (so that its peak resident memory, ``VmHWM``, is its own) that
+builds a diagonal operator of dimension D (eigenvalues spread over [0, 1) with an atom at zero:
+the products cost O(D) and hold no graph, so what is measured is the Lanczos layer, not a
+network) and runs
 :func:`pruning_limits.spectrum.slq` on it, ``--probes`` (default 2: the adaptive default's probes
 above D = 80 000, ``spectrum.default_probes``; 1 runs the Gauss rule of one probe) × ``--steps``
 steps, in two ways:
@@ -32,7 +33,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the import o
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -66,6 +66,18 @@ def rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory (``VmHWM`` of /proc/self/status, as ``bench_hvp.peak_rss_kib``).
+
+    ``ru_maxrss`` is inherited across fork+exec on Linux: a child would report its parent's peak.
+    """
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise SystemExit("no VmHWM in /proc/self/status: the peak memory needs Linux")
+
+
 def run_once(
     dim: int, mode: str, dtype: str, steps: int, threads: int, probes: int = 2, budget_gib: float | None = None
 ) -> dict[str, Any]:
@@ -80,7 +92,7 @@ def run_once(
     budget = None if budget_gib is None else int(budget_gib * 2**30)
     spectrum = slq(operator, iterations=steps, probes=probes, seed=0, reorthogonalization=mode, memory_budget=budget)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes()
     return {"dim": dim, "mode": mode, "dtype": dtype, "probes": probes, "steps": steps, "seconds": seconds,
             "rule": spectrum.rule,
             "reorthogonalization": spectrum.reorthogonalization, "products": int(spectrum.num_hvps),
@@ -124,12 +136,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"{record['above_bytes'] / 2**20:9.1f} MiB above the operator  "
                   f"{record['above_bytes'] / dim:6.1f} bytes per weight", flush=True)
     if args.json:
-        from pathlib import Path
+        from pruning_limits.report import write_json
 
-        path = Path(args.json)
-        temporary = path.with_name(path.name + ".part")
-        temporary.write_text(json.dumps({"threads": args.threads, "records": records}, indent=1))
-        temporary.replace(path)  # atomic: a failed run leaves no half-written file
+        write_json(args.json, {"threads": args.threads, "records": records})  # atomic: a failed run leaves no half-written file
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ One command (from the repository root)::
     python benchmarks/bench_scale.py --cases cifar-resnet20-l1 --repeats 1 --dtype float32 --memory-budget 2 --no-reference
 
 Each case trains (once, cached in ``--cache``) an l1-regularised network, then, in a fresh
-subprocess per run (so that the peak resident memory, ``ru_maxrss``, is the run's own):
+subprocess per run (so that the peak resident memory, ``VmHWM``, is the run's own):
 
 * **adaptive**: ``predict_limit`` with the command line's defaults (adaptive SLQ at
   ``adaptive.DEFAULT_TOLERANCE``, ``spectrum.default_probes(D)``, the block rule, without
-  re-orthogonalisation above the 1 GiB budget; the gradient term on; ε = batch-std), optionally
-  on a Hessian subset (``--hessian-samples``);
+  re-orthogonalisation above the 1 GiB budget; the gradient term on; ε = batch-std), on the
+  case's Hessian subset where it has one (``predict_limit``'s ``hessian_samples``, e.g. ``cifar-resnet20-sub``);
 * **reference**: a fixed run costing 4× the adaptive run's products (twice the probes, twice
   the steps; fully re-orthogonalised where it fits) on the same data, for ``s*``;
 * **PyHessian** (``--pyhessian``, the MLPs): PyHessian 0.1's ``density(iter=100, n_v=1)`` (its
@@ -54,7 +54,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the import o
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -162,6 +161,18 @@ def images(samples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------- one run (child process)
 
 
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (``VmHWM`` of /proc/self/status, as ``bench_hvp.peak_rss_kib``).
+
+    ``ru_maxrss`` is inherited across fork+exec on Linux: a child would report its parent's peak.
+    """
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise SystemExit("no VmHWM in /proc/self/status: the peak memory needs Linux")
+
+
 def load_case(case: Case, cache: Path) -> tuple[nn.Module, Any, str]:
     """The trained model of ``case`` (trained and cached on first use), its training data and model source."""
     from pruning_limits.data import load_data
@@ -220,7 +231,7 @@ def run_once(
     from pruning_limits.objective import batch_std_epsilon, flat_weights, loss_gradient
 
     model, data, source = load_case(case, cache)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = peak_rss_bytes()
     start = time.perf_counter()
     dtype = resolved_dtype(dtype, model)
     record: dict[str, Any] = {"case": case.name, "mode": mode, "model source": source, "dtype": dtype}
@@ -275,7 +286,7 @@ def run_once(
             checks=stop.get("checks"),
         )
     record["seconds"] = time.perf_counter() - start
-    record["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    record["peak_rss_bytes"] = peak_rss_bytes()
     record["rss_before_bytes"] = base
     return record
 
@@ -316,26 +327,50 @@ def measure(case: Case, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def subset_sweep(case: Case, sizes: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``s*`` (adaptive, default tolerance) against the Hessian's sample count, with the rank hazard."""
+    """``s*`` (adaptive, default tolerance) against the Hessian's sample count, with the rank hazard.
+
+    The paper's model (no gradient term) is solved on the spectrum of the same run: ``predict_limit``'s
+    adaptive SLQ is wrapped for the call to keep its result (the stop watches the answer alone since
+    2026-12-05, so its ``final_estimate`` no longer holds the paper's model).
+    """
     import warnings
 
     torch.set_num_threads(args.threads)
+    import pruning_limits.adaptive as adaptive  # the module whose adaptive_slq predict_limit calls
     from pruning_limits import predict_limit
     from pruning_limits.adaptive import DEFAULT_TOLERANCE
+    from pruning_limits.limits import predict_from_spectrum
+    from pruning_limits.objective import flat_weights
 
     model, data, _ = load_case(case, args.cache)
+    weights = flat_weights(model)  # float64, as predict_limit's float64 copy has them
+    run_slq, spectra = adaptive.adaptive_slq, []
+
+    def keeping_slq(*args: Any, **kwargs: Any) -> Any:
+        spectra.append(run_slq(*args, **kwargs))
+        return spectra[-1]
+
     rows = []
     for size in sizes:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            start = time.perf_counter()
-            prediction = predict_limit(model, data, tolerance=DEFAULT_TOLERANCE, probes=None, hessian_samples=size)
+        spectra.clear()
+        adaptive.adaptive_slq = keeping_slq
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                start = time.perf_counter()
+                prediction = predict_limit(model, data, tolerance=DEFAULT_TOLERANCE, probes=None, hessian_samples=size)
+                seconds = time.perf_counter() - start
+        finally:
+            adaptive.adaptive_slq = run_slq
+        if len(spectra) != 1:
+            raise SystemExit(f"predict_limit ran adaptive_slq {len(spectra)} times, expected once: the paper's model needs its spectrum")
         subset = prediction.spectrum["stopping"]["hessian_subset"]
+        paper = predict_from_spectrum(weights, spectra[0], prediction.epsilon, eta=prediction.eta)
         row = {"case": case.name, "samples": subset["samples"], "total": subset["total"], "dim": prediction.dim,
                "rank_hazard": subset["rank_hazard"], "sparsity": prediction.sparsity, "num_hvps": prediction.num_hvps,
-               # the monitor's last estimate without the gradient term: the paper's model, which the atom moves most
-               "sparsity_paper": prediction.spectrum["stopping"]["final_estimate"][-1],
-               "atom_at_zero": prediction.spectrum["atom_at_zero"], "seconds": time.perf_counter() - start,
+               # the same spectrum without the gradient term: the paper's model, which the atom moves most
+               "sparsity_paper": paper.sparsity,
+               "atom_at_zero": prediction.spectrum["atom_at_zero"], "seconds": seconds,
                "warned": any("spurious zero" in str(w.message) for w in caught)}
         rows.append(row)
         print(f"{case.name}: N = {row['samples']} of {row['total']} (D = {row['dim']}): s* {row['sparsity']:.4f} "
@@ -355,8 +390,8 @@ def operator_build(case: Case, methods: list[str], args: argparse.Namespace) -> 
     if case.hessian_samples is not None:
         keep = subset_indices(len(x), case.hessian_samples, 0)
         x, y = x[keep], y[keep]
-    args.dtype = resolved_dtype(args.dtype, model)
-    dtype = getattr(torch, args.dtype)
+    dtype_name = resolved_dtype(args.dtype, model)  # this case's (auto: by its size), not the next case's
+    dtype = getattr(torch, dtype_name)
     model, x = model.to(dtype), x.to(dtype) if x.is_floating_point() else x
     rows = []
     for method in methods:
@@ -371,13 +406,12 @@ def operator_build(case: Case, methods: list[str], args: argparse.Namespace) -> 
             products.append((time.perf_counter() - start) / 2)
         with FlopCounterMode(display=False) as counter:  # the same product once more, its operations counted
             operator.matvec(vectors[:, 0])
-        row = {"case": case.name, "method": method, "dtype": args.dtype, "chosen": operator.methods, "dim": operator.dim,
+        row = {"case": case.name, "method": method, "dtype": dtype_name, "chosen": operator.methods, "dim": operator.dim,
                "samples": len(x), "build_seconds": build, "product_seconds": products,
-               "product_flop": counter.get_total_flops(),
-               "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+               "product_flop": counter.get_total_flops(), "peak_rss_bytes": peak_rss_bytes()}
         rows.append(row)
         rate = row["product_flop"] / min(products) / 1e9
-        print(f"{case.name} ({len(x)} Hessian samples, D = {operator.dim}, {args.dtype}): {method} builds in {build:.1f} s, "
+        print(f"{case.name} ({len(x)} Hessian samples, D = {operator.dim}, {dtype_name}): {method} builds in {build:.1f} s, "
               f"then {products[0]:.1f} s and {products[1]:.1f} s per product ({operator.methods['matmat']}; "
               f"{row['product_flop'] / 1e9:.0f} GFLOP counted, {rate:.0f} GFLOP/s), "
               f"peak RSS {row['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
@@ -412,7 +446,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the 4x-cost reference runs")
     parser.add_argument("--pyhessian", action="store_true", help="also time PyHessian's density on the MLPs")
     parser.add_argument("--quick", action="store_true", help="one tiny MLP, to check the script")
-    parser.add_argument("--subsets", default=None, help="instead: s* against --hessian-samples, e.g. 50,100,400,all")
+    parser.add_argument("--subsets", default=None,
+                        help="instead: s* against the Hessian's sample count (predict_limit's hessian_samples), e.g. 50,100,400,all")
     parser.add_argument("--operator", default=None, help="instead: time building the operator, e.g. double-backward,auto")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float64", "float32"),
                         help="dtype of the analysed copy in the adaptive runs; auto: as the command line's "
@@ -441,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
             _write_records(args, {"operator": rows})
         return
     if args.subsets:
+        print(f"threads {args.threads}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, torch {torch.__version__}, "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
         sizes = [None if n == "all" else int(n) for n in args.subsets.split(",")]
         rows = [row for case in cases for row in subset_sweep(case, sizes, args)]
         if args.json:

@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--adaptive", action="store_true", help="the bounded adaptive stop instead")
     args = parser.parse_args()
 
+    # in main, not at import: tests/test_adaptive.py loads this module for RoundingPerturbed
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the import of torch
     import numpy as np
     import torch
 

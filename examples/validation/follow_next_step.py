@@ -92,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     for i in args.networks:
         print(f"[{registered['NETWORKS'][i][0]}] running", file=sys.stderr, flush=True)
         records.append(follow(i, folder, registered))
-    (folder / "records.json").write_text(json.dumps(records, indent=1))
-    from pruning_limits.report import markdown_table
+    from pruning_limits.report import markdown_table, write_json
+
+    write_json(folder / "records.json", records)
 
     rows = []
     for r in records:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_limits.checkpoint import build_from_checkpoint, read_checkpoint
     from pruning_limits.data import load_data
     from pruning_limits.lomp import retrained_limit
-    from pruning_limits.report import markdown_table
+    from pruning_limits.report import markdown_table, write_json
     from pruning_limits.spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES
 
     torch.set_num_threads(args.threads)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             data = load_data(row.data, seed=0)
             model = build_from_checkpoint(read_checkpoint(bundle_path(row, 0, cache)), data=data)
             result = retrained_limit(model, data, epsilon=record["predicted"]["epsilon"], epochs=EPOCHS, seed=0).to_dict()
-            target.write_text(json.dumps(result, indent=1))
+            write_json(target, result)  # atomic: an interrupted run leaves no half-written cache file
             print(f"[{name}] re-trained limit {result['limit']:.4f}", file=sys.stderr, flush=True)
         one_shot, predicted, retrained = record["measured"]["limit_by_loss"], record["predicted"]["sparsity"], result["limit"]
         where = (predicted - one_shot) / max(retrained - one_shot, 1e-12)

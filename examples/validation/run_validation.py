@@ -12,8 +12,13 @@ Run from the project root::
 
     python examples/validation/run_validation.py            # all rows (about an hour of one core: docs/validation.md)
     python examples/validation/run_validation.py --quick    # one small row, few Lanczos steps
-    python examples/validation/run_validation.py --rows digits-mlp32,digits-mlp32-nol1
+    python examples/validation/run_validation.py --rows digits-mlp32,digits-mlp32-nol1 --docs /tmp/validation-part
     python examples/validation/run_validation.py --evidence-from docs/validation.json docs/validation-architectures.json
+
+A run that would leave out rows the ``--docs`` folder's ``validation.json`` holds (``--rows``, or
+``--cached-only`` with rows not cached) stops before any work unless ``--force``: point ``--docs``
+at a scratch folder for such a run (as docs/validation.md's architecture rows do). A run with no
+row to produce (``--cached-only`` and nothing cached) writes nothing.
 
 A run of every row with seed 0 also writes the ``suite`` section of
 ``pruning_limits/evidence.json`` (the ranges the trust messages quote). ``--evidence-from`` writes
@@ -518,6 +523,17 @@ def write_markdown(path: Path, records: list[dict], settings: dict, figures: Pat
     atomic_write(path, text)
 
 
+def rows_left_out(path: Path, names: list[str]) -> list[str] | None:
+    """Rows of the validation JSON at ``path`` that a run of ``names`` would not write again (None: not such a JSON)."""
+    if not path.exists():
+        return []
+    try:
+        held = [r["row"]["name"] for r in json.loads(path.read_text())["rows"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [n for n in held if n not in names]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", help="comma-separated row names (default: all)")
@@ -528,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", default="examples/validation/cache", help="bundle cache folder ('' disables)")
     parser.add_argument("--docs", default="docs", help="folder for validation.md, validation.json and figures")
+    parser.add_argument("--force", action="store_true",
+                        help="write into --docs even when its validation.json holds rows this run leaves out (they are dropped)")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--ablations", action="store_true", help="re-predict each row changing one assumption at a time")
     parser.add_argument("--cached-only", action="store_true", help="assemble from the rows with a cached record; list the others as not run")
@@ -569,6 +587,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--cached-only needs --cache")
         missing = [n for n in names if cached_record(by_name[n], args.seed, cache, iterations=iterations, probes=probes) is None]
         names = [n for n in names if n not in missing]
+        if not names:
+            parser.error(f"no cached record (seed {args.seed}, {probes} probes x {iterations} steps) for {', '.join(missing)}: "
+                         "nothing to assemble, nothing written")
+    target = docs / ("validation-quick.json" if args.quick else "validation.json")
+    dropped = rows_left_out(target, names)
+    if dropped != [] and not args.force:  # checked before any work: a row's run also rewrites its figures in --docs
+        also = "" if args.quick else f" and replace the table of {docs / 'validation.md'}"
+        held = "is no validation JSON of this script" if dropped is None else f"holds rows this run leaves out ({', '.join(dropped)})"
+        parser.error(f"{target} {held}; writing would replace it{also}. Point --docs at a scratch folder, or pass --force")
     records = [
         run_row(
             by_name[n], iterations=iterations, probes=probes, seed=args.seed, cache=cache, figures=figures, log=log,
@@ -586,8 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         "not_run": missing,
     }
     docs.mkdir(parents=True, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
-    write_json(docs / f"validation{suffix}.json", {"settings": settings, "rows": records})
+    write_json(target, {"settings": settings, "rows": records})
     if not args.quick:
         write_markdown(docs / "validation.md", records, settings, figures)
     if names == list(BY_NAME) and args.seed == 0:  # the whole suite: the evidence the trust messages quote
