@@ -38,9 +38,11 @@ Model specs (``build_model``):
   ``torchvision.models:resnet18(num_classes=10)``. ``factory(input_shape, num_outputs, **kwargs)``
   is called when the factory accepts those two positional arguments, ``factory(**kwargs)``
   otherwise; it must return an ``nn.Module``. The zoo's :func:`resnet20`, :func:`resnet18` and
-  :func:`transformer` can be named so too (``pruning_limits.models:resnet18(width=8)``); the
-  sizes such a spec does not give (classes, input channels or shape, vocabulary) come from the
-  data, as for the short specs.
+  :func:`transformer` are such factories too (``pruning_limits.models:resnet18(num_classes=10)``),
+  called with the spec's arguments alone: their sizes do not come from the data (the short
+  specs ``resnet20:W`` and ``transformer:D,L,H`` take them from it). Filling them in from the
+  data was tried on 2026-12-06 and withdrawn the same day: a bundle written before, whose
+  stored spec left ``num_classes`` at its default 10, no longer loaded on 3-class data.
 
 Every built model carries its :class:`ModelRecord` (``model_record(model)``) so that a
 checkpoint can rebuild it with :func:`rebuild_model` before loading its ``state_dict``.
@@ -57,7 +59,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, UserCodeError, describe, message_line, reraise_interrupt
+from ._checks import PruningLimitsError, UserCodeError, describe, reraise_interrupt
 from .specs import looks_callable, parse_callable_spec
 
 BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d", "resnet20", "resnet18", "transformer")
@@ -231,34 +233,6 @@ def _user_factory(spec: str, input_shape: tuple[int, ...], outputs: int) -> nn.M
     return model
 
 
-def _zoo_factory(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size: int | None) -> nn.Module:
-    """A zoo factory named as a callable (``pruning_limits.models:resnet20(width=8)``): the sizes
-    the spec does not give come from the data, as for the short specs (``resnet20:8``).
-
-    Until 2026-12-06 these keyword-only factories were called with the spec's arguments alone:
-    a ResNet got 10 logits and 3 input channels whatever the data, and the transformer asked
-    for ``input_shape`` and ``num_classes`` by hand.
-    """
-    parsed = parse_callable_spec(spec, "model spec")
-    kwargs = dict(parsed.kwargs)
-    prefix: list[nn.Module] = []
-    if parsed.name == "transformer":
-        kwargs.setdefault("input_shape", input_shape)
-        kwargs.setdefault("num_classes", outputs)
-        kwargs.setdefault("vocab_size", vocab_size)
-        kwargs.setdefault("spec", spec)
-    else:
-        prefix, channels, _, _ = _image_layout(input_shape, spec)
-        kwargs.setdefault("num_classes", outputs)
-        kwargs.setdefault("in_channels", channels)
-    factory = {"resnet20": resnet20, "resnet18": resnet18, "transformer": transformer}[parsed.name]
-    try:
-        net = factory(**kwargs)
-    except TypeError as err:  # an argument the factory does not take
-        raise PruningLimitsError(f"model spec {spec!r}: {message_line(err)}") from None
-    return nn.Sequential(*prefix, net) if prefix else net
-
-
 def _construct(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size: int | None = None) -> nn.Module:
     name, sep, options = spec.partition(":")
     in_features = math.prod(input_shape)
@@ -314,8 +288,6 @@ def _construct(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size
             input_shape=input_shape, num_classes=outputs, vocab_size=vocab_size, d_model=d_model,
             layers=layers, heads=heads, patch=patch, spec=spec,
         )
-    if is_zoo_factory_spec(spec):
-        return _zoo_factory(spec, input_shape, outputs, vocab_size)
     if looks_callable(spec):
         return _user_factory(spec, input_shape, outputs)
     raise PruningLimitsError(
