@@ -512,27 +512,37 @@ def test_a_bundle_warns_when_its_data_changed_since_training(tmp_path, monkeypat
 
 
 def test_the_data_fingerprint_tells_rounding_from_other_data():
-    """Bytes equal, or float sums equal up to float32 rounding (a generator on another CPU): the same
-    data; another size, or values that move the sums: a difference in words."""
+    """Bytes equal, or for a built-in generator (whose float32 values may round otherwise on
+    another CPU) weighted sums equal up to rounding: the same data. Another size, values that
+    move the sums, labels re-paired with other inputs or samples reordered: a difference in
+    words (plain sums missed the last two, a review's shuffled digits labels). A file's data
+    must match byte for byte."""
     from pruning_limits.data import data_drift, bundle_fingerprint
 
     gen = torch.Generator().manual_seed(0)
-    bundle = make_bundle((torch.randn(200, 5, generator=gen), torch.randn(200, generator=gen)),
-                         (torch.randn(20, 5, generator=gen), torch.randn(20, generator=gen)))
+    x, y = torch.randn(200, 5, generator=gen), torch.randint(0, 4, (200,), generator=gen)
+    test = (torch.randn(20, 5, generator=gen), torch.randint(0, 4, (20,), generator=gen))
+
+    def generated(x, y, test=test):
+        return make_bundle((x, y), test, spec="synthetic")
+
+    bundle = generated(x, y)
     record = bundle_fingerprint(bundle)
+    other = "the same 200 training samples in number, other values"
     assert data_drift(record, bundle) is None
-    ulp = make_bundle((torch.nextafter(bundle.x_train, torch.tensor(float("inf"))), bundle.y_train), bundle.test)
-    assert not torch.equal(ulp.x_train, bundle.x_train) and data_drift(record, ulp) is None
-    shifted = make_bundle((bundle.x_train + 0.01, bundle.y_train), bundle.test)
-    assert data_drift(record, shifted) == "the same 200 training samples in number, other values"
-    assert data_drift(record, make_bundle(bundle.train, (bundle.x_test[:5], bundle.y_test[:5]))) == (
-        "5 test samples, training had 20"
-    )
-    assert data_drift(record, make_bundle((bundle.x_train[:150], bundle.y_train[:150]))) == (
-        "150 training samples, training used 200"
-    )
+    ulp = torch.nextafter(x, torch.tensor(float("inf")))
+    assert not torch.equal(ulp, x) and data_drift(record, generated(ulp, y)) is None
+    assert data_drift(record, generated(x + 0.01, y)) == other
+    assert data_drift(record, generated(x, y[torch.randperm(200, generator=gen)])) == other  # re-paired labels
+    order = torch.randperm(200, generator=gen)
+    assert data_drift(record, generated(x[order], y[order])) == other  # reordered samples
+    assert data_drift(record, generated(x.flip(1), y)) == other  # values moved within each sample
+    from_file = make_bundle((x, y), test, spec="data.npz")
+    assert data_drift(bundle_fingerprint(from_file), make_bundle((ulp, y), test, spec="data.npz")) == other
+    assert data_drift(record, generated(x, y, (test[0][:5], test[1][:5]))) == "5 test samples, training had 20"
+    assert data_drift(record, generated(x[:150], y[:150])) == "150 training samples, training used 200"
     for damaged in (None, "x", {"train_size": "200"}, {**record, "train_sums": ["a", 1, 2, 3]}):
-        assert data_drift(damaged, shifted) is None  # nothing usable recorded: nothing compared
+        assert data_drift(damaged, generated(x + 0.01, y)) is None  # nothing usable recorded: nothing compared
 
 
 def test_a_sampler_with_indices_stands_for_those_samples():
