@@ -456,8 +456,11 @@ def block_lanczos(
     ``QᵀAQ`` is checked for symmetry: the rule keeps its upper half, so a non-symmetric
     operator gave nodes that are no eigenvalues of it (``[[1, 5], [0, 1]]``: −2.54 and 4.54).
     Every diagonal block ``QⱼᵀAQⱼ`` is compared with its transpose and, re-orthogonalised, every
-    ``Qⱼ₋₁ᵀAQⱼ`` with the coupling ``QⱼᵀAQⱼ₋₁`` its QR gave (without re-orthogonalisation that
-    would cost one more product of blocks per step). The check refuses an asymmetry above
+    ``Qⱼ₋₁ᵀAQⱼ`` with the coupling ``QⱼᵀAQⱼ₋₁`` its QR gave. Without re-orthogonalisation only
+    the diagonal blocks are checked, so blocks of one column (one probe, or probes deflated to
+    one direction) are not: the coupling check would cost one more product of blocks per step,
+    and once consecutive blocks lose orthogonality near a small ``β`` it would differ by more
+    than rounding for a symmetric operator too. The check refuses an asymmetry above
     ``√eps`` of ``product_dtype`` (or of ``basis_dtype``, if coarser; TF32's for anything
     narrower than float64, as GPUs may compute float32 convolutions in it) times the largest
     product norm seen, far above rounding.

@@ -556,8 +556,9 @@ def slq(
             :data:`DENSE_SYMMETRY_TOL` of its entries, ``√eps`` in a narrower dtype, removed as
             ``(A + Aᵀ)/2``), or a callable ``v -> A v`` with ``dim=``. Products must be real,
             of shape ``(D,)`` from ``matvec`` and ``(D, k)`` from ``matmat``; the block rule
-            refuses an operator it finds non-symmetric
-            (:func:`pruning_limits.lanczos.block_lanczos`).
+            refuses an operator it finds non-symmetric (:func:`pruning_limits.lanczos.block_lanczos`:
+            without re-orthogonalisation only blocks of two or more columns are checked; the
+            Gauss rule of one probe is not).
         iterations: Lanczos steps per probe (default :data:`DEFAULT_ITERATIONS`); with a
             ``monitor`` the most steps it may take.
         probes: number of probes (default :data:`DEFAULT_PROBES`).
