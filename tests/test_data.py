@@ -570,7 +570,9 @@ def test_a_sampler_with_indices_stands_for_those_samples():
     assert torch.equal(materialize(as_batches)[0], x[:10])  # drop_last and the shuffling are not used
     # shuffling and sampling with replacement: the whole dataset, every sample once, as documented
     assert torch.equal(materialize(DataLoader(dataset, batch_size=8, shuffle=True))[0], x)
-    assert num_samples(DataLoader(dataset, sampler=RandomSampler(dataset, replacement=True, num_samples=10))) == 60
+    assert num_samples(DataLoader(dataset, sampler=RandomSampler(dataset, replacement=True))) == 60
+    with pytest.raises(PruningLimitsError, match=r"sampler \(RandomSampler\) draws 10 samples per pass from a dataset of 60"):
+        num_samples(DataLoader(dataset, sampler=RandomSampler(dataset, replacement=True, num_samples=10)))  # as Weighted
     assert torch.equal(materialize(DataLoader(dataset, sampler=WeightedRandomSampler(torch.ones(60), 60)))[0], x)
     fewer = DataLoader(dataset, batch_size=8, sampler=WeightedRandomSampler(torch.ones(60), 10))
     message = ("the DataLoader's sampler (WeightedRandomSampler) draws 10 samples per pass from a dataset of 60, expected "
