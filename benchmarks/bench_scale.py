@@ -67,6 +67,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from bench_memory import peak_rss_bytes  # noqa: E402  (this folder, the script's own, is on sys.path)
+
 
 @dataclass(frozen=True)
 class Case:
@@ -159,18 +161,6 @@ def images(samples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # --------------------------------------------------------------------------- one run (child process)
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (``VmHWM`` of /proc/self/status, as ``bench_hvp.peak_rss_kib``).
-
-    ``ru_maxrss`` is inherited across fork+exec on Linux: a child would report its parent's peak.
-    """
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise SystemExit("no VmHWM in /proc/self/status: the peak memory needs Linux")
 
 
 def load_case(case: Case, cache: Path) -> tuple[nn.Module, Any, str]:
