@@ -483,8 +483,11 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
             config = transformers.AutoConfig.for_model(model_type, **{k: v for k, v in config_dict.items() if k != "model_type"})
             sketch = _on_meta(lambda: cls(config))
             if sketch is not None:  # the weights' shapes are checked before the model is built at the config's size
+                state = _renamed_as_transformers_loads(sketch, state)
                 _fit_huggingface_state(sketch, state)
             model = cls(config)
+            if sketch is None:
+                state = _renamed_as_transformers_loads(model, state)
     except PruningLimitsError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of transformers to build from this config
@@ -547,6 +550,38 @@ def _on_meta(build: Callable[[], nn.Module]) -> nn.Module | None:
             return build()
     except Exception:  # noqa: BLE001 - whatever fails on meta fails, or not, in the real build
         return None
+
+
+def _renamed_as_transformers_loads(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with its keys renamed as ``from_pretrained`` renames them (transformers 5 renames
+    e.g. ViT's ``encoder.layer.N.attention.attention.query`` to ``layers.N.attention.q_proj`` at
+    load, and ``save_pretrained`` writes the old names). ``state`` as it is where transformers has
+    no such renaming (before 5).
+
+    Raises:
+        PruningLimitsError: the class's weights are converted at load (tensors merged or split),
+            which is not supported, or two keys get one name.
+    """
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming, rename_source_key
+    except ImportError:
+        return state
+    transforms = get_model_conversion_mapping(model)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if not isinstance(t, WeightRenaming)]
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        new, converted = rename_source_key(key, renamings, converters)
+        if converted is not None:
+            raise PruningLimitsError(
+                f"the checkpoint keys of {type(model).__name__} are converted by transformers at load ({key!r}: "
+                "tensors merged or split), which pruning-limits does not support yet"
+            )
+        if new in renamed:
+            raise PruningLimitsError(f"the checkpoint of {type(model).__name__} holds two weights named {new!r} once transformers renames them")
+        renamed[new] = tensor
+    return renamed
 
 
 def _fit_huggingface_state(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
@@ -761,7 +796,17 @@ def _give_default_permissions(folder: Path) -> None:
 
 
 def _is_tied(model: nn.Module, key: str) -> bool:
-    """Whether ``key`` is a tied weight that ``save_pretrained`` leaves out (e.g. a decoder tied to embeddings)."""
+    """Whether ``key`` is a tied weight that ``save_pretrained`` leaves out (e.g. a decoder tied to
+    embeddings): one the config ties, not any the class could tie (``tie_word_embeddings=False``
+    keeps GPT-2's ``lm_head.weight`` its own, and a file without it lacks a weight)."""
+    expanded = getattr(model, "get_expanded_tied_weights_keys", None)  # transformers 5: {target: source} the configs tie
+    if callable(expanded):
+        try:
+            return key in expanded(all_submodels=True)
+        except Exception:  # noqa: BLE001 - a class's own tying patterns that do not expand: read them as below
+            pass
+    if not getattr(getattr(model, "config", None), "tie_word_embeddings", True):
+        return False
     tied = getattr(model, "_tied_weights_keys", None) or []
     names = list(tied) if isinstance(tied, (list, tuple, dict)) else []
     return any(re.fullmatch(str(name), key) or key == name for name in names)

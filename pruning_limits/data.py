@@ -925,8 +925,42 @@ def data_drift(recorded: Any, bundle: DataBundle) -> str | None:
     return None
 
 
+def _forward_hint(model: nn.Module, x: Tensor, err: BaseException) -> str:
+    """What to do about a forward failure on ``x``: a Hugging Face config's missing pad token or
+    too few positions, or that int64 inputs are token indices; ``""`` for none."""
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "pad_token_id", 0) is None and "padding token" in str(err):
+        return "; set pad_token_id in config.json (a token id the inputs do not hold: each sequence's last token is classified)"
+    if x.dtype != torch.int64:
+        return ""
+    for key in ("n_positions", "max_position_embeddings"):  # GPT-2 maps the second to its config.json key, the first
+        positions = getattr(config, key, None) if config is not None else None
+        if isinstance(positions, int) and not isinstance(positions, bool) and x.dim() >= 2 and 0 < positions < x.shape[-1]:
+            return f"; the sequences have {x.shape[-1]} tokens, more than config.json's {key} {positions}"
+    return "; int64 inputs are kept as token indices (store floats for a model without an embedding)"
+
+
+def _warn_pad_tokens(model: nn.Module, bundle: DataBundle) -> None:
+    """Warn when token inputs hold a Hugging Face model's ``config.pad_token_id``: no attention mask
+    is passed, so padded positions are attended to like any token. The built-in ``tokens`` source
+    pads nothing (its token 0 is BERT's pad id by chance) and is not checked."""
+    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+    if not isinstance(pad, int) or isinstance(pad, bool) or bundle.x_train.is_floating_point():
+        return
+    if bundle.spec.strip().partition(":")[0] in BUILTIN_DATA:
+        return
+    held = [where for where, x in (("training", bundle.x_train), ("test", bundle.x_test)) if x is not None and bool((x == pad).any())]
+    if held:
+        warnings.warn(
+            f"the {' and '.join(held)} inputs hold the model's pad token {pad}: no attention mask is passed, so padded "
+            "positions are attended to like other tokens; use equal-length sequences without padding",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def check_data_fits_model(model: nn.Module, data: Any) -> None:
-    """Run a forward pass on one training sample and explain a mismatch in one line.
+    """Run a forward pass on one training sample (and on two) and explain a mismatch in one line.
 
     Token inputs (integers) also run the training and test samples holding the largest token,
     so a token beyond the model's vocabulary is named here, not by an ``IndexError`` later.
@@ -948,7 +982,10 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
             if inputs is not None and inputs.numel():
                 top = int(inputs.reshape(len(inputs), -1).max(dim=1).values.argmax())
                 samples.append((f"the {where} sample with the largest token, {int(inputs[top].max())},", inputs[top : top + 1]))
+    if len(bundle.x_train) >= 2:  # batches hold more than one (GPT-2's classifier refuses them without a pad token)
+        samples.append(("two samples", bundle.x_train[:2]))
     name = type(model).__name__
+    _warn_pad_tokens(model, bundle)
     outputs = []
     for what, x in samples:
         x = x.to(device, dtype) if x.is_floating_point() else x.to(device)
@@ -957,7 +994,7 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
                 outputs.append(model(x))
             except Exception as err:  # noqa: BLE001 - explain any forward failure
                 reraise_interrupt(err)
-                hint = "; int64 inputs are kept as token indices (store floats for a model without an embedding)" if x.dtype == torch.int64 else ""
+                hint = _forward_hint(model, x, err)
                 raise PruningLimitsError(
                     f"model {name} does not accept inputs of shape {tuple(x.shape)} ({what} of "
                     f"{bundle.spec}): {message_line(err)}{hint}"
@@ -971,6 +1008,9 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
         fits = tuple(out.shape) == (1, *bundle.y_train.shape[1:])
         expected, what = str((1, *bundle.y_train.shape[1:])), f"targets of shape {tuple(bundle.y_train.shape[1:])}"
     if not fits:
+        hint = ""
+        if out.dim() == 3 and not bundle.x_train.is_floating_point() and bundle.x_train.dim() == 2 and out.shape[1] == bundle.x_train.shape[1]:
+            hint = "; per-token (language-model) losses are not supported by the command line (the Python API takes a loss_fn)"
         raise PruningLimitsError(
-            f"model {name} returns shape {tuple(out.shape)} for one sample, expected {expected} ({what} of {bundle.spec})"
+            f"model {name} returns shape {tuple(out.shape)} for one sample, expected {expected} ({what} of {bundle.spec}){hint}"
         )

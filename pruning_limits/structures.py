@@ -57,8 +57,8 @@ Structures (:func:`parse_structure`):
 Layers a structure does not apply to (tensors of three or more dimensions, convolutions among
 them, under ``neuron``; the model's output layer, its last Linear or convolution weight, and
 tensors of one dimension under ``neuron``/``channel``; layers whose input size, or
-``in_channels`` for ``+cl``, is not a multiple of ``M`` under ``N:M``; transposed convolutions
-and zero-size tensors under all three) stay dense: they come last in the order, beyond every
+``in_channels`` for ``+cl``, is not a multiple of ``M`` under ``N:M``; transposed convolutions,
+transformers' ``Conv1D`` (GPT-2's ``(in, out)`` weights) and zero-size tensors under all three) stay dense: they come last in the order, beyond every
 allowed count, and :attr:`StructuredOrder.dense_layers` names them with their sizes so callers
 can report the share of weights they hold. A model with no layer the structure applies to is
 refused.
@@ -166,9 +166,9 @@ class Layer:
     Attributes:
         name: module-qualified weight name (``"features.0.weight"``), the name of the pruned
             view ``weight`` also when ``torch.nn.utils.prune`` stores ``weight_orig``.
-        kind: ``"linear"``, ``"conv"`` or ``"transposed"`` (a transposed convolution, whose
-            weight is ``(in, out, ...)``: neuron, channel and N:M leave it dense); other modules
-            by dimension, 2-D weights are linear.
+        kind: ``"linear"``, ``"conv"`` or ``"transposed"`` (a transposed convolution or
+            transformers' ``Conv1D``, whose weight is ``(in, out, ...)``: neuron, channel and N:M
+            leave it dense); other modules by dimension, 2-D weights are linear.
         shape: the weight's shape (output dimension first).
         start: offset of its first weight in the flat vector.
         output: whether its rows are the model's outputs (:func:`pruning_limits.objective.output_weight`);
@@ -197,6 +197,16 @@ class Layer:
         return int(np.prod(self.shape[1:], dtype=np.int64))
 
 
+def _is_hf_conv1d(module: nn.Module, attr: str, param: torch.Tensor) -> bool:
+    """Whether ``param`` is the weight of transformers' ``Conv1D`` (GPT-2's attention and MLP):
+    stored ``(in_features, out_features)`` (``nf`` outputs) and computing ``x @ W``, a Linear's
+    transpose."""
+    return (
+        type(module).__name__ == "Conv1D" and attr == "weight" and param.dim() == 2
+        and isinstance(getattr(module, "nf", None), int) and int(param.shape[1]) == module.nf
+    )
+
+
 def layer_layout(model: nn.Module) -> list[Layer]:
     """The :class:`Layer` of every prunable weight, in the flat order.
 
@@ -220,7 +230,7 @@ def layer_layout(model: nn.Module) -> list[Layer]:
             kind = "linear"
         elif isinstance(module, _CONV):
             kind = "conv"
-        elif isinstance(module, nn.modules.conv._ConvTransposeNd):
+        elif isinstance(module, nn.modules.conv._ConvTransposeNd) or _is_hf_conv1d(module, attr, param):
             kind = "transposed"  # (in, out, ...): its rows are inputs; structures leave it dense
         else:
             kind = "linear" if param.dim() == 2 else "conv"

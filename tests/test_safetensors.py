@@ -518,3 +518,115 @@ def test_quiet_silences_transformers_too(tmp_path):
     before = (os.environ.get("TRANSFORMERS_VERBOSITY"), hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
     assert CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "c"), "-q"]).exit_code == 0
     assert (os.environ.get("TRANSFORMERS_VERBOSITY"), hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == before
+
+
+def tiny_gpt2(cls_name: str = "GPT2ForSequenceClassification", **config):
+    config = transformers.GPT2Config(
+        n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=16, num_labels=3,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **config,
+    )
+    torch.manual_seed(0)
+    return getattr(transformers, cls_name)(config).eval()
+
+
+def test_a_gpt2_classifier_without_a_pad_token_is_one_line_with_a_hint():
+    """GPT-2's default pad_token_id None lets a batch of one through and refuses larger ones:
+    a traceback in the analysis before, now a line at the data check (which runs two samples)."""
+    from pruning_limits.data import check_data_fits_model, make_bundle
+
+    tokens, labels = torch.randint(1, 50, (6, 8)), torch.arange(6) % 3
+    with pytest.raises(PruningLimitsError) as info:
+        check_data_fits_model(tiny_gpt2(pad_token_id=None), make_bundle((tokens, labels)))
+    assert "\n" not in str(info.value)
+    assert "shape (2, 8) (two samples of" in str(info.value)
+    assert "Cannot handle batch sizes > 1 if no padding token is defined" in str(info.value)
+    assert str(info.value).endswith("; set pad_token_id in config.json (a token id the inputs do not hold: each sequence's last token is classified)")
+    check_data_fits_model(tiny_gpt2(pad_token_id=0), make_bundle((tokens, labels)))
+
+
+def test_inputs_holding_the_pad_token_warn_that_no_attention_mask_is_passed(recwarn):
+    from pruning_limits.data import check_data_fits_model, load_data, make_bundle
+
+    tokens, labels = torch.randint(1, 50, (6, 8)), torch.arange(6) % 3
+    check_data_fits_model(tiny_gpt2(pad_token_id=0), make_bundle((tokens, labels)))
+    assert not [w for w in recwarn if "pad token" in str(w.message)]
+    tokens[0, 5:] = 0  # a right-padded sequence
+    with pytest.warns(RuntimeWarning, match=r"the training inputs hold the model's pad token 0: no attention mask is passed"):
+        check_data_fits_model(tiny_gpt2(pad_token_id=0), make_bundle((tokens, labels)))
+    recwarn.clear()  # the built-in tokens pad nothing: their token 0 is BERT's pad id by chance
+    check_data_fits_model(tiny_bert(), load_data("tokens:n=40,test=8,classes=3,vocab=20,length=8"))
+    assert not [w for w in recwarn if "pad token" in str(w.message)]
+
+
+@pytest.mark.parametrize("model", ["bert", "gpt2"])
+def test_sequences_longer_than_the_positions_name_the_config_limit(model):
+    from pruning_limits.data import check_data_fits_model, make_bundle
+
+    net = tiny_bert() if model == "bert" else tiny_gpt2(pad_token_id=0)
+    key = "max_position_embeddings" if model == "bert" else "n_positions"
+    tokens, labels = torch.randint(1, 20, (6, 20)), torch.arange(6) % 3
+    with pytest.raises(PruningLimitsError) as info:
+        check_data_fits_model(net, make_bundle((tokens, labels)))
+    assert "\n" not in str(info.value)
+    assert str(info.value).endswith(f"; the sequences have 20 tokens, more than config.json's {key} 16")
+    assert "token indices" not in str(info.value)
+
+
+def test_a_language_model_with_class_labels_says_per_token_losses_are_not_supported():
+    from pruning_limits.data import check_data_fits_model, make_bundle
+
+    tokens, labels = torch.randint(1, 50, (6, 8)), torch.arange(6) % 3
+    with pytest.raises(PruningLimitsError) as info:
+        check_data_fits_model(tiny_gpt2("GPT2LMHeadModel"), make_bundle((tokens, labels)))
+    assert "\n" not in str(info.value)
+    assert "returns shape (1, 8, 50) for one sample, expected (1, C) with C >= 3" in str(info.value)
+    assert str(info.value).endswith(
+        "; per-token (language-model) losses are not supported by the command line (the Python API takes a loss_fn)"
+    )
+
+
+def test_a_missing_untied_head_is_refused_and_a_tied_one_is_tied(tmp_path):
+    """The class's tying keys were taken for tied whatever the config: GPT-2 with
+    tie_word_embeddings=False and no lm_head.weight in the file loaded with a random head."""
+    from safetensors.torch import load_file
+
+    tied = tiny_gpt2("GPT2LMHeadModel")
+    tied.save_pretrained(tmp_path / "tied")
+    assert "lm_head.weight" not in load_file(tmp_path / "tied" / "model.safetensors")
+    model = read_checkpoint(tmp_path / "tied").module
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert torch.equal(model.lm_head.weight, tied.transformer.wte.weight)
+    untied = tiny_gpt2("GPT2LMHeadModel", tie_word_embeddings=False)
+    untied.save_pretrained(tmp_path / "untied")
+    state = load_file(tmp_path / "untied" / "model.safetensors")
+    model = read_checkpoint(tmp_path / "untied").module  # whole, it loads its own head
+    assert torch.equal(model.lm_head.weight, untied.lm_head.weight) and model.lm_head.weight is not model.transformer.wte.weight
+    del state["lm_head.weight"]
+    save_file(state, tmp_path / "untied" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(PruningLimitsError, match=r"missing keys \[lm_head\.weight\]$") as info:
+        read_checkpoint(tmp_path / "untied")
+    assert "\n" not in str(info.value)
+
+
+def test_a_vit_folder_loads_with_the_keys_transformers_renames_at_load(tmp_path):
+    """transformers 5 renames ViT's keys at load (encoder.layer.N.attention.attention.query ->
+    layers.N.attention.q_proj) and save_pretrained writes the old names: the file's keys were
+    missing and unexpected at once."""
+    from safetensors.torch import load_file
+
+    from pruning_limits.checkpoint import save_huggingface
+
+    config = transformers.ViTConfig(
+        image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    torch.manual_seed(0)
+    vit = transformers.ViTForImageClassification(config).eval()
+    vit.save_pretrained(tmp_path / "vit")
+    assert any(".encoder.layer.0.attention.attention.query." in k for k in load_file(tmp_path / "vit" / "model.safetensors"))
+    images = torch.rand(2, 1, 8, 8)
+    model = read_checkpoint(tmp_path / "vit").module
+    assert torch.equal(model(images).logits, vit(images).logits)
+    save_huggingface(tmp_path / "again", model)  # written as save_pretrained writes, read back the same
+    assert set(load_file(tmp_path / "again" / "model.safetensors")) == set(load_file(tmp_path / "vit" / "model.safetensors"))
+    assert torch.equal(read_checkpoint(tmp_path / "again").module(images).logits, vit(images).logits)

@@ -130,6 +130,35 @@ def test_a_zero_size_layer_stays_dense_under_every_structure():
     assert ("scale", 1) in model_order(scalar, "2:4").dense_layers
 
 
+class Conv1D(nn.Module):
+    """A stand-in for transformers' Conv1D (GPT-2's attention and MLP): weight (in, out), x @ W."""
+
+    def __init__(self, nf: int, nx: int):
+        super().__init__()
+        self.nf, self.nx = nf, nx
+        self.weight = nn.Parameter(torch.randn(nx, nf))
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x, self.weight)
+
+
+def test_transformers_conv1d_is_left_dense_like_a_transposed_convolution():
+    """Its weight is (in, out): N:M runs and neuron rows along dimension 0 were runs over outputs
+    and whole input columns; neuron, channel and N:M leave it dense and name it."""
+    from pruning_limits.objective import select_parameters
+
+    torch.manual_seed(0)
+    net = nn.Sequential(Conv1D(8, 4), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    select_parameters(net, "*.weight")
+    assert [(layer.name, layer.kind, layer.shape) for layer in layer_layout(net)][0] == ("0.weight", "transposed", (4, 8))
+    for name in ("neuron", "channel", "2:4"):
+        assert model_order(net, name).dense_layers[0] == ("0.weight", 32)
+    masks = compute_masks(net, None, "2:4")
+    assert bool(masks["0.weight"].all()) and int((~masks["2.weight"]).sum()) == 32
+    assert model_order(net, "unstructured").covered == 32 + 64 + 24
+
+
 def test_neuron_and_channel_prune_dim_0_slices_of_every_tensor_they_cover():
     """What the docs say they prune: rows (dim 0) of every 2-D prunable tensor, not only of
     nn.Linear (attention in-projections by default; an embedding's vocabulary entries when chosen
