@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import sys
 import traceback
@@ -689,6 +690,10 @@ def _note_left_out_matrices(model: Any, summary: dict[str, Any], console: Consol
     from torch import nn
 
     selected = set(summary["tensors"])
+    embeddings = {id(m.weight): name for name, m in model.named_modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    for name, param in model.named_parameters(remove_duplicate=False):  # a head tied to the input embedding
+        if name in selected and id(param) in embeddings and embeddings[id(param)] + ".weight" != name:
+            console.log(f"note: {name} is tied to the embedding {embeddings[id(param)]}.weight: pruning it prunes the embedding too")
     left: dict[str, int] = {}
     for module_name, module in model.named_modules():
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
@@ -707,16 +712,12 @@ def _note_left_out_matrices(model: Any, summary: dict[str, Any], console: Consol
 
 
 def recorded_l1(loaded: Loaded) -> float | None:
-    """The λ a bundle records, or ``None`` when the checkpoint does not say."""
+    """The λ a bundle records, or ``None`` when the checkpoint does not say or records no finite
+    number (a λ ≤ 0 is returned: ``regime.trust_level`` reads it as trained without l1)."""
     l1 = loaded.checkpoint.training.get("l1") if loaded.checkpoint.training else None
-    return float(l1) if isinstance(l1, (int, float)) and not isinstance(l1, bool) else None
-
-
-def trust_of(prediction: Any, loaded: Loaded) -> Any:
-    """The trust verdict (``regime.trust_level``) on a prediction of a loaded checkpoint."""
-    from pruning_limits.regime import trust_level
-
-    return trust_level(prediction.knee_steepness, recorded_l1(loaded))
+    if not isinstance(l1, (int, float)) or isinstance(l1, bool) or not math.isfinite(l1):
+        return None
+    return float(l1)
 
 
 def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
@@ -794,8 +795,16 @@ def train_next_step(path: str, training: Any = None, extra: list[str] | None = N
         elif (pinned := stronger_fixed_l1(fixed)) is not None:  # λ auto might choose a weaker λ than this one
             words += ["--l1", f"{pinned[0]:g}"]
             reason = pinned[1]
-    # a Hugging Face folder is written as a folder again (train --init keeps the format)
-    words += ["-o", str(target.with_name(target.name + "-l1") if target.is_dir() else target.with_name(target.stem + "-l1.pt"))]
+    # a Hugging Face folder is written as a folder again (train --init keeps the format); a file
+    # other than .pt keeps its suffix in the name, so that sd.safetensors and sd.pt do not both
+    # name sd-l1.pt (the second fine-tune overwrote the first, a review)
+    if target.is_dir():
+        output = target.with_name(target.name + "-l1")
+    elif target.suffix in ("", ".pt"):
+        output = target.with_name(target.stem + "-l1.pt")
+    else:
+        output = target.with_name(f"{target.stem}-{target.suffix[1:]}-l1.pt")
+    words += ["-o", str(output)]
     return " ".join(shlex.quote(w) for w in words), reason
 
 

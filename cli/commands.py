@@ -41,7 +41,6 @@ from ._common import (
     recorded_l1,
     refuse_launcher,
     report_selection,
-    trust_of,
 )
 
 #: Default model of ``pruning-limit train``: the zoo MLP with its default widths 64, 32
@@ -472,6 +471,7 @@ def predict_command(
     start = time.perf_counter()
     parsed = check_structure(structure)
     eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
+    asked = list(eps_values)  # before watched_spectrum makes them numbers: which one is batch-std
     settings = check_spectrum_settings(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
         dtype=analysis_dtype, exact=exact,
@@ -497,7 +497,12 @@ def predict_command(
             predictions, loaded, spectrum, gradient, parsed, checkpoint, plot_path, as_json, console, start=start,
         )
         return
-    trusts = [trust_of(p, loaded).to_dict() for p in predictions]
+    at_batch_std = next((p for e, p in zip(asked, predictions) if e == "batch-std"), None)
+    trusts = _network_trusts(
+        recorded_l1(loaded), [(p.epsilon, p.knee_steepness, p.sparsity) for p in predictions],
+        lambda: (at_batch_std.epsilon, at_batch_std.knee_steepness, at_batch_std.sparsity) if at_batch_std is not None
+        else _batch_std_point(loaded.model, loaded.data, spectrum, gradient, eta),
+    )
     next_command, next_reason = next_step(loaded, checkpoint)
     from pruning_limits import report
     from pruning_limits.objective import flat_weights
@@ -515,12 +520,13 @@ def predict_command(
     for record in records:  # the whole command, not the bound step alone
         record["seconds"] = time.perf_counter() - start
     inside = all(t["in_regime"] for t in trusts)
-    advice = {"next": None if inside else next_command, "next_reason": None if inside else next_reason}
+    retrain = any(t["retrain"] for t in trusts)  # outside only at ε whose knee is sharp at batch-std: no fine-tune
+    advice = {"next": next_command if retrain else None, "next_reason": next_reason if retrain else None}
     if len(records) == 1:
         if as_json:
             _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params, **advice})
             return
-        console.result("\n".join(report.answer_lines(records[0], trusts[0], next_command=next_command, next_reason=next_reason)))
+        console.result("\n".join(report.answer_lines(records[0], trusts[0], next_command=advice["next"], next_reason=next_reason)))
         if console.verbose:
             console.result(report.text_table(report.prediction_rows(records[0])))
         return
@@ -546,8 +552,44 @@ def predict_command(
     ]
     console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density", "trust"], rows))
     console.result(f"D = {records[0]['dim']} prunable weights")
-    if not inside:
-        console.result(f"outside the regime, not a pruning limit, where marked; next: {next_command}  ({next_reason or report.NEXT_REASON})")
+    if retrain:
+        console.result(f"outside the regime, not a pruning limit, where marked; next: {report.next_text(next_command, next_reason)}")
+    elif not inside:
+        console.result("outside the regime, not a pruning limit, where marked: the knee is sharp at ε = batch-std, where the prediction holds")
+
+
+def _batch_std_point(model: Any, data: Any, spectrum: Any, gradient: Any, eta: float | None) -> tuple[float, float, float] | None:
+    """``(ε, d ln R/ds, s*)`` of the unstructured answer at ε = batch-std from this spectrum (no new
+    products; one pass over the training data for ε), or ``None`` where the data cannot give batch-std."""
+    import torch
+
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.limits import DEFAULT_ETA, predict_from_spectrum
+    from pruning_limits.objective import flat_weights, model_copy
+
+    try:
+        (eps,) = _pipeline.analysis_epsilons(model, data, ["batch-std"])
+    except PruningLimitsError:
+        return None
+    weights = flat_weights(model_copy(model).to(torch.float64))
+    point = predict_from_spectrum(weights, spectrum, eps, eta=DEFAULT_ETA if eta is None else eta, gradient=gradient)
+    return point.epsilon, point.knee_steepness, point.sparsity
+
+
+def _network_trusts(
+    l1: float | None, knees: list[tuple[float, float, float]], batch_std: Any, *, knee_at: str = "s*",
+) -> list[dict[str, Any]]:
+    """The trust verdicts (``regime.trust_level``) at each ``(ε, d ln R/ds, s*)``; where one is
+    outside for its knee alone, ``batch_std()`` gives the knee at ε = batch-std (computed only then)
+    so that a network in the regime there is not sent to an l1 fine-tune."""
+    from pruning_limits.regime import trust_level
+
+    trusts = [trust_level(k, l1, knee_at=knee_at, sparsity=s, epsilon=e) for e, k, s in knees]
+    if any(not t.in_regime and not (t.l1 is not None and t.l1 <= 0) for t in trusts):
+        reference = batch_std()
+        if reference is not None:
+            trusts = [trust_level(k, l1, knee_at=knee_at, sparsity=s, epsilon=e, batch_std=reference) for e, k, s in knees]
+    return [t.to_dict() for t in trusts]
 
 
 def _emit_structured_predictions(
@@ -562,7 +604,6 @@ def _emit_structured_predictions(
     from pruning_limits import report
     from pruning_limits.limits import predict_from_spectrum
     from pruning_limits.objective import flat_weights, model_copy
-    from pruning_limits.regime import trust_level
     from pruning_limits.structures import layer_layout, structured_order
 
     model, params = loaded.model, loaded.params
@@ -570,13 +611,16 @@ def _emit_structured_predictions(
     weights = flat_weights(analysed)
     plan = structured_order(weights, layer_layout(analysed), structure)
     support = plan.to_dict()
-    trusts = [  # the network's verdict at each ε; its evidence (docs/validation.md) is of unstructured answers
-        {**trust_level(predict_from_spectrum(weights, spectrum, p.epsilon, eta=p.eta, gradient=gradient).knee_steepness,
-                       recorded_l1(loaded), knee_at="the unstructured s*").to_dict(), "evidence": None}
-        for p in predictions
+    unstructured = [predict_from_spectrum(weights, spectrum, p.epsilon, eta=p.eta, gradient=gradient) for p in predictions]
+    trusts = [  # the network's verdict at each ε; its evidence (docs/validation.md) is of unstructured answers: ""
+        {**t, "evidence": ""}
+        for t in _network_trusts(
+            recorded_l1(loaded), [(u.epsilon, u.knee_steepness, u.sparsity) for u in unstructured],
+            lambda: _batch_std_point(loaded.model, loaded.data, spectrum, gradient, predictions[0].eta), knee_at="the unstructured s*",
+        )
     ]
-    inside = all(t["in_regime"] for t in trusts)
-    next_command, next_reason = (None, None) if inside else next_step(loaded, checkpoint)
+    retrain = any(t["retrain"] for t in trusts)
+    next_command, next_reason = next_step(loaded, checkpoint) if retrain else (None, None)
     if plot_path and is_main_process():  # under torchrun only rank 0 writes
         first = predictions[0]
         if structure.is_pattern:  # one curve against ε: every ε asked is marked on it
@@ -615,8 +659,8 @@ def _emit_structured_predictions(
             console.result(report.text_table(report.pattern_prediction_rows(record)))
             trust = record["trust"]
             console.result(f"trust: {trust['level']} ({trust['reason']})")
-            if not trust["in_regime"]:
-                console.result(f"next: {next_command}  ({next_reason or report.NEXT_REASON})")
+            if trust["retrain"]:
+                console.result(f"next: {report.next_text(next_command, next_reason)}")
             continue
         console.result("\n".join(report.answer_lines(
             record, record["trust"], next_command=next_command, next_reason=next_reason, structure=structure.name,
@@ -908,7 +952,6 @@ def run_validation(
     """Predict, measure (``pruning_limits.validation.validate``), judge the trust, write figures and report; return the record
     (``None`` on the ranks other than 0 under torchrun: their share ends with the spectrum's products)."""
     from pruning_limits import report
-    from pruning_limits.regime import trust_level
     from pruning_limits.validation import validate
 
     console.log("predicting the limit (SLQ spectrum) and measuring it (one-shot magnitude sweep)", level=1)
@@ -927,8 +970,11 @@ def run_validation(
     result = validate(_pipeline.measured_copy(model, settings), data, epsilon=epsilon, seed=seed, exact=exact, spectrum=spectrum, progress=console.progress, **plain, **({} if eta is None else {"eta": eta}))
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
     record = {**result.to_dict(), **facts}
-    record["trust"] = trust_level(prediction.knee_steepness, l1).to_dict()
-    outside = not record["trust"]["in_regime"] and next_command is not None
+    (record["trust"],) = _network_trusts(
+        l1, [(prediction.epsilon, prediction.knee_steepness, prediction.sparsity)],
+        lambda: None if epsilon == "batch-std" else _batch_std_point(model, data, spectrum, result.gradient, eta),
+    )
+    outside = record["trust"]["retrain"] and next_command is not None
     record["next"], record["next_reason"] = next_command if outside else (None, None)
     if retrain:
         from pruning_limits.lomp import retrained_limit
@@ -1028,7 +1074,6 @@ def _validate_structures(
     """``validate --structure S|all``: predict and measure each structure from one spectrum; print, plot, report."""
     from pruning_limits import report
     from pruning_limits._checks import PruningLimitsError
-    from pruning_limits.regime import trust_level
     from pruning_limits.validation import ALL_STRUCTURES, validate_structures
 
     names = list(ALL_STRUCTURES) if structure is None else [structure.name]
@@ -1045,7 +1090,7 @@ def _validate_structures(
         check_structure(structure.name, loaded.model)
     # the answer needs ε, so a batch-std the data cannot give is refused with --epsilon's hint
     # (spectrum's '--iterations N alone' led to a second error here)
-    spectrum, _, _ = _pipeline.watched_spectrum(
+    spectrum, gradient, _ = _pipeline.watched_spectrum(
         loaded.model, loaded.data, settings=settings, seed=seed, console=console, epsilons=[epsilon], structures=names,
         exact=exact,
     )
@@ -1060,12 +1105,26 @@ def _validate_structures(
     record = _command_seconds({**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq"}, start)
     # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
     # structure, an N:M pattern's feasibility answer included (it rests on the same bound)
-    network = trust_level(result.network_knee_steepness, recorded_l1(loaded)).to_dict()
+    import torch
+
+    from pruning_limits.limits import DEFAULT_ETA, predict_from_spectrum
+    from pruning_limits.objective import flat_weights, model_copy
+
+    unstructured = predict_from_spectrum(  # the network's answer (its s*) from the same spectrum, as validate_structures reads its knee
+        flat_weights(model_copy(loaded.model).to(torch.float64)), result.spectrum, result.epsilon,
+        eta=DEFAULT_ETA if eta is None else eta, gradient=gradient,
+    )
+    (network,) = _network_trusts(
+        recorded_l1(loaded), [(result.epsilon, result.network_knee_steepness, unstructured.sparsity)],
+        lambda: None if epsilon == "batch-std" else _batch_std_point(loaded.model, loaded.data, result.spectrum, gradient, eta),
+        knee_at="the unstructured s*",
+    )
+    network["evidence"] = ""  # as predict --structure: the evidence of docs/validation.md is of unstructured answers
     record["trust"] = network
     for entry in record["structures"]:
         entry["trust"] = network
     outside = [e["structure"] for e in record["structures"] if not e["trust"]["in_regime"]]
-    next_command, next_reason = next_step(loaded, facts["checkpoint"]) if outside else (None, None)
+    next_command, next_reason = next_step(loaded, facts["checkpoint"]) if network["retrain"] else (None, None)
     record["next"], record["next_reason"] = next_command, next_reason
     with all_or_none(plot_path, report_path):
         if plot_path:
@@ -1084,5 +1143,7 @@ def _validate_structures(
         _echo_json(record)
         return
     console.result(report.structures_rows(record))
-    if outside:
-        console.result(f"outside the regime, not a pruning limit: {', '.join(outside)}; next: {next_command}  ({next_reason or report.NEXT_REASON})")
+    if outside and next_command:
+        console.result(f"outside the regime, not a pruning limit: {', '.join(outside)}; next: {report.next_text(next_command, next_reason)}")
+    elif outside:
+        console.result(f"outside the regime, not a pruning limit: {', '.join(outside)} (the knee is sharp at ε = batch-std, where the prediction holds)")

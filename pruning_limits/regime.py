@@ -10,7 +10,13 @@ predicted too high as well. The criterion (:func:`trust_level`) is therefore:
   ``limits.knee_steepness``) is at least ``limits.FLAT_KNEE`` = 25 *and* the network is not known
   to be trained without l1 (a bundle records its λ; other checkpoints say nothing and are
   judged by the knee alone);
-- **outside the regime** otherwise: recorded λ = 0, a flat knee, or an undefined steepness.
+- **outside the regime** otherwise: recorded λ ≤ 0, a flat knee, an undefined steepness, or an
+  ``s*`` below :data:`KNEE_MIN_SPARSITY`, where the knee test cannot tell a knee (see there).
+
+A recorded λ that is not a finite number counts as not recorded. Where the knee fails only at
+the user's ε and is sharp at ε = batch-std (``trust_level``'s ``batch_std``), the verdict stays
+outside at that ε but says so, and :attr:`Trust.retrain` is ``False``: the network needs no
+l1 fine-tune, the prediction holds at the larger ε.
 
 The numbers quoted with a verdict (ranges of past gaps, run counts) are read at run time from
 ``pruning_limits/evidence.json``; nothing is typed here. Its ``suite`` section is written by
@@ -31,12 +37,22 @@ from pathlib import Path
 from typing import Any
 
 from ._checks import PruningLimitsError
+from .limits import FLAT_KNEE
 
 #: The evidence file installed with the package (setup.cfg ``package_data``).
 EVIDENCE_FILE = Path(__file__).with_name("evidence.json")
 
 IN_REGIME = "in regime"
 OUTSIDE = "outside the regime"
+
+#: ``s*`` below which the knee test (``d ln R/ds`` ≥ ``FLAT_KNEE`` at ``s*``) cannot tell a knee.
+#: Near ``s = 0`` the pruned weights are the smallest ones; for any weight density that is
+#: finite and non-zero at 0 (Gaussian-like weights, no knee at all) ``|w| < t`` with ``t ∝ s``, so
+#: ``R² = Σ pruned w² ∝ ∫_0^t w² dw ∝ s³`` and ``d ln R/ds = 1.5/s``. That is at least
+#: ``FLAT_KNEE`` = 25 for every ``s ≤ 1.5/25 = 0.06``: below 6 % a network without a knee
+#: passes the test (a λ = 0 network at ε = 1e-8 read "in regime"), so there the verdict is
+#: outside. docs/theory.md §10.
+KNEE_MIN_SPARSITY = 1.5 / FLAT_KNEE
 
 
 def read_evidence(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -70,10 +86,14 @@ class Trust:
     Attributes:
         level: :data:`IN_REGIME` or :data:`OUTSIDE`.
         reasons: why, in words (each a clause).
-        evidence: what past runs in that situation showed, in words ("" when the file has none).
+        evidence: what past runs in that situation showed, in words ("" when the file has none;
+            the commands also set "" on the network's verdict on a structure's answer, the
+            evidence being of unstructured answers).
         knee_steepness: ``d ln R/ds`` at ``s*``.
         flat_knee: the level it was compared with.
-        l1: the recorded λ, or ``None`` when the checkpoint does not say.
+        l1: the recorded λ, or ``None`` when the checkpoint does not say (or records no finite number).
+        retrain: whether an l1 fine-tune (the commands' ``next``) is the advice: outside the
+            regime, unless the knee is sharp at ε = batch-std (then ``False``, as inside).
     """
 
     level: str
@@ -82,6 +102,7 @@ class Trust:
     knee_steepness: float
     flat_knee: float
     l1: float | None
+    retrain: bool = False
 
     @property
     def in_regime(self) -> bool:
@@ -101,6 +122,7 @@ class Trust:
             "knee_steepness": None if not math.isfinite(self.knee_steepness) else self.knee_steepness,
             "flat_knee": self.flat_knee,
             "l1": self.l1,
+            "retrain": self.retrain,
         }
 
 
@@ -109,43 +131,80 @@ def _range(low: float, high: float) -> str:
 
 
 def trust_level(
-    knee_steepness: float, l1: float | None, *, evidence: dict[str, Any] | None = None, knee_at: str = "s*"
+    knee_steepness: float,
+    l1: float | None,
+    *,
+    evidence: dict[str, Any] | None = None,
+    knee_at: str = "s*",
+    sparsity: float | None = None,
+    epsilon: float | None = None,
+    batch_std: tuple[float, float, float] | None = None,
 ) -> Trust:
     """The documented criterion (module docstring) applied to one prediction.
 
     Args:
         knee_steepness: ``d ln R/ds`` at the predicted ``s*`` (NaN when undefined).
-        l1: the λ the network was trained with, or ``None`` when unknown.
+        l1: the λ the network was trained with, or ``None`` when unknown (NaN or ±inf: unknown;
+            λ ≤ 0: trained without l1).
         evidence: the evidence sections (default: :func:`read_evidence`).
         knee_at: where the reasons say the knee was taken (``"the unstructured s*"`` for the
             network's verdict on a structure's answer).
+        sparsity: that ``s*``; below :data:`KNEE_MIN_SPARSITY` the knee test cannot tell a knee
+            (``None``: not checked).
+        epsilon: the ε of that ``s*``, named where ``batch_std`` changes the verdict's reason.
+        batch_std: ``(ε, d ln R/ds, s*)`` at ε = batch-std from the same spectrum, when the
+            prediction was made at another ε: a knee sharp there means the network is in the
+            regime at batch-std, so no l1 fine-tune is advised (:attr:`Trust.retrain`).
 
     Returns:
         The :class:`Trust`.
     """
-    from .limits import FLAT_KNEE
 
     evidence = read_evidence() if evidence is None else evidence
     steep = float(knee_steepness)
     known_l1 = None if l1 is None else float(l1)
+    if known_l1 is not None and not math.isfinite(known_l1):
+        known_l1 = None  # a damaged record says nothing about the training
     reasons: list[str] = []
-    without_l1 = known_l1 is not None and known_l1 == 0.0
+    without_l1 = known_l1 is not None and known_l1 <= 0.0
     if without_l1:
-        reasons.append("trained without l1 (λ = 0)")
-    if not math.isfinite(steep):
-        reasons.append(f"knee of R(s) undefined at {knee_at}")
-        flat = True
-    elif steep < FLAT_KNEE:
-        shown = f"{steep:.0f}" if round(steep) < FLAT_KNEE else f"{math.floor(steep * 10) / 10:.1f}"  # 24.9, not 25
-        reasons.append(f"flat knee: d ln R/ds = {shown} at {knee_at}, below {FLAT_KNEE:g}")
-        flat = True
-    else:
-        flat = False
-    level = OUTSIDE if (without_l1 or flat) else IN_REGIME
+        reasons.append("trained without l1 (λ = 0)" if known_l1 == 0.0 else f"trained without l1 (recorded λ = {known_l1:g} ≤ 0)")
+    knee = _knee_problem(steep, sparsity, knee_at, FLAT_KNEE)
+    if knee is not None:
+        reasons.append(knee)
+    level = OUTSIDE if (without_l1 or knee is not None) else IN_REGIME
+    retrain = level == OUTSIDE
     if level == IN_REGIME:
-        trained = f"l1-trained (λ = {known_l1:g})" if known_l1 is not None else "λ not recorded"
+        trained = f"l1-trained (λ = {known_l1:g})" if known_l1 is not None else "λ not recorded (judged by the knee alone)"
         reasons = [trained, f"sharp knee: d ln R/ds = {steep:.0f} at {knee_at}, at least {FLAT_KNEE:g}"]
-    return Trust(level, tuple(reasons), _evidence_text(level, without_l1, evidence), steep, FLAT_KNEE, known_l1)
+    elif not without_l1 and batch_std is not None and knee is not None:
+        b_eps, b_steep, b_sparsity = (float(v) for v in batch_std)
+        if _knee_problem(b_steep, b_sparsity, knee_at, FLAT_KNEE) is None and b_eps != epsilon:
+            at = f" at ε = {epsilon:.3g}" if epsilon is not None else ""
+            head, colon, rest = knee.partition(":")
+            reasons = [
+                f"{head}{at}{colon}{rest}",
+                f"at ε = batch-std ({b_eps:.3g}) the knee is sharp (d ln R/ds = {b_steep:.0f}): the prediction holds at the larger ε",
+            ]
+            retrain = False
+    if level == OUTSIDE and known_l1 is None:
+        reasons.append("λ not recorded")
+    return Trust(level, tuple(reasons), _evidence_text(level, without_l1, evidence), steep, FLAT_KNEE, known_l1, retrain)
+
+
+def _knee_problem(steep: float, sparsity: float | None, knee_at: str, flat_knee: float) -> str | None:
+    """Why the knee test fails at ``s*`` (a clause), or ``None`` where the knee is sharp."""
+    if not math.isfinite(steep):
+        return f"knee of R(s) undefined at {knee_at}"
+    if sparsity is not None and math.isfinite(float(sparsity)) and float(sparsity) < KNEE_MIN_SPARSITY:
+        return (
+            f"no knee test: {knee_at} = {100 * float(sparsity):.1f} % is below {100 * KNEE_MIN_SPARSITY:g} %, "
+            f"where d ln R/ds ≥ 1.5/s for any network, knee or not"
+        )
+    if steep < flat_knee:
+        shown = f"{steep:.0f}" if round(steep) < flat_knee else f"{math.floor(steep * 10) / 10:.1f}"  # 24.9, not 25
+        return f"flat knee: d ln R/ds = {shown} at {knee_at}, below {flat_knee:g}"
+    return None
 
 
 def _evidence_text(level: str, without_l1: bool, evidence: dict[str, Any]) -> str:

@@ -39,6 +39,12 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 NEXT_REASON = "l1 fine-tune into the regime, then predict again"
 
 
+def next_text(command: str, reason: str | None = None) -> str:
+    """``CMD  # reason``: the ``next:`` line's text, which pastes into a shell as it stands (the
+    reason a comment; the JSON keeps ``next`` and ``next_reason`` apart)."""
+    return f"{command}  # {reason or NEXT_REASON}"
+
+
 # ----------------------------------------------------------------------------- JSON
 
 
@@ -162,11 +168,13 @@ def answer_lines(
     else:
         diff = 100 * (float(prediction["sparsity"]) - float(measured))
         head = f"predicted {s_star}, measured {_pct(measured)} sparsity, difference {diff:+.1f} points"
+        if not inside:  # as predict says it: the number is no limit here
+            head += ": not a pruning limit for this network"
     lines = [head, f"trust: {trust['level']} ({trust['reason']})"]
     if trust.get("evidence"):
         lines.append(f"evidence: {trust['evidence']}")
     if not inside and next_command:
-        lines.append(f"next: {next_command}  ({next_reason or NEXT_REASON})")
+        lines.append(f"next: {next_text(next_command, next_reason)}")
     return lines
 
 
@@ -293,9 +301,7 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
     trust = record.get("trust")
     if trust:  # the answer first: a number outside the regime is no limit, and what to do instead
         measured = (record.get("measured") or {}).get("limit_by_loss")
-        head = answer_lines(record["predicted"], trust, measured=measured)[0]
-        if not trust["in_regime"]:
-            head += ": not a pruning limit for this network"
+        head = answer_lines(record["predicted"], trust, measured=measured)[0]  # outside: "...: not a pruning limit for this network"
         lines += [f"**{head[0].upper()}{head[1:]}.**", ""]
         lines.append(f"**Trust: {trust['level']}** ({trust['reason']})." + (f" Evidence: {trust['evidence']}." if trust.get("evidence") else ""))
         lines[-1] += (

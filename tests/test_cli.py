@@ -236,19 +236,64 @@ def test_a_bundle_trained_without_l1_is_outside_the_regime_with_the_next_step(bu
     lines = ok("predict", path, *SLQ).stdout.splitlines()
     assert lines[0].startswith("predicted ") and lines[0].endswith("sparsity: not a pruning limit for this network")
     assert lines[1].startswith("trust: outside the regime (trained without l1 (λ = 0)")
-    assert lines[-1] == f"next: pruning-limit train --init {path} -o {workdir / 'nol1-l1.pt'}  (l1 fine-tune into the regime, then predict again)"
+    assert lines[-1] == f"next: pruning-limit train --init {path} -o {workdir / 'nol1-l1.pt'}  # l1 fine-tune into the regime, then predict again"
     record = json.loads(ok("predict", path, *SLQ, "--json").stdout)
     assert record["trust"]["level"] == "outside the regime" and record["trust"]["l1"] == 0.0
-    assert record["next"].startswith("pruning-limit train --init")
+    assert record["next"].startswith("pruning-limit train --init") and record["trust"]["retrain"] is True
+    # the printed command part is exactly the JSON's next, the reason a shell comment: it pastes
+    assert lines[-1].removeprefix("next: ").split("  # ")[0] == record["next"]
     # several ε: the JSON carried no next step, and the text line no reason
     several = json.loads(ok("predict", path, *SLQ, "--epsilon", "0.01", "--epsilon", "0.1", "--json").stdout)
     assert (several["next"], several["next_reason"]) == (record["next"], record["next_reason"])
     text = ok("predict", path, *SLQ, "--epsilon", "0.01", "--epsilon", "0.1").stdout.splitlines()
-    assert text[-1] == f"outside the regime, not a pruning limit, where marked; next: {record['next']}  ({record['next_reason']})"
+    assert text[-1] == f"outside the regime, not a pruning limit, where marked; next: {record['next']}  # {record['next_reason']}"
     validated = ok("validate", path, *SLQ).stdout.splitlines()
     assert validated[0].startswith("predicted ") and ", measured " in validated[0] and "difference" in validated[0]
+    assert validated[0].endswith("points: not a pruning limit for this network")  # as predict says it
     assert validated[1].startswith("trust: outside the regime (trained without l1")
     assert validated[-1].startswith("next: pruning-limit train --init")
+
+
+def test_a_knee_flat_only_at_a_small_epsilon_sends_no_l1_fine_tune(bundle, monkeypatch):
+    """An l1 network whose knee is sharp at batch-std but flat (or s* too small to test) at the
+    user's ε: still no pruning limit at that ε, but the reason says batch-std is where it holds
+    and no train command is printed (following it ruined such a network, a review)."""
+    from pruning_limits.cli import commands
+
+    sharp = (0.0123, 147.0, 0.9)
+    monkeypatch.setattr(commands, "_batch_std_point", lambda *a, **k: sharp)
+    record = json.loads(ok("predict", bundle, *SLQ, "--epsilon", "1e-9", "--json").stdout)
+    assert record["trust"]["in_regime"] is False and record["trust"]["retrain"] is False
+    assert (record["next"], record["next_reason"]) == (None, None)
+    assert "at ε = batch-std (0.0123) the knee is sharp (d ln R/ds = 147)" in record["trust"]["reason"]
+    assert "at ε = 1e-09" in record["trust"]["reason"]
+    lines = ok("predict", bundle, *SLQ, "--epsilon", "1e-9").stdout.splitlines()
+    assert lines[0].endswith("not a pruning limit for this network") and not any(l.startswith("next:") for l in lines)
+    several = ok("predict", bundle, *SLQ, "--epsilon", "1e-9", "--epsilon", "1e-8").stdout.splitlines()
+    assert "next:" not in several[-1] and "sharp at ε = batch-std" in several[-1]
+    validated = json.loads(ok("validate", bundle, *SLQ, "--epsilon", "1e-9", "--json").stdout)
+    assert validated["trust"]["retrain"] is False and validated["next"] is None
+    # flat at batch-std too: the fine-tune is the advice again
+    monkeypatch.setattr(commands, "_batch_std_point", lambda *a, **k: (0.0123, 3.0, 0.5))
+    again = json.loads(ok("predict", bundle, *SLQ, "--epsilon", "1e-9", "--json").stdout)
+    assert again["trust"]["retrain"] is True and again["next"].startswith("pruning-limit train --init")
+
+
+def test_a_recorded_lambda_that_is_negative_or_not_a_number_is_not_l1_training(workdir):
+    import torch
+
+    path = workdir / "neg.pt"
+    ok("train", "--model", "mlp:8", "--data", "digits", "--epochs", "1", "--l1", "0", "-o", path)
+    bundle = torch.load(path, weights_only=True)
+    bundle["training"]["l1"] = -0.0128
+    torch.save(bundle, path)
+    record = json.loads(ok("predict", path, *SLQ, "--json").stdout)
+    assert record["trust"]["in_regime"] is False and record["trust"]["l1"] == -0.0128
+    assert record["trust"]["reason"].startswith("trained without l1 (recorded λ = -0.0128 ≤ 0)")
+    bundle["training"]["l1"] = float("nan")
+    torch.save(bundle, path)
+    record = json.loads(ok("predict", path, *SLQ, "--json").stdout)
+    assert record["trust"]["l1"] is None and "l1-trained" not in record["trust"]["reason"]
 
 
 def test_a_network_the_lambda_path_left_outside_gets_a_stronger_lambda_not_the_same_path(workdir):
@@ -268,7 +313,7 @@ def test_a_network_the_lambda_path_left_outside_gets_a_stronger_lambda_not_the_s
     assert record["next"] == f"pruning-limit train --init {path} --l1 0.0128 -o {workdir / 'auto-flat-l1.pt'}"
     assert "stopped at λ = 0.0064" in record["next_reason"]
     lines = ok("predict", path, *SLQ).stdout.splitlines()
-    assert lines[-1] == f"next: {record['next']}  ({record['next_reason']})"
+    assert lines[-1] == f"next: {record['next']}  # {record['next_reason']}"
     # a damaged path record (a hand-edited bundle): the plain fine-tune, no traceback
     bundle["training"]["l1_path"]["points"] = [{"l1": 1e-3}]
     torch.save(bundle, path)
@@ -986,6 +1031,9 @@ def test_the_next_step_keeps_the_split_the_selection_and_a_fixed_lambdas_directi
     # a fixed λ that left a constant prediction: twice it cannot help; the path starts weaker
     dead_command, dead_reason = train_next_step("dead.pt", {"l1": 0.5, "train_loss": 2.302, "constant_loss": 2.303})
     assert dead_command == "pruning-limit train --init dead.pt -o dead-l1.pt" and "constant prediction" in dead_reason
+    # sd.safetensors and sd.pt named one sd-l1.pt, and the second fine-tune overwrote the first
+    assert train_next_step("sd.safetensors")[0] == "pruning-limit train --init sd.safetensors -o sd-safetensors-l1.pt"
+    assert train_next_step("sd.pt")[0] == "pruning-limit train --init sd.pt -o sd-l1.pt"
     # a (Hugging Face) folder: a folder again; given as '.', named after itself (with_name raised ValueError)
     (workdir / "hf").mkdir()
     assert train_next_step(str(workdir / "hf"))[0].endswith(f"-o {workdir / 'hf-l1'}")
@@ -1027,6 +1075,12 @@ def test_a_default_selection_that_misses_most_matrices_says_so(capsys):
     assert "note: the default selection covers 64 weights; 2048 more sit in 2 matrices of other layer types (e.g. 1.weight, a Conv1DLike)" in err
     report_selection(nn.Sequential(nn.Embedding(400, 16), nn.Linear(16, 4)), Console(), None)  # embeddings: left out by design
     assert "note:" not in capsys.readouterr().err
+    # a language model's head tied to its input embedding (GPT-2, BERT's MLM decoder) is the default
+    # selection's only matrix: pruning it prunes the embedding, which the selection leaves out by design
+    tied = nn.Sequential(nn.Embedding(40, 16), nn.Linear(16, 40, bias=False))
+    tied[1].weight = tied[0].weight
+    report_selection(tied, Console(), None)
+    assert "note: 1.weight is tied to the embedding 0.weight: pruning it prunes the embedding too" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- train and prune: review of the LOMP strand
@@ -1258,3 +1312,13 @@ def test_a_report_removes_the_figures_an_earlier_report_of_that_name_left(bundle
     assert f"removed {folder / 'r-l1-path.png'}" in result.stderr
     ok("validate", bundle, *SLQ, "--structure", "neuron", "--report", folder / "r.md")
     assert sorted(p.name for p in folder.iterdir()) == ["r-structures.png", "r.md"]
+
+
+def test_predict_and_validate_structure_give_one_trust_record(bundle):
+    """predict --structure said "at the unstructured s*" with evidence null, validate --structure
+    "at s*" with the evidence string: one convention (docs/usage.md), evidence "" for a structure."""
+    predicted = json.loads(ok("predict", bundle, *SLQ, "--structure", "neuron", "--json").stdout)["trust"]
+    validated = json.loads(ok("validate", bundle, *SLQ, "--structure", "neuron", "--json").stdout)
+    assert predicted["evidence"] == "" and validated["trust"]["evidence"] == ""
+    assert "the unstructured s*" in predicted["reason"] and "the unstructured s*" in validated["trust"]["reason"]
+    assert {k: v for k, v in predicted.items() if k != "knee_steepness"} == {k: v for k, v in validated["trust"].items() if k != "knee_steepness"}

@@ -360,3 +360,19 @@ def test_predict_structure_plot_draws_the_allowed_count_curve(tmp_path, monkeypa
     # the allowed counts are whole rows of the 64-8-10 MLP (64 and 8 weights per neuron), from 0 to D
     assert allowed[0] == 0 and dim == 64 * 8 + 8 * 10 and round(answer["sparsity"] * dim) in allowed.tolist()
     assert set(np.diff(allowed).tolist()) <= {64, 8}
+
+
+def test_answer_lines_outside_say_not_a_limit_and_the_next_line_pastes_into_a_shell():
+    import shlex
+
+    outside = {"in_regime": False, "level": "outside the regime", "reason": "flat knee", "evidence": ""}
+    prediction = {"sparsity": 0.552, "interval": [0.552, 0.584]}
+    lines = report.answer_lines(prediction, outside, measured=0.517, next_command="pruning-limit train --init 'a b.pt' -o x.pt",
+                                next_reason="l1 fine-tune (then predict again)")
+    assert lines[0] == "predicted 55.2 % [55.2, 58.4], measured 51.7 % sparsity, difference +3.5 points: not a pruning limit for this network"
+    assert lines[-1] == "next: pruning-limit train --init 'a b.pt' -o x.pt  # l1 fine-tune (then predict again)"
+    # the shell reads the reason as a comment: the words are the command's alone
+    assert shlex.split(lines[-1].removeprefix("next: "), comments=True) == ["pruning-limit", "train", "--init", "a b.pt", "-o", "x.pt"]
+    inside = report.answer_lines(prediction, {**outside, "in_regime": True, "level": "in regime"}, measured=0.517)
+    assert inside[0].endswith("difference +3.5 points")
+    assert report.next_text("cmd") == f"cmd  # {report.NEXT_REASON}"
