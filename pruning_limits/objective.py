@@ -28,7 +28,15 @@ from typing import Any, Union
 import numpy as np
 import torch
 from torch import Tensor, fx, nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+)
 from torch.utils.data.distributed import DistributedSampler
 
 from ._autograd import with_gradients
@@ -616,12 +624,11 @@ def loader_dataset(loader: DataLoader) -> Any:
 
     A sampler with a finite ``indices`` sequence (``SubsetRandomSampler``, which a loader over a
     training split of a larger dataset uses) stands for ``Subset(dataset, sorted(indices))``, read
-    in order. A ``SequentialSampler`` and a ``DistributedSampler`` (torchrun's shards are the
-    library's own) stand for the whole dataset, as does any other sampler that draws as many
-    samples per pass as the dataset holds (a shuffling ``RandomSampler``, a
-    ``WeightedRandomSampler`` of ``len(dataset)`` draws); one that draws another number is refused
-    (until 2026-12-06 a ``RandomSampler(num_samples=4)`` was read as the whole dataset and a
-    ``WeightedRandomSampler`` of 4 draws refused). A loader over an ``IterableDataset``
+    in order. A ``SequentialSampler``, the random samplers (``RandomSampler``,
+    ``WeightedRandomSampler``: shuffling and random draws, of any count, are not used, as
+    documented since 2026-12-05) and a ``DistributedSampler`` (torchrun's shards are the library's
+    own) stand for the whole dataset, as does any other sampler that draws as many samples per
+    pass as the dataset holds; another sampler that draws another number is refused. A loader over an ``IterableDataset``
     or with a custom batch sampler (taken as it is) gives its dataset.
 
     Raises:
@@ -643,7 +650,7 @@ def loader_dataset(loader: DataLoader) -> Any:
         from torch.utils.data import Subset
 
         return Subset(dataset, picked)
-    if not isinstance(sampler, (SequentialSampler, DistributedSampler)):  # RandomSampler(num_samples=4) too
+    if not isinstance(sampler, (SequentialSampler, RandomSampler, WeightedRandomSampler, DistributedSampler)):
         try:
             drawn = len(sampler)  # type: ignore[arg-type]
         except TypeError:  # no length: nothing to compare
