@@ -267,6 +267,17 @@ class HessianOperator:
         """``(dim, dim)``."""
         return (self.dim, self.dim)
 
+    def to_linear_operator(self) -> Any:
+        """This operator as a ``scipy.sparse.linalg.LinearOperator`` (float64 numpy in and out),
+        for scipy's solvers and ``eigsh``. ``aslinearoperator(op)`` itself fails: scipy reads
+        ``.dtype``, here a torch dtype (the products' precision, which the Lanczos code reads)."""
+        from scipy.sparse.linalg import LinearOperator
+
+        return LinearOperator(
+            self.shape, matvec=self.matvec, matmat=self.matmat, rmatvec=self.matvec, rmatmat=self.matmat,
+            dtype=np.float64,
+        )
+
     def __repr__(self) -> str:
         return (
             f"HessianOperator(dim={self.dim}, samples={self.num_samples}, dtype={self.dtype}, "

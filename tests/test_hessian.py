@@ -101,6 +101,23 @@ def test_matvec_and_matmat_equal_dense_oracle(kind: str, method: str) -> None:
         assert all(torch.equal(b, op._fixed[n]) for n, b in model.named_buffers())
 
 
+def test_the_operator_as_a_scipy_linear_operator_is_the_dense_hessian() -> None:
+    """``scipy.sparse.linalg.aslinearoperator(op)`` failed on the torch ``.dtype`` (a review);
+    ``to_linear_operator`` gives scipy's solvers and ``eigsh`` the same products."""
+    from scipy.sparse.linalg import eigsh
+
+    model, x, y = make_case("mlp")
+    op = HessianOperator(model, (x, y))
+    H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy).numpy()
+    linear = op.to_linear_operator()
+    V = np.random.default_rng(1).standard_normal((op.dim, 3))
+    assert linear.shape == (op.dim, op.dim) and linear.dtype == np.float64
+    np.testing.assert_allclose(linear @ V, H @ V, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(linear.rmatvec(V[:, 0]), H @ V[:, 0], rtol=1e-10, atol=1e-12)
+    top = eigsh(linear, k=2, which="LA", return_eigenvectors=False)
+    np.testing.assert_allclose(np.sort(top), np.linalg.eigvalsh(H)[-2:], rtol=1e-8)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "conv", "bn"])
 def test_methods_agree(kind: str) -> None:
     model, x, y = make_case(kind)
