@@ -6,6 +6,7 @@ one-line message; the command line prints that line and exits with code 1.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Iterator
@@ -194,3 +195,22 @@ def is_device_name(text: str) -> bool:
     parses its options, before torch is imported (a Ctrl-C during that import would be click's).
     """
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(text).strip().lower()) is not None
+
+
+@contextlib.contextmanager
+def too_large_for_memory(what: str) -> Iterator[None]:
+    """Turn torch's allocator failure inside the block into one line naming ``what``.
+
+    torch says "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate
+    memory: you tried to allocate N bytes. Error code 12 ...", which names no spec.
+
+    Raises:
+        MemoryError: ``{what} is too large: one of its tensors needs X GiB``.
+    """
+    try:
+        yield
+    except RuntimeError as err:
+        asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(err))
+        if asked is None:
+            raise
+        raise MemoryError(f"{what} is too large: one of its tensors needs {int(asked[1]) / 2**30:.3g} GiB") from None

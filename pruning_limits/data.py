@@ -57,12 +57,10 @@ refused for it).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
 import random
-import re
 import warnings
 import zipfile
 import zlib
@@ -74,7 +72,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import PruningLimitsError, UserCodeError, check_seed, describe, error_line, message_line, reraise_interrupt
+from ._checks import (
+    PruningLimitsError,
+    UserCodeError,
+    check_seed,
+    describe,
+    error_line,
+    message_line,
+    reraise_interrupt,
+    too_large_for_memory,
+)
 from .specs import looks_callable
 from .objective import check_pair, eval_mode, iter_batches, logits, model_device_dtype
 from .specs import parse_callable_spec
@@ -770,15 +777,15 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
         return _load_mnist1d(_parse_options(name, options, _BUILTIN_DEFAULTS["mnist1d"]), spec)
     if name == "synthetic":
         allowed = {k: (int(v) if k != "noise" else float(v)) for k, v in _SYNTHETIC_DEFAULTS.items()}
-        with _generator_memory(spec):
+        with too_large_for_memory(f"data spec {spec!r}"):
             return _load_synthetic(_parse_options(name, options, allowed), seed, spec)
     if name == "patterns":
         allowed = {k: (int(v) if k != "noise" else float(v)) for k, v in _PATTERNS_DEFAULTS.items()}
-        with _generator_memory(spec):
+        with too_large_for_memory(f"data spec {spec!r}"):
             return _load_patterns(_parse_options(name, options, allowed), seed, spec)
     if name == "tokens":
         allowed = {k: int(v) for k, v in _TOKENS_DEFAULTS.items()}
-        with _generator_memory(spec):
+        with too_large_for_memory(f"data spec {spec!r}"):
             return _load_tokens(_parse_options(name, options, allowed), seed, spec)
     if spec.lower().endswith(".npz"):
         spec = os.path.expanduser(spec)  # a quoted '~/x.npz' reaches here unexpanded
@@ -789,22 +796,6 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
         f"unknown data spec {spec!r}: expected one of {', '.join(BUILTIN_DATA)}, a .npz file, "
         "or package.module:function[(key=literal, ...)]"
     )
-
-
-@contextlib.contextmanager
-def _generator_memory(spec: str) -> Any:
-    """Turn torch's allocator failure in a built-in generator into one line naming ``spec``.
-
-    Raises:
-        MemoryError: ``data spec '...' is too large: one of its tensors needs X GiB``.
-    """
-    try:
-        yield
-    except RuntimeError as err:
-        asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(err))
-        if asked is None:
-            raise
-        raise MemoryError(f"data spec {spec!r} is too large: one of its tensors needs {int(asked[1]) / 2**30:.3g} GiB") from None
 
 
 def same_data_spec(a: str, b: str) -> bool:

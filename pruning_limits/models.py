@@ -59,7 +59,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import PruningLimitsError, UserCodeError, describe, reraise_interrupt
+from ._checks import PruningLimitsError, UserCodeError, describe, reraise_interrupt, too_large_for_memory
 from .specs import looks_callable, parse_callable_spec
 
 BUILTIN_MODELS = ("mlp", "fc", "fc5", "fc12", "cnn", "cnn1d", "resnet20", "resnet18", "transformer")
@@ -337,15 +337,8 @@ def build_model(spec: str, data: Any, *, seed: int = 0) -> nn.Module:
         raise PruningLimitsError(f"cannot build a model for input shape {input_shape} and {outputs} outputs")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
+        with too_large_for_memory(f"model spec {spec!r}"):  # torch's allocator: one line that names the spec
             model = _construct(spec, input_shape, outputs, vocab_size)
-        except RuntimeError as err:  # torch's allocator: one line that names the spec
-            asked = re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", str(err))
-            if asked is None:
-                raise
-            raise MemoryError(
-                f"model spec {spec!r} is too large: one of its tensors needs {int(asked[1]) / 2**30:.3g} GiB"
-            ) from None
     setattr(model, _RECORD_ATTR, ModelRecord(spec, input_shape, outputs, vocab_size))
     return model
 
