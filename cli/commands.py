@@ -1105,17 +1105,8 @@ def _validate_structures(
     record = _command_seconds({**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq"}, start)
     # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
     # structure, an N:M pattern's feasibility answer included (it rests on the same bound)
-    import torch
-
-    from pruning_limits.limits import DEFAULT_ETA, predict_from_spectrum
-    from pruning_limits.objective import flat_weights, model_copy
-
-    unstructured = predict_from_spectrum(  # the network's answer (its s*) from the same spectrum, as validate_structures reads its knee
-        flat_weights(model_copy(loaded.model).to(torch.float64)), result.spectrum, result.epsilon,
-        eta=DEFAULT_ETA if eta is None else eta, gradient=gradient,
-    )
     (network,) = _network_trusts(
-        recorded_l1(loaded), [(result.epsilon, result.network_knee_steepness, unstructured.sparsity)],
+        recorded_l1(loaded), [(result.epsilon, result.network_knee_steepness, result.network_sparsity)],
         lambda: None if epsilon == "batch-std" else _batch_std_point(loaded.model, loaded.data, result.spectrum, gradient, eta),
         knee_at="the unstructured s*",
     )

@@ -274,8 +274,8 @@ class StructuresValidation:
     """Every requested structure predicted and measured on one network, from one spectrum.
 
     ``network_knee_steepness``: ``d ln R/ds`` of the magnitude curve at the unstructured answer
-    from the same spectrum, which places the network in or outside the regime
-    (:func:`pruning_limits.regime.trust_level`) for every structure.
+    from the same spectrum, and ``network_sparsity`` that answer's ``s*``, which place the network
+    in or outside the regime (:func:`pruning_limits.regime.trust_level`) for every structure.
     """
 
     results: tuple[StructureResult, ...]
@@ -284,6 +284,7 @@ class StructuresValidation:
     gradient_term: bool
     seconds: float
     network_knee_steepness: float = float("nan")
+    network_sparsity: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record: ``structures`` (one entry each), ``epsilon``, ``spectrum``."""
@@ -291,6 +292,7 @@ class StructuresValidation:
             "epsilon": self.epsilon,
             "gradient_term": self.gradient_term,
             "network_knee_steepness": self.network_knee_steepness,
+            "network_sparsity": self.network_sparsity,
             "structures": [r.to_dict() for r in self.results],
             "spectrum": self.spectrum.summary(),
             "num_hvps": int(self.spectrum.num_hvps),
@@ -399,7 +401,7 @@ def validate_structures(
         spectrum = slq(operator, iterations=iterations, probes=probes, seed=seed, memory_budget=memory_budget, progress=progress)
     gradient = loss_gradient(analysed, train_pair) if gradient_term else None
     # whether the network is in the regime is read off its unstructured answer (regime.trust_level)
-    network_knee = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient).knee_steepness
+    network = predict_from_spectrum(weights, spectrum, eps, eta=eta, gradient=gradient)
     results = []
     for structure, plan in zip(parsed, plans):
         prediction = predict_structured(weights, spectrum, eps, plan, eta=eta, gradient=gradient)
@@ -441,4 +443,4 @@ def validate_structures(
             if gradient is not None:
                 quadratic = quadratic_one_shot_limit(weights, gradient, operator, plan, eps)
             results.append(StructureResult(structure.name, plan, prediction, measured, None, curve_s, curve_r, quadratic))
-    return StructuresValidation(tuple(results), eps, spectrum, gradient_term, time.perf_counter() - start, network_knee)
+    return StructuresValidation(tuple(results), eps, spectrum, gradient_term, time.perf_counter() - start, network.knee_steepness, network.sparsity)

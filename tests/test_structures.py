@@ -751,6 +751,7 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
 
     unstructured = record["structures"][0]["predicted"]
     assert record["network_knee_steepness"] == unstructured["knee_steepness"]
+    assert record["network_sparsity"] == unstructured["sparsity"]
     assert record["trust"] == {**trust_level(unstructured["knee_steepness"], 1e-3, knee_at="the unstructured s*",
                                              sparsity=unstructured["sparsity"]).to_dict(), "evidence": ""}
     for entry in record["structures"]:
