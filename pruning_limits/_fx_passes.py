@@ -6,7 +6,8 @@ and then runs only the rest. The derivative formulas leave sums with zeros in th
 tangent of a ReLU's backward adds a ``zeros_like``, and the tangent of a first layer adds the
 convolution (or matrix product) of the input's tangent, which is zero. Folded, each such zero
 becomes an activation-sized constant, read and added once per product. :func:`drop_zero_additions`
-removes them; the result is exact.
+removes them where the kept operand has the sum's shape, dtype and strides, so that every later
+op, a ``view`` or an ``as_strided`` included, reads the same elements: the result is exact.
 
 A sum is kept when any tensor involved may share memory with a tensor that an in-place op of
 the graph writes to (:func:`alias_classes`).
@@ -48,7 +49,10 @@ _ZERO_PRESERVING = (
 
 
 def drop_zero_additions(graph: fx.GraphModule) -> None:
-    """Replace ``z + t`` and ``t + z`` by ``t`` where ``z`` is zero and of the sum's shape and dtype.
+    """Replace ``z + t`` and ``t + z`` by ``t`` where ``z`` is zero and ``t`` has the sum's shape, dtype and strides.
+
+    The strides matter: the sum is laid out as its operands' layout dictates, and a later
+    ``view`` of a transposed ``t`` in its place would fail, an ``as_strided`` read other elements.
 
     ``z`` is zero when it comes from a zeros factory, from a view or copy of zeros, or from a
     convolution or matrix product with a zero operand (and no non-zero bias); this assumes the
@@ -65,7 +69,7 @@ def drop_zero_additions(graph: fx.GraphModule) -> None:
             if (
                 zero in zeros
                 and isinstance(other, fx.Node)
-                and same_shape_and_dtype(other, node)
+                and same_layout(other, node)
                 and not {root(zero), root(other), root(node)} & written
             ):
                 node.replace_all_uses_with(other)
@@ -120,10 +124,15 @@ def _is_constant_item(node: fx.Node) -> bool:
     )
 
 
-def same_shape_and_dtype(a: fx.Node, b: fx.Node) -> bool:
+def same_layout(a: fx.Node, b: fx.Node) -> bool:
+    """Whether the traced values of two nodes are tensors of the same shape, dtype and strides."""
     va, vb = a.meta.get("val"), b.meta.get("val")
     return (
-        isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor) and va.shape == vb.shape and va.dtype == vb.dtype
+        isinstance(va, torch.Tensor)
+        and isinstance(vb, torch.Tensor)
+        and va.shape == vb.shape
+        and va.dtype == vb.dtype
+        and va.stride() == vb.stride()
     )
 
 

@@ -38,11 +38,15 @@ DTYPES = ("auto", "float64", "float32")
 def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
     """The torch device for ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:i"``.
 
+    Args:
+        text: one of those names, ``None`` (``"auto"``), or a ``torch.device`` of type ``cpu``
+            (any index: there is one CPU device) or ``cuda``.
+
     Raises:
         PruningLimitsError: an unknown name, CUDA requested without CUDA, or an index out of range.
     """
-    if isinstance(text, torch.device):
-        text = str(text)
+    if isinstance(text, torch.device):  # by type and index: str(torch.device("cpu", 0)) is "cpu:0", no device name
+        text = text.type if text.index is None or text.type == "cpu" else f"{text.type}:{text.index}"
     name = "auto" if text is None else str(text).strip().lower()
     if not is_device_name(name):
         raise PruningLimitsError(f"device must be {DEVICE_HELP}, got {text!r}")

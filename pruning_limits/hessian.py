@@ -452,7 +452,7 @@ class HessianOperator:
         return folded
 
     def _build_linearized(self, budget: int) -> None:
-        """Linearize every cached chunk, unless tracing fails or the constants would exceed ``budget`` bytes.
+        """Linearize every cached chunk, unless tracing or a graph's first run fails or constants exceed ``budget`` bytes.
 
         When no product uses the double-backward graph, the chunks are first regrouped to fill
         ``budget`` (estimated from the gradient graph's bytes per sample): products loop over
@@ -468,6 +468,7 @@ class HessianOperator:
         for x, y in chunks:
             try:
                 graph = self._linearize(x, y, probe=not linearized)
+                graph(torch.zeros_like(self._w0))  # a folded graph that fails when run falls back too
             except Exception as exc:  # noqa: BLE001 - make_fx cannot trace this model: recompute the jvp instead
                 reraise_interrupt(exc)  # unless a Ctrl-C or SIGTERM came back from inside its TorchScript part
                 return

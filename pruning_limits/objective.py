@@ -1003,6 +1003,10 @@ def _check_samples_independent(model: nn.Module, x: Tensor, output: Tensor) -> N
     cut into batches and chunks (e.g. by the memory budget): a BatchNorm without running
     statistics uses the batch's statistics even in eval mode. Checked on ``x``'s first two
     samples against each alone, where the model takes a single sample.
+
+    Best effort: a forward that depends on the batch in a way two samples do not show passes,
+    e.g. Python code that branches on the batch size above two (``if len(x) > 4``); its Hessian
+    then depends on ``memory_budget``, which sets the chunks.
     """
     batch_norms = [
         name or type(model).__name__

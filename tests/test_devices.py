@@ -34,6 +34,7 @@ def test_resolve_device_and_dtype() -> None:
     assert analysis_dtype(cuda, torch.float32) == torch.float32
     assert analysis_dtype(cuda, torch.bfloat16) == torch.float32
     assert analysis_dtype(cuda, torch.float32, "float64") == torch.float64
+    assert analysis_dtype(cuda, torch.float64) == torch.float64  # on CUDA too (docs/usage.md, --dtype)
     with pytest.raises(PruningLimitsError, match="dtype must be"):
         analysis_dtype(torch.device("cpu"), torch.float32, "half")
 
@@ -144,3 +145,16 @@ def test_a_cuda_index_with_a_leading_zero_names_that_device(monkeypatch) -> None
     assert resolve_device("cuda") == torch.device("cuda")
     with pytest.raises(PruningLimitsError, match="has 2 CUDA device"):
         resolve_device("cuda:002")
+
+
+def test_a_torch_device_is_read_by_its_type_and_index(monkeypatch) -> None:
+    """``torch.device("cpu", 0)`` was refused as ``'cpu:0'`` (a review, 2026-12-07)."""
+    assert resolve_device(torch.device("cpu", 0)) == torch.device("cpu") == resolve_device(torch.device("cpu"))
+    with pytest.raises(PruningLimitsError, match=r"device must be .*, got 'meta'$"):
+        resolve_device(torch.device("meta"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device(torch.device("cuda", 1)) == torch.device("cuda", 1)
+    assert resolve_device(torch.device("cuda")) == torch.device("cuda")
+    with pytest.raises(PruningLimitsError, match="has 2 CUDA device"):
+        resolve_device(torch.device("cuda", 2))

@@ -1,3 +1,4 @@
+import re
 import sys
 import types
 
@@ -132,3 +133,71 @@ def test_a_vocabulary_below_one_token_is_refused():
 def test_a_model_too_large_to_allocate_is_one_line_naming_the_spec():
     with pytest.raises(MemoryError, match=r"model spec 'resnet20:99999999' is too large: one of its tensors needs .* GiB"):
         build_model("resnet20:99999999", bundle((1, 8, 8)))
+
+
+def _nothing_is_built(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a layer was built")
+
+    monkeypatch.setattr(nn.Linear, "__init__", refuse)
+    monkeypatch.setattr(nn.TransformerEncoderLayer, "__init__", refuse)
+
+
+@pytest.mark.parametrize(
+    "spec, shape, layers",
+    [
+        ("fc:2147483647,2", (64,), 2147483647),
+        ("transformer:8,2147483647,1", (16,), 2147483647),
+        ("pruning_limits.models:transformer(input_shape=(16,), num_classes=3, layers=2147483647, d_model=8, heads=1)", (16,), 2147483647),
+        ("fc:2,2147483647", (64,), 2),
+    ],
+)
+def test_a_model_too_deep_or_wide_for_memory_is_refused_before_building(monkeypatch, spec, shape, layers):
+    """``fc:2147483647,2`` built small layers until memory ran out (a MemoryError naming no spec)
+    and ``transformer:8,2147483647,1`` hung (a review, 2026-12-07): both are refused from the spec."""
+    from pruning_limits import models
+
+    monkeypatch.setattr(models, "_machine_memory", lambda: 64 * 2**30)
+    _nothing_is_built(monkeypatch)
+    # a zoo factory named as a callable is user code to build_model: its error comes wrapped (UserCodeError)
+    with pytest.raises((MemoryError, PruningLimitsError)) as caught:
+        build_model(spec, bundle(shape, outputs=3))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert re.search(
+        rf"model spec '[^']*' is too large: its {layers} layers and .* parameters need at least .* GiB, "
+        r"more than this machine's 64 GiB of memory$",
+        message,
+    ), message
+
+
+def test_the_memory_check_counts_the_models_parameters_and_layers(monkeypatch):
+    """The estimate is the built model's float32 parameters plus ``_LAYER_BYTES`` per layer:
+    one byte less memory refuses the model, that many builds it."""
+    from pruning_limits import models
+
+    for spec, shape, layers in [("fc:3,20", (40,), 3), ("mlp:5,6", (7,), 3), ("transformer:8,3,2", (16,), 3)]:
+        monkeypatch.setattr(models, "_machine_memory", lambda: None)  # unknown: no check
+        parameters = sum(p.numel() for p in build_model(spec, bundle(shape, outputs=3)).parameters())
+        needed = 4 * parameters + models._LAYER_BYTES * layers
+        monkeypatch.setattr(models, "_machine_memory", lambda needed=needed: needed)
+        build_model(spec, bundle(shape, outputs=3))
+        monkeypatch.setattr(models, "_machine_memory", lambda needed=needed: needed - 1)
+        with pytest.raises(MemoryError, match=rf"model spec '{re.escape(spec)}' is too large: its {layers} layers"):
+            build_model(spec, bundle(shape, outputs=3))
+
+
+def test_a_model_too_deep_for_memory_is_one_line_on_the_command_line(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from pruning_limits import models
+    from pruning_limits.cli import cli
+
+    monkeypatch.setattr(models, "_machine_memory", lambda: 64 * 2**30)
+    _nothing_is_built(monkeypatch)
+    result = CliRunner().invoke(cli, ["train", "--model", "transformer:8,2147483647,1", "--data", "patterns", "-o", str(tmp_path / "m.pt"), "-q"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(
+        "Error: out of memory: model spec 'transformer:8,2147483647,1' is too large: its 2147483647 layers"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
