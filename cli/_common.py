@@ -26,6 +26,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Exit code of an error explained in one line (click uses 2 for usage errors).
 EXIT_ERROR = 1
 
+#: The largest ``--memory-budget``, in GiB (1 PiB): far above any machine, and a byte count an
+#: int holds (``1e300`` overflowed to infinity on the way to bytes, a traceback; a review).
+MAX_MEMORY_BUDGET_GIB = 2**20
+
+#: Options of stochastic Lanczos quadrature that the dense spectrum of ``--exact`` has no use for.
+SLQ_ONLY_OPTIONS = ("--iterations", "--probes", "--tolerance")
+
 
 @dataclass(frozen=True)
 class Console:
@@ -54,29 +61,43 @@ class Console:
             click.echo(text)
 
 
-def common_options(func: F) -> F:
+#: ``-v``'s help; on predict, validate and demo it also prints a detail table after the answer
+#: (``report.prediction_rows``, ``validation_rows``; not after predict's table of several ε or
+#: validate's of structures), which the help said nothing of (a review).
+VERBOSE_HELP = "More messages on stderr (repeatable)."
+VERBOSE_DETAIL_HELP = (
+    "More messages on stderr (repeatable); also the detail table after the answer on stdout, where it has one (not with --json)."
+)
+
+
+def common_options(func: F | None = None, *, detail: bool = False) -> Any:
     """Add ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` and turn errors into one line.
 
-    The wrapped command receives a :class:`Console` as ``console``. A
+    Used as ``@common_options``, or ``@common_options(detail=True)`` on a command whose ``-v``
+    also prints its detail table on stdout (its help says so). The wrapped command receives a
+    :class:`Console` as ``console``. A
     :class:`~pruning_limits.PruningLimitsError`, ``OSError`` or ``RuntimeError`` becomes
     ``Error: <first line>`` on stderr and exit code 1; ``--debug`` shows the traceback instead.
     Python warnings become one ``warning: ...`` line through the console, so ``-q`` silences
     them too.
     """
+    if func is None:
+        return functools.partial(common_options, detail=detail)
+    command = func
 
-    @click.option("-v", "--verbose", count=True, help="More messages on stderr (repeatable).")
+    @click.option("-v", "--verbose", count=True, help=VERBOSE_DETAIL_HELP if detail else VERBOSE_HELP)
     @click.option("-q", "--quiet", is_flag=True, help="No messages, warnings or progress bars on stderr.")
     @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
-    @functools.wraps(func)
+    @functools.wraps(command)
     def wrapper(*args: Any, verbose: int, quiet: bool, debug: bool, **kwargs: Any) -> Any:
         main = _rank() == 0  # under torchrun only rank 0 prints (pruning_limits.distributed)
         console = Console(verbose=verbose, quiet=quiet or not main, debug=debug, main=main)
         with warnings.catch_warnings(), _sigterm_unwinds(), _quiet_transformers(console.quiet):
             if not debug:  # --debug keeps Python's form, with the category and the source line
                 warnings.showwarning = functools.partial(_show_warning, console)
-            return _run(func, args, kwargs, console, debug)
+            return _run(command, args, kwargs, console, debug)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 @contextlib.contextmanager
@@ -424,6 +445,14 @@ def given_spec(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return value
 
 
+def given_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A usage error for an empty or blank folder name (``demo --out ''`` wrote into the current
+    folder, over a model.pt there; a review)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"expected a folder name, got {value!r}")
+    return value
+
+
 def source_options(func: F) -> F:
     """``--model``, ``--data`` and ``--trust-checkpoint`` for commands that read a checkpoint."""
     func = click.option(
@@ -594,17 +623,30 @@ def check_spectrum_settings(
     device: str | None = None,
     dtype: str | None = None,
     exact: bool = False,
+    exact_replaces_slq: bool | None = None,
 ) -> dict[str, Any]:
     """Validate the SLQ options and return the settings to pass on.
 
-    ``--memory-budget`` is in GiB, ``--tolerance`` in points of sparsity (stored as a
-    fraction). The scale settings (``tolerance``, ``hessian_samples``, ``device``, ``dtype``)
-    appear only when given, so the library settings stay plain keyword arguments. With
-    ``exact`` (``--exact``: the dense float64 Hessian of all samples) a Hessian subset or
-    float32 would be ignored, so they are refused.
+    ``--memory-budget`` is in GiB (at most :data:`MAX_MEMORY_BUDGET_GIB`), ``--tolerance`` in
+    points of sparsity (stored as a fraction). The scale settings (``tolerance``,
+    ``hessian_samples``, ``device``, ``dtype``) appear only when given, so the library settings
+    stay plain keyword arguments. With ``exact`` (``--exact``: the dense float64 Hessian of all
+    samples) a Hessian subset or float32 would be ignored, so they are refused; where the dense
+    spectrum replaces SLQ (``exact_replaces_slq``, by default ``exact``: ``validate --exact``
+    without ``--structure`` runs SLQ beside it) so are ``--iterations``, ``--probes`` and
+    ``--tolerance`` (their defaults are ``None``: a value here was given on the command line).
     """
     from pruning_limits._checks import PruningLimitsError, check_int, check_positive
 
+    if exact_replaces_slq is None:
+        exact_replaces_slq = exact
+    if exact_replaces_slq:
+        given = [name for name, value in zip(SLQ_ONLY_OPTIONS, (iterations, probes, tolerance)) if value is not None]
+        if given:
+            raise PruningLimitsError(
+                f"--exact computes the dense spectrum (eigvalsh) instead of SLQ, got SLQ's {', '.join(given)}: "
+                f"drop {'it' if len(given) == 1 else 'them'} or --exact"
+            )
     if exact and hessian_samples is not None:
         raise PruningLimitsError("--exact takes the Hessian of all samples, got --hessian-samples: drop one of them")
     if exact and dtype == "float32":
@@ -619,7 +661,11 @@ def check_spectrum_settings(
     if probes is not None:
         settings["probes"] = check_int("--probes", probes, 1)
     if memory_budget is not None:
-        settings["memory_budget"] = max(1, int(check_positive("--memory-budget", memory_budget) * 2**30))
+        if check_positive("--memory-budget", memory_budget) > MAX_MEMORY_BUDGET_GIB:
+            raise PruningLimitsError(
+                f"--memory-budget is in GiB, at most {MAX_MEMORY_BUDGET_GIB} (1 PiB), got {memory_budget:g}"
+            )
+        settings["memory_budget"] = max(1, int(memory_budget * 2**30))
     if tolerance is not None:
         if check_positive("--tolerance", tolerance) >= 100:
             raise PruningLimitsError(f"--tolerance is in points of sparsity, below 100 (0.2 by default), got {tolerance:g}")

@@ -88,6 +88,19 @@ def _history_summary(history: Any) -> dict[str, Any]:
     return summary
 
 
+#: The largest ``--lr``: float32's largest number (torch refused ``1e39`` in a line that named no option).
+MAX_LR = 3.4028234663852886e38
+
+
+def _check_lr(lr: float) -> float:
+    """``--lr``: a finite number > 0 that a float32 optimizer step can hold."""
+    from pruning_limits._checks import PruningLimitsError, check_positive
+
+    if check_positive("--lr", lr) > MAX_LR:
+        raise PruningLimitsError(f"--lr must be at most {MAX_LR:.8g} (float32's largest number), got {lr:g}")
+    return lr
+
+
 def _parse_l1(text: str) -> str | float:
     """``--l1``: ``auto`` (the regularisation path) or a number >= 0."""
     from pruning_limits._checks import PruningLimitsError, check_nonnegative
@@ -160,22 +173,22 @@ def train_command(
     With --init CHECKPOINT the run starts from a trained network instead (the route into the
     regime where the prediction holds) and reports its accuracy and loss before and after.
     """
+    start = time.perf_counter()  # JSON seconds: the whole command, the library's import included
     refuse_launcher("train")
-    from pruning_limits._checks import check_choice, check_int, check_positive
+    from pruning_limits._checks import check_choice, check_int
     from pruning_limits.data import check_data_fits_model, bundle_fingerprint, load_data, materialize
     from pruning_limits.lomp import OPTIMIZERS, accuracy, check_trained, collapsed, constant_prediction_loss, train
     from pruning_limits.models import build_model
     from pruning_limits.objective import evaluate_loss
 
-    start = time.perf_counter()
     # the library checks these too, under its parameter names; here they are named as options
     l1 = _parse_l1(l1_text)
     epochs = None if epochs is None else check_int("--epochs", epochs, 1)
-    lr = None if lr is None else check_positive("--lr", lr)
+    lr = None if lr is None else _check_lr(lr)
     optimizer = None if optimizer is None else check_choice("--optimizer", optimizer, OPTIMIZERS)
     batch_size = None if batch_size is None else check_int("--batch-size", batch_size, 1)
     _check_train_output(output, init)
-    check_output_path(output, inputs={"--init": init, "--data": data_spec})
+    check_output_path(output, inputs={"--init": init, "--data": data_file(data_spec)})  # the file it names, '~' expanded
     from pruning_limits.devices import resolve_device
 
     where = resolve_device(device)
@@ -373,7 +386,7 @@ def spectrum_command(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
         dtype=analysis_dtype, exact=exact,
     )
-    check_output_path(plot_path, figure=True, inputs={"CHECKPOINT": checkpoint, "--data": data_spec})
+    check_output_path(plot_path, figure=True, inputs={"CHECKPOINT": checkpoint, "--data": data_file(data_spec)})
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_hessian_samples(settings, loaded.data)
     spectrum, _, _ = _pipeline.watched_spectrum(
@@ -432,7 +445,7 @@ def spectrum_command(
 @seed_option
 @plot_option
 @json_option
-@common_options
+@common_options(detail=True)
 def predict_command(
     checkpoint: str,
     model_spec: str | None,
@@ -476,7 +489,7 @@ def predict_command(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
         dtype=analysis_dtype, exact=exact,
     )
-    check_output_path(plot_path, figure=True, inputs={"CHECKPOINT": checkpoint, "--data": data_spec})
+    check_output_path(plot_path, figure=True, inputs={"CHECKPOINT": checkpoint, "--data": data_file(data_spec)})
     if eta is not None:
         from pruning_limits._checks import check_fraction
 
@@ -706,6 +719,7 @@ def prune_command(
 ) -> None:
     """Prune CHECKPOINT once by weight magnitude: to --sparsity (globally, or within --structure:
     whole groups are rounded up), or to an N:M pattern (--structure 2:4)."""
+    start = time.perf_counter()  # JSON seconds: the whole command
     refuse_launcher("prune")
     from pruning_limits._checks import PruningLimitsError, check_fraction
 
@@ -724,7 +738,7 @@ def prune_command(
     if not output.strip().lower().endswith(".safetensors"):
         _refuse_existing_folder_output(output, checkpoint, "a Hugging Face folder is pruned into a new folder",
                                        " (or NAME.safetensors for a state_dict)")
-    check_output_path(output, inputs={"CHECKPOINT": checkpoint, "--data": data_spec})
+    check_output_path(output, inputs={"CHECKPOINT": checkpoint, "--data": data_file(data_spec)})
     from pruning_limits.devices import resolve_device
 
     where = resolve_device(device)
@@ -781,6 +795,7 @@ def prune_command(
                 "criterion": "global magnitude" if parsed.kind == "unstructured" else parsed.name, "structure": parsed.name,
             },
         )
+    record["seconds"] = time.perf_counter() - start  # written output included
     if as_json:
         _echo_json(record)
         return
@@ -832,7 +847,7 @@ def _one_epsilon(values: tuple[str, ...]) -> str:
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it; with the λ path of a bundle trained with --l1 auto).")
 @click.option("--retrain", type=int, default=None, metavar="EPOCHS", help="Also measure the limit after re-training the kept weights (mask fixed) for EPOCHS epochs per tried sparsity (lomp.retrained_limit).")
 @json_option
-@common_options
+@common_options(detail=True)
 def validate_command(
     checkpoint: str,
     model_spec: str | None,
@@ -871,11 +886,12 @@ def validate_command(
     start = time.perf_counter()
     parsed = check_structure(structure, allow_all=True)
     eps = parse_epsilon(epsilon)
+    structured = parsed is None or parsed.kind != "unstructured"
     settings = check_spectrum_settings(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
-        dtype=analysis_dtype, exact=exact,
+        dtype=analysis_dtype, exact=exact, exact_replaces_slq=exact and structured,  # unstructured: SLQ beside the dense one
     )
-    inputs = {"CHECKPOINT": checkpoint, "--data": data_spec}
+    inputs = {"CHECKPOINT": checkpoint, "--data": data_file(data_spec)}  # the file it names, '~' expanded
     check_output_path(plot_path, figure=True, inputs=inputs)
     check_output_path(report_path, inputs=inputs, outputs={"--plot": plot_path})
     if report_path is not None and Path(report_path).suffix.lower() not in (".md", ".markdown"):
@@ -898,7 +914,7 @@ def validate_command(
         check_fraction("--eta", eta, open_low=True, open_high=True)
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_hessian_samples(settings, loaded.data)
-    if parsed is None or parsed.kind != "unstructured":
+    if structured:
         if retrain is not None:
             from pruning_limits._checks import PruningLimitsError
 
@@ -1099,6 +1115,7 @@ def _validate_structures(
     console.log(f"predicting and measuring {', '.join(names)} (one spectrum)", level=1)
     result = validate_structures(
         _pipeline.measured_copy(loaded.model, settings), loaded.data, names, epsilon=epsilon, seed=seed, spectrum=spectrum, progress=console.progress,
+        memory_budget=settings.get("memory_budget"),  # its Hessian engine's caches (it took the 1 GiB default, a review)
         **({} if eta is None else {"eta": eta}),
     )
     # --exact here replaces SLQ (one spectrum for every structure); the record says which it was

@@ -16,6 +16,7 @@ from ._common import (
     check_hessian_samples,
     check_spectrum_settings,
     common_options,
+    given_folder,
     json_option,
     seed_option,
     refuse_launcher,
@@ -36,13 +37,14 @@ DEMO_DATA = "digits"
     type=click.Path(file_okay=False),
     default="pruning-limit-demo",
     show_default=True,
+    callback=given_folder,  # '' wrote into the current folder, over a model.pt there
     help="Folder for the model, the figures, the report and the JSON record.",
 )
 @click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's, 100).")
 @spectrum_options
 @seed_option
 @json_option
-@common_options
+@common_options(detail=True)
 def demo_command(
     out_dir: str,
     epochs: int | None,
@@ -62,11 +64,11 @@ def demo_command(
     Writes model.pt, report.md, report-spectrum.png, report-prediction.png, report-l1-path.png and
     result.json to --out.
     """
+    start = time.perf_counter()  # JSON seconds: the whole command, the library's import included
     refuse_launcher("demo")
     from pruning_limits._checks import PruningLimitsError, check_int
     from pruning_limits.data import load_data
 
-    start = time.perf_counter()
     settings_slq = check_spectrum_settings(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
         dtype=analysis_dtype,
@@ -117,11 +119,14 @@ def _run_demo(
     from pruning_limits.regpath import train_auto
     from pruning_limits.report import write_json
 
+    from ._pipeline import command_device
     from .commands import _history_summary, _training_settings, emit_validation, run_validation
 
     model = build_model(DEMO_MODEL, data, seed=seed)
     console.log(f"[1/3] training {DEMO_MODEL} on {DEMO_DATA} with l1 regularisation (LOMP), λ chosen on a regularisation path")
+    model.to(command_device(settings_slq))  # trained where --device says, as train does (it trained on the CPU always)
     path, history = train_auto(model, data, test_data=data.test, progress=console.progress, **given)
+    model.to("cpu")  # the bundle holds CPU tensors; the analysis makes its own copies on the device
     settings = _training_settings(history, seed)
     training = {**settings, **_history_summary(history), "l1_path": history.settings["l1_path"]}
     save_bundle(out / "model.pt", model, model_spec=DEMO_MODEL, data_spec=DEMO_DATA, training=training)

@@ -1105,11 +1105,11 @@ def batch_std_epsilon(
     Raises:
         PruningLimitsError: fewer than two batches, or every batch has the same loss (ε = 0).
     """
-    losses, _ = batch_losses(model, data, loss_fn, batch_size)
+    losses, sizes = batch_losses(model, data, loss_fn, batch_size)
     if len(losses) < 2:
         raise PruningLimitsError(
-            f"epsilon 'batch-std' needs at least two batches of {batch_size} samples, got {len(losses)}; "
-            "give epsilon as a number (--epsilon X)"
+            f"epsilon 'batch-std' needs at least two batches of {batch_size} samples, got {len(losses)} "
+            f"batch{'' if len(losses) == 1 else 'es'} ({int(sizes.sum())} samples); give epsilon as a number (--epsilon X)"
         )
     if not np.isfinite(losses).all():
         raise PruningLimitsError(

@@ -199,6 +199,9 @@ def test_spectrum_of_fewer_than_two_batches_runs_fixed_and_says_how(workdir):
     assert record["stopping"]["adaptive"] is False and record["num_hvps"] == 20
     fails("spectrum", small, "--probes", "2",
           match="needs at least two batches of 128 training samples, got 100: give --iterations N alone for a fixed run")
+    # predict's ε: the batches and the samples it got (it said 'got 1', a count of batches, beside 128 samples)
+    fails("predict", small, "--iterations", "10", "--probes", "2",
+          match="epsilon 'batch-std' needs at least two batches of 128 samples, got 1 batch (100 samples); give epsilon")
 
 
 def test_predict_json_keys_and_plot(bundle, workdir):
@@ -573,10 +576,20 @@ def test_malicious_pickle_is_refused_without_running_it(workdir, malicious_check
     assert not (workdir / "x.pt").exists()
 
 
-def test_demo_tiny(tmp_path):
+def test_demo_tiny(tmp_path, monkeypatch):
+    import importlib
+
+    # its JSON seconds count from the command's first step (refuse_launcher), where this clock
+    # jumps by 1000 s: the clock started after the library's import (see _Clock below)
+    clock = _Clock()
+    demo = importlib.import_module("pruning_limits.cli.demo")
+    monkeypatch.setattr(demo, "time", clock)
+    monkeypatch.setattr(importlib.import_module("pruning_limits.cli.commands"), "time", clock)
+    monkeypatch.setattr(demo, "refuse_launcher", clock.jump)
     out = tmp_path / "demo"
     result = ok("demo", "--out", out, "--epochs", "2", "--iterations", "8", "--probes", "1", "--json")
     record = json.loads(result.stdout)
+    assert 1000 <= record["seconds"] < 1500
     assert {"predicted", "measured"} <= set(record)
     assert PREDICT_KEYS <= set(record["predicted"]) and record["predicted"]["dim"] == 64 * 64 + 64 * 32 + 32 * 10
     for name in ("model.pt", "report.md", "report-spectrum.png", "report-prediction.png", "result.json"):
@@ -1322,3 +1335,161 @@ def test_predict_and_validate_structure_give_one_trust_record(bundle):
     assert predicted["evidence"] == "" and validated["trust"]["evidence"] == ""
     assert "the unstructured s*" in predicted["reason"] and "the unstructured s*" in validated["trust"]["reason"]
     assert {k: v for k, v in predicted.items() if k != "knee_steepness"} == {k: v for k, v in validated["trust"].items() if k != "knee_steepness"}
+
+
+# ----------------------------------------------------------------------------- review of the CLI: inputs, clocks, devices
+
+
+def test_an_output_over_the_data_file_is_refused_whatever_spelling_of_home_names_it(tmp_path, monkeypatch):
+    """`train --data '~/d.npz' -o d.npz` in the home folder replaced the data file (exit 0): the
+    loader expanded '~', the output check compared the spec as typed; prune named the file the
+    checkpoint's data, not --data."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "d.npz", x=rng.standard_normal((120, 6)).astype(np.float32), y=rng.integers(0, 3, 120))
+    before = (tmp_path / "d.npz").read_bytes()
+    fails("train", "--model", "mlp:4", "--data", "~/d.npz", "--epochs", "1", "--l1", "0", "-o", "d.npz",
+          match="output 'd.npz' is the --data file")
+    ok("train", "--model", "mlp:4", "--epochs", "1", "--l1", "0", "-o", "m.pt")  # digits: the bundle names no file
+    fails("prune", "m.pt", "--sparsity", "0.5", "--data", "~/d.npz", "--model", "mlp:4", "-o", "d.npz",
+          match="output 'd.npz' is the --data file")
+    assert (tmp_path / "d.npz").read_bytes() == before
+
+
+@pytest.mark.parametrize("budget", ["1e300", "2e6"])
+def test_a_memory_budget_too_large_for_bytes_is_one_line(bundle, budget):
+    """`--memory-budget 1e300` was an OverflowError traceback (1e300 GiB in bytes is infinite)."""
+    for command in ("spectrum", "predict", "validate"):
+        fails(command, bundle, "--memory-budget", budget, match=f"--memory-budget is in GiB, at most 1048576 (1 PiB), got {float(budget):g}")
+    fails("demo", "--out", bundle.parent / "demo-budget", "--memory-budget", budget, match="--memory-budget is in GiB, at most")
+    assert not (bundle.parent / "demo-budget").exists()
+
+
+def test_train_names_a_learning_rate_above_float32(workdir):
+    """`--lr 1e39` failed in torch's words, 'value cannot be converted to type float without overflow'."""
+    fails("train", "--model", "mlp:4", "--lr", "1e39", "--epochs", "1", "-o", workdir / "never-lr.pt",
+          match="--lr must be at most 3.4028235e+38 (float32's largest number), got 1e+39")
+    assert not (workdir / "never-lr.pt").exists()
+
+
+class _Clock:
+    """``time`` for a command module: perf_counter as the real one plus what :meth:`jump` added."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._real = time.perf_counter
+        self.offset = 0.0
+
+    def perf_counter(self) -> float:
+        return self._real() + self.offset
+
+    def jump(self, *_: object) -> None:  # stands in for refuse_launcher, the first step after the clock
+        self.offset += 1000.0
+
+
+def test_json_seconds_of_train_and_prune_count_from_the_start_of_the_command(workdir, bundle, monkeypatch):
+    """train started its clock after importing the library (the slow part of a short run); prune
+    had no seconds. A clock that jumps by 1000 s in the command's first step (refuse_launcher)
+    shows whether the clock started before it."""
+    import importlib
+
+    commands = importlib.import_module("pruning_limits.cli.commands")
+    clock = _Clock()
+    monkeypatch.setattr(commands, "time", clock)
+    monkeypatch.setattr(commands, "refuse_launcher", clock.jump)
+    trained = json.loads(ok("train", "--model", "mlp:4", "--epochs", "1", "--l1", "0", "-o", workdir / "clock.pt", "--json").stdout)
+    assert 1000 <= trained["seconds"] < 1100
+    pruned = json.loads(ok("prune", bundle, "--sparsity", "0.5", "-o", workdir / "clock-pruned.pt", "--json").stdout)
+    assert 1000 <= pruned["seconds"] < 1100
+
+
+def test_an_empty_demo_folder_is_a_usage_error(tmp_path, monkeypatch):
+    """`demo --out ''` wrote into the current folder, over a model.pt there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"the user's model")
+    for out in ("", "  "):
+        fails("demo", "--out", out, "--epochs", "0", match="Invalid value for '--out': expected a folder name, got", code=2)
+    assert (tmp_path / "model.pt").read_bytes() == b"the user's model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_verbose_help_says_where_the_detail_table_goes():
+    """-v's help said 'More messages on stderr' where predict, validate and demo also print their table on stdout."""
+    from pruning_limits.cli._common import VERBOSE_DETAIL_HELP, VERBOSE_HELP
+
+    def help_of(command: str) -> str:
+        return next(p.help for p in cli.commands[command].params if p.name == "verbose")
+
+    for command in ("predict", "validate", "demo"):
+        assert help_of(command) == VERBOSE_DETAIL_HELP and "detail table" in help_of(command)
+    for command in ("train", "spectrum", "prune", "gap"):
+        assert help_of(command) == VERBOSE_HELP
+
+
+def test_verbose_predict_prints_its_detail_table_on_stdout(bundle):
+    quiet, loud = ok("predict", bundle, *SLQ), ok("predict", bundle, *SLQ, "-v")
+    assert loud.stdout.startswith(quiet.stdout) and len(loud.stdout.splitlines()) > len(quiet.stdout.splitlines())
+    assert "density" in loud.stdout and "density" not in quiet.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "given"),
+    [
+        (["spectrum", "--exact", "--iterations", "20"], "--iterations: drop it"),
+        (["predict", "--exact", "--probes", "3", "--tolerance", "0.5"], "--probes, --tolerance: drop them"),
+        (["validate", "--exact", "--structure", "neuron", "--tolerance", "0.5"], "--tolerance: drop it"),
+        (["validate", "--exact", "--structure", "all", "--iterations", "20"], "--iterations: drop it"),
+    ],
+)
+def test_exact_refuses_the_slq_options_it_would_ignore(workdir, args, given):
+    """spectrum/predict --exact refused --hessian-samples and --dtype float32 but took --iterations,
+    --probes and --tolerance without a word (before loading: the checkpoint need not exist)."""
+    command, *rest = args
+    fails(command, workdir / "absent.pt", *rest, match=f"--exact computes the dense spectrum (eigvalsh) instead of SLQ, got SLQ's {given} or --exact")
+
+
+def test_validate_exact_without_structure_keeps_its_slq_options(bundle):
+    """validate --exact (unstructured) runs SLQ beside the dense spectrum: its options stay."""
+    record = json.loads(ok("validate", bundle, *SLQ, "--exact", "--epsilon", "0.01", "--json").stdout)
+    assert record["spectrum"]["probes"] == 2 and record["exact_predicted"] is not None
+
+
+def test_validate_structure_passes_the_memory_budget_to_its_hessian_engine(bundle, monkeypatch):
+    """validate --structure S built its Hessian engine (the diagnostics' products) with the 1 GiB
+    default whatever --memory-budget said; the unstructured path passed it."""
+    import pruning_limits.validation as validation
+
+    seen = []
+
+    class Spy(validation.HessianOperator):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("memory_budget"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(validation, "HessianOperator", Spy)
+    for extra in ([], ["--structure", "layerwise"]):
+        seen.clear()
+        ok("validate", bundle, *SLQ, "--memory-budget", "0.01", "--epsilon", "0.01", "--json", *extra)
+        assert seen == [int(0.01 * 2**30)], (extra, seen)
+
+
+def test_demo_trains_on_the_device_it_is_given(tmp_path, monkeypatch):
+    """demo --device cuda trained on the CPU (only the analysis followed --device); train moves the
+    model first. No GPU here: the device resolves to 'meta', and the training stops at once."""
+    import pruning_limits.devices
+    import pruning_limits.regpath
+    from pruning_limits._checks import PruningLimitsError
+
+    monkeypatch.setattr(pruning_limits.devices, "resolve_device", lambda name: torch.device("meta"))
+    trained_on = []
+
+    def train_auto(model, data, **kwargs):
+        trained_on.append({p.device.type for p in model.parameters()})
+        raise PruningLimitsError("stopped after the device check")
+
+    monkeypatch.setattr(pruning_limits.regpath, "train_auto", train_auto)
+    fails("demo", "--out", tmp_path / "demo", "--device", "cuda", "--epochs", "1", "-q", match="stopped after the device check")
+    assert trained_on == [{"meta"}]
+    assert not (tmp_path / "demo").exists()
