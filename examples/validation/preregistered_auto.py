@@ -30,6 +30,23 @@ Records are cached in ``<cache>/preregistered_auto/``. Run from the project root
     python examples/validation/preregistered_auto.py --networks 0 1 2
     python examples/validation/preregistered_auto.py --networks 3 4 5
     python examples/validation/preregistered_auto.py
+
+Note added 2026-12-06 (the registration above is unchanged): "every default" and "SLQ 8 probes ×
+300 steps" were the same thing when this was registered (commit f8593da) and when the six networks
+ran (on the branch of commits b483a43-29d6cfe, 2026-12-04). Since the merge of 2026-12-04 23:37,
+``validate``'s defaults are an adaptive SLQ (at most 300 steps, stopped once ``s*`` settles to 0.2
+points; probes from ``spectrum.default_probes``: 2 at D ≥ 80 000) and, since 2026-12-05,
+float32 products above 100 000 parameters. A plain re-run therefore follows the defaults of
+today's command, not the registered settings; ``--as-registered`` adds ``--iterations 300
+--probes 8 --dtype float64`` to the ``validate`` line (a fixed run of the registered size) and
+keeps its records apart, in ``<cache>/preregistered_auto/as-registered/``. Above the default
+memory budget (network 1) today's block rule runs without re-orthogonalisation, where the code of
+2026-12-04 fell back to the per-probe Gauss rule; no option of the command selects that rule.
+Every record written since holds the spectrum settings ``validate`` reports (``spectrum``:
+probes, steps, adaptive or fixed, how the run ended, dtype, products) and the ``validate`` line's
+extra arguments, and the script prints them under the table:
+
+    python examples/validation/preregistered_auto.py --as-registered --networks 3
 """
 
 from __future__ import annotations
@@ -52,6 +69,9 @@ NETWORKS = (
 )
 MAX_GAP = 3.0  # points of sparsity, on each network
 DATA_SEED = 2026
+#: The ``validate`` arguments that give the registered "SLQ 8 probes × 300 steps" (a fixed run, float64
+#: products) on today's command line (``--as-registered``; see the note of 2026-12-06 above).
+AS_REGISTERED = ("--iterations", "300", "--probes", "8", "--dtype", "float64")
 
 
 def shapes_npz(n: int, rng) -> tuple:
@@ -111,8 +131,38 @@ def write_data(generator: str, folder: Path) -> str:
     return str(path)
 
 
-def run_network(index: int, folder: Path) -> dict:
-    """The protocol on network ``index``: generate, train and validate through the command line."""
+def spectrum_settings(validated: dict) -> dict:
+    """The SLQ settings a ``validate --json`` record reports: probes, steps, adaptive or fixed, how it ended, dtype."""
+    spectrum = validated.get("spectrum") or {}
+    stopping = spectrum.get("stopping") or {}
+    adaptive = stopping.get("adaptive")
+    return {
+        "probes": spectrum.get("probes"), "iterations": spectrum.get("iterations"), "rule": spectrum.get("rule"),
+        "reorthogonalization": spectrum.get("reorthogonalization"), "adaptive": adaptive,
+        "tolerance": stopping.get("tolerance"), "ended": stopping.get("ended", "fixed" if adaptive is False else None),
+        "converged": stopping.get("converged"), "dtype": stopping.get("dtype"), "device": stopping.get("device"),
+        "num_hvps": validated.get("num_hvps"),
+    }
+
+
+def settings_text(record: dict) -> str:
+    """One line: the spectrum settings of a record (records written before 2026-12-06 hold none)."""
+    s = record.get("spectrum_settings")
+    if s is None:
+        return "spectrum settings not recorded (records written before 2026-12-06)"
+    kind = (f"adaptive (tolerance {100 * s['tolerance']:g} points, ended: {s['ended']})" if s["adaptive"]
+            else "fixed" if s["adaptive"] is False else "adaptive: not reported")
+    extra = " ".join(record.get("validate_args", [])) or "none"
+    return (f"{s['probes']} probes x {s['iterations']} steps, {kind}, {s['rule']} rule "
+            f"(re-orthogonalisation: {s['reorthogonalization']}), {s['dtype']} products, {s['num_hvps']} products; "
+            f"validate arguments beyond the protocol's: {extra}")
+
+
+def run_network(index: int, folder: Path, validate_args: tuple[str, ...] = ()) -> dict:
+    """The protocol on network ``index``: generate, train and validate through the command line.
+
+    ``validate_args`` are added to the ``validate`` line (``AS_REGISTERED`` for ``--as-registered``).
+    """
     name, model_spec, generator = NETWORKS[index]
     data = write_data(generator, folder)
     net = folder / f"{name}.pt"
@@ -125,14 +175,15 @@ def run_network(index: int, folder: Path) -> dict:
         return json.loads(done.stdout)
 
     trained = cli("train", "--model", model_spec, "--data", data, "-o", str(net))
-    validated = cli("validate", str(net))
+    validated = cli("validate", str(net), *validate_args)
     return {
         "name": name, "model": model_spec, "data": generator, "l1": trained["l1"],
         "dim": validated["predicted"]["dim"], "test_accuracy": validated["measured"].get("dense_accuracy"),
         "predicted": validated["predicted"]["sparsity"], "interval": validated["predicted"]["interval"],
         "measured": validated["measured"]["limit_by_loss"], "trust": validated["trust"]["level"],
         "knee_steepness": validated["predicted"]["knee_steepness"], "train_seconds": trained["seconds"],
-        "validate_seconds": validated["seconds"],
+        "validate_seconds": validated["seconds"], "validate_args": list(validate_args),
+        "spectrum_settings": spectrum_settings(validated),
     }
 
 
@@ -140,15 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--networks", type=int, nargs="*", default=None, help="indices to run (default: all missing)")
     parser.add_argument("--cache", default="examples/validation/cache", help="cache folder")
+    parser.add_argument("--as-registered", action="store_true",
+                        help="validate with the registered SLQ settings (" + " ".join(AS_REGISTERED) + ") instead of "
+                             "today's defaults; records in <cache>/preregistered_auto/as-registered/")
     args = parser.parse_args(argv)
     folder = Path(args.cache) / "preregistered_auto"
+    validate_args = AS_REGISTERED if args.as_registered else ()
+    if args.as_registered:
+        folder = folder / "as-registered"
     indices = range(len(NETWORKS)) if args.networks is None else args.networks
     for i in indices:
         target = folder / f"{i}-{NETWORKS[i][0]}.json"
         if target.exists():
             continue
         print(f"[{NETWORKS[i][0]}] running", file=sys.stderr, flush=True)
-        record = run_network(i, folder)
+        record = run_network(i, folder, validate_args)
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(target)
@@ -179,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "passes" if not missing else f"undecided ({len(missing)} networks not run: {', '.join(missing)})"
     print(f"\nrule (|predicted − measured| ≤ {MAX_GAP:g} points on each of {len(NETWORKS)}): {verdict} "
           f"(largest of the {len(records)} run: {worst:.1f})")
+    print("\nspectrum settings of validate, per network:")
+    for r in records:
+        print(f"  {r['name']}: {settings_text(r)}")
     return 0
 
 

@@ -11,14 +11,21 @@ limit from the Hessian spectrum, measures it by one-shot global magnitude prunin
 Run from the project root::
 
     python examples/validation/run_validation.py            # all rows (about an hour of one core: docs/validation.md)
-    python examples/validation/run_validation.py --quick    # one small row, few Lanczos steps
+    python examples/validation/run_validation.py --quick    # one small row, few Lanczos steps, into examples/validation/cache/quick
     python examples/validation/run_validation.py --rows digits-mlp32,digits-mlp32-nol1 --docs /tmp/validation-part
     python examples/validation/run_validation.py --evidence-from docs/validation.json docs/validation-architectures.json
 
 A run that would leave out rows the ``--docs`` folder's ``validation.json`` holds (``--rows``, or
-``--cached-only`` with rows not cached) stops before any work unless ``--force``: point ``--docs``
-at a scratch folder for such a run (as docs/validation.md's architecture rows do). A run with no
-row to produce (``--cached-only`` and nothing cached) writes nothing.
+``--cached-only`` with rows not cached), or replace figures in ``<docs>/validation/`` of rows that
+JSON does not hold, stops before any work unless ``--force``: point ``--docs`` at a scratch folder
+for such a run (as docs/validation.md's architecture rows do). A run with no row to produce
+(``--cached-only`` and nothing cached) writes nothing. ``--cached-only`` counts a row as cached
+when its record (with ablations, under ``--ablations``) and, unless ``--no-figures``, its figures
+in ``--docs`` are there: it computes nothing.
+
+``--quick`` writes ``validation-quick.json`` and figures named ``<row>-quick-*.png`` into
+``examples/validation/cache/quick`` unless ``--docs`` is given (CI passes a temporary folder and
+``--no-figures``); it never writes ``validation.md``, and never the suite's figures.
 
 A run of every row with seed 0 also writes the ``suite`` section of
 ``pruning_limits/evidence.json`` (the ranges the trust messages quote). ``--evidence-from`` writes
@@ -98,6 +105,11 @@ BY_NAME = {row.name: row for row in ROWS}
 #: The reduced row CI runs (tests/test_validation.py): trains in seconds, fewer Lanczos steps.
 QUICK_ROW = "digits-mlp256x128"
 QUICK_ITERATIONS, QUICK_PROBES = 100, 2
+#: Where ``--quick`` writes without ``--docs`` (ignored by git, beside the cache), and the suffix of
+#: its figure names, so that it never replaces the suite's figures.
+QUICK_DOCS = "examples/validation/cache/quick"
+QUICK_FIGURE_SUFFIX = "-quick"
+FIGURE_KINDS = ("spectrum", "prediction")
 
 
 def cache_key(row: Row, seed: int) -> str:
@@ -153,6 +165,10 @@ def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[o
         history = train(model, data, l1=row.l1, epochs=row.epochs, lr=row.lr, seed=seed)
         settings["l1"] = row.l1
     settings["train_seconds"] = time.perf_counter() - start
+    import torch
+
+    # the float rounding of training depends on these (docs/validation.md, 2026-12-06: the λ = 0 controls)
+    settings["threads"], settings["torch"] = torch.get_num_threads(), torch.__version__
     settings["final_test_accuracy"] = history.to_dict().get("test_accuracy", [None])[-1]
     settings["final_test_loss"] = evaluate_loss(model, data.test) if data.test is not None else None
     log(f"[{row.name}] trained in {settings['train_seconds']:.0f} s")
@@ -175,18 +191,33 @@ def record_paths(row: Row, seed: int, cache: Path, *, iterations: int, probes: i
     return [ablations] if with_ablations else [cache / f"{stem}.json", ablations]
 
 
-def cached_record(row: Row, seed: int, cache: Path, *, iterations: int, probes: int) -> dict | None:
-    """The cached record of ``row`` and ``seed`` (with or without ablations), or None."""
-    for path in record_paths(row, seed, cache, iterations=iterations, probes=probes):
+def cached_record(
+    row: Row, seed: int, cache: Path, *, iterations: int, probes: int, with_ablations: bool = False
+) -> dict | None:
+    """The cached record of ``row`` and ``seed`` that :func:`run_row` would reuse, or None.
+
+    With ``with_ablations`` only a record with ablations counts (``run_row`` recomputes a row whose
+    record lacks them); without, either does.
+    """
+    for path in record_paths(row, seed, cache, iterations=iterations, probes=probes, with_ablations=with_ablations):
         if path.exists():
             return json.loads(path.read_text())
     return None
 
 
+def figure_paths(figures: Path | None, name: str) -> list[Path]:
+    """The figure files :func:`run_row` writes for figure name ``name`` into ``figures`` (none without figures)."""
+    return [] if figures is None else [figures / f"{name}-{kind}.png" for kind in FIGURE_KINDS]
+
+
 def run_row(
-    row: Row, *, iterations: int, probes: int, seed: int, cache: Path | None, figures: Path | None, log, with_ablations: bool = False
+    row: Row, *, iterations: int, probes: int, seed: int, cache: Path | None, figures: Path | None, log, with_ablations: bool = False,
+    figure_name: str | None = None,
 ) -> dict:
-    """Train (or reuse), predict, measure; the row's record (reused from the cache when complete)."""
+    """Train (or reuse), predict, measure; the row's record (reused from the cache when complete).
+
+    The figures are ``<figures>/<figure_name>-{spectrum,prediction}.png`` (``figure_name``: the row's name unless given).
+    """
     from pruning_limits.checkpoint import atomic_write
     from pruning_limits.data import load_data
     from pruning_limits.report import dumps_json
@@ -197,7 +228,8 @@ def run_row(
         else record_paths(row, seed, cache, iterations=iterations, probes=probes, with_ablations=with_ablations)
     )
     saved = candidates[0] if candidates else None
-    pictures = [] if figures is None else [figures / f"{row.name}-{kind}.png" for kind in ("spectrum", "prediction")]
+    figure_name = row.name if figure_name is None else figure_name
+    pictures = figure_paths(figures, figure_name)
     for candidate in candidates:
         if candidate.exists() and all(p.exists() for p in pictures):
             log(f"[{row.name}] reusing {candidate}")
@@ -229,7 +261,7 @@ def run_row(
 
         figures.mkdir(parents=True, exist_ok=True)
         write_validation_figures(
-            figures / row.name, weights=result.weights, spectrum=result.spectrum,
+            figures / figure_name, weights=result.weights, spectrum=result.spectrum,
             prediction=result.prediction, sweep=result.sweep, gradient=result.gradient, title=row.name,
         )
     if saved is not None:
@@ -494,7 +526,7 @@ def write_markdown(path: Path, records: list[dict], settings: dict, figures: Pat
     block = [BEGIN, "", f"Generated by `{settings['command']}` ({settings['date']}, {settings['threads']} threads).", ""]
     block += [table(records), "", summary(records), ""]
     if settings.get("not_run"):
-        block += [f"Not run in this assembly (no cached record): {', '.join(settings['not_run'])}.", ""]
+        block += [f"Not run in this assembly (no cached record, or its figures missing): {', '.join(settings['not_run'])}.", ""]
     if any("l1_path" in r["training"] for r in records):
         block += ["The λ path of the auto rows (validation metric: accuracy in %, loss for regression):", "", path_table(records), ""]
     if any("ablations" in r for r in records):
@@ -523,15 +555,30 @@ def write_markdown(path: Path, records: list[dict], settings: dict, figures: Pat
     atomic_write(path, text)
 
 
-def rows_left_out(path: Path, names: list[str]) -> list[str] | None:
-    """Rows of the validation JSON at ``path`` that a run of ``names`` would not write again (None: not such a JSON)."""
+def rows_held(path: Path) -> list[str] | None:
+    """Row names of the validation JSON at ``path`` ([] when there is none; None: not such a JSON)."""
     if not path.exists():
         return []
     try:
-        held = [r["row"]["name"] for r in json.loads(path.read_text())["rows"]]
+        return [r["row"]["name"] for r in json.loads(path.read_text())["rows"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return [n for n in held if n not in names]
+
+
+def figures_of_others(path: Path, names: list[str], figures: Path | None, figure_names: dict[str, str]) -> list[Path]:
+    """Figures a run of ``names`` would replace although the validation JSON at ``path`` does not hold their rows.
+
+    Such figures belong to another run (e.g. the suite's, beside docs/validation.json, when the
+    run writes another JSON): the JSON that will sit beside them would not describe them.
+    """
+    held = rows_held(path) or []
+    return [p for n in names if n not in held for p in figure_paths(figures, figure_names[n]) if p.exists()]
+
+
+def rows_left_out(path: Path, names: list[str]) -> list[str] | None:
+    """Rows of the validation JSON at ``path`` that a run of ``names`` would not write again (None: not such a JSON)."""
+    held = rows_held(path)
+    return None if held is None else [n for n in held if n not in names]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -543,9 +590,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", default="examples/validation/cache", help="bundle cache folder ('' disables)")
-    parser.add_argument("--docs", default="docs", help="folder for validation.md, validation.json and figures")
+    parser.add_argument("--docs", default=None,
+                        help=f"folder for validation.md, validation.json and figures (default: docs; with --quick: {QUICK_DOCS})")
     parser.add_argument("--force", action="store_true",
-                        help="write into --docs even when its validation.json holds rows this run leaves out (they are dropped)")
+                        help="write into --docs even when its validation.json holds rows this run leaves out (they are "
+                             "dropped) or the run would replace figures of rows that JSON does not hold")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--ablations", action="store_true", help="re-predict each row changing one assumption at a time")
     parser.add_argument("--cached-only", action="store_true", help="assemble from the rows with a cached record; list the others as not run")
@@ -572,9 +621,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown rows {unknown}; known: {', '.join(by_name)}")
     iterations = args.iterations or (QUICK_ITERATIONS if args.quick else DEFAULT_ITERATIONS)
     probes = args.probes or (QUICK_PROBES if args.quick else DEFAULT_PROBES)
-    docs = Path(args.docs)
+    docs = Path(args.docs if args.docs is not None else QUICK_DOCS if args.quick else "docs")
     figures = None if args.no_figures else docs / "validation"
     cache = Path(args.cache) if args.cache else None
+    # --quick's figures get names of their own: a quick run never replaces the suite's figures
+    figure_names = {n: f"{n}{QUICK_FIGURE_SUFFIX}" if args.quick else n for n in names}
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -585,21 +636,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.cached_only:
         if cache is None:
             parser.error("--cached-only needs --cache")
-        missing = [n for n in names if cached_record(by_name[n], args.seed, cache, iterations=iterations, probes=probes) is None]
+        # a row counts as cached when run_row would reuse it: its record (with ablations under --ablations) and its
+        # figures; anything else would be computed
+        for n in names:
+            if cached_record(by_name[n], args.seed, cache, iterations=iterations, probes=probes,
+                             with_ablations=args.ablations) is None:
+                log(f"[{n}] not assembled: no cached record{' with ablations' if args.ablations else ''}")
+                missing.append(n)
+            elif not all(p.exists() for p in figure_paths(figures, figure_names[n])):
+                log(f"[{n}] not assembled: its figures are not in {figures} (pass --no-figures to assemble without them)")
+                missing.append(n)
         names = [n for n in names if n not in missing]
         if not names:
-            parser.error(f"no cached record (seed {args.seed}, {probes} probes x {iterations} steps) for {', '.join(missing)}: "
-                         "nothing to assemble, nothing written")
+            what = "a cached record" + (" with ablations" if args.ablations else "") + ("" if figures is None else f" and figures in {figures}")
+            parser.error(f"no row has {what} (seed {args.seed}, {probes} probes x {iterations} steps): "
+                         f"{', '.join(missing)}; nothing to assemble, nothing written")
     target = docs / ("validation-quick.json" if args.quick else "validation.json")
     dropped = rows_left_out(target, names)
     if dropped != [] and not args.force:  # checked before any work: a row's run also rewrites its figures in --docs
         also = "" if args.quick else f" and replace the table of {docs / 'validation.md'}"
         held = "is no validation JSON of this script" if dropped is None else f"holds rows this run leaves out ({', '.join(dropped)})"
         parser.error(f"{target} {held}; writing would replace it{also}. Point --docs at a scratch folder, or pass --force")
+    others = figures_of_others(target, names, figures, figure_names)
+    if others and not args.force:  # figures of rows the JSON this run writes does not hold: another run's
+        parser.error(f"this run would replace {', '.join(str(p) for p in others)}, figures of rows {target} does not "
+                     "hold (another run's). Point --docs at a scratch folder, pass --no-figures, or pass --force")
     records = [
         run_row(
             by_name[n], iterations=iterations, probes=probes, seed=args.seed, cache=cache, figures=figures, log=log,
-            with_ablations=args.ablations,
+            with_ablations=args.ablations, figure_name=figure_names[n],
         )
         for n in names
     ]

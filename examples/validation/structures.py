@@ -16,10 +16,14 @@ It writes
 
 Spectra and row records are cached beside the bundles, so a re-run after a change of the
 calculator reuses the spectra. ``--diagnose`` adds the candidate causes of a miss, tried one at
-a time (:func:`diagnose`). Run from the project root::
+a time (:func:`diagnose`). The JSON and the page's tables are always written together, from the
+rows of this run: a run that would leave out rows, or the diagnostics, that the ``--docs``
+folder's ``validation-structures.json`` holds (``--rows``, or no ``--diagnose``) stops before
+any work unless ``--force``; point ``--docs`` at a scratch folder for it (a folder without
+``validation.md`` gets a page of the tables alone). Run from the project root::
 
     python examples/validation/structures.py --threads 1 --probes 2 --diagnose
-    python examples/validation/structures.py --rows digits-mlp32,synthetic-mlp
+    python examples/validation/structures.py --rows digits-mlp32,synthetic-mlp --docs /tmp/structures-part
 """
 
 from __future__ import annotations
@@ -452,13 +456,30 @@ def write_markdown(
         block.append("")
     block.append(END)
     generated = "\n".join(block)
-    text = path.read_text()
+    # a --docs folder without the page (a scratch folder): the generated tables alone, as run_validation.py does
+    text = path.read_text() if path.exists() else "# Structured pruning limits\n\n" + BEGIN + "\n" + END + "\n"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         text = head + generated + rest.split(END, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + generated + "\n"
     atomic_write(path, text)
+
+
+def left_out(path: Path, names: list[str], diagnose: bool) -> list[str] | None:
+    """What a run of ``names`` would drop from the structures JSON at ``path``: its other rows, and its
+    diagnostics when the run has none ([] when nothing or no file; None: not such a JSON)."""
+    if not path.exists():
+        return []
+    try:
+        content = json.loads(path.read_text())
+        held = [r["row"]["name"] for r in content["rows"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    dropped = [n for n in held if n not in names]
+    if not diagnose and (content.get("diagnostics") or content.get("refit")):
+        dropped.append("the diagnostics and refit (run without --diagnose)")
+    return dropped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", default="docs", help="folder of validation.md, the JSON and the figures")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--diagnose", action="store_true", help="try the candidate causes of a miss one at a time")
+    parser.add_argument("--force", action="store_true",
+                        help="write into --docs even when its validation-structures.json holds rows or diagnostics this run "
+                             "leaves out (they are dropped, from the JSON and from validation.md's tables)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -492,6 +516,12 @@ def main(argv: list[str] | None = None) -> int:
     docs = Path(args.docs)
     figures = None if args.no_figures else docs / "validation"
     cache = Path(args.cache)
+    target = docs / "validation-structures.json"
+    dropped = left_out(target, names, args.diagnose)
+    if dropped != [] and not args.force:  # before any work: a row's run also rewrites its figure in --docs
+        held = "is no structures JSON of this script" if dropped is None else f"holds what this run leaves out ({', '.join(dropped)})"
+        parser.error(f"{target} {held}; writing would replace it and the tables of {docs / 'validation.md'}. "
+                     "Point --docs at a scratch folder, or pass --force")
     cache.mkdir(parents=True, exist_ok=True)
 
     def log(message: str) -> None:
@@ -521,9 +551,9 @@ def main(argv: list[str] | None = None) -> int:
             refit(trained[n], r, seed=args.seed, cache=cache, iterations=iterations, probes=probes, log=log)
             for n, r in zip(names, records)
         ]
-    write_json(docs / "validation-structures.json", {"settings": settings, "rows": records, "diagnostics": diagnostics, "refit": refits})
-    if not args.rows:
-        write_markdown(docs / "validation.md", records, settings, figures, diagnostics, refits)
+    docs.mkdir(parents=True, exist_ok=True)
+    write_json(target, {"settings": settings, "rows": records, "diagnostics": diagnostics, "refit": refits})
+    write_markdown(docs / "validation.md", records, settings, figures, diagnostics, refits)
     print(curve_table(records))
     print()
     print(summary(records))
