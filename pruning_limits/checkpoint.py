@@ -167,7 +167,8 @@ class Checkpoint:
             (:func:`pruning_limits.objective.select_parameters`), ``None`` for the default.
         format: ``"torch"``, ``"safetensors"`` or ``"huggingface"`` (the file format).
         dtypes: the file's dtype of each floating tensor by name (state dicts and Hugging Face
-            folders), so a pruned model is written back in them (:func:`restore_dtypes`).
+            folders; a :class:`FileDtypes` that also holds the file's values a model may round),
+            so a pruned model is written back in them (:func:`restore_dtypes`).
     """
 
     path: str
@@ -191,22 +192,76 @@ class Checkpoint:
             self.data_spec = _carried_data_spec(self.path, self.training)
 
 
-def _floating_dtypes(state: Mapping[str, Any]) -> dict[str, torch.dtype]:
-    """The dtype of each floating tensor of a state_dict, by name."""
-    return {k: v.dtype for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+class FileDtypes(dict):
+    """The dtype of each floating tensor of a checkpoint file, by name (a ``dict`` of them), and
+    in :attr:`originals` the file's own tensors where a model's dtype may not hold their values
+    exactly (a float64 file loaded into a float32 model), so that :func:`restore_dtypes` writes
+    the weights pruning kept back bit for bit.
+
+    Attributes:
+        originals: the file's tensors by name (for a state_dict the tensors it holds anyway; for
+            a Hugging Face folder only those its model's dtype rounds).
+    """
+
+    def __init__(self, dtypes: Mapping[str, torch.dtype] | None = None, originals: Mapping[str, torch.Tensor] | None = None) -> None:
+        super().__init__(dtypes or {})
+        self.originals: dict[str, torch.Tensor] = dict(originals or {})
+
+
+def _floating_dtypes(state: Mapping[str, Any], model: nn.Module | None = None) -> FileDtypes:
+    """The dtype of each floating tensor of a state_dict, by name, with the tensors themselves as
+    :attr:`FileDtypes.originals`; given the ``model`` they were loaded into, only those whose
+    values its dtype does not hold exactly (the others need no memory of their own)."""
+    floating = {k: v for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+    originals = floating
+    if model is not None:
+        loaded = model.state_dict()
+        originals = {
+            k: v for k, v in floating.items()
+            if k in loaded and loaded[k].dtype != v.dtype and not torch.equal(v.to(loaded[k].dtype).to(v.dtype), v)
+        }
+    return FileDtypes({k: v.dtype for k, v in floating.items()}, originals)
 
 
 def restore_dtypes(model: nn.Module, dtypes: Mapping[str, torch.dtype]) -> list[str]:
-    """Cast the floating tensors of ``model``'s state_dict back to the dtypes of the file they
-    came from (a float16 checkpoint loads into a float32 model): pruning only zeroes entries, so
-    this loses nothing, and the output keeps the input's size. Returns the names cast."""
-    cast = []
+    """Give the floating tensors of ``model``'s state_dict the dtypes of the file they came from
+    (a float16 checkpoint loads into a float32 model), so the output keeps the input's dtypes
+    and size.
+
+    Where ``dtypes`` holds the file's tensor (:attr:`FileDtypes.originals`, as a checkpoint's
+    ``dtypes`` does) and the model's values are that tensor's, rounded to the model's dtype,
+    with some entries set to zero (what pruning does), the file's tensor is written back with
+    those zeros: the kept weights of a float64 file stay bit for bit what they were (a cast back
+    from float32 changed them by up to 4e-12). Values changed otherwise (e.g. by training) are
+    cast to the file's dtype, which rounds them where it is narrower than the model's.
+
+    Args:
+        model: the loaded (and pruned) model; its tensors are replaced in place.
+        dtypes: the file's dtype of each floating tensor by name (a checkpoint's ``dtypes``).
+
+    Returns:
+        the names whose dtype was changed.
+    """
+    originals = getattr(dtypes, "originals", {})
+    changed = []
     for name, tensor in model.state_dict(keep_vars=True).items():
         dtype = dtypes.get(name)
-        if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
-            tensor.data = tensor.data.to(dtype)
-            cast.append(name)
-    return cast
+        if dtype is None or not tensor.is_floating_point() or tensor.dtype == dtype:
+            continue
+        tensor.data = _written_back(tensor.data, dtype, originals.get(name))
+        changed.append(name)
+    return changed
+
+
+def _written_back(current: torch.Tensor, dtype: torch.dtype, original: torch.Tensor | None) -> torch.Tensor:
+    """``current`` in ``dtype``: the file's ``original`` with ``current``'s zeros where ``current``
+    is ``original`` rounded with only entries zeroed (the kept ones bit-exact), else a cast."""
+    if original is not None and original.dtype == dtype and original.shape == current.shape:
+        original = original.to(current.device)
+        kept = current != 0
+        if torch.equal(current[kept], original.to(current.dtype)[kept]):
+            return torch.where(kept, original, current.to(dtype))
+    return current.to(dtype)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -388,7 +443,8 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file (read fully into memory; no code runs).
 
     Raises:
-        PruningLimitsError: unreadable file, damaged header or data, or no tensors.
+        PruningLimitsError: unreadable file, damaged header or data, a dtype torch has no type
+            for (safetensors' ``F4``, ``F6_E2M3``, ``F8_E8M0``, ...), or no tensors.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -402,9 +458,28 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         tensors = load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise PruningLimitsError(f"{str(file)!r} is not a readable safetensors file: {message_line(exc)}") from None
+    except KeyError as exc:  # a dtype safetensors knows and torch has no type for (F4, F6_E2M3, F8_E8M0, ...)
+        dtype = exc.args[0] if exc.args else "?"
+        names = _tensors_of_dtype(data, dtype)
+        raise PruningLimitsError(
+            f"{str(file)!r} holds tensors of dtype {dtype!r} ({_short_list(names, 3)}), which torch {torch.__version__} "
+            "has no type for: expected dtypes torch can hold (such as F32, F16 or BF16); convert them first"
+        ) from None
     if not tensors:
         raise PruningLimitsError(f"{str(file)!r} holds no tensors")
     return dict(tensors)
+
+
+def _tensors_of_dtype(data: bytes, dtype: str) -> list[str]:
+    """The names of the tensors of dtype ``dtype`` in a safetensors file's header (``data``: the
+    whole file, whose header ``safetensors`` has checked already)."""
+    try:
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    if not isinstance(header, dict):
+        return []
+    return [repr(k) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict) and v.get("dtype") == dtype]
 
 
 def save_safetensors(path: str | os.PathLike[str], model: nn.Module) -> Path:
@@ -502,7 +577,7 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
     if tied and hasattr(model, "tie_weights"):
         model.tie_weights()
     model.eval()
-    dtypes = _floating_dtypes(state)
+    dtypes = _floating_dtypes(state, model)  # a float64 file's values, which the float32 model rounds
     record, selection = folder / HF_TRAINING, folder / HF_PARAMS
     try:
         training = _training_record(str(folder), record.read_bytes()) if record.is_file() else {}
@@ -596,8 +671,10 @@ def _fit_huggingface_state(model: nn.Module, state: dict[str, torch.Tensor]) -> 
     for key in _ignored_unexpected(model, state, expected):
         del state[key]
     tied = [k for k in expected if k not in state and _is_tied(model, k)]
-    # a stand-in of the tied weight's shape and dtype that holds no memory (and is no meta tensor)
-    stand_ins = {k: torch.zeros((), dtype=expected[k].dtype).expand(expected[k].shape) for k in tied}
+    # a stand-in of the tied weight's shape and dtype that holds no memory (and is no meta tensor),
+    # where no name the model ties it to is in the file (such a name stands for it already)
+    covered = {name for names in tied_groups(model) if any(n in state for n in names) for name in names}
+    stand_ins = {k: torch.zeros((), dtype=expected[k].dtype).expand(expected[k].shape) for k in tied if k not in covered}
     check_state_dict_fits(model, {**state, **stand_ins})
     return tied
 
@@ -831,9 +908,10 @@ STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
 def _from_content(path: str, content: Any) -> Checkpoint:
     if isinstance(content, Mapping) and content.get("format") == BUNDLE_FORMAT:
         version = content.get("version")
-        if version != BUNDLE_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version != BUNDLE_VERSION:
+            shown = repr(version) if isinstance(version, int) and not isinstance(version, bool) else describe(version)
             raise PruningLimitsError(
-                f"{path!r} is a pruning-limits bundle of version {version!r}; this release reads version {BUNDLE_VERSION}"
+                f"{path!r} is a pruning-limits bundle of version {shown}; this release reads version {BUNDLE_VERSION}"
             )
         state = content.get("state_dict")
         if not _is_tensor_mapping(state):
@@ -878,17 +956,49 @@ def _from_content(path: str, content: Any) -> Checkpoint:
 _SHELL_CLASSES = ("Linear", "Conv1d", "Conv2d", "Conv3d")
 
 
-def _shell(original_name: str, params: dict[str, Any]) -> nn.Module:
-    """An empty module of the eager class a scripted layer came from, holding copies of its parameters."""
+def _shell(original_name: str, params: dict[str, nn.Parameter]) -> nn.Module:
+    """An empty module of the eager class a scripted layer came from, holding ``params`` (the
+    view's own copies of its parameters; a tensor the archive shares is one object in every shell)."""
     cls = getattr(nn, original_name) if original_name in _SHELL_CLASSES else nn.Module
     shell = cls.__new__(cls)
     nn.Module.__init__(shell)
     for name, value in params.items():
-        shell.register_parameter(name, nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad))
+        shell.register_parameter(name, value)
     if "weight" in params and original_name == "Linear":
         shell.out_features, shell.in_features = params["weight"].shape
     shell.extra_repr = lambda: "scripted " + original_name  # the eager constructor's fields are unknown
     return shell
+
+
+def _tensor_identity(value: torch.Tensor) -> tuple[Any, ...]:
+    """What makes two tensors of a scripted module one tensor: the same object, or the same
+    memory seen the same way (an empty tensor shares with nothing)."""
+    if value.numel() == 0 or value.device.type == "meta":
+        return ("object", id(value))
+    return (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()),
+            value.dtype, value.device)
+
+
+def _shell_keys(paths: list[str]) -> list[str]:
+    """Collision-free :class:`ScriptedModel` layer names for submodule paths: dots become
+    ``__`` (the names selections and archives store). A name is its path's own where the path
+    has no dot; a dotted path whose name another path has (``a.0`` and an attribute ``a__0``:
+    until 2026-12 one of the two layers was dropped), or a name of an ``nn.ModuleDict``
+    attribute, gets the first free ``__N`` suffix."""
+    reserved = nn.ModuleDict()  # a name such as "update" is a method of the dict the shells live in
+    taken = {path for path in paths if path and "." not in path and not hasattr(reserved, path)}
+    keys = []
+    for path in paths:
+        base = path.replace(".", "__") or "_root"
+        if path in taken:
+            keys.append(path)
+            continue
+        key, number = base, 2
+        while key in taken or hasattr(reserved, key):
+            key, number = f"{base}__{number}", number + 1
+        taken.add(key)
+        keys.append(key)
+    return keys
 
 
 class ScriptedModel(nn.Module):
@@ -899,7 +1009,11 @@ class ScriptedModel(nn.Module):
     (so ``nn.Linear``/``nn.Conv*`` weights are found as prunable weights) and, on each call,
     writes the current shell tensors (masked, if ``torch.nn.utils.prune`` re-parametrised
     them) into the scripted module before running it; autograd flows through the written
-    tensors. Buffers stay in the scripted module, and ``.to()``/``.train()`` reach it.
+    tensors. A tensor the archive shares between submodules (tied weights) is one parameter,
+    held by the shell of each (as an eager model holds it), so it counts once and is written
+    back shared (:meth:`to_scripted`). A shell is named by its submodule's path with dots as
+    ``__`` (:func:`_shell_keys`: names that would collide get a suffix). Buffers stay in the
+    scripted module, and ``.to()``/``.train()`` reach it.
     """
 
     def __init__(self, scripted: Any) -> None:
@@ -907,12 +1021,17 @@ class ScriptedModel(nn.Module):
         object.__setattr__(self, "scripted", scripted)  # hidden from the module tree
         targets: dict[str, Any] = {}
         self.layers = nn.ModuleDict()
-        for path, sub in scripted.named_modules():
-            params = dict(sub.named_parameters(recurse=False))
-            if params:
-                key = path.replace(".", "__") or "_root"
-                targets[key] = sub
-                self.layers[key] = _shell(getattr(sub, "original_name", ""), params)
+        holders = [(path, sub) for path, sub in scripted.named_modules() if dict(sub.named_parameters(recurse=False))]
+        copies: dict[tuple[Any, ...], nn.Parameter] = {}  # one copy per tensor: tied weights stay tied
+        for key, (_, sub) in zip(_shell_keys([path for path, _ in holders]), holders):
+            params = {}
+            for name, value in sub.named_parameters(recurse=False):
+                identity = _tensor_identity(value)
+                if identity not in copies:
+                    copies[identity] = nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad)
+                params[name] = copies[identity]
+            targets[key] = sub
+            self.layers[key] = _shell(getattr(sub, "original_name", ""), params)
         object.__setattr__(self, "targets", targets)
 
     def _current(self) -> Iterator[tuple[Any, str, torch.Tensor, bool]]:
@@ -946,9 +1065,13 @@ class ScriptedModel(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def to_scripted(self) -> Any:
-        """The scripted module with the current (e.g. pruned) weights as its parameters."""
+        """The scripted module with the current (e.g. pruned) weights as its parameters; a
+        tensor the view shares between layers (tied weights) is one parameter in every place."""
+        written: dict[int, tuple[torch.Tensor, nn.Parameter]] = {}  # the value kept too: its id stays its own
         for target, name, value, requires_grad in self._current():
-            setattr(target, name, nn.Parameter(value.detach().clone(), requires_grad=requires_grad))
+            if id(value) not in written:
+                written[id(value)] = (value, nn.Parameter(value.detach().clone(), requires_grad=requires_grad))
+            setattr(target, name, written[id(value)][1])
         return self.scripted
 
 
@@ -957,42 +1080,94 @@ def scripted_view(scripted: Any) -> ScriptedModel:
     return ScriptedModel(scripted)
 
 
+def _dtype_kind(dtype: torch.dtype) -> str:
+    """What values a dtype holds: ``"floating-point"``, ``"complex"``, ``"boolean"`` or ``"integer"``."""
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "floating-point"
+    return "boolean" if dtype == torch.bool else "integer"
+
+
+def tied_groups(model: nn.Module) -> list[list[str]]:
+    """The names of ``model.state_dict()`` that share one tensor (tied weights), in groups of two or more."""
+    groups: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
 def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> None:
     """Check that ``state_dict`` has exactly the keys and shapes of ``model.state_dict()``, and
-    real floating-point tensors where the model has them (``load_state_dict`` would cast integer
-    weights silently and drop an imaginary part with a warning), in the dense strided layout.
+    tensors of the model's kind for every key, in the dense strided layout and not on the meta
+    device: real floating-point ones where the model has them (``load_state_dict`` would cast
+    integer weights silently and drop an imaginary part with a warning), integer ones where it
+    has integers (a float ``num_batches_tracked`` of 0.7 was cast to 0).
+
+    Names the model ties to one tensor (tied weights) are one key: the file may hold one of
+    them (``safetensors.torch.save_model`` writes a shared tensor once) or several with equal
+    values; different values under them are refused (loading kept the last one silently).
 
     Raises:
-        PruningLimitsError: naming the missing, unexpected, mis-shaped and mis-typed keys.
+        PruningLimitsError: naming the missing, unexpected, mis-shaped and mis-typed keys and
+            the tied keys whose values differ.
     """
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
+    tied = tied_groups(model)
+    covered = {name for names in tied if any(n in state_dict for n in names) for name in names}
+    missing = [k for k in expected if k not in state_dict and k not in covered]
     unexpected = [k for k in state_dict if k not in expected]
     misshaped = [
         f"{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k].shape)}"
         for k in expected
         if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
-    mistyped = [
-        f"{k} {state_dict[k].dtype}" + ("" if state_dict[k].layout == torch.strided else f" {state_dict[k].layout}")
-        + (" on meta" if state_dict[k].is_meta else "")
-        for k in expected
-        if k in state_dict and expected[k].is_floating_point()
-        and (not state_dict[k].is_floating_point() or state_dict[k].layout != torch.strided or state_dict[k].is_meta)
-    ]
-    problems = []
-    if mistyped:
-        problems.append(f"floating-point tensors expected, got {_short_list(mistyped)}")
+    mistyped: dict[str, list[str]] = {}
+    for k in expected:
+        given = state_dict.get(k)
+        if given is None:
+            continue
+        kind = _dtype_kind(expected[k].dtype)
+        if _dtype_kind(given.dtype) != kind or given.layout != torch.strided or given.is_meta:
+            mistyped.setdefault(kind, []).append(
+                f"{k} {given.dtype}" + ("" if given.layout == torch.strided else f" {given.layout}") + (" on meta" if given.is_meta else "")
+            )
+    differing = []
+    for names in tied:
+        present = [n for n in names if n in state_dict]
+        if len(present) < 2:
+            continue
+        first, *others = (state_dict[n] for n in present)
+        comparable = all(v.layout == torch.strided and not v.is_meta and v.shape == first.shape for v in [first, *others])
+        # (not comparable: named above); equal values in two dtypes are equal either way round
+        if comparable and any(not (torch.equal(v.to(first.dtype), first) and torch.equal(first.to(v.dtype), v)) for v in others):
+            differing.append("/".join(present))
+    problems = [f"{kind} tensors expected, got {_short_list(items)}" for kind, items in mistyped.items()]
     if missing:
         problems.append(f"missing keys {_short_list(missing)}")
     if unexpected:
         problems.append(f"unexpected keys {_short_list(unexpected)}")
     if misshaped:
         problems.append(f"mis-shaped (checkpoint vs model) {_short_list(misshaped)}")
+    if differing:
+        problems.append(f"different values under names the model ties to one tensor {_short_list(differing)}")
     if problems:
         raise PruningLimitsError(
             f"the state_dict does not fit model {type(model).__name__}: " + "; ".join(problems) + _key_hint(expected, state_dict)
         )
+
+
+def with_tied_keys(model: nn.Module, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """``state_dict`` with every name of a tied group the model ties filled in from a name of it
+    that is there (``safetensors.torch.save_model`` writes a shared tensor once), so that a strict
+    ``load_state_dict`` takes it."""
+    filled = dict(state_dict)
+    for names in tied_groups(model):
+        present = next((n for n in names if n in filled), None)
+        if present is not None:
+            for name in names:
+                filled.setdefault(name, filled[present])
+    return filled
 
 
 #: Key prefixes wrappers add to a state_dict, and how to save it without them.
@@ -1128,7 +1303,7 @@ def build_from_checkpoint(
             check_state_dict_fits(sketch, checkpoint.state_dict)
         model = build_model(spec, sizes, seed=seed)
         check_state_dict_fits(model, checkpoint.state_dict)
-        model.load_state_dict(checkpoint.state_dict)
+        model.load_state_dict(with_tied_keys(model, checkpoint.state_dict))
     if checkpoint.params is not None:  # a bundle's or a Hugging Face folder's stored selection
         from .objective import select_parameters
 

@@ -156,7 +156,8 @@ def _check_fits_memory(spec: str, parameters: int, layers: int) -> None:
         MemoryError: ``model spec ... is too large``, one line.
     """
     memory = _machine_memory()
-    needed = 4 * parameters + _LAYER_BYTES * layers  # float32, and at least _LAYER_BYTES per layer
+    on_meta = torch.empty(0).is_meta  # a sketch under torch.device("meta") holds no parameters, only its layers
+    needed = (0 if on_meta else 4 * parameters) + _LAYER_BYTES * layers  # float32, at least _LAYER_BYTES a layer
     if memory is not None and needed > memory:
         raise MemoryError(
             f"model spec {spec!r} is too large: its {layers} layers and {parameters:.3g} parameters need at least "

@@ -635,3 +635,181 @@ def test_check_model_leaves_a_parametrized_layer_to_the_params_selection() -> No
         prunable_parameters(model)
     select_parameters(model, "2.weight")
     assert [name for name, _ in prunable_parameters(model)] == ["2.weight"]
+
+
+# ----------------------------------------------------------------------------- tied weights, colliding names
+
+
+class _Tied(nn.Module):
+    """A decoder tied to its encoder: one tensor under two names (``dec.weight`` is ``enc.weight``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(64, 64, bias=False)
+        self.dec = nn.Linear(64, 64, bias=False)
+        self.dec.weight = self.enc.weight
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        return self.head(torch.relu(self.dec(torch.relu(self.enc(x)))))
+
+
+def test_a_torchscript_models_tied_weights_are_one_weight_in_the_view_and_stay_tied_when_written(tmp_path, digits):
+    """A review: the view held a copy per use of a tied weight, so D doubled (8 832 for 4 736),
+    pruning counted each weight twice, and the written archive held two different tensors."""
+    from pruning_limits.checkpoint import scripted_view
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import flat_weights
+
+    torch.manual_seed(0)
+    eager = _Tied().eval()
+    view = scripted_view(torch.jit.script(eager))
+    assert view.layers.enc.weight is view.layers.dec.weight
+    dim = sum(p.numel() for p in eager.parameters() if p.dim() > 1)
+    assert flat_weights(view).size == dim == 64 * 64 + 64 * 10
+    x = digits.x_train[:4]
+    assert torch.allclose(view(x), eager(x))
+    prune_model(view, 0.5, "magnitude", permanent=True)
+    assert int((flat_weights(view) == 0).sum()) == round(0.5 * dim)
+    path = tmp_path / "tied-pruned.pt"
+    save_torchscript(path, view)
+    written = torch.jit.load(str(path))
+    assert written.enc.weight.data_ptr() == written.dec.weight.data_ptr()
+    assert torch.equal(written.enc.weight, view.layers.enc.weight)
+    reloaded = build_from_checkpoint(read_checkpoint(path, trust=True))
+    assert flat_weights(reloaded).size == dim and torch.allclose(reloaded(x), view(x))
+
+
+class _Colliding(nn.Module):
+    """Submodule paths ``a.0`` and ``a__0`` (both read ``a__0`` with dots as ``__``), and a layer named
+    as a method of ``nn.ModuleDict`` (``update``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Linear(64, 32))
+        self.a__0 = nn.Linear(32, 16)
+        self.update = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.update(torch.relu(self.a__0(torch.relu(self.a(x.flatten(1))))))
+
+
+def test_torchscript_layers_whose_view_names_collide_are_all_kept(tmp_path, digits):
+    """A review: 'a.0' and 'a__0' both became the view's layer 'a__0', and one layer was dropped
+    silently (D 320 of 2 368); a layer named 'update' could not be held at all."""
+    from pruning_limits.checkpoint import scripted_view
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import flat_weights
+
+    torch.manual_seed(0)
+    eager = _Colliding().eval()
+    view = scripted_view(torch.jit.script(eager))
+    assert sorted(view.layers.keys()) == ["a__0", "a__0__2", "update__2"]
+    assert view.layers["a__0"].weight.shape == (16, 32)  # the attribute keeps its own name
+    assert view.layers["a__0__2"].weight.shape == (32, 64)
+    assert flat_weights(view).size == 64 * 32 + 32 * 16 + 16 * 10
+    x = digits.x_train[:4]
+    assert torch.allclose(view(x), eager(x))
+    prune_model(view, 0.5, "magnitude", permanent=True)
+    path = tmp_path / "colliding.pt"
+    save_torchscript(path, view)
+    written = torch.jit.load(str(path))
+    assert torch.equal(getattr(written.a, "0").weight, view.layers["a__0__2"].weight)
+    assert torch.equal(written.a__0.weight, view.layers["a__0"].weight)
+
+
+def _tied_factory(tmp_path, monkeypatch) -> str:
+    (tmp_path / "plm_tied_factory.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "class Tied(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.enc = nn.Linear(64, 64, bias=False)\n"
+        "        self.dec = nn.Linear(64, 64, bias=False)\n"
+        "        self.dec.weight = self.enc.weight\n"
+        "        self.head = nn.Linear(64, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.head(torch.relu(self.dec(torch.relu(self.enc(x.flatten(1))))))\n"
+        "def tied(input_shape, num_outputs):\n"
+        "    return Tied()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "plm_tied_factory:tied"
+
+
+def test_a_file_that_holds_a_tied_weight_once_loads(tmp_path, monkeypatch, digits):
+    """A review: safetensors.torch.save_model writes a shared tensor once (here as dec.weight), and
+    such a file was refused with 'missing keys [enc.weight]'."""
+    from safetensors.torch import save_model
+
+    spec = _tied_factory(tmp_path, monkeypatch)
+    torch.manual_seed(0)
+    source = _Tied()
+    path = tmp_path / "tied.safetensors"
+    save_model(source, str(path))
+    held = set(read_checkpoint(path).state_dict)
+    assert len(held & {"enc.weight", "dec.weight"}) == 1
+    model = build_from_checkpoint(read_checkpoint(path), model_spec=spec, data=digits)
+    assert model.enc.weight is model.dec.weight and torch.equal(model.enc.weight, source.enc.weight)
+    # either name alone, or both with equal values
+    state = dict(source.state_dict())
+    for absent in ("enc.weight", "dec.weight", None):
+        given = {k: v for k, v in state.items() if k != absent}
+        check_state_dict_fits(model, given)
+    with pytest.raises(PruningLimitsError, match=r"missing keys \[enc.weight, dec.weight\]"):
+        check_state_dict_fits(model, {k: v for k, v in state.items() if k not in ("enc.weight", "dec.weight")})
+
+
+def test_different_values_under_names_the_model_ties_are_refused(tmp_path, monkeypatch, digits):
+    """A review: the model ties enc.weight and dec.weight, the file held other values under each,
+    and loading kept the last one silently."""
+    spec = _tied_factory(tmp_path, monkeypatch)
+    state = {k: v.clone() for k, v in _Tied().state_dict().items()}
+    state["dec.weight"] = torch.full_like(state["dec.weight"], 0.5)
+    path = tmp_path / "conflict.pt"
+    torch.save(state, path)
+    with pytest.raises(PruningLimitsError, match=r"different values under names the model ties to one tensor \[enc.weight/dec.weight\]") as info:
+        build_from_checkpoint(read_checkpoint(path), model_spec=spec, data=digits)
+    assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- crafted files
+
+
+def test_a_float_integer_buffer_is_refused_not_truncated(tmp_path):
+    """A review: num_batches_tracked = 0.7 (a float) was cast to 0 silently."""
+    sizes = {"input_shape": [3, 8, 8], "num_outputs": 4}
+    model = build_model("resnet20:2", sizes)
+    state = {k: (v.float() + 0.7 if k.endswith("num_batches_tracked") else v) for k, v in model.state_dict().items()}
+    path = tmp_path / "float-count.pt"
+    torch.save(state, path)
+    with pytest.raises(PruningLimitsError, match=r"integer tensors expected, got \[bn1.num_batches_tracked torch.float32") as info:
+        build_from_checkpoint(read_checkpoint(path), model_spec="resnet20:2", data=sizes)
+    assert "\n" not in str(info.value)
+
+
+def test_an_integer_buffer_on_the_meta_device_is_refused_in_one_line():
+    """A review: only floating keys were checked for the meta device and a sparse layout; an
+    integer buffer on meta ended in load_state_dict's cut-off 'Error(s) in loading state_dict for ResNet:'."""
+    sizes = {"input_shape": [3, 8, 8], "num_outputs": 4}
+    model = build_model("resnet20:2", sizes)
+    state = dict(model.state_dict())
+    state["bn1.num_batches_tracked"] = torch.zeros((), dtype=torch.int64, device="meta")
+    with pytest.raises(PruningLimitsError, match=r"integer tensors expected, got \[bn1.num_batches_tracked torch.int64 on meta\]") as info:
+        check_state_dict_fits(model, state)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("version", [torch.tensor([1, 2]), torch.tensor(1), "1", True, 1.0], ids=["tensor", "scalar-tensor", "str", "bool", "float"])
+def test_a_bundle_whose_version_is_not_an_integer_is_one_line(tmp_path, model, version):
+    """A review: a tensor version ended in 'Boolean value of Tensor with more than one value is ambiguous'
+    (and a one-element tensor, True or 1.0 passed as version 1)."""
+    path = tmp_path / "bundle.pt"
+    save_bundle(path, model, model_spec="mlp:8", data_spec="digits")
+    content = torch.load(path, weights_only=True)
+    content["version"] = version
+    torch.save(content, path)
+    with pytest.raises(PruningLimitsError, match=rf"is a pruning-limits bundle of version .*; this release reads version {BUNDLE_VERSION}$") as info:
+        read_checkpoint(path)
+    assert "\n" not in str(info.value)

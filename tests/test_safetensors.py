@@ -126,6 +126,67 @@ def test_cli_predicts_and_prunes_a_safetensors_checkpoint(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("Error:") and "safetensors" in lines[0]
 
 
+@pytest.mark.parametrize(("dtype", "count", "size"), [("F4", 2, 1), ("F6_E2M3", 4, 3), ("F8_E8M0", 2, 2)])
+def test_a_dtype_torch_has_no_type_for_is_one_line(tmp_path, dtype, count, size):
+    """A review: safetensors knows these dtypes and torch has no type for them; reading such a
+    file ended in a KeyError traceback."""
+    header = json.dumps({
+        "w": {"dtype": dtype, "shape": [count], "data_offsets": [0, size]},
+        "b": {"dtype": "F32", "shape": [1], "data_offsets": [size, size + 4]},
+    }).encode()
+    path = tmp_path / f"{dtype}.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(size + 4))
+    with pytest.raises(PruningLimitsError, match=rf"holds tensors of dtype '{dtype}' \(\['w'\]\), which torch .* has no type for") as info:
+        read_checkpoint(path)
+    one_line(info)
+
+
+def test_a_float64_checkpoint_is_pruned_into_float64_with_its_kept_values_bit_exact(tmp_path):
+    """A review: the float32 model's values were cast back, so every kept weight and bias of a
+    float64 file changed (by up to 4e-12). The file's own values are written with the zeros of pruning."""
+    from safetensors.torch import load_file
+
+    model = build_model("mlp:16", SIZES, seed=1)
+    torch.manual_seed(0)
+    state = {k: v.double() + 1e-12 * torch.randn(v.shape, dtype=torch.float64) for k, v in model.state_dict().items()}
+    assert not torch.equal(state["1.weight"].float().double(), state["1.weight"])  # float32 rounds them
+    path, pruned, bundle = tmp_path / "f64.pt", tmp_path / "pruned.safetensors", tmp_path / "pruned.pt"
+    torch.save(state, path)
+    for out in (pruned, bundle):
+        result = CliRunner().invoke(
+            cli, ["prune", str(path), "--model", "mlp:16", "--data", "digits", "--sparsity", "0.5", "-o", str(out), "-q"]
+        )
+        assert result.exit_code == 0, result.output
+    for after in (load_file(pruned), torch.load(bundle, weights_only=True)["state_dict"]):
+        assert {k: v.dtype for k, v in after.items()} == {k: torch.float64 for k in state}
+        for name, before in state.items():
+            kept = after[name] != 0
+            assert torch.equal(after[name][kept], before[kept]), name
+        assert 0 < int((after["1.weight"] != 0).sum()) < after["1.weight"].numel()
+        assert torch.equal(after["1.bias"], state["1.bias"])  # a bias pruning leaves alone: the file's, bit for bit
+
+
+def test_restore_dtypes_casts_values_that_were_changed_not_only_zeroed():
+    """Values changed otherwise than zeroed (e.g. trained) are not the file's: they are cast, not replaced."""
+    from pruning_limits.checkpoint import FileDtypes, restore_dtypes
+
+    original = torch.tensor([[1.0 + 1e-12, 2.0 + 1e-12], [3.0 + 1e-12, 4.0 + 1e-12]], dtype=torch.float64)
+    layer = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(original)
+        layer.weight[0, 0] = 0.0
+    restore_dtypes(layer, FileDtypes({"weight": torch.float64}, {"weight": original}))
+    assert layer.weight.dtype == torch.float64
+    assert torch.equal(layer.weight, torch.where(torch.tensor([[False, True], [True, True]]), original, 0.0))
+    with torch.no_grad():
+        layer.weight.copy_(original)
+    layer.float()
+    with torch.no_grad():
+        layer.weight[1, 1] = 5.0  # trained
+    restore_dtypes(layer, FileDtypes({"weight": torch.float64}, {"weight": original}))
+    assert torch.equal(layer.weight, original.float().double().index_put((torch.tensor(1), torch.tensor(1)), torch.tensor(5.0, dtype=torch.float64)))
+
+
 def _hide_a_broken_torchvision() -> None:
     """Where torchvision is installed but cannot be imported (a CUDA build against a CPU torch), the
     lazy model imports of transformers fail on it: make it look not installed, before transformers
@@ -630,3 +691,26 @@ def test_a_vit_folder_loads_with_the_keys_transformers_renames_at_load(tmp_path)
     save_huggingface(tmp_path / "again", model)  # written as save_pretrained writes, read back the same
     assert set(load_file(tmp_path / "again" / "model.safetensors")) == set(load_file(tmp_path / "vit" / "model.safetensors"))
     assert torch.equal(read_checkpoint(tmp_path / "again").module(images).logits, vit(images).logits)
+
+
+def test_a_float64_huggingface_folder_keeps_its_kept_values_bit_exact(tmp_path):
+    """A review: a float64 folder loads into a float32 model, and the pruned folder held its
+    values rounded through float32; the kept ones are now the file's own."""
+    from safetensors.torch import load_file
+
+    folder, out = tmp_path / "bert", tmp_path / "pruned-bert"
+    bert = tiny_bert().double()
+    with torch.no_grad():  # values float32 cannot hold
+        for parameter in bert.parameters():
+            parameter.add_(1e-12 * torch.randn_like(parameter))
+    bert.save_pretrained(folder)
+    before = load_file(folder / "model.safetensors")
+    assert before["classifier.weight"].dtype == torch.float64
+    assert not torch.equal(before["classifier.weight"].float().double(), before["classifier.weight"])
+    data = "tokens:n=40,test=8,classes=3,vocab=20,length=8"
+    result = CliRunner().invoke(cli, ["prune", str(folder), "--data", data, "--sparsity", "0.3", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    after = load_file(out / "model.safetensors")
+    changed = [k for k in before if k in after and not torch.equal(after[k][after[k] != 0], before[k][after[k] != 0])]
+    assert not changed
+    assert bool((after["classifier.weight"] == 0).any()) and after["classifier.weight"].dtype == torch.float64
