@@ -237,6 +237,40 @@ def test_rank_three_hessian_breaks_down_cleanly(rule: str) -> None:
     assert abs(spectrum.integrate(lambda lam: np.exp(-lam)).value - exact) <= 1e-10
 
 
+def test_a_fully_pruned_network_is_predicted_with_its_probes_exact_spectral_measure() -> None:
+    """``pruning-limit predict`` of an MLP pruned to sparsity 1 (``prune --sparsity 1``: every
+    weight zero) stopped with "the operator is not symmetric: a block QᵀAQ differs from its
+    transpose by 1e-08 … tolerance 3.63e-09" (a review's repro, D = 2 368). With all weights zero
+    the Hessian has ± pairs of eigenvalues repeated once per active hidden unit (10 here, above the
+    8 probes) and a null space, so the block Krylov space runs out within a few dozen steps and
+    its last residuals mix directions of 0.1 and 1e-9 (tests/test_lanczos.py). On a 16-10-10 ReLU MLP
+    (D = 260; refused before the fix, by 6.9e-09 against 6.6e-09) ``predict_limit`` now answers,
+    "not a pruning limit" (nothing is left to prune: ``R = 0``), and its spectrum is the probes'
+    exact spectral measure (dense float64 Hessian, ``numpy.linalg.eigh``)."""
+    from pruning_limits.pipeline import predict_limit
+
+    g = torch.Generator().manual_seed(3)
+    model = nn.Sequential(nn.Linear(16, 10), nn.ReLU(), nn.Linear(10, 10)).double()
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[2].weight.zero_()
+        model[0].bias.copy_(torch.rand(10, generator=g, dtype=torch.float64) + 0.1)  # every unit active
+        model[2].bias.copy_(0.1 * torch.randn(10, generator=g, dtype=torch.float64))
+    x = torch.randn(32, 16, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (32,), generator=g)
+    prediction = predict_limit(model, (x, y), epsilon=0.05, iterations=60, probes=8, seed=0)
+    assert prediction.dim == 260 and prediction.sparsity == 1.0 and prediction.distance == 0.0
+    H = dense_hessian(HessianOperator(model, (x, y)))
+    eigs, vectors = np.linalg.eigh(H)
+    probes = rademacher_probes(H.shape[0], 8, seed=0)  # the probes of slq's seed 0
+    exact = Spectrum.from_ragged([(eigs, row) for row in (probes @ vectors) ** 2], H.shape[0]).summary()
+    top = np.abs(eigs).max()
+    assert prediction.spectrum["rule"] == "block" and 0.3 < np.mean(np.abs(eigs) <= 1e-10 * top) < 0.9
+    for key in ("atom_at_zero", "lambda_max", "lambda_min"):
+        assert abs(prediction.spectrum[key] - exact[key]) <= 1e-12 * max(top, 1.0), key
+    assert abs(prediction.spectrum["trace"] - exact["trace"]) <= 1e-12 * H.shape[0] * top
+
+
 def test_rule_choice_memory_budget_and_operator_kinds(trained) -> None:
     H = trained["H"]
     block = slq(H, iterations=10, probes=3, seed=1)
