@@ -407,9 +407,11 @@ def spectrum_command(
         method += " without re-orthogonalisation"
     stop = spectrum.stopping or {}
     if stop.get("adaptive"):
-        method += {"settled": ", settled", "breakdown": ", exact (invariant Krylov space)"}.get(
-            stop.get("ended", ""), ", NOT settled (step limit)"
-        )
+        method += {
+            "settled": ", settled",
+            "breakdown": ", exact (invariant Krylov space)",
+            "dimension": ", NOT settled (D allows no more steps)",
+        }.get(stop.get("ended", ""), ", NOT settled (step limit)")
     rows = [
         ("D (prunable weights)", report.format_number(summary["dim"])),
         ("method", "exact (eigvalsh)" if summary["exact"] else method),

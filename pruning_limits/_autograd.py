@@ -11,7 +11,12 @@ selects it for the forward passes whose graph is differentiated twice (PyTorch d
 "torch.nn.attention.sdpa_kernel").
 
 Any other operation without a double backward is reported by
-:func:`explain_missing_derivatives` as one line naming the operation and what to do.
+:func:`explain_missing_derivatives` as one line naming the operation and what to do. A custom
+``torch.autograd.Function`` whose backward is marked ``@once_differentiable`` raises no error
+at all: torch 2.13 hangs its ``DelayedError`` node on detached copies of the backward's
+outputs, which ``torch.autograd.grad`` prunes from the second pass, so the Hessian through it
+came out silently zero (on a review's 4-6-3 MLP, ``s*`` 0.5952 against the true 0.4286).
+:func:`check_twice_differentiable` finds such a Function in the loss's graph instead.
 """
 
 from __future__ import annotations
@@ -59,15 +64,68 @@ def missing_derivative_message(error: BaseException) -> str | None:
         return (
             f"the model uses {op}, which PyTorch cannot differentiate twice, so its Hessian cannot be "
             "computed: replace that operation with a twice-differentiable one (e.g. a pure-PyTorch "
-            "version), or choose --params (API: params=) before it in the network"
+            "version), or choose with --params (API: params=) only parameters after it in the network"
         )
     if _ONCE_DIFFERENTIABLE in text:
-        return (
-            "the model uses a custom autograd.Function marked @once_differentiable, which PyTorch cannot "
-            "differentiate twice, so its Hessian cannot be computed: give the Function a differentiable "
-            "backward, or choose --params (API: params=) before it in the network"
-        )
+        return _once_differentiable_message("")
     return None
+
+
+def _once_differentiable_message(names: str) -> str:
+    return (
+        f"the model uses a custom autograd.Function{names} marked @once_differentiable, which PyTorch cannot "
+        "differentiate twice, so its Hessian cannot be computed: give the Function a differentiable "
+        "backward, or choose with --params (API: params=) only parameters after it in the network"
+    )
+
+
+def _is_once_differentiable(function: Any) -> bool:
+    """Whether ``function`` (a Function's ``backward`` or ``vjp``) is wrapped by ``@once_differentiable``,
+    directly or under other ``functools.wraps`` decorators."""
+    from torch.autograd.function import once_differentiable
+
+    wrapper_code = once_differentiable(lambda ctx: None).__code__  # the same code object for every wrapped function
+    for _ in range(16):  # a chain of __wrapped__, never a cycle
+        if function is None:
+            return False
+        if getattr(function, "__code__", None) is wrapper_code:
+            return True
+        function = getattr(function, "__wrapped__", None)
+    return False
+
+
+def check_twice_differentiable(output: Any) -> None:
+    """Refuse a graph that runs a custom Function marked ``@once_differentiable``.
+
+    Walks the autograd graph of ``output`` (the loss, before its gradient is taken with
+    ``create_graph=True``). A Function appears in it only when one of its inputs depends on the
+    weights being differentiated, and then the second derivative through its backward is lost:
+    torch 2.13 does not raise (see the module docstring), the Hessian is silently wrong.
+
+    Args:
+        output: a tensor (anything else, or a tensor without a graph, passes).
+
+    Raises:
+        PruningLimitsError: such a Function is in the graph (one line naming it).
+    """
+    from torch.autograd.function import BackwardCFunction, Function
+
+    root = getattr(output, "grad_fn", None)
+    seen: dict[int, Any] = {}  # the nodes kept alive, so that no id is reused during the walk
+    stack, found = [root], []
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen[id(node)] = node
+        if isinstance(node, BackwardCFunction):
+            cls = node._forward_cls  # type: ignore[attr-defined]
+            backward = cls.vjp if getattr(cls, "vjp", Function.vjp) is not Function.vjp else cls.backward
+            if _is_once_differentiable(backward) and cls.__name__ not in found:
+                found.append(cls.__name__)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    if found:
+        raise PruningLimitsError(_once_differentiable_message(f" ({', '.join(found[:3])})"))
 
 
 @contextlib.contextmanager

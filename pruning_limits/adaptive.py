@@ -112,19 +112,33 @@ class SettlingMonitor:
         shown = ", ".join(f"{v:.4f}" for v in values[:3]) + (", ..." if len(values) > 3 else "")
         return f"s*={shown}"
 
-    def record(self, *, breakdown: bool = False) -> dict[str, Any]:
-        """JSON-serialisable account: tolerance, whether it converged, and every checkpoint.
+    def record(self, *, breakdown: bool = False, exhausted: bool = False) -> dict[str, Any]:
+        """JSON-serialisable account: tolerance, whether it converged, how it ended, every checkpoint.
 
-        ``breakdown``: the run ended on an invariant Krylov space, where the quadrature is
-        exact for the probes; it then counts as converged.
+        Args:
+            breakdown: the run ended on an invariant Krylov space, where the quadrature is
+                exact for the probes; it then counts as converged (``ended: "breakdown"``).
+            exhausted: the run took every step ``D`` allows (steps × probes ≥ D for the block
+                rule, D steps for one probe) without re-orthogonalisation, before it settled
+                or reached its step limit: ``ended: "dimension"`` (more steps are no cure).
+
+        Returns:
+            ``adaptive``, ``tolerance``, ``window``, ``converged``, ``ended`` (``"settled"``,
+            ``"breakdown"``, ``"dimension"`` or ``"step limit"``), ``moved`` and ``checks``.
         """
         moved = self.moved()
+        if self.converged:
+            ended = "settled"
+        elif breakdown:
+            ended = "breakdown"
+        else:
+            ended = "dimension" if exhausted else "step limit"
         return {
             "adaptive": True,
             "tolerance": self.tolerance,
             "window": self.window,
             "converged": bool(self.converged or breakdown),
-            "ended": "settled" if self.converged else "breakdown" if breakdown else "step limit",
+            "ended": ended,
             "moved": moved if np.isfinite(moved) else None,
             "checks": [
                 {"steps": steps, "products": products, "estimate": list(values)}
@@ -142,9 +156,38 @@ def _estimate_values(estimate: Callable[[Any], Any], spectrum: Any) -> tuple[flo
     return tuple(values.reshape(-1).tolist())
 
 
-def fixed_record(iterations: int, probes: int) -> dict[str, Any]:
-    """The ``stopping`` record of a run with a fixed number of steps."""
-    return {"adaptive": False, "iterations": int(iterations), "probes": int(probes), "converged": None}
+def fixed_record(iterations: int, probes: int, max_iterations: int | None = None) -> dict[str, Any]:
+    """The ``stopping`` record of a run with a fixed number of steps.
+
+    Args:
+        iterations: the Lanczos steps per probe the run took (fewer than asked where the
+            Krylov space was exhausted: ``min(max_iterations, D)``, or fewer on a breakdown).
+        probes: the probes.
+        max_iterations: the steps per probe asked for (default ``iterations``). Until
+            2026-12-06 ``iterations`` held this cap whatever the run took (300 for a run
+            of 6 steps on D = 45).
+
+    Returns:
+        ``{"adaptive": False, "iterations", "max_iterations", "probes", "converged": None}``.
+    """
+    cap = iterations if max_iterations is None else max_iterations
+    return {
+        "adaptive": False, "iterations": int(iterations), "max_iterations": int(cap), "probes": int(probes),
+        "converged": None,
+    }
+
+
+def moved_points(moved: float, tolerance: float) -> str:
+    """``moved`` (a sparsity) in points, with the digits that show it above ``tolerance``.
+
+    Two decimals wrote a move of 0.0020243 as ``0.20`` beside a tolerance of 0.2 points;
+    here it is ``0.202``. A move at or below the tolerance keeps two decimals.
+    """
+    points, limit = 100 * float(moved), 100 * float(tolerance)
+    digits = 2
+    while digits < 12 and points > limit and round(points, digits) <= limit:
+        digits += 1
+    return f"{points:.{digits}f}"
 
 
 def adaptive_slq(
@@ -209,7 +252,7 @@ def adaptive_slq(
         reorthogonalization=reorthogonalization,
     )
     if monitor is None:
-        return dataclasses.replace(spectrum, stopping=fixed_record(cap, probes))
+        return dataclasses.replace(spectrum, stopping=fixed_record(spectrum.iterations, probes, cap))
     steps_cap = min(cap, spectrum.dim)
     # the quadrature is exact for the probes once the Krylov space is invariant: it broke down
     # before the cap, or a fully re-orthogonalised basis spans the whole space (each probe's D
@@ -220,7 +263,8 @@ def adaptive_slq(
     # without re-orthogonalisation D vectors are no basis of the space: a stop there is no breakdown
     breakdown = not monitor.converged and spectrum.steps is not None and (
         spans_all or (spectrum.steps < steps_cap and not exhausted))
-    record = monitor.record(breakdown=breakdown)
+    record = monitor.record(breakdown=breakdown, exhausted=exhausted)
+    record["max_iterations"] = cap
     record["final_estimate"] = list(_estimate_values(estimate, spectrum))  # type: ignore[arg-type]
     if not record["converged"]:
         moved = record["moved"]
@@ -228,7 +272,7 @@ def adaptive_slq(
             why = f"a run needs at least {monitor.min_steps} steps to count as settled"
         else:
             why = (  # the values are sparsities: say them in points, as --tolerance takes them
-                f"s* moved by {100 * moved:.2f} points over its last {monitor.window} "
+                f"s* moved by {moved_points(moved, monitor.tolerance)} points over its last {monitor.window} "
                 f"checks, above the tolerance of {100 * monitor.tolerance:g}"
             )
         if exhausted:

@@ -55,7 +55,7 @@ from torch.func import functional_call
 from torch.fx.experimental import const_fold
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from ._autograd import explain_missing_derivatives, second_order_context, with_gradients
+from ._autograd import check_twice_differentiable, explain_missing_derivatives, second_order_context, with_gradients
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, error_line, reraise_interrupt
 from ._fx_passes import copy_written_constants, drop_zero_additions
 from .objective import (
@@ -346,9 +346,11 @@ class HessianOperator:
 
     # ------------------------------------------------------------------ products
 
-    def _grad_with_graph(self, x: Tensor, y: Tensor, leaf: Tensor) -> Tensor:
+    def _grad_with_graph(self, x: Tensor, y: Tensor, leaf: Tensor, check: bool = False) -> Tensor:
         with eval_mode(self._model):
             loss = self._loss(leaf, x, y) * (len(x) / self.num_samples)
+            if check:  # a @once_differentiable Function: no error from torch, a silently wrong Hessian
+                check_twice_differentiable(loss)
             (grad,) = torch.autograd.grad(loss, leaf, create_graph=True)
         return grad
 
@@ -493,7 +495,7 @@ class HessianOperator:
         v = torch.randn(self.dim, 1, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
         leaf = self._w0.clone().requires_grad_(True)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            grad = self._grad_with_graph(x, y, leaf)
+            grad = self._grad_with_graph(x, y, leaf, check=True)
         first = self._backward(grad, leaf, v, retain=False)
         if check and not bool(torch.isfinite(first).all()):
             raise PruningLimitsError(

@@ -24,11 +24,14 @@ Masks are ``dict`` of module-qualified weight names (``"0.weight"``) to bool ten
 kept, as in ``torch.nn.utils.prune``; they are applied with ``prune.custom_from_mask`` and made
 permanent with ``prune.remove``. The importance of a weight is its *effective* value
 (``module.weight``, which is ``weight_orig * weight_mask`` after an earlier pruning), like
-``global_unstructured`` does.
+``global_unstructured`` does. A tensor shared by several modules (a head tied to its input
+embedding) is one weight, listed once and masked in every module that uses it, so
+``permanent=True`` and the masks give the same network.
 """
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 from typing import Any
 
@@ -38,7 +41,7 @@ from torch import Tensor, nn
 from torch.nn.utils import prune
 
 from ._checks import PruningLimitsError, describe
-from .objective import fold_pruning, prunable_parameters
+from .objective import _parameter_uses, _untie_unlike_masks, fold_pruning, prunable_parameters, pruning_masks
 from .structures import STRUCTURES, allowed_count, effective_weights, model_order, parse_structure
 
 #: Criterion names (every ``N:M`` with ``1 <= N < M`` is accepted too).
@@ -90,10 +93,26 @@ def pruning_order(model: nn.Module, criterion: str = "magnitude") -> np.ndarray:
 
 
 def num_to_prune(amount: Any, dim: int) -> int:
-    """Number of weights to prune, exactly as ``torch.nn.utils.prune``.
+    """Number of weights to prune, as ``torch.nn.utils.prune`` counts it.
 
     An int is a count (``0 <= amount <= dim``); a float is a fraction in [0, 1] and gives
-    ``round(amount * dim)`` (Python's round, as ``prune._compute_nparams_toprune``).
+    ``round(amount * dim)`` computed as ``prune._compute_nparams_toprune`` computes it: in the
+    amount's own type, so a ``numpy.float32`` fraction is multiplied and rounded in float32
+    (``np.float32(0.3)`` of 35 weights is 10, as torch prunes, where float64 gave 11 until
+    2026-12-06). Where that product overflows (a ``numpy.float16`` fraction of more than 65 504
+    weights, which torch cannot count) it is taken in float64, and a count that float32
+    rounding puts above ``dim`` (more than 2²⁴ weights) is ``dim``.
+
+    Args:
+        amount: an int count or a real fraction (Python, numpy or ``fractions.Fraction``).
+        dim: the number of prunable weights.
+
+    Returns:
+        The number of weights to prune, in ``[0, dim]``.
+
+    Raises:
+        PruningLimitsError: no real number (a bool, a string, a tensor), a count outside
+            ``[0, dim]``, or a fraction outside ``[0, 1]`` or not finite.
     """
     if isinstance(amount, bool) or not isinstance(amount, Real):
         raise PruningLimitsError(f"amount must be an int count or a float fraction, got {describe(amount)}")
@@ -101,9 +120,13 @@ def num_to_prune(amount: Any, dim: int) -> int:
         if not 0 <= int(amount) <= dim:
             raise PruningLimitsError(f"amount as a count must lie in [0, {dim}] (the prunable weights), got {amount}")
         return int(amount)
-    if not (np.isfinite(amount) and 0.0 <= float(amount) <= 1.0):
+    if not (math.isfinite(float(amount)) and 0.0 <= float(amount) <= 1.0):
         raise PruningLimitsError(f"amount as a fraction must lie in [0, 1], got {amount}")
-    return int(round(float(amount) * dim))
+    with np.errstate(over="ignore"):
+        product = amount * dim  # torch's arithmetic, in the amount's type
+    if not math.isfinite(float(product)):
+        product = float(amount) * dim
+    return min(int(round(product)), dim)
 
 
 def masks_from_order(model: nn.Module, order: np.ndarray, num_pruned: int) -> dict[str, Tensor]:
@@ -145,25 +168,58 @@ def global_magnitude_masks(model: nn.Module, amount: Any) -> dict[str, Tensor]:
 def apply_masks(model: nn.Module, masks: dict[str, Tensor]) -> nn.Module:
     """Apply masks the PyTorch way (``prune.custom_from_mask``) and return the model.
 
-    Masks combine with an earlier pruning of the same weight (PyTorch's PruningContainer).
+    Masks combine with an earlier pruning of the same weight (PyTorch's PruningContainer). A
+    weight shared by several modules (a head tied to an input embedding) is one weight of the
+    analysis (:func:`~pruning_limits.objective.prunable_parameters` counts it once), so its mask
+    is applied to every module that uses it: the network is the same before and after
+    :func:`make_permanent` (until 2026-12-06 only the listed module was masked, the embedding
+    read the dense tensor, and ``make_permanent`` then pruned it too and changed the outputs).
+
+    Args:
+        model: the network; modified in place.
+        masks: ``{module-qualified weight name: bool tensor}`` (True = kept), names as
+            :func:`compute_masks` gives them.
+
+    Returns:
+        ``model``.
+
+    Raises:
+        PruningLimitsError: a name that is no prunable weight, or a mask of another shape.
     """
-    by_name = {name: (module, name.rpartition(".")[2]) for name, module, _ in prunable_weights(model)}
+    by_name = {
+        name: (module, name.rpartition(".")[2], param)
+        for (name, module, _), (_, param) in zip(prunable_weights(model), prunable_parameters(model))
+    }
     unknown = [name for name in masks if name not in by_name]
     if unknown:
         raise PruningLimitsError(f"masks name unknown weights {unknown}; prunable weights are {list(by_name)}")
+    uses = _parameter_uses(model)
     for name, mask in masks.items():
-        module, attr = by_name[name]
+        module, attr, param = by_name[name]
         weight = getattr(module, attr)
         if tuple(mask.shape) != tuple(weight.shape):
             raise PruningLimitsError(
                 f"mask for {name} has shape {tuple(mask.shape)}, the weight has {tuple(weight.shape)}"
             )
-        prune.custom_from_mask(module, attr, mask.to(weight.device))
+        for user, user_attr, _ in uses.get(id(param), [(module, attr, None)]):
+            prune.custom_from_mask(user, user_attr, mask.to(weight.device))
     return model
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold every ``torch.nn.utils.prune`` mask into its weight (``prune.remove``), in place."""
+    """Fold every ``torch.nn.utils.prune`` mask into its weight (``prune.remove``), in place.
+
+    The network computes what it computed before. ``prune.remove`` writes ``weight_orig *
+    weight_mask`` into the tensor itself, so a tensor shared by several modules keeps its tie
+    only when every module that uses it is masked alike (as :func:`apply_masks` masks it);
+    otherwise (``torch.nn.utils.prune`` applied to one of them, say a head tied to an embedding)
+    each masked use gets its own copy first, as :func:`~pruning_limits.objective.model_copy`
+    analyses it, and the other uses keep the unpruned tensor.
+
+    Returns:
+        ``model``.
+    """
+    _untie_unlike_masks(model)
     return fold_pruning(model)
 
 
@@ -177,8 +233,11 @@ def prune_model(
         amount: int count or float fraction of the prunable weights (``torch.nn.utils.prune``
             rule), rounded up to the structure's next allowed count; ``None`` for ``N:M``.
         criterion: a structure spec (:func:`compute_masks`).
-        permanent: fold the masks into the weights (``prune.remove``) instead of keeping
-            ``weight_orig`` and ``weight_mask``.
+        permanent: fold the masks into the weights (:func:`make_permanent`) instead of keeping
+            ``weight_orig`` and ``weight_mask``; the network computes the same either way.
+
+    Returns:
+        The masks applied (:func:`compute_masks`).
     """
     masks = compute_masks(model, amount, criterion)
     apply_masks(model, masks)

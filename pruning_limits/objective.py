@@ -456,26 +456,50 @@ def model_copy(model: nn.Module) -> nn.Module:
     if parameter_selection(model) is not None:  # names such as 'weight_orig' are gone once folded:
         # the same tensors, named as the copy names them
         setattr(copied, _SELECTION_ATTR, tuple(_base_name(name) for name, _ in prunable_parameters(model)))
-    _untie_masked(copied)
+    _untie_unlike_masks(copied)
     return fold_pruning(copied)
 
 
-def _untie_masked(model: nn.Module) -> None:
-    """Give every masked use of a shared (tied) tensor its own copy, in place, before folding.
+def _parameter_uses(model: nn.Module) -> dict[int, list[tuple[nn.Module, str, Tensor | None]]]:
+    """``id(parameter)`` -> ``(module, weight name, mask or None)`` of every module that reads it.
 
-    ``torch.nn.utils.prune`` masks one use of a tensor (a head tied to an embedding: the head
-    computes ``weight_orig * weight_mask``, the embedding reads ``weight_orig``), and
-    ``prune.remove`` writes the product into the shared tensor, which pruned the other use too:
-    until 2026-12-06 the analysed copy of such a model was another network than the one that
-    runs (a review measured losses 2.1723 against 2.1673).
+    The weight name is the one the module computes (``weight``, not ``weight_orig``, where
+    ``torch.nn.utils.prune`` re-parametrised it; the mask is then its ``weight_mask``).
     """
-    from collections import Counter
+    pruned = {(id(module), name) for module, name in pruning_masks(model)}
+    uses: dict[int, list[tuple[nn.Module, str, Tensor | None]]] = {}
+    for module in model.modules():
+        for attr, param in module._parameters.items():
+            if param is None:
+                continue
+            base = attr.removesuffix("_orig")
+            if base != attr and (id(module), base) in pruned:
+                uses.setdefault(id(param), []).append((module, base, module._buffers[f"{base}_mask"]))
+            else:
+                uses.setdefault(id(param), []).append((module, attr, None))
+    return uses
 
-    uses = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
-    for module, name in pruning_masks(model):
-        orig = module._parameters[f"{name}_orig"]
-        if orig is not None and uses[id(orig)] > 1:
-            module._parameters[f"{name}_orig"] = nn.Parameter(orig.detach().clone(), requires_grad=orig.requires_grad)
+
+def _untie_unlike_masks(model: nn.Module) -> None:
+    """Give each masked use of a shared tensor its own copy, in place, unless every use is masked alike.
+
+    ``torch.nn.utils.prune`` may mask one use of a tensor (a head tied to an embedding: the head
+    computes ``weight_orig * weight_mask``, the embedding reads ``weight_orig``), and
+    ``prune.remove`` writes the product into the shared tensor, which would prune the other use
+    too (until 2026-12-06 the analysed copy of such a model was another network than the one that
+    runs; a review). Masked alike in every use (:func:`~pruning_limits.masks.prune_model`), the
+    tie stays: folding writes the same product for every use.
+    """
+    for group in _parameter_uses(model).values():
+        masks = [mask for _, _, mask in group]
+        if len(group) < 2 or all(mask is None for mask in masks):
+            continue
+        if all(mask is not None and torch.equal(mask, masks[0]) for mask in masks):
+            continue  # folding writes the same product for every use: the tie stays
+        for module, attr, mask in group:
+            if mask is not None:
+                orig = module._parameters[f"{attr}_orig"]
+                module._parameters[f"{attr}_orig"] = nn.Parameter(orig.detach().clone(), requires_grad=orig.requires_grad)
 
 
 def _deepcopy(model: nn.Module) -> nn.Module:

@@ -121,9 +121,10 @@ def predict_limit(
         raise PruningLimitsError("gradient was given with gradient_term=False; pass one or the other")
     if isinstance(epsilon, str):
         check_choice("epsilon", epsilon, ("batch-std",))
-        eps = batch_std_epsilon(analysed, data, loss_fn)
     else:
         eps = check_positive("epsilon", epsilon)
+    # the structure, with the model, before any pass over the data (ε's is the first): until
+    # 2026-12-06 an unknown structure was refused after the batch-std ε had read all the data
     weights = flat_weights(analysed, params)
     plan = None
     if structure != "unstructured":
@@ -133,6 +134,8 @@ def predict_limit(
             if params != "prunable":
                 raise PruningLimitsError(f"structure {structure} needs params='prunable' (the layers it groups)")
             plan = structured_order(weights, layer_layout(analysed), structure)
+    if isinstance(epsilon, str):
+        eps = batch_std_epsilon(analysed, data, loss_fn)
     if gradient_term and gradient is None:
         gradient = loss_gradient(analysed, data, loss_fn, params)
     if spectrum is None:

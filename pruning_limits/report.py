@@ -281,6 +281,8 @@ def unsettled_note(spectrum: Mapping[str, Any] | None) -> str | None:
         f"s* moved by {100 * moved:.2f} points over its last {stop.get('window')} checks, above the tolerance of "
         f"{100 * stop['tolerance']:g}" if moved is not None and stop.get("tolerance") else "too few steps to judge it"
     )
+    if stop.get("ended") == "dimension":  # every step D allows without re-orthogonalisation: more do not help
+        return f"**SLQ did not settle**{steps} (D allows no more steps): {how}. The answer may still move; a `--memory-budget` that holds the basis (re-orthogonalised, such a run is exact) gives a surer one."
     return f"**SLQ did not settle**{steps} (step limit): {how}. The answer may still move; more `--iterations` give a surer one."
 
 

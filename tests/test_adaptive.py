@@ -199,7 +199,7 @@ def test_unsettled_run_warns_and_says_so(oracle) -> None:
     with pytest.warns(RuntimeWarning, match=hint):
         adaptive_slq(oracle["op"], estimate, tolerance=1e-9, iterations=30, probes=2, reorthogonalization="none")
     fixed = adaptive_slq(oracle["op"], None, iterations=12, probes=2)
-    assert fixed.stopping == {"adaptive": False, "iterations": 12, "probes": 2, "converged": None}
+    assert fixed.stopping == {"adaptive": False, "iterations": 12, "max_iterations": 12, "probes": 2, "converged": None}
 
 
 def test_a_run_that_spans_the_whole_space_is_exact_not_unsettled() -> None:
@@ -446,3 +446,112 @@ def test_adaptive_slq_names_its_own_arguments_and_takes_a_scalar_estimate() -> N
         adaptive_slq(matrix, lambda spectrum: [[0.5], [0.5]], iterations=30, probes=2)
     with pytest.raises(PruningLimitsError, match="the estimate's values must be an array of numbers"):
         adaptive_slq(matrix, lambda spectrum: "high", iterations=30, probes=2)
+
+
+def _symmetric(dim: int, seed: int = 0) -> np.ndarray:
+    half = np.random.default_rng(seed).standard_normal((dim, dim))
+    return (half + half.T) / 2
+
+
+def test_a_fixed_run_records_the_steps_it_took_beside_the_steps_asked() -> None:
+    """stopping.iterations was the cap asked (300) where the run took 6 steps on D = 45: the
+    steps taken are now `iterations`, the cap `max_iterations`."""
+    fixed = adaptive_slq(_symmetric(200), None, probes=8, seed=0)  # 8 probes x 25 steps span D = 200
+    assert fixed.steps == 25
+    assert fixed.stopping == {"adaptive": False, "iterations": 25, "max_iterations": 300, "probes": 8, "converged": None}
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))  # D = 45
+    x, y = torch.randn(300, 6), torch.randint(0, 3, (300,))
+    spectrum = predict_limit(model, (x, y), epsilon=0.01).to_dict()["spectrum"]
+    assert spectrum["stopping"]["iterations"] == spectrum["iterations"] == 6
+    assert spectrum["stopping"]["max_iterations"] == 300
+
+
+def test_a_run_that_exhausts_the_dimension_ends_on_it_not_on_the_step_limit() -> None:
+    """Without re-orthogonalisation 8 probes stop after D / 8 steps, far below the cap of 300:
+    that is no step limit (more --iterations do not help), and the record says `dimension`."""
+    estimate = sparsity_estimator(0.1 * np.random.default_rng(1).standard_normal(200), [1e-2])
+    with pytest.warns(RuntimeWarning, match=r"did not settle within 25 steps: .*and D = 200 allows no more; re-orthogonalise"):
+        spectrum = adaptive_slq(_symmetric(200), estimate, tolerance=1e-9, probes=8, seed=0, reorthogonalization="none")
+    stop = spectrum.stopping
+    assert spectrum.steps == 25 and stop["ended"] == "dimension" and stop["converged"] is False
+    assert stop["max_iterations"] == 300
+    monitor = SettlingMonitor(lambda spectrum: [0.5])
+    assert monitor.record(exhausted=True)["ended"] == "dimension" and monitor.record()["ended"] == "step limit"
+    assert monitor.record(breakdown=True, exhausted=True)["ended"] == "breakdown"
+
+
+def test_the_warning_shows_enough_digits_to_exceed_the_tolerance() -> None:
+    """A move of 0.0020243 was printed '0.20 points ... above the tolerance of 0.2'."""
+    from pruning_limits.adaptive import moved_points
+
+    assert moved_points(0.0020243, 0.002) == "0.202"
+    assert moved_points(0.00200001, 0.002) == "0.200001"
+    assert moved_points(0.0031, 0.002) == "0.31" and moved_points(0.0015, 0.002) == "0.15"
+    assert float(moved_points(0.002 + 1e-9, 0.002)) > 0.2
+
+    values = itertools.cycle([0.5, 0.5020243])  # from check to check: never settles at 0.002
+
+    def estimate(spectrum):
+        return [next(values)]
+
+    with pytest.warns(RuntimeWarning, match=r"s\* moved by 0\.202 points over its last 3 checks, above the tolerance of 0\.2;"):
+        spectrum = adaptive_slq(np.diag(np.linspace(-1.0, 2.0, 300)), estimate, iterations=120, probes=1, seed=0)
+    assert spectrum.stopping["moved"] == pytest.approx(0.0020243) and spectrum.stopping["ended"] == "step limit"
+
+
+def test_predict_limit_checks_the_structure_before_any_pass_over_the_data(monkeypatch) -> None:
+    """The batch-std ε read all the data before an unknown structure was refused."""
+    import pruning_limits.objective as objective
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the batch-std epsilon ran before the structure was checked")
+
+    monkeypatch.setattr(objective, "batch_std_epsilon", no_pass)
+    model, x, y = _small_problem()
+    with pytest.raises(PruningLimitsError, match="structure must be unstructured, layerwise, neuron, channel or N:M"):
+        predict_limit(model, (x, y), structure="rows", iterations=5, probes=2)
+    with pytest.raises(PruningLimitsError, match="structure neuron needs params='prunable'"):
+        predict_limit(model, (x, y), structure="neuron", params="0.weight", iterations=5, probes=2)
+
+
+class _OnceSquare(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+
+class _Squared(nn.Module):
+    def __init__(self, square) -> None:
+        super().__init__()
+        self.square, self.a, self.b = square, nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.b(self.square(self.a(x)))
+
+
+def test_a_once_differentiable_function_is_refused_not_a_silently_zero_hessian() -> None:
+    """torch 2.13 raises nothing for a @once_differentiable backward in a Hessian product: the
+    block of the weights before it came out zero, and s* 0.5952 where it is 0.4286 (a review).
+    Weights after it need no second derivative through it and stay analysable."""
+    torch.manual_seed(0)
+    once = _Squared(_OnceSquare.apply).double()
+    plain = copy.deepcopy(once)
+    plain.square = lambda t: t * t
+    data = (torch.randn(300, 4, dtype=torch.float64), torch.randint(0, 3, (300,)))
+    refused = r"custom autograd.Function \(_OnceSquare\) marked @once_differentiable, .* only parameters after it"
+    for method in ("double-backward", "auto"):
+        with pytest.raises(PruningLimitsError, match=refused):
+            HessianOperator(once, data, method=method)
+    with pytest.raises(PruningLimitsError, match=refused):
+        predict_limit(once, data, epsilon=0.01, tolerance=0.002)
+    after = dense_hessian(HessianOperator(once, data, params="b.weight"))
+    np.testing.assert_array_equal(after, dense_hessian(HessianOperator(plain, data, params="b.weight")))
+    assert np.abs(after).max() > 0
