@@ -81,3 +81,29 @@ def cancelling_groups():
         "spectrum": Spectrum.from_eigenvalues(np.zeros(6)),
         "epsilon": 0.08,
     }
+
+
+@pytest.fixture
+def symmetry_margin(monkeypatch):
+    """The worst asymmetry the block Lanczos symmetry check saw, as a fraction of its tolerance.
+
+    Patches ``lanczos._Symmetry.check`` to measure before checking; returns a one-item list
+    (reset it to ``0.0`` between runs). Checks with a zero scale are not measured.
+    """
+    import numpy as np
+
+    import pruning_limits.lanczos as lanczos_module
+
+    worst = [0.0]
+    check = lanczos_module._Symmetry.check
+
+    def measured(self, diagonal, scale, above=None, link=None):
+        asymmetry = np.abs(diagonal - diagonal.T).max(initial=0.0)
+        if above is not None and above.size:
+            asymmetry = max(asymmetry, np.abs(above - link.T).max())
+        if scale > 0:
+            worst[0] = max(worst[0], asymmetry / (np.sqrt(self.rounding) * scale))
+        return check(self, diagonal, scale, above, link)
+
+    monkeypatch.setattr(lanczos_module._Symmetry, "check", measured)
+    return worst

@@ -475,7 +475,7 @@ def low_rank_operators() -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("mode", ["full", "none"])
 @pytest.mark.parametrize("name", ["zero", "rank one", "rank five", "fully pruned MLP"])
-def test_the_block_rule_of_a_low_rank_operator_is_its_spectral_measure(name: str, mode: str, monkeypatch) -> None:
+def test_the_block_rule_of_a_low_rank_operator_is_its_spectral_measure(name: str, mode: str, symmetry_margin) -> None:
     """Rank far below ``probes × steps``: the block Krylov space becomes invariant long before the
     30 steps (22 blocks on the fully pruned MLP's spectrum). On the fully pruned MLP's spectrum the residual then had directions about 1e-9 of the
     products' norm beside others of 0.1 in the same block, above the deflation tolerance (1e-10 of
@@ -487,20 +487,7 @@ def test_the_block_rule_of_a_low_rank_operator_is_its_spectral_measure(name: str
     no weight of the probes.) The symmetric operator stays far inside the symmetry check's
     tolerance, so that the check still tells a non-symmetric one (the next tests): measured up to
     5e-6 of it on such spectra, here required below 1e-3."""
-    import pruning_limits.lanczos as lanczos_module
-
-    worst = [0.0]
-    check = lanczos_module._Symmetry.check
-
-    def measured(self, diagonal, scale, above=None, link=None):
-        asymmetry = np.abs(diagonal - diagonal.T).max(initial=0.0)
-        if above is not None and above.size:
-            asymmetry = max(asymmetry, np.abs(above - link.T).max())
-        if scale > 0:
-            worst[0] = max(worst[0], asymmetry / (np.sqrt(self.rounding) * scale))
-        return check(self, diagonal, scale, above, link)
-
-    monkeypatch.setattr(lanczos_module._Symmetry, "check", measured)
+    worst = symmetry_margin
     A = low_rank_operators()[name]
     dim = A.shape[0]
     decomposition = np.linalg.eigh(A)
