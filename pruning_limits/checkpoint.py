@@ -1034,12 +1034,19 @@ class ScriptedModel(nn.Module):
             self.layers[key] = _shell(getattr(sub, "original_name", ""), params)
         object.__setattr__(self, "targets", targets)
 
-    def _current(self) -> Iterator[tuple[Any, str, torch.Tensor, bool]]:
+    def _slots(self) -> Iterator[tuple[Any, str, nn.Parameter, torch.Tensor | None]]:
+        """``(scripted submodule, tensor name, the shell's parameter, its mask or None)`` of every
+        parameter slot of the scripted module (``weight_orig`` and ``weight_mask`` where
+        ``torch.nn.utils.prune`` re-parametrised the shell's ``weight``)."""
         for key, shell in self.layers.items():
             for name, value in shell.named_parameters(recurse=False):
                 base = name[: -len("_orig")] if name.endswith("_orig") else name
                 mask = getattr(shell, base + "_mask", None) if name.endswith("_orig") else None
-                yield self.targets[key], base, value if mask is None else value * mask, value.requires_grad
+                yield self.targets[key], base, value, mask
+
+    def _current(self) -> Iterator[tuple[Any, str, torch.Tensor, bool]]:
+        for target, name, value, mask in self._slots():
+            yield target, name, value if mask is None else value * mask, value.requires_grad
 
     def forward(self, *args: Any) -> Any:
         slots = list(self._current())
@@ -1066,13 +1073,33 @@ class ScriptedModel(nn.Module):
 
     def to_scripted(self) -> Any:
         """The scripted module with the current (e.g. pruned) weights as its parameters; a
-        tensor the view shares between layers (tied weights) is one parameter in every place."""
-        written: dict[int, tuple[torch.Tensor, nn.Parameter]] = {}  # the value kept too: its id stays its own
-        for target, name, value, requires_grad in self._current():
-            if id(value) not in written:
-                written[id(value)] = (value, nn.Parameter(value.detach().clone(), requires_grad=requires_grad))
-            setattr(target, name, written[id(value)][1])
+        tensor the view shares between layers (tied weights) is one parameter in every place.
+
+        A shared tensor that ``torch.nn.utils.prune`` masks (``weight_orig``, not folded) stays
+        one parameter where every use has an equal mask (:func:`~pruning_limits.masks.prune_model`
+        masks all uses alike): the masked values are written once. Uses whose masks differ (or
+        one masked, another not) run different weights, and get a parameter each. (Until
+        2026-12-06 every masked use got its own parameter: a review.)
+        """
+        # id(underlying parameter) -> [(mask or None, the parameter written)]; the underlying
+        # parameter is held by the view's shells, so its id is its own for the whole loop
+        written: dict[int, list[tuple[torch.Tensor | None, nn.Parameter]]] = {}
+        for target, name, param, mask in self._slots():
+            uses = written.setdefault(id(param), [])
+            kept = next((out for seen, out in uses if _same_mask(seen, mask)), None)
+            if kept is None:
+                value = param if mask is None else param * mask
+                kept = nn.Parameter(value.detach().clone(), requires_grad=param.requires_grad)
+                uses.append((mask, kept))
+            setattr(target, name, kept)
         return self.scripted
+
+
+def _same_mask(first: torch.Tensor | None, second: torch.Tensor | None) -> bool:
+    """Whether two uses of one tensor run the same weights: both unmasked, or equal masks."""
+    if first is None or second is None:
+        return first is second
+    return first is second or (first.shape == second.shape and torch.equal(first, second))
 
 
 def scripted_view(scripted: Any) -> ScriptedModel:

@@ -57,9 +57,17 @@ from .structures import model_order
 #: magnitude and keeps the accuracy targets (digits mlp 96.5 %, cnn 98.0 %, MNIST-1D cnn1d
 #: 91.0 %, mlp 61.5 %); 1e-3 sparsifies more but puts MNIST-1D's MLP below 60 % for some seeds.
 DEFAULT_L1 = 5e-4
-#: Default epochs (the paper trained 200; 100 suffices on digits and MNIST-1D with cosine decay).
+#: Default epochs. Chosen, not measured: half the 200 of every config of the official code
+#: (github.com/QiaozheZhang/Global-One-shot-Pruning, ``configs/*.yml`` at commit e7c9590). No
+#: comparison with other epoch counts is recorded (docs, git history); the validation suite
+#: trains its rows with it (docs/validation.md, whose table's "test acc." is what it reached).
 DEFAULT_EPOCHS = 100
-#: Default learning rate of SGD with momentum 0.9 and cosine decay to 0.
+#: Default initial learning rate, cosine decay to 0; for SGD with momentum 0.9, and used unchanged
+#: for ``optimizer="adam"`` (there is no separate Adam default). Chosen, not measured: no
+#: learning-rate sweep is recorded (docs, git history). The official code (configs at e7c9590, as
+#: above) uses SGD with momentum 0.9 at 0.01 with a multistep decay (FC, FC12, AlexNet, VGG16 on
+#: CIFAR-10) and at 0.1 with cosine decay (ResNet-18/50 on CIFAR-100); 0.05 lies between. The
+#: validation suite trains with it (docs/validation.md).
 DEFAULT_LR = 0.05
 #: Optimizers ``train`` knows.
 OPTIMIZERS = ("sgd", "adam")
@@ -75,7 +83,8 @@ class TrainingHistory:
 
     Attributes:
         loss: mean data loss over the epoch's mini-batches (without the l1 term).
-        l1: the penalty ``λ Σ|w|`` at the end of each epoch.
+        l1: the penalty ``λ Σ|w|`` at the end of each epoch (over the weights the network runs:
+            masked where ``torch.nn.utils.prune`` masks them).
         train_accuracy, test_accuracy: accuracies at the end of each epoch (eval mode);
             ``None`` entries for regression or without test data.
         seconds: wall time of each epoch.
@@ -142,8 +151,42 @@ def accuracy(model: nn.Module, data: Any, batch_size: int = 1024) -> float | Non
     return correct / len(x)
 
 
-def _l1_term(params: list[nn.Parameter]) -> Tensor:
-    return torch.stack([p.abs().sum() for p in params]).sum()
+def _l1_term(params: list[nn.Parameter], masks: list[Tensor | None] | None = None) -> Tensor:
+    """``Σ|w|`` over ``params``, each times its mask where ``masks`` gives one (:func:`_l1_masks`)."""
+    if masks is None:
+        return torch.stack([p.abs().sum() for p in params]).sum()
+    return torch.stack([(p if m is None else p * m).abs().sum() for p, m in zip(params, masks)]).sum()
+
+
+def _l1_masks(model: nn.Module, params: list[nn.Parameter]) -> list[Tensor | None] | None:
+    """The masks that make the l1 penalty cover the weights the network runs, one per parameter of
+    ``params`` (``None``: the parameter as it is), or ``None`` where the model has no
+    ``torch.nn.utils.prune`` mask.
+
+    A pruned module computes ``weight = weight_orig * weight_mask``, and ``weight_orig`` is what
+    :func:`~pruning_limits.objective.prunable_parameters` selects: penalised as it is, the pruned
+    entries, which the network never reads, counted in ``λ Σ|w|`` and drew the l1 shrinkage
+    (until 2026-12-06, a review: ``history.l1`` recorded 7.004 λ for an effective 5.737 λ).
+    A tensor read by several modules is masked by the union of their masks (an entry any use
+    reads counts), and not at all where one use reads it unmasked.
+    """
+    from .objective import _parameter_uses, pruning_masks
+
+    if not params or not pruning_masks(model):
+        return None
+    uses = _parameter_uses(model)
+    masks: list[Tensor | None] = []
+    for param in params:
+        found = [mask for _, _, mask in uses.get(id(param), [])]
+        if not found or any(mask is None for mask in found):
+            masks.append(None)
+            continue
+        union = found[0]
+        for mask in found[1:]:
+            if mask is not union and not torch.equal(mask, union):
+                union = torch.maximum(union, mask.to(union.device))
+        masks.append(union.detach().to(param.device, param.dtype))
+    return masks
 
 
 def mini_batches(perm: Tensor, batch_size: int) -> list[Tensor]:
@@ -210,7 +253,9 @@ def train(
 ) -> TrainingHistory:
     """Train ``model`` in place with the LOMP objective ``L(w) + λ Σ|w_i|``.
 
-    The penalty covers the prunable weights only (:func:`~pruning_limits.objective.prunable_parameters`).
+    The penalty covers the prunable weights only (:func:`~pruning_limits.objective.prunable_parameters`),
+    as the network runs them: a weight masked with ``torch.nn.utils.prune`` counts as
+    ``weight_orig * weight_mask``, so its pruned entries are neither penalised nor recorded.
     Mini-batches are drawn by a ``torch.Generator`` seeded with ``seed``, and random layers
     (dropout) by torch's global generator seeded with ``seed`` for the run and restored after
     (the initialisation is seeded by :func:`~pruning_limits.models.build_model`), so a run is
@@ -224,10 +269,13 @@ def train(
             ``test_data`` is None), a DataLoader, a Dataset or an ``(x, y)`` pair.
         l1: λ ≥ 0; the paper used 2e-5 … 1e-4 (SGD, 200 epochs); default :data:`DEFAULT_L1`.
         epochs: passes over the training data (default :data:`DEFAULT_EPOCHS`).
-        lr: initial learning rate (default :data:`DEFAULT_LR`).
+        lr: initial learning rate, for either optimizer (default :data:`DEFAULT_LR`, chosen for
+            SGD and used unchanged for Adam).
         optimizer: ``"sgd"`` (momentum 0.9, the paper's choice) or ``"adam"``.
-        batch_size: mini-batch size (128, as the official code); a last batch of one sample is
-            folded into the one before it (:func:`mini_batches`: BatchNorm cannot train on one).
+        batch_size: mini-batch size (128, the ``batch_size`` of every config of the official
+            code, github.com/QiaozheZhang/Global-One-shot-Pruning ``configs/*.yml`` at commit
+            e7c9590); a last batch of one sample is folded into the one before it
+            (:func:`mini_batches`: BatchNorm cannot train on one).
         weight_decay: l2 coefficient passed to the optimizer (default 0).
         seed: seed of the shuffling and of random layers.
         test_data: optional test data for the per-epoch test accuracy.
@@ -249,6 +297,7 @@ def train(
     loss_fn = resolve_loss_fn(loss_fn, (x[:1], y[:1]))
     device, dtype = model_device_dtype(model)
     l1_params = [p for _, p in prunable_parameters(model)] if l1 > 0 else []  # λ = 0 penalises nothing: no selection needed
+    l1_masks = _l1_masks(model, l1_params)  # None without torch.nn.utils.prune masks: the plain sum
     if not any(p.requires_grad for p in model.parameters()):
         raise PruningLimitsError("every parameter of the model is frozen (requires_grad=False): nothing to train")
     if optimizer == "sgd":
@@ -283,7 +332,7 @@ def train(
             for index in mini_batches(perm, batch_size):
                 xb, yb = on_model(x[index], device, dtype), on_model(y[index], device, dtype)
                 data_loss = loss_fn(model(xb), yb)
-                objective = data_loss + l1 * _l1_term(l1_params) if l1 > 0 else data_loss
+                objective = data_loss + l1 * _l1_term(l1_params, l1_masks) if l1 > 0 else data_loss
                 opt.zero_grad(set_to_none=True)
                 objective.backward()
                 opt.step()
@@ -291,7 +340,7 @@ def train(
                 total += float(data_loss.detach()) * len(index)
                 count += len(index)
             with torch.no_grad():
-                history.l1.append(float(l1 * _l1_term(l1_params)) if l1_params else 0.0)
+                history.l1.append(float(l1 * _l1_term(l1_params, l1_masks)) if l1_params else 0.0)
             history.loss.append(total / count)
             history.train_accuracy.append(accuracy(model, (x, y)))
             history.test_accuracy.append(None if test is None else accuracy(model, test))
@@ -593,8 +642,13 @@ def sweep(
 
 
 #: Fine-tuning recipe of :func:`retrained_limit` (fixed, documented in docs/usage.md): SGD with
-#: momentum 0.9 (as :func:`train`), initial learning rate 0.01 (a fifth of training's: the kept
-#: weights start trained) with cosine decay to 0, batch 128, no l1, no weight decay.
+#: momentum 0.9 (as :func:`train`), initial learning rate 0.01 with cosine decay to 0, batch 128,
+#: no l1, no weight decay. The learning rate is chosen, not measured: commit fee1909 added it with
+#: no comparison of rates. It is a fifth of :data:`DEFAULT_LR` (the kept weights start trained)
+#: and the official code's training rate for its CIFAR-10 networks (configs at e7c9590, see
+#: :data:`DEFAULT_LR`). It stays 0.01 whatever rate or optimizer trained the network.
+#: docs/validation.md's re-trained limits ("Where the kinematic number of a λ = 0 network sits")
+#: used it.
 RETRAIN_LR = 0.01
 #: :func:`retrained_limit` bisects until the bracket is at most this wide (half a point of sparsity).
 RETRAIN_RESOLUTION = 0.005

@@ -133,16 +133,47 @@ def _parse_ints(spec: str, text: str, minimum: int, what: str) -> list[int]:
 _LAYER_BYTES = 4096
 
 
+#: Files that hold the memory limit of the control group this process runs in, as a container
+#: sees its own: cgroup v2 (``max`` where there is none), then cgroup v1 (a number near 2**63
+#: where there is none).
+_CGROUP_MEMORY_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def _cgroup_memory_limit() -> int | None:
+    """Bytes of the control group's memory limit: the smallest of :data:`_CGROUP_MEMORY_FILES`
+    that hold a number (``None``: no file, ``max``, or nothing readable)."""
+    limits = []
+    for path in _CGROUP_MEMORY_FILES:
+        try:
+            with open(path, encoding="ascii") as handle:
+                text = handle.read().strip()
+        except (OSError, UnicodeDecodeError):  # no such file (no cgroup, another OS) or unreadable
+            continue
+        if text.isdigit():  # "max" (v2: no limit) and anything else say nothing
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
 def _machine_memory() -> int | None:
-    """Bytes of physical memory of this machine (``None`` where the OS does not say)."""
+    """Bytes of memory this process may use: the smaller of the machine's physical memory and the
+    memory limit of its control group (:func:`_cgroup_memory_limit`; a container's limit, which
+    the physical memory, the host's, does not show). ``None`` where neither is known.
+
+    Until 2026-12-06 the physical memory alone was read, the host's in a container, so a model too
+    large for the container's limit passed the check (a review's finding, by reading: its
+    container had no limit to reproduce it with).
+    """
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        physical: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return None
+        physical = None
+    known = [value for value in (physical, _cgroup_memory_limit()) if value is not None]
+    return min(known) if known else None
 
 
 def _check_fits_memory(spec: str, parameters: int, layers: int) -> None:
-    """Refuse, before building, a model whose float32 parameters and layers exceed physical memory.
+    """Refuse, before building, a model whose float32 parameters and layers exceed the memory this
+    process may use (:func:`_machine_memory`: physical memory, or a container's smaller limit).
 
     A width too large fails at its first allocation (:func:`~pruning_limits._checks.too_large_for_memory`),
     but a depth too large builds small layers one by one until memory runs out, for hours.

@@ -655,9 +655,12 @@ class _Tied(nn.Module):
         return self.head(torch.relu(self.dec(torch.relu(self.enc(x)))))
 
 
-def test_a_torchscript_models_tied_weights_are_one_weight_in_the_view_and_stay_tied_when_written(tmp_path, digits):
+@pytest.mark.parametrize("permanent", [True, False])
+def test_a_torchscript_models_tied_weights_are_one_weight_in_the_view_and_stay_tied_when_written(tmp_path, digits, permanent):
     """A review: the view held a copy per use of a tied weight, so D doubled (8 832 for 4 736),
-    pruning counted each weight twice, and the written archive held two different tensors."""
+    pruning counted each weight twice, and the written archive held two different tensors.
+    A second review: masked but not folded (``permanent=False``: ``weight_orig * weight_mask``
+    in each shell), the archive got one parameter per use, the tie lost."""
     from pruning_limits.checkpoint import scripted_view
     from pruning_limits.masks import prune_model
     from pruning_limits.objective import flat_weights
@@ -670,15 +673,32 @@ def test_a_torchscript_models_tied_weights_are_one_weight_in_the_view_and_stay_t
     assert flat_weights(view).size == dim == 64 * 64 + 64 * 10
     x = digits.x_train[:4]
     assert torch.allclose(view(x), eager(x))
-    prune_model(view, 0.5, "magnitude", permanent=True)
-    assert int((flat_weights(view) == 0).sum()) == round(0.5 * dim)
+    prune_model(view, 0.5, "magnitude", permanent=permanent)
+    if not permanent:  # one weight_orig under both shells, each with its own mask buffer
+        assert view.layers.enc.weight_orig is view.layers.dec.weight_orig
+        assert torch.equal(view.layers.enc.weight_mask, view.layers.dec.weight_mask)
+    running = torch.cat([view.layers.enc.weight.flatten(), view.layers.head.weight.flatten()])  # weights that run
+    assert int((running == 0).sum()) == round(0.5 * dim)
+    pruned_out = view(x)
     path = tmp_path / "tied-pruned.pt"
     save_torchscript(path, view)
     written = torch.jit.load(str(path))
     assert written.enc.weight.data_ptr() == written.dec.weight.data_ptr()
-    assert torch.equal(written.enc.weight, view.layers.enc.weight)
+    assert len(list(written.parameters())) == 3  # the tied weight once, the head's weight and bias
+    assert torch.equal(written.enc.weight, view.layers.enc.weight)  # the masked values, zeros in place
+    assert int((written.enc.weight == 0).sum()) == int((view.layers.enc.weight == 0).sum()) > 0
+    assert torch.allclose(written(x), pruned_out)
     reloaded = build_from_checkpoint(read_checkpoint(path, trust=True))
-    assert flat_weights(reloaded).size == dim and torch.allclose(reloaded(x), view(x))
+    assert flat_weights(reloaded).size == dim and torch.allclose(reloaded(x), pruned_out)
+    # safetensors holds each name (a tied one as equal copies, as it must); the archive in memory,
+    # which save_safetensors writes the view's weights into, keeps its tie
+    from pruning_limits.checkpoint import read_safetensors, save_safetensors
+
+    save_safetensors(tmp_path / "tied-pruned.safetensors", view)
+    tensors = read_safetensors(tmp_path / "tied-pruned.safetensors")
+    assert torch.equal(tensors["enc.weight"], view.layers.enc.weight) and torch.equal(tensors["dec.weight"], tensors["enc.weight"])
+    assert view.scripted.enc.weight is view.scripted.dec.weight
+    assert torch.allclose(view(x), pruned_out)
 
 
 class _Colliding(nn.Module):

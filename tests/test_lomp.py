@@ -118,6 +118,91 @@ def test_l1_penalises_prunable_weights_only():
     assert history.train_accuracy[-1] is None
 
 
+def _running(module):
+    """The weight ``module`` runs: ``weight_orig * weight_mask`` where torch.nn.utils.prune masked
+    it (computed here: the module's own ``weight`` is refreshed only by its next forward)."""
+    if hasattr(module, "weight_orig"):
+        return (module.weight_orig * module.weight_mask).detach()
+    return module.weight.detach()
+
+
+def _effective_l1(model):
+    """``Σ|w|`` of the weights the network runs, over its Linear layers."""
+    return sum(float(_running(m).abs().sum()) for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_l1_on_a_torch_pruned_model_penalises_the_weights_that_run():
+    """A review: on a model masked with torch.nn.utils.prune the penalty covered ``weight_orig``
+    whole, so history.l1 recorded 7.004 λ for an effective Σ|w| of 5.737 λ and the l1 shrinkage
+    moved pruned entries the network never reads. Oracle: the same network with the mask folded
+    in (plain weights, pruned entries 0, whose l1 subgradient is 0) trains to the same weights and
+    records the same penalty."""
+    from torch.nn.utils import prune
+
+    data = load_data("synthetic:n=64,test=8,d=4")
+
+    def pruned_mlp():  # (a pruned module's computed weight cannot be deep-copied)
+        model = build_model("mlp:6", data, seed=0)
+        prune.l1_unstructured(model[1], "weight", amount=0.5)
+        return model
+
+    masked, folded = pruned_mlp(), pruned_mlp()
+    prune.remove(folded[1], "weight")
+    mask = masked[1].weight_mask.bool()
+    assert int((~mask).sum()) == 12  # half of the 6 x 4 first layer
+    assert torch.equal(folded[1].weight, _running(masked[1]))
+    start = _effective_l1(masked)
+    assert start == pytest.approx(5.7371, abs=1e-4)  # the reviewer's numbers: 5.737 effective, 7.004 with the pruned entries
+    assert float(masked[1].weight_orig.detach().abs().sum() + masked[3].weight.detach().abs().sum()) == pytest.approx(7.0042, abs=1e-4)
+    pruned_before = masked[1].weight_orig.detach()[~mask].clone()
+    zero_loss = lambda out, y: 0.0 * out.sum()  # noqa: E731  only the l1 term moves parameters
+    # tiny steps: the recorded penalty is the starting one
+    history = train(pruned_mlp(), data, l1=1e-2, epochs=1, lr=1e-9, loss_fn=zero_loss)
+    assert history.l1[-1] == pytest.approx(1e-2 * start, rel=1e-6)
+    # real steps: the pruned entries of weight_orig stay, and masked trains as its folded twin
+    history = train(masked, data, l1=1e-2, epochs=5, lr=0.1, loss_fn=zero_loss)
+    twin = train(folded, data, l1=1e-2, epochs=5, lr=0.1, loss_fn=zero_loss)
+    assert torch.equal(masked[1].weight_orig.detach()[~mask], pruned_before)
+    assert torch.equal(_running(masked[1]), folded[1].weight.detach())
+    assert torch.equal(masked[3].weight.detach(), folded[3].weight.detach())
+    assert history.l1 == twin.l1
+    assert _effective_l1(masked) < start
+    assert history.l1[-1] == pytest.approx(1e-2 * _effective_l1(masked), rel=1e-5)
+
+
+def test_l1_on_a_torch_pruned_model_with_data_loss_leaves_the_pruned_entries_alone(digits):
+    """With the data loss as well (its gradient on a pruned entry is 0 through the mask), the
+    pruned entries of weight_orig end where they started and history.l1 is λ Σ|weight_orig * mask|."""
+    model = build_model("mlp:8", digits, seed=0)
+    prune_model(model, 0.6, permanent=False)
+    masks = [m.weight_mask.bool() for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    origs = [m.weight_orig for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    before = [w.detach()[~k].clone() for w, k in zip(origs, masks)]
+    history = train(model, digits, l1=1e-3, epochs=2, seed=0)
+    for w, k, b in zip(origs, masks, before):
+        assert torch.equal(w.detach()[~k], b)
+    expected = 1e-3 * sum(float((w.detach() * k).abs().sum()) for w, k in zip(origs, masks))
+    assert history.l1[-1] == pytest.approx(expected, rel=1e-6)
+    assert history.l1[-1] < 1e-3 * sum(float(w.detach().abs().sum()) for w in origs)
+
+
+def test_l1_on_a_weight_one_use_reads_unmasked_penalises_all_of_it():
+    """A tensor masked in one module but read whole by another: every entry runs, so every entry counts."""
+    from torch.nn.utils import prune
+
+    data = load_data("synthetic:n=64,test=8,d=4")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4, bias=False), torch.nn.Tanh(), torch.nn.Linear(4, 4, bias=False),
+                                torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    model[2].weight = model[0].weight
+    prune.l1_unstructured(model[2], "weight", amount=0.5)
+    shared = model[0].weight
+    assert model[2].weight_orig is shared
+    zero_loss = lambda out, y: 0.0 * out.sum()  # noqa: E731
+    history = train(model, data, l1=1e-2, epochs=1, lr=1e-9, loss_fn=zero_loss)
+    expected = float(shared.detach().abs().sum() + model[4].weight.detach().abs().sum())
+    assert history.l1[-1] == pytest.approx(1e-2 * expected, rel=1e-6)
+
+
 def test_train_validates_arguments(digits):
     model = build_model("mlp:4", digits)
     for kwargs, message in [

@@ -187,6 +187,64 @@ def test_the_memory_check_counts_the_models_parameters_and_layers(monkeypatch):
             build_model(spec, bundle(shape, outputs=3))
 
 
+@pytest.mark.parametrize(
+    "v2, v1, expected",
+    [
+        ("max\n", None, 64 * 2**30),  # cgroup v2 without a limit: the physical memory
+        (f"{2 * 2**30}\n", None, 2 * 2**30),  # a container limited to 2 GiB
+        (None, f"{3 * 2**30}\n", 3 * 2**30),  # cgroup v1
+        (None, "9223372036854771712\n", 64 * 2**30),  # v1 without a limit: its page-rounded 2**63
+        (f"{2**40}\n", None, 64 * 2**30),  # a limit above the physical memory
+        ("max\n", f"{5 * 2**30}\n", 5 * 2**30),  # both files: the smallest limit
+        ("garbage", None, 64 * 2**30),  # unreadable as a number: says nothing
+        (None, None, 64 * 2**30),  # no cgroup files (no container, another OS)
+    ],
+)
+def test_the_memory_check_takes_a_containers_cgroup_limit_below_physical_memory(monkeypatch, tmp_path, v2, v1, expected):
+    """A review: ``_machine_memory`` read the physical memory only, the host's in a container, so
+    a model too large for the container's limit passed the check and was killed by the kernel."""
+    from pruning_limits import models
+
+    physical = 64 * 2**30
+    monkeypatch.setattr(models.os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": physical // 4096}[name])
+    files = []
+    for name, text in (("memory.max", v2), ("memory.limit_in_bytes", v1)):
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        files.append(str(path))
+    monkeypatch.setattr(models, "_CGROUP_MEMORY_FILES", tuple(files))
+    assert models._machine_memory() == expected
+
+
+def test_a_model_within_physical_memory_but_over_the_cgroup_limit_is_refused(monkeypatch, tmp_path):
+    """End to end: 1 GiB of physical memory fits ``fc:3,20`` (1 KiB); a cgroup limit of 100 bytes does not."""
+    from pruning_limits import models
+
+    monkeypatch.setattr(models.os, "sysconf", lambda name: {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2**18}[name])
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(models, "_CGROUP_MEMORY_FILES", (str(limit),))
+    limit.write_text("max\n")
+    build_model("fc:3,20", bundle((40,), outputs=3))
+    limit.write_text("100\n")
+    with pytest.raises(MemoryError, match=r"model spec 'fc:3,20' is too large: .* more than this machine's 9.31e-08 GiB of memory$"):
+        build_model("fc:3,20", bundle((40,), outputs=3))
+
+
+def test_the_memory_without_sysconf_is_the_cgroup_limit_or_unknown(monkeypatch, tmp_path):
+    from pruning_limits import models
+
+    def no_sysconf(name):
+        raise ValueError(f"unrecognized configuration name {name!r}")
+
+    monkeypatch.setattr(models.os, "sysconf", no_sysconf)
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(models, "_CGROUP_MEMORY_FILES", (str(limit),))
+    assert models._machine_memory() is None  # neither known: the check is skipped
+    limit.write_text("123456789\n")
+    assert models._machine_memory() == 123456789
+
+
 def test_a_model_too_deep_for_memory_is_one_line_on_the_command_line(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
