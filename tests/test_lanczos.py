@@ -565,3 +565,152 @@ def test_a_non_symmetric_operator_is_refused_where_the_krylov_space_runs_out(mod
         A = 0.5 * (A + A.T) + 1e-6 * np.abs(A).max() * rng.standard_normal(A.shape)
         with pytest.raises(PruningLimitsError, match="the operator is not symmetric"):
             block_lanczos(lambda V: A @ V, A.shape[0], 60, starts, reorthogonalization=mode, product_dtype=np.float64)
+
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+
+@pytest.mark.parametrize("defence", ["deflation and second pass", "second pass alone"])
+@pytest.mark.parametrize("rank", [1, 3, 10])
+def test_a_float32_basis_with_float64_products_keeps_a_low_rank_operator_exact(
+    rank: int, defence: str, symmetry_margin, monkeypatch
+) -> None:
+    """A float32 basis with float64 products and the default ``breakdown_tol`` (1e-10) refused
+    rotated diagonal operators of rank 1, 3 and 10 in D = 80 as "not symmetric … differs by 0.06
+    to 1.2" on products of norm 5 (a review's repro): the float32 Gram–Schmidt passes left
+    directions of about 1e-7 of the product norm, rounding that the deflation kept, and the extra
+    pass of :func:`_restore_orthogonality` left them 4e-8 of their norm, which its QR normalised
+    into columns 0.98 inside the basis. The deflation now runs at 4 ulps of the basis's dtype, and
+    a direction that keeps less than 1/√2 of its norm gets a second pass and is dropped below
+    √eps: each defence alone (``"second pass alone"`` sets the deflation back to ``breakdown_tol``)
+    gives the exact rule.
+
+    Oracles: the invariant Krylov space ``span{Z} ⊕ range(A)`` has ``rank + b`` dimensions, and the
+    run breaks down with exactly that many (no rounding direction kept); the moments
+    ``Σ_k w_k θ_k^p`` equal ``zᵀA^p z/‖z‖²`` (dense float64 products) for p = 1…4 within
+    ``2p·eps32·‖A‖^p`` and the weight sits within ``2·eps32·‖A‖`` of ``numpy.linalg.eigvalsh`` on
+    average. The bound: every stored basis vector is rounded to float32 (``eps32/2`` relative per
+    entry) and the passes run in float32, so ``QᵀAQ`` is the projection onto an exactly
+    orthonormal basis up to ``‖ΔT‖ ≲ 2·eps32·‖A‖``; a node moves by at most ``‖ΔT‖`` (Weyl) and
+    ``e₁ᵀT^p e₁`` by at most ``p·‖A‖^(p−1)·‖ΔT‖``. (Measured: up to 0.94·eps32·‖A‖^p and 0.11·eps32·‖A‖.)
+    The symmetric operator stays far inside the symmetry check's tolerance (below 1e-3 of it)."""
+    import pruning_limits.lanczos as lanczos_module
+
+    if defence == "second pass alone":
+        monkeypatch.setattr(lanczos_module, "BASIS_DEFLATION_ULPS", 0)
+    worst = symmetry_margin
+    D = 80
+    for rotation in range(3):
+        rng = np.random.default_rng(100 + rotation)
+        eigs = np.concatenate([rng.uniform(-5.0, 5.0, rank), np.zeros(D - rank)])
+        A = matrix_with_eigenvalues(eigs, seed=rotation)
+        A = 0.5 * (A + A.T)
+        exact_nodes = np.linalg.eigvalsh(A)
+        top = float(np.abs(exact_nodes).max())
+        for probes in (2, 4, 8):
+            for seed in range(3):
+                starts = rademacher_probes(D, probes, seed=seed)
+                result = block_lanczos(
+                    lambda V: A @ V, D, 40, starts, basis_dtype=np.float32, product_dtype=np.float64
+                )
+                assert result.breakdown and result.projection.shape[0] == rank + probes, (rotation, probes, seed)
+                nodes, weights = block_gauss_quadrature(result)
+                distance = np.abs(nodes[:, None] - exact_nodes[None, :]).min(axis=1)
+                assert np.all(weights @ distance <= 2 * FLOAT32_EPS * top), (rotation, probes, seed)
+                moment = starts.T / np.linalg.norm(starts, axis=1)
+                z = moment.copy()
+                for p in range(1, 5):
+                    moment = A @ moment
+                    exact = np.einsum("dj,dj->j", z, moment)
+                    error = np.abs(weights @ nodes**p - exact).max()
+                    assert error <= 2 * p * FLOAT32_EPS * top**p, (rotation, probes, seed, p, error / (FLOAT32_EPS * top**p))
+    assert worst[0] < 1e-3, worst[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_extra_pass_drops_a_direction_that_lies_in_the_basis_instead_of_normalising_it(dtype) -> None:
+    """:func:`_restore_orthogonality` on a block ``Q = [b, x₁, x₂]·H`` (``b`` a stored basis vector,
+    ``x₁, x₂`` orthogonal to the basis, ``H`` orthogonal with first row ``(1, 1, 1)/√3``): every
+    column keeps √(2/3) of its norm after a Gram–Schmidt pass, above the DGKS 1/√2, yet the
+    combination ``b`` lies in the basis, so what one pass leaves of it is rounding. The
+    criterion on the singular values of the pass's result catches it: the block comes back with
+    the two directions of ``span{x₁, x₂}`` (dense oracle: its projector), orthogonal to the basis
+    to a few eps of the basis's dtype, and the coupling is ``Q'ᵀ·Q·link``, so that ``Q'·link'`` is
+    ``Q·link`` without its component in the basis. Before, the QR normalised the rounding into a
+    column inside the basis (as the float32 basis did in the test above)."""
+    from pruning_limits.lanczos import _restore_orthogonality
+
+    rng = np.random.default_rng(0)
+    D = 50
+    frame, _ = np.linalg.qr(rng.standard_normal((D, 13)))
+    basis = frame[:, :10].T.astype(dtype)  # the stored basis, rows (float32: rounded)
+    b = basis[3].astype(np.float64)
+    x = frame[:, 10:12] - basis.T.astype(np.float64) @ (basis.astype(np.float64) @ frame[:, 10:12])
+    x, _ = np.linalg.qr(x)  # orthogonal to the stored basis in float64
+    H, _ = np.linalg.qr(np.column_stack([np.ones(3), rng.standard_normal((3, 2))]))
+    H = H.T * np.sign(H[0, 0])  # first row (1, 1, 1)/√3
+    block, _ = np.linalg.qr(np.column_stack([b, x]) @ H)
+    link = np.diag([1.0, 1e-2, 1e-6]) @ rng.standard_normal((3, 4))  # a spread above MIXING_SPREAD
+    original = block.copy()
+    eps = float(np.finfo(dtype).eps)
+    q, coupling = _restore_orthogonality(block, link.copy(), basis, eps)
+    assert q.shape == (D, 2) and coupling.shape == (2, 4)
+    np.testing.assert_allclose(q.T @ q, np.eye(2), rtol=0, atol=4 * FLOAT64_EPS)
+    assert np.abs(basis.astype(np.float64) @ q).max() <= 4 * eps
+    np.testing.assert_allclose(q @ q.T, x @ x.T, rtol=0, atol=4 * eps)
+    outside = original @ link - basis.T.astype(np.float64) @ (basis.astype(np.float64) @ (original @ link))
+    np.testing.assert_allclose(q @ coupling, outside, rtol=0, atol=8 * eps)
+
+
+@pytest.mark.parametrize("mode", ["full", "none"])
+def test_a_graded_spectrum_reaches_the_mixing_spread_and_its_rule_stays_exact(mode: str, monkeypatch) -> None:
+    """The extra pass is not only for Krylov spaces that run out: a rotated ``logspace(-14, 0, 30)``
+    beside 90 zeros (D = 120) gives new blocks whose singular values spread beyond
+    :data:`MIXING_SPREAD` (a review's repro: 11 of 82 re-orthogonalised block steps, 266 of 456
+    without, over 3, 8 and 16 probes and 5 seeds). It is counted here through the passes it
+    makes: it happens, in float64 one pass is always enough (no direction keeps less than 1/√2,
+    nothing is dropped), and the rule is the probes' exact measure: its moments ``zᵀA^p z``
+    (p ≤ 8, dense float64 products) within 1e-13, float64 rounding (measured 4e-16), as the 60
+    steps exhaust the Krylov space (‖A‖ = 1), and its weight within 1e-10 of
+    ``numpy.linalg.eigvalsh`` on average, the deflation tolerance: eigenvalues 1e-14 to 1e-10 lie
+    in directions it may drop, so the nodes there need not be eigenvalues (measured 2.7e-12)."""
+    import pruning_limits.lanczos as lanczos_module
+
+    passes = []
+    project_out = lanczos_module._project_out
+
+    def counted(block, against):
+        passes.append(block.shape[1])
+        return project_out(block, against)
+
+    monkeypatch.setattr(lanczos_module, "_project_out", counted)
+    restore = lanczos_module._restore_orthogonality
+    calls = []
+
+    def traced(block, link, against, eps):
+        before = len(passes)
+        out = restore(block, link, against, eps)
+        calls.append(len(passes) - before)
+        assert out[0].shape[1] == block.shape[1]  # nothing dropped in float64
+        return out
+
+    monkeypatch.setattr(lanczos_module, "_restore_orthogonality", traced)
+    D = 120
+    A = matrix_with_eigenvalues(np.concatenate([np.logspace(-14, 0, 30), np.zeros(D - 30)]), seed=1)
+    A = 0.5 * (A + A.T)
+    exact_nodes = np.linalg.eigvalsh(A)
+    for probes in (3, 8):
+        for seed in range(3):
+            starts = rademacher_probes(D, probes, seed=seed)
+            result = block_lanczos(lambda V: A @ V, D, 60, starts, reorthogonalization=mode, product_dtype=np.float64)
+            nodes, weights = block_gauss_quadrature(result)
+            distance = np.abs(nodes[:, None] - exact_nodes[None, :]).min(axis=1)
+            assert np.all(weights @ distance <= 1e-10)
+            z = starts.T / np.linalg.norm(starts, axis=1)
+            moment = z.copy()
+            for p in range(1, 9):  # moments of the measure: dense float64 products
+                moment = A @ moment
+                assert np.abs(weights @ nodes**p - np.einsum("dj,dj->j", z, moment)).max() <= 1e-13, p
+    assert sum(count > 0 for count in calls) > 0  # the spread was reached
+    assert max(calls) == 1  # and one pass was enough each time
