@@ -138,7 +138,7 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     "epsilons",
     type=float,
     multiple=True,
-    help="Tolerance in (0, 1), repeatable (default: the halving ladder 2^-2 ... 2^-12; 2^-2 ... 2^-8 for --model L).",
+    help="Tolerance, 0 < ε <= 1 - 1e-8, repeatable (default: the halving ladder 2^-2 ... 2^-12; 2^-2 ... 2^-8 for --model L).",
 )
 @click.option("--seeds", type=int, default=5, show_default=True, help="Number of streams (seeds 0 .. K-1); medians over them.")
 @click.option(
@@ -246,8 +246,11 @@ def gap_command(
         raise PruningLimitsError(f"--milp-time-limit must be a number of seconds >= 0, got {milp_time_limit!r}")
     eps_list = list(epsilons) or list(lottery.DEFAULT_EPSILONS if model == "R" else lottery.DEFAULT_EPSILONS_L)
     for eps in eps_list:
-        if not (0 < eps < 1):
-            raise PruningLimitsError(f"--epsilon must be in (0, 1) (the target's sup is 1), got {eps!r}")
+        if not (0 < eps <= lottery.MAX_EPSILON):  # lottery.check_epsilon's range, said with the flag
+            raise PruningLimitsError(
+                f"--epsilon must satisfy {lottery.EPSILON_RANGE} (the target's sup is 1; closer to 1, float64 rounding "
+                f"decides the certificates), got {eps!r}"
+            )
     repeated = next((eps for k, eps in enumerate(eps_list) if eps in eps_list[:k]), None)
     if repeated is not None:  # a repeated row would count twice in the fits
         raise PruningLimitsError(f"--epsilon values must be distinct (a repeated ε counts twice in the fits), got {repeated!r} more than once")

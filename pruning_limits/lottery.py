@@ -55,11 +55,35 @@ DEFAULT_EPSILONS = tuple(2.0**-k for k in range(2, 13))
 #: LPs at 2^-12 would need thousands of neurons.
 DEFAULT_EPSILONS_L = tuple(2.0**-k for k in range(2, 9))
 
-#: Relative safety margin of the Farkas check: the float64 rounding error of the checked margin
-#: is below about (k + n + d + 4) * 2^-53 times its scale, k the number of rows and n of neurons
-#: (< 1e-12 up to 9 000 of them), so requiring the margin to be below -1e-9 * scale leaves three
-#: orders of magnitude.
+#: Relative safety margin of the Farkas check. The checked margin's scale is
+#: ``sum_g (y_up,g + y_lo,g) (L + ε) |x_g|`` with ``L = |w| + sum_i |v_i| |u_i|`` (a bound on
+#: ``|b_g| + sum_i |A_gi|`` that does not shrink where ``<u_i, x>`` or ``<w, x> - ε|x|`` cancels),
+#: and the float64 rounding error of the margin is below about ``(k + n + d + 5) 2^-53`` times it,
+#: k the number of rows and n of units (< 1e-12 up to 9 000 of them): requiring the margin to be
+#: below ``-1e-9 * scale`` leaves three orders of magnitude (:func:`farkas_margin`, docs/gap.md).
 FARKAS_TOLERANCE = 1e-9
+
+#: How the stored ``scale`` of a Farkas certificate is defined; records state it (``farkas_scale``).
+#: Records written before it was introduced stored ``sum_g (y_up,g + y_lo,g)(|b_g| + sum_i |A_gi|)``
+#: (:data:`LEGACY_FARKAS_SCALE`), which does not bound the rounding where ``<u_i, x>`` cancels; their
+#: certificates are re-checked against the scale above, their stored ``scale`` against that definition.
+FARKAS_SCALE = "sum_g (y_upper_g + y_lower_g) (L + eps) |x_g|, L = |w| + sum_i |v_i| |u_i|"
+
+#: The ``scale`` definition of records that do not state ``farkas_scale``.
+LEGACY_FARKAS_SCALE = "sum_g (y_upper_g + y_lower_g) (|b_g| + sum_i |A_gi|)"
+
+#: A model R lower row ``h >= t - ε r`` exists where ``t > ε r``; that is decided in float64, so
+#: it is taken only where ``t - ε r > LOWER_ROW_MARGIN (|w| + ε) r``: the rounding of ``t`` and
+#: ``ε r`` (below ``(d + 3) 2^-53 (|w| + ε) r``, < 3e-13 up to d = 1 024) cannot then turn a point
+#: where the output ReLU need not pass the sum (``t <= ε r`` exactly) into one with a row.
+LOWER_ROW_MARGIN = 1e-12
+
+#: The largest ε taken. The empty network's certificate is the lower row at ``x = w``: margin
+#: ``-(t - ε r) = -(1 - ε)`` against a scale ``(|w| + ε)|w|``, about 2. At ``ε = 1 - 2^-53`` that row
+#: is float64 rounding (a review's internal error); from about ``1 - 2e-9`` on the margin is inside
+#: :data:`FARKAS_TOLERANCE` times the scale. ``1 - 1e-8`` leaves a factor 5 over the tolerance
+#: and ``1e-8 |w|`` over :data:`LOWER_ROW_MARGIN`.
+MAX_EPSILON = 1.0 - 1e-8
 
 #: Neurons of one sign class of one coordinate block that the subset-sum search uses (the first
 #: ones of the stream); meet-in-the-middle enumerates 2^(k/2) sums per half, 2^20 at 40.
@@ -71,7 +95,7 @@ CUT_TOLERANCE = 1e-7
 
 #: Smallest stream width of the experiment (:func:`stream_width`); the bisections search the
 #: stream they are given, and a search that needs more says so.
-MAX_WIDTH = 4096
+MIN_STREAM_WIDTH = 4096
 
 #: Stream neurons per input dimension (:func:`stream_width`): the construction serves
 #: coordinate ``i mod d`` with neuron ``i``, so ``d`` times more classes need ``d`` times more
@@ -82,12 +106,12 @@ STREAM_NEURONS_PER_DIM = 128
 
 
 def stream_width(dim: int) -> int:
-    """Width of the experiment's stream in dimension ``d``: ``max(MAX_WIDTH, 128 d)``.
+    """Width of the experiment's stream in dimension ``d``: ``max(MIN_STREAM_WIDTH, 128 d)``.
 
     Raises:
         PruningLimitsError: ``dim`` is not an integer >= 1.
     """
-    return max(MAX_WIDTH, STREAM_NEURONS_PER_DIM * check_int("dim", dim, 1))
+    return max(MIN_STREAM_WIDTH, STREAM_NEURONS_PER_DIM * check_int("dim", dim, 1))
 
 
 def epsilon_text(epsilon: float) -> str:
@@ -395,8 +419,8 @@ def closest_subset_sum(values: np.ndarray, goal: float) -> tuple[float, np.ndarr
     """
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     k = values.shape[0]
-    if k > 2 * 22:
-        raise PruningLimitsError(f"subset-sum search over at most 44 values, got {k}")
+    if k > MAX_SUBSET_ITEMS:  # 2^(k/2) sums per half: 2^20 at 40
+        raise PruningLimitsError(f"subset-sum search over at most {MAX_SUBSET_ITEMS} values (MAX_SUBSET_ITEMS), got {k}")
     half = k // 2
     a_vals, b_vals = values[:half], values[half:]
 
@@ -423,6 +447,18 @@ def closest_subset_sum(values: np.ndarray, goal: float) -> tuple[float, np.ndarr
     mask[:half] = [(ia >> t) & 1 for t in range(half)]
     mask[half:] = [(ib >> t) & 1 for t in range(k - half)]
     return float(np.sum(values[mask])), mask
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _cached_subset_sum(values: bytes, goal: float) -> tuple[float, bytes]:
+    total, mask = closest_subset_sum(np.frombuffer(values, dtype=np.float64), goal)
+    return total, mask.tobytes()
+
+
+def _class_subset_sum(values: np.ndarray, goal: float) -> tuple[float, np.ndarray]:
+    """:func:`closest_subset_sum`, cached by the exact float64 values and goal (a pure function of them)."""
+    total, mask = _cached_subset_sum(np.ascontiguousarray(values, dtype=np.float64).tobytes(), goal)
+    return total, np.frombuffer(mask, dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -457,6 +493,11 @@ def subset_sum_construction(stream: Stream, width: int) -> tuple[np.ndarray, np.
     ``sum_j (w_j - P_j) relu(x_j) - (w_j + Q_j) relu(-x_j)``, whose sup on the sphere is at most
     ``sqrt(sum_j max(|w_j - P_j|, |w_j + Q_j|)^2)`` (returned; non-increasing in ``width``, so
     bisection over the width is exact for the construction).
+
+    A class whose members did not change since an earlier call (same values, same goal) reuses
+    that call's search (:func:`_class_subset_sum`, cached): galloping, bisection and the scan
+    of :func:`weight_pruning_width` rerun the construction at many widths, and a width adds a
+    neuron to one class at most.
     """
     d = stream.dim
     first = stream.first[:width]
@@ -464,13 +505,12 @@ def subset_sum_construction(stream: Stream, width: int) -> tuple[np.ndarray, np.
     first_mask = np.zeros((width, d), dtype=np.int8)
     second_mask = np.zeros(width, dtype=np.int8)
     dev = np.zeros(d)
-    idx = np.arange(width)
     for j in range(d):
-        block = idx[idx % d == j]
+        block = np.arange(j, width, d)  # the neurons serving coordinate j
         for sign, goal in ((1.0, stream.w[j]), (-1.0, -stream.w[j])):
             members = block[np.sign(first[block, j]) == sign][:MAX_SUBSET_ITEMS]
             values = second[members] * np.abs(first[members, j])
-            total, chosen = closest_subset_sum(values, goal)
+            total, chosen = _class_subset_sum(values, float(goal))
             dev[j] = max(dev[j], abs(goal - total))
             kept = members[chosen]
             first_mask[kept, j] = 1
@@ -506,16 +546,34 @@ def saturation_width(stream: Stream) -> int | None:
     ``None`` when some class holds fewer within the stream.
     """
     d = stream.dim
-    idx = np.arange(stream.width)
     full = 0
     for j in range(d):
-        block = idx[idx % d == j]
+        block = np.arange(j, stream.width, d)
         for sign in (1.0, -1.0):
             members = block[np.sign(stream.first[block, j]) == sign]
             if len(members) < MAX_SUBSET_ITEMS:
                 return None
             full = max(full, int(members[MAX_SUBSET_ITEMS - 1]) + 1)
     return full
+
+
+def construction_changes(stream: Stream, start: int, stop: int) -> list[int]:
+    """The widths ``n`` in ``(start, stop]`` at which :func:`subset_sum_construction` can differ from width ``n - 1``.
+
+    Those where neuron ``n - 1`` joins a (coordinate, sign) class that holds fewer than
+    :data:`MAX_SUBSET_ITEMS` neurons of the first ``n - 1``; at any other width the construction
+    reads the same members, so its masks are those of width ``n - 1`` with a zero row added, and
+    its masked network, bound and certified error are the same. Sorted; none from
+    :func:`saturation_width` on.
+    """
+    d = stream.dim
+    out: list[int] = []
+    for j in range(d):
+        block = np.arange(j, min(stop, stream.width), d)
+        for sign in (1.0, -1.0):
+            members = block[np.sign(stream.first[block, j]) == sign][:MAX_SUBSET_ITEMS]
+            out.extend(int(i) + 1 for i in members if i + 1 > start)
+    return sorted(out)
 
 
 def weight_limit_status(stream: Stream, epsilon: float, bound: float) -> str:
@@ -550,14 +608,19 @@ def weight_pruning_width(stream: Stream, epsilon: float, *, start: int | None = 
     are fullest and a run costs most (2^20 sums per half at 40 items). It stops at the width
     where every class is full (:func:`saturation_width`): the bound no longer changes there.
     The masked network's error is then computed independently (:func:`certified_error`) and
-    must be ``<= ε`` (strictly, the test :func:`check_gap_record` applies; should rounding put
-    it above ε, the next width is tried).
+    must be ``<= ε`` (strictly, the test :func:`check_gap_record` applies). Should rounding put
+    it above ε, the next widths at which the construction changes are tried
+    (:func:`construction_changes`: at most ``2d`` :data:`MAX_SUBSET_ITEMS` of them, none from
+    the saturation width on); at every other width the masked network is the same, and so is
+    its error. The certificate's width is that of the last neuron its masks keep (the width
+    found, unless float64 ties let the construction keep none of the neurons its last width
+    added), so :func:`check_gap_record` can require the last row of the masks to be used.
 
     Raises:
         WeightUnreachable: no width up to the stream's reaches ``ε``; its ``status`` names the
             limit (:func:`weight_limit_status`; ``certified-error-limit`` when only float64
             rounding of the certified error stands in the way).
-        PruningLimitsError: ``ε`` outside (0, 1).
+        PruningLimitsError: ``ε`` outside ``(0,`` :data:`MAX_EPSILON` ``]``.
     """
     epsilon = check_epsilon(epsilon)
     d = stream.dim
@@ -580,33 +643,54 @@ def weight_pruning_width(stream: Stream, epsilon: float, *, start: int | None = 
     # the first width that works: one past the last that fails in [lo, hi) (ok fails at lo, holds at hi)
     hi = 1 + last_true(lo, hi, lambda n: not bound_at(n) <= epsilon)
     # The certified error is at most the construction's bound up to float64 rounding; the test is
-    # the strict ``err <= ε`` of :func:`check_gap_record`, so a width whose error rounds above ε
-    # is passed over for the next one.
-    for n in range(hi, limit + 1):
+    # the strict ``err <= ε`` of :func:`check_gap_record`. A width whose error rounds above ε is
+    # passed over for the next width at which the construction changes; past the last one (the
+    # saturation width, or the end of the stream) no width can do better.
+    for n in [hi, *construction_changes(stream, hi, limit)]:
         first_mask, second_mask, bound = subset_sum_construction(stream, n)
-        if not bound <= epsilon:
+        if not bound <= epsilon:  # non-increasing: cannot happen past hi
             continue
         err, kind = certified_error(stream.w, stream.first[:n] * first_mask, stream.second[:n] * second_mask, "R")
         if err <= epsilon:
-            return WeightCertificate(n, first_mask, second_mask, err, kind, bound)
-    bound = bound_at(limit)
+            kept = np.flatnonzero((second_mask != 0) & np.any(first_mask != 0, axis=1))
+            used = int(kept[-1]) + 1 if kept.size else n  # the same network on its first `used` neurons
+            return WeightCertificate(used, first_mask[:used], second_mask[:used], err, kind, bound)
+    # ``bound`` is now the construction's at the last width where it changes, hence at the whole stream
+    if full is not None:
+        reach = (
+            f"up to width {full}, from which every (coordinate, sign) class holds its {MAX_SUBSET_ITEMS} neurons "
+            "and the construction no longer changes; a wider stream would not help"
+        )
+    else:
+        reach = f"up to all {limit} neurons of the stream"
     raise WeightUnreachable(
         f"certified-error-limit: in d = {d} the construction's bound reaches ε = {epsilon_text(epsilon)} from width "
-        f"{hi} on, but the certified error of its masked network stays above ε (float64 rounding) up to all "
-        f"{limit} neurons of the stream",
+        f"{hi} on, but the certified error of its masked network stays above ε (float64 rounding) at every width "
+        f"where the construction changes, {reach}",
         limit,
         bound,
     )
 
 
+#: The range of ε as the error messages state it.
+EPSILON_RANGE = "0 < ε <= 1 - 1e-8"
+
+
 def check_epsilon(epsilon: Any) -> float:
-    """ε must be a number in the open interval (0, 1): the target's own sup is 1."""
+    """ε must be a number with ``0 < ε <=`` :data:`MAX_EPSILON`: the target's own sup is 1, and closer to 1 float64 rounding decides the certificates.
+
+    Raises:
+        PruningLimitsError: in one line, stating the range and what came.
+    """
     try:
         value = float(epsilon)
     except (TypeError, ValueError):
-        raise PruningLimitsError(f"ε must be a number in (0, 1), got {describe(epsilon)}") from None
-    if not (0.0 < value < 1.0) or not math.isfinite(value):
-        raise PruningLimitsError(f"ε must be in (0, 1) (the target's sup is 1), got {value!r}")
+        raise PruningLimitsError(f"ε must be a number with {EPSILON_RANGE}, got {describe(epsilon)}") from None
+    if not (0.0 < value <= MAX_EPSILON) or not math.isfinite(value):
+        raise PruningLimitsError(
+            f"ε must satisfy {EPSILON_RANGE} (the target's sup is 1; closer to 1, float64 rounding decides "
+            f"the certificates), got {value!r}"
+        )
     return value
 
 
@@ -629,6 +713,16 @@ def candidates(first: np.ndarray, second: np.ndarray, pruning: str) -> tuple[np.
     return rows, np.repeat(second, masks.shape[0])
 
 
+def has_lower_row(t: Any, r: Any, w_norm: float, epsilon: float) -> Any:
+    """Whether model R has the lower row ``h >= t - ε r`` at a point with ``t = <w, x>``, ``r = |x|`` (float64).
+
+    The row holds where ``t > ε r`` exactly; ``t - ε r > LOWER_ROW_MARGIN (|w| + ε) r`` in float64
+    implies it, because the rounding of ``t`` and ``ε r`` stays below ``(d + 3) 2^-53 (|w| + ε) r``
+    (:data:`LOWER_ROW_MARGIN`). Elementwise on arrays.
+    """
+    return (t - epsilon * r) > LOWER_ROW_MARGIN * (w_norm + epsilon) * r
+
+
 def lp_constraints(
     points: np.ndarray, w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -637,7 +731,9 @@ def lp_constraints(
     With ``t = <w,x>``, ``r = |x|`` and ``h = A s`` the inner sum:
     model R: ``h <= relu(t) + ε r`` everywhere, and ``h >= t - ε r`` where ``t > ε r`` (there the
     output ReLU must pass ``h`` through); these are exactly ``|f(x) - g(x)| <= ε r``.
-    Model L: ``|h - relu(t)| <= ε r`` everywhere. Lower rows that do not apply have ``b_lo = -inf``.
+    Model L: ``|h - relu(t)| <= ε r`` everywhere. Lower rows that do not apply have ``b_lo = -inf``;
+    in model R "``t > ε r``" is decided with the float64 margin :data:`LOWER_ROW_MARGIN`
+    (:func:`has_lower_row`).
     """
     points = np.atleast_2d(np.asarray(points, dtype=np.float64))
     r = np.linalg.norm(points, axis=1)
@@ -645,7 +741,7 @@ def lp_constraints(
     A = relu(points @ first.T) * second[None, :]
     b_up = relu(t) + epsilon * r
     if model == "R":
-        b_lo = np.where(t > epsilon * r, t - epsilon * r, -np.inf)
+        b_lo = np.where(has_lower_row(t, r, float(np.linalg.norm(w)), epsilon), t - epsilon * r, -np.inf)
     else:
         b_lo = relu(t) - epsilon * r
     return A, b_up, A, b_lo
@@ -681,8 +777,13 @@ def farkas_margin(
 ) -> tuple[float, float]:
     """``(margin, scale)`` of Farkas multipliers: ``margin = b_up.y_up - b_lo.y_lo + sum_i max(0, -c_i)``.
 
-    ``scale = sum_g (y_up,g + y_lo,g)(|b_g| + sum_i |A_gi|)`` bounds every term that enters the
-    margin, so its float64 rounding error is below ``(n + d + 4) 2^-53 scale``.
+    ``scale = sum_g (y_up,g + y_lo,g) (L + ε) |x_g|`` with ``L = |w| + sum_i |v_i| |u_i|``
+    (:data:`FARKAS_SCALE`). At a point ``x`` the exact ``|b_g|`` is at most ``(|w| + ε)|x|``
+    and ``|A_gi|`` at most ``|v_i| |u_i| |x|``, and the float64 error of each is below
+    ``(d + 3) 2^-53`` times that bound, also where ``<u_i, x>`` or ``t - ε r`` cancels (the
+    per-entry ``|A_gi|`` does not bound it there). The sums over the ``k`` rows and the ``n``
+    units add ``(k + n + 2) 2^-53`` of the same bounds, so the margin's float64 error is below
+    about ``(k + n + d + 5) 2^-53 scale``.
     """
     y_up = np.asarray(y_up, dtype=np.float64)
     y_lo = np.asarray(y_lo, dtype=np.float64)
@@ -694,9 +795,16 @@ def farkas_margin(
     b_lo = np.where(np.isfinite(b_lo), b_lo, 0.0)
     c = A.T @ (y_up - y_lo)
     margin = float(b_up @ y_up - b_lo @ y_lo + np.sum(relu(-c)))
-    row_size = np.sum(np.abs(A), axis=1)
-    scale = float(y_up @ (np.abs(b_up) + row_size) + y_lo @ (np.abs(b_lo) + row_size))
-    return margin, scale
+    return margin, rounding_scale(points, y_up, y_lo, w, first, second, epsilon)
+
+
+def rounding_scale(
+    points: np.ndarray, y_up: np.ndarray, y_lo: np.ndarray, w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float
+) -> float:
+    """``sum_g (y_up,g + y_lo,g) (L + ε) |x_g|``, ``L = |w| + sum_i |v_i| |u_i|`` (:data:`FARKAS_SCALE`, :func:`farkas_margin`)."""
+    lipschitz = float(np.linalg.norm(w) + np.sum(np.abs(second) * np.linalg.norm(first, axis=1)))
+    r = np.linalg.norm(np.atleast_2d(points), axis=1)
+    return float((np.asarray(y_up) + np.asarray(y_lo)) @ r) * (lipschitz + epsilon)
 
 
 def check_farkas(cert: FarkasCertificate, w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str) -> bool:
@@ -797,15 +905,28 @@ def initial_points(dim: int, count: int, seed: int) -> np.ndarray:
 
 
 def violated_points(
-    w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str, *, rng: np.random.Generator, top: int
+    w: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    epsilon: float,
+    model: str,
+    *,
+    top: int,
+    rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """Points where the network errs by more than ``ε`` (cutting planes): exact arcs (d <= 2), a random sample (d > 2)."""
+    """Points where the network errs by more than ``ε`` (cutting planes): exact arcs (d <= 2), a random sample (d > 2).
+
+    Args:
+        rng: the generator of the sample; needed in ``d > 2`` only.
+    """
     d = w.shape[0]
     if d <= 2:
         res = sup_error_exact(w, first, second, model)
         order = np.argsort(-res.arc_values)[:top]
         order = order[res.arc_values[order] > epsilon * (1 + CUT_TOLERANCE)]
         return res.arc_points[order]
+    if rng is None:
+        raise PruningLimitsError(f"violated_points samples the sphere in d = {d} > 2: pass rng, got None")
     pts = rng.standard_normal((20000, d))
     pts /= np.linalg.norm(pts, axis=1, keepdims=True)
     err = np.abs(target(pts, w) - network(pts, first, second, model))
@@ -985,7 +1106,7 @@ def _milp_feasible(
                 f"the MILP returns again a subset erring {err.value:.17g} > ε, within the solver's tolerance",
             )
         rejected.add(key)
-        new = violated_points(w, first[mask], second[mask], epsilon, model, rng=np.random.default_rng(0), top=16)
+        new = violated_points(w, first[mask], second[mask], epsilon, model, top=16)  # d <= 2: exact arcs, no sample
         if len(new) == 0:  # errs by less than CUT_TOLERANCE relative: cut at its worst point anyway
             new = err.point[None, :]
         points[0] = np.vstack([points[0], new])
@@ -1071,6 +1192,10 @@ SETTING = {
 }
 
 
+#: What model L's weight fit adds to its ``model`` text: it is fitted to lower bounds.
+MODEL_L_WEIGHT_FIT = " (fitted to LP lower bounds, model L)"
+
+
 def _fit_linear(x: np.ndarray, y: np.ndarray) -> dict[str, float] | None:
     if len(x) < 2 or np.ptp(x) == 0:
         return None
@@ -1108,8 +1233,9 @@ def fit_widths(epsilons: Sequence[float], weight: Sequence[float | None], neuron
     return out
 
 
-def _median(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
+def _median(values: Sequence[Any]) -> float | None:
+    """The median when every value is a number (``None`` if any is missing or not a number, e.g. a forged ``[]``)."""
+    vals = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     return float(np.median(vals)) if vals and len(vals) == len(values) else None
 
 
@@ -1301,7 +1427,7 @@ def gap_experiment(
         [r["median"].get("neuron_lower_bound") for r in results] if neuron else [None] * len(eps_list),
     )
     if model == "L" and fits["weight"] is not None:
-        fits["weight"]["model"] += " (fitted to LP lower bounds, model L)"
+        fits["weight"]["model"] += MODEL_L_WEIGHT_FIT
     gap_at = [r["epsilon"] for r in results if model == "R" and neuron and r["median"].get("ratio", 0) > 1]
     return {
         "kind": "pruning-gap",
@@ -1310,8 +1436,9 @@ def gap_experiment(
         "epsilons": eps_list,
         "seeds": seed_list,
         "setting": SETTING,
-        "weight_meaning": "certified upper bound (construction)" if model == "R" else "certified LP lower bound over masked variants",
+        "weight_meaning": _weight_meaning(model),
         "farkas_tolerance": FARKAS_TOLERANCE,
+        "farkas_scale": FARKAS_SCALE,
         "streams": [
             {
                 "seed": s,
@@ -1331,19 +1458,34 @@ def gap_experiment(
 # ----------------------------------------------------------------------------- re-checking a record
 
 
+@dataclass(frozen=True)
+class _Recheck:
+    """What :func:`_recheck_farkas` found: ``ok`` and why, and the margin and scales it recomputed."""
+
+    ok: bool
+    why: str
+    margin: float = math.nan
+    scale: float = math.nan  # :data:`FARKAS_SCALE`, the one the test uses
+    legacy_scale: float = math.nan  # :data:`LEGACY_FARKAS_SCALE`, what records without ``farkas_scale`` stored
+
+
 def _recheck_farkas(
     cert: dict[str, Any], w: np.ndarray, first: np.ndarray, second: np.ndarray, epsilon: float, model: str
-) -> tuple[bool, str]:
+) -> _Recheck:
     """Re-derive the constraint rows from the points alone and check the multipliers (independent code path)."""
     pts = np.atleast_2d(np.asarray(cert["points"], dtype=np.float64))
     y_up = np.asarray(cert["y_upper"], dtype=np.float64)
     y_lo = np.asarray(cert["y_lower"], dtype=np.float64)
     if pts.shape[0] != y_up.shape[0] or pts.shape[0] != y_lo.shape[0] or pts.shape[1] != w.shape[0]:
-        return False, "certificate arrays have inconsistent shapes"
+        return _Recheck(False, "certificate arrays have inconsistent shapes")
     if np.any(y_up < 0) or np.any(y_lo < 0) or not np.all(np.isfinite(np.concatenate([y_up, y_lo]))):
-        return False, "multipliers must be finite and non-negative"
+        return _Recheck(False, "multipliers must be finite and non-negative")
+    w_norm = math.sqrt(float(w @ w))
+    # the rounding scale's L = |w| + sum_i |v_i| |u_i| (FARKAS_SCALE), written out here
+    lipschitz = w_norm + float(np.sum(np.abs(second) * np.sqrt(np.sum(first * first, axis=1))))
     total = 0.0
     scale = 0.0
+    legacy = 0.0
     combo = np.zeros(first.shape[0])
     for x, a, b in zip(pts, y_up, y_lo):
         r = math.sqrt(float(x @ x))
@@ -1353,19 +1495,46 @@ def _recheck_farkas(
         upper = max(t, 0.0) + epsilon * r  # row . s <= upper, for every subset reaching ε
         combo += a * row
         total += a * upper
-        scale += a * (abs(upper) + size)
+        scale += (a + b) * (lipschitz + epsilon) * r
+        legacy += a * (abs(upper) + size)
         if b > 0:
             lower = (t - epsilon * r) if model == "R" else (max(t, 0.0) - epsilon * r)
-            if model == "R" and not t > epsilon * r:
-                return False, "a lower-row multiplier where the output ReLU need not pass the sum"
+            # the output ReLU must pass the sum only where t > ε r, decided with a margin over rounding
+            if model == "R" and not (t - epsilon * r) > LOWER_ROW_MARGIN * (w_norm + epsilon) * r:
+                return _Recheck(False, "a lower-row multiplier where the output ReLU need not pass the sum")
             combo -= b * row
             total -= b * lower
-            scale += b * (abs(lower) + size)
+            legacy += b * (abs(lower) + size)
     # any s in [0,1]^n has combo . s >= -sum(max(0, -combo)), and combo . s <= total
-    margin = total + float(np.sum(np.maximum(-combo, 0.0)))
+    margin = float(total + np.sum(np.maximum(-combo, 0.0)))
+    scale, legacy = float(scale), float(legacy)
     if not (scale > 0 and margin < -FARKAS_TOLERANCE * scale):
-        return False, f"margin {margin:.3g} is not below -{FARKAS_TOLERANCE:g} x scale {scale:.3g}"
-    return True, f"margin {margin:.3g}"
+        return _Recheck(False, f"margin {margin:.3g} is not below -{FARKAS_TOLERANCE:g} x scale {scale:.3g}", margin, scale, legacy)
+    return _Recheck(True, f"margin {margin:.3g}", margin, scale, legacy)
+
+
+def _check_stored_margin(
+    cert: dict[str, Any], found: _Recheck, legacy: bool, where: str, problems: list[str]
+) -> None:
+    """The certificate's stored ``margin`` and ``scale`` must be the recomputed ones (a record is read by people too).
+
+    The margin within ``1e-9`` times the scale (two summation orders of the same sum); the scale
+    within ``1e-9`` relative, in the definition the record states (:data:`FARKAS_SCALE`, or
+    :data:`LEGACY_FARKAS_SCALE` for a record without ``farkas_scale``).
+    """
+    if not (math.isfinite(found.margin) and math.isfinite(found.scale)):
+        return  # the certificate itself failed before its margin was computed: reported already
+    margin, scale = cert.get("margin"), cert.get("scale")
+    if not (_is_number(margin) and abs(float(margin) - found.margin) <= 1e-9 * found.scale):
+        problems.append(f"{where} certificate margin {margin!r} is not the recomputed {found.margin!r}")
+    expected, name = (found.legacy_scale, "legacy_farkas_scale") if legacy else (found.scale, "farkas_scale")
+    if not (_is_number(scale) and _same(float(scale), expected)):
+        problems.append(f"{where} certificate scale {scale!r} is not the recomputed {expected!r} (the record's {name})")
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _as_int(value: Any, what: str, minimum: int | None = None) -> int:
@@ -1466,8 +1635,13 @@ def _check_cell(
     model: str,
     counts: dict[str, int],
     problems: list[str],
+    legacy_scale: bool = False,
 ) -> None:
-    """Re-check the certificates of one (ε, seed) entry; append what fails to ``problems``."""
+    """Re-check the certificates of one (ε, seed) entry; append what fails to ``problems``.
+
+    ``legacy_scale``: the record states no ``farkas_scale``, so its stored certificate scales are
+    :data:`LEGACY_FARKAS_SCALE` (the certificates are tested against :data:`FARKAS_SCALE` all the same).
+    """
     seed = _as_int(cell["seed"], "seed")
     where = f"eps={epsilon_text(eps)} seed={seed}"
     if seed not in streams:
@@ -1490,21 +1664,29 @@ def _check_cell(
             counts["weight"] += 1
             if not err <= eps:  # the same strict test as weight_pruning_width
                 problems.append(f"{where}: weight subnetwork errs {err!r} > ε")
+            kept = np.flatnonzero((sm != 0) & np.any(fm != 0, axis=1))
+            if kept.size and kept[-1] + 1 < n:  # masks padded with unused rows: a width above the construction's
+                problems.append(
+                    f"{where}: weight width {n} overstated: its masks keep no neuron past the first {int(kept[-1]) + 1}"
+                )
             if not abs(err - float(wt["error"])) <= 1e-9:
                 problems.append(f"{where}: weight error {wt['error']!r} does not match {err!r}")
             if wt.get("error_kind") != kind:
                 problems.append(f"{where}: weight error_kind {wt.get('error_kind')!r} is not {kind!r}")
     elif model == "L" and wt.get("lower_bound") is not None:
+        if wt.get("width") is not None:  # model L certifies a lower bound only
+            problems.append(f"{where}: a model L weight entry has a lower bound and width null, got width {describe(wt['width'])}")
         cert = wt["certificate"]
         n = _as_int(cert["width"], "certificate width", 0)
         if n > first.shape[0]:
             problems.append(f"{where}: weight certificate wider than the stored stream")
         else:
             units = candidates(first[:n], second[:n], "weight")
-            ok, why = _recheck_farkas(cert, w, units[0], units[1], eps, model)
+            found = _recheck_farkas(cert, w, units[0], units[1], eps, model)
             counts["weight"] += 1
-            if not ok:
-                problems.append(f"{where}: weight LP certificate fails: {why}")
+            if not found.ok:
+                problems.append(f"{where}: weight LP certificate fails: {found.why}")
+            _check_stored_margin(cert, found, legacy_scale, f"{where}: weight", problems)
             if _as_int(wt["lower_bound"], "lower_bound") != n + 1:
                 problems.append(f"{where}: weight lower_bound {wt['lower_bound']} is not certificate width + 1")
     elif not isinstance(wt.get("status"), str):
@@ -1531,9 +1713,10 @@ def _check_cell(
         if n > first.shape[0]:
             problems.append(f"{where}: neuron certificate wider than the stored stream")
         else:
-            ok, why = _recheck_farkas(cert, w, first[:n], second[:n], eps, model)
-            if not ok:
-                problems.append(f"{where}: neuron certificate fails: {why}")
+            found = _recheck_farkas(cert, w, first[:n], second[:n], eps, model)
+            if not found.ok:
+                problems.append(f"{where}: neuron certificate fails: {found.why}")
+            _check_stored_margin(cert, found, legacy_scale, f"{where}: neuron", problems)
             if lower != n + 1:
                 problems.append(f"{where}: lower_bound {lower} is not certificate width + 1")
     elif not isinstance(nr.get("status"), str):
@@ -1647,9 +1830,36 @@ def _check_summaries(record: dict[str, Any], results: list[Any], model: str, pro
             if (fit is None) != (have is None):
                 problems.append(f"fit {part}: {'stored without data' if fit is None else 'missing'}")
             continue
+        if model == "L" and part == "weight":
+            fit["model"] += MODEL_L_WEIGHT_FIT
         for key, value in fit.items():
-            if key != "model" and not _same(have.get(key) if isinstance(have, dict) else None, value):
-                problems.append(f"fit {part} {key} {have.get(key) if isinstance(have, dict) else None!r} is not {value!r}")
+            got = have.get(key) if isinstance(have, dict) else None
+            if key == "model":
+                if got != value:  # the text says what was fitted to what
+                    problems.append(f"fit {part} model {got!r} is not {value!r}")
+            elif not _same(got, value):
+                problems.append(f"fit {part} {key} {got!r} is not {value!r}")
+
+
+def _weight_meaning(model: str) -> str:
+    """What a record's weight widths are (its ``weight_meaning``)."""
+    return "certified upper bound (construction)" if model == "R" else "certified LP lower bound over masked variants"
+
+
+def _check_header(record: dict[str, Any], model: str, problems: list[str]) -> None:
+    """The fields that say what the record is and how its certificates are tested: one problem line each."""
+    if record.get("kind") != "pruning-gap":
+        problems.append(f"'kind' must be 'pruning-gap', got {describe(record.get('kind'))}")
+    tolerance = record.get("farkas_tolerance")
+    if not (_is_number(tolerance) and float(tolerance) == FARKAS_TOLERANCE):
+        problems.append(
+            f"'farkas_tolerance' must be {FARKAS_TOLERANCE!r}, the tolerance the certificates are re-checked with, "
+            f"got {describe(tolerance)}"
+        )
+    if "farkas_scale" in record and record["farkas_scale"] != FARKAS_SCALE:
+        problems.append(f"'farkas_scale' must be {FARKAS_SCALE!r} (or absent in older records), got {describe(record['farkas_scale'])}")
+    if record.get("weight_meaning") != _weight_meaning(model):
+        problems.append(f"'weight_meaning' must be {_weight_meaning(model)!r} for model {model}, got {describe(record.get('weight_meaning'))}")
 
 
 def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -1658,9 +1868,13 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
     Streams: each stored stream is regenerated from its seed (:func:`make_stream`) and must
     match bit for bit, with ``|w| = 1``. Weight: the masks applied to the stored weights give a
     network whose certified error (:func:`certified_error`, exact in d <= 2) is ``<= ε`` (the
-    strict test :func:`weight_pruning_width` applies) and equals the stored error within 1e-9.
-    Neuron: the Farkas multipliers are re-checked from their points (rows re-derived here) and
-    ``lower_bound = width + 1``. Exact: status ``"exact"`` if and only if a width is given; the
+    strict test :func:`weight_pruning_width` applies) and equals the stored error within 1e-9,
+    and the last row of the masks keeps a neuron (padded masks would overstate the width).
+    Neuron: the Farkas multipliers are re-checked from their points (rows re-derived here)
+    against :data:`FARKAS_SCALE`, their stored ``margin`` and ``scale`` must be the recomputed
+    ones (:func:`_check_stored_margin`), and ``lower_bound = width + 1``. ``kind``,
+    ``farkas_tolerance``, ``weight_meaning`` and ``farkas_scale`` must be what the experiment
+    writes (:func:`_check_header`). Exact: status ``"exact"`` if and only if a width is given; the
     subset's exact error is ``<= ε``; the width is at least the lower bound; ``minimality`` is
     ``"lp-certificate"`` exactly when the width equals the lower bound (otherwise the MILP's
     infeasibility below it is the solver's verdict, not re-checkable). A cell without a
@@ -1704,7 +1918,7 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
                 ok = False
         if not ok or not all(isinstance(c, dict) and isinstance(c.get("weight"), dict) for c in res["seeds"]):
             raise PruningLimitsError(
-                f"not a gap record: results[{k}] needs an 'epsilon' in (0, 1) and a list 'seeds' of objects with 'weight'"
+                f"not a gap record: results[{k}] needs an 'epsilon' with {EPSILON_RANGE} and a list 'seeds' of objects with 'weight'"
             )
         if model == "R" and dim > MAX_DIM:  # refused before any work: a 5 KB record at d = 192 ran 148 s
             kinds = (str(c["weight"].get("status")).split(":", 1)[0] for c in res["seeds"])
@@ -1718,6 +1932,8 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
     streams = _parse_streams(record["streams"], dim)
     problems: list[str] = []
     counts = {"streams": 0, "weight": 0, "neuron": 0, "exact": 0, "weight_limit": 0}
+    _check_header(record, model, problems)
+    legacy_scale = "farkas_scale" not in record  # written before the scale was stated (and changed)
     for seed, (w, first, second) in streams.items():
         _check_stream(seed, w, first, second, dim, problems)
         counts["streams"] += 1
@@ -1732,7 +1948,7 @@ def check_gap_record(record: dict[str, Any]) -> dict[str, Any]:
         for cell in res["seeds"]:
             before = len(problems)
             try:
-                _check_cell(cell, eps, streams, dim, model, counts, problems)
+                _check_cell(cell, eps, streams, dim, model, counts, problems, legacy_scale)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
                 problems.append(f"eps={epsilon_text(eps)}: malformed entry ({type(exc).__name__}: {exc})")
             cell_problems += len(problems) - before

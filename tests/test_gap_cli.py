@@ -54,18 +54,67 @@ def test_reduced_run_json_carries_checkable_certificates(reduced_run):
     assert record["fits"]["weight"]["points"] == 2
 
 
-def test_check_option_accepts_the_record_and_refuses_a_forgery(reduced_run):
+def test_check_option_accepts_the_record(reduced_run):
     record, folder = reduced_run
     result = run("gap", "--check", folder / "gap.json")
     assert result.exit_code == 0 and result.stdout.startswith("all certificates valid")
-    forged = json.loads((folder / "gap.json").read_text())
-    cell = forged["results"][1]["seeds"][0]
+
+
+def _raise_lower_bound(rec):
+    cell = rec["results"][1]["seeds"][0]
     cell["neuron"]["lower_bound"] += 5  # a bigger claim than the certificate proves
-    cell["weight"]["second_mask"] = [0] * len(cell["weight"]["second_mask"])  # the empty network errs 1
-    (folder / "forged.json").write_text(json.dumps(forged))
-    result = run("gap", "--check", folder / "forged.json")
+    return f"eps=2^-4 seed=0: lower_bound {cell['neuron']['lower_bound']} is not certificate width + 1"
+
+
+def _empty_second_layer(rec):
+    wt = rec["results"][1]["seeds"][0]["weight"]
+    wt["second_mask"] = [0] * len(wt["second_mask"])  # the empty network errs 1
+    return "eps=2^-4 seed=0: weight subnetwork errs 0.99999999999999"  # 1 up to rounding, "> ε" follows
+
+
+def _pad_weight_masks(rec):
+    wt = rec["results"][1]["seeds"][0]["weight"]
+    n, stored = wt["width"], len(rec["streams"][0]["second"])
+    wt["width"] = stored  # a width above the construction's, its masks padded with unused rows
+    wt["first_mask"] += [[0, 0]] * (stored - n)
+    wt["second_mask"] += [0] * (stored - n)
+    return f"eps=2^-4 seed=0: weight width {stored} overstated: its masks keep no neuron past the first {n}"
+
+
+def _forge_margin(rec):
+    rec["results"][1]["seeds"][0]["neuron"]["certificate"]["margin"] = -1.0
+    return "eps=2^-4 seed=0: neuron certificate margin -1.0 is not the recomputed "
+
+
+def _forge_scale(rec):
+    rec["results"][1]["seeds"][0]["neuron"]["certificate"]["scale"] = 1e-300
+    return "eps=2^-4 seed=0: neuron certificate scale 1e-300 is not the recomputed "
+
+
+def _forge_kind(rec):
+    rec["kind"] = "x"
+    return "'kind' must be 'pruning-gap', got 'x' (str)"
+
+
+def _forge_tolerance(rec):
+    rec["farkas_tolerance"] = 1.0
+    return "'farkas_tolerance' must be 1e-09, the tolerance the certificates are re-checked with, got 1.0 (float)"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [_raise_lower_bound, _empty_second_layer, _pad_weight_masks, _forge_margin, _forge_scale, _forge_kind, _forge_tolerance],
+)
+def test_check_option_refuses_each_forgery_with_its_own_message(reduced_run, tmp_path, forge):
+    """One forged field per record (the earlier test forged two and asserted only "INVALID")."""
+    _, folder = reduced_run
+    forged = json.loads((folder / "gap.json").read_text())
+    message = forge(forged)
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    result = run("gap", "--check", tmp_path / "forged.json")
     assert result.exit_code == 1
-    assert "INVALID" in result.stdout and "certificate(s) failed" in result.stderr
+    assert result.stdout.startswith("INVALID certificates") and "certificate(s) failed" in result.stderr
+    assert any(line.strip().startswith(message) for line in result.stdout.splitlines()), (message, result.stdout)
 
 
 def test_text_output_leads_with_the_answer():
@@ -82,9 +131,9 @@ def test_text_output_leads_with_the_answer():
     "args,message",
     [
         (["--dim", "0"], "--dim must be an integer >= 1, got 0"),
-        (["--dim", "2", "--epsilon", "0"], "--epsilon must be in (0, 1)"),
-        (["--dim", "2", "--epsilon", "1"], "--epsilon must be in (0, 1)"),
-        (["--dim", "2", "--epsilon", "-0.5"], "--epsilon must be in (0, 1)"),
+        (["--dim", "2", "--epsilon", "0"], "--epsilon must satisfy 0 < ε <= 1 - 1e-8"),
+        (["--dim", "2", "--epsilon", "1"], "--epsilon must satisfy 0 < ε <= 1 - 1e-8"),
+        (["--dim", "2", "--epsilon", "-0.5"], "--epsilon must satisfy 0 < ε <= 1 - 1e-8"),
         (["--dim", "2", "--seeds", "0"], "--seeds must be an integer from 1 to 10000"),
         (["--dim", "2", "--seeds", "100000000000"], "--seeds must be an integer from 1 to 10000"),  # memory without bound
         (["--dim", "1000000000", "--seeds", "1", "--epsilon", "0.25"], "--dim must be at most 128"),  # was a MemoryError
@@ -92,6 +141,10 @@ def test_text_output_leads_with_the_answer():
         # lottery.MAX_DIM (docs/gap.md); the library's "dim must be at most 128, got 129" did not name the flag
         (["--dim", "129", "--seeds", "1", "--weight-only"], "Error: --dim must be at most 128 (the stream and record grow like d^2), got 129"),
         (["--dim", "2", "--epsilon", "1.0000001"], "got 1.0000001"),  # was "got 1", exactly what is allowed
+        # was "Error: a Farkas multiplier sits on a lower row that does not exist" (the empty network's row is rounding)
+        (["--dim", "2", "--epsilon", "0.9999999999999999", "--seeds", "1"],
+         "Error: --epsilon must satisfy 0 < ε <= 1 - 1e-8 (the target's sup is 1; closer to 1, float64 rounding decides "
+         "the certificates), got 0.9999999999999999"),
         (["--dim", "2", "--milp-time-limit", "-1"], "--milp-time-limit must be a number of seconds >= 0"),
         (["--dim", "5", "--model", "L"], "Error: --dim must be at most 4 with --model L (its LP covers the 2^d - 1 masks of every neuron), got 5"),
         # the library's "epsilons must be distinct, got [0.25, 0.25]" did not name the flag
@@ -190,7 +243,7 @@ def test_model_l_weight_only_says_one_bound_and_repeated_seeds_are_refused():
 def test_an_unreachable_weight_cell_keeps_the_run(monkeypatch, tmp_path):
     """`gap --dim 96 --weight-only` ended rc 1 after 5 finished cells, writing nothing, when one ε was out of the
     stream's reach. Here the stream is cut to 40 neurons: in d = 2, ε = 2^-2 is reached (widths 12, 37), 2^-8 is not."""
-    monkeypatch.setattr(lottery, "MAX_WIDTH", 40)
+    monkeypatch.setattr(lottery, "MIN_STREAM_WIDTH", 40)
     monkeypatch.setattr(lottery, "STREAM_NEURONS_PER_DIM", 0, raising=False)
     out = tmp_path / "limited.json"
     result = run(
@@ -250,7 +303,7 @@ def test_help_states_the_dimension_the_stream_reaches():
     result = run("gap", "--help")
     text = " ".join(result.stdout.split())
     assert f"1 <= d <= {lottery.MAX_DIM}" in text
-    assert f"max({lottery.MAX_WIDTH}, {lottery.STREAM_NEURONS_PER_DIM} d) neurons" in text
+    assert f"max({lottery.MIN_STREAM_WIDTH}, {lottery.STREAM_NEURONS_PER_DIM} d) neurons" in text
 
 
 def test_a_record_with_no_width_gets_its_figure(tmp_path):

@@ -430,11 +430,35 @@ def test_fits():
     assert abs(fits["neuron"]["exponent"] - 0.5) < 1e-12 and abs(fits["neuron"]["prefactor"] - 3) < 1e-9
 
 
-@pytest.mark.parametrize("bad", [0.0, 1.0, -0.5, 2.0, float("nan"), float("inf"), "x", None])
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.5, 2.0, float("nan"), float("inf"), "x", None, 0.9999999999999999, 1 - 1e-9])
 def test_bad_epsilon_is_one_line(bad):
     with pytest.raises(PruningLimitsError) as info:
         L.check_epsilon(bad)
-    assert "\n" not in str(info.value) and "(0, 1)" in str(info.value)
+    assert "\n" not in str(info.value) and "0 < ε <= 1 - 1e-8" in str(info.value)
+
+
+def test_epsilon_next_to_one_is_refused_in_one_line_not_an_internal_error():
+    """ε = 1 - 2^-53 died in lp_lower_bound with "a Farkas multiplier sits on a lower row that does not exist":
+    at x = w, t = 0.9999999999999998 and ε r = 0.9999999999999998 leave no lower row (d = 2, seed 0)."""
+    eps = 0.9999999999999999
+    assert eps == 1 - 2.0**-53 and L.MAX_EPSILON == 1 - 1e-8
+    stream = L.make_stream(2, 0, 64)
+    for call in (lambda: L.lp_lower_bound(stream, eps), lambda: L.weight_pruning_width(stream, eps),
+                 lambda: L.gap_experiment(2, [eps], seeds=[0])):
+        with pytest.raises(PruningLimitsError) as info:
+            call()
+        assert str(info.value) == (
+            "ε must satisfy 0 < ε <= 1 - 1e-8 (the target's sup is 1; closer to 1, float64 rounding decides the "
+            "certificates), got 0.9999999999999999"
+        )
+    # the largest ε taken is certified: the empty network's row at x = w keeps t - ε r near 1e-8, far above rounding
+    assert L.check_epsilon(L.MAX_EPSILON) == L.MAX_EPSILON
+    lb = L.lp_lower_bound(stream, L.MAX_EPSILON)
+    assert lb.lower_bound >= 1
+    point = np.asarray(stream.w)[None, :]
+    t, r = float(point[0] @ stream.w), float(np.linalg.norm(point[0]))
+    assert t - L.MAX_EPSILON * r > 0.9e-8 and L.has_lower_row(t, r, 1.0, L.MAX_EPSILON)
+    assert not L.has_lower_row(t, r, 1.0, eps)  # the reviewer's ε: the row is rounding, and is not taken
 
 
 def test_bad_inputs():
@@ -737,13 +761,13 @@ def test_stream_width_reaches_the_default_ladder_up_to_max_dim():
     limited by its items per class (bounds near 1e-11), not by the stream; 4096 neurons did not.
     """
     assert L.MAX_DIM == 128 and L.stream_width(L.MAX_DIM) == L.STREAM_NEURONS_PER_DIM * L.MAX_DIM
-    assert all(L.stream_width(d) == L.MAX_WIDTH for d in (1, 2, 4, 8, 32))  # the published records' streams
+    assert all(L.stream_width(d) == L.MIN_STREAM_WIDTH for d in (1, 2, 4, 8, 32))  # the published records' streams
     for seed in range(5):
         full = L.saturation_width(L.make_stream(L.MAX_DIM, seed, L.stream_width(L.MAX_DIM)))
         assert full is not None and full <= L.stream_width(L.MAX_DIM)
-    assert L.saturation_width(L.make_stream(L.MAX_DIM, 0, L.MAX_WIDTH)) is None
+    assert L.saturation_width(L.make_stream(L.MAX_DIM, 0, L.MIN_STREAM_WIDTH)) is None
     with pytest.raises(L.WeightUnreachable, match="stream-width-limit: in d = 128"):
-        L.weight_pruning_width(L.make_stream(L.MAX_DIM, 0, L.MAX_WIDTH), 2.0**-12)
+        L.weight_pruning_width(L.make_stream(L.MAX_DIM, 0, L.MIN_STREAM_WIDTH), 2.0**-12)
     with pytest.raises(PruningLimitsError, match=f"dim must be at most {L.MAX_DIM}, got {L.MAX_DIM + 1}"):
         L.gap_experiment(L.MAX_DIM + 1, [0.25], [0], neuron=False)
     # records written while MAX_DIM was 1024 stay checkable (a review found them refused)
@@ -754,7 +778,7 @@ def test_stream_width_reaches_the_default_ladder_up_to_max_dim():
 @pytest.fixture()
 def short_stream(monkeypatch):
     """The experiment's stream cut to 40 neurons: in d = 2, ε = 2^-2 is reached (widths 12, 37), 2^-8 and 2^-10 are not."""
-    monkeypatch.setattr(L, "MAX_WIDTH", 40)
+    monkeypatch.setattr(L, "MIN_STREAM_WIDTH", 40)
     monkeypatch.setattr(L, "STREAM_NEURONS_PER_DIM", 0)
     assert L.stream_width(2) == 40
 
@@ -901,3 +925,222 @@ def test_record_check_refuses_a_weight_limit_above_max_dim_before_any_work(monke
     # a record of that d without a weight limit is still checked (records up to CHECK_MAX_DIM stay checkable)
     problems = L.check_gap_record(record("not-attempted"))["problems"]
     assert any("a model R weight entry has a width or one of the limits" in p for p in problems)
+
+
+# ----------------------------------------------------------------------------- review fixes (rounding gap, forged fields)
+
+
+def test_certified_error_limit_search_stops_where_the_construction_stops_changing(monkeypatch):
+    """d = 1, seed 2, ε = the construction's bound at full classes: its certified error rounds above ε, and the
+    search reran the whole construction at every width up to the end of the stream (about 4000 runs, an hour).
+
+    It now runs it at the widths where a class gains a member only, and none past the saturation width. The verdict
+    is checked against a brute force over every width up to well past saturation."""
+    stream = L.make_stream(1, 2, L.stream_width(1))
+    eps = 1.091571277811454e-12
+    full = L.saturation_width(stream)
+    real = L.subset_sum_construction
+    assert full == 84 and real(stream, full)[2] == eps == real(stream, stream.width)[2]
+    widths = []
+    monkeypatch.setattr(L, "subset_sum_construction", lambda st, n: widths.append(n) or real(st, n))
+    with pytest.raises(L.WeightUnreachable) as info:
+        L.weight_pruning_width(stream, eps)
+    status = info.value.status
+    assert status.startswith(
+        "certified-error-limit: in d = 1 the construction's bound reaches ε = 1.091571277811454e-12 from width 76 on, "
+        "but the certified error of its masked network stays above ε (float64 rounding) at every width where the "
+        "construction changes, up to width 84, from which every (coordinate, sign) class holds its 40 neurons"
+    )
+    assert info.value.bound == eps and info.value.stream_width == 4096
+    changes = L.construction_changes(stream, 76, stream.width)
+    assert changes == [77, 78, 82, 84]  # the widths after 76 at which neuron n - 1 joins a class that is not full
+    # galloping (2, 4, ..., 128) and bisection: 2 log2(4096) at most; then 76 and its changes, and nothing past 84
+    assert len(widths) <= 2 * 12 + 1 + len(changes) and max(widths) == 128
+    assert widths[-1 - len(changes):] == [76, *changes]
+    # brute force: no width reaches ε with a certified error <= ε (the construction is the same from 84 on)
+    for n in range(1, 200):
+        first_mask, second_mask, bound = real(stream, n)
+        err = L.certified_error(stream.w, stream.first[:n] * first_mask, stream.second[:n] * second_mask)[0]
+        assert not (bound <= eps and err <= eps), n
+        if n >= full:
+            assert bound == eps and err > eps
+
+
+def test_construction_changes_only_where_a_class_gains_a_member():
+    """Between two widths that construction_changes does not list, the masks gain a zero row and nothing else."""
+    for dim, seed in ((1, 0), (2, 3), (3, 1)):
+        stream = L.make_stream(dim, seed, 60 * dim)
+        changes = set(L.construction_changes(stream, 0, stream.width))
+        assert len(changes) <= 2 * dim * L.MAX_SUBSET_ITEMS
+        previous = L.subset_sum_construction(stream, 0)
+        for n in range(1, stream.width + 1):
+            now = L.subset_sum_construction(stream, n)
+            if n not in changes:
+                assert np.array_equal(now[0][:-1], previous[0]) and not now[0][-1].any()
+                assert np.array_equal(now[1][:-1], previous[1]) and now[1][-1] == 0 and now[2] == previous[2]
+            previous = now
+
+
+def consistent(rec):
+    """Medians, ratios, fits and the gap list recomputed from the cells (so a forgery is the one edit made)."""
+    for res in rec["results"]:
+        med = res["median"]
+        med["weight"] = L._median([c["weight"]["width"] for c in res["seeds"]])
+        if med["weight"] is not None and med.get("neuron_lower_bound") is not None:
+            med["ratio"] = med["neuron_lower_bound"] / med["weight"]
+    rec["fits"] = L.fit_widths(
+        rec["epsilons"], [r["median"]["weight"] for r in rec["results"]], [r["median"]["neuron_lower_bound"] for r in rec["results"]]
+    )
+    rec["median_neuron_above_weight_at"] = [r["epsilon"] for r in rec["results"] if r["median"].get("ratio", 0) > 1]
+    return rec
+
+
+def test_record_check_refuses_padded_weight_masks(small_record):
+    """A weight width raised with its masks padded by zero rows (medians and fits recomputed) passed --check:
+    a valid upper bound, but not the construction's width, and it distorts the slope per halving."""
+    rec = fresh(small_record)
+    cell = rec["results"][0]["seeds"][0]
+    wt = cell["weight"]
+    n, stored = wt["width"], len(rec["streams"][0]["second"])
+    assert stored > n
+    wt["width"] = stored
+    wt["first_mask"] += [[0, 0]] * (stored - n)
+    wt["second_mask"] += [0] * (stored - n)
+    assert L.check_gap_record(consistent(fresh(small_record)))["problems"] == []  # the helper alone changes nothing
+    assert L.check_gap_record(consistent(rec))["problems"] == [
+        f"eps=2^-2 seed=0: weight width {stored} overstated: its masks keep no neuron past the first {n}"
+    ]
+
+
+def test_weight_certificates_end_on_a_kept_neuron():
+    """What the check requires of a weight width, the search delivers: its last row is used."""
+    for dim in (1, 2, 3):
+        for seed in range(3):
+            stream = L.make_stream(dim, seed, 512)
+            for k in range(2, 11, 2):
+                cert = L.weight_pruning_width(stream, 2.0**-k)
+                assert cert.second_mask[-1] == 1 and cert.first_mask[-1].any()
+                assert cert.first_mask.shape == (cert.width, dim) and cert.second_mask.shape == (cert.width,)
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("kind", "x", "'kind' must be 'pruning-gap', got 'x' (str)"),
+        ("farkas_tolerance", "x", "'farkas_tolerance' must be 1e-09, the tolerance the certificates are re-checked with, got 'x' (str)"),
+        ("farkas_tolerance", 1e-3, "'farkas_tolerance' must be 1e-09, the tolerance the certificates are re-checked with, got 0.001 (float)"),
+        ("farkas_scale", "x", f"'farkas_scale' must be {L.FARKAS_SCALE!r} (or absent in older records), got 'x' (str)"),
+        ("weight_meaning", "x", "'weight_meaning' must be 'certified upper bound (construction)' for model R, got 'x' (str)"),
+    ],
+)
+def test_record_check_checks_the_header_fields(small_record, field, value, message):
+    """kind, farkas_tolerance and weight_meaning were never read: a record saying anything there passed."""
+    rec = fresh(small_record)
+    rec[field] = value
+    assert L.check_gap_record(rec)["problems"] == [message]
+
+
+@pytest.mark.parametrize("part", ["weight", "neuron"])
+def test_record_check_reads_the_fit_model_text(small_record, part):
+    rec = fresh(small_record)
+    expected = rec["fits"][part]["model"]
+    rec["fits"][part]["model"] = "x"
+    assert L.check_gap_record(rec)["problems"] == [f"fit {part} model 'x' is not {expected!r}"]
+
+
+def test_record_check_compares_stored_margins_and_scales(small_record):
+    """A certificate's stored margin and scale were never compared with the recomputed ones."""
+    cert = small_record["results"][1]["seeds"][1]["neuron"]["certificate"]
+    stream = L.make_stream(2, 1, cert["width"])
+    margin, scale = L.farkas_margin(
+        np.array(cert["points"]), cert["y_upper"], cert["y_lower"], stream.w, stream.first, stream.second, 2.0**-3, "R"
+    )
+    assert (cert["margin"], cert["scale"]) == (margin, scale) and margin < -L.FARKAS_TOLERANCE * scale
+    # the scale is the closed form (L + ε) sum_g (y_up,g + y_lo,g) |x_g|, L = |w| + sum_i |v_i| |u_i|
+    lipschitz = 1.0 + sum(abs(v) * math.hypot(*u) for u, v in zip(stream.first, stream.second))
+    norms = [math.hypot(*x) for x in cert["points"]]
+    assert math.isclose(scale, (lipschitz + 2.0**-3) * sum((a + b) * r for a, b, r in zip(cert["y_upper"], cert["y_lower"], norms)), rel_tol=1e-12)
+    for key, value, message in [
+        ("margin", "x", "eps=2^-3 seed=1: neuron certificate margin 'x' is not the recomputed "),
+        ("margin", margin / 2, "eps=2^-3 seed=1: neuron certificate margin "),
+        ("scale", "x", "eps=2^-3 seed=1: neuron certificate scale 'x' is not the recomputed "),
+        ("scale", scale * (1 + 1e-6), "eps=2^-3 seed=1: neuron certificate scale "),
+    ]:
+        rec = fresh(small_record)
+        rec["results"][1]["seeds"][1]["neuron"]["certificate"][key] = value
+        problems = L.check_gap_record(rec)["problems"]
+        assert len(problems) == 1 and problems[0].startswith(message), (key, value, problems)
+        assert (f"{scale!r} (the record's farkas_scale)" in problems[0]) == (key == "scale")
+
+
+def test_committed_record_keeps_its_legacy_scale_and_passes_the_sound_one():
+    """docs/gap/d2.json was written with scale = sum y (|b| + sum |A|); it states no farkas_scale. Its stored scales
+    are compared in that definition, and every certificate passes the test against the larger, sound scale."""
+    record = json.loads((Path(__file__).resolve().parents[1] / "docs" / "gap" / "d2.json").read_text())
+    assert "farkas_scale" not in record
+    streams = {s["seed"]: (np.array(s["w"]), np.array(s["first"]), np.array(s["second"])) for s in record["streams"]}
+    worst = -math.inf
+    for res in record["results"]:
+        for cell in res["seeds"]:
+            cert = cell["neuron"]["certificate"]
+            w, first, second = streams[cell["seed"]]
+            n = cert["width"]
+            margin, scale = L.farkas_margin(np.array(cert["points"]), cert["y_upper"], cert["y_lower"], w, first[:n], second[:n], res["epsilon"], "R")
+            assert scale >= cert["scale"]  # the sound scale bounds the legacy one
+            worst = max(worst, margin / scale)
+    assert worst < -10 * L.FARKAS_TOLERANCE  # -1.6e-8: the closest certificate keeps a factor 15
+    forged = fresh(record)
+    forged["results"][0]["seeds"][0]["neuron"]["certificate"]["scale"] *= 2
+    problems = L.check_gap_record(forged)["problems"]
+    assert len(problems) == 1 and "neuron certificate scale" in problems[0] and "(the record's legacy_farkas_scale)" in problems[0]
+
+
+def test_rounding_scale_bounds_the_error_where_a_neuron_cancels():
+    """The legacy scale (|b| + sum |A|) did not bound the rounding of A_gi = v_i relu(<u_i, x>) where <u_i, x> ~ 0;
+    the rounding scale does. Exact rational arithmetic against float64 at points on a neuron's kink."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal(3)
+    w /= np.linalg.norm(w)
+    first = rng.standard_normal((30, 3)) * 1e3  # large rows: the cancellation's absolute error is large
+    second = rng.uniform(-1, 1, 30)
+    worst = worst_own = 0.0
+    for i in range(30):  # a point on neuron i's kink, <u_i, x> = 0 up to rounding
+        x = np.cross(first[i], rng.standard_normal(3))
+        x /= np.linalg.norm(x)
+        A, b_up, _, _ = L.lp_constraints(x[None, :], w, first, second, 2.0**-12, "R")
+        exact = [Fraction(float(v)) * max(sum(Fraction(float(a)) * Fraction(float(c)) for a, c in zip(u, x)), Fraction(0)) for u, v in zip(first, second)]
+        err = [abs(Fraction(float(a)) - e) for a, e in zip(A[0], exact)]
+        scale = L.rounding_scale(x[None, :], [1.0], [0.0], w, first, second, 2.0**-12)
+        worst = max(worst, float(max(err)) / scale)
+        own = float(err[i]) / max(abs(float(A[0, i])), 1e-300)  # against the entry's own |A_gi|, the legacy term
+        worst_own = max(worst_own, own)
+    assert 0 < worst < (3 + 3) * 2.0**-53  # each entry within (d + 3) 2^-53 of the rounding scale
+    assert worst_own > 1e-3  # while an entry's own size does not bound its error (relative error far above 2^-53)
+
+
+def test_a_list_where_a_bound_belongs_is_a_problem_without_a_numpy_warning(small_record):
+    """`lower_bound: []` in every cell of an ε printed numpy's "Mean of empty slice" before the problems."""
+    import warnings
+
+    rec = fresh(small_record)
+    for cell in rec["results"][0]["seeds"]:
+        cell["neuron"]["lower_bound"] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        problems = L.check_gap_record(rec)["problems"]
+    assert "eps=2^-2: malformed entry (ValueError: lower_bound must be an integer, got [] (list))" in problems
+    assert any(p.startswith("eps=2^-2: median neuron_lower_bound ") and p.endswith(" is not None (from the cells)") for p in problems)
+    assert L._median([1, 2, 4]) == 2.0 and L._median([1, None]) is None and L._median([[], []]) is None
+    assert L._median([True, 3]) is None  # a bool is not a width
+
+
+def test_record_check_refuses_a_width_in_a_model_l_weight_entry():
+    """Model L certifies a weight lower bound only; a width there (the fuzz set 'x') passed unread."""
+    rec = L.gap_experiment(1, [0.25], seeds=[0], model="L", neuron=False)
+    assert L.check_gap_record(fresh(rec))["problems"] == []
+    rec["results"][0]["seeds"][0]["weight"]["width"] = "x"
+    assert L.check_gap_record(rec)["problems"] == [
+        "eps=2^-2 seed=0: a model L weight entry has a lower bound and width null, got width 'x' (str)"
+    ]
