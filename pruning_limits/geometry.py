@@ -304,8 +304,12 @@ def delta_integrand(eigenvalues: np.ndarray, epsilon: float, squared_distance: f
     Takes ``R²`` (not ``R``) so callers can pass exact squared distances without a square root.
     Computed as ``ε / (ε + |λ| R²/2)``: halving is exact, so the values are those of the formula
     above, bit for bit, but ``ε`` near the float64 limit (``2ε = inf``) no longer gives NaN.
+    ``|λ|·R²`` beyond the float64 range is ``inf`` and gives 0, the value to double precision
+    (without numpy's overflow warning); ``R² = inf`` cannot come from
+    :func:`pruning_limits.limits.magnitude_distance_curve`, which refuses such weights.
     """
-    return epsilon / (epsilon + 0.5 * (np.abs(eigenvalues) * squared_distance))
+    with np.errstate(over="ignore"):
+        return epsilon / (epsilon + 0.5 * (np.abs(eigenvalues) * squared_distance))
 
 
 def delta_fraction(nodes: np.ndarray, weights: np.ndarray, epsilon: float, squared_distance: float) -> float:
@@ -346,7 +350,9 @@ def spectral_statistical_dimension(spectrum: Spectrum, epsilon: float, distance:
 
     Negative eigenvalues enter through ``|λ|``. With SLQ the per-probe values and their standard
     error are returned; with an exact spectrum this equals :func:`projected_ellipsoid_dimension`
-    of the semi-axes ``r_i = sqrt(2ε/|λ_i|)``.
+    of the semi-axes ``r_i = sqrt(2ε/|λ_i|)``. Its value is ``D ·`` :func:`delta_fraction`, the
+    ``δ`` the predictor uses: both divide each row of the rule by the sum of its weights
+    (:meth:`Spectrum.integrate`).
     """
     if not isinstance(spectrum, Spectrum):
         raise PruningLimitsError(f"spectrum must be a pruning_limits.spectrum.Spectrum, got {describe(spectrum)}")

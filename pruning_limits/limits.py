@@ -81,6 +81,11 @@ class Prediction:
         first_order_limit: the largest sparsity at which the first-order cost leaves the
             curvature any tolerance, ``max{s(k) : c_k < ε}`` (1 without the gradient term):
             ``s*`` never exceeds it, whatever the spectrum (:func:`first_order_limit`).
+        zero_fraction: ``s₀``, the largest sparsity with ``R = 0`` (:func:`zero_fraction` of the
+            ``R_k²`` curve used): the fraction of weights already exactly zero under global
+            magnitude pruning. :func:`predict_from_spectrum`'s ``s*`` is never below it, and
+            ``d ln R/ds`` less than ``KNEE_MIN_SPARSITY`` above it says nothing of a knee
+            (:data:`pruning_limits.regime.KNEE_MIN_SPARSITY`).
     """
 
     sparsity: float
@@ -103,6 +108,7 @@ class Prediction:
     num_hvps: int = 0
     seconds: float = 0.0
     first_order_limit: float = 1.0
+    zero_fraction: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record (plain floats and lists; ``nan`` becomes ``None``)."""
@@ -125,6 +131,7 @@ class Prediction:
                 "first_order_cost": self.first_order_cost,
                 "first_order_limit": self.first_order_limit,
                 "knee_steepness": self.knee_steepness,
+                "zero_fraction": self.zero_fraction,
                 "spectrum": self.spectrum,
                 "num_hvps": self.num_hvps,
                 "seconds": self.seconds,
@@ -151,8 +158,14 @@ class LimitCurve:
 class FixedPointCurve:
     """What a plot of the fixed point needs: ``δ(R(s))/D`` and ``R(s)`` against ``s``.
 
-    ``sparsity[i] = 1 − kept[i]/D`` are the exact sparsities of the evaluated ``k``; the predicted
-    limit is where ``delta_fraction`` crosses the diagonal; ``margin`` is ``a_η/√D``.
+    ``sparsity[i] = 1 − kept[i]/D`` are the exact sparsities of the evaluated ``k``; ``margin``
+    is ``a_η/√D``. The predicted limit is where ``delta_fraction`` crosses the diagonal, up to
+    the solver's rounding slack: ``feasible[i]`` is the solver's own test at ``kept[i]``
+    (``D − k ≤ D·δ/D·ROUNDING_SLACK``, 8 ulps, :func:`pruning_limits.geometry.share_reached`;
+    ``ε − c_k > 0`` with the gradient term), which reads a ``δ/D`` rounded a few ulps below an
+    exact zero-eigenvalue tie as reached where ``sparsity ≤ delta_fraction`` does not. The
+    feasible points are a prefix (``sparsity ≤ limit``); where ``D + 1 ≤ points`` every ``k``
+    is drawn and ``limit`` is the largest feasible ``sparsity``.
     """
 
     sparsity: np.ndarray
@@ -161,6 +174,7 @@ class FixedPointCurve:
     distance: np.ndarray
     margin: float
     limit: float
+    feasible: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record."""
@@ -171,6 +185,7 @@ class FixedPointCurve:
             "distance": self.distance.tolist(),
             "margin": float(self.margin),
             "limit": float(self.limit),
+            "feasible": self.feasible.tolist(),
         }
 
 
@@ -184,11 +199,59 @@ def magnitude_distance_curve(weights: Any) -> np.ndarray:
 
     ``R_k²`` is the sum of the ``D − k`` smallest squared weights: a cumulative sum of the sorted
     squares, so it is non-increasing in ``k`` also in floating point, ``R_D² = 0``.
+
+    Raises:
+        PruningLimitsError: ``R_0² = Σ w²`` overflows float64 (``max |w|`` about 1.3e154 or
+            more): ``|λ|·R²`` would be ``0·inf = NaN`` at a zero eigenvalue and the limit wrong
+            without a word, so such weights are refused (rescale them, and ε by the square).
     """
     w = _check_weights(weights)
-    squares = np.sort(w**2)
-    cumulative = np.concatenate([[0.0], np.cumsum(squares)])
+    with np.errstate(over="ignore"):  # an overflow is refused below, in one line
+        squares = np.sort(w**2)
+        cumulative = np.concatenate([[0.0], np.cumsum(squares)])
+    if not math.isfinite(cumulative[-1]):  # the partial sums grow: the last is the first to overflow
+        raise PruningLimitsError(
+            f"weights too large: max |w| = {float(np.max(np.abs(w))):.4g}, and R² = Σ w² of the {w.size} weights "
+            f"overflows float64 (about 1.8e308); rescale the weights (and ε by the square of the factor)"
+        )
     return cumulative[::-1].copy()
+
+
+def zero_fraction(distance_squared: Any) -> float:
+    """``s₀``: the largest sparsity at which ``R = 0``, ``(number of k with R_k² = 0, less one)/D`` (0 where none is).
+
+    Under global magnitude pruning (:func:`magnitude_distance_curve`) it is the fraction of
+    weights already exactly zero: pruning them moves nothing, so ``R_k² = 0`` for ``k ≥ D(1 − s₀)``.
+    ``s*`` never lies below it (``δ/D = 1`` where ``R = 0``, and pruning zeros costs no
+    first-order loss), and just above it ``d ln R/ds`` is large for a network without a knee too
+    (:data:`pruning_limits.regime.KNEE_MIN_SPARSITY`).
+
+    Args:
+        distance_squared: ``R_k²`` for ``k = 0..D`` kept weights, finite, non-negative and
+            non-increasing in ``k`` (a custom curve with ``R_D² > 0`` has ``s₀ = 0``).
+
+    Returns:
+        ``s₀`` in ``[0, 1]``.
+    """
+    r2 = _check_distance_curve(distance_squared)
+    return max(int(np.count_nonzero(r2 == 0)) - 1, 0) / (r2.size - 1)
+
+
+def _check_distance_curve(distance_squared: Any) -> np.ndarray:
+    """``R_k²`` for ``k = 0..D`` as float64, after checking it is finite, non-negative and non-increasing in ``k``."""
+    r2 = real_array(distance_squared, "distance_squared")
+    if r2.ndim != 1 or r2.size < 2:
+        raise PruningLimitsError(f"distance_squared must be a 1-D array of R_k² for k = 0..D, got shape {r2.shape}")
+    if not np.isfinite(r2).all():
+        bad = int(np.flatnonzero(~np.isfinite(r2))[0])
+        raise PruningLimitsError(f"distance_squared must hold finite R_k², got R_{bad}² = {r2[bad]}")
+    rises = np.flatnonzero(np.diff(r2) > 0)
+    if rises.size or r2[-1] < 0:  # R_k² = Σ of the pruned w²: non-negative, falling as k (kept) grows
+        where = f"R_{rises[0] + 1}² = {r2[rises[0] + 1]:.4g} > R_{rises[0]}² = {r2[rises[0]]:.4g}" if rises.size else f"R_D² = {r2[-1]:.4g}"
+        raise PruningLimitsError(
+            f"distance_squared must be R_k² for k = 0..D kept weights, non-negative and non-increasing in k, got {where}"
+        )
+    return r2
 
 
 def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE_STEP) -> float:
@@ -212,15 +275,7 @@ def knee_steepness(distance_squared: Any, sparsity: float, *, step: float = KNEE
         The slope; NaN where the whole secant has ``R = 0`` (``sparsity + step`` prunes only
         zeros) or no weight is non-zero.
     """
-    r2 = real_array(distance_squared, "distance_squared")
-    if r2.ndim != 1 or r2.size < 2:
-        raise PruningLimitsError(f"distance_squared must be a 1-D array of R_k² for k = 0..D, got shape {r2.shape}")
-    rises = np.flatnonzero(np.diff(r2) > 0)
-    if rises.size or r2[-1] < 0:  # R_k² = Σ of the pruned w²: non-negative, falling as k (kept) grows
-        where = f"R_{rises[0] + 1}² = {r2[rises[0] + 1]:.4g} > R_{rises[0]}² = {r2[rises[0]]:.4g}" if rises.size else f"R_D² = {r2[-1]:.4g}"
-        raise PruningLimitsError(
-            f"distance_squared must be R_k² for k = 0..D kept weights, non-negative and non-increasing in k, got {where}"
-        )
+    r2 = _check_distance_curve(distance_squared)
     sparsity = check_fraction("sparsity", sparsity)
     step = check_fraction("step", step, open_low=True)
     dim = r2.size - 1
@@ -350,16 +405,20 @@ def _solve(
     and as a constant factor on a bound that does not decrease in ``k`` it keeps the condition
     monotone.
     """
+    return _smallest_feasible(r2.size - 1, lambda k: _feasible(nodes, weights, epsilon, r2, k, offset, cost))
+
+
+def _feasible(
+    nodes: np.ndarray, weights: np.ndarray, epsilon: float, r2: np.ndarray, k: int, offset: float = 0.0,
+    cost: np.ndarray | None = None,
+) -> bool:
+    """The condition of :func:`_solve` at ``k`` kept: ``ε_k = ε − c_k > 0`` and ``D − k ≤ D·clip(δ/D + offset)·ROUNDING_SLACK``."""
     dim = r2.size - 1
-
-    def feasible(k: int) -> bool:
-        eps_k = epsilon if cost is None else epsilon - float(cost[k])
-        if eps_k <= 0:
-            return False
-        bound = delta_fraction(nodes, weights, eps_k, float(r2[k])) + offset
-        return dim - k <= dim * min(max(bound, 0.0), 1.0) * ROUNDING_SLACK  # geometry.share_reached, in counts
-
-    return _smallest_feasible(dim, feasible)
+    eps_k = epsilon if cost is None else epsilon - float(cost[k])
+    if eps_k <= 0:
+        return False
+    bound = delta_fraction(nodes, weights, eps_k, float(r2[k])) + offset
+    return dim - k <= dim * min(max(bound, 0.0), 1.0) * ROUNDING_SLACK  # geometry.share_reached, in counts
 
 
 def _solve_trace(epsilon: float, r2: np.ndarray, abs_trace: float, cost: np.ndarray | None = None) -> int:
@@ -527,6 +586,7 @@ def predict_from_spectrum(
         num_hvps=int(spectrum.num_hvps),
         seconds=time.perf_counter() - start,
         first_order_limit=first_order_limit(epsilon, cost),
+        zero_fraction=zero_fraction(r2),
     )
 
 
@@ -551,7 +611,7 @@ def sparsity_estimator(
     (docs/theory.md, "Adaptive stop").
     """
     w = _check_weights(weights)
-    eps_values = [check_positive("epsilon", float(e)) for e in np.atleast_1d(np.asarray(epsilons, dtype=np.float64))]
+    eps_values = [check_positive("epsilon", float(e)) for e in real_array(epsilons, "epsilons").ravel()]
     if not eps_values:
         raise PruningLimitsError("epsilons must hold at least one value")
     r2, name = _squared_distances(w, criterion, w.size)
@@ -572,13 +632,30 @@ def limit_curve(
     eta: float = DEFAULT_ETA,
     criterion: str | Sequence[float] | np.ndarray = "magnitude",
     gradient: Any = None,
+    order: Any = None,
+    allowed: Any = None,
 ) -> LimitCurve:
-    """Predicted limit ``s*`` and its kinematic interval for each ε in ``epsilons`` (``gradient``
-    as in :func:`predict_from_spectrum`)."""
+    """Predicted limit ``s*`` and its kinematic interval for each ε in ``epsilons``.
+
+    Args:
+        weights: flat array of the ``D`` prunable weights (length must equal ``spectrum.dim``).
+        spectrum: spectral measure of the Hessian.
+        epsilons: the loss tolerances, each a finite number > 0.
+        eta: failure probability of the kinematic interval.
+        criterion: ``"magnitude"`` or an array of ``R_k²`` (as in :func:`predict_from_spectrum`).
+        gradient: the data-loss gradient (the gradient term), or ``None``.
+        order: with a custom ``criterion`` curve and a ``gradient``: its removal order (as in
+            :func:`predict_from_spectrum`).
+        allowed: with ``order``: a structure's allowed counts (default: every count).
+
+    Returns:
+        :class:`LimitCurve`; entry ``i`` is :func:`predict_from_spectrum`'s ``s*`` and interval at
+        ``epsilons[i]``.
+    """
     eps_values = real_array(epsilons, "epsilons").ravel()
     if eps_values.size == 0:
         raise PruningLimitsError("epsilons must hold at least one value")
-    _, _, eta, r2, _, cost = _prepare(weights, spectrum, float(eps_values[0]), eta, criterion, gradient)
+    _, _, eta, r2, _, cost = _prepare(weights, spectrum, float(eps_values[0]), eta, criterion, gradient, order, allowed)
     dim = spectrum.dim
     margin = kinematic_margin(eta) / math.sqrt(dim)
     nodes, quad = spectrum.nodes, spectrum.weights
@@ -634,7 +711,8 @@ def fixed_point_curve(
         allowed: a structure's allowed counts (default: every count).
 
     Returns:
-        :class:`FixedPointCurve`; its ``limit`` is the prediction's ``s*``.
+        :class:`FixedPointCurve`; its ``limit`` is the prediction's ``s*``, its ``feasible`` the
+        solver's test at each drawn ``k`` (the crossing, with the solver's rounding slack).
     """
     _, epsilon, eta, r2, _, cost = _prepare(weights, spectrum, epsilon, eta, criterion, gradient, order, allowed)
     points = check_int("points", points, 2)
@@ -655,4 +733,5 @@ def fixed_point_curve(
         distance=np.sqrt(r2[kept]),
         margin=kinematic_margin(eta) / math.sqrt(dim),
         limit=limit,
+        feasible=np.array([_feasible(nodes, quad, epsilon, r2, int(k), cost=cost) for k in kept], dtype=bool),
     )

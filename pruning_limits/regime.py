@@ -11,7 +11,9 @@ predicted too high as well. The criterion (:func:`trust_level`) is therefore:
   to be trained without l1 (a bundle records its λ; other checkpoints say nothing and are
   judged by the knee alone);
 - **outside the regime** otherwise: recorded λ ≤ 0, a flat knee, an undefined steepness, or an
-  ``s*`` below :data:`KNEE_MIN_SPARSITY`, where the knee test cannot tell a knee (see there).
+  ``s*`` less than :data:`KNEE_MIN_SPARSITY` above the fraction ``s₀`` of weights already
+  exactly zero (``Prediction.zero_fraction``; 0 for most networks), where the knee test cannot
+  tell a knee (see there).
 
 A recorded λ that is not a finite number counts as not recorded. Where the knee fails only at
 the user's ε and is sharp at ε = batch-std (``trust_level``'s ``batch_std``), the verdict stays
@@ -33,10 +35,11 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-from ._checks import PruningLimitsError
+from ._checks import PruningLimitsError, check_fraction, describe
 from .limits import FLAT_KNEE
 
 #: The evidence file installed with the package (setup.cfg ``package_data``).
@@ -45,19 +48,43 @@ EVIDENCE_FILE = Path(__file__).with_name("evidence.json")
 IN_REGIME = "in regime"
 OUTSIDE = "outside the regime"
 
-#: ``s*`` below which the knee test (``d ln R/ds`` ≥ ``FLAT_KNEE`` at ``s*``) cannot tell a knee.
-#: Near ``s = 0`` the pruned weights are the smallest ones; for any weight density that is
-#: finite and non-zero at 0 (Gaussian-like weights, no knee at all) ``|w| < t`` with ``t ∝ s``, so
-#: ``R² = Σ pruned w² ∝ ∫_0^t w² dw ∝ s³`` and ``d ln R/ds = 1.5/s``. That is at least
-#: ``FLAT_KNEE`` = 25 for every ``s ≤ 1.5/25 = 0.06``: below 6 % a network without a knee
-#: passes the test (a λ = 0 network at ε = 1e-8 read "in regime"), so there the verdict is
-#: outside. docs/theory.md §10.
+#: How far above the fraction ``s₀`` of weights already exactly zero ``s*`` must lie for the knee
+#: test (``d ln R/ds`` ≥ ``FLAT_KNEE`` at ``s*``) to tell a knee. Pruning the ``s₀·D`` zeros
+#: moves nothing (``R = 0`` up to ``s₀``); beyond them the pruned weights are the smallest
+#: non-zero ones. Let ``t(u)`` be the magnitude of the ``u``-th smallest non-zero weight, ``u`` in
+#: fractions of ``D``, so ``u = s − s₀`` and ``R² = D ∫_0^u t(v)² dv``, ``d ln R/ds = t(u)²/(2∫_0^u t²)``.
+#: Where the non-zero ``|w|`` have a density that is non-increasing (Gaussian, Laplace, uniform
+#: weights: no knee at all), ``t`` is convex with ``t(0) = 0``, so ``t(v) ≤ (v/u)·t(u)`` and
+#: ``∫_0^u t² ≤ u·t(u)²/3``: ``d ln R/ds ≥ 1.5/(s − s₀)``, equal for the uniform density and the
+#: leading term for any density finite and non-zero at 0 (``R² ∝ (s − s₀)³``). That is at least
+#: ``FLAT_KNEE`` = 25 for every ``s − s₀ ≤ 1.5/25 = 0.06``: there a network without a knee passes
+#: the test (a λ = 0 network at ε = 1e-8 read "in regime" at ``s*`` = 0.4 %; 20 000 Gaussian
+#: weights half of them set to 0 read 736 at ``s*`` = 50.1 %), so there the verdict is outside.
+#: :func:`pruning_limits.limits.knee_steepness` takes its secant from where ``R`` turns positive,
+#: which makes it steeper still there. The price: an l1-trained network holding exact zeros (a
+#: mask kept through training) whose limit lies within 6 points above them is called outside
+#: too, its knee untested. docs/theory.md §10.
 KNEE_MIN_SPARSITY = 1.5 / FLAT_KNEE
 
 
+#: The sections the verdicts quote, each ``{"runs": n, "gaps": [low, high], ...}`` (:func:`gap_range`).
+_GAP_SECTIONS = ("flat_knee", "suite.in_regime", "suite.outside_l1", "suite.controls")
+
+
 def read_evidence(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The evidence sections (``{}`` when the file is absent); a damaged file is a one-line error."""
+    """The evidence sections (``{}`` when the file is absent).
+
+    Raises:
+        PruningLimitsError: the file cannot be read, is not a JSON object, or a section the
+            verdicts quote has the wrong shape (one line naming the file and the field, see
+            :func:`check_evidence`).
+    """
     target = Path(path) if path is not None else EVIDENCE_FILE
+    return check_evidence(_load_evidence(target), f"evidence file {str(target)!r}")
+
+
+def _load_evidence(target: Path) -> dict[str, Any]:
+    """The JSON object in ``target`` (``{}`` when it is absent), its sections unchecked."""
     if not target.exists():
         return {}
     try:
@@ -69,13 +96,68 @@ def read_evidence(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     return content
 
 
+def check_evidence(content: Any, source: str = "evidence") -> dict[str, Any]:
+    """``content`` after checking the shape of the sections :func:`trust_level` quotes.
+
+    ``suite`` must be an object; ``flat_knee``, ``suite.in_regime``, ``suite.outside_l1`` and
+    ``suite.controls``, where present, objects whose ``runs`` (and ``blind_runs``) are integers
+    ``≥ 0`` and whose ``gaps`` are ``[low, high]``, two finite numbers ``low ≤ high`` (required
+    where ``runs > 0``; ``[]`` allowed with no runs, as :func:`gap_range` writes it). Other keys
+    are not read and not checked.
+
+    Args:
+        content: the evidence sections (what :func:`read_evidence` returns).
+        source: what the error messages name (the file).
+
+    Returns:
+        ``content`` itself.
+
+    Raises:
+        PruningLimitsError: one line naming ``source``, the field, what was expected and what came.
+    """
+    if not isinstance(content, dict):
+        raise PruningLimitsError(f"{source} must be a JSON object of sections, got {describe(content)}")
+    suite = content.get("suite", {})
+    if not isinstance(suite, dict):
+        raise PruningLimitsError(f"{source}: suite must be a JSON object, got {describe(suite)}")
+    for field in _GAP_SECTIONS:
+        holder, _, key = field.rpartition(".")
+        parent = suite if holder else content
+        if key not in parent:
+            continue
+        part = parent[key]
+        if not isinstance(part, dict):
+            raise PruningLimitsError(f"{source}: {field} must be a JSON object with runs and gaps, got {describe(part)}")
+        for count in ("runs", "blind_runs"):
+            value = part.get(count, 0)
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+                raise PruningLimitsError(f"{source}: {field}.{count} must be an integer >= 0, got {describe(value)}")
+        gaps = part.get("gaps")
+        if part.get("runs", 0) == 0 and (gaps is None or (isinstance(gaps, (list, tuple)) and not gaps)):
+            continue
+        if not (
+            isinstance(gaps, (list, tuple)) and len(gaps) == 2
+            and all(not isinstance(g, bool) and isinstance(g, Real) and math.isfinite(g) for g in gaps)
+            and gaps[0] <= gaps[1]
+        ):
+            raise PruningLimitsError(
+                f"{source}: {field}.gaps must be [low, high], two finite numbers with low <= high, got {describe(gaps)}"
+            )
+    return content
+
+
 def write_evidence_section(name: str, section: dict[str, Any], path: str | os.PathLike[str] | None = None) -> Path:
-    """Replace one section of the evidence file (atomically), keeping the others."""
+    """Replace one section of the evidence file (atomically), keeping the others.
+
+    The file's old ``name`` section may be damaged (it is replaced); the result is checked as
+    :func:`read_evidence` reads it, before anything is written.
+    """
     from .checkpoint import atomic_write
 
     target = Path(path) if path is not None else EVIDENCE_FILE
-    content = read_evidence(target)
+    content = _load_evidence(target)
     content[name] = section
+    check_evidence(content, f"evidence file {str(target)!r} with the new {name!r} section")
     return atomic_write(target, json.dumps(content, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -139,6 +221,7 @@ def trust_level(
     sparsity: float | None = None,
     epsilon: float | None = None,
     batch_std: tuple[float, float, float] | None = None,
+    zero_fraction: float = 0.0,
 ) -> Trust:
     """The documented criterion (module docstring) applied to one prediction.
 
@@ -149,27 +232,42 @@ def trust_level(
         evidence: the evidence sections (default: :func:`read_evidence`).
         knee_at: where the reasons say the knee was taken (``"the unstructured s*"`` for the
             network's verdict on a structure's answer).
-        sparsity: that ``s*``; below :data:`KNEE_MIN_SPARSITY` the knee test cannot tell a knee
-            (``None``: not checked).
+        sparsity: that ``s*``; less than :data:`KNEE_MIN_SPARSITY` above ``zero_fraction`` the
+            knee test cannot tell a knee (``None`` or NaN: not checked).
         epsilon: the ε of that ``s*``, named where ``batch_std`` changes the verdict's reason.
         batch_std: ``(ε, d ln R/ds, s*)`` at ε = batch-std from the same spectrum, when the
             prediction was made at another ε: a knee sharp there means the network is in the
             regime at batch-std, so no l1 fine-tune is advised (:attr:`Trust.retrain`).
+        zero_fraction: ``s₀``, the fraction of weights already exactly zero
+            (``Prediction.zero_fraction``), from which the guard counts, at ``s*`` and at
+            batch-std alike (one network); default 0.
 
     Returns:
         The :class:`Trust`.
-    """
 
-    evidence = read_evidence() if evidence is None else evidence
-    steep = float(knee_steepness)
-    known_l1 = None if l1 is None else float(l1)
+    Raises:
+        PruningLimitsError: an argument of the wrong kind (one line saying what was expected),
+            or ``evidence`` of the wrong shape (:func:`check_evidence`).
+    """
+    evidence = read_evidence() if evidence is None else check_evidence(evidence)
+    steep = _number("knee_steepness", knee_steepness, "(NaN where undefined)")
+    known_l1 = None if l1 is None else _number("l1", l1, "or None (not recorded)")
+    sparsity = None if sparsity is None else _number("sparsity", sparsity, "in [0, 1], NaN or None (not checked)")
+    if sparsity is not None and math.isfinite(sparsity):
+        check_fraction("sparsity", sparsity)
+    epsilon = None if epsilon is None else _number("epsilon", epsilon, "or None")
+    zero_fraction = check_fraction("zero_fraction", zero_fraction)
+    if batch_std is not None:
+        if isinstance(batch_std, (str, bytes)) or not hasattr(batch_std, "__len__") or len(batch_std) != 3:
+            raise PruningLimitsError(f"batch_std must be None or (ε, d ln R/ds, s*), three numbers, got {describe(batch_std)}")
+        batch_std = tuple(_number(f"batch_std[{i}]", v, "(batch_std is (ε, d ln R/ds, s*))") for i, v in enumerate(batch_std))
     if known_l1 is not None and not math.isfinite(known_l1):
         known_l1 = None  # a damaged record says nothing about the training
     reasons: list[str] = []
     without_l1 = known_l1 is not None and known_l1 <= 0.0
     if without_l1:
         reasons.append("trained without l1 (λ = 0)" if known_l1 == 0.0 else f"trained without l1 (recorded λ = {known_l1:g} ≤ 0)")
-    knee = _knee_problem(steep, sparsity, knee_at, FLAT_KNEE)
+    knee = _knee_problem(steep, sparsity, knee_at, FLAT_KNEE, zero_fraction)
     if knee is not None:
         reasons.append(knee)
     level = OUTSIDE if (without_l1 or knee is not None) else IN_REGIME
@@ -179,7 +277,7 @@ def trust_level(
         reasons = [trained, f"sharp knee: d ln R/ds = {steep:.0f} at {knee_at}, at least {FLAT_KNEE:g}"]
     elif not without_l1 and batch_std is not None and knee is not None:
         b_eps, b_steep, b_sparsity = (float(v) for v in batch_std)
-        if _knee_problem(b_steep, b_sparsity, knee_at, FLAT_KNEE) is None and b_eps != epsilon:
+        if _knee_problem(b_steep, b_sparsity, knee_at, FLAT_KNEE, zero_fraction) is None and b_eps != epsilon:
             at = f" at ε = {epsilon:.3g}" if epsilon is not None else ""
             head, colon, rest = knee.partition(":")
             reasons = [
@@ -192,14 +290,33 @@ def trust_level(
     return Trust(level, tuple(reasons), _evidence_text(level, without_l1, evidence), steep, FLAT_KNEE, known_l1, retrain)
 
 
-def _knee_problem(steep: float, sparsity: float | None, knee_at: str, flat_knee: float) -> str | None:
+def _number(name: str, value: Any, expected: str) -> float:
+    """``value`` as a float after checking it is a real number (NaN and ±inf allowed), not a bool or a string."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise PruningLimitsError(f"{name} must be a number {expected}, got {describe(value)}")
+    return float(value)
+
+
+def _percent(fraction: float) -> str:
+    """``fraction`` in percent to one decimal (two significant digits below 0.1 %, so a few zeros do not read 0.0 %)."""
+    return f"{100 * fraction:.1f}" if fraction == 0 or 100 * fraction >= 0.1 else f"{100 * fraction:.2g}"
+
+
+def _knee_problem(
+    steep: float, sparsity: float | None, knee_at: str, flat_knee: float, zero_fraction: float = 0.0
+) -> str | None:
     """Why the knee test fails at ``s*`` (a clause), or ``None`` where the knee is sharp."""
     if not math.isfinite(steep):
         return f"knee of R(s) undefined at {knee_at}"
-    if sparsity is not None and math.isfinite(float(sparsity)) and float(sparsity) < KNEE_MIN_SPARSITY:
+    if sparsity is not None and math.isfinite(sparsity) and sparsity - zero_fraction < KNEE_MIN_SPARSITY:
+        if zero_fraction == 0:
+            return (
+                f"no knee test: {knee_at} = {100 * sparsity:.1f} % is below {100 * KNEE_MIN_SPARSITY:g} %, "
+                f"where d ln R/ds ≥ 1.5/s for any network, knee or not"
+            )
         return (
-            f"no knee test: {knee_at} = {100 * float(sparsity):.1f} % is below {100 * KNEE_MIN_SPARSITY:g} %, "
-            f"where d ln R/ds ≥ 1.5/s for any network, knee or not"
+            f"no knee test: {knee_at} = {_percent(sparsity)} % is less than {100 * KNEE_MIN_SPARSITY:g} points above the "
+            f"{_percent(zero_fraction)} % of weights already zero (s₀), where d ln R/ds ≥ 1.5/(s − s₀) even without a knee"
         )
     if steep < flat_knee:
         shown = f"{steep:.0f}" if round(steep) < flat_knee else f"{math.floor(steep * 10) / 10:.1f}"  # 24.9, not 25

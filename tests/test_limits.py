@@ -15,6 +15,8 @@ from pruning_limits.limits import (
     limit_curve,
     magnitude_distance_curve,
     predict_from_spectrum,
+    sparsity_estimator,
+    zero_fraction,
 )
 from pruning_limits.pipeline import predict_limit
 
@@ -87,6 +89,7 @@ def brute_force_check(w, spec, eps, eta=0.05):
     per_probe = [1 - brute_force_kept(w, nodes[j : j + 1], quad[j : j + 1], eps) / dim for j in range(spec.probes)]
     assert list(pred.probe_sparsities) == per_probe
     assert pred.distance == pytest.approx(math.sqrt(np.sort(w**2)[: dim - kept].sum()), rel=1e-12, abs=1e-300)
+    assert pred.zero_fraction == np.count_nonzero(w == 0) / dim <= pred.sparsity  # pruning zeros costs nothing
     return pred
 
 
@@ -497,9 +500,11 @@ def brute_force_pruned_at_allowed_costs(w, g, order, allowed, nodes, quad, eps):
 
 
 def crossing(curve):
-    """The largest drawn sparsity with ``δ/D ≥ s``, after checking the feasible points are a prefix."""
-    feasible = curve.sparsity <= curve.delta_fraction
-    assert feasible[0] and not (np.diff(feasible.astype(int)) > 0).any()
+    """The largest drawn feasible sparsity (the solver's test, ``curve.feasible``), after checking the
+    feasible points are a prefix and include every point with ``s ≤ δ/D`` (the slack only adds)."""
+    feasible = curve.feasible
+    assert feasible.dtype == bool and feasible[0] and not (np.diff(feasible.astype(int)) > 0).any()
+    assert feasible[curve.sparsity <= curve.delta_fraction].all()
     return float(curve.sparsity[feasible].max())
 
 
@@ -570,3 +575,168 @@ def test_zero_atom_ties_reach_the_fraction_of_zero_eigenvalues():
         pred = predict_from_spectrum([1.0, 2.0], Spectrum.from_eigenvalues([0.0, lam]), 1.0)
         assert pred.sparsity == 0.5 and pred.kept == 1
     assert predict_from_spectrum([1.0, 2.0], Spectrum.from_eigenvalues([0.0, 0.0]), 1.0).sparsity == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# review fixes: overflowing squares, row sums, the curve's crossing, limit_curve's order, inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_weights_whose_squares_overflow_are_refused_in_one_line():
+    """``w**2`` of 1e200 is inf, and ``|λ|·R²`` of a zero eigenvalue then ``0·inf = NaN``: a zero
+    Hessian gave ``s* = 1/3`` instead of 1 without a word (a review). Now refused, naming ``max |w|``,
+    also with warnings as errors (no RuntimeWarning first); up to the float64 range the zero Hessian
+    still gives ``s* = 1`` (closed form: ``δ/D = 1`` for every ``R``)."""
+    import re
+    import warnings
+
+    zero = Spectrum.from_eigenvalues([0.0, 0.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # a square overflows, or only their sum does
+        for w, largest in (([1e200, 1e200, 1.0], "1e+200"), ([1e154, 1e154, 1e154], "1e+154")):
+            expected = rf"^weights too large: max \|w\| = {re.escape(largest)}, and R² = Σ w² .* overflows float64"
+            with pytest.raises(PruningLimitsError, match=expected) as raised:
+                predict_from_spectrum(np.array(w), zero, 0.1)
+            assert "\n" not in str(raised.value)
+            with pytest.raises(PruningLimitsError, match="weights too large"):
+                magnitude_distance_curve(w)
+        for w in ([1e150, 1e150, 1.0], [1e154, 1e-300, 0.0]):  # R² up to 1e308: finite
+            p = predict_from_spectrum(np.array(w), zero, 0.1)
+            assert p.sparsity == p.trace_bound == p.interval[1] == 1.0  # (the low end: 1 − a_η/√3 < 0, clipped to 0)
+        # |λ|·R² = 1e10·1e308 overflows to inf: φ = 0 there (right), no NaN, no warning. k = 0 gives
+        # δ/D = 2/3 < 1; k = 1 (R² = 2) gives 2/3 + φ/3 ≥ 2/3: s* = 2/3 (closed form)
+        stiff = predict_from_spectrum(np.array([1e154, 1.0, 1.0]), Spectrum.from_eigenvalues([0.0, 0.0, 1e10]), 0.1)
+        assert stiff.kept == 1 and stiff.sparsity == 1 - 1 / 3
+
+
+def test_trace_bound_stays_below_s_star_where_rows_sum_to_1_up_to_the_tolerance():
+    """Jensen (``trace_bound ≤ s*``) needs the predictor and ``abs_trace`` to read one measure. The
+    Spectrum check let rows summing to 1 − 9e-6 through (``allclose``'s default rtol), the predictor
+    renormalised them and ``abs_trace`` did not: ``s* = 0``, ``trace_bound = 0.5`` (a review). Now
+    such a row is refused, and within the 1e-8 that is accepted both renormalise."""
+    from pruning_limits.geometry import delta_fraction, spectral_statistical_dimension
+
+    with pytest.raises(PruningLimitsError, match=r"sum to 1 in every row \(within 1e-08\), got row 0 summing to 0.99999"):
+        Spectrum(np.array([[2.0, 2.0]]), np.array([[0.5, 0.5 - 9e-6]]), 2)
+    spec = Spectrum(np.array([[2.0, 2.0]]), np.array([[0.5, 0.5 - 9e-9]]), 2)
+    assert spec.abs_trace().value == 4.0 and spec.integrate(lambda x: np.ones_like(x)).value == 1.0
+    phi = 0.5 - 1e-12  # 2ε/(2ε + |λ|R²) at k = 1 (R² = 1), just below s = 1/2: not reached, by either test
+    eps = phi / (1 - phi)
+    p = predict_from_spectrum([1.0, 1.0], spec, eps)
+    assert p.sparsity == 0.0 and p.trace_bound <= p.sparsity
+    # unnormalised, tr|H| = 4(1 − 9e-9) gave a share above 1/2: the case the check guards
+    assert 2 * eps * 2 / (2 * eps * 2 + 1.0 * 2 * 2 * (1 - 9e-9)) >= 0.5
+    # the spectral statistical dimension is the δ the predictor uses, bit for bit
+    assert spectral_statistical_dimension(spec, eps, 1.0).value == 2 * delta_fraction(spec.nodes, spec.weights, eps, 1.0)
+    # random rules, rows off by up to the tolerance: Jensen holds against the brute-force scan
+    rng = np.random.default_rng(44)
+    for _ in range(200):
+        dim = int(rng.integers(2, 40))
+        nodes = rng.lognormal(-2, 2, size=(2, 6))
+        quad = rng.dirichlet(np.ones(6), size=2) * (1 + rng.uniform(-9e-9, 9e-9, size=(2, 1)))
+        spec = Spectrum(nodes, quad, dim)
+        w = rng.normal(size=dim)
+        eps = float(10 ** rng.uniform(-4, 0))
+        p = predict_from_spectrum(w, spec, eps)
+        assert p.trace_bound <= p.sparsity
+        assert spec.abs_trace().value == pytest.approx(dim * np.mean(np.sum(quad * nodes, axis=1) / quad.sum(axis=1)), rel=1e-15)
+
+
+def test_fixed_point_curve_crosses_where_the_solver_does_at_zero_eigenvalue_ties():
+    """D = 9, 7 zero eigenvalues, ε = 1e-300: ``δ/D`` rounds to 0.7777777777777777, below
+    ``s = 7/9``; the solver's 8-ulp slack reaches it (``s* = 7/9``) while the drawn curve crossed
+    one weight earlier (a review). ``feasible`` is the solver's test: exactly the ``k ≥ kept``."""
+    w = np.linspace(1, 2, 9)
+    spec = Spectrum.from_eigenvalues([0] * 7 + [1e6] * 2)
+    curve = fixed_point_curve(w, spec, 1e-300, points=10)
+    pred = predict_from_spectrum(w, spec, 1e-300)
+    assert pred.sparsity == curve.limit == 1 - 2 / 9
+    at_limit = curve.kept == 2
+    assert curve.delta_fraction[at_limit][0] < curve.sparsity[at_limit][0]  # the rounding the slack is for
+    assert crossing(curve) == curve.limit
+    assert curve.feasible.tolist() == (curve.kept >= pred.kept).tolist()
+    assert curve.to_dict()["feasible"] == curve.feasible.tolist()
+    # every tie of the zero-atom test, every k drawn: the crossing is the limit
+    for dim in (3, 9, 17, 40):
+        w = np.linspace(1.0, 2.0, dim)
+        for zeros in range(dim + 1):
+            spec = Spectrum.from_eigenvalues(np.r_[np.zeros(zeros), np.full(dim - zeros, 1e6)])
+            curve = fixed_point_curve(w, spec, 1e-300, points=dim + 1)
+            assert crossing(curve) == curve.limit == 1 - (dim - zeros) / dim  # s* = m/D (as the zero-atom test)
+            assert curve.feasible.tolist() == (curve.kept >= predict_from_spectrum(w, spec, 1e-300).kept).tolist()
+
+
+def test_limit_curve_takes_a_custom_criterions_order_and_allowed_counts(cancelling_groups):
+    """``limit_curve`` had no ``order=``/``allowed=``, so a custom curve with a gradient was refused
+    with a message asking for ``order=`` (a review). Each entry is ``predict_from_spectrum``'s."""
+    case = cancelling_groups
+    w, g, order, allowed, r2, flat = (case[k] for k in ("weights", "gradient", "order", "allowed", "r2", "spectrum"))
+    epsilons = [0.02, case["epsilon"], 0.5]
+    curve = limit_curve(w, flat, epsilons, criterion=r2, gradient=g, order=order, allowed=allowed)
+    every_count = limit_curve(w, flat, epsilons, criterion=r2, gradient=g, order=order)
+    for i, eps in enumerate(epsilons):
+        for got, kwargs in ((curve, {"allowed": allowed}), (every_count, {})):
+            p = predict_from_spectrum(w, flat, eps, criterion=r2, gradient=g, order=order, **kwargs)
+            assert (got.sparsity[i], got.kept[i]) == (p.sparsity, p.kept)
+            assert (got.interval_low[i], got.interval_high[i]) == p.interval
+    assert curve.sparsity[1] == 1.0 and every_count.sparsity[1] == pytest.approx(1 / 3)  # closed forms (conftest)
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=30)
+    spec = Spectrum.from_eigenvalues(rng.lognormal(-2, 1, size=30))
+    g = rng.normal(scale=0.01, size=30)
+    permutation = rng.permutation(30)
+    r2 = np.concatenate([[0.0], np.cumsum(w[permutation] ** 2)])[::-1].copy()
+    curve = limit_curve(w, spec, [1e-3, 1e-2], criterion=r2, gradient=g, order=permutation)
+    for i, eps in enumerate((1e-3, 1e-2)):
+        assert curve.kept[i] == predict_from_spectrum(w, spec, eps, criterion=r2, gradient=g, order=permutation).kept
+    with pytest.raises(PruningLimitsError, match=r"gradient needs criterion='magnitude' or the order .* \(order=\)"):
+        limit_curve(w, spec, [1e-3], criterion=r2, gradient=g)
+    with pytest.raises(PruningLimitsError, match="order must be a permutation of the 30 weight indices"):
+        limit_curve(w, spec, [1e-3], criterion=r2, gradient=g, order=[0, 1])
+
+
+def test_zero_fraction_is_the_largest_sparsity_with_r_zero():
+    """``s₀`` against a count of zeros (magnitude) and a scan of ``R_k²`` (any curve)."""
+    rng = np.random.default_rng(8)
+    for _ in range(50):
+        dim = int(rng.integers(1, 60))
+        w = rng.normal(size=dim)
+        w[rng.random(dim) < rng.uniform(0, 1)] = 0.0
+        r2 = magnitude_distance_curve(w)
+        assert zero_fraction(r2) == np.count_nonzero(w == 0) / dim
+        scanned = max((1 - k / dim for k in range(dim + 1) if r2[k] == 0), default=0.0)
+        assert zero_fraction(r2) == pytest.approx(scanned, abs=1e-15)
+    assert zero_fraction([3.0, 1.0, 0.5]) == 0.0  # a custom curve with R_D² > 0: no zero
+    assert zero_fraction([0.0, 0.0, 0.0]) == 1.0
+    p = predict_from_spectrum([0.0, 0.0, 1.0, 2.0], Spectrum.from_eigenvalues([1.0, 1.0, 1.0, 1.0]), 1e-9)
+    assert p.zero_fraction == 0.5 == p.sparsity and p.to_dict()["zero_fraction"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: sparsity_estimator([1.0, 2.0], "abc"), "epsilons must be an array of numbers, got 'abc'"),
+        (lambda: sparsity_estimator([1.0, 2.0], [np.nan]), "epsilon must be a finite number > 0, got nan"),
+        (lambda: sparsity_estimator([1.0, 2.0], [0.1, None]), "epsilon must be a finite number > 0, got nan"),
+        (lambda: sparsity_estimator([1.0, 2.0], []), "epsilons must hold at least one value"),
+        (lambda: knee_steepness([np.nan, 1.0, 0.5, 0.0], 0.5), "distance_squared must hold finite R_k², got R_0² = nan"),
+        (lambda: knee_steepness([np.inf, 1.0, 0.5, 0.0], 0.5), "distance_squared must hold finite R_k², got R_0² = inf"),
+        (lambda: knee_steepness([1.0, 0.5, -np.inf], 0.5), "distance_squared must hold finite R_k², got R_2² = -inf"),
+        (lambda: knee_steepness(["a"], 0.5), "distance_squared must be an array of numbers"),
+        (lambda: knee_steepness([1.0, 2.0, 0.0], 0.5), "non-increasing in k, got R_1² = 2 > R_0² = 1"),
+        (lambda: zero_fraction([1.0, np.nan, 0.0]), "distance_squared must hold finite R_k², got R_1² = nan"),
+        (lambda: zero_fraction([1.0]), "distance_squared must be a 1-D array of R_k² for k = 0..D, got shape (1,)"),
+    ],
+)
+def test_bad_inputs_to_the_estimator_the_knee_and_the_zero_fraction_are_one_line_errors(call, message):
+    """``sparsity_estimator(w, "abc")`` raised numpy's ValueError; ``knee_steepness`` returned NaN for
+    a NaN curve and a finite 1.04 for one starting at inf (a review)."""
+    import re
+
+    with pytest.raises(PruningLimitsError, match=re.escape(message)) as raised:
+        call()
+    assert "\n" not in str(raised.value)
+    assert sparsity_estimator([1.0, 2.0], 0.1)(Spectrum.from_eigenvalues([1.0, 2.0])) == (
+        predict_from_spectrum([1.0, 2.0], Spectrum.from_eigenvalues([1.0, 2.0]), 0.1).sparsity,
+    )

@@ -74,8 +74,10 @@ def test_evidence_file_round_trip_and_errors(tmp_path):
     path = tmp_path / "evidence.json"
     assert read_evidence(path) == {}
     write_evidence_section("suite", {"in_regime": {"runs": 1, "gaps": [0.1, 0.1]}}, path)
-    write_evidence_section("flat_knee", {"runs": 2}, path)
-    assert read_evidence(path) == {"suite": {"in_regime": {"runs": 1, "gaps": [0.1, 0.1]}}, "flat_knee": {"runs": 2}}
+    write_evidence_section("flat_knee", {"runs": 2, "blind_runs": 1, "gaps": [1.0, 2.0]}, path)
+    assert read_evidence(path) == {
+        "suite": {"in_regime": {"runs": 1, "gaps": [0.1, 0.1]}}, "flat_knee": {"runs": 2, "blind_runs": 1, "gaps": [1.0, 2.0]},
+    }
     path.write_text("{not json")
     with pytest.raises(PruningLimitsError, match="cannot read the evidence file"):
         read_evidence(path)
@@ -136,3 +138,156 @@ def test_a_knee_sharp_at_batch_std_is_outside_at_this_epsilon_without_a_fine_tun
     assert trust_level(7.0, 0.0, evidence=EVIDENCE, sparsity=0.25, epsilon=1e-9, batch_std=sharp).retrain
     assert trust_level(7.0, 0.0128, evidence=EVIDENCE, sparsity=0.25, epsilon=1e-9).retrain
     assert not trust_level(80.0, 0.0128, evidence=EVIDENCE).retrain  # in regime: nothing to do
+
+
+@pytest.mark.parametrize(
+    "content, field",
+    [
+        ({"suite": {"in_regime": {"runs": 3}}}, "suite.in_regime.gaps must be [low, high]"),  # gaps missing
+        ({"suite": {"in_regime": {"runs": 3, "gaps": [1.0]}}}, "suite.in_regime.gaps must be [low, high]"),  # one gap
+        ({"suite": [1, 2]}, "suite must be a JSON object"),
+        ({"suite": {"controls": {"runs": 3, "gaps": ["a", "b"]}}}, "suite.controls.gaps must be [low, high]"),
+        ({"suite": {"outside_l1": {"runs": 1, "gaps": [2.0, 1.0]}}}, "suite.outside_l1.gaps must be [low, high]"),
+        ({"suite": {"in_regime": {"runs": 1, "gaps": [True, 1.0]}}}, "suite.in_regime.gaps must be [low, high]"),
+        ({"suite": {"in_regime": {"runs": "3", "gaps": [0.0, 1.0]}}}, "suite.in_regime.runs must be an integer >= 0"),
+        ({"suite": {"in_regime": {"runs": -1, "gaps": [0.0, 1.0]}}}, "suite.in_regime.runs must be an integer >= 0"),
+        ({"suite": {"in_regime": None}}, "suite.in_regime must be a JSON object"),
+        ({"flat_knee": {"runs": 2, "blind_runs": 1.5, "gaps": [1.0, 2.0]}}, "flat_knee.blind_runs must be an integer >= 0"),
+        ({"flat_knee": [1.3, 28.4]}, "flat_knee must be a JSON object"),
+    ],
+)
+def test_damaged_evidence_contents_are_one_line_errors_naming_the_file_and_the_field(tmp_path, content, field):
+    """A file of valid JSON with sections of the wrong shape gave KeyError, TypeError, AttributeError
+    or ValueError tracebacks at the first verdict (a review); the commands would print them."""
+    path = tmp_path / "evidence.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(PruningLimitsError, match=f"^evidence file '{path}': {__import__('re').escape(field)}") as raised:
+        read_evidence(path)
+    assert "\n" not in str(raised.value) and "got " in str(raised.value)
+    with pytest.raises(PruningLimitsError, match=f"^evidence: {__import__('re').escape(field)}"):
+        trust_level(80.0, 1e-3, evidence=content)  # a dict passed in is checked alike
+
+
+def test_evidence_sections_without_runs_and_a_damaged_section_rewritten(tmp_path):
+    """``gap_range`` writes ``{"runs": 0, "gaps": []}`` for an empty split: valid, and quoted as nothing.
+    A damaged section is replaced by ``write_evidence_section``; a bad new one is refused before writing."""
+    empty = {"suite": {"in_regime": {"runs": 0, "gaps": []}, "outside_l1": {"runs": 0, "gaps": []}}}
+    assert trust_level(80.0, 1e-3, evidence=empty).evidence == ""
+    path = tmp_path / "evidence.json"
+    path.write_text(json.dumps({"suite": [1, 2], "flat_knee": {"runs": 1, "gaps": [1.0, 1.0]}}))
+    write_evidence_section("suite", {"in_regime": {"runs": 2, "gaps": [0.1, 0.4]}}, path)
+    assert read_evidence(path)["suite"] == {"in_regime": {"runs": 2, "gaps": [0.1, 0.4]}}
+    before = path.read_text()
+    with pytest.raises(PruningLimitsError, match="with the new 'suite' section: suite.controls.gaps must be"):
+        write_evidence_section("suite", {"controls": {"runs": 2}}, path)
+    assert path.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"knee_steepness": None}, "knee_steepness must be a number (NaN where undefined), got None"),
+        ({"knee_steepness": "80"}, "knee_steepness must be a number"),
+        ({"l1": "abc"}, "l1 must be a number or None (not recorded), got 'abc'"),
+        ({"l1": "1e-3"}, "l1 must be a number or None"),  # a string is not read as a number
+        ({"l1": True}, "l1 must be a number or None"),
+        ({"sparsity": "0.5"}, "sparsity must be a number in [0, 1], NaN or None"),
+        ({"sparsity": 1.5}, "sparsity must be a number in [0, 1], got 1.5"),
+        ({"zero_fraction": -0.1}, "zero_fraction must be a number in [0, 1], got -0.1"),
+        ({"zero_fraction": float("nan")}, "zero_fraction must be a number in [0, 1], got nan"),
+        ({"zero_fraction": None}, "zero_fraction must be a number in [0, 1], got None"),
+        ({"epsilon": "1e-3"}, "epsilon must be a number or None"),
+        ({"batch_std": (0.01, 100.0)}, "batch_std must be None or (ε, d ln R/ds, s*), three numbers"),
+        ({"batch_std": "abc"}, "batch_std must be None or (ε, d ln R/ds, s*)"),
+        ({"batch_std": (0.01, None, 0.9)}, "batch_std[1] must be a number"),
+        ({"evidence": [1, 2]}, "evidence must be a JSON object of sections"),
+    ],
+)
+def test_bad_arguments_to_trust_level_are_one_line_errors(kwargs, message):
+    """``trust_level(80, "abc")`` raised ValueError and ``trust_level(None, 1e-3)`` TypeError (a review)."""
+    import re
+
+    arguments = {"knee_steepness": 80.0, "l1": 1e-3, "evidence": EVIDENCE, "sparsity": 0.5, **kwargs}
+    with pytest.raises(PruningLimitsError, match=re.escape(message)) as raised:
+        trust_level(**arguments)
+    assert "\n" not in str(raised.value)
+
+
+def test_numpy_numbers_are_numbers_for_trust_level():
+    import numpy as np
+
+    trust = trust_level(np.float64(80.0), np.float32(1e-3), evidence=EVIDENCE, sparsity=np.float64(0.5),
+                        zero_fraction=np.float64(0.0), epsilon=np.float64(1e-3))
+    assert trust.level == IN_REGIME
+
+
+def test_the_small_sparsity_guard_counts_from_the_weights_already_zero():
+    """20 000 Gaussian weights (no knee at all) with half of them set exactly to 0: ``d ln R/ds`` just
+    above the zeros is ``≈ 1.5/(s − s₀)`` (the KNEE_MIN_SPARSITY derivation with ``s − s₀`` for ``s``),
+    so a small ε read "in regime" at ``s*`` = 50.1 % with a knee of 736 (a review). The guard now
+    counts from ``s₀ = Prediction.zero_fraction``."""
+    import numpy as np
+
+    from pruning_limits import Spectrum
+    from pruning_limits.limits import knee_steepness, magnitude_distance_curve, predict_from_spectrum, zero_fraction
+
+    rng = np.random.default_rng(0)
+    dim = 20_000
+    w = rng.standard_normal(dim)
+    w[: dim // 2] = 0.0
+    curve = magnitude_distance_curve(w)
+    assert zero_fraction(curve) == 0.5
+    for u in (0.03, 0.05):  # the closed form beyond the zeros, as for s₀ = 0 at s = u
+        assert knee_steepness(curve, 0.5 + u) == pytest.approx(1.5 / u, rel=0.1)
+        assert knee_steepness(curve, 0.5 + u) > FLAT_KNEE
+    assert knee_steepness(curve, 0.5 + 0.15) < FLAT_KNEE  # further on the kneeless network shows
+    spectrum = Spectrum.from_eigenvalues(rng.lognormal(sigma=2, size=dim))
+    for eps in (1e-4, 1e-2):
+        p = predict_from_spectrum(w, spectrum, eps)
+        assert p.zero_fraction == 0.5 and p.to_dict()["zero_fraction"] == 0.5
+        assert 0.5 < p.sparsity < 0.5 + KNEE_MIN_SPARSITY and p.knee_steepness > FLAT_KNEE  # the knee test alone passes
+        assert trust_level(p.knee_steepness, None, evidence=EVIDENCE, sparsity=p.sparsity).level == IN_REGIME  # before
+        trust = trust_level(p.knee_steepness, None, evidence=EVIDENCE, sparsity=p.sparsity, zero_fraction=p.zero_fraction)
+        assert trust.level == OUTSIDE and trust.retrain
+        assert trust.reasons[0] == (
+            f"no knee test: s* = {100 * p.sparsity:.1f} % is less than 6 points above the 50.0 % of weights already "
+            f"zero (s₀), where d ln R/ds ≥ 1.5/(s − s₀) even without a knee"
+        )
+    # 6 points above the zeros the knee test speaks again; a few zeros print with two digits
+    assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.57, zero_fraction=0.5).level == IN_REGIME
+    assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.55, zero_fraction=0.5).level == OUTSIDE
+    few = trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.05, zero_fraction=2e-4)
+    assert "s* = 5.0 % is less than 6 points above the 0.02 % of weights already zero" in few.reason()
+    # at ε = batch-std the same zeros count: a knee "sharp" just above them is no reason to skip the fine-tune
+    assert trust_level(7.0, 0.0128, evidence=EVIDENCE, sparsity=0.8, epsilon=1e-9, batch_std=(0.0123, 147.0, 0.52),
+                       zero_fraction=0.5).retrain
+    assert not trust_level(7.0, 0.0128, evidence=EVIDENCE, sparsity=0.8, epsilon=1e-9, batch_std=(0.0123, 147.0, 0.9),
+                           zero_fraction=0.5).retrain
+
+
+def test_the_bound_of_the_derivation_on_kneeless_densities():
+    """``d ln R/ds ≥ 1.5/(s − s₀)`` where the non-zero ``|w|`` have a non-increasing density (the
+    KNEE_MIN_SPARSITY docstring), against the exact discrete slope ``D·w_(m)²/(2 Σ_{j≤m} w_(j)²)`` at
+    ``m = (s − s₀)·D`` pruned non-zero weights. The magnitudes are the exact quantiles of uniform
+    (equality in the continuum), half-normal and exponential (|Laplace|) laws, after 30 % exact
+    zeros; the discrete sum is above the integral by ``O(1/m)``, the tolerance. Magnitudes that all
+    lie near one value (a density that rises from 0: no non-increasing density) fall far below."""
+    import numpy as np
+    from scipy import stats
+
+    dim, zeros = 200_000, 60_000
+    n = dim - zeros
+    levels = (np.arange(1, n + 1) - 0.5) / n
+    laws = {"uniform": levels, "half-normal": stats.halfnorm.ppf(levels), "exponential": stats.expon.ppf(levels),
+            "near one value": stats.norm.ppf(levels, loc=10.0, scale=0.1)}
+    for name, magnitudes in laws.items():
+        r2 = np.cumsum(magnitudes**2)  # R² after pruning the zeros and the m smallest non-zero weights
+        for u in (0.005, 0.02, 0.06):
+            m = int(round(u * dim))
+            slope = dim * magnitudes[m - 1] ** 2 / (2 * r2[m - 1])
+            if name == "near one value":
+                assert slope < 0.6 / u  # about 1/(2u): the bound needs the density's shape
+            else:
+                assert slope >= 1.5 / u * (1 - 2 / m), (name, u, slope)
+                if name == "uniform":
+                    assert slope == pytest.approx(1.5 / u, rel=2 / m)

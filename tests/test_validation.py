@@ -273,14 +273,14 @@ def test_evidence_from_the_suites_json_records_needs_every_row_once(tmp_path, mo
 
     suite = _validation_script(monkeypatch)
     target = tmp_path / "evidence.json"
-    target.write_text(json.dumps({"flat_knee": {"runs": 2}}))
+    target.write_text(json.dumps({"flat_knee": {"runs": 2, "gaps": [1.0, 2.0]}}))
     monkeypatch.setattr(regime, "EVIDENCE_FILE", target)
     docs = SCRIPT.parents[2] / "docs"
     records = json.loads((docs / "validation.json").read_text())["rows"]
     arch = [r for run in json.loads((docs / "validation-architectures.json").read_text())["runs"] for r in run["rows"]]
     assert suite.main(["--evidence-from", str(docs / "validation.json"), str(docs / "validation-architectures.json")]) == 0
     written = regime.read_evidence(target)
-    assert written["flat_knee"] == {"runs": 2}  # other sections kept
+    assert written["flat_knee"] == {"runs": 2, "gaps": [1.0, 2.0]}  # other sections kept
     section = written["suite"]
     controls = [100 * r["difference"] for r in records if not suite.is_l1(r["row"])]
     assert section["controls"] == {"runs": len(controls), "gaps": [round(min(controls), 1), round(max(controls), 1)]}

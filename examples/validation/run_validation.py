@@ -469,8 +469,12 @@ def evidence_section(records: list[dict], settings: dict) -> dict:
     for r in records:
         if not is_l1(r["row"]):
             continue
-        steep = r["predicted"].get("knee_steepness")
-        level = trust_level(float("nan") if steep is None else steep, r["training"].get("l1"), evidence={}).level
+        predicted = r["predicted"]
+        steep = predicted.get("knee_steepness")
+        level = trust_level(  # as the commands classify (cli/commands.py, _network_trusts): with s* and s₀
+            float("nan") if steep is None else steep, r["training"].get("l1"), evidence={},
+            sparsity=predicted["sparsity"], zero_fraction=predicted.get("zero_fraction", 0.0),  # older records lack s₀: 0
+        ).level
         by_level[level].append(r["difference"])
     return {
         "in_regime": gap_range(by_level["in regime"]),
