@@ -62,8 +62,8 @@ class Console:
 
 
 #: ``-v``'s help; on predict, validate and demo it also prints a detail table after the answer
-#: (``report.prediction_rows``, ``validation_rows``; not after predict's table of several ε or
-#: validate's of structures), which the help said nothing of (a review).
+#: (``report.prediction_rows``, ``validation_rows``, validate's ``structures_rows``; not after
+#: predict's table of several ε), which the help said nothing of (a review).
 VERBOSE_HELP = "More messages on stderr (repeatable)."
 VERBOSE_DETAIL_HELP = (
     "More messages on stderr (repeatable); also the detail table after the answer on stdout, where it has one (not with --json)."

@@ -143,7 +143,7 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 @click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, a trusted TorchScript archive or pickled module, or a Hugging Face folder) and l1 fine-tune it.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model or a TorchScript archive. Both run code stored in the file.")
 @click.option("--epochs", type=int, default=None, help="Training epochs at the chosen λ (default: the library's, 100).")
-@click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
+@click.option("--lr", type=float, default=None, help="Initial learning rate, cosine decay to 0; adam takes it unchanged (default: the library's, 0.05).")
 @click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint to write: a bundle (.pt), or the --init's own format for a TorchScript, pickled-module or Hugging Face start (a new folder); not .safetensors.")
@@ -514,7 +514,7 @@ def predict_command(
         return
     at_batch_std = next((p for e, p in zip(asked, predictions) if e == "batch-std"), None)
     trusts = _network_trusts(
-        recorded_l1(loaded), [(p.epsilon, p.knee_steepness, p.sparsity) for p in predictions],
+        recorded_l1(loaded), [(p.epsilon, p.knee_steepness, p.sparsity, p.zero_fraction) for p in predictions],
         lambda: (at_batch_std.epsilon, at_batch_std.knee_steepness, at_batch_std.sparsity) if at_batch_std is not None
         else _batch_std_point(loaded.model, loaded.data, spectrum, gradient, eta),
     )
@@ -526,9 +526,9 @@ def predict_command(
         if len(predictions) == 1:
             first = predictions[0]
             fixed_point = report.fixed_point_record(flat_weights(loaded.model), spectrum, first, gradient)
-            figure = report.prediction_figure(first.to_dict(), fixed_point)
+            figure = report.prediction_figure(first.to_dict(), fixed_point, trust=trusts[0])
         else:
-            figure = report.limit_curve_figure([p.to_dict() for p in predictions])
+            figure = report.limit_curve_figure([p.to_dict() for p in predictions], trusts=trusts)
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     records = [{**p.to_dict(), "trust": t} for p, t in zip(predictions, trusts)]
@@ -592,18 +592,23 @@ def _batch_std_point(model: Any, data: Any, spectrum: Any, gradient: Any, eta: f
 
 
 def _network_trusts(
-    l1: float | None, knees: list[tuple[float, float, float]], batch_std: Any, *, knee_at: str = "s*",
+    l1: float | None, knees: list[tuple[float, float, float, float]], batch_std: Any, *, knee_at: str = "s*",
 ) -> list[dict[str, Any]]:
-    """The trust verdicts (``regime.trust_level``) at each ``(ε, d ln R/ds, s*)``; where one is
-    outside for its knee alone, ``batch_std()`` gives the knee at ε = batch-std (computed only then)
-    so that a network in the regime there is not sent to an l1 fine-tune."""
+    """The trust verdicts (``regime.trust_level``) at each ``(ε, d ln R/ds, s*, s₀)``, ``s₀`` the
+    fraction of weights already zero (``Prediction.zero_fraction``, from which the small-``s*``
+    guard counts); where one is outside for its knee alone, ``batch_std()`` gives the knee at
+    ε = batch-std (computed only then) so that a network in the regime there is not sent to an l1
+    fine-tune."""
     from pruning_limits.regime import trust_level
 
-    trusts = [trust_level(k, l1, knee_at=knee_at, sparsity=s, epsilon=e) for e, k, s in knees]
+    trusts = [trust_level(k, l1, knee_at=knee_at, sparsity=s, epsilon=e, zero_fraction=z) for e, k, s, z in knees]
     if any(not t.in_regime and not (t.l1 is not None and t.l1 <= 0) for t in trusts):
         reference = batch_std()
         if reference is not None:
-            trusts = [trust_level(k, l1, knee_at=knee_at, sparsity=s, epsilon=e, batch_std=reference) for e, k, s in knees]
+            trusts = [
+                trust_level(k, l1, knee_at=knee_at, sparsity=s, epsilon=e, batch_std=reference, zero_fraction=z)
+                for e, k, s, z in knees
+            ]
     return [t.to_dict() for t in trusts]
 
 
@@ -630,7 +635,7 @@ def _emit_structured_predictions(
     trusts = [  # the network's verdict at each ε; its evidence (docs/validation.md) is of unstructured answers: ""
         {**t, "evidence": ""}
         for t in _network_trusts(
-            recorded_l1(loaded), [(u.epsilon, u.knee_steepness, u.sparsity) for u in unstructured],
+            recorded_l1(loaded), [(u.epsilon, u.knee_steepness, u.sparsity, u.zero_fraction) for u in unstructured],
             lambda: _batch_std_point(loaded.model, loaded.data, spectrum, gradient, predictions[0].eta), knee_at="the unstructured s*",
         )
     ]
@@ -642,7 +647,7 @@ def _emit_structured_predictions(
             figure = report.pattern_figure(spectrum, first.to_dict(), marked=[p.epsilon for p in predictions])
         elif len(predictions) > 1:  # as for the unstructured limit: the curve against ε
             figure = report.limit_curve_figure(
-                [p.to_dict() for p in predictions], title=f"predicted {structure.name} limit against ε"
+                [p.to_dict() for p in predictions], title=f"predicted {structure.name} limit against ε", trusts=trusts,
             )
         else:
             from pruning_limits.structures import distance_curve
@@ -651,7 +656,7 @@ def _emit_structured_predictions(
                 weights, spectrum, first, gradient, criterion=distance_curve(weights, plan.order), order=plan.order,
                 allowed=plan.allowed,
             )
-            figure = report.prediction_figure(first.to_dict(), fixed_point)
+            figure = report.prediction_figure(first.to_dict(), fixed_point, trust=trusts[0])
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     records = [{**p.to_dict(), "structure": structure.name, "support": support, "trust": t} for p, t in zip(predictions, trusts)]
@@ -675,7 +680,7 @@ def _emit_structured_predictions(
             trust = record["trust"]
             console.result(f"trust: {trust['level']} ({trust['reason']})")
             if trust["retrain"]:
-                console.result(f"next: {report.next_text(next_command, next_reason)}")
+                console.result("\n".join(report.next_lines(next_command, next_reason)))
             continue
         console.result("\n".join(report.answer_lines(
             record, record["trust"], next_command=next_command, next_reason=next_reason, structure=structure.name,
@@ -966,9 +971,12 @@ def run_validation(
     l1: float | None = None,
     next_command: tuple[str, str] | None = None,
     retrain: int | None = None,
+    announce: bool = True,
 ) -> dict[str, Any] | None:
     """Predict, measure (``pruning_limits.validation.validate``), judge the trust, write figures and report; return the record
-    (``None`` on the ranks other than 0 under torchrun: their share ends with the spectrum's products)."""
+    (``None`` on the ranks other than 0 under torchrun: their share ends with the spectrum's products).
+
+    ``announce``: say on stderr which files were written (the demo says it once, for all its files)."""
     from pruning_limits import report
     from pruning_limits.validation import validate
 
@@ -989,7 +997,7 @@ def run_validation(
     spectrum, prediction, sweep = result.spectrum, result.prediction, result.sweep
     record = {**result.to_dict(), **facts}
     (record["trust"],) = _network_trusts(
-        l1, [(prediction.epsilon, prediction.knee_steepness, prediction.sparsity)],
+        l1, [(prediction.epsilon, prediction.knee_steepness, prediction.sparsity, prediction.zero_fraction)],
         lambda: None if epsilon == "batch-std" else _batch_std_point(model, data, spectrum, result.gradient, eta),
     )
     outside = record["trust"]["retrain"] and next_command is not None
@@ -1001,21 +1009,21 @@ def run_validation(
         record["retrained"] = retrained_limit(model, data, epsilon=prediction.epsilon, epochs=retrain, seed=seed, progress=console.progress).to_dict()
     _command_seconds(record, start)
     with all_or_none(plot_path, report_path):
-        _write_validation_outputs(record, result, spectrum, prediction, sweep, plot_path, report_path, console)
+        _write_validation_outputs(record, result, spectrum, prediction, sweep, plot_path, report_path, console, announce=announce)
     _command_seconds(record, start)  # the whole command, figures and report included
     return record
 
 
 def _write_validation_outputs(
     record: dict[str, Any], result: Any, spectrum: Any, prediction: Any, sweep: Any, plot_path: str | None,
-    report_path: str | None, console: Console,
+    report_path: str | None, console: Console, *, announce: bool = True,
 ) -> None:
     """``validate``'s ``--plot`` and ``--report`` with its figures (inside :func:`all_or_none`)."""
     from pruning_limits import report
 
     if plot_path:
         fixed_point = report.fixed_point_record(result.weights, spectrum, prediction, result.gradient)
-        figure = report.prediction_figure(prediction.to_dict(), fixed_point, report.sweep_record(sweep))
+        figure = report.prediction_figure(prediction.to_dict(), fixed_point, report.sweep_record(sweep), trust=record.get("trust"))
         report.save_figure(figure, plot_path)
         console.log(f"wrote {plot_path}")
     if report_path:
@@ -1039,16 +1047,19 @@ def _write_validation_outputs(
             prediction=prediction,
             sweep=sweep,
             gradient=result.gradient,
+            trust=record.get("trust"),
         )
         if l1_path:
             path_png = report.report_figure_path(target, "l1-path")
-            report.save_figure(report.path_figure(l1_path), path_png)
+            flat_knee = (record.get("trust") or {}).get("flat_knee")
+            report.save_figure(report.path_figure(l1_path, knee_at_s_star=prediction.knee_steepness, flat_knee=flat_knee), path_png)
             figures["Regularisation path: validation metric and knee sharpness against λ"] = path_png
         relative = {caption: path.name for caption, path in figures.items()}
         report.atomic_write(target, report.validation_markdown(reported, relative))
         _remove_stale_figures(target, figures.values(), console)
         record["report"] = str(target)
-        console.log(f"wrote {target} and its figures")
+        if announce:
+            console.log(f"wrote {target} and its figures")
 
 
 def _remove_stale_figures(report_path: Path, written: Any, console: Console) -> None:
@@ -1124,8 +1135,13 @@ def _validate_structures(
     record = _command_seconds({**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq"}, start)
     # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
     # structure, an N:M pattern's feasibility answer included (it rests on the same bound)
+    from pruning_limits.limits import magnitude_distance_curve, zero_fraction
+    from pruning_limits.objective import flat_weights
+
     (network,) = _network_trusts(
-        recorded_l1(loaded), [(result.epsilon, result.network_knee_steepness, result.network_sparsity)],
+        recorded_l1(loaded),
+        [(result.epsilon, result.network_knee_steepness, result.network_sparsity,
+          zero_fraction(magnitude_distance_curve(flat_weights(loaded.model))))],  # s₀ of the unstructured answer's weights
         lambda: None if epsilon == "batch-std" else _batch_std_point(loaded.model, loaded.data, result.spectrum, gradient, eta),
         knee_at="the unstructured s*",
     )
@@ -1133,7 +1149,6 @@ def _validate_structures(
     record["trust"] = network
     for entry in record["structures"]:
         entry["trust"] = network
-    outside = [e["structure"] for e in record["structures"] if not e["trust"]["in_regime"]]
     next_command, next_reason = next_step(loaded, facts["checkpoint"]) if network["retrain"] else (None, None)
     record["next"], record["next_reason"] = next_command, next_reason
     with all_or_none(plot_path, report_path):
@@ -1152,8 +1167,8 @@ def _validate_structures(
     if as_json:
         _echo_json(record)
         return
-    console.result(report.structures_rows(record))
-    if outside and next_command:
-        console.result(f"outside the regime, not a pruning limit: {', '.join(outside)}; next: {report.next_text(next_command, next_reason)}")
-    elif outside:
-        console.result(f"outside the regime, not a pruning limit: {', '.join(outside)} (the knee is sharp at ε = batch-std, where the prediction holds)")
+    # the answer first, then the verdict with its reason (one for every structure: the network's),
+    # each structure's answer, the next step; the table is the detail, behind -v (as validate's)
+    console.result("\n".join(report.structures_answer_lines(record)))
+    if console.verbose:
+        console.result(report.structures_rows(record))

@@ -117,7 +117,7 @@ def _run_demo(
     from pruning_limits.checkpoint import save_bundle
     from pruning_limits.models import build_model
     from pruning_limits.regpath import train_auto
-    from pruning_limits.report import write_json
+    from pruning_limits.report import REPORT_FIGURES, report_figure_path, write_json
 
     from ._pipeline import command_device
     from .commands import _history_summary, _training_settings, emit_validation, run_validation
@@ -145,10 +145,14 @@ def _run_demo(
         start=start,
         l1=path.l1,
         next_command=train_next_step(str(out / "model.pt"), training),
+        announce=False,  # one line below names every file the demo wrote
     )
     assert record is not None  # None only on ranks other than 0, and demo refuses a launcher
     record["seconds"] = time.perf_counter() - start
     record["out"] = str(out)
     write_json(out / "result.json", record)
     emit_validation(record, as_json=as_json, console=console)
-    console.log(f"figures and report written to {out}/ (report.md, report-spectrum.png, report-prediction.png, report-l1-path.png)")
+    # one line for every file written (two said it, and the second left out model.pt and result.json)
+    figures = [report_figure_path(out / "report.md", name) for name in REPORT_FIGURES]
+    written = ["model.pt", "result.json", "report.md", *(path.name for path in figures if path.is_file())]
+    console.log(f"wrote {out}/: {', '.join(written)}")

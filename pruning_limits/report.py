@@ -45,6 +45,23 @@ def next_text(command: str, reason: str | None = None) -> str:
     return f"{command}  # {reason or NEXT_REASON}"
 
 
+#: Terminal lines are kept to this many characters where they can be split (the project's rule).
+LINE_WIDTH = 100
+
+
+def next_lines(command: str, reason: str | None = None, *, width: int = LINE_WIDTH) -> list[str]:
+    """``next: CMD  # reason`` as one line, or, past ``width`` characters, the command on its
+    own line and the reason as indented shell comments below it: both paste into a shell as
+    they stand (the comment lines do nothing)."""
+    line = f"next: {next_text(command, reason)}"
+    if len(line) <= width:
+        return [line]
+    import textwrap
+
+    indent = " " * len("next: ") + "# "
+    return [f"next: {command}", *textwrap.wrap(reason or NEXT_REASON, width=width, initial_indent=indent, subsequent_indent=indent)]
+
+
 # ----------------------------------------------------------------------------- JSON
 
 
@@ -134,6 +151,13 @@ def _pct(value: Any) -> str:
     return f"{100 * float(value):.1f} %"
 
 
+def shown_difference(predicted: Any, measured: Any) -> float:
+    """``predicted − measured`` in points, from the two numbers as printed (one decimal), so that
+    the difference beside them is their difference (95.6 − 95.6 read "+0.1", a review); the
+    JSON keeps the exact one."""
+    return float(f"{100 * float(predicted):.1f}") - float(f"{100 * float(measured):.1f}") + 0.0  # + 0.0: no "-0.0"
+
+
 def _interval_pct(interval: Sequence[Any] | None) -> str:
     if interval is None or len(interval) != 2 or any(v is None for v in interval):
         return ""
@@ -166,20 +190,33 @@ def answer_lines(
         head = (f"{kind}pruning limit: {s_star} sparsity" if inside
                 else f"predicted {s_star} {kind}sparsity: not a pruning limit for this network")
     else:
-        diff = 100 * (float(prediction["sparsity"]) - float(measured))
-        head = f"predicted {s_star}, measured {_pct(measured)} sparsity, difference {diff:+.1f} points"
+        diff = shown_difference(prediction["sparsity"], measured)
+        what = f"{structure}: predicted {s_star}, measured {_pct(measured)}" if structure else f"predicted {s_star}, measured {_pct(measured)} sparsity"
+        head = f"{what}, difference {diff:+.1f} points"
         if not inside:  # as predict says it: the number is no limit here
             head += ": not a pruning limit for this network"
     lines = [head, f"trust: {trust['level']} ({trust['reason']})"]
     if trust.get("evidence"):
         lines.append(f"evidence: {trust['evidence']}")
     if not inside and next_command:
-        lines.append(f"next: {next_text(next_command, next_reason)}")
+        lines += next_lines(next_command, next_reason)
     return lines
 
 
-def path_summary(path: Mapping[str, Any]) -> str:
-    """One sentence on a regularisation path (``regpath.RegularisationPath.to_dict()``)."""
+def _reference_share(path: Mapping[str, Any]) -> float:
+    share = path.get("knee_reference_share")
+    return 0.01 if share is None else float(share)  # regpath.KNEE_REFERENCE_SHARE (records before it was kept)
+
+
+def path_summary(path: Mapping[str, Any], *, knee_at_s_star: float | None = None, flat_knee: float | None = None) -> str:
+    """Sentences on a regularisation path (``regpath.RegularisationPath.to_dict()``): the rule's
+    choice, then what the knee sharpness recorded per λ is (``d ln R/ds`` at ``s_ref``), and that
+    it is not the knee of the trust criterion, which is taken at ``s*``.
+
+    ``knee_at_s_star``: the final network's ``d ln R/ds`` at its ``s*`` (the prediction's
+    ``knee_steepness``), named beside the chosen λ's ``s_ref`` knee; ``flat_knee``: the
+    criterion's threshold (``regime.FLAT_KNEE``).
+    """
     points = path["points"]
     metric = path["metric"]
     tolerance = f"{100 * path['tolerance']:g} point" if metric == "accuracy" else f"{path['tolerance']:.3g} (1 point of R²)"
@@ -187,37 +224,78 @@ def path_summary(path: Mapping[str, Any]) -> str:
         f"{p['l1']:.1e}: {100 * p['metric']:.1f}" if metric == "accuracy" else f"{p['l1']:.1e}: {p['metric']:.3g}"
         for p in points
     )
-    return (
+    text = (
         f"λ = {path['l1']:g} was chosen on the regularisation path: the largest λ whose validation {metric} "
         f"({path['validation_size']} held-out training samples) is within {tolerance} of the best on the path "
         f"({values}){'; the path stopped early' if path.get('stopped_early') else ''}."
     )
+    share = _reference_share(path)
+    text += (
+        f" The knee sharpness recorded for each λ is d ln R/ds at s_ref, the sparsity where the pruned "
+        f"weights hold {100 * share:g} % of ‖w‖² (a point set by the weights alone; the rule does not use it). "
+        "It is not the knee of the trust criterion, which is taken at s*"
+        + (f" (in regime from {flat_knee:g})" if flat_knee is not None else "")
+        + ", so that threshold does not apply to it."
+    )
+    chosen = points[path["chosen"]]
+    if knee_at_s_star is not None and math.isfinite(float(knee_at_s_star)):
+        text += (
+            f" At the chosen λ: d ln R/ds = {float(chosen['knee_steepness']):.1f} at s_ref on the path; "
+            f"the final network's is {float(knee_at_s_star):.0f} at s*."
+        )
+    return text
 
 
-def path_figure(path: Mapping[str, Any], *, title: str | None = None) -> Figure:
-    """Validation metric and knee sharpness along the λ path, the chosen λ and the tolerance band marked."""
+def path_figure(
+    path: Mapping[str, Any], *, title: str | None = None, knee_at_s_star: float | None = None,
+    flat_knee: float | None = None,
+) -> Figure:
+    """Validation metric and knee sharpness along the λ path, the chosen λ and the tolerance band marked.
+
+    The knee drawn per λ is ``d ln R/ds`` at ``s_ref`` (the sparsity where the pruned weights
+    hold 1 % of ``‖w‖²``), not at ``s*``, where the trust criterion takes it; with
+    ``knee_at_s_star`` (the final network's knee at its ``s*``) the chosen point says both, and
+    ``flat_knee`` (the criterion's threshold) is named there. The legend sits below the axes
+    (it covered the knee curve). A λ of 0 has no place on the log axis and is left out.
+    """
     points = path["points"]
-    lam = np.array([p["l1"] for p in points])
-    metric = np.array([p["metric"] for p in points])
+    lam = np.array([p["l1"] for p in points], dtype=np.float64)
+    metric = np.array([p["metric"] for p in points], dtype=np.float64)
     knee = np.array([p["knee_steepness"] for p in points], dtype=np.float64)
     accuracy = path["metric"] == "accuracy"
     scale = 100.0 if accuracy else 1.0
-    figure = _figure(6.4, 3.8)
+    share = _reference_share(path)
+    figure = _figure(6.4, 4.4)
     axes = figure.add_subplot()
     axes.semilogx(lam, scale * metric, "o-", color="tab:blue", label=f"validation {path['metric']}")
-    best = metric.max() if accuracy else metric.min()
-    edge = best - path["tolerance"] if accuracy else best + path["tolerance"]
-    axes.axhline(scale * edge, color="tab:blue", ls=":", lw=1.0, label="tolerance of the rule")
+    # nanmax/nanmin as the rule (regpath.acceptable): a point whose metric is not finite (the
+    # path appends it before it stops) left the tolerance line at NaN, not drawn (a review)
+    finite = metric[np.isfinite(metric)]
+    if finite.size:
+        best = float(np.max(finite)) if accuracy else float(np.min(finite))
+        edge = best - path["tolerance"] if accuracy else best + path["tolerance"]
+        axes.axhline(scale * edge, color="tab:blue", ls=":", lw=1.0, label="tolerance of the rule")
     chosen = lam[path["chosen"]]
     axes.axvline(chosen, color="tab:red", ls="--", lw=1.0, label=f"chosen λ = {chosen:g}")
     axes.set_xlabel("l1 strength λ")
     axes.set_ylabel(f"validation {path['metric']}" + (" (%)" if accuracy else ""))
     twin = axes.twinx()
-    twin.semilogx(lam, knee, "s--", color="tab:gray", ms=4, label="d ln R/ds at s_ref")
+    twin.semilogx(lam, knee, "s--", color="tab:gray", ms=4, label=f"d ln R/ds at s_ref ({100 * share:g} % of ‖w‖² pruned)")
     twin.set_ylabel("knee sharpness d ln R/ds at s_ref", color="tab:gray")
+    chosen_knee = float(knee[path["chosen"]])
+    if knee_at_s_star is not None and math.isfinite(float(knee_at_s_star)) and math.isfinite(chosen_knee):
+        threshold = f"; regime from {flat_knee:g} at s*" if flat_knee is not None else ""
+        positive = lam[lam > 0]
+        right_half = positive.size > 1 and chosen > np.sqrt(positive.min() * positive.max())  # then the note goes left
+        twin.annotate(
+            f"{chosen_knee:.1f} at s_ref\nfinal network: {float(knee_at_s_star):.0f} at s*{threshold}",
+            xy=(chosen, chosen_knee), xytext=(-6 if right_half else 6, 6), textcoords="offset points",
+            ha="right" if right_half else "left", fontsize=7, color="0.25",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7", "alpha": 0.85},
+        )
     handles = axes.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
-    axes.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=8, loc="best")
+    figure.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=8, loc="outside lower center", ncols=2)
     axes.set_title(title or "Regularisation path (validation split of the training data)", fontsize=10)
     return figure
 
@@ -352,7 +430,7 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         )
     l1_path = (record.get("training") or {}).get("l1_path")
     if l1_path:
-        lines += ["", path_summary(l1_path)]
+        lines += ["", path_summary(l1_path, knee_at_s_star=steepness, flat_knee=(trust or {}).get("flat_knee"))]
     for caption, path in (figures or {}).items():
         lines += ["", _image(caption, path), "", f"*{caption}*"]
     return "\n".join(lines) + "\n"
@@ -398,7 +476,7 @@ def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 130)
 
 
 def spectrum_figure(spectrum: Spectrum, *, sigma: float | None = None, points: int = 1500, title: str | None = None) -> Figure:
-    """Smoothed spectral density on a log scale, atom at zero marked, λ_max and λ_min annotated.
+    """Smoothed spectral density on a log scale, atom at zero marked, λ_max and λ_min drawn and named in the legend.
 
     Args:
         spectrum: the Hessian's spectral measure.
@@ -424,22 +502,15 @@ def spectrum_figure(spectrum: Spectrum, *, sigma: float | None = None, points: i
     axes.semilogy(grid, np.maximum(density, floor), color="tab:blue", lw=1.4, label="smoothed density")
     axes.set_ylim(bottom=floor)
     axes.axvline(0.0, color="tab:red", ls="--", lw=1.0, label=f"atom at 0: mass {atom:.3f}")
-    for value, name, align in ((lam_max, r"$\lambda_{\max}$", "right"), (lam_min, r"$\lambda_{\min}$", "left")):
-        axes.axvline(value, color="0.4", ls=":", lw=1.0)
-        axes.annotate(
-            f"{name} = {value:.3g}",
-            xy=(value, 0.97),
-            xycoords=("data", "axes fraction"),
-            ha=align,
-            va="top",
-            fontsize=8,
-            rotation=90,
-        )
+    # the extremes are named in the legend: a label drawn beside the line sat on the atom's line
+    # and the density's peak when λ_min ≈ 0, the common case (a review)
+    for value, name, style in ((lam_max, r"$\lambda_{\max}$", ":"), (lam_min, r"$\lambda_{\min}$", "-.")):
+        axes.axvline(value, color="0.4", ls=style, lw=1.0, label=f"{name} = {value:.3g}")
     axes.set_xlabel("eigenvalue λ")
     axes.set_ylabel("density (log scale)")
     kind = "exact" if spectrum.exact else f"SLQ, {spectrum.probes} probes × {spectrum.iterations} steps, {spectrum.rule} rule"
     axes.set_title(title or f"Hessian spectrum (D = {spectrum.dim}, {kind})", fontsize=10)
-    axes.legend(fontsize=8, loc="upper center")
+    axes.legend(fontsize=8, loc="best")
     return figure
 
 
@@ -449,6 +520,7 @@ def prediction_figure(
     sweep: Mapping[str, Any] | None = None,
     *,
     title: str | None = None,
+    trust: Mapping[str, Any] | None = None,
 ) -> Figure:
     """The fixed point s = δ(R(s))/D and, with a sweep, the measured loss and accuracy.
 
@@ -459,8 +531,12 @@ def prediction_figure(
         sweep: optional measured curves ``{"sparsity", "loss", "accuracy", "dense_loss",
             "dense_accuracy", "limit_by_loss", "limit_by_accuracy"}`` (``accuracy`` may be absent).
         title: figure title.
+        trust: the verdict (``regime.Trust.to_dict()``); outside the regime the predicted s* is
+            drawn grey and dashed, labelled "outside the regime: not a limit", and the figure
+            says so above its panels (the terminal never presents such a number as a limit).
     """
     s_star = float(prediction["sparsity"])
+    outside = _outside(trust)
     interval = prediction.get("interval")
     s = np.asarray(curve["sparsity"], dtype=np.float64)
     ratio = np.asarray(curve["delta_over_dim"], dtype=np.float64)
@@ -472,7 +548,7 @@ def prediction_figure(
     if "lower" in curve and "upper" in curve:
         left.fill_between(s, np.clip(curve["lower"], 0, 1), np.clip(curve["upper"], 0, 1), color="tab:blue", alpha=0.12, label=r"$\pm a_\eta/\sqrt{D}$")
     left.plot([0, 1], [0, 1], color="0.3", ls="--", lw=1.0, label="s (diagonal)")
-    _mark_prediction(left, s_star, interval)
+    _mark_prediction(left, s_star, interval, outside=outside)
     left.set_xlim(0, 1)
     left.set_ylim(0, 1.02)
     left.set_xlabel("sparsity s (fraction of weights pruned)")
@@ -487,9 +563,15 @@ def prediction_figure(
         right.plot(xs, loss, color="tab:orange", marker=".", ms=3, lw=1.3, label="training loss")
         if sweep.get("dense_loss") is not None and prediction.get("epsilon") is not None:
             right.axhline(float(sweep["dense_loss"]) + float(prediction["epsilon"]), color="tab:orange", ls=":", lw=1.0, label="L* + ε")
-        right.set_yscale("log")
+        positive = loss[np.isfinite(loss) & (loss > 0)]
+        if (loss[np.isfinite(loss)] <= 0).any():  # a zero loss (MSE on a perfect fit) vanished on a log axis
+            right.set_yscale("symlog", linthresh=float(positive.min()) if positive.size else 1e-8)
+            scale_name = "symmetric log scale: linear near 0"
+        else:
+            right.set_yscale("log")
+            scale_name = "log scale"
         right.set_xlabel("sparsity s")
-        right.set_ylabel("loss (log scale)", color="tab:orange")
+        right.set_ylabel(f"loss ({scale_name})", color="tab:orange")
         handles, labels = right.get_legend_handles_labels()
         if sweep.get("accuracy") is not None:
             twin = right.twinx()
@@ -500,7 +582,7 @@ def prediction_figure(
             twin.set_ylim(0, 1.02)
             more_h, more_l = twin.get_legend_handles_labels()
             handles, labels = handles + more_h, labels + more_l
-        _mark_prediction(right, s_star, interval)
+        _mark_prediction(right, s_star, interval, outside=outside)
         for key, style, name in (("limit_by_loss", "-.", "measured (loss)"), ("limit_by_accuracy", (0, (1, 1)), "measured (accuracy)")):
             if sweep.get(key) is not None:
                 line = right.axvline(float(sweep[key]), color="black", ls=style, lw=1.2, label=f"{name} = {float(sweep[key]):.3f}")
@@ -514,36 +596,81 @@ def prediction_figure(
                 labels.append(l)
         right.legend(handles, labels, fontsize=7, loc="best", framealpha=0.85)
         right.set_title("one-shot global magnitude pruning", fontsize=10)
-    if title:
-        figure.suptitle(title, fontsize=11)
+    _verdict_title(figure, title, outside, fontsize=11)
     return figure
 
 
-def _mark_prediction(axes: Any, s_star: float, interval: Sequence[Any] | None) -> None:
+#: What a figure says of a prediction outside the regime (``regime``): the number is no limit.
+OUTSIDE_LABEL = "outside the regime: not a limit"
+
+
+def _outside(trust: Any) -> bool:
+    """Whether a verdict (a ``Trust.to_dict()`` record, or ``None`` for none) is outside the regime."""
+    return trust is not None and not bool(trust.get("in_regime", True))
+
+
+def _verdict_title(figure: Any, title: str | None, outside: bool, fontsize: float = 11) -> None:
+    """The figure's title, with the verdict above the panels outside the regime."""
+    if outside:
+        note = "Outside the regime: the predicted sparsity is not a pruning limit for this network"
+        figure.suptitle(f"{title}\n{note}" if title else note, fontsize=fontsize, color="0.25")
+    elif title:
+        figure.suptitle(title, fontsize=fontsize)
+
+
+def _mark_prediction(axes: Any, s_star: float, interval: Sequence[Any] | None, *, outside: bool = False) -> None:
+    color = "0.45" if outside else "tab:red"
     if interval is not None and len(interval) == 2 and None not in interval:
-        axes.axvspan(float(interval[0]), float(interval[1]), color="tab:red", alpha=0.10, label="kinematic interval")
-    axes.axvline(s_star, color="tab:red", lw=1.4, label=f"predicted s* = {s_star:.3f}")
+        axes.axvspan(float(interval[0]), float(interval[1]), color=color, alpha=0.10, label="kinematic interval")
+    label = f"predicted s* = {s_star:.3f}" + (f" ({OUTSIDE_LABEL})" if outside else "")
+    axes.axvline(s_star, color=color, lw=1.4, ls="--" if outside else "-", label=label)
 
 
-def limit_curve_figure(points: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Figure:
+def limit_curve_figure(
+    points: Sequence[Mapping[str, Any]], *, title: str | None = None, trusts: Sequence[Mapping[str, Any] | None] | None = None,
+) -> Figure:
     """Predicted limit against ε (log scale) with the kinematic interval, for ``predict`` with several ε.
 
     Args:
         points: prediction records (``epsilon``, ``sparsity``, ``interval``).
         title: axes title.
+        trusts: the verdict at each point (``regime.Trust.to_dict()``, in the order of
+            ``points``); points outside the regime are drawn as grey open circles labelled
+            "outside the regime: not a limit" (the whole line grey and dashed when every one is).
+
+    The sparsity axis is zoomed to the points and their intervals with a margin (``[0, 1]``
+    drew s* moving from 94.6 to 96.8 % as a flat line at the top, a review).
     """
-    ordered = sorted(points, key=lambda p: float(p["epsilon"]))
+    if trusts is not None and len(trusts) != len(points):
+        raise PruningLimitsError(f"trusts must hold one verdict per point ({len(points)}), got {len(trusts)}")
+    order = sorted(range(len(points)), key=lambda i: float(points[i]["epsilon"]))
+    ordered = [points[i] for i in order]
+    outside = np.array([_outside(trusts[i]) if trusts is not None else False for i in order], dtype=bool)
     eps = np.array([float(p["epsilon"]) for p in ordered])
     sparsity = np.array([float(p["sparsity"]) for p in ordered])
     figure = _figure(5.6, 4.0)
     axes = figure.add_subplot()
+    shown = [sparsity]
+    every = bool(outside.size) and bool(outside.all())
+    color = "0.45" if every else "tab:red"
     if all(p.get("interval") is not None for p in ordered):
         low = np.array([float(p["interval"][0]) for p in ordered])
         high = np.array([float(p["interval"][1]) for p in ordered])
-        axes.fill_between(eps, low, high, color="tab:red", alpha=0.12, label="kinematic interval")
-    axes.plot(eps, sparsity, color="tab:red", marker="o", ms=4, label="predicted s*")
+        axes.fill_between(eps, low, high, color=color, alpha=0.12, label="kinematic interval")
+        shown += [low, high]
+    axes.plot(eps, sparsity, color=color, ls="--" if every else "-", marker="o", ms=4, mfc="none" if every else color,
+              label=f"predicted s* ({OUTSIDE_LABEL})" if every else "predicted s*")
+    if outside.any() and not every:
+        axes.plot(eps[outside], sparsity[outside], "o", color="0.45", mfc="white", ms=7, label=f"s* {OUTSIDE_LABEL}")
     axes.set_xscale("log")
-    axes.set_ylim(0, 1.02)
+    values = np.concatenate(shown)
+    values = values[np.isfinite(values)]
+    if values.size:
+        low, high = float(values.min()), float(values.max())
+        margin = max(0.1 * (high - low), 0.01)
+        axes.set_ylim(max(0.0, low - margin), min(1.02, high + margin))
+    else:
+        axes.set_ylim(0, 1.02)
     axes.set_xlabel("loss tolerance ε")
     axes.set_ylabel("predicted sparsity limit s*")
     axes.set_title(title or "predicted pruning limit against ε", fontsize=10)
@@ -624,11 +751,13 @@ def write_validation_figures(
     sweep: Any | None,
     gradient: Any = None,
     title: str | None = None,
+    trust: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the report ``report_path``'s spectrum and prediction figures atomically
     (:func:`report_figure_path`); return caption -> path.
 
-    ``gradient`` as in :func:`fixed_point_record`.
+    ``gradient`` as in :func:`fixed_point_record`; ``trust``: the verdict the prediction figure
+    shows (:func:`prediction_figure`).
     """
     paths = {
         "Hessian spectrum (smoothed for display)": report_figure_path(report_path, "spectrum"),
@@ -638,7 +767,7 @@ def write_validation_figures(
     save_figure(spectrum_figure(spectrum, title=title), spectrum_path)
     measured = sweep_record(sweep) if sweep is not None else None
     fixed_point = fixed_point_record(weights, spectrum, prediction, gradient)
-    save_figure(prediction_figure(prediction.to_dict(), fixed_point, measured), prediction_path)
+    save_figure(prediction_figure(prediction.to_dict(), fixed_point, measured, trust=trust), prediction_path)
     return paths
 
 
@@ -695,7 +824,8 @@ def structures_table(record: Mapping[str, Any]) -> str:
                 f"{_points(p['sparsity'])} [{_points(low)}, {_points(high)}]",
                 _points(m["limit_by_loss"]),
                 _points(m["limit_by_accuracy"]),
-                f"{100 * float(entry['difference']):+.1f}",
+                f"{100 * float(entry['difference']):+.1f}" if m["limit_by_loss"] is None
+                else f"{shown_difference(p['sparsity'], m['limit_by_loss']):+.1f}",  # as the two numbers beside it
                 dense,
                 "-" if entry.get("trust") is None else entry["trust"]["level"],
             ])
@@ -710,7 +840,11 @@ def structures_figure(record: Mapping[str, Any], *, title: str | None = None) ->
     one point, filled when the measured loss rise stays within ε). Right: predicted (bars) and
     measured-by-loss (dots) limits per curve structure; left alone when the record holds only
     ``N:M`` patterns, which have no limit to draw there.
+
+    Outside the regime (the record's ``trust``, the network's verdict) the bars are hatched
+    grey and labelled "outside the regime: not a limit", and the figure says so above its panels.
     """
+    outside = _outside(record.get("trust"))
     curves = any(not entry["pattern"] for entry in record["structures"])
     figure = _figure(11.0 if curves else 6.8, 4.2)
     left, right = figure.subplots(1, 2, width_ratios=[1.6, 1.0]) if curves else (figure.subplots(), None)
@@ -743,12 +877,16 @@ def structures_figure(record: Mapping[str, Any], *, title: str | None = None) ->
     left.set_title("R(s) by structure (x predicted, o measured by loss)")
     left.legend(fontsize=7, loc="lower right")
     if right is None:
-        if title:
-            figure.suptitle(title)
+        _verdict_title(figure, title, outside, fontsize=12)
         return figure
     names = [entry["structure"] for entry, _ in curve_entries]
     x = np.arange(len(names))
-    right.bar(x, [float(e["predicted"]["sparsity"]) for e, _ in curve_entries], color=[c for _, c in curve_entries], alpha=0.45, label="predicted")
+    heights = [float(e["predicted"]["sparsity"]) for e, _ in curve_entries]
+    if outside:
+        right.bar(x, heights, color="0.85", edgecolor=[c for _, c in curve_entries], hatch="//", lw=1.0,
+                  label=f"predicted ({OUTSIDE_LABEL})")
+    else:
+        right.bar(x, heights, color=[c for _, c in curve_entries], alpha=0.45, label="predicted")
     right.plot(x, [float(e["measured"]["limit_by_loss"]) for e, _ in curve_entries], "ko", label="measured (loss)")
     acc = [e["measured"].get("limit_by_accuracy") for e, _ in curve_entries]
     if all(a is not None for a in acc):
@@ -757,9 +895,8 @@ def structures_figure(record: Mapping[str, Any], *, title: str | None = None) ->
     right.set_ylim(0, 1)
     right.set_ylabel("limit (sparsity)")
     right.set_title("limits by structure")
-    right.legend(fontsize=7, loc="lower left")
-    if title:
-        figure.suptitle(title)
+    right.legend(fontsize=7, loc="best")
+    _verdict_title(figure, title, outside, fontsize=12)
     return figure
 
 
@@ -793,30 +930,121 @@ def structure_support_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [("left dense", f"{names}: {100 * float(record['dense_share']):.1f}% of weights")]
 
 
+def _structure_answer(entry: Mapping[str, Any], epsilon: Any = None) -> str:
+    """One structure's answer in a clause: a curve's predicted and measured limits with their
+    difference in points (from the numbers as printed) and the share left dense; a pattern's
+    feasibility, predicted and measured, with the ε it needs and its measured loss rise."""
+    p, m = entry["predicted"], entry["measured"]
+    if entry["pattern"]:  # ε given: the head of a pattern alone; in a list of structures ε is the record's
+        at = f" at ε = {format_number(epsilon)}" if epsilon is not None else ""
+        rise = "" if m.get("loss_rise") is None else f" (loss rise {format_number(m['loss_rise'], 3)})"
+        return (f"{_pct(p['sparsity'])}, feasible{at}: predicted {_yes(p['feasible'])} (needs ε ≥ "
+                f"{format_number(p['needed_epsilon'], 3)}), measured {_yes(m.get('feasible'))}{rise}")
+    measured = m.get("limit_by_loss")
+    text = f"predicted {_pct(p['sparsity'])}{_interval_pct(p.get('interval'))}"
+    if measured is not None:
+        text += f", measured {_pct(measured)} ({shown_difference(p['sparsity'], measured):+.1f} points)"
+    support = entry.get("support") or {}
+    if support.get("dense_layers"):
+        text += f", {100 * float(support['dense_share']):.1f} % left dense"
+    return text
+
+
+def structures_head(record: Mapping[str, Any]) -> str:
+    """The answer of a ``StructuresValidation.to_dict()`` record in one line, for the terminal
+    and the report (the verdict is the record's ``trust``, one for every structure).
+
+    One curve structure: as ``validate`` says it (predicted, measured, difference; outside the
+    regime "not a pruning limit"). Several: the unstructured limit and the largest structured
+    one, each with its measurement. An ``N:M`` pattern alone: its feasibility.
+    """
+    entries = list(record["structures"])
+    trust = record.get("trust") or {"in_regime": True, "level": "", "reason": ""}
+    inside = bool(trust["in_regime"])
+    curves = [e for e in entries if not e["pattern"]]
+    if not curves:
+        entry = entries[0]
+        return f"{entry['structure']} at {_structure_answer(entry, record.get('epsilon'))}"
+    plain = next((e for e in curves if e["structure"] == "unstructured"), None)
+    others = [e for e in curves if e is not plain]
+    if plain is None or not others:
+        entry = plain or curves[0]
+        kind = None if entry["structure"] == "unstructured" else entry["structure"]
+        return answer_lines(entry["predicted"], trust, measured=entry["measured"].get("limit_by_loss"), structure=kind)[0]
+    largest = max(others, key=lambda e: float(e["predicted"]["sparsity"]))
+    u, v = plain["predicted"]["sparsity"], largest["predicted"]["sparsity"]
+    if not inside:
+        return f"predicted unstructured {_pct(u)}, largest structured {largest['structure']} {_pct(v)}: not pruning limits for this network"
+    mu, mv = plain["measured"].get("limit_by_loss"), largest["measured"].get("limit_by_loss")
+    return (f"unstructured limit {_pct(u)}" + ("" if mu is None else f" (measured {_pct(mu)})")
+            + f"; largest structured: {largest['structure']} {_pct(v)}" + ("" if mv is None else f" (measured {_pct(mv)})"))
+
+
+def structures_answer_lines(record: Mapping[str, Any]) -> list[str]:
+    """The lines ``validate --structure S|all`` prints: the answer (:func:`structures_head`),
+    ``trust: level (reason)``, each structure's answer in a line when there are several (the
+    left-dense layers when there is one), and the ``next`` step outside the regime. The table
+    (:func:`structures_rows`) is the detail behind ``-v``."""
+    entries = list(record["structures"])
+    lines = [structures_head(record)]
+    trust = record.get("trust")
+    if trust:
+        lines.append(f"trust: {trust['level']} ({trust['reason']})")
+        if trust.get("evidence"):
+            lines.append(f"evidence: {trust['evidence']}")
+    if len(entries) > 1:
+        width = max(len(e["structure"]) for e in entries)
+        for entry in entries:
+            lines.append(f"  {entry['structure'].ljust(width)}  {_structure_answer(entry)}")
+    elif entries:
+        rows = structure_support_rows(entries[0]["support"]) if entries[0].get("support") else []
+        if rows:
+            lines.append(text_table(rows))
+    if record.get("next"):
+        lines += next_lines(record["next"], record.get("next_reason"))
+    return lines
+
+
 def structures_rows(record: Mapping[str, Any]) -> str:
     """Terminal text of a ``StructuresValidation.to_dict()`` record: the table, then ε and D."""
     first = record["structures"][0]["predicted"]
     return (
         structures_table(record)
-        + f"\n\nepsilon = {format_number(record['epsilon'])}, D = {first['dim']} prunable weights; "
-        "sparsities in percent; measured by one-shot pruning at each structure's allowed points"
+        + f"\n\nepsilon = {format_number(record['epsilon'])}, D = {first['dim']} prunable weights; sparsities in percent;"
+        "\nmeasured by one-shot pruning at each structure's allowed points"
     )
 
 
 def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *, title: str | None = None) -> str:
-    """A Markdown report of a structures record: facts, the table, a note on reading it, the figure."""
+    """A Markdown report of a structures record: facts, the answer and the verdict in bold (as
+    :func:`validation_markdown` opens), the table, a note on reading it, the figure."""
     lines = [f"# {title or 'Pruning limits by structure: prediction and measurement'}", ""]
     facts = [(k, record.get(k)) for k in ("checkpoint", "model_spec", "data_spec") if record.get(k)]
     for key, value in facts:
         lines.append(f"- {key.replace('_', ' ')}: `{value}`")
     lines.append(f"- epsilon: {format_number(record['epsilon'])} (one Hessian spectrum for every structure)")
-    lines += ["", structures_table(record), ""]
+    lines.append("")
+    trust = record.get("trust")
+    if trust and record["structures"]:  # the answer first, and the verdict with its reason
+        head = structures_head(record)
+        named = any(head.startswith(e["structure"]) for e in record["structures"] if e["structure"] != "unstructured")
+        lines += [f"**{head if named else head[0].upper() + head[1:]}.**", ""]  # "neuron", "2:4" as named
+        lines.append(
+            f"**Trust: {trust['level']}** ({trust['reason']})." + (f" Evidence: {trust['evidence']}." if trust.get("evidence") else "")
+            + " The criterion (pruning_limits.regime) is the network's, one verdict for every structure: in regime "
+            f"when d ln R/ds at the unstructured s* is at least {trust['flat_knee']:g} and the network is not known "
+            "to be trained without l1."
+        )
+        if record.get("next"):
+            lines[-1] += f" Next: `{record['next']}` ({record.get('next_reason') or NEXT_REASON})."
+        lines.append("")
+    elif record.get("next"):
+        reason = f" ({record['next_reason']})" if record.get("next_reason") else ""
+        lines += [f"Outside the regime: not a pruning limit. Next: `{record['next']}`{reason}.", ""]
+    lines += [structures_table(record), ""]
     note = unsettled_note(record.get("spectrum"))
     if note:
         lines += [note, ""]
-    if record.get("next"):
-        reason = f" ({record['next_reason']})" if record.get("next_reason") else ""
-        lines += [f"Outside the regime where marked: not a pruning limit. Next: `{record['next']}`{reason}.", ""]
     lines.append(
         "Sparsities in percent of the prunable weights. Each structure prunes only its allowed "
         "supports (unstructured: any weights; layerwise: the same fraction of every layer; neuron: "

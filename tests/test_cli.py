@@ -239,12 +239,14 @@ def test_a_bundle_trained_without_l1_is_outside_the_regime_with_the_next_step(bu
     lines = ok("predict", path, *SLQ).stdout.splitlines()
     assert lines[0].startswith("predicted ") and lines[0].endswith("sparsity: not a pruning limit for this network")
     assert lines[1].startswith("trust: outside the regime (trained without l1 (λ = 0)")
-    assert lines[-1] == f"next: pruning-limit train --init {path} -o {workdir / 'nol1-l1.pt'}  # l1 fine-tune into the regime, then predict again"
+    # past 100 characters the reason goes below the command, an indented shell comment (a review)
+    assert lines[-2:] == [f"next: pruning-limit train --init {path} -o {workdir / 'nol1-l1.pt'}",
+                          "      # l1 fine-tune into the regime, then predict again"]
     record = json.loads(ok("predict", path, *SLQ, "--json").stdout)
     assert record["trust"]["level"] == "outside the regime" and record["trust"]["l1"] == 0.0
     assert record["next"].startswith("pruning-limit train --init") and record["trust"]["retrain"] is True
     # the printed command part is exactly the JSON's next, the reason a shell comment: it pastes
-    assert lines[-1].removeprefix("next: ").split("  # ")[0] == record["next"]
+    assert lines[-2].removeprefix("next: ") == record["next"]
     # several ε: the JSON carried no next step, and the text line no reason
     several = json.loads(ok("predict", path, *SLQ, "--epsilon", "0.01", "--epsilon", "0.1", "--json").stdout)
     assert (several["next"], several["next_reason"]) == (record["next"], record["next_reason"])
@@ -254,7 +256,8 @@ def test_a_bundle_trained_without_l1_is_outside_the_regime_with_the_next_step(bu
     assert validated[0].startswith("predicted ") and ", measured " in validated[0] and "difference" in validated[0]
     assert validated[0].endswith("points: not a pruning limit for this network")  # as predict says it
     assert validated[1].startswith("trust: outside the regime (trained without l1")
-    assert validated[-1].startswith("next: pruning-limit train --init")
+    assert validated[-2].startswith("next: pruning-limit train --init")
+    assert validated[-1] == f"      # {record['next_reason']}"
 
 
 def test_a_knee_flat_only_at_a_small_epsilon_sends_no_l1_fine_tune(bundle, monkeypatch):
@@ -316,7 +319,9 @@ def test_a_network_the_lambda_path_left_outside_gets_a_stronger_lambda_not_the_s
     assert record["next"] == f"pruning-limit train --init {path} --l1 0.0128 -o {workdir / 'auto-flat-l1.pt'}"
     assert "stopped at λ = 0.0064" in record["next_reason"]
     lines = ok("predict", path, *SLQ).stdout.splitlines()
-    assert lines[-1] == f"next: {record['next']}  # {record['next_reason']}"
+    next_lines = [line for line in lines if line.startswith("next: ") or line.startswith("      # ")]
+    assert next_lines[0] == f"next: {record['next']}"  # the reason wrapped below it, as comments
+    assert " ".join(line.strip().removeprefix("# ") for line in next_lines[1:]) == record["next_reason"]
     # a damaged path record (a hand-edited bundle): the plain fine-tune, no traceback
     bundle["training"]["l1_path"]["points"] = [{"l1": 1e-3}]
     torch.save(bundle, path)
@@ -335,7 +340,7 @@ def test_the_answer_line_follows_the_trust_criterion(bundle):
     if expected.in_regime:
         assert lines[0].startswith("pruning limit: ") and not any(line.startswith("next:") for line in lines)
     else:
-        assert "not a pruning limit" in lines[0] and lines[-1].startswith("next: pruning-limit train --init")
+        assert "not a pruning limit" in lines[0] and any(line.startswith("next: pruning-limit train --init") for line in lines)
     # the detail is behind -v
     assert "kinematic interval" not in "\n".join(lines)
     assert "kinematic interval" in ok("predict", bundle, *SLQ, "-v").stdout
@@ -596,6 +601,11 @@ def test_demo_tiny(tmp_path, monkeypatch):
         assert (out / name).exists(), name
     assert json.loads((out / "result.json").read_text())["predicted"] == record["predicted"]
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+    # one line names every file written (two said it, the second without model.pt and result.json)
+    wrote = [line for line in result.stderr.splitlines() if "wrote" in line or "written" in line]
+    names = "model.pt, result.json, report.md, report-spectrum.png, report-prediction.png, report-l1-path.png"
+    assert wrote == [f"wrote {out}/: {names}"]
+    assert sorted(names.split(", ")) == sorted(n for n in os.listdir(out))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -1325,6 +1335,49 @@ def test_a_report_removes_the_figures_an_earlier_report_of_that_name_left(bundle
     assert f"removed {folder / 'r-l1-path.png'}" in result.stderr
     ok("validate", bundle, *SLQ, "--structure", "neuron", "--report", folder / "r.md")
     assert sorted(p.name for p in folder.iterdir()) == ["r-structures.png", "r.md"]
+
+
+def test_validate_structure_leads_with_the_answer_and_the_trust_reason(workdir, monkeypatch):
+    """validate --structure S|all opened with a Markdown table, put the verdict last and its
+    reason nowhere but the JSON, and printed the table without -v (a review): the answer, then
+    `trust: level (reason)`, then each structure in a short line, then the next step."""
+    from pruning_limits import report
+
+    path = workdir / "plain-structures.pt"
+    ok("train", "--model", "mlp:8", "--data", "digits", "--epochs", "1", "--l1", "0", "-o", path, "-q")
+    record = json.loads(ok("validate", path, *SLQ, "--structure", "neuron", "--json").stdout)
+    trust = record["trust"]
+    lines = ok("validate", path, *SLQ, "--structure", "neuron").stdout.splitlines()
+    neuron = record["structures"][0]
+    assert lines[0] == report.answer_lines(neuron["predicted"], trust, measured=neuron["measured"]["limit_by_loss"], structure="neuron")[0]
+    assert lines[0].startswith("neuron: predicted ") and lines[0].endswith("points: not a pruning limit for this network")
+    assert lines[1] == f"trust: outside the regime ({trust['reason']})" and "trained without l1 (λ = 0)" in lines[1]
+    assert lines[-2:] == [f"next: {record['next']}", f"      # {record['next_reason']}"]
+    assert not any(line.startswith("|") or line.startswith("epsilon =") for line in lines)  # the detail: -v
+    verbose = ok("validate", path, *SLQ, "--structure", "neuron", "-v").stdout.splitlines()
+    assert verbose[:len(lines)] == lines and verbose[len(lines)].startswith("| structure | predicted |")
+    everything = ok("validate", path, *SLQ, "--structure", "all").stdout.splitlines()
+    assert everything[0].startswith("predicted unstructured ") and everything[0].endswith(": not pruning limits for this network")
+    assert everything[1] == lines[1]
+    rows = [line for line in everything if line.startswith("  ")]
+    assert [row.split()[0] for row in rows if not row.lstrip().startswith("#")] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
+    assert all(len(row) <= 100 for row in rows)  # the table's 2:4 row was 171 characters, its next line 194
+    # the figures say the verdict (they drew an out-of-regime prediction as a limit)
+    drawn = {}
+    for name in ("prediction_figure", "structures_figure"):
+        def spy(*args, _name=name, _draw=getattr(report, name), **kwargs):
+            drawn.setdefault(_name, []).append((args, kwargs))
+            return _draw(*args, **kwargs)
+
+        monkeypatch.setattr(report, name, spy)
+    ok("validate", path, *SLQ, "--structure", "neuron", "--plot", workdir / "plain-structures.png", "--report", workdir / "ps.md")
+    calls = drawn.pop("structures_figure")  # --plot's and the report's
+    assert len(calls) == 2 and all(args[0]["trust"]["in_regime"] is False for args, _ in calls)
+    text = (workdir / "ps.md").read_text().split("\n\n")
+    assert text[2] == f"**{lines[0]}.**" and text[3].startswith("**Trust: outside the regime** (trained without l1 (λ = 0)")
+    ok("validate", path, *SLQ, "--plot", workdir / "plain.png", "--report", workdir / "plain.md")
+    calls = drawn.pop("prediction_figure")  # --plot's, then the report's: both with the verdict
+    assert len(calls) == 2 and all(kwargs["trust"]["level"] == "outside the regime" for _, kwargs in calls)
 
 
 def test_predict_and_validate_structure_give_one_trust_record(bundle):

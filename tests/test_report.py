@@ -181,10 +181,12 @@ def test_spectrum_figure_marks_atom_and_extremes(tmp_path):
     assert axes.get_yscale() == "log"
     lines = _vertical_lines(axes)
     assert 0.0 in lines and spectrum.lambda_max in lines and spectrum.lambda_min in lines
-    texts = " ".join(t.get_text() for t in axes.texts)
-    assert "6" in texts and "-0.3" in texts
     labels = axes.get_legend_handles_labels()[1]
     assert any(f"{50 / 251:.3f}" in label for label in labels)  # the atom's mass in the legend
+    # the extremes are named in the legend: a label drawn beside the λ_min line sat on the atom's
+    # line and the density's peak when λ_min ≈ 0 (a review)
+    assert any(label.endswith("= 6") for label in labels) and any(label.endswith("= -0.3") for label in labels)
+    assert not axes.texts
     for suffix in ("png", "svg", "pdf"):
         path = report.save_figure(figure, tmp_path / f"s.{suffix}")
         assert path.stat().st_size > 1000
@@ -376,3 +378,204 @@ def test_answer_lines_outside_say_not_a_limit_and_the_next_line_pastes_into_a_sh
     inside = report.answer_lines(prediction, {**outside, "in_regime": True, "level": "in regime"}, measured=0.517)
     assert inside[0].endswith("difference +3.5 points")
     assert report.next_text("cmd") == f"cmd  # {report.NEXT_REASON}"
+
+
+# ----------------------------------------------------------------------------- review of the report (2026-12)
+
+OUTSIDE = {"in_regime": False, "level": "outside the regime", "retrain": True, "flat_knee": 25.0,
+           "reason": "trained without l1 (λ = 0); flat knee: d ln R/ds = 3 at the unstructured s*, below 25", "evidence": ""}
+INSIDE = {"in_regime": True, "level": "in regime", "retrain": False, "flat_knee": 25.0,
+          "reason": "l1-trained (λ = 0.0032); sharp knee: d ln R/ds = 145 at the unstructured s*, at least 25", "evidence": ""}
+
+
+def _structures_record(trust: dict, *, next_command: str | None = None) -> dict:
+    """A ``StructuresValidation.to_dict()``-shaped record with the verdict the CLI adds."""
+    s = np.linspace(0.0, 1.0, 21)
+
+    def curve(name, predicted, interval, measured, dense=None):
+        support = {"dense_layers": [{"name": "5.weight", "size": 320}] if dense else [], "dense_share": dense or 0.0}
+        return {"structure": name, "pattern": False, "trust": trust, "support": support,
+                "predicted": {"sparsity": predicted, "interval": interval, "dim": 6464},
+                "measured": {"limit_by_loss": measured, "limit_by_accuracy": measured - 0.01},
+                "difference": predicted - measured, "curve": {"sparsity": s.tolist(), "distance": (1 + s).tolist()}}
+
+    pattern = {"structure": "2:4", "pattern": True, "trust": trust, "support": {"dense_layers": [], "dense_share": 0.0},
+               "predicted": {"sparsity": 0.5, "feasible": True, "needed_epsilon": 0.005,
+                             "needed_epsilon_interval": [0.004, 0.006], "distance": 1.5, "dim": 6464},
+               "measured": {"loss_rise": 0.021, "feasible": False, "needed_epsilon": 0.021, "accuracy": 0.95,
+                            "dense_accuracy": 0.952},
+               "difference": None, "curve": {"sparsity": [0.5], "distance": [1.5]}}
+    structures = [curve("unstructured", 0.9561, [0.926, 0.958], 0.9551), curve("layerwise", 0.840, [0.831, 0.844], 0.800),
+                  curve("neuron", 0.713, [0.703, 0.713], 0.693, dense=0.05), pattern]
+    return {"epsilon": 0.0129, "structures": structures, "trust": trust, "checkpoint": "model.pt",
+            "next": next_command, "next_reason": None if next_command is None else report.NEXT_REASON}
+
+
+def test_answer_lines_difference_is_that_of_the_numbers_printed():
+    """95.6 − 95.6 read "+0.1", 95.6 − 95.5 read "+0.2" (a review): the difference beside the two
+    rounded numbers is theirs; the exact one stays in the JSON."""
+    inside = {"in_regime": True, "level": "in regime", "reason": "sharp knee", "evidence": ""}
+    first = report.answer_lines({"sparsity": 0.95649, "interval": None}, inside, measured=0.95551)[0]
+    assert first == "predicted 95.6 %, measured 95.6 % sparsity, difference +0.0 points"
+    second = report.answer_lines({"sparsity": 0.9564, "interval": None}, inside, measured=0.9546)[0]
+    assert second == "predicted 95.6 %, measured 95.5 % sparsity, difference +0.1 points"
+    assert report.shown_difference(0.4, 0.40001) == 0.0 and str(report.shown_difference(0.4, 0.40001)) == "0.0"  # no "-0.0"
+    # the structures table's column too
+    record = _structures_record(INSIDE)
+    record["structures"][0]["predicted"]["sparsity"], record["structures"][0]["measured"]["limit_by_loss"] = 0.95649, 0.95551
+    row = next(line for line in report.structures_table(record).splitlines() if line.startswith("| unstructured"))
+    assert "| 95.6 [92.6, 95.8] | 95.6 | 94.5 | +0.0 |" in row
+
+
+def test_next_line_is_wrapped_past_100_characters_and_still_pastes_into_a_shell():
+    import shlex
+
+    command = "pruning-limit train --init /a/rather/long/folder/of/checkpoints/nol1.pt -o /a/rather/long/folder/nol1-l1.pt"
+    lines = report.answer_lines({"sparsity": 0.5, "interval": [0.4, 0.6]}, OUTSIDE, measured=0.4, next_command=command)
+    assert lines[-2] == f"next: {command}" and lines[-1] == f"      # {report.NEXT_REASON}"
+    assert all(len(line) <= 100 for line in lines[-2:]) or len(lines[-2]) == len(f"next: {command}")
+    # pasted as printed: the command, then a comment line
+    assert shlex.split(lines[-2].removeprefix("next: ")) == shlex.split(command)
+    assert shlex.split(lines[-1], comments=True) == []
+    assert report.next_lines("cmd") == [f"next: cmd  # {report.NEXT_REASON}"]  # short: one line as before
+    long_reason = "past the λ path, which stopped at λ = 0.0064 (validation accuracy 91.0 %, best 94.4 %) before its knee turned sharp: expect a lower accuracy"
+    wrapped = report.next_lines("pruning-limit train --init h.pt --l1 0.0128 -o h-l1.pt", long_reason)
+    assert len(wrapped) == 3 and all(len(line) <= 100 for line in wrapped)
+    assert " ".join(line.strip().removeprefix("# ") for line in wrapped[1:]) == long_reason
+
+
+def _path(metrics, chosen=1, knees=(10.0, 13.9, 20.0)):
+    return {"l1": [1e-3, 2e-3, 4e-3][chosen], "chosen": chosen, "metric": "accuracy", "tolerance": 0.01,
+            "validation_size": 280, "grid": [1e-3, 2e-3, 4e-3], "knee_reference_share": 0.01,
+            "points": [{"l1": lam, "metric": m, "knee_steepness": k, "reference_sparsity": 0.8}
+                       for lam, m, k in zip([1e-3, 2e-3, 4e-3], metrics, knees)]}
+
+
+def test_path_figure_draws_the_tolerance_line_of_the_rule_past_a_nan_metric():
+    """max/min over a NaN metric (the path appends the point that stops it) put the tolerance line
+    at NaN, not drawn; the rule (regpath.acceptable) uses nanmax."""
+    figure = report.path_figure(_path([0.90, 0.95, float("nan")]))
+    axes = figure.axes[0]
+    (tolerance,) = [line for line in axes.get_lines() if line.get_label() == "tolerance of the rule"]
+    assert np.allclose(np.asarray(tolerance.get_ydata(), float), 94.0)  # best 95 % − 1 point
+    assert 2e-3 in _vertical_lines(axes)  # the chosen λ
+    regression = dict(_path([0.30, float("nan"), 0.25], chosen=2), metric="loss", tolerance=0.02)
+    (line,) = [ln for ln in report.path_figure(regression).axes[0].get_lines() if ln.get_label() == "tolerance of the rule"]
+    assert np.allclose(np.asarray(line.get_ydata(), float), 0.27)  # nanmin 0.25 + 0.02
+    # every metric NaN: no line, no warning
+    assert not [ln for ln in report.path_figure(_path([float("nan")] * 3)).axes[0].get_lines() if ln.get_label() == "tolerance of the rule"]
+
+
+def test_path_figure_and_summary_define_s_ref_and_name_the_knee_at_s_star():
+    """The figure's knee is at s_ref, never defined, and read about 14 where the trust line said
+    145 at s*, against a threshold of 25 (a review): s_ref is defined, the threshold said to be at
+    s*, and the chosen point carries the final network's knee at s*."""
+    path = _path([0.93, 0.94, 0.92])
+    figure = report.path_figure(path, knee_at_s_star=144.66, flat_knee=25.0)
+    twin = figure.axes[1]
+    assert "s_ref" in twin.get_ylabel()
+    (note,) = twin.texts
+    assert note.get_text() == "13.9 at s_ref\nfinal network: 145 at s*; regime from 25 at s*"
+    assert tuple(note.xy) == (2e-3, 13.9)
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]  # below the axes, off the knee curve
+    assert "d ln R/ds at s_ref (1 % of ‖w‖² pruned)" in labels and not figure.axes[0].get_legend()
+    text = report.path_summary(path, knee_at_s_star=144.66, flat_knee=25.0)
+    assert "d ln R/ds at s_ref, the sparsity where the pruned weights hold 1 % of ‖w‖²" in text
+    assert "not the knee of the trust criterion, which is taken at s* (in regime from 25)" in text
+    assert text.endswith("At the chosen λ: d ln R/ds = 13.9 at s_ref on the path; the final network's is 145 at s*.")
+    # the validation report passes the prediction's knee and the verdict's threshold
+    record = {"predicted": dict(PREDICTION, knee_steepness=144.66), "measured": {"limit_by_loss": 0.65},
+              "trust": dict(INSIDE, reason="sharp knee"), "training": {"l1_path": path}}
+    assert "the final network's is 145 at s*." in report.validation_markdown(record)
+
+
+def _labels(axes) -> list[str]:
+    return axes.get_legend_handles_labels()[1]
+
+
+def test_figures_outside_the_regime_say_the_prediction_is_no_limit():
+    """A figure drew an out-of-regime s* as a limit, in the red of an in-regime one (a review)."""
+    note = "Outside the regime: the predicted sparsity is not a pruning limit for this network"
+    inside = report.prediction_figure(PREDICTION, _curve(), _sweep(), trust=INSIDE)
+    assert "predicted s* = 0.700" in _labels(inside.axes[0]) and inside._suptitle is None
+    outside = report.prediction_figure(PREDICTION, _curve(), _sweep(), trust=OUTSIDE, title="mlp")
+    for axes in outside.axes[:2]:
+        (line,) = [ln for ln in axes.get_lines() if ln.get_label().startswith("predicted s*")]
+        assert line.get_label() == "predicted s* = 0.700 (outside the regime: not a limit)"
+        assert line.get_linestyle() == "--" and line.get_color() == "0.45"
+    assert outside._suptitle.get_text() == f"mlp\n{note}"
+    # the limit against ε: every point outside, the line grey; some, those points marked
+    points = [dict(PREDICTION, epsilon=e, sparsity=s, interval=[s - 0.01, s + 0.005]) for e, s in ((0.001, 0.946), (0.01, 0.96), (0.1, 0.968))]
+    every = report.limit_curve_figure(points, trusts=[OUTSIDE] * 3).axes[0]
+    assert "predicted s* (outside the regime: not a limit)" in _labels(every)
+    mixed = report.limit_curve_figure(points, trusts=[OUTSIDE, INSIDE, INSIDE]).axes[0]
+    (marked,) = [ln for ln in mixed.get_lines() if ln.get_label() == "s* outside the regime: not a limit"]
+    assert list(marked.get_xdata()) == [0.001] and "predicted s*" in _labels(mixed)
+    # zoomed to the points: 94.6 to 96.8 % was a flat line at the top of [0, 1.02]
+    low, high = mixed.get_ylim()
+    assert 0.9 < low < 0.936 and 0.973 < high < 1.0
+    # the structures' bars
+    figure = report.structures_figure(_structures_record(OUTSIDE))
+    right = figure.axes[1]
+    assert "predicted (outside the regime: not a limit)" in _labels(right)
+    assert all(bar.get_hatch() == "//" for bar in right.patches)
+    assert figure._suptitle.get_text() == note
+    assert "predicted" in _labels(report.structures_figure(_structures_record(INSIDE)).axes[1])
+
+
+def test_prediction_figure_draws_a_zero_loss():
+    """A training loss of exactly 0 (MSE on a perfect fit) vanished on the log axis (a review)."""
+    sweep = dict(_sweep(), loss=np.where(np.linspace(0, 1, 41) < 0.3, 0.0, np.linspace(0, 1, 41) ** 2), dense_loss=0.0)
+    right = report.prediction_figure(PREDICTION, _curve(), sweep).axes[1]
+    assert right.get_yscale() == "symlog" and "symmetric log" in right.get_ylabel()
+    assert report.prediction_figure(PREDICTION, _curve(), _sweep()).axes[1].get_yscale() == "log"
+
+
+def test_structures_answer_lines_lead_with_the_answer_and_the_reason():
+    """validate --structure opened with a Markdown table, gave the verdict last and its reason
+    nowhere (a review): the answer, then trust with the reason, then each structure, then next."""
+    command = "pruning-limit train --init nol1.pt -o nol1-l1.pt"
+    lines = report.structures_answer_lines(_structures_record(OUTSIDE, next_command=command))
+    assert lines == [
+        "predicted unstructured 95.6 %, largest structured layerwise 84.0 %: not pruning limits for this network",
+        f"trust: outside the regime ({OUTSIDE['reason']})",
+        "  unstructured  predicted 95.6 % [92.6, 95.8], measured 95.5 % (+0.1 points)",
+        "  layerwise     predicted 84.0 % [83.1, 84.4], measured 80.0 % (+4.0 points)",
+        "  neuron        predicted 71.3 % [70.3, 71.3], measured 69.3 % (+2.0 points), 5.0 % left dense",
+        "  2:4           50.0 %, feasible: predicted yes (needs ε ≥ 0.005), measured no (loss rise 0.021)",
+        f"next: {command}",
+        f"      # {report.NEXT_REASON}",
+    ]
+    inside = report.structures_answer_lines(_structures_record(INSIDE))
+    assert inside[0] == "unstructured limit 95.6 % (measured 95.5 %); largest structured: layerwise 84.0 % (measured 80.0 %)"
+    assert not any(line.startswith("next") for line in inside)
+    # one structure: as validate says it, with the structure named, and the layers it leaves dense
+    one = _structures_record(OUTSIDE, next_command=command)
+    one["structures"] = [one["structures"][2]]
+    lines = report.structures_answer_lines(one)
+    assert lines[0] == "neuron: predicted 71.3 % [70.3, 71.3], measured 69.3 %, difference +2.0 points: not a pruning limit for this network"
+    assert lines[1].startswith("trust: outside the regime (trained without l1") and lines[2].startswith("left dense  5.weight (320)")
+    pattern = _structures_record(INSIDE)
+    pattern["structures"] = [pattern["structures"][3]]
+    assert report.structures_head(pattern) == (
+        "2:4 at 50.0 %, feasible at ε = 0.0129: predicted yes (needs ε ≥ 0.005), measured no (loss rise 0.021)")
+    # the detail: the table, and ε and D in short lines
+    detail = report.structures_rows(_structures_record(INSIDE)).splitlines()
+    assert detail[0].startswith("| structure | predicted |")
+    assert detail[-2:] == ["epsilon = 0.0129, D = 6464 prunable weights; sparsities in percent;",
+                           "measured by one-shot pruning at each structure's allowed points"]
+
+
+def test_structures_markdown_opens_with_the_answer_and_the_verdict():
+    """The structures report opened with the table, without the bold answer and trust lines of
+    the validation report, and its reason appeared nowhere (a review)."""
+    command = "pruning-limit train --init nol1.pt -o nol1-l1.pt"
+    text = report.structures_markdown(_structures_record(OUTSIDE, next_command=command))
+    body = text.split("\n\n")
+    assert body[2] == "**Predicted unstructured 95.6 %, largest structured layerwise 84.0 %: not pruning limits for this network.**"
+    assert body[3].startswith(f"**Trust: outside the regime** ({OUTSIDE['reason']}).")
+    assert body[3].endswith(f"Next: `{command}` ({report.NEXT_REASON}).")
+    assert body[4].startswith("| structure | predicted |")  # the table after the answer
+    one = _structures_record(INSIDE)
+    one["structures"] = [one["structures"][2]]
+    assert "\n**neuron: predicted 71.3 % [70.3, 71.3], measured 69.3 %, difference +2.0 points.**\n" in report.structures_markdown(one)

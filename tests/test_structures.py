@@ -763,10 +763,13 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     assert run_cli("train", "--model", "mlp:8", "--data", "digits", "--epochs", "2", "--l1", "0", "-o", plain, "-q").exit_code == 0
     result = run_cli("validate", plain, "--structure", "neuron", "--report", tmp_path / "plain.md", *SLQ)
     assert result.exit_code == 0, result.stderr
-    assert "| outside the regime |" in result.stdout
-    pattern = run_cli("validate", plain, "--structure", "2:4", *SLQ).stdout  # the pattern row had "-"
+    lines = result.stdout.splitlines()  # the answer, then the verdict with its reason; the table behind -v
+    assert lines[0].startswith("neuron: predicted ") and lines[0].endswith("not a pruning limit for this network")
+    assert lines[1].startswith("trust: outside the regime (trained without l1 (λ = 0)")
+    assert f"next: pruning-limit train --init {plain}" in result.stdout and "|" not in result.stdout
+    assert "| outside the regime |" in run_cli("validate", plain, "--structure", "neuron", "-v", *SLQ).stdout
+    pattern = run_cli("validate", plain, "--structure", "2:4", "-v", *SLQ).stdout  # the pattern row had "-"
     assert next(line for line in pattern.splitlines() if line.startswith("| 2:4")).endswith("| outside the regime |")
-    assert f"outside the regime, not a pruning limit: neuron; next: pruning-limit train --init {plain}" in result.stdout
     # predict --structure says so too, first (it printed a bare number), for a pattern as well
     lines = run_cli("predict", plain, "--structure", "neuron", *SLQ).stdout.splitlines()
     assert lines[0].endswith("neuron sparsity: not a pruning limit for this network") and lines[1].startswith("trust: outside")
@@ -774,7 +777,8 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     record = json.loads(run_cli("predict", plain, "--structure", "2:4", "--json", *SLQ).stdout)
     assert record["trust"]["in_regime"] is False and record["next"].startswith("pruning-limit train --init")
     assert "next: pruning-limit train --init" in run_cli("predict", plain, "--structure", "2:4", *SLQ).stdout
-    assert "Outside the regime where marked: not a pruning limit. Next: `pruning-limit train --init" in (tmp_path / "plain.md").read_text()
+    text = (tmp_path / "plain.md").read_text()
+    assert "**Trust: outside the regime** (trained without l1 (λ = 0)" in text and "Next: `pruning-limit train --init" in text
 
     # the adaptive stop watches each structure's own answer (before neuron's move to a whole group)
     record = json.loads(run_cli("validate", bundle, "--structure", "neuron", "--json", "--probes", "2").stdout)
