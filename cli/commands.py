@@ -520,12 +520,13 @@ def predict_command(
     )
     next_command, next_reason = next_step(loaded, checkpoint)
     from pruning_limits import report
-    from pruning_limits.objective import flat_weights
+    from pruning_limits.objective import flat_weights, model_copy
 
     if plot_path and is_main_process():
         if len(predictions) == 1:
             first = predictions[0]
-            fixed_point = report.fixed_point_record(flat_weights(loaded.model), spectrum, first, gradient)
+            # the weights the prediction used: a torch prune mask folded (flat_weights(loaded.model) read weight_orig)
+            fixed_point = report.fixed_point_record(flat_weights(model_copy(loaded.model)), spectrum, first, gradient)
             figure = report.prediction_figure(first.to_dict(), fixed_point, trust=trusts[0])
         else:
             figure = report.limit_curve_figure([p.to_dict() for p in predictions], trusts=trusts)
@@ -567,10 +568,12 @@ def predict_command(
     ]
     console.result(report.markdown_table(["epsilon", "predicted sparsity s*", "kinematic interval", "density", "trust"], rows))
     console.result(f"D = {records[0]['dim']} prunable weights")
-    if retrain:
-        console.result(f"outside the regime, not a pruning limit, where marked; next: {report.next_text(next_command, next_reason)}")
+    if retrain:  # the prose alone, then the next step as predict with one ε prints it (a 161-character line)
+        console.result("\n".join(["outside the regime, not a pruning limit, where marked",
+                                   *report.next_lines(next_command, next_reason)]))
     elif not inside:
-        console.result("outside the regime, not a pruning limit, where marked: the knee is sharp at ε = batch-std, where the prediction holds")
+        console.result("outside the regime, not a pruning limit, where marked:\n"
+                       "the knee is sharp at ε = batch-std, where the prediction holds")
 
 
 def _batch_std_point(model: Any, data: Any, spectrum: Any, gradient: Any, eta: float | None) -> tuple[float, float, float] | None:
@@ -672,6 +675,8 @@ def _emit_structured_predictions(
                         "density": [r["density"] for r in records], "interval": [r["interval"] for r in records],
                         "predictions": records, "params": params, "seconds": time.perf_counter() - start, **advice})
         return
+    # one next step for the network: with several ε it follows them all, once (it was repeated after each)
+    each = next_command if len(records) == 1 else None
     for i, record in enumerate(records):
         if i:
             console.result("")
@@ -679,11 +684,11 @@ def _emit_structured_predictions(
             console.result(report.text_table(report.pattern_prediction_rows(record)))
             trust = record["trust"]
             console.result(f"trust: {trust['level']} ({trust['reason']})")
-            if trust["retrain"]:
-                console.result("\n".join(report.next_lines(next_command, next_reason)))
+            if trust["retrain"] and each:
+                console.result("\n".join(report.next_lines(each, next_reason)))
             continue
         console.result("\n".join(report.answer_lines(
-            record, record["trust"], next_command=next_command, next_reason=next_reason, structure=structure.name,
+            record, record["trust"], next_command=each, next_reason=next_reason, structure=structure.name,
         )))
         rows = report.structure_support_rows(support)
         if console.verbose:
@@ -691,6 +696,8 @@ def _emit_structured_predictions(
             rows.insert(1, ("structure", f"{structure.name} ({support['allowed_points'] - 1} allowed steps up to s = {support['max_sparsity']:.4f})"))
         if rows:
             console.result(report.text_table(rows))
+    if next_command and not each:
+        console.result("\n" + "\n".join(report.next_lines(next_command, next_reason)))
 
 
 @click.command("prune")
@@ -812,7 +819,7 @@ def prune_command(
         ("sparsity", f"{record['sparsity']:.4f} ({zeros} of {weights.size} weights zero)"),
         *([] if parsed.kind == "unstructured" else [("structure", parsed.name)]),
         *(
-            [("left dense", ", ".join(d["name"] for d in support["dense_layers"]) + f" ({100 * support['dense_share']:.1f}% of weights)")]
+            [("left dense", ", ".join(d["name"] for d in support["dense_layers"]) + f" ({100 * support['dense_share']:.1f} % of weights)")]
             if support["dense_layers"] else []
         ),
         ("training loss before", format_number(record["loss_before"])),
@@ -1136,12 +1143,14 @@ def _validate_structures(
     # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
     # structure, an N:M pattern's feasibility answer included (it rests on the same bound)
     from pruning_limits.limits import magnitude_distance_curve, zero_fraction
-    from pruning_limits.objective import flat_weights
+    from pruning_limits.objective import flat_weights, model_copy
 
+    # s₀ of the weights the unstructured answer was predicted from: validate_structures' copy (the
+    # stored --params selection, a torch prune mask folded; flat_weights(loaded.model) read weight_orig)
+    record["network_zero_fraction"] = zero_fraction(magnitude_distance_curve(flat_weights(model_copy(loaded.model))))
     (network,) = _network_trusts(
         recorded_l1(loaded),
-        [(result.epsilon, result.network_knee_steepness, result.network_sparsity,
-          zero_fraction(magnitude_distance_curve(flat_weights(loaded.model))))],  # s₀ of the unstructured answer's weights
+        [(result.epsilon, result.network_knee_steepness, result.network_sparsity, record["network_zero_fraction"])],
         lambda: None if epsilon == "batch-std" else _batch_std_point(loaded.model, loaded.data, result.spectrum, gradient, eta),
         knee_at="the unstructured s*",
     )

@@ -209,12 +209,29 @@ def magnitude_distance_curve(weights: Any) -> np.ndarray:
     with np.errstate(over="ignore"):  # an overflow is refused below, in one line
         squares = np.sort(w**2)
         cumulative = np.concatenate([[0.0], np.cumsum(squares)])
-    if not math.isfinite(cumulative[-1]):  # the partial sums grow: the last is the first to overflow
+    refuse_overflowing_squares(float(cumulative[-1]), w)  # the partial sums grow: the last is the first to overflow
+    return cumulative[::-1].copy()
+
+
+def refuse_overflowing_squares(total: float, weights: np.ndarray) -> None:
+    """Refuse finite ``weights`` whose sum of squares ``total`` (``R_0²``) overflowed float64.
+
+    Shared by :func:`magnitude_distance_curve` and :func:`pruning_limits.structures.distance_curve`,
+    which compute ``total`` under ``np.errstate(over="ignore")`` (no numpy warning).
+
+    Args:
+        total: ``Σ w²`` as computed in float64 (``inf`` where it overflowed; squares of finite
+            weights are never NaN).
+        weights: the float64 weights (for the message).
+
+    Raises:
+        PruningLimitsError: ``total`` is infinite: one line with ``max |w|`` and the hint to rescale.
+    """
+    if math.isinf(total):
         raise PruningLimitsError(
-            f"weights too large: max |w| = {float(np.max(np.abs(w))):.4g}, and R² = Σ w² of the {w.size} weights "
+            f"weights too large: max |w| = {float(np.max(np.abs(weights))):.4g}, and R² = Σ w² of the {weights.size} weights "
             f"overflows float64 (about 1.8e308); rescale the weights (and ε by the square of the factor)"
         )
-    return cumulative[::-1].copy()
 
 
 def zero_fraction(distance_squared: Any) -> float:

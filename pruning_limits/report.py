@@ -40,8 +40,8 @@ NEXT_REASON = "l1 fine-tune into the regime, then predict again"
 
 
 def next_text(command: str, reason: str | None = None) -> str:
-    """``CMD  # reason``: the ``next:`` line's text, which pastes into a shell as it stands (the
-    reason a comment; the JSON keeps ``next`` and ``next_reason`` apart)."""
+    """``CMD  # reason``: the text after ``next: `` on a short ``next:`` line, which pastes into a
+    shell as it stands (the reason a comment; the JSON keeps ``next`` and ``next_reason`` apart)."""
     return f"{command}  # {reason or NEXT_REASON}"
 
 
@@ -50,9 +50,10 @@ LINE_WIDTH = 100
 
 
 def next_lines(command: str, reason: str | None = None, *, width: int = LINE_WIDTH) -> list[str]:
-    """``next: CMD  # reason`` as one line, or, past ``width`` characters, the command on its
-    own line and the reason as indented shell comments below it: both paste into a shell as
-    they stand (the comment lines do nothing)."""
+    """``next: CMD  # reason`` as one line, or, past ``width`` characters, ``next: CMD`` and the
+    reason as indented shell comments below it. In both, the text after ``next: `` (with the
+    comment lines, which do nothing) pastes into a shell as it stands; the ``next:`` itself is
+    no command."""
     line = f"next: {next_text(command, reason)}"
     if len(line) <= width:
         return [line]
@@ -541,7 +542,7 @@ def prediction_figure(
     s = np.asarray(curve["sparsity"], dtype=np.float64)
     ratio = np.asarray(curve["delta_over_dim"], dtype=np.float64)
 
-    figure = _figure(11.0 if sweep else 5.6, 4.2)
+    figure = _figure(11.0 if sweep else 5.6, 5.0 if sweep else 5.2)  # taller: the legend is below the panels
     axes = figure.subplots(1, 2 if sweep else 1, squeeze=False)[0]
     left = axes[0]
     left.plot(s, ratio, color="tab:blue", lw=1.6, label="δ(R(s)) / D")
@@ -554,7 +555,9 @@ def prediction_figure(
     left.set_xlabel("sparsity s (fraction of weights pruned)")
     left.set_ylabel("δ(R(s)) / D")
     left.set_title(f"fixed point: ε = {format_number(prediction.get('epsilon'))}, D = {format_number(prediction.get('dim'))}", fontsize=10)
-    left.legend(fontsize=8, loc="lower left")
+    # the legends go below the panels, one for both: inside, the left one covered the δ(R)/D band
+    # and the right one, placed by "best" on the loss axes alone, the accuracy curve (a review)
+    handles, labels = left.get_legend_handles_labels()
 
     if sweep:
         right = axes[1]
@@ -572,7 +575,7 @@ def prediction_figure(
             scale_name = "log scale"
         right.set_xlabel("sparsity s")
         right.set_ylabel(f"loss ({scale_name})", color="tab:orange")
-        handles, labels = right.get_legend_handles_labels()
+        handles_right, labels_right = right.get_legend_handles_labels()
         if sweep.get("accuracy") is not None:
             twin = right.twinx()
             twin.plot(xs, np.asarray(sweep["accuracy"], dtype=np.float64), color="tab:green", marker=".", ms=3, lw=1.3, label="test accuracy")
@@ -581,21 +584,21 @@ def prediction_figure(
             twin.set_ylabel("test accuracy", color="tab:green")
             twin.set_ylim(0, 1.02)
             more_h, more_l = twin.get_legend_handles_labels()
-            handles, labels = handles + more_h, labels + more_l
+            handles_right, labels_right = handles_right + more_h, labels_right + more_l
         _mark_prediction(right, s_star, interval, outside=outside)
         for key, style, name in (("limit_by_loss", "-.", "measured (loss)"), ("limit_by_accuracy", (0, (1, 1)), "measured (accuracy)")):
             if sweep.get(key) is not None:
                 line = right.axvline(float(sweep[key]), color="black", ls=style, lw=1.2, label=f"{name} = {float(sweep[key]):.3f}")
-                handles.append(line)
-                labels.append(line.get_label())
+                handles_right.append(line)
+                labels_right.append(line.get_label())
         right.set_xlim(0, 1)
-        h2, l2 = right.get_legend_handles_labels()
-        for h, l in zip(h2, l2):
+        h2, l2 = right.get_legend_handles_labels()  # the prediction's marks, drawn alike on both panels: once
+        for h, l in [*zip(handles_right, labels_right), *zip(h2, l2)]:
             if l not in labels:
                 handles.append(h)
                 labels.append(l)
-        right.legend(handles, labels, fontsize=7, loc="best", framealpha=0.85)
         right.set_title("one-shot global magnitude pruning", fontsize=10)
+    figure.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=3 if sweep else 2)
     _verdict_title(figure, title, outside, fontsize=11)
     return figure
 
@@ -609,13 +612,46 @@ def _outside(trust: Any) -> bool:
     return trust is not None and not bool(trust.get("in_regime", True))
 
 
+#: What a figure says above its panels outside the regime.
+OUTSIDE_NOTE = "Outside the regime: the predicted sparsity is not a pruning limit for this network"
+
+
+def _fit_width(text: str, figure: Any, fontsize: float) -> str:
+    """``text`` with each line wrapped so that it fits in 95 % of the figure's width at
+    ``fontsize``, measured with the Agg renderer's font metrics (the note ran 25 px past each
+    edge of the 5.6-inch single-panel figure, a review)."""
+    import textwrap
+
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer, prop = RendererAgg(1, 1, 72), FontProperties(size=fontsize)
+    room = 0.95 * figure.get_figwidth() * 72  # points
+
+    def fits(line: str) -> bool:
+        return renderer.get_text_width_height_descent(line, prop, ismath=False)[0] <= room
+
+    lines: list[str] = []
+    for part in text.split("\n"):
+        wrapped, width = [part], len(part)
+        while width > 10 and not all(fits(line) for line in wrapped):
+            width -= 1
+            wrapped = textwrap.wrap(part, width) or [part]
+        lines += wrapped
+    return "\n".join(lines)
+
+
 def _verdict_title(figure: Any, title: str | None, outside: bool, fontsize: float = 11) -> None:
-    """The figure's title, with the verdict above the panels outside the regime."""
+    """The figure's title, with the verdict above the panels outside the regime (each wrapped
+    to the figure's width)."""
     if outside:
-        note = "Outside the regime: the predicted sparsity is not a pruning limit for this network"
-        figure.suptitle(f"{title}\n{note}" if title else note, fontsize=fontsize, color="0.25")
+        note = _fit_width(OUTSIDE_NOTE, figure, fontsize)
+        if "\n" in note:  # too long for one line: broken after "Outside the regime:", then wrapped
+            note = _fit_width(OUTSIDE_NOTE.replace(": ", ":\n", 1), figure, fontsize)
+        text = f"{_fit_width(title, figure, fontsize)}\n{note}" if title else note
+        figure.suptitle(text, fontsize=fontsize, color="0.25")
     elif title:
-        figure.suptitle(title, fontsize=fontsize)
+        figure.suptitle(_fit_width(title, figure, fontsize), fontsize=fontsize)
 
 
 def _mark_prediction(axes: Any, s_star: float, interval: Sequence[Any] | None, *, outside: bool = False) -> None:
@@ -803,7 +839,7 @@ def structures_table(record: Mapping[str, Any]) -> str:
     rows = []
     for entry in record["structures"]:
         p, m, support = entry["predicted"], entry["measured"], entry["support"]
-        dense = "-" if not support["dense_layers"] else f"{100 * support['dense_share']:.1f}% of weights"
+        dense = "-" if not support["dense_layers"] else f"{100 * support['dense_share']:.1f} % of weights"
         if entry["pattern"]:
             low, high = p["needed_epsilon_interval"]
             rows.append([
@@ -927,7 +963,7 @@ def structure_support_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
     if not dense:
         return []
     names = ", ".join(f"{d['name']} ({d['size']})" for d in dense)
-    return [("left dense", f"{names}: {100 * float(record['dense_share']):.1f}% of weights")]
+    return [("left dense", f"{names}: {100 * float(record['dense_share']):.1f} % of weights")]
 
 
 def _structure_answer(entry: Mapping[str, Any], epsilon: Any = None) -> str:
@@ -974,7 +1010,8 @@ def structures_head(record: Mapping[str, Any]) -> str:
     largest = max(others, key=lambda e: float(e["predicted"]["sparsity"]))
     u, v = plain["predicted"]["sparsity"], largest["predicted"]["sparsity"]
     if not inside:
-        return f"predicted unstructured {_pct(u)}, largest structured {largest['structure']} {_pct(v)}: not pruning limits for this network"
+        # "not limits", not "not pruning limits": the line stays within LINE_WIDTH (it was 103 characters)
+        return f"predicted unstructured {_pct(u)}, largest structured {largest['structure']} {_pct(v)}: not limits for this network"
     mu, mv = plain["measured"].get("limit_by_loss"), largest["measured"].get("limit_by_loss")
     return (f"unstructured limit {_pct(u)}" + ("" if mu is None else f" (measured {_pct(mu)})")
             + f"; largest structured: {largest['structure']} {_pct(v)}" + ("" if mv is None else f" (measured {_pct(mv)})"))
@@ -1029,11 +1066,18 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
         head = structures_head(record)
         named = any(head.startswith(e["structure"]) for e in record["structures"] if e["structure"] != "unstructured")
         lines += [f"**{head if named else head[0].upper() + head[1:]}.**", ""]  # "neuron", "2:4" as named
+        from .regime import KNEE_MIN_SPARSITY
+
+        least = f"{100 * KNEE_MIN_SPARSITY:.3g}"  # as regime's reasons write it
+        # the whole criterion, its guards included: a verdict given for one of them contradicted the
+        # two conditions stated alone (a review)
         lines.append(
             f"**Trust: {trust['level']}** ({trust['reason']})." + (f" Evidence: {trust['evidence']}." if trust.get("evidence") else "")
-            + " The criterion (pruning_limits.regime) is the network's, one verdict for every structure: in regime "
-            f"when d ln R/ds at the unstructured s* is at least {trust['flat_knee']:g} and the network is not known "
-            "to be trained without l1."
+            + " The criterion (pruning_limits.regime.trust_level, docs/theory.md §10) is the network's, one verdict "
+            f"for every structure: in regime when d ln R/ds at the unstructured s* is at least {trust['flat_knee']:g} "
+            "and the network is not known to be trained without l1; outside, with no knee test, where that s* is "
+            f"below {least} % or less than {least} points above the fraction s₀ of weights already exactly zero "
+            "(there weights without a knee can pass the threshold too)."
         )
         if record.get("next"):
             lines[-1] += f" Next: `{record['next']}` ({record.get('next_reason') or NEXT_REASON})."

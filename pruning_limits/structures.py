@@ -454,7 +454,8 @@ def _group_order(structure: Structure, flat: np.ndarray, layout: list[Layer], ap
         next_group += int(part.max()) + 1
     covered_mask = group >= 0
     magnitude = np.abs(flat)
-    squares = flat**2
+    with np.errstate(over="ignore"):  # |w| above 1.3e154: an infinite group score (ties broken by index);
+        squares = flat**2  # the predictions refuse such weights in one line (distance_curve)
     index = np.arange(dim, dtype=np.int64)
     dense_layers = tuple((layer.name, layer.size) for layer in layout if not covers(layer))
     covered = int(covered_mask.sum())
@@ -493,9 +494,19 @@ def distance_curve(weights: Any, order: np.ndarray) -> np.ndarray:
 
     ``w^k`` keeps the last ``k`` entries of ``order``; float64 cumulative sums of the squared
     weights, so the curve is non-increasing in ``k`` also in floating point, ``R_D² = 0``.
+
+    Raises:
+        PruningLimitsError: finite weights whose ``Σ w²`` overflows float64, in the one line of
+            :func:`pruning_limits.limits.magnitude_distance_curve` (rescale them), without numpy's
+            overflow warning.
     """
+    from .limits import refuse_overflowing_squares
+
     flat = np.asarray(weights, dtype=np.float64).ravel()
-    pruned = np.concatenate([[0.0], np.cumsum(flat[order] ** 2)])
+    with np.errstate(over="ignore"):  # an overflow is refused below, in one line
+        pruned = np.concatenate([[0.0], np.cumsum(flat[order] ** 2)])
+    if np.isfinite(flat).all():  # NaN or inf weights: refused by the caller's checks, as before
+        refuse_overflowing_squares(float(pruned[-1]), flat)
     return pruned[::-1].copy()
 
 

@@ -251,7 +251,19 @@ def test_a_bundle_trained_without_l1_is_outside_the_regime_with_the_next_step(bu
     several = json.loads(ok("predict", path, *SLQ, "--epsilon", "0.01", "--epsilon", "0.1", "--json").stdout)
     assert (several["next"], several["next_reason"]) == (record["next"], record["next_reason"])
     text = ok("predict", path, *SLQ, "--epsilon", "0.01", "--epsilon", "0.1").stdout.splitlines()
-    assert text[-1] == f"outside the regime, not a pruning limit, where marked; next: {record['next']}  # {record['next_reason']}"
+    # the prose alone, then the next step wrapped as with one ε (one 161-character line, a review)
+    assert text[-3:] == ["outside the regime, not a pruning limit, where marked",
+                         f"next: {record['next']}", f"      # {record['next_reason']}"]
+    assert text[-2].removeprefix("next: ") == record["next"]  # the command, which cannot be split
+    assert all(len(line) <= 100 for line in text if line != text[-2])
+    # a structure at several ε: the one next step once, after every answer (it followed each, a review)
+    for structure in ("neuron", "2:4"):
+        shown = ok("predict", path, *SLQ, "--structure", structure, "--epsilon", "0.01", "--epsilon", "0.1").stdout.splitlines()
+        assert shown.count(f"next: {record['next']}") == 1 and shown.count(f"      # {record['next_reason']}") == 1
+        assert shown[-3:] == ["", f"next: {record['next']}", f"      # {record['next_reason']}"]
+        assert sum(line.startswith("trust: outside the regime") for line in shown) == 2  # each ε keeps its verdict
+    single = ok("predict", path, *SLQ, "--structure", "neuron").stdout.splitlines()  # one ε: as before
+    assert single.count(f"next: {record['next']}") == 1 and single[single.index(f"next: {record['next']}") - 1].startswith("trust: ")
     validated = ok("validate", path, *SLQ).stdout.splitlines()
     assert validated[0].startswith("predicted ") and ", measured " in validated[0] and "difference" in validated[0]
     assert validated[0].endswith("points: not a pruning limit for this network")  # as predict says it
@@ -1357,11 +1369,16 @@ def test_validate_structure_leads_with_the_answer_and_the_trust_reason(workdir, 
     verbose = ok("validate", path, *SLQ, "--structure", "neuron", "-v").stdout.splitlines()
     assert verbose[:len(lines)] == lines and verbose[len(lines)].startswith("| structure | predicted |")
     everything = ok("validate", path, *SLQ, "--structure", "all").stdout.splitlines()
-    assert everything[0].startswith("predicted unstructured ") and everything[0].endswith(": not pruning limits for this network")
+    assert everything[0].startswith("predicted unstructured ") and everything[0].endswith(": not limits for this network")
     assert everything[1] == lines[1]
     rows = [line for line in everything if line.startswith("  ")]
     assert [row.split()[0] for row in rows if not row.lstrip().startswith("#")] == ["unstructured", "layerwise", "neuron", "channel", "2:4"]
     assert all(len(row) <= 100 for row in rows)  # the table's 2:4 row was 171 characters, its next line 194
+    # every line --structure all prints without -v within 100 characters (the answer was 103, a
+    # review), but the next command (a path here) and the trust line: regime.trust_level's reason in
+    # one piece, as validate without --structure prints it
+    long = [line for line in everything if len(line) > 100 and line != f"next: {record['next']}"]
+    assert long in ([], [everything[1]]) and everything[1].startswith("trust: "), long
     # the figures say the verdict (they drew an out-of-regime prediction as a limit)
     drawn = {}
     for name in ("prediction_figure", "structures_figure"):

@@ -613,20 +613,23 @@ def test_weights_whose_squares_overflow_are_refused_in_one_line():
 def test_trace_bound_stays_below_s_star_where_rows_sum_to_1_up_to_the_tolerance():
     """Jensen (``trace_bound ≤ s*``) needs the predictor and ``abs_trace`` to read one measure. The
     Spectrum check let rows summing to 1 − 9e-6 through (``allclose``'s default rtol), the predictor
-    renormalised them and ``abs_trace`` did not: ``s* = 0``, ``trace_bound = 0.5`` (a review). Now
-    such a row is refused, and within the 1e-8 that is accepted both renormalise."""
+    renormalised them and ``abs_trace`` did not: ``s* = 0``, ``trace_bound = 0.5`` (a review). Such
+    a row is accepted again (ROW_SUM_TOLERANCE = 1e-5: float32 rules sum to 1 only that closely)
+    and divided by its sum at construction, so every integral reads the normalised measure; a row
+    off by 1e-3 is refused."""
     from pruning_limits.geometry import delta_fraction, spectral_statistical_dimension
 
-    with pytest.raises(PruningLimitsError, match=r"sum to 1 in every row \(within 1e-08\), got row 0 summing to 0.99999"):
-        Spectrum(np.array([[2.0, 2.0]]), np.array([[0.5, 0.5 - 9e-6]]), 2)
-    spec = Spectrum(np.array([[2.0, 2.0]]), np.array([[0.5, 0.5 - 9e-9]]), 2)
-    assert spec.abs_trace().value == 4.0 and spec.integrate(lambda x: np.ones_like(x)).value == 1.0
+    with pytest.raises(PruningLimitsError, match=r"sum to 1 in every row \(within 1e-05\), got row 0 summing to 0.999"):
+        Spectrum(np.array([[2.0, 2.0]]), np.array([[0.5, 0.5 - 1e-3]]), 2)
+    spec = Spectrum(np.array([[2.0, 2.0]]), np.array([[0.5, 0.5 - 9e-6]]), 2)
+    assert spec.weights.sum() == pytest.approx(1.0, abs=2e-16) and spec.weights[0, 0] == pytest.approx(0.5 / (1 - 9e-6), rel=1e-15)
+    assert spec.abs_trace().value == 4.0 and spec.trace().value == 4.0 and spec.integrate(lambda x: np.ones_like(x)).value == 1.0
     phi = 0.5 - 1e-12  # 2ε/(2ε + |λ|R²) at k = 1 (R² = 1), just below s = 1/2: not reached, by either test
     eps = phi / (1 - phi)
     p = predict_from_spectrum([1.0, 1.0], spec, eps)
     assert p.sparsity == 0.0 and p.trace_bound <= p.sparsity
-    # unnormalised, tr|H| = 4(1 − 9e-9) gave a share above 1/2: the case the check guards
-    assert 2 * eps * 2 / (2 * eps * 2 + 1.0 * 2 * 2 * (1 - 9e-9)) >= 0.5
+    # unnormalised, tr|H| = 4(1 − 9e-6) gave a share above 1/2: the case the renormalisation guards
+    assert 2 * eps * 2 / (2 * eps * 2 + 1.0 * 2 * 2 * (1 - 9e-6)) >= 0.5
     # the spectral statistical dimension is the δ the predictor uses, bit for bit
     assert spectral_statistical_dimension(spec, eps, 1.0).value == 2 * delta_fraction(spec.nodes, spec.weights, eps, 1.0)
     # random rules, rows off by up to the tolerance: Jensen holds against the brute-force scan
@@ -634,13 +637,14 @@ def test_trace_bound_stays_below_s_star_where_rows_sum_to_1_up_to_the_tolerance(
     for _ in range(200):
         dim = int(rng.integers(2, 40))
         nodes = rng.lognormal(-2, 2, size=(2, 6))
-        quad = rng.dirichlet(np.ones(6), size=2) * (1 + rng.uniform(-9e-9, 9e-9, size=(2, 1)))
+        quad = rng.dirichlet(np.ones(6), size=2) * (1 + rng.uniform(-9e-6, 9e-6, size=(2, 1)))
         spec = Spectrum(nodes, quad, dim)
         w = rng.normal(size=dim)
         eps = float(10 ** rng.uniform(-4, 0))
         p = predict_from_spectrum(w, spec, eps)
         assert p.trace_bound <= p.sparsity
         assert spec.abs_trace().value == pytest.approx(dim * np.mean(np.sum(quad * nodes, axis=1) / quad.sum(axis=1)), rel=1e-15)
+        assert spec.trace().value == pytest.approx(spec.abs_trace().value, rel=1e-15)  # positive nodes: one measure
 
 
 def test_fixed_point_curve_crosses_where_the_solver_does_at_zero_eigenvalue_ties():

@@ -10,7 +10,7 @@ import pytest
 from pruning_limits import PruningLimitsError
 from pruning_limits.limits import FLAT_KNEE
 from pruning_limits.regime import (
-    EVIDENCE_FILE, IN_REGIME, KNEE_MIN_SPARSITY, OUTSIDE, read_evidence, trust_level, write_evidence_section,
+    EVIDENCE_FILE, IN_REGIME, KNEE_GUARD_ZEROS, KNEE_MIN_SPARSITY, OUTSIDE, read_evidence, trust_level, write_evidence_section,
 )
 
 EVIDENCE = {
@@ -94,19 +94,23 @@ def test_the_installed_evidence_file_has_the_flat_knee_section():
 
 
 def test_knee_min_sparsity_is_where_a_kneeless_network_passes_the_knee_test():
-    """Gaussian weights (no knee): R² ∝ s³ near 0, so d ln R/ds ≈ 1.5/s ≥ FLAT_KNEE below 1.5/FLAT_KNEE."""
+    """Gaussian weights (no knee): R² ∝ s³ near 0, so d ln R/ds ≈ 1.5/s ≥ FLAT_KNEE below about
+    1.5/FLAT_KNEE; the guard, 0.0626, is derived from the secant (the boundary test below)."""
     import numpy as np
 
     from pruning_limits.limits import knee_steepness, magnitude_distance_curve
 
-    assert KNEE_MIN_SPARSITY == pytest.approx(1.5 / FLAT_KNEE) and KNEE_MIN_SPARSITY == pytest.approx(0.06)
+    assert KNEE_MIN_SPARSITY == pytest.approx(0.06258, abs=1e-5) and KNEE_MIN_SPARSITY > 1.5 / FLAT_KNEE
     curve = magnitude_distance_curve(np.random.default_rng(0).standard_normal(200_000))
     for s in (0.03, 0.05):
         assert knee_steepness(curve, s) == pytest.approx(1.5 / s, rel=0.1) and knee_steepness(curve, s) > FLAT_KNEE
     assert knee_steepness(curve, 0.2) < FLAT_KNEE  # above it the test tells the kneeless network apart
     below = trust_level(293.0, None, evidence=EVIDENCE, sparsity=0.0)  # validate --epsilon 1e-30 on a λ = 0 network
     assert below.level == OUTSIDE and below.retrain
-    assert below.reason().startswith("no knee test: s* = 0.0 % is below 6 %, where d ln R/ds ≥ 1.5/s for any network")
+    assert below.reason().startswith(
+        "no knee test: s* = 0.0 % is below 6.26 %, where weights without a knee (Gaussian-like) can read d ln R/ds ≥ 25 too"
+    )
+    assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.062).level == OUTSIDE
     assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.059).level == OUTSIDE
     assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=KNEE_MIN_SPARSITY).level == IN_REGIME
     assert "the unstructured s* = 4.0 %" in trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.04, knee_at="the unstructured s*").reason()
@@ -250,14 +254,14 @@ def test_the_small_sparsity_guard_counts_from_the_weights_already_zero():
         trust = trust_level(p.knee_steepness, None, evidence=EVIDENCE, sparsity=p.sparsity, zero_fraction=p.zero_fraction)
         assert trust.level == OUTSIDE and trust.retrain
         assert trust.reasons[0] == (
-            f"no knee test: s* = {100 * p.sparsity:.1f} % is less than 6 points above the 50.0 % of weights already "
-            f"zero (s₀), where d ln R/ds ≥ 1.5/(s − s₀) even without a knee"
+            f"no knee test: s* = {100 * p.sparsity:.1f} % is less than 6.26 points above the 50.0 % of weights already "
+            f"zero (s₀), where weights without a knee (Gaussian-like) can read d ln R/ds ≥ 25 too"
         )
-    # 6 points above the zeros the knee test speaks again; a few zeros print with two digits
+    # 6.26 points above the zeros the knee test speaks again; a few zeros print with two digits
     assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.57, zero_fraction=0.5).level == IN_REGIME
     assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.55, zero_fraction=0.5).level == OUTSIDE
     few = trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.05, zero_fraction=2e-4)
-    assert "s* = 5.0 % is less than 6 points above the 0.02 % of weights already zero" in few.reason()
+    assert "s* = 5.0 % is less than 6.26 points above the 0.02 % of weights already zero" in few.reason()
     # at ε = batch-std the same zeros count: a knee "sharp" just above them is no reason to skip the fine-tune
     assert trust_level(7.0, 0.0128, evidence=EVIDENCE, sparsity=0.8, epsilon=1e-9, batch_std=(0.0123, 147.0, 0.52),
                        zero_fraction=0.5).retrain
@@ -291,3 +295,70 @@ def test_the_bound_of_the_derivation_on_kneeless_densities():
                 assert slope >= 1.5 / u * (1 - 2 / m), (name, u, slope)
                 if name == "uniform":
                     assert slope == pytest.approx(1.5 / u, rel=2 / m)
+    # the survivors of magnitude pruning (all above its threshold, t(0) > 0): t non-decreasing gives
+    # t(u)² ≥ the mean of t² over [0, u], so at least 1/(2u), and near it, a third of the bound;
+    # 1/(2u) ≥ 25 only for u ≤ 0.02, inside the guard (which is conservative there)
+    survivors = np.sort(stats.halfnorm.ppf(0.5 + levels / 2))  # the larger half of half-normal magnitudes
+    r2 = np.cumsum(survivors**2)
+    for u in (0.02, 0.03, 0.05):
+        m = int(round(u * dim))
+        slope = dim * survivors[m - 1] ** 2 / (2 * r2[m - 1])
+        assert 1 / (2 * u) <= slope < 1.1 / (2 * u) < 1.5 / u, (u, slope)
+
+
+@pytest.mark.parametrize("zeros", [0.0, 0.3, 0.5])
+def test_the_guard_covers_the_secant_of_kneeless_weights(zeros):
+    """The guard was 1.5/25 = 0.06, where the point bound ``1.5/(s − s₀)`` reaches 25; the test reads
+    knee_steepness's ±0.01 secant, steeper, and Gaussian and Laplace magnitudes lie above the bound,
+    so kneeless networks read "in regime" at ``s* − s₀`` in 0.060–0.062 (a review). The guard is now
+    where the secant of Laplace weights beside half zeros falls to 25 (0.06258, regime._laplace_secant,
+    in closed form). On exact quantiles of uniform, half-normal and exponential magnitudes (D = 4·10⁵)
+    beside a fraction ``zeros`` of exact zeros, the secant falls below 25 inside the guard: just below
+    the guard the verdict is "outside" by the guard, just above it the knee test alone decides (a flat
+    knee for all of them)."""
+    import numpy as np
+    from scipy import stats
+
+    from pruning_limits.limits import knee_steepness, magnitude_distance_curve, zero_fraction
+    from pruning_limits.regime import _laplace_secant, _secant_crossing, _uniform_secant
+
+    # the constants: the uniform crossing solves 1.5·ln((u+h)/(u−h))/(2h) = 25; the guard the Laplace one
+    uniform = _secant_crossing(_uniform_secant, FLAT_KNEE)
+    assert uniform == pytest.approx(0.0605545, abs=1e-7) and _uniform_secant(uniform) == pytest.approx(FLAT_KNEE, rel=1e-12)
+    assert KNEE_MIN_SPARSITY == _secant_crossing(_laplace_secant, FLAT_KNEE) == pytest.approx(0.0625838, abs=1e-7)
+    assert _laplace_secant(KNEE_MIN_SPARSITY) == pytest.approx(FLAT_KNEE, rel=1e-12)
+    dim = 400_000
+    count = int(round(zeros * dim))
+    levels = (np.arange(dim - count) + 0.5) / (dim - count)
+    laws = {"uniform": levels, "half-normal": stats.halfnorm.ppf(levels), "exponential": stats.expon.ppf(levels)}
+    crossings = {}
+    for name, magnitudes in laws.items():
+        curve = magnitude_distance_curve(np.concatenate([np.zeros(count), magnitudes]))
+        s0 = zero_fraction(curve)
+        assert s0 == count / dim
+        low, high = 0.05, 0.08  # where knee_steepness falls to 25, by bisection
+        assert knee_steepness(curve, s0 + low) > FLAT_KNEE > knee_steepness(curve, s0 + high)
+        for _ in range(30):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if knee_steepness(curve, s0 + middle) >= FLAT_KNEE else (low, middle)
+        crossings[name] = low
+        assert uniform - 2e-5 < low < KNEE_MIN_SPARSITY + 2e-5, (name, low)  # 2e-5: ±1 weight of 4·10⁵ at each end
+        # the old guard's edge: the knee test alone read "in regime", the guard now says outside
+        at = s0 + 0.0603
+        assert knee_steepness(curve, at) > FLAT_KNEE
+        assert trust_level(knee_steepness(curve, at), None, evidence=EVIDENCE).level == IN_REGIME  # the knee test alone
+        assert trust_level(knee_steepness(curve, at), None, evidence=EVIDENCE, sparsity=at, zero_fraction=s0).level == OUTSIDE
+        below, above = s0 + KNEE_MIN_SPARSITY - 5e-4, s0 + KNEE_MIN_SPARSITY + 5e-4
+        verdict = trust_level(knee_steepness(curve, below), None, evidence=EVIDENCE, sparsity=below, zero_fraction=s0)
+        assert verdict.level == OUTSIDE and verdict.reasons[0].startswith("no knee test: s* = ")
+        steep = knee_steepness(curve, above)
+        assert steep < FLAT_KNEE
+        verdict = trust_level(steep, None, evidence=EVIDENCE, sparsity=above, zero_fraction=s0)
+        assert verdict == trust_level(steep, None, evidence=EVIDENCE)  # the knee test alone
+        assert verdict.level == OUTSIDE and verdict.reasons[0].startswith("flat knee: d ln R/ds = ")
+    # the order of the derivation: uniform at the bound's secant, Gaussian just above, Laplace steepest
+    assert crossings["uniform"] == pytest.approx(uniform, abs=2e-5)
+    assert crossings["uniform"] < crossings["half-normal"] < crossings["exponential"]
+    assert crossings["exponential"] == pytest.approx(_secant_crossing(lambda u: _laplace_secant(u, zeros), FLAT_KNEE), abs=2e-5)
+    if zeros == KNEE_GUARD_ZEROS:
+        assert crossings["exponential"] == pytest.approx(KNEE_MIN_SPARSITY, abs=2e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -442,6 +443,11 @@ def test_next_line_is_wrapped_past_100_characters_and_still_pastes_into_a_shell(
     wrapped = report.next_lines("pruning-limit train --init h.pt --l1 0.0128 -o h-l1.pt", long_reason)
     assert len(wrapped) == 3 and all(len(line) <= 100 for line in wrapped)
     assert " ".join(line.strip().removeprefix("# ") for line in wrapped[1:]) == long_reason
+    # docs/usage.md showed this one inline, on one line, as the code no longer prints it (a review)
+    usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
+    hastie = report.next_lines("pruning-limit train --init hastie.pt --l1 0.0128 -o hastie-l1.pt", long_reason)
+    assert "\n".join(f"    {line}" for line in hastie) in usage
+    assert "# past the λ path" not in usage.replace("\n          # past the λ path", "")  # no other copy
 
 
 def _path(metrics, chosen=1, knees=(10.0, 13.9, 20.0)):
@@ -531,13 +537,54 @@ def test_prediction_figure_draws_a_zero_loss():
     assert report.prediction_figure(PREDICTION, _curve(), _sweep()).axes[1].get_yscale() == "log"
 
 
+def _inside(inner, outer, slack: float = 0.5) -> bool:
+    return (inner.x0 >= outer.x0 - slack and inner.x1 <= outer.x1 + slack
+            and inner.y0 >= outer.y0 - slack and inner.y1 <= outer.y1 + slack)
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["one panel", "two panels"])
+@pytest.mark.parametrize("title", [None, "a title naming the checkpoint /some/rather/long/folder/name/model-l1.pt"])
+def test_the_verdict_title_lies_inside_the_figure(sweep, title):
+    """The single-panel figure's "Outside the regime: ..." title ran from x = -25.7 to 585.7 px on a
+    560 px canvas, so it read "side the regime: ... for this netw" (a review): it is wrapped to
+    the figure's width, measured as drawn, and says the whole note."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = report.prediction_figure(PREDICTION, _curve(), _sweep() if sweep else None, trust=OUTSIDE, title=title)
+    FigureCanvasAgg(figure).draw()  # as saved: the constrained layout done, the text measured
+    extent = figure._suptitle.get_window_extent()
+    assert _inside(extent, figure.bbox), (extent, figure.bbox)
+    text = figure._suptitle.get_text()
+    assert " ".join(text.split()).endswith("Outside the regime: the predicted sparsity is not a pruning limit for this network")
+    if sweep and title is None:  # wide enough: one line
+        assert text == report.OUTSIDE_NOTE
+    if not sweep:  # too narrow for one line: broken after the colon
+        assert "Outside the regime:\nthe predicted sparsity" in text
+    # the legend below the panels, clear of every axes (inside, it covered the δ(R)/D band and
+    # the accuracy curve drawn on the twin axes, which loc="best" did not see: a review)
+    (legend,) = figure.legends
+    assert not any(axes.get_legend() for axes in figure.axes)
+    box = legend.get_window_extent()
+    assert _inside(box, figure.bbox) and all(box.y1 <= axes.get_window_extent().y0 for axes in figure.axes)
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "predicted s* = 0.700 (outside the regime: not a limit)" in labels and "δ(R(s)) / D" in labels
+    assert len(labels) == len(set(labels))  # the marks drawn on both panels named once
+    if sweep:
+        assert {"training loss", "test accuracy", "dense accuracy", "measured (loss) = 0.650"} <= set(labels)
+    # the N:M-only structures figure (6.8 inches) and the two-panel one
+    for record in (_structures_record(OUTSIDE), {**_structures_record(OUTSIDE), "structures": _structures_record(OUTSIDE)["structures"][3:]}):
+        drawn = report.structures_figure(record, title=title)
+        FigureCanvasAgg(drawn).draw()
+        assert _inside(drawn._suptitle.get_window_extent(), drawn.bbox)
+
+
 def test_structures_answer_lines_lead_with_the_answer_and_the_reason():
     """validate --structure opened with a Markdown table, gave the verdict last and its reason
     nowhere (a review): the answer, then trust with the reason, then each structure, then next."""
     command = "pruning-limit train --init nol1.pt -o nol1-l1.pt"
     lines = report.structures_answer_lines(_structures_record(OUTSIDE, next_command=command))
     assert lines == [
-        "predicted unstructured 95.6 %, largest structured layerwise 84.0 %: not pruning limits for this network",
+        "predicted unstructured 95.6 %, largest structured layerwise 84.0 %: not limits for this network",
         f"trust: outside the regime ({OUTSIDE['reason']})",
         "  unstructured  predicted 95.6 % [92.6, 95.8], measured 95.5 % (+0.1 points)",
         "  layerwise     predicted 84.0 % [83.1, 84.4], measured 80.0 % (+4.0 points)",
@@ -572,10 +619,23 @@ def test_structures_markdown_opens_with_the_answer_and_the_verdict():
     command = "pruning-limit train --init nol1.pt -o nol1-l1.pt"
     text = report.structures_markdown(_structures_record(OUTSIDE, next_command=command))
     body = text.split("\n\n")
-    assert body[2] == "**Predicted unstructured 95.6 %, largest structured layerwise 84.0 %: not pruning limits for this network.**"
+    assert body[2] == "**Predicted unstructured 95.6 %, largest structured layerwise 84.0 %: not limits for this network.**"
     assert body[3].startswith(f"**Trust: outside the regime** ({OUTSIDE['reason']}).")
     assert body[3].endswith(f"Next: `{command}` ({report.NEXT_REASON}).")
     assert body[4].startswith("| structure | predicted |")  # the table after the answer
+    # the criterion in full: it left out the small-s* and s₀ guards, so a verdict given for one of
+    # them contradicted it (a review); a network l1-trained with a sharp knee but s* just above s₀
+    no_knee = dict(INSIDE, in_regime=False, level="outside the regime", reason=(
+        "l1-trained (λ = 0.0032); no knee test: the unstructured s* = 50.1 % is less than 6.26 points above the "
+        "50.0 % of weights already zero (s₀), where weights without a knee (Gaussian-like) can read d ln R/ds ≥ 25 too"))
+    trust = report.structures_markdown(_structures_record(no_knee)).split("\n\n")[3]
+    assert trust.startswith(f"**Trust: outside the regime** ({no_knee['reason']}).") and "docs/theory.md §10" in trust
+    from pruning_limits.regime import KNEE_MIN_SPARSITY
+
+    least = f"{100 * KNEE_MIN_SPARSITY:.3g}"  # the number the verdict's own reason gives
+    assert ("in regime when d ln R/ds at the unstructured s* is at least 25 and the network is not known to be trained "
+            f"without l1; outside, with no knee test, where that s* is below {least} % or less than {least} points above "
+            "the fraction s₀ of weights already exactly zero") in " ".join(trust.split())
     one = _structures_record(INSIDE)
     one["structures"] = [one["structures"][2]]
     assert "\n**neuron: predicted 71.3 % [70.3, 71.3], measured 69.3 %, difference +2.0 points.**\n" in report.structures_markdown(one)

@@ -82,3 +82,47 @@ def test_spectrum_fields_are_checked_at_construction() -> None:
         with pytest.raises(PruningLimitsError, match=match):
             Spectrum(nodes, weights, 2, **settings)
     assert Spectrum.from_eigenvalues([1.0, 2.0]).exact is True
+
+
+def test_rules_normalised_in_float32_are_accepted_and_renormalised_once():
+    """The row check of 1e-8 (rtol 0) refused float32 rules, off by a few float32 ulps (a review):
+    a Gauss rule from a float32 eigendecomposition, the weights 1/D of an exact measure stored as
+    float32. They are accepted (within ROW_SUM_TOLERANCE = 1e-5) and divided by their row sums once,
+    so cdf, trace and the integrals read one measure, the float64 renormalisation of the input; a
+    float64 rule already at 1 is kept bit for bit; a row off by 1e-3 is refused in one line."""
+    import torch
+
+    from pruning_limits.spectrum import ROW_SUM_TOLERANCE
+
+    assert ROW_SUM_TOLERANCE == 1e-5
+    rng = np.random.default_rng(0)
+    for n in (20, 100, 300):
+        a = rng.standard_normal((n, n)).astype(np.float32)
+        values, vectors = torch.linalg.eigh(torch.from_numpy((a + a.T) / 2))
+        first = vectors[0] ** 2
+        rule = (first / first.sum()).numpy()  # float32, normalised in float32
+        assert rule.dtype == np.float32 and 0 < abs(float(rule.astype(np.float64).sum()) - 1) < 1e-6
+        spec = Spectrum(values.numpy()[None], rule[None], 1000)
+        oracle = rule.astype(np.float64) / rule.astype(np.float64).sum()
+        np.testing.assert_allclose(spec.weights[0], oracle, rtol=1e-15, atol=0)
+        assert spec.weights.sum() == pytest.approx(1.0, abs=n * 2.0**-52)
+        assert spec.trace().value == pytest.approx(1000 * float(oracle @ values.numpy().astype(np.float64)), rel=1e-12)
+        assert spec.cdf([values.max().item()]) == pytest.approx([1.0], abs=n * 2.0**-52)
+    dim = 5000
+    eigs = rng.standard_normal(dim)
+    stored = np.full((1, dim), 1 / dim, dtype=np.float32)  # 1/D rounded to float32: the row sums to 1 − 2.5e-8
+    assert abs(float(stored.astype(np.float64).sum()) - 1) > 1e-8
+    exact = Spectrum(eigs[None], stored, dim, exact=True, rule="exact")
+    reference = Spectrum.from_eigenvalues(eigs)
+    assert exact.trace().value == pytest.approx(eigs.sum(), rel=1e-12, abs=1e-12)
+    assert exact.integrate(np.square).value == pytest.approx(reference.integrate(np.square).value, rel=1e-14)
+    # a float64 rule from this library is not touched
+    rule = rng.dirichlet(np.ones(7), size=3)
+    np.testing.assert_array_equal(Spectrum(rng.standard_normal((3, 7)), rule, 50).weights, rule)
+    for off in (1e-3, -1e-3, 2e-5):
+        bad = np.array([[0.5, 0.5 + off]])
+        with pytest.raises(PruningLimitsError) as raised:
+            Spectrum(np.ones((1, 2)), bad, 2)
+        assert str(raised.value) == (
+            f"spectrum weights must sum to 1 in every row (within 1e-05), got row 0 summing to {float(bad.sum())!r}"
+        )

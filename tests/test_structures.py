@@ -1099,3 +1099,42 @@ def test_a_pattern_at_the_share_of_zero_eigenvalues_is_feasible_as_the_unstructu
     pattern = predict_structured(w, spectrum, 1e-300, structured_order(w, layer_layout(model), "2:4"))
     assert pattern.sparsity == 0.5 and pattern.feasible
     assert pattern.needed_epsilon == 0.0  # every ε > 0 reaches δ/D = 1/2
+
+
+def test_weights_whose_squares_overflow_are_refused_in_one_line_on_every_curve():
+    """Structured and custom curves (distance_curve) gave the generic "criterion array R_k² must be
+    finite" after numpy's "overflow encountered in square" (a review); they now give
+    magnitude_distance_curve's one line, naming max |w| and the rescaling, and no warning; up to the
+    float64 range the curve is the sum of the pruned squares (oracle: math.fsum)."""
+    import warnings
+
+    model = tiny()
+    layout = layer_layout(model)
+    dim = sum(layer.size for layer in layout)
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal(dim)
+    base[np.argmax(np.abs(base))] = 4.0  # max |w| = 4 exactly: the message's number is 4e+160
+    huge = base * 1e160
+    expected = (
+        f"weights too large: max |w| = 4e+160, and R² = Σ w² of the {dim} weights overflows float64 (about 1.8e308); "
+        "rescale the weights (and ε by the square of the factor)"
+    )
+    spectrum = Spectrum.from_eigenvalues(np.concatenate([np.zeros(dim // 2), rng.random(dim - dim // 2)]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("layerwise", "neuron", "channel", "2:4"):
+            plan = structured_order(huge, layout, name)  # the order itself: no warning
+            with pytest.raises(PruningLimitsError) as raised:
+                distance_curve(huge, plan.order)
+            assert str(raised.value) == expected
+            with pytest.raises(PruningLimitsError) as raised:
+                predict_structured(huge, spectrum, 1e300, plan)
+            assert str(raised.value) == expected
+        with pytest.raises(PruningLimitsError) as raised:
+            magnitude_distance_curve(huge)
+        assert str(raised.value) == expected
+        small = base * 1e150  # Σ w² about 1e302: finite
+        order = structured_order(small, layout, "neuron").order
+        curve = distance_curve(small, order)
+        assert curve[0] == pytest.approx(math.fsum(small**2), rel=1e-13) and curve[-1] == 0.0
+        assert curve[dim // 2] == pytest.approx(math.fsum(small[order[: dim - dim // 2]] ** 2), rel=1e-13)

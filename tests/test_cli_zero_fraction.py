@@ -1,0 +1,67 @@
+"""The fraction ``s₀`` of weights already exactly zero reaches every command's trust verdict.
+
+A review: ``validate --structure`` computed ``s₀`` from ``loaded.model`` apart from the prediction
+(on a ``torch.nn.utils.prune``-masked model that read ``weight_orig``, not the masked weights the
+prediction used) and its JSON record did not carry it; no test ran a command on a network with
+exact zeros. Tiny settings (an 8-unit MLP on digits, 3 epochs, 12 Lanczos steps × 2 probes).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from pruning_limits.cli import cli
+from pruning_limits.regime import KNEE_MIN_SPARSITY
+
+SLQ = ["--iterations", "12", "--probes", "2"]
+
+
+def ok(*args: object) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory):
+    """A λ = 0 MLP magnitude-pruned to 50 % by ``prune``, and its zero counts per tensor (the oracle)."""
+    folder = tmp_path_factory.mktemp("zeros")
+    ok("train", "--model", "mlp:8", "--data", "digits", "--epochs", "3", "--l1", "0", "-o", folder / "net.pt")
+    ok("prune", folder / "net.pt", "--sparsity", "0.5", "-o", folder / "p50.pt")
+    state = torch.load(folder / "p50.pt", weights_only=True)["state_dict"]
+    zeros = {name: (int((state[name] == 0).sum()), state[name].numel()) for name in ("1.weight", "3.weight")}
+    return folder / "p50.pt", zeros
+
+
+def test_predict_and_validate_structure_carry_the_zero_fraction_to_the_verdict(pruned):
+    path, zeros = pruned
+    count, dim = (sum(v) for v in zip(*zeros.values()))
+    assert dim == 592 and count == 296  # prune --sparsity 0.5 of the 592 prunable weights
+    # ε = 1e-9: s* lies just above the zeros, where the guard speaks (the knee alone read it sharp)
+    predicted = json.loads(ok("predict", path, *SLQ, "--epsilon", "1e-9", "--json"))
+    assert predicted["zero_fraction"] == count / dim == 0.5
+    assert 0.5 <= predicted["sparsity"] < 0.5 + KNEE_MIN_SPARSITY
+    reason = predicted["trust"]["reason"]
+    assert predicted["trust"]["level"] == "outside the regime"
+    assert "is less than 6.26 points above the 50.0 % of weights already zero (s₀)" in reason, reason
+    validated = json.loads(ok("validate", path, *SLQ, "--epsilon", "1e-9", "--structure", "neuron", "--json"))
+    assert validated["network_zero_fraction"] == 0.5
+    assert validated["network_sparsity"] == pytest.approx(predicted["sparsity"], abs=1 / dim)
+    assert validated["trust"]["level"] == "outside the regime"
+    assert "points above the 50.0 % of weights already zero (s₀)" in validated["trust"]["reason"], validated["trust"]
+    assert "the unstructured s*" in validated["trust"]["reason"]
+
+
+def test_the_zero_fraction_is_over_the_selected_weights(pruned):
+    """--params 1.weight: s₀ counts the zeros of that tensor alone, in predict and validate --structure."""
+    path, zeros = pruned
+    count, dim = zeros["1.weight"]
+    assert 0 < count < dim and count / dim != 0.5  # global pruning left this tensor a share of its own
+    predicted = json.loads(ok("predict", path, *SLQ, "--params", "1.weight", "--json"))
+    assert predicted["dim"] == dim and predicted["zero_fraction"] == count / dim
+    validated = json.loads(ok("validate", path, *SLQ, "--params", "1.weight", "--structure", "neuron", "--json"))
+    assert validated["network_zero_fraction"] == count / dim
