@@ -143,9 +143,9 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 @click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, a trusted TorchScript archive or pickled module, or a Hugging Face folder) and l1 fine-tune it.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model or a TorchScript archive. Both run code stored in the file.")
 @click.option("--epochs", type=int, default=None, help="Training epochs at the chosen λ (default: the library's, 100).")
-@click.option("--lr", type=float, default=None, help="Initial learning rate, cosine decay to 0; adam takes it unchanged (default: the library's, 0.05).")
-@click.option("--optimizer", default=None, help="adam or sgd (default: the library's).")
-@click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's).")
+@click.option("--lr", type=float, default=None, help="Initial learning rate, cosine decay to 0, for sgd and adam alike (default: the library's, 0.05).")
+@click.option("--optimizer", default=None, help="sgd (momentum 0.9) or adam (default: the library's, sgd).")
+@click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's, 128).")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint to write: a bundle (.pt), or the --init's own format for a TorchScript, pickled-module or Hugging Face start (a new folder); not .safetensors.")
 @device_option
 @seed_option
@@ -520,13 +520,14 @@ def predict_command(
     )
     next_command, next_reason = next_step(loaded, checkpoint)
     from pruning_limits import report
-    from pruning_limits.objective import flat_weights, model_copy
+    from pruning_limits.objective import flat_running_weights
 
     if plot_path and is_main_process():
         if len(predictions) == 1:
             first = predictions[0]
-            # the weights the prediction used: a torch prune mask folded (flat_weights(loaded.model) read weight_orig)
-            fixed_point = report.fixed_point_record(flat_weights(model_copy(loaded.model)), spectrum, first, gradient)
+            # the weights the prediction used: a torch prune mask applied (flat_weights(loaded.model) read
+            # weight_orig), read without copying the model
+            fixed_point = report.fixed_point_record(flat_running_weights(loaded.model), spectrum, first, gradient)
             figure = report.prediction_figure(first.to_dict(), fixed_point, trust=trusts[0])
         else:
             figure = report.limit_curve_figure([p.to_dict() for p in predictions], trusts=trusts)
@@ -687,9 +688,10 @@ def _emit_structured_predictions(
             if trust["retrain"] and each:
                 console.result("\n".join(report.next_lines(each, next_reason)))
             continue
-        console.result("\n".join(report.answer_lines(
-            record, record["trust"], next_command=each, next_reason=next_reason, structure=structure.name,
-        )))
+        lines = report.answer_lines(record, record["trust"], next_command=each, next_reason=next_reason, structure=structure.name)
+        if len(records) > 1:  # which ε each block answers (the blocks read alike, a review); N:M's table names it
+            lines[0] = f"at ε = {report.format_number(record['epsilon'])}: {lines[0]}"
+        console.result("\n".join(lines))
         rows = report.structure_support_rows(support)
         if console.verbose:
             rows = report.prediction_rows(record) + rows
@@ -1143,11 +1145,12 @@ def _validate_structures(
     # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
     # structure, an N:M pattern's feasibility answer included (it rests on the same bound)
     from pruning_limits.limits import magnitude_distance_curve, zero_fraction
-    from pruning_limits.objective import flat_weights, model_copy
+    from pruning_limits.objective import flat_running_weights
 
-    # s₀ of the weights the unstructured answer was predicted from: validate_structures' copy (the
-    # stored --params selection, a torch prune mask folded; flat_weights(loaded.model) read weight_orig)
-    record["network_zero_fraction"] = zero_fraction(magnitude_distance_curve(flat_weights(model_copy(loaded.model))))
+    # s₀ of the weights the unstructured answer was predicted from: those of validate_structures' copy
+    # (the stored --params selection, a torch prune mask applied; flat_weights(loaded.model) read
+    # weight_orig), read without a second deep copy of the model
+    record["network_zero_fraction"] = zero_fraction(magnitude_distance_curve(flat_running_weights(loaded.model)))
     (network,) = _network_trusts(
         recorded_l1(loaded),
         [(result.epsilon, result.network_knee_steepness, result.network_sparsity, record["network_zero_fraction"])],

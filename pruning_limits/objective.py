@@ -541,6 +541,44 @@ def flat_weights(model: nn.Module, params: ParamSpec = "prunable") -> np.ndarray
     return torch.cat(tensors).numpy()
 
 
+def flat_running_weights(model: nn.Module) -> np.ndarray:
+    """The selected weights as the network runs them, one float64 vector: ``flat_weights(model_copy(model))``
+    without the copy.
+
+    A ``torch.nn.utils.prune`` re-parametrised weight is read as ``weight_orig * weight_mask`` of
+    its own module (:func:`_parameter_uses`), computed here on the CPU in float64, which equals
+    the folded float32 product converted (a 0/1 mask multiplies exactly); not ``module.weight``,
+    which is the product of the last forward pass or prune call, stale after a ``load_state_dict``.
+    Without masks it is :func:`flat_weights`. The selection is the model's
+    (:func:`prunable_parameters`, a stored ``--params`` selection included). A tensor shared by
+    uses masked unlike (prune applied to one of them) is read from :func:`model_copy`, which gives
+    each masked use its own tensor: the one case this still copies.
+
+    ``validate --structure`` and ``predict --plot`` count the zeros ``s₀`` of the network here;
+    they deep-copied the whole model for it, on its device (a review).
+    """
+    if not pruning_masks(model):
+        return flat_weights(model)
+    selected = prunable_parameters(model)
+    uses = _parameter_uses(model)
+    parts = []
+    for name, param in selected:
+        group = uses.get(id(param), [])
+        masks = [mask for _, _, mask in group]
+        masked_alike = all(mask is not None and torch.equal(mask, masks[0]) for mask in masks)
+        if len(group) > 1 and any(mask is not None for mask in masks) and not masked_alike:
+            return flat_weights(model_copy(model))  # untied there: _untie_unlike_masks
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name) if module_name else model
+        base = attr.removesuffix("_orig")
+        mask = next((mask for user, user_attr, mask in group if user is module and user_attr == base), None)
+        weight = param.detach().reshape(-1).to("cpu", torch.float64)
+        if mask is not None:
+            weight = weight * mask.detach().reshape(-1).to("cpu", torch.float64)
+        parts.append(weight)
+    return torch.cat(parts).numpy()
+
+
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """Device and floating dtype of the model's first parameter (CPU/float32 without any).
 

@@ -77,9 +77,28 @@ def _laplace_secant(u: float, zeros: float = KNEE_GUARD_ZEROS, step: float = KNE
 def _secant_crossing(secant: Callable[[float], float], level: float) -> float:
     """The ``u`` where a kneeless ``secant(u)``, falling in ``u`` there, falls to ``level``: bisection
     between ``1.5/level`` (where it is above: the point bound ``1.5/u``, and the secant is steeper)
-    and ``3/level`` (about half of it)."""
+    and ``3/level`` (about half of it).
+
+    The bracket must lie inside the secant's domain (``step < u < 1 − zeros − step`` for
+    :func:`_laplace_secant`), which holds only for some constants (``FLAT_KNEE`` > 6 with half
+    zeros, ``FLAT_KNEE`` < 1.5/``KNEE_STEP``): both ends are evaluated first, and an end outside it
+    (``math`` raised a bare ``ValueError: math domain error``, at import) or a secant that does not
+    fall through ``level`` between them is a :class:`PruningLimitsError` naming the bracket."""
+    if not (isinstance(level, (int, float)) and math.isfinite(level) and level > 0):
+        raise PruningLimitsError(f"the knee level must be a finite number > 0, got {level!r}")
     low, high = 1.5 / level, 3.0 / level
-    if not (secant(low) > level > secant(high)):
+
+    def at(u: float) -> float:
+        try:
+            value = float(secant(u))
+        except (ValueError, ZeroDivisionError, OverflowError) as error:
+            raise PruningLimitsError(
+                f"the knee level {level:g} brackets u in [{low:g}, {high:g}], outside the secant's domain "
+                f"at u = {u:g} ({error}): FLAT_KNEE, KNEE_STEP and KNEE_GUARD_ZEROS give no guard"
+            ) from None
+        return value
+
+    if not (at(low) > level > at(high)):
         raise PruningLimitsError(f"no crossing of the knee level {level:g} between u = {low:g} and {high:g}")
     for _ in range(100):
         middle = 0.5 * (low + high)

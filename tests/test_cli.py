@@ -262,7 +262,15 @@ def test_a_bundle_trained_without_l1_is_outside_the_regime_with_the_next_step(bu
         assert shown.count(f"next: {record['next']}") == 1 and shown.count(f"      # {record['next_reason']}") == 1
         assert shown[-3:] == ["", f"next: {record['next']}", f"      # {record['next_reason']}"]
         assert sum(line.startswith("trust: outside the regime") for line in shown) == 2  # each ε keeps its verdict
+        # each block says which ε it answers (two blocks alike, a review): its answer line, or N:M's table
+        named = [line for line in shown if line.startswith("at ε = ") or " feasible at eps=" in line]
+        assert len(named) == 2 and "0.01" in named[0] and "0.1" in named[1] and "0.01" not in named[1], named
+        if structure == "neuron":
+            assert [line.split(": ", 1)[0] for line in named] == ["at ε = 0.01", "at ε = 0.1"]
+            assert all(line.split(": ", 1)[1].startswith("predicted ") for line in named)
+            assert all(shown[shown.index(line) + 1].startswith("trust: ") for line in named)
     single = ok("predict", path, *SLQ, "--structure", "neuron").stdout.splitlines()  # one ε: as before
+    assert single[0].startswith("predicted ") and not any(line.startswith("at ε") for line in single)
     assert single.count(f"next: {record['next']}") == 1 and single[single.index(f"next: {record['next']}") - 1].startswith("trust: ")
     validated = ok("validate", path, *SLQ).stdout.splitlines()
     assert validated[0].startswith("predicted ") and ", measured " in validated[0] and "difference" in validated[0]

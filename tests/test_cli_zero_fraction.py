@@ -4,12 +4,19 @@ A review: ``validate --structure`` computed ``s₀`` from ``loaded.model`` apart
 (on a ``torch.nn.utils.prune``-masked model that read ``weight_orig``, not the masked weights the
 prediction used) and its JSON record did not carry it; no test ran a command on a network with
 exact zeros. Tiny settings (an 8-unit MLP on digits, 3 epochs, 12 Lanczos steps × 2 probes).
+
+The masked case is a whole pickled module holding ``weight_orig``/``weight_mask`` (read with
+``--trust-checkpoint``): the loaders refuse a state_dict with those keys, asking for
+``prune.remove`` first (checkpoint.py), so a masked network reaches the commands only as a module.
+A second review found the tests ran ``prune``'s output only (zeros stored in the weights, where
+``weight_orig`` and the masked weights agree) and nothing covered ``predict --plot``'s ``s₀``.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -65,3 +72,54 @@ def test_the_zero_fraction_is_over_the_selected_weights(pruned):
     assert predicted["dim"] == dim and predicted["zero_fraction"] == count / dim
     validated = json.loads(ok("validate", path, *SLQ, "--params", "1.weight", "--structure", "neuron", "--json"))
     assert validated["network_zero_fraction"] == count / dim
+
+
+@pytest.fixture(scope="module")
+def masked(pruned):
+    """The λ = 0 MLP masked by ``torch.nn.utils.prune.l1_unstructured`` (60 % of each layer, not folded),
+    saved as a whole module: ``weight_orig`` holds no zeros, the network that runs 355 of 592."""
+    from torch import nn
+    from torch.nn.utils import prune
+
+    net = pruned[0].parent / "net.pt"
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
+    model.load_state_dict(torch.load(net, weights_only=True)["state_dict"])
+    for layer in (model[1], model[3]):
+        prune.l1_unstructured(layer, "weight", amount=0.6)
+    state = model.state_dict()
+    assert {"1.weight_orig", "1.weight_mask", "3.weight_orig", "3.weight_mask"} <= set(state)
+    assert int((state["1.weight_orig"] == 0).sum()) == int((state["3.weight_orig"] == 0).sum()) == 0
+    path = net.parent / "masked_module.pt"
+    torch.save(model, path)
+    return path, model
+
+
+def test_a_torch_prune_masked_module_gives_the_masked_zero_fraction(masked, monkeypatch):
+    """s₀ of validate --structure and of predict --plot's fixed-point figure are the masked weights'
+    (355 of 592 zero), not weight_orig's (none zero): what the prediction itself used."""
+    from pruning_limits import report
+    from pruning_limits.limits import magnitude_distance_curve, zero_fraction
+    from pruning_limits.objective import flat_weights, model_copy
+
+    path, model = masked
+    s0 = (round(0.6 * 512) + round(0.6 * 80)) / 592
+    running = flat_weights(model_copy(model))
+    assert zero_fraction(magnitude_distance_curve(running)) == s0 and flat_weights(model).min() != 0 != flat_weights(model).max()
+    trust = ["--trust-checkpoint", "--data", "digits"]
+    predicted = json.loads(ok("predict", path, *trust, *SLQ, "--epsilon", "1e-9", "--json"))
+    assert predicted["zero_fraction"] == s0
+    validated = json.loads(ok("validate", path, *trust, *SLQ, "--epsilon", "1e-9", "--structure", "neuron", "--json"))
+    assert validated["network_zero_fraction"] == s0
+    assert f"points above the {100 * s0:.1f} % of weights already zero (s₀)" in validated["trust"]["reason"]
+    seen = []
+    record = report.fixed_point_record
+
+    def spy(weights, *args, **kwargs):
+        seen.append(weights)
+        return record(weights, *args, **kwargs)
+
+    monkeypatch.setattr(report, "fixed_point_record", spy)
+    ok("predict", path, *trust, *SLQ, "--epsilon", "1e-9", "--plot", path.parent / "fixed_point.png")
+    assert len(seen) == 1 and (path.parent / "fixed_point.png").stat().st_size > 0
+    np.testing.assert_array_equal(seen[0], running)  # the figure's weights: masked, as the prediction's
+    assert zero_fraction(magnitude_distance_curve(seen[0])) == s0

@@ -565,3 +565,56 @@ def test_a_spectral_norm_model_trains_without_l1_and_a_loss_that_cannot_be_copie
     given = predict_limit(plain, (x.double(), y), loss_fn=Scaled(), iterations=5, probes=1, epsilon=0.1)
     default = predict_limit(plain, (x.double(), y), iterations=5, probes=1, epsilon=0.1)
     assert given.sparsity == default.sparsity
+
+
+def test_the_running_weights_are_those_of_the_folded_copy_without_copying(monkeypatch):
+    """validate --structure and predict --plot deep-copied the whole model (model_copy) only to read
+    s₀ of the weights with torch prune masks folded (a review). flat_running_weights reads
+    weight_orig * weight_mask of each module instead: equal to flat_weights(model_copy(model)) on a
+    model masked by prune.l1_unstructured (not folded), a stored --params selection, ties masked
+    alike and a head masked alone (the one case read from the copy), and a mask loaded by
+    load_state_dict after the last forward pass (module.weight is stale then)."""
+    from torch.nn.utils import prune
+
+    from pruning_limits import objective
+    from pruning_limits.masks import prune_model
+    from pruning_limits.objective import flat_running_weights, model_copy, select_parameters
+
+    def oracle(model):
+        return flat_weights(model_copy(model))
+
+    torch.manual_seed(0)
+    plain = small_net().float()
+    np.testing.assert_array_equal(flat_running_weights(plain), flat_weights(plain))
+    masked = small_net().float()
+    prune.l1_unstructured(masked[0], "weight", amount=0.5)
+    prune.l1_unstructured(masked[4], "weight", amount=0.6)
+    assert [name for name, _ in prunable_parameters(masked)] == ["0.weight_orig", "4.weight_orig"]
+    expected = oracle(masked)
+    assert int((expected == 0).sum()) == 3 + round(0.6 * 36) and int((flat_weights(masked) == 0).sum()) == 0
+    with monkeypatch.context() as patch:  # no copy of the model: model_copy is not called
+        patch.setattr(objective, "model_copy", lambda model: pytest.fail("copied the model"))
+        running = flat_running_weights(masked)
+    assert running.dtype == np.float64
+    np.testing.assert_array_equal(running, expected)
+    # a mask loaded after the last forward pass: module.weight holds the old product, not the new mask
+    fresh = small_net().float()
+    prune.identity(fresh[0], "weight")
+    prune.identity(fresh[4], "weight")
+    fresh.load_state_dict(masked.state_dict())
+    assert int((fresh[4].weight == 0).sum()) == 0  # stale
+    np.testing.assert_array_equal(flat_running_weights(fresh), expected)
+    # a stored selection
+    select_parameters(masked, ["4.weight_orig"])
+    np.testing.assert_array_equal(flat_running_weights(masked), oracle(masked))
+    assert flat_running_weights(masked).size == 36
+    # a tie masked alike in both uses (prune_model), and a tied head masked alone (read from the copy)
+    tied = _Tied()
+    prune_model(tied, 0.5)
+    np.testing.assert_array_equal(flat_running_weights(tied), oracle(tied))
+    assert int((flat_running_weights(tied) == 0).sum()) == 27
+    head = _TiedHead()
+    magnitude = head.head.weight.detach().abs()
+    prune.custom_from_mask(head.head, "weight", magnitude > magnitude.median())
+    np.testing.assert_array_equal(flat_running_weights(head), oracle(head))
+    assert int((flat_running_weights(head) == 0).sum()) == int((magnitude <= magnitude.median()).sum())

@@ -362,3 +362,28 @@ def test_the_guard_covers_the_secant_of_kneeless_weights(zeros):
     assert crossings["exponential"] == pytest.approx(_secant_crossing(lambda u: _laplace_secant(u, zeros), FLAT_KNEE), abs=2e-5)
     if zeros == KNEE_GUARD_ZEROS:
         assert crossings["exponential"] == pytest.approx(KNEE_MIN_SPARSITY, abs=2e-5)
+
+
+def test_the_secant_crossing_refuses_constants_whose_bracket_leaves_the_secant_domain():
+    """The bracket [1.5/level, 3/level] lies inside _laplace_secant's domain (step < u < 1 − zeros − step)
+    only for some constants: FLAT_KNEE ≤ 6 beside half zeros (u + step > 0.5) and FLAT_KNEE ≥ 1.5/KNEE_STEP
+    (u − step ≤ 0) raised a bare ``ValueError: math domain error`` from math.log, at import (a review).
+    The function is called directly with other constants: inside the domain it finds the crossing,
+    outside it a PruningLimitsError names the bracket."""
+    from pruning_limits.regime import _laplace_secant, _secant_crossing, _uniform_secant
+
+    for level, step in ((8, 0.01), (25, 0.001), (25, 0.02), (40, 0.03), (149, 0.01)):
+        u = _secant_crossing(lambda u: _laplace_secant(u, step=step), level)
+        assert 1.5 / level < u < 3.0 / level and _laplace_secant(u, step=step) == pytest.approx(level, rel=1e-9)
+    for level, step, end in ((6, 0.01, "u = 0.5 "), (3, 0.01, "u = 0.5 "), (30, 0.05, "u = 0.05 "),
+                             (50, 0.03, "u = 0.03 "), (150, 0.01, "u = 0.01 "), (200, 0.01, "u = 0.0075 ")):
+        with pytest.raises(PruningLimitsError) as raised:
+            _secant_crossing(lambda u: _laplace_secant(u, step=step), level)
+        message = str(raised.value)
+        assert message.startswith(f"the knee level {level:g} brackets u in [{1.5 / level:g}, {3 / level:g}], outside the secant's domain at {end}")
+        assert "\n" not in message and message.endswith("FLAT_KNEE, KNEE_STEP and KNEE_GUARD_ZEROS give no guard")
+    with pytest.raises(PruningLimitsError, match="outside the secant's domain at u = 0.05 "):  # u = step: 1/0
+        _secant_crossing(lambda u: _uniform_secant(u, step=0.05), 30)
+    for level in (0, -25, math.nan, math.inf):
+        with pytest.raises(PruningLimitsError, match="the knee level must be a finite number > 0"):
+            _secant_crossing(_uniform_secant, level)
