@@ -1144,16 +1144,11 @@ def _validate_structures(
     record = _command_seconds({**result.to_dict(), **facts, "spectrum_source": "exact" if exact else "slq"}, start)
     # the regime is the network's (its λ, the knee at its unstructured answer): one verdict for every
     # structure, an N:M pattern's feasibility answer included (it rests on the same bound)
-    from pruning_limits.limits import magnitude_distance_curve, zero_fraction
-    from pruning_limits.objective import flat_running_weights
-
-    # s₀ of the weights the unstructured answer was predicted from: those of validate_structures' copy
-    # (the stored --params selection, a torch prune mask applied; flat_weights(loaded.model) read
-    # weight_orig), read without a second deep copy of the model
-    record["network_zero_fraction"] = zero_fraction(magnitude_distance_curve(flat_running_weights(loaded.model)))
+    # s₀ as the unstructured answer saw it (validate_structures' copy: the stored --params selection,
+    # a torch prune mask applied), in the record as network_zero_fraction
     (network,) = _network_trusts(
         recorded_l1(loaded),
-        [(result.epsilon, result.network_knee_steepness, result.network_sparsity, record["network_zero_fraction"])],
+        [(result.epsilon, result.network_knee_steepness, result.network_sparsity, result.network_zero_fraction)],
         lambda: None if epsilon == "batch-std" else _batch_std_point(loaded.model, loaded.data, result.spectrum, gradient, eta),
         knee_at="the unstructured s*",
     )

@@ -274,7 +274,8 @@ class StructuresValidation:
     """Every requested structure predicted and measured on one network, from one spectrum.
 
     ``network_knee_steepness``: ``d ln R/ds`` of the magnitude curve at the unstructured answer
-    from the same spectrum, and ``network_sparsity`` that answer's ``s*``, which place the network
+    from the same spectrum, ``network_sparsity`` that answer's ``s*`` and ``network_zero_fraction``
+    its ``s₀`` (:attr:`~pruning_limits.limits.Prediction.zero_fraction`), which place the network
     in or outside the regime (:func:`pruning_limits.regime.trust_level`) for every structure.
     """
 
@@ -285,6 +286,7 @@ class StructuresValidation:
     seconds: float
     network_knee_steepness: float = float("nan")
     network_sparsity: float = float("nan")
+    network_zero_fraction: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable record: ``structures`` (one entry each), ``epsilon``, ``spectrum``."""
@@ -293,6 +295,7 @@ class StructuresValidation:
             "gradient_term": self.gradient_term,
             "network_knee_steepness": self.network_knee_steepness,
             "network_sparsity": self.network_sparsity,
+            "network_zero_fraction": self.network_zero_fraction,
             "structures": [r.to_dict() for r in self.results],
             "spectrum": self.spectrum.summary(),
             "num_hvps": int(self.spectrum.num_hvps),
@@ -443,4 +446,7 @@ def validate_structures(
             if gradient is not None:
                 quadratic = quadratic_one_shot_limit(weights, gradient, operator, plan, eps)
             results.append(StructureResult(structure.name, plan, prediction, measured, None, curve_s, curve_r, quadratic))
-    return StructuresValidation(tuple(results), eps, spectrum, gradient_term, time.perf_counter() - start, network.knee_steepness, network.sparsity)
+    return StructuresValidation(
+        tuple(results), eps, spectrum, gradient_term, time.perf_counter() - start,
+        network.knee_steepness, network.sparsity, network.zero_fraction,
+    )
