@@ -288,6 +288,23 @@ def _range(low: float, high: float) -> str:
     return f"{low:+.1f} to {high:+.1f}" if low != high else f"{low:+.1f}"
 
 
+def criterion_text(flat_knee: float = FLAT_KNEE, knee_at: str = "s*") -> str:
+    """The criterion of :func:`trust_level` as one clause for reports, its guards included (a
+    verdict given for a guard contradicted the two conditions stated alone, a review).
+
+    Args:
+        flat_knee: the knee threshold the verdict used (a record's ``trust.flat_knee``).
+        knee_at: where the knee is taken (``"the unstructured s*"`` for structures).
+    """
+    least = f"{100 * KNEE_MIN_SPARSITY:.3g}"  # as the reasons of _knee_problem write it
+    return (
+        f"in regime when d ln R/ds at {knee_at} is at least {flat_knee:g} and the network is not known to be "
+        f"trained without l1; outside, with no knee test, where that s* is below {least} % or less than {least} "
+        "points above the fraction s₀ of weights already exactly zero (there weights without a knee can pass the "
+        "threshold too)"
+    )
+
+
 def trust_level(
     knee_steepness: float,
     l1: float | None,

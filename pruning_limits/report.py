@@ -385,15 +385,9 @@ def validation_markdown(record: Mapping[str, Any], figures: Mapping[str, str] | 
         head = answer_lines(record["predicted"], trust, measured=measured)[0]  # outside: "...: not a pruning limit for this network"
         lines += [f"**{head[0].upper()}{head[1:]}.**", ""]
         lines.append(f"**Trust: {trust['level']}** ({trust['reason']})." + (f" Evidence: {trust['evidence']}." if trust.get("evidence") else ""))
-        from .regime import KNEE_MIN_SPARSITY
+        from .regime import criterion_text
 
-        least = f"{100 * KNEE_MIN_SPARSITY:.3g}"  # as regime's reasons write it
-        lines[-1] += (  # the whole criterion, its guards included (as structures_markdown states it)
-            " The criterion (pruning_limits.regime.trust_level, docs/theory.md §10): in regime when d ln R/ds at s* "
-            f"is at least {trust['flat_knee']:g} and the network is not known to be trained without l1; outside, "
-            f"with no knee test, where s* is less than {least} points above the fraction s₀ of weights already "
-            "exactly zero (0 for most networks: there weights without a knee can pass the threshold too)."
-        )
+        lines[-1] += f" The criterion (pruning_limits.regime.trust_level, docs/theory.md §10): {criterion_text(trust['flat_knee'])}."
         if record.get("next"):
             lines[-1] += f" Next: `{record['next']}` ({record.get('next_reason') or NEXT_REASON})."
         lines.append("")
@@ -1083,18 +1077,12 @@ def structures_markdown(record: Mapping[str, Any], figure: str | None = None, *,
         head = structures_head(record)
         named = any(head.startswith(e["structure"]) for e in record["structures"] if e["structure"] != "unstructured")
         lines += [f"**{head if named else head[0].upper() + head[1:]}.**", ""]  # "neuron", "2:4" as named
-        from .regime import KNEE_MIN_SPARSITY
+        from .regime import criterion_text
 
-        least = f"{100 * KNEE_MIN_SPARSITY:.3g}"  # as regime's reasons write it
-        # the whole criterion, its guards included: a verdict given for one of them contradicted the
-        # two conditions stated alone (a review)
         lines.append(
             f"**Trust: {trust['level']}** ({trust['reason']})." + (f" Evidence: {trust['evidence']}." if trust.get("evidence") else "")
             + " The criterion (pruning_limits.regime.trust_level, docs/theory.md §10) is the network's, one verdict "
-            f"for every structure: in regime when d ln R/ds at the unstructured s* is at least {trust['flat_knee']:g} "
-            "and the network is not known to be trained without l1; outside, with no knee test, where that s* is "
-            f"below {least} % or less than {least} points above the fraction s₀ of weights already exactly zero "
-            "(there weights without a knee can pass the threshold too)."
+            f"for every structure: {criterion_text(trust['flat_knee'], 'the unstructured s*')}."
         )
         if record.get("next"):
             lines[-1] += f" Next: `{record['next']}` ({record.get('next_reason') or NEXT_REASON})."
