@@ -41,8 +41,9 @@ SETTLE_WINDOW = 3
 #: moves (fully re-orthogonalised, seed 0: 0.62 points low at 32, 40 and 50 steps). Until
 #: 2026-12-05 the minimum was 50 steps and the monitor also watched the paper's-model ``s*`` to
 #: get past that plateau; at large D that value never settles (docs/theory.md, "Why large
-#: networks did not settle"). Now the monitor watches the answer alone from 99 steps, the first
-#: checkpoint at or above twice the plateau's end, tested before adoption by
+#: networks did not settle"). Now the monitor watches the answer alone from 99 steps: the
+#: plateau ended at 50 steps, and 99 is the last checkpoint below twice that (100; the next is
+#: 124). It was tested before adoption by
 #: ``benchmarks/adaptive_stop.py`` on four networks trained for it (48 runs, fully
 #: re-orthogonalised and not, all within 0.30 points of the exact answer; the old rule within
 #: 0.42) and replayed on the oracle (32 runs, within 0.14) and the larger networks of
@@ -55,7 +56,8 @@ class SettlingMonitor:
 
     Args:
         estimate: ``spectrum -> values`` (e.g. ``s*`` for each ε); every value must settle. A
-            single number counts as one value.
+            single number counts as one value; values must be finite (NaN or infinity is a
+            one-line error).
         tolerance: largest range (max − min) of each value over the last ``window`` checkpoints
             (default :data:`DEFAULT_TOLERANCE`, in the values' units: sparsity).
         window: checkpoints that must agree (default :data:`SETTLE_WINDOW`, at least 2).
@@ -153,7 +155,13 @@ def _estimate_values(estimate: Callable[[Any], Any], spectrum: Any) -> tuple[flo
     values = real_array(result, "the estimate's values")
     if values.ndim > 1 or values.size == 0:
         raise PruningLimitsError(f"estimate must return a number or a 1-D sequence of numbers, got shape {values.shape}")
-    return tuple(values.reshape(-1).tolist())
+    values = values.reshape(-1)
+    if not np.isfinite(values).all():  # NaN never settled, and after a breakdown was recorded as converged
+        raise PruningLimitsError(
+            f"estimate must return finite numbers, got {values.tolist()!r:.80} at "
+            f"{getattr(spectrum, 'iterations', '?')} steps"
+        )
+    return tuple(values.tolist())
 
 
 def fixed_record(iterations: int, probes: int, max_iterations: int | None = None) -> dict[str, Any]:
@@ -222,20 +230,37 @@ def adaptive_slq(
         sync: wraps the monitor so that every process takes the same decision
             (:meth:`pruning_limits.distributed.DistributedContext.synced_monitor`).
         reorthogonalization: as for :func:`~pruning_limits.spectrum.slq` (default ``"auto"``:
-            full when the basis fits ``memory_budget``).
+            full when the basis, and for the block rule its projected matrix, fit ``memory_budget``).
+
+    The monitor sees the spectrum at :func:`~pruning_limits.spectrum.monitor_checkpoints`, and
+    once more at the end of a run that took every step it may (``iterations``, or all that ``D``
+    allows without re-orthogonalisation), which no checkpoint shows it: a cap of 99 steps
+    (:data:`MIN_SETTLE_STEPS`) can settle at 99 (until 2026-12-06 its last check was at 79).
+    The final check is in ``stopping["checks"]`` like the others.
 
     Returns:
         The :class:`~pruning_limits.spectrum.Spectrum` with ``stopping`` filled in. An adaptive
-        run that reached ``iterations`` without settling warns (``RuntimeWarning``) and records
-        ``converged: false``.
+        run that reached ``iterations`` without settling warns (``RuntimeWarning``: why, from
+        its last check, and what to raise, named as the library and the command line take it)
+        and records ``converged: false``.
+
+    Raises:
+        PruningLimitsError: bad arguments (as :func:`~pruning_limits.spectrum.slq`, and an
+            operator's ``dim`` that is no integer ``>= 1``), or ``estimate`` values that are not
+            finite numbers.
     """
     import dataclasses
     import warnings
 
-    from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, default_probes, slq
+    from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, _is_square, default_probes, slq
 
     adaptive = estimate is not None and tolerance is not None
-    dim = int(operator.dim) if hasattr(operator, "dim") else int(operator.shape[0]) if hasattr(operator, "shape") else None
+    if hasattr(operator, "dim"):  # 'x' raised "invalid literal for int()" (a review)
+        dim = check_int("the operator's dim", operator.dim, 1)
+    elif _is_square(getattr(operator, "shape", None)):
+        dim = check_int("the operator's dim", operator.shape[0], 1)
+    else:
+        dim = None  # a bare callable (below) or no operator: slq says what it takes
     if dim is None and callable(operator):  # slq's "needs dim=" named a parameter this function has not
         raise PruningLimitsError(
             "adaptive_slq needs an operator that knows its size (.dim, a square matrix or a scipy LinearOperator), "
@@ -246,10 +271,10 @@ def adaptive_slq(
         probes = default_probes(dim) if adaptive and dim is not None else DEFAULT_PROBES
     probes = check_int("probes", probes, 1)
     monitor = SettlingMonitor(estimate, tolerance=tolerance) if adaptive else None  # type: ignore[arg-type]
+    watcher = monitor if sync is None or monitor is None else sync(monitor)
     spectrum = slq(
         operator, iterations=cap, probes=probes, seed=seed, memory_budget=memory_budget,
-        monitor=monitor if sync is None or monitor is None else sync(monitor), progress=progress,
-        reorthogonalization=reorthogonalization,
+        monitor=watcher, progress=progress, reorthogonalization=reorthogonalization,
     )
     if monitor is None:
         return dataclasses.replace(spectrum, stopping=fixed_record(spectrum.iterations, probes, cap))
@@ -260,16 +285,29 @@ def adaptive_slq(
     span = None if spectrum.steps is None else spectrum.steps * (spectrum.probes if spectrum.rule == "block" else 1)
     exhausted = span is not None and span >= spectrum.dim  # no more steps to take: D directions, or D steps
     spans_all = exhausted and spectrum.reorthogonalization == "full"
+    # The runners show the monitor no spectrum at their last step, so a run that took every step
+    # it may (the cap, or all that D allows without re-orthogonalisation) is checked once more
+    # here, on its final spectrum: with a cap of 99 (= MIN_SETTLE_STEPS) the last check was at
+    # 79 steps and no run could settle. Its condition reads only the spectrum, the same on
+    # every rank, so a synced monitor's collective runs everywhere or nowhere.
+    final_checked = spectrum.steps is not None and not spans_all and (spectrum.steps >= steps_cap or exhausted)
+    if final_checked:
+        watcher(spectrum)
     # without re-orthogonalisation D vectors are no basis of the space: a stop there is no breakdown
     breakdown = not monitor.converged and spectrum.steps is not None and (
         spans_all or (spectrum.steps < steps_cap and not exhausted))
     record = monitor.record(breakdown=breakdown, exhausted=exhausted)
     record["max_iterations"] = cap
-    record["final_estimate"] = list(_estimate_values(estimate, spectrum))  # type: ignore[arg-type]
+    # the final spectrum's estimate: the last check's when that was the final spectrum
+    final = monitor.history[-1][2] if final_checked else _estimate_values(estimate, spectrum)  # type: ignore[arg-type]
+    record["final_estimate"] = list(final)
     if not record["converged"]:
         moved = record["moved"]
-        if steps_cap < monitor.min_steps or moved is None or moved <= monitor.tolerance:
-            why = f"a run needs at least {monitor.min_steps} steps to count as settled"
+        last = monitor.history[-1][0] if monitor.history else 0
+        if last < monitor.min_steps:
+            why = f"a run needs at least {monitor.min_steps} steps to count as settled (its last check was at {last})"
+        elif moved is None:  # (fewer checks than the window: not with the checkpoints slq uses)
+            why = f"a run needs {monitor.window} agreeing checks to count as settled (it had {len(monitor.history)})"
         else:
             why = (  # the values are sparsities: say them in points, as --tolerance takes them
                 f"s* moved by {moved_points(moved, monitor.tolerance)} points over its last {monitor.window} "
@@ -287,27 +325,31 @@ def adaptive_slq(
 
 
 def _surer_answer(operator: Any, spectrum: Any, steps: int, *, more_steps: bool = True, asked: str = "auto") -> str:
-    """What to raise after an unsettled run: the steps, and for the block rule without
-    re-orthogonalisation the memory budget (GiB, as ``--memory-budget`` takes it) at which its
-    basis fits, or, where the caller asked for none (``asked``), re-orthogonalisation and the
-    memory it needs. That rule's answer moves more from step to step (docs/theory.md, "Bounded
-    memory"); on the 10⁶-weight MLP of docs/benchmarks.md it never settled, and with its basis
+    """What to raise after an unsettled run, named as the library takes it and as the command
+    line does (``iterations`` / ``--iterations``): the steps, and for a run without
+    re-orthogonalisation the memory budget (bytes as ``memory_budget`` takes it, GiB as
+    ``--memory-budget`` does) at which its basis, and for the block rule its projected matrix,
+    fit, or, where the caller asked for none (``asked``), re-orthogonalisation and the memory it
+    needs. That rule's answer moves more from step to step (docs/theory.md, "Bounded memory");
+    on the 10⁶-weight MLP of docs/benchmarks.md it never settled, and with its basis
     re-orthogonalised it settled at 194 steps."""
     import math
 
-    from .lanczos import block_lanczos_bytes, lanczos_probes_bytes
-    from .spectrum import block_basis_dtype
+    from .lanczos import block_lanczos_bytes, lanczos_probes_bytes, projection_bytes
+    from .spectrum import block_basis_dtype, products_dtype
 
+    steps_hint = "iterations (--iterations)"
     if spectrum.reorthogonalization != "none":
-        return "raise --iterations for a surer answer"
-    if spectrum.rule == "block":
-        itemsize = np.dtype(block_basis_dtype(getattr(operator, "dtype", None))).itemsize
+        return f"raise {steps_hint} for a surer answer"
+    if spectrum.rule == "block":  # as slq counts it: the basis and the projected matrix
+        itemsize = np.dtype(block_basis_dtype(products_dtype(operator))).itemsize
         need = block_lanczos_bytes(spectrum.dim, steps, spectrum.probes, itemsize)
+        need += projection_bytes(spectrum.dim, steps, spectrum.probes)
     else:  # one Gauss rule per probe, each with its own basis
         need = lanczos_probes_bytes(spectrum.dim, min(steps, spectrum.dim), spectrum.probes, "full")
     gib = math.ceil(100 * need / 2**30) / 100
     if asked == "none":  # the budget is not what kept it from re-orthogonalising
-        fix = f"re-orthogonalise (reorthogonalization='auto' or 'full', {gib:g} GiB)"
-        return f"raise iterations, or {fix}" if more_steps else fix
-    budget = f"--memory-budget to {gib:g} (GiB) to re-orthogonalise"
-    return f"raise --iterations, or {budget}" if more_steps else f"raise {budget}"
+        fix = f"re-orthogonalise (reorthogonalization='auto' or 'full', {need} bytes: {gib:g} GiB)"
+        return f"raise {steps_hint}, or {fix}" if more_steps else fix
+    budget = f"memory_budget to {need} bytes (--memory-budget {gib:g}) to re-orthogonalise"
+    return f"raise {steps_hint}, or {budget}" if more_steps else f"raise {budget}"

@@ -12,7 +12,7 @@ Hessian"):
   twice. The graph of ``∇L`` does not depend on ``v``, so the engine builds it once and keeps
   it when it fits the memory budget; each product is then one backward pass through it.
   ``matmat`` runs one backward pass per column through the shared graph (a vmap-ed pass,
-  ``is_grads_batched``, was slower per vector on every zoo model measured and is not chosen).
+  ``is_grads_batched``, was slower per vector on every zoo model measured and was removed).
 * ``"forward-over-reverse"``: ``jvp`` of ``torch.func.grad`` (the form recommended by the
   ``torch.func`` docs). When the data are cached and the budget allows, the engine linearizes
   the gradient once per chunk (as ``torch.func.linearize`` does: trace the ``jvp`` with
@@ -42,9 +42,11 @@ the chunks (:func:`pruning_limits.objective.check_model_takes_data`).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterator
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -56,7 +58,7 @@ from torch.fx.experimental import const_fold
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from ._autograd import check_twice_differentiable, explain_missing_derivatives, second_order_context, with_gradients
-from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, error_line, reraise_interrupt
+from ._checks import PruningLimitsError, check_choice, check_int, describe, error_line, reraise_interrupt
 from ._fx_passes import copy_written_constants, drop_zero_additions
 from .objective import (
     Data,
@@ -71,17 +73,20 @@ from .objective import (
 
 METHODS = ("auto", "double-backward", "forward-over-reverse")
 
-#: Default memory budget (bytes) for cached data, cached gradient graphs and batched products.
+#: Default memory budget (bytes) for cached data, cached gradient graphs and batched products:
+#: 1 GiB, chosen, not measured (the same number as Lanczos's own budget,
+#: :data:`pruning_limits.lanczos.DEFAULT_MEMORY_BUDGET`; each is held to it apart).
 DEFAULT_MEMORY_BUDGET = 1 << 30
 
-#: Default number of vectors per batched (vmap) product in ``matmat``.
+#: Default number of vectors per batched (vmap) product in ``matmat``: chosen, not measured.
 DEFAULT_BLOCK_SIZE = 16
 
 #: The construction check (two products) and the gradient graph's bytes per sample run on at
 #: most this many samples of the first chunk, so that a large batch (an ``(x, y)`` pair of
 #: 10 000 CIFAR images is one batch) cannot exhaust memory before the data is chunked to the
 #: budget: that pair's gradient graph of a ResNet-20 would take about 57 GiB (5.8 MiB per image
-#: in float32; the process was killed at 24 GiB before, docs/benchmarks.md).
+#: in float32; the process was killed at 24 GiB before, docs/benchmarks.md). The number 64 is
+#: chosen, not measured: enough samples to average a graph's bytes over, few enough to be cheap.
 MEASURE_SAMPLES = 64
 
 #: ``method="auto"`` linearizes the forward-over-reverse product (traces and folds it) for a
@@ -127,12 +132,17 @@ class HessianOperator:
             (:func:`~pruning_limits.objective.prunable_parameters`).
         method: ``"auto"``, ``"double-backward"`` or ``"forward-over-reverse"``.
         memory_budget: bytes the engine may spend on cached data, cached gradient graphs and
-            batched products (default 1 GiB). Batches whose gradient graph would exceed half
+            batched products, a whole number ``>= 1`` (default 1 GiB; a float of whole value
+            such as ``1e9`` is taken). Batches whose gradient graph would exceed half
             of it are split into chunks (the graph's bytes per sample are measured on
-            :data:`MEASURE_SAMPLES` samples at construction).
+            :data:`MEASURE_SAMPLES` samples at construction). The engine's own: the Lanczos
+            arrays are held to a budget of their own (:func:`~pruning_limits.spectrum.slq`),
+            and :func:`~pruning_limits.spectrum.estimate_spectrum` and
+            :func:`~pruning_limits.pipeline.predict_limit` give both the same number, so a run
+            may use up to about twice it, beside the model and the data.
         block_size: vectors per batched product in ``matmat`` (default 16).
-        check_determinism: compare two evaluations of one product at construction and refuse
-            a random model (default True).
+        check_determinism: ``True`` (default) or ``False``: compare two evaluations of one
+            product at construction and refuse a random model.
 
     Attributes:
         dim: number of selected weights ``D``.
@@ -141,7 +151,6 @@ class HessianOperator:
         methods: the method used for ``matvec`` and for ``matmat`` (``"auto"`` resolved by its
             rule; recorded in the spectrum's ``stopping`` by
             :func:`~pruning_limits.pipeline.predict_limit`).
-        timings: empty: ``auto`` no longer times the methods (kept for callers that read it).
 
     Raises:
         PruningLimitsError: bad arguments, empty data, a non-deterministic model, a loss that is
@@ -165,8 +174,10 @@ class HessianOperator:
         if not isinstance(model, nn.Module):
             raise PruningLimitsError(f"model must be a torch.nn.Module, got {describe(model)}")
         method = check_choice("method", method, METHODS)
-        self._budget = int(check_positive("memory_budget", memory_budget))
+        self._budget = _check_budget(memory_budget)
         self._block = check_int("block_size", block_size, 1)
+        if not isinstance(check_determinism, (bool, np.bool_)):  # 'no' was taken as True
+            raise PruningLimitsError(f"check_determinism must be True or False, got {describe(check_determinism)}")
         self._model = model
         self._loss_fn = check_model_takes_data(model, data, loss_fn)
 
@@ -198,8 +209,6 @@ class HessianOperator:
         self._graph: Tensor | None = None  # cached full-data gradient with its graph
         self._leaf: Tensor | None = None
         self._linearized: list[fx.GraphModule] | None = None  # per chunk: v -> H_chunk v, primal folded
-        self._batched_backward_ok = True  # False once an op lacked a batching rule
-        self._batched_backward = False  # vmap over the backward in matmat (never chosen: slower per vector)
         self._chunk_samples: int | None = None  # most samples per chunk, once measured
 
         x, y = next(self._iter_chunks())
@@ -207,7 +216,7 @@ class HessianOperator:
             _check_same_reads(first_read, (x, y))
         del first_read
         with explain_missing_derivatives():  # one line naming an op without a second derivative
-            per_sample = self._check_and_measure((x[:MEASURE_SAMPLES], y[:MEASURE_SAMPLES]), check_determinism)
+            per_sample = self._check_and_measure((x[:MEASURE_SAMPLES], y[:MEASURE_SAMPLES]), bool(check_determinism))
         self._per_sample = per_sample
         self._cache_ok = self._chunks is not None and per_sample * self.num_samples <= self._budget // 2
         self.methods = self._choose_methods(method)  # auto: a rule by model, size and budget
@@ -219,7 +228,7 @@ class HessianOperator:
         if self._chunks is not None:
             self._chunks = _regroup(self._chunks, self._chunk_samples)
         graph_bytes = 0
-        if any(m.startswith("double-backward") for m in self.methods.values()) and self._cache_ok:
+        if "double-backward" in self.methods.values() and self._cache_ok:
             self._build_graph()
             graph_bytes = int(per_sample * self.num_samples)
         if "forward-over-reverse" in self.methods.values():
@@ -270,13 +279,15 @@ class HessianOperator:
     def to_linear_operator(self) -> Any:
         """This operator as a ``scipy.sparse.linalg.LinearOperator`` (float64 numpy in and out),
         for scipy's solvers and ``eigsh``. ``aslinearoperator(op)`` itself fails: scipy reads
-        ``.dtype``, here a torch dtype (the products' precision, which the Lanczos code reads)."""
-        from scipy.sparse.linalg import LinearOperator
+        ``.dtype``, here a torch dtype (the products' precision, which the Lanczos code reads).
 
-        return LinearOperator(
-            self.shape, matvec=self.matvec, matmat=self.matmat, rmatvec=self.matvec, rmatmat=self.matmat,
-            dtype=np.float64,
-        )
+        Its ``dtype`` is float64, what scipy computes in (ARPACK, ``eigsh``); its
+        ``product_dtype`` is :attr:`dtype`, the precision of the products, which
+        :func:`pruning_limits.spectrum.slq` reads before ``dtype``: a float32 model's operator
+        gets the float32 basis, breakdown tolerance and symmetry tolerance that the operator
+        itself gets (with ``dtype`` alone, the float64 symmetry tolerance refused the symmetric
+        float32 Hessian, a review's repro)."""
+        return _linear_operator_type()(self)
 
     def __repr__(self) -> str:
         return (
@@ -361,14 +372,6 @@ class HessianOperator:
         if V.shape[1] == 1:
             (out,) = torch.autograd.grad(grad, leaf, V[:, 0], retain_graph=retain, allow_unused=True)
             return torch.zeros_like(V) if out is None else out.reshape(-1, 1)
-        if self._batched_backward_ok and self._batched_backward:
-            try:
-                (out,) = torch.autograd.grad(
-                    grad, leaf, V.T.contiguous(), retain_graph=True, allow_unused=True, is_grads_batched=True
-                )
-                return torch.zeros_like(V) if out is None else out.T
-            except RuntimeError:  # an op without a batching rule: fall back to a loop
-                self._batched_backward_ok = False
         columns = []
         for j in range(V.shape[1]):
             (out,) = torch.autograd.grad(grad, leaf, V[:, j], retain_graph=True, allow_unused=True)
@@ -393,8 +396,6 @@ class HessianOperator:
             return torch.func.vmap(hvp)(V.T.contiguous()).T * scale
 
     def _product(self, V: Tensor, method: str) -> Tensor:
-        if method.startswith("double-backward"):
-            method = "double-backward"
         if method == "double-backward" and self._graph is not None:
             return self._backward(self._graph, self._leaf, V, retain=True)
         if method == "forward-over-reverse" and self._linearized is not None:
@@ -514,7 +515,6 @@ class HessianOperator:
         return max(saved[0], 1) / len(x)
 
     def _choose_methods(self, method: str) -> dict[str, str]:
-        self.timings: dict[str, float] = {}
         self._auto_linearized = False
         if method == "forward-over-reverse":  # an op without a forward-mode derivative would fail in the first product
             x, y = next(self._iter_chunks())
@@ -569,6 +569,52 @@ class HessianOperator:
         if not torch.isfinite(tensor).all():
             raise PruningLimitsError("the vector contains NaN or infinite values")
         return tensor, restore
+
+
+@functools.cache
+def _linear_operator_type() -> type:
+    """The ``scipy.sparse.linalg.LinearOperator`` subclass of :meth:`HessianOperator.to_linear_operator`
+    (scipy imported on first use, not with the module)."""
+    from scipy.sparse.linalg import LinearOperator
+
+    class HessianLinearOperator(LinearOperator):
+        """A :class:`HessianOperator` for scipy: float64 ``dtype``, the products' precision in
+        ``product_dtype``, and itself as its adjoint (the Hessian is symmetric)."""
+
+        def __init__(self, operator: HessianOperator) -> None:
+            super().__init__(dtype=np.float64, shape=operator.shape)
+            self.operator = operator
+            self.product_dtype = operator.dtype
+
+        def _matvec(self, v: Any) -> Any:  # scipy passes (D,) or (D, 1) and reshapes what comes back
+            return self.operator.matvec(v.reshape(-1))
+
+        def _matmat(self, V: Any) -> Any:
+            return self.operator.matmat(V)
+
+        def _rmatvec(self, v: Any) -> Any:
+            return self.operator.matvec(v.reshape(-1))
+
+        def _rmatmat(self, V: Any) -> Any:
+            return self.operator.matmat(V)
+
+        def _adjoint(self) -> Any:
+            return self
+
+    return HessianLinearOperator
+
+
+def _check_budget(value: Any) -> int:
+    """``memory_budget`` of :class:`HessianOperator` as an int: a whole number ``>= 1`` (``0.5`` was
+    truncated to a budget of 0 bytes); a float of whole value (``1e9``, or a budget in bytes that
+    :func:`~pruning_limits._checks.check_positive` turned into a float upstream) is taken."""
+    whole = (
+        not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value) and value >= 1
+        and float(value).is_integer()
+    )
+    if not whole:
+        raise PruningLimitsError(f"memory_budget must be a whole number of bytes >= 1, got {describe(value)}")
+    return int(value)
 
 
 def _check_same_reads(first: tuple[Tensor, Tensor], second: tuple[Tensor, Tensor]) -> None:

@@ -18,9 +18,9 @@ finely, which matters where the integrand has features far below the spectral sp
 Finite precision destroys the orthogonality of the Lanczos basis and produces spurious copies
 of converged Ritz values (Paige 1976). The basis is kept in float64 (float32 on request, for
 float32 products: :func:`block_lanczos`) and fully re-orthogonalised (classical Gram-Schmidt
-applied twice, "twice is enough", Giraud et al. 2005) when the whole basis fits in the memory
-budget; otherwise :func:`lanczos_probes` runs the plain recurrence, O(D) memory, whose Gauss
-rule stays an accurate quadrature rule (Greenbaum 1989; Knizhnerman 1996; Chen & Trogdon 2023),
+applied twice, "twice is enough", Giraud et al. 2005) when the whole basis (for the block rule
+with its projected matrix, :func:`projection_bytes`) fits in the memory budget; otherwise
+:func:`lanczos_probes` runs the plain recurrence, O(D) memory, whose Gauss rule stays an accurate quadrature rule (Greenbaum 1989; Knizhnerman 1996; Chen & Trogdon 2023),
 with the mode recorded in its result.
 :func:`block_lanczos` does the same with ``reorthogonalization="auto"`` (the plain block
 recurrence, :func:`plain_block_lanczos_bytes`) or ``"none"``; with its default ``"full"`` it
@@ -44,13 +44,16 @@ from tqdm import tqdm
 
 from ._checks import PruningLimitsError, check_choice, check_int, check_positive, describe, real_array, seeded_generator
 
-#: Default memory budget (bytes) for the stored Lanczos basis: 1 GiB, the Hessian engine's
-#: default too (:data:`pruning_limits.hessian.DEFAULT_MEMORY_BUDGET`). It dates from the first
-#: Lanczos code, with no measurement recorded for it; what it admits is measured: at the
-#: defaults (8 probes × 300 steps) the block rule's basis fits up to D ≈ 55 000 (docs/theory.md
-#: §7, "SLQ settings"), and :func:`pruning_limits.spectrum.slq` raises it to what the rule
-#: without re-orthogonalisation needs, above 13.4 million weights with two probes
-#: (docs/benchmarks.md, "Memory against D").
+#: Default memory budget (bytes) for the Lanczos arrays: 1 GiB, the Hessian engine's default
+#: too (:data:`pruning_limits.hessian.DEFAULT_MEMORY_BUDGET`; each is held to it on its own).
+#: It dates from the first Lanczos code: chosen, not measured. What it admits is computed from
+#: the byte counts below: at the defaults (8 probes × 300 steps) the block rule's float64 basis
+#: with its projected matrix fits up to D = 46 324 (up to 55 924 while the basis alone was
+#: counted, until 2026-12-06; docs/theory.md §7, "SLQ settings"), and
+#: :func:`pruning_limits.spectrum.slq` raises it to what the rule without re-orthogonalisation
+#: needs, from D = 13 277 773 (13.3 million weights) with two probes and 300 steps
+#: (:func:`plain_block_lanczos_bytes` plus :func:`projection_bytes`; docs/benchmarks.md, "Memory
+#: against D").
 DEFAULT_MEMORY_BUDGET = 1 << 30
 
 #: Block Lanczos repeats a Gram–Schmidt pass when a column keeps less than this fraction of its
@@ -237,6 +240,7 @@ def lanczos_probes(
     reorthogonalization: str = "auto",
     monitor: Callable[[int, Callable[[], ProbesLanczosResult]], bool] | None = None,
     progress_bar: Any = None,
+    product_dtype: Any = None,
 ) -> ProbesLanczosResult:
     """Independent Lanczos runs from the rows of ``starts``, in lockstep (one ``matmat`` per step).
 
@@ -247,7 +251,10 @@ def lanczos_probes(
     Re-orthogonalisation:
 
     - ``"full"``: every new vector is orthogonalised against the probe's whole stored basis
-      (classical Gram–Schmidt twice, Giraud et al. 2005): ``probes·(m + 1)·D·8`` bytes.
+      (classical Gram–Schmidt twice, Giraud et al. 2005): ``probes·(m + 1)·D·8`` bytes. The first
+      pass's coefficients ``qᵢᵀAqⱼ`` (``i < j``) are ``β_{j−1}`` for ``i = j − 1`` and 0 below for a
+      symmetric operator; they are checked against those values (see Raises), which costs no
+      product and changes no result.
     - ``"none"``: the plain recurrence, holding 6 vectors per probe at its peak (the probe, the
       current and previous vectors, the product and its copies). Orthogonality is lost as
       Ritz values converge and converged ones reappear as copies ("ghosts", Paige 1976), but
@@ -273,12 +280,21 @@ def lanczos_probes(
             the run. Stopping criteria live with the caller (e.g. the pipeline's sparsity
             monitor); this function knows nothing about what is being estimated.
         progress_bar: a tqdm bar advanced by one per product.
+        product_dtype: the dtype (numpy or torch) in which ``matmat`` computes its products, the
+            symmetry check's rounding, as for :func:`block_lanczos` (default: that of the arrays it
+            returns, at least float32; :func:`pruning_limits.spectrum.slq` passes the operator's).
 
     Returns:
         :class:`ProbesLanczosResult`; never contains NaN.
 
     Raises:
-        PruningLimitsError: bad arguments, or a budget too small even for ``"none"``.
+        PruningLimitsError: bad arguments, a budget too small even for ``"none"``, or, with
+            ``"full"``, an operator found non-symmetric: some ``qᵢᵀAqⱼ`` off its symmetric value
+            by more than ``√eps`` of ``product_dtype`` (TF32's for anything narrower than
+            float64, as :func:`block_lanczos`) times the largest product norm seen (symmetric
+            operators stayed at 1.5e-8 of that tolerance, a float64 matrix, and 5.4e-6, a
+            float32 CNN Hessian: tests/test_slq.py). Without
+            re-orthogonalisation the Gauss rule is not checked: symmetry is the caller's to ensure.
     """
     if not callable(matmat):
         raise PruningLimitsError(f"matmat must be callable, got {describe(matmat)}")
@@ -304,6 +320,9 @@ def lanczos_probes(
             f"{_size(memory_budget)}: raise the budget (--memory-budget GiB) or use fewer probes"
         )
     full = mode == "full"
+    # re-orthogonalised, each step checks symmetry (see Raises): None, the first product's dtype, at least float32
+    symmetry = _Symmetry(None if product_dtype is None else _dtype_eps(product_dtype, "product_dtype"), _FLOAT64_EPS)
+    largest = 0.0  # the largest product norm seen, the check's scale (as block_lanczos's)
     q = starts / norms[:, None]
     basis = np.empty((probes, steps, dim)) if full else None
     previous = np.zeros_like(q)
@@ -320,7 +339,7 @@ def lanczos_probes(
 
     for j in range(steps):
         rows = np.flatnonzero(active)
-        product = _as_float64(matmat(np.ascontiguousarray(q[rows].T)), dim, width=rows.size).T.copy()
+        product = symmetry.product(matmat, np.ascontiguousarray(q[rows].T), dim, rows.size).T.copy()
         spent += rows.size
         if progress_bar is not None:
             progress_bar.update(rows.size)
@@ -332,8 +351,14 @@ def lanczos_probes(
             # (r, j+1, D): a view while every probe runs; indexing by rows copied the basis every step
             # (3 times its size at the peak of a 400 000 × 100-step run, 937 MiB for a 308 MiB basis)
             stored = basis[:, : j + 1] if rows.size == probes else basis[rows, : j + 1]
-            for _ in range(2):
-                product -= np.einsum("rkd,rk->rd", stored, np.einsum("rkd,rd->rk", stored, product))
+            largest = max(largest, float(torch.linalg.vector_norm(torch.from_numpy(product), dim=1).max()))
+            for sweep in range(2):
+                coefficients = np.einsum("rkd,rd->rk", stored, product)
+                if sweep == 0 and j > 0:  # qᵢᵀAqⱼ (i < j): β_{j-1} = q_jᵀAq_{j-1} for i = j - 1, 0 below
+                    expected = np.zeros((rows.size, j))
+                    expected[:, j - 1] = beta[rows, j - 1]
+                    symmetry.check(_NO_BLOCK, largest, coefficients[:, :j], expected.T, what="a probe's QᵀAQ")
+                product -= np.einsum("rkd,rk->rd", stored, coefficients)
         else:
             product -= a[:, None] * q[rows]
             if j > 0:
@@ -393,9 +418,11 @@ def plain_block_lanczos_bytes(dim: int, probes: int) -> int:
 def projection_bytes(dim: int, iterations: int, block: int) -> int:
     """Bytes of the projected matrix ``QᵀAQ`` of :func:`block_lanczos` and of its quadrature (a
     symmetric copy, the eigenvectors): four float64 squares of ``min(block·iterations, dim)``
-    (the peak measured 3.1 with ``tracemalloc`` at a side of 2 000). The bounded recurrence's
-    budget counts them (many steps at a small D made them the largest arrays: 107 GiB at
-    6 × 20 000 steps); the re-orthogonalised rule's counts its basis, ``D`` times longer per vector."""
+    (the peak measured 3.1 with ``tracemalloc`` at a side of 2 000). Both rules' budgets count
+    them: many steps at a small D made them the largest arrays of the bounded recurrence (107 GiB
+    at 6 × 20 000 steps), and once the re-orthogonalised rule's basis fills the space (``D``
+    float64 vectors: one square of side ``D``) they take four times its bytes (until 2026-12-06
+    that rule counted its basis alone and peaked at 3.7 times a budget, a review's repro)."""
     side = min(int(block) * int(iterations), int(dim))
     return 4 * side * side * 8
 
@@ -453,7 +480,9 @@ def block_lanczos(
         dim: dimension of the operator.
         iterations: requested block steps ``m`` (the basis holds at most ``dim`` vectors).
         starts: ``(b, dim)`` start vectors as rows (any non-zero lengths; normalised here).
-        memory_budget: bytes allowed for the basis, :func:`block_lanczos_bytes`.
+        memory_budget: bytes allowed for the basis (:func:`block_lanczos_bytes`) and the
+            projected matrix with its quadrature (:func:`projection_bytes`); without
+            re-orthogonalisation for the plain recurrence's blocks and the projected matrix.
         breakdown_tol: relative singular value that counts as zero (default ``1e-10``); re-orthogonalised,
             at least :data:`BASIS_DEFLATION_ULPS` ulps of ``basis_dtype`` (4.8e-7 for float32).
         reorthogonalization: ``"full"`` (default, described above) or ``"none"``: the plain
@@ -461,7 +490,8 @@ def block_lanczos(
             factors, Golub & Underwood 1977), holding :data:`PLAIN_BLOCKS` blocks of ``b``
             vectors, ``5·b·D·8`` bytes at any step count (:func:`plain_block_lanczos_bytes`),
             plus its projected matrix (:func:`projection_bytes`; both within the budget);
-            ``"auto"``: ``"full"`` when its basis fits ``memory_budget``, else ``"none"``.
+            ``"auto"``: ``"full"`` when its basis and the projected matrix fit ``memory_budget``,
+            else ``"none"``.
         monitor: called after every block step as ``monitor(steps_done, partial)``, where
             ``partial()`` builds the :class:`BlockLanczosResult` so far (as :func:`lanczos_probes`);
             a true return stops the run.
@@ -496,8 +526,9 @@ def block_lanczos(
         :class:`BlockLanczosResult`; never contains NaN.
 
     Raises:
-        PruningLimitsError: the basis (``"full"``) or the plain recurrence's blocks (``"none"``,
-            or ``"auto"`` when the basis does not fit) exceed ``memory_budget``, ``starts`` is
+        PruningLimitsError: the basis and projected matrix (``"full"``) or the plain recurrence's
+            blocks and projected matrix (``"none"``, or ``"auto"`` when the first do not fit) exceed
+            ``memory_budget``, ``starts`` is
             not a finite non-zero ``(b, dim)`` array, or the operator is not symmetric.
     """
     if not callable(matmat):
@@ -517,9 +548,11 @@ def block_lanczos(
     # None: the dtype of the first product, at least float32 (see _Symmetry)
     rounding = None if product_dtype is None else _dtype_eps(product_dtype, "product_dtype")
     itemsize = basis_dtype.itemsize
-    if mode == "auto":
-        mode = "full" if block_lanczos_bytes(dim, steps, starts.shape[0], itemsize) <= memory_budget else "none"
     probes = starts.shape[0]
+    # the re-orthogonalised rule holds its basis and, as the bounded one, the projected matrix with its quadrature
+    full_bytes = block_lanczos_bytes(dim, steps, probes, itemsize) + projection_bytes(dim, steps, probes)
+    if mode == "auto":
+        mode = "full" if full_bytes <= memory_budget else "none"
     if mode == "none":
         needed = plain_block_lanczos_bytes(dim, probes)
         if needed > memory_budget:
@@ -533,15 +566,18 @@ def block_lanczos(
             raise PruningLimitsError(
                 f"{steps} block steps of {probes} probes project onto a {min(probes * steps, dim)}-square matrix "
                 f"({_size(projected)} with its quadrature) beside the recurrence's {_size(needed)}, above the memory "
-                f"budget of {_size(memory_budget)}: lower --iterations or raise --memory-budget"
+                f"budget of {_size(memory_budget)}: lower iterations (--iterations) or raise memory_budget "
+                "(--memory-budget GiB)"
             )
         symmetry = _Symmetry(rounding, _dtype_eps(basis_dtype))
         return _plain_block_lanczos(matmat, dim, steps, starts, norms, breakdown_tol, monitor, progress_bar, symmetry)
-    needed = block_lanczos_bytes(dim, steps, probes, itemsize)
-    if needed > memory_budget:
+    if full_bytes > memory_budget:
+        basis_bytes = block_lanczos_bytes(dim, steps, probes, itemsize)
         raise PruningLimitsError(
-            f"the block Lanczos basis ({needed // (itemsize * dim)} vectors of {dim} {basis_dtype}, {_size(needed)}) "
-            f"exceeds the memory budget of {_size(memory_budget)}"
+            f"the block Lanczos basis ({basis_bytes // (itemsize * dim)} vectors of {dim} {basis_dtype}, "
+            f"{_size(basis_bytes)}) with its projected matrix and quadrature ({_size(full_bytes - basis_bytes)}) "
+            f"exceeds the memory budget of {_size(memory_budget)}: raise memory_budget (--memory-budget GiB), lower "
+            "iterations (--iterations) or use fewer probes"
         )
     capacity = min(probes * steps, dim)
     basis = np.empty((capacity, dim), dtype=basis_dtype)  # rows are the orthonormal basis vectors
@@ -683,6 +719,7 @@ def _block_result(
 
 
 _FLOAT64_EPS = float(np.finfo(np.float64).eps)
+_NO_BLOCK = np.zeros((0, 0))  # the diagonal block lanczos_probes's symmetry check has not (one column per probe)
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
@@ -767,11 +804,19 @@ class _Symmetry:
         return _as_float64(value, dim, width=width)
 
     def check(
-        self, diagonal: np.ndarray, scale: float, above: np.ndarray | None = None, link: np.ndarray | None = None
+        self,
+        diagonal: np.ndarray,
+        scale: float,
+        above: np.ndarray | None = None,
+        link: np.ndarray | None = None,
+        *,
+        what: str = "a block QᵀAQ",
     ) -> None:
         """Refuse a diagonal block ``QⱼᵀAQⱼ`` whose asymmetry exceeds ``√eps·scale``; with the
         re-orthogonalised rule also ``Qⱼ₋₁ᵀAQⱼ`` (``above``) against the transpose of ``QⱼᵀAQⱼ₋₁``,
-        the coupling its QR gave (``link``): a block of one column has no asymmetry of its own."""
+        the coupling its QR gave (``link``): a block of one column has no asymmetry of its own.
+        :func:`lanczos_probes` passes an empty ``diagonal`` and each probe's ``qᵢᵀAqⱼ`` for
+        ``i < j`` as ``above`` (``what``: the message's name for the matrix)."""
         asymmetry = float(np.abs(diagonal - diagonal.T).max(initial=0.0))
         if above is not None and above.size:
             asymmetry = max(asymmetry, float(np.abs(above - link.T).max()))
@@ -779,7 +824,7 @@ class _Symmetry:
         self.margin = asymmetry / tol if tol > 0 else (float("inf") if asymmetry > 0 else 0.0)
         if asymmetry > tol:
             raise PruningLimitsError(
-                f"the operator is not symmetric: a block QᵀAQ differs from its transpose by {asymmetry:.3g}, against "
+                f"the operator is not symmetric: {what} differs from its transpose by {asymmetry:.3g}, against "
                 f"products of norm up to {scale:.3g} (tolerance {tol:.3g}, √eps of the products' dtype); Lanczos needs "
                 "A = Aᵀ"
             )

@@ -369,6 +369,15 @@ def _torch_dtype(dtype: Any) -> Any:
         return None
 
 
+def products_dtype(operator: Any) -> Any:
+    """The dtype an operator computes its products in, as it declares it: its ``product_dtype``
+    where it has one (:meth:`pruning_limits.hessian.HessianOperator.to_linear_operator`: a
+    ``LinearOperator`` whose ``dtype`` is float64 for scipy, over float32 products), else its
+    ``.dtype``; ``None`` when it declares neither."""
+    declared = getattr(operator, "product_dtype", None)
+    return getattr(operator, "dtype", None) if declared is None else declared
+
+
 def _refuse_complex(dtype: Any, what: str) -> None:
     """One line for an operator whose dtype is complex (casting to float64 dropped the imaginary part with a warning only)."""
     if dtype is not None and dtype.is_complex:
@@ -379,11 +388,12 @@ def _as_operator(operator: Any, dim: int | None) -> tuple[Callable[[np.ndarray],
     """``(matvec, dim, dtype)`` for an operator with ``.matvec`` and ``.dim`` or a square ``.shape`` (a
     ``scipy.sparse.linalg.LinearOperator``), a dense or ``scipy.sparse`` matrix, or a callable;
     ``dtype``, that of the products, is a torch dtype (:func:`_torch_dtype`; float64 for a matrix,
-    whose products are float64) or ``None`` (an operator that declares none, a callable)."""
+    whose products are float64) or ``None`` (an operator that declares none, a callable): an
+    operator's ``product_dtype`` where it has one, else its ``.dtype`` (:func:`products_dtype`)."""
     shape = getattr(operator, "shape", None)
     square = _is_square(shape)
     if _has_products(operator):
-        dtype = _torch_dtype(getattr(operator, "dtype", None))
+        dtype = _torch_dtype(products_dtype(operator))
         _refuse_complex(dtype, "the operator")
         size = operator.dim if hasattr(operator, "dim") else shape[0]
         return operator.matvec, check_int("the operator's dim", size, 1), dtype
@@ -482,7 +492,11 @@ def block_basis_dtype(dtype: Any) -> type:
 #: the same model, measured 0.02-0.10 ulps of ``λ_max`` on digits MLPs (D = 1 184 and 29 600) and
 #: 0.3-0.4 on the CIFAR-style ResNet-20 of ``benchmarks/bench_scale.py`` (32 samples): 4 ulps stays
 #: ten times above it. The 100 ulps used before ended a run inside a bulk 10⁵ below the outliers
-#: and called it exact (docs/theory.md, "Breakdown in float32").
+#: and called it exact (docs/theory.md, "Breakdown in float32"). It need not detect an invariant
+#: space whose eigenvalues are nearly degenerate: on a dense float32 operator with 4 distinct
+#: eigenvalues, two of them 1e-3 apart, rounding amplified by eps/gap kept β at 1.5e-4 of the
+#: scale after 4 steps and the Gauss rule ran 37 steps instead of 4 (a review's repro); the rule
+#: stayed right (per-cluster weights within 1e-5), at the cost of the extra products.
 BREAKDOWN_ULPS = 4
 
 
@@ -573,18 +587,20 @@ def slq(
       MLPs of docs/benchmarks.md, ``s*`` at 80 steps was 0.00 points from the exact spectrum's
       against −4.28 with the Gauss rule (D = 2 080), and at 300 steps −0.03 against −0.88
       (D = 9 700). It stores all probes' bases: ``min(probes × iterations, D) × D × 8`` bytes
-      (``× 4`` for an operator whose ``dtype`` is float32: a float32 basis), and works in
-      five more blocks of ``probes × D`` float64 numbers (the probes included).
+      (4 bytes a number for an operator whose products are float32: a float32 basis), beside
+      its projected matrix ``QᵀAQ`` with the quadrature's copies,
+      ``32 × min(probes × iterations, D)²`` bytes (:func:`pruning_limits.lanczos.projection_bytes`),
+      both counted against ``memory_budget``; it also works in five blocks of ``probes × D``
+      float64 numbers (the probes included), which this mode does not count.
       It stops early, with exact quadrature for the probes, when the block Krylov space
-      becomes invariant. When the basis does not fit ``memory_budget`` the block recurrence runs
-      without re-orthogonalisation in ``5 × probes × D × 8`` bytes
-      (:func:`pruning_limits.lanczos.plain_block_lanczos_bytes`) plus its projected matrix,
-      ``32 × min(probes × iterations, D)²`` (:func:`pruning_limits.lanczos.projection_bytes`;
-      below about ``D = 4 × probes × iterations`` that is more than the basis, and a budget below
-      the basis is an error)
-      (``reorthogonalization="none"``); on the D = 2 080 MLP of tests/test_slq.py its ``s*``
-      stayed within 0.3 points of the re-orthogonalised block rule's from 80 steps on
-      (docs/benchmarks.md, "Bounded memory").
+      becomes invariant. When the basis and projected matrix do not fit ``memory_budget`` the
+      block recurrence runs without re-orthogonalisation in ``5 × probes × D × 8`` bytes
+      (:func:`pruning_limits.lanczos.plain_block_lanczos_bytes`) plus the same projected matrix
+      (``reorthogonalization="none"``; a budget below their sum is an error). On the D = 2 080
+      MLP its ``s*`` minus the re-orthogonalised block rule's ranged over −0.53 … +0.34 points
+      at 80 steps, −0.44 … −0.14 at 150 and −0.15 … 0.00 at 300 (8 seeds × 8 rounding-sized
+      perturbations of the products, ``benchmarks/block_rounding.py``; docs/theory.md,
+      "Bounded memory").
     - ``rule="auto"`` (default): ``"block"`` when there is more than one probe, otherwise
       ``"gauss"``.
 
@@ -594,27 +610,34 @@ def slq(
         operator: a real symmetric operator: anything with ``.matvec`` and ``.dim`` or a
             square ``.shape`` (e.g. :class:`HessianOperator`, a
             ``scipy.sparse.linalg.LinearOperator``; its ``.matmat`` is used when present, and
-            its ``.dtype``, numpy or torch, sets the rounding Lanczos allows), a dense square
+            its ``product_dtype``, else its ``.dtype``, numpy or torch, sets the rounding Lanczos
+            allows: :meth:`HessianOperator.to_linear_operator` declares float64 for scipy and
+            the products' dtype as ``product_dtype``), a dense square
             matrix (numpy or torch) or a ``scipy.sparse`` one (asymmetry up to
             :data:`DENSE_SYMMETRY_TOL` of its entries, ``√eps`` in a narrower dtype, removed as
             ``(A + Aᵀ)/2``), or a callable ``v -> A v`` with ``dim=``. Products must be real,
-            of shape ``(D,)`` from ``matvec`` and ``(D, k)`` from ``matmat``; the block rule
-            refuses an operator it finds non-symmetric (:func:`pruning_limits.lanczos.block_lanczos`:
-            without re-orthogonalisation only blocks of two or more columns are checked; the
-            Gauss rule of one probe is not).
+            of shape ``(D,)`` from ``matvec`` and ``(D, k)`` from ``matmat``. Re-orthogonalised,
+            both rules refuse an operator they find non-symmetric
+            (:func:`pruning_limits.lanczos.block_lanczos`,
+            :func:`pruning_limits.lanczos.lanczos_probes`); without re-orthogonalisation the
+            block rule checks only blocks of two or more columns and the Gauss rule is not
+            checked: symmetry is then the caller's to ensure.
         iterations: Lanczos steps per probe (default :data:`DEFAULT_ITERATIONS`); with a
             ``monitor`` the most steps it may take.
         probes: number of probes (default :data:`DEFAULT_PROBES`).
         seed: seed of the probes; ``generator`` (a ``torch.Generator``) overrides it.
         dim: dimension of a callable operator (an integer >= 1).
-        memory_budget: bytes for the stored Lanczos vectors (default 1 GiB); the block rule's
-            basis is float32 for an operator whose ``dtype`` is float32 (half the bytes),
-            float64 otherwise. The default grows to what the rule without re-orthogonalisation
-            needs when that is more (``5 × probes × D × 8`` bytes and the projected
-            matrix: above 13.4 million weights with two probes), so that no run fails for want of a budget it was not given; an
-            explicit budget below that need is an error.
+        memory_budget: bytes for the Lanczos arrays: the stored vectors and the block rule's
+            projected matrix (default 1 GiB; a :class:`HessianOperator` holds its caches to a
+            budget of its own). The block rule's basis is float32 for an operator whose
+            products are float32 (half the bytes), float64 otherwise. The default grows to
+            what the rule without re-orthogonalisation needs when that is more
+            (``5 × probes × D × 8`` bytes and the projected matrix: from D = 13 277 773, 13.3
+            million weights, with two probes and 300 steps), so that no run fails for want of a
+            budget it was not given; an explicit budget below that need is an error.
         rule: ``"auto"``, ``"block"`` or ``"gauss"``.
-        reorthogonalization: ``"auto"`` (full when the basis fits ``memory_budget``),
+        reorthogonalization: ``"auto"`` (full when the basis, and for the block rule its
+            projected matrix, fit ``memory_budget``),
             ``"full"`` or ``"none"`` (:func:`pruning_limits.lanczos.lanczos_probes`,
             :func:`pruning_limits.lanczos.block_lanczos`).
         monitor: a stopping criterion: called with the partial :class:`Spectrum` after
@@ -629,9 +652,10 @@ def slq(
         ``reorthogonalization`` and ``num_hvps`` (products spent).
 
     Raises:
-        PruningLimitsError: bad arguments, ``reorthogonalization="full"`` whose basis exceeds the
-            budget, a budget too small even for Lanczos without re-orthogonalisation, a complex
-            or non-symmetric operator, or products of the wrong shape.
+        PruningLimitsError: bad arguments, ``reorthogonalization="full"`` whose basis (with the
+            block rule's projected matrix) exceeds the budget, a budget too small even for
+            Lanczos without re-orthogonalisation, a complex or non-symmetric operator, or
+            products of the wrong shape.
     """
     from tqdm import tqdm
 
@@ -670,9 +694,10 @@ def slq(
         budget = max(budget, least)
     block_mode = reorthogonalization
     basis_dtype = block_basis_dtype(dtype)
-    if rule == "block" and block_mode == "auto":
-        fits = block_lanczos_bytes(size, steps, probes, np.dtype(basis_dtype).itemsize) <= budget
-        block_mode = "full" if fits else "none"
+    if rule == "block" and block_mode == "auto":  # the basis, and the projected matrix with its quadrature
+        full = block_lanczos_bytes(size, steps, probes, np.dtype(basis_dtype).itemsize)
+        full += projection_bytes(size, steps, probes)
+        block_mode = "full" if full <= budget else "none"
     checkpoints = set(monitor_checkpoints(steps)) if monitor is not None else set()
 
     with tqdm(total=probes * steps, disable=not progress, file=sys.stderr, desc="SLQ", leave=False) as bar:
@@ -733,6 +758,7 @@ def slq(
             reorthogonalization=reorthogonalization,
             monitor=watch(gauss_spectrum),
             progress_bar=bar,
+            product_dtype=dtype,
         )
         return gauss_spectrum(result)
 
@@ -765,11 +791,15 @@ def estimate_spectrum(
         model, data, loss_fn, params, method: as for :class:`HessianOperator`.
         iterations, probes, seed, generator, rule, reorthogonalization, monitor, progress: as
             for :func:`slq`.
-        memory_budget: bytes for the engine's caches and for the stored Lanczos basis (default
-            1 GiB; the default block rule needs ``min(probes × iterations, D) × D × 8`` bytes (× 4 for float32 products);
-            above it the block rule runs without re-orthogonalisation in ``5 × probes × D × 8``
-            bytes and ``32 × min(probes × iterations, D)²`` for its projected matrix; with one probe, or ``rule="gauss"``, one Gauss rule per probe, without
-            re-orthogonalisation when the probes' bases do not fit).
+        memory_budget: bytes (default 1 GiB) that the engine's caches and, apart, the Lanczos
+            arrays are each held to: the :class:`HessianOperator` gets it and :func:`slq` gets
+            it, so the two together may use up to about twice it, beside the model and the
+            data. The default block rule needs ``min(probes × iterations, D) × D × 8`` bytes
+            for its basis (4 bytes a number for float32 products, whose basis is float32) and
+            ``32 × min(probes × iterations, D)²`` for its projected matrix; above that it runs
+            without re-orthogonalisation in ``5 × probes × D × 8`` bytes and the same
+            projected matrix; with one probe, or ``rule="gauss"``, one Gauss rule per probe,
+            without re-orthogonalisation when the probes' bases do not fit.
 
     Returns:
         The estimated :class:`Spectrum`; ``num_hvps`` counts every Hessian-vector product.

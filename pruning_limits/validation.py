@@ -146,9 +146,9 @@ def validate(
             another structure, predict from it instead of SLQ (as ``validate --structure S
             --exact``), which a ``spectrum`` given as well contradicts.
         spectrum: a precomputed spectrum of the float64 copy (skips SLQ).
-        memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
-            (default 1 GiB; see :func:`~pruning_limits.spectrum.slq` for the quadrature rule
-            it selects).
+        memory_budget: bytes (default 1 GiB) that the Hessian engine's caches and, apart, the
+            Lanczos arrays are each held to (together up to about twice it; see
+            :func:`~pruning_limits.spectrum.slq` for the quadrature rule it selects).
         progress: progress bars on stderr.
         structure: ``"unstructured"`` (default, this function's record) or another structure of
             :mod:`pruning_limits.structures`, which returns

@@ -24,7 +24,13 @@ from pruning_limits import batch_std_epsilon, flat_weights, loss_gradient, predi
 from pruning_limits._checks import PruningLimitsError
 from pruning_limits.adaptive import DEFAULT_TOLERANCE, MIN_SETTLE_STEPS, SettlingMonitor, adaptive_slq
 from pruning_limits.hessian import HessianOperator
-from pruning_limits.lanczos import block_gauss_quadrature, block_lanczos, block_lanczos_bytes, rademacher_probes
+from pruning_limits.lanczos import (
+    block_gauss_quadrature,
+    block_lanczos,
+    block_lanczos_bytes,
+    projection_bytes,
+    rademacher_probes,
+)
 from pruning_limits.limits import predict_from_spectrum, sparsity_estimator
 from pruning_limits.spectrum import Spectrum, default_probes, dense_hessian, monitor_checkpoints
 from pruning_limits.subsets import hessian_subset, rank_hazard, subset_indices, subset_record
@@ -80,7 +86,7 @@ def test_float32_products_get_a_float32_basis_and_keep_the_adaptive_answer(oracl
     through an operator that does not say its dtype get the float64 basis, which does not fit."""
     estimate, exact = _exact(oracle, oracle["gradient"])
     float32 = HessianOperator(copy.deepcopy(oracle["model"]).float(), (oracle["x"].float(), oracle["y"]))
-    budget = block_lanczos_bytes(float32.dim, 300, 8, 4) + 1
+    budget = block_lanczos_bytes(float32.dim, 300, 8, 4) + projection_bytes(float32.dim, 300, 8) + 1
     spectrum = adaptive_slq(float32, estimate, seed=0, memory_budget=budget)
     assert spectrum.reorthogonalization == "full" and spectrum.stopping["converged"]
     assert abs(spectrum.stopping["final_estimate"][0] - exact) <= 0.005
@@ -189,17 +195,65 @@ def test_unsettled_run_warns_and_says_so(oracle) -> None:
     assert spectrum.num_hvps == 60
     with pytest.warns(RuntimeWarning, match=r"s\* moved by [0-9.]+ points over its last 3 checks, above the tolerance of 0\.01;"):
         adaptive_slq(oracle["op"], estimate, tolerance=1e-4, iterations=120, probes=2)  # in points, as --tolerance
-    need = block_lanczos_bytes(2080, 30, 2)  # the basis of 2 probes x 30 steps, float64
-    hint = rf"raise --iterations, or --memory-budget to {math.ceil(100 * need / 2**30) / 100:g} \(GiB\) to re-orthogonalise$"
+    # the basis of 2 probes x 30 steps, float64, and its projected matrix: what slq counts
+    need = block_lanczos_bytes(2080, 30, 2) + projection_bytes(2080, 30, 2)
+    gib = f"{math.ceil(100 * need / 2**30) / 100:g}"
+    # named for a library caller and for the command line (it said only --iterations, --memory-budget)
+    hint = rf"raise iterations \(--iterations\), or memory_budget to {need} bytes \(--memory-budget {gib}\) to re-orthogonalise$"
     with pytest.warns(RuntimeWarning, match=hint):
         bounded = adaptive_slq(oracle["op"], estimate, tolerance=1e-9, iterations=30, probes=2, memory_budget=need - 1)
     assert bounded.reorthogonalization == "none"
+    assert adaptive_slq(oracle["op"], None, iterations=30, probes=2, memory_budget=need).reorthogonalization == "full"
     # asked for no re-orthogonalisation: the budget is not what to raise
-    hint = rf"raise iterations, or re-orthogonalise \(reorthogonalization='auto' or 'full', {math.ceil(100 * need / 2**30) / 100:g} GiB\)$"
+    hint = rf"raise iterations \(--iterations\), or re-orthogonalise \(reorthogonalization='auto' or 'full', {need} bytes: {gib} GiB\)$"
     with pytest.warns(RuntimeWarning, match=hint):
         adaptive_slq(oracle["op"], estimate, tolerance=1e-9, iterations=30, probes=2, reorthogonalization="none")
     fixed = adaptive_slq(oracle["op"], None, iterations=12, probes=2)
     assert fixed.stopping == {"adaptive": False, "iterations": 12, "max_iterations": 12, "probes": 2, "converged": None}
+
+
+def test_the_spectrum_at_the_step_cap_is_checked_and_the_reason_reads_the_last_check() -> None:
+    """The runners show the monitor no spectrum at their last step, and the checkpoints stop
+    below the cap: with a cap of 99 (= MIN_SETTLE_STEPS) the last check was at 79 steps, so no
+    run could settle, and the warning blamed the 99-step minimum on the cap, not on the last
+    check (a review's repro, an estimate that never moves). The final spectrum is now checked
+    too, through the synced monitor where there is one; the reason names the last check."""
+    matrix = np.diag(np.linspace(-0.1, 1.0, 400))
+    synced: list[int] = []
+
+    def sync(monitor):  # as DistributedContext.synced_monitor: every decision goes through it
+        def decide(spectrum):
+            synced.append(spectrum.steps)
+            return monitor(spectrum)
+        return decide
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # it settles: no warning
+        spectrum = adaptive_slq(matrix, lambda s: 0.5, iterations=99, probes=2, seed=0, sync=sync)
+    stop = spectrum.stopping
+    assert spectrum.steps == 99 and stop["converged"] and stop["ended"] == "settled" and stop["moved"] == 0.0
+    assert [c["steps"] for c in stop["checks"]] == [*monitor_checkpoints(99), 99] == synced
+    assert stop["checks"][-1]["products"] == spectrum.num_hvps == 2 * 99 and stop["final_estimate"] == [0.5]
+    with pytest.warns(RuntimeWarning, match=r"did not settle within 60 steps: a run needs at least 99 steps to count as settled \(its last check was at 60\);"):
+        short = adaptive_slq(matrix, lambda s: 0.5, iterations=60, probes=2, seed=0)
+    assert short.stopping["checks"][-1]["steps"] == 60 and short.stopping["ended"] == "step limit"
+    # a run that stopped at a checkpoint is not checked again; nor is an exact one (breakdown)
+    settled = adaptive_slq(matrix, lambda s: 0.5, probes=2, seed=0)  # cap 300: stops at the checkpoint 99
+    assert settled.steps == 99 and [c["steps"] for c in settled.stopping["checks"]] == monitor_checkpoints(100)
+    exact = adaptive_slq(np.diag(np.repeat([1.0, 2.0, 3.0, 4.0], 15)), lambda s: 0.5, probes=2, seed=0)
+    assert exact.steps == 4 and exact.stopping["ended"] == "breakdown" and exact.stopping["checks"] == []
+
+
+def test_a_non_finite_estimate_is_refused_in_one_line() -> None:
+    """An estimate that was always NaN ran to the cap and warned that a run "needs at least 99
+    steps"; within a breakdown it was recorded as converged with ``final_estimate: [nan]``."""
+    matrix = np.diag(np.linspace(-0.1, 1.0, 300))
+    with pytest.raises(PruningLimitsError, match=r"^estimate must return finite numbers, got \[nan\] at 10 steps$"):
+        adaptive_slq(matrix, lambda s: float("nan"), iterations=140, probes=2)
+    with pytest.raises(PruningLimitsError, match=r"^estimate must return finite numbers, got \[0.5, inf\] at 4 steps$"):
+        adaptive_slq(np.diag(np.repeat([1.0, 2.0, 3.0, 4.0], 15)), lambda s: [0.5, float("inf")], probes=2)
+    with pytest.raises(PruningLimitsError, match="estimate must return finite numbers"):
+        SettlingMonitor(lambda s: [float("nan")])(Spectrum.from_eigenvalues([1.0, 2.0]))
 
 
 def test_a_run_that_spans_the_whole_space_is_exact_not_unsettled() -> None:
@@ -446,6 +500,13 @@ def test_adaptive_slq_names_its_own_arguments_and_takes_a_scalar_estimate() -> N
         adaptive_slq(matrix, lambda spectrum: [[0.5], [0.5]], iterations=30, probes=2)
     with pytest.raises(PruningLimitsError, match="the estimate's values must be an array of numbers"):
         adaptive_slq(matrix, lambda spectrum: "high", iterations=30, probes=2)
+
+    class NamedDim:  # a .dim that is no integer raised "invalid literal for int() with base 10: 'x'"
+        dim = "x"
+        matvec = matmat = staticmethod(lambda v: v)
+
+    with pytest.raises(PruningLimitsError, match=r"^the operator's dim must be an integer >= 1, got 'x'"):
+        adaptive_slq(NamedDim(), lambda spectrum: [0.5])
 
 
 def _symmetric(dim: int, seed: int = 0) -> np.ndarray:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from pruning_limits._checks import PruningLimitsError
 from pruning_limits._fx_passes import copy_written_constants, drop_zero_additions
 from pruning_limits.hessian import HessianOperator
+from pruning_limits.lanczos import rademacher_probes
 from pruning_limits.objective import prunable_parameters
 from pruning_limits.spectrum import dense_hessian, exact_spectrum
 
@@ -116,6 +117,42 @@ def test_the_operator_as_a_scipy_linear_operator_is_the_dense_hessian() -> None:
     np.testing.assert_allclose(linear.rmatvec(V[:, 0]), H @ V[:, 0], rtol=1e-10, atol=1e-12)
     top = eigsh(linear, k=2, which="LA", return_eigenvectors=False)
     np.testing.assert_allclose(np.sort(top), np.linalg.eigvalsh(H)[-2:], rtol=1e-8)
+
+
+def test_slq_of_a_float32_operator_as_a_linear_operator_reads_the_products_precision() -> None:
+    """``to_linear_operator`` declared float64 for scipy, and ``slq`` took that for the products'
+    dtype: the block rule's symmetry tolerance became float64's (1.2e-9 here) and refused the
+    symmetric float32 Hessian ("the operator is not symmetric", a review's repro); the Gauss rule
+    got float64's breakdown tolerance. ``product_dtype`` carries float32: slq of the
+    LinearOperator is now slq of the operator itself, bit for bit, and the block rule that spans
+    the space gives the float64 oracle's eigenvalues to float32 rounding."""
+    from scipy.sparse.linalg import eigsh
+
+    from pruning_limits.spectrum import slq
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 7), nn.Tanh(), nn.Linear(7, 3))
+    x, y = torch.randn(50, 10), torch.randint(0, 3, (50,))
+    op = HessianOperator(model, (x, y))
+    linear = op.to_linear_operator()
+    H = oracle_hessian(model.double(), x.double(), y, op.names, nn.functional.cross_entropy).numpy()
+    eigs, vectors = np.linalg.eigh(H)
+    for rule, steps in (("block", 80), ("gauss", 40)):  # block: 4 x 80 >= D = 293 spans the space
+        through_scipy = slq(linear, iterations=steps, probes=4, rule=rule, seed=0)
+        direct = slq(op, iterations=steps, probes=4, rule=rule, seed=0)
+        assert np.array_equal(through_scipy.nodes, direct.nodes) and np.array_equal(through_scipy.weights, direct.weights)
+        assert (through_scipy.steps, through_scipy.reorthogonalization) == (direct.steps, direct.reorthogonalization)
+    assert through_scipy.lambda_max == pytest.approx(eigs[-1], rel=1e-5)
+    assert op.dtype == torch.float32 and linear.dtype == np.float64 and linear.product_dtype == torch.float32
+    # the block Krylov space of the 4 probes became invariant (290 directions): the rule is exact for them
+    spanned = slq(linear, iterations=80, probes=4, rule="block", seed=0)
+    assert spanned.nodes.shape[1] < op.dim
+    squares = (rademacher_probes(op.dim, 4, seed=0) @ vectors) ** 2  # (u_iᵀz_j)², ‖z_j‖ = 1
+    for f in (np.abs, lambda lam: lam**2, lambda lam: np.exp(-lam / eigs[-1])):
+        np.testing.assert_allclose(spanned.integrate(f).per_probe, squares @ f(eigs), rtol=1e-5)
+    # scipy still computes in float64 on it, and a (D, 1) vector comes back as one
+    np.testing.assert_allclose(eigsh(linear, k=1, which="LA", return_eigenvectors=False), eigs[-1:], rtol=1e-5)
+    assert linear.matvec(np.ones((op.dim, 1))).shape == (op.dim, 1)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv", "bn"])
@@ -283,6 +320,14 @@ def test_bad_inputs() -> None:
         op.matmat(torch.zeros(op.dim, dtype=torch.float64))
     with pytest.raises(PruningLimitsError, match="NaN"):
         op.matvec(torch.full((op.dim,), float("nan"), dtype=torch.float64))
+    # a budget of 0.5 bytes was truncated to 0, and check_determinism='no' read as True (a review)
+    for budget, shown in ((0.5, "0.5 (float)"), (0, "0 (int)"), (True, "True (bool)"), (float("inf"), "inf (float)")):
+        with pytest.raises(PruningLimitsError, match=rf"^memory_budget must be a whole number of bytes >= 1, got {re.escape(shown)}$"):
+            HessianOperator(model, (x, y), memory_budget=budget)
+    for flag, shown in (("no", "'no' (str)"), (None, "None (NoneType)"), (0, "0 (int)")):
+        with pytest.raises(PruningLimitsError, match=rf"^check_determinism must be True or False, got {re.escape(shown)}$"):
+            HessianOperator(model, (x, y), check_determinism=flag)
+    assert HessianOperator(model, (x, y), memory_budget=1e9, check_determinism=False)._budget == 10**9  # whole-valued float
 
 
 def test_operator_is_a_snapshot_of_the_weights() -> None:
@@ -316,20 +361,20 @@ def test_exact_spectrum_refuses_large_dimension() -> None:
         exact_spectrum(model, (x, y), max_dim=10)
 
 
-def test_batched_and_looped_double_backward_agree() -> None:
-    """Both matmat paths of the cached double-backward (auto picks the faster by timing)."""
+def test_the_cached_double_backward_matmat_is_its_matvec_column_by_column() -> None:
+    """``matmat`` of the cached double-backward runs one backward pass per column through the
+    shared graph (a vmap-ed pass, never chosen, was removed): each column is that column's
+    ``matvec`` bit for bit, and the block is the oracle's ``H·V``. ``auto`` names one of the two
+    methods, without suffixes."""
     model, x, y = make_case("conv")
     op = HessianOperator(model, loader(x, y), method="double-backward")
+    assert op._graph is not None  # cached: the path under test
     V = torch.randn(op.dim, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    looped = op.matmat(V)
-    op._batched_backward = True
-    batched = op.matmat(V)
-    assert rel_err(batched, looped) <= 1e-12
+    block = op.matmat(V)
+    assert torch.equal(block, torch.stack([op.matvec(V[:, j]) for j in range(V.shape[1])], dim=1))
     H = oracle_hessian(model, x, y, op.names, nn.functional.cross_entropy)
-    assert rel_err(looped, H @ V) <= 1e-10
-    assert set(HessianOperator(model, loader(x, y)).methods["matmat"].split(" ")[0:1]) <= {
-        "double-backward", "forward-over-reverse"
-    }
+    assert rel_err(block, H @ V) <= 1e-10
+    assert set(HessianOperator(model, loader(x, y)).methods.values()) <= {"double-backward", "forward-over-reverse"}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -542,9 +587,11 @@ def test_a_model_that_mixes_the_samples_of_a_batch_is_refused(middle: nn.Module,
     HessianOperator(bn_model, (bn_x, bn_y), method="double-backward")
 
 
-def test_auto_times_its_methods_within_the_memory_budget() -> None:
-    """The timing slice was 256 samples whatever the budget (1.2 GiB at a 64 MiB budget on a
-    small ResNet-20); it now holds the products' share of the budget, as the products do."""
+def test_the_construction_runs_on_at_most_measure_samples_within_the_memory_budget() -> None:
+    """The old ``auto`` timed its methods on 256 samples whatever the budget (1.2 GiB at a 64 MiB
+    budget on a small ResNet-20); ``auto`` no longer times, and the construction's check and
+    measurement run on at most :data:`~pruning_limits.hessian.MEASURE_SAMPLES` (64) samples of a
+    200-sample batch, and the products under a budget of about 10 samples' graph stay exact."""
     seen: list[int] = []
 
     class Recorder(nn.Module):
@@ -766,7 +813,6 @@ def test_auto_chooses_by_a_rule_so_that_one_seed_gives_one_answer(kind: str, exp
         monkeypatch.setattr(hessian, "time", _Clock(growing), raising=False)
         built.append(HessianOperator(model, loader(x, y)))
     assert [op.methods for op in built] == [{"matvec": expected, "matmat": expected}] * 2
-    assert all(op.timings == {} for op in built)
     assert all((op._linearized is not None) == (expected == "forward-over-reverse") for op in built)
     V = torch.randn(built[0].dim, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     assert torch.equal(built[0].matmat(V), built[1].matmat(V))

@@ -322,7 +322,7 @@ def test_a_float32_basis_keeps_the_block_rule_of_a_float32_operator() -> None:
             exact = np.sum(exact_weights * f(lam), axis=1)
             assert np.allclose(np.sum(weights * f(nodes), axis=1), exact, rtol=rtol, atol=0), (dtype, rtol)
     assert block_lanczos_bytes(dim, 60, 4, 4) * 2 == block_lanczos_bytes(dim, 60, 4)
-    between = block_lanczos_bytes(dim, 60, 4, 4) + 1
+    between = block_lanczos_bytes(dim, 60, 4, 4) + projection_bytes(dim, 60, 4) + 1  # the projected matrix beside either
     block_lanczos(matmat, dim, 60, starts, basis_dtype=np.float32, memory_budget=between)
     with pytest.raises(PruningLimitsError, match="float64.*exceeds the memory budget"):
         block_lanczos(matmat, dim, 60, starts, memory_budget=between)

@@ -331,7 +331,7 @@ def test_block_spectrum_density_cdf_and_validation(trained) -> None:
 
 def test_the_default_budget_never_refuses_the_bounded_path(monkeypatch) -> None:
     """Without a budget, a model whose bounded path alone needs more than the default (1 GiB:
-    above 13.4 million weights with two probes) still runs, without re-orthogonalisation; an
+    from 13.3 million weights with two probes and 300 steps) still runs, without re-orthogonalisation; an
     explicit budget below that need is the one-line error. The default is shrunk here so that
     a D = 600 operator stands for such a model."""
     import pruning_limits.lanczos as lanczos_module
@@ -352,6 +352,46 @@ def test_the_default_budget_never_refuses_the_bounded_path(monkeypatch) -> None:
         slq(lambda v: values * v, dim=dim, iterations=30, probes=2, seed=0, memory_budget=least // 10)
     with pytest.raises(PruningLimitsError, match="6 vectors per probe"):
         slq(lambda v: values * v, dim=dim, iterations=30, probes=1, seed=0, memory_budget=lanczos_probes_bytes(dim, 30, 1, "none") - 1)
+
+
+def test_the_reorthogonalised_block_rule_counts_its_projected_matrix_in_the_budget() -> None:
+    """The re-orthogonalised block rule, and slq's choice of it, counted its basis alone, while it
+    also holds the projected matrix ``QᵀAQ`` and its quadrature (``projection_bytes``), which the
+    bounded rule counted: a review's repro (D = 1 500, 4 probes x 375 steps, 20 MB) passed with its
+    18 MB basis, allocated the 72 MB more and peaked at 3.7 times the budget (tracemalloc), where
+    the bounded rule refused the same run. Both count both now: there ``auto`` takes the bounded
+    rule, which refuses the projected matrix in one line, and ``"full"`` refuses in one line; a
+    budget of exactly the sum runs re-orthogonalised, one byte less runs the bounded rule."""
+    from scipy.sparse.linalg import LinearOperator
+
+    from pruning_limits.lanczos import block_lanczos, projection_bytes
+
+    dim, probes, steps = 1500, 4, 375
+    values = np.linspace(-0.1, 1.0, dim)
+    op = LinearOperator((dim, dim), matvec=lambda v: values * v.ravel(), matmat=lambda V: values[:, None] * V, dtype=np.float64)
+    basis, projected = block_lanczos_bytes(dim, steps, probes), projection_bytes(dim, steps, probes)
+    assert (basis, projected) == (18_000_000, 72_000_000)
+    refusals = {
+        "auto": r"375 block steps of 4 probes project onto a 1500-square matrix \(72000000 bytes",
+        "full": r"the block Lanczos basis \(1500 vectors of 1500 float64, 18000000 bytes \(0.0168 GiB\)\) with its projected "
+        r"matrix and quadrature \(72000000 bytes \(0.0671 GiB\)\) exceeds the memory budget of 20000000 bytes",
+    }
+    for mode, message in refusals.items():
+        with pytest.raises(PruningLimitsError, match=message) as info:
+            slq(op, iterations=steps, probes=probes, rule="block", memory_budget=20_000_000, reorthogonalization=mode)
+        assert "\n" not in str(info.value)
+    # the boundary, on a smaller case: the sum runs re-orthogonalised, one byte less does not
+    dim, steps = 300, 75
+    values = values[:dim]
+    both = block_lanczos_bytes(dim, steps, probes) + projection_bytes(dim, steps, probes)
+    assert both == 300 * 300 * 8 + 4 * 300**2 * 8
+    chosen = [slq(lambda v: values * v, dim=dim, iterations=steps, probes=probes, seed=0, memory_budget=budget)
+              for budget in (both, both - 1)]
+    assert [s.reorthogonalization for s in chosen] == ["full", "none"]
+    starts = rademacher_probes(dim, probes, seed=0)
+    block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=both)
+    with pytest.raises(PruningLimitsError, match="with its projected matrix and quadrature"):
+        block_lanczos(lambda V: values[:, None] * V, dim, steps, starts, memory_budget=both - 1)
 
 
 def _matrix(eigs: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -491,6 +531,37 @@ def test_slq_refuses_a_non_symmetric_operator_but_not_float32_hessian_products(s
             spectrum = slq(op, iterations=op.dim, probes=4, seed=0, rule="block", reorthogonalization=mode)
             assert spectrum.reorthogonalization == mode and np.isfinite(spectrum.nodes).all()
             assert 0 < worst[0] < 0.01, (mode, worst[0])
+
+
+def test_the_reorthogonalised_gauss_rule_refuses_a_non_symmetric_operator(symmetry_margin) -> None:
+    """The Gauss rule checked no symmetry: a standard normal 50 x 50 matrix as a LinearOperator
+    gave nodes for 1 and 3 probes (λmax 14.6, a review's repro). Re-orthogonalised, each step's
+    first Gram–Schmidt pass holds ``qᵢᵀAqⱼ`` for every earlier ``i``: ``β_{j-1}`` for ``i = j − 1``
+    and 0 below for a symmetric ``A``; it is now compared with them at √eps of the products'
+    dtype. Symmetric operators stay far inside (float64 matrix, float32 Hessian products), and
+    the check only reads: their rules are unchanged. Without re-orthogonalisation nothing is
+    checked (as the docstring of slq says)."""
+    from scipy.sparse.linalg import LinearOperator
+
+    A = np.random.default_rng(0).standard_normal((50, 50))
+    op = LinearOperator((50, 50), matvec=lambda v: A @ v.ravel(), matmat=lambda V: A @ V, dtype=np.float64)
+    for probes in (1, 3):
+        with pytest.raises(PruningLimitsError, match=r"^the operator is not symmetric: a probe's QᵀAQ differs from its transpose by [0-9.]+, against products of norm up to [0-9.]+ \(tolerance [0-9.e-]+, √eps of the products' dtype\); Lanczos needs A = Aᵀ$"):
+            slq(op, iterations=10, probes=probes, rule="gauss", reorthogonalization="full", seed=0)
+        assert slq(op, iterations=10, probes=probes, rule="gauss", reorthogonalization="none", seed=0).steps == 10
+    symmetric = (A + A.T) / 2
+    eigs = np.linalg.eigvalsh(symmetric)
+    worst = symmetry_margin
+    worst[0] = 0.0  # (the refusals above recorded theirs)
+    spectrum = slq(symmetric, iterations=50, probes=3, rule="gauss", reorthogonalization="full", seed=0)
+    assert 0 < worst[0] < 1e-3, worst[0]
+    np.testing.assert_allclose(spectrum.nodes[0], eigs, rtol=0, atol=1e-12 * np.abs(eigs).max())  # D steps: exact
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 4))
+    op32 = HessianOperator(model, (torch.randn(128, 1, 6, 6), torch.randint(0, 4, (128,))))
+    worst[0] = 0.0
+    spectrum = slq(op32, iterations=op32.dim, probes=2, rule="gauss", reorthogonalization="full", seed=0)
+    assert spectrum.reorthogonalization == "full" and 0 < worst[0] < 0.01, worst[0]
 
 
 def test_dense_hessian_takes_numpy_products_and_refuses_matrices() -> None:
