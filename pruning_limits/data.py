@@ -28,9 +28,13 @@ Data specs (``load_data``):
 - ``path/to/file.npz`` (``~`` expanded): arrays ``x`` and ``y``, optionally ``x_test`` and
   ``y_test`` (both or neither); other arrays in the file are not read. Images are
   ``(N, C, H, W)``: samples of three dimensions whose last is 1, 3 or 4 and first larger than 4
-  get a warning that they look channels-last. Without a test set, a seeded permutation
-  holds out 20 % of the samples as test set (at least one sample); the bundle records
-  ``test_source="split"``.
+  get a warning that they look channels-last. Without a test set, a permutation seeded by
+  ``seed`` (the CLI's ``--seed``, stored in a bundle and reused by later commands) holds out
+  20 % of the samples as test set (at least one sample; not stratified: a rare class can land
+  in one part only, which the label warnings below then name); the bundle records
+  ``test_source="split"``. Values are used as stored, never scaled: divide uint8 pixels by 255
+  (``x / 255.0``) before saving (integer inputs other than int64 reaching 255 get a warning).
+  ``x`` needs a dimension per sample beyond the first: one feature is ``(N, 1)`` (``x[:, None]``).
 - ``package.module:function`` or ``package.module:function(key=literal, ...)`` (keyword
   arguments parsed as literals, never evaluated: :mod:`pruning_limits.specs`): the function
   is called with those arguments and returns a
@@ -52,7 +56,12 @@ infinite; longdouble arrays are read as float64 first. A number of classes infer
 largest label above ``max(MIN_CLASS_LIMIT, 2 × samples)``, or a vocabulary inferred from the
 largest int64 token above ``max(MIN_VOCAB_LIMIT, 2 × tokens)``, gets a warning: a stray value
 would give a zoo model that many outputs or embeddings (a checkpoint's own head is not
-refused for it).
+refused for it). An inferred number of classes ``K`` whose classes in ``[0, K)`` are not all
+in the training labels gets a warning (each class is an output of the model, and so changes
+``D`` and ``s*``): labels that start at 1 (1-based?), integer values with many gaps (ages,
+counts: regression targets?), or a class missing from the training part (:func:`make_bundle`).
+Training labels of one class are refused whichever label it is, unless ``num_outputs`` is given
+or a checkpoint's head decides (``classes_from="model"``, :func:`check_data_fits_model`).
 """
 
 from __future__ import annotations
@@ -252,7 +261,10 @@ def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
         if int(x.min()) < 0:
             raise PruningLimitsError(f"{where} data: int64 inputs are token indices and must be >= 0, got {int(x.min())}")
     else:
+        source = x.dtype
         x = _to_float32(x, f"{where} data: inputs")
+        if where == "training" and not source.is_floating_point:  # the test part has the same dtype, or is refused
+            _warn_integer_inputs(x, source, where)
     if y.is_floating_point():
         y = _to_float32(y, f"{where} data: targets")
         if y.ndim == 1:
@@ -261,11 +273,42 @@ def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
         if y.ndim == 2 and y.shape[1] == 1:  # a column of labels, (n, 1) as Keras stores CIFAR's
             y = y[:, 0]
         if y.ndim != 1:
+            one_hot = y.ndim == 2 and bool(((y == 0) | (y == 1)).all()) and bool((y.sum(dim=1) == 1).all())
             raise PruningLimitsError(
                 f"{where} data: integer targets (class labels) must be 1-D, got shape {tuple(y.shape)}"
+                + ("; one-hot rows? store y.argmax(1)" if one_hot else "")
             )
         y = y.to(torch.int64)
     return x, y
+
+
+#: Integer inputs (other than int64 tokens) reaching this magnitude get a warning that they are used
+#: unscaled: uint8 pixels run to 255, which torchvision users expect divided by 255 (training on them
+#: diverged, with an error that blamed the learning rate; a review).
+UNSCALED_INPUT_WARNING = 255
+
+
+def _warn_integer_inputs(x: Tensor, source: torch.dtype, where: str) -> None:
+    """Warn, in one line, when integer inputs other than int64 (``source``, now the float32 ``x``)
+    are read as features that may not be meant so: values reaching :data:`UNSCALED_INPUT_WARNING`
+    (pixels, used unscaled), or signed integers of shape ``(N, L)`` (int32 token ids, which only
+    int64 keeps as tokens). Read on the float32 copy: torch has no max of uint16, uint32, uint64."""
+    if not x.numel():
+        return
+    high = int(max(float(x.max()), -float(x.min())))
+    name = str(source).removeprefix("torch.")
+    advice = []
+    if x.ndim == 2 and source.is_signed:
+        advice.append("token indices? store them as int64 (x.astype(np.int64))")
+    if high >= UNSCALED_INPUT_WARNING:
+        advice.append("pixels? divide them by 255 (x / 255.0); other features: scale them")
+    if advice:
+        warnings.warn(
+            f"the {where} inputs are {name} values up to {high} of shape {tuple(x.shape)}, used as stored "
+            f"(float32, not scaled): {'; '.join(advice)}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def _to_float32(values: Tensor, name: str) -> Tensor:
@@ -337,7 +380,67 @@ def _check_labels(bundle: DataBundle) -> None:
             )
 
 
-def _warn_class_like(y: Tensor, y_test: Tensor | None, outputs: int) -> None:
+def _check_label_signs(y: Tensor, y_test: Tensor | None) -> None:
+    """Refuse negative class labels in one line (the range ``[0, largest + 1)`` the message named
+    before was circular: labels {-1, 0} read "must lie in [0, 1)"); PyTorch's ignore index -100
+    is named, since it is not skipped here."""
+    for name, labels in (("training", y), ("test", y_test)):
+        if labels is None or not labels.numel() or int(labels.min()) >= 0:
+            continue
+        low, high = int(labels.min()), int(labels.max())
+        ignore = "; -100 (PyTorch's ignore_index) is not skipped here: drop those samples" if bool((labels == -100).any()) else ""
+        raise PruningLimitsError(
+            f"{name} labels must lie in [0, K): integer targets are class indices 0, 1, ..., K − 1 and must be >= 0, "
+            f"got labels from {low} to {high}{ignore}"
+        )
+
+
+def _warn_missing_classes(y: Tensor, y_test: Tensor | None, classes: int, split: bool) -> None:
+    """Warn when classes in ``[0, classes)``, the number inferred from the largest label, hold no
+    training sample: each is an output of the model all the same, which changes ``D`` and ``s*``
+    (1-based labels {1, 2} gave a 3-output network, integer ages 18..73 a 74-class one; a review).
+
+    Labels that run without a gap from ``lo > 0`` are named as 1-based; other gaps only when the
+    training part has at least ``classes`` samples (a small subset of ImageNet's labels cannot
+    hold every class): many missing classes (at least 3, and more than a quarter) as integer
+    values that may be regression targets, a few by their numbers (a class in the test part alone,
+    a rare class the hold-out took: ``split``).
+    """
+    present = torch.unique(y)
+    missing = classes - len(present)
+    if missing <= 0:
+        return
+    low, high = int(present[0]), int(present[-1])
+    if low > 0 and high == classes - 1 and len(present) == high - low + 1:
+        absent = "class 0 has no sample but gets an output" if low == 1 else f"classes 0..{low - 1} have no sample but get outputs"
+        message = (
+            f"the training labels start at {low}: {absent} of the model ({classes} classes), which changes D and s*; "
+            f"1-based labels? subtract {low} (y - {low})"
+        )
+    elif len(y) < classes:
+        return
+    elif missing >= 3 and 4 * missing > classes:
+        message = (
+            f"{len(present)} distinct integer labels from {low} to {high} leave {missing} of the {classes} classes without "
+            "a training sample, yet each gets an output of the model: integer values (ages, counts)? store float targets "
+            "for regression; else number the classes 0..K-1 (np.unique(y, return_inverse=True))"
+        )
+    else:
+        held = torch.zeros(classes, dtype=torch.bool)
+        held[present] = True
+        absent_classes = torch.nonzero(~held).flatten().tolist()
+        names = ", ".join(str(c) for c in absent_classes[:10]) + (", ..." if len(absent_classes) > 10 else "")
+        where = ""
+        if y_test is not None and bool(torch.isin(y_test, torch.tensor(absent_classes)).any()):
+            where = " (the test part holds " + ("them" if missing > 1 else "it") + ("; the 20 % hold-out is not stratified" if split else "") + ")"
+        message = (
+            f"class{'es' if missing > 1 else ''} {names} of the {classes} ha{'ve' if missing > 1 else 's'} no training "
+            f"sample{where}, yet {'each gets' if missing > 1 else 'it gets'} an output of the model that training never fits"
+        )
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _warn_class_like(y: Tensor, y_test: Tensor | None) -> None:
     """Warn when 1-D float targets are exactly ``0, 1, …, K − 1`` (:data:`CLASS_LIKE_TARGET_VALUES`):
     class labels stored as floats, or counts; several targets per sample are never labels."""
     values = y if y_test is None else torch.cat([y, y_test])
@@ -354,7 +457,7 @@ def _warn_class_like(y: Tensor, y_test: Tensor | None, outputs: int) -> None:
             f"the float targets are exactly 0, 1, ..., {k - 1}: read as regression (one output, MSE); "
             f"if they are class labels, store them as integers",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -369,7 +472,7 @@ def _warn_one_hot(y: Tensor, y_test: Tensor | None) -> None:
             f"the float targets are one-hot rows of {values.shape[1]} values: read as regression ({values.shape[1]} "
             "outputs, MSE); if they are class labels, store integer labels (y.argmax(1))",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -382,8 +485,15 @@ def _warn_channels_last(x: Tensor) -> None:
             f"(N, C, H, W), here {x.shape[1]} channels; transpose to (N, C, H, W) (numpy: x.transpose(0, 3, 1, 2); "
             "torch: x.permute(0, 3, 1, 2))",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
+
+
+#: Where :func:`make_bundle`'s number of classes comes from: the ``"labels"`` (the largest plus one,
+#: which sizes a zoo model: classes without a training sample get a warning, a single class is
+#: refused), or a checkpoint's ``"model"`` head (:func:`check_data_fits_model` checks the labels
+#: against it, and refuses a single class only for a head of fewer than two outputs).
+CLASSES_FROM = ("labels", "model")
 
 
 def make_bundle(
@@ -394,6 +504,7 @@ def make_bundle(
     spec: str = "<python object>",
     test_source: str | None = None,
     info: dict[str, Any] | None = None,
+    classes_from: str = "labels",
 ) -> DataBundle:
     """Turn Python data objects into a validated :class:`DataBundle`.
 
@@ -403,10 +514,17 @@ def make_bundle(
             is ``None``).
         test: optional test data of the same kinds.
         num_outputs: number of classes (classification) or target dimension; inferred when
-            ``None`` (largest label + 1 over train and test, or the target width).
+            ``None`` (largest label + 1 over train and test, or the target width). An inferred
+            number of classes some of which hold no training sample gets a warning (1-based
+            labels, integer regression values, a class missing from the training part).
         spec: recorded data spec.
         test_source: recorded origin of the test set (default ``"given"`` or ``"none"``).
         info: extra JSON-serialisable facts to record.
+        classes_from: with ``num_outputs`` inferred, ``"labels"`` (default) sizes the classes
+            by the labels: training labels that are all one class are refused, whichever the
+            class, and classes without a training sample get a warning; ``"model"`` leaves both to
+            a checkpoint's head (:func:`check_data_fits_model`; the command line's analyses of a
+            checkpoint). A given ``num_outputs >= 2`` keeps a single class.
 
     Raises:
         PruningLimitsError: any invalid input, explained in one line.
@@ -419,6 +537,34 @@ def make_bundle(
     x_test = y_test = None
     if test is not None:
         x_test, y_test = materialize(test, "test")
+    return _assemble(
+        x, y, x_test, y_test, num_outputs=num_outputs, spec=spec,
+        test_source=test_source or ("given" if test is not None else "none"), info=info, classes_from=classes_from,
+    )
+
+
+def _assemble(
+    x: Tensor,
+    y: Tensor,
+    x_test: Tensor | None,
+    y_test: Tensor | None,
+    *,
+    num_outputs: int | None,
+    spec: str,
+    test_source: str,
+    info: dict[str, Any] | None,
+    classes_from: str = "labels",
+) -> DataBundle:
+    """:func:`make_bundle`'s checks and inferences on pairs :func:`_normalise_pair` has produced
+    already (the ``.npz`` hold-out passes its parts here, not through another validation pass)."""
+    if classes_from not in CLASSES_FROM:
+        raise PruningLimitsError(f"classes_from must be one of {', '.join(CLASSES_FROM)}, got {describe(classes_from)}")
+    if x.ndim == 1:  # the zoo failed later: "cannot build a model for input shape ()"
+        raise PruningLimitsError(
+            f"training inputs of shape {tuple(x.shape)} hold one value per sample: store x as (N, 1) (x[:, None]), "
+            "one feature per sample"
+        )
+    if x_test is not None and y_test is not None:
         if x_test.shape[1:] != x.shape[1:]:
             raise PruningLimitsError(
                 f"test inputs have sample shape {tuple(x_test.shape[1:])}, training inputs {tuple(x.shape[1:])}"
@@ -439,30 +585,48 @@ def make_bundle(
                 f"int64 inputs are token indices: the largest, {vocab - 1}, implies a vocabulary of {vocab} for "
                 f"{count} tokens (more than max({MIN_VOCAB_LIMIT}, 2 × tokens)), which a zoo model would embed: a stray token?",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+    single = None  # the class of training labels that hold one
     if y.is_floating_point():
         task = "regression"
         inferred = int(np.prod(y.shape[1:]))
-        _warn_class_like(y, y_test, inferred)
+        _warn_class_like(y, y_test)
         _warn_one_hot(y, y_test)
     else:
         task = "classification"
+        _check_label_signs(y, y_test)
         inferred = int(max(int(y.max()), -1 if y_test is None else int(y_test.max()))) + 1
+        single = int(y[0]) if bool((y == y[0]).all()) else None
         limit = max(MIN_CLASS_LIMIT, 2 * samples)
         if num_outputs is None and inferred > limit:
             warnings.warn(
                 f"the largest label, {inferred - 1}, implies {inferred} classes for {samples} samples (more than "
                 f"max({MIN_CLASS_LIMIT}, 2 × samples)), which a zoo model would get as outputs: a stray label?",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+        elif num_outputs is None and single is None and classes_from == "labels":
+            _warn_missing_classes(y, y_test, inferred, test_source == "split")
+    given = num_outputs is not None
     if num_outputs is None:
         num_outputs = inferred
     elif isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
         raise PruningLimitsError(f"num_outputs must be an integer >= 1, got {describe(num_outputs)}")
     elif task == "regression" and num_outputs != inferred:
         raise PruningLimitsError(f"num_outputs is {num_outputs} but the regression targets have {inferred} values")
+    if single is not None and (num_outputs < 2 if given else classes_from == "labels"):
+        # one class, whichever its label (all 1 passed with a 2-output head before, all 0 was refused)
+        if spec == "<python object>":
+            raise PruningLimitsError(
+                f"classification needs at least two classes, got the training labels all {single} and num_outputs "
+                f"{num_outputs}: one class; give num_outputs >= 2 to use them with a model of more outputs, or float "
+                "targets for regression"
+            )
+        raise PruningLimitsError(  # a spec's data: the command line has no num_outputs
+            f"classification needs at least two classes, got the training labels of {spec!r} all {single}: one class; "
+            "store labels of at least two classes, or float targets for regression"
+        )
     bundle = DataBundle(
         x_train=x,
         y_train=y,
@@ -472,16 +636,9 @@ def make_bundle(
         num_outputs=int(num_outputs),
         input_shape=tuple(x.shape[1:]),
         spec=spec,
-        test_source=test_source or ("given" if test is not None else "none"),
+        test_source=test_source,
         info=dict(info or {}),
     )
-    if task == "classification" and int(y.min()) < 0:
-        raise PruningLimitsError(f"training labels must lie in [0, {num_outputs}), got labels from {int(y.min())}")
-    if task == "classification" and num_outputs < 2:  # one logit: cross-entropy is 0 whatever the weights
-        raise PruningLimitsError(
-            f"classification needs at least two classes, got the training labels all {int(y.min())} and num_outputs "
-            f"{num_outputs} (give num_outputs, or float targets for regression)"
-        )
     _check_labels(bundle)
     return bundle
 
@@ -677,7 +834,15 @@ def _check_npz_member_size(archive: Any, key: str, path: str) -> None:
         if not magic.startswith(np.lib.format.MAGIC_PREFIX) or magic[-2:] not in (b"\x01\x00", b"\x02\x00"):
             return
         read_header = np.lib.format.read_array_header_1_0 if magic[-2] == 1 else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(member)
+        try:
+            shape, _, dtype = read_header(member)
+        except ValueError as err:  # numpy's "Header info length (10166) is large and may not be safe to load securely"
+            if "max_header_size" not in str(err):
+                raise
+            raise PruningLimitsError(
+                f"array {key} of {path!r} must be a numeric array, got a .npy header too large to read safely "
+                "(a structured dtype of many fields?)"
+            ) from None
         if dtype.hasobject:
             return
         declared = math.prod(shape) * dtype.itemsize
@@ -689,7 +854,7 @@ def _check_npz_member_size(archive: Any, key: str, path: str) -> None:
         )
 
 
-def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
+def _load_npz(path: str, seed: int, spec: str, classes_from: str = "labels") -> DataBundle:
     if not os.path.exists(path):
         raise PruningLimitsError(f"data file {path!r} does not exist")
     if not os.path.isfile(path):
@@ -709,22 +874,31 @@ def _load_npz(path: str, seed: int, spec: str) -> DataBundle:
         raise PruningLimitsError(f"{path!r} is not an .npz archive or is damaged (expected a zip file written by numpy.savez)")
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
-        raise PruningLimitsError(f"{path!r} lacks array(s) {missing}; expected x and y (optional x_test, y_test), found {sorted(names)}")
+        positional = " (saved without names: save with np.savez(path, x=x, y=y))" if names and all(n.startswith("arr_") for n in names) else ""
+        raise PruningLimitsError(
+            f"{path!r} lacks array(s) {missing}; expected x and y (optional x_test, y_test), found {sorted(names)}{positional}"
+        )
     has_test = [key in arrays for key in ("x_test", "y_test")]
     if any(has_test) and not all(has_test):
         raise PruningLimitsError(f"{path!r} must hold both x_test and y_test or neither, found {sorted(names)}")
     if all(has_test):
-        return make_bundle((arrays["x"], arrays["y"]), (arrays["x_test"], arrays["y_test"]), spec=spec)
-    x, y = _normalise_pair(arrays["x"], arrays["y"], "training")
+        return make_bundle((arrays["x"], arrays["y"]), (arrays["x_test"], arrays["y_test"]), spec=spec, classes_from=classes_from)
+    x, y = _normalise_pair(arrays.pop("x"), arrays.pop("y"), "training")
     if len(x) < 2:
         raise PruningLimitsError(f"{path!r} has {len(x)} sample(s) and no test set: need at least 2 to split")
     n_test = max(1, int(round(NPZ_TEST_FRACTION * len(x))))
     perm = _seeded_permutation(len(x), seed)
-    tr, te = perm[n_test:], perm[:n_test]
-    return make_bundle((x[tr], y[tr]), (x[te], y[te]), spec=spec, test_source="split")
+    # one permuted copy, whose two parts are views (x[perm[n_test:]] and x[perm[:n_test]], as before,
+    # in the same order), and the file's arrays released: the data were held about 2.6 times
+    x, y = x[perm], y[perm]
+    del arrays, perm
+    return _assemble(  # validated by _normalise_pair already
+        x[n_test:], y[n_test:], x[:n_test], y[:n_test], num_outputs=None, spec=spec, test_source="split", info=None,
+        classes_from=classes_from,
+    )
 
 
-def _load_callable(spec: str) -> DataBundle:
+def _load_callable(spec: str, classes_from: str = "labels") -> DataBundle:
     parsed = parse_callable_spec(spec, "data spec")
     func = parsed.resolve("data spec")
     try:
@@ -745,15 +919,15 @@ def _load_callable(spec: str) -> DataBundle:
             return make_bundle(result.train, result.test, num_outputs=result.num_outputs, spec=spec,
                                test_source=result.test_source, info=result.info)
         if isinstance(result, (tuple, list)) and len(result) == 2 and all(_is_data_source(part) for part in result):
-            return make_bundle(result[0], result[1], spec=spec)
+            return make_bundle(result[0], result[1], spec=spec, classes_from=classes_from)
         if isinstance(result, (tuple, list)) and len(result) == 2 and result[1] is None and _is_data_source(result[0]):
-            return make_bundle(result[0], spec=spec)  # (train, None): no test set
-        return make_bundle(result, spec=spec)
+            return make_bundle(result[0], spec=spec, classes_from=classes_from)  # (train, None): no test set
+        return make_bundle(result, spec=spec, classes_from=classes_from)
     except UserCodeError as err:  # the returned Dataset or DataLoader failed while it was read
         raise UserCodeError(f"data function {spec!r}: {err}") from err.__cause__
 
 
-def load_data(spec: str, *, seed: int = 0) -> DataBundle:
+def load_data(spec: str, *, seed: int = 0, classes_from: str = "labels") -> DataBundle:
     """Load the data named by ``spec`` (see the module docstring for the forms).
 
     Args:
@@ -761,6 +935,8 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
             a path ending in ``.npz`` (``~`` expanded), or ``package.module:function``.
         seed: an integer in ``[0, 2**64)``, seed of the ``digits`` split, of the ``synthetic``, ``patterns`` and ``tokens`` draws and of the ``.npz``
             hold-out split. ``mnist1d`` ignores it (its own ``seed`` option sets the generator).
+        classes_from: for a file's or a function's integer labels, ``"labels"`` or ``"model"``
+            (data for a checkpoint, whose head decides): :func:`make_bundle`.
 
     Raises:
         PruningLimitsError: unknown spec, bad options or seed, unreadable file, failing import, invalid data.
@@ -787,14 +963,21 @@ def load_data(spec: str, *, seed: int = 0) -> DataBundle:
         allowed = {k: int(v) for k, v in _TOKENS_DEFAULTS.items()}
         with too_large_for_memory(f"data spec {spec!r}"):
             return _load_tokens(_parse_options(name, options, allowed), seed, spec)
+    if classes_from not in CLASSES_FROM:
+        raise PruningLimitsError(f"classes_from must be one of {', '.join(CLASSES_FROM)}, got {describe(classes_from)}")
     if spec.lower().endswith(".npz"):
         spec = os.path.expanduser(spec)  # a quoted '~/x.npz' reaches here unexpanded
-        return _load_npz(spec, seed, spec)
+        return _load_npz(spec, seed, spec, classes_from)
     if looks_callable(spec):
-        return _load_callable(spec)
+        return _load_callable(spec, classes_from)
+    hint = ""
+    if spec.lower().endswith(".npy"):
+        hint = "; a .npy file holds one array: put x and y in an .npz (np.savez(path, x=x, y=y))"
+    elif spec.lower().endswith((".csv", ".txt", ".tsv")):
+        hint = "; read it into arrays and save them as an .npz (np.savez(path, x=x, y=y))"
     raise PruningLimitsError(
         f"unknown data spec {spec!r}: expected one of {', '.join(BUILTIN_DATA)}, a .npz file, "
-        "or package.module:function[(key=literal, ...)]"
+        f"or package.module:function[(key=literal, ...)]{hint}"
     )
 
 
@@ -962,8 +1145,11 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
 
     Raises:
         PruningLimitsError: the model rejects the inputs, or its output does not fit the
-            targets (at least as many class logits as classes for classification: a data set
-            may lack the last classes; the target shape for regression).
+            targets (at least as many class logits as classes for classification, and at least
+            two: a data set may lack the last classes; the target shape for regression).
+
+    Training labels of one class (left to the model by ``classes_from="model"``, or kept by a
+    given ``num_outputs``) get a one-line warning when the head has two outputs or more.
     """
     bundle = data if isinstance(data, DataBundle) else make_bundle(data)
     device, dtype = model_device_dtype(model)
@@ -991,10 +1177,15 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
                     f"{bundle.spec}): {message_line(err)}{hint}"
                 ) from None
     out = logits(outputs[0])
+    single = None
     if bundle.task == "classification":
+        y = bundle.y_train
+        single = int(y[0]) if len(y) and bool((y == y[0]).all()) else None
         classes = max(bundle.num_outputs, 2)
         fits = out.dim() == 2 and out.shape[0] == 1 and out.shape[1] >= classes
         expected, what = f"(1, C) with C >= {classes}", f"{bundle.num_outputs} classes"
+        if single is not None:
+            what = f"one class, the training labels all {single},"
     else:
         fits = tuple(out.shape) == (1, *bundle.y_train.shape[1:])
         expected, what = str((1, *bundle.y_train.shape[1:])), f"targets of shape {tuple(bundle.y_train.shape[1:])}"
@@ -1004,4 +1195,11 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
             hint = "; per-token (language-model) losses are not supported by the command line (the Python API takes a loss_fn)"
         raise PruningLimitsError(
             f"model {name} returns shape {tuple(out.shape)} for one sample, expected {expected} ({what} of {bundle.spec}){hint}"
+        )
+    if single is not None:
+        warnings.warn(
+            f"the training labels of {bundle.spec} are all {single}: one class, analysed with the model's "
+            f"{out.shape[1]} outputs",
+            RuntimeWarning,
+            stacklevel=2,
         )

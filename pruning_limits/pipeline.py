@@ -74,10 +74,11 @@ def predict_limit(
         gradient: a precomputed data-loss gradient at the weights (flat, in the order of
             :func:`~pruning_limits.objective.flat_weights`; skips its computation, as ``spectrum``
             skips SLQ). Only with ``gradient_term=True``.
-        memory_budget: bytes for the Hessian engine's caches and for the stored Lanczos basis
-            (default 1 GiB). SLQ uses the block Gauss rule, fully re-orthogonalised when all
-            probes' bases fit, otherwise without re-orthogonalisation
-            (:func:`pruning_limits.spectrum.slq`).
+        memory_budget: bytes (default 1 GiB) that the Hessian engine's caches and, apart, the
+            Lanczos arrays are each held to, so the two together may use up to about twice it,
+            beside the model and the data. SLQ uses the block Gauss rule, fully
+            re-orthogonalised when all probes' bases and the projected matrix fit, otherwise
+            without re-orthogonalisation (:func:`pruning_limits.spectrum.slq`).
         progress: show a tqdm progress bar on stderr.
         structure: the allowed supports (:mod:`pruning_limits.structures`, THEORY §8):
             ``"unstructured"`` (default, global magnitude), ``"layerwise"``, ``"neuron"``,
@@ -145,7 +146,8 @@ def predict_limit(
 
         watch = tolerance
         subset = subset_record(
-            analysed, data, hessian_samples, weights.size, tolerance=DEFAULT_TOLERANCE if watch is None else watch
+            analysed, data, hessian_samples, weights.size, tolerance=DEFAULT_TOLERANCE if watch is None else watch,
+            seed=seed,
         )
         operator = HessianOperator(
             analysed,

@@ -29,7 +29,10 @@ from .objective import check_pair, describe_data, loader_dataset, loader_over
 def num_samples(data: Any) -> int:
     """Samples in an ``(x, y)`` pair, a Dataset or a DataLoader's dataset (the part its sampler's
     ``indices`` pick: :func:`pruning_limits.objective.loader_dataset`); an IterableDataset's (or a
-    DataLoader over one) are counted by reading it once."""
+    DataLoader over one) are counted by reading it once. A pair of tensors is counted without
+    another validation pass over its values (a bundle's are validated when loaded)."""
+    if _tensor_pair(data):
+        return len(data[0])
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return len(check_pair(*data)[0])
     source = data.dataset if isinstance(data, DataLoader) else data
@@ -42,6 +45,17 @@ def num_samples(data: Any) -> int:
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
         return len(data)  # type: ignore[arg-type]
     raise PruningLimitsError(f"data must be an (inputs, targets) pair, a Dataset or a DataLoader, got {describe_data(data)}")
+
+
+def _tensor_pair(data: Any) -> bool:
+    """Whether ``data`` is an ``(x, y)`` pair of tensors of the same non-zero length: counted and
+    indexed as it is (:func:`check_pair`'s scan for NaN is left to the passes that read the values)."""
+    return (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and all(isinstance(part, torch.Tensor) and part.ndim >= 1 and not part.is_inference() for part in data)
+        and len(data[0]) == len(data[1]) > 0
+    )
 
 
 def _holds_batches(data: Any) -> bool:
@@ -106,7 +120,7 @@ def hessian_subset(data: Any, samples: int | None, seed: int = 0) -> Any:
     total = num_samples(data)
     index = subset_indices(total, samples, seed)
     if isinstance(data, (tuple, list)):
-        x, y = check_pair(*data)
+        x, y = data if _tensor_pair(data) else check_pair(*data)
         return x[index], y[index]
     if isinstance(data, DataLoader):
         return loader_over(data, Subset(loader_dataset(data), index.tolist()))
@@ -134,7 +148,9 @@ def rank_hazard(samples: int, total: int, per_sample: int, dim: int) -> float:
     return max(cap - sub, 0) / int(dim)
 
 
-def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, tolerance: float) -> dict[str, Any]:
+def subset_record(
+    model: Any, data: Any, samples: int | None, dim: int, *, tolerance: float, seed: int | None = None
+) -> dict[str, Any]:
     """Facts about a Hessian subset, with a ``RuntimeWarning`` when its rank hazard exceeds ``tolerance``.
 
     Args:
@@ -144,19 +160,23 @@ def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, toler
         dim: number of weights ``D``.
         tolerance: largest acceptable :func:`rank_hazard` (sparsity units; the adaptive SLQ
             tolerance, :data:`pruning_limits.adaptive.DEFAULT_TOLERANCE`, by default).
+        seed: the seed :func:`hessian_subset` draws the subset from (the command line's
+            ``--seed``, which draws the SLQ probes too), recorded when given: a saved result
+            names the subset it used.
 
     Returns:
-        ``{"samples", "total", "rank_per_sample", "rank_hazard"}``.
+        ``{"samples", "total", "rank_per_sample", "rank_hazard"}``, and ``"seed"`` when given.
     """
     import warnings
 
     from .objective import eval_mode, iter_batches, logits, model_device_dtype
 
+    drawn = {} if seed is None else {"seed": check_seed("seed", seed)}
     total = num_samples(data)
     if samples is None:
-        return {"samples": total, "total": total, "rank_per_sample": None, "rank_hazard": 0.0}
+        return {"samples": total, "total": total, "rank_per_sample": None, "rank_hazard": 0.0, **drawn}
     subset_indices(total, samples, 0)  # checks the size
-    x, y = next(iter_batches(data))
+    x, y = data if _tensor_pair(data) else next(iter_batches(data))
     device, dtype = model_device_dtype(model)
     with torch.no_grad(), eval_mode(model):
         sample = x[:1].to(device, dtype) if x.is_floating_point() else x[:1].to(device)
@@ -165,14 +185,14 @@ def subset_record(model: Any, data: Any, samples: int | None, dim: int, *, toler
     hazard = rank_hazard(samples, total, per_sample, dim)
     if hazard > tolerance:
         warnings.warn(
-            f"the Gauss-Newton part of the Hessian over {samples} of {total} samples has rank at most {samples * per_sample}, against "
-            f"{min(total * per_sample, dim)} for all (D = {dim}): about {100 * hazard:.1f} points of spurious zero "
-            f"eigenvalue mass, which can raise s* as much; {_enough(total, per_sample, dim, tolerance)} samples "
-            f"keep it within {100 * tolerance:g}",
+            f"the Gauss-Newton part of the Hessian over {samples} of {total} samples has rank ≤ {samples * per_sample} "
+            f"(all: {min(total * per_sample, dim)}, D = {dim}): {100 * hazard:.1f} points of spurious zero eigenvalue mass "
+            f"can raise s* as much; {_enough(total, per_sample, dim, tolerance)} samples keep it within "
+            f"{100 * tolerance:g} points",
             RuntimeWarning,
             stacklevel=2,
         )
-    return {"samples": samples, "total": total, "rank_per_sample": per_sample, "rank_hazard": hazard}
+    return {"samples": samples, "total": total, "rank_per_sample": per_sample, "rank_hazard": hazard, **drawn}
 
 
 def _enough(total: int, per_sample: int, dim: int, tolerance: float) -> int:
