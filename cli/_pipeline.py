@@ -22,17 +22,66 @@ def session(settings: dict[str, Any]) -> Iterator[Any]:
     """The compute context of a command: device and, under torchrun, the process group.
 
     Yields a :class:`pruning_limits.distributed.DistributedContext` (one process without a
-    launcher) and leaves the group afterwards.
+    launcher), the one :func:`join` made if the command joined before loading, and leaves the
+    group afterwards. After an error a joined group is left by the command's click context once
+    the error has been said: a rank other than 0 that tore it down at once made rank 0 stop on
+    the broken connection, and torchrun's SIGTERM then cut the line of the rank that had met
+    the error (a review, 2026-12-06).
     """
     from pruning_limits.distributed import DistributedContext
 
-    context = DistributedContext(command_device(settings))
+    joined = _joined()
+    context = joined if joined is not None else DistributedContext(command_device(settings))
     try:
         yield context
     except BaseException:
-        context.close(wait_for_peers=False)  # a peer may be gone: no barrier
+        if joined is None:
+            context.close(wait_for_peers=False)  # a peer may be gone: no barrier
         raise
     context.close()
+    _forget_joined()
+
+
+#: Key of the context :func:`join` made, in the click context's ``meta``.
+_JOINED = "pruning_limits.joined_context"
+
+
+def join(settings: dict[str, Any]) -> None:
+    """Under torchrun, join the process group now, before the command loads anything (nothing
+    without a launcher): :func:`session` then uses this context.
+
+    A rank that fails while loading then breaks the connection the others wait on in their first
+    collective, and they stop at once with one line; joined after loading, they waited in
+    torchrun's rendezvous, where SIGTERM cannot reach them, until torchrun killed them 30 s later
+    (a review, 2026-12-06). The group is left when the command's click context closes, after
+    its error, if any, has been said (``_common._run``), or at the end of its session.
+    """
+    from pruning_limits.distributed import DistributedContext, launched
+
+    if not launched():
+        return
+    import click
+
+    ctx = click.get_current_context()
+    context = DistributedContext(command_device(settings))
+    ctx.meta[_JOINED] = context
+    ctx.call_on_close(lambda: (ctx.meta.pop(_JOINED, None), context.close(wait_for_peers=False)))
+
+
+def _joined() -> Any:
+    """The context :func:`join` made for the running command, or ``None``."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(_JOINED)
+
+
+def _forget_joined() -> None:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta.pop(_JOINED, None)
 
 
 def command_device(settings: dict[str, Any]) -> Any:
@@ -179,7 +228,7 @@ def analysis_spectrum(
     from pruning_limits.objective import model_device_dtype, prunable_dim
 
     subset = subset_record(
-        analysed, data.train, samples, prunable_dim(analysed), tolerance=tolerance or DEFAULT_TOLERANCE
+        analysed, data.train, samples, prunable_dim(analysed), tolerance=tolerance or DEFAULT_TOLERANCE, seed=seed
     )
     hessian_data = hessian_subset(data.train, samples, seed)
     device, product_dtype = model_device_dtype(analysed)

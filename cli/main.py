@@ -19,7 +19,13 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
 class _Group(click.Group):
-    """The command group; under torchrun, ranks other than 0 leave usage errors to rank 0, which prints them once."""
+    """The command group; under torchrun, ranks other than 0 leave usage errors to rank 0, which prints them once.
+
+    Such a rank waits for rank 0 before it exits, as on a library error (``_common._wait_for_rank_0``):
+    exiting at once, it had torchrun stop rank 0 before rank 0's line was printed (a review's run
+    with rank 0 starting 1 s late printed no error at all). If rank 0 has not stopped by then,
+    the rank says the error itself (``Error: rank N: ...``).
+    """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         from ._common import is_main_process
@@ -30,11 +36,30 @@ class _Group(click.Group):
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                 return super().main(*args, **{**kwargs, "standalone_mode": False})
         except click.exceptions.Exit as exc:
+            if exc.exit_code:
+                _after_rank_0(None)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:  # the same arguments on every rank: rank 0 says it
+            _after_rank_0(exc.format_message())
             sys.exit(exc.exit_code)
         except click.Abort:
+            _after_rank_0("aborted")
             sys.exit(1)
+
+
+def _after_rank_0(message: str | None) -> None:
+    """Wait for rank 0 to exit on the error it met too (torchrun then stops this rank: exit 143);
+    past the grace, say ``message`` as this rank's."""
+    from pruning_limits._checks import Terminated
+
+    from . import _common
+
+    try:
+        _common._wait_for_rank_0()
+    except Terminated:
+        sys.exit(143)
+    if message is not None:
+        click.echo(f"Error: rank {_common._rank()}: {message}", err=True)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)

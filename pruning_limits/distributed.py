@@ -16,7 +16,11 @@ for a product the others will not compute. Only rank 0 prints and writes (the co
 
 A rank that fails ends its process; the others see the broken connection in their next
 collective and stop with one line (:class:`ProcessGroupError`), before anything is written.
-Under ``torchrun`` the launcher also stops them (SIGTERM) and prints its own report.
+Under ``torchrun`` the launcher also stops them (SIGTERM) and prints its own report. The command
+line joins the group before it loads the checkpoint and the data (``cli._pipeline.join``), so
+this holds for a rank that fails while loading too. A rank that fails before it has joined
+(its options are refused on every rank alike, and rank 0 says them) leaves any other that did
+join in the rendezvous, where SIGTERM cannot reach it, until torchrun kills it (30 s later).
 """
 
 from __future__ import annotations
@@ -63,6 +67,26 @@ def environment_rank() -> int:
     return _environment_int("RANK", 0)
 
 
+def _cuda_index() -> int:
+    """The GPU of this process under a launcher (its ``LOCAL_RANK``), refused in one line when this
+    node's processes outnumber the GPUs this process sees.
+
+    With ``LOCAL_WORLD_SIZE`` (torchrun sets it) every process of the node refuses alike, so that
+    rank 0 says it once; torch's own error on the ranks past the count was a multi-sentence
+    ``invalid device ordinal`` while rank 0 waited in the rendezvous (a review, 2026-12-06).
+    """
+    local = _environment_int("LOCAL_RANK", 0)
+    per_node = max(_environment_int("LOCAL_WORLD_SIZE", local + 1), local + 1)
+    count = torch.cuda.device_count()
+    if per_node > count:
+        raise PruningLimitsError(
+            f"under torchrun each process takes the GPU of its LOCAL_RANK, so {per_node} processes on this node need "
+            f"{per_node} GPUs, but this process sees {count} CUDA device(s): start at most {count} processes per node "
+            "(--nproc-per-node)"
+        )
+    return local
+
+
 class DistributedContext:
     """The process group of this run (or a single process), with the helpers the pipeline needs.
 
@@ -90,7 +114,7 @@ class DistributedContext:
                 f"under torchrun each process takes the GPU of its LOCAL_RANK: give --device cuda, got {device}"
             )
         if device.type == "cuda":
-            self.device = torch.device("cuda", _environment_int("LOCAL_RANK", 0))
+            self.device = torch.device("cuda", _cuda_index())
             torch.cuda.set_device(self.device)
         self.backend = "nccl" if self.device.type == "cuda" else "gloo"
         if not dist.is_initialized():
@@ -261,8 +285,11 @@ class ShardedOperator:
 
     def __init__(self, local: Any, local_samples: int, total_samples: int, context: DistributedContext) -> None:
         weights = getattr(local, "_w0", None)
-        if weights is not None:
-            context.check_same("weights", _positional_sums(weights.detach().to("cpu", torch.float64).reshape(1, -1)))
+        if weights is not None:  # the analysed weights, and the fixed parameters and buffers, which shape H too
+            fixed = getattr(local, "_fixed", {})
+            sizes = [float(weights.numel()), float(len(fixed)), float(sum(t.numel() for t in fixed.values()))]
+            context.check_same("weights", np.array(sizes))  # first: the fingerprints below have one length on every rank
+            context.check_same("weights", weights_fingerprint(weights, fixed))
         self.local = local
         self.weight = local_samples / total_samples
         self.context = context
@@ -282,6 +309,29 @@ class ShardedOperator:
         out = _float64(self.local.matmat(np.asarray(V, dtype=np.float64)))
         self.num_hvps += V.shape[1]
         return self.context.all_reduce(out * self.weight)
+
+
+def weights_fingerprint(weights: torch.Tensor, fixed: dict[str, torch.Tensor]) -> np.ndarray:
+    """Numbers that change when the analysed ``weights`` (flat) or the ``fixed`` tensors (the
+    other parameters and the buffers of a :class:`~pruning_limits.hessian.HessianOperator`:
+    biases, norms, running statistics) change: three for the weights, then three for each fixed
+    tensor, by name (float64). Each tensor has its own, so that a large one (a mask) does not
+    swallow a change in a small one (a bias).
+
+    Before 2026-12-06 only the analysed weights were compared (a review: a bias that differs
+    between ranks changed each shard's Hessian unseen).
+    """
+    parts = [_positional_sums(_comparable(weights))]
+    parts += [_positional_sums(_comparable(fixed[name])) for name in sorted(fixed)]  # one at a time: no copy of the model
+    return np.concatenate(parts)
+
+
+def _comparable(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` as one float64 row whose sums stay finite: an attention mask's ``-inf`` (or a
+    float64 ``finfo.min``, whose square overflows) would make every rank's sums NaN, and NaN is
+    equal to nothing: identical models would be refused."""
+    values = tensor.detach().to("cpu", torch.float64).reshape(1, -1)
+    return torch.nan_to_num(values, nan=0.5, posinf=1e100, neginf=-1e100).clamp(-1e100, 1e100)
 
 
 #: Samples of a Dataset that :func:`data_fingerprint` reads (evenly spaced): a few loads, where

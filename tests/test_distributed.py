@@ -6,7 +6,9 @@ gloo backend, on small models, so they run in CI without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import io
 import json
 import os
 import socket
@@ -78,8 +80,18 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_two_gloo_processes_give_the_single_process_products_and_spectrum(tmp_path) -> None:
+    import time
+
     out = str(tmp_path / "rank")
-    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method="spawn")
+    context = mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 300  # a gloo deadlock fails the test instead of hanging the run
+    while not context.join(timeout=max(deadline - time.monotonic(), 0.0)):  # raises for a rank that failed
+        if time.monotonic() >= deadline:
+            for process in context.processes:
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+            pytest.fail("the two gloo processes did not finish within 300 s")
     ranks = [np.load(f"{out}-{r}.npz") for r in range(2)]
     model, x, y = _problem()
     single = HessianOperator(model, (x, y))
@@ -138,6 +150,17 @@ def test_torchrun_predict_equals_one_process_and_only_rank_0_prints(bundle) -> N
         "matvec": "double-backward", "matmat": "double-backward"}
     assert parallel["num_hvps"] == single["num_hvps"]
     assert parallel["spectrum"]["trace"] == pytest.approx(single["spectrum"]["trace"], rel=1e-8)
+    # spectrum too (README and usage.md say so): a fixed run, one JSON object, the one-process spectrum
+    args = ("spectrum", str(bundle), "--json", "--device", "cpu", "--iterations", "20", "--probes", "2")
+    one, two = _command(*args), _command(*args, processes=2)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    single, parallel = json.loads(one.stdout), json.loads(two.stdout)
+    assert parallel["stopping"]["processes"] == 2 and single["stopping"]["processes"] == 1
+    assert parallel["num_hvps"] == single["num_hvps"] and parallel["nodes_per_probe"] == single["nodes_per_probe"]
+    assert parallel["trace"] == pytest.approx(single["trace"], rel=1e-8)
+    assert parallel["lambda_max"] == pytest.approx(single["lambda_max"], rel=1e-8)
+    np.testing.assert_allclose(parallel["nodes"], single["nodes"], rtol=1e-6, atol=1e-9 * np.abs(single["nodes"]).max())
 
 
 def _dying_worker(rank: int, world: int, port: int, out: str) -> None:
@@ -165,6 +188,68 @@ def test_a_rank_that_dies_stops_the_others_with_one_line(tmp_path) -> None:
     assert [p.exitcode for p in context.processes] == [0, 3]
     message = Path(f"{out}-0.txt").read_text()
     assert message.startswith("rank 0: another process stopped") and "\n" not in message
+
+
+def _cli_worker(rank: int, world: int, port: int, out: str, args: list[str], fault: str) -> None:
+    """The command line on rank ``rank`` (``{rank}`` in ``args`` names it), its stderr and exit code
+    written to ``out``; ``fault == "products"``: rank 1's third Hessian product meets a library error."""
+    _as_rank(rank, world, port)
+    torch.set_num_threads(1)
+    from pruning_limits.cli import _common, cli
+
+    _common.RANK_ERROR_GRACE_SECONDS = 0.0  # no torchrun here to end the wait, and no one to wait for
+    if fault == "products" and rank == 1:  # as the shard-level checks of HessianOperator would, on this shard only
+        from pruning_limits._checks import PruningLimitsError
+
+        calls = []
+        product = HessianOperator.matmat
+
+        def failing(self, V):
+            calls.append(1)
+            if len(calls) == 3:
+                raise PruningLimitsError("the Hessian-vector product is NaN or infinite at these weights (this shard)")
+            return product(self, V)
+
+        HessianOperator.matmat = failing
+    code: object = 0
+    with open(f"{out}-{rank}.err", "w") as err, contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            cli.main([a.format(rank=rank) for a in args], prog_name="pruning-limit")
+        except SystemExit as exc:
+            code = exc.code
+    Path(f"{out}-{rank}.code").write_text(str(code))
+
+
+@pytest.mark.parametrize("fault", ["loading", "products"])
+def test_a_library_error_one_rank_meets_is_said_once_with_its_rank_and_stops_the_others(bundle, tmp_path, fault) -> None:
+    """Data damaged on one rank (a NaN in rank 1's copy) or a check that fails on one shard: rank 1
+    said nothing, rank 0 waited in torchrun's rendezvous until it was killed (loading), or said
+    only 'another process stopped' (products: rank 1 left the group before its grace), a review.
+    Now rank 1 says it once with its rank, and rank 0, which joined the group before loading,
+    stops on the broken connection at once."""
+    from pruning_limits.data import load_data
+
+    digits = load_data("digits", seed=0)
+    for rank in range(2):
+        x = digits.x_train.numpy().copy()
+        if fault == "loading" and rank == 1:
+            x[3, 3] = np.nan
+        np.savez(tmp_path / f"digits-{rank}.npz", x=x, y=digits.y_train.numpy(), x_test=digits.x_test.numpy(), y_test=digits.y_test.numpy())
+    args = ["predict", str(bundle), "--data", str(tmp_path / "digits-{rank}.npz"), "--json", "--device", "cpu", "--iterations", "20"]
+    out = str(tmp_path / "rank")
+    context = mp.start_processes(_cli_worker, args=(2, _free_port(), out, args, fault), nprocs=2, join=False, start_method="spawn")
+    for process in context.processes:  # each on its own: the launcher's join would kill rank 0 at once
+        process.join(timeout=120)
+    for process in context.processes:
+        if process.is_alive():  # before 2026-12-06 rank 0 waited in the rendezvous for a rank that had left
+            process.kill()
+            process.join()
+    said = {r: [line for line in Path(f"{out}-{r}.err").read_text().splitlines() if line.startswith("Error:")] for r in range(2)}
+    expected = "training data: inputs contain NaN or infinite values" if fault == "loading" else (
+        "the Hessian-vector product is NaN or infinite at these weights (this shard)")
+    assert said[1] == [f"Error: rank 1: {expected}"]
+    assert len(said[0]) == 1 and said[0][0].startswith("Error: rank 0: another process stopped (")
+    assert [Path(f"{out}-{r}.code").read_text() for r in range(2)] == ["1", "1"]
 
 
 class _Stream(torch.utils.data.IterableDataset):
@@ -208,14 +293,19 @@ def _disagreeing_worker(rank: int, world: int, port: int, out: str) -> None:
                 messages.append(f"{case}: accepted")
             except PruningLimitsError as exc:
                 messages.append(f"{case}: {exc}")
-        if rank == 1:
-            with torch.no_grad():
-                model[0].weight[0, 0] += 1e-3
-        try:
-            ShardedOperator(HessianOperator(model, (x, y)), 101, 101, context)
-            messages.append("weights: accepted")
-        except PruningLimitsError as exc:
-            messages.append(f"weights: {exc}")
+        for case, tensor in (("weights", model[0].weight), ("bias", model[0].bias)):  # a bias is not analysed, but shapes H
+            if rank == 1:
+                with torch.no_grad():
+                    tensor.view(-1)[0] += 1e-3
+            try:
+                ShardedOperator(HessianOperator(model, (x, y)), 101, 101, context)
+                messages.append(f"{case}: accepted")
+            except PruningLimitsError as exc:
+                messages.append(f"{case}: {exc}")
+            if rank == 1:
+                with torch.no_grad():
+                    tensor.view(-1)[0] -= 1e-3
+        ShardedOperator(HessianOperator(model, (x, y)), 101, 101, context)  # the same weights again pass
         # a training split's loader: its sampler's indices are the samples the shards split (the whole
         # dataset before 2026-12-06, held-out samples too)
         loader = torch.utils.data.DataLoader(
@@ -245,7 +335,8 @@ def test_ranks_holding_other_data_or_weights_are_refused_on_every_rank(tmp_path)
     assert lines[2].startswith("stream: data-parallel shards split the samples by index: the data must be an (x, y) pair")
     assert lines[3].startswith("batches: data-parallel shards split the samples by index: got a DataLoader whose items are batches")
     assert lines[4].startswith("weights: the weights differ between processes")
-    assert lines[5] == "sampler: 40 samples, 20 here, its part"
+    assert lines[5].startswith("bias: the weights differ between processes")  # accepted before 2026-12-06
+    assert lines[6] == "sampler: 40 samples, 20 here, its part"
 
 
 @pytest.mark.parametrize("structure", ["unstructured", "neuron"])
@@ -285,8 +376,9 @@ def test_torchrun_says_an_error_once_and_refuses_one_process_commands(bundle, tm
     ("rank", "args", "code", "printed"),
     [
         ("0", ["predict", "missing.pt"], 1, "Error: checkpoint 'missing.pt' does not exist\n"),
-        ("1", ["predict", "missing.pt"], 1, ""),  # every rank meets it: rank 0 alone says it
-        ("1", ["predict", "--no-such-option"], 2, ""),
+        # every rank meets it: rank 0 alone says it, and torchrun stops rank 1 while it waits (143)
+        ("1", ["predict", "missing.pt"], 143, ""),
+        ("1", ["predict", "--no-such-option"], 143, ""),  # a usage error waited for nothing before (exit 2 at once)
         ("1", ["--version"], 0, ""),  # printed once per rank before
         ("1", ["predict", "--help"], 0, ""),
         ("0", ["train", "-o", "m.pt"], 1, "Error: train runs in one process, got WORLD_SIZE=2 from a launcher"),
@@ -295,8 +387,14 @@ def test_torchrun_says_an_error_once_and_refuses_one_process_commands(bundle, tm
 def test_under_a_launcher_rank_0_alone_prints_what_every_rank_meets(monkeypatch, tmp_path, rank, args, code, printed) -> None:
     from click.testing import CliRunner
 
-    from pruning_limits.cli import cli
+    from pruning_limits.cli import _common, _pipeline, cli
+    from pruning_limits.cli._common import Terminated
 
+    def stopped() -> None:  # rank 0 exited on the same error: torchrun's SIGTERM ends the others' wait
+        raise Terminated
+
+    monkeypatch.setattr(_common, "_wait_for_rank_0", stopped)
+    monkeypatch.setattr(_pipeline, "join", lambda settings: None)  # the group before loading: no peers here
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", rank)
@@ -304,6 +402,55 @@ def test_under_a_launcher_rank_0_alone_prints_what_every_rank_meets(monkeypatch,
     assert result.exit_code == code
     assert result.stdout == "" and result.stderr.startswith(printed) and (printed or result.stderr == "")
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "line"),
+    [
+        (["predict", "missing.pt"], 1, "Error: rank 1: checkpoint 'missing.pt' does not exist\n"),
+        (["predict", "m.pt", "--device", "gpu"], 2, "Error: rank 1: Invalid value for '--device'"),
+    ],
+)
+def test_under_a_launcher_a_rank_that_rank_0_did_not_stop_says_the_error_itself(monkeypatch, tmp_path, args, code, line) -> None:
+    """An error rank 0 does not meet (data damaged on one rank, a check on one shard) was never
+    printed: rank 1 waited in silence, and rank 0 waited in the group until torchrun killed it (a
+    review). Past its grace (0 here) a rank other than 0 says it, usage errors too, which no
+    longer exit at once (that stopped rank 0 before its line when rank 0 started late)."""
+    from click.testing import CliRunner
+
+    from pruning_limits.cli import _common, _pipeline, cli
+
+    monkeypatch.setattr(_common, "RANK_ERROR_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(_pipeline, "join", lambda settings: None)  # the group before loading: no peers here
+    waits = []
+    wait = _common._wait_for_rank_0
+    monkeypatch.setattr(_common, "_wait_for_rank_0", lambda: (waits.append(1), wait())[1])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    result = CliRunner().invoke(cli, args, prog_name="pruning-limit")
+    assert result.exit_code == code and waits == [1]
+    assert result.stdout == "" and result.stderr.startswith(line) and result.stderr.count("\n") == 1
+
+
+def test_more_processes_than_gpus_are_refused_in_one_line(monkeypatch) -> None:
+    """torch's multi-sentence 'invalid device ordinal' on the ranks past the GPU count, while
+    rank 0 waited in the rendezvous (a review, read without a GPU); with LOCAL_WORLD_SIZE every
+    process refuses alike, rank 0 too, so that rank 0 says it once."""
+    from pruning_limits._checks import PruningLimitsError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, per_node in (("0", "2"), ("1", None)):  # torchrun's LOCAL_WORLD_SIZE; another launcher's LOCAL_RANK alone
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        if per_node is None:
+            monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("LOCAL_WORLD_SIZE", per_node)
+        with pytest.raises(PruningLimitsError, match=r"2 processes on this node need 2 GPUs, but this process sees 1 CUDA device\(s\): start at most 1") as refused:
+            DistributedContext(torch.device("cuda"))  # before CUDA or the group is touched
+        assert "\n" not in str(refused.value)
 
 
 def test_a_lost_peer_is_said_by_every_rank_that_meets_it(monkeypatch, capsys) -> None:
@@ -322,6 +469,15 @@ def test_a_lost_peer_is_said_by_every_rank_that_meets_it(monkeypatch, capsys) ->
         with pytest.raises(SystemExit) as stopped:
             _run(command, (), {}, Console(quiet=True, main=False), debug=False)
         assert stopped.value.code == 1 and capsys.readouterr().err.startswith(line)
+    # rank 0's own (it printed 'Error: out of memory ...' beside rank 1's 'Error: rank 1: another process stopped')
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit) as stopped:
+        _run(memory, (), {}, Console(quiet=True, main=True), debug=False)
+    assert stopped.value.code == 1 and capsys.readouterr().err == "Error: rank 0: out of memory on this rank\n"
+    monkeypatch.delenv("WORLD_SIZE")  # one process: no rank to name
+    with pytest.raises(SystemExit) as stopped:
+        _run(memory, (), {}, Console(quiet=True, main=True), debug=False)
+    assert stopped.value.code == 1 and capsys.readouterr().err == "Error: out of memory on this rank\n"
 
 
 def test_a_sigterm_while_an_error_is_reported_ends_quietly(monkeypatch, capsys) -> None:
@@ -371,6 +527,20 @@ def test_a_gpu_index_under_a_launcher_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(PruningLimitsError, match="give --device cuda, got cuda:1"):
         DistributedContext(torch.device("cuda", 1))  # refused before CUDA or the group is touched
+
+
+def test_the_weights_fingerprint_sees_the_fixed_tensors_and_takes_any_values() -> None:
+    """A bias beside a mask buffer of -inf and float64's lowest: a change in the bias shows (a
+    common sum would swallow it), and two copies agree (NaN sums agree with nothing)."""
+    from pruning_limits.distributed import weights_fingerprint
+
+    weights = torch.randn(10, dtype=torch.float64)
+    fixed = {"mask": torch.tensor([0.0, float("-inf"), torch.finfo(torch.float64).min]), "bias": torch.randn(3, dtype=torch.float64)}
+    first = weights_fingerprint(weights, fixed)
+    np.testing.assert_array_equal(first, weights_fingerprint(weights.clone(), {k: v.clone() for k, v in fixed.items()}))
+    assert np.isfinite(first).all()
+    moved = {**fixed, "bias": fixed["bias"] + torch.tensor([1e-3, 0.0, 0.0], dtype=torch.float64)}
+    assert not np.allclose(weights_fingerprint(weights, moved), first, rtol=1e-9, atol=0.0)
 
 
 def test_the_data_fingerprint_sees_order_and_takes_any_samples() -> None:
