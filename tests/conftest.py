@@ -31,6 +31,16 @@ class _Holder(nn.Module):
         return self.fc(x)
 
 
+def one_line(info: pytest.ExceptionInfo) -> str:
+    """The message of the error caught by ``with pytest.raises(...) as info``, asserted to be one
+    non-empty line (the error standard: what was expected and what came, on one line). Tests
+    import it (``from conftest import one_line``) and match the message's substance with
+    ``pytest.raises(match=...)``, not a single keyword."""
+    message = str(info.value)
+    assert message and "\n" not in message, message
+    return message
+
+
 @pytest.fixture
 def malicious_checkpoint(tmp_path):
     """``(path, victim)``: a pickled full model whose unpickling would create ``victim``."""
@@ -44,7 +54,8 @@ def malicious_checkpoint(tmp_path):
 @pytest.fixture(scope="session")
 def _digits_mlp_trained():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "slq_accuracy.py"
-    return runpy.run_path(str(path))["digits_mlp"]()
+    with torch.random.fork_rng(devices=[]):  # it seeds the global generator: leave the session's as it was
+        return runpy.run_path(str(path))["digits_mlp"]()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 import copy
 import json
-import time
 
 import numpy as np
 import pytest
@@ -42,16 +41,13 @@ def brute_force(model, data, epsilon):
 
 def test_digits_mlp_defaults_reach_accuracy_and_sparse_weights(digits):
     model = build_model("mlp", digits, seed=0)
-    start = time.perf_counter()
     history = train(model, digits, seed=0)
-    elapsed = time.perf_counter() - start
     assert history.test_accuracy[-1] >= 0.95, history.test_accuracy[-1]
     # l1 training leaves many weights near zero (THEORY §6: the theory needs l1-trained nets)
     assert np.mean(np.abs(flat_weights(model)) < 1e-3) > 0.5
     assert len(history.loss) == len(history.l1) == history.settings["epochs"]
     assert history.loss[-1] < history.loss[0]
     json.dumps(history.to_dict())
-    assert elapsed < 120
 
 
 def test_training_is_reproducible_for_a_seed():
@@ -292,8 +288,7 @@ def test_a_structured_sweep_stops_at_the_structures_own_counts(digits, small_tra
         assert round(own.limit_by_loss * own.dim) in set(plan.allowed.tolist())
 
 
-ACCURACY_TARGETS = [
-    ("digits", "mlp", 0.95),
+ACCURACY_TARGETS = [  # digits' mlp at 0.95: test_digits_mlp_defaults_reach_accuracy_and_sparse_weights (not slow)
     ("digits", "cnn", 0.97),
     ("mnist1d", "cnn1d", 0.85),
     ("mnist1d", "mlp", 0.60),

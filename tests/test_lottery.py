@@ -19,6 +19,8 @@ from scipy.optimize import linprog
 from pruning_limits import lottery as L
 from pruning_limits._checks import PruningLimitsError
 
+from conftest import one_line
+
 
 def circle(theta):
     theta = np.asarray(theta, dtype=np.float64)
@@ -139,10 +141,14 @@ def test_exact_sup_error_closed_forms():
 
 
 def test_exact_sup_error_refuses_higher_dimensions():
-    with pytest.raises(PruningLimitsError, match="d = 1 or 2"):
+    with pytest.raises(PruningLimitsError, match=r"^the exact sup error needs d = 1 or 2, got d = 3; use certified_error$") as info:
         L.sup_error_exact(np.ones(3) / math.sqrt(3), np.ones((2, 3)), np.ones(2))
-    with pytest.raises(PruningLimitsError, match="shapes"):
+    one_line(info)
+    with pytest.raises(PruningLimitsError, match=(
+        r"^expected first-layer rows of length d = 2 and one second-layer weight per row, got shapes \(2, 3\) and \(2,\)$"
+    )) as info:
         L.sup_error_exact(np.ones(2), np.ones((2, 3)), np.ones(2))
+    one_line(info)
 
 
 @pytest.mark.parametrize("dim", [2, 3, 4])
@@ -462,16 +468,21 @@ def test_epsilon_next_to_one_is_refused_in_one_line_not_an_internal_error():
 
 
 def test_bad_inputs():
-    with pytest.raises(PruningLimitsError, match="dim"):
+    with pytest.raises(PruningLimitsError, match=r"^dim must be an integer >= 1, got 0 \(int\)$") as info:
         L.make_stream(0, 0, 4)
-    with pytest.raises(PruningLimitsError, match="dim"):
+    one_line(info)
+    with pytest.raises(PruningLimitsError, match=r"^dim must be an integer >= 1, got 0 \(int\)$") as info:
         L.gap_experiment(0, [0.5], seeds=[0])
-    with pytest.raises(PruningLimitsError, match="seed"):
+    one_line(info)
+    with pytest.raises(PruningLimitsError, match=r"^expected at least one seed, got none$") as info:
         L.gap_experiment(2, [0.5], seeds=[])
-    with pytest.raises(PruningLimitsError, match="model"):
+    one_line(info)
+    with pytest.raises(PruningLimitsError, match=r"^model must be one of 'R', 'L', got 'X' \(str\)$") as info:
         L.gap_experiment(2, [0.5], seeds=[0], model="X")
-    with pytest.raises(PruningLimitsError, match="d <= 4"):
+    one_line(info)
+    with pytest.raises(PruningLimitsError, match=r"^model L holds d <= 4 \(its LP covers the 2\^d - 1 masks of every neuron\), got d = 5$") as info:
         L.gap_experiment(5, [0.5], seeds=[0], model="L")
+    one_line(info)
     with pytest.raises(PruningLimitsError, match="milp_time_limit must be a number of seconds >= 0"):
         L.gap_experiment(2, [0.5], seeds=[0], milp_time_limit=-1.0)
 

@@ -193,24 +193,44 @@ def test_path_takes_the_largest_seed(blobs):
 def test_path_time_counts_epochs_as_the_final_training_does(blobs, monkeypatch):
     """`train` printed "path time (+X % of the final training)" with the path's wall time against
     the final training's summed epoch times: the first optimizer a process builds (about 1.8 s of
-    lazy imports) fell in the path's first point only. An optimizer slow to build counts in neither."""
+    lazy imports) fell in the path's first point only. An optimizer slow to build counts in neither.
+
+    The clock of regpath and lomp (and of this test) is the real perf_counter plus what each
+    optimizer construction adds, 1000 s: an optimizer built inside a point's or an epoch's time
+    would add 1000 s to it, which no real time outside it can make up."""
     import time
+
+    import pruning_limits.lomp as lomp
+    import pruning_limits.regpath as regpath
+
+    slow = 1000.0
+
+    class Clock:
+        offset = 0.0
+
+        @staticmethod
+        def perf_counter() -> float:
+            return time.perf_counter() + Clock.offset
 
     class SlowSGD(torch.optim.SGD):
         def __init__(self, *args, **kwargs):
-            time.sleep(0.5)
+            Clock.offset += slow
             super().__init__(*args, **kwargs)
 
+    monkeypatch.setattr(regpath, "time", Clock)
+    monkeypatch.setattr(lomp, "time", Clock)
     monkeypatch.setattr(torch.optim, "SGD", SlowSGD)
     model = build_model("mlp:8", blobs, seed=0)
-    begin = time.perf_counter()
+    begin = Clock.perf_counter()
     path = l1_path(model, blobs, seed=0, tolerance=float("inf"), **SHORT)
-    wall = time.perf_counter() - begin
+    wall = Clock.perf_counter() - begin
     assert len(path.points) == 3 and path.seconds == sum(p.seconds for p in path.points)
-    assert wall - path.seconds >= 3 * 0.5  # the three slow constructions are outside every point's time
-    begin = time.perf_counter()
+    assert Clock.offset == 3 * slow  # one optimizer a point
+    assert wall - path.seconds >= 3 * slow  # the three slow constructions are outside every point's time
+    begin = Clock.perf_counter()
     final = train(build_model("mlp:8", blobs, seed=0), blobs, epochs=2, seed=0)
-    assert time.perf_counter() - begin - sum(final.seconds) >= 0.5  # as outside the final training's
+    assert Clock.offset == 4 * slow
+    assert Clock.perf_counter() - begin - sum(final.seconds) >= slow  # as outside the final training's
 
 
 def test_init_chooses_lambda_on_a_fresh_network_and_fine_tunes_the_checkpoint_up_to_it(blobs):
