@@ -230,25 +230,30 @@ def _run_classified(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
             sys.exit(EXIT_ERROR)
         if not isinstance(exc, (PruningLimitsError, OSError, RuntimeError, MemoryError)):
             raise
-        if console.main:
-            click.echo(f"Error: {'out of memory: ' if isinstance(exc, MemoryError) else ''}{_one_line(exc)}", err=True)
-        elif _local_to_rank(exc):  # other ranks meet the library's errors as rank 0 does: it alone prints them
-            text = _one_line(exc)
-            click.echo(f"Error: {text if text.startswith('rank ') else f'rank {_rank()}: {text}'}", err=True)
-        else:  # rank 0 prints this error: let it exit first, as torchrun stops every rank once one has failed
+        text = f"{'out of memory: ' if isinstance(exc, MemoryError) else ''}{_one_line(exc)}"
+        ranked = text if text.startswith("rank ") else f"rank {_rank()}: {text}"
+        if console.main:  # under a launcher an error that may be rank 0's alone names it, as the others' do
+            click.echo(f"Error: {ranked if _world_size() > 1 and _local_to_rank(exc) else text}", err=True)
+        elif _local_to_rank(exc):
+            click.echo(f"Error: {ranked}", err=True)
+        else:  # rank 0 says an error every rank meets: let it exit first, as torchrun stops every rank once one has failed
             _wait_for_rank_0()
+            click.echo(f"Error: {ranked}", err=True)  # rank 0 did not stop: this rank alone met it (its data, its shard)
         sys.exit(EXIT_ERROR)
 
 
 #: Seconds a rank other than 0 waits before it exits on an error that rank 0 reports. torchrun
 #: sends SIGTERM to every rank once one has exited with an error: a rank that exited at once
 #: could stop rank 0 before its one line was printed (1 of 4 runs of a refused `prune` under
-#: torchrun printed no error at all, 2026-12-06). Rank 0 ends the wait when it exits.
+#: torchrun printed no error at all, 2026-12-06). Rank 0 ends the wait when it exits; a rank whose
+#: wait runs out says the error itself (``Error: rank N: ...``): rank 0 did not meet it (data
+#: damaged on one rank, a check on one shard), where before nothing at all was printed (a review).
 RANK_ERROR_GRACE_SECONDS = 10.0
 
 
 def _wait_for_rank_0() -> None:
-    """Sleep up to :data:`RANK_ERROR_GRACE_SECONDS` (torchrun's SIGTERM, sent once rank 0 has exited, ends it)."""
+    """Sleep up to :data:`RANK_ERROR_GRACE_SECONDS` (torchrun's SIGTERM, sent once rank 0 has exited,
+    ends it: :class:`Terminated`); returning means rank 0 has not stopped within the grace."""
     import time
 
     time.sleep(RANK_ERROR_GRACE_SECONDS)
@@ -272,7 +277,9 @@ def _local_to_rank(exc: BaseException) -> bool:
     """Whether an error may be this rank's alone (a lost peer, memory, a device): printed by every rank that meets it.
 
     The library's other errors (:class:`~pruning_limits.PruningLimitsError`: inputs, settings,
-    data) come from what every rank reads alike, so rank 0's line says them once; a failure of
+    data) mostly come from what every rank reads alike, so rank 0's line says them once, and a
+    rank other than 0 says one only once its grace has passed without rank 0 stopping
+    (:func:`_wait_for_rank_0`: damaged data on one rank, a check on one shard); a failure of
     the user's own code (``_checks.UserCodeError``: a data function that fails on rank 1 alone
     left no line at all, a review's repro) is said by every rank that meets it.
     """
@@ -362,7 +369,8 @@ def spectrum_options(func: F) -> F:
         default=None,
         metavar="N",
         help="Hessian over a seeded random subset of N training samples (default: all); epsilon and the "
-        "gradient term stay on all of them. Warns when N x (classes - 1) is too small for D (rank hazard).",
+        "gradient term stay on all of them. Warns when N x (classes - 1), for regression N x outputs, is too "
+        "small for D (rank hazard).",
     )(func)
     func = click.option(
         "--tolerance",
@@ -377,9 +385,11 @@ def spectrum_options(func: F) -> F:
         type=float,
         default=None,
         metavar="GIB",
-        help="GiB for the Lanczos basis and the Hessian engine's caches (default 1). The block Gauss rule is "
-        "fully re-orthogonalised when its basis fits, else it runs in O(probes x D) memory without; the default "
-        "grows to that minimum, an explicit budget below it is an error (docs/usage.md, 'Large models').",
+        help="GiB that the Hessian engine's caches and, apart, the Lanczos arrays are each held to (default 1; "
+        "together up to about twice it, beside the model and data). The block Gauss rule is fully "
+        "re-orthogonalised when its basis and projected matrix fit, else it runs in O(probes x D) memory "
+        "without; the default grows to that minimum, an explicit budget below it is an error (docs/usage.md, "
+        "'Large models').",
     )(func)
     func = click.option(
         "--probes",
@@ -461,7 +471,9 @@ def source_options(func: F) -> F:
         help="Allow a full pickled model or a TorchScript archive. Both run code stored in the file: only for files you trust.",
     )(func)
     func = click.option(
-        "--data", "data_spec", default=None, callback=given_spec, help="Data spec (default: the one the checkpoint names: a bundle, or what train wrote)."
+        "--data", "data_spec", default=None, callback=given_spec, help="Data spec (default: the one the checkpoint names: a bundle, or what train wrote). A FILE.npz "
+        "without x_test/y_test holds out 20 % of its samples as test (not stratified), drawn with the seed train "
+        "recorded for its own data, else --seed."
     )(func)
     func = params_option(func)
     return click.option(
@@ -691,7 +703,9 @@ def check_hessian_samples(settings: dict[str, Any], data: Any) -> None:
 
     total = num_samples(data.train)
     if samples > total:
-        raise PruningLimitsError(f"--hessian-samples must be at most the {total} training samples, got {samples}")
+        held = len(data.x_test) if getattr(data, "test_source", None) == "split" and data.x_test is not None else 0
+        split = f" ({total + held} in the file, {held} held out as test)" if held else ""
+        raise PruningLimitsError(f"--hessian-samples must be at most the {total} training samples{split}, got {samples}")
 
 
 def parse_epsilon(text: str) -> str | float:
@@ -946,7 +960,7 @@ def load_model_and_data(
                     f"warning: {path!r} records the data seed {stored_seed} of its training but not its data: the split of "
                     f"--data is drawn with --seed {seed}; pass --seed {stored_seed} if they are the data it was trained on"
                 )
-        data = load_data(spec, seed=data_seed)
+        data = load_data(spec, seed=data_seed, classes_from="model")  # its head decides: check_data_fits_model
         own_data = same
         drift = data_drift(checkpoint.training.get("data_fingerprint"), data) if same else None  # None: an older record
         if drift is not None:

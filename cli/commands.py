@@ -103,14 +103,15 @@ def _check_lr(lr: float) -> float:
 
 def _parse_l1(text: str) -> str | float:
     """``--l1``: ``auto`` (the regularisation path) or a number >= 0."""
-    from pruning_limits._checks import PruningLimitsError, check_nonnegative
+    from pruning_limits._checks import check_nonnegative
 
     if text.strip().lower() == "auto":
         return "auto"
     try:
         value = float(text)
     except ValueError:
-        raise PruningLimitsError(f"--l1 must be 'auto' or a number >= 0, got {text!r}") from None
+        # a word, not a number: a usage error (exit 2) as click's own "is not a valid float"
+        raise click.BadParameter(f"must be 'auto' or a number >= 0, got {text!r}", param_hint="'--l1'") from None
     return check_nonnegative("--l1", value)
 
 
@@ -118,9 +119,11 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
     """The λ path as ``train`` prints it: one line per λ, the chosen one marked."""
     accuracy = path["metric"] == "accuracy"
     tolerance = f"{100 * path['tolerance']:g} point" if accuracy else f"{path['tolerance']:.3g} (1 point of R²)"
-    lines = [
-        f"λ path: validation {path['metric']} on {path['validation_size']} held-out training samples; "
-        f"chosen: the largest λ within {tolerance} of the best",
+    from pruning_limits.report import hang
+
+    lines = [  # the rule first: train prints this line without -v, as the reason for its λ
+        *hang("λ path: ", f"largest λ within {tolerance} of the best validation {path['metric']} "
+              f"({path['validation_size']} held-out samples)"),
         f"  {'λ':>8}  {'val. ' + ('acc. %' if accuracy else 'loss'):>10}  {'d ln R/ds at s_ref':>18}",
     ]
     for i, p in enumerate(path["points"]):
@@ -130,17 +133,17 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
     if path.get("stopped_early"):
         lines.append("  (stopped early: the last λ fell beyond 3 tolerances of the best)")
     if path.get("route"):
-        lines.append(f"  (path of a fresh network of the same architecture; the checkpoint, which saw the validation "
-                     f"split, was then l1 fine-tuned along the grid up to λ = {path['l1']:g})")
+        lines += hang("  ", f"(path of a fresh network of the same architecture; the checkpoint, which saw the validation "
+                      f"split, was then l1 fine-tuned along the grid up to λ = {path['l1']:g})")
     return lines
 
 
 @click.command("train")
 @click.option("--model", "model_spec", default=None, callback=given_spec, help=f"Model spec: mlp[:W1,W2,...], fc5, fc12, fc:DEPTH,WIDTH, cnn[:C1,C2], cnn1d[:C], resnet20[:W], resnet18[:W], transformer[:D,L,H[,P]] or package.module:factory[(key=literal, ...)] (default {DEFAULT_MODEL}; with --init: the checkpoint's).")
-@click.option("--data", "data_spec", default=None, callback=given_spec, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the one the checkpoint names).")
+@click.option("--data", "data_spec", default=None, callback=given_spec, help="Data spec: digits, mnist1d, synthetic, patterns, tokens, FILE.npz or package.module:function[(key=literal, ...)] (default digits; with --init: the one the checkpoint names). A FILE.npz without x_test/y_test holds out 20 % of its samples as test, drawn with --seed (stored for later commands; not stratified); its values are used as stored (divide uint8 pixels by 255).")
 @params_option
 @click.option("--l1", "l1_text", default="auto", show_default=True, help="l1 penalty λ: 'auto' chooses it on a regularisation path (largest λ within 1 point of validation accuracy, or 1 point of R², of the best), a number pins it.")
-@click.option("--init", "init", type=click.Path(), default=None, help="Start from this trained network (bundle, state_dict with --model, a trusted TorchScript archive or pickled module, or a Hugging Face folder) and l1 fine-tune it.")
+@click.option("--init", "init", type=click.Path(readable=False), default=None, help="Start from this trained network (bundle, state_dict with --model, a trusted TorchScript archive or pickled module, or a Hugging Face folder) and l1 fine-tune it.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model or a TorchScript archive. Both run code stored in the file.")
 @click.option("--epochs", type=int, default=None, help="Training epochs at the chosen λ (default: the library's, 100).")
 @click.option("--lr", type=float, default=None, help="Initial learning rate, cosine decay to 0, for sgd and adam alike (default: the library's, 0.05).")
@@ -281,7 +284,7 @@ def train_command(
     record = {
         "output": output, "model_spec": model_spec, "data_spec": data_spec, "training": settings, **summary,
         "l1": settings.get("l1"), "l1_path": path_record, "init": training.get("init"), "params": selection,
-        "train_loss": final_loss, "constant_loss": constant_loss,
+        "train_loss": final_loss, "constant_loss": constant_loss, "data": data.to_dict(),
         "seconds": time.perf_counter() - start,
     }
     if as_json:
@@ -289,17 +292,37 @@ def train_command(
         return
     from pruning_limits.report import format_number, text_table
 
-    lines = _path_lines(path_record) if path_record is not None else []
+    def shown(key: str, value: Any) -> str:  # accuracies in percent, as the answer and the λ path print them
+        return "-" if value is None else f"{100 * value:.1f} %" if "accuracy" in key else format_number(value)
+
+    # the answer first (what was written, its λ, its accuracy), then the λ rule; the path and the rest behind -v
+    answer = f"wrote {output}: λ = {settings.get('l1'):g}" + (" (auto)" if path_record else "")
+    if summary.get("final_test_accuracy") is not None:
+        answer += f", test accuracy {shown('accuracy', summary['final_test_accuracy'])}"
+        if before.get("test_accuracy") is not None:  # an --init's, before the fine-tune
+            answer += f" ({shown('accuracy', before['test_accuracy'])} before)"
+    elif summary.get("final_loss") is not None:
+        answer += f", training loss {format_number(summary['final_loss'])}"
+    lines = [answer]
+    if path_record is not None:  # the rule (one line, or two wrapped), then under -v the path itself
+        path_lines = _path_lines(path_record)
+        rule = next(i for i, line in enumerate(path_lines) if line.lstrip().startswith("λ ") and "val." in line)
+        lines += path_lines if console.verbose else path_lines[:rule]
+    if not console.verbose:
+        console.result("\n".join(lines))
+        return
     rows = [("model", model_spec or "-"), ("data", data_spec or "-"), ("l1 (λ)", f"{settings.get('l1'):g}" + (" (auto)" if path_record else ""))]
+    if data.test_source == "split":  # the .npz's hold-out, which the analysis never sees
+        rows.insert(2, ("data split", f"{len(data.x_train)} train / {len(data.x_test)} held out as test (20 %, seed {data_seed})"))
     if init is not None:
         for key, label in (("test_accuracy", "test accuracy"), ("test_loss", "test loss"), ("train_loss", "training loss")):
             if before.get(key) is not None or after.get(key) is not None:  # regression has no accuracy
-                rows.append((f"{label} before -> after", f"{format_number(before[key])} -> {format_number(after[key])}"))
-    rows += [(k.replace("_", " "), format_number(v)) for k, v in summary.items()]
+                rows.append((f"{label} before -> after", f"{shown(key, before[key])} -> {shown(key, after[key])}"))
+    rows += [(k.replace("_", " "), shown(k, v)) for k, v in summary.items()]
     if path_record is not None:
         final = summary["train_seconds"]
         spent = training["path_seconds"]
-        rows.append(("path time (s)", f"{spent:.1f} (+{100 * spent / max(final, 1e-9):.0f} % of the final training)"))
+        rows.append(("path time (s)", f"{spent:.1f} ({spent / max(final, 1e-9):.2g}x the final training)"))  # "+2917 %" read as a rise
     rows += [("time (s)", f"{record['seconds']:.1f}"), ("written", output)]
     console.result("\n".join([*lines, text_table(rows)]))
 
@@ -349,7 +372,7 @@ def _write_trained(output: str, model: Any, kind: str, model_spec: str | None, d
 
 
 @click.command("spectrum")
-@click.argument("checkpoint", type=click.Path())
+@click.argument("checkpoint", type=click.Path(readable=False))  # read_checkpoint says "not readable" in one line
 @source_options
 @spectrum_options
 @exact_option
@@ -387,6 +410,7 @@ def spectrum_command(
         dtype=analysis_dtype, exact=exact,
     )
     check_output_path(plot_path, figure=True, inputs={"CHECKPOINT": checkpoint, "--data": data_file(data_spec)})
+    _pipeline.join(settings)  # under torchrun: a rank that fails while loading stops the others at once
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_hessian_samples(settings, loaded.data)
     spectrum, _, _ = _pipeline.watched_spectrum(
@@ -417,7 +441,8 @@ def spectrum_command(
         ("method", "exact (eigvalsh)" if summary["exact"] else method),
         ("lambda_max", report.format_number(summary["lambda_max"])),
         ("lambda_min", report.format_number(summary["lambda_min"])),
-        ("trace", f"{report.format_number(summary['trace'])} +- {report.format_number(summary['trace_stderr'])}"),
+        ("trace", report.format_number(summary["trace"]) + (  # exact or one probe: no standard error ("+- -")
+            "" if report.format_number(summary.get("trace_stderr")) == "-" else f" ± {report.format_number(summary['trace_stderr'])}")),
         ("atom at zero (mass)", report.format_number(summary["atom_at_zero"])),
         ("Hessian-vector products", report.format_number(summary["num_hvps"])),
     ]
@@ -425,7 +450,7 @@ def spectrum_command(
 
 
 @click.command("predict")
-@click.argument("checkpoint", type=click.Path())
+@click.argument("checkpoint", type=click.Path(readable=False))  # read_checkpoint says "not readable" in one line
 @source_options
 @click.option(
     "--epsilon",
@@ -485,7 +510,7 @@ def predict_command(
     """
     start = time.perf_counter()
     parsed = check_structure(structure)
-    eps_values = [parse_epsilon(text) for text in epsilons] or ["batch-std"]
+    eps_values = [parse_epsilon(text) for text in _epsilon_words(epsilons)] or ["batch-std"]
     asked = list(eps_values)  # before watched_spectrum makes them numbers: which one is batch-std
     settings = check_spectrum_settings(
         iterations, probes, memory_budget, tolerance=tolerance, hessian_samples=hessian_samples, device=device,
@@ -496,6 +521,7 @@ def predict_command(
         from pruning_limits._checks import check_fraction
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
+    _pipeline.join(settings)  # under torchrun: a rank that fails while loading stops the others at once
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_hessian_samples(settings, loaded.data)
     check_structure(structure, loaded.model)  # a model the structure does not apply to: before any work
@@ -681,20 +707,20 @@ def _emit_structured_predictions(
     for i, record in enumerate(records):
         if i:
             console.result("")
-        if structure.is_pattern:  # a feasibility answer, not a limit: the verdict says how far to trust it
-            console.result(report.text_table(report.pattern_prediction_rows(record)))
-            trust = record["trust"]
-            console.result(f"trust: {trust['level']} ({trust['reason']})")
-            if trust["retrain"] and each:
-                console.result("\n".join(report.next_lines(each, next_reason)))
+        if structure.is_pattern:  # a feasibility answer, not a limit: the answer in a line, the verdict, the rows behind -v
+            console.result("\n".join(report.pattern_answer_lines(record, next_command=each, next_reason=next_reason)))
+            if console.verbose:
+                console.result(report.text_table(report.pattern_prediction_rows(record)))
             continue
         lines = report.answer_lines(record, record["trust"], next_command=each, next_reason=next_reason, structure=structure.name)
-        if len(records) > 1:  # which ε each block answers (the blocks read alike, a review); N:M's table names it
-            lines[0] = f"at ε = {report.format_number(record['epsilon'])}: {lines[0]}"
+        if len(records) > 1:  # which ε each block answers (the blocks read alike, a review); N:M's answer names it
+            # "... not a pruning limit" without "for this network": within LINE_WIDTH (it was 105 characters)
+            lines[0] = f"at ε = {report.format_number(record['epsilon'])}: {lines[0].removesuffix(' for this network')}"
         console.result("\n".join(lines))
         rows = report.structure_support_rows(support)
         if console.verbose:
-            rows = report.prediction_rows(record) + rows
+            # the knee row is the structure's own s*, not the unstructured one the verdict reads (a review)
+            rows = report.prediction_rows(record, knee_at=f"the {structure.name} s*") + rows
             rows.insert(1, ("structure", f"{structure.name} ({support['allowed_points'] - 1} allowed steps up to s = {support['max_sparsity']:.4f})"))
         if rows:
             console.result(report.text_table(rows))
@@ -703,7 +729,7 @@ def _emit_structured_predictions(
 
 
 @click.command("prune")
-@click.argument("checkpoint", type=click.Path())
+@click.argument("checkpoint", type=click.Path(readable=False))  # read_checkpoint says "not readable" in one line
 @click.option("--sparsity", type=float, default=None, help="Fraction of prunable weights to set to zero, in [0, 1] (not with --structure N:M).")
 @structure_option()
 @click.option(
@@ -737,11 +763,11 @@ def prune_command(
     whole groups are rounded up), or to an N:M pattern (--structure 2:4)."""
     start = time.perf_counter()  # JSON seconds: the whole command
     refuse_launcher("prune")
-    from pruning_limits._checks import PruningLimitsError, check_fraction
+    from pruning_limits._checks import check_fraction
 
     parsed = check_structure(structure)
-    if parsed.is_pattern and sparsity is not None:
-        raise PruningLimitsError(
+    if parsed.is_pattern and sparsity is not None:  # conflicting options: a usage error (exit 2), as a missing one
+        raise click.UsageError(
             f"--sparsity cannot be given with --structure {parsed.name}: the pattern fixes it at 1 - {parsed.n}/{parsed.m}"
         )
     if not parsed.is_pattern and sparsity is None:  # a missing option: a usage error (exit 2), as click's own
@@ -837,11 +863,24 @@ def _one_epsilon(values: tuple[str, ...]) -> str:
         raise click.BadParameter(
             f"validate takes one ε, got {len(values)} ({', '.join(values)}); predict takes several", param_hint="'--epsilon'"
         )
-    return values[0] if values else "batch-std"
+    return _epsilon_words(values)[0] if values else "batch-std"
+
+
+def _epsilon_words(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--epsilon`` values that are words but not ``batch-std``: a usage error (exit 2, as click's
+    own "is not a valid float"), not an error of the run (exit 1); a number out of range stays
+    parse_epsilon's (exit 1, as the other range checks)."""
+    for text in values:
+        if text.strip().lower() != "batch-std":
+            try:
+                float(text)
+            except ValueError:
+                raise click.BadParameter(f"must be 'batch-std' or a number > 0, got {text!r}", param_hint="'--epsilon'") from None
+    return values
 
 
 @click.command("validate")
-@click.argument("checkpoint", type=click.Path())
+@click.argument("checkpoint", type=click.Path(readable=False))  # read_checkpoint says "not readable" in one line
 @source_options
 @click.option(
     "--epsilon",
@@ -928,6 +967,7 @@ def validate_command(
         from pruning_limits._checks import check_fraction
 
         check_fraction("--eta", eta, open_low=True, open_high=True)
+    _pipeline.join(settings)  # under torchrun: a rank that fails while loading stops the others at once
     loaded = load_model_and_data(checkpoint, model_spec=model_spec, data_spec=data_spec, trust=trust_checkpoint, seed=seed, console=console, exact=exact, params=params)
     check_hessian_samples(settings, loaded.data)
     if structured:
@@ -1099,7 +1139,7 @@ def emit_validation(record: dict[str, Any], *, as_json: bool, console: Console) 
     )
     if record.get("retrained"):
         lines.insert(1, f"after re-training the kept weights: {100 * record['retrained']['limit']:.1f} % sparsity "
-                        f"({record['retrained']['epochs']} epochs per sparsity, mask fixed)")
+                        f"({report.plural(record['retrained']['epochs'], 'epoch')} per sparsity, mask fixed)")
     console.result("\n".join(lines))
     if console.verbose:
         console.result(report.text_table(report.validation_rows(record)))

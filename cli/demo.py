@@ -123,14 +123,15 @@ def _run_demo(
     from .commands import _history_summary, _training_settings, emit_validation, run_validation
 
     model = build_model(DEMO_MODEL, data, seed=seed)
-    console.log(f"[1/3] training {DEMO_MODEL} on {DEMO_DATA} with l1 regularisation (LOMP), λ chosen on a regularisation path")
+    console.log(f"[1/2] training {DEMO_MODEL} on {DEMO_DATA} with l1 (LOMP), λ from a regularisation path")
     model.to(command_device(settings_slq))  # trained where --device says, as train does (it trained on the CPU always)
     path, history = train_auto(model, data, test_data=data.test, progress=console.progress, **given)
     model.to("cpu")  # the bundle holds CPU tensors; the analysis makes its own copies on the device
     settings = _training_settings(history, seed)
     training = {**settings, **_history_summary(history), "l1_path": history.settings["l1_path"]}
     save_bundle(out / "model.pt", model, model_spec=DEMO_MODEL, data_spec=DEMO_DATA, training=training)
-    console.log("[2/3] predicting the limit from the Hessian spectrum, [3/3] measuring it by pruning")
+    # one step, as run_validation does both (it said "[2/3] ..., [3/3] ..." in one line before both)
+    console.log("[2/2] predicting the limit from the Hessian spectrum, then measuring it by pruning")
     record = run_validation(
         model,
         data,
@@ -152,7 +153,8 @@ def _run_demo(
     record["out"] = str(out)
     write_json(out / "result.json", record)
     emit_validation(record, as_json=as_json, console=console)
-    # one line for every file written (two said it, and the second left out model.pt and result.json)
-    figures = [report_figure_path(out / "report.md", name) for name in REPORT_FIGURES]
-    written = ["model.pt", "result.json", "report.md", *(path.name for path in figures if path.is_file())]
-    console.log(f"wrote {out}/: {', '.join(written)}")
+    # one line for every file written (two said it, and the second left out model.pt and result.json);
+    # the figures by their pattern, which report.md names one by one (the six names took 112 characters)
+    figures = [path for path in (report_figure_path(out / "report.md", name) for name in REPORT_FIGURES) if path.is_file()]
+    shown = f" and its {len(figures)} figure{'s' * (len(figures) != 1)} (report-*.png)" if figures else ""
+    console.log(f"wrote {out}/: model.pt, result.json, report.md{shown}")

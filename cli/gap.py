@@ -23,6 +23,11 @@ def _eps_text(eps: float) -> str:
     return epsilon_text(eps)
 
 
+def _plural(count: int, noun: str) -> str:
+    """``"1 stream"``, ``"2 streams"`` (it said "1 streams")."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _num(value: Any) -> str:
     if value is None:
         return "-"
@@ -49,13 +54,12 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     if unreached:  # no weight median: say why, not "<= -"
         head = f"{where}: the weight-pruning construction does not reach ε within the stream for {len(unreached)} of {seeds} seed{'s' * (seeds != 1)}"
         if neuron and med.get("neuron_lower_bound") is not None:
-            head += f"; neuron pruning needs >= {_num(med['neuron_lower_bound'])} neurons"
+            head += f"; neuron pruning needs ≥ {_num(med['neuron_lower_bound'])} neurons"
         lines.append(head + ".")
         lines.append(f"Seed {unreached[0]['seed']}: {unreached[0]['weight']['status']}.")
     elif R and neuron and med.get("neuron_lower_bound") is not None and med.get("weight") is not None:
-        lines.append(
-            f"{where}: neuron pruning needs >= {_num(med['neuron_lower_bound'])} neurons, "
-            f"weight pruning <= {_num(med['weight'])}."
+        lines.append(  # "neuron"/"weight" pruning, as the table's columns (within 88 characters)
+            f"{where}: neuron needs ≥ {_num(med['neuron_lower_bound'])} neurons, weight ≤ {_num(med['weight'])}."
         )
         above = med["neuron_lower_bound"] > med["weight"]
         lines.append(
@@ -64,15 +68,15 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
             else "The certified neuron bound is not above the weight width at this ε."
         )
     elif R:
-        lines.append(f"{where}: weight pruning needs <= {_num(med['weight'])} neurons.")
+        lines.append(f"{where}: weight needs ≤ {_num(med['weight'])} neurons.")
     else:
         lines.append(
-            f"Model L. {where}: weight pruning needs >= {_num(med['weight'])} neurons"
-            + (f", neuron pruning >= {_num(med.get('neuron_lower_bound'))}." if neuron else ".")
+            f"Model L. {where}: weight needs ≥ {_num(med['weight'])} neurons"
+            + (f", neuron ≥ {_num(med.get('neuron_lower_bound'))}." if neuron else ".")
         )
         lines.append("Both are certified LP lower bounds." if neuron else "It is a certified LP lower bound.")
-    wname = "weight<=" if R else "weight>="
-    head = f"{'ε':>8} {wname:>8}" + (f" {'neuron>=':>9}" if neuron else "") + (f" {'exact':>6}" if exact else "")
+    wname = "weight≤" if R else "weight≥"
+    head = f"{'ε':>8} {wname:>8}" + (f" {'neuron≥':>9}" if neuron else "") + (f" {'exact':>6}" if exact else "")
     head += f" {'ratio':>6}" if neuron else ""
     lines += ["", head]
     for r in sorted(record["results"], key=lambda r: -r["epsilon"]):
@@ -111,12 +115,15 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     if fits.get("neuron"):
         f = fits["neuron"]
         lines.append(f"neuron: lower bound ~ (1/ε)^{f['exponent']:.2f} (R² {f['r2']:.3f}, {f['points']} points)")
+    from pruning_limits.report import hang  # not at import: --help imports neither numpy nor torch
+
     limits = check.get("weight_limit", 0)
-    lines.append(
-        f"re-checked: {check['weight']} weight, {check['neuron']} LP, {check['exact']} exact certificates, "
-        + (f"{limits} weight limit{'s' * (limits != 1)} re-derived, " if limits else "")
-        + f"{check['streams']} streams, medians and fits; "
-        + ("all valid." if not check["problems"] else f"{len(check['problems'])} FAILED: {check['problems'][0]}")
+    lines += hang(
+        "re-checked: ",
+        f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact certificates, "
+        + (f"{_plural(limits, 'weight limit')} re-derived, " if limits else "")
+        + f"{_plural(check['streams'], 'stream')}, medians and fits: "
+        + ("all valid." if not check["problems"] else f"{len(check['problems'])} FAILED; {check['problems'][0]}"),
     )
     if exact:
         lines.append("exact: median MILP minimum, a verified subset; that one neuron fewer fails is")
@@ -210,19 +217,23 @@ def gap_command(
         try:
             with open(check_path, encoding="utf-8") as handle:
                 record = json.load(handle)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PruningLimitsError(f"{check_path!r} is not JSON: {exc}") from None
+        except json.JSONDecodeError as exc:  # its message, not the whole of it (one short line)
+            raise PruningLimitsError(f"{check_path!r} is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        except UnicodeDecodeError:  # a binary file: the codec's byte and position said nothing useful
+            raise PruningLimitsError(f"{check_path!r} is not JSON: not UTF-8 text (gap --json -o FILE writes a record)") from None
         check = lottery.check_gap_record(record)
         if as_json:
             console.result(json.dumps(check, indent=2))
         else:
+            from pruning_limits.report import hang
+
             limits = check.get("weight_limit", 0)
-            console.result(
-                f"{'all certificates valid' if not check['problems'] else 'INVALID certificates'}: "
+            console.result("\n".join(hang(
+                f"{'all certificates valid' if not check['problems'] else 'INVALID certificates'}: ",
                 f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact"
-                + (f", {limits} weight limit{'s' * (limits != 1)} re-derived" if limits else "")
-                + f"; {check['streams']} streams regenerated, medians and fits recomputed"
-            )
+                + (f", {_plural(limits, 'weight limit')} re-derived" if limits else "")
+                + f"; {_plural(check['streams'], 'stream')} regenerated, medians and fits recomputed",
+            )))
             for problem in check["problems"]:
                 console.result(f"  {problem}")
         if check["problems"]:
@@ -247,10 +258,7 @@ def gap_command(
     eps_list = list(epsilons) or list(lottery.DEFAULT_EPSILONS if model == "R" else lottery.DEFAULT_EPSILONS_L)
     for eps in eps_list:
         if not (0 < eps <= lottery.MAX_EPSILON):  # lottery.check_epsilon's range, said with the flag
-            raise PruningLimitsError(
-                f"--epsilon must satisfy {lottery.EPSILON_RANGE} (the target's sup is 1; closer to 1, float64 rounding "
-                f"decides the certificates), got {eps!r}"
-            )
+            raise PruningLimitsError(f"--epsilon must satisfy {lottery.EPSILON_RANGE} (float64 decides beyond), got {eps!r}")
     repeated = next((eps for k, eps in enumerate(eps_list) if eps in eps_list[:k]), None)
     if repeated is not None:  # a repeated row would count twice in the fits
         raise PruningLimitsError(f"--epsilon values must be distinct (a repeated ε counts twice in the fits), got {repeated!r} more than once")

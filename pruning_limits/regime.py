@@ -15,10 +15,17 @@ predicted too high as well. The criterion (:func:`trust_level`) is therefore:
   exactly zero (``Prediction.zero_fraction``; 0 for most networks), where the knee test cannot
   tell a knee (see there).
 
-A recorded λ that is not a finite number counts as not recorded. Where the knee fails only at
-the user's ε and is sharp at ε = batch-std (``trust_level``'s ``batch_std``), the verdict stays
-outside at that ε but says so, and :attr:`Trust.retrain` is ``False``: the network needs no
-l1 fine-tune, the prediction holds at the larger ε.
+A recorded λ that is not a finite number counts as not recorded. The knee is read at the asked
+ε, and another ``--epsilon`` (larger or smaller than batch-std: the knee usually flattens as ε
+grows) can fail it where ε = batch-std passes. Where the knee fails only at the user's ε and is
+sharp at ε = batch-std (``trust_level``'s ``batch_std``), the verdict stays outside at that ε
+but says so ("the prediction holds there", at ε = batch-std), and :attr:`Trust.retrain` is
+``False``: the network needs no l1 fine-tune.
+
+The reasons and the evidence are short clauses (the terminal prints them wrapped, the JSON as
+one string each). The evidence fits the reason: λ = 0 networks for a network trained without
+l1, l1 runs with a flat knee for a flat knee, nothing for a knee the test cannot read (the
+``s₀`` guard, an undefined steepness), for which no run was measured.
 
 The numbers quoted with a verdict (ranges of past gaps, run counts) are read at run time from
 ``pruning_limits/evidence.json``; nothing is typed here. Its ``suite`` section is written by
@@ -359,28 +366,31 @@ def trust_level(
     reasons: list[str] = []
     without_l1 = known_l1 is not None and known_l1 <= 0.0
     if without_l1:
-        reasons.append("trained without l1 (λ = 0)" if known_l1 == 0.0 else f"trained without l1 (recorded λ = {known_l1:g} ≤ 0)")
-    knee = _knee_problem(steep, sparsity, knee_at, FLAT_KNEE, zero_fraction)
+        reasons.append("λ = 0, no l1" if known_l1 == 0.0 else f"recorded λ = {known_l1:g} ≤ 0, no l1")
+    problem = _knee_problem(steep, sparsity, knee_at, FLAT_KNEE, zero_fraction)
+    kind, knee = problem if problem is not None else (None, None)
     if knee is not None:
         reasons.append(knee)
     level = OUTSIDE if (without_l1 or knee is not None) else IN_REGIME
     retrain = level == OUTSIDE
     if level == IN_REGIME:
-        trained = f"l1-trained (λ = {known_l1:g})" if known_l1 is not None else "λ not recorded (judged by the knee alone)"
-        reasons = [trained, f"sharp knee: d ln R/ds = {steep:.0f} at {knee_at}, at least {FLAT_KNEE:g}"]
+        trained = f"l1-trained, λ = {known_l1:g}" if known_l1 is not None else "λ not recorded (judged by the knee alone)"
+        reasons = [trained, f"sharp knee: d ln R/ds = {steep:.0f} at {knee_at}, ≥ {FLAT_KNEE:g}"]
     elif not without_l1 and batch_std is not None and knee is not None:
         b_eps, b_steep, b_sparsity = (float(v) for v in batch_std)
         if _knee_problem(b_steep, b_sparsity, knee_at, FLAT_KNEE, zero_fraction) is None and b_eps != epsilon:
             at = f" at ε = {epsilon:.3g}" if epsilon is not None else ""
             head, colon, rest = knee.partition(":")
+            # "there": at ε = batch-std, whichever of the two ε is the larger (it said "at the larger ε",
+            # backwards for the common case, an --epsilon above batch-std where the knee flattens)
             reasons = [
                 f"{head}{at}{colon}{rest}",
-                f"at ε = batch-std ({b_eps:.3g}) the knee is sharp (d ln R/ds = {b_steep:.0f}): the prediction holds at the larger ε",
+                f"at ε = batch-std ({b_eps:.3g}) the knee is sharp (d ln R/ds = {b_steep:.0f}): the prediction holds there",
             ]
             retrain = False
     if level == OUTSIDE and known_l1 is None:
         reasons.append("λ not recorded")
-    return Trust(level, tuple(reasons), _evidence_text(level, without_l1, evidence), steep, FLAT_KNEE, known_l1, retrain)
+    return Trust(level, tuple(reasons), _evidence_text(level, without_l1, kind, evidence), steep, FLAT_KNEE, known_l1, retrain)
 
 
 def _number(name: str, value: Any, expected: str) -> float:
@@ -395,50 +405,59 @@ def _percent(fraction: float) -> str:
     return f"{100 * fraction:.1f}" if fraction == 0 or 100 * fraction >= 0.1 else f"{100 * fraction:.2g}"
 
 
+#: The kinds of knee problem (:func:`_knee_problem`): a flat knee (the kind the evidence of
+#: ``flat_knee`` runs was measured on), no knee test (the ``s₀`` guard) and an undefined steepness.
+FLAT, NO_TEST, UNDEFINED = "flat", "no test", "undefined"
+
+
 def _knee_problem(
     steep: float, sparsity: float | None, knee_at: str, flat_knee: float, zero_fraction: float = 0.0
-) -> str | None:
-    """Why the knee test fails at ``s*`` (a clause), or ``None`` where the knee is sharp."""
+) -> tuple[str, str] | None:
+    """Why the knee test fails at ``s*``, as ``(kind, clause)`` (:data:`FLAT`, :data:`NO_TEST`,
+    :data:`UNDEFINED`), or ``None`` where the knee is sharp."""
     if not math.isfinite(steep):
-        return f"knee of R(s) undefined at {knee_at}"
+        return UNDEFINED, f"knee of R(s) undefined at {knee_at}"
     if sparsity is not None and math.isfinite(sparsity) and sparsity - zero_fraction < KNEE_MIN_SPARSITY:
         # not "any network": weights of one magnitude or a magnitude-pruned checkpoint read less (KNEE_MIN_SPARSITY)
-        kneeless = f"where weights without a knee (Gaussian-like) can read d ln R/ds ≥ {flat_knee:g} too"
+        kneeless = "where weights without a knee pass it too"
         if zero_fraction == 0:
-            return f"no knee test: {knee_at} = {100 * sparsity:.1f} % is below {100 * KNEE_MIN_SPARSITY:.3g} %, {kneeless}"
-        return (
+            return NO_TEST, f"no knee test: {knee_at} = {100 * sparsity:.1f} % is below {100 * KNEE_MIN_SPARSITY:.3g} %, {kneeless}"
+        return NO_TEST, (
             f"no knee test: {knee_at} = {_percent(sparsity)} % is less than {100 * KNEE_MIN_SPARSITY:.3g} points above the "
             f"{_percent(zero_fraction)} % of weights already zero (s₀), {kneeless}"
         )
     if steep < flat_knee:
         shown = f"{steep:.0f}" if round(steep) < flat_knee else f"{math.floor(steep * 10) / 10:.1f}"  # 24.9, not 25
-        return f"flat knee: d ln R/ds = {shown} at {knee_at}, below {flat_knee:g}"
+        return FLAT, f"flat knee: d ln R/ds = {shown} at {knee_at}, < {flat_knee:g}"
     return None
 
 
-def _evidence_text(level: str, without_l1: bool, evidence: dict[str, Any]) -> str:
+def _evidence_text(level: str, without_l1: bool, kind: str | None, evidence: dict[str, Any]) -> str:
+    """What past runs showed in the verdict's situation (``kind``: the knee problem, :func:`_knee_problem`),
+    ``predicted − measured`` first; "" where none was measured (no knee test, an undefined knee:
+    the flat-knee runs were quoted there, for a knee the test found sharp, a review)."""
     suite = evidence.get("suite", {})
     if level == IN_REGIME:
         part = suite.get("in_regime")
         if part and part.get("runs"):
-            return f"on {part['runs']} such networks (docs/validation.md) predicted − measured was {_range(*part['gaps'])} points"
+            return f"predicted − measured {_range(*part['gaps'])} points on {part['runs']} such networks"
         return ""
     if without_l1:
         part = suite.get("controls")
         if part and part.get("runs"):
-            return f"on {part['runs']} λ = 0 networks (docs/validation.md) predicted − measured was {_range(*part['gaps'])} points"
+            return f"predicted − measured {_range(*part['gaps'])} points on {part['runs']} λ = 0 networks"
+        return ""
+    if kind != FLAT:
+        return ""
     texts = []
     part = evidence.get("flat_knee")
     if part and part.get("runs"):
-        texts.append(
-            f"on {part['runs']} l1 runs with a flat knee ({part.get('blind_runs', 0)} blind) "
-            f"predicted − measured was {_range(*part['gaps'])} points"
-        )
+        texts.append(f"{_range(*part['gaps'])} points on {part['runs']} flat-knee l1 runs ({part.get('blind_runs', 0)} blind)")
     part = suite.get("outside_l1")  # the suite's own l1 rows with a flat knee, written with the suite
     if part and part.get("runs"):
         runs = part["runs"]
-        texts.append(f"on the suite's {runs} l1 network{'s' if runs > 1 else ''} with a flat knee {_range(*part['gaps'])} points")
-    return "; ".join(texts)
+        texts.append(f"{_range(*part['gaps'])} points on the suite's {runs} flat-knee l1 network{'s' if runs > 1 else ''}")
+    return f"predicted − measured {'; '.join(texts)}" if texts else ""
 
 
 def gap_range(gaps: list[float]) -> dict[str, Any]:

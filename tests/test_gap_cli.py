@@ -117,14 +117,29 @@ def test_check_option_refuses_each_forgery_with_its_own_message(reduced_run, tmp
     assert any(line.strip().startswith(message) for line in result.stdout.splitlines()), (message, result.stdout)
 
 
-def test_text_output_leads_with_the_answer():
-    result = run("gap", "--dim", "1", "--epsilon", "0.25", "--seeds", "1")
+def test_text_output_leads_with_the_answer(tmp_path):
+    result = run("gap", "--dim", "1", "--epsilon", "0.25", "--seeds", "1", "-o", tmp_path / "one.json")
     assert result.exit_code == 0, (result.stdout, result.stderr)
     first = result.stdout.splitlines()[0]
-    assert first.startswith("At ε = 2^-2 (d = 1, median of 1 seed): neuron pruning needs >=")
+    assert first == "At ε = 2^-2 (d = 1, median of 1 seed): neuron needs ≥ 4 neurons, weight ≤ 4."
     assert "not above" in result.stdout.splitlines()[1]
     assert "all valid" in result.stdout
     assert "seed=0" in result.stderr  # progress on stderr
+    # ≥ and ≤ as the other commands write them; "1 stream", not "1 streams"; lines within 88 (a review)
+    lines = result.stdout.splitlines()
+    assert "re-checked: 1 weight, 1 LP, 1 exact certificates, 1 stream, medians and fits: all valid." in lines
+    assert "    2^-2        4         4      4   1.00" in lines and any("weight≤" in line and "neuron≥" in line for line in lines)
+    assert ">=" not in result.stdout and "<=" not in result.stdout and "1 streams" not in result.stdout
+    assert all(len(line) <= 88 for line in lines), [line for line in lines if len(line) > 88]
+    model_l = run("gap", "--dim", "1", "--epsilon", "0.25", "--seeds", "1", "--model", "L")
+    assert model_l.exit_code == 0, (model_l.stdout, model_l.stderr)
+    assert model_l.stdout.splitlines()[0] == "Model L. At ε = 2^-2 (d = 1, median of 1 seed): weight needs ≥ 4 neurons, neuron ≥ 4."
+    assert all(len(line) <= 88 for line in model_l.stdout.splitlines())
+    checked = run("gap", "--check", tmp_path / "one.json")
+    assert checked.exit_code == 0 and checked.stdout.splitlines() == [  # "1 streams", in one line of 99 characters
+        "all certificates valid: 1 weight, 1 LP, 1 exact;",
+        "                        1 stream regenerated, medians and fits recomputed",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -143,8 +158,7 @@ def test_text_output_leads_with_the_answer():
         (["--dim", "2", "--epsilon", "1.0000001"], "got 1.0000001"),  # was "got 1", exactly what is allowed
         # was "Error: a Farkas multiplier sits on a lower row that does not exist" (the empty network's row is rounding)
         (["--dim", "2", "--epsilon", "0.9999999999999999", "--seeds", "1"],
-         "Error: --epsilon must satisfy 0 < ε <= 1 - 1e-8 (the target's sup is 1; closer to 1, float64 rounding decides "
-         "the certificates), got 0.9999999999999999"),
+         "Error: --epsilon must satisfy 0 < ε <= 1 - 1e-8 (float64 decides beyond), got 0.9999999999999999"),
         (["--dim", "2", "--milp-time-limit", "-1"], "--milp-time-limit must be a number of seconds >= 0"),
         (["--dim", "5", "--model", "L"], "Error: --dim must be at most 4 with --model L (its LP covers the 2^d - 1 masks of every neuron), got 5"),
         # the library's "epsilons must be distinct, got [0.25, 0.25]" did not name the flag
@@ -165,10 +179,13 @@ def test_usage_errors(tmp_path):
     assert result.exit_code == 1 and "does not exist" in result.stderr
     (tmp_path / "bad.json").write_text("{")
     result = run("gap", "--check", tmp_path / "bad.json")
-    assert result.exit_code == 1 and "is not JSON" in result.stderr
+    assert result.exit_code == 1 and result.stderr.strip().endswith(
+        "is not JSON: Expecting property name enclosed in double quotes (line 1, column 2)")
     (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00{")  # a UnicodeDecodeError traceback before
     result = run("gap", "--check", tmp_path / "binary.json")
-    assert result.exit_code == 1 and "is not JSON" in result.stderr and "Traceback" not in result.stderr
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    # the codec's "can't decode byte 0xff in position 0: invalid start byte" (103 characters) said nothing useful
+    assert result.stderr.strip().endswith("is not JSON: not UTF-8 text (gap --json -o FILE writes a record)")
     # a check runs and writes nothing: run options beside it were ignored silently
     result = run("gap", "--check", tmp_path / "bad.json", "--plot", tmp_path / "c.png", "--dim", "3")
     assert result.exit_code == 2 and "takes no run options, got --dim, --plot" in result.stderr
@@ -266,9 +283,10 @@ def test_an_unreachable_weight_cell_keeps_the_run(monkeypatch, tmp_path):
         assert cell["weight"]["width"] is None and cell["weight"]["stream_width"] == 40
         assert cell["weight"]["status"].startswith("stream-width-limit: in d = 2")
     checked = run("gap", "--check", out)
-    assert checked.exit_code == 0 and checked.stdout.startswith(
-        "all certificates valid: 2 weight, 0 LP, 0 exact, 2 weight limits re-derived; 2 streams regenerated"
-    )
+    assert checked.exit_code == 0 and checked.stdout.splitlines() == [  # wrapped at its "; " (it was 116 characters)
+        "all certificates valid: 2 weight, 0 LP, 0 exact, 2 weight limits re-derived;",
+        "                        2 streams regenerated, medians and fits recomputed",
+    ]
     cell = record["results"][0]["seeds"][0]  # a reached width hidden behind a limit: a forgery
     cell["weight"] = dict(record["results"][1]["seeds"][0]["weight"])
     record["results"][0]["median"]["weight"] = None

@@ -41,32 +41,32 @@ def test_trust_level_follows_the_documented_criterion(steepness, l1, level):
 
 def test_reasons_and_evidence_are_words_from_the_evidence_file():
     inside = trust_level(80.0, 2e-3, evidence=EVIDENCE)
-    assert inside.reason() == f"l1-trained (λ = 0.002); sharp knee: d ln R/ds = 80 at s*, at least {FLAT_KNEE:g}"
-    assert inside.evidence == "on 3 such networks (docs/validation.md) predicted − measured was -0.4 to +1.2 points"
+    assert inside.reason() == f"l1-trained, λ = 0.002; sharp knee: d ln R/ds = 80 at s*, ≥ {FLAT_KNEE:g}"
+    assert inside.evidence == "predicted − measured -0.4 to +1.2 points on 3 such networks"
     flat = trust_level(12.4, 1e-3, evidence=EVIDENCE)
-    assert flat.reason() == f"flat knee: d ln R/ds = 12 at s*, below {FLAT_KNEE:g}"
-    assert flat.evidence == "on 5 l1 runs with a flat knee (2 blind) predicted − measured was +1.5 to +9.0 points"
+    assert flat.reason() == f"flat knee: d ln R/ds = 12 at s*, < {FLAT_KNEE:g}"
+    assert flat.evidence == "predicted − measured +1.5 to +9.0 points on 5 flat-knee l1 runs (2 blind)"
     # the suite's own flat-knee l1 rows are quoted beside the carried-over section
     with_suite = {**EVIDENCE, "suite": {**EVIDENCE["suite"], "outside_l1": {"runs": 1, "gaps": [-1.2, -1.2]}}}
     assert trust_level(12.4, 1e-3, evidence=with_suite).evidence == (
-        "on 5 l1 runs with a flat knee (2 blind) predicted − measured was +1.5 to +9.0 points; "
-        "on the suite's 1 l1 network with a flat knee -1.2 points"
+        "predicted − measured +1.5 to +9.0 points on 5 flat-knee l1 runs (2 blind); "
+        "-1.2 points on the suite's 1 flat-knee l1 network"
     )
     # just below the level the rounded value read "= 25 ... below 25"
     assert trust_level(FLAT_KNEE - 0.06, 1e-3, evidence=EVIDENCE).reason() == (
-        f"flat knee: d ln R/ds = {FLAT_KNEE - 0.1:.1f} at s*, below {FLAT_KNEE:g}"
+        f"flat knee: d ln R/ds = {FLAT_KNEE - 0.1:.1f} at s*, < {FLAT_KNEE:g}"
     )
     control = trust_level(3.0, 0.0, evidence=EVIDENCE)
-    assert control.reason().startswith("trained without l1 (λ = 0); flat knee")
-    assert control.evidence == "on 4 λ = 0 networks (docs/validation.md) predicted − measured was +11.0 to +30.0 points"
+    assert control.reason().startswith("λ = 0, no l1; flat knee")
+    assert control.evidence == "predicted − measured +11.0 to +30.0 points on 4 λ = 0 networks"
     assert trust_level(3.0, 0.0, evidence={}).evidence == ""  # no evidence, no numbers
     assert trust_level(80.0, None, evidence=EVIDENCE).reason().startswith("λ not recorded (judged by the knee alone); sharp knee")
-    assert trust_level(3.0, None, evidence=EVIDENCE).reason().endswith("below 25; λ not recorded")  # outside too
+    assert trust_level(3.0, None, evidence=EVIDENCE).reason().endswith("< 25; λ not recorded")  # outside too
     # the network's verdict on a structure's answer names where its knee was taken
     unstructured = "the unstructured s*"
     assert trust_level(80.0, 2e-3, evidence=EVIDENCE, knee_at=unstructured).reason().endswith(
-        f"d ln R/ds = 80 at the unstructured s*, at least {FLAT_KNEE:g}")
-    assert f"= 12 at {unstructured}, below" in trust_level(12.4, 1e-3, evidence=EVIDENCE, knee_at=unstructured).reason()
+        f"d ln R/ds = 80 at the unstructured s*, ≥ {FLAT_KNEE:g}")
+    assert f"= 12 at {unstructured}, <" in trust_level(12.4, 1e-3, evidence=EVIDENCE, knee_at=unstructured).reason()
     assert trust_level(float("nan"), 1e-3, evidence=EVIDENCE, knee_at=unstructured).reason() == f"knee of R(s) undefined at {unstructured}"
 
 
@@ -108,7 +108,7 @@ def test_knee_min_sparsity_is_where_a_kneeless_network_passes_the_knee_test():
     below = trust_level(293.0, None, evidence=EVIDENCE, sparsity=0.0)  # validate --epsilon 1e-30 on a λ = 0 network
     assert below.level == OUTSIDE and below.retrain
     assert below.reason().startswith(
-        "no knee test: s* = 0.0 % is below 6.26 %, where weights without a knee (Gaussian-like) can read d ln R/ds ≥ 25 too"
+        "no knee test: s* = 0.0 % is below 6.26 %, where weights without a knee pass it too"
     )
     assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.062).level == OUTSIDE
     assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.059).level == OUTSIDE
@@ -121,7 +121,7 @@ def test_a_negative_or_non_finite_lambda_is_not_l1_training(l1):
     trust = trust_level(30.0, l1, evidence=EVIDENCE)
     assert "l1-trained" not in trust.reason()
     if l1 < 0:
-        assert trust.level == OUTSIDE and trust.reason() == "trained without l1 (recorded λ = -0.0128 ≤ 0)" and trust.l1 == l1
+        assert trust.level == OUTSIDE and trust.reason() == "recorded λ = -0.0128 ≤ 0, no l1" and trust.l1 == l1
     else:  # unknown: judged by the knee alone
         assert trust.level == IN_REGIME and trust.l1 is None and trust.reason().startswith("λ not recorded")
 
@@ -131,9 +131,20 @@ def test_a_knee_sharp_at_batch_std_is_outside_at_this_epsilon_without_a_fine_tun
     trust = trust_level(7.0, 0.0128, evidence=EVIDENCE, sparsity=0.25, epsilon=1e-9, batch_std=sharp)
     assert trust.level == OUTSIDE and trust.retrain is False and trust.to_dict()["retrain"] is False
     assert trust.reasons == (
-        "flat knee at ε = 1e-09: d ln R/ds = 7 at s*, below 25",
-        "at ε = batch-std (0.0123) the knee is sharp (d ln R/ds = 147): the prediction holds at the larger ε",
+        "flat knee at ε = 1e-09: d ln R/ds = 7 at s*, < 25",
+        "at ε = batch-std (0.0123) the knee is sharp (d ln R/ds = 147): the prediction holds there",
     )
+    # the common case is the other way round: an ε above batch-std, where the knee flattens. The
+    # reason said "the prediction holds at the larger ε", the user's, where it does not (a review)
+    large = trust_level(16.0, 0.0032, evidence=EVIDENCE, sparsity=0.894, epsilon=0.1, batch_std=(0.0106, 30.0, 0.826))
+    assert large.level == OUTSIDE and large.retrain is False
+    assert large.reasons == (
+        "flat knee at ε = 0.1: d ln R/ds = 16 at s*, < 25",
+        "at ε = batch-std (0.0106) the knee is sharp (d ln R/ds = 30): the prediction holds there",
+    )
+    for verdict in (trust, large):  # neither direction names a larger or smaller ε: batch-std is where it holds
+        assert "larger" not in verdict.reason() and "smaller" not in verdict.reason()
+        assert verdict.evidence.startswith("predicted − measured ") and "flat-knee l1 runs" in verdict.evidence
     small = trust_level(300.0, 0.0128, evidence=EVIDENCE, sparsity=0.01, epsilon=1e-9, batch_std=sharp)
     assert not small.retrain and small.reason().startswith("no knee test at ε = 1e-09: s* = 1.0 %")
     # outside at batch-std too, or trained without l1, or no batch-std: the fine-tune is the advice
@@ -142,6 +153,26 @@ def test_a_knee_sharp_at_batch_std_is_outside_at_this_epsilon_without_a_fine_tun
     assert trust_level(7.0, 0.0, evidence=EVIDENCE, sparsity=0.25, epsilon=1e-9, batch_std=sharp).retrain
     assert trust_level(7.0, 0.0128, evidence=EVIDENCE, sparsity=0.25, epsilon=1e-9).retrain
     assert not trust_level(80.0, 0.0128, evidence=EVIDENCE).retrain  # in regime: nothing to do
+
+
+def test_the_evidence_fits_the_reason():
+    """Outside the regime the flat-knee runs were quoted whatever the reason, also for a knee the
+    test cannot read (the s₀ guard, an undefined steepness), where the knee read sharp (a
+    review: a 90 % pruned checkpoint, d ln R/ds = 128.7, no λ). No run was measured there: no evidence."""
+    guard = trust_level(128.7, None, evidence=EVIDENCE, sparsity=0.905, zero_fraction=0.9)
+    assert guard.level == OUTSIDE and guard.reasons[0].startswith("no knee test: s* = 90.5 % is less than 6.26 points above")
+    assert guard.reasons[-1] == "λ not recorded" and guard.evidence == ""
+    assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.01).evidence == ""  # the guard, λ recorded
+    assert trust_level(math.nan, 1e-3, evidence=EVIDENCE).evidence == ""  # an undefined knee
+    # guarded at the user's ε, sharp at batch-std: still no flat-knee evidence
+    assert trust_level(300.0, 0.0128, evidence=EVIDENCE, sparsity=0.01, epsilon=1e-9, batch_std=(0.0123, 147.0, 0.9)).evidence == ""
+    # a flat knee keeps its runs (λ recorded or not); a network without l1 its λ = 0 networks, never the l1 runs
+    for l1 in (1e-3, None):
+        assert trust_level(12.4, l1, evidence=EVIDENCE).evidence.startswith("predicted − measured +1.5 to +9.0 points on 5 flat-knee")
+    assert trust_level(12.4, 0.0, evidence=EVIDENCE).evidence.endswith("on 4 λ = 0 networks")
+    assert trust_level(12.4, 0.0, evidence={"flat_knee": EVIDENCE["flat_knee"]}).evidence == ""
+    assert trust_level(12.4, None, evidence={"suite": {"outside_l1": {"runs": 2, "gaps": [-1.2, 3.0]}}}).evidence == (
+        "predicted − measured -1.2 to +3.0 points on the suite's 2 flat-knee l1 networks")
 
 
 @pytest.mark.parametrize(
@@ -255,7 +286,7 @@ def test_the_small_sparsity_guard_counts_from_the_weights_already_zero():
         assert trust.level == OUTSIDE and trust.retrain
         assert trust.reasons[0] == (
             f"no knee test: s* = {100 * p.sparsity:.1f} % is less than 6.26 points above the 50.0 % of weights already "
-            f"zero (s₀), where weights without a knee (Gaussian-like) can read d ln R/ds ≥ 25 too"
+            f"zero (s₀), where weights without a knee pass it too"
         )
     # 6.26 points above the zeros the knee test speaks again; a few zeros print with two digits
     assert trust_level(293.0, 1e-3, evidence=EVIDENCE, sparsity=0.57, zero_fraction=0.5).level == IN_REGIME

@@ -156,13 +156,13 @@ def test_validation_markdown_has_table_and_figures():
     trust = trust_level(12.0, 1e-3, evidence={"flat_knee": {"runs": 20, "blind_runs": 6, "gaps": [1.3, 28.4]}}).to_dict()
     flat = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=12.0), trust=trust))
     assert "| knee sharpness d ln R/ds at s* | 12.0 |" in flat
-    assert "**Trust: outside the regime** (flat knee: d ln R/ds = 12 at s*, below 25)." in flat
-    assert "on 20 l1 runs with a flat knee (6 blind) predicted − measured was +1.3 to +28.4 points" in flat
+    assert "**Trust: outside the regime** (flat knee: d ln R/ds = 12 at s*, < 25)." in flat
+    assert "Evidence: predicted − measured +1.3 to +28.4 points on 20 flat-knee l1 runs (6 blind)." in flat
     # the answer first, saying it is no limit, with the next step (the report had neither)
     nxt = report.validation_markdown(dict(record, predicted=dict(PREDICTION, knee_steepness=12.0), trust=trust,
                                           next="pruning-limit train --init m.pt -o m-l1.pt", next_reason=None))
     body = nxt.split("\n\n")
-    assert body[2] == "**Predicted 70.0 % [60.0, 80.0], measured 65.0 % sparsity, difference +5.0 points: not a pruning limit for this network.**"
+    assert body[2] == "**Not a pruning limit: predicted 70.0 % [60.0, 80.0], measured 65.0 % (+5.0 points).**"
     assert body[3].startswith("**Trust: outside the regime**")
     assert body[3].endswith(f"Next: `pruning-limit train --init m.pt -o m-l1.pt` ({report.NEXT_REASON}).")
     # no second wall time beside the JSON's (this one was taken before the figures)
@@ -372,7 +372,7 @@ def test_answer_lines_outside_say_not_a_limit_and_the_next_line_pastes_into_a_sh
     prediction = {"sparsity": 0.552, "interval": [0.552, 0.584]}
     lines = report.answer_lines(prediction, outside, measured=0.517, next_command="pruning-limit train --init 'a b.pt' -o x.pt",
                                 next_reason="l1 fine-tune (then predict again)")
-    assert lines[0] == "predicted 55.2 % [55.2, 58.4], measured 51.7 % sparsity, difference +3.5 points: not a pruning limit for this network"
+    assert lines[0] == "not a pruning limit: predicted 55.2 % [55.2, 58.4], measured 51.7 % (+3.5 points)"  # the verdict first
     assert lines[-1] == "next: pruning-limit train --init 'a b.pt' -o x.pt  # l1 fine-tune (then predict again)"
     # the shell reads the reason as a comment: the words are the command's alone
     assert shlex.split(lines[-1].removeprefix("next: "), comments=True) == ["pruning-limit", "train", "--init", "a b.pt", "-o", "x.pt"]
@@ -384,9 +384,9 @@ def test_answer_lines_outside_say_not_a_limit_and_the_next_line_pastes_into_a_sh
 # ----------------------------------------------------------------------------- review of the report (2026-12)
 
 OUTSIDE = {"in_regime": False, "level": "outside the regime", "retrain": True, "flat_knee": 25.0,
-           "reason": "trained without l1 (λ = 0); flat knee: d ln R/ds = 3 at the unstructured s*, below 25", "evidence": ""}
+           "reason": "λ = 0, no l1; flat knee: d ln R/ds = 3 at the unstructured s*, < 25", "evidence": ""}
 INSIDE = {"in_regime": True, "level": "in regime", "retrain": False, "flat_knee": 25.0,
-          "reason": "l1-trained (λ = 0.0032); sharp knee: d ln R/ds = 145 at the unstructured s*, at least 25", "evidence": ""}
+          "reason": "l1-trained, λ = 0.0032; sharp knee: d ln R/ds = 145 at the unstructured s*, ≥ 25", "evidence": ""}
 
 
 def _structures_record(trust: dict, *, next_command: str | None = None) -> dict:
@@ -428,26 +428,143 @@ def test_answer_lines_difference_is_that_of_the_numbers_printed():
     assert "| 95.6 [92.6, 95.8] | 95.6 | 94.5 | +0.0 |" in row
 
 
-def test_next_line_is_wrapped_past_100_characters_and_still_pastes_into_a_shell():
+def test_an_unsettled_answer_carries_its_mark_on_stdout():
+    """An adaptive run that ended at its step limit said so only in a stderr warning, which -q hid
+    (a review): the answer's own lines now carry a short mark; a settled or fixed run has none."""
+    inside = {"in_regime": True, "level": "in regime", "reason": "sharp knee", "evidence": ""}
+    stop = {"adaptive": True, "converged": False, "ended": "step limit", "moved": 0.0062, "tolerance": 0.002}
+    lines = report.answer_lines({"sparsity": 0.62, "interval": None, "spectrum": {"stopping": stop}}, inside)
+    assert lines[-1] == "not settled: s* moved 0.62 points, tolerance 0.2 (SLQ step limit): the answer may still move"
+    # the validate record passes its prediction, whose spectrum is the same
+    lines = report.answer_lines({"sparsity": 0.62, "interval": None}, inside, measured=0.6,
+                                spectrum={"stopping": {**stop, "moved": None}})
+    assert lines[-1] == "not settled (SLQ step limit): the answer may still move"
+    for stopping in ({**stop, "converged": True}, {"adaptive": False}, {}):
+        lines = report.answer_lines({"sparsity": 0.62, "interval": None, "spectrum": {"stopping": stopping}}, inside)
+        assert not any(line.startswith("not settled") for line in lines)
+
+
+def test_next_line_is_wrapped_past_the_line_width_and_still_pastes_into_a_shell():
     import shlex
 
+    assert report.LINE_WIDTH == 88
     command = "pruning-limit train --init /a/rather/long/folder/of/checkpoints/nol1.pt -o /a/rather/long/folder/nol1-l1.pt"
     lines = report.answer_lines({"sparsity": 0.5, "interval": [0.4, 0.6]}, OUTSIDE, measured=0.4, next_command=command)
-    assert lines[-2] == f"next: {command}" and lines[-1] == f"      # {report.NEXT_REASON}"
-    assert all(len(line) <= 100 for line in lines[-2:]) or len(lines[-2]) == len(f"next: {command}")
-    # pasted as printed: the command, then a comment line
-    assert shlex.split(lines[-2].removeprefix("next: ")) == shlex.split(command)
-    assert shlex.split(lines[-1], comments=True) == []
+    shown = lines[lines.index(next(line for line in lines if line.startswith("next: "))):]
+    # a command past the width is broken between its words, option and value together, with
+    # " \\" continuations (it stayed one line of 106 characters, a review), then the reason as a comment
+    assert shown == [
+        "next: pruning-limit train --init /a/rather/long/folder/of/checkpoints/nol1.pt \\",
+        "      -o /a/rather/long/folder/nol1-l1.pt",
+        f"      # {report.NEXT_REASON}",
+    ]
+    assert all(len(line) <= report.LINE_WIDTH for line in lines)
+    # pasted as printed: the shell joins the continuations and skips the comment line
+    pasted = "\n".join(shown).removeprefix("next: ").replace("\\\n", "")  # as a shell joins a continuation
+    assert shlex.split(pasted, comments=True) == shlex.split(command)
     assert report.next_lines("cmd") == [f"next: cmd  # {report.NEXT_REASON}"]  # short: one line as before
     long_reason = "past the λ path, which stopped at λ = 0.0064 (validation accuracy 91.0 %, best 94.4 %) before its knee turned sharp: expect a lower accuracy"
     wrapped = report.next_lines("pruning-limit train --init h.pt --l1 0.0128 -o h-l1.pt", long_reason)
-    assert len(wrapped) == 3 and all(len(line) <= 100 for line in wrapped)
+    assert len(wrapped) == 3 and all(len(line) <= report.LINE_WIDTH for line in wrapped)
     assert " ".join(line.strip().removeprefix("# ") for line in wrapped[1:]) == long_reason
     # docs/usage.md showed this one inline, on one line, as the code no longer prints it (a review)
     usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
     hastie = report.next_lines("pruning-limit train --init hastie.pt --l1 0.0128 -o hastie-l1.pt", long_reason)
     assert "\n".join(f"    {line}" for line in hastie) in usage
     assert "# past the λ path" not in usage.replace("\n          # past the λ path", "")  # no other copy
+
+
+def test_next_lines_edges():
+    """The edges a review tried (nl.py): a quoted word with spaces stays one word; a path wider
+    than the room is never cut (in the command or in the reason); no break at a hyphen; a width
+    below the indent is refused; the line at the width exactly stays one line."""
+    import shlex
+
+    quoted = "pruning-limit train --init '/a folder/with spaces/" + "x" * 40 + ".pt' -o '/a folder/with spaces/out-l1.pt'"
+    lines = report.next_lines(quoted)
+    assert lines[0].endswith(" \\") and all(len(line) <= report.LINE_WIDTH for line in lines)
+    assert shlex.split("\n".join(lines).removeprefix("next: ").replace("\\\n", ""), comments=True) == shlex.split(quoted)
+    path = "/home/someone/experiments/2024-06-01/resnet20-cifar10-lambda0/checkpoints/final-l1-" + "z" * 30 + ".pt"
+    long = report.next_lines(f"pruning-limit train --init m.pt -o {path}", f"see {path} for the fine-tuned one-shot-pruned net")
+    assert any(line.strip() == path for line in long)  # whole, on its own continuation line
+    assert any(line.strip() == f"# {path}" for line in long)  # whole in the comment too (it was split mid-word)
+    assert any(line.endswith("one-shot-pruned net") for line in long)  # no break inside "one-shot-pruned"
+    assert shlex.split("\n".join(long).removeprefix("next: ").replace("\\\n", ""), comments=True)[-1] == path
+    with pytest.raises(PruningLimitsError, match="width must be an integer above the indent of 8 characters, got 5"):
+        report.next_lines("cmd", "a b c", width=5)
+    exact = "x" * (report.LINE_WIDTH - len("next: cmd  # "))
+    assert report.next_lines("cmd", exact) == [f"next: cmd  # {exact}"]
+    assert report.next_lines("cmd", exact + "y") == ["next: cmd", f"      # {exact}y"]
+    assert report.next_lines("cmd", "") == report.next_lines("cmd", None) == [f"next: cmd  # {report.NEXT_REASON}"]
+
+
+def test_hang_wraps_trust_and_evidence_lines_at_clauses_then_spaces():
+    """The trust and evidence lines were one line each, up to 214 characters (a review): wrapped
+    with a hanging indent, at "; " first, then at spaces, never inside a word; the JSON keeps one string."""
+    from pruning_limits.regime import trust_level
+
+    assert report.hang("trust: ", "in regime (short)") == ["trust: in regime (short)"]
+    text = "outside the regime (λ = 0, no l1; flat knee: d ln R/ds = 3 at the unstructured s*, < 25)"
+    assert report.hang("trust: ", text) == [
+        "trust: outside the regime (λ = 0, no l1;",
+        "       flat knee: d ln R/ds = 3 at the unstructured s*, < 25)",
+    ]
+    words = "aaaa bbbb-cccc " * 10 + "z" * 100
+    wrapped = report.hang("evidence: ", words, width=40)
+    assert all(line.startswith("          ") for line in wrapped[1:])
+    assert " ".join(line.strip() for line in wrapped) == "evidence: " + words.strip()  # no word cut, none at its hyphen
+    assert wrapped[-1].strip() == "z" * 100
+    with pytest.raises(PruningLimitsError, match="above the indent of 10 characters"):
+        report.hang("evidence: ", "x", width=10)
+    # the verdicts the review measured (the s₀ guard, the batch-std case, λ = 0 at a structure) fit
+    verdicts = [
+        trust_level(128.7, None, evidence={}, sparsity=0.905, zero_fraction=0.9),
+        trust_level(15.0, 0.0032, sparsity=0.9, epsilon=5.0, batch_std=(0.0106, 30.0, 0.826), knee_at="the unstructured s*"),
+        trust_level(3.0, 0.0, knee_at="the unstructured s*"),
+        trust_level(12.0, 1e-3),  # the flat-knee evidence, two clauses
+    ]
+    for verdict in verdicts:
+        record = verdict.to_dict()
+        lines = report.trust_lines(record)
+        assert all(len(line) <= 88 for line in lines), lines
+        assert lines[0].startswith("trust: outside the regime (")
+        joined = " ".join(line.strip() for line in lines)
+        assert joined.startswith(f"trust: {record['level']} ({record['reason']})")
+        assert (" evidence: " + record["evidence"] in joined) == bool(record["evidence"])
+        assert "\n" not in record["reason"] and "\n" not in record["evidence"]  # one string each in the JSON
+
+
+def test_pattern_answer_leads_with_the_answer_and_the_rows_are_the_detail():
+    """predict --structure 2:4 printed its whole table, then the trust line, with or without -v
+    (a review): one answer line (feasible at ε or not, the ε it needs), the verdict, the rows behind -v."""
+    from pruning_limits.regime import trust_level
+
+    prediction = {"structure": "2:4", "sparsity": 0.5, "epsilon": 0.0106, "feasible": False, "feasible_interval": [False, False],
+                  "needed_epsilon": 0.02908, "needed_epsilon_interval": [0.02901, 0.02943], "delta_fraction": 0.0,
+                  "first_order_cost": 0.029, "distance": 1.8595, "gradient_term": True, "dim": 2368, "eta": 0.05,
+                  "trust": trust_level(30.0, 0.0032, knee_at="the unstructured s*").to_dict()}
+    lines = report.pattern_answer_lines(prediction, next_command="pruning-limit train --init m.pt -o m-l1.pt")
+    assert lines[0] == "2:4 (50.0 %) at ε = 0.0106: infeasible, needs ε ≥ 0.0291 [0.0290, 0.0294]"  # zeros kept
+    assert lines[1:3] == ["trust: in regime (l1-trained, λ = 0.0032;", "       sharp knee: d ln R/ds = 30 at the unstructured s*, ≥ 25)"]
+    assert not any("next" in line for line in lines)
+    mixed = dict(prediction, epsilon=0.0291, feasible=True, feasible_interval=[False, True])
+    assert report.pattern_answer_lines(mixed)[0] == (
+        "2:4 (50.0 %) at ε = 0.0291: feasible (kinematic interval: no to yes), needs ε ≥ 0.0291 [0.0290, 0.0294]")
+    outside = dict(prediction, trust=trust_level(3.0, 0.0, knee_at="the unstructured s*").to_dict())
+    assert report.pattern_answer_lines(outside, next_command="pruning-limit train --init m.pt -o m-l1.pt")[-2:] == [
+        "next: pruning-limit train --init m.pt -o m-l1.pt", f"      # {report.NEXT_REASON}"]
+    rows = dict(report.pattern_prediction_rows(prediction))
+    assert rows["2:4 feasible at ε = 0.0106"] == "no  (kinematic interval: no to no)"
+    assert rows["δ(R)/D at ε"] == "0 (ε ≤ c: the first-order cost alone exceeds ε)" and rows["sparsity of the pattern"] == "50.0 %"
+    assert not any("eps" in name or "eps" in value or ">=" in value for name, value in rows.items())
+
+
+def test_prediction_rows_name_the_s_star_of_their_knee():
+    """predict --structure neuron -v printed "knee sharpness d ln R/ds at s* 10.7" (the neuron s*)
+    under a verdict read at the unstructured s* (30): the row names its s*."""
+    rows = dict(report.prediction_rows(dict(PREDICTION, knee_steepness=10.7), knee_at="the neuron s*"))
+    assert rows["knee d ln R/ds at the neuron s*"] == "10.7" and max(len(name) for name in rows) <= 31
+    assert "knee sharpness d ln R/ds at s*" in dict(report.prediction_rows(dict(PREDICTION, knee_steepness=10.7)))
 
 
 def _path(metrics, chosen=1, knees=(10.0, 13.9, 20.0)):
@@ -583,29 +700,35 @@ def test_structures_answer_lines_lead_with_the_answer_and_the_reason():
     nowhere (a review): the answer, then trust with the reason, then each structure, then next."""
     command = "pruning-limit train --init nol1.pt -o nol1-l1.pt"
     lines = report.structures_answer_lines(_structures_record(OUTSIDE, next_command=command))
-    assert lines == [
-        "predicted unstructured 95.6 %, largest structured layerwise 84.0 %: not limits for this network",
-        f"trust: outside the regime ({OUTSIDE['reason']})",
-        "  unstructured  predicted 95.6 % [92.6, 95.8], measured 95.5 % (+0.1 points)",
-        "  layerwise     predicted 84.0 % [83.1, 84.4], measured 80.0 % (+4.0 points)",
-        "  neuron        predicted 71.3 % [70.3, 71.3], measured 69.3 % (+2.0 points), 5.0 % left dense",
-        "  2:4           50.0 %, feasible: predicted yes (needs ε ≥ 0.005), measured no (loss rise 0.021)",
+    assert lines == [  # the verdict first; the trust line wrapped at its "; " (it was 113 characters)
+        "not pruning limits: unstructured 95.6 %, largest structured layerwise 84.0 %",
+        "trust: outside the regime (λ = 0, no l1;",
+        "       flat knee: d ln R/ds = 3 at the unstructured s*, < 25)",
+        "  unstructured  95.6 % [92.6, 95.8], measured 95.5 % (+0.1 points)",
+        "  layerwise     84.0 % [83.1, 84.4], measured 80.0 % (+4.0 points)",
+        "  neuron        71.3 % [70.3, 71.3], measured 69.3 % (+2.0 points), 5.0 % left dense",
+        "  2:4           50.0 %: feasible (needs ε ≥ 0.00500), measured infeasible (loss +0.021)",
         f"next: {command}",
         f"      # {report.NEXT_REASON}",
     ]
     inside = report.structures_answer_lines(_structures_record(INSIDE))
-    assert inside[0] == "unstructured limit 95.6 % (measured 95.5 %); largest structured: layerwise 84.0 % (measured 80.0 %)"
+    assert inside[0] == "limits: unstructured 95.6 %, largest structured layerwise 84.0 % (measured 95.5, 80.0 %)"
     assert not any(line.startswith("next") for line in inside)
-    # one structure: as validate says it, with the structure named, and the layers it leaves dense
+    assert all(len(line) <= report.LINE_WIDTH for line in inside)
+    # one structure: the structure named, the verdict first, and the layers it leaves dense
     one = _structures_record(OUTSIDE, next_command=command)
     one["structures"] = [one["structures"][2]]
     lines = report.structures_answer_lines(one)
-    assert lines[0] == "neuron: predicted 71.3 % [70.3, 71.3], measured 69.3 %, difference +2.0 points: not a pruning limit for this network"
-    assert lines[1].startswith("trust: outside the regime (trained without l1") and lines[2].startswith("left dense  5.weight (320)")
+    assert lines[0] == "neuron: not a limit: predicted 71.3 % [70.3, 71.3], measured 69.3 % (+2.0 points)"
+    assert lines[1].startswith("trust: outside the regime (λ = 0, no l1") and lines[3].startswith("left dense  5.weight (320)")
+    inside_one = report.structures_answer_lines({**one, "trust": INSIDE, "next": None})
+    assert inside_one[0] == "neuron: predicted 71.3 % [70.3, 71.3], measured 69.3 %, difference +2.0 points"
     pattern = _structures_record(INSIDE)
     pattern["structures"] = [pattern["structures"][3]]
     assert report.structures_head(pattern) == (
-        "2:4 at 50.0 %, feasible at ε = 0.0129: predicted yes (needs ε ≥ 0.005), measured no (loss rise 0.021)")
+        "2:4 (50.0 %) at ε = 0.0129: feasible (needs ε ≥ 0.00500), measured infeasible (loss +0.021)")
+    pattern["structures"][0]["measured"]["feasible"] = True  # the two agree: "measured too"
+    assert report.structures_head(pattern) == "2:4 (50.0 %) at ε = 0.0129: feasible (needs ε ≥ 0.00500), measured too (loss +0.021)"
     # the detail: the table, and ε and D in short lines
     detail = report.structures_rows(_structures_record(INSIDE)).splitlines()
     assert detail[0].startswith("| structure | predicted |")
@@ -619,15 +742,15 @@ def test_structures_markdown_opens_with_the_answer_and_the_verdict():
     command = "pruning-limit train --init nol1.pt -o nol1-l1.pt"
     text = report.structures_markdown(_structures_record(OUTSIDE, next_command=command))
     body = text.split("\n\n")
-    assert body[2] == "**Predicted unstructured 95.6 %, largest structured layerwise 84.0 %: not limits for this network.**"
+    assert body[2] == "**Not pruning limits: unstructured 95.6 %, largest structured layerwise 84.0 %.**"
     assert body[3].startswith(f"**Trust: outside the regime** ({OUTSIDE['reason']}).")
     assert body[3].endswith(f"Next: `{command}` ({report.NEXT_REASON}).")
     assert body[4].startswith("| structure | predicted |")  # the table after the answer
     # the criterion in full: it left out the small-s* and s₀ guards, so a verdict given for one of
     # them contradicted it (a review); a network l1-trained with a sharp knee but s* just above s₀
     no_knee = dict(INSIDE, in_regime=False, level="outside the regime", reason=(
-        "l1-trained (λ = 0.0032); no knee test: the unstructured s* = 50.1 % is less than 6.26 points above the "
-        "50.0 % of weights already zero (s₀), where weights without a knee (Gaussian-like) can read d ln R/ds ≥ 25 too"))
+        "l1-trained, λ = 0.0032; no knee test: the unstructured s* = 50.1 % is less than 6.26 points above the "
+        "50.0 % of weights already zero (s₀), where weights without a knee pass it too"))
     trust = report.structures_markdown(_structures_record(no_knee)).split("\n\n")[3]
     assert trust.startswith(f"**Trust: outside the regime** ({no_knee['reason']}).") and "docs/theory.md §10" in trust
     from pruning_limits.regime import KNEE_MIN_SPARSITY

@@ -718,7 +718,8 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     assert (support["allowed_points"], support["max_sparsity"], support["pattern_sparsity"]) == (1, 0.5, 0.5)
     assert isinstance(record["feasible"], bool) and record["needed_epsilon"] > 0
     text = run_cli("predict", bundle, "--structure", "2:4", *SLQ).stdout
-    assert text.startswith("2:4 feasible at eps=")
+    assert text.startswith("2:4 (50.0 %) at ε = ")  # the answer in a line (a review), the rows behind -v
+    assert "feasible at ε = " not in text and "feasible at ε = " in run_cli("predict", bundle, "--structure", "2:4", "-v", *SLQ).stdout
     record = json.loads(run_cli("predict", bundle, "--structure", "neuron", "--json", *SLQ).stdout)
     assert record["criterion"] == "neuron" and {"sparsity", "density", "interval", "epsilon", "dim"} <= set(record)
     assert record["params"]["selection"] == "default" and record["params"]["weights"] == record["dim"]
@@ -764,21 +765,28 @@ def test_cli_predict_prune_validate_with_structures(bundle, tmp_path):
     result = run_cli("validate", plain, "--structure", "neuron", "--report", tmp_path / "plain.md", *SLQ)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()  # the answer, then the verdict with its reason; the table behind -v
-    assert lines[0].startswith("neuron: predicted ") and lines[0].endswith("not a pruning limit for this network")
-    assert lines[1].startswith("trust: outside the regime (trained without l1 (λ = 0)")
-    assert f"next: pruning-limit train --init {plain}" in result.stdout and "|" not in result.stdout
+    from pruning_limits.report import next_lines, trust_lines
+
+    plain_record = json.loads(run_cli("validate", plain, "--structure", "neuron", "--json", *SLQ).stdout)
+    shown_next = next_lines(plain_record["next"], plain_record["next_reason"])
+    assert lines[0].startswith("neuron: not a limit: predicted ") and lines[0].endswith(" points)")  # the verdict first
+    assert lines[1].startswith("trust: outside the regime (λ = 0, no l1")
+    assert lines[-len(shown_next):] == shown_next and plain_record["next"].startswith(f"pruning-limit train --init {plain}")
+    assert "|" not in result.stdout
     assert "| outside the regime |" in run_cli("validate", plain, "--structure", "neuron", "-v", *SLQ).stdout
     pattern = run_cli("validate", plain, "--structure", "2:4", "-v", *SLQ).stdout  # the pattern row had "-"
     assert next(line for line in pattern.splitlines() if line.startswith("| 2:4")).endswith("| outside the regime |")
     # predict --structure says so too, first (it printed a bare number), for a pattern as well
     lines = run_cli("predict", plain, "--structure", "neuron", *SLQ).stdout.splitlines()
+    shown_trust = trust_lines(plain_record["trust"])
     assert lines[0].endswith("neuron sparsity: not a pruning limit for this network") and lines[1].startswith("trust: outside")
-    assert lines[2].startswith(f"next: pruning-limit train --init {plain}")
+    assert lines[1 + len(shown_trust):1 + len(shown_trust) + len(shown_next)] == shown_next
     record = json.loads(run_cli("predict", plain, "--structure", "2:4", "--json", *SLQ).stdout)
     assert record["trust"]["in_regime"] is False and record["next"].startswith("pruning-limit train --init")
-    assert "next: pruning-limit train --init" in run_cli("predict", plain, "--structure", "2:4", *SLQ).stdout
+    pattern_lines = run_cli("predict", plain, "--structure", "2:4", *SLQ).stdout.splitlines()
+    assert pattern_lines[-len(shown_next):] == next_lines(record["next"], record["next_reason"])
     text = (tmp_path / "plain.md").read_text()
-    assert "**Trust: outside the regime** (trained without l1 (λ = 0)" in text and "Next: `pruning-limit train --init" in text
+    assert "**Trust: outside the regime** (λ = 0, no l1" in text and "Next: `pruning-limit train --init" in text
 
     # the adaptive stop watches each structure's own answer (before neuron's move to a whole group)
     record = json.loads(run_cli("validate", bundle, "--structure", "neuron", "--json", "--probes", "2").stdout)
@@ -801,7 +809,8 @@ def test_cli_validate_structure_exact_replaces_slq(bundle):
 
 def test_cli_bad_structure_inputs(bundle, tmp_path):
     out = tmp_path / "x.pt"
-    one_line_error(run_cli("prune", bundle, "--structure", "2:4", "--sparsity", "0.5", "-o", out), "--sparsity cannot be given with --structure 2:4")
+    conflict = run_cli("prune", bundle, "--structure", "2:4", "--sparsity", "0.5", "-o", out)  # conflicting options: exit 2
+    assert conflict.exit_code == 2 and "Error: --sparsity cannot be given with --structure 2:4" in conflict.stderr, conflict.stderr
     for args, said in (  # a missing option is a usage error (exit 2); it said '--structure unstructured' unasked
         (["--structure", "neuron"], "Error: --sparsity is required with --structure neuron"),
         ([], "Error: missing --sparsity S (the fraction of weights to prune, in [0, 1]) or --structure N:M"),
