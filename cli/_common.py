@@ -709,15 +709,17 @@ def check_hessian_samples(settings: dict[str, Any], data: Any) -> None:
 
 
 def parse_epsilon(text: str) -> str | float:
-    """``"batch-std"`` or a finite number > 0."""
-    from pruning_limits._checks import PruningLimitsError, check_positive
+    """``"batch-std"`` or a finite number > 0. A word is a usage error (exit 2, as click's own
+    "is not a valid float"); a number out of range an error of the run (exit 1, as the other
+    range checks)."""
+    from pruning_limits._checks import check_positive
 
     if text.strip().lower() == "batch-std":
         return "batch-std"
     try:
         value = float(text)
     except ValueError:
-        raise PruningLimitsError(f"--epsilon must be 'batch-std' or a number > 0, got {text!r}") from None
+        raise click.BadParameter(f"must be 'batch-std' or a number > 0, got {text!r}", param_hint="'--epsilon'") from None
     return check_positive("--epsilon", value)
 
 

@@ -351,7 +351,7 @@ def lanczos_probes(
             # (r, j+1, D): a view while every probe runs; indexing by rows copied the basis every step
             # (3 times its size at the peak of a 400 000 × 100-step run, 937 MiB for a 308 MiB basis)
             stored = basis[:, : j + 1] if rows.size == probes else basis[rows, : j + 1]
-            largest = max(largest, float(torch.linalg.vector_norm(torch.from_numpy(product), dim=1).max()))
+            largest = max(largest, float(_column_norms(product.T).max()))  # its rows, the probes' products
             for sweep in range(2):
                 coefficients = np.einsum("rkd,rd->rk", stored, product)
                 if sweep == 0 and j > 0:  # qᵢᵀAqⱼ (i < j): β_{j-1} = q_jᵀAq_{j-1} for i = j - 1, 0 below

@@ -136,28 +136,16 @@ def trust_lines(trust: Mapping[str, Any], width: int = LINE_WIDTH) -> list[str]:
 
 
 def _shell_words(command: str) -> list[str]:
-    """``command`` split at the spaces a shell splits it at (outside quotes), each word as written
-    (its quotes kept), so that the words joined by spaces are the command again."""
-    words, word, quote, escaped = [], "", None, False
-    for char in command:
-        if escaped:
-            word, escaped = word + char, False
-        elif char == "\\" and quote != "'":
-            word, escaped = word + char, True
-        elif quote:
-            word += char
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            word, quote = word + char, char
-        elif char in " \t":
-            if word:
-                words.append(word)
-            word = ""
-        else:
-            word += char
-    if word:
-        words.append(word)
-    return words
+    """``command`` split at the spaces a shell splits it at, each word quoted by
+    :func:`shlex.quote`, so that the words joined by spaces are the command again where it was
+    written so (the command line builds its ``next`` so: ``_common.train_next_step``), and the same
+    arguments in any case; text that is no shell syntax (an unbalanced quote) splits at spaces."""
+    import shlex
+
+    try:
+        return [shlex.quote(word) for word in shlex.split(command)]
+    except ValueError:
+        return command.split()
 
 
 #: The indent of a ``next:`` command's continuation lines and of its reason's comment lines.
@@ -359,6 +347,12 @@ def answer_lines(
     return lines
 
 
+def _unsettled_stop(spectrum: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The ``stopping`` record of an adaptive run that ended unsettled, else ``None``."""
+    stop = (spectrum or {}).get("stopping") or {}
+    return stop if stop.get("adaptive") and stop.get("converged") is False else None
+
+
 def unsettled_mark(spectrum: Mapping[str, Any] | None) -> str | None:
     """One short line beside the answer of an adaptive SLQ run that did not settle, else ``None``.
 
@@ -366,8 +360,8 @@ def unsettled_mark(spectrum: Mapping[str, Any] | None) -> str | None:
     redirected stdout never had it, so the answer itself carries the mark (a review,
     2026-12-06). ``spectrum``: a spectrum record with its ``stopping``.
     """
-    stop = (spectrum or {}).get("stopping") or {}
-    if not stop.get("adaptive") or stop.get("converged") is not False:
+    stop = _unsettled_stop(spectrum)
+    if stop is None:
         return None
     moved, tolerance = stop.get("moved"), stop.get("tolerance")
     how = (f": s* moved {100 * moved:.2f} points, tolerance {100 * tolerance:g}"
@@ -522,8 +516,8 @@ def unsettled_note(spectrum: Mapping[str, Any] | None) -> str | None:
     The command warns on stderr; the report, the file that stays, said nothing (a review,
     2026-12-06). ``spectrum``: a spectrum record (``Spectrum.to_dict()``) with its ``stopping``.
     """
-    stop = (spectrum or {}).get("stopping") or {}
-    if not stop.get("adaptive") or stop.get("converged") is not False:
+    stop = _unsettled_stop(spectrum)
+    if stop is None:
         return None
     steps = f" within {spectrum['iterations']} steps" if spectrum.get("iterations") else ""  # type: ignore[union-attr]
     moved = stop.get("moved")
