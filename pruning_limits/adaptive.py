@@ -230,13 +230,17 @@ def adaptive_slq(
         sync: wraps the monitor so that every process takes the same decision
             (:meth:`pruning_limits.distributed.DistributedContext.synced_monitor`).
         reorthogonalization: as for :func:`~pruning_limits.spectrum.slq` (default ``"auto"``:
-            full when the basis, and for the block rule its projected matrix, fit ``memory_budget``).
+            full when the basis, and for the block rule its projected matrix and working blocks,
+            fit ``memory_budget``).
 
     The monitor sees the spectrum at :func:`~pruning_limits.spectrum.monitor_checkpoints`, and
     once more at the end of a run that took every step it may (``iterations``, or all that ``D``
     allows without re-orthogonalisation), which no checkpoint shows it: a cap of 99 steps
     (:data:`MIN_SETTLE_STEPS`) can settle at 99 (until 2026-12-06 its last check was at 79).
-    The final check is in ``stopping["checks"]`` like the others.
+    The final check is in ``stopping["checks"]`` like the others; it takes the place of a
+    checkpoint fewer than :data:`~pruning_limits.spectrum.MONITOR_MIN_GAP` steps before it, so
+    that the checks that must agree stay apart (a cap of 100 checks 63, 79 and 100; it checked
+    79, 99 and 100, two of them one step apart, and settled where a cap of 101 did not).
 
     Returns:
         The :class:`~pruning_limits.spectrum.Spectrum` with ``stopping`` filled in. An adaptive
@@ -252,7 +256,7 @@ def adaptive_slq(
     import dataclasses
     import warnings
 
-    from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, _is_square, default_probes, slq
+    from .spectrum import DEFAULT_ITERATIONS, DEFAULT_PROBES, MONITOR_MIN_GAP, _is_square, default_probes, slq
 
     adaptive = estimate is not None and tolerance is not None
     if hasattr(operator, "dim"):  # 'x' raised "invalid literal for int()" (a review)
@@ -292,6 +296,10 @@ def adaptive_slq(
     # every rank, so a synced monitor's collective runs everywhere or nowhere.
     final_checked = spectrum.steps is not None and not spans_all and (spectrum.steps >= steps_cap or exhausted)
     if final_checked:
+        # a checkpoint 1-4 steps before it gives way (the same steps on every rank): beside the
+        # final check it made a window of three checks two nearly alike
+        if monitor.history and spectrum.steps - monitor.history[-1][0] < MONITOR_MIN_GAP:
+            monitor.history.pop()
         watcher(spectrum)
     # without re-orthogonalisation D vectors are no basis of the space: a stop there is no breakdown
     breakdown = not monitor.converged and spectrum.steps is not None and (
@@ -328,23 +336,22 @@ def _surer_answer(operator: Any, spectrum: Any, steps: int, *, more_steps: bool 
     """What to raise after an unsettled run, named as the library takes it and as the command
     line does (``iterations`` / ``--iterations``): the steps, and for a run without
     re-orthogonalisation the memory budget (bytes as ``memory_budget`` takes it, GiB as
-    ``--memory-budget`` does) at which its basis, and for the block rule its projected matrix,
-    fit, or, where the caller asked for none (``asked``), re-orthogonalisation and the memory it
-    needs. That rule's answer moves more from step to step (docs/theory.md, "Bounded memory");
+    ``--memory-budget`` does) at which its basis, and for the block rule its projected matrix and
+    working blocks, fit, or, where the caller asked for none (``asked``), re-orthogonalisation and
+    the memory it needs. That rule's answer moves more from step to step (docs/theory.md, "Bounded memory");
     on the 10⁶-weight MLP of docs/benchmarks.md it never settled, and with its basis
     re-orthogonalised it settled at 194 steps."""
     import math
 
-    from .lanczos import block_lanczos_bytes, lanczos_probes_bytes, projection_bytes
+    from .lanczos import full_block_lanczos_bytes, lanczos_probes_bytes
     from .spectrum import block_basis_dtype, products_dtype
 
     steps_hint = "iterations (--iterations)"
     if spectrum.reorthogonalization != "none":
         return f"raise {steps_hint} for a surer answer"
-    if spectrum.rule == "block":  # as slq counts it: the basis and the projected matrix
+    if spectrum.rule == "block":  # as slq counts it: the basis, the projected matrix, the working blocks
         itemsize = np.dtype(block_basis_dtype(products_dtype(operator))).itemsize
-        need = block_lanczos_bytes(spectrum.dim, steps, spectrum.probes, itemsize)
-        need += projection_bytes(spectrum.dim, steps, spectrum.probes)
+        need = full_block_lanczos_bytes(spectrum.dim, steps, spectrum.probes, itemsize)
     else:  # one Gauss rule per probe, each with its own basis
         need = lanczos_probes_bytes(spectrum.dim, min(steps, spectrum.dim), spectrum.probes, "full")
     gib = math.ceil(100 * need / 2**30) / 100

@@ -240,7 +240,10 @@ def _as_tensor(value: Any, name: str) -> Tensor:
     raise PruningLimitsError(f"{name} must be a torch.Tensor or numpy array, got {describe(value)}")
 
 
-def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
+def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor, torch.dtype]:
+    """``(x, y)`` checked and converted (inputs float32 but int64 tokens, labels int64, float
+    targets float32 of ``(n, k)``), and the inputs' dtype as read (bool counted as float32), which
+    :func:`_warn_integer_inputs` judges once the parts are known."""
     if isinstance(y, np.ndarray) and y.dtype.kind == "u" and y.dtype.itemsize == 8 and y.size and int(y.max()) >= 2**63:
         # the cast to int64 below would wrap them negative
         raise PruningLimitsError(
@@ -257,14 +260,12 @@ def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
         x = x.to(torch.float32)
     if y.dtype == torch.bool:  # 0/1 class labels
         y = y.to(torch.int64)
+    source = x.dtype
     if x.dtype == torch.int64:
         if int(x.min()) < 0:
             raise PruningLimitsError(f"{where} data: int64 inputs are token indices and must be >= 0, got {int(x.min())}")
     else:
-        source = x.dtype
         x = _to_float32(x, f"{where} data: inputs")
-        if where == "training" and not source.is_floating_point:  # the test part has the same dtype, or is refused
-            _warn_integer_inputs(x, source, where)
     if y.is_floating_point():
         y = _to_float32(y, f"{where} data: targets")
         if y.ndim == 1:
@@ -279,7 +280,7 @@ def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
                 + ("; one-hot rows? store y.argmax(1)" if one_hot else "")
             )
         y = y.to(torch.int64)
-    return x, y
+    return x, y, source
 
 
 #: Integer inputs (other than int64 tokens) reaching this magnitude get a warning that they are used
@@ -288,27 +289,46 @@ def _normalise_pair(x: Any, y: Any, where: str) -> tuple[Tensor, Tensor]:
 UNSCALED_INPUT_WARNING = 255
 
 
-def _warn_integer_inputs(x: Tensor, source: torch.dtype, where: str) -> None:
-    """Warn, in one line, when integer inputs other than int64 (``source``, now the float32 ``x``)
-    are read as features that may not be meant so: values reaching :data:`UNSCALED_INPUT_WARNING`
-    (pixels, used unscaled), or signed integers of shape ``(N, L)`` (int32 token ids, which only
-    int64 keeps as tokens). Read on the float32 copy: torch has no max of uint16, uint32, uint64."""
-    if not x.numel():
-        return
-    high = int(max(float(x.max()), -float(x.min())))
-    name = str(source).removeprefix("torch.")
-    advice = []
-    if x.ndim == 2 and source.is_signed:
-        advice.append("token indices? store them as int64 (x.astype(np.int64))")
-    if high >= UNSCALED_INPUT_WARNING:
-        advice.append("pixels? divide them by 255 (x / 255.0); other features: scale them")
-    if advice:
+def _warn_integer_inputs(parts: list[tuple[str, Tensor | None, torch.dtype | None]], stacklevel: int = 3) -> None:
+    """Warn, in one line, when a part's integer inputs other than int64 are read as features that
+    may not be meant so: values reaching :data:`UNSCALED_INPUT_WARNING` in magnitude (pixels, used
+    unscaled), signed integers of shape ``(N, L)`` (int32 token ids, which only int64 keeps as
+    tokens), or integers beside the other part's floats (``x / 255`` saved for ``x`` but not for
+    ``x_test``, which passed silently; a review).
+
+    Args:
+        parts: ``(where, x, source)`` of the training part, then the test part (``x`` ``None``
+            for none): the inputs as :func:`_normalise_pair` made them and their dtype as read.
+            The first part with something to say speaks; the other is named when it holds floats.
+        stacklevel: :func:`warnings.warn`'s, counted from this function: 3 names the caller of
+            the function that calls it (:func:`make_bundle`'s, :func:`materialize`'s).
+
+    The values are read on the float32 copy: torch has no max of uint16, uint32, uint64.
+    """
+    floats = [(where, source) for where, x, source in parts if x is not None and source is not None and source.is_floating_point]
+    for where, x, source in parts:
+        if x is None or source is None or source.is_floating_point or x.dtype == torch.int64 or not x.numel():
+            continue
+        low, high = int(x.min()), int(x.max())
+        beside = [(other, kind) for other, kind in floats if other != where]
+        advice = []
+        if x.ndim == 2 and source.is_signed:
+            advice.append("token indices? store them as int64 (x.astype(np.int64))")
+        if max(high, -low) >= UNSCALED_INPUT_WARNING:
+            advice.append("pixels? divide them by 255 (x / 255.0); other features: scale them")
+        if beside and not advice:
+            advice.append(f"scale them as the {beside[0][0]} inputs are")
+        if not advice:
+            continue
+        name = str(source).removeprefix("torch.")
+        company = f", beside {str(beside[0][1]).removeprefix('torch.')} {beside[0][0]} inputs" if beside else ""
         warnings.warn(
-            f"the {where} inputs are {name} values up to {high} of shape {tuple(x.shape)}, used as stored "
-            f"(float32, not scaled): {'; '.join(advice)}",
+            f"the {where} inputs are {name} values from {low} to {high} of shape {tuple(x.shape)}{company}, used as "
+            f"stored (float32, not scaled): {'; '.join(advice)}",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
+        return
 
 
 def _to_float32(values: Tensor, name: str) -> Tensor:
@@ -333,10 +353,19 @@ def materialize(data: Any, where: str = "training") -> tuple[Tensor, Tensor]:
 
     The samples are held in memory, in the order the data yields them.
 
+    Integer inputs other than int64 that look unscaled get a warning (:func:`_warn_integer_inputs`).
+
     Raises:
         PruningLimitsError: unsupported type, empty data, mismatched lengths, non-finite values.
         UserCodeError: reading the data failed (a Dataset's ``__getitem__``, a collate function).
     """
+    x, y, source = _read_pair(data, where)
+    _warn_integer_inputs([(where, x, source)])
+    return x, y
+
+
+def _read_pair(data: Any, where: str) -> tuple[Tensor, Tensor, torch.dtype]:
+    """:func:`materialize`'s pair, and the inputs' dtype as read (:func:`_normalise_pair`)."""
     if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_data_source(data[0]):
         return _normalise_pair(data[0], data[1], where)
     if isinstance(data, (tuple, list)) and not _is_samples(data):
@@ -400,22 +429,39 @@ def _warn_missing_classes(y: Tensor, y_test: Tensor | None, classes: int, split:
     training sample: each is an output of the model all the same, which changes ``D`` and ``s*``
     (1-based labels {1, 2} gave a 3-output network, integer ages 18..73 a 74-class one; a review).
 
-    Labels that run without a gap from ``lo > 0`` are named as 1-based; other gaps only when the
-    training part has at least ``classes`` samples (a small subset of ImageNet's labels cannot
-    hold every class): many missing classes (at least 3, and more than a quarter) as integer
-    values that may be regression targets, a few by their numbers (a class in the test part alone,
-    a rare class the hold-out took: ``split``).
+    Labels of both parts that run without a gap from ``lo > 0`` are named as 1-based (and the
+    classes only the test part holds); other gaps only when the training part has at least
+    ``classes`` samples (a small subset of ImageNet's labels cannot hold every class): many
+    missing classes (at least 3, and more than a quarter) as integer values that may be
+    regression targets, a few by their numbers, with those the test part holds (a class in the
+    test part alone, a rare class the hold-out took: ``split``).
     """
     present = torch.unique(y)
     missing = classes - len(present)
     if missing <= 0:
         return
     low, high = int(present[0]), int(present[-1])
-    if low > 0 and high == classes - 1 and len(present) == high - low + 1:
-        absent = "class 0 has no sample but gets an output" if low == 1 else f"classes 0..{low - 1} have no sample but get outputs"
+    every = present if y_test is None else torch.unique(torch.cat([y, y_test]))
+    first = int(every[0])
+    held = torch.zeros(classes, dtype=torch.bool)
+    held[present] = True
+    absent_classes = torch.nonzero(~held).flatten().tolist()
+    in_test = set() if y_test is None else set(torch.unique(y_test).tolist())
+    test_holds = [c for c in absent_classes if c in in_test]
+
+    def named(numbers: list[int]) -> str:
+        return ", ".join(str(c) for c in numbers[:10]) + (", ..." if len(numbers) > 10 else "")
+
+    if first > 0 and len(every) == classes - first:  # both parts' labels run first..classes-1 without a gap
+        absent = "class 0 has no sample but gets an output" if first == 1 else f"classes 0..{first - 1} have no sample but get outputs"
+        subject = "the training labels" if low == first else "the labels"
+        shift = f"y - {first}" if y_test is None else f"y - {first}, y_test - {first}"
+        only = ""
+        if test_holds:
+            only = f"; class{'es' if len(test_holds) > 1 else ''} {named(test_holds)} only in the test part"
         message = (
-            f"the training labels start at {low}: {absent} of the model ({classes} classes), which changes D and s*; "
-            f"1-based labels? subtract {low} (y - {low})"
+            f"{subject} start at {first}: {absent} of the model ({classes} classes), which changes D and s*; "
+            f"1-based labels? subtract {first} ({shift}){only}"
         )
     elif len(y) < classes:
         return
@@ -426,15 +472,15 @@ def _warn_missing_classes(y: Tensor, y_test: Tensor | None, classes: int, split:
             "for regression; else number the classes 0..K-1 (np.unique(y, return_inverse=True))"
         )
     else:
-        held = torch.zeros(classes, dtype=torch.bool)
-        held[present] = True
-        absent_classes = torch.nonzero(~held).flatten().tolist()
-        names = ", ".join(str(c) for c in absent_classes[:10]) + (", ..." if len(absent_classes) > 10 else "")
         where = ""
-        if y_test is not None and bool(torch.isin(y_test, torch.tensor(absent_classes)).any()):
-            where = " (the test part holds " + ("them" if missing > 1 else "it") + ("; the 20 % hold-out is not stratified" if split else "") + ")"
+        if test_holds:
+            which = (
+                ("them" if missing > 1 else "it") if len(test_holds) == missing
+                else f"class{'es' if len(test_holds) > 1 else ''} {named(test_holds)}"
+            )
+            where = f" (the test part holds {which}" + ("; the 20 % hold-out is not stratified" if split else "") + ")"
         message = (
-            f"class{'es' if missing > 1 else ''} {names} of the {classes} ha{'ve' if missing > 1 else 's'} no training "
+            f"class{'es' if missing > 1 else ''} {named(absent_classes)} of the {classes} ha{'ve' if missing > 1 else 's'} no training "
             f"sample{where}, yet {'each gets' if missing > 1 else 'it gets'} an output of the model that training never fits"
         )
     warnings.warn(message, RuntimeWarning, stacklevel=4)
@@ -533,10 +579,11 @@ def make_bundle(
         if test is None:
             return train
         train = train.train
-    x, y = materialize(train, "training")
-    x_test = y_test = None
+    x, y, source = _read_pair(train, "training")
+    x_test = y_test = source_test = None
     if test is not None:
-        x_test, y_test = materialize(test, "test")
+        x_test, y_test, source_test = _read_pair(test, "test")
+    _warn_integer_inputs([("training", x, source), ("test", x_test, source_test)])
     return _assemble(
         x, y, x_test, y_test, num_outputs=num_outputs, spec=spec,
         test_source=test_source or ("given" if test is not None else "none"), info=info, classes_from=classes_from,
@@ -618,10 +665,10 @@ def _assemble(
     if single is not None and (num_outputs < 2 if given else classes_from == "labels"):
         # one class, whichever its label (all 1 passed with a 2-output head before, all 0 was refused)
         if spec == "<python object>":
+            outputs = f"num_outputs {num_outputs}" if given else f"num_outputs not given (inferred {num_outputs})"
             raise PruningLimitsError(
-                f"classification needs at least two classes, got the training labels all {single} and num_outputs "
-                f"{num_outputs}: one class; give num_outputs >= 2 to use them with a model of more outputs, or float "
-                "targets for regression"
+                f"classification needs at least two classes, got the training labels all {single} and {outputs}: one "
+                "class; give num_outputs >= 2 to use them with a model of more outputs, or float targets for regression"
             )
         raise PruningLimitsError(  # a spec's data: the command line has no num_outputs
             f"classification needs at least two classes, got the training labels of {spec!r} all {single}: one class; "
@@ -883,15 +930,18 @@ def _load_npz(path: str, seed: int, spec: str, classes_from: str = "labels") -> 
         raise PruningLimitsError(f"{path!r} must hold both x_test and y_test or neither, found {sorted(names)}")
     if all(has_test):
         return make_bundle((arrays["x"], arrays["y"]), (arrays["x_test"], arrays["y_test"]), spec=spec, classes_from=classes_from)
-    x, y = _normalise_pair(arrays.pop("x"), arrays.pop("y"), "training")
+    x, y, source = _normalise_pair(arrays.pop("x"), arrays.pop("y"), "training")
     if len(x) < 2:
         raise PruningLimitsError(f"{path!r} has {len(x)} sample(s) and no test set: need at least 2 to split")
     n_test = max(1, int(round(NPZ_TEST_FRACTION * len(x))))
     perm = _seeded_permutation(len(x), seed)
     # one permuted copy, whose two parts are views (x[perm[n_test:]] and x[perm[:n_test]], as before,
-    # in the same order), and the file's arrays released: the data were held about 2.6 times
+    # in the same order), and the file's arrays released after it. The peak is here: the file's x and
+    # this copy, plus the freed chunks of check_pair's finiteness test that the allocator keeps
+    # (float32 x of 95 MiB: 225 to 241 MiB above the resident size before load_data; of 39 MiB: 113)
     x, y = x[perm], y[perm]
     del arrays, perm
+    _warn_integer_inputs([("training", x[n_test:], source), ("test", x[:n_test], source)], stacklevel=4)  # load_data's caller
     return _assemble(  # validated by _normalise_pair already
         x[n_test:], y[n_test:], x[:n_test], y[:n_test], num_outputs=None, spec=spec, test_source="split", info=None,
         classes_from=classes_from,
@@ -1141,7 +1191,8 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
 
     Args:
         model: the network.
-        data: a :class:`DataBundle`, or data accepted by :func:`make_bundle`.
+        data: a :class:`DataBundle`, or data accepted by :func:`make_bundle`, read with
+            ``classes_from="model"``: the model's head, not the labels, decides the classes.
 
     Raises:
         PruningLimitsError: the model rejects the inputs, or its output does not fit the
@@ -1151,7 +1202,7 @@ def check_data_fits_model(model: nn.Module, data: Any) -> None:
     Training labels of one class (left to the model by ``classes_from="model"``, or kept by a
     given ``num_outputs``) get a one-line warning when the head has two outputs or more.
     """
-    bundle = data if isinstance(data, DataBundle) else make_bundle(data)
+    bundle = data if isinstance(data, DataBundle) else make_bundle(data, classes_from="model")  # the head decides
     device, dtype = model_device_dtype(model)
     samples = [("one sample", bundle.x_train[:1])]
     if not bundle.x_train.is_floating_point():

@@ -81,8 +81,8 @@ def _cuda_index() -> int:
     if per_node > count:
         raise PruningLimitsError(
             f"under torchrun each process takes the GPU of its LOCAL_RANK, so {per_node} processes on this node need "
-            f"{per_node} GPUs, but this process sees {count} CUDA device(s): start at most {count} processes per node "
-            "(--nproc-per-node)"
+            f"{per_node} GPUs, but this process sees {count} CUDA device(s): start at most {count} "
+            f"process{'' if count == 1 else 'es'} per node (--nproc-per-node)"
         )
     return local
 

@@ -605,16 +605,14 @@ def _linear_operator_type() -> type:
 
 
 def _check_budget(value: Any) -> int:
-    """``memory_budget`` of :class:`HessianOperator` as an int: a whole number ``>= 1`` (``0.5`` was
-    truncated to a budget of 0 bytes); a float of whole value (``1e9``, or a budget in bytes that
-    :func:`~pruning_limits._checks.check_positive` turned into a float upstream) is taken."""
-    whole = (
-        not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value) and value >= 1
-        and float(value).is_integer()
-    )
-    if not whole:
-        raise PruningLimitsError(f"memory_budget must be a whole number of bytes >= 1, got {describe(value)}")
-    return int(value)
+    """``memory_budget`` of :class:`HessianOperator` as an int: a finite number ``>= 1`` (``0.5`` was
+    truncated to a budget of 0 bytes), rounded down to whole bytes as
+    :func:`~pruning_limits.spectrum.slq`'s comparisons of whole byte counts with it do (``1e9``,
+    or ``2**20 + 0.5``, which :func:`~pruning_limits.pipeline.predict_limit` passes to both and
+    this refused until 2026-12-06)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 1:
+        raise PruningLimitsError(f"memory_budget must be a number of bytes >= 1, got {describe(value)}")
+    return math.floor(value)
 
 
 def _check_same_reads(first: tuple[Tensor, Tensor], second: tuple[Tensor, Tensor]) -> None:

@@ -19,7 +19,8 @@ Finite precision destroys the orthogonality of the Lanczos basis and produces sp
 of converged Ritz values (Paige 1976). The basis is kept in float64 (float32 on request, for
 float32 products: :func:`block_lanczos`) and fully re-orthogonalised (classical Gram-Schmidt
 applied twice, "twice is enough", Giraud et al. 2005) when the whole basis (for the block rule
-with its projected matrix, :func:`projection_bytes`) fits in the memory budget; otherwise
+with its projected matrix and working blocks, :func:`full_block_lanczos_bytes`) fits in the
+memory budget; otherwise
 :func:`lanczos_probes` runs the plain recurrence, O(D) memory, whose Gauss rule stays an accurate quadrature rule (Greenbaum 1989; Knizhnerman 1996; Chen & Trogdon 2023),
 with the mode recorded in its result.
 :func:`block_lanczos` does the same with ``reorthogonalization="auto"`` (the plain block
@@ -48,8 +49,9 @@ from ._checks import PruningLimitsError, check_choice, check_int, check_positive
 #: too (:data:`pruning_limits.hessian.DEFAULT_MEMORY_BUDGET`; each is held to it on its own).
 #: It dates from the first Lanczos code: chosen, not measured. What it admits is computed from
 #: the byte counts below: at the defaults (8 probes × 300 steps) the block rule's float64 basis
-#: with its projected matrix fits up to D = 46 324 (up to 55 924 while the basis alone was
-#: counted, until 2026-12-06; docs/theory.md §7, "SLQ settings"), and
+#: with its projected matrix and working blocks fits up to D = 45 564
+#: (:func:`full_block_lanczos_bytes`; 46 324 while the blocks were not counted and 55 924 while
+#: the basis alone was, both until 2026-12-06; docs/theory.md §7, "SLQ settings"), and
 #: :func:`pruning_limits.spectrum.slq` raises it to what the rule without re-orthogonalisation
 #: needs, from D = 13 277 773 (13.3 million weights) with two probes and 300 steps
 #: (:func:`plain_block_lanczos_bytes` plus :func:`projection_bytes`; docs/benchmarks.md, "Memory
@@ -433,6 +435,21 @@ def block_lanczos_bytes(dim: int, iterations: int, block: int, itemsize: int = 8
     return min(int(block) * int(iterations), int(dim)) * int(dim) * int(itemsize)
 
 
+def full_block_lanczos_bytes(dim: int, iterations: int, block: int, itemsize: int = 8) -> int:
+    """Bytes the re-orthogonalised :func:`block_lanczos` holds at its peak, all counted against its
+    budget: the basis (:func:`block_lanczos_bytes`), the projected matrix with its quadrature
+    (:func:`projection_bytes`) and the working blocks it shares with the plain recurrence (the
+    probes, the current and previous blocks, the product and its copy or QR factors:
+    :func:`plain_block_lanczos_bytes`, float64 whatever the basis's dtype). Until 2026-12-06
+    the blocks were not counted: a budget of the other two exactly peaked at 1.51 times it
+    (D = 50 000, 8 probes × 10 steps, tracemalloc; a review's repro)."""
+    return (
+        block_lanczos_bytes(dim, iterations, block, itemsize)
+        + projection_bytes(dim, iterations, block)
+        + plain_block_lanczos_bytes(dim, block)
+    )
+
+
 def block_lanczos(
     matmat: Callable[[np.ndarray], Any],
     dim: int,
@@ -480,9 +497,10 @@ def block_lanczos(
         dim: dimension of the operator.
         iterations: requested block steps ``m`` (the basis holds at most ``dim`` vectors).
         starts: ``(b, dim)`` start vectors as rows (any non-zero lengths; normalised here).
-        memory_budget: bytes allowed for the basis (:func:`block_lanczos_bytes`) and the
-            projected matrix with its quadrature (:func:`projection_bytes`); without
-            re-orthogonalisation for the plain recurrence's blocks and the projected matrix.
+        memory_budget: bytes allowed for the basis (:func:`block_lanczos_bytes`), the
+            projected matrix with its quadrature (:func:`projection_bytes`) and the working
+            blocks (:func:`plain_block_lanczos_bytes`), all three :func:`full_block_lanczos_bytes`;
+            without re-orthogonalisation for the plain recurrence's blocks and the projected matrix.
         breakdown_tol: relative singular value that counts as zero (default ``1e-10``); re-orthogonalised,
             at least :data:`BASIS_DEFLATION_ULPS` ulps of ``basis_dtype`` (4.8e-7 for float32).
         reorthogonalization: ``"full"`` (default, described above) or ``"none"``: the plain
@@ -490,7 +508,7 @@ def block_lanczos(
             factors, Golub & Underwood 1977), holding :data:`PLAIN_BLOCKS` blocks of ``b``
             vectors, ``5·b·D·8`` bytes at any step count (:func:`plain_block_lanczos_bytes`),
             plus its projected matrix (:func:`projection_bytes`; both within the budget);
-            ``"auto"``: ``"full"`` when its basis and the projected matrix fit ``memory_budget``,
+            ``"auto"``: ``"full"`` when :func:`full_block_lanczos_bytes` fit ``memory_budget``,
             else ``"none"``.
         monitor: called after every block step as ``monitor(steps_done, partial)``, where
             ``partial()`` builds the :class:`BlockLanczosResult` so far (as :func:`lanczos_probes`);
@@ -526,8 +544,9 @@ def block_lanczos(
         :class:`BlockLanczosResult`; never contains NaN.
 
     Raises:
-        PruningLimitsError: the basis and projected matrix (``"full"``) or the plain recurrence's
-            blocks and projected matrix (``"none"``, or ``"auto"`` when the first do not fit) exceed
+        PruningLimitsError: the basis, projected matrix and working blocks (``"full"``) or the
+            plain recurrence's blocks and projected matrix (``"none"``, or ``"auto"`` when the first
+            do not fit) exceed
             ``memory_budget``, ``starts`` is
             not a finite non-zero ``(b, dim)`` array, or the operator is not symmetric.
     """
@@ -549,8 +568,9 @@ def block_lanczos(
     rounding = None if product_dtype is None else _dtype_eps(product_dtype, "product_dtype")
     itemsize = basis_dtype.itemsize
     probes = starts.shape[0]
-    # the re-orthogonalised rule holds its basis and, as the bounded one, the projected matrix with its quadrature
-    full_bytes = block_lanczos_bytes(dim, steps, probes, itemsize) + projection_bytes(dim, steps, probes)
+    # the re-orthogonalised rule holds its basis, the bounded rule's working blocks and, as the bounded one,
+    # the projected matrix with its quadrature
+    full_bytes = full_block_lanczos_bytes(dim, steps, probes, itemsize)
     if mode == "auto":
         mode = "full" if full_bytes <= memory_budget else "none"
     if mode == "none":
@@ -573,11 +593,13 @@ def block_lanczos(
         return _plain_block_lanczos(matmat, dim, steps, starts, norms, breakdown_tol, monitor, progress_bar, symmetry)
     if full_bytes > memory_budget:
         basis_bytes = block_lanczos_bytes(dim, steps, probes, itemsize)
+        blocks = plain_block_lanczos_bytes(dim, probes)
         raise PruningLimitsError(
             f"the block Lanczos basis ({basis_bytes // (itemsize * dim)} vectors of {dim} {basis_dtype}, "
-            f"{_size(basis_bytes)}) with its projected matrix and quadrature ({_size(full_bytes - basis_bytes)}) "
-            f"exceeds the memory budget of {_size(memory_budget)}: raise memory_budget (--memory-budget GiB), lower "
-            "iterations (--iterations) or use fewer probes"
+            f"{_size(basis_bytes)}) with its projected matrix and quadrature ({_size(full_bytes - basis_bytes - blocks)}) "
+            f"and {PLAIN_BLOCKS} working blocks of {probes} float64 vectors ({_size(blocks)}) exceeds the memory budget "
+            f"of {_size(memory_budget)}: raise memory_budget (--memory-budget GiB), lower iterations (--iterations) or "
+            "use fewer probes"
         )
     capacity = min(probes * steps, dim)
     basis = np.empty((capacity, dim), dtype=basis_dtype)  # rows are the orthonormal basis vectors
@@ -1009,7 +1031,9 @@ def _as_float64(value: Any, dim: int, *, width: int | None = None) -> np.ndarray
     expected = (dim,) if width is None else (dim, width)
     if out.shape != expected:
         raise PruningLimitsError(f"{name} returned an array of shape {out.shape}, expected {expected}")
-    if not np.isfinite(out).all():
+    # max and min propagate NaN and reach ±inf without the boolean copy np.isfinite makes (an eighth
+    # of a block beside the operator's result and this copy: the peak of the counted blocks)
+    if out.size and not (np.isfinite(out.max()) and np.isfinite(out.min())):
         raise PruningLimitsError(f"{name} returned NaN or infinite values")
     return out
 

@@ -77,7 +77,8 @@ def predict_limit(
         memory_budget: bytes (default 1 GiB) that the Hessian engine's caches and, apart, the
             Lanczos arrays are each held to, so the two together may use up to about twice it,
             beside the model and the data. SLQ uses the block Gauss rule, fully
-            re-orthogonalised when all probes' bases and the projected matrix fit, otherwise
+            re-orthogonalised when all probes' bases, the projected matrix and the working
+            blocks fit, otherwise
             without re-orthogonalisation (:func:`pruning_limits.spectrum.slq`).
         progress: show a tqdm progress bar on stderr.
         structure: the allowed supports (:mod:`pruning_limits.structures`, THEORY §8):

@@ -590,10 +590,12 @@ def slq(
       (4 bytes a number for an operator whose products are float32: a float32 basis), beside
       its projected matrix ``QᵀAQ`` with the quadrature's copies,
       ``32 × min(probes × iterations, D)²`` bytes (:func:`pruning_limits.lanczos.projection_bytes`),
-      both counted against ``memory_budget``; it also works in five blocks of ``probes × D``
-      float64 numbers (the probes included), which this mode does not count.
+      and works in five blocks of ``probes × D`` float64 numbers (the probes included,
+      ``5 × probes × D × 8`` bytes): all three counted against ``memory_budget``
+      (:func:`pruning_limits.lanczos.full_block_lanczos_bytes`; until 2026-12-06 the blocks were
+      not, and a budget of the other two peaked at up to 1.51 times it).
       It stops early, with exact quadrature for the probes, when the block Krylov space
-      becomes invariant. When the basis and projected matrix do not fit ``memory_budget`` the
+      becomes invariant. When the three do not fit ``memory_budget`` the
       block recurrence runs without re-orthogonalisation in ``5 × probes × D × 8`` bytes
       (:func:`pruning_limits.lanczos.plain_block_lanczos_bytes`) plus the same projected matrix
       (``reorthogonalization="none"``; a budget below their sum is an error). On the D = 2 080
@@ -628,7 +630,7 @@ def slq(
         seed: seed of the probes; ``generator`` (a ``torch.Generator``) overrides it.
         dim: dimension of a callable operator (an integer >= 1).
         memory_budget: bytes for the Lanczos arrays: the stored vectors and the block rule's
-            projected matrix (default 1 GiB; a :class:`HessianOperator` holds its caches to a
+            projected matrix and working blocks (default 1 GiB; a :class:`HessianOperator` holds its caches to a
             budget of its own). The block rule's basis is float32 for an operator whose
             products are float32 (half the bytes), float64 otherwise. The default grows to
             what the rule without re-orthogonalisation needs when that is more
@@ -637,7 +639,7 @@ def slq(
             budget it was not given; an explicit budget below that need is an error.
         rule: ``"auto"``, ``"block"`` or ``"gauss"``.
         reorthogonalization: ``"auto"`` (full when the basis, and for the block rule its
-            projected matrix, fit ``memory_budget``),
+            projected matrix and working blocks, fit ``memory_budget``),
             ``"full"`` or ``"none"`` (:func:`pruning_limits.lanczos.lanczos_probes`,
             :func:`pruning_limits.lanczos.block_lanczos`).
         monitor: a stopping criterion: called with the partial :class:`Spectrum` after
@@ -653,7 +655,7 @@ def slq(
 
     Raises:
         PruningLimitsError: bad arguments, ``reorthogonalization="full"`` whose basis (with the
-            block rule's projected matrix) exceeds the budget, a budget too small even for
+            block rule's projected matrix and working blocks) exceeds the budget, a budget too small even for
             Lanczos without re-orthogonalisation, a complex or non-symmetric operator, or
             products of the wrong shape.
     """
@@ -664,7 +666,7 @@ def slq(
         REORTHOGONALIZATIONS,
         block_gauss_quadrature,
         block_lanczos,
-        block_lanczos_bytes,
+        full_block_lanczos_bytes,
         lanczos_probes,
         lanczos_probes_bytes,
         plain_block_lanczos_bytes,
@@ -694,9 +696,8 @@ def slq(
         budget = max(budget, least)
     block_mode = reorthogonalization
     basis_dtype = block_basis_dtype(dtype)
-    if rule == "block" and block_mode == "auto":  # the basis, and the projected matrix with its quadrature
-        full = block_lanczos_bytes(size, steps, probes, np.dtype(basis_dtype).itemsize)
-        full += projection_bytes(size, steps, probes)
+    if rule == "block" and block_mode == "auto":  # the basis, the projected matrix with its quadrature, the blocks
+        full = full_block_lanczos_bytes(size, steps, probes, np.dtype(basis_dtype).itemsize)
         block_mode = "full" if full <= budget else "none"
     checkpoints = set(monitor_checkpoints(steps)) if monitor is not None else set()
 
@@ -796,7 +797,8 @@ def estimate_spectrum(
             it, so the two together may use up to about twice it, beside the model and the
             data. The default block rule needs ``min(probes × iterations, D) × D × 8`` bytes
             for its basis (4 bytes a number for float32 products, whose basis is float32) and
-            ``32 × min(probes × iterations, D)²`` for its projected matrix; above that it runs
+            ``32 × min(probes × iterations, D)²`` for its projected matrix, beside five working
+            blocks of ``probes × D × 8`` bytes; above that it runs
             without re-orthogonalisation in ``5 × probes × D × 8`` bytes and the same
             projected matrix; with one probe, or ``rule="gauss"``, one Gauss rule per probe,
             without re-orthogonalisation when the probes' bases do not fit.

@@ -27,8 +27,7 @@ from pruning_limits.hessian import HessianOperator
 from pruning_limits.lanczos import (
     block_gauss_quadrature,
     block_lanczos,
-    block_lanczos_bytes,
-    projection_bytes,
+    full_block_lanczos_bytes,
     rademacher_probes,
 )
 from pruning_limits.limits import predict_from_spectrum, sparsity_estimator
@@ -86,7 +85,7 @@ def test_float32_products_get_a_float32_basis_and_keep_the_adaptive_answer(oracl
     through an operator that does not say its dtype get the float64 basis, which does not fit."""
     estimate, exact = _exact(oracle, oracle["gradient"])
     float32 = HessianOperator(copy.deepcopy(oracle["model"]).float(), (oracle["x"].float(), oracle["y"]))
-    budget = block_lanczos_bytes(float32.dim, 300, 8, 4) + projection_bytes(float32.dim, 300, 8) + 1
+    budget = full_block_lanczos_bytes(float32.dim, 300, 8, 4) + 1
     spectrum = adaptive_slq(float32, estimate, seed=0, memory_budget=budget)
     assert spectrum.reorthogonalization == "full" and spectrum.stopping["converged"]
     assert abs(spectrum.stopping["final_estimate"][0] - exact) <= 0.005
@@ -195,8 +194,8 @@ def test_unsettled_run_warns_and_says_so(oracle) -> None:
     assert spectrum.num_hvps == 60
     with pytest.warns(RuntimeWarning, match=r"s\* moved by [0-9.]+ points over its last 3 checks, above the tolerance of 0\.01;"):
         adaptive_slq(oracle["op"], estimate, tolerance=1e-4, iterations=120, probes=2)  # in points, as --tolerance
-    # the basis of 2 probes x 30 steps, float64, and its projected matrix: what slq counts
-    need = block_lanczos_bytes(2080, 30, 2) + projection_bytes(2080, 30, 2)
+    # the basis of 2 probes x 30 steps, float64, its projected matrix and working blocks: what slq counts
+    need = full_block_lanczos_bytes(2080, 30, 2)
     gib = f"{math.ceil(100 * need / 2**30) / 100:g}"
     # named for a library caller and for the command line (it said only --iterations, --memory-budget)
     hint = rf"raise iterations \(--iterations\), or memory_budget to {need} bytes \(--memory-budget {gib}\) to re-orthogonalise$"
@@ -242,6 +241,29 @@ def test_the_spectrum_at_the_step_cap_is_checked_and_the_reason_reads_the_last_c
     assert settled.steps == 99 and [c["steps"] for c in settled.stopping["checks"]] == monitor_checkpoints(100)
     exact = adaptive_slq(np.diag(np.repeat([1.0, 2.0, 3.0, 4.0], 15)), lambda s: 0.5, probes=2, seed=0)
     assert exact.steps == 4 and exact.stopping["ended"] == "breakdown" and exact.stopping["checks"] == []
+
+
+def test_the_final_check_replaces_a_checkpoint_a_few_steps_before_it() -> None:
+    """A cap 1-4 steps past a checkpoint (100, 101, 125, ...) made the settling window's last two
+    checks one or two steps apart: an estimate that agreed at 79, 99 and 100 steps, not before,
+    settled at a cap of 100 on what were two checks (a review's repro). The final check now takes
+    the checkpoint's place: 63, 79 and 100 must agree, and checks stay at least
+    MONITOR_MIN_GAP steps apart; a cap 5 steps past the checkpoint keeps it."""
+    from pruning_limits.spectrum import MONITOR_MIN_GAP
+
+    matrix = np.diag(np.linspace(-0.1, 1.0, 600))
+
+    def late(spectrum):  # moves until 79 steps, then holds
+        return 0.5 if spectrum.steps >= 79 else 0.9
+
+    for cap in (100, 101, 103):
+        with pytest.warns(RuntimeWarning, match=rf"did not settle within {cap} steps: s\* moved by 40.00 points over its last 3 checks"):
+            spectrum = adaptive_slq(matrix, late, iterations=cap, probes=2, seed=0)
+        steps = [c["steps"] for c in spectrum.stopping["checks"]]
+        assert steps[-3:] == [63, 79, cap] and spectrum.stopping["converged"] is False
+        assert min(np.diff(steps)) >= MONITOR_MIN_GAP
+    kept = adaptive_slq(matrix, late, iterations=104, probes=2, seed=0)  # 5 steps past 99: both checked
+    assert [c["steps"] for c in kept.stopping["checks"]][-3:] == [79, 99, 104] and kept.stopping["ended"] == "settled"
 
 
 def test_a_non_finite_estimate_is_refused_in_one_line() -> None:

@@ -88,6 +88,26 @@ def test_a_class_the_training_part_lacks_is_named():
                         "model that training never fits"]
 
 
+def test_the_missing_class_warning_reads_the_test_part_for_which_classes_it_holds_and_for_1_based_labels():
+    """Training labels 1..9 and test labels 1..10 read "classes 0, 10 of the 11 have no training
+    sample (the test part holds them)": the test part held 10 alone, and the labels were 1-based."""
+    x = torch.randn(40, 3)
+    _, messages = _warned(make_bundle, (x, torch.arange(40) % 9 + 1), (x[:10], torch.arange(10) + 1))
+    assert messages == ["the training labels start at 1: class 0 has no sample but gets an output of the model (11 classes), "
+                        "which changes D and s*; 1-based labels? subtract 1 (y - 1, y_test - 1); class 10 only in the test part"]
+    _, messages = _warned(make_bundle, (x, torch.arange(40) % 2 + 2), (x[:6], torch.arange(6) % 3 + 1))
+    assert messages == ["the labels start at 1: class 0 has no sample but gets an output of the model (4 classes), which "
+                        "changes D and s*; 1-based labels? subtract 1 (y - 1, y_test - 1); class 1 only in the test part"]
+    y = torch.arange(40) % 10
+    y[y == 4] = 3
+    _, messages = _warned(make_bundle, (x, y), (x[:3], torch.tensor([0, 1, 10])))
+    assert messages == ["classes 4, 10 of the 11 have no training sample (the test part holds class 10), yet each gets an "
+                        "output of the model that training never fits"]
+    _, messages = _warned(make_bundle, (x, torch.arange(40) % 2 + 1), (x[:3], torch.tensor([0, 1, 2])))
+    assert messages == ["class 0 of the 3 has no training sample (the test part holds it), yet it gets an output of the "
+                        "model that training never fits"]  # no 1-based hint: the test part has a 0
+
+
 def test_the_unstratified_hold_out_says_so_when_it_takes_a_rare_class(tmp_path):
     """24 × class 0, 24 × class 1, 2 × class 2: with --seed 21 both class-2 samples went to the
     test part, and train fitted a 3-output head on two classes without a word."""
@@ -122,8 +142,9 @@ def test_one_training_class_is_refused_whichever_label_it_carries(tmp_path):
         with pytest.raises(PruningLimitsError) as info:
             make_bundle((x, torch.full((10,), label)))
         assert _message(info) == (
-            f"classification needs at least two classes, got the training labels all {label} and num_outputs {label + 1 if label else 1}: "
-            "one class; give num_outputs >= 2 to use them with a model of more outputs, or float targets for regression"
+            f"classification needs at least two classes, got the training labels all {label} and num_outputs not given "
+            f"(inferred {label + 1}): one class; give num_outputs >= 2 to use them with a model of more outputs, or float "
+            "targets for regression"
         )
         assert make_bundle((x, torch.full((10,), label)), num_outputs=label + 2).num_outputs == label + 2  # given: kept
         path = tmp_path / f"all{label}.npz"
@@ -138,7 +159,7 @@ def test_one_training_class_is_refused_whichever_label_it_carries(tmp_path):
         assert load_data(str(path), classes_from="model").y_train.unique().tolist() == [label]
     with pytest.raises(PruningLimitsError) as info:
         make_bundle((x, torch.zeros(10, dtype=torch.long)), num_outputs=1)  # one logit: a loss of 0 whatever the weights
-    assert "all 0 and num_outputs 1: one class" in _message(info)
+    assert "all 0 and num_outputs 1: one class" in _message(info)  # given: named as given
     with pytest.raises(PruningLimitsError, match="classes_from must be one of labels, model, got 'head'"):
         make_bundle((x, torch.arange(10) % 2), classes_from="head")
 
@@ -154,6 +175,18 @@ def test_a_checkpoints_head_decides_about_one_class():
         assert _message(info).startswith(f"model Linear returns shape (1, 1) for one sample, expected (1, C) with C >= 2 "
                                          f"(one class, the training labels all {label},")
     _silent(check_data_fits_model, nn.Linear(3, 2), make_bundle((x, torch.arange(10) % 2)))
+
+
+def test_a_raw_pair_is_judged_by_the_models_head_not_by_its_labels():
+    """check_data_fits_model(model, (x, y)) refused labels all 3 with advice about a num_outputs
+    it does not take, and counted missing classes against the labels, not the 10 outputs."""
+    head = nn.Linear(4, 10)
+    _, messages = _warned(check_data_fits_model, head, (torch.randn(20, 4), torch.full((20,), 3)))
+    assert messages == ["the training labels of <python object> are all 3: one class, analysed with the model's 10 outputs"]
+    _silent(check_data_fits_model, head, (torch.randn(20, 4), torch.arange(20) % 3 + 1))  # 1..3 of 10 outputs
+    with pytest.raises(PruningLimitsError) as info:
+        check_data_fits_model(nn.Linear(4, 3), (torch.randn(20, 4), torch.arange(20) % 5))
+    assert _message(info).startswith("model Linear returns shape (1, 3) for one sample, expected (1, C) with C >= 5 (5 classes")
 
 
 def test_negative_labels_are_refused_without_a_circular_range():
@@ -188,18 +221,18 @@ def test_unscaled_integer_inputs_warn_and_are_used_as_stored(tmp_path):
     """uint8 pixels 0..255 diverged in training with an error that blamed the learning rate."""
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (40, 3, 4, 4)).astype(np.uint8)
-    pixels[0, 0, 0, 0] = 255
+    pixels[0, 0, 0, 0], pixels[0, 0, 0, 1] = 255, 0
     y = np.arange(40) % 2
     np.savez(tmp_path / "u8.npz", x=pixels, y=y, x_test=pixels[:4], y_test=y[:4])
     bundle, messages = _warned(load_data, str(tmp_path / "u8.npz"))
-    assert messages == ["the training inputs are uint8 values up to 255 of shape (40, 3, 4, 4), used as stored (float32, "
-                        "not scaled): pixels? divide them by 255 (x / 255.0); other features: scale them"]
+    assert messages == ["the training inputs are uint8 values from 0 to 255 of shape (40, 3, 4, 4), used as stored (float32, "
+                        "not scaled): pixels? divide them by 255 (x / 255.0); other features: scale them"]  # one: the test part too
     assert torch.equal(bundle.x_train, torch.from_numpy(pixels.astype(np.float32)))  # not scaled
     for dtype in (np.uint16, np.uint32, np.uint64):  # torch has no max of these: read on the float32 copy
         np.savez(tmp_path / "wide.npz", x=np.full((10, 2, 2), 1000, dtype), y=np.arange(10) % 2)
         _, messages = _warned(load_data, str(tmp_path / "wide.npz"))
-        assert messages == [f"the training inputs are {np.dtype(dtype).name} values up to 1000 of shape (10, 2, 2), used as "
-                            "stored (float32, not scaled): pixels? divide them by 255 (x / 255.0); other features: scale them"]
+        assert messages == [f"the training inputs are {np.dtype(dtype).name} values from 1000 to 1000 of shape (8, 2, 2), used "
+                            "as stored (float32, not scaled): pixels? divide them by 255 (x / 255.0); other features: scale them"]
     _silent(make_bundle, (torch.from_numpy(pixels // 2), torch.from_numpy(y)))  # below 255
     _silent(make_bundle, (torch.from_numpy(pixels.astype(np.float32)), torch.from_numpy(y)))  # floats: the user's scale
     _silent(make_bundle, (torch.from_numpy(pixels.astype(np.int64)), torch.from_numpy(y)))  # int64: tokens
@@ -211,13 +244,57 @@ def test_int32_sequences_are_told_that_only_int64_stays_tokens(tmp_path):
     np.savez(tmp_path / "tok32.npz", x=tokens, y=np.arange(30) % 2)
     bundle, messages = _warned(load_data, str(tmp_path / "tok32.npz"))
     assert bundle.x_train.dtype == torch.float32
-    assert messages == [f"the training inputs are int32 values up to {tokens.max()} of shape (30, 6), used as stored (float32, "
-                        "not scaled): token indices? store them as int64 (x.astype(np.int64))"]
+    low, high = int(bundle.x_train.min()), int(bundle.x_train.max())  # the training part's, not the file's
+    assert messages == [f"the training inputs are int32 values from {low} to {high} of shape (24, 6), used as "
+                        "stored (float32, not scaled): token indices? store them as int64 (x.astype(np.int64))"]
     _, messages = _warned(make_bundle, (torch.full((4, 3), 300, dtype=torch.int16), torch.arange(4) % 2))
-    assert messages == ["the training inputs are int16 values up to 300 of shape (4, 3), used as stored (float32, not scaled): "
+    assert messages == ["the training inputs are int16 values from 300 to 300 of shape (4, 3), used as stored (float32, not scaled): "
                         "token indices? store them as int64 (x.astype(np.int64)); pixels? divide them by 255 (x / 255.0); "
                         "other features: scale them"]
     _silent(make_bundle, (torch.ones(4, 3, dtype=torch.uint8), torch.arange(4) % 2))  # small unsigned features
+
+
+def test_unscaled_test_inputs_beside_float_training_inputs_warn():
+    """x / 255 saved for x but forgotten for x_test passed silently: only the training part was read."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(40, 1, 4, 4, generator=g), torch.arange(40) % 2
+    pixels = torch.randint(0, 256, (10, 1, 4, 4), generator=g, dtype=torch.uint8)
+    pixels[0, 0, 0, :2] = torch.tensor([0, 255], dtype=torch.uint8)
+    bundle, messages = _warned(make_bundle, (x, y), (pixels, torch.arange(10) % 2))
+    assert messages == ["the test inputs are uint8 values from 0 to 255 of shape (10, 1, 4, 4), beside float32 training "
+                        "inputs, used as stored (float32, not scaled): pixels? divide them by 255 (x / 255.0); other "
+                        "features: scale them"]
+    assert torch.equal(bundle.x_test, pixels.float())  # not scaled
+    # integers beside floats speak below 255 too; the parts' roles swapped, the training part speaks
+    _, messages = _warned(make_bundle, (pixels // 2, torch.arange(10) % 2), (x, y))
+    assert messages == ["the training inputs are uint8 values from 0 to 127 of shape (10, 1, 4, 4), beside float32 test "
+                        "inputs, used as stored (float32, not scaled): scale them as the test inputs are"]
+    _silent(make_bundle, (pixels // 2, torch.arange(10) % 2), (pixels[:4] // 2, torch.arange(4) % 2))  # alike, small
+    _, messages = _warned(make_bundle, (pixels // 2, torch.arange(10) % 2), (pixels, torch.arange(10) % 2))
+    assert len(messages) == 1 and messages[0].startswith("the test inputs are uint8 values from 0 to 255 of shape (10, ")
+
+
+def test_the_integer_input_warning_names_the_range_the_parts_shape_and_the_caller(tmp_path):
+    """-300 read "values up to 300", the .npz hold-out gave the whole file's shape as the training
+    inputs', and the warning pointed into data.py."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_bundle((torch.tensor([[-300, 2, 7, 1]] * 3, dtype=torch.int16), torch.arange(3) % 2))
+    assert [str(w.message).split(" of shape")[0] for w in caught] == ["the training inputs are int16 values from -300 to 7"]
+    assert caught[0].filename == __file__
+    np.savez(tmp_path / "u8.npz", x=np.full((100, 2, 2), 255, np.uint8), y=np.arange(100) % 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bundle = load_data(str(tmp_path / "u8.npz"))
+    assert len(bundle.x_train) == 80
+    assert [str(w.message).split(", used")[0] for w in caught] == [
+        "the training inputs are uint8 values from 255 to 255 of shape (80, 2, 2)"
+    ]
+    assert caught[0].filename == __file__  # load_data's caller
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_bundle((torch.full((6, 2), 255, dtype=torch.uint8), torch.arange(6) % 2))
+    assert len(caught) == 1 and caught[0].filename == __file__  # make_bundle's caller
 
 
 def test_one_dimensional_inputs_are_refused_with_the_reshape(tmp_path):

@@ -448,9 +448,15 @@ def test_more_processes_than_gpus_are_refused_in_one_line(monkeypatch) -> None:
             monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
         else:
             monkeypatch.setenv("LOCAL_WORLD_SIZE", per_node)
-        with pytest.raises(PruningLimitsError, match=r"2 processes on this node need 2 GPUs, but this process sees 1 CUDA device\(s\): start at most 1") as refused:
+        with pytest.raises(PruningLimitsError, match=r"2 processes on this node need 2 GPUs, but this process sees 1 CUDA device\(s\): "
+                           r"start at most 1 process per node \(--nproc-per-node\)$") as refused:  # "1 processes" before
             DistributedContext(torch.device("cuda"))  # before CUDA or the group is touched
         assert "\n" not in str(refused.value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    with pytest.raises(PruningLimitsError, match=r"sees 2 CUDA device\(s\): start at most 2 processes per node \(--nproc-per-node\)$"):
+        DistributedContext(torch.device("cuda"))
 
 
 def test_a_lost_peer_is_said_by_every_rank_that_meets_it(monkeypatch, capsys) -> None:

@@ -16,7 +16,7 @@ from pruning_limits._fx_passes import copy_written_constants, drop_zero_addition
 from pruning_limits.hessian import HessianOperator
 from pruning_limits.lanczos import rademacher_probes
 from pruning_limits.objective import prunable_parameters
-from pruning_limits.spectrum import dense_hessian, exact_spectrum
+from pruning_limits.spectrum import dense_hessian, exact_spectrum, slq
 
 METHODS = ("double-backward", "forward-over-reverse", "auto")
 N_SAMPLES, BATCH = 37, 8  # 4 batches of 8 and an uneven last batch of 5
@@ -321,13 +321,18 @@ def test_bad_inputs() -> None:
     with pytest.raises(PruningLimitsError, match="NaN"):
         op.matvec(torch.full((op.dim,), float("nan"), dtype=torch.float64))
     # a budget of 0.5 bytes was truncated to 0, and check_determinism='no' read as True (a review)
-    for budget, shown in ((0.5, "0.5 (float)"), (0, "0 (int)"), (True, "True (bool)"), (float("inf"), "inf (float)")):
-        with pytest.raises(PruningLimitsError, match=rf"^memory_budget must be a whole number of bytes >= 1, got {re.escape(shown)}$"):
+    for budget, shown in ((0.5, "0.5 (float)"), (0, "0 (int)"), (True, "True (bool)"), (float("inf"), "inf (float)"),
+                          ("1e9", "'1e9' (str)")):
+        with pytest.raises(PruningLimitsError, match=rf"^memory_budget must be a number of bytes >= 1, got {re.escape(shown)}$"):
             HessianOperator(model, (x, y), memory_budget=budget)
     for flag, shown in (("no", "'no' (str)"), (None, "None (NoneType)"), (0, "0 (int)")):
         with pytest.raises(PruningLimitsError, match=rf"^check_determinism must be True or False, got {re.escape(shown)}$"):
             HessianOperator(model, (x, y), check_determinism=flag)
     assert HessianOperator(model, (x, y), memory_budget=1e9, check_determinism=False)._budget == 10**9  # whole-valued float
+    # a non-whole budget, which slq takes (predict_limit passes both the same value), was refused: rounded down
+    assert HessianOperator(model, (x, y), memory_budget=2**20 + 0.5, check_determinism=False)._budget == 2**20
+    assert HessianOperator(model, (x, y), memory_budget=1.75, check_determinism=False)._budget == 1
+    assert slq(np.diag(np.arange(1.0, 5.0)), iterations=2, probes=2, memory_budget=2**20 + 0.5).steps == 2
 
 
 def test_operator_is_a_snapshot_of_the_weights() -> None:

@@ -361,7 +361,8 @@ def test_the_reorthogonalised_block_rule_counts_its_projected_matrix_in_the_budg
     18 MB basis, allocated the 72 MB more and peaked at 3.7 times the budget (tracemalloc), where
     the bounded rule refused the same run. Both count both now: there ``auto`` takes the bounded
     rule, which refuses the projected matrix in one line, and ``"full"`` refuses in one line; a
-    budget of exactly the sum runs re-orthogonalised, one byte less runs the bounded rule."""
+    budget of exactly the sum with the working blocks (``full_block_lanczos_bytes``, since
+    2026-12-06) runs re-orthogonalised, one byte less runs the bounded rule."""
     from scipy.sparse.linalg import LinearOperator
 
     from pruning_limits.lanczos import block_lanczos, projection_bytes
@@ -374,7 +375,8 @@ def test_the_reorthogonalised_block_rule_counts_its_projected_matrix_in_the_budg
     refusals = {
         "auto": r"375 block steps of 4 probes project onto a 1500-square matrix \(72000000 bytes",
         "full": r"the block Lanczos basis \(1500 vectors of 1500 float64, 18000000 bytes \(0.0168 GiB\)\) with its projected "
-        r"matrix and quadrature \(72000000 bytes \(0.0671 GiB\)\) exceeds the memory budget of 20000000 bytes",
+        r"matrix and quadrature \(72000000 bytes \(0.0671 GiB\)\) and 5 working blocks of 4 float64 vectors \(240000 bytes "
+        r"\(0.000224 GiB\)\) exceeds the memory budget of 20000000 bytes",
     }
     for mode, message in refusals.items():
         with pytest.raises(PruningLimitsError, match=message) as info:
@@ -383,8 +385,8 @@ def test_the_reorthogonalised_block_rule_counts_its_projected_matrix_in_the_budg
     # the boundary, on a smaller case: the sum runs re-orthogonalised, one byte less does not
     dim, steps = 300, 75
     values = values[:dim]
-    both = block_lanczos_bytes(dim, steps, probes) + projection_bytes(dim, steps, probes)
-    assert both == 300 * 300 * 8 + 4 * 300**2 * 8
+    both = block_lanczos_bytes(dim, steps, probes) + projection_bytes(dim, steps, probes) + 5 * probes * dim * 8
+    assert both == 300 * 300 * 8 + 4 * 300**2 * 8 + 5 * 4 * 300 * 8
     chosen = [slq(lambda v: values * v, dim=dim, iterations=steps, probes=probes, seed=0, memory_budget=budget)
               for budget in (both, both - 1)]
     assert [s.reorthogonalization for s in chosen] == ["full", "none"]
