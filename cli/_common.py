@@ -317,8 +317,9 @@ def json_option(func: F) -> F:
 
 
 def plot_option(func: F) -> F:
+    # readable=False: an output need not be readable (click refused a write-only file in three lines)
     return click.option(
-        "--plot", "plot_path", type=click.Path(), default=None, help="Write a figure (.png, .pdf or .svg)."
+        "--plot", "plot_path", type=click.Path(readable=False), default=None, help="Write a figure (.png, .pdf or .svg)."
     )(func)
 
 
@@ -387,7 +388,7 @@ def spectrum_options(func: F) -> F:
         metavar="GIB",
         help="GiB that the Hessian engine's caches and, apart, the Lanczos arrays are each held to (default 1; "
         "together up to about twice it, beside the model and data). The block Gauss rule is fully "
-        "re-orthogonalised when its basis and projected matrix fit, else it runs in O(probes x D) memory "
+        "re-orthogonalised when its basis, projected matrix and working blocks fit, else it runs in O(probes x D) memory "
         "without; the default grows to that minimum, an explicit budget below it is an error (docs/usage.md, "
         "'Large models').",
     )(func)
@@ -510,8 +511,8 @@ def all_or_none(plot_path: str | None, report_path: str | None, *others: str | o
     ``.NAME.XXXXXXXX.old``) until the set is written: these outputs are small (figures, a report,
     a JSON record, the demo's model). After a failure the copy replaces only a file that was
     written (its inode, size or time changed): one the run never reached keeps its inode, hard
-    links and owner (a review, 2026-12-06)."""
-    import shutil
+    links and owner (a review, 2026-12-06). A file that cannot be read (an output need not be:
+    a write-only one) is kept as a hard link instead (:func:`_keep_copy`)."""
     import uuid
     from pathlib import Path
 
@@ -527,7 +528,7 @@ def all_or_none(plot_path: str | None, report_path: str | None, *others: str | o
         for path in paths:
             if path.is_file():
                 backup = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-                shutil.copy2(path, backup)
+                _keep_copy(path, backup)
                 kept[path] = backup, _signature(path)
         yield
     except BaseException:
@@ -543,6 +544,33 @@ def all_or_none(plot_path: str | None, report_path: str | None, *others: str | o
     finally:
         for backup, _ in kept.values():
             backup.unlink(missing_ok=True)
+
+
+def _keep_copy(path: Any, backup: Any) -> None:
+    """Copy ``path`` to ``backup`` for :func:`all_or_none`; a file this process cannot read (a
+    write-only output: it failed after the whole run with "Permission denied") is hard-linked
+    instead, which keeps its content as well, since every output is replaced by a rename
+    (``checkpoint.atomic_open``) and never written in place.
+
+    Raises:
+        PruningLimitsError: the file can be neither read nor linked, in one line.
+    """
+    import shutil
+
+    from pruning_limits._checks import PruningLimitsError
+
+    try:
+        shutil.copy2(path, backup)
+    except PermissionError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(backup)
+        try:
+            os.link(path, backup)
+        except OSError as err:
+            raise PruningLimitsError(
+                f"cannot replace {str(path)!r}: it is not readable ({exc.strerror}) and cannot be linked "
+                f"({err.strerror}), so no copy of it is kept to put back if the command fails"
+            ) from None
 
 
 def _signature(path: Any) -> tuple[int, int, int]:
@@ -762,16 +790,20 @@ def report_selection(model: Any, console: Console, given: str | None) -> dict[st
 
 
 def _note_left_out_matrices(model: Any, summary: dict[str, Any], console: Console) -> None:
-    """One line when the default selection leaves out most matrix weights: layers of other types
-    (a Hugging Face ``Conv1D``, a custom layer) are neither analysed nor pruned unless named with
-    ``--params``; embeddings are left out by design (docs/usage.md, "Choosing the prunable weights")."""
+    """A note (wrapped by ``report.hang``) when the default selection leaves out most matrix
+    weights: layers of other types (a Hugging Face ``Conv1D``, a custom layer) are neither
+    analysed nor pruned unless named with ``--params``; embeddings are left out by design
+    (docs/usage.md, "Choosing the prunable weights")."""
     from torch import nn
+
+    from pruning_limits.report import hang
 
     selected = set(summary["tensors"])
     embeddings = {id(m.weight): name for name, m in model.named_modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
     for name, param in model.named_parameters(remove_duplicate=False):  # a head tied to the input embedding
         if name in selected and id(param) in embeddings and embeddings[id(param)] + ".weight" != name:
-            console.log(f"note: {name} is tied to the embedding {embeddings[id(param)]}.weight: pruning it prunes the embedding too")
+            console.log("\n".join(hang("note: ", f"{name} is tied to the embedding {embeddings[id(param)]}.weight: "
+                                                 "pruning it prunes the embedding too")))
     left: dict[str, int] = {}
     for module_name, module in model.named_modules():
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
@@ -783,10 +815,10 @@ def _note_left_out_matrices(model: Any, summary: dict[str, Any], console: Consol
     if sum(left.values()) > summary["weights"]:
         first = next(iter(left))
         owner = type(model.get_submodule(first.rpartition(".")[0]) if "." in first else model).__name__
-        console.log(
-            f"note: the default selection covers {summary['weights']} weights; {sum(left.values())} more sit in "
+        console.log("\n".join(hang(  # within LINE_WIDTH: it took 162 characters in tests/test_cli.py
+            "note: ", f"the default selection covers {summary['weights']} weights; {sum(left.values())} more sit in "
             f"{len(left)} matrices of other layer types (e.g. {first}, a {owner}): --params names them to analyse them"
-        )
+        )))
 
 
 def recorded_l1(loaded: Loaded) -> float | None:

@@ -245,14 +245,15 @@ def analysis_spectrum(
     else:
         operator = HessianOperator(analysed, hessian_data, memory_budget=budget)
         monitor_context = None
-    console.log(
-        "estimating the Hessian spectrum: SLQ, "
-        + (f"{settings.get('iterations', DEFAULT_ITERATIONS)} Lanczos steps" if tolerance is None
-           else f"until s* settles to {100 * tolerance:g} points (at most {settings.get('iterations', DEFAULT_ITERATIONS)} steps)")
-        + f", {subset['samples']} of {subset['total']} samples on {device} ({dtype_name} products)"
+    from pruning_limits.report import hang
+
+    steps = settings.get("iterations", DEFAULT_ITERATIONS)
+    console.log("\n".join(hang(  # within LINE_WIDTH (it was 102 characters), broken after the "; "
+        "estimating the Hessian spectrum: ",
+        (f"SLQ, {steps} Lanczos steps" if tolerance is None else f"SLQ until s* settles to {100 * tolerance:g} points (at most {steps} steps)")
+        + f"; {subset['samples']} of {subset['total']} samples on {device} ({dtype_name} products)"
         + (f", {context.world_size} processes" if context is not None and context.world_size > 1 else ""),
-        level=1,
-    )
+    )), level=1)
     spectrum = adaptive_slq(
         operator,
         estimate if tolerance is not None else None,
@@ -288,8 +289,12 @@ def log_spectrum(console: Console, spectrum: Any, seconds: float | None = None) 
     stop = spectrum.stopping or {}
     settled = ""
     if stop.get("adaptive"):
-        settled = f", {stop.get('ended', '?')} at {spectrum.steps} steps"
-    console.log(f"spectrum: D = {spectrum.dim}, {spectrum.num_hvps} Hessian-vector products{rule}{settled}{took}", level=1)
+        settled = f"; {stop.get('ended', '?')} at {spectrum.steps} steps"
+    from pruning_limits.report import hang
+
+    # within LINE_WIDTH, broken after the "; " (an adaptive run's line took 95 characters)
+    console.log("\n".join(hang("spectrum: ", f"D = {spectrum.dim}, {spectrum.num_hvps} Hessian-vector products{rule}{settled}{took}")),
+                level=1)
 
 
 def analysis_gradient(model: Any, data: Any, *, settings: dict[str, Any] | None = None, context: Any = None, analysed: Any = None) -> Any:

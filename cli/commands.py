@@ -77,6 +77,13 @@ def _training_settings(history: Any, seed: int, data_seed: int | None = None) ->
     return settings
 
 
+def _data_used(loaded: Any) -> dict[str, Any]:
+    """Which data a command on a checkpoint analysed, for its JSON: ``data_spec`` and ``data_seed``,
+    the seed their training/test split was drawn with (the one ``train`` stored for the
+    checkpoint's own data, else ``--seed``; ``None`` for both where no data were loaded)."""
+    return {"data_spec": loaded.data_spec, "data_seed": loaded.data_seed}
+
+
 def _history_summary(history: Any) -> dict[str, Any]:
     """Final loss and accuracies of a training history, and its total time."""
     summary: dict[str, Any] = {}
@@ -133,7 +140,8 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
     if path.get("stopped_early"):
         lines.append("  (stopped early: the last λ fell beyond 3 tolerances of the best)")
     if path.get("route"):
-        lines += hang("  ", f"(path of a fresh network of the same architecture; the checkpoint, which saw the validation "
+        # wrapped under its text, as the λ path line above it and the trust lines (it hung at the "(")
+        lines += hang("  (", f"path of a fresh network of the same architecture; the checkpoint, which saw the validation "
                       f"split, was then l1 fine-tuned along the grid up to λ = {path['l1']:g})")
     return lines
 
@@ -149,7 +157,8 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 @click.option("--lr", type=float, default=None, help="Initial learning rate, cosine decay to 0, for sgd and adam alike (default: the library's, 0.05).")
 @click.option("--optimizer", default=None, help="sgd (momentum 0.9) or adam (default: the library's, sgd).")
 @click.option("--batch-size", type=int, default=None, help="Mini-batch size (default: the library's, 128).")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Checkpoint to write: a bundle (.pt), or the --init's own format for a TorchScript, pickled-module or Hugging Face start (a new folder); not .safetensors.")
+# readable=False: an output need not be readable (click refused a write-only file in three lines)
+@click.option("-o", "--output", required=True, type=click.Path(readable=False), help="Checkpoint to write: a bundle (.pt), or the --init's own format for a TorchScript, pickled-module or Hugging Face start (a new folder); not .safetensors.")
 @device_option
 @seed_option
 @json_option
@@ -236,8 +245,11 @@ def train_command(
 
             fresh = fresh_copy(model, seed)
             if fresh is None:
-                console.log("note: this checkpoint's layers cannot be re-initialised, so λ is chosen on its own path, "
-                            "whose validation split its training may have seen (pruning_limits.regpath.train_auto)")
+                from pruning_limits.report import hang
+
+                console.log("\n".join(hang("note: ", "this checkpoint's layers cannot be re-initialised, so λ is chosen on "
+                                            "its own path, whose validation split its training may have seen "
+                                            "(pruning_limits.regpath.train_auto)")))
         path, history = train_auto(
             model, data, seed=seed, start=init or "fresh", fresh=fresh, progress=console.progress, test_data=data.test, **given
         )
@@ -423,19 +435,19 @@ def spectrum_command(
         report.save_figure(report.spectrum_figure(spectrum), plot_path)
         console.log(f"wrote {plot_path}")
     if as_json:
-        _echo_json({"checkpoint": checkpoint, **spectrum.to_dict(), "params": loaded.params, "seconds": time.perf_counter() - start})
+        _echo_json({"checkpoint": checkpoint, **_data_used(loaded), **spectrum.to_dict(), "params": loaded.params, "seconds": time.perf_counter() - start})
         return
     summary = spectrum.summary()
     method = f"SLQ: {summary['probes']} probes x {summary['iterations']} steps, {summary['rule']} rule"
     if spectrum.reorthogonalization == "none":
         method += " without re-orthogonalisation"
     stop = spectrum.stopping or {}
-    if stop.get("adaptive"):
+    if stop.get("adaptive"):  # after "; ": the row wraps there (report.text_table) past LINE_WIDTH
         method += {
-            "settled": ", settled",
-            "breakdown": ", exact (invariant Krylov space)",
-            "dimension": ", NOT settled (D allows no more steps)",
-        }.get(stop.get("ended", ""), ", NOT settled (step limit)")
+            "settled": "; settled",
+            "breakdown": "; exact (invariant Krylov space)",
+            "dimension": "; NOT settled (D allows no more steps)",
+        }.get(stop.get("ended", ""), "; NOT settled (step limit)")
     rows = [
         ("D (prunable weights)", report.format_number(summary["dim"])),
         ("method", "exact (eigvalsh)" if summary["exact"] else method),
@@ -567,7 +579,7 @@ def predict_command(
     advice = {"next": next_command if retrain else None, "next_reason": next_reason if retrain else None}
     if len(records) == 1:
         if as_json:
-            _echo_json({**records[0], "checkpoint": checkpoint, "params": loaded.params, **advice})
+            _echo_json({**records[0], "checkpoint": checkpoint, **_data_used(loaded), "params": loaded.params, **advice})
             return
         console.result("\n".join(report.answer_lines(records[0], trusts[0], next_command=advice["next"], next_reason=next_reason)))
         if console.verbose:
@@ -577,6 +589,7 @@ def predict_command(
         _echo_json(
             {
                 "checkpoint": checkpoint,
+                **_data_used(loaded),
                 "dim": records[0]["dim"],
                 "epsilon": [r["epsilon"] for r in records],
                 "sparsity": [r["sparsity"] for r in records],
@@ -695,9 +708,9 @@ def _emit_structured_predictions(
     advice = {"next": next_command, "next_reason": next_reason}
     if as_json:
         if len(records) == 1:
-            _echo_json({**records[0], "checkpoint": checkpoint, "params": params, **advice})
+            _echo_json({**records[0], "checkpoint": checkpoint, **_data_used(loaded), "params": params, **advice})
         else:
-            _echo_json({"checkpoint": checkpoint, "structure": structure.name, "dim": records[0]["dim"],
+            _echo_json({"checkpoint": checkpoint, **_data_used(loaded), "structure": structure.name, "dim": records[0]["dim"],
                         "epsilon": [r["epsilon"] for r in records], "sparsity": [r["sparsity"] for r in records],
                         "density": [r["density"] for r in records], "interval": [r["interval"] for r in records],
                         "predictions": records, "params": params, "seconds": time.perf_counter() - start, **advice})
@@ -736,7 +749,7 @@ def _emit_structured_predictions(
     "-o",
     "--output",
     required=True,
-    type=click.Path(),
+    type=click.Path(readable=False),  # an output need not be readable (click refused a write-only file in three lines)
     help="Pruned checkpoint to write: NAME.safetensors writes a safetensors state_dict, a Hugging Face "
     "folder input writes a new folder, anything else the input's kind (a plain state_dict or safetensors input: a bundle).",
 )
@@ -803,6 +816,7 @@ def prune_command(
     zeros = int((weights == 0).sum())
     record: dict[str, Any] = {
         "checkpoint": checkpoint,
+        **_data_used(loaded),
         "output": output,
         "structure": parsed.name,
         "dense_layers": support["dense_layers"],
@@ -886,7 +900,8 @@ def _one_epsilon(values: tuple[str, ...]) -> str:
 )
 @seed_option
 @plot_option
-@click.option("--report", "report_path", type=click.Path(), default=None, help="Write a Markdown report (figures beside it; with the λ path of a bundle trained with --l1 auto).")
+# readable=False: an output, as -o and --plot, need not be readable (click refused a write-only file in three lines)
+@click.option("--report", "report_path", type=click.Path(readable=False), default=None, help="Write a Markdown report (figures beside it; with the λ path of a bundle trained with --l1 auto).")
 @click.option("--retrain", type=int, default=None, metavar="EPOCHS", help="Also measure the limit after re-training the kept weights (mask fixed) for EPOCHS epochs per tried sparsity (lomp.retrained_limit).")
 @json_option
 @common_options(detail=True)
@@ -965,7 +980,7 @@ def validate_command(
         _validate_structures(
             loaded, parsed, epsilon=eps, eta=eta, settings=settings, seed=seed, console=console, plot_path=plot_path,
             report_path=report_path, as_json=as_json, exact=exact,
-            facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec, "params": loaded.params},
+            facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, **_data_used(loaded), "params": loaded.params},
             start=start,
         )
         return
@@ -980,7 +995,7 @@ def validate_command(
         plot_path=plot_path,
         report_path=report_path,
         exact=exact,
-        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, "data_spec": loaded.data_spec, "params": loaded.params, "training": dict(loaded.checkpoint.training or {})},
+        facts={"checkpoint": checkpoint, "model_spec": loaded.model_spec, **_data_used(loaded), "params": loaded.params, "training": dict(loaded.checkpoint.training or {})},
         start=start,
         l1=recorded_l1(loaded),
         next_command=next_step(loaded, checkpoint),
@@ -1149,7 +1164,7 @@ def _validate_structures(
                 check_structure(name, loaded.model)
                 fitting.append(name)
             except PruningLimitsError as exc:
-                console.log(f"note: left out {name}: {exc}")
+                console.log("\n".join(report.hang("note: ", f"left out {name}: {exc}")))
         names = fitting
     else:  # one line naming what the structure needs, before any work
         check_structure(structure.name, loaded.model)

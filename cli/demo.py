@@ -34,7 +34,7 @@ DEMO_DATA = "digits"
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(file_okay=False, readable=False),  # a folder to write in need not be readable
     default="pruning-limit-demo",
     show_default=True,
     callback=given_folder,  # '' wrote into the current folder, over a model.pt there
@@ -142,7 +142,8 @@ def _run_demo(
         console=console,
         plot_path=None,
         report_path=str(out / "report.md"),
-        facts={"checkpoint": str(out / "model.pt"), "model_spec": DEMO_MODEL, "data_spec": DEMO_DATA, "training": training},
+        facts={"checkpoint": str(out / "model.pt"), "model_spec": DEMO_MODEL, "data_spec": DEMO_DATA, "data_seed": seed,
+               "training": training},
         start=start,
         l1=path.l1,
         next_command=train_next_step(str(out / "model.pt"), training),

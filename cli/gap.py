@@ -177,7 +177,8 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     default=None,
     help="Re-check every certificate of a saved --json record instead of running.",
 )
-@click.option("-o", "--output", type=click.Path(), default=None, help="Also write the JSON record to this file.")
+# readable=False: an output need not be readable (click refused a write-only file in three lines)
+@click.option("-o", "--output", type=click.Path(readable=False), default=None, help="Also write the JSON record to this file.")
 @json_option
 @plot_option
 @common_options

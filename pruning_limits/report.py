@@ -235,11 +235,17 @@ def format_interval(interval: Sequence[Any] | None, digits: int = 3) -> str:
 
 
 def text_table(rows: Sequence[tuple[str, str]]) -> str:
-    """Two aligned columns of text (name, value) for the terminal."""
+    """Two aligned columns of text (name, value) for the terminal; a row past :data:`LINE_WIDTH`
+    wraps its value under the value column (:func:`hang`; spectrum's method row took 93
+    characters), unless the names leave it less than 20 characters."""
     if not rows:
         return ""
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+    lines = []
+    for name, value in rows:
+        lead = f"{name.ljust(width)}  "
+        lines += hang(lead, value) if len(lead) + 20 <= LINE_WIDTH else [lead + value]
+    return "\n".join(lines)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -1001,17 +1007,13 @@ def _image(caption: str, path: str | os.PathLike[str]) -> str:
     return f"![{caption}](<{Path(path).as_posix()}>)"
 
 
-def structures_table(record: Mapping[str, Any]) -> str:
-    """Markdown table of every structure of a ``StructuresValidation.to_dict()`` record.
+#: Columns of :func:`structures_table` (the terminal's :func:`_structures_text_table` names them
+#: shorter and leaves out the trust).
+_STRUCTURES_HEADER = ("structure", "predicted", "measured (loss)", "measured (acc.)", "pred − meas", "dense layers", "trust")
 
-    Sparsities in percent. Curve structures: predicted ``s*`` [kinematic interval], measured
-    by loss and by accuracy, predicted − measured (points) and the trust level where the record
-    has one: the network's verdict (its λ and the knee at its unstructured answer,
-    ``regime.trust_level``), the same for every structure. ``N:M`` rows: the pattern's
-    sparsity, whether the prediction says it is feasible at ε and the ε it needs [interval],
-    the measured loss rise (the ε it needs) and whether it stays within ε, and the accuracy.
-    """
-    header = ["structure", "predicted", "measured (loss)", "measured (acc.)", "pred − meas", "dense layers", "trust"]
+
+def _structures_cells(record: Mapping[str, Any]) -> list[list[str]]:
+    """The cells of :func:`structures_table`, a row per structure (:data:`_STRUCTURES_HEADER`)."""
     rows = []
     for entry in record["structures"]:
         p, m, support = entry["predicted"], entry["measured"], entry["support"]
@@ -1041,7 +1043,42 @@ def structures_table(record: Mapping[str, Any]) -> str:
                 dense,
                 "-" if entry.get("trust") is None else entry["trust"]["level"],
             ])
-    return markdown_table(header, rows)
+    return rows
+
+
+def structures_table(record: Mapping[str, Any]) -> str:
+    """Markdown table of every structure of a ``StructuresValidation.to_dict()`` record.
+
+    Sparsities in percent. Curve structures: predicted ``s*`` [kinematic interval], measured
+    by loss and by accuracy, predicted − measured (points) and the trust level where the record
+    has one: the network's verdict (its λ and the knee at its unstructured answer,
+    ``regime.trust_level``), the same for every structure. ``N:M`` rows: the pattern's
+    sparsity, whether the prediction says it is feasible at ε and the ε it needs [interval],
+    the measured loss rise (the ε it needs) and whether it stays within ε, and the accuracy.
+    """
+    return markdown_table(_STRUCTURES_HEADER, _structures_cells(record))
+
+
+def _structures_text_table(record: Mapping[str, Any]) -> list[str]:
+    """:func:`structures_table` for the terminal, within :data:`LINE_WIDTH` (the Markdown table
+    took 98 characters, its ``N:M`` row 168): the curve structures in aligned columns without
+    the trust column (one verdict for every structure, the ``trust:`` line above it) and with
+    the dense share alone; each ``N:M`` pattern below them in a line of its own, wrapped by
+    :func:`hang`."""
+    header = ["structure", "predicted", "meas. loss", "meas. acc.", "pred − meas", "left dense"]
+    curves, patterns = [], []
+    for entry, cells in zip(record["structures"], _structures_cells(record)):
+        dense = cells[5].removesuffix(" of weights")
+        if entry["pattern"]:
+            text = f"{cells[1]}; measured: {cells[2]}, accuracy {cells[3]}; {cells[4]}"
+            patterns += hang(f"{cells[0]}: ", text + ("" if dense == "-" else f"; left dense {dense}"))
+        else:
+            curves.append([*cells[:5], dense])
+    lines = []
+    if curves:
+        widths = [max(len(row[i]) for row in [header, *curves]) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *curves]]
+    return lines + patterns
 
 
 def structures_figure(record: Mapping[str, Any], *, title: str | None = None) -> Figure:
@@ -1256,10 +1293,11 @@ def structures_answer_lines(record: Mapping[str, Any]) -> list[str]:
 
 
 def structures_rows(record: Mapping[str, Any]) -> str:
-    """Terminal text of a ``StructuresValidation.to_dict()`` record: the table, then ε and D."""
+    """Terminal text of a ``StructuresValidation.to_dict()`` record: the table
+    (:func:`_structures_text_table`), then ε and D."""
     first = record["structures"][0]["predicted"]
     return (
-        structures_table(record)
+        "\n".join(_structures_text_table(record))
         + f"\n\nepsilon = {format_number(record['epsilon'])}, D = {first['dim']} prunable weights; sparsities in percent;"
         "\nmeasured by one-shot pruning at each structure's allowed points"
     )

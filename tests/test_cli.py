@@ -693,6 +693,84 @@ def test_unreadable_file(workdir, bundle, monkeypatch):
         path.chmod(0o600)
 
 
+def test_an_output_need_not_be_readable(workdir, bundle, monkeypatch):
+    """click's Path() checked every existing output for reading (readable=True by default): a
+    write-only -o, --plot, --report or demo --out was click's three-line usage error (exit 2).
+    ``os.access`` answers "not readable" for the targets, as for a non-root user after
+    ``chmod 0o200`` (root reads any file, so the mode alone would test nothing under root)."""
+    import stat
+
+    targets = {"prune": workdir / "write-only.pt", "gap": workdir / "write-only.json"}
+    access = os.access
+
+    def no_read(file, mode, *args, **kwargs):
+        if mode & os.R_OK and Path(file) in targets.values():
+            return False
+        return access(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", no_read)
+    for target in targets.values():
+        target.write_bytes(b"an earlier output")
+        target.chmod(0o200)
+    try:
+        ok("prune", bundle, "--sparsity", "0.5", "-o", targets["prune"], "-q")
+        ok("gap", "--dim", "1", "--seeds", "1", "--epsilon", "0.25", "-o", targets["gap"], "-q")  # all_or_none keeps it
+        assert all(stat.S_IMODE(target.stat().st_mode) == 0o200 for target in targets.values())  # replaced, mode kept
+    finally:
+        for target in targets.values():
+            target.chmod(0o600)
+    assert torch.load(targets["prune"], weights_only=True)["pruning"]["requested_sparsity"] == 0.5
+    assert json.loads(targets["gap"].read_text())["dim"] == 1
+    outputs = [("train", "output"), ("prune", "output"), ("gap", "output"), ("gap", "plot_path"), ("predict", "plot_path"),
+               ("spectrum", "plot_path"), ("validate", "plot_path"), ("validate", "report_path"), ("demo", "out_dir")]
+    for command, name in outputs:  # every output option, those no run above reaches too
+        param = next(p for p in cli.commands[command].params if p.name == name)
+        assert param.type.readable is False, (command, name)
+
+
+def test_an_unreadable_output_is_kept_as_a_link_to_put_back(tmp_path, monkeypatch):
+    """all_or_none copied each existing output to put it back if the command failed: a write-only
+    one (which an output may be) failed after the whole run with "Permission denied" (validate
+    --report, gap -o, as a non-root user). It is kept as a hard link instead: every output is
+    replaced by a rename, so the link keeps the earlier content."""
+    import shutil
+
+    from pruning_limits._checks import PruningLimitsError
+    from pruning_limits.checkpoint import atomic_write
+    from pruning_limits.cli._common import all_or_none
+
+    target = tmp_path / "r.json"
+    target.write_text("earlier")
+    copy = shutil.copy2
+
+    def unreadable(source, *args, **kwargs):  # as copy2 of a write-only file fails for a non-root user
+        if Path(source).resolve() == target.resolve():
+            raise PermissionError(13, "Permission denied", str(source))
+        return copy(source, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", unreadable)
+    with pytest.raises(RuntimeError, match="^a later output failed$"):
+        with all_or_none(None, None, target):
+            atomic_write(target, "new")
+            raise RuntimeError("a later output failed")
+    assert target.read_text() == "earlier" and [p.name for p in tmp_path.iterdir()] == ["r.json"]  # put back, no link left
+    with all_or_none(None, None, target):
+        atomic_write(target, "new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+    def no_link(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    with pytest.raises(PruningLimitsError) as refused:
+        with all_or_none(None, None, target):
+            pass
+    assert str(refused.value) == (
+        f"cannot replace {str(target)!r}: it is not readable (Permission denied) and cannot be linked (Operation not "
+        "permitted), so no copy of it is kept to put back if the command fails")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
 def test_state_dict_problems(workdir, state_dict_file):
     fails("predict", state_dict_file, "--data", "digits",
           match=f"{str(state_dict_file)!r} is a plain state_dict: give the architecture with --model SPEC (and --data to size it)")
@@ -1163,6 +1241,7 @@ def test_a_default_selection_that_misses_most_matrices_says_so(capsys):
     from torch import nn
 
     from pruning_limits.cli._common import Console, report_selection
+    from pruning_limits.report import LINE_WIDTH, hang
 
     torch.manual_seed(0)  # the layers' initialisation
 
@@ -1177,7 +1256,10 @@ def test_a_default_selection_that_misses_most_matrices_says_so(capsys):
     model = nn.Sequential(nn.Embedding(40, 16), Conv1DLike(16, 64), Conv1DLike(64, 16), nn.LayerNorm(16), nn.Linear(16, 4))
     report_selection(model, Console(), None)
     err = capsys.readouterr().err
-    assert "note: the default selection covers 64 weights; 2048 more sit in 2 matrices of other layer types (e.g. 1.weight, a Conv1DLike)" in err
+    # the note wrapped under its text (report.hang, within LINE_WIDTH: it was one line of 162 characters)
+    assert err.splitlines() == hang("note: ", "the default selection covers 64 weights; 2048 more sit in 2 matrices of other layer "
+                                    "types (e.g. 1.weight, a Conv1DLike): --params names them to analyse them")
+    assert len(err.splitlines()) == 3 and all(len(line) <= LINE_WIDTH for line in err.splitlines())
     report_selection(nn.Sequential(nn.Embedding(400, 16), nn.Linear(16, 4)), Console(), None)  # embeddings: left out by design
     assert "note:" not in capsys.readouterr().err
     # a language model's head tied to its input embedding (GPT-2, BERT's MLM decoder) is the default
@@ -1281,6 +1363,65 @@ def test_train_init_from_torchscript_or_a_pickled_module_keeps_the_selection_lam
     assert record["trust"]["l1"] == 1e-3 and record["params"]["selection"] == "1.weight"
     loaded = load_model_and_data(str(full_tuned), model_spec=None, data_spec=None, trust=True, seed=0, console=Console(quiet=True))
     assert loaded.data_seed == 4 and loaded.data_spec == "digits"
+
+
+def test_json_records_say_the_data_and_the_seed_of_their_split(workdir):
+    """predict, spectrum and prune said nothing of the data they analysed and validate named their
+    spec alone, not the seed their training/test split was drawn with: the one train stored for
+    the checkpoint's own data (not --seed), else --seed. Each record has ``data_spec`` and beside
+    it ``data_seed`` (Loaded.data_seed)."""
+    path = workdir / "seed3.pt"
+    ok("train", "--model", "mlp:4", "--data", "digits", "--seed", "3", "--epochs", "1", "--l1", "0", "-o", path, "-q")
+    runs = {
+        "predict": ["predict", path, *SLQ],
+        "predict, several ε": ["predict", path, *SLQ, "--epsilon", "0.05", "--epsilon", "0.1"],
+        "predict --structure": ["predict", path, *SLQ, "--structure", "neuron"],
+        "spectrum": ["spectrum", path, *SLQ],
+        "validate": ["validate", path, *SLQ],
+        "validate --structure": ["validate", path, *SLQ, "--structure", "layerwise"],
+        "prune": ["prune", path, "--sparsity", "0.5", "-o", workdir / "seed3-pruned.pt"],
+    }
+    for name, args in runs.items():
+        record = json.loads(ok(*args, "--json").stdout)
+        assert (record["data_spec"], record["data_seed"]) == ("digits", 3), name  # the training's seed, not --seed's 0
+        keys = list(record)
+        assert keys[keys.index("data_spec") + 1] == "data_seed", name  # one place: beside the spec
+    other = json.loads(ok("predict", path, "--data", "digits:train=1000", "--seed", "5", *SLQ, "--json", "-q").stdout)
+    assert (other["data_spec"], other["data_seed"]) == ("digits:train=1000", 5)  # other data: --seed
+
+
+def test_the_path_note_of_train_init_hangs_under_its_text():
+    """`train --init CKPT -v` wrapped the note under the λ path with the indent of its first line,
+    where the λ path, trust and evidence lines hang under their text (report.hang)."""
+    from pruning_limits.cli.commands import _path_lines
+    from pruning_limits.report import LINE_WIDTH
+
+    record = {"metric": "accuracy", "tolerance": 0.01, "validation_size": 280, "l1": 0.0064, "chosen": 0,
+              "points": [{"l1": 1e-4, "metric": 0.9, "knee_steepness": 4.0}], "route": {"seconds": 1.0}}
+    lines = _path_lines(record)
+    note = lines[next(i for i, line in enumerate(lines) if line.startswith("  (path of")):]
+    assert len(note) == 3 and all(line.startswith("   ") and line[3] != " " for line in note[1:]), note
+    assert all(len(line) <= LINE_WIDTH for line in lines)
+    assert " ".join(line.strip() for line in note) == (
+        "(path of a fresh network of the same architecture; the checkpoint, which saw the validation split, "
+        "was then l1 fine-tuned along the grid up to λ = 0.0064)")
+
+
+def test_the_spectrum_note_of_an_adaptive_run_fits_the_line_width(capsys):
+    """-v's line on a finished adaptive spectrum took 95 characters (predict m.pt -v on an mlp:16):
+    it breaks after the rule, under its text (report.hang)."""
+    from types import SimpleNamespace
+
+    from pruning_limits.cli._common import Console
+    from pruning_limits.cli._pipeline import log_spectrum
+
+    spectrum = SimpleNamespace(rule="block", reorthogonalization="full", stopping={"adaptive": True, "ended": "breakdown"},
+                               steps=95, dim=1184, num_hvps=735)
+    log_spectrum(Console(verbose=1), spectrum, 3.04)
+    assert capsys.readouterr().err.splitlines() == ["spectrum: D = 1184, 735 Hessian-vector products, block Gauss rule;",
+                                                    "          breakdown at 95 steps, 3.0 s"]
+    log_spectrum(Console(verbose=1), SimpleNamespace(**{**vars(spectrum), "stopping": {}}), 0.71)  # a fixed run: one line
+    assert capsys.readouterr().err == "spectrum: D = 1184, 735 Hessian-vector products, block Gauss rule, 0.7 s\n"
 
 
 def test_train_refuses_outputs_no_command_reads_before_training(workdir):
@@ -1440,8 +1581,17 @@ def test_validate_structure_leads_with_the_answer_and_the_trust_reason(workdir, 
     shown = report.next_lines(record["next"], record["next_reason"])
     assert lines[-len(shown):] == shown
     assert not any(line.startswith("|") or line.startswith("epsilon =") for line in lines)  # the detail: -v
-    verbose = ok("validate", path, *SLQ, "--structure", "neuron", "-v").stdout.splitlines()
-    assert verbose[:len(lines)] == lines and verbose[len(lines)].startswith("| structure | predicted |")
+    detail = ok("validate", path, *SLQ, "--structure", "neuron", "-v")
+    verbose = detail.stdout.splitlines()
+    # the detail table within LINE_WIDTH: it was the report's Markdown table (98 characters)
+    assert verbose[:len(lines)] == lines and verbose[len(lines)].split()[:2] == ["structure", "predicted"]
+    assert all(len(line) <= report.LINE_WIDTH for line in verbose), [line for line in verbose if len(line) > report.LINE_WIDTH]
+    # and -v's note on stderr, which was 102 characters (tqdm's bars redraw with carriage returns)
+    notes = [part for line in detail.stderr.splitlines() for part in line.split("\r") if "it/s" not in part]
+    at = next(i for i, line in enumerate(notes) if line.startswith("estimating the Hessian spectrum: "))
+    assert notes[at] == "estimating the Hessian spectrum: SLQ, 12 Lanczos steps;"
+    assert notes[at + 1].startswith(" " * len("estimating the Hessian spectrum: ") + "1400 of 1400 samples on ")
+    assert len(notes[at + 1]) <= report.LINE_WIDTH
     everything = ok("validate", path, *SLQ, "--structure", "all").stdout.splitlines()
     assert everything[0].startswith("not pruning limits: unstructured ")
     assert everything[1:1 + len(shown_trust)] == shown_trust

@@ -731,9 +731,53 @@ def test_structures_answer_lines_lead_with_the_answer_and_the_reason():
     assert report.structures_head(pattern) == "2:4 (50.0 %) at ε = 0.0129: feasible (needs ε ≥ 0.00500), measured too (loss +0.021)"
     # the detail: the table, and ε and D in short lines
     detail = report.structures_rows(_structures_record(INSIDE)).splitlines()
-    assert detail[0].startswith("| structure | predicted |")
+    assert detail[0].split() == ["structure", "predicted", "meas.", "loss", "meas.", "acc.", "pred", "−", "meas", "left", "dense"]
     assert detail[-2:] == ["epsilon = 0.0129, D = 6464 prunable weights; sparsities in percent;",
                            "measured by one-shot pruning at each structure's allowed points"]
+
+
+def test_the_structures_detail_table_fits_the_line_width():
+    """validate --structure all -v printed the report's Markdown table: 98 characters its header,
+    168 its 2:4 row. On the terminal the curve structures stand in aligned columns (the verdict,
+    one for every structure, is the trust line above them) and each N:M pattern in a line of its
+    own below them, wrapped; the report keeps the Markdown table with every column."""
+    record = _structures_record(OUTSIDE)
+    record["structures"][2]["structure"] = "channel+outputs"  # the widest name, and the widest numbers
+    record["structures"][2]["predicted"].update(sparsity=1.0, interval=[1.0, 1.0])
+    lines = report.structures_rows(record).splitlines()
+    assert all(len(line) <= report.LINE_WIDTH for line in lines), [line for line in lines if len(line) > report.LINE_WIDTH]
+    header = lines[0]
+    assert [line.split()[0] for line in lines[1:4]] == ["unstructured", "layerwise", "channel+outputs"]
+    neuron = lines[3]
+    assert neuron[header.index("predicted"):].startswith("100.0 [100.0, 100.0]")  # under its header
+    assert neuron.endswith("5.0 %") and neuron[header.index("left dense"):] == "5.0 %"
+    assert "outside the regime" not in "\n".join(lines)
+    pattern = lines[4:lines.index("")]
+    assert pattern[0].startswith("2:4 (s = 50.0): feasible: yes; needs ε ≥ 0.00500 [0.00400, 0.00600];")
+    assert " ".join(line.strip() for line in pattern) == (
+        "2:4 (s = 50.0): feasible: yes; needs ε ≥ 0.00500 [0.00400, 0.00600]; measured: loss rise 0.021: "
+        "above ε, accuracy 95.0 (dense 95.2); needed ε: pred/meas 0.24x")
+    assert all(line.startswith(" " * len("2:4 (s = 50.0): ")) for line in pattern[1:])  # under the text
+    table = report.structures_table(record).splitlines()  # the report's keeps every column
+    assert table[0] == "| structure | predicted | measured (loss) | measured (acc.) | pred − meas | dense layers | trust |"
+    assert table[-1].endswith("| needed ε: pred/meas 0.24x | - | outside the regime |")
+
+
+def test_a_text_table_row_past_the_line_width_wraps_under_its_value():
+    """spectrum's method row of an adaptive run took 93 characters (SLQ: 8 probes x 95 steps,
+    block rule, exact (invariant Krylov space)): a value that does not fit wraps under the value
+    column (report.hang), after its "; " first; rows that fit stay as they were."""
+    method = "SLQ: 8 probes x 95 steps, block rule; exact (invariant Krylov space)"
+    assert report.text_table([("D (prunable weights)", "1184"), ("method", method)]).splitlines() == [
+        "D (prunable weights)  1184",
+        "method                SLQ: 8 probes x 95 steps, block rule;",
+        "                      exact (invariant Krylov space)",
+    ]
+    longest = "SLQ: 8 probes x 300 steps, block rule without re-orthogonalisation; NOT settled (D allows no more steps)"
+    lines = report.text_table([("D (prunable weights)", "1184"), ("method", longest)]).splitlines()
+    assert all(len(line) <= report.LINE_WIDTH for line in lines) and len(lines) > 2
+    assert " ".join(line[len("D (prunable weights)  "):] for line in lines[1:]) == longest
+    assert report.text_table([("a", "1"), ("bb", "2")]) == "a   1\nbb  2"
 
 
 def test_structures_markdown_opens_with_the_answer_and_the_verdict():
