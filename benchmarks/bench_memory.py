@@ -16,8 +16,9 @@ steps, in two ways:
 * ``none``: the block rule without re-orthogonalisation, the bounded path
   (``reorthogonalization="none"``), whose memory should be ``c · D`` at any step count;
 * ``auto``: the default (``reorthogonalization="auto"``, 1 GiB budget): fully re-orthogonalised
-  while the basis (``probes × steps × D`` × 8 bytes, × 4 for float32) fits, the bounded path
-  above.
+  while the basis (``probes × steps × D`` × 8 bytes, × 4 for float32) fits with the projected
+  matrix and the working blocks (``lanczos.full_block_lanczos_bytes``; one probe:
+  ``lanczos.lanczos_probes_bytes``), the bounded path above.
 
 Reported: the peak resident memory above the process's resident memory just before the run
 (after a run at D = 100 that loads every module, and with the operator's own D values
