@@ -32,13 +32,11 @@ class _Group(click.Group):
 
         if is_main_process():
             return super().main(*args, **kwargs)
-        try:  # rank 0 alone prints results, --help and --version: stdout is rank 0's
+        # rank 0 alone prints results, --help and --version: stdout is rank 0's. Without standalone
+        # mode click returns an Exit's code (--help, --version: 0) instead of raising it.
+        try:
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                 return super().main(*args, **{**kwargs, "standalone_mode": False})
-        except click.exceptions.Exit as exc:
-            if exc.exit_code:
-                _after_rank_0(None)
-            sys.exit(exc.exit_code)
         except click.ClickException as exc:  # the same arguments on every rank: rank 0 says it
             _after_rank_0(exc.format_message())
             sys.exit(exc.exit_code)
