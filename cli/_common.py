@@ -469,7 +469,8 @@ def source_options(func: F) -> F:
     func = click.option(
         "--trust-checkpoint",
         is_flag=True,
-        help="Allow a full pickled model or a TorchScript archive. Both run code stored in the file: only for files you trust.",
+        help="Allow a full pickled model, a TorchScript archive, or a checkpoint that names its own model or data "
+        "function. Each runs code the file chooses: only for files you trust.",
     )(func)
     func = click.option(
         "--data", "data_spec", default=None, callback=given_spec, help="Data spec (default: the one the checkpoint names: a bundle, or what train wrote). A FILE.npz "
@@ -833,14 +834,23 @@ def recorded_l1(loaded: Loaded) -> float | None:
 def next_step(loaded: Loaded, path: str) -> tuple[str, str]:
     """The ``train --init`` command that takes this checkpoint into the regime, and why, in words."""
     from pruning_limits.data import same_data_spec
+    from pruning_limits.models import calls_user_code
 
     extra = []
     kind = loaded.checkpoint.kind
-    if kind == "state_dict" and loaded.model_spec and not loaded.checkpoint.model_spec:
-        extra += ["--model", loaded.model_spec]
+    stored_model = loaded.checkpoint.model_spec
+    if kind in ("state_dict", "bundle") and loaded.model_spec and (
+        loaded.model_spec != stored_model or calls_user_code(stored_model)
+    ):
+        # a state_dict's --model, one given for a bundle, or a bundle's own model function, which
+        # train --init imports and calls only when named (check_stored_spec): named, not trusted
+        extra += ["--model", loaded.model_spec.strip()]
     stored = loaded.checkpoint.data_spec
-    if loaded.data_spec and (not loaded.own_data or (stored and not same_data_spec(loaded.data_spec, stored))):
-        # other data, or the file a relative stored path (an older bundle's) names from another folder
+    if loaded.data_spec and (
+        not loaded.own_data or (stored and not same_data_spec(loaded.data_spec, stored)) or calls_user_code(stored)
+    ):
+        # other data, the file a relative stored path (an older bundle's) names from another folder,
+        # or a data function the checkpoint names (as its model function above)
         extra += ["--data", loaded.data_spec]
     if kind in ("module", "torchscript"):  # both run code stored in the file
         extra.append("--trust-checkpoint")

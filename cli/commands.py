@@ -152,7 +152,7 @@ def _path_lines(path: dict[str, Any]) -> list[str]:
 @params_option
 @click.option("--l1", "l1_text", default="auto", show_default=True, help="l1 penalty λ: 'auto' chooses it on a regularisation path (largest λ within 1 point of validation accuracy, or 1 point of R², of the best), a number pins it.")
 @click.option("--init", "init", type=click.Path(readable=False), default=None, help="Start from this trained network (bundle, state_dict with --model, a trusted TorchScript archive or pickled module, or a Hugging Face folder) and l1 fine-tune it.")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model or a TorchScript archive. Both run code stored in the file.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow --init to read a full pickled model, a TorchScript archive, or a checkpoint that names its own model or data function. Each runs code the file chooses.")
 @click.option("--epochs", type=int, default=None, help="Training epochs at the chosen λ (default: the library's, 100).")
 @click.option("--lr", type=float, default=None, help="Initial learning rate, cosine decay to 0, for sgd and adam alike (default: the library's, 0.05).")
 @click.option("--optimizer", default=None, help="sgd (momentum 0.9) or adam (default: the library's, sgd).")

@@ -96,8 +96,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
 
     If the block raises, the temporary file is removed and ``path`` is left as it was
     (``os.replace`` is atomic on POSIX and Windows when both names are in one directory). A
-    file that is replaced keeps its permission bits; a symbolic link keeps pointing at the
-    file it names, which is the one replaced.
+    file that is replaced keeps its permission bits (where the filesystem allows ``chmod``); a
+    symbolic link keeps pointing at the file it names, which is the one replaced. An ``OSError``
+    that names no file (a write error: a full disk) becomes a ``PruningLimitsError`` naming
+    ``path``; one that names a file (the block's own) is passed on as it was.
 
     Args:
         path: the file to create or replace.
@@ -105,7 +107,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
         encoding: text encoding for ``mode="w"`` (default UTF-8).
 
     Raises:
-        PruningLimitsError: the directory does not exist or is not writable.
+        PruningLimitsError: the directory does not exist or is not writable, or writing failed
+            (a full disk): naming ``path``.
     """
     if mode not in ("wb", "w"):
         raise PruningLimitsError(f"atomic_open mode must be 'wb' or 'w', got {describe(mode)}")
@@ -118,17 +121,17 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     except OSError as exc:
         raise PruningLimitsError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
     try:
-        # mkstemp makes the file private (0600); give it the mode of the file it replaces, or
-        # else the one open() would (0666 less the umask)
-        try:
-            permissions = stat.S_IMODE(os.stat(target).st_mode)
-        except OSError:
-            permissions = 0o666 & ~_umask()
-        os.chmod(tmp_name, permissions)
         with os.fdopen(fd, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            _copy_permissions(handle, tmp_name, target)
+            try:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as exc:
+                if exc.filename is not None:  # an error about another file the block used: passed on as it was
+                    raise
+                # a write error (a full disk: ENOSPC) names no file; say which one could not be written
+                raise PruningLimitsError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from exc
         try:
             os.replace(tmp_name, target)
         except OSError as exc:  # e.g. a directory of that name: name the target, not the temporary file
@@ -137,6 +140,21 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+def _copy_permissions(handle: IO[Any], tmp_name: str, target: Path) -> None:
+    """Give the temporary file the mode of the file it replaces, or else the one ``open()`` would
+    (0666 less the umask): ``mkstemp`` makes it private (0600). Best effort: a filesystem that
+    refuses ``chmod`` (some network, FUSE or FAT mounts) keeps the file as it is, as ``open()`` would."""
+    try:
+        permissions = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        permissions = 0o666 & ~_umask()
+    with contextlib.suppress(OSError):
+        if hasattr(os, "fchmod"):
+            os.fchmod(handle.fileno(), permissions)
+        else:  # Windows before Python 3.13
+            os.chmod(tmp_name, permissions)
 
 
 def atomic_write(path: str | os.PathLike[str], content: str | bytes) -> Path:
@@ -292,17 +310,20 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
     """Read a checkpoint file without building a model.
 
     Recognised contents: a bundle written by :func:`save_bundle`; a plain state_dict (a mapping
-    of names to tensors, also under a ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` key); a
-    TorchScript archive or a full pickled ``nn.Module`` (each only with ``trust=True``).
+    of names to tensors, also under a ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` key),
+    in a PyTorch or a ``.safetensors`` file; a Hugging Face model folder
+    (:func:`read_huggingface`); a TorchScript archive or a full pickled ``nn.Module`` (each only
+    with ``trust=True``).
 
     Args:
-        path: the checkpoint file.
+        path: the checkpoint file or Hugging Face folder.
         trust: allow unpickling arbitrary objects (a full pickled model) and loading a
             TorchScript archive. Only for files from a trusted source: either can run any code.
 
     Raises:
-        PruningLimitsError: missing or unreadable file, not a checkpoint, or a pickled object or
-            TorchScript archive that needs ``trust=True`` (refused before anything is loaded).
+        PruningLimitsError: missing, empty, damaged or unreadable file, not a checkpoint (a NumPy
+            data archive among them), or a pickled object or TorchScript archive that needs
+            ``trust=True`` (refused before anything is loaded).
     """
     file = Path(path)
     if not file.exists():
@@ -342,16 +363,37 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust: bool = False) -> Che
                     "--trust-checkpoint if you trust the file's source"
                 ) from exc
             return _read_trusted(file)
-        raise PruningLimitsError(f"{str(file)!r} is not a PyTorch checkpoint") from exc
+        raise PruningLimitsError(_not_torch(file) or f"{str(file)!r} is not a PyTorch checkpoint") from exc
     except OSError as exc:
         if exc.errno == errno.EINVAL:  # torch's reader seeking past the end of a cut-off archive
             raise PruningLimitsError(f"{str(file)!r} is a damaged or truncated checkpoint (torch.load: {exc.strerror})") from exc
         raise PruningLimitsError(f"cannot read checkpoint {str(file)!r}: {exc.strerror or exc}") from exc
     except Exception as exc:  # torch raises KeyError/RuntimeError/EOFError on foreign files
         raise PruningLimitsError(
-            f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {error_line(exc)})"
+            _not_torch(file) or f"{str(file)!r} is not a PyTorch checkpoint (torch.load: {error_line(exc)})"
         ) from exc
     return _from_content(str(file), content)
+
+
+def _not_torch(file: Path) -> str | None:
+    """What a file ``torch.load`` refused is, in words, when that is plainer than torch's error:
+    empty, a zip archive cut short (torch gave a 300-character paragraph on it), or a NumPy data
+    archive (``.npz``: a zip of ``.npy`` members) given as the checkpoint; else ``None``."""
+    try:
+        if file.stat().st_size == 0:
+            return f"{str(file)!r} is empty (0 bytes)"
+        with file.open("rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":
+                return None
+        if not zipfile.is_zipfile(file):  # no end-of-archive record: the file was cut off
+            return f"{str(file)!r} is a damaged or truncated checkpoint (a zip archive cut short)"
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    if names and all(name.endswith(".npy") for name in names):
+        return f"{str(file)!r} is a NumPy archive (data): give it with --data; CHECKPOINT is the model file"
+    return None
 
 
 def _stored_mapping(path: str, content: Mapping, key: str) -> dict[str, Any]:
@@ -551,6 +593,11 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise PruningLimitsError(f"transformers {transformers.__version__} has no model class {architectures[0]!r}")
+    if model_type not in transformers.CONFIG_MAPPING:  # its own error lists every model type (12 000 characters)
+        raise PruningLimitsError(
+            f"{str(folder / HF_CONFIG)!r} names model_type {model_type[:60]!r}, which transformers {transformers.__version__} "
+            "does not know"
+        )
     state = _huggingface_weights(folder)
     _check_label_count(folder / HF_CONFIG, config_dict, state)
     try:
@@ -571,7 +618,10 @@ def read_huggingface(folder: str | os.PathLike[str]) -> Checkpoint:
                 f"{str(folder / HF_CONFIG)!r} needs files from the Hugging Face Hub to build {architectures[0]}; "
                 "pruning-limits never downloads"
             ) from None
-        raise PruningLimitsError(f"cannot build {architectures[0]} from {str(folder / HF_CONFIG)!r}: {error_line(exc)}") from None
+        line = error_line(exc)  # transformers' own can run to thousands of characters (a list of every model type)
+        raise PruningLimitsError(
+            f"cannot build {architectures[0]} from {str(folder / HF_CONFIG)!r}: {line if len(line) <= 200 else line[:197] + '...'}"
+        ) from None
     tied = _fit_huggingface_state(model, state)
     model.load_state_dict(state, strict=False)
     if tied and hasattr(model, "tie_weights"):
@@ -910,8 +960,12 @@ def _from_content(path: str, content: Any) -> Checkpoint:
         version = content.get("version")
         if isinstance(version, bool) or not isinstance(version, int) or version != BUNDLE_VERSION:
             shown = repr(version) if isinstance(version, int) and not isinstance(version, bool) else describe(version)
+            writer = content.get("library_version")
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > BUNDLE_VERSION
+            by = f" (written by pruning-limits {writer})" if isinstance(writer, str) and re.fullmatch(r"[\w.+!-]{1,40}", writer) else ""
             raise PruningLimitsError(
-                f"{path!r} is a pruning-limits bundle of version {shown}; this release reads version {BUNDLE_VERSION}"
+                f"{path!r} is a pruning-limits bundle of version {shown}{by}; this release reads version {BUNDLE_VERSION}"
+                + (": upgrade pruning-limits to read it" if newer else "")
             )
         state = content.get("state_dict")
         if not _is_tensor_mapping(state):
@@ -1256,11 +1310,13 @@ def check_stored_spec(checkpoint: Checkpoint, spec: str | None, what: str, *, tr
 
     if spec and looks_callable(spec):
         parse_callable_spec(spec, f"{what} spec stored in {checkpoint.path!r}")  # literal arguments only
-    if not trust and calls_user_code(spec):
+    if not trust and spec and calls_user_code(spec):
+        import shlex
+
         option = "--model" if what == "model" else "--data"
-        raise PruningLimitsError(
+        raise PruningLimitsError(  # the option as a shell takes it: a spec with arguments holds ( and spaces
             f"{checkpoint.path!r} names the {what} function {spec!r}, which loading would import and call; "
-            f"give it yourself with {option} {spec} or pass --trust-checkpoint if you trust the file"
+            f"give it yourself with {option} {shlex.quote(spec.strip())} or pass --trust-checkpoint if you trust the file"
         )
 
 

@@ -120,7 +120,8 @@ def _parse_ints(spec: str, text: str, minimum: int, what: str) -> list[int]:
     values = []
     for item in text.split(","):
         item = item.strip()
-        if not re.fullmatch(r"\d+", item) or not minimum <= int(item) < 2**31:  # larger: no tensor has that size
+        # ASCII digits only: int() reads "٣" as 3, but the record keeps the spec as typed
+        if not re.fullmatch(r"[0-9]+", item) or not minimum <= int(item) < 2**31:  # larger: no tensor has that size
             raise PruningLimitsError(
                 f"model spec {spec!r}: {what} must be integers from {minimum} to 2**31 - 1 separated by commas, got {item!r}"
             )

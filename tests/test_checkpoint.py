@@ -154,12 +154,23 @@ def test_bundle_settings_must_be_plain(tmp_path, model):
 
 
 def test_bundle_of_other_version_is_refused(tmp_path, model):
+    """A newer bundle says to upgrade, naming the release that wrote it when it records one (a review)."""
     path = tmp_path / "future.pt"
     torch.save({"format": BUNDLE_FORMAT, "version": 99, "state_dict": model.state_dict()}, path)
     with pytest.raises(PruningLimitsError, match=(
-        rf"^{re.escape(repr(str(path)))} is a pruning-limits bundle of version 99; this release reads version {BUNDLE_VERSION}$"
+        rf"^{re.escape(repr(str(path)))} is a pruning-limits bundle of version 99; this release reads version {BUNDLE_VERSION}: "
+        "upgrade pruning-limits to read it$"
     )) as info:
         read_checkpoint(path)
+    one_line(info)
+    torch.save({"format": BUNDLE_FORMAT, "version": 99, "state_dict": model.state_dict(), "library_version": "9.1.0"}, path)
+    with pytest.raises(PruningLimitsError, match=(
+        rf"bundle of version 99 \(written by pruning-limits 9\.1\.0\); this release reads version {BUNDLE_VERSION}: upgrade"
+    )):
+        read_checkpoint(path)
+    torch.save({"format": BUNDLE_FORMAT, "version": 99, "state_dict": model.state_dict(), "library_version": "9\nx"}, path)
+    with pytest.raises(PruningLimitsError, match=rf"bundle of version 99; this release reads version {BUNDLE_VERSION}: upgrade") as info:
+        read_checkpoint(path)  # a recorded version that is not one is left out, not printed
     one_line(info)
 
 
@@ -197,9 +208,10 @@ def test_a_truncated_checkpoint_is_called_damaged(tmp_path, model):
     for share in (0.5, 0.9):
         cut = tmp_path / f"cut-{share}.pt"
         cut.write_bytes(data[: int(len(data) * share)])
-        with pytest.raises(PruningLimitsError, match="damaged|not a PyTorch checkpoint") as info:
+        with pytest.raises(PruningLimitsError, match="is a damaged or truncated checkpoint") as info:
             read_checkpoint(cut)
         assert "cannot read checkpoint" not in str(info.value)  # it said "Invalid argument" as if the disk failed
+        assert len(str(info.value)) < 160, str(info.value)  # not torch's 300-character paragraph (a review)
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
@@ -524,16 +536,21 @@ def test_missing_file_and_directory(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content",
-    [b"hello, this is text", b"", b"PK\x03\x04 broken zip"],
+    ("content", "match"),
+    [
+        (b"hello, this is text", "is not a PyTorch checkpoint"),
+        (b"", "is empty \\(0 bytes\\)$"),  # it said "not a PyTorch checkpoint (torch.load: EOFError)"
+        (b"PK\x03\x04 broken zip", "is a damaged or truncated checkpoint \\(a zip archive cut short\\)$"),
+    ],
     ids=["text", "empty", "broken-zip"],
 )
-def test_not_a_checkpoint(tmp_path, content):
+def test_not_a_checkpoint(tmp_path, content, match):
     path = tmp_path / "junk.pt"
     path.write_bytes(content)
-    with pytest.raises(PruningLimitsError, match="not a PyTorch checkpoint") as info:
+    with pytest.raises(PruningLimitsError, match=match) as info:
         read_checkpoint(path)
     assert "EOFError: EOFError" not in str(info.value)  # an empty message is not repeated as the type
+    one_line(info)
 
 
 def test_pickle_of_plain_non_model_content(tmp_path):
@@ -855,3 +872,122 @@ def test_a_bundle_whose_version_is_not_an_integer_is_one_line(tmp_path, model, v
     with pytest.raises(PruningLimitsError, match=rf"is a pruning-limits bundle of version .*; this release reads version {BUNDLE_VERSION}$") as info:
         read_checkpoint(path)
     assert "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- a review's points (2026-12-06)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open descriptors in /proc/self/fd")
+def test_atomic_open_where_chmod_is_refused_writes_and_leaks_no_descriptor(tmp_path, monkeypatch):
+    """On a filesystem that refuses chmod (some network, FUSE or FAT mounts) the write failed with a
+    PermissionError naming no file, and the temporary file's descriptor stayed open; the mode is
+    now copied as best effort, as open() would leave it."""
+    import errno
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    monkeypatch.setattr(os, "chmod", refuse)
+    monkeypatch.setattr(os, "fchmod", refuse, raising=False)
+    before = _open_descriptors()
+    atomic_write(target, "new")
+    assert _open_descriptors() == before
+    assert target.read_text() == "new" and _no_temp_files(tmp_path)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open descriptors in /proc/self/fd")
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_a_write_error_names_the_file(tmp_path, monkeypatch, where):
+    """A full disk said only "No space left on device" (write() errors carry no file name)."""
+    import errno
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "out.pt"
+    target.write_bytes(b"old")
+    before = _open_descriptors()
+    with pytest.raises(PruningLimitsError, match=rf"^cannot write {re.escape(repr(str(target)))}: No space left on device$"):
+        with atomic_open(target) as handle:
+            if where == "fsync":
+                monkeypatch.setattr(os, "fsync", full)
+                handle.write(b"new")
+            else:  # as the handle's write raises it
+                full()
+    assert target.read_bytes() == b"old" and _no_temp_files(tmp_path)
+    assert _open_descriptors() == before
+
+
+def test_an_error_about_another_file_in_an_atomic_block_is_passed_on(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        with atomic_open(tmp_path / "out.pt"):
+            open(tmp_path / "missing.txt")  # noqa: SIM115 - the caller's own error, naming its file
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_numpy_archive_given_as_the_checkpoint_says_to_give_it_as_data(tmp_path):
+    """It was "not a PyTorch checkpoint (torch.load: RuntimeError: [enforce fail at inline_container.cc:180] ...)"."""
+    import numpy as np
+    import zipfile
+
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.zeros((4, 2), dtype=np.float32), y=np.zeros(4, dtype=np.int64))
+    with pytest.raises(PruningLimitsError, match=(
+        rf"^{re.escape(repr(str(path)))} is a NumPy archive \(data\): give it with --data; CHECKPOINT is the model file$"
+    )):
+        read_checkpoint(path)
+    other = tmp_path / "other.zip"  # a whole zip of something else: not a PyTorch checkpoint, as before
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(PruningLimitsError, match="is not a PyTorch checkpoint") as info:
+        read_checkpoint(other)
+    one_line(info)
+
+
+@pytest.mark.parametrize("spec", ["os:system(command='touch x')", " pl_no_such_module:make"])
+def test_a_stored_model_function_is_refused_with_a_shell_ready_option(tmp_path, model, spec):
+    """The refusal proposed `--model os:system(command='touch x')`, a shell syntax error at '(' (a review)."""
+    import shlex
+
+    path = tmp_path / "stored.pt"
+    save_bundle(path, model, model_spec="mlp:8", data_spec="digits")
+    content = torch.load(path, weights_only=True)
+    content["model_spec"] = spec
+    torch.save(content, path)
+    checkpoint = read_checkpoint(path)
+    with pytest.raises(PruningLimitsError, match=re.escape(f"give it yourself with --model {shlex.quote(spec.strip())} or pass")) as info:
+        build_from_checkpoint(checkpoint)
+    one_line(info)
+
+
+def test_an_unknown_hugging_face_model_type_is_named_in_a_short_line(tmp_path, monkeypatch):
+    """transformers' own error listed every model type it knows (12 122 characters, a review)."""
+    import json
+    import sys
+
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
+    except RuntimeError as err:  # "operator torchvision::nms does not exist": a build for another torch
+        if "torchvision::" not in str(err):
+            raise
+        monkeypatch.setitem(sys.modules, "torchvision", None)
+    transformers = pytest.importorskip("transformers", reason="the Hugging Face extra (transformers) is not installed")
+    config = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16, n_positions=8)
+    folder = tmp_path / "gpt2"
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    stored = json.loads((folder / "config.json").read_text())
+    stored["model_type"] = "not_a_model_type"
+    (folder / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(PruningLimitsError, match=(
+        rf"^{re.escape(repr(str(folder / 'config.json')))} names model_type 'not_a_model_type', which transformers "
+        rf"{re.escape(transformers.__version__)} does not know$"
+    )):
+        read_checkpoint(folder)

@@ -1784,3 +1784,44 @@ def test_demo_trains_on_the_device_it_is_given(tmp_path, monkeypatch):
     fails("demo", "--out", tmp_path / "demo", "--device", "cuda", "--epochs", "1", "-q", match="stopped after the device check")
     assert trained_on == [{"meta"}]
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_next_step_of_a_bundle_naming_user_functions_names_them(tmp_path, monkeypatch):
+    """A bundle trained with --model/--data package.module:function got a next step that train
+    --init refused ("names the model function ...; give it yourself with --model", a review,
+    2026-12-06): the command names the stored functions, shell-quoted, whether predict was told
+    --trust-checkpoint or given the functions itself."""
+    import shlex
+
+    from pruning_limits.report import next_lines
+
+    (tmp_path / "nextstep_user.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "def net(input_shape, num_outputs, width=4):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], width), nn.ReLU(), nn.Linear(width, num_outputs))\n"
+        "def load():\n"
+        "    x = torch.randn(300, 6, generator=torch.Generator().manual_seed(0))\n"
+        "    y = (x[:, 0] > 0).long()\n"
+        "    return (x[:256], y[:256]), (x[256:], y[256:])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path, model, data = tmp_path / "user.pt", "nextstep_user:net(width=4)", "nextstep_user:load"
+    ok("train", "--model", model, "--data", data, "--l1", "0", "--epochs", "1", "-o", path)
+    expected = ["pruning-limit", "train", "--init", str(path), "--model", model, "--data", data, "-o", str(tmp_path / "user-l1.pt")]
+    for given in (["--trust-checkpoint"], ["--model", model, "--data", data], ["--model", model, "--trust-checkpoint"]):
+        record = json.loads(ok("predict", path, *given, *SLQ, "--json").stdout)
+        assert shlex.split(record["next"]) == expected, given
+        assert f"--model '{model}' --data {data}" in record["next"]  # quoted for the shell: it holds ( and =
+        text = ok("predict", path, *given, *SLQ).stdout.splitlines()
+        assert text[-len(next_lines(record["next"], record["next_reason"])):] == next_lines(record["next"], record["next_reason"])
+    # the command the error itself proposes for such a bundle, quoted for the shell as well
+    fails("train", "--init", path, "--data", data, "--epochs", "1", "-o", tmp_path / "x.pt",
+          match=f"give it yourself with --model '{model}' or pass --trust-checkpoint")
+
+
+@pytest.mark.parametrize("command", ["predict", "train"])
+def test_trust_checkpoint_help_names_a_stored_function_too(command):
+    """The flag also lets a checkpoint's own model or data function run (checkpoint.check_stored_spec),
+    which its refusal points to, but --help named only pickled models and TorchScript (a review)."""
+    text = " ".join(ok(command, "--help").stdout.split())
+    assert "a checkpoint that names its own model or data function" in text

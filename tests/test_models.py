@@ -76,6 +76,9 @@ def test_record_rebuilds_the_same_architecture():
     "spec, message",
     [
         ("mlp:abc", "hidden widths must be integers"),
+        ("mlp:\u0663", "hidden widths must be integers .* got '\u0663'"),  # ASCII digits only: int() read these as 3 and 4
+        ("mlp:8,\uff14", "hidden widths must be integers"),
+        ("resnet20:\u0663", "must be integers"),
         ("mlp:", "give hidden widths after 'mlp:' .*'mlp:0' for a linear model"),
         ("pruning_limits.models:resnet20(depth=3)", "unexpected keyword argument 'depth'"),
         ("mlp:10,0", "must be >= 1"),
