@@ -1484,9 +1484,16 @@ def save_module(path: str | os.PathLike[str], module: nn.Module, *, training: Ma
 
 
 def _plain(value: Any, name: str) -> Any:
-    """Convert numpy scalars and tuples to plain types; refuse anything weights_only cannot load."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    """Convert numpy scalars and tuples to plain types; refuse anything weights_only cannot load.
+
+    Subclasses of the plain types become those types: ``np.float64`` (a ``float``) and torch's
+    ``TorchVersion`` (a ``str``) were stored as they were, and the bundle's own reader refused
+    the file (a validation script's cache, 2026-12-06)."""
+    if value is None or type(value) in (bool, int, float, str):
         return value
+    for plain in (bool, int, float, str):  # bool first: it is an int
+        if isinstance(value, plain):
+            return plain(value)
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         return value.item()
     if isinstance(value, Mapping):

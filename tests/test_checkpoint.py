@@ -153,6 +153,27 @@ def test_bundle_settings_must_be_plain(tmp_path, model):
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_subclasses_of_plain_settings_are_stored_as_plain_types(tmp_path, model):
+    """``np.float64`` (a float) and torch's ``TorchVersion`` (a str) were stored as they were, and
+    the bundle's own reader refused the file (a validation script's cache, 2026-12-06)."""
+    import enum
+
+    import numpy as np
+
+    class Size(enum.IntEnum):
+        SMALL = 3
+
+    path = tmp_path / "m.pt"
+    training = {"loss": np.float64(0.25), "torch": torch.__version__, "size": Size.SMALL, "flag": np.bool_(True),
+                "nested": [np.float64(1.5), {"k": np.int64(4)}]}
+    save_bundle(path, model, model_spec="mlp:8", data_spec="digits", training=training)
+    stored = read_checkpoint(path).training
+    assert stored == {"loss": 0.25, "torch": str(torch.__version__), "size": 3, "flag": True,
+                      "nested": [1.5, {"k": 4}]}
+    assert [type(stored[k]) for k in ("loss", "torch", "size", "flag")] == [float, str, int, bool]
+    assert type(stored["nested"][0]) is float and type(stored["nested"][1]["k"]) is int
+
+
 def test_bundle_of_other_version_is_refused(tmp_path, model):
     """A newer bundle says to upgrade, naming the release that wrote it when it records one (a review)."""
     path = tmp_path / "future.pt"
