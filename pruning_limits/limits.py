@@ -48,8 +48,8 @@ KNEE_STEP = 0.01
 FLAT_KNEE = 25.0
 
 #: What docs/validation.md measured below ``FLAT_KNEE`` (ranges of gaps, run counts) is read at run
-#: time from ``pruning_limits/evidence.json`` (``regime.read_evidence``; which script wrote which
-#: section, and which section no script of this checkout rewrites, is in :mod:`pruning_limits.regime`).
+#: time from ``pruning_limits/evidence.json`` (``regime.read_evidence``; which script writes which
+#: section is in :mod:`pruning_limits.regime`).
 
 
 @dataclass(frozen=True)

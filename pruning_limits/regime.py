@@ -29,11 +29,12 @@ l1, l1 runs with a flat knee for a flat knee, nothing for a knee the test cannot
 
 The numbers quoted with a verdict (ranges of past gaps, run counts) are read at run time from
 ``pruning_limits/evidence.json``; nothing is typed here. Its ``suite`` section is written by
-``examples/validation/run_validation.py --evidence-from``. Its ``flat_knee`` section is not
-written by any script of this checkout: it carries the constants of earlier runs
-(``seed_spread.py``, ``preregistered.py``, ``preregistered_flat_knee.py``, whose records are not
-in the repository) unchanged, as its ``written_by`` says; the suite's later l1 rows with a flat
-knee are quoted beside it from ``suite.outside_l1``.
+``examples/validation/run_validation.py --evidence-from``. Its ``flat_knee`` section is written by
+``examples/validation/pooled_preregistered.py --evidence`` from the cached records of
+``seed_spread.py --fixed-l1 --seeds 0 1 2``, ``preregistered.py`` and
+``preregistered_flat_knee.py`` (the cache is not in the repository; the section's
+``written_by`` and ``date`` say which run it holds); the suite's later l1 rows with a flat knee
+are quoted beside it from ``suite.outside_l1``.
 """
 
 from __future__ import annotations

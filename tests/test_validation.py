@@ -230,6 +230,45 @@ def test_flat_knee_preregistration_rules(monkeypatch):
     assert module.verdicts(sharp, 25.0)["rule 1"] == "untested (0 flagged networks)"
 
 
+def test_flat_knee_evidence_pools_the_flagged_runs_counting_the_repeated_network_once(monkeypatch, tmp_path):
+    """``pooled_preregistered.flat_knee_section`` on hand-made records of the three sources, and the
+    one-line refusal of ``--evidence`` where records are missing."""
+    import importlib
+
+    from pruning_limits.regime import check_evidence
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    module = importlib.import_module("pooled_preregistered")
+
+    def record(gap_points, steepness, accuracy=0.9):
+        return {"measured": 0.5, "kinematic": 0.5 + gap_points / 100, "knee_steepness_at_prediction": steepness,
+                "test_accuracy": accuracy}
+
+    suite = [record(2.9, 17), record(-0.2, 150), record(2.4, 28)]
+    first = [record(6.6, 3), record(0.6, 80)]
+    # network 1 repeats a suite run (its gap made unlike any other, to see whether it is counted);
+    # network 2 is a collapsed classifier, counted like the others; a knee of exactly 25 is not flat
+    second = [record(28.4, 3), record(50.0, 1), record(1.9, 16, accuracy=0.479), record(0.2, 700),
+              record(-0.3, 24.9), record(1.0, 25.0, accuracy=None)]
+    section = module.flat_knee_section(suite, first, second, {1: "a suite row"}, 25.0)
+    assert section == {
+        "level": 25.0, "runs": 5, "gaps": [-0.3, 28.4], "blind_runs": 3, "others": {"runs": 5, "gaps": [-0.2, 2.4]},
+        "pooled_runs": 10, "flagged_by_source": {
+            "seed_spread.py --fixed-l1": 1, "preregistered.py": 1, "preregistered_flat_knee.py": 3},
+    }
+    check_evidence({"flat_knee": section})  # the shape the trust messages read
+    counted_twice = module.flat_knee_section(suite, first, second, {}, 25.0)
+    assert (counted_twice["runs"], counted_twice["gaps"], counted_twice["blind_runs"]) == (6, [-0.3, 50.0], 4)
+
+    with pytest.raises(SystemExit) as refused:
+        module.read_evidence_records(tmp_path)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"--evidence: expected every record in {tmp_path}; missing: ")
+    assert "seed_spread.py --fixed-l1 digits-mlp32 seeds 0 1 2; " in message
+    assert "preregistered.py networks 0 1 2 3 4 5 6 7" in message
+    assert "preregistered_flat_knee.py networks 0 1 2 3 4 5 6 7 8 9" in message
+
+
 def test_example_scripts_import_only_names_that_exist():
     """Every ``from X import Y`` in examples/ and benchmarks/ (also inside functions) resolves.
 

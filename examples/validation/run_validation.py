@@ -168,7 +168,7 @@ def trained_model(row: Row, data, cache: Path | None, seed: int, log) -> tuple[o
     import torch
 
     # the float rounding of training depends on these (docs/validation.md, 2026-12-06: the λ = 0 controls)
-    settings["threads"], settings["torch"] = torch.get_num_threads(), torch.__version__
+    settings["threads"], settings["torch"] = torch.get_num_threads(), str(torch.__version__)  # a TorchVersion fails weights_only
     settings["final_test_accuracy"] = history.to_dict().get("test_accuracy", [None])[-1]
     settings["final_test_loss"] = evaluate_loss(model, data.test) if data.test is not None else None
     log(f"[{row.name}] trained in {settings['train_seconds']:.0f} s")

@@ -35,6 +35,19 @@ FIXED_L1 = {"digits-fc5": 5e-4}
 FIXED_L1_DEFAULT = 1e-3
 
 
+def fixed_l1_rows() -> dict:
+    """The rows ``--fixed-l1`` runs, by name: the suite's λ-auto l1 rows (those of 2026-11-22; the
+    architecture rows came later, at a fixed λ) at the λ of that day (``FIXED_L1``)."""
+    from dataclasses import replace
+
+    from run_validation import ROWS, is_l1
+
+    return {
+        row.name: replace(row, l1=FIXED_L1.get(row.name, FIXED_L1_DEFAULT))
+        for row in ROWS if is_l1(row) and not row.init and row.l1 == "auto"
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -55,17 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_limits.data import load_data
     from pruning_limits.limits import knee_steepness
     from pruning_limits.masks import distance_curve
-    from dataclasses import replace
 
     from run_validation import ROWS, bundle_path, is_l1, run_row, trained_model
 
     torch.set_num_threads(args.threads)
-    trained = {row.name: row for row in ROWS if is_l1(row) and not row.init}
-    if args.fixed_l1:
-        trained = {
-            name: replace(row, l1=FIXED_L1.get(name, FIXED_L1_DEFAULT)) for name, row in trained.items()
-            if row.l1 == "auto"  # the suite's rows of 2026-11-22 (the architecture rows came later, at a fixed λ)
-        }
+    trained = fixed_l1_rows() if args.fixed_l1 else {row.name: row for row in ROWS if is_l1(row) and not row.init}
     names = args.rows.split(",") if args.rows else list(trained)
     unknown = [n for n in names if n not in trained]
     if unknown:
