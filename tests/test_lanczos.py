@@ -242,6 +242,38 @@ def test_block_lanczos_rank_one_operator_and_memory_budget() -> None:
         block_lanczos(lambda V: V, 1000, 50, rademacher_probes(1000, 4), memory_budget=block_lanczos_bytes(1000, 50, 4) - 1)
 
 
+class _Diagonal:
+    """A diagonal operator of ``D`` values from 0.01 to 10, as :func:`~pruning_limits.spectrum.slq` takes one."""
+
+    dtype = np.float64
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.values = np.linspace(0.01, 10.0, dim)
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        return self.values * v
+
+    def matmat(self, V: np.ndarray) -> np.ndarray:
+        return self.values[:, None] * V
+
+
+def _traced_slq(operator: _Diagonal, **settings) -> tuple:
+    """``slq(operator, seed=0, **settings)`` and the peak bytes tracemalloc saw it allocate (numpy's
+    arrays among them)."""
+    import tracemalloc
+
+    from pruning_limits.spectrum import slq
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        spectrum = slq(operator, seed=0, **settings)
+        return spectrum, tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
 def test_the_reorthogonalised_block_rule_holds_its_budget_with_its_working_blocks() -> None:
     """The re-orthogonalised block rule's count, and slq's choice of it, left out the five
     working blocks it shares with the bounded rule (the probes, the current and previous blocks,
@@ -251,40 +283,17 @@ def test_the_reorthogonalised_block_rule_holds_its_budget_with_its_working_block
     byte less runs the bounded rule, and ``"full"`` refuses that naming the blocks. Traced with
     tracemalloc, which sees numpy's arrays (at these sizes the peak is in the product, where
     every block is one), allowed 1 % for the small arrays beside them."""
-    import tracemalloc
-
-    from pruning_limits.spectrum import slq
-
     dim, probes, steps = 50_000, 8, 10
-    values = np.linspace(0.01, 10.0, dim)
-
-    class Diagonal:
-        dtype = np.float64
-
-        def __init__(self) -> None:
-            self.dim = dim
-
-        def matvec(self, v: np.ndarray) -> np.ndarray:
-            return values * v
-
-        def matmat(self, V: np.ndarray) -> np.ndarray:
-            return values[:, None] * V
-
+    operator = _Diagonal(dim)
     need = full_block_lanczos_bytes(dim, steps, probes)
     assert need == block_lanczos_bytes(dim, steps, probes) + projection_bytes(dim, steps, probes) + 5 * probes * dim * 8
     for budget, mode in ((need, "full"), (need - 1, "none")):
-        tracemalloc.start()
-        try:
-            base = tracemalloc.get_traced_memory()[0]
-            spectrum = slq(Diagonal(), iterations=steps, probes=probes, seed=0, memory_budget=budget)
-            peak = tracemalloc.get_traced_memory()[1] - base
-        finally:
-            tracemalloc.stop()
+        spectrum, peak = _traced_slq(operator, iterations=steps, probes=probes, memory_budget=budget)
         assert spectrum.reorthogonalization == mode
         assert peak <= 1.01 * budget, (mode, peak / budget)
     starts = rademacher_probes(dim, probes, seed=0)
     with pytest.raises(PruningLimitsError) as info:
-        block_lanczos(Diagonal().matmat, dim, steps, starts, memory_budget=need - 1)
+        block_lanczos(operator.matmat, dim, steps, starts, memory_budget=need - 1)
     blocks = plain_block_lanczos_bytes(dim, probes)
     assert str(info.value).startswith(
         f"the block Lanczos basis (80 vectors of 50000 float64, 32000000 bytes (0.0298 GiB)) with its projected matrix "
@@ -300,35 +309,11 @@ def test_the_reorthogonalised_gauss_rule_holds_its_budget_with_its_working_vecto
     counts ``PLAIN_PROBE_VECTORS`` beside the basis; a budget of it runs re-orthogonalised within
     it (1 % allowed for the small arrays beside the vectors), one byte less runs the bounded
     recurrence."""
-    import tracemalloc
-
-    from pruning_limits.spectrum import slq
-
     dim, steps = 100_000, 5
-    values = np.linspace(0.01, 10.0, dim)
-
-    class Diagonal:
-        dtype = np.float64
-
-        def __init__(self) -> None:
-            self.dim = dim
-
-        def matvec(self, v: np.ndarray) -> np.ndarray:
-            return values * v
-
-        def matmat(self, V: np.ndarray) -> np.ndarray:
-            return values[:, None] * V
-
     need = lanczos_probes_bytes(dim, steps, 1, "full")
     assert need == (steps + 1 + PLAIN_PROBE_VECTORS) * dim * 8
     for budget, mode in ((need, "full"), (need - 1, "none")):
-        tracemalloc.start()
-        try:
-            base = tracemalloc.get_traced_memory()[0]
-            spectrum = slq(Diagonal(), iterations=steps, probes=1, rule="gauss", seed=0, memory_budget=budget)
-            peak = tracemalloc.get_traced_memory()[1] - base
-        finally:
-            tracemalloc.stop()
+        spectrum, peak = _traced_slq(_Diagonal(dim), iterations=steps, probes=1, rule="gauss", memory_budget=budget)
         assert spectrum.reorthogonalization == mode
         assert peak <= 1.01 * budget, (mode, peak / budget)
 
