@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import pickle
@@ -481,6 +482,23 @@ def _is_safetensors(file: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= file.stat().st_size - 8
 
 
+def _looks_like_torch_file(data: bytes) -> bool:
+    """Whether ``data`` starts as ``torch.save`` or ``torch.jit.save`` writes: a pickle (the
+    legacy format), or a zip archive with an ``ARCHIVE/data.pkl`` member (a ``.npz`` is a zip too).
+    A zip cut short, without its directory, is judged by its first member's name."""
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # pickle protocol 2 to 5
+        return True
+    if data[:4] != b"PK\x03\x04":
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        length = int.from_bytes(data[26:28], "little")  # the first local file header's name
+        names = [data[30 : 30 + length].decode("utf-8", "replace")]
+    return any(re.fullmatch(r"[^/]+/data(\.pkl|/[0-9]+)", name) for name in names)
+
+
 def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file (read fully into memory; no code runs).
 
@@ -499,7 +517,10 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         tensors = load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise PruningLimitsError(f"{str(file)!r} is not a readable safetensors file: {message_line(exc)}") from None
+        hint = " (it looks like a PyTorch file: rename it .pt)" if _looks_like_torch_file(data) else ""
+        raise PruningLimitsError(
+            f"{str(file)!r} is not a readable safetensors file: {message_line(exc)}{hint}"
+        ) from None
     except KeyError as exc:  # a dtype safetensors knows and torch has no type for (F4, F6_E2M3, F8_E8M0, ...)
         dtype = exc.args[0] if exc.args else "?"
         names = _tensors_of_dtype(data, dtype)
@@ -1178,7 +1199,7 @@ def tied_groups(model: nn.Module) -> list[list[str]]:
     return [names for names in groups.values() if len(names) > 1]
 
 
-def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> None:
+def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any], spec: str | None = None) -> None:
     """Check that ``state_dict`` has exactly the keys and shapes of ``model.state_dict()``, and
     tensors of the model's kind for every key, in the dense strided layout and not on the meta
     device: real floating-point ones where the model has them (``load_state_dict`` would cast
@@ -1188,6 +1209,12 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> No
     Names the model ties to one tensor (tied weights) are one key: the file may hold one of
     them (``safetensors.torch.save_model`` writes a shared tensor once) or several with equal
     values; different values under them are refused (loading kept the last one silently).
+
+    Args:
+        model: the model the weights are for.
+        state_dict: the weights.
+        spec: the model spec ``model`` was built from, which the error names (the model's
+            class where there is none).
 
     Raises:
         PruningLimitsError: naming the missing, unexpected, mis-shaped and mis-typed keys and
@@ -1234,7 +1261,9 @@ def check_state_dict_fits(model: nn.Module, state_dict: Mapping[str, Any]) -> No
         problems.append(f"different values under names the model ties to one tensor {_short_list(differing)}")
     if problems:
         raise PruningLimitsError(
-            f"the state_dict does not fit model {type(model).__name__}: " + "; ".join(problems) + _key_hint(expected, state_dict)
+            f"the state_dict does not fit model {repr(spec) if spec else type(model).__name__}: "
+            + "; ".join(problems)
+            + _key_hint(expected, state_dict)
         )
 
 
@@ -1383,9 +1412,9 @@ def build_from_checkpoint(
         # user's factory is called once, as before)
         sketch = None if calls_user_code(spec) else _on_meta(lambda: build_model(spec, sizes, seed=seed))
         if sketch is not None:
-            check_state_dict_fits(sketch, checkpoint.state_dict)
+            check_state_dict_fits(sketch, checkpoint.state_dict, spec)
         model = build_model(spec, sizes, seed=seed)
-        check_state_dict_fits(model, checkpoint.state_dict)
+        check_state_dict_fits(model, checkpoint.state_dict, spec)
         model.load_state_dict(with_tied_keys(model, checkpoint.state_dict))
     if checkpoint.params is not None:  # a bundle's or a Hugging Face folder's stored selection
         from .objective import select_parameters

@@ -116,17 +116,32 @@ class ModelRecord:
             ) from None
 
 
+def _is_size(item: str, minimum: int) -> bool:
+    """Whether ``item`` is ASCII digits of a value from ``minimum`` to 2**31 - 1 (int() reads "٣"
+    as 3, but the record keeps the spec as typed; larger: no tensor has that size)."""
+    return re.fullmatch(r"[0-9]+", item) is not None and minimum <= int(item) < 2**31
+
+
 def _parse_ints(spec: str, text: str, minimum: int, what: str) -> list[int]:
     values = []
     for item in text.split(","):
         item = item.strip()
-        # ASCII digits only: int() reads "٣" as 3, but the record keeps the spec as typed
-        if not re.fullmatch(r"[0-9]+", item) or not minimum <= int(item) < 2**31:  # larger: no tensor has that size
+        if not _is_size(item, minimum):
             raise PruningLimitsError(
                 f"model spec {spec!r}: {what} must be integers from {minimum} to 2**31 - 1 separated by commas, got {item!r}"
             )
         values.append(int(item))
     return values
+
+
+def _parse_int(spec: str, text: str, minimum: int, what: str) -> int:
+    """The one value of an option that takes one (``resnet20:W``, ``cnn1d:C``)."""
+    item = text.strip()
+    if not _is_size(item, minimum):
+        raise PruningLimitsError(
+            f"model spec {spec!r}: {what} must be one integer from {minimum} to 2**31 - 1, got {item!r}"
+        )
+    return int(item)
 
 
 #: Bytes of Python objects a built layer takes at least, beside its parameters: an ``nn.Linear``
@@ -347,17 +362,13 @@ def _construct(spec: str, input_shape: tuple[int, ...], outputs: int, vocab_size
             raise PruningLimitsError(f"model spec {spec!r}: expected cnn:C1,C2 (two channel counts)")
         return _cnn(input_shape, channels, outputs, spec)
     if name == "cnn1d":
-        channels = _parse_ints(spec, options, 1, "channels") if sep else [CNN1D_DEFAULT_CHANNELS]
-        if len(channels) != 1:
-            raise PruningLimitsError(f"model spec {spec!r}: expected cnn1d:C (one channel count)")
-        return _cnn1d(input_shape, channels[0], outputs, spec)
+        channels = _parse_int(spec, options, 1, "the channel count C of cnn1d:C") if sep else CNN1D_DEFAULT_CHANNELS
+        return _cnn1d(input_shape, channels, outputs, spec)
     if name in ("resnet20", "resnet18"):
         default = RESNET20_DEFAULT_WIDTH if name == "resnet20" else RESNET18_DEFAULT_WIDTH
-        widths = _parse_ints(spec, options, 1, "width") if sep else [default]
-        if len(widths) != 1:
-            raise PruningLimitsError(f"model spec {spec!r}: expected {name}:W (one first-stage width)")
+        width = _parse_int(spec, options, 1, f"the first-stage width W of {name}:W") if sep else default
         prefix, c, h, w = _image_layout(input_shape, spec)
-        net = (resnet20 if name == "resnet20" else resnet18)(num_classes=outputs, in_channels=c, width=widths[0])
+        net = (resnet20 if name == "resnet20" else resnet18)(num_classes=outputs, in_channels=c, width=width)
         return nn.Sequential(*prefix, net) if prefix else net
     if name == "transformer":
         values = _parse_ints(spec, options, 1, "D,L,H[,P]") if sep else list(TRANSFORMER_DEFAULTS)

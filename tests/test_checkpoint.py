@@ -290,6 +290,7 @@ def test_state_dict_mismatch_names_the_keys(model, digits):
         check_state_dict_fits(other, model.state_dict())
     message = str(info.value)
     assert "mis-shaped" in message and "1.weight (8, 64) vs (9, 64)" in message
+    assert message.startswith("the state_dict does not fit model Sequential: ")  # no spec: the class
     state = dict(model.state_dict())
     state.pop("3.bias")
     state["extra.weight"] = torch.zeros(2)
@@ -298,6 +299,23 @@ def test_state_dict_mismatch_names_the_keys(model, digits):
     message = str(info.value)
     assert "missing keys [3.bias]" in message and "unexpected keys [extra.weight]" in message
     assert "\n" not in message
+
+
+def test_state_dict_mismatch_names_the_model_spec(tmp_path, model, digits):
+    """It named the class ("does not fit model Sequential"), not the spec the user gave or the
+    bundle stored."""
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(PruningLimitsError, match=(
+        r"^the state_dict does not fit model 'mlp:9': mis-shaped \(checkpoint vs model\) \[1\.weight \(8, 64\) vs \(9, 64\)"
+    )) as info:
+        build_from_checkpoint(read_checkpoint(path), model_spec="mlp:9", data=digits)
+    one_line(info)
+    bundle = tmp_path / "bundle.pt"  # a bundle whose stored spec does not fit its weights
+    save_bundle(bundle, model, model_spec="mlp:4", data_spec="digits")
+    with pytest.raises(PruningLimitsError, match=r"^the state_dict does not fit model 'mlp:4': mis-shaped ") as info:
+        build_from_checkpoint(read_checkpoint(bundle))
+    one_line(info)
 
 
 def test_non_finite_weights_are_refused(tmp_path, model, digits):
@@ -572,6 +590,35 @@ def test_not_a_checkpoint(tmp_path, content, match):
         read_checkpoint(path)
     assert "EOFError: EOFError" not in str(info.value)  # an empty message is not repeated as the type
     one_line(info)
+
+
+def test_a_pytorch_file_named_safetensors_is_told_to_be_renamed(tmp_path, model, digits):
+    """It said only "...is not a readable safetensors file: ... header too large"."""
+    import numpy as np
+
+    hint = " (it looks like a PyTorch file: rename it .pt)"
+    zipped, legacy, scripted = (tmp_path / f"{name}.safetensors" for name in ("zipped", "legacy", "scripted"))
+    torch.save(model.state_dict(), zipped)
+    torch.save(model.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    torch.jit.save(torch.jit.trace(model, digits.x_train[:2]), scripted)
+    cut = tmp_path / "cut.safetensors"  # no zip directory: judged by its first member's name
+    cut.write_bytes(zipped.read_bytes()[:200])
+    for path in (zipped, legacy, scripted, cut):
+        with pytest.raises(PruningLimitsError, match=(
+            f"^{re.escape(repr(str(path)))} is not a readable safetensors file: .*{re.escape(hint)}$"
+        )) as info:
+            read_checkpoint(path)
+        one_line(info)
+    # a NumPy archive is a zip too, and text is neither: no hint
+    numpy_zip = tmp_path / "arrays.safetensors"
+    with open(numpy_zip, "wb") as handle:
+        np.savez(handle, x=np.zeros(3))
+    text = tmp_path / "text.safetensors"
+    text.write_bytes(b"hello, this is text")
+    for path in (numpy_zip, text):
+        with pytest.raises(PruningLimitsError, match="is not a readable safetensors file") as info:
+            read_checkpoint(path)
+        assert "PyTorch" not in str(info.value)
 
 
 def test_pickle_of_plain_non_model_content(tmp_path):

@@ -78,7 +78,14 @@ def test_record_rebuilds_the_same_architecture():
         ("mlp:abc", "hidden widths must be integers"),
         ("mlp:\u0663", "hidden widths must be integers .* got '\u0663'"),  # ASCII digits only: int() read these as 3 and 4
         ("mlp:8,\uff14", "hidden widths must be integers"),
-        ("resnet20:\u0663", "must be integers"),
+        ("resnet20:\u0663", "must be one integer"),
+        # options that take one value say so (it said "integers ... separated by commas")
+        ("resnet20:x", r"^model spec 'resnet20:x': the first-stage width W of resnet20:W must be one integer "
+                       r"from 1 to 2\*\*31 - 1, got 'x'$"),
+        ("resnet18:8,4", r"^model spec 'resnet18:8,4': the first-stage width W of resnet18:W must be one integer "
+                         r"from 1 to 2\*\*31 - 1, got '8,4'$"),
+        ("cnn1d:0", r"^model spec 'cnn1d:0': the channel count C of cnn1d:C must be one integer from 1 to "
+                    r"2\*\*31 - 1, got '0'$"),
         ("mlp:", "give hidden widths after 'mlp:' .*'mlp:0' for a linear model"),
         ("pruning_limits.models:resnet20(depth=3)", "unexpected keyword argument 'depth'"),
         ("mlp:10,0", "must be >= 1"),

@@ -84,7 +84,7 @@ def test_missing_and_mis_shaped_tensors_are_one_line(tmp_path):
         build_from_checkpoint(read_checkpoint(tmp_path / "missing.safetensors"), model_spec="mlp:16", data=SIZES)
     one_line(info)
     with pytest.raises(PruningLimitsError, match=(
-        r"^the state_dict does not fit model Sequential: missing keys \[3\.weight\]; "
+        r"^the state_dict does not fit model 'mlp:8': missing keys \[3\.weight\]; "
         r"mis-shaped \(checkpoint vs model\) \[1\.weight \(16, 64\) vs \(8, 64\), 1\.bias \(16,\) vs \(8,\)\]$"
     )) as info:
         build_from_checkpoint(read_checkpoint(tmp_path / "missing.safetensors"), model_spec="mlp:8", data=SIZES)
