@@ -345,9 +345,7 @@ def answer_lines(
         else:
             head = f"predicted {s_star}, measured {_pct(measured)} sparsity, difference {diff:+.1f} points"
     lines = [head, *trust_lines(trust)]
-    unsettled = unsettled_mark(prediction.get("spectrum") if spectrum is None else spectrum)
-    if unsettled:
-        lines.append(unsettled)
+    lines += unsettled_mark(prediction.get("spectrum") if spectrum is None else spectrum)
     if not inside and next_command:
         lines += next_lines(next_command, next_reason)
     return lines
@@ -359,20 +357,24 @@ def _unsettled_stop(spectrum: Mapping[str, Any] | None) -> Mapping[str, Any] | N
     return stop if stop.get("adaptive") and stop.get("converged") is False else None
 
 
-def unsettled_mark(spectrum: Mapping[str, Any] | None) -> str | None:
-    """One short line beside the answer of an adaptive SLQ run that did not settle, else ``None``.
+def unsettled_mark(spectrum: Mapping[str, Any] | None, width: int = LINE_WIDTH) -> list[str]:
+    """The mark beside the answer of an adaptive SLQ run that did not settle (wrapped by
+    :func:`hang`), else no line.
 
     The command's warning, on stderr, says why and what to raise; ``-q`` hides it and a
     redirected stdout never had it, so the answer itself carries the mark (a review,
-    2026-12-06). ``spectrum``: a spectrum record with its ``stopping``.
+    2026-12-06). ``spectrum``: a spectrum record with its ``stopping``. Until 2026-12-06 it was
+    one line of 92 characters at the default tolerance, and read "(SLQ dimension)" where ``D``
+    allowed no more steps.
     """
     stop = _unsettled_stop(spectrum)
     if stop is None:
-        return None
+        return []
+    why = "D allows no more steps" if stop.get("ended") == "dimension" else "SLQ step limit"
     moved, tolerance = stop.get("moved"), stop.get("tolerance")
-    how = (f": s* moved {100 * moved:.2f} points, tolerance {100 * tolerance:g}"
+    how = (f", s* moved {100 * moved:.2f} points, tolerance {100 * tolerance:g}"
            if moved is not None and tolerance else "")
-    return f"not settled{how} (SLQ {stop.get('ended', 'step limit')}): the answer may still move"
+    return hang("not settled: ", f"{why}{how}; the answer may still move", width)
 
 
 def _reference_share(path: Mapping[str, Any]) -> float:

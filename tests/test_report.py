@@ -434,11 +434,16 @@ def test_an_unsettled_answer_carries_its_mark_on_stdout():
     inside = {"in_regime": True, "level": "in regime", "reason": "sharp knee", "evidence": ""}
     stop = {"adaptive": True, "converged": False, "ended": "step limit", "moved": 0.0062, "tolerance": 0.002}
     lines = report.answer_lines({"sparsity": 0.62, "interval": None, "spectrum": {"stopping": stop}}, inside)
-    assert lines[-1] == "not settled: s* moved 0.62 points, tolerance 0.2 (SLQ step limit): the answer may still move"
+    assert lines[-2:] == ["not settled: SLQ step limit, s* moved 0.62 points, tolerance 0.2;",
+                          "             the answer may still move"]  # 91 characters on one line
+    assert all(len(line) <= report.LINE_WIDTH for line in lines)
     # the validate record passes its prediction, whose spectrum is the same
     lines = report.answer_lines({"sparsity": 0.62, "interval": None}, inside, measured=0.6,
                                 spectrum={"stopping": {**stop, "moved": None}})
-    assert lines[-1] == "not settled (SLQ step limit): the answer may still move"
+    assert lines[-1] == "not settled: SLQ step limit; the answer may still move"
+    lines = report.answer_lines({"sparsity": 0.62, "interval": None}, inside,
+                                spectrum={"stopping": {**stop, "ended": "dimension", "moved": None}})
+    assert lines[-1] == "not settled: D allows no more steps; the answer may still move"
     for stopping in ({**stop, "converged": True}, {"adaptive": False}, {}):
         lines = report.answer_lines({"sparsity": 0.62, "interval": None, "spectrum": {"stopping": stopping}}, inside)
         assert not any(line.startswith("not settled") for line in lines)
