@@ -117,7 +117,7 @@ def _run_demo(
     from pruning_limits.checkpoint import save_bundle
     from pruning_limits.models import build_model
     from pruning_limits.regpath import train_auto
-    from pruning_limits.report import REPORT_FIGURES, report_figure_path, write_json
+    from pruning_limits.report import REPORT_FIGURES, plural, report_figure_path, write_json
 
     from ._pipeline import command_device
     from .commands import _history_summary, _training_settings, emit_validation, run_validation
@@ -157,5 +157,5 @@ def _run_demo(
     # one line for every file written (two said it, and the second left out model.pt and result.json);
     # the figures by their pattern, which report.md names one by one (the six names took 112 characters)
     figures = [path for path in (report_figure_path(out / "report.md", name) for name in REPORT_FIGURES) if path.is_file()]
-    shown = f" and its {len(figures)} figure{'s' * (len(figures) != 1)} (report-*.png)" if figures else ""
+    shown = f" and its {plural(len(figures), 'figure')} (report-*.png)" if figures else ""
     console.log(f"wrote {out}/: model.pt, result.json, report.md{shown}")

@@ -23,11 +23,6 @@ def _eps_text(eps: float) -> str:
     return epsilon_text(eps)
 
 
-def _plural(count: int, noun: str) -> str:
-    """``"1 stream"``, ``"2 streams"`` (it said "1 streams")."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _num(value: Any) -> str:
     if value is None:
         return "-"
@@ -115,14 +110,14 @@ def _summary(record: dict[str, Any], check: dict[str, Any]) -> list[str]:
     if fits.get("neuron"):
         f = fits["neuron"]
         lines.append(f"neuron: lower bound ~ (1/ε)^{f['exponent']:.2f} (R² {f['r2']:.3f}, {f['points']} points)")
-    from pruning_limits.report import hang  # not at import: --help imports neither numpy nor torch
+    from pruning_limits.report import hang, plural  # not at import: --help imports neither numpy nor torch
 
     limits = check.get("weight_limit", 0)
     lines += hang(
         "re-checked: ",
         f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact certificates, "
-        + (f"{_plural(limits, 'weight limit')} re-derived, " if limits else "")
-        + f"{_plural(check['streams'], 'stream')}, medians and fits: "
+        + (f"{plural(limits, 'weight limit')} re-derived, " if limits else "")
+        + f"{plural(check['streams'], 'stream')}, medians and fits: "
         + ("all valid." if not check["problems"] else f"{len(check['problems'])} FAILED; {check['problems'][0]}"),
     )
     if exact:
@@ -226,14 +221,14 @@ def gap_command(
         if as_json:
             console.result(json.dumps(check, indent=2))
         else:
-            from pruning_limits.report import hang
+            from pruning_limits.report import hang, plural
 
             limits = check.get("weight_limit", 0)
             console.result("\n".join(hang(
                 f"{'all certificates valid' if not check['problems'] else 'INVALID certificates'}: ",
                 f"{check['weight']} weight, {check['neuron']} LP, {check['exact']} exact"
-                + (f", {_plural(limits, 'weight limit')} re-derived" if limits else "")
-                + f"; {_plural(check['streams'], 'stream')} regenerated, medians and fits recomputed",
+                + (f", {plural(limits, 'weight limit')} re-derived" if limits else "")
+                + f"; {plural(check['streams'], 'stream')} regenerated, medians and fits recomputed",
             )))
             for problem in check["problems"]:
                 console.result(f"  {problem}")
